@@ -1,0 +1,33 @@
+"""rtinfer: real-time inference of small neural models.
+
+    import rtinfer
+    rt = rtinfer.load("model.rtm")          # or a FrozenModel, or "model.onnx"
+    y = rt.predict_one(x)
+    report = rt.measure(X, budget_us=100)
+
+The runtime (this package, minus ``rtinfer.train``) needs only numpy and numba.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .frozen import FrozenModel, FrozenModelError, Layer, TensorRef  # noqa: F401
+from .ops import Act, Op  # noqa: F401
+
+_LAZY = {
+    "load": ("rtinfer.runtime", "load"),
+    "Runtime": ("rtinfer.runtime", "Runtime"),
+    "LatencyReport": ("rtinfer.latency", "LatencyReport"),
+    "load_frozen": ("rtinfer.rtm", "load_frozen"),
+    "save_frozen": ("rtinfer.rtm", "save_frozen"),
+    "RtmFormatError": ("rtinfer.rtm", "RtmFormatError"),
+}
+
+
+def __getattr__(name):  # lazy: importing rtinfer does not import numba
+    if name in _LAZY:
+        import importlib
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'rtinfer' has no attribute {name!r}")

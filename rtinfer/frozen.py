@@ -1,0 +1,244 @@
+"""FrozenModel: the contract between training, ONNX import and the runtime.
+
+A frozen model is data: a tuple of small ``Layer`` specs plus one flat buffer per dtype
+(``"f32"`` float32, ``"i8"`` int8, ``"i32"`` int32). Layers point into the buffers with
+``TensorRef`` (buffer key, element offset, shape). A FrozenModel holds no reference to a
+training object; it is produced by ``export.freeze`` and ``export.from_onnx`` and consumed by
+``rtinfer.reference`` (the golden NumPy executor), the planner and ``.rtm`` I/O.
+
+Shapes are per sample: a batch ``X`` has shape ``(N, *input_shape)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from .ops import ACT_DEFAULTS, INT8_INPUT_OPS, INT8_OUTPUT_OPS, Act, Op
+
+BUFFER_DTYPES: dict[str, np.dtype] = {
+    "f32": np.dtype("<f4"),
+    "i8": np.dtype("i1"),
+    "i32": np.dtype("<i4"),
+}
+
+
+class FrozenModelError(ValueError):
+    """A FrozenModel is inconsistent (bad offsets, shapes, codes or parameters)."""
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    buffer: str  # "f32" | "i8" | "i32"
+    offset: int  # in elements of the buffer's dtype
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class Layer:
+    op: Op
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    act: Act = Act.IDENTITY
+    tensors: Mapping[str, TensorRef] = field(default_factory=dict)
+    attrs: Mapping[str, float] = field(default_factory=dict)  # numbers only (int or float)
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "op", Op(self.op))
+        object.__setattr__(self, "act", Act(self.act))
+        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
+        object.__setattr__(self, "out_shape", tuple(int(d) for d in self.out_shape))
+        object.__setattr__(self, "tensors", MappingProxyType(dict(self.tensors)))
+        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+
+    @property
+    def in_size(self) -> int:
+        return int(math.prod(self.in_shape))
+
+    @property
+    def out_size(self) -> int:
+        return int(math.prod(self.out_shape))
+
+    @property
+    def in_dtype(self) -> str:
+        return "i8" if self.op in INT8_INPUT_OPS else "f32"
+
+    @property
+    def out_dtype(self) -> str:
+        return "i8" if self.op in INT8_OUTPUT_OPS else "f32"
+
+    def act_params(self) -> tuple[float, float]:
+        """(alpha, beta) of this layer's activation, defaults filled in."""
+        a0, b0 = ACT_DEFAULTS[self.act]
+        return float(self.attrs.get("alpha", a0)), float(self.attrs.get("beta", b0))
+
+    @property
+    def macs(self) -> int:
+        if self.op in (Op.DENSE, Op.QDENSE):
+            return self.in_size * self.out_size
+        return 0
+
+
+@dataclass(frozen=True)
+class FrozenModel:
+    layers: tuple[Layer, ...]
+    buffers: Mapping[str, np.ndarray]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    output_dtype: str = "float32"  # "float32", or "int64" when the last op is ARGMAX
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        bufs = {}
+        for key, dt in BUFFER_DTYPES.items():
+            arr = self.buffers.get(key)
+            if arr is None:
+                arr = np.zeros(0, dtype=dt)
+            arr = np.asarray(arr)
+            if arr.dtype != dt or arr.ndim != 1:
+                raise FrozenModelError(f"buffer {key!r} must be 1-D {dt}, got {arr.ndim}-D {arr.dtype}")
+            bufs[key] = arr
+        unknown = set(self.buffers) - set(BUFFER_DTYPES)
+        if unknown:
+            raise FrozenModelError(f"unknown buffer keys {sorted(unknown)}; expected {list(BUFFER_DTYPES)}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "buffers", MappingProxyType(bufs))
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "output_shape", tuple(int(d) for d in self.output_shape))
+        object.__setattr__(self, "meta", MappingProxyType({str(k): str(v) for k, v in self.meta.items()}))
+        self.validate()
+
+    # -- access -------------------------------------------------------------------------------
+    def tensor(self, layer: Layer, name: str) -> np.ndarray:
+        """A read-only view of one of a layer's tensors, in its declared shape."""
+        ref = layer.tensors[name]
+        buf = self.buffers[ref.buffer]
+        view = buf[ref.offset: ref.offset + ref.size].reshape(ref.shape)
+        view = view.view()
+        view.flags.writeable = False
+        return view
+
+    # -- checks -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise FrozenModelError unless every layer chains and every tensor is in bounds."""
+        if not self.layers:
+            raise FrozenModelError("a FrozenModel needs at least one layer")
+        if self.output_dtype not in ("float32", "int64"):
+            raise FrozenModelError(f"output_dtype must be 'float32' or 'int64', got {self.output_dtype!r}")
+        prev_shape, prev_dtype = self.input_shape, "f32"
+        for i, layer in enumerate(self.layers):
+            where = f"layer {i} ({layer.op.name}{' ' + layer.name if layer.name else ''})"
+            if any(d <= 0 for d in layer.in_shape + layer.out_shape):
+                raise FrozenModelError(f"{where}: non-positive dimension in {layer.in_shape} -> {layer.out_shape}")
+            if math.prod(layer.in_shape) != math.prod(prev_shape):
+                raise FrozenModelError(
+                    f"{where}: input shape {layer.in_shape} does not match the previous output {prev_shape}")
+            if layer.in_dtype != prev_dtype:
+                raise FrozenModelError(f"{where}: takes {layer.in_dtype} but receives {prev_dtype}")
+            for tname, ref in layer.tensors.items():
+                if ref.buffer not in BUFFER_DTYPES:
+                    raise FrozenModelError(f"{where}: tensor {tname!r} names unknown buffer {ref.buffer!r}")
+                n = len(self.buffers[ref.buffer])
+                if ref.offset < 0 or any(d < 0 for d in ref.shape) or ref.offset + ref.size > n:
+                    raise FrozenModelError(
+                        f"{where}: tensor {tname!r} [{ref.offset}:{ref.offset + ref.size}] lies outside "
+                        f"buffer {ref.buffer!r} of {n} elements")
+            for key, val in layer.attrs.items():
+                if not isinstance(val, (int, float, np.integer, np.floating)):
+                    raise FrozenModelError(f"{where}: attr {key!r} must be a number, got {type(val).__name__}")
+            prev_shape, prev_dtype = layer.out_shape, layer.out_dtype
+        if math.prod(prev_shape) != math.prod(self.output_shape):
+            raise FrozenModelError(f"output shape {self.output_shape} does not match the last layer's {prev_shape}")
+        if prev_dtype != "f32":
+            raise FrozenModelError("the last layer must produce float32 (end int8 models with DEQUANTIZE)")
+
+    # -- summary ------------------------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        total = 0
+        for layer in self.layers:
+            for tname, ref in layer.tensors.items():
+                if tname in ("W", "b", "s", "t"):
+                    total += ref.size
+        return total
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all tensors the layers reference (weights, biases, scales, tables)."""
+        return sum(ref.size * BUFFER_DTYPES[ref.buffer].itemsize
+                   for layer in self.layers for ref in layer.tensors.values())
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def is_quantized(self) -> bool:
+        return any(layer.op in INT8_OUTPUT_OPS for layer in self.layers)
+
+    @property
+    def input_size(self) -> int:
+        return int(math.prod(self.input_shape))
+
+    @property
+    def output_size(self) -> int:
+        return int(math.prod(self.output_shape))
+
+    def summary(self) -> str:
+        lines = [f"FrozenModel  input {self.input_shape} -> output {self.output_shape} ({self.output_dtype})"]
+        lines.append(f"{'#':>3} {'op':<12} {'act':<12} {'in':>12} {'out':>12} {'params':>9} {'MACs':>9}")
+        for i, layer in enumerate(self.layers):
+            params = sum(r.size for n, r in layer.tensors.items() if n in ("W", "b", "s", "t"))
+            lines.append(f"{i:>3} {layer.op.name:<12} {layer.act.name:<12} {str(layer.in_shape):>12} "
+                         f"{str(layer.out_shape):>12} {params:>9} {layer.macs:>9}")
+        lines.append(f"params {self.n_params}, weight bytes {self.weight_bytes}, MACs {self.macs}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        ops = ",".join(l.op.name for l in self.layers)
+        return f"FrozenModel(input={self.input_shape}, output={self.output_shape}, layers=[{ops}])"
+
+
+class BufferBuilder:
+    """Accumulates tensors into flat per-dtype buffers; used by freeze and importers.
+
+    builder = BufferBuilder(); ref = builder.add("W", W.astype(np.float32)); ...
+    buffers = builder.finish()
+    Each tensor starts at an element offset that is a multiple of 16 (64 bytes for f32/i32,
+    16 bytes for i8), so a kernel's rows of a small model start aligned.
+    """
+
+    ALIGN_ELEMS = 16
+
+    def __init__(self):
+        self._chunks: dict[str, list[np.ndarray]] = {k: [] for k in BUFFER_DTYPES}
+        self._sizes: dict[str, int] = {k: 0 for k in BUFFER_DTYPES}
+
+    def add(self, array: np.ndarray, buffer: str | None = None) -> TensorRef:
+        array = np.asarray(array)
+        if buffer is None:
+            buffer = {np.dtype("float32"): "f32", np.dtype("int8"): "i8", np.dtype("int32"): "i32"}.get(array.dtype)
+            if buffer is None:
+                raise FrozenModelError(f"cannot store a {array.dtype} tensor; use float32, int8 or int32")
+        dt = BUFFER_DTYPES[buffer]
+        pad = (-self._sizes[buffer]) % self.ALIGN_ELEMS
+        if pad:
+            self._chunks[buffer].append(np.zeros(pad, dtype=dt))
+            self._sizes[buffer] += pad
+        ref = TensorRef(buffer, self._sizes[buffer], tuple(int(d) for d in array.shape))
+        self._chunks[buffer].append(np.ascontiguousarray(array, dtype=dt).reshape(-1))
+        self._sizes[buffer] += array.size
+        return ref
+
+    def finish(self) -> dict[str, np.ndarray]:
+        return {k: (np.concatenate(v) if v else np.zeros(0, dtype=BUFFER_DTYPES[k])).astype(BUFFER_DTYPES[k])
+                for k, v in self._chunks.items()}

@@ -1,0 +1,122 @@
+"""The rtinfer instruction set: every op and activation code, in one file.
+
+A frozen model is a tuple of ``Layer`` specs (see ``rtinfer.frozen``); each names one ``Op``
+and, where the op applies one, an ``Act``. Codes are stable: they are written into ``.rtm``
+files and compiled plans, so a code is never renumbered or reused. New codes are appended.
+
+Per-op contract (shapes are per sample; the batch dimension is implicit):
+
+DENSE        f32 -> f32   y = act(x @ W + b)
+             tensors: W (n_in, n_out) f32, b (n_out,) f32.  in_shape (n_in,), out_shape (n_out,)
+ACT          f32 -> f32   y = act(x), elementwise, any shape (in_shape == out_shape)
+SOFTMAX      f32 -> f32   softmax over an axis; attrs outer, axis_len, inner: the sample is
+                          viewed as (outer, axis_len, inner) and normalized over axis_len.
+                          The max is subtracted first.
+LOG_SOFTMAX  f32 -> f32   as SOFTMAX, log-probabilities: x - max - log(sum(exp(x - max)))
+ARGMAX       f32 -> f32   attrs outer, axis_len, inner as SOFTMAX; writes the index (first
+                          maximum) as a float32 value; ``out_shape`` drops (or keeps as 1) the axis.
+                          The FrozenModel's ``output_dtype`` says when the user sees int64.
+AFFINE       f32 -> f32   y = act(x * s + t), elementwise; tensors s, t f32 with the
+                          sample's full size (broadcasts are expanded at freeze/import time).
+RESHAPE      f32 -> f32   no data movement: the arena is flat; only the shape changes.
+QUANTIZE     f32 -> i8    y = saturate(round_half_even(x / y_scale) + y_zp);  attrs y_scale, y_zp
+DEQUANTIZE   i8 -> f32    y = (x - x_zp) * x_scale;  attrs x_scale, x_zp
+QDENSE       i8 -> i8     acc(int32)[j] = sum_i (x[i] - x_zp) * Wq[i, j] + bq[j]
+                          y[j] = clamp(round_half_even(float32(acc[j]) * M[j]) + y_zp, qmin, qmax)
+                          with M[j] = float32(x_scale * w_scale[j] / y_scale) (see rtinfer.quant)
+                          tensors: W (n_in, n_out) i8 (per-output-channel symmetric, zero point 0),
+                          b (n_out,) i32 at scale x_scale * w_scale[j], w_scale (n_out,) f32.
+                          attrs x_scale, x_zp, y_scale, y_zp, qmin, qmax (fused ReLU: qmin = y_zp;
+                          fused clip: qmin/qmax from the clip range).
+QLUT         i8 -> i8     y = table[x + 128]; tensors table (256,) i8. Exact for any elementwise
+                          activation on a quantized input (sigmoid, tanh, softplus, ...).
+                          attrs x_scale, x_zp, y_scale, y_zp (for inspection; the table is the op).
+
+Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
+
+IDENTITY      x
+RELU          max(x, 0)
+LEAKY_RELU    x if x >= 0 else alpha * x                 (alpha, default 0.01)
+SIGMOID       1 / (1 + exp(-x))
+TANH          tanh(x)
+SOFTPLUS      log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|))
+ELU           x if x > 0 else alpha * (exp(x) - 1)      (alpha, default 1.0)
+SELU          beta * (x if x > 0 else alpha * (exp(x) - 1))
+              (alpha 1.67326319217681884765625, beta = gamma 1.05070102214813232421875)
+HARD_SIGMOID  max(0, min(1, alpha * x + beta))            (alpha 0.2, beta 0.5)
+GELU          0.5 * x * (1 + erf(x / sqrt(2)))
+GELU_TANH     0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
+CLIP          min(max(x, alpha), beta)                   (alpha = lower bound, beta = upper bound)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Op(IntEnum):
+    DENSE = 1
+    ACT = 2
+    SOFTMAX = 3
+    LOG_SOFTMAX = 4
+    ARGMAX = 5
+    AFFINE = 6
+    RESHAPE = 7
+    QUANTIZE = 8
+    DEQUANTIZE = 9
+    QDENSE = 10
+    QLUT = 11
+    # Codes 20.. are reserved for convolution and pooling (Conv1D/2D, pools).
+
+
+class Act(IntEnum):
+    IDENTITY = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    SIGMOID = 3
+    TANH = 4
+    SOFTPLUS = 5
+    ELU = 6
+    SELU = 7
+    HARD_SIGMOID = 8
+    GELU = 9
+    GELU_TANH = 10
+    CLIP = 11
+
+
+# Default (alpha, beta) per activation, used when a Layer's attrs leave them out.
+ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
+    Act.IDENTITY: (0.0, 0.0),
+    Act.RELU: (0.0, 0.0),
+    Act.LEAKY_RELU: (0.01, 0.0),
+    Act.SIGMOID: (0.0, 0.0),
+    Act.TANH: (0.0, 0.0),
+    Act.SOFTPLUS: (0.0, 0.0),
+    Act.ELU: (1.0, 0.0),
+    Act.SELU: (1.67326319217681884765625, 1.05070102214813232421875),
+    Act.HARD_SIGMOID: (0.2, 0.5),
+    Act.GELU: (0.0, 0.0),
+    Act.GELU_TANH: (0.0, 0.0),
+    Act.CLIP: (float("-inf"), float("inf")),
+}
+
+# Names used by rtinfer.train, the CLI and reports.
+ACT_BY_NAME: dict[str, Act] = {
+    "identity": Act.IDENTITY,
+    "linear": Act.IDENTITY,
+    "relu": Act.RELU,
+    "leaky_relu": Act.LEAKY_RELU,
+    "sigmoid": Act.SIGMOID,
+    "tanh": Act.TANH,
+    "softplus": Act.SOFTPLUS,
+    "elu": Act.ELU,
+    "selu": Act.SELU,
+    "hard_sigmoid": Act.HARD_SIGMOID,
+    "gelu": Act.GELU,
+    "gelu_tanh": Act.GELU_TANH,
+    "clip": Act.CLIP,
+}
+
+# Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
+INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT})
+INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT})
