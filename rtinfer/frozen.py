@@ -127,6 +127,11 @@ class FrozenModel:
         view.flags.writeable = False
         return view
 
+    def save(self, path) -> None:
+        """Write this model as an ``.rtm`` file (atomically); read it back with rtinfer.load_frozen."""
+        from .rtm import save_frozen
+        save_frozen(self, path)
+
     # -- checks -------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise FrozenModelError unless every layer chains and every tensor is in bounds."""
