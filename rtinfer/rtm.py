@@ -413,11 +413,11 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
             op = Op(op_code)
         except ValueError:
             r.fail(f"{where}: unknown op code {op_code}; known: {[int(o) for o in Op]}")
+        where = f"layer {i} {op.name} (record at byte {rec_off})"
         try:
             act = Act(act_code)
         except ValueError:
             r.fail(f"{where}: unknown activation code {act_code}; known: {[int(a) for a in Act]}")
-        where = f"layer {i} {op.name} (record at byte {rec_off})"
         name = _string(r, h, name_off, name_len, f"{where} name")
         in_shape = _check_shape(r, rec[8:8 + 1 + MAX_RANK], f"{where} in_shape")
         out_shape = _check_shape(r, rec[8 + 1 + MAX_RANK:], f"{where} out_shape")
