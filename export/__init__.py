@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+# Imported eagerly (numpy + rtinfer only): a lazy attribute named like its submodule would be
+# replaced by the submodule object as soon as ``export.freeze`` is imported.
+from .freeze import freeze  # noqa: F401
+
 _LAZY = {
-    "freeze": ("export.freeze", "freeze"),
     "to_onnx": ("export.onnx_export", "to_onnx"),
     "from_onnx": ("export.onnx_import", "from_onnx"),
     "OnnxImportError": ("export.onnx_import", "OnnxImportError"),

@@ -1,0 +1,326 @@
+"""freeze: a trained rtinfer.train model -> FrozenModel (fp32, or int8 post-training quantized).
+
+    frozen = freeze(model)                                        # float32
+    frozen = freeze(model, dtype="int8", calibration=X_cal)       # int8, min/max calibration
+    frozen = freeze(model, dtype="int8", calibration=X_cal, method="percentile", percentile=99.99)
+
+The trained-model interface read here: ``model.layers`` (``Dense`` with ``W`` (n_in, n_out) and
+``b`` (n_out,), y = x @ W + b; ``Activation`` with ``name`` and ``alpha``), ``model.preprocessor``
+(None or an object with ``as_affine() -> (A (d, d), c (d,))``, preprocessed input x @ A + c),
+``model.output`` in identity/sigmoid/softmax (the head on the last logits), ``model.classes_``.
+A frozen model reproduces ``model.infer(X)``.
+
+float32: the preprocessing affine is folded into the first Dense (W' = A @ W, b' = c @ W + b, in
+float64, then rounded to float32 once); each Dense absorbs the activation that follows it; the
+head is a SOFTMAX or ACT SIGMOID layer.
+
+int8: the preprocessing stays in float32 ahead of QUANTIZE (an AFFINE layer when A is diagonal,
+as for a standardizer, else a DENSE), because the input quantizer has one scale per tensor and
+raw features can differ in scale by orders of magnitude. Then QUANTIZE, one QDENSE per Dense
+(weights symmetric per output channel, bias int32 at x_scale * w_scale[j]; a following ReLU is
+fused as qmin = y_zp; identity needs nothing; any other activation becomes a QLUT), DEQUANTIZE,
+and the float head. Activation ranges come from running the float model (float64) on the
+calibration data: min/max, or the [100 - p, p] percentiles, of each tensor at each quantized
+boundary (post-activation where the activation is fused).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtinfer import quant
+from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
+from rtinfer.ops import ACT_BY_NAME, ACT_DEFAULTS, Act, Op
+from rtinfer.reference import activation as reference_activation
+
+DTYPES = ("float32", "int8")
+METHODS = ("minmax", "percentile")
+HEADS = ("identity", "sigmoid", "softmax")
+TRAIN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus")
+
+
+class FreezeError(ValueError):
+    """A model or calibration set cannot be frozen (the message names the layer or input)."""
+
+
+@dataclass
+class _Dense:
+    W: np.ndarray  # (n_in, n_out) float64
+    b: np.ndarray  # (n_out,) float64
+    act: Act = Act.IDENTITY
+    alpha: float = 0.0
+    name: str = ""
+
+
+@dataclass
+class _Act:
+    act: Act
+    alpha: float
+    name: str = ""
+
+
+# ------------------------------------------------------------------------------------------
+# reading the trained model
+# ------------------------------------------------------------------------------------------
+
+def _act_of(layer, where: str) -> tuple[Act, float]:
+    name = str(getattr(layer, "name", "")).lower()
+    if name not in TRAIN_ACTIVATIONS:
+        raise FreezeError(f"{where}: unsupported activation {name!r}; supported: {', '.join(TRAIN_ACTIVATIONS)}")
+    act = ACT_BY_NAME[name]
+    alpha = 0.0
+    if act == Act.LEAKY_RELU:
+        raw = getattr(layer, "alpha", None)
+        alpha = ACT_DEFAULTS[Act.LEAKY_RELU][0] if raw is None else float(raw)
+        if not np.isfinite(alpha):
+            raise FreezeError(f"{where}: leaky_relu alpha must be finite, got {alpha}")
+    return act, alpha
+
+
+def _read_stages(model) -> list:
+    """model.layers -> a list of _Dense (with the following activation fused) and _Act stages."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise FreezeError(f"{type(model).__name__} has no 'layers'; freeze expects an rtinfer.train model")
+    stages: list = []
+    width = None
+    n_dense = 0
+    for i, layer in enumerate(layers):
+        kind = getattr(layer, "kind", None)
+        where = f"layer {i} ({type(layer).__name__})"
+        if kind == "dense" or (kind is None and hasattr(layer, "W") and hasattr(layer, "b")):
+            W = np.asarray(layer.W, dtype=np.float64)
+            b = np.asarray(layer.b, dtype=np.float64)
+            if W.ndim != 2 or b.shape != (W.shape[1],):
+                raise FreezeError(f"{where}: W must be (n_in, n_out) and b (n_out,), got {W.shape} and {b.shape}")
+            if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+                raise FreezeError(f"{where}: weights contain NaN or infinity")
+            if width is not None and W.shape[0] != width:
+                raise FreezeError(f"{where}: takes {W.shape[0]} inputs but the previous layer gives {width}")
+            width = W.shape[1]
+            stages.append(_Dense(W.copy(), b.copy(), name=f"dense_{n_dense}"))
+            n_dense += 1
+        elif kind == "activation" or (kind is None and hasattr(layer, "name")):
+            act, alpha = _act_of(layer, where)
+            if act == Act.IDENTITY:
+                continue
+            prev = stages[-1] if stages else None
+            if isinstance(prev, _Dense) and prev.act == Act.IDENTITY:
+                prev.act, prev.alpha = act, alpha
+            else:
+                stages.append(_Act(act, alpha, name=f"act_{i}"))
+        else:
+            raise FreezeError(f"{where}: cannot freeze layer kind {kind!r}; supported: dense, activation")
+    return stages
+
+
+def _read_preprocessor(model):
+    pre = getattr(model, "preprocessor", None)
+    if pre is None:
+        return None
+    A, c = pre.as_affine()
+    A = np.asarray(A, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or c.shape != (A.shape[0],):
+        raise FreezeError(f"preprocessor.as_affine() must give A (d, d) and c (d,), got {A.shape} and {c.shape}")
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(c))):
+        raise FreezeError("preprocessor affine contains NaN or infinity")
+    return A, c
+
+
+def _input_width(stages, pre) -> int:
+    if pre is not None:
+        return pre[0].shape[0]
+    for s in stages:
+        if isinstance(s, _Dense):
+            return s.W.shape[0]
+    raise FreezeError("cannot tell the input width: the model has no Dense layer and no preprocessor")
+
+
+def _head(model) -> str:
+    head = str(getattr(model, "output", "identity")).lower()
+    if head not in HEADS:
+        raise FreezeError(f"unsupported output head {head!r}; supported: {', '.join(HEADS)}")
+    return head
+
+
+def _meta(model, dtype: str, **extra) -> dict:
+    meta = {"source": f"rtinfer.train.{type(model).__name__}", "dtype": dtype, "output": _head(model)}
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        meta["classes"] = json.dumps(np.asarray(classes).tolist())
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def _head_layers(head: str, n: int) -> list[Layer]:
+    if head == "softmax":
+        return [Layer(Op.SOFTMAX, (n,), (n,), attrs={"outer": 1, "axis_len": n, "inner": 1}, name="head")]
+    if head == "sigmoid":
+        return [Layer(Op.ACT, (n,), (n,), Act.SIGMOID, name="head")]
+    return []
+
+
+def _act_attrs(act: Act, alpha: float) -> dict:
+    return {"alpha": float(alpha)} if act == Act.LEAKY_RELU else {}
+
+
+# ------------------------------------------------------------------------------------------
+# freeze
+# ------------------------------------------------------------------------------------------
+
+def freeze(model, dtype: str = "float32", calibration=None, method: str = "minmax",
+           percentile: float = 99.99) -> FrozenModel:
+    """Freeze a trained model into a FrozenModel of float32 or int8 layers (see module doc).
+
+    calibration: (N, d) float array of raw inputs (before preprocessing); required for int8.
+    method: "minmax" or "percentile" (ranges [percentile(100 - p), percentile(p)] per tensor).
+    """
+    if dtype not in DTYPES:
+        raise FreezeError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    stages = _read_stages(model)
+    pre = _read_preprocessor(model)
+    head = _head(model)
+    d = _input_width(stages, pre)
+    if dtype == "float32":
+        return _freeze_fp32(model, stages, pre, head, d)
+    if method not in METHODS:
+        raise FreezeError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "percentile":
+        percentile = float(percentile)
+        if not 50.0 < percentile <= 100.0:
+            raise FreezeError(f"percentile must be in (50, 100], got {percentile}")
+    X = check_calibration(calibration, d)
+    return _freeze_int8(model, stages, pre, head, d, X, method, percentile)
+
+
+def check_calibration(calibration, d: int) -> np.ndarray:
+    """The calibration set as an (N, d) float64 array, or FreezeError saying what is wrong."""
+    if calibration is None:
+        raise FreezeError("int8 freezing needs calibration data: pass calibration=X with shape (N, "
+                          f"{d}) of representative raw inputs")
+    try:
+        X = np.asarray(calibration, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FreezeError(f"calibration data is not a numeric array: {exc}") from None
+    if X.ndim != 2 or X.shape[1] != d:
+        raise FreezeError(f"calibration data must have shape (N, {d}), got {X.shape}")
+    if X.shape[0] == 0:
+        raise FreezeError("calibration data is empty (0 samples)")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise FreezeError(f"calibration data contains NaN or infinity ({int(bad.sum())} values; first at "
+                          f"row {row}, column {col})")
+    return X
+
+
+def _freeze_fp32(model, stages, pre, head, d) -> FrozenModel:
+    if pre is not None:
+        A, c = pre
+        if stages and isinstance(stages[0], _Dense):
+            first = stages[0]
+            stages = [_Dense(A @ first.W, c @ first.W + first.b, first.act, first.alpha, first.name)] + stages[1:]
+        else:
+            stages = [_Dense(A, c, name="preprocess")] + stages
+    builder = BufferBuilder()
+    layers: list[Layer] = []
+    width = d
+    for s in stages:
+        if isinstance(s, _Dense):
+            n_out = s.W.shape[1]
+            refs = {"W": builder.add(s.W.astype(np.float32)), "b": builder.add(s.b.astype(np.float32))}
+            layers.append(Layer(Op.DENSE, (width,), (n_out,), s.act, refs, _act_attrs(s.act, s.alpha), s.name))
+            width = n_out
+        else:
+            layers.append(Layer(Op.ACT, (width,), (width,), s.act, attrs=_act_attrs(s.act, s.alpha), name=s.name))
+    layers += _head_layers(head, width)
+    if not layers:  # an empty model is the identity
+        layers.append(Layer(Op.RESHAPE, (d,), (d,), name="identity"))
+    return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=_meta(model, "float32"))
+
+
+def tensor_range(t: np.ndarray, method: str = "minmax", percentile: float = 99.99) -> tuple[float, float]:
+    """The calibration range of one tensor (all elements of a batch)."""
+    if method == "minmax":
+        return float(np.min(t)), float(np.max(t))
+    return float(np.percentile(t, 100.0 - percentile)), float(np.percentile(t, percentile))
+
+
+def _float_act(x: np.ndarray, act: Act, alpha: float) -> np.ndarray:
+    """The float64 activation used for calibration (the train model's definition)."""
+    if act == Act.IDENTITY:
+        return x
+    if act == Act.RELU:
+        return np.maximum(x, 0.0)
+    if act == Act.LEAKY_RELU:
+        return np.where(x >= 0, x, alpha * x)
+    if act == Act.SIGMOID:
+        return np.exp(-np.logaddexp(0.0, -x))
+    if act == Act.TANH:
+        return np.tanh(x)
+    if act == Act.SOFTPLUS:
+        return np.logaddexp(0.0, x)
+    raise FreezeError(f"activation {act.name} cannot be calibrated")
+
+
+def _lut(act: Act, alpha: float, x_qp, y_qp) -> np.ndarray:
+    """256-entry int8 table of act, from rtinfer.reference's activation (the runtime semantics)."""
+    return quant.build_lut(lambda x: reference_activation(x, act, alpha, 0.0), x_qp[0], x_qp[1], y_qp[0], y_qp[1])
+
+
+def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenModel:
+    def qparams(t):
+        return quant.choose_qparams(*tensor_range(t, method, percentile))
+
+    builder = BufferBuilder()
+    layers: list[Layer] = []
+    x = X
+    if pre is not None:
+        A, c = pre
+        x = X @ A + c
+        if np.count_nonzero(A - np.diag(np.diag(A))) == 0:
+            refs = {"s": builder.add(np.diag(A).astype(np.float32)), "t": builder.add(c.astype(np.float32))}
+            layers.append(Layer(Op.AFFINE, (d,), (d,), tensors=refs, name="preprocess"))
+        else:
+            refs = {"W": builder.add(A.astype(np.float32)), "b": builder.add(c.astype(np.float32))}
+            layers.append(Layer(Op.DENSE, (d,), (d,), tensors=refs, name="preprocess"))
+
+    qp = qparams(x)  # (scale, zero point) of the current int8 tensor
+    layers.append(Layer(Op.QUANTIZE, (d,), (d,), attrs={"y_scale": qp[0], "y_zp": qp[1]}, name="quantize"))
+    width = d
+    for s in stages:
+        if isinstance(s, _Dense):
+            n_out = s.W.shape[1]
+            z = x @ s.W + s.b
+            fused = s.act in (Act.IDENTITY, Act.RELU)
+            y_qp = qparams(_float_act(z, s.act, s.alpha) if fused else z)
+            w_scale = quant.symmetric_weight_scales(s.W)
+            refs = {"W": builder.add(quant.quantize_weights(s.W, w_scale)),
+                    "b": builder.add(quant.quantize_bias(s.b, qp[0], w_scale)),
+                    "w_scale": builder.add(w_scale)}
+            attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1],
+                     "qmin": y_qp[1] if s.act == Act.RELU else quant.QMIN, "qmax": quant.QMAX}
+            layers.append(Layer(Op.QDENSE, (width,), (n_out,), tensors=refs, attrs=attrs, name=s.name))
+            qp, x, width = y_qp, z, n_out
+            if fused:
+                x = _float_act(z, s.act, s.alpha)
+                continue
+            act, alpha, name = s.act, s.alpha, s.name + "/" + s.act.name.lower()
+        else:
+            act, alpha, name = s.act, s.alpha, s.name
+        y = _float_act(x, act, alpha)
+        y_qp = qparams(y)
+        attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1]}
+        table = builder.add(_lut(act, alpha, qp, y_qp))
+        layers.append(Layer(Op.QLUT, (width,), (width,), tensors={"table": table}, attrs=attrs, name=name))
+        qp, x = y_qp, y
+    layers.append(Layer(Op.DEQUANTIZE, (width,), (width,), attrs={"x_scale": qp[0], "x_zp": qp[1]},
+                        name="dequantize"))
+    layers += _head_layers(head, width)
+    calib = method if method == "minmax" else f"percentile:{percentile:g}"
+    meta = _meta(model, "int8", calibration=calib, calibration_samples=X.shape[0])
+    return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=meta)
