@@ -1,0 +1,32 @@
+"""rtinfer.train: training small models in NumPy only (no numba, no onnx, no runtime imports).
+
+    from rtinfer.train import MLP, Adam, fit, datasets
+    ds = datasets.load("digits")
+    model = MLP([64, 64, 10], activation="relu", output="softmax", preprocess="standardize")
+    history = fit(model, ds.X_train, ds.y_train, optimizer=Adam(1e-3), epochs=30, batch_size=32)
+    model.score(ds.X_test, ds.y_test); model.save("digits.npz")
+
+Trained models expose ``layers`` (Dense / Activation), ``preprocessor``, ``output``,
+``forward``, ``infer``, ``predict``, ``predict_proba`` and ``classes_`` for ``export.freeze``.
+"""
+
+from __future__ import annotations
+
+from . import datasets
+from ._validate import DataError
+from .checkpoint import CheckpointError, load_model, save_model
+from .gradcheck import check_gradients, gradient_errors
+from .layers import ACTIVATIONS, Activation, Dense
+from .losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy, get_loss
+from .models import MLP, LinearRegression, LogisticRegression, Model, SoftmaxRegression, apply_head
+from .optimizers import SGD, AdaGrad, Adam, Momentum, Optimizer, RMSProp, get_optimizer
+from .preprocessing import Standardizer, Whitener
+from .trainer import History, fit
+
+__all__ = [
+    "ACTIVATIONS", "AdaGrad", "Adam", "Activation", "BinaryCrossEntropy", "CheckpointError", "DataError",
+    "Dense", "History", "LinearRegression", "LogisticRegression", "Loss", "MLP", "MeanSquaredError", "Model",
+    "Momentum", "Optimizer", "RMSProp", "SGD", "SoftmaxCrossEntropy", "SoftmaxRegression", "Standardizer",
+    "Whitener", "apply_head", "check_gradients", "datasets", "fit", "get_loss", "get_optimizer",
+    "gradient_errors", "load_model", "save_model",
+]

@@ -1,0 +1,110 @@
+"""Input validation shared by the training code. Every failure is a ``DataError`` (a ValueError)
+whose message names the argument and the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Training or inference data is unusable (shape, NaN/Inf, labels, lengths)."""
+
+
+def check_X(X, *, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a C-contiguous (n_samples, n_features) float64 array of finite values."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(f"{name} must be numeric; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataError(f"{name} must be real-valued; got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty: 0 samples")
+    if arr.shape[1] == 0:
+        raise DataError(f"{name} has 0 features")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        i, j = bad[0]
+        raise DataError(
+            f"{name} contains {len(bad)} NaN/Inf value(s); first at row {i}, column {j} ({arr[i, j]})"
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        raise DataError(f"{name} has {arr.shape[1]} features; the model expects {n_features}")
+    return arr
+
+
+def check_lengths(X: np.ndarray, y: np.ndarray, *, x_name: str = "X", y_name: str = "y") -> None:
+    if len(X) != len(y):
+        raise DataError(f"{x_name} has {len(X)} samples but {y_name} has {len(y)}")
+
+
+def check_labels(y, n_classes: int | None, *, name: str = "y") -> np.ndarray:
+    """Class labels as int64 (n_samples,): integers in [0, n_classes) (any count >= 0 if None)."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"{name} (class labels) must be 1-D (n_samples,); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty: 0 labels")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataError(f"{name} (class labels) must be integers 0..K-1; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{name} contains NaN/Inf label at index {i}")
+        frac = arr != np.round(arr)
+        if frac.any():
+            i = int(np.argmax(frac))
+            raise DataError(f"{name} labels must be integers; got {arr[i]} at index {i}")
+    labels = arr.astype(np.int64)
+    lo = labels < 0
+    hi = labels >= n_classes if n_classes is not None else np.zeros_like(lo)
+    out = lo | hi
+    if out.any():
+        i = int(np.argmax(out))
+        rng = f"[0, {n_classes})" if n_classes is not None else ">= 0"
+        raise DataError(f"{name} label {labels[i]} at index {i} is out of range {rng}")
+    return labels
+
+
+def check_targets(y, n_outputs: int | None, *, name: str = "y") -> np.ndarray:
+    """Regression targets as (n_samples, n_outputs) float64; a 1-D y is one output."""
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} (regression targets) must be numeric: {exc}") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"{name} (regression targets) must be 1-D or 2-D; got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty: 0 targets")
+    if not np.isfinite(arr).all():
+        i = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise DataError(f"{name} contains NaN/Inf at row {i}")
+    if n_outputs is not None and arr.shape[1] != n_outputs:
+        raise DataError(f"{name} has {arr.shape[1]} output column(s); the model has {n_outputs}")
+    return np.ascontiguousarray(arr)
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def check_nonneg_float(value, name: str) -> float:
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return v
