@@ -1,0 +1,134 @@
+"""rtinfer inspect MODEL: what a frozen model holds (.rtm, or .onnx through export.from_onnx)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+HELP = "show a model's layers, shapes, parameters, MACs, quantization and file facts"
+
+_QUANT_KEYS = ("x_scale", "x_zp", "y_scale", "y_zp", "qmin", "qmax")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="an .rtm file, or an .onnx file (imported with export.from_onnx)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _range(scale: float, zp: int, qmin: int = -128, qmax: int = 127) -> list[float]:
+    """The float interval an int8 tensor with (scale, zp) can represent within [qmin, qmax]."""
+    return [(qmin - zp) * scale, (qmax - zp) * scale]
+
+
+def describe(frozen) -> dict:
+    """A JSON-ready description of a FrozenModel: layers, shapes, params, bytes, MACs, quant params."""
+    from rtinfer.frozen import BUFFER_DTYPES
+
+    layers = []
+    for i, layer in enumerate(frozen.layers):
+        params = sum(r.size for n, r in layer.tensors.items() if n in ("W", "b", "s", "t"))
+        nbytes = sum(r.size * BUFFER_DTYPES[r.buffer].itemsize for r in layer.tensors.values())
+        entry = {
+            "index": i, "name": layer.name, "op": layer.op.name, "act": layer.act.name,
+            "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
+            "in_dtype": layer.in_dtype, "out_dtype": layer.out_dtype,
+            "params": params, "bytes": nbytes, "macs": layer.macs,
+            "tensors": {n: {"buffer": r.buffer, "offset": r.offset, "shape": list(r.shape)}
+                        for n, r in layer.tensors.items()},
+            "attrs": {k: v for k, v in layer.attrs.items()},
+        }
+        a = layer.attrs
+        quant = {}
+        if "x_scale" in a:
+            quant["input"] = {"scale": a["x_scale"], "zero_point": int(a["x_zp"]),
+                              "range": _range(a["x_scale"], int(a["x_zp"]))}
+        if "y_scale" in a:
+            qmin, qmax = int(a.get("qmin", -128)), int(a.get("qmax", 127))
+            quant["output"] = {"scale": a["y_scale"], "zero_point": int(a["y_zp"]), "qmin": qmin, "qmax": qmax,
+                               "range": _range(a["y_scale"], int(a["y_zp"]), qmin, qmax)}
+        if "w_scale" in layer.tensors:
+            ws = frozen.tensor(layer, "w_scale")
+            quant["weight_scale"] = {"min": float(ws.min()), "max": float(ws.max()), "per_channel": int(ws.size)}
+        if quant:
+            entry["quant"] = quant
+        layers.append(entry)
+    return {
+        "input_shape": list(frozen.input_shape), "output_shape": list(frozen.output_shape),
+        "output_dtype": frozen.output_dtype, "quantized": frozen.is_quantized,
+        "meta": dict(frozen.meta), "layers": layers,
+        "params": frozen.n_params, "weight_bytes": frozen.weight_bytes, "macs": frozen.macs,
+        "buffers": {k: {"dtype": str(v.dtype), "elements": int(v.size), "bytes": int(v.nbytes)}
+                    for k, v in frozen.buffers.items()},
+    }
+
+
+def _g(x) -> str:
+    return f"{x:.6g}"
+
+
+def _quant_text(q: dict) -> str:
+    parts = []
+    if "input" in q:
+        parts.append(f"in s={_g(q['input']['scale'])} zp={q['input']['zero_point']}")
+    if "output" in q:
+        o = q["output"]
+        lo, hi = o["range"]
+        clamp = "" if (o["qmin"], o["qmax"]) == (-128, 127) else f" q[{o['qmin']},{o['qmax']}]"
+        parts.append(f"out s={_g(o['scale'])} zp={o['zero_point']}{clamp} [{_g(lo)}, {_g(hi)}]")
+    if "weight_scale" in q:
+        w = q["weight_scale"]
+        parts.append(f"w_s {_g(w['min'])}..{_g(w['max'])}")
+    return "; ".join(parts)
+
+
+def format_text(info: dict) -> str:
+    lines = []
+    file = info.get("file")
+    if file:
+        lines.append(f"file        {file['path']}  ({file['size']} bytes, {file['format']}"
+                     + (f" version {file['version']})" if file.get("version") else ")"))
+    lines.append(f"input       {tuple(info['input_shape'])} float32 -> output {tuple(info['output_shape'])} "
+                 f"{info['output_dtype']}{'  (int8 quantized)' if info['quantized'] else ''}")
+    for k, v in info["meta"].items():
+        lines.append(f"meta        {k} = {v}")
+    head = f"{'#':>3} {'name':<16} {'op':<11} {'act':<16} {'in':>9} {'out':>9} {'params':>8} {'bytes':>8} {'MACs':>8}  quantization"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for L in info["layers"]:
+        act = L["act"] if L["act"] != "IDENTITY" else ""
+        if L["act"] == "LEAKY_RELU":
+            act += f"({_g(L['attrs'].get('alpha', 0.01))})"
+        q = _quant_text(L["quant"]) if "quant" in L else ""
+        lines.append(f"{L['index']:>3} {L['name'][:16]:<16} {L['op']:<11} {act:<16} "
+                     f"{'x'.join(map(str, L['in_shape'])):>9} {'x'.join(map(str, L['out_shape'])):>9} "
+                     f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  {q}")
+    lines.append(f"total       params {info['params']}, weight bytes {info['weight_bytes']}, MACs {info['macs']}")
+    bufs = ", ".join(f"{k} {v['elements']} ({v['bytes']} B)" for k, v in info["buffers"].items())
+    lines.append(f"buffers     {bufs}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.model
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.lower().endswith(".onnx"):
+        import export
+
+        frozen = export.from_onnx(path)
+        file = {"path": path, "size": os.path.getsize(path), "format": "onnx"}
+    else:
+        from rtinfer.rtm import load_frozen, read_info
+
+        frozen = load_frozen(path)
+        hdr = read_info(path)
+        file = {"path": path, "size": hdr.file_size, "format": "rtm", "version": "%d.%d" % hdr.version,
+                "sections": {k: {"offset": off, "elements": n} for k, (off, n) in hdr.sections.items()}}
+    info = describe(frozen)
+    info["file"] = file
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_text(info))
+    return 0
