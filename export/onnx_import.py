@@ -1,0 +1,1245 @@
+"""ONNX -> FrozenModel: translate a graph into rtinfer's op set, folding everything constant.
+
+    frozen = from_onnx("model.onnx")                 # or a ModelProto, or the file's bytes
+    frozen = from_onnx("clf.onnx", output="probabilities")
+
+Contract
+- The graph has one runtime input whose first dimension is the batch (symbolic, unknown or
+  fixed); the other dimensions must be fixed and become ``FrozenModel.input_shape``. Other graph
+  inputs must have initializers. A float32 input is used as is; a uint8/int8 input becomes a
+  QUANTIZE with scale 1 (uint8 values map exactly to int8 as q - 128), so X is passed as floats.
+- One output is translated: ``output`` by name, else the only output, else the first float
+  output whose name contains "prob", else the first float output. Nodes that do not feed it are
+  pruned (e.g. scikit-learn's label branch).
+- Every node whose inputs are all constants is evaluated once with ``onnx.reference`` (NumPy),
+  whatever its op type. ``SUPPORTED_OPS`` lists the ops that may act on the runtime tensor.
+  Each of them must have exactly one runtime input; the others are constants.
+- Importers translate, never compute at run time: Gemm alpha/beta/transB, Transpose and
+  BatchNormalization on constants, Add/Sub/Mul/Div by constants (into the preceding DENSE when
+  possible, else AFFINE) are folded into weights. A runtime Reshape/Flatten/Squeeze/Unsqueeze
+  moves no data (the arena is flat), so it only changes the tracked shape.
+- Quantization: DequantizeLinear -> Gemm/MatMul (per-output-channel int8 weights, int32 bias at
+  x_scale * w_scale) -> [Relu | Clip] -> QuantizeLinear becomes QDENSE; DequantizeLinear ->
+  activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias;
+  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Other Q/DQ
+  pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
+  int8 exactly (q - 128, zero point - 128).
+- Anything else raises ``OnnxImportError`` (a ValueError) naming the op, the node and the
+  supported list, or the malformed part of the model. Declared tensor sizes are checked from
+  the dims before any allocation; external data is read only from inside the model's folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtinfer import quant
+from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer
+from rtinfer.ops import ACT_DEFAULTS, Act, Op
+
+from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_ELEMENTS
+
+
+class OnnxImportError(ValueError):
+    """The ONNX model is malformed or uses an op, attribute or shape rtinfer cannot run."""
+
+
+_ACT_OPS = {
+    "Relu": Act.RELU, "LeakyRelu": Act.LEAKY_RELU, "Sigmoid": Act.SIGMOID, "Tanh": Act.TANH,
+    "Softplus": Act.SOFTPLUS, "Elu": Act.ELU, "Selu": Act.SELU, "HardSigmoid": Act.HARD_SIGMOID,
+    "Gelu": Act.GELU, "Clip": Act.CLIP, "PRelu": Act.LEAKY_RELU,
+}
+_SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose"}
+_BINARY_OPS = {"Add", "Sub", "Mul", "Div"}
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
+_OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast",
+              "Neg", "Constant"}
+_ML_OPS = {"LinearClassifier", "Normalizer"}  # domain ai.onnx.ml
+
+# The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
+# standard op are folded as well).
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | _BINARY_OPS | _QUANT_OPS
+                                              | _OTHER_OPS | _ML_OPS))
+
+# ONNX TensorProto element types used here.
+_FLOAT, _UINT8, _INT8, _INT32, _INT64, _BOOL = 1, 2, 3, 6, 7, 9
+
+
+@dataclass(frozen=True)
+class _Dyn:
+    """A runtime tensor: its per-sample shape and what its values mean.
+
+    kind "f32": float values.  "q8": int8 held internally (uint8 values are stored as q - 128).
+    "index": float values that ONNX types as int64 (ArgMax).  "int": integer-valued floats that
+    ONNX types as int32 (MatMulInteger).  "qint": ONNX int32 = internal int8 + offset (a Cast of
+    a quantized tensor, feeding a Gather table lookup).
+    """
+    shape: tuple[int, ...]
+    kind: str = "f32"
+    onnx_type: int = _FLOAT
+    offset: int = 0
+
+
+@dataclass
+class _Proto:
+    """A layer under construction: tensors are NumPy arrays until the buffers are built."""
+    op: Op
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    act: Act = Act.IDENTITY
+    tensors: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    name: str = ""
+    prov: dict = field(default_factory=dict)  # "W": (Wq, w_scale); "b": (bq, b_scale); "t": (bq, scale)
+
+
+def _prod(shape) -> int:
+    return int(math.prod(shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and safety checks
+
+
+def _load_model(src):
+    import onnx
+    base_dir = None
+    if isinstance(src, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(src)
+        return model, None
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise OnnxImportError(f"cannot read ONNX file {path!r}: {exc}") from exc
+        base_dir = os.path.dirname(os.path.abspath(path))
+    else:
+        raise OnnxImportError(f"from_onnx takes a path, bytes or onnx.ModelProto, got {type(src).__name__}")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise OnnxImportError(f"not a valid ONNX model: {exc}") from exc
+    if not model.HasField("graph"):
+        raise OnnxImportError("not a valid ONNX model: it has no graph")
+    return model, base_dir
+
+
+def _check_declared_size(tensor, where: str) -> None:
+    dims = [int(d) for d in tensor.dims]
+    if any(d < 0 for d in dims):
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} has a negative dimension {dims}")
+    n = math.prod(dims)
+    if n > MAX_TENSOR_ELEMENTS:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} declares {n} elements (dims {dims}); "
+                              f"the limit is {MAX_TENSOR_ELEMENTS}")
+
+
+def _read_external(tensor, base_dir, where: str):
+    """Copy of ``tensor`` with its external data read into raw_data, from inside base_dir only."""
+    import onnx
+    from onnx import helper
+    info = {e.key: e.value for e in tensor.external_data}
+    loc = info.get("location", "")
+    if base_dir is None:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} uses external data, which needs the model's path")
+    parts = loc.replace("\\", "/").split("/")
+    if not loc or os.path.isabs(loc) or loc.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} external data location {loc!r} must be a "
+                              f"relative path inside the model's folder")
+    root = os.path.realpath(base_dir)
+    full = os.path.realpath(os.path.join(root, loc))
+    if os.path.commonpath([root, full]) != root:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} external data {loc!r} resolves outside the model's folder")
+    np_dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    need = math.prod(tensor.dims) * np.dtype(np_dtype).itemsize
+    offset = int(info.get("offset", 0) or 0)
+    length = int(info.get("length", need) or need)
+    if length != need:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} external data length {length} != {need} bytes for dims "
+                              f"{list(tensor.dims)}")
+    try:
+        with open(full, "rb") as f:
+            f.seek(offset)
+            raw = f.read(length)
+    except OSError as exc:
+        raise OnnxImportError(f"{where}: cannot read external data {loc!r} of tensor {tensor.name!r}: {exc}") from exc
+    if len(raw) != length:
+        raise OnnxImportError(f"{where}: external data {loc!r} of tensor {tensor.name!r} is truncated")
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    del copy.external_data[:]
+    copy.data_location = onnx.TensorProto.DEFAULT
+    copy.raw_data = raw
+    return copy
+
+
+def _to_array(tensor, base_dir, where: str) -> np.ndarray:
+    import onnx
+    from onnx import numpy_helper
+    _check_declared_size(tensor, where)
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        tensor = _read_external(tensor, base_dir, where)
+    elif tensor.HasField("raw_data"):
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        except Exception:
+            itemsize = 0
+        if itemsize and tensor.data_type not in (onnx.TensorProto.STRING,) and \
+                len(tensor.raw_data) != math.prod(tensor.dims) * itemsize and tensor.data_type not in (21, 22, 23, 25, 26):
+            raise OnnxImportError(f"{where}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its dims "
+                                  f"{list(tensor.dims)} need {math.prod(tensor.dims) * itemsize}")
+    try:
+        return np.array(numpy_helper.to_array(tensor))
+    except Exception as exc:
+        raise OnnxImportError(f"{where}: cannot read tensor {tensor.name!r}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# the importer
+
+
+class _Importer:
+    def __init__(self, model, base_dir, output):
+        self.model = model
+        self.graph = model.graph
+        self.base_dir = base_dir
+        self.output_request = output
+        self.opset = 1
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = int(imp.version)
+        self.consts: dict[str, np.ndarray] = {}
+        self.prov: dict[str, tuple] = {}  # const name -> ("dq", q, scale, zp, axis)
+        self.dyn: dict[str, _Dyn] = {}
+        self.layers: list[_Proto] = []
+        self.batch: int | None = None
+
+    # -- errors --------------------------------------------------------------------------------
+    def _unsupported(self, node, why: str = "") -> OnnxImportError:
+        what = f"op {node.op_type!r}" + (f" (domain {node.domain!r})" if node.domain not in ("", "ai.onnx") else "")
+        msg = f"unsupported {what} at node {node.name or '<unnamed>'!r}"
+        if why:
+            msg += f": {why}"
+        return OnnxImportError(f"{msg}. Supported ops on the runtime tensor: {', '.join(SUPPORTED_OPS)}")
+
+    def _err(self, node, why: str) -> OnnxImportError:
+        return OnnxImportError(f"node {node.name or '<unnamed>'!r} ({node.op_type}): {why}")
+
+    # -- graph structure -----------------------------------------------------------------------
+    def _choose_output(self):
+        outs = list(self.graph.output)
+        if not outs:
+            raise OnnxImportError("the graph declares no output")
+        names = [o.name for o in outs]
+        if self.output_request is not None:
+            for o in outs:
+                if o.name == self.output_request:
+                    return o
+            raise OnnxImportError(f"no graph output named {self.output_request!r}; outputs are {names}")
+        if len(outs) == 1:
+            return outs[0]
+        floats = [o for o in outs if o.type.tensor_type.elem_type == _FLOAT]
+        for o in floats:
+            if "prob" in o.name.lower():
+                return o
+        if floats:
+            return floats[0]
+        return outs[0]
+
+    def _prune_and_sort(self, out_name, init_names, input_names):
+        producer = {}
+        for node in self.graph.node:
+            for o in node.output:
+                if o:
+                    producer[o] = node
+        needed, stack, seen = [], [out_name], set()
+        needed_ids = set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            node = producer.get(name)
+            if node is None:
+                if name not in init_names and name not in input_names:
+                    raise OnnxImportError(f"tensor {name!r} is undefined: no node, initializer or graph input produces it")
+                continue
+            if id(node) not in needed_ids:
+                needed_ids.add(id(node))
+                needed.append(node)
+                for i in node.input:
+                    if not i:
+                        continue
+                    if i not in producer and i not in init_names and i not in input_names:
+                        raise OnnxImportError(f"node {node.name or '<unnamed>'!r} ({node.op_type}) reads input {i!r}, "
+                                              f"which is undefined (no node, initializer or graph input produces it)")
+                    stack.append(i)
+        # Kahn's algorithm over the needed nodes, in file order where free.
+        order = [n for n in self.graph.node if id(n) in needed_ids]
+        done = set(init_names) | set(input_names)
+        result, pending = [], order
+        while pending:
+            rest = []
+            for node in pending:
+                if all((not i) or i in done for i in node.input):
+                    result.append(node)
+                    done.update(o for o in node.output if o)
+                else:
+                    rest.append(node)
+            if len(rest) == len(pending):
+                names = ", ".join(repr(n.name or n.op_type) for n in rest[:5])
+                raise OnnxImportError(f"the graph has a cycle through nodes {names}")
+            pending = rest
+        return result
+
+    # -- main ----------------------------------------------------------------------------------
+    def run(self) -> FrozenModel:
+        g = self.graph
+        for t in g.initializer:
+            _check_declared_size(t, "initializer")
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            dims = vi.type.tensor_type.shape.dim
+            known = [d.dim_value for d in dims if d.HasField("dim_value")]
+            if known and math.prod(known) > MAX_TENSOR_ELEMENTS:
+                raise OnnxImportError(f"tensor {vi.name!r} declares {math.prod(known)} elements "
+                                      f"(dims {known}); the limit is {MAX_TENSOR_ELEMENTS}")
+        init_by_name = {t.name: t for t in g.initializer}
+        input_names = [i.name for i in g.input]
+        out = self._choose_output()
+        nodes = self._prune_and_sort(out.name, set(init_by_name), set(input_names))
+
+        used = {i for n in nodes for i in n.input if i} | {out.name}
+        for name in used:
+            if name in init_by_name:
+                self.consts[name] = _to_array(init_by_name[name], self.base_dir, "initializer")
+        runtime_inputs = [i for i in g.input if i.name in used and i.name not in init_by_name]
+        if not runtime_inputs:
+            raise OnnxImportError(f"output {out.name!r} does not depend on any graph input")
+        if len(runtime_inputs) > 1:
+            raise OnnxImportError(f"the graph needs {len(runtime_inputs)} runtime inputs "
+                                  f"({[i.name for i in runtime_inputs]}); rtinfer models take one "
+                                  f"(give the others initializers)")
+        self._add_input(runtime_inputs[0])
+
+        for node in nodes:
+            self._node(node)
+
+        if out.name in self.consts:
+            raise OnnxImportError(f"output {out.name!r} is a constant")
+        d = self.dyn[out.name]
+        if d.kind == "index":
+            output_dtype = "int64"
+        elif d.kind == "f32":
+            output_dtype = "float32"
+        else:
+            raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
+                                  f"(ONNX type {d.onnx_type}); rtinfer models end in float32 or int64 "
+                                  f"(end the graph with DequantizeLinear)")
+        self._fuse()
+        if not self.layers:
+            self.layers.append(_Proto(Op.RESHAPE, d.shape, d.shape, name="identity"))
+        meta = {p.key: p.value for p in self.model.metadata_props}
+        meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip())
+        meta.setdefault("onnx.output", out.name)
+        return self._build(d.shape, output_dtype, meta)
+
+    def _add_input(self, vi):
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise OnnxImportError(f"graph input {vi.name!r} is not a tensor")
+        if not tt.HasField("shape"):
+            raise OnnxImportError(f"graph input {vi.name!r} has no declared shape; rtinfer needs fixed per-sample dims")
+        dims = list(tt.shape.dim)
+        if not dims:
+            raise OnnxImportError(f"graph input {vi.name!r} has rank 0; the first dimension must be the batch")
+        sample = []
+        for k, d in enumerate(dims[1:], start=1):
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                label = d.dim_param or "unknown"
+                raise OnnxImportError(f"graph input {vi.name!r} has a dynamic dimension {k} ({label!r}); "
+                                      f"only the batch dimension (0) may be dynamic")
+            sample.append(int(d.dim_value))
+        self.batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+        self.input_shape = tuple(sample)
+        etype = tt.elem_type
+        if etype == _FLOAT:
+            self.dyn[vi.name] = _Dyn(self.input_shape)
+        elif etype in (_UINT8, _INT8):
+            zp = -128 if etype == _UINT8 else 0
+            s = self.input_shape
+            self.layers.append(_Proto(Op.QUANTIZE, s, s, attrs={"y_scale": 1.0, "y_zp": zp}, name=vi.name))
+            self.dyn[vi.name] = _Dyn(s, "q8", etype)
+            self.input_dtype = "uint8" if etype == _UINT8 else "int8"
+        else:
+            raise OnnxImportError(f"graph input {vi.name!r} has element type {etype}; rtinfer takes float32 "
+                                  f"(or uint8/int8, fed as float values)")
+
+    # -- node dispatch -------------------------------------------------------------------------
+    def _is_const(self, name):
+        return (not name) or name in self.consts
+
+    def _const(self, node, idx, default=None):
+        if idx >= len(node.input) or not node.input[idx]:
+            return default
+        name = node.input[idx]
+        if name not in self.consts:
+            raise self._err(node, f"input {idx} ({name!r}) must be a constant (an initializer)")
+        return self.consts[name]
+
+    def _attrs(self, node) -> dict:
+        from onnx import helper
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def _node(self, node):
+        domain = node.domain
+        if domain not in ("", "ai.onnx", "ai.onnx.ml"):
+            raise self._unsupported(node, f"custom domain {domain!r}")
+        if node.op_type == "Constant":
+            self._constant(node)
+            return
+        if all(self._is_const(i) for i in node.input) and domain != "ai.onnx.ml":
+            self._fold(node)
+            return
+        dyn_idx = [k for k, i in enumerate(node.input) if i and i in self.dyn]
+        if len(dyn_idx) > 1:
+            raise self._unsupported(node, "it takes more than one runtime tensor "
+                                          f"({[node.input[k] for k in dyn_idx]}); rtinfer runs a chain of layers")
+        if node.op_type not in SUPPORTED_OPS or (node.op_type in _ML_OPS) != (domain == "ai.onnx.ml"):
+            raise self._unsupported(node)
+        k = dyn_idx[0]
+        x = self.dyn[node.input[k]]
+        op = node.op_type
+        if op in _ACT_OPS:
+            y = self._activation(node, x, k)
+        elif op in _BINARY_OPS:
+            y = self._binary(node, x, k)
+        elif op in _SHAPE_OPS:
+            y = self._shape_op(node, x, k)
+        else:
+            y = getattr(self, "_op_" + op)(node, x, k)
+        outputs = y if isinstance(y, dict) else {node.output[0]: y}
+        for name in node.output:
+            if name:
+                self.dyn[name] = outputs.get(name, _Dyn((), "unusable"))
+
+    def _emit(self, node, op, x: _Dyn, out_shape, **kw) -> _Proto:
+        if x.kind == "unusable":
+            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+        p = _Proto(op, x.shape, tuple(out_shape), name=node.name or node.op_type, **kw)
+        self.layers.append(p)
+        return p
+
+    def _need_float(self, node, x: _Dyn):
+        if x.kind == "unusable":
+            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+        if x.kind != "f32":
+            raise self._unsupported(node, f"its runtime input is not float32 (ONNX type {x.onnx_type}); "
+                                          f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/Cast/"
+                                          f"Gather act on integer tensors")
+
+    # -- constants -----------------------------------------------------------------------------
+    def _constant(self, node):
+        a = {at.name: at for at in node.attribute}
+        if "value" in a:
+            value = _to_array(a["value"].t, self.base_dir, f"node {node.name!r}")
+        elif "value_float" in a:
+            value = np.array(a["value_float"].f, dtype=np.float32)
+        elif "value_floats" in a:
+            value = np.array(list(a["value_floats"].floats), dtype=np.float32)
+        elif "value_int" in a:
+            value = np.array(a["value_int"].i, dtype=np.int64)
+        elif "value_ints" in a:
+            value = np.array(list(a["value_ints"].ints), dtype=np.int64)
+        else:
+            raise self._unsupported(node, f"Constant attribute {list(a)} (sparse / string values)")
+        self.consts[node.output[0]] = value
+
+    def _fold(self, node):
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+        feeds, vis = {}, []
+        for name in node.input:
+            if name and name not in feeds:
+                arr = self.consts[name]
+                feeds[name] = arr
+                vis.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(arr.dtype), arr.shape))
+        outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+        graph = helper.make_graph([node], "fold", vis, outs)
+        m = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        m.ir_version = max(self.model.ir_version, 3)
+        try:
+            results = ReferenceEvaluator(m).run(None, feeds)
+        except Exception as exc:
+            raise self._err(node, f"cannot fold this constant node: {type(exc).__name__}: {exc}") from exc
+        for name, val in zip([o for o in node.output if o], results):
+            val = np.asarray(val)
+            if val.size > MAX_TENSOR_ELEMENTS:
+                raise self._err(node, f"folded constant {name!r} has {val.size} elements")
+            self.consts[name] = val
+        if node.op_type == "DequantizeLinear":
+            q = self.consts[node.input[0]]
+            scale = np.asarray(self._const(node, 1), dtype=np.float32)
+            zp = self._const(node, 2)
+            attrs = self._attrs(node)
+            if q.dtype in (np.int8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
+                zp = np.zeros((), dtype=q.dtype) if zp is None else zp
+                self.prov[node.output[0]] = ("dq", q, scale, np.asarray(zp), int(attrs.get("axis", 1)))
+
+    # -- elementwise ---------------------------------------------------------------------------
+    def _activation(self, node, x: _Dyn, k):
+        self._need_float(node, x)
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be the first input")
+        op = node.op_type
+        a = self._attrs(node)
+        act = _ACT_OPS[op]
+        attrs = {}
+        if op == "LeakyRelu":
+            attrs["alpha"] = float(np.float32(a.get("alpha", 0.01)))
+        elif op == "Elu":
+            attrs["alpha"] = float(np.float32(a.get("alpha", 1.0)))
+        elif op == "Selu":
+            attrs["alpha"] = float(np.float32(a.get("alpha", ACT_DEFAULTS[Act.SELU][0])))
+            attrs["beta"] = float(np.float32(a.get("gamma", ACT_DEFAULTS[Act.SELU][1])))
+        elif op == "HardSigmoid":
+            attrs["alpha"] = float(np.float32(a.get("alpha", 0.2)))
+            attrs["beta"] = float(np.float32(a.get("beta", 0.5)))
+        elif op == "Gelu":
+            approx = a.get("approximate", b"none")
+            approx = approx.decode() if isinstance(approx, bytes) else str(approx)
+            if approx == "tanh":
+                act = Act.GELU_TANH
+            elif approx != "none":
+                raise self._unsupported(node, f"attribute approximate={approx!r}")
+        elif op == "Clip":
+            if self.opset < 11:
+                lo, hi = a.get("min", -3.4028234663852886e38), a.get("max", 3.4028234663852886e38)
+            else:
+                lo_a, hi_a = self._const(node, 1), self._const(node, 2)
+                for v, nm in ((lo_a, "min"), (hi_a, "max")):
+                    if v is not None and v.size != 1:
+                        raise self._err(node, f"Clip {nm} must be a scalar, got shape {v.shape}")
+                lo = float(lo_a.reshape(-1)[0]) if lo_a is not None else -math.inf
+                hi = float(hi_a.reshape(-1)[0]) if hi_a is not None else math.inf
+            # ONNX Clip is min(max(x, lo), hi): with lo > hi every output is hi.
+            attrs = {"alpha": float(np.float32(min(lo, hi))), "beta": float(np.float32(hi))}
+        elif op == "PRelu":
+            slope = np.asarray(self._const(node, 1), dtype=np.float32)
+            if slope.size != 1 and not np.all(slope == slope.reshape(-1)[0]):
+                raise self._unsupported(node, f"PRelu with a per-channel slope {slope.shape} (only a single slope)")
+            attrs["alpha"] = float(slope.reshape(-1)[0])
+        self._emit(node, Op.ACT, x, x.shape, act=act, attrs=attrs)
+        return _Dyn(x.shape)
+
+    def _op_Neg(self, node, x, k):
+        self._need_float(node, x)
+        s = np.full(x.shape, -1.0, dtype=np.float32)
+        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)})
+        return _Dyn(x.shape)
+
+    def _broadcast_const(self, node, x: _Dyn, c: np.ndarray) -> np.ndarray:
+        """A constant operand broadcast to the sample shape (N, *shape) -> (*shape), float32."""
+        a = self._attrs(node)
+        c = np.asarray(c)
+        full_rank = len(x.shape) + 1
+        if self.opset < 7 and a.get("broadcast", 0) and "axis" in a:
+            axis = int(a["axis"]) % full_rank
+            c = c.reshape(c.shape + (1,) * (full_rank - axis - c.ndim))
+        if c.ndim > full_rank:
+            raise self._err(node, f"constant of shape {c.shape} has a higher rank than the runtime tensor (N, *{x.shape})")
+        if c.ndim == full_rank:
+            if c.shape[0] != 1:
+                raise self._unsupported(node, f"constant of shape {c.shape} varies along the batch axis")
+            c = c[0]
+        try:
+            out = np.broadcast_shapes(x.shape, c.shape)
+        except ValueError:
+            raise self._err(node, f"constant of shape {c.shape} does not broadcast to the sample shape {x.shape}") from None
+        if tuple(out) != tuple(x.shape):
+            raise self._unsupported(node, f"constant of shape {c.shape} would enlarge the sample shape {x.shape}")
+        return np.broadcast_to(c.astype(np.float32), x.shape).copy()
+
+    def _binary(self, node, x: _Dyn, k):
+        op = node.op_type
+        cname = node.input[1 - k]
+        if x.kind == "qint" and op == "Add":
+            c = np.asarray(self.consts[cname])
+            if c.size != 1 or c.dtype.kind not in "iu":
+                raise self._unsupported(node, "only a scalar integer offset may be added to a table index")
+            return _Dyn(x.shape, "qint", x.onnx_type, x.offset + int(c.reshape(-1)[0]))
+        self._need_float(node, x)
+        c = self._broadcast_const(node, x, self.consts[cname])
+        ones = np.ones(x.shape, np.float32)
+        zeros = np.zeros(x.shape, np.float32)
+        prov = {}
+        if op == "Add":
+            s, t = ones, c
+            p = self.prov.get(cname)
+            if p is not None and len(x.shape) == 1 and p[1].dtype == np.int32 and np.asarray(p[1]).size == x.shape[0]:
+                prov["t"] = (np.asarray(p[1]).reshape(-1), np.broadcast_to(p[2], (x.shape[0],)).astype(np.float32))
+        elif op == "Sub":
+            s, t = (ones, -c) if k == 0 else (-ones, c)
+        elif op == "Mul":
+            s, t = c, zeros
+        else:  # Div
+            if k != 0:
+                raise self._unsupported(node, "division of a constant by the runtime tensor")
+            with np.errstate(divide="ignore"):
+                s, t = (np.float32(1.0) / c).astype(np.float32), zeros
+        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": t}, prov=prov)
+        return _Dyn(x.shape)
+
+    def _op_BatchNormalization(self, node, x, k):
+        self._need_float(node, x)
+        a = self._attrs(node)
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be the first input")
+        if a.get("training_mode", 0):
+            raise self._unsupported(node, "attribute training_mode=1 (export the model in eval mode)")
+        if not x.shape:
+            raise self._err(node, "BatchNormalization needs a channel axis: input rank must be >= 2")
+        eps = float(a.get("epsilon", 1e-5))
+        scale, bias, mean, var = (np.asarray(self._const(node, i), dtype=np.float64) for i in range(1, 5))
+        C = x.shape[0]
+        spatial = a.get("spatial", 1) if self.opset < 9 else 1
+
+        def expand(v):
+            if spatial and v.size == C:
+                v = v.reshape((C,) + (1,) * (len(x.shape) - 1))
+            try:
+                return np.broadcast_to(v, x.shape)
+            except ValueError:
+                raise self._err(node, f"parameter of shape {v.shape} does not match channels {C}") from None
+
+        s = expand(scale) / np.sqrt(expand(var) + eps)
+        t = expand(bias) - expand(mean) * s
+        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
+        return _Dyn(x.shape)
+
+    # -- dense ---------------------------------------------------------------------------------
+    def _weight_prov(self, name, W_axis_out: int, n_out: int):
+        """(Wq, w_scale) if the constant came from DequantizeLinear(int8, per-output-channel, zp 0)."""
+        p = self.prov.get(name)
+        if p is None:
+            return None
+        _, q, scale, zp, axis = p
+        if q.dtype != np.int8 or q.ndim != 2 or np.any(zp != 0):
+            return None
+        if scale.size == 1:
+            w_scale = np.full(n_out, float(scale.reshape(-1)[0]), np.float32)
+        elif scale.ndim == 1 and scale.size == n_out and axis % 2 == W_axis_out:
+            w_scale = scale.astype(np.float32)
+        else:
+            return None
+        return q, w_scale
+
+    def _bias_prov(self, name, n_out):
+        p = self.prov.get(name)
+        if p is None:
+            return None
+        _, q, scale, zp, axis = p
+        if q.dtype != np.int32 or q.size != n_out or np.any(zp != 0):
+            return None
+        return q.reshape(-1), np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n_out,)).copy()
+
+    def _op_Gemm(self, node, x, k):
+        self._need_float(node, x)
+        a = self._attrs(node)
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be input A (a constant A times a runtime B "
+                                          "contracts the batch axis)")
+        if a.get("transA", 0):
+            raise self._unsupported(node, "attribute transA=1 on the runtime tensor (it would transpose the batch axis)")
+        if len(x.shape) != 1:
+            raise self._err(node, f"Gemm input A must have rank 2, got rank {len(x.shape) + 1} (N, *{x.shape})")
+        B = np.asarray(self._const(node, 1))
+        if B.ndim != 2:
+            raise self._err(node, f"Gemm input B must have rank 2, got shape {B.shape}")
+        transB = int(a.get("transB", 0))
+        W = B.T if transB else B
+        if W.shape[0] != x.shape[0]:
+            raise self._err(node, f"Gemm B of shape {B.shape} (transB={transB}) does not take {x.shape[0]} inputs")
+        n_out = W.shape[1]
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        Wf = (W.astype(np.float32) * np.float32(alpha)).astype(np.float32)
+        C = self._const(node, 2)
+        b = np.zeros(n_out, np.float32)
+        prov = {}
+        if C is not None:
+            C = np.asarray(C, dtype=np.float32)
+            if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or (C.size not in (1, n_out)):
+                raise self._unsupported(node, f"bias C of shape {C.shape} varies along the batch axis "
+                                              f"(it must broadcast to (1, {n_out}))")
+            b = (np.broadcast_to(C.reshape(-1), (n_out,)) * np.float32(beta)).astype(np.float32)
+            if beta == 1.0:
+                bp = self._bias_prov(node.input[2], n_out)
+                if bp is not None:
+                    prov["b"] = bp
+        if alpha == 1.0:
+            wp = self._weight_prov(node.input[1], 0 if transB else 1, n_out)
+            if wp is not None:
+                q, ws = wp
+                prov["W"] = (q.T.copy() if transB else q, ws)
+        self._emit(node, Op.DENSE, x, (n_out,), tensors={"W": Wf, "b": b}, prov=prov)
+        return _Dyn((n_out,))
+
+    def _op_MatMul(self, node, x, k):
+        self._need_float(node, x)
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be the left operand (a constant left operand "
+                                          "contracts the batch axis)")
+        B = np.asarray(self._const(node, 1)).astype(np.float32)
+        W, out_shape = self._matmul_weights(node, x, B)
+        prov = {}
+        if B.ndim == 2 and len(x.shape) == 1:
+            wp = self._weight_prov(node.input[1], 1, B.shape[1])
+            if wp is not None:
+                prov["W"] = wp
+        self._emit(node, Op.DENSE, x, out_shape, tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)}, prov=prov)
+        return _Dyn(out_shape)
+
+    def _matmul_weights(self, node, x: _Dyn, B: np.ndarray):
+        """x (N, *s) @ B as one DENSE: W (prod(s), prod(out)) and the sample output shape."""
+        s = x.shape
+        if len(s) == 0:
+            raise self._unsupported(node, "a 1-D runtime tensor would be contracted over the batch axis")
+        squeeze = B.ndim == 1
+        B2 = B[:, None] if squeeze else B
+        K = s[-1]
+        if B2.shape[-2] != K:
+            raise self._err(node, f"MatMul shapes (N, *{s}) and {B.shape} do not align")
+        M = B2.shape[-1]
+        if len(s) == 1:
+            if B2.ndim != 2:
+                raise self._unsupported(node, f"constant of shape {B.shape} would put its batch dims before N")
+            W = B2
+            return W.astype(np.float32), (() if squeeze else (M,))
+        g, m = s[:-2], s[-2]
+        gb = B2.shape[:-2]
+        if len(gb) > len(g) + 1:
+            raise self._unsupported(node, f"constant of shape {B.shape} has more batch dims than the runtime tensor")
+        if len(gb) == len(g) + 1:
+            if gb[0] != 1:
+                raise self._unsupported(node, f"constant of shape {B.shape} varies along the batch axis")
+            gb = gb[1:]
+            B2 = B2.reshape(gb + B2.shape[-2:])
+        gb = (1,) * (len(g) - len(gb)) + tuple(gb)
+        B2 = B2.reshape(gb + B2.shape[-2:])
+        try:
+            out_g = tuple(np.broadcast_shapes(g, gb))
+        except ValueError:
+            raise self._err(node, f"MatMul batch dims {g} and {gb} do not broadcast") from None
+        n_in, n_out = _prod(s), _prod(out_g) * m * M
+        if n_in * n_out > MAX_EXPANDED_ELEMENTS:
+            raise self._unsupported(node, f"MatMul on a rank-{len(s) + 1} tensor expands to a {n_in}x{n_out} "
+                                          f"weight matrix (limit {MAX_EXPANDED_ELEMENTS} elements)")
+        W = np.zeros((n_in, n_out), np.float32)
+        for o in np.ndindex(*out_g) if out_g else [()]:
+            gi = tuple(oi if gd > 1 else 0 for oi, gd in zip(o, g))
+            bi = tuple(oi if gd > 1 else 0 for oi, gd in zip(o, gb))
+            in_flat = int(np.ravel_multi_index(gi, g)) if g else 0
+            out_flat = int(np.ravel_multi_index(o, out_g)) if out_g else 0
+            for r in range(m):
+                rows = (in_flat * m + r) * K + np.arange(K)
+                cols = (out_flat * m + r) * M + np.arange(M)
+                W[np.ix_(rows, cols)] = B2[bi]
+        out_shape = out_g + ((m,) if squeeze else (m, M))
+        return W, out_shape
+
+    # -- normalizations and reductions -----------------------------------------------------------
+    def _axis(self, node, axis, rank):
+        if not -rank <= axis < rank:
+            raise self._err(node, f"axis {axis} is out of range for rank {rank}")
+        return axis % rank
+
+    def _softmax(self, node, x, k, op):
+        self._need_float(node, x)
+        a = self._attrs(node)
+        full = (self.batch or 1,) + x.shape
+        rank = len(full)
+        if self.opset >= 13:
+            axis = self._axis(node, int(a.get("axis", -1)), rank)
+            if axis == 0:
+                raise self._unsupported(node, "softmax over the batch axis (axis 0)")
+            outer, axis_len, inner = _prod(full[1:axis]), full[axis], _prod(full[axis + 1:])
+        else:  # opset < 13: the input is coerced to 2-D at axis and normalized over the second dim
+            axis = self._axis(node, int(a.get("axis", 1)), rank)
+            if axis == 0:
+                raise self._unsupported(node, "softmax coerced to 2-D at axis 0 normalizes across the batch")
+            outer, axis_len, inner = _prod(full[1:axis]), _prod(full[axis:]), 1
+        self._emit(node, op, x, x.shape, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
+        return _Dyn(x.shape)
+
+    def _op_Softmax(self, node, x, k):
+        return self._softmax(node, x, k, Op.SOFTMAX)
+
+    def _op_LogSoftmax(self, node, x, k):
+        return self._softmax(node, x, k, Op.LOG_SOFTMAX)
+
+    def _op_ArgMax(self, node, x, k):
+        self._need_float(node, x)
+        a = self._attrs(node)
+        rank = len(x.shape) + 1
+        axis = self._axis(node, int(a.get("axis", 0)), rank)
+        if axis == 0:
+            raise self._unsupported(node, "ArgMax over the batch axis (axis 0)")
+        if a.get("select_last_index", 0):
+            raise self._unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
+        keep = int(a.get("keepdims", 1))
+        s = x.shape
+        outer, axis_len, inner = _prod(s[:axis - 1]), s[axis - 1], _prod(s[axis:])
+        out = s[:axis - 1] + ((1,) if keep else ()) + s[axis:]
+        self._emit(node, Op.ARGMAX, x, out, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
+        return _Dyn(out, "index", _INT64)
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def _shape_op(self, node, x: _Dyn, k):
+        if x.kind == "unusable":
+            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+        op = node.op_type
+        a = self._attrs(node)
+        s = x.shape
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be the first input")
+        if op == "Identity":
+            return x
+        if op == "Dropout":
+            if self.opset >= 12:
+                ratio = self._const(node, 1)
+                training = self._const(node, 2)
+                if training is not None and bool(np.asarray(training).reshape(-1)[0]) and \
+                        ratio is not None and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+                    raise self._unsupported(node, "training_mode=True with a non-zero ratio (random at run time)")
+            return x
+        if op == "Flatten":
+            rank = len(s) + 1
+            axis = int(a.get("axis", 1))
+            if not -rank <= axis <= rank:
+                raise self._err(node, f"axis {axis} is out of range for rank {rank}")
+            if axis < 0:
+                axis += rank
+            if axis == 0 or _prod(s[:axis - 1]) != 1:
+                if axis == 0 and self.batch == 1:
+                    return _Dyn((_prod(s),), x.kind, x.onnx_type)
+                raise self._unsupported(node, f"Flatten at axis {axis} merges the batch axis into the features")
+            return _Dyn((_prod(s[axis - 1:]),), x.kind, x.onnx_type)
+        if op == "Reshape":
+            if self.opset < 5:
+                target = [int(v) for v in a.get("shape", [])]
+            else:
+                target = [int(v) for v in np.asarray(self._const(node, 1)).reshape(-1)]
+            return _Dyn(self._reshape_target(node, s, target, int(a.get("allowzero", 0))), x.kind, x.onnx_type)
+        if op == "Squeeze":
+            axes = a.get("axes") if self.opset < 13 else self._const(node, 1)
+            rank = len(s) + 1
+            if axes is None:
+                return _Dyn(tuple(d for d in s if d != 1), x.kind, x.onnx_type)
+            axes = {self._axis(node, int(v), rank) for v in np.asarray(axes).reshape(-1)}
+            if 0 in axes:
+                raise self._unsupported(node, "Squeeze of the batch axis")
+            for ax in axes:
+                if s[ax - 1] != 1:
+                    raise self._err(node, f"cannot squeeze axis {ax} of size {s[ax - 1]}")
+            return _Dyn(tuple(d for i, d in enumerate(s, start=1) if i not in axes), x.kind, x.onnx_type)
+        if op == "Unsqueeze":
+            axes = a.get("axes") if self.opset < 13 else self._const(node, 1)
+            if axes is None:
+                raise self._err(node, "Unsqueeze needs axes")
+            axes = np.asarray(axes).reshape(-1)
+            rank = len(s) + 1 + len(axes)
+            axes = sorted({self._axis(node, int(v), rank) for v in axes})
+            if 0 in axes:
+                raise self._unsupported(node, "Unsqueeze before the batch axis")
+            out = list(s)
+            for ax in axes:
+                out.insert(ax - 1, 1)
+            return _Dyn(tuple(out), x.kind, x.onnx_type)
+        if op == "Transpose":
+            rank = len(s) + 1
+            perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+            if sorted(perm) != list(range(rank)):
+                raise self._err(node, f"perm {perm} is not a permutation of {rank} axes")
+            if perm[0] != 0:
+                raise self._unsupported(node, f"Transpose perm {perm} moves the batch axis")
+            full = (1,) + s
+            out = tuple(full[p] for p in perm[1:])
+            moved = [p for p in perm if full[p] != 1]
+            if moved != sorted(moved):
+                raise self._unsupported(node, f"Transpose perm {perm} of a runtime tensor moves data "
+                                              f"(only transposes of constants are folded)")
+            return _Dyn(out, x.kind, x.onnx_type)
+        raise self._unsupported(node)  # pragma: no cover
+
+    def _reshape_target(self, node, s, target, allowzero):
+        size = _prod(s)
+        full = (self.batch,) + tuple(s)
+        if not target:
+            raise self._err(node, "Reshape to a scalar drops the batch axis")
+        out = []
+        for i, t in enumerate(target):
+            if t == 0 and not allowzero:
+                if i >= len(full):
+                    raise self._err(node, f"shape {target}: 0 at position {i} copies a dimension the input lacks")
+                out.append(full[i])
+            elif t < -1:
+                raise self._err(node, f"shape {target} has an invalid entry {t}")
+            else:
+                out.append(t)
+        if out.count(-1) > 1:
+            raise self._err(node, f"shape {target} has more than one -1")
+        first, rest = out[0], out[1:]
+        if first not in (-1, None) and first != self.batch:
+            raise self._unsupported(node, f"Reshape to {target} changes the batch dimension "
+                                          f"(first entry must be 0, -1 or the batch size)")
+        if first == -1 and -1 in rest:
+            raise self._unsupported(node, f"Reshape to {target} leaves the batch dimension ambiguous")
+        if -1 in rest:
+            known = _prod(d for d in rest if d != -1)
+            if known == 0 or size % known:
+                raise self._err(node, f"cannot reshape a sample of shape {s} to {target}")
+            rest = [size // known if d == -1 else d for d in rest]
+        if _prod(rest) != size:
+            raise self._unsupported(node, f"Reshape to {target} moves data across the batch axis "
+                                          f"(sample of {size} elements -> {rest})")
+        return tuple(int(d) for d in rest)
+
+    def _op_Cast(self, node, x, k):
+        to = int(self._attrs(node).get("to", 0))
+        if x.kind == "unusable":
+            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+        if to == _FLOAT:
+            if x.kind in ("f32", "index", "int"):
+                return _Dyn(x.shape)
+            if x.kind == "q8":
+                zp = -128 if x.onnx_type == _UINT8 else 0
+                self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
+                return _Dyn(x.shape)
+        if to == x.onnx_type:
+            return x
+        if x.kind == "q8" and to == _INT32:
+            return _Dyn(x.shape, "qint", _INT32, 128 if x.onnx_type == _UINT8 else 0)
+        if x.kind == "index" and to in (_INT32, _INT64):
+            return _Dyn(x.shape, "index", to)
+        raise self._unsupported(node, f"Cast from ONNX type {x.onnx_type} to {to}")
+
+    # -- quantization ----------------------------------------------------------------------------
+    def _qparams(self, node, scale_idx, zp_idx, default_type):
+        scale = self._const(node, scale_idx)
+        if scale is None or np.asarray(scale).size != 1:
+            raise self._unsupported(node, f"per-axis or blocked scale of shape "
+                                          f"{None if scale is None else np.asarray(scale).shape} on the runtime tensor "
+                                          f"(only per-tensor quantization of activations)")
+        scale = float(np.asarray(scale, dtype=np.float32).reshape(-1)[0])
+        if not (scale > 0 and math.isfinite(scale)):
+            raise self._err(node, f"scale {scale} must be positive and finite")
+        zp = self._const(node, zp_idx)
+        if zp is None:
+            ztype = default_type
+            zval = 0
+        else:
+            zp = np.asarray(zp)
+            if zp.size != 1:
+                raise self._unsupported(node, f"per-axis zero point of shape {zp.shape} on the runtime tensor")
+            if zp.dtype == np.uint8:
+                ztype = _UINT8
+            elif zp.dtype == np.int8:
+                ztype = _INT8
+            else:
+                raise self._unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+            zval = int(zp.reshape(-1)[0])
+        internal = zval - 128 if ztype == _UINT8 else zval
+        return scale, internal, ztype
+
+    def _op_QuantizeLinear(self, node, x, k):
+        self._need_float(node, x)
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be input x")
+        a = self._attrs(node)
+        out_type = int(a.get("output_dtype", 0)) or _UINT8
+        if out_type not in (_UINT8, _INT8):
+            raise self._unsupported(node, f"output_dtype {out_type} (rtinfer quantizes to int8/uint8)")
+        scale, zp, ztype = self._qparams(node, 1, 2, out_type)
+        self._emit(node, Op.QUANTIZE, x, x.shape, attrs={"y_scale": scale, "y_zp": zp})
+        return _Dyn(x.shape, "q8", ztype)
+
+    def _op_DequantizeLinear(self, node, x, k):
+        if k != 0:
+            raise self._unsupported(node, "the runtime tensor must be input x")
+        if x.kind != "q8":
+            raise self._unsupported(node, f"DequantizeLinear of a runtime tensor of ONNX type {x.onnx_type} "
+                                          f"(only int8/uint8)")
+        scale, zp, ztype = self._qparams(node, 1, 2, x.onnx_type)
+        if ztype != x.onnx_type:
+            raise self._err(node, f"zero point type {ztype} differs from the input type {x.onnx_type}")
+        self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": scale, "x_zp": zp})
+        return _Dyn(x.shape)
+
+    def _int_weights(self, node, b, b_zp, n_out):
+        """Constant integer weights minus their zero point (scalar or per column)."""
+        b = np.asarray(b)
+        if b.ndim != 2:
+            raise self._unsupported(node, f"weights of shape {b.shape} (only 2-D constant weights)")
+        if b.dtype not in (np.int8, np.uint8):
+            raise self._unsupported(node, f"weights of dtype {b.dtype}")
+        zp = np.zeros(1, np.int32) if b_zp is None else np.asarray(b_zp).astype(np.int32).reshape(-1)
+        if zp.size not in (1, n_out):
+            raise self._unsupported(node, f"weight zero point of shape {np.asarray(b_zp).shape}")
+        return b.astype(np.int32) - zp[None, :]
+
+    def _op_QLinearMatMul(self, node, x, k):
+        if k != 0 or x.kind != "q8":
+            raise self._unsupported(node, "the runtime tensor must be the quantized input a")
+        if len(x.shape) != 1:
+            raise self._unsupported(node, f"input a of rank {len(x.shape) + 1} (only (N, K))")
+        x_scale, x_zp, xt = self._qparams(node, 1, 2, x.onnx_type)
+        b = np.asarray(self._const(node, 3))
+        if b.ndim != 2 or b.shape[0] != x.shape[0]:
+            raise self._err(node, f"weights b of shape {b.shape} do not take {x.shape[0]} inputs")
+        n_out = b.shape[1]
+        w = self._int_weights(node, b, self._const(node, 5), n_out)
+        if w.min() < -128 or w.max() > 127:
+            raise self._unsupported(node, "weights minus their zero point exceed the int8 range")
+        b_scale = np.asarray(self._const(node, 4), np.float32).reshape(-1)
+        if b_scale.size not in (1, n_out):
+            raise self._unsupported(node, f"weight scale of shape {b_scale.shape}")
+        w_scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
+        y_zp_arr = self._const(node, 7)
+        y_scale, y_zp, yt = self._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
+        self._emit(node, Op.QDENSE, x, (n_out,),
+                       tensors={"W": w.astype(np.int8), "b": np.zeros(n_out, np.int32), "w_scale": w_scale},
+                       attrs={"x_scale": x_scale, "x_zp": x_zp, "y_scale": y_scale, "y_zp": y_zp,
+                              "qmin": quant.QMIN, "qmax": quant.QMAX})
+        return _Dyn((n_out,), "q8", yt)
+
+    def _op_MatMulInteger(self, node, x, k):
+        if k != 0 or x.kind != "q8":
+            raise self._unsupported(node, "the runtime tensor must be the quantized input A")
+        if len(x.shape) != 1:
+            raise self._unsupported(node, f"input A of rank {len(x.shape) + 1} (only (N, K))")
+        a_zp = self._const(node, 2)
+        if a_zp is not None and np.asarray(a_zp).size != 1:
+            raise self._unsupported(node, "per-row zero point of A")
+        zp = int(np.asarray(a_zp).reshape(-1)[0]) if a_zp is not None else 0
+        if x.onnx_type == _UINT8:
+            zp -= 128
+        b = np.asarray(self._const(node, 1))
+        if b.ndim != 2 or b.shape[0] != x.shape[0]:
+            raise self._err(node, f"weights B of shape {b.shape} do not take {x.shape[0]} inputs")
+        n_out = b.shape[1]
+        w = self._int_weights(node, b, self._const(node, 3), n_out)
+        self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
+        x_f = _Dyn(x.shape)
+        self._emit(node, Op.DENSE, x_f, (n_out,), tensors={"W": w.astype(np.float32), "b": np.zeros(n_out, np.float32)})
+        return _Dyn((n_out,), "int", _INT32)
+
+    def _op_Gather(self, node, x, k):
+        if k != 1 or x.kind != "qint":
+            raise self._unsupported(node, "only a table lookup: constant data indexed by Cast(int8/uint8 -> int32) "
+                                          "(+ a constant offset)")
+        data = np.asarray(self._const(node, 0))
+        if data.ndim != 1 or data.dtype not in (np.int8, np.uint8) or int(self._attrs(node).get("axis", 0)) != 0:
+            raise self._unsupported(node, f"table of shape {data.shape} and dtype {data.dtype} (need a 1-D int8/uint8 table)")
+        lo = x.offset - 128  # index of internal value -128
+        if lo < 0 or lo + 256 > data.size:
+            raise self._err(node, f"table of {data.size} entries does not cover indices {lo}..{lo + 255}")
+        table = data[lo:lo + 256]
+        if data.dtype == np.uint8:
+            table = (table.astype(np.int16) - 128).astype(np.int8)
+            out_type = _UINT8
+        else:
+            table = table.astype(np.int8)
+            out_type = _INT8
+        self._emit(node, Op.QLUT, x, x.shape, tensors={"table": table},
+                   attrs={"x_scale": 1.0, "x_zp": 0, "y_scale": 1.0, "y_zp": 0})
+        return _Dyn(x.shape, "q8", out_type)
+
+    # -- ai.onnx.ml --------------------------------------------------------------------------------
+    def _op_LinearClassifier(self, node, x, k):
+        self._need_float(node, x)
+        if len(x.shape) != 1:
+            raise self._err(node, f"LinearClassifier input must have rank 2, got {len(x.shape) + 1}")
+        a = self._attrs(node)
+        coef = np.asarray(a.get("coefficients", []), np.float32)
+        n_in = x.shape[0]
+        if coef.size == 0 or coef.size % n_in:
+            raise self._err(node, f"{coef.size} coefficients do not fit {n_in} features")
+        n_out = coef.size // n_in
+        labels = a.get("classlabels_ints") or a.get("classlabels_strings") or []
+        if n_out == 1 and len(labels) == 2:
+            raise self._unsupported(node, "binary LinearClassifier with a single coefficient row")
+        W = coef.reshape(n_out, n_in).T.copy()
+        b = np.asarray(a.get("intercepts", np.zeros(n_out)), np.float32).reshape(-1)
+        if b.size != n_out:
+            raise self._err(node, f"{b.size} intercepts for {n_out} classes")
+        post = a.get("post_transform", b"NONE")
+        post = post.decode() if isinstance(post, bytes) else str(post)
+        self._emit(node, Op.DENSE, x, (n_out,), tensors={"W": W, "b": b})
+        y = _Dyn((n_out,))
+        if post == "SOFTMAX":
+            self._emit(node, Op.SOFTMAX, y, (n_out,), attrs={"outer": 1, "axis_len": n_out, "inner": 1})
+        elif post == "LOGISTIC":
+            self._emit(node, Op.ACT, y, (n_out,), act=Act.SIGMOID)
+        elif post != "NONE":
+            raise self._unsupported(node, f"post_transform={post!r}")
+        # output 0 holds the labels (not translated), output 1 the scores
+        return {node.output[-1]: y}
+
+    def _op_Normalizer(self, node, x, k):
+        self._need_float(node, x)
+        norm = self._attrs(node).get("norm", b"MAX")
+        norm = norm.decode() if isinstance(norm, bytes) else str(norm)
+        last = self.layers[-1] if self.layers else None
+        ok = False
+        if norm == "L1" and last is not None:
+            if last.op == Op.SOFTMAX and last.attrs.get("inner", 1) == 1 and last.attrs.get("outer", 1) == 1:
+                ok = True
+            elif last.op == Op.ACT and last.act == Act.SIGMOID and len(self.layers) >= 2:
+                d = self.layers[-2]
+                W, b = d.tensors.get("W"), d.tensors.get("b")
+                ok = (d.op == Op.DENSE and W is not None and W.shape[1] == 2
+                      and np.array_equal(W[:, 0], -W[:, 1]) and b[0] == -b[1])
+        if not ok:
+            raise self._unsupported(node, f"Normalizer norm={norm!r} (only L1 after a softmax or a symmetric "
+                                          f"binary logistic, where it is the identity)")
+        return x
+
+    # -- fusion ----------------------------------------------------------------------------------
+    def _fuse(self):
+        changed = True
+        while changed:
+            changed = self._fuse_float_once()
+        changed = True
+        while changed:
+            changed = self._fuse_quant_once()
+
+    def _fuse_float_once(self) -> bool:
+        L = self.layers
+        for i in range(len(L) - 1):
+            a, b = L[i], L[i + 1]
+            if a.act != Act.IDENTITY:
+                continue
+            if a.op in (Op.DENSE, Op.AFFINE) and b.op == Op.ACT:
+                a.act, a.attrs = b.act, dict(b.attrs)
+                a.out_shape = b.out_shape
+                del L[i + 1]
+                return True
+            if a.op == Op.DENSE and b.op == Op.AFFINE:
+                s, t = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
+                W, bias = a.tensors["W"], a.tensors["b"]
+                if np.all(s == 1):
+                    if "t" in b.prov and not np.any(bias) and "b" not in a.prov:
+                        a.prov["b"] = b.prov["t"]
+                    else:
+                        a.prov.pop("b", None)
+                    a.tensors["b"] = (bias + t).astype(np.float32)
+                else:
+                    a.prov.pop("W", None)
+                    a.prov.pop("b", None)
+                    a.tensors["W"] = (W * s[None, :]).astype(np.float32)
+                    a.tensors["b"] = (bias * s + t).astype(np.float32)
+                a.act, a.attrs, a.out_shape = b.act, dict(b.attrs), b.out_shape
+                del L[i + 1]
+                return True
+            if a.op == Op.AFFINE and b.op == Op.AFFINE:
+                s1, t1 = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
+                s2, t2 = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
+                b.tensors = {"s": (s1 * s2).astype(np.float32).reshape(b.in_shape),
+                             "t": (t1 * s2 + t2).astype(np.float32).reshape(b.in_shape)}
+                b.in_shape = a.in_shape if _prod(a.in_shape) == _prod(b.in_shape) else b.in_shape
+                b.prov = {}
+                del L[i]
+                return True
+            if a.op == Op.AFFINE and b.op == Op.DENSE and "W" not in b.prov:
+                s, t = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
+                W = b.tensors["W"].astype(np.float64)
+                b.tensors["b"] = (t.astype(np.float64) @ W + b.tensors["b"]).astype(np.float32)
+                b.tensors["W"] = (s[:, None].astype(np.float64) * W).astype(np.float32)
+                b.prov.pop("b", None)
+                del L[i]
+                return True
+        return False
+
+    def _fuse_quant_once(self) -> bool:
+        L = self.layers
+        for i in range(len(L) - 2):
+            dq, mid, q = L[i], L[i + 1], L[i + 2]
+            if dq.op != Op.DEQUANTIZE or q.op != Op.QUANTIZE:
+                continue
+            xs, xzp = dq.attrs["x_scale"], int(dq.attrs["x_zp"])
+            ys, yzp = q.attrs["y_scale"], int(q.attrs["y_zp"])
+            if mid.op == Op.DENSE and "W" in mid.prov and mid.act in (Act.IDENTITY, Act.RELU, Act.CLIP):
+                Wq, w_scale = mid.prov["W"]
+                bq = None
+                if "b" in mid.prov:
+                    cand, b_scale = mid.prov["b"]
+                    ref = (np.float64(xs) * w_scale.astype(np.float64)).astype(np.float32)
+                    if np.allclose(b_scale, ref, rtol=1e-6, atol=0):
+                        bq = cand.astype(np.int32)
+                if bq is None:
+                    bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
+                qmin, qmax = quant.QMIN, quant.QMAX
+                if mid.act == Act.RELU:
+                    qmin = yzp
+                elif mid.act == Act.CLIP:
+                    lo, hi = mid.attrs.get("alpha", -math.inf), mid.attrs.get("beta", math.inf)
+                    if math.isfinite(lo):
+                        qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+                    if math.isfinite(hi):
+                        qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+                L[i:i + 3] = [_Proto(Op.QDENSE, mid.in_shape, mid.out_shape, name=mid.name,
+                                     tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
+                                     attrs={"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp,
+                                            "qmin": qmin, "qmax": qmax})]
+                return True
+            if mid.op == Op.ACT:
+                act = mid.act
+                alpha, beta = ACT_DEFAULTS[act]
+                alpha, beta = float(mid.attrs.get("alpha", alpha)), float(mid.attrs.get("beta", beta))
+                from rtinfer.reference import activation
+                table = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
+                attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp}
+                attrs.update({k: v for k, v in mid.attrs.items() if k in ("alpha", "beta")})
+                L[i:i + 3] = [_Proto(Op.QLUT, mid.in_shape, mid.out_shape, act=act, name=mid.name,
+                                     tensors={"table": table}, attrs=attrs)]
+                return True
+        return False
+
+    # -- output ------------------------------------------------------------------------------------
+    def _build(self, out_shape, output_dtype, meta) -> FrozenModel:
+        builder = BufferBuilder()
+        layers = []
+        for p in self.layers:
+            refs = {}
+            for name, arr in p.tensors.items():
+                arr = np.asarray(arr)
+                if arr.dtype not in (np.float32, np.int8, np.int32):
+                    arr = arr.astype(np.float32)
+                refs[name] = builder.add(np.ascontiguousarray(arr))
+            attrs = {}
+            for key, v in p.attrs.items():
+                attrs[key] = int(v) if isinstance(v, (int, np.integer)) else float(v)
+            layers.append(Layer(p.op, p.in_shape, p.out_shape, p.act, refs, attrs, p.name))
+        try:
+            return FrozenModel(tuple(layers), builder.finish(), self.input_shape, tuple(out_shape),
+                               output_dtype, meta)
+        except FrozenModelError as exc:
+            raise OnnxImportError(f"the translated model is inconsistent: {exc}") from exc
+
+
+def from_onnx(src, output: str | None = None) -> FrozenModel:
+    """Translate an ONNX model (path, bytes or ModelProto) into a FrozenModel.
+
+    output: the name of the graph output to translate (default: see the module docstring).
+    Raises OnnxImportError (a ValueError) for unsupported or malformed models.
+    """
+    model, base_dir = _load_model(src)
+    return _Importer(model, base_dir, output).run()

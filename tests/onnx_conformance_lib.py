@@ -1,0 +1,86 @@
+"""Helpers for the ONNX conformance tests: run backend test cases through from_onnx + rtinfer.
+
+A backend node test feeds every graph input at run time; rtinfer takes one input, so inputs
+1..n become initializers (weights) before import. Outputs are compared like the ONNX backend
+runner: exact shape and dtype, then rtol 1e-3, atol 1e-7 (the case's own tolerances).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+
+
+def freeze_extra_inputs(model, inputs):
+    """Copy of ``model`` with graph inputs 1..n turned into initializers holding ``inputs[1:]``."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    init_names = {t.name for t in m.graph.initializer}
+    runtime = [vi for vi in m.graph.input if vi.name not in init_names]
+    keep = runtime[:1]
+    for vi, arr in zip(runtime[1:], inputs[1:]):
+        m.graph.initializer.append(numpy_helper.from_array(np.asarray(arr), vi.name))
+    others = [vi for vi in m.graph.input if vi.name in init_names]
+    del m.graph.input[:]
+    m.graph.input.extend(keep + others)
+    return m
+
+
+def executors():
+    """(name, fn(frozen, X) -> Y) for the reference executor and, once it exists, the runtime."""
+    from rtinfer import reference
+    out = [("reference", reference.run)]
+    try:
+        import rtinfer.runtime  # noqa: F401
+    except ImportError:
+        return out
+    import rtinfer
+
+    def compiled(frozen, X):
+        return rtinfer.load(frozen).predict(X)
+
+    out.append(("runtime", compiled))
+    return out
+
+
+def check_case(model, inputs, expected, rtol=1e-3, atol=1e-7):
+    """Import ``model`` (inputs 1..n frozen) and compare every executor with ``expected``.
+
+    Raises AssertionError / OnnxImportError on any difference; returns None on success.
+    """
+    from export.onnx_import import from_onnx
+    if len(expected) != 1:
+        raise AssertionError(f"the case checks {len(expected)} outputs; rtinfer produces one")
+    frozen = from_onnx(freeze_extra_inputs(model, inputs))
+    X = np.asarray(inputs[0])
+    if X.ndim == 0:
+        raise AssertionError("scalar input")
+    want = np.asarray(expected[0])
+    for name, fn in executors():
+        got = np.asarray(fn(frozen, X.astype(np.float32)))
+        assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
+        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
+
+
+def load_data_dir(case_dir):
+    """(model, inputs, outputs) from a backend test folder (model.onnx + test_data_set_0)."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(os.path.join(case_dir, "model.onnx"))
+    ds = os.path.join(case_dir, "test_data_set_0")
+
+    def read(prefix):
+        arrs = []
+        for f in sorted(glob.glob(os.path.join(ds, f"{prefix}_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3])):
+            t = onnx.TensorProto()
+            with open(f, "rb") as fh:
+                t.ParseFromString(fh.read())
+            arrs.append(numpy_helper.to_array(t))
+        return arrs
+
+    return model, read("input"), read("output")
