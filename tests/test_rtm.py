@@ -367,3 +367,32 @@ def test_failed_write_leaves_old_file_intact(tmp_path, monkeypatch, failing):
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["model.rtm"]
     _assert_same_model(old, load_frozen(path))
+
+
+def test_corrupt_file_through_mmap(small_bytes, tmp_path):
+    sections_off = _header_field(small_bytes, 80)
+    _, _, off, _ = SECTION.unpack_from(small_bytes, sections_off + SECTION.size)
+    buf = bytearray(small_bytes)
+    buf[off] ^= 0x80
+    path = tmp_path / "flip.rtm"
+    path.write_bytes(bytes(buf))
+    with pytest.raises(RtmFormatError, match="section i8 checksum mismatch"):
+        load_frozen(path, mmap=True)
+    path.write_bytes(_patched(small_bytes, 24, "<I", 0xFFFFFFFF))
+    with pytest.raises(RtmFormatError, match="n_layers"):
+        load_frozen(path, mmap=True)
+
+
+def test_write_fsyncs_file_then_directory(tmp_path, monkeypatch):
+    calls = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        calls.append(os.path.isdir(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else None)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    save_frozen(_fp32_model(), tmp_path / "m.rtm")
+    assert len(calls) == 2
+    if calls[0] is not None:
+        assert calls == [False, True]  # the temp file first, then its directory
