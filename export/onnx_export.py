@@ -1,0 +1,293 @@
+"""FrozenModel -> ONNX (IR 10, opset 21), readable by onnxruntime and by ``from_onnx``.
+
+    model = to_onnx(frozen)                  # onnx.ModelProto
+    to_onnx(frozen, "model.onnx")            # also written atomically
+
+Graph layout
+- One input ``input`` (N, *input_shape) float32 and one output ``output`` (N, *output_shape)
+  float32 (int64 when ``output_dtype`` is "int64"); N is the symbolic dim "N".
+- Each layer reads a tensor of shape (N, *in_shape); when the previous tensor has another shape
+  a ``Reshape`` named ``<layer>.reshape`` is inserted (the arena is flat, so it moves no data).
+- Names: layer k of an op is ``dense0``, ``act1``, ``qdense0``...; its initializers are
+  ``dense0.W``, ``dense0.b``, ``qdense0.w_scale``... ``FrozenModel.meta`` goes to
+  ``metadata_props`` (keys starting with "onnx." are the importer's notes and are not written).
+- fp32: DENSE = Gemm(x, W (n_in, n_out), b) + activation node; AFFINE = Mul(s) + Add(t) +
+  activation; activations map to Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Elu, Selu,
+  HardSigmoid, Gelu (approximate "none"/"tanh"), Clip. SOFTMAX / LOG_SOFTMAX / ARGMAX use one
+  axis of the (outer, axis_len, inner) view. ARGMAX feeding more layers is followed by Cast.
+- int8 in QDQ form, the layout quantization tools and onnxruntime's QDQ fusions recognize:
+  QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
+  QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
+  W_f = DequantizeLinear(Wq (n_in, n_out) int8, w_scale (n_out,), zero point 0, axis=1)
+  (per output channel; W is kept in rtinfer's (n_in, n_out) layout, so no transB) and
+  b_f = DequantizeLinear(bq int32, x_scale * w_scale (float32), axis=0). qmin == y_zp (and
+  qmax 127) is a Relu; any other clamp is a Clip at the dequantized bounds.
+  QLUT = DequantizeLinear -> activation -> QuantizeLinear when the table equals the table of the
+  layer's activation (or of a default-parameter activation) rebuilt by ``quant.build_lut``: this
+  is the standard QDQ form, keeps the activation readable and lets runtimes fuse it. A table that
+  matches no activation is exported exactly as Cast(int32) -> Add(128) -> Gather(table).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from rtinfer import quant
+from rtinfer.frozen import FrozenModel, Layer
+from rtinfer.ops import ACT_DEFAULTS, Act, Op
+
+from .onnx_common import BATCH_DIM, EXPORT_IR_VERSION, EXPORT_OPSET, INPUT_NAME, OUTPUT_NAME
+
+
+class OnnxExportError(ValueError):
+    """The FrozenModel holds something ONNX export cannot express."""
+
+
+_ACT_NODE = {
+    Act.RELU: "Relu", Act.LEAKY_RELU: "LeakyRelu", Act.SIGMOID: "Sigmoid", Act.TANH: "Tanh",
+    Act.SOFTPLUS: "Softplus", Act.ELU: "Elu", Act.SELU: "Selu", Act.HARD_SIGMOID: "HardSigmoid",
+    Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip",
+}
+
+
+class _Writer:
+    def __init__(self, frozen: FrozenModel):
+        self.frozen = frozen
+        self.nodes = []
+        self.inits = []
+        self.counts: dict[str, int] = {}
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op_type, inputs, outputs, name, **attrs):
+        from onnx import helper
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))
+        return outputs[0]
+
+    def prefix(self, layer: Layer) -> str:
+        key = layer.op.name.lower()
+        k = self.counts.get(key, 0)
+        self.counts[key] = k + 1
+        return f"{key}{k}"
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def reshape(self, x: str, cur: tuple, want: tuple, name: str) -> str:
+        if tuple(cur) == tuple(want):
+            return x
+        shape = self.init(f"{name}.shape", np.array((-1,) + tuple(want), dtype=np.int64))
+        return self.node("Reshape", [x, shape], [f"{name}.out"], name)
+
+    def activation(self, x: str, act: Act, alpha: float, beta: float, p: str) -> str:
+        if act == Act.IDENTITY:
+            return x
+        op = _ACT_NODE[act]
+        out = [f"{p}.{op.lower()}"]
+        name = f"{p}.{op.lower()}"
+        if act == Act.LEAKY_RELU:
+            return self.node(op, [x], out, name, alpha=alpha)
+        if act == Act.ELU:
+            return self.node(op, [x], out, name, alpha=alpha)
+        if act == Act.SELU:
+            return self.node(op, [x], out, name, alpha=alpha, gamma=beta)
+        if act == Act.HARD_SIGMOID:
+            return self.node(op, [x], out, name, alpha=alpha, beta=beta)
+        if act == Act.GELU_TANH:
+            return self.node(op, [x], out, name, approximate="tanh")
+        if act == Act.CLIP:
+            lo = self.init(f"{p}.clip_min", np.array(alpha, np.float32)) if np.isfinite(alpha) else ""
+            hi = self.init(f"{p}.clip_max", np.array(beta, np.float32)) if np.isfinite(beta) else ""
+            return self.node(op, [x, lo, hi], out, name)
+        return self.node(op, [x], out, name)
+
+    def axis_view(self, layer: Layer):
+        """(view shape, axis in the full (N, *view) tensor) for SOFTMAX / LOG_SOFTMAX / ARGMAX."""
+        a = layer.attrs
+        outer = int(a.get("outer", 1))
+        axis_len = int(a.get("axis_len", layer.in_size))
+        inner = int(a.get("inner", 1))
+        s = layer.in_shape
+        for k in range(len(s)):
+            if int(np.prod(s[:k])) == outer and s[k] == axis_len and int(np.prod(s[k + 1:])) == inner:
+                return s, k + 1
+        return (outer, axis_len, inner), 2
+
+    # -- layers ----------------------------------------------------------------------------------
+    def layer(self, layer: Layer, x: str, cur: tuple, is_last: bool):
+        """Emit one layer reading x of shape (N, *cur); returns (tensor name, its sample shape)."""
+        f = self.frozen
+        p = self.prefix(layer)
+        op = layer.op
+        alpha, beta = layer.act_params()
+        if op == Op.RESHAPE:
+            return x, cur
+        if op in (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX):
+            view, axis = self.axis_view(layer)
+            x = self.reshape(x, cur, view, f"{p}.reshape")
+            if op == Op.ARGMAX:
+                keep = len(layer.out_shape) == len(view)
+                out_view = view[:axis - 1] + ((1,) if keep else ()) + view[axis:]
+                y = self.node("ArgMax", [x], [f"{p}.out"], p, axis=axis, keepdims=int(keep))
+                if not (is_last and f.output_dtype == "int64"):
+                    y = self.node("Cast", [y], [f"{p}.float"], f"{p}.cast", to=1)
+                return y, out_view
+            kind = "Softmax" if op == Op.SOFTMAX else "LogSoftmax"
+            return self.node(kind, [x], [f"{p}.out"], p, axis=axis), view
+        x = self.reshape(x, cur, layer.in_shape, f"{p}.reshape")
+        if op == Op.DENSE:
+            W = self.init(f"{p}.W", np.asarray(f.tensor(layer, "W"), np.float32))
+            b = self.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.float32))
+            y = self.node("Gemm", [x, W, b], [f"{p}.out"], p)
+            return self.activation(y, layer.act, alpha, beta, p), layer.out_shape
+        if op == Op.ACT:
+            if layer.act == Act.IDENTITY:
+                return self.node("Identity", [x], [f"{p}.out"], p), layer.out_shape
+            return self.activation(x, layer.act, alpha, beta, p), layer.out_shape
+        if op == Op.AFFINE:
+            s = self.init(f"{p}.s", np.asarray(f.tensor(layer, "s"), np.float32).reshape(layer.in_shape))
+            t = self.init(f"{p}.t", np.asarray(f.tensor(layer, "t"), np.float32).reshape(layer.in_shape))
+            y = self.node("Mul", [x, s], [f"{p}.mul"], f"{p}.mul")
+            y = self.node("Add", [y, t], [f"{p}.out"], p)
+            return self.activation(y, layer.act, alpha, beta, p), layer.out_shape
+        if op == Op.QUANTIZE:
+            sc = self.init(f"{p}.y_scale", np.array(layer.attrs["y_scale"], np.float32))
+            zp = self.init(f"{p}.y_zero_point", np.array(int(layer.attrs["y_zp"]), np.int8))
+            return self.node("QuantizeLinear", [x, sc, zp], [f"{p}.out"], p), layer.out_shape
+        if op == Op.DEQUANTIZE:
+            sc = self.init(f"{p}.x_scale", np.array(layer.attrs["x_scale"], np.float32))
+            zp = self.init(f"{p}.x_zero_point", np.array(int(layer.attrs["x_zp"]), np.int8))
+            return self.node("DequantizeLinear", [x, sc, zp], [f"{p}.out"], p), layer.out_shape
+        if op == Op.QDENSE:
+            return self.qdense(layer, x, p), layer.out_shape
+        if op == Op.QLUT:
+            return self.qlut(layer, x, p), layer.out_shape
+        raise OnnxExportError(f"layer {p}: op {op.name} has no ONNX export")  # pragma: no cover
+
+    def qdense(self, layer: Layer, x: str, p: str) -> str:
+        f = self.frozen
+        a = layer.attrs
+        xs, xzp = float(a["x_scale"]), int(a["x_zp"])
+        ys, yzp = float(a["y_scale"]), int(a["y_zp"])
+        qmin, qmax = int(a.get("qmin", quant.QMIN)), int(a.get("qmax", quant.QMAX))
+        w_scale = np.asarray(f.tensor(layer, "w_scale"), np.float32)
+        n_out = w_scale.size
+        xsc = self.init(f"{p}.x_scale", np.array(xs, np.float32))
+        xzpn = self.init(f"{p}.x_zero_point", np.array(xzp, np.int8))
+        xf = self.node("DequantizeLinear", [x, xsc, xzpn], [f"{p}.x"], f"{p}.dequantize_x")
+        Wq = self.init(f"{p}.W", np.asarray(f.tensor(layer, "W"), np.int8))
+        ws = self.init(f"{p}.w_scale", w_scale)
+        wz = self.init(f"{p}.w_zero_point", np.zeros(n_out, np.int8))
+        Wf = self.node("DequantizeLinear", [Wq, ws, wz], [f"{p}.W_float"], f"{p}.dequantize_W", axis=1)
+        bq = self.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.int32))
+        bs = self.init(f"{p}.b_scale", (np.float64(xs) * w_scale.astype(np.float64)).astype(np.float32))
+        bf = self.node("DequantizeLinear", [bq, bs], [f"{p}.b_float"], f"{p}.dequantize_b", axis=0)
+        y = self.node("Gemm", [xf, Wf, bf], [f"{p}.acc"], p)
+        if qmin == yzp and qmax == quant.QMAX and yzp > quant.QMIN:
+            y = self.node("Relu", [y], [f"{p}.relu"], f"{p}.relu")
+        elif qmin > quant.QMIN or qmax < quant.QMAX:
+            lo = self.init(f"{p}.clip_min", np.array((qmin - yzp) * ys, np.float32)) if qmin > quant.QMIN else ""
+            hi = self.init(f"{p}.clip_max", np.array((qmax - yzp) * ys, np.float32)) if qmax < quant.QMAX else ""
+            y = self.node("Clip", [y, lo, hi], [f"{p}.clip"], f"{p}.clip")
+        ysc = self.init(f"{p}.y_scale", np.array(ys, np.float32))
+        yzpn = self.init(f"{p}.y_zero_point", np.array(yzp, np.int8))
+        return self.node("QuantizeLinear", [y, ysc, yzpn], [f"{p}.out"], f"{p}.quantize_y")
+
+    def qlut(self, layer: Layer, x: str, p: str) -> str:
+        from rtinfer.reference import activation
+        f = self.frozen
+        a = layer.attrs
+        table = np.asarray(f.tensor(layer, "table"), np.int8)
+        xs, xzp = float(a.get("x_scale", 1.0)), int(a.get("x_zp", 0))
+        ys, yzp = float(a.get("y_scale", 1.0)), int(a.get("y_zp", 0))
+        candidates = []
+        if layer.act != Act.IDENTITY:
+            candidates.append((layer.act,) + layer.act_params())
+        candidates += [(act,) + ACT_DEFAULTS[act] for act in _ACT_NODE if act != Act.CLIP]
+        for act, alpha, beta in candidates:
+            ref = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
+            if np.array_equal(ref, table):
+                xsc = self.init(f"{p}.x_scale", np.array(xs, np.float32))
+                xzpn = self.init(f"{p}.x_zero_point", np.array(xzp, np.int8))
+                y = self.node("DequantizeLinear", [x, xsc, xzpn], [f"{p}.x"], f"{p}.dequantize_x")
+                y = self.activation(y, act, alpha, beta, p)
+                ysc = self.init(f"{p}.y_scale", np.array(ys, np.float32))
+                yzpn = self.init(f"{p}.y_zero_point", np.array(yzp, np.int8))
+                return self.node("QuantizeLinear", [y, ysc, yzpn], [f"{p}.out"], f"{p}.quantize_y")
+        idx = self.node("Cast", [x], [f"{p}.index"], f"{p}.cast", to=6)
+        off = self.init(f"{p}.offset", np.array(128, np.int32))
+        idx = self.node("Add", [idx, off], [f"{p}.index_offset"], f"{p}.offset")
+        tab = self.init(f"{p}.table", table)
+        return self.node("Gather", [tab, idx], [f"{p}.out"], p, axis=0)
+
+    # -- whole model -----------------------------------------------------------------------------
+    def build(self):
+        import onnx
+        from onnx import helper
+        f = self.frozen
+        x, cur = INPUT_NAME, f.input_shape
+        n = len(f.layers)
+        for i, layer in enumerate(f.layers):
+            x, cur = self.layer(layer, x, cur, i == n - 1)
+        x = self.reshape(x, cur, f.output_shape, f"{OUTPUT_NAME}.reshape")
+        if x == INPUT_NAME:
+            x = self.node("Identity", [x], [OUTPUT_NAME], OUTPUT_NAME)
+        else:  # rename the last node's output to "output"
+            last = self.nodes[-1]
+            for k, o in enumerate(last.output):
+                if o == x:
+                    last.output[k] = OUTPUT_NAME
+        out_type = onnx.TensorProto.INT64 if f.output_dtype == "int64" else onnx.TensorProto.FLOAT
+        graph = helper.make_graph(
+            self.nodes, "rtinfer",
+            [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, [BATCH_DIM, *f.input_shape])],
+            [helper.make_tensor_value_info(OUTPUT_NAME, out_type, [BATCH_DIM, *f.output_shape])],
+            self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                                  producer_name="rtinfer", producer_version=_version())
+        model.ir_version = EXPORT_IR_VERSION
+        for key, value in sorted(f.meta.items()):
+            if not key.startswith("onnx."):
+                entry = model.metadata_props.add()
+                entry.key, entry.value = key, value
+        return model
+
+
+def _version() -> str:
+    try:
+        import rtinfer
+        return rtinfer.__version__
+    except Exception:  # pragma: no cover
+        return ""
+
+
+def _write_atomic(data: bytes, path) -> None:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def to_onnx(frozen: FrozenModel, path=None):
+    """Translate a FrozenModel into an onnx.ModelProto (checked); write it atomically to path if given."""
+    import onnx
+    if not isinstance(frozen, FrozenModel):
+        raise OnnxExportError(f"to_onnx takes a FrozenModel, got {type(frozen).__name__}")
+    model = _Writer(frozen).build()
+    onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        _write_atomic(model.SerializeToString(), path)
+    return model
