@@ -74,6 +74,7 @@ SECTION = struct.Struct("<IIQQ8x")
 assert (LAYER.size, TENSOR.size, ATTR.size, META.size, SECTION.size) == (112, 64, 24, 16, 32)
 
 ATTR_FLOAT, ATTR_INT = 0, 1
+INT8_ATTRS = frozenset({"x_zp", "y_zp", "qmin", "qmax"})  # int8 codes: integers in [-128, 127]
 OUTPUT_DTYPES = ("float32", "int64")
 # Section dtype codes: 1 float32, 2 int8, 3 int32; sections are written in this order.
 SECTION_CODES = {"f32": 1, "i8": 2, "i32": 3}
@@ -464,9 +465,13 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
                 r.fail(f"{awhere}: unknown attr kind {kind}")
             if key.endswith("scale") and not (math.isfinite(value) and value > 0):
                 r.fail(f"{awhere}: a scale must be finite and positive, got {value}")
+            if key in INT8_ATTRS and not (math.isfinite(value) and value == int(value) and -128 <= value <= 127):
+                r.fail(f"{awhere}: a zero point or clamp bound must be an integer in [-128, 127], got {value}")
             if key in attrs:
                 r.fail(f"{awhere}: duplicate attr key")
             attrs[key] = value
+        if attrs.get("qmin", -128) > attrs.get("qmax", 127):
+            r.fail(f"{where}: qmin {attrs['qmin']} exceeds qmax {attrs.get('qmax', 127)}")
         if "w_scale" in tensors and tensors["w_scale"].buffer == "f32":
             ref = tensors["w_scale"]
             ws = buffers["f32"][ref.offset:ref.offset + ref.size]

@@ -144,6 +144,8 @@ def _reseal(data: bytearray) -> bytes:
     data_off, file_size = struct.unpack_from("<Q", data, 104)[0], len(data)
     for i in range(3):
         rec = sections_off + i * SECTION.size
+        if rec + SECTION.size > file_size:
+            break
         code, _, off, count = SECTION.unpack_from(data, rec)
         itemsize = {1: 4, 2: 1, 3: 4}.get(code, 1)
         if off + count * itemsize <= file_size:
@@ -241,6 +243,7 @@ def _layer_record_offset(data, i):
     ("act_code", r"layer 2 QLUT .*unknown activation code 77"),
     ("zero_scale", r"layer 1 QDENSE .*attr 'y_scale'.*finite and positive"),
     ("nan_scale", r"layer 0 QUANTIZE .*attr 'y_scale'.*NaN"),
+    ("zero_point", r"layer 1 QDENSE .*attr 'y_zp'.*integer in \[-128, 127\], got 300"),
     ("rank", r"layer 3 DEQUANTIZE .*in_shape: rank 9"),
     ("huge_shape", r"layer 3 DEQUANTIZE .*out_shape: shape .* claims more than"),
     ("chain", r"stored model is inconsistent: layer 2 \(QLUT\)"),
@@ -274,6 +277,9 @@ def test_bad_offsets_and_shapes(small_bytes, case, match):
         # attr records in order: QUANTIZE y_scale, y_zp; QDENSE x_scale, x_zp, y_scale, ...
         j, value = (4, 0.0) if case == "zero_scale" else (0, float("nan"))
         bad = _patched(d, attrs_off + j * ATTR.size + 16, "<d", value)
+    elif case == "zero_point":
+        attrs_off = _header_field(d, 64)
+        bad = _patched(d, attrs_off + 5 * ATTR.size + 16, "<q", 300)  # QDENSE y_zp
     elif case == "rank":
         bad = _patched(d, _layer_record_offset(d, 3) + 32, "<I", 9)
     elif case == "huge_shape":
@@ -396,3 +402,28 @@ def test_write_fsyncs_file_then_directory(tmp_path, monkeypatch):
     assert len(calls) == 2
     if calls[0] is not None:
         assert calls == [False, True]  # the temp file first, then its directory
+
+
+def test_fuzzed_tables_raise_only_rtm_format_error(small_bytes):
+    """Random byte edits in the header and tables, CRCs recomputed so the structural checks
+    (not the checksums) must catch them: the reader either loads a consistent model or raises
+    RtmFormatError, never anything else."""
+    import random
+
+    rnd = random.Random(1234)
+    data_off = _header_field(small_bytes, 104)
+    outcomes = {"loaded": 0, "rejected": 0}
+    for _ in range(3000):
+        buf = bytearray(small_bytes)
+        for _ in range(rnd.randint(1, 4)):
+            i = rnd.randrange(12, data_off)  # past the magic and the version
+            if rnd.random() < 0.5:
+                buf[i] = rnd.randrange(256)
+            else:
+                buf[i] ^= 1 << rnd.randrange(8)
+        try:
+            from_bytes(_reseal(buf))
+            outcomes["loaded"] += 1
+        except RtmFormatError:
+            outcomes["rejected"] += 1
+    assert outcomes["rejected"] > 2000
