@@ -120,6 +120,13 @@ def test_corrupt_and_foreign_checkpoints_raise_value_error(tmp_path, digits):
     p = tmp_path / "text.npz"
     p.write_text("hello")
     cases[p] = "not a readable"
+    p = tmp_path / "array.npy"
+    np.save(p, np.arange(3))
+    cases[p] = "single .npy array"
+    p = tmp_path / "pickled.npz"
+    np.save(p.with_suffix(".npy"), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    os.replace(p.with_suffix(".npy"), p)
+    cases[p] = "not a readable"
     p = tmp_path / "foreign.npz"
     np.savez(p, a=np.arange(3))
     cases[p] = "no 'architecture'"
@@ -305,6 +312,16 @@ def test_bad_inputs_to_mlp_and_fit():
         SoftmaxRegression().predict(X)
     with pytest.raises(DataError, match="single class"):
         fit(SoftmaxRegression(), X, [0] * 6)
+
+
+def test_train_package_imports_no_runtime_numba_or_onnx():
+    import subprocess
+    import sys
+
+    code = ("import sys, rtinfer.train; bad = [m for m in ('numba', 'onnx', 'onnxruntime', 'sklearn', "
+            "'rtinfer.runtime', 'rtinfer.kernels', 'export') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_cli_train(tmp_path, capsys):

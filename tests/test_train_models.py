@@ -179,3 +179,9 @@ def test_init_schemes():
     assert np.abs(tanh.layers[0].W).max() <= np.sqrt(6 / 700)
     assert relu.layers[2].W.std() == pytest.approx(np.sqrt(2 / 310), rel=0.1)  # output layer: Glorot
     assert not relu.layers[0].b.any()
+    glorot = MLP([400, 300, 10], activation="relu", seed=0, init="glorot")
+    assert glorot.layers[0].W.std() == pytest.approx(np.sqrt(2 / 700), rel=0.02)
+    he = MLP([400, 300, 10], activation="tanh", seed=0, init="he")
+    assert he.layers[2].W.std() == pytest.approx(np.sqrt(2 / 300), rel=0.1)
+    with pytest.raises(ValueError, match="init"):
+        MLP([2, 2], init="lecun")

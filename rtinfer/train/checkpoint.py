@@ -120,9 +120,12 @@ def load_model(path):
 
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise CheckpointError(f"{path} is a single .npy array, not an .npz checkpoint")
+        with loaded as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, CheckpointError):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path} is not a readable .npz checkpoint: {exc}") from None

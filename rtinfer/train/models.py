@@ -470,11 +470,12 @@ class MLP(Model):
     by ``activation``; the last Dense gives the logits for ``output``.
 
     MLP([64, 64, 10], activation="relu", output="softmax") is 64 inputs, one hidden layer of 64
-    ReLU units and 10 classes. Weights: He init before ReLU-family activations, Glorot otherwise,
-    seeded by ``seed``."""
+    ReLU units and 10 classes. Weights seeded by ``seed``; ``init="auto"``: He before ReLU-family
+    activations, Glorot otherwise (the output layer: Glorot); ``init="he"`` / ``"glorot"`` use
+    one scheme for every layer."""
 
     def __init__(self, sizes, activation: str = "relu", output: str = "softmax", alpha: float | None = None,
-                 l2: float = 0.0, preprocess=None, seed: int = 0):
+                 l2: float = 0.0, preprocess=None, seed: int = 0, init: str = "auto"):
         super().__init__(output=output, l2=l2, preprocess=preprocess, seed=seed)
         sizes = [check_positive_int(s, "MLP layer size") for s in sizes]
         if len(sizes) < 2:
@@ -483,7 +484,10 @@ class MLP(Model):
             raise ValueError(f"output 'sigmoid' needs 1 output unit; sizes[-1] is {sizes[-1]}")
         if output == "softmax" and sizes[-1] < 2:
             raise ValueError(f"output 'softmax' needs >= 2 output units; sizes[-1] is {sizes[-1]}")
+        if init not in ("auto", "he", "glorot"):
+            raise ValueError(f"init must be 'auto', 'he' or 'glorot'; got {init!r}")
         self.sizes = sizes
+        self.init = init
         probe = Activation(activation, alpha)
         self.activation, self.alpha = probe.name, probe.alpha
         self.is_classifier = output != "identity"
@@ -492,7 +496,10 @@ class MLP(Model):
         for i in range(len(sizes) - 1):
             dense = Dense(sizes[i], sizes[i + 1])
             last = i == len(sizes) - 2
-            init_dense(dense, "identity" if last else self.activation, rng)
+            scheme = "identity" if last else self.activation  # auto: by the following activation
+            if init != "auto":
+                scheme = "relu" if init == "he" else "identity"
+            init_dense(dense, scheme, rng)
             layers.append(dense)
             if not last:
                 layers.append(Activation(self.activation, alpha if self.activation == "leaky_relu" else None))
@@ -509,7 +516,7 @@ class MLP(Model):
     def config(self):
         return {"sizes": list(self.sizes), "activation": self.activation, "output": self.output,
                 "alpha": self.alpha if self.activation == "leaky_relu" else None, "l2": self.l2,
-                "seed": self.seed}
+                "seed": self.seed, "init": self.init}
 
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression, MLP)}
