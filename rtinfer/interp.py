@@ -1,0 +1,189 @@
+"""The one compiled interpreter: walks a plan's int64 program and dispatches on op codes.
+
+Every function here takes the plan image (``blob``, uint8, see rtinfer.plan) plus flat float32
+input/output arrays, so each is compiled once for all models (one signature each) and cached
+on disk (``cache=True``): a second model, or a second process, runs without compiling.
+
+    run_one(blob, x, y) -> int        one sample; returns -1, or the index of the first
+                                      non-finite element of x (the sample still runs)
+    execute(blob, X, Y, n, mode, times)
+        mode MODE_BATCH:  n samples in blocks of plan.BLOCK (blocked matrix-matrix kernels)
+        mode MODE_STREAM: n samples one at a time (the embedded loop)
+        mode MODE_TIMED:  as MODE_STREAM, times[s] = nanoseconds of sample s
+        mode MODE_PER_OP: as MODE_STREAM, times[s * n_ops + k] = nanoseconds of op k on sample s
+    first_nonfinite(X) -> int         index of the first NaN/inf element of X, or -1
+
+X (n * in_size,) and Y (n * out_size,) are the caller's C-contiguous float32 arrays, flattened.
+Timing uses clock_gettime(CLOCK_MONOTONIC), declared as an external C symbol (cache-safe),
+with its struct timespec in the plan header's scratch slots (no allocation).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numba import njit, types
+
+from . import kernels as K
+from .ops import Op
+from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC,
+                   C_SRC_KIND, C_T0, C_T1, C_T2, H_BLOCK, H_CLOCK, H_IN_SIZE, H_N_OPS, H_NCOLS,
+                   H_OUT_SIZE, H_PROG, K_IO)
+
+MODE_BATCH = 0
+MODE_STREAM = 1
+MODE_TIMED = 2
+MODE_PER_OP = 3
+
+CLOCK_MONOTONIC = 1  # Linux value
+HAS_CLOCK = sys.platform.startswith("linux")
+
+_clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.intp))
+
+O_DENSE = int(Op.DENSE)
+O_ACT = int(Op.ACT)
+O_SOFTMAX = int(Op.SOFTMAX)
+O_LOG_SOFTMAX = int(Op.LOG_SOFTMAX)
+O_ARGMAX = int(Op.ARGMAX)
+O_AFFINE = int(Op.AFFINE)
+O_QUANTIZE = int(Op.QUANTIZE)
+O_DEQUANTIZE = int(Op.DEQUANTIZE)
+O_QDENSE = int(Op.QDENSE)
+O_QLUT = int(Op.QLUT)
+
+
+@njit(cache=True)
+def now_ns(h):
+    """CLOCK_MONOTONIC in nanoseconds; h is the plan's int64 view (timespec in the header)."""
+    _clock_gettime(CLOCK_MONOTONIC, h.ctypes.data + H_CLOCK * 8)
+    return h[H_CLOCK] * 1000000000 + h[H_CLOCK + 1]
+
+
+@njit(cache=True)
+def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
+    """Execute the program row starting at h[r] for m samples. X/Y: caller's float32 arrays,
+    sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes Y."""
+    op = h[r + C_OP]
+    act = h[r + C_ACT]
+    n_in = h[r + C_NIN]
+    n_out = h[r + C_NOUT]
+    fp = h[r + C_FP]
+    alpha = f64[fp]
+    beta = f64[fp + 1]
+    scale = f64[fp + 2]
+    so = xo if h[r + C_SRC_KIND] == K_IO else h[r + C_SRC]
+    do = yo if h[r + C_DST_KIND] == K_IO else h[r + C_DST]
+    src = X if h[r + C_SRC_KIND] == K_IO else f32
+    dst = Y if h[r + C_DST_KIND] == K_IO else f32
+    if op == O_DENSE:
+        K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
+        if act != K.A_IDENTITY:
+            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+    elif op == O_ACT:
+        K.act_f32(src, so, dst, do, m * n_in, act, alpha, beta)
+    elif op == O_AFFINE:
+        K.affine_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, m)
+        if act != K.A_IDENTITY:
+            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+    elif op == O_SOFTMAX:
+        K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 0)
+    elif op == O_LOG_SOFTMAX:
+        K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 1)
+    elif op == O_ARGMAX:
+        K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2])
+    elif op == O_QUANTIZE:
+        K.quantize_f32_i8(src, so, i8, do, m * n_in, scale, h[r + C_I0])
+    elif op == O_DEQUANTIZE:
+        K.dequantize_i8_f32(i8, so, dst, do, m * n_in, scale, h[r + C_I0])
+    elif op == O_QDENSE:
+        K.qdense_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do,
+                    n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
+    elif op == O_QLUT:
+        K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
+
+
+@njit(cache=True)
+def run_rows(blob, X, xo, Y, yo, m):
+    """All program rows for m consecutive samples (X[xo:], Y[yo:])."""
+    h = blob.view(np.int64)
+    f64 = blob.view(np.float64)
+    f32 = blob.view(np.float32)
+    i32 = blob.view(np.int32)
+    i8 = blob.view(np.int8)
+    p = h[H_PROG]
+    nc = h[H_NCOLS]
+    for k in range(h[H_N_OPS]):
+        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
+
+
+@njit(cache=True)
+def first_nonfinite(X):
+    """Index of the first NaN or inf in X, or -1. One vectorized pass over the bits (exponent
+    all ones means NaN or inf), then a scan only when something was found."""
+    bits = X.view(np.uint32)
+    hit = np.uint32(0)
+    for k in range(bits.size):
+        hit |= np.uint32((bits[k] & np.uint32(0x7F800000)) == np.uint32(0x7F800000))
+    if hit == 0:
+        return -1
+    for k in range(X.size):
+        if not np.isfinite(X[k]):
+            return k
+    return -1
+
+
+@njit(cache=True)
+def run_one(blob, x, y):
+    """One sample x (in_size,) -> y (out_size,). Returns first_nonfinite(x)."""
+    bad = first_nonfinite(x)
+    run_rows(blob, x, 0, y, 0, 1)
+    return bad
+
+
+@njit(cache=True)
+def execute(blob, X, Y, n, mode, times):
+    """n samples X (n * in_size,) -> Y (n * out_size,); see the module docstring for modes."""
+    h = blob.view(np.int64)
+    n_in = h[H_IN_SIZE]
+    n_out = h[H_OUT_SIZE]
+    if mode == MODE_BATCH:
+        block = h[H_BLOCK]
+        s = 0
+        while s < n:
+            m = min(block, n - s)
+            run_rows(blob, X, s * n_in, Y, s * n_out, m)
+            s += m
+    elif mode == MODE_STREAM:
+        for s in range(n):
+            run_rows(blob, X, s * n_in, Y, s * n_out, 1)
+    elif mode == MODE_TIMED:
+        for s in range(n):
+            t0 = now_ns(h)
+            run_rows(blob, X, s * n_in, Y, s * n_out, 1)
+            t1 = now_ns(h)
+            times[s] = t1 - t0
+    elif mode == MODE_PER_OP:
+        f64 = blob.view(np.float64)
+        f32 = blob.view(np.float32)
+        i32 = blob.view(np.int32)
+        i8 = blob.view(np.int8)
+        p = h[H_PROG]
+        nc = h[H_NCOLS]
+        n_ops = h[H_N_OPS]
+        for s in range(n):
+            for k in range(n_ops):
+                t0 = now_ns(h)
+                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
+                t1 = now_ns(h)
+                times[s * n_ops + k] = t1 - t0
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every interpreter entry point with its one signature."""
+    from .plan import build_plan  # noqa: F401  (import cycle safe: plan does not import interp)
+    blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
+    x = np.zeros(1, dtype=np.float32)
+    run_one(blob, x, x)
+    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+    first_nonfinite(x)

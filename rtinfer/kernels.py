@@ -1,0 +1,292 @@
+"""Compiled kernels of the runtime: one ``@njit(cache=True)`` function per op family.
+
+Calling convention (every kernel): flat 1-D C-contiguous arrays, each with an element offset
+(``src, so`` = read ``src[so:]``; ``dst, do`` = write ``dst[do:]``), sizes as ints, float
+parameters as floats. ``m`` is the number of samples, stored back to back (sample ``s`` of a
+tensor of per-sample size ``n`` starts at ``off + s * n``). Kernels write into ``dst`` only,
+allocate nothing and check nothing: the planner (rtinfer.plan) validated every offset and size.
+``src`` and ``dst`` may be the same array at non-overlapping offsets; elementwise kernels also
+accept the exact same region (in place).
+
+Numerics (the golden semantics are rtinfer.reference; each kernel's NumPy twin is in
+rtinfer.kernels_ref with the same signature):
+
+- ``dense_f32`` accumulates every output in input order, starting from 0, then adds the bias:
+  ``y[j] = (((0 + x0*W0j) + x1*W1j) + ...) + b[j]`` in float32, no fastmath and no FMA
+  contraction. The loop is written four input rows at a time so LLVM vectorizes over ``j`` and
+  touches ``y`` once per four rows. The order of additions does not depend on ``m``, so a batch
+  gives bit-identical results to one sample at a time.
+- activations, softmax and log-softmax compute in float64 and round once to float32, as the
+  reference does.
+- int8 kernels are bit-exact: int32 accumulation (wrapping, like the hardware; the planner
+  proves the true sums fit), requantization ``clamp(rint(float32(acc) * M[j]) + y_zp, qmin, qmax)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .ops import Act
+
+# Activation codes as plain ints (compile-time constants inside @njit code).
+A_IDENTITY = int(Act.IDENTITY)
+A_RELU = int(Act.RELU)
+A_LEAKY_RELU = int(Act.LEAKY_RELU)
+A_SIGMOID = int(Act.SIGMOID)
+A_TANH = int(Act.TANH)
+A_SOFTPLUS = int(Act.SOFTPLUS)
+A_ELU = int(Act.ELU)
+A_SELU = int(Act.SELU)
+A_HARD_SIGMOID = int(Act.HARD_SIGMOID)
+A_GELU = int(Act.GELU)
+A_GELU_TANH = int(Act.GELU_TANH)
+A_CLIP = int(Act.CLIP)
+
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+@njit(cache=True)
+def act_scalar(v, act, alpha, beta):
+    """One activation value: float64 in, float64 out (the contract of rtinfer.ops.Act)."""
+    if act == A_IDENTITY:
+        return v
+    if act == A_RELU:
+        return 0.0 if v < 0.0 else v
+    if act == A_LEAKY_RELU:
+        return alpha * v if v < 0.0 else v
+    if act == A_SIGMOID:
+        if v >= 0.0:
+            return 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1.0 + e)
+    if act == A_TANH:
+        return math.tanh(v)
+    if act == A_SOFTPLUS:
+        return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+    if act == A_ELU:
+        return v if v > 0.0 else alpha * math.expm1(v)
+    if act == A_SELU:
+        return beta * (v if v > 0.0 else alpha * math.expm1(v))
+    if act == A_HARD_SIGMOID:
+        return min(max(alpha * v + beta, 0.0), 1.0)
+    if act == A_GELU:
+        return 0.5 * v * (1.0 + math.erf(v * _SQRT1_2))
+    if act == A_GELU_TANH:
+        return 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
+    if act == A_CLIP:
+        return min(max(v, alpha), beta)
+    return v
+
+
+@njit(cache=True)
+def act_f32(src, so, dst, do, n, act, alpha, beta):
+    """dst[do:do+n] = act(src[so:so+n]); float32 -> float32, in place allowed."""
+    x = src[so:so + n]
+    y = dst[do:do + n]
+    if act == A_IDENTITY:
+        for k in range(n):
+            y[k] = x[k]
+    elif act == A_RELU:
+        for k in range(n):
+            v = x[k]
+            y[k] = np.float32(0.0) if v < 0.0 else v
+    else:
+        for k in range(n):
+            y[k] = np.float32(act_scalar(np.float64(x[k]), act, alpha, beta))
+
+
+@njit(cache=True)
+def dense_f32(src, so, W, wo, b, bo, dst, do, n_in, n_out, m):
+    """y = x @ W + b for m samples. x (m, n_in) at src[so:], W (n_in, n_out) row-major at
+    W[wo:], b (n_out,) at b[bo:], y (m, n_out) at dst[do:]; float32. Blocked: each group of
+    four W rows is applied to all m samples while it sits in L1. (Loops index slices from 0 so
+    LLVM sees non-negative indices and vectorizes.)"""
+    x = src[so:so + m * n_in]
+    y = dst[do:do + m * n_out]
+    bias = b[bo:bo + n_out]
+    for k in range(m * n_out):
+        y[k] = np.float32(0.0)
+    i = 0
+    while i + 4 <= n_in:
+        r0 = wo + i * n_out
+        w0 = W[r0:r0 + n_out]
+        w1 = W[r0 + n_out:r0 + 2 * n_out]
+        w2 = W[r0 + 2 * n_out:r0 + 3 * n_out]
+        w3 = W[r0 + 3 * n_out:r0 + 4 * n_out]
+        for s in range(m):
+            xs = s * n_in + i
+            x0 = x[xs]
+            x1 = x[xs + 1]
+            x2 = x[xs + 2]
+            x3 = x[xs + 3]
+            ys = y[s * n_out:(s + 1) * n_out]
+            for j in range(n_out):
+                ys[j] = (((ys[j] + x0 * w0[j]) + x1 * w1[j]) + x2 * w2[j]) + x3 * w3[j]
+        i += 4
+    while i < n_in:
+        r0 = wo + i * n_out
+        w0 = W[r0:r0 + n_out]
+        for s in range(m):
+            x0 = x[s * n_in + i]
+            ys = y[s * n_out:(s + 1) * n_out]
+            for j in range(n_out):
+                ys[j] = ys[j] + x0 * w0[j]
+        i += 1
+    for s in range(m):
+        ys = y[s * n_out:(s + 1) * n_out]
+        for j in range(n_out):
+            ys[j] = ys[j] + bias[j]
+
+
+@njit(cache=True)
+def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
+    """y = x * s + t elementwise for m samples; s, t (n,) float32."""
+    sv = S[sof:sof + n]
+    tv = T[to:to + n]
+    for s in range(m):
+        x = src[so + s * n:so + (s + 1) * n]
+        y = dst[do + s * n:do + (s + 1) * n]
+        for k in range(n):
+            y[k] = x[k] * sv[k] + tv[k]
+
+
+@njit(cache=True)
+def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
+    """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner);
+    the max is subtracted first (in float32), sums and exps in float64."""
+    for o in range(outer):
+        base = o * axis_len * inner
+        for c in range(inner):
+            p = so + base + c
+            mx = src[p]
+            for a in range(1, axis_len):
+                v = src[p + a * inner]
+                if v > mx:
+                    mx = v
+            total = 0.0
+            for a in range(axis_len):
+                total += math.exp(np.float64(src[p + a * inner] - mx))
+            q = do + base + c
+            if log:
+                lt = math.log(total)
+                for a in range(axis_len):
+                    dst[q + a * inner] = np.float32(np.float64(src[p + a * inner] - mx) - lt)
+            else:
+                for a in range(axis_len):
+                    dst[q + a * inner] = np.float32(math.exp(np.float64(src[p + a * inner] - mx)) / total)
+
+
+@njit(cache=True)
+def argmax_f32(src, so, dst, do, outer, axis_len, inner):
+    """Index of the first maximum over the middle axis of (outer, axis_len, inner), written
+    as float32 into dst (outer, inner)."""
+    for o in range(outer):
+        for c in range(inner):
+            p = so + o * axis_len * inner + c
+            best = 0
+            mx = src[p]
+            for a in range(1, axis_len):
+                v = src[p + a * inner]
+                if v > mx:
+                    mx = v
+                    best = a
+            dst[do + o * inner + c] = np.float32(best)
+
+
+@njit(cache=True)
+def quantize_f32_i8(src, so, dst, do, n, scale, zp):
+    """int8 y = clamp(rint(x / float32(scale)) + zp, -128, 127), division in float32."""
+    s32 = np.float32(scale)
+    z32 = np.float32(zp)
+    x = src[so:so + n]
+    y = dst[do:do + n]
+    for k in range(n):
+        q = np.rint(x[k] / s32) + z32
+        if q < -128.0:
+            q = np.float32(-128.0)
+        elif q > 127.0:
+            q = np.float32(127.0)
+        y[k] = np.int8(q)
+
+
+@njit(cache=True)
+def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
+    """float32 y = float32(int32(x) - zp) * float32(scale)."""
+    s32 = np.float32(scale)
+    x = src[so:so + n]
+    y = dst[do:do + n]
+    for k in range(n):
+        y[k] = np.float32(np.int32(x[k]) - zp) * s32
+
+
+@njit(cache=True)
+def lut_i8(src, so, table, to, dst, do, n):
+    """int8 y = table[x + 128]; table (256,) int8 at table[to:]."""
+    t = table[to:to + 256]
+    x = src[so:so + n]
+    y = dst[do:do + n]
+    for k in range(n):
+        y[k] = t[np.int64(x[k]) + 128]
+
+
+@njit(cache=True)
+def _requant(acc, mult, y_zp, qmin, qmax):
+    v = np.int64(np.rint(np.float32(acc) * mult)) + y_zp
+    if v < qmin:
+        v = qmin
+    elif v > qmax:
+        v = qmax
+    return np.int8(v)
+
+
+@njit(cache=True)
+def qdense_i8(src, so, Wt, wo, bias, bo, M, mo, dst, do, n_in, n_out, m, y_zp, qmin, qmax):
+    """int8 dense for m samples with int32 accumulation and requantization.
+
+    x (m, n_in) int8 at src[so:]; Wt (n_out, n_in) int8 row-major at Wt[wo:] (W transposed,
+    so each output is a contiguous int8 dot product that LLVM turns into vpmaddwd);
+    bias (n_out,) int32 at bias[bo:] with the input zero point folded in
+    (bias[j] = b[j] - x_zp * sum_i W[i, j]); M (n_out,) float32 requant multipliers at M[mo:];
+    y (m, n_out) int8 at dst[do:]. Four output rows share each load of x; each group of four
+    rows is applied to all m samples while it sits in L1."""
+    bv = bias[bo:bo + n_out]
+    mv = M[mo:mo + n_out]
+    j = 0
+    while j + 4 <= n_out:
+        r0 = wo + j * n_in
+        w0 = Wt[r0:r0 + n_in]
+        w1 = Wt[r0 + n_in:r0 + 2 * n_in]
+        w2 = Wt[r0 + 2 * n_in:r0 + 3 * n_in]
+        w3 = Wt[r0 + 3 * n_in:r0 + 4 * n_in]
+        for s in range(m):
+            x = src[so + s * n_in:so + (s + 1) * n_in]
+            a0 = np.int32(0)
+            a1 = np.int32(0)
+            a2 = np.int32(0)
+            a3 = np.int32(0)
+            for i in range(n_in):
+                xi = np.int32(x[i])
+                a0 = np.int32(a0 + xi * np.int32(w0[i]))
+                a1 = np.int32(a1 + xi * np.int32(w1[i]))
+                a2 = np.int32(a2 + xi * np.int32(w2[i]))
+                a3 = np.int32(a3 + xi * np.int32(w3[i]))
+            d = do + s * n_out + j
+            dst[d] = _requant(np.int32(a0 + bv[j]), mv[j], y_zp, qmin, qmax)
+            dst[d + 1] = _requant(np.int32(a1 + bv[j + 1]), mv[j + 1], y_zp, qmin, qmax)
+            dst[d + 2] = _requant(np.int32(a2 + bv[j + 2]), mv[j + 2], y_zp, qmin, qmax)
+            dst[d + 3] = _requant(np.int32(a3 + bv[j + 3]), mv[j + 3], y_zp, qmin, qmax)
+        j += 4
+    while j < n_out:
+        r0 = wo + j * n_in
+        w0 = Wt[r0:r0 + n_in]
+        for s in range(m):
+            x = src[so + s * n_in:so + (s + 1) * n_in]
+            a0 = np.int32(0)
+            for i in range(n_in):
+                a0 = np.int32(a0 + np.int32(x[i]) * np.int32(w0[i]))
+            dst[do + s * n_out + j] = _requant(np.int32(a0 + bv[j]), mv[j], y_zp, qmin, qmax)
+        j += 1

@@ -1,0 +1,231 @@
+"""Runtime: a planned model bound to its own arena, with validated entry points.
+
+    rt = rtinfer.load("model.rtm")          # or a FrozenModel, or "model.onnx"
+    Y = rt.predict(X)                       # X (N, *input_shape) float32 -> (N, *output_shape)
+    y = rt.predict_one(x, out=y)            # x input_shape (or flat) float32; lowest overhead
+    Y = rt.stream(X)                        # all samples one at a time inside compiled code
+    report = rt.measure(X, budget_us=100)   # rtinfer.latency.LatencyReport
+
+Input policy, checked once at the boundary (ValueError naming expected vs given):
+- dtype must be float32. float64 (or any other dtype) is refused, never converted silently:
+  convert once with ``X.astype(np.float32)``.
+- arrays must be C-contiguous (``np.ascontiguousarray``).
+- shapes: predict/stream take (N, *input_shape) (a 1-D batch of flat samples (N, in_size) is also
+  accepted); predict_one takes input_shape or (in_size,).
+- non-finite inputs (NaN, inf): ``nonfinite="raise"`` (default) refuses them, ``"allow"`` runs
+  them through. predict_one checks with one vectorized pass inside the compiled call.
+Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
+ends in ARGMAX (``frozen.output_dtype``). predict, predict_one and stream give bit-identical
+results for the same sample. A Runtime is not thread-safe (it owns one arena).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .frozen import FrozenModel
+from .plan import Plan, build_plan
+
+_F32 = np.dtype(np.float32)
+_NONFINITE = ("raise", "allow")
+
+
+class InputError(ValueError):
+    """An input array breaks the model's input contract (shape, dtype, layout, finiteness)."""
+
+
+def _entry(dispatcher):
+    """The compiled entry point of a dispatcher's one signature: skips argument type dispatch
+    (the boundary checks here guarantee the types), about half the cost of a dispatcher call."""
+    sigs = dispatcher.signatures
+    if len(sigs) == 1:
+        ep = getattr(dispatcher.overloads[sigs[0]], "entry_point", None)
+        if ep is not None:
+            return ep
+    return dispatcher
+
+
+class Runtime:
+    """A FrozenModel planned and ready to run. Construct with rtinfer.load()."""
+
+    def __init__(self, model, nonfinite: str = "raise"):
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+        if isinstance(model, Plan):
+            self.frozen = None
+            self.plan = model
+        elif isinstance(model, FrozenModel):
+            self.frozen = model
+            self.plan = build_plan(model)
+        else:
+            raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
+        from . import interp
+        interp.warm_up()
+        self._interp = interp
+        self._run_one = _entry(interp.run_one)
+        self._execute = _entry(interp.execute)
+        self._first_nonfinite = _entry(interp.first_nonfinite)
+        self.nonfinite = nonfinite
+        p = self.plan
+        self._state = p.new_state()
+        self.input_shape = tuple(p.input_shape)
+        self.output_shape = tuple(p.output_shape)
+        self.output_dtype = np.dtype(p.output_dtype)
+        self.in_size = p.in_size
+        self.out_size = p.out_size
+        self._flat_in = (p.in_size,)
+        self._int_out = self.output_dtype != _F32
+        # float32 scratch for predict_one when the user-facing output is int64
+        self._y_scratch = np.zeros(p.out_size, dtype=np.float32)
+        self._no_times = np.zeros(1, dtype=np.int64)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.arena_bytes
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.plan.weight_bytes
+
+    @property
+    def macs(self) -> int:
+        return self.plan.macs
+
+    def __repr__(self) -> str:
+        return (f"Runtime(input={self.input_shape}, output={self.output_shape} {self.output_dtype}, "
+                f"ops={self.plan.n_ops}, weights={self.weight_bytes} B, arena={self.arena_bytes} B)")
+
+    # -- boundary checks ----------------------------------------------------------------------
+    def _policy(self, nonfinite):
+        if nonfinite is None:
+            return self.nonfinite
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+        return nonfinite
+
+    def _check_batch(self, X, nonfinite) -> np.ndarray:
+        """X (N, *input_shape) or (N, in_size) float32 C-contiguous -> flat (N * in_size,) view."""
+        if not isinstance(X, np.ndarray):
+            raise InputError(f"expected a numpy.ndarray of float32 with shape (N, {self._shape_str()}), "
+                             f"got {type(X).__name__}")
+        if X.dtype != _F32:
+            raise InputError(f"expected dtype float32, got {X.dtype} (convert once with X.astype(np.float32); "
+                             f"inputs are never converted silently)")
+        if X.ndim < 1 or not (X.shape[1:] == self.input_shape or X.shape[1:] == self._flat_in):
+            raise InputError(f"expected an input batch of shape (N, {self._shape_str()}), got shape {X.shape}")
+        if not X.flags.c_contiguous:
+            raise InputError("expected a C-contiguous array, got a non-contiguous view "
+                             "(use np.ascontiguousarray(X))")
+        flat = X.reshape(-1)
+        if self._policy(nonfinite) == "raise":
+            bad = self._first_nonfinite(flat)
+            if bad >= 0:
+                raise InputError(f"expected finite inputs, got {flat[bad]} at sample {bad // self.in_size}, "
+                                 f"element {bad % self.in_size} (pass nonfinite='allow' to run it anyway)")
+        return flat
+
+    def _shape_str(self) -> str:
+        return ", ".join(str(d) for d in self.input_shape)
+
+    def _batch_out(self, n, out):
+        shape = (n,) + self.output_shape
+        if out is None:
+            return np.empty(shape, dtype=self.output_dtype)
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != self.output_dtype \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
+                             f"{shape}, got {given}")
+        return out
+
+    def _run_batch(self, X, out, nonfinite, mode):
+        flat = self._check_batch(X, nonfinite)
+        n = X.shape[0]
+        Y = self._batch_out(n, out)
+        if n == 0:
+            return Y
+        if self._int_out:
+            tmp = np.empty(n * self.out_size, dtype=np.float32)
+            self._execute(self._state, flat, tmp, n, mode, self._no_times)
+            Y.reshape(-1)[:] = tmp
+        else:
+            self._execute(self._state, flat, Y.reshape(-1), n, mode, self._no_times)
+        return Y
+
+    # -- execution ----------------------------------------------------------------------------
+    def predict(self, X, out=None, nonfinite=None) -> np.ndarray:
+        """Batch X (N, *input_shape) -> (N, *output_shape), in blocks of plan.BLOCK samples."""
+        return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH)
+
+    def stream(self, X, out=None, nonfinite=None) -> np.ndarray:
+        """Every sample of X one at a time, all inside one compiled call (the embedded loop)."""
+        return self._run_batch(X, out, nonfinite, self._interp.MODE_STREAM)
+
+    def predict_one(self, x, out=None, nonfinite=None):
+        """One sample x (input_shape or (in_size,), float32, C-contiguous) -> output_shape.
+
+        With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
+        """
+        if type(x) is not np.ndarray or x.dtype != _F32 or not x.flags.c_contiguous \
+                or (x.shape != self.input_shape and x.shape != self._flat_in):
+            self._explain_one(x)
+        if out is None:
+            out = np.empty(self.output_shape, dtype=self.output_dtype)
+        elif type(out) is not np.ndarray or out.dtype != self.output_dtype or out.size != self.out_size \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
+                             f"{self.output_shape}, got {given}")
+        if self._int_out:
+            bad = self._run_one(self._state, x, self._y_scratch)
+            out.reshape(-1)[:] = self._y_scratch
+        else:
+            bad = self._run_one(self._state, x, out)
+        if nonfinite is not None:
+            self._policy(nonfinite)
+        if bad >= 0 and (nonfinite or self.nonfinite) == "raise":
+            raise InputError(f"expected finite inputs, got {x.reshape(-1)[bad]} at element {bad} "
+                             f"(pass nonfinite='allow' to run it anyway)")
+        return out
+
+    def _explain_one(self, x):
+        if type(x) is not np.ndarray:
+            raise InputError(f"expected a numpy.ndarray of float32 with shape {self.input_shape}, "
+                             f"got {type(x).__name__}")
+        if x.dtype != _F32:
+            raise InputError(f"expected dtype float32, got {x.dtype} (convert once with x.astype(np.float32); "
+                             f"inputs are never converted silently)")
+        if x.shape != self.input_shape and x.shape != self._flat_in:
+            raise InputError(f"expected one sample of shape {self.input_shape}, got shape {x.shape} "
+                             f"(use predict() for batches)")
+        raise InputError("expected a C-contiguous array, got a non-contiguous view (use np.ascontiguousarray(x))")
+
+    # -- latency ------------------------------------------------------------------------------
+    def measure(self, X, budget_us: float, warmup: int = 1000, percentile: float = 99.9,
+                mode: str = "in-loop", per_layer: bool = False):
+        """Per-sample latency of X against budget_us; see rtinfer.latency.measure."""
+        from .latency import measure
+        return measure(self, X, budget_us=budget_us, warmup=warmup, percentile=percentile,
+                       mode=mode, per_layer=per_layer)
+
+
+def load(model, nonfinite: str = "raise") -> Runtime:
+    """A Runtime from a FrozenModel, a ``.rtm`` path or an ``.onnx`` path."""
+    if isinstance(model, (FrozenModel, Plan)):
+        return Runtime(model, nonfinite=nonfinite)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        low = path.lower()
+        if low.endswith(".rtm"):
+            from .rtm import load_frozen
+            return Runtime(load_frozen(path), nonfinite=nonfinite)
+        if low.endswith(".onnx"):
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no such model file: {path}")
+            from export.onnx_import import from_onnx
+            return Runtime(from_onnx(path), nonfinite=nonfinite)
+        raise ValueError(f"cannot load {path!r}: expected a .rtm or .onnx file")
+    raise ValueError(f"load expects a FrozenModel or a path to a .rtm/.onnx file, got {type(model).__name__}")
