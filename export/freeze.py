@@ -272,6 +272,23 @@ def _lut(act: Act, alpha: float, x_qp, y_qp) -> np.ndarray:
     return quant.build_lut(lambda x: reference_activation(x, act, alpha, 0.0), x_qp[0], x_qp[1], y_qp[0], y_qp[1])
 
 
+def _check_accumulator(s: _Dense, Wq: np.ndarray, x_scale: float, w_scale: np.ndarray) -> None:
+    """Refuse a QDENSE whose int32 accumulator could overflow for some int8 input.
+
+    |acc[j]| <= 255 * sum_i |Wq[i, j]| + |b[j] / (x_scale * w_scale[j])|, since |x - x_zp| <= 255.
+    It only fails when the input's calibrated range is degenerate (x_scale tiny), e.g. a
+    calibration set on which the previous layer is constant.
+    """
+    bias_q = np.abs(s.b) / (np.float64(x_scale) * w_scale.astype(np.float64))
+    bound = 255.0 * np.abs(Wq.astype(np.int64)).sum(axis=0) + bias_q
+    j = int(np.argmax(bound))
+    if bound[j] > np.iinfo(np.int32).max:
+        raise FreezeError(
+            f"{s.name}: the int32 accumulator of output {j} could overflow (bias {s.b[j]:.6g} at scale "
+            f"x_scale * w_scale = {x_scale * float(w_scale[j]):.3g}): the calibrated range of this layer's "
+            f"input is degenerate (x_scale {x_scale:.3g}); calibrate with more representative data")
+
+
 def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenModel:
     def qparams(t):
         return quant.choose_qparams(*tensor_range(t, method, percentile))
@@ -299,7 +316,9 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenMo
             fused = s.act in (Act.IDENTITY, Act.RELU)
             y_qp = qparams(_float_act(z, s.act, s.alpha) if fused else z)
             w_scale = quant.symmetric_weight_scales(s.W)
-            refs = {"W": builder.add(quant.quantize_weights(s.W, w_scale)),
+            Wq = quant.quantize_weights(s.W, w_scale)
+            _check_accumulator(s, Wq, qp[0], w_scale)
+            refs = {"W": builder.add(Wq),
                     "b": builder.add(quant.quantize_bias(s.b, qp[0], w_scale)),
                     "w_scale": builder.add(w_scale)}
             attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1],

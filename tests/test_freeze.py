@@ -347,12 +347,30 @@ def test_nan_weights_are_rejected(digits):
         export.freeze(model)
 
 
-def test_constant_calibration_is_handled(small_mlp):
-    frozen = export.freeze(small_mlp, "int8", np.zeros((4, 64)))  # a zero-width range
+def test_degenerate_calibration_is_refused_not_overflowed(small_mlp, digits):
+    # All-zero inputs give the input tensor a ~1e-6 wide range; a bias at x_scale * w_scale then
+    # cannot fit the int32 accumulator, which freeze refuses by name instead of wrapping.
+    model = MLP([64, 8, 10], seed=0)
+    model.layers[0].b = np.full(8, 0.5)
+    with pytest.raises(FreezeError, match=r"dense_0: the int32 accumulator of output \d+ could overflow"):
+        export.freeze(model, "int8", np.zeros((4, 64)))
+    # A constant but non-zero calibration set is fine: the range is widened to include 0.
+    frozen = export.freeze(small_mlp, "int8", np.full((4, 64), 3.0))
     for layer in frozen.layers:
         for k, v in layer.attrs.items():
             if k.endswith("scale"):
                 assert np.isfinite(v) and v > 0
+    y = reference.run(frozen, digits.X_test.astype(np.float32))  # no accumulator overflow
+    assert np.all(np.isfinite(y))
+
+
+def test_accumulator_bound_holds_for_every_input(relu_mlp, digits_half):
+    frozen = export.freeze(relu_mlp, "int8", digits_half.X_train)
+    for layer in frozen.layers:
+        if layer.op == Op.QDENSE:
+            Wq = frozen.tensor(layer, "W").astype(np.int64)
+            bq = frozen.tensor(layer, "b").astype(np.int64)
+            assert np.all(255 * np.abs(Wq).sum(axis=0) + np.abs(bq) < 2 ** 31)
 
 
 # -- .rtm of real frozen models ---------------------------------------------------------------
