@@ -23,7 +23,8 @@ Graph layout
   b_f = DequantizeLinear(bq int32, x_scale * w_scale (float32), axis=0). qmin == y_zp (and
   qmax 127) is a Relu; any other clamp is a Clip at the dequantized bounds.
   QLUT = DequantizeLinear -> activation -> QuantizeLinear when the table equals the table of the
-  layer's activation (or of a default-parameter activation) rebuilt by ``quant.build_lut``: this
+  layer's activation (attrs ``act``/``alpha``/``beta`` as recorded by ``from_onnx``, else any
+  default-parameter activation) rebuilt by ``quant.build_lut``: this
   is the standard QDQ form, keeps the activation readable and lets runtimes fuse it. A table that
   matches no activation is exported exactly as Cast(int32) -> Add(128) -> Gather(table).
 """
@@ -205,6 +206,10 @@ class _Writer:
         xs, xzp = float(a.get("x_scale", 1.0)), int(a.get("x_zp", 0))
         ys, yzp = float(a.get("y_scale", 1.0)), int(a.get("y_zp", 0))
         candidates = []
+        if "act" in a:  # the importer records the activation a table was built from
+            hint = Act(int(a["act"]))
+            d_alpha, d_beta = ACT_DEFAULTS[hint]
+            candidates.append((hint, float(a.get("alpha", d_alpha)), float(a.get("beta", d_beta))))
         if layer.act != Act.IDENTITY:
             candidates.append((layer.act,) + layer.act_params())
         candidates += [(act,) + ACT_DEFAULTS[act] for act in _ACT_NODE if act != Act.CLIP]

@@ -58,7 +58,7 @@ _BINARY_OPS = {"Add", "Sub", "Mul", "Div"}
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast",
               "Neg", "Constant"}
-_ML_OPS = {"LinearClassifier", "Normalizer"}  # domain ai.onnx.ml
+_ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
@@ -1093,6 +1093,19 @@ class _Importer:
         # output 0 holds the labels (not translated), output 1 the scores
         return {node.output[-1]: y}
 
+    def _op_Scaler(self, node, x, k):
+        self._need_float(node, x)
+        a = self._attrs(node)
+        n = _prod(x.shape)
+        offset = np.asarray(a.get("offset", [0.0]), np.float64).reshape(-1)
+        scale = np.asarray(a.get("scale", [1.0]), np.float64).reshape(-1)
+        if offset.size not in (1, n) or scale.size not in (1, n) or len(x.shape) != 1:
+            raise self._err(node, f"offset/scale of {offset.size}/{scale.size} values for input (N, *{x.shape})")
+        s = np.broadcast_to(scale, (n,))
+        t = -np.broadcast_to(offset, (n,)) * s
+        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
+        return _Dyn(x.shape)
+
     def _op_Normalizer(self, node, x, k):
         self._need_float(node, x)
         norm = self._attrs(node).get("norm", b"MAX")
@@ -1206,9 +1219,10 @@ class _Importer:
                 alpha, beta = float(mid.attrs.get("alpha", alpha)), float(mid.attrs.get("beta", beta))
                 from rtinfer.reference import activation
                 table = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
-                attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp}
+                # attrs "act" (an Act code), alpha, beta: the activation the table was built from
+                attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "act": int(act)}
                 attrs.update({k: v for k, v in mid.attrs.items() if k in ("alpha", "beta")})
-                L[i:i + 3] = [_Proto(Op.QLUT, mid.in_shape, mid.out_shape, act=act, name=mid.name,
+                L[i:i + 3] = [_Proto(Op.QLUT, mid.in_shape, mid.out_shape, name=mid.name,
                                      tensors={"table": table}, attrs=attrs)]
                 return True
         return False
