@@ -261,6 +261,18 @@ def test_history_and_verbose_progress(digits, capsys):
     assert history.val_accuracy[-1] == pytest.approx(model.score(Xv, yv))
     fit(model, digits.X_train, digits.y_train, epochs=2, verbose=False)
     assert capsys.readouterr().err == ""
+    fit(model, digits.X_train, digits.y_train, epochs=2)  # default: only runs longer than 2 s report
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_progress_for_long_runs(digits, capsys, monkeypatch):
+    import rtinfer.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "AUTO_PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(trainer, "AUTO_PROGRESS_EVERY", 3600.0)
+    fit(SoftmaxRegression(), digits.X_train[:200], digits.y_train[:200], epochs=4)
+    err = capsys.readouterr().err
+    assert err.count("epoch ") == 2 and "epoch 1/4" in err and "epoch 4/4" in err  # first and last
     assert "3 epochs" in history.summary()
 
 

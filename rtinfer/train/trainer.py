@@ -26,6 +26,9 @@ from ._validate import DataError, check_nonneg_float, check_positive_int, check_
 from .losses import get_loss
 from .optimizers import Adam, get_optimizer
 
+AUTO_PROGRESS_AFTER = 2.0  # seconds of training before verbose=None starts printing
+AUTO_PROGRESS_EVERY = 1.0  # seconds between progress lines with verbose=None
+
 
 @dataclass
 class History:
@@ -66,12 +69,15 @@ def _n_correct(output: str, z: np.ndarray, t: np.ndarray) -> int:
 def fit(model, X, y, *, optimizer="adam", lr: float | None = None, loss=None, epochs: int = 20,
         batch_size: int = 32, shuffle: bool = True, seed: int = 0, validation_split: float = 0.0,
         validation_data=None, early_stopping: bool = False, patience: int = 5, min_delta: float = 0.0,
-        verbose: bool = False) -> History:
+        verbose: bool | None = None) -> History:
     """Train ``model`` in place on (X, y) by mini-batch gradient steps; returns the History
     (also stored as ``model.history_``).
 
     optimizer: an Optimizer instance or a name ("sgd", "momentum", "adagrad", "rmsprop", "adam")
-    with ``lr``; loss: None (the default for the model's output head), a name or a Loss."""
+    with ``lr``; loss: None (the default for the model's output head), a name or a Loss.
+    verbose: True prints one line per epoch to stderr; False prints nothing; None (default)
+    prints only for long runs: once training has run for AUTO_PROGRESS_AFTER seconds, at most
+    one line per AUTO_PROGRESS_EVERY seconds (and the last epoch)."""
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     patience = check_positive_int(patience, "patience")
@@ -120,6 +126,7 @@ def fit(model, X, y, *, optimizer="adam", lr: float | None = None, loss=None, ep
     classify = model.output != "identity"
     history = History()
     best_value, best_theta, since_best = np.inf, None, 0
+    fit_start, last_print = time.perf_counter(), -np.inf
     X_shuf = np.empty_like(X)  # (n, d) this epoch's order; batches are contiguous views
     t_shuf = np.empty_like(t)
 
@@ -162,8 +169,14 @@ def fit(model, X, y, *, optimizer="adam", lr: float | None = None, loss=None, ep
             if classify:
                 history.val_accuracy.append(_n_correct(model.output, z_val, t_val) / len(t_val))
             monitored = val_loss
-        history.epoch_seconds.append(time.perf_counter() - start_time)
-        if verbose:
+        now = time.perf_counter()
+        history.epoch_seconds.append(now - start_time)
+        if verbose is None:  # long runs only, rate limited
+            show = now - fit_start >= AUTO_PROGRESS_AFTER and (now - last_print >= AUTO_PROGRESS_EVERY or epoch == epochs)
+        else:
+            show = bool(verbose)
+        if show:
+            last_print = now
             line = f"epoch {epoch}/{epochs}  loss {epoch_loss:.4f}"
             if classify:
                 line += f"  acc {history.accuracy[-1]:.4f}"
