@@ -427,3 +427,16 @@ def test_fuzzed_tables_raise_only_rtm_format_error(small_bytes):
         except RtmFormatError:
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 2000
+
+
+def test_reader_imports_neither_numba_nor_onnx(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.rtm"
+    save_frozen(_int8_model(), path)
+    code = ("import sys, rtinfer; m = rtinfer.load_frozen(sys.argv[1], mmap=True); "
+            "rtinfer.save_frozen(m, sys.argv[1]); "
+            "bad = [k for k in ('numba', 'onnx', 'onnxruntime') if k in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0
