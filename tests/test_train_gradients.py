@@ -133,3 +133,58 @@ def test_activation_values_match_definitions():
     np.testing.assert_allclose(activation_forward("leaky_relu", x, 1.5), np.where(x >= 0, x, 1.5 * x))
     np.testing.assert_allclose(activation_forward("tanh", x), np.tanh(x))
     assert np.all(np.isfinite(activation_forward("sigmoid", np.array([[-1e308, 1e308]]))))
+
+
+def test_loss_values_match_naive_formulas_and_stay_finite():
+    from rtinfer.train import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 4))
+    t = np.array([0, 3, 1, 2, 3, 0])
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    value, grad = SoftmaxCrossEntropy().value_and_grad(z, t)
+    assert value == pytest.approx(-np.mean(np.log(p[np.arange(6), t])), rel=1e-13)
+    np.testing.assert_allclose(grad, (p - np.eye(4)[t]) / 6, rtol=1e-12, atol=1e-15)
+
+    zb = rng.normal(size=(6, 1))
+    tb = np.array([0.0, 1, 1, 0, 1, 0])
+    q = 1 / (1 + np.exp(-zb[:, 0]))
+    value, grad = BinaryCrossEntropy().value_and_grad(zb, tb)
+    assert value == pytest.approx(-np.mean(tb * np.log(q) + (1 - tb) * np.log(1 - q)), rel=1e-13)
+    np.testing.assert_allclose(grad[:, 0], (q - tb) / 6, rtol=1e-12)
+
+    y = rng.normal(size=(6, 4))
+    value, grad = MeanSquaredError().value_and_grad(z, y)
+    assert value == pytest.approx(0.5 * np.mean((z - y) ** 2), rel=1e-13)
+    np.testing.assert_allclose(grad, (z - y) / z.size, rtol=1e-13)
+
+    # huge logits: log-sum-exp and softplus keep everything finite and exact
+    big = np.array([[1000.0, -1000.0, 0.0], [-800.0, 800.0, 799.0]])
+    value, grad = SoftmaxCrossEntropy().value_and_grad(big, np.array([1, 2]))
+    assert value == pytest.approx((2000.0 + (1.0 + np.log1p(np.exp(-1.0)))) / 2, rel=1e-12)
+    assert np.all(np.isfinite(grad))
+    value, grad = BinaryCrossEntropy().value_and_grad(np.array([[1000.0], [-1000.0]]), np.array([0.0, 0.0]))
+    assert value == pytest.approx(500.0) and np.all(np.isfinite(grad))
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+@hypothesis.given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    activation=st.sampled_from(ACTIVATIONS),
+    output=st.sampled_from(["softmax", "sigmoid", "identity"]),
+    l2=st.sampled_from([0.0, 0.05]),
+    seed=st.integers(0, 1000),
+)
+def test_gradients_random_architectures(sizes, activation, output, l2, seed):
+    rng = np.random.default_rng(seed)
+    n_in = sizes[0]
+    n_out = {"softmax": 3, "sigmoid": 1, "identity": 2}[output]
+    X = rng.normal(size=(7, n_in))
+    y = {"softmax": rng.integers(0, 3, 7), "sigmoid": rng.integers(0, 2, 7), "identity": rng.normal(size=(7, 2))}[output]
+    model = MLP([*sizes, n_out], activation=activation, output=output, l2=l2, seed=seed)
+    _random_biases(model, seed)
+    assert check_gradients(model, None, X, y) < TOL
