@@ -333,7 +333,9 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenMo
             act, alpha, name = s.act, s.alpha, s.name
         y = _float_act(x, act, alpha)
         y_qp = qparams(y)
-        attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1]}
+        # attrs "act" (an Act code) and alpha: the activation the table was built from (as from_onnx)
+        attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1], "act": int(act)}
+        attrs.update(_act_attrs(act, alpha))
         table = builder.add(_lut(act, alpha, qp, y_qp))
         layers.append(Layer(Op.QLUT, (width,), (width,), tensors={"table": table}, attrs=attrs, name=name))
         qp, x = y_qp, y

@@ -269,6 +269,7 @@ def test_int8_matches_independent_float_simulation(digits_half, act, alpha, pre,
     # LUT exactness: every one of the 256 codes maps to the quantized activation of its value.
     for layer in qluts:
         a = layer.attrs
+        assert a["act"] == int(Act[act.upper()]) and a.get("alpha", None) == (alpha if act == "leaky_relu" else None)
         q = np.arange(-128, 128)
         expected = _fake_quant(_act64(act, (q - a["x_zp"]) * a["x_scale"], model.alpha), a["y_scale"], a["y_zp"])
         np.testing.assert_array_equal(frozen.tensor(layer, "table").astype(np.float64), expected)

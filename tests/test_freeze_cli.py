@@ -102,6 +102,7 @@ def test_inspect_text(int8_file, capsys):
         assert op in text
     assert f"MACs {frozen.macs}" in text and f"params {frozen.n_params}" in text
     assert "zp=" in text and "w_s " in text and "calibration = minmax" in text
+    assert "lut:TANH" in text
 
 
 def test_inspect_json(int8_file, capsys):

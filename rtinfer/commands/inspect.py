@@ -97,7 +97,11 @@ def format_text(info: dict) -> str:
     lines.append("-" * len(head))
     for L in info["layers"]:
         act = L["act"] if L["act"] != "IDENTITY" else ""
-        if L["act"] == "LEAKY_RELU":
+        if L["op"] == "QLUT" and "act" in L["attrs"]:  # the activation the table was built from
+            from rtinfer.ops import Act
+
+            act = f"lut:{Act(int(L['attrs']['act'])).name}"
+        if "LEAKY_RELU" in act:
             act += f"({_g(L['attrs'].get('alpha', 0.01))})"
         q = _quant_text(L["quant"]) if "quant" in L else ""
         lines.append(f"{L['index']:>3} {L['name'][:16]:<16} {L['op']:<11} {act:<16} "
