@@ -3,7 +3,6 @@ validation and the ``rtinfer train`` command."""
 
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
