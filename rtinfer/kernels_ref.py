@@ -34,6 +34,7 @@ def _axis_layer(outer, axis_len, inner):
     # a stand-in carrying the attrs reference.softmax/argmax read
     class _L:
         attrs = {"outer": outer, "axis_len": axis_len, "inner": inner}
+        in_size = outer * axis_len * inner
     return _L
 
 

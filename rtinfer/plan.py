@@ -137,13 +137,15 @@ def _scale(layer: Layer, where: str, key: str) -> float:
     return val
 
 
-def _tensor(frozen: FrozenModel, layer: Layer, where: str, name: str, dtype: str, shape: tuple) -> np.ndarray:
+def _tensor(frozen: FrozenModel, layer: Layer, where: str, name: str, dtype: str, shape: tuple,
+            exact: bool = False) -> np.ndarray:
+    """The layer's tensor `name` as `shape`; its size must match (its declared shape too if exact)."""
     if name not in layer.tensors:
         raise PlanError(f"{where}: missing tensor {name!r} (has {sorted(layer.tensors)})")
     ref = layer.tensors[name]
     if ref.buffer != dtype:
         raise PlanError(f"{where}: tensor {name!r} must be in buffer {dtype!r}, is in {ref.buffer!r}")
-    if ref.size != math.prod(shape):
+    if ref.size != math.prod(shape) or (exact and tuple(ref.shape) != tuple(shape)):
         raise PlanError(f"{where}: tensor {name!r} has shape {ref.shape}, expected {shape}")
     return frozen.tensor(layer, name).reshape(shape)
 
@@ -229,7 +231,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
                 raise PlanError(f"{where}: RESHAPE must keep the size, got {n_in} -> {n_out}")
             continue
         elif op == Op.DENSE:
-            W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out))
+            W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out), exact=True)
             b = _tensor(frozen, layer, where, "b", "f32", (n_out,))
             row[C_T0] = sec.add("f32", W)
             row[C_T1] = sec.add("f32", b)
@@ -254,7 +256,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
             scale = _scale(layer, where, "x_scale")
             row[C_I0] = _int_attr(layer, where, "x_zp", lo=quant.QMIN, hi=quant.QMAX)
         elif op == Op.QDENSE:
-            Wq = _tensor(frozen, layer, where, "W", "i8", (n_in, n_out))
+            Wq = _tensor(frozen, layer, where, "W", "i8", (n_in, n_out), exact=True)
             bq = _tensor(frozen, layer, where, "b", "i32", (n_out,))
             w_scale = _tensor(frozen, layer, where, "w_scale", "f32", (n_out,))
             x_scale = _scale(layer, where, "x_scale")
