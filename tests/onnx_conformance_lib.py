@@ -23,7 +23,14 @@ def freeze_extra_inputs(model, inputs):
     runtime = [vi for vi in m.graph.input if vi.name not in init_names]
     keep = runtime[:1]
     for vi, arr in zip(runtime[1:], inputs[1:]):
-        m.graph.initializer.append(numpy_helper.from_array(np.asarray(arr), vi.name))
+        arr = np.asarray(arr)
+        if arr.dtype == object and arr.size == 1 and isinstance(arr.reshape(-1)[0], onnx.TensorProto):
+            tensor = onnx.TensorProto()  # float8 / int4 / int2 values come as TensorProtos
+            tensor.CopyFrom(arr.reshape(-1)[0])
+            tensor.name = vi.name
+        else:
+            tensor = numpy_helper.from_array(arr, vi.name)
+        m.graph.initializer.append(tensor)
     others = [vi for vi in m.graph.input if vi.name in init_names]
     del m.graph.input[:]
     m.graph.input.extend(keep + others)

@@ -1,0 +1,382 @@
+"""Official ONNX conformance: the backend node tests and the PyTorch-exported cases of the onnx
+package, run through export.from_onnx and every rtinfer executor (the NumPy reference and the
+compiled runtime), compared like the ONNX backend runner (exact shape and dtype, rtol 1e-3,
+atol 1e-7).
+
+Every case whose graph uses only ops in ``SUPPORTED_OPS`` runs. Inputs 1..n become initializers
+(rtinfer models take one runtime input). Each case must pass or be listed in a skip list below
+with its reason; a listed case that passes, or no longer exists, fails the test as well, so the
+lists stay honest. The counts are printed in the "rtinfer summary" section.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+
+import pytest
+
+pytest.importorskip("onnx")
+
+from onnx_conformance_lib import check_case, load_data_dir  # noqa: E402
+
+from export.onnx_import import SUPPORTED_OPS  # noqa: E402
+
+R_INPUT_DTYPE = "graph input is not float32/uint8/int8 (fp16, fp64, int16+, float8, int4, int2 tensors)"
+R_CAST = "Cast to a type other than float32 (fp16, fp64, bfloat16, float8, int4, int2)"
+R_BATCH_CONST = "a 'weight' input varies along the batch axis; rtinfer weights are per sample"
+R_INT_ARITH = "integer arithmetic on an int8/uint8 tensor (rtinfer only (de)quantizes integer tensors)"
+R_BATCH_AXIS = "reduces or contracts over the batch axis (axis 0 / a 1-D input)"
+R_LAST_INDEX = "ArgMax select_last_index=1: rtinfer's ARGMAX returns the first maximum"
+R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization training statistics)"
+R_INT_OUTPUT = "integer graph output (uint8/int8/int32); a FrozenModel outputs float32 or int64"
+R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
+R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
+R_NO_INPUT = "graph has no runtime input (a constant)"
+R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
+R_BATCH_RESHAPE = "Flatten/Reshape/Squeeze/Unsqueeze merges, splits or moves the batch axis"
+R_GATHER = "Gather other than a 256-entry table lookup on a quantized tensor"
+R_TRANS_A = "Gemm transA=1 on the runtime tensor transposes the batch axis"
+R_TWO_RUNTIME = "a node takes two runtime tensors (rtinfer runs a single chain)"
+R_NOT_TENSOR = "sequence / optional input"
+R_PRELU = "PRelu with per-channel slopes (only a single slope maps to LEAKY_RELU)"
+R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
+R_TRANSPOSE = "Transpose that moves data of the runtime tensor (only constant transposes fold)"
+
+SKIP_NODE = {
+    "test_add": R_BATCH_CONST,
+    "test_add_int8": R_INT_ARITH,
+    "test_add_int16": R_INPUT_DTYPE,
+    "test_add_uint8": R_INT_ARITH,
+    "test_add_uint16": R_INPUT_DTYPE,
+    "test_add_uint32": R_INPUT_DTYPE,
+    "test_add_uint64": R_INPUT_DTYPE,
+    "test_argmax_default_axis_example": R_BATCH_AXIS,
+    "test_argmax_default_axis_random": R_BATCH_AXIS,
+    "test_argmax_no_keepdims_example_select_last_index": R_LAST_INDEX,
+    "test_argmax_no_keepdims_random_select_last_index": R_LAST_INDEX,
+    "test_argmax_keepdims_example_select_last_index": R_LAST_INDEX,
+    "test_argmax_keepdims_random_select_last_index": R_LAST_INDEX,
+    "test_argmax_default_axis_example_select_last_index": R_BATCH_AXIS,
+    "test_argmax_default_axis_random_select_last_index": R_BATCH_AXIS,
+    "test_argmax_negative_axis_keepdims_example_select_last_index": R_LAST_INDEX,
+    "test_argmax_negative_axis_keepdims_random_select_last_index": R_LAST_INDEX,
+    "test_batchnorm_example_training_mode": R_MULTI_OUT,
+    "test_batchnorm_epsilon_training_mode": R_MULTI_OUT,
+    "test_cast_FLOAT_to_FLOAT16": R_CAST,
+    "test_cast_FLOAT_to_DOUBLE": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT16_to_DOUBLE": R_INPUT_DTYPE,
+    "test_cast_DOUBLE_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_DOUBLE_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_BFLOAT16": R_CAST,
+    "test_cast_BFLOAT16_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_FLOAT8E4M3FN": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT8E4M3FN": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_FLOAT8E4M3FNUZ": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT8E4M3FNUZ": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E4M3FN_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E4M3FN_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E4M3FNUZ_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E4M3FNUZ_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_FLOAT8E5M2": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT8E5M2": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_FLOAT8E5M2FNUZ": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT8E5M2FNUZ": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E5M2_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E5M2_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E5M2FNUZ_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT8E5M2FNUZ_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_UINT4": R_CAST,
+    "test_cast_FLOAT16_to_UINT4": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_INT4": R_CAST,
+    "test_cast_FLOAT16_to_INT4": R_INPUT_DTYPE,
+    "test_cast_UINT4_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_UINT4_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_UINT4_to_UINT8": R_INPUT_DTYPE,
+    "test_cast_INT4_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_INT4_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_INT4_to_INT8": R_INPUT_DTYPE,
+    "test_cast_FLOAT4E2M1_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_FLOAT4E2M1_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_FLOAT4E2M1": R_CAST,
+    "test_cast_FLOAT16_to_FLOAT4E2M1": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_UINT2": R_CAST,
+    "test_cast_FLOAT16_to_UINT2": R_INPUT_DTYPE,
+    "test_cast_FLOAT_to_INT2": R_CAST,
+    "test_cast_FLOAT16_to_INT2": R_INPUT_DTYPE,
+    "test_cast_UINT2_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_UINT2_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_UINT2_to_UINT8": R_INPUT_DTYPE,
+    "test_cast_INT2_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_INT2_to_FLOAT16": R_INPUT_DTYPE,
+    "test_cast_INT2_to_INT8": R_INPUT_DTYPE,
+    "test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FN": R_CAST,
+    "test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ": R_CAST,
+    "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2": R_CAST,
+    "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ": R_CAST,
+    "test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FN": R_INPUT_DTYPE,
+    "test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ": R_INPUT_DTYPE,
+    "test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2": R_INPUT_DTYPE,
+    "test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ": R_INPUT_DTYPE,
+    "test_cast_e8m0_FLOAT_to_FLOAT8E8M0": R_CAST,
+    "test_cast_e8m0_FLOAT16_to_FLOAT8E8M0": R_INPUT_DTYPE,
+    "test_cast_e8m0_FLOAT8E8M0_to_FLOAT": R_INPUT_DTYPE,
+    "test_cast_e8m0_FLOAT8E8M0_to_FLOAT16": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT16_expanded": R_CAST,
+    "test_castlike_FLOAT_to_DOUBLE_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT16_to_DOUBLE_expanded": R_INPUT_DTYPE,
+    "test_castlike_DOUBLE_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_DOUBLE_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_BFLOAT16_expanded": R_CAST,
+    "test_castlike_BFLOAT16_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT8E4M3FN_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT8E4M3FN_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT8E4M3FNUZ_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT8E4M3FNUZ_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E4M3FN_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E4M3FN_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E4M3FNUZ_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E4M3FNUZ_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT8E5M2_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT8E5M2_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT8E5M2FNUZ_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT8E5M2FNUZ_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E5M2_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E5M2_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E5M2FNUZ_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT8E5M2FNUZ_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_UINT4_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_UINT4_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_INT4_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_INT4_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT4_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT4_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT4_to_UINT8_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT4_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT4_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT4_to_INT8_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT4E2M1_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT4E2M1_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_FLOAT4E2M1_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_FLOAT4E2M1_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_UINT2_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_UINT2_expanded": R_INPUT_DTYPE,
+    "test_castlike_FLOAT_to_INT2_expanded": R_CAST,
+    "test_castlike_FLOAT16_to_INT2_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT2_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT2_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_UINT2_to_UINT8_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT2_to_FLOAT_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT2_to_FLOAT16_expanded": R_INPUT_DTYPE,
+    "test_castlike_INT2_to_INT8_expanded": R_INPUT_DTYPE,
+    "test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FN_expanded": R_CAST,
+    "test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ_expanded": R_CAST,
+    "test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2_expanded": R_CAST,
+    "test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ_expanded": R_CAST,
+    "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FN_expanded": R_INPUT_DTYPE,
+    "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ_expanded": R_INPUT_DTYPE,
+    "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2_expanded": R_INPUT_DTYPE,
+    "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ_expanded": R_INPUT_DTYPE,
+    "test_clip_default_int8_min": R_INT_ARITH,
+    "test_clip_default_int8_max": R_INT_ARITH,
+    "test_clip_default_int8_inbounds": R_INT_ARITH,
+    "test_clip_default_int8_inbounds_expanded": R_INT_OUTPUT,
+    "test_constant": R_NO_INPUT,
+    "test_dequantizelinear_axis": R_PER_AXIS,
+    "test_dequantizelinear_e4m3fn": R_INPUT_DTYPE,
+    "test_dequantizelinear_e4m3fn_float16": R_INPUT_DTYPE,
+    "test_dequantizelinear_e4m3fn_zero_point": R_INPUT_DTYPE,
+    "test_dequantizelinear_e5m2": R_INPUT_DTYPE,
+    "test_dequantizelinear_uint16": R_INPUT_DTYPE,
+    "test_dequantizelinear_int16": R_INPUT_DTYPE,
+    "test_dequantizelinear_uint4": R_INPUT_DTYPE,
+    "test_dequantizelinear_int4": R_INPUT_DTYPE,
+    "test_dequantizelinear_uint2": R_INPUT_DTYPE,
+    "test_dequantizelinear_int2": R_INPUT_DTYPE,
+    "test_dequantizelinear_float4e2m1": R_INPUT_DTYPE,
+    "test_dequantizelinear_blocked": R_PER_AXIS,
+    "test_div_example": R_BATCH_CONST,
+    "test_div": R_BATCH_CONST,
+    "test_div_int8": R_INT_ARITH,
+    "test_div_int16": R_INPUT_DTYPE,
+    "test_div_int32_trunc": R_INPUT_DTYPE,
+    "test_div_uint8": R_INT_ARITH,
+    "test_div_uint16": R_INPUT_DTYPE,
+    "test_div_uint32": R_INPUT_DTYPE,
+    "test_div_uint64": R_INPUT_DTYPE,
+    "test_dropout_default_mask": R_MULTI_OUT,
+    "test_dropout_default_mask_ratio": R_MULTI_OUT,
+    "test_training_dropout_default": R_TRAINING,
+    "test_training_dropout_default_mask": R_MULTI_OUT,
+    "test_training_dropout": R_TRAINING,
+    "test_training_dropout_mask": R_MULTI_OUT,
+    "test_training_dropout_zero_ratio_mask": R_MULTI_OUT,
+    "test_flatten_axis0": R_BATCH_RESHAPE,
+    "test_flatten_axis2": R_BATCH_RESHAPE,
+    "test_flatten_axis3": R_BATCH_RESHAPE,
+    "test_flatten_negative_axis4": R_BATCH_RESHAPE,
+    "test_flatten_negative_axis2": R_BATCH_RESHAPE,
+    "test_flatten_negative_axis1": R_BATCH_RESHAPE,
+    "test_gather_0": R_GATHER,
+    "test_gather_1": R_GATHER,
+    "test_gather_2d_indices": R_GATHER,
+    "test_gather_negative_indices": R_GATHER,
+    "test_gemm_default_matrix_bias": R_BATCH_CONST,
+    "test_gemm_transposeA": R_TRANS_A,
+    "test_gemm_all_attributes": R_TRANS_A,
+    "test_hardswish_expanded": R_TWO_RUNTIME,
+    "test_identity_sequence": R_NOT_TENSOR,
+    "test_identity_opt": R_NOT_TENSOR,
+    "test_logsoftmax_axis_0": R_BATCH_AXIS,
+    "test_matmul_3d": R_BATCH_CONST,
+    "test_matmul_1d_3d": R_BATCH_AXIS,
+    "test_matmul_1d_1d": R_BATCH_AXIS,
+    "test_matmulinteger": R_INT_OUTPUT,
+    "test_mish_expanded": R_TWO_RUNTIME,
+    "test_mul_example": R_BATCH_CONST,
+    "test_mul": R_BATCH_CONST,
+    "test_mul_int8": R_INT_ARITH,
+    "test_mul_int16": R_INPUT_DTYPE,
+    "test_mul_uint8": R_INT_ARITH,
+    "test_mul_uint16": R_INPUT_DTYPE,
+    "test_mul_uint32": R_INPUT_DTYPE,
+    "test_mul_uint64": R_INPUT_DTYPE,
+    "test_prelu_example": R_PRELU,
+    "test_prelu_broadcast": R_PRELU,
+    "test_qlinearmatmul_2D_uint8_float32": R_QLMM_WEIGHTS,
+    "test_qlinearmatmul_3D_uint8_float32": R_BATCH_CONST,
+    "test_qlinearmatmul_2D_uint8_float16": R_QLMM_WEIGHTS,
+    "test_qlinearmatmul_3D_uint8_float16": R_BATCH_CONST,
+    "test_qlinearmatmul_2D_int8_float32": R_QLMM_WEIGHTS,
+    "test_qlinearmatmul_3D_int8_float32": R_BATCH_CONST,
+    "test_qlinearmatmul_2D_int8_float16": R_QLMM_WEIGHTS,
+    "test_qlinearmatmul_3D_int8_float16": R_BATCH_CONST,
+    "test_quantizelinear": R_INT_OUTPUT,
+    "test_quantizelinear_axis": R_PER_AXIS,
+    "test_quantizelinear_e4m3fn": R_WIDE_QUANT,
+    "test_quantizelinear_e5m2": R_WIDE_QUANT,
+    "test_quantizelinear_uint16": R_WIDE_QUANT,
+    "test_quantizelinear_int16": R_WIDE_QUANT,
+    "test_quantizelinear_uint4": R_PER_AXIS,
+    "test_quantizelinear_int4": R_PER_AXIS,
+    "test_quantizelinear_uint2": R_PER_AXIS,
+    "test_quantizelinear_int2": R_PER_AXIS,
+    "test_quantizelinear_float4e2m1": R_PER_AXIS,
+    "test_quantizelinear_blocked_asymmetric": R_PER_AXIS,
+    "test_quantizelinear_blocked_symmetric": R_WIDE_QUANT,
+    "test_reshape_reordered_all_dims": R_BATCH_RESHAPE,
+    "test_reshape_one_dim": R_BATCH_RESHAPE,
+    "test_reshape_negative_extended_dims": R_BATCH_RESHAPE,
+    "test_reshape_allowzero_reordered": R_BATCH_RESHAPE,
+    "test_softmax_axis_0": R_BATCH_AXIS,
+    "test_squeeze": R_BATCH_RESHAPE,
+    "test_sub_example": R_BATCH_CONST,
+    "test_sub": R_BATCH_CONST,
+    "test_sub_int8": R_INT_ARITH,
+    "test_sub_int16": R_INPUT_DTYPE,
+    "test_sub_uint8": R_INT_ARITH,
+    "test_sub_uint16": R_INPUT_DTYPE,
+    "test_sub_uint32": R_INPUT_DTYPE,
+    "test_sub_uint64": R_INPUT_DTYPE,
+    "test_transpose_default": R_TRANSPOSE,
+    "test_transpose_all_permutations_1": R_TRANSPOSE,
+    "test_transpose_all_permutations_2": R_TRANSPOSE,
+    "test_transpose_all_permutations_3": R_TRANSPOSE,
+    "test_transpose_all_permutations_4": R_TRANSPOSE,
+    "test_transpose_all_permutations_5": R_TRANSPOSE,
+    "test_unsqueeze_axis_0": R_BATCH_RESHAPE,
+}
+
+SKIP_PYTORCH = {
+    "pytorch-converted/test_Embedding": R_INPUT_DTYPE,
+    "pytorch-converted/test_Embedding_sparse": R_INPUT_DTYPE,
+    "pytorch-converted/test_PixelShuffle": R_TRANSPOSE,
+    "pytorch-operator/test_operator_add_broadcast": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_add_size1_broadcast": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_add_size1_right_broadcast": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_add_size1_singleton_broadcast": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_addconstant": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_addmm": R_TWO_RUNTIME,
+    "pytorch-operator/test_operator_basic": R_TWO_RUNTIME,
+    "pytorch-operator/test_operator_non_float_params": R_INPUT_DTYPE,
+    "pytorch-operator/test_operator_params": R_BATCH_CONST,
+}
+
+
+def _supported(model) -> bool:
+    return {n.op_type for n in model.graph.node} <= set(SUPPORTED_OPS)
+
+
+def _outcome(model, inputs, outputs, rtol=1e-3, atol=1e-7):
+    """None when every executor matches, else a one-line description of the failure."""
+    try:
+        check_case(model, inputs, outputs, rtol, atol)
+    except Exception as exc:  # any failure is reported against the skip list
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def node_outcomes():
+    from onnx.backend.test.loader import load_model_tests
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = load_model_tests(kind="node")  # built once: ~6 s, ~1,900 cases
+        return {c.name: _outcome(c.model, *c.data_sets[0], c.rtol, c.atol)
+                for c in cases if c.model is not None and _supported(c.model)}
+
+
+@pytest.fixture(scope="module")
+def pytorch_outcomes():
+    import onnx.backend.test
+    base = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for folder in sorted(glob.glob(os.path.join(base, "pytorch-converted", "*"))
+                             + glob.glob(os.path.join(base, "pytorch-operator", "*"))):
+            if not os.path.exists(os.path.join(folder, "model.onnx")):
+                continue
+            model, inputs, outputs = load_data_dir(folder)
+            if _supported(model):
+                name = f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+                out[name] = _outcome(model, inputs, outputs)
+    return out
+
+
+def _judge(outcomes: dict, skips: dict, label: str, record_summary):
+    passed = sorted(n for n, e in outcomes.items() if e is None)
+    unexpected = {n: e for n, e in outcomes.items() if e is not None and n not in skips}
+    now_passing = sorted(n for n in skips if n in outcomes and outcomes[n] is None)
+    gone = sorted(n for n in skips if n not in outcomes)
+    record_summary(f"ONNX conformance, {label}: {len(outcomes)} cases of supported ops, "
+                   f"{len(passed)} passed, {len(outcomes) - len(passed)} skipped (listed with reasons)")
+    problems = []
+    problems += [f"unexpected failure {n}: {e}" for n, e in sorted(unexpected.items())]
+    problems += [f"skip-listed case now passes (remove it from the list): {n}" for n in now_passing]
+    problems += [f"skip-listed case no longer exists or no longer uses only supported ops: {n}" for n in gone]
+    assert not problems, "\n".join(problems)
+    return passed
+
+
+def test_backend_node_cases(node_outcomes, summary):
+    passed = _judge(node_outcomes, SKIP_NODE, "backend node tests", summary)
+    # the core of the op table is exercised, not only skipped
+    for name in ("test_gemm_default_vector_bias", "test_gemm_alpha", "test_gemm_beta", "test_gemm_transposeB",
+                 "test_matmul_2d", "test_matmul_4d", "test_softmax_axis_1", "test_logsoftmax_default_axis",
+                 "test_argmax_keepdims_random", "test_argmax_no_keepdims_random", "test_batchnorm_epsilon",
+                 "test_gelu_tanh_2", "test_gelu_default_2", "test_clip_default_min", "test_dequantizelinear",
+                 "test_flatten_axis1", "test_reshape_negative_dim", "test_dropout_default", "test_selu",
+                 "test_hardsigmoid", "test_leakyrelu", "test_elu", "test_softplus"):
+        assert name in passed, name
+
+
+def test_pytorch_exported_cases(pytorch_outcomes, summary):
+    passed = _judge(pytorch_outcomes, SKIP_PYTORCH, "onnx pytorch-converted/pytorch-operator", summary)
+    for name in ("pytorch-converted/test_Linear", "pytorch-converted/test_Linear_no_bias",
+                 "pytorch-converted/test_ReLU", "pytorch-converted/test_BatchNorm2d_eval",
+                 "pytorch-converted/test_log_softmax_dim3", "pytorch-converted/test_softmax_functional_dim3"):
+        assert name in passed, name
