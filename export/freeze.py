@@ -21,7 +21,8 @@ raw features can differ in scale by orders of magnitude. Then QUANTIZE, one QDEN
 fused as qmin = y_zp; identity needs nothing; any other activation becomes a QLUT), DEQUANTIZE,
 and the float head. Activation ranges come from running the float model (float64) on the
 calibration data: min/max, or the [100 - p, p] percentiles, of each tensor at each quantized
-boundary (post-activation where the activation is fused).
+boundary (post-activation where the activation is fused). ``reduce_range=True`` keeps weights in
+[-63, 63] for engines whose int8 GEMM saturates (see ``freeze``).
 """
 
 from __future__ import annotations
@@ -173,11 +174,14 @@ def _act_attrs(act: Act, alpha: float) -> dict:
 # ------------------------------------------------------------------------------------------
 
 def freeze(model, dtype: str = "float32", calibration=None, method: str = "minmax",
-           percentile: float = 99.99) -> FrozenModel:
+           percentile: float = 99.99, reduce_range: bool = False) -> FrozenModel:
     """Freeze a trained model into a FrozenModel of float32 or int8 layers (see module doc).
 
     calibration: (N, d) float array of raw inputs (before preprocessing); required for int8.
     method: "minmax" or "percentile" (ranges [percentile(100 - p), percentile(p)] per tensor).
+    reduce_range: int8 weights in [-63, 63] instead of [-127, 127] (7 bits). Only needed for
+        engines whose x86 AVX2 int8 GEMM sums pairs of u8*s8 products in saturating int16
+        (onnxruntime's fused QGemm on CPUs without VNNI); rtinfer itself never saturates.
     """
     if dtype not in DTYPES:
         raise FreezeError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -194,7 +198,7 @@ def freeze(model, dtype: str = "float32", calibration=None, method: str = "minma
         if not 50.0 < percentile <= 100.0:
             raise FreezeError(f"percentile must be in (50, 100], got {percentile}")
     X = check_calibration(calibration, d)
-    return _freeze_int8(model, stages, pre, head, d, X, method, percentile)
+    return _freeze_int8(model, stages, pre, head, d, X, method, percentile, bool(reduce_range))
 
 
 def check_calibration(calibration, d: int) -> np.ndarray:
@@ -289,7 +293,15 @@ def _check_accumulator(s: _Dense, Wq: np.ndarray, x_scale: float, w_scale: np.nd
             f"input is degenerate (x_scale {x_scale:.3g}); calibrate with more representative data")
 
 
-def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenModel:
+def _weight_scales(W: np.ndarray, reduce_range: bool) -> np.ndarray:
+    """Per-output-channel symmetric scales: max|W[:, j]| maps to 127, or to 63 with reduce_range."""
+    w_scale = quant.symmetric_weight_scales(W)
+    if reduce_range:
+        w_scale = (w_scale.astype(np.float64) * (127.0 / 63.0)).astype(np.float32)
+    return w_scale
+
+
+def _freeze_int8(model, stages, pre, head, d, X, method, percentile, reduce_range) -> FrozenModel:
     def qparams(t):
         return quant.choose_qparams(*tensor_range(t, method, percentile))
 
@@ -315,7 +327,7 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenMo
             z = x @ s.W + s.b
             fused = s.act in (Act.IDENTITY, Act.RELU)
             y_qp = qparams(_float_act(z, s.act, s.alpha) if fused else z)
-            w_scale = quant.symmetric_weight_scales(s.W)
+            w_scale = _weight_scales(s.W, reduce_range)
             Wq = quant.quantize_weights(s.W, w_scale)
             _check_accumulator(s, Wq, qp[0], w_scale)
             refs = {"W": builder.add(Wq),
@@ -343,5 +355,6 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile) -> FrozenMo
                         name="dequantize"))
     layers += _head_layers(head, width)
     calib = method if method == "minmax" else f"percentile:{percentile:g}"
-    meta = _meta(model, "int8", calibration=calib, calibration_samples=X.shape[0])
+    extra = {"weight_range": "reduced"} if reduce_range else {}
+    meta = _meta(model, "int8", calibration=calib, calibration_samples=X.shape[0], **extra)
     return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=meta)

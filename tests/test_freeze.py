@@ -392,3 +392,37 @@ def test_rtm_round_trip_of_frozen_digits(relu_mlp, digits_half, tmp_path, dtype)
     again = tmp_path / "again.rtm"
     save_frozen(export.freeze(relu_mlp, dtype=dtype, calibration=digits_half.X_train), again)
     assert again.read_bytes() == path.read_bytes()  # freezing and writing are deterministic
+
+
+# -- reduce_range and onnxruntime ---------------------------------------------------------------
+
+def test_reduce_range_weights(relu_mlp, digits_half, summary):
+    ds = digits_half
+    frozen = export.freeze(relu_mlp, "int8", ds.X_train, reduce_range=True)
+    assert frozen.meta["weight_range"] == "reduced"
+    for layer in frozen.layers:
+        if layer.op == Op.QDENSE:
+            assert np.all(np.abs(frozen.tensor(layer, "W")).max(axis=0) == 63)
+    acc32 = np.mean(relu_mlp.predict(ds.X_test) == ds.y_test)
+    acc8 = np.mean(reference.run(frozen, ds.X_test.astype(np.float32)).argmax(1) == ds.y_test)
+    summary(f"int8 reduce_range digits relu: fp32 {acc32:.4f}, int8 {acc8:.4f}")
+    assert acc32 - acc8 <= 0.01
+
+
+def test_reduce_range_agrees_with_onnxruntime(digits_half, tmp_path):
+    """onnxruntime fuses DQ -> Gemm -> Q into QGemm, whose AVX2 (non-VNNI) kernel sums pairs of
+    u8*s8 products in saturating int16: with full-range weights and activations far from their
+    zero point that differs from the exact int32 arithmetic. With reduce_range it agrees."""
+    ort = pytest.importorskip("onnxruntime")
+    to_onnx = pytest.importorskip("export.onnx_export").to_onnx
+    ds = digits_half
+    model = _train_digits_mlp(ds, "tanh", None, None, epochs=5)
+    frozen = export.freeze(model, "int8", ds.X_train, reduce_range=True)
+    path = tmp_path / "m.onnx"
+    to_onnx(frozen, str(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    X = ds.X_test.astype(np.float32)
+    y = sess.run(None, {sess.get_inputs()[0].name: X})[0]
+    r = reference.run(frozen, X)
+    assert np.mean(y.argmax(1) == r.argmax(1)) >= 0.99
+    assert np.abs(y - r).max() < 0.03  # onnxruntime's float tanh may move a LUT code by 1 LSB

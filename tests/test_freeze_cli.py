@@ -58,6 +58,11 @@ def test_freeze_int8_npy_percentile(checkpoint, tmp_path, digits):
     expected = export.freeze(load_model(checkpoint), "int8", digits.X_train[:200], method="percentile", percentile=99.9)
     assert out.read_bytes() == to_bytes(expected)
     assert load_frozen(out).meta["calibration"] == "percentile:99.9"
+    reduced = tmp_path / "r.rtm"
+    assert main(argv[:-1] + [str(reduced), "--reduce-range"]) == 0
+    expected = export.freeze(load_model(checkpoint), "int8", digits.X_train[:200], method="percentile",
+                             percentile=99.9, reduce_range=True)
+    assert reduced.read_bytes() == to_bytes(expected)
 
 
 @pytest.mark.parametrize("extra, match", [
