@@ -185,7 +185,8 @@ class _Writer:
         wz = self.init(f"{p}.w_zero_point", np.zeros(n_out, np.int8))
         Wf = self.node("DequantizeLinear", [Wq, ws, wz], [f"{p}.W_float"], f"{p}.dequantize_W", axis=1)
         bq = self.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.int32))
-        bs = self.init(f"{p}.b_scale", (np.float64(xs) * w_scale.astype(np.float64)).astype(np.float32))
+        # the bias scale uses x_scale as written (float32), so a re-import recognizes it exactly
+        bs = self.init(f"{p}.b_scale", (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32))
         bf = self.node("DequantizeLinear", [bq, bs], [f"{p}.b_float"], f"{p}.dequantize_b", axis=0)
         y = self.node("Gemm", [xf, Wf, bf], [f"{p}.acc"], p)
         if qmin == yzp and qmax == quant.QMAX and yzp > quant.QMIN:

@@ -1058,8 +1058,9 @@ class _Importer:
         else:
             table = table.astype(np.int8)
             out_type = _INT8
+        # the scales are informational; _fuse copies them from the neighbouring layers
         self._emit(node, Op.QLUT, x, x.shape, tensors={"table": table},
-                   attrs={"x_scale": 1.0, "x_zp": 0, "y_scale": 1.0, "y_zp": 0})
+                   attrs={"x_scale": 1.0, "x_zp": 0, "y_scale": 1.0, "y_zp": 0}, prov={"gather": True})
         return _Dyn(x.shape, "q8", out_type)
 
     # -- ai.onnx.ml --------------------------------------------------------------------------------
@@ -1133,6 +1134,13 @@ class _Importer:
         changed = True
         while changed:
             changed = self._fuse_quant_once()
+        L = self.layers
+        for i, p in enumerate(L):
+            if p.op == Op.QLUT and p.prov.get("gather"):
+                if i > 0 and L[i - 1].op in (Op.QUANTIZE, Op.QDENSE, Op.QLUT):
+                    p.attrs["x_scale"], p.attrs["x_zp"] = L[i - 1].attrs["y_scale"], L[i - 1].attrs["y_zp"]
+                if i + 1 < len(L) and L[i + 1].op in (Op.DEQUANTIZE, Op.QDENSE, Op.QLUT):
+                    p.attrs["y_scale"], p.attrs["y_zp"] = L[i + 1].attrs["x_scale"], L[i + 1].attrs["x_zp"]
 
     def _fuse_float_once(self) -> bool:
         L = self.layers
@@ -1194,7 +1202,7 @@ class _Importer:
                 bq = None
                 if "b" in mid.prov:
                     cand, b_scale = mid.prov["b"]
-                    ref = (np.float64(xs) * w_scale.astype(np.float64)).astype(np.float32)
+                    ref = (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32)
                     if np.allclose(b_scale, ref, rtol=1e-6, atol=0):
                         bq = cand.astype(np.int32)
                 if bq is None:
