@@ -179,11 +179,13 @@ class Runtime:
             given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
             raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
                              f"{self.output_shape}, got {given}")
+        # the compiled entry point is typed for 1-D arrays: hand it flat views
+        xf = x if x.ndim == 1 else x.reshape(-1)
         if self._int_out:
-            bad = self._run_one(self._state, x, self._y_scratch)
+            bad = self._run_one(self._state, xf, self._y_scratch)
             out.reshape(-1)[:] = self._y_scratch
         else:
-            bad = self._run_one(self._state, x, out)
+            bad = self._run_one(self._state, xf, out if out.ndim == 1 else out.reshape(-1))
         if nonfinite is not None:
             self._policy(nonfinite)
         if bad >= 0 and (nonfinite or self.nonfinite) == "raise":

@@ -225,6 +225,9 @@ def test_flat_samples_accepted_for_shaped_inputs():
     X = _X((4, 4), n=3)
     assert np.array_equal(rt.predict(X), rt.predict(X.reshape(3, 16)))
     assert np.array_equal(rt.predict_one(X[0]), rt.predict_one(X[0].reshape(16)))
+    X[2, 3, 1] = np.nan  # the last row of a shaped sample is checked too
+    with pytest.raises(ValueError, match="got nan at element 13"):
+        rt.predict_one(X[2])
 
 
 # -- planning errors ----------------------------------------------------------------------------

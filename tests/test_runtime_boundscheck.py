@@ -1,0 +1,28 @@
+"""The kernel and runtime tests pass with NUMBA_BOUNDSCHECK=1: no kernel reads or writes
+outside its arrays for any model those tests build (odd sizes, offsets, batches, every op).
+
+Runs in a subprocess with its own NUMBA_CACHE_DIR under the system temp directory, so the
+bounds-checked machine code never mixes with the normal cache; the directory is kept between
+runs (Numba invalidates it when the sources change), so only the first run pays the compile.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_kernels_and_runtime_under_boundscheck():
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         str(HERE / "test_kernels.py"), str(HERE / "test_runtime.py")],
+        capture_output=True, text=True, env=env, timeout=900, cwd=str(HERE.parent))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
