@@ -56,7 +56,7 @@ _ACT_OPS = {
 _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose"}
 _BINARY_OPS = {"Add", "Sub", "Mul", "Div"}
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
-_OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast",
+_OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
 _ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
 
@@ -64,6 +64,13 @@ _ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
 # standard op are folded as well).
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | _BINARY_OPS | _QUANT_OPS
                                               | _OTHER_OPS | _ML_OPS))
+
+# Shape(x) of the runtime tensor with a dynamic batch: the batch entry holds this marker. Such
+# shape constants may only be moved around (Gather, Concat, Slice, ...) until they reach a
+# Reshape, where the marker in position 0 means "the batch dimension" (PyTorch's
+# x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
+_BATCH_MARK = -(2 ** 30)
+_SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape"}
 
 # ONNX TensorProto element types used here.
 _FLOAT, _UINT8, _INT8, _INT32, _INT64, _BOOL = 1, 2, 3, 6, 7, 9
@@ -222,6 +229,7 @@ class _Importer:
         self.dyn: dict[str, _Dyn] = {}
         self.layers: list[_Proto] = []
         self.batch: int | None = None
+        self.batch_marked: set[str] = set()  # constants that hold _BATCH_MARK (see above)
 
     # -- errors --------------------------------------------------------------------------------
     def _unsupported(self, node, why: str = "") -> OnnxImportError:
@@ -407,7 +415,13 @@ class _Importer:
             self._constant(node)
             return
         if all(self._is_const(i) for i in node.input) and domain != "ai.onnx.ml":
+            marked = [i for i in node.input if i in self.batch_marked]
+            if marked and node.op_type not in _SHAPE_SAFE_OPS:
+                raise self._unsupported(node, f"it computes with the dynamic batch size ({marked[0]!r} comes from "
+                                              f"Shape of the runtime tensor)")
             self._fold(node)
+            if marked:
+                self.batch_marked.update(o for o in node.output if o)
             return
         dyn_idx = [k for k, i in enumerate(node.input) if i and i in self.dyn]
         if len(dyn_idx) > 1:
@@ -426,6 +440,8 @@ class _Importer:
             y = self._shape_op(node, x, k)
         else:
             y = getattr(self, "_op_" + op)(node, x, k)
+        if y is None:  # the op produced a constant (Shape)
+            return
         outputs = y if isinstance(y, dict) else {node.output[0]: y}
         for name in node.output:
             if name:
@@ -879,6 +895,20 @@ class _Importer:
             return _Dyn(out, x.kind, x.onnx_type)
         raise self._unsupported(node)  # pragma: no cover
 
+    def _op_Shape(self, node, x, k):
+        """Shape of the runtime tensor: a constant, with _BATCH_MARK for a dynamic batch."""
+        a = self._attrs(node)
+        full = [self.batch if self.batch is not None else _BATCH_MARK] + list(x.shape)
+        rank = len(full)
+        start, end = int(a.get("start", 0)), int(a.get("end", rank))
+        start = min(max(start + rank if start < 0 else start, 0), rank)
+        end = min(max(end + rank if end < 0 else end, 0), rank)
+        value = np.array(full[start:end], dtype=np.int64)
+        self.consts[node.output[0]] = value
+        if _BATCH_MARK in value:
+            self.batch_marked.add(node.output[0])
+        return None
+
     def _reshape_target(self, node, s, target, allowzero):
         size = _prod(s)
         full = (self.batch,) + tuple(s)
@@ -886,7 +916,11 @@ class _Importer:
             raise self._err(node, "Reshape to a scalar drops the batch axis")
         out = []
         for i, t in enumerate(target):
-            if t == 0 and not allowzero:
+            if t == _BATCH_MARK:
+                if i != 0:
+                    raise self._unsupported(node, f"Reshape moves the dynamic batch size to position {i}")
+                out.append(None)
+            elif t == 0 and not allowzero:
                 if i >= len(full):
                     raise self._err(node, f"shape {target}: 0 at position {i} copies a dimension the input lacks")
                 out.append(full[i])

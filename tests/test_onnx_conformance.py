@@ -33,7 +33,7 @@ R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization trainin
 R_INT_OUTPUT = "integer graph output (uint8/int8/int32); a FrozenModel outputs float32 or int64"
 R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
 R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
-R_NO_INPUT = "graph has no runtime input (a constant)"
+R_NO_INPUT = "the output is a constant, independent of the runtime values (Constant, Shape with a fixed batch)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
 R_BATCH_RESHAPE = "Flatten/Reshape/Squeeze/Unsqueeze merges, splits or moves the batch axis"
 R_GATHER = "Gather other than a 256-entry table lookup on a quantized tensor"
@@ -288,6 +288,17 @@ SKIP_NODE = {
     "test_transpose_all_permutations_4": R_TRANSPOSE,
     "test_transpose_all_permutations_5": R_TRANSPOSE,
     "test_unsqueeze_axis_0": R_BATCH_RESHAPE,
+    "test_shape": R_NO_INPUT,
+    "test_shape_clip_end": R_NO_INPUT,
+    "test_shape_clip_start": R_NO_INPUT,
+    "test_shape_end_1": R_NO_INPUT,
+    "test_shape_end_negative_1": R_NO_INPUT,
+    "test_shape_example": R_NO_INPUT,
+    "test_shape_start_1": R_NO_INPUT,
+    "test_shape_start_1_end_2": R_NO_INPUT,
+    "test_shape_start_1_end_negative_1": R_NO_INPUT,
+    "test_shape_start_greater_than_end": R_NO_INPUT,
+    "test_shape_start_negative_1": R_NO_INPUT,
 }
 
 SKIP_PYTORCH = {

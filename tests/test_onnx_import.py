@@ -416,3 +416,18 @@ def test_external_data_symlink_escape_and_wrong_length(tmp_path):
         from_onnx(str(path))
     with pytest.raises(OnnxImportError, match="needs the model's path"):
         from_onnx(_external_model("short.bin"))
+
+
+def test_torch_view_on_dynamic_batch_reshapes_through_shape_ops():
+    path, X, Y = _golden("torch_view")
+    assert "Shape" in [n.op_type for n in onnx.load(path).graph.node]
+    frozen = check_against_ort(path, X)
+    assert [(la.op, la.act) for la in frozen.layers] == [(Op.DENSE, Act.SIGMOID)]
+    np.testing.assert_allclose(reference.run(frozen, X), Y, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_used_in_arithmetic_is_refused():
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "two"], ["s2"]),
+             helper.make_node("Reshape", ["x", "s2"], ["y"])]
+    with pytest.raises(OnnxImportError, match="dynamic batch size"):
+        from_onnx(make_model(nodes, {"two": np.array([2], np.int64)}))

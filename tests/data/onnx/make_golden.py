@@ -10,6 +10,8 @@ Files (each ``NAME.onnx`` with ``NAME.npz`` holding ``X`` and the producer's own
   Identity nodes on constants.
 - torch_acts: Linear layers with LeakyReLU, ELU, SELU, Hardsigmoid, Softplus, Tanh, Sigmoid,
   Hardtanh (Clip) and Softmax, opset 13, fixed batch of 8.
+- torch_view: x.view(x.size(0), -1) -> Linear -> Sigmoid with a dynamic batch (Shape, Gather,
+  Unsqueeze, Concat, Reshape on the batch size), opset 17.
 - torch_mlp_qdq: torch_mlp quantized by onnxruntime.quantization.quantize_static (QDQ format,
   per-channel int8 weights, uint8 activations), calibrated on X; ``Y`` is onnxruntime's output.
 - sklearn_mlp: MLPClassifier(16, 8) on iris, skl2onnx with zipmap=False (outputs label and
@@ -65,6 +67,26 @@ def torch_models():
         _save("torch_acts", X.numpy(), a(X).numpy())
 
 
+def torch_view_model():
+    import torch
+
+    class View(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(12, 3)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc(x.view(x.size(0), -1)))
+
+    torch.manual_seed(1)
+    m = View().eval()
+    X = torch.randn(16, 3, 4)
+    torch.onnx.export(m, (X[:2],), os.path.join(HERE, "torch_view.onnx"), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    with torch.no_grad():
+        _save("torch_view", X.numpy(), m(X).numpy())
+
+
 def qdq_model():
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -110,6 +132,7 @@ def sklearn_models():
 
 if __name__ == "__main__":
     torch_models()
+    torch_view_model()
     qdq_model()
     sklearn_models()
     for name in sorted(os.listdir(HERE)):
