@@ -230,6 +230,7 @@ class _Importer:
         self.layers: list[_Proto] = []
         self.batch: int | None = None
         self.batch_marked: set[str] = set()  # constants that hold _BATCH_MARK (see above)
+        self.input_dtype = "float32"
 
     # -- errors --------------------------------------------------------------------------------
     def _unsupported(self, node, why: str = "") -> OnnxImportError:
@@ -358,6 +359,8 @@ class _Importer:
         meta = {p.key: p.value for p in self.model.metadata_props}
         meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip())
         meta.setdefault("onnx.output", out.name)
+        if self.input_dtype != "float32":  # fed as float values: X.astype(np.float32)
+            meta.setdefault("onnx.input_dtype", self.input_dtype)
         return self._build(d.shape, output_dtype, meta)
 
     def _add_input(self, vi):

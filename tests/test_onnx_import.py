@@ -431,3 +431,16 @@ def test_batch_size_used_in_arithmetic_is_refused():
              helper.make_node("Reshape", ["x", "s2"], ["y"])]
     with pytest.raises(OnnxImportError, match="dynamic batch size"):
         from_onnx(make_model(nodes, {"two": np.array([2], np.int64)}))
+
+
+@pytest.mark.parametrize("name", ["torch_mlp", "torch_acts", "torch_mlp_qdq", "torch_view", "sklearn_mlp",
+                                  "sklearn_logreg"])
+def test_third_party_model_reexports_and_stays_stable(name):
+    from export.onnx_export import to_onnx
+    from test_onnx_roundtrip import assert_stable
+    path, X, _ = _golden(name)
+    frozen = from_onnx(path)
+    exported = to_onnx(frozen)
+    want = ort_outputs(path, X)[frozen.meta["onnx.output"]]
+    np.testing.assert_allclose(ort_outputs(exported, X)["output"], want, rtol=1e-5, atol=1e-5)
+    assert_stable(exported)
