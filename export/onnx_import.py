@@ -231,6 +231,7 @@ class _Importer:
         self.batch: int | None = None
         self.batch_marked: set[str] = set()  # constants that hold _BATCH_MARK (see above)
         self.input_dtype = "float32"
+        self.current = None  # the node being translated, for error messages
 
     # -- errors --------------------------------------------------------------------------------
     def _unsupported(self, node, why: str = "") -> OnnxImportError:
@@ -340,7 +341,9 @@ class _Importer:
         self._add_input(runtime_inputs[0])
 
         for node in nodes:
+            self.current = node
             self._node(node)
+        self.current = None
 
         if out.name in self.consts:
             raise OnnxImportError(f"output {out.name!r} is a constant")
@@ -1301,4 +1304,14 @@ def from_onnx(src, output: str | None = None) -> FrozenModel:
     Raises OnnxImportError (a ValueError) for unsupported or malformed models.
     """
     model, base_dir = _load_model(src)
-    return _Importer(model, base_dir, output).run()
+    importer = _Importer(model, base_dir, output)
+    try:
+        return importer.run()
+    except OnnxImportError:
+        raise
+    except (TypeError, KeyError, IndexError, AttributeError, ValueError, ArithmeticError, UnicodeError) as exc:
+        # a field of an unexpected type or value in a corrupt model, caught here so callers see
+        # one error type; valid models do not take this path
+        node = importer.current
+        where = f" at node {node.name!r} ({node.op_type})" if node is not None else ""
+        raise OnnxImportError(f"malformed ONNX model{where}: {type(exc).__name__}: {exc}") from exc

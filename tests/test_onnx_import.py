@@ -444,3 +444,20 @@ def test_third_party_model_reexports_and_stays_stable(name):
     want = ort_outputs(path, X)[frozen.meta["onnx.output"]]
     np.testing.assert_allclose(ort_outputs(exported, X)["output"], want, rtol=1e-5, atol=1e-5)
     assert_stable(exported)
+
+
+def test_corrupted_files_raise_only_onnx_import_error():
+    rng = np.random.default_rng(7)
+    for name in ("torch_mlp", "sklearn_mlp", "torch_mlp_qdq"):
+        with open(os.path.join(DATA, f"{name}.onnx"), "rb") as f:
+            data = f.read()
+        for _ in range(100):
+            b = bytearray(data)
+            for _ in range(int(rng.integers(1, 6))):
+                b[int(rng.integers(len(b)))] = int(rng.integers(256))
+            if rng.random() < 0.2:
+                b = b[:int(rng.integers(len(b)))]
+            try:
+                from_onnx(bytes(b))
+            except OnnxImportError:
+                pass
