@@ -642,6 +642,8 @@ class _Importer:
             except ValueError:
                 raise self._err(node, f"parameter of shape {v.shape} does not match channels {C}") from None
 
+        if not np.all(var + eps > 0):
+            raise self._err(node, "variance + epsilon must be positive")
         s = expand(scale) / np.sqrt(expand(var) + eps)
         t = expand(bias) - expand(mean) * s
         self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
