@@ -72,6 +72,9 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | _BINA
 _BATCH_MARK = -(2 ** 30)
 _SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape"}
 
+_RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+               "Bernoulli"}
+
 # ONNX TensorProto element types used here.
 _FLOAT, _UINT8, _INT8, _INT32, _INT64, _BOOL = 1, 2, 3, 6, 7, 9
 
@@ -421,6 +424,8 @@ class _Importer:
             self._constant(node)
             return
         if all(self._is_const(i) for i in node.input) and domain != "ai.onnx.ml":
+            if node.op_type in _RANDOM_OPS:
+                raise self._unsupported(node, "a random op cannot be folded into constant weights")
             marked = [i for i in node.input if i in self.batch_marked]
             if marked and node.op_type not in _SHAPE_SAFE_OPS:
                 raise self._unsupported(node, f"it computes with the dynamic batch size ({marked[0]!r} comes from "
