@@ -15,6 +15,8 @@ from __future__ import annotations
 from . import datasets
 from ._validate import DataError
 from .checkpoint import CheckpointError, load_model, save_model
+from .cnn import CNN
+from .conv import AvgPool1D, AvgPool2D, BatchNorm, Conv1D, Conv2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
 from .gradcheck import check_gradients, gradient_errors
 from .layers import ACTIVATIONS, Activation, Dense
 from .losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy, get_loss
@@ -24,6 +26,8 @@ from .preprocessing import Standardizer, Whitener
 from .trainer import History, fit
 
 __all__ = [
+    "AvgPool1D", "AvgPool2D", "BatchNorm", "CNN", "Conv1D", "Conv2D", "Flatten", "GlobalAvgPool", "MaxPool1D",
+    "MaxPool2D",
     "ACTIVATIONS", "AdaGrad", "Adam", "Activation", "BinaryCrossEntropy", "CheckpointError", "DataError",
     "Dense", "History", "LinearRegression", "LogisticRegression", "Loss", "MLP", "MeanSquaredError", "Model",
     "Momentum", "Optimizer", "RMSProp", "SGD", "SoftmaxCrossEntropy", "SoftmaxRegression", "Standardizer",

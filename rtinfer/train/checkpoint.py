@@ -104,7 +104,11 @@ def _layers_from_specs(specs) -> list:
                 alpha = spec.get("alpha", 0.0)
                 layers.append(Activation(spec["name"], alpha if spec["name"] == "leaky_relu" else None))
             else:
-                raise CheckpointError(f"layer {i} has unknown type {kind!r}")
+                from .conv import LAYER_TYPES, layer_from_spec  # conv, pooling, batch-norm, flatten
+
+                if kind not in LAYER_TYPES:
+                    raise CheckpointError(f"layer {i} has unknown type {kind!r}")
+                layers.append(layer_from_spec(spec))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CheckpointError):
                 raise
@@ -142,7 +146,9 @@ def load_model(path):
         raise CheckpointError(f"{path}: format is not {FORMAT!r}")
     if arch.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {arch.get('version')!r} is not supported (expected {VERSION})")
-    cls = MODEL_CLASSES.get(arch.get("model"))
+    from .cnn import CNN
+
+    cls = {**MODEL_CLASSES, "CNN": CNN}.get(arch.get("model"))
     if cls is None:
         raise CheckpointError(f"{path}: unknown model class {arch.get('model')!r}; known: {', '.join(MODEL_CLASSES)}")
     try:

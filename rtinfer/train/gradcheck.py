@@ -14,7 +14,8 @@ def gradient_errors(model, loss, X, y, *, eps: float = 1e-6) -> dict:
     tensor, as {"layer{i}.W": err, "layer{i}.b": err}. The objective is the model's training
     objective (``loss`` or the head's default, plus its L2 penalty) on (X, y), preprocessing
     included (a fitted preprocessor is used; an unfitted one is fitted on X)."""
-    X = check_X(X, n_features=model.n_features_in_)
+    flatten = getattr(model, "flatten_input", None)  # models with N-D samples (CNN)
+    X = check_X(flatten(X) if flatten is not None else X, n_features=model.n_features_in_)
     t, n_out = model.encode_targets(y, X.shape[0])
     if model.preprocessor is not None:
         if not model.preprocessor.fitted:
@@ -42,9 +43,13 @@ def gradient_errors(model, loss, X, y, *, eps: float = 1e-6) -> dict:
 
     errors = {}
     for i, layer in enumerate(model.layers):
-        if not isinstance(layer, Dense):
+        if isinstance(layer, Dense):
+            named = (("W", layer.W), ("b", layer.b))
+        elif hasattr(layer, "trainable_params"):  # conv / batch-norm layers: {name: view into theta}
+            named = tuple(layer.trainable_params().items())
+        else:
             continue
-        for name, arr in (("W", layer.W), ("b", layer.b)):
+        for name, arr in named:
             offset = (arr.__array_interface__["data"][0] - theta.__array_interface__["data"][0]) // theta.itemsize
             sl = slice(offset, offset + arr.size)
             errors[f"layer{i}.{name}"] = rel(analytic[sl], numeric[sl])

@@ -22,12 +22,14 @@ _ALIASES = {"linear": "identity", "none": "identity", "leakyrelu": "leaky_relu",
 DEFAULT_LEAKY_ALPHA = 0.01  # as rtinfer.ops.ACT_DEFAULTS[Act.LEAKY_RELU]
 
 
-def _buffer(cache: dict, n: int, width: int) -> np.ndarray:
+def _buffer(cache: dict, n: int, width) -> np.ndarray:
+    """A cached (n, width) buffer; width is an int or a per-sample shape tuple."""
+    shape = (n,) + (tuple(width) if isinstance(width, tuple) else (width,))
     buf = cache.get(n)
-    if buf is None:
+    if buf is None or buf.shape != shape:
         if len(cache) >= 4:  # batch sizes vary only at the last batch; keep the cache small
             cache.clear()
-        buf = cache[n] = np.empty((n, width))
+        buf = cache[n] = np.empty(shape)
     return buf
 
 
@@ -186,7 +188,7 @@ class Activation:
         if self.name == "identity":
             self._y = x
             return x
-        y = _buffer(self._out, x.shape[0], x.shape[1])
+        y = _buffer(self._out, x.shape[0], x.shape[1:])  # any per-sample shape (CNN feature maps)
         activation_forward(self.name, x, self.alpha, out=y)
         self._y = y
         return y
@@ -195,7 +197,7 @@ class Activation:
         name, x, y = self.name, self._x, self._y
         if name == "identity":
             return dy
-        dx = _buffer(self._dx, dy.shape[0], dy.shape[1])
+        dx = _buffer(self._dx, dy.shape[0], dy.shape[1:])
         if name == "relu":
             np.multiply(dy, x > 0, out=dx)
         elif name == "leaky_relu":

@@ -90,6 +90,9 @@ def fit(model, X, y, *, optimizer="adam", lr: float | None = None, loss=None, ep
     opt = Adam() if optimizer is None else get_optimizer(optimizer, lr)
     loss = get_loss(loss, model.output)
 
+    flatten = getattr(model, "flatten_input", None)  # models with N-D samples (CNN) accept (N, *shape)
+    if flatten is not None:
+        X = flatten(X)
     X = check_X(X, n_features=model.n_features_in_)
     t, n_out = model.encode_targets(y, X.shape[0])
     rng = np.random.default_rng(seed)
@@ -108,7 +111,7 @@ def fit(model, X, y, *, optimizer="adam", lr: float | None = None, loss=None, ep
             vx, vy = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        X_val = check_X(vx, n_features=X.shape[1], name="X_val")
+        X_val = check_X(flatten(vx, "X_val") if flatten is not None else vx, n_features=X.shape[1], name="X_val")
         t_val, _ = model.encode_targets(vy, X_val.shape[0])
 
     pre = model.preprocessor
