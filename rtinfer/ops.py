@@ -32,6 +32,44 @@ QLUT         i8 -> i8     y = table[x + 128]; tensors table (256,) i8. Exact for
                           activation on a quantized input (sigmoid, tanh, softplus, ...).
                           attrs x_scale, x_zp, y_scale, y_zp (for inspection; the table is the op).
 
+Convolution and pooling (codes 20..): samples are channels-first, in_shape (C, H, W) for 2-D
+or (C, L) for 1-D, which is computed as H = 1 (kernel_h = stride_h = dilation_h = 1, no
+top/bottom pads). Geometry attrs (ints): kernel_h, kernel_w, stride_h, stride_w, dilation_h,
+dilation_w (pools: always 1), pad_top, pad_left, pad_bottom, pad_right (begin/end pads, >= 0).
+Output size oh = (H + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) // stride_h + 1,
+likewise ow; out_shape is (O, oh, ow), or (O, ow) for 1-D input. Window element (p, q) of output
+(i, j) reads input row i * stride_h + p * dilation_h - pad_top, column j * stride_w +
+q * dilation_w - pad_left; positions outside the input are padding.
+
+CONV         f32 -> f32   y[o, i, j] = act(b[o] + sum_{c < Cg, p, q} W[o, c, p, q] * x[g*Cg + c, row, col])
+                          padding reads 0; attrs geometry + group (C and O divisible by group,
+                          Cg = C / group, g = o // (O / group); depthwise: group = C).
+                          tensors: W (O, Cg, kernel_h, kernel_w) f32, b (O,) f32.
+MAXPOOL      f32 -> f32   y[c, i, j] = max over the window (padding is ignored, i.e. -inf; every
+                          window holds an input element: each pad < its kernel). attrs geometry.
+AVGPOOL      f32 -> f32   y[c, i, j] = sum over the window of the input elements / count, where
+                          count = kernel_h * kernel_w if attr count_include_pad is 1 (padding
+                          reads 0), else the number of input (non-pad) elements. Summed in float32
+                          in window order (p, then q). attrs geometry + count_include_pad.
+GLOBAL_AVGPOOL f32 -> f32 y[c] = mean of x[c, ...] over all spatial positions (float32 sum in
+                          order, divided by H * W); in_shape (C, *spatial), out_shape (C,) or
+                          (C, 1, 1) / (C, 1) (the arena is flat; only the declared shape differs).
+QCONV        i8 -> i8     acc[o, i, j] = b[o] + sum (x[g*Cg + c, row, col] - x_zp) * W[o, c, p, q] in
+                          int32 (padding reads x_zp, i.e. real 0, and adds nothing); y = requantized
+                          exactly as QDENSE: clamp(round_half_even(float32(acc) * M[o]) + y_zp, qmin,
+                          qmax), M[o] = float32(x_scale * w_scale[o] / y_scale). tensors W (O, Cg,
+                          kernel_h, kernel_w) i8 (symmetric per output channel), b (O,) i32 at scale
+                          x_scale * w_scale[o], w_scale (O,) f32. attrs geometry + group and x_scale,
+                          x_zp, y_scale, y_zp, qmin, qmax (fused ReLU: qmin = y_zp).
+QMAXPOOL     i8 -> i8     MAXPOOL on int8 codes (exact; the output has the input's scale and zero
+                          point). attrs geometry, x_scale, x_zp (for inspection).
+QAVGPOOL     i8 -> i8     acc = sum over the window's input elements of (x - x_zp) in int32 (pads
+                          add 0, and count kernel_h * kernel_w if count_include_pad else the input
+                          elements); y = clamp(round_half_even((float32(acc) * m) / float32(count))
+                          + y_zp, -128, 127) with m = float32(x_scale / y_scale), both products in
+                          float32. attrs geometry, count_include_pad, x_scale, x_zp, y_scale, y_zp.
+                          A global average pool is QAVGPOOL with the kernel the whole input.
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -66,7 +104,14 @@ class Op(IntEnum):
     DEQUANTIZE = 9
     QDENSE = 10
     QLUT = 11
-    # Codes 20.. are reserved for convolution and pooling (Conv1D/2D, pools).
+    # convolution and pooling (channels-first; 1-D as H = 1)
+    CONV = 20
+    MAXPOOL = 21
+    AVGPOOL = 22
+    GLOBAL_AVGPOOL = 23
+    QCONV = 24
+    QMAXPOOL = 25
+    QAVGPOOL = 26
 
 
 class Act(IntEnum):
@@ -118,5 +163,10 @@ ACT_BY_NAME: dict[str, Act] = {
 }
 
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
-INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT})
-INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT})
+INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
+INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
+
+# Convolution / pooling ops and the integer geometry attrs they carry (see the contract above).
+CONV_GEOMETRY_ATTRS = ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
+                       "pad_top", "pad_left", "pad_bottom", "pad_right")
+WINDOW_OPS = frozenset({Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
