@@ -85,6 +85,9 @@ class Layer:
     def macs(self) -> int:
         if self.op in (Op.DENSE, Op.QDENSE):
             return self.in_size * self.out_size
+        if self.op in (Op.CONV, Op.QCONV):  # out elements x (C / group) x kernel_h x kernel_w
+            w = self.tensors.get("W")
+            return self.out_size * (math.prod(w.shape[1:]) if w is not None else 0)
         return 0
 
 
