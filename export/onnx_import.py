@@ -503,6 +503,7 @@ class _Importer:
         graph = helper.make_graph([node], "fold", vis, outs)
         m = helper.make_model(graph, opset_imports=list(self.model.opset_import))
         m.ir_version = max(self.model.ir_version, 3)
+        self._check_fold_size(node, m, feeds)
         try:
             results = ReferenceEvaluator(m).run(None, feeds)
         except Exception as exc:
@@ -520,6 +521,31 @@ class _Importer:
             if q.dtype in (np.int8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
                 zp = np.zeros((), dtype=q.dtype) if zp is None else zp
                 self.prov[node.output[0]] = ("dq", q, scale, np.asarray(zp), int(attrs.get("axis", 1)))
+
+    def _check_fold_size(self, node, m, feeds):
+        """Refuse a constant node whose outputs, as ONNX shape inference predicts them before
+        anything is evaluated, would hold more than max(MAX_EXPANDED_ELEMENTS, its inputs' total
+        size) elements: a few bytes of ConstantOfShape/Expand/Tile/Range must not make the
+        importer allocate gigabytes. Small integer inputs are given as initializers so that
+        shape-valued inputs are seen; outputs inference cannot size are left to the check after."""
+        from onnx import numpy_helper, shape_inference
+        probe = type(m)()
+        probe.CopyFrom(m)
+        for name, arr in feeds.items():
+            if arr.dtype.kind in "iu" and arr.size <= 1024:
+                probe.graph.initializer.append(numpy_helper.from_array(arr, name))
+        try:
+            inferred = shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
+        except Exception:  # inference is advisory here; evaluation reports real errors
+            return
+        limit = max(MAX_EXPANDED_ELEMENTS, sum(int(a.size) for a in feeds.values()))
+        for out in inferred.graph.output:
+            dims = out.type.tensor_type.shape.dim
+            if out.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+                n = math.prod(int(d.dim_value) for d in dims)
+                if n > limit:
+                    raise self._err(node, f"folding this constant node would create {out.name!r} with {n} "
+                                          f"elements (dims {[int(d.dim_value) for d in dims]}); the limit is {limit}")
 
     # -- elementwise ---------------------------------------------------------------------------
     def _activation(self, node, x: _Dyn, k):
@@ -656,20 +682,32 @@ class _Importer:
 
     # -- dense ---------------------------------------------------------------------------------
     def _weight_prov(self, name, W_axis_out: int, n_out: int):
-        """(Wq, w_scale) if the constant came from DequantizeLinear(int8, per-output-channel, zp 0)."""
+        """(Wq int8, w_scale) if the constant came from DequantizeLinear of 8-bit weights quantized
+        per tensor or per output channel whose values minus zero point fit int8 (int8 with zero
+        point 0, or uint8 with zero point 128: the same values shifted); else None."""
         p = self.prov.get(name)
         if p is None:
             return None
         _, q, scale, zp, axis = p
-        if q.dtype != np.int8 or q.ndim != 2 or np.any(zp != 0):
+        if q.dtype not in (np.int8, np.uint8) or q.ndim != 2:
+            return None
+        per_channel = scale.ndim == 1 and scale.size == n_out and scale.size > 1
+        if per_channel and axis % 2 != W_axis_out:
             return None
         if scale.size == 1:
             w_scale = np.full(n_out, float(scale.reshape(-1)[0]), np.float32)
-        elif scale.ndim == 1 and scale.size == n_out and axis % 2 == W_axis_out:
+        elif per_channel:
             w_scale = scale.astype(np.float32)
         else:
             return None
-        return q, w_scale
+        zp = np.asarray(zp, np.int32).reshape(-1)
+        if zp.size not in (1, n_out):
+            return None
+        zp_shape = (1, n_out) if W_axis_out == 1 else (n_out, 1)
+        w = q.astype(np.int32) - (zp.reshape(zp_shape) if zp.size > 1 else zp[0])
+        if w.min() < -128 or w.max() > 127:
+            return None
+        return w.astype(np.int8), w_scale
 
     def _bias_prov(self, name, n_out):
         p = self.prov.get(name)
