@@ -135,7 +135,13 @@ def first_nonfinite(X):
 
 @njit(cache=True)
 def run_one(blob, x, y):
-    """One sample x (in_size,) -> y (out_size,). Returns first_nonfinite(x)."""
+    """One sample x (in_size,) -> y (out_size,). Returns -2 (x has the wrong size) or -3
+    (y has the wrong size) without running; otherwise runs and returns first_nonfinite(x)."""
+    h = blob.view(np.int64)
+    if x.size != h[H_IN_SIZE]:
+        return -2
+    if y.size != h[H_OUT_SIZE]:
+        return -3
     bad = first_nonfinite(x)
     run_rows(blob, x, 0, y, 0, 1)
     return bad
@@ -181,9 +187,12 @@ def execute(blob, X, Y, n, mode, times):
 
 def warm_up() -> None:
     """Compile (or load from the cache) every interpreter entry point with its one signature."""
-    from .plan import build_plan  # noqa: F401  (import cycle safe: plan does not import interp)
     blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
     x = np.zeros(1, dtype=np.float32)
     run_one(blob, x, x)
     execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
     first_nonfinite(x)
+    # One signature each, for every model: a call with other argument types must fail (the
+    # runtime's boundary then explains why) instead of compiling a new specialization.
+    for fn in (run_one, execute, first_nonfinite):
+        fn.disable_compile()

@@ -156,28 +156,35 @@ def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
 
 @njit(cache=True)
 def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
-    """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner);
-    the max is subtracted first (in float32), sums and exps in float64."""
+    """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner).
+    The max is subtracted first (in float32); exps and sums in float64. Softmax stores
+    float32(exp) in dst on the first pass and divides on the second (one exp per element;
+    within 1 float32 ulp of the reference's single rounding). src and dst must not overlap."""
     for o in range(outer):
         base = o * axis_len * inner
         for c in range(inner):
             p = so + base + c
+            q = do + base + c
             mx = src[p]
             for a in range(1, axis_len):
                 v = src[p + a * inner]
                 if v > mx:
                     mx = v
             total = 0.0
-            for a in range(axis_len):
-                total += math.exp(np.float64(src[p + a * inner] - mx))
-            q = do + base + c
             if log:
+                for a in range(axis_len):
+                    total += math.exp(np.float64(src[p + a * inner] - mx))
                 lt = math.log(total)
                 for a in range(axis_len):
                     dst[q + a * inner] = np.float32(np.float64(src[p + a * inner] - mx) - lt)
             else:
                 for a in range(axis_len):
-                    dst[q + a * inner] = np.float32(math.exp(np.float64(src[p + a * inner] - mx)) / total)
+                    e = math.exp(np.float64(src[p + a * inner] - mx))
+                    total += e
+                    dst[q + a * inner] = np.float32(e)
+                inv = 1.0 / total
+                for a in range(axis_len):
+                    dst[q + a * inner] = np.float32(np.float64(dst[q + a * inner]) * inv)
 
 
 @njit(cache=True)

@@ -65,6 +65,7 @@ class Runtime:
         interp.warm_up()
         self._interp = interp
         self._run_one = _entry(interp.run_one)
+        self._run_one_fast = interp.run_one  # the dispatcher, compilation disabled by warm_up
         self._execute = _entry(interp.execute)
         self._first_nonfinite = _entry(interp.first_nonfinite)
         self.nonfinite = nonfinite
@@ -168,30 +169,53 @@ class Runtime:
         """One sample x (input_shape or (in_size,), float32, C-contiguous) -> output_shape.
 
         With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
+        Fast path: 1-D x and out go straight to the compiled dispatcher, whose C type check
+        (ndarray, dtype, ndim, C layout, writable) is the boundary check; run_one itself
+        checks sizes and finiteness. Anything else takes the checked path below.
         """
+        if out is None:
+            out = np.empty(self.output_shape, dtype=self.output_dtype)
+        try:
+            status = self._run_one_fast(self._state, x, out)
+        except TypeError:  # not exactly float32 1-D C-contiguous writable arrays: check it all
+            return self._predict_one_checked(x, out, nonfinite)
+        if status != -1 or nonfinite is not None:
+            self._one_status(status, x, out, nonfinite)
+        return out
+
+    def _predict_one_checked(self, x, out, nonfinite):
         if type(x) is not np.ndarray or x.dtype != _F32 or not x.flags.c_contiguous \
                 or (x.shape != self.input_shape and x.shape != self._flat_in):
             self._explain_one(x)
-        if out is None:
-            out = np.empty(self.output_shape, dtype=self.output_dtype)
-        elif type(out) is not np.ndarray or out.dtype != self.output_dtype or out.size != self.out_size \
+        if type(out) is not np.ndarray or out.dtype != self.output_dtype or out.size != self.out_size \
                 or not out.flags.c_contiguous or not out.flags.writeable:
-            given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
-            raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
-                             f"{self.output_shape}, got {given}")
+            self._explain_out(out)
         # the compiled entry point is typed for 1-D arrays: hand it flat views
         xf = x if x.ndim == 1 else x.reshape(-1)
         if self._int_out:
-            bad = self._run_one(self._state, xf, self._y_scratch)
+            status = self._run_one(self._state, xf, self._y_scratch)
             out.reshape(-1)[:] = self._y_scratch
         else:
-            bad = self._run_one(self._state, xf, out if out.ndim == 1 else out.reshape(-1))
-        if nonfinite is not None:
-            self._policy(nonfinite)
-        if bad >= 0 and (nonfinite or self.nonfinite) == "raise":
-            raise InputError(f"expected finite inputs, got {x.reshape(-1)[bad]} at element {bad} "
-                             f"(pass nonfinite='allow' to run it anyway)")
+            status = self._run_one(self._state, xf, out if out.ndim == 1 else out.reshape(-1))
+        self._one_status(status, x, out, nonfinite)
         return out
+
+    def _one_status(self, status, x, out, nonfinite):
+        """Act on run_one's status: -1 ok, >= 0 first non-finite input element, -2/-3 wrong
+        x/out size (nothing ran)."""
+        policy = self._policy(nonfinite)
+        if status == -2:
+            self._explain_one(x)
+        if status == -3:
+            self._explain_out(out)
+        if status >= 0 and policy == "raise":
+            raise InputError(f"expected finite inputs, got {x.reshape(-1)[status]} at element {status} "
+                             f"(pass nonfinite='allow' to run it anyway)")
+
+    def _explain_out(self, out):
+        given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
+                         f"{self.output_shape}, got {given}")
 
     def _explain_one(self, x):
         if type(x) is not np.ndarray:
