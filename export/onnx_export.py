@@ -19,7 +19,8 @@ Graph layout
   QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
   QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
   W_f = DequantizeLinear(Wq (n_in, n_out) int8, w_scale (n_out,), zero point 0, axis=1)
-  (per output channel; W is kept in rtinfer's (n_in, n_out) layout, so no transB) and
+  (per output channel; W is kept in rtinfer's (n_in, n_out) layout, so no transB; with
+  ``weight_dtype="uint8"`` the same values are stored as q + 128 with zero point 128) and
   b_f = DequantizeLinear(bq int32, x_scale * w_scale (float32), axis=0). qmin == y_zp (and
   qmax 127) is a Relu; any other clamp is a Clip at the dequantized bounds.
   QLUT = DequantizeLinear -> activation -> QuantizeLinear when the table equals the table of the
@@ -54,9 +55,13 @@ _ACT_NODE = {
 }
 
 
+WEIGHT_DTYPES = ("int8", "uint8")
+
+
 class _Writer:
-    def __init__(self, frozen: FrozenModel):
+    def __init__(self, frozen: FrozenModel, weight_dtype: str = "int8"):
         self.frozen = frozen
+        self.weight_dtype = weight_dtype
         self.nodes = []
         self.inits = []
         self.counts: dict[str, int] = {}
@@ -180,9 +185,14 @@ class _Writer:
         xsc = self.init(f"{p}.x_scale", np.array(xs, np.float32))
         xzpn = self.init(f"{p}.x_zero_point", np.array(xzp, np.int8))
         xf = self.node("DequantizeLinear", [x, xsc, xzpn], [f"{p}.x"], f"{p}.dequantize_x")
-        Wq = self.init(f"{p}.W", np.asarray(f.tensor(layer, "W"), np.int8))
+        Wq = np.asarray(f.tensor(layer, "W"), np.int8)
+        if self.weight_dtype == "uint8":  # the same values: q + 128 with zero point 128
+            Wq = self.init(f"{p}.W", (Wq.astype(np.int16) + 128).astype(np.uint8))
+            wz = self.init(f"{p}.w_zero_point", np.full(n_out, 128, np.uint8))
+        else:
+            Wq = self.init(f"{p}.W", Wq)
+            wz = self.init(f"{p}.w_zero_point", np.zeros(n_out, np.int8))
         ws = self.init(f"{p}.w_scale", w_scale)
-        wz = self.init(f"{p}.w_zero_point", np.zeros(n_out, np.int8))
         Wf = self.node("DequantizeLinear", [Wq, ws, wz], [f"{p}.W_float"], f"{p}.dequantize_W", axis=1)
         bq = self.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.int32))
         # the bias scale uses x_scale as written (float32), so a re-import recognizes it exactly
@@ -287,12 +297,20 @@ def _write_atomic(data: bytes, path) -> None:
         raise
 
 
-def to_onnx(frozen: FrozenModel, path=None):
-    """Translate a FrozenModel into an onnx.ModelProto (checked); write it atomically to path if given."""
+def to_onnx(frozen: FrozenModel, path=None, weight_dtype: str = "int8"):
+    """Translate a FrozenModel into an onnx.ModelProto (checked); write it atomically to path if given.
+
+    weight_dtype: how QDENSE weights are stored. "int8" (zero point 0) is the usual symmetric
+    form. "uint8" stores the same values as q + 128 with zero point 128: onnxruntime then fuses
+    with its u8u8 kernels, which are exact on x86 CPUs without VNNI, where the u8s8 kernels used
+    for int8 weights can saturate int16 pair sums.
+    """
     import onnx
     if not isinstance(frozen, FrozenModel):
         raise OnnxExportError(f"to_onnx takes a FrozenModel, got {type(frozen).__name__}")
-    model = _Writer(frozen).build()
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise OnnxExportError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
+    model = _Writer(frozen, weight_dtype).build()
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
         _write_atomic(model.SerializeToString(), path)

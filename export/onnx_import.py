@@ -518,7 +518,7 @@ class _Importer:
             scale = np.asarray(self._const(node, 1), dtype=np.float32)
             zp = self._const(node, 2)
             attrs = self._attrs(node)
-            if q.dtype in (np.int8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
+            if q.dtype in (np.int8, np.uint8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
                 zp = np.zeros((), dtype=q.dtype) if zp is None else zp
                 self.prov[node.output[0]] = ("dq", q, scale, np.asarray(zp), int(attrs.get("axis", 1)))
 

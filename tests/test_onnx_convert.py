@@ -26,7 +26,7 @@ def test_convert_onnx_to_rtm_and_back(tmp_path, capsys):
     assert main(["convert", src, rtm]) == 0
     assert "m.rtm" in capsys.readouterr().out
     frozen = load_frozen(rtm)
-    assert main(["convert", rtm, back]) == 0
+    assert main(["convert", rtm, back, "--weights", "uint8"]) == 0
     sess = ort.InferenceSession(back, providers=["CPUExecutionProvider"])
     want = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(["probabilities"], {"X": X})[0]
     got = sess.run(None, {"input": X})[0]
