@@ -14,7 +14,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import Act, Op
+from .ops import WINDOW_OPS, Act, Op
 
 
 def activation(x: np.ndarray, act: Act, alpha: float = 0.0, beta: float = 0.0) -> np.ndarray:
@@ -120,6 +120,9 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray) -> np.ndarray:
     if op == Op.QLUT:
         table = frozen.tensor(layer, "table")
         return table[x.astype(np.int32) + 128]
+    if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
+        from .reference_conv import run_window_layer  # convolution and pooling
+        return run_window_layer(frozen, layer, x)
     raise ValueError(f"reference executor: unsupported op {op!r}")
 
 
