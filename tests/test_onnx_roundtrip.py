@@ -308,3 +308,50 @@ def test_atomic_write_replaces_existing_file(tmp_path):
     to_onnx(frozen, str(path))
     assert onnx.load(str(path)).graph.node[0].op_type == "Gemm"
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+# ---------------------------------------------------------------------------------------------
+# property: random fp32 chains export, run in onnxruntime and re-import unchanged
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CHAIN_ACTS = [a for a, _ in ALL_ACTS if a != Act.IDENTITY]
+
+
+@st.composite
+def fp32_chains(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    n_in = draw(st.integers(1, 9))
+    spec, width = [], n_in
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["dense", "act", "affine"]))
+        act = draw(st.sampled_from(_CHAIN_ACTS))
+        attrs = dict(next(a for x, a in ALL_ACTS if x == act))
+        if kind == "dense":
+            n_out = draw(st.integers(1, 9))
+            spec.append(_dense(rng, width, n_out, act, attrs))
+            width = n_out
+        elif kind == "act":
+            spec.append((Op.ACT, (width,), (width,), act, {}, attrs))
+        else:
+            spec.append((Op.AFFINE, (width,), (width,), act,
+                         {"s": rng.uniform(-2, 2, width).astype(np.float32), "t": rng.normal(0, 1, width).astype(np.float32)},
+                         attrs))
+    head = draw(st.sampled_from(["none", "softmax", "log_softmax"]))
+    if head != "none":
+        op = Op.SOFTMAX if head == "softmax" else Op.LOG_SOFTMAX
+        spec.append((op, (width,), (width,), Act.IDENTITY, {}, {"outer": 1, "axis_len": width, "inner": 1}))
+    return _model(spec, (n_in,)), rng.normal(0, 2, (16, n_in)).astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fp32_chains())
+def test_random_fp32_chains_roundtrip(case):
+    frozen, X = case
+    model = to_onnx(frozen)
+    ref = reference.run(frozen, X)
+    np.testing.assert_allclose(ort_run(model, X), ref, rtol=1e-5, atol=1e-5)
+    back = from_onnx(model)
+    np.testing.assert_allclose(reference.run(back, X), ref, rtol=1e-5, atol=1e-5)
+    assert_stable(to_onnx(back))
