@@ -526,18 +526,19 @@ class _Importer:
         """Refuse a constant node whose outputs, as ONNX shape inference predicts them before
         anything is evaluated, would hold more than max(MAX_EXPANDED_ELEMENTS, its inputs' total
         size) elements: a few bytes of ConstantOfShape/Expand/Tile/Range must not make the
-        importer allocate gigabytes. Small integer inputs are given as initializers so that
-        shape-valued inputs are seen; outputs inference cannot size are left to the check after."""
+        importer allocate gigabytes. Small numeric inputs are given as initializers so that
+        shape-valued inputs are seen; a node inference rejects is not evaluated; outputs
+        inference cannot size are left to the check after evaluation."""
         from onnx import numpy_helper, shape_inference
         probe = type(m)()
         probe.CopyFrom(m)
         for name, arr in feeds.items():
-            if arr.dtype.kind in "iu" and arr.size <= 1024:
+            if arr.dtype.kind in "iuf" and arr.size <= 1024:
                 probe.graph.initializer.append(numpy_helper.from_array(arr, name))
         try:
-            inferred = shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
-        except Exception:  # inference is advisory here; evaluation reports real errors
-            return
+            inferred = shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
+        except Exception as exc:  # e.g. Tile repeats of the wrong length, which NumPy would still run
+            raise self._err(node, f"cannot fold this constant node: ONNX shape inference rejects it: {exc}") from None
         limit = max(MAX_EXPANDED_ELEMENTS, sum(int(a.size) for a in feeds.values()))
         for out in inferred.graph.output:
             dims = out.type.tensor_type.shape.dim
