@@ -1,0 +1,257 @@
+"""Hardware limits that every latency is compared with, measured on this machine.
+
+    info = machine_info()                       # CPU model, cores, caches, flags, versions
+    peaks = measure_peaks(quick=False)          # fp32 FMA peak (njit loop, sgemm), int8 MAC rate
+    t = stream_ns(rt)                           # median ns to read a Runtime's weights once
+    lim = model_limit(rt, dtype, peaks)         # dict: stream_us, compute_us, limit_us, ...
+
+Weight streaming: a read-only njit pass (integer sum, vectorized) over the weight section of the
+Runtime's own plan image, the very bytes its kernels read, timed pass by pass inside compiled
+code with clock_gettime(CLOCK_MONOTONIC) exactly like rtinfer's in-loop samples (the clock read
+cost is in both); warm (the passes run back to back), median over passes.
+
+Compute: fp32 models at the measured FMA peak (2 flops per MAC); the peak is the best of an njit
+loop of independent FMA chains (8-wide vectors, 16 chains) and a single-threaded float32 sgemm.
+int8 models at the measured rate of an njit i8 x i8 -> i32 dot-product loop over L1-resident data,
+four rows sharing each x load (the best this compiled-code instruction mix reaches on AVX2 without
+VNNI; not the silicon's u8 x s8 vpmaddubsw peak, which is higher).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+from numba import njit, types
+
+_clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.intp))
+_CLOCK_MONOTONIC = 1
+
+
+@njit(cache=True)
+def _now(ts):
+    _clock_gettime(_CLOCK_MONOTONIC, ts.ctypes.data)
+    return ts[0] * 1000000000 + ts[1]
+
+
+@njit(cache=True)
+def _stream_passes(words, times, ts):
+    """times[r] = ns of one read of every int64 word of `words`; returns a checksum."""
+    total = np.int64(0)
+    for r in range(times.size):
+        t0 = _now(ts)
+        s0 = np.int64(0)
+        for k in range(words.size):
+            s0 += words[k]
+        t1 = _now(ts)
+        times[r] = t1 - t0
+        total += s0
+    return total
+
+
+@njit(cache=True, fastmath={"contract"})
+def _fma_chains(iters, acc, a, b):
+    """acc (128,) float32: 16 independent 8-wide FMA chains, iters steps; 2 * 128 * iters flops."""
+    for _ in range(iters):
+        for k in range(128):
+            acc[k] = acc[k] * a + b
+    s = np.float32(0.0)
+    for k in range(128):
+        s += acc[k]
+    return s
+
+
+@njit(cache=True)
+def _i8_dots(iters, W, x):
+    """W (rows, n) int8 (rows a multiple of 4) and x (n,) int8 in L1: iters sweeps of int32 dot
+    products, four rows sharing each load of x (the instruction mix of rtinfer's QDENSE)."""
+    rows, n = W.shape
+    total = np.int64(0)
+    for _ in range(iters):
+        for j in range(0, rows, 4):
+            a0 = np.int32(0)
+            a1 = np.int32(0)
+            a2 = np.int32(0)
+            a3 = np.int32(0)
+            w0 = W[j]
+            w1 = W[j + 1]
+            w2 = W[j + 2]
+            w3 = W[j + 3]
+            for i in range(n):
+                xi = np.int32(x[i])
+                a0 = np.int32(a0 + xi * np.int32(w0[i]))
+                a1 = np.int32(a1 + xi * np.int32(w1[i]))
+                a2 = np.int32(a2 + xi * np.int32(w2[i]))
+                a3 = np.int32(a3 + xi * np.int32(w3[i]))
+            total += a0 + a1 + a2 + a3
+    return total
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _size_bytes(text: str) -> int:
+    text = text.strip().upper()
+    if not text:
+        return 0
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1], 1)
+    return int(float(text.rstrip("KMG")) * mult)
+
+
+def cache_sizes() -> dict:
+    """{"L1d": bytes, "L2": bytes, "L3": bytes} of cpu0 from sysfs (0 when unknown)."""
+    out = {"L1d": 0, "L2": 0, "L3": 0}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    if os.path.isdir(base):
+        for entry in sorted(os.listdir(base)):
+            d = os.path.join(base, entry)
+            level, kind = _read(os.path.join(d, "level")), _read(os.path.join(d, "type"))
+            size = _size_bytes(_read(os.path.join(d, "size")))
+            if level == "1" and kind == "Data":
+                out["L1d"] = size
+            elif level == "2":
+                out["L2"] = size
+            elif level == "3":
+                out["L3"] = size
+    return out
+
+
+def _version(module: str) -> str:
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return "not installed"
+    v = getattr(mod, "__version__", None)
+    if v is None and hasattr(mod, "version"):
+        try:
+            v = mod.version()
+        except Exception:  # noqa: BLE001 - a version string is informational only
+            v = None
+    return str(v or "unknown")
+
+
+def machine_info() -> dict:
+    model = ""
+    flags = set()
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name") and not model:
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    caches = cache_sizes()
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "cpu": model or platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "isa": " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags),
+        "L1d": caches["L1d"], "L2": caches["L2"], "L3": caches["L3"],
+        "loadavg_start": [round(v, 2) for v in load],
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {m: _version(m) for m in ("numpy", "numba", "onnx", "onnxruntime", "torch", "tract", "sklearn")},
+    }
+
+
+def weight_region(rt) -> tuple[int, int]:
+    """(byte offset, byte length) of the weight sections (float params, f32, i32, i8) in rt's image."""
+    from rtinfer.plan import H_N_OPS, H_NCOLS, H_PROG
+    h = rt._state.view(np.int64)
+    o_prog = int(h[H_PROG]) * 8
+    start = (o_prog + int(h[H_N_OPS]) * int(h[H_NCOLS]) * 8 + 63) // 64 * 64
+    return start, int(rt.weight_bytes)
+
+
+def stream_ns(rt, passes: int = 200) -> dict:
+    """Median (and min) ns of one read-only pass over rt's weights; the bytes read."""
+    start, nbytes = weight_region(rt)
+    nbytes -= nbytes % 8
+    words = rt._state[start:start + nbytes].view(np.int64)
+    times = np.zeros(passes, dtype=np.int64)
+    ts = np.zeros(2, dtype=np.int64)
+    _stream_passes(words, times[:2], ts)  # compile / warm
+    _stream_passes(words, times, ts)
+    warm = times[passes // 10:]  # the first passes may still pull the weights in
+    return {"bytes": nbytes, "median_ns": float(np.median(warm)), "min_ns": float(warm.min())}
+
+
+def clock_overhead_ns(passes: int = 2000) -> float:
+    """Median ns between two back-to-back clock reads in compiled code (in every in-loop sample)."""
+    times = np.zeros(passes, dtype=np.int64)
+    ts = np.zeros(2, dtype=np.int64)
+    _stream_passes(np.zeros(0, dtype=np.int64), times, ts)
+    return float(np.median(times))
+
+
+def _best_rate(fn, work: float, repeats: int) -> float:
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best = max(best, work / dt)
+    return best
+
+
+def measure_peaks(quick: bool = False) -> dict:
+    """Single-core rates: fp32 GFLOP/s (njit FMA chains, sgemm) and int8 GMAC/s (njit dots)."""
+    iters = 200_000 if quick else 2_000_000
+    acc = np.ones(128, dtype=np.float32)
+    _fma_chains(10, acc, np.float32(0.999), np.float32(0.001))
+    njit_gflops = _best_rate(lambda: _fma_chains(iters, acc, np.float32(0.999), np.float32(0.001)),
+                             2 * 128 * iters / 1e9, 3 if quick else 5)
+
+    n = 512 if quick else 1024
+    A = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    B = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(limits=1)
+    except ImportError:  # the BLAS may then use every core: the sgemm figure is labelled as such
+        limiter = None
+    try:
+        A @ B
+        sgemm_gflops = _best_rate(lambda: A @ B, 2 * n ** 3 / 1e9, 3 if quick else 5)
+    finally:
+        if limiter is not None:
+            limiter.unregister() if hasattr(limiter, "unregister") else limiter.restore_original_limits()
+
+    rng = np.random.default_rng(2)
+    W = rng.integers(-63, 64, size=(32, 512), dtype=np.int8)  # 16 KiB: L1-resident
+    x = rng.integers(-128, 128, size=512, dtype=np.int8)
+    i8_iters = 200 if quick else 2000
+    _i8_dots(1, W, x)
+    i8_gmacs = _best_rate(lambda: _i8_dots(i8_iters, W, x), 32 * 512 * i8_iters / 1e9, 3 if quick else 5)
+    return {
+        "fp32_gflops_njit": njit_gflops,
+        "fp32_gflops_sgemm": sgemm_gflops,
+        "sgemm_single_thread": limiter is not None,
+        "fp32_gflops": max(njit_gflops, sgemm_gflops),
+        "int8_gmacs_njit": i8_gmacs,
+        "clock_overhead_ns": clock_overhead_ns(),
+    }
+
+
+def model_limit(rt, dtype: str, peaks: dict, passes: int = 200) -> dict:
+    """The per-sample floor of a model: max(weight streaming time, compute time at peak)."""
+    st = stream_ns(rt, passes)
+    macs = int(rt.macs)
+    if dtype == "fp32":
+        compute_us = 2.0 * macs / (peaks["fp32_gflops"] * 1e9) * 1e6
+    else:
+        compute_us = macs / (peaks["int8_gmacs_njit"] * 1e9) * 1e6
+    stream_us = st["median_ns"] / 1000.0
+    return {"weight_bytes": int(rt.weight_bytes), "streamed_bytes": st["bytes"], "stream_us": stream_us,
+            "stream_gbps": st["bytes"] / st["median_ns"] if st["median_ns"] > 0 else float("nan"),
+            "macs": macs, "compute_us": compute_us, "limit_us": max(stream_us, compute_us),
+            "bound": "weights" if stream_us >= compute_us else "compute"}

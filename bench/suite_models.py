@@ -1,0 +1,140 @@
+"""The benchmark models: fixed MLP shapes with random He weights, each in fp32 and int8, plus
+an MLP trained on the bundled digits.
+
+    specs = select_specs(["16-32-4", "digits"])         # ModelSpec list, in SPECS order
+    models = build_models(specs, dtypes=("fp32", "int8"), n_samples=1000)
+    m = models[0]; m.frozen, m.X (n_samples, d) float32, m.budget_us
+
+int8 models come from ``export.freeze(model, "int8", calibration=..., reduce_range=True)``:
+weights in [-63, 63] so that onnxruntime's AVX2 int8 GEMM (which sums u8*s8 pairs in saturating
+int16 on CPUs without VNNI) computes the same integers as rtinfer; every engine then runs the
+very same int8 weights. Random models are calibrated on seeded N(0, 1) data and timed on other
+N(0, 1) samples; the digits model is calibrated on its training split and timed on its test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DTYPES = ("fp32", "int8")
+
+
+class BenchConfigError(ValueError):
+    """A benchmark option names an unknown model, dtype or engine, or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str            # short name used on the command line and in file names
+    sizes: tuple        # MLP layer widths [n_in, hidden..., n_out]
+    head: str           # "identity" | "softmax"
+    budget_us: float    # per-sample real-time budget the report judges against
+    role: str           # what the shape stands for
+
+
+SPECS = (
+    ModelSpec("16-32-4", (16, 32, 4), "identity", 100.0, "control loop (10 kHz loop: 100 us budget)"),
+    ModelSpec("64-64-32-10", (64, 64, 32, 10), "softmax", 1000.0, "digits shape (1 kHz: 1 ms budget)"),
+    ModelSpec("784-128-64-10", (784, 128, 64, 10), "softmax", 1000.0, "MNIST-size MLP (1 kHz: 1 ms budget)"),
+    ModelSpec("784-512-512-10", (784, 512, 512, 10), "softmax", 1000.0,
+              "weights larger than L2 (1 kHz: 1 ms budget)"),
+    ModelSpec("ad-640", (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity", 10000.0,
+              "MLPerf Tiny anomaly-detection autoencoder, ReLU (10 ms audio frame)"),
+    ModelSpec("digits", (64, 64, 10), "softmax", 1000.0, "64-64-10 trained on the bundled digits (1 ms budget)"),
+)
+SPEC_KEYS = tuple(s.key for s in SPECS)
+
+
+@dataclass
+class BenchModel:
+    spec: ModelSpec
+    dtype: str                      # "fp32" | "int8"
+    frozen: object                  # rtinfer.FrozenModel
+    X: np.ndarray                   # (n_samples, d) float32 C-contiguous: the timed inputs
+    info: dict = field(default_factory=dict)  # e.g. test accuracy of the trained model
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.key} {self.dtype}"
+
+    @property
+    def file_key(self) -> str:
+        return f"{self.spec.key}_{self.dtype}"
+
+    @property
+    def budget_us(self) -> float:
+        return self.spec.budget_us
+
+
+def select_specs(keys=None) -> list:
+    """The ModelSpecs named by keys (None: all), in SPECS order; BenchConfigError on an unknown key."""
+    if keys is None:
+        return list(SPECS)
+    keys = list(keys)
+    unknown = [k for k in keys if k not in SPEC_KEYS]
+    if unknown:
+        raise BenchConfigError(f"unknown model(s) {unknown}; choose from {list(SPEC_KEYS)}")
+    return [s for s in SPECS if s.key in keys]
+
+
+def check_dtypes(dtypes) -> tuple:
+    dtypes = tuple(dtypes)
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad or not dtypes:
+        raise BenchConfigError(f"unknown dtype(s) {bad or dtypes}; choose from {list(DTYPES)}")
+    return tuple(d for d in DTYPES if d in dtypes)
+
+
+def _cyclic(X: np.ndarray, n: int) -> np.ndarray:
+    reps = -(-n // len(X))
+    return np.ascontiguousarray(np.concatenate([X] * reps)[:n], dtype=np.float32)
+
+
+def _train_digits(epochs: int):
+    """MLP 64-64-10 ReLU, standardized inputs, Adam 1e-3, batch 32: (model, dataset, accuracy)."""
+    from rtinfer.train import MLP, Adam, datasets, fit
+    ds = datasets.load("digits", test_size=0.2, seed=0)
+    model = MLP([64, 64, 10], activation="relu", output="softmax", preprocess="standardize", seed=0)
+    fit(model, ds.X_train, ds.y_train, optimizer=Adam(1e-3), epochs=epochs, batch_size=32, seed=0,
+        verbose=False)
+    return model, ds, float(model.score(ds.X_test, ds.y_test))
+
+
+def build_models(specs, dtypes=DTYPES, n_samples: int = 1000, train_epochs: int = 20, seed: int = 0) -> list:
+    """BenchModels for every spec and dtype (fp32 before int8 for each spec)."""
+    from export import freeze
+    from rtinfer import reference
+    from rtinfer.train import MLP
+
+    dtypes = check_dtypes(dtypes)
+    if n_samples < 1:
+        raise BenchConfigError(f"n_samples must be >= 1, got {n_samples}")
+    out = []
+    for spec in specs:
+        info = {}
+        if spec.key == "digits":
+            model, ds, acc = _train_digits(train_epochs)
+            calibration = ds.X_train
+            X = _cyclic(ds.X_test.astype(np.float32), n_samples)
+            info["train_epochs"] = train_epochs
+            info["accuracy_train_model"] = acc
+            y_test = ds.y_test
+        else:
+            model = MLP(list(spec.sizes), activation="relu", output=spec.head, seed=seed, init="he")
+            rng = np.random.default_rng(seed + 1)
+            calibration = rng.standard_normal((512, spec.sizes[0]))
+            X = rng.standard_normal((n_samples, spec.sizes[0])).astype(np.float32)
+            y_test = None
+        for dtype in dtypes:
+            if dtype == "fp32":
+                frozen = freeze(model, "float32")
+            else:
+                frozen = freeze(model, "int8", calibration=calibration, reduce_range=True)
+            minfo = dict(info)
+            if y_test is not None:
+                Xt = ds.X_test.astype(np.float32)
+                minfo["accuracy_frozen"] = float(np.mean(np.argmax(reference.run(frozen, Xt), axis=1) == y_test))
+            out.append(BenchModel(spec, dtype, frozen, X, minfo))
+    return out
