@@ -344,7 +344,7 @@ def boundscheck_env(cache_dir: str | None = None) -> dict:
     import tempfile
     env = dict(os.environ)
     env["NUMBA_BOUNDSCHECK"] = "1"
-    env["NUMBA_CACHE_DIR"] = cache_dir or os.path.join(tempfile.gettempdir(), "rtinfer-numba-boundscheck")
+    env["NUMBA_CACHE_DIR"] = cache_dir or os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
     return env
 
 

@@ -1,0 +1,214 @@
+"""The ONNX importer under a deterministic subset of fuzz/fuzz_onnx.py, plus targeted hostile
+models: wrong ranks, missing initializers, cycles, external-data paths escaping the model's
+folder, declared sizes of 10^12 elements, constant folds that would expand a few bytes into
+gigabytes. ``from_onnx`` promises OnnxImportError (a ValueError) for all of them, protobuf's
+DecodeError included; nothing else may escape, and traced memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from export.onnx_import import OnnxImportError, from_onnx  # noqa: E402
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_ROOT, "fuzz", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fz = _load("fuzz_onnx")
+N_CASES = 1200
+SEED = 424242
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    surv = tmp_path_factory.mktemp("onnx_survivors")
+    res = fz.run_range(SEED, 0, N_CASES, survivors_dir=str(surv), max_survivors=40)
+    res["survivors_dir"] = str(surv)
+    return res
+
+
+def test_every_mutation_rejected_or_imported(result, summary):
+    assert result["n_failures"] == 0, result["failures"]
+    counts = result["counts"]
+    total = sum(sum(d.values()) for d in counts.values())
+    rejected = sum(d.get("rejected", 0) for d in counts.values())
+    summary(f"onnx fuzz (CI subset): {total} mutated models, {rejected} rejected with OnnxImportError, "
+            f"{total - rejected} imported, 0 other errors; max traced peak {result['max_peak']} B")
+    assert total == N_CASES and set(counts) == set(fz.FAMILIES)
+    for fam in ("bytes_truncate", "bytes_random"):
+        assert set(counts[fam]) == {"rejected"}
+    assert counts["huge_fold"].get("rejected", 0) > 0
+
+
+def test_survivors_run_with_boundscheck(result, summary):
+    n = len(os.listdir(result["survivors_dir"]))
+    assert n > 5
+    res = _load("fuzz_rtm").run_survivors(result["survivors_dir"], timeout=600)
+    summary(f"onnx fuzz survivors under NUMBA_BOUNDSCHECK=1: {res['ran']} ran, {res['refused']} refused, "
+            f"{len(res['errors'])} errors")
+    assert res["errors"] == [] and res["ran"] + res["refused"] == n
+
+
+# -- targeted hostile models ----------------------------------------------------------------------
+
+def _gemm_model(W=None, extra_nodes=(), extra_inits=(), out="y", x_dims=("N", 4)):
+    W = np.ones((4, 3), np.float32) if W is None else W
+    X = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_dims))
+    Y = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 3])
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["g"]), helper.make_node("Relu", ["g"], ["y"])] + list(extra_nodes)
+    inits = [numpy_helper.from_array(W, "W")] + list(extra_inits)
+    m = helper.make_model(helper.make_graph(nodes, "g", [X], [Y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_baseline_gemm_model_imports():
+    fm = from_onnx(_gemm_model())
+    assert fm.input_shape == (4,) and fm.output_shape == (3,)
+
+
+def _rejects(model_or_bytes, match, **kw):
+    with pytest.raises(OnnxImportError, match=match):
+        from_onnx(model_or_bytes, **kw)
+
+
+def test_decode_error_is_wrapped():
+    data = _gemm_model().SerializeToString()
+    _rejects(data[: len(data) // 2], "not a valid ONNX model")
+    _rejects(b"\xff" * 64, "not a valid ONNX model")
+
+
+def test_wrong_ranks():
+    _rejects(_gemm_model(W=np.ones((4, 3, 1), np.float32)), "rank 2")
+    _rejects(_gemm_model(x_dims=("N", 4, 2)), "rank 2")
+    _rejects(_gemm_model(x_dims=()), "rank 0")
+
+
+def test_missing_initializer():
+    m = _gemm_model()
+    del m.graph.initializer[:]
+    _rejects(m, "undefined")
+
+
+def test_cycle():
+    m = _gemm_model()
+    m.graph.node[0].input[1] = "y"  # Gemm reads the Relu's output, which reads the Gemm's
+    _rejects(m, "cycle|undefined")
+
+
+def test_declared_size_of_1e12_elements_costs_nothing():
+    m = _gemm_model()
+    m.graph.initializer[0].dims[:] = [10 ** 6, 10 ** 6]
+    tracemalloc.start()
+    try:
+        _rejects(m, "10000000000|limit")
+        assert tracemalloc.get_traced_memory()[1] < 4 * 1024 * 1024
+    finally:
+        tracemalloc.stop()
+    m = _gemm_model()
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 10 ** 12
+    _rejects(m, "limit|elements")
+
+
+@pytest.mark.parametrize("kind", ["ConstantOfShape", "Expand", "Range", "Tile", "TileBadRepeats"])
+def test_folds_that_would_expand_to_gigabytes_are_refused_before_allocating(kind):
+    """A ~1 KB model whose constant subgraph would create 3*10^8 elements (1.2 GB)."""
+    n = 3 * 10 ** 8
+    inits, nodes = [], []
+    if kind == "ConstantOfShape":
+        inits.append(numpy_helper.from_array(np.array([n], np.int64), "shp"))
+        nodes.append(helper.make_node("ConstantOfShape", ["shp"], ["big"]))
+    elif kind == "Expand":
+        inits += [numpy_helper.from_array(np.ones((1, 1), np.float32), "one"),
+                  numpy_helper.from_array(np.array([n // 1000, 1000], np.int64), "shp")]
+        nodes.append(helper.make_node("Expand", ["one", "shp"], ["big"]))
+    elif kind == "Range":
+        inits += [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in (("a", 0.0), ("b", n), ("c", 1.0))]
+        nodes.append(helper.make_node("Range", ["a", "b", "c"], ["big"]))
+    else:
+        reps = [n // 4, 1, 1] if kind == "TileBadRepeats" else [n // 4, 1]
+        inits += [numpy_helper.from_array(np.ones((2, 2), np.float32), "one"),
+                  numpy_helper.from_array(np.array(reps, np.int64), "rep")]
+        nodes.append(helper.make_node("Tile", ["one", "rep"], ["big"]))
+    nodes += [helper.make_node("ReduceMax", ["big"], ["s"], keepdims=0), helper.make_node("Add", ["y", "s"], ["z"])]
+    m = _gemm_model(extra_nodes=nodes, extra_inits=inits, out="z")
+    assert len(m.SerializeToString()) < 2048
+    tracemalloc.start()
+    try:
+        _rejects(m, "would create|shape inference rejects")
+        assert tracemalloc.get_traced_memory()[1] < 16 * 1024 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def _external(m, location, tmp_path, name="model.onnx"):
+    t = m.graph.initializer[0]
+    t.data_location = TensorProto.EXTERNAL
+    t.ClearField("raw_data")
+    del t.float_data[:]
+    e = t.external_data.add()
+    e.key, e.value = "location", location
+    path = tmp_path / "models" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "sub/../../secret.bin", "..\\secret.bin", "/SECRET",
+                                      "C:\\secret.bin", "link.bin"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(12, np.float32).tobytes())  # would be a perfectly valid W
+    (tmp_path / "models").mkdir()
+    os.symlink(secret, tmp_path / "models" / "link.bin")  # a symlink inside pointing outside
+    location = location.replace("/SECRET", str(secret))
+    path = _external(_gemm_model(), location, tmp_path)
+    _rejects(str(path), "external data")
+
+
+def test_external_data_inside_the_folder_loads_and_bad_lengths_fail(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "w.bin").write_bytes(np.arange(12, dtype=np.float32).tobytes())
+    fm = from_onnx(str(_external(_gemm_model(), "w.bin", tmp_path)))
+    assert np.array_equal(fm.tensor(fm.layers[0], "W").reshape(-1), np.arange(12, dtype=np.float32))
+    m = _gemm_model()
+    path = _external(m, "w.bin", tmp_path, "m2.onnx")
+    m2 = onnx.load_model(str(path), load_external_data=False)
+    e = m2.graph.initializer[0].external_data.add()
+    e.key, e.value = "length", str(10 ** 12)
+    path.write_bytes(m2.SerializeToString())
+    _rejects(str(path), "length")
+    (tmp_path / "models" / "w.bin").write_bytes(b"\x00" * 7)  # truncated file
+    _rejects(str(_external(_gemm_model(), "w.bin", tmp_path, "m3.onnx")), "truncated")
+    # external data needs a path to resolve against
+    _rejects(_gemm_model_with_external_bytes(), "needs the model's path")
+
+
+def _gemm_model_with_external_bytes():
+    m = _gemm_model()
+    t = m.graph.initializer[0]
+    t.data_location = TensorProto.EXTERNAL
+    t.ClearField("raw_data")
+    e = t.external_data.add()
+    e.key, e.value = "location", "w.bin"
+    return m.SerializeToString()
+
+
+def test_not_a_path_bytes_or_model():
+    _rejects(12345, "takes a path, bytes or onnx.ModelProto")
+    _rejects("/nonexistent/model.onnx", "cannot read ONNX file")
