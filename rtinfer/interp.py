@@ -20,10 +20,29 @@ with its struct timespec in the plan header's scratch slots (no allocation).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
 from numba import njit, types
+
+
+def _refresh_cache_stamp() -> None:
+    """Numba's on-disk cache of a function is keyed on its own source file's timestamp, not on
+    the functions it inlines. The interpreter inlines rtinfer.kernels and reads rtinfer.plan's
+    layout constants, so when either is newer than this file, touch this file to invalidate
+    the cached interpreter (matters only when editing the package; best effort)."""
+    here = os.path.abspath(__file__)
+    try:
+        mine = os.stat(here).st_mtime
+        deps = [os.path.join(os.path.dirname(here), name) for name in ("kernels.py", "plan.py", "ops.py")]
+        if any(os.stat(d).st_mtime > mine for d in deps):
+            os.utime(here)
+    except OSError:
+        pass
+
+
+_refresh_cache_stamp()
 
 from . import kernels as K
 from .ops import Op
@@ -104,13 +123,9 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
 
 
 @njit(cache=True)
-def run_rows(blob, X, xo, Y, yo, m):
-    """All program rows for m consecutive samples (X[xo:], Y[yo:])."""
-    h = blob.view(np.int64)
-    f64 = blob.view(np.float64)
-    f32 = blob.view(np.float32)
-    i32 = blob.view(np.int32)
-    i8 = blob.view(np.int8)
+def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
+    """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
+    the plan image's views (made once per call of the entry point, not per sample)."""
     p = h[H_PROG]
     nc = h[H_NCOLS]
     for k in range(h[H_N_OPS]):
@@ -143,7 +158,8 @@ def run_one(blob, x, y):
     if y.size != h[H_OUT_SIZE]:
         return -3
     bad = first_nonfinite(x)
-    run_rows(blob, x, 0, y, 0, 1)
+    run_rows(h, blob.view(np.float64), blob.view(np.float32), blob.view(np.int32), blob.view(np.int8),
+             x, 0, y, 0, 1)
     return bad
 
 
@@ -151,6 +167,10 @@ def run_one(blob, x, y):
 def execute(blob, X, Y, n, mode, times):
     """n samples X (n * in_size,) -> Y (n * out_size,); see the module docstring for modes."""
     h = blob.view(np.int64)
+    f64 = blob.view(np.float64)
+    f32 = blob.view(np.float32)
+    i32 = blob.view(np.int32)
+    i8 = blob.view(np.int8)
     n_in = h[H_IN_SIZE]
     n_out = h[H_OUT_SIZE]
     if mode == MODE_BATCH:
@@ -158,22 +178,18 @@ def execute(blob, X, Y, n, mode, times):
         s = 0
         while s < n:
             m = min(block, n - s)
-            run_rows(blob, X, s * n_in, Y, s * n_out, m)
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, m)
             s += m
     elif mode == MODE_STREAM:
         for s in range(n):
-            run_rows(blob, X, s * n_in, Y, s * n_out, 1)
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1)
     elif mode == MODE_TIMED:
         for s in range(n):
             t0 = now_ns(h)
-            run_rows(blob, X, s * n_in, Y, s * n_out, 1)
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1)
             t1 = now_ns(h)
             times[s] = t1 - t0
     elif mode == MODE_PER_OP:
-        f64 = blob.view(np.float64)
-        f32 = blob.view(np.float32)
-        i32 = blob.view(np.int32)
-        i8 = blob.view(np.int8)
         p = h[H_PROG]
         nc = h[H_NCOLS]
         n_ops = h[H_N_OPS]

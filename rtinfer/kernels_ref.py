@@ -18,9 +18,9 @@ def act_f32(src, so, dst, do, n, act, alpha, beta):
     dst[do:do + n] = reference.activation(src[so:so + n], Act(int(act)), alpha, beta)
 
 
-def dense_f32(src, so, W, wo, b, bo, dst, do, n_in, n_out, m):
+def dense_f32(src, so, Wt, wo, b, bo, dst, do, n_in, n_out, m):
     x = src[so:so + m * n_in].reshape(m, n_in)
-    w = W[wo:wo + n_in * n_out].reshape(n_in, n_out)
+    w = Wt[wo:wo + n_out * n_in].reshape(n_out, n_in).T
     y = (x @ w).astype(np.float32) + b[bo:bo + n_out]
     dst[do:do + m * n_out] = y.reshape(-1)
 

@@ -8,7 +8,7 @@ array for the whole model:
     header      int64     HEADER_LEN slots (see H_* below), two of them scratch for the clock
     program     int64     (n_ops, NCOLS) one row per executed op (columns C_* below)
     fparams     float64   per-op float parameters (activation alpha, beta; quant scales)
-    weights     float32   DENSE W (n_in, n_out) and b; AFFINE s, t; QDENSE requant multipliers M
+    weights     float32   DENSE W transposed (n_out, n_in) and b; AFFINE s, t; QDENSE multipliers M
     weights     int32     QDENSE bias with the input zero point folded in
     weights     int8      QDENSE W transposed to (n_out, n_in); QLUT tables (256,)
     arena       float32   two regions of BLOCK * (largest float32 intermediate) elements
@@ -233,7 +233,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
         elif op == Op.DENSE:
             W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out), exact=True)
             b = _tensor(frozen, layer, where, "b", "f32", (n_out,))
-            row[C_T0] = sec.add("f32", W)
+            row[C_T0] = sec.add("f32", np.ascontiguousarray(W.T))
             row[C_T1] = sec.add("f32", b)
         elif op == Op.ACT:
             pass

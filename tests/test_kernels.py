@@ -1,7 +1,8 @@
 """Every compiled kernel against its NumPy twin (rtinfer.kernels_ref), odd sizes, offsets.
 
 float32 kernels: |kernel - twin| <= 1e-5 * (magnitude of the terms) — for dense the bound is
-relative to |x| @ |W| + |b|, the size of the summed terms; int8 kernels: bit-exact.
+relative to |x| @ |W| + |b|, the size of the summed terms (the kernel sums in a different
+order than BLAS); int8 kernels: bit-exact.
 Kernels are called with the argument types the interpreter uses (int64 / float64 scalars),
 so this file reuses the cached compilations.
 """
@@ -79,7 +80,7 @@ def test_dense_kernel(n_in, n_out):
         K.dense_f32(x, OFF_IN, W, 7, b, 2, got, OFF_OUT, n_in, n_out, m)
         R.dense_f32(x, OFF_IN, W, 7, b, 2, want, OFF_OUT, n_in, n_out, m)
         xs = np.abs(x[OFF_IN:OFF_IN + m * n_in].reshape(m, n_in)).astype(np.float64)
-        mag = xs @ np.abs(W[7:].reshape(n_in, n_out)) + np.abs(b[2:])
+        mag = xs @ np.abs(W[7:].reshape(n_out, n_in).T) + np.abs(b[2:])
         _close(got[OFF_OUT:OFF_OUT + m * n_out], want[OFF_OUT:OFF_OUT + m * n_out], mag.reshape(-1))
         assert got[OFF_OUT - 1] == -9.0 and got[OFF_OUT + m * n_out] == -9.0
 
