@@ -185,6 +185,9 @@ def freeze(model, dtype: str = "float32", calibration=None, method: str = "minma
     """
     if dtype not in DTYPES:
         raise FreezeError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    from .freeze_conv import freeze_cnn, is_cnn
+    if is_cnn(model):  # convolution / pooling / batch-norm layers (export.freeze_conv)
+        return freeze_cnn(model, dtype, calibration, method, percentile, bool(reduce_range), _read_preprocessor(model))
     stages = _read_stages(model)
     pre = _read_preprocessor(model)
     head = _head(model)
