@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from rtinfer.train.cnn_data import shifted_motifs
 from rtinfer.train import (
     CNN, MLP, Activation, AvgPool1D, AvgPool2D, BatchNorm, CheckpointError, Conv1D, Conv2D, DataError, Dense,
     Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D, fit, gradient_errors, load_model,
@@ -330,21 +331,6 @@ def test_checkpoint_rejects_unknown_and_bad_conv_specs(tmp_path):
 
 
 # ------------------------------------------------------------------------------ learning
-def shifted_motifs(n: int, length: int = 64, seed: int = 0):
-    """4 classes, each a 16-sample motif at a random position, random amplitude and sign, noise 0.3."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(16)
-    motifs = np.stack([np.sin(2 * np.pi * t / 16), np.sign(np.sin(2 * np.pi * t / 8)),
-                       np.sin(2 * np.pi * t / 5) * np.hanning(16), np.abs(t - 8) / 4.0 - 1.0])
-    y = rng.integers(0, 4, n)
-    X = rng.normal(0.0, 0.3, (n, 1, length))
-    pos = rng.integers(0, length - 16, n)
-    amp = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n)
-    for i in range(n):
-        X[i, 0, pos[i]:pos[i] + 16] += amp[i] * motifs[y[i]]
-    return X, y
-
-
 @pytest.fixture(scope="module")
 def motif_data():
     X, y = shifted_motifs(2000, seed=1)
