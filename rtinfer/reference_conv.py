@@ -107,6 +107,29 @@ def window_out_shape(in_shape: tuple[int, ...], attrs: dict, out_channels: int |
     return (c, ow) if len(in_shape) == 2 else (c, oh, ow)
 
 
+def make_geometry(in_shape: tuple[int, ...], attrs: dict) -> Geometry:
+    """Geometry of a window op from its in_shape and geometry attrs (no checks; see ``geometry``)."""
+    c, h, w = (in_shape[0], 1, in_shape[1]) if len(in_shape) == 2 else tuple(in_shape)
+    oh = out_len(h, attrs["kernel_h"], attrs["stride_h"], attrs["dilation_h"], attrs["pad_top"], attrs["pad_bottom"])
+    ow = out_len(w, attrs["kernel_w"], attrs["stride_w"], attrs["dilation_w"], attrs["pad_left"], attrs["pad_right"])
+    return Geometry(c, h, w, attrs["kernel_h"], attrs["kernel_w"], attrs["stride_h"], attrs["stride_w"],
+                    attrs["dilation_h"], attrs["dilation_w"], attrs["pad_top"], attrs["pad_left"],
+                    attrs["pad_bottom"], attrs["pad_right"], oh, ow)
+
+
+def pool_counts(g: Geometry, count_include_pad: bool) -> np.ndarray:
+    """(oh, ow) int64 divisors of an average pool."""
+    if count_include_pad:
+        return np.full((g.oh, g.ow), g.kh * g.kw, dtype=np.int64)
+    return _pad_mask(g).sum(axis=(0, 1)).astype(np.int64)
+
+
+def conv_sum(cols: np.ndarray, W: np.ndarray, g: Geometry, group: int) -> np.ndarray:
+    """sum_{c, p, q} W[o, c, p, q] * window: cols (N, C, kh, kw, oh, ow), W (O, Cg, kh, kw) ->
+    (N, O, oh*ow) in the inputs' dtype (exact for int64, float64 for a float simulation)."""
+    return _conv_acc(cols, W, g, W.shape[0], group)
+
+
 def check_pool_pads(layer: Layer, g: Geometry) -> None:
     if g.pt >= g.kh or g.pb >= g.kh or g.pl >= g.kw or g.pr >= g.kw:
         raise ConvSpecError(f"{layer.op.name} {layer.name!r}: each pad must be smaller than its kernel "
