@@ -157,10 +157,9 @@ def case(seed: int, index: int) -> tuple[str, bytes]:
     lay = layout(base)
     buf = bytearray(base)
     family = rnd.choice(FAMILIES)
-    if family == "flip_raw":
-        for _ in range(rnd.randint(1, 8)):
-            i = rnd.randrange(len(buf))
-            buf[i] ^= 1 << rnd.randrange(8)
+    if family == "flip_raw":  # 1..8 distinct bits (two flips of one bit would cancel)
+        for bit in rnd.sample(range(8 * len(buf)), rnd.randint(1, 8)):
+            buf[bit // 8] ^= 1 << (bit % 8)
         return family, bytes(buf)
     if family == "flip_resealed":
         for _ in range(rnd.randint(1, 4)):
