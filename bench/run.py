@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, help="samples per round-robin chunk (default 500; quick 250)")
     p.add_argument("--warmup", type=int, default=20, help="untimed samples per engine at each chunk start")
     p.add_argument("--check", type=int, default=64, help="samples cross-checked against the reference")
-    p.add_argument("--startup", choices=STARTUP_MODES, default="cold",
-                   help="start-up measurement: cold (fresh cache, then warm), warm only, or none")
+    p.add_argument("--startup", choices=STARTUP_MODES,
+                   help="start-up measurement: cold (fresh Numba cache, then warm), warm only, or none "
+                        "(default cold; quick: warm)")
     p.add_argument("--no-training", action="store_true", help="skip the training comparison")
     p.add_argument("--train-epochs", type=int, help="epochs for the digits model (default 20; quick 10)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNGs")
@@ -67,6 +68,8 @@ def _settings(args) -> dict:
         "train_epochs": args.train_epochs if args.train_epochs is not None else (10 if quick else 20),
         "throughput_seconds": 0.02 if quick else 0.15,   # target time per engine and batch size
         "limit_passes": 50 if quick else 300,
+        "startup": args.startup or ("warm" if quick else "cold"),
+        "startup_warm_runs": 1 if quick else 3,
     }
     for key in ("n", "chunk", "check", "train_epochs"):
         if s[key] < 1:
@@ -216,10 +219,11 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
             lat = rec["latency"]
             log("  " + bm.name + ": p50 " + ", ".join(f"{k} {v['p50_us']:.2f}" for k, v in lat.items()) + " us")
         startup = {}
-        if args.startup != "none":
+        if settings["startup"] != "none":
             paths = [r["rtm_path"] for r in records if r["key"] == "784-128-64-10"] or [records[0]["rtm_path"]]
-            startup = measure_startup(paths, cold=args.startup == "cold")
-            log(f"start-up measured ({args.startup})")
+            startup = measure_startup(paths, cold=settings["startup"] == "cold",
+                                      warm_runs=settings["startup_warm_runs"])
+            log(f"start-up measured ({settings['startup']})")
     training = None
     if not args.no_training:
         training = training_comparison(quick=settings["quick"])

@@ -164,12 +164,29 @@ def machine_info() -> dict:
 
 
 def weight_region(rt) -> tuple[int, int]:
-    """(byte offset, byte length) of the weight sections (float params, f32, i32, i8) in rt's image."""
-    from rtinfer.plan import H_N_OPS, H_NCOLS, H_PROG
+    """(byte offset, byte length) in rt's plan image from the first float parameter to the end of
+    the last tensor any program row reads: every weight, bias, scale and table, plus the alignment
+    padding between them (at most 63 bytes per tensor)."""
+    from rtinfer.ops import Op
+    from rtinfer.plan import C_NIN, C_NOUT, C_OP, C_T0, C_T1, C_T2, H_N_OPS, H_NCOLS, H_PROG
     h = rt._state.view(np.int64)
     o_prog = int(h[H_PROG]) * 8
     start = (o_prog + int(h[H_N_OPS]) * int(h[H_NCOLS]) * 8 + 63) // 64 * 64
-    return start, int(rt.weight_bytes)
+    end = start
+    for row in rt.plan.program:
+        op, n_in, n_out = int(row[C_OP]), int(row[C_NIN]), int(row[C_NOUT])
+        if op == Op.DENSE:     # W (n_in, n_out) f32, b (n_out,) f32: f32 element offsets
+            ends = [4 * (row[C_T0] + n_in * n_out), 4 * (row[C_T1] + n_out)]
+        elif op == Op.AFFINE:  # s, t (n_in,) f32
+            ends = [4 * (row[C_T0] + n_in), 4 * (row[C_T1] + n_in)]
+        elif op == Op.QDENSE:  # Wt i8 byte offset, bias i32 and M f32 element offsets
+            ends = [row[C_T0] + n_in * n_out, 4 * (row[C_T1] + n_out), 4 * (row[C_T2] + n_out)]
+        elif op == Op.QLUT:    # table (256,) i8
+            ends = [row[C_T0] + 256]
+        else:
+            ends = []
+        end = max([end] + [int(e) for e in ends])
+    return start, end - start
 
 
 def stream_ns(rt, passes: int = 200) -> dict:

@@ -106,9 +106,12 @@ def _target_vs_ort(results):
             oks.append(ok)
             parts.append(f"{key} {dtype} {s:.1f}x (need {need:g}x)")
             if not ok:
-                whys.append(f"{key} {dtype}: predict_one {_p50(r, REF_ENGINE):.2f} us vs onnxruntime "
-                            f"{_p50(r, 'onnxruntime'):.2f} us; the model's own compute limit is "
-                            f"{r['limit']['limit_us']:.2f} us, so the gap is bounded by onnxruntime's call overhead.")
+                inloop = _p50(r, "rtinfer in-loop")
+                call = _p50(r, REF_ENGINE) - inloop if inloop is not None else float("nan")
+                whys.append(f"{key} {dtype}: {need:g}x needs predict_one <= {_p50(r, 'onnxruntime') / need:.2f} us "
+                            f"(onnxruntime {_p50(r, 'onnxruntime'):.2f} us); predict_one is {_p50(r, REF_ENGINE):.2f} us "
+                            f"= in-loop compute {inloop:.2f} us + call path {call:.2f} us, against a model limit "
+                            f"of {r['limit']['limit_us']:.2f} us.")
     return {"target": "rtinfer predict_one >= 4x faster than onnxruntime (1 thread) on 784-128-64-10, "
                       ">= 10x on 16-32-4 (p50 per call)",
             "measured": "; ".join(parts) or "not run", "met": _verdict(oks), "why": " ".join(whys)}
@@ -155,9 +158,12 @@ def _target_batch256(results):
         oks.append(ok)
         parts.append(f"{r['name']} {s:.2f}x")
         if not ok:
-            whys.append(f"{r['name']}: rtinfer batch {mine:,.0f}/s vs onnxruntime {theirs:,.0f}/s "
-                        f"(rtinfer's blocked kernel runs BLOCK=16 samples per weight pass; onnxruntime uses a "
-                        f"packed GEMM (MLAS) with register tiling).")
+            whys.append(r["name"])
+    if whys:
+        whys = [f"Behind on {', '.join(whys)}: rtinfer's batched DENSE applies 4 weight rows at a time to each "
+                f"sample's output row (every output element is loaded and stored once per 4 inputs), while "
+                f"onnxruntime's MLAS GEMM keeps register tiles of the output and packs the weights; per-sample "
+                f"time at batch 256 stays close to rtinfer's single-sample time (see Throughput)."]
     return {"target": "rtinfer batch throughput at batch 256 >= onnxruntime with one thread",
             "measured": "rtinfer / onnxruntime: " + "; ".join(parts) if parts else "not run",
             "met": _verdict(oks), "why": " ".join(whys)}
@@ -193,7 +199,10 @@ def write_plots(results, samples, out_dir) -> list:
                 continue
             for e, ns in samples[r["name"]].items():
                 s = np.sort(np.asarray(ns, dtype=np.float64) / 1000.0)
-                ax.plot(s, np.arange(1, len(s) + 1) / len(s), color=colors[e], label=e, linewidth=1.2)
+                # at most ~2000 points: an even grid plus every sample of the top 0.5% (the tail)
+                idx = np.unique(np.concatenate([np.linspace(0, len(s) - 1, 1500).astype(np.int64),
+                                                np.arange(int(len(s) * 0.995), len(s))]))
+                ax.plot(s[idx], (idx + 1) / len(s), color=colors[e], label=e, linewidth=1.2)
             ax.axvline(r["budget_us"], color="red", linestyle="--", label=f"budget {r['budget_us']:g} us")
             ax.axvline(r["limit"]["limit_us"], color="gray", linestyle=":", label="limit")
             ax.set_xscale("log")

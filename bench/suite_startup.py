@@ -6,8 +6,8 @@
 Start-up: a child process imports numpy and rtinfer, then for each .rtm file loads it
 (``rtinfer.load``: read, plan, and the interpreter's compile or cache load) and runs its first
 sample. "cold" runs with an empty NUMBA_CACHE_DIR, so the one compiled interpreter is compiled
-(JIT first-compile, paid once per machine and numba version); "warm" runs again with that cache
-filled (what every later process pays). Process wall time is measured by the parent from spawn
+(JIT first-compile, paid once per machine and numba version); "warm" runs with the calling
+process's cache location, which that process has already filled (what every later process pays). Process wall time is measured by the parent from spawn
 to exit. Warm figures are medians of three processes.
 """
 
@@ -47,9 +47,11 @@ class StartupError(RuntimeError):
     """A start-up child process failed."""
 
 
-def _child(paths, cache_dir) -> dict:
+def _child(paths, cache_dir=None) -> dict:
+    """One fresh process; cache_dir None keeps this process's Numba cache location."""
     env = dict(os.environ)
-    env["NUMBA_CACHE_DIR"] = cache_dir
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, *paths], env=env, capture_output=True, text=True,
                           timeout=600)
@@ -77,12 +79,11 @@ def measure_startup(paths, cold: bool = True, warm_runs: int = 3) -> dict:
     """{"cold": {...} (when cold), "warm": {...}}; each: import_s, process_wall_s, models[...]."""
     paths = [os.fspath(p) for p in paths]
     out = {}
-    with tempfile.TemporaryDirectory(prefix="rtinfer-numba-cache-") as cache:
-        if cold:
+    if cold:
+        with tempfile.TemporaryDirectory(prefix="rtinfer-numba-cache-") as cache:
             out["cold"] = _child(paths, cache)
-        else:  # fill the fresh cache first, untimed
-            _child(paths, cache)
-        out["warm"] = _median_runs([_child(paths, cache) for _ in range(warm_runs)])
+    # the calling process has compiled (or loaded) the interpreter into its own cache location
+    out["warm"] = _median_runs([_child(paths) for _ in range(warm_runs)])
     return out
 
 

@@ -1,0 +1,186 @@
+"""The benchmark suite (python -m bench) works end to end on a tiny configuration.
+
+These tests check structure and correctness checks, never timings: the quick suite runs one
+small model in both dtypes into tmp_path; the report must have every section, one latency row per
+engine that ran plus the limit row, cross-checks that passed, and the targets table; a wrong
+engine must be caught by the cross-check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+pytest.importorskip("onnxruntime")
+
+from bench import run as bench_run  # noqa: E402
+from bench.suite_engines import (ENGINE_NAMES, CrossCheckError, NumpyChain, cross_check,  # noqa: E402
+                                 make_engines)
+from bench.suite_limits import weight_region  # noqa: E402
+from bench.suite_models import BenchConfigError, build_models, select_specs  # noqa: E402
+from bench.suite_report import LIMIT_ROW, SECTIONS  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    json_path = out / "results.json"
+    code = bench_run.main(["--quick", "--out", str(out), "--models", "16-32-4", "--n", "120", "--chunk", "40",
+                           "--warmup", "5", "--check", "16", "--startup", "warm", "--train-epochs", "2",
+                           "--json", str(json_path)])
+    text = (out / "RESULTS.md").read_text(encoding="utf-8")
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    return code, out, text, results
+
+
+def _section(text, title):
+    m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    assert m, f"section {title!r} missing"
+    return m.group(1)
+
+
+def _table_rows(block, heading):
+    """Engine names (first cells) of the first table after a '### heading' line."""
+    m = re.search(rf"^### {re.escape(heading)}.*?\n\n((?:\|.*\n)+)", block, flags=re.M)
+    assert m, f"table under {heading!r} missing"
+    lines = m.group(1).strip().splitlines()[2:]  # skip header and separator
+    return [ln.split("|")[1].strip() for ln in lines]
+
+
+def test_quick_run_succeeds_and_writes_files(quick_run):
+    code, out, text, results = quick_run
+    assert code == 0
+    assert text.startswith("# rtinfer benchmark results")
+    for name in ("latency_cdf.png", "latency_vs_size.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1000
+    assert [m["name"] for m in results["models"]] == ["16-32-4 fp32", "16-32-4 int8"]
+
+
+def test_report_has_every_section_and_machine_facts(quick_run):
+    _, _, text, results = quick_run
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings == list(SECTIONS)
+    machine = _section(text, "Machine and versions")
+    for item in ("CPU", "cores", "L2", "numpy / numba", "onnx / onnxruntime", "torch / tract", "date", "load average"):
+        assert item in machine
+    assert results["meta"]["machine"]["cores"] == os.cpu_count()
+
+
+def test_latency_tables_have_a_row_per_engine_and_the_limit_row(quick_run):
+    _, _, text, results = quick_run
+    block = _section(text, "Per-sample latency")
+    for rec in results["models"]:
+        rows = _table_rows(block, rec["name"])
+        ran = list(rec["latency"])
+        assert rows == ran + [LIMIT_ROW]
+        # every engine either ran or is listed as skipped with a reason
+        assert set(ran) | set(rec["skipped"]) == set(ENGINE_NAMES)
+        assert {"rtinfer in-loop", "rtinfer predict_one", "rtinfer batch", "onnxruntime"} <= set(ran)
+        for stats in rec["latency"].values():
+            assert stats["n"] == 120
+            assert 0 < stats["p50_us"] <= stats["p99_us"] <= stats["p999_us"] <= stats["max_us"]
+        lim = rec["limit"]
+        assert lim["limit_us"] == max(lim["stream_us"], lim["compute_us"]) > 0
+        # the streamed region holds every weight byte plus at most 64 bytes of padding per tensor
+        assert rec["plan_weight_bytes"] - 64 <= lim["streamed_bytes"] <= rec["plan_weight_bytes"] + 64 * 8
+        assert lim["macs"] == 16 * 32 + 32 * 4
+    int8 = results["models"][1]
+    assert "numpy" in int8["skipped"] and "torch" in int8["skipped"]
+    skipped = _section(text, "Engines skipped")
+    assert "16-32-4 int8 | numpy" in skipped
+
+
+def test_throughput_rows_cover_batch_sizes(quick_run):
+    _, _, text, results = quick_run
+    block = _section(text, "Throughput")
+    for rec in results["models"]:
+        t = rec["throughput"]
+        assert set(t["rtinfer batch"]) == {"1", "32", "256"}
+        assert set(t["onnxruntime"]) == {"1", "32", "256"}
+        assert set(t["rtinfer predict_one"]) == {"1"}
+        assert _table_rows(block, rec["name"]) == list(t)
+
+
+def test_cross_checks_ran_and_passed(quick_run):
+    _, _, text, results = quick_run
+    for rec in results["models"]:
+        checked = {c["engine"] for c in rec["crosscheck"]}
+        assert checked == set(rec["latency"])
+        assert all(c["ok"] and c["max_abs_diff"] <= c["tolerance"] for c in rec["crosscheck"])
+        if rec["dtype"] == "int8":  # rtinfer int8 matches the reference's integers exactly
+            assert all(c["max_abs_diff"] <= 1e-6 for c in rec["crosscheck"] if c["engine"].startswith("rtinfer"))
+    assert "FAIL" not in _section(text, "Cross-checks")
+
+
+def test_targets_startup_and_training_reported(quick_run):
+    _, _, text, results = quick_run
+    targets = results["targets"]
+    assert len(targets) == 5
+    assert all(t["met"] in (True, False, None) and t["measured"] for t in targets)
+    assert _section(text, "Targets").count("\n| ") == 1 + 5  # header + one row per target
+    warm = results["startup"]["warm"]
+    assert warm["models"][0]["file"].endswith(".rtm") and warm["models"][0]["load_s"] > 0
+    assert "warm cache" in _section(text, "Start-up")
+    training = results["training"]
+    assert training["exit_code"] == 0
+    assert {row["engine"] for row in training["rows"]} >= {"rtinfer.train", "sklearn MLPClassifier"}
+
+
+@pytest.fixture(scope="module")
+def small_fp32():
+    return build_models(select_specs(["16-32-4"]), dtypes=("fp32",), n_samples=32)[0]
+
+
+def test_cross_check_catches_a_wrong_engine(small_fp32, tmp_path):
+    engines, _, _ = make_engines(small_fp32, ["rtinfer predict_one", "numpy"], str(tmp_path))
+    cross_check(small_fp32, engines, 16)  # as built: passes
+    bad = NumpyChain(small_fp32.frozen)
+    kind, W, b, relu = bad.steps[0]
+    bad.steps[0] = (kind, W, b + np.float32(0.01), relu)
+    with pytest.raises(CrossCheckError, match="numpy"):
+        cross_check(small_fp32, [bad], 16)
+
+
+def test_weight_region_covers_every_tensor_the_program_reads(small_fp32):
+    import rtinfer
+    from rtinfer.plan import C_OP, C_T0, C_T1
+    rt = rtinfer.load(small_fp32.frozen)
+    start, nbytes = weight_region(rt)
+    assert rt.weight_bytes <= nbytes < rt.weight_bytes + 64 * 4
+    region = rt._state[start:start + nbytes]
+    for layer, row in zip(small_fp32.frozen.layers, rt.plan.program):
+        assert int(row[C_OP]) == int(rtinfer.Op.DENSE)
+        for col, name in ((C_T0, "W"), (C_T1, "b")):  # f32 element offsets into the image
+            want = np.sort(small_fp32.frozen.tensor(layer, name).reshape(-1))
+            lo = int(row[col]) * 4 - start
+            span = region[lo:lo + 4 * want.size].view(np.float32)
+            # the plan may store W in its own layout (e.g. transposed): compare values as a multiset
+            assert lo >= 0 and np.array_equal(np.sort(span), want)
+
+
+def test_bad_options_exit_2(capsys):
+    assert bench_run.main(["--models", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert bench_run.main(["--n", "0"]) == 2
+    assert bench_run.main(["--engines", "tensorflow"]) == 2
+    with pytest.raises(BenchConfigError):
+        select_specs(["nope"])
+
+
+def test_script_entry_point_runs():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--help"],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0 and "--quick" in proc.stdout
