@@ -72,17 +72,18 @@ O_QDENSE = int(Op.QDENSE)
 O_QLUT = int(Op.QLUT)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def now_ns(h):
     """CLOCK_MONOTONIC in nanoseconds; h is the plan's int64 view (timespec in the header)."""
     _clock_gettime(CLOCK_MONOTONIC, h.ctypes.data + H_CLOCK * 8)
     return h[H_CLOCK] * 1000000000 + h[H_CLOCK + 1]
 
 
-@njit(cache=True)
-def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
-    """Execute the program row starting at h[r] for m samples. X/Y: caller's float32 arrays,
-    sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes Y."""
+@njit(cache=True, _nrt=False)
+def exec_row(h, f64, f32, i32, i8, r, src, so, dst, do, m):
+    """Execute the program row starting at h[r] for m samples. src/dst: the float32 arrays
+    this row reads/writes when its input/output is float32 (the caller's X/Y or the arena
+    f32), sample 0 at src[so] / dst[do]; int8 operands live in the arena view i8."""
     op = h[r + C_OP]
     act = h[r + C_ACT]
     n_in = h[r + C_NIN]
@@ -91,10 +92,6 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
     alpha = f64[fp]
     beta = f64[fp + 1]
     scale = f64[fp + 2]
-    so = xo if h[r + C_SRC_KIND] == K_IO else h[r + C_SRC]
-    do = yo if h[r + C_DST_KIND] == K_IO else h[r + C_DST]
-    src = X if h[r + C_SRC_KIND] == K_IO else f32
-    dst = Y if h[r + C_DST_KIND] == K_IO else f32
     if op == O_DENSE:
         K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
         if act != K.A_IDENTITY:
@@ -122,17 +119,37 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
         K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
+def exec_at(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
+    """exec_row with the row's operands resolved: the caller's X/Y or the arena. The four
+    cases are separate calls (not a selected array variable) so no reference counting runs
+    per op."""
+    src_io = h[r + C_SRC_KIND] == K_IO
+    dst_io = h[r + C_DST_KIND] == K_IO
+    so = xo if src_io else h[r + C_SRC]
+    do = yo if dst_io else h[r + C_DST]
+    if src_io:
+        if dst_io:
+            exec_row(h, f64, f32, i32, i8, r, X, so, Y, do, m)
+        else:
+            exec_row(h, f64, f32, i32, i8, r, X, so, f32, do, m)
+    elif dst_io:
+        exec_row(h, f64, f32, i32, i8, r, f32, so, Y, do, m)
+    else:
+        exec_row(h, f64, f32, i32, i8, r, f32, so, f32, do, m)
+
+
+@njit(cache=True, _nrt=False)
 def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
     """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
     the plan image's views (made once per call of the entry point, not per sample)."""
     p = h[H_PROG]
     nc = h[H_NCOLS]
     for k in range(h[H_N_OPS]):
-        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
+        exec_at(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def first_nonfinite(X):
     """Index of the first NaN or inf in X, or -1. One vectorized pass over the bits (exponent
     all ones means NaN or inf), then a scan only when something was found."""
@@ -148,7 +165,7 @@ def first_nonfinite(X):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def run_one(blob, x, y):
     """One sample x (in_size,) -> y (out_size,). Returns -2 (x has the wrong size) or -3
     (y has the wrong size) without running; otherwise runs and returns first_nonfinite(x)."""
@@ -163,7 +180,7 @@ def run_one(blob, x, y):
     return bad
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def execute(blob, X, Y, n, mode, times):
     """n samples X (n * in_size,) -> Y (n * out_size,); see the module docstring for modes."""
     h = blob.view(np.int64)
@@ -196,7 +213,7 @@ def execute(blob, X, Y, n, mode, times):
         for s in range(n):
             for k in range(n_ops):
                 t0 = now_ns(h)
-                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
+                exec_at(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
                 t1 = now_ns(h)
                 times[s * n_ops + k] = t1 - t0
 
