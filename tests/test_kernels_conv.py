@@ -1,0 +1,157 @@
+"""Compiled conv/pool kernels (rtinfer.kernels_conv) against their NumPy twins: float32 within
+1e-5 of the summed magnitudes, int8 bit-exact; batches equal single samples; writes stay in
+the destination region; the twins agree with the reference executor's golden semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtinfer import kernels_conv as KC
+from rtinfer.reference_conv import geometry_attrs, make_geometry
+
+GUARD = 7  # elements before and after every region, to catch stray writes
+
+# (in_shape (C, H, W), out channels, group, kernel, stride, dilation, pads ((t, b), (l, r)))
+CONV_CASES = [
+    ((3, 1, 17), 5, 1, (1, 3), (1, 1), (1, 1), ((0, 0), (1, 1))),
+    ((4, 1, 20), 4, 4, (1, 5), (1, 2), (1, 1), ((0, 0), (2, 2))),          # depthwise 1-D, stride 2
+    ((2, 1, 15), 6, 2, (1, 3), (1, 1), (1, 3), ((0, 0), (3, 2))),          # dilation, asymmetric pads
+    ((3, 7, 6), 4, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((4, 9, 8), 8, 2, (2, 3), (2, 3), (2, 1), ((1, 0), (0, 2))),
+    ((6, 5, 5), 6, 6, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),           # depthwise 2-D
+    ((8, 4, 4), 5, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),           # pointwise
+    ((1, 49, 10), 8, 1, (10, 4), (2, 2), (1, 1), ((4, 5), (1, 2))),        # DS-CNN stem shape
+]
+
+
+def _case_geometry(case, pool=False):
+    shape, o, group, kernel, stride, dil, pads = case
+    attrs = geometry_attrs(kernel, stride, (1, 1) if pool else dil, pads)
+    in_shape = shape if shape[1] != 1 else (shape[0], shape[2])
+    return make_geometry(in_shape, attrs), o, group
+
+
+def _buffers(rng, n, dtype, lo=-1.0, hi=1.0):
+    if dtype == np.int8:
+        return rng.integers(-128, 128, size=n + 2 * GUARD).astype(np.int8)
+    return rng.uniform(lo, hi, size=n + 2 * GUARD).astype(np.float32)
+
+
+def _run_both(kernel, twin, args_for, dst_size, dst_dtype):
+    """Run kernel and twin on identical copies; return both destination arrays."""
+    out = []
+    for fn in (kernel, twin):
+        dst = np.full(dst_size + 2 * GUARD, 99, dtype=dst_dtype)
+        fn(*args_for(dst))
+        out.append(dst)
+    for dst in out:  # guards untouched
+        assert np.all(dst[:GUARD] == 99) and np.all(dst[GUARD + dst_size:] == 99)
+    return out
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("m", [1, 3])
+def test_conv_f32_matches_twin(case, m):
+    rng = np.random.default_rng(len(case[0]) + m)
+    geo, o, group = _case_geometry(case)
+    g = np.concatenate([np.zeros(5, np.int32), KC.table_from_geometry(geo, o, group)])
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    x = _buffers(rng, m * n_in, np.float32)
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
+    W = _buffers(rng, wsize, np.float32)
+    b = _buffers(rng, o, np.float32)
+    got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
+                          lambda dst: (x, GUARD, W, GUARD, b, GUARD, dst, GUARD, g, 5, m), m * n_out, np.float32)
+    scale = np.abs(W).max() * (geo.c // group) * geo.kh * geo.kw + 1.0
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+    if m == 3:  # one sample at a time gives the same bits
+        one = np.full_like(got, 99)
+        for s in range(m):
+            KC.conv_f32(x, GUARD + s * n_in, W, GUARD, b, GUARD, one, GUARD + s * n_out, g, 5, 1)
+        np.testing.assert_array_equal(one, got)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_qconv_i8_is_bit_exact(case):
+    rng = np.random.default_rng(11)
+    geo, o, group = _case_geometry(case)
+    g = KC.table_from_geometry(geo, o, group)
+    m = 2
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    x = _buffers(rng, m * n_in, np.int8)
+    W = rng.integers(-127, 128, size=o * (geo.c // group) * geo.kh * geo.kw + 2 * GUARD).astype(np.int8)
+    bias = rng.integers(-5000, 5000, size=o + 2 * GUARD).astype(np.int32)
+    M = rng.uniform(1e-4, 3e-3, size=o + 2 * GUARD).astype(np.float32)
+    for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
+        got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
+                              lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M, GUARD, dst, GUARD, g, 0, m,
+                                           x_zp, y_zp, qmin, qmax), m * n_out, np.int8)
+        np.testing.assert_array_equal(got, want)
+        assert len(np.unique(got)) > 10  # not all saturated
+
+
+POOL_CASES = [
+    ((3, 1, 17), (1, 2), (1, 2), ((0, 0), (0, 0))),
+    ((3, 1, 16), (1, 3), (1, 2), ((0, 0), (1, 1))),
+    ((2, 7, 6), (2, 2), (2, 2), ((0, 1), (0, 0))),
+    ((4, 5, 7), (3, 3), (2, 1), ((1, 1), (2, 1))),
+    ((2, 6, 5), (3, 2), (1, 1), ((2, 0), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("include_pad", [0, 1])
+def test_pools_match_twins(case, include_pad):
+    rng = np.random.default_rng(5)
+    shape, kernel, stride, pads = case
+    geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, (1, 1), pads), pool=True)
+    g = KC.table_from_geometry(geo, geo.c, 1, include_pad)
+    m = 3
+    n_in, n_out = geo.c * geo.h * geo.w, geo.c * geo.oh * geo.ow
+    xf = _buffers(rng, m * n_in, np.float32, -5, 5)
+    xq = _buffers(rng, m * n_in, np.int8)
+    got, want = _run_both(KC.maxpool, KC.maxpool_ref, lambda d: (xf, GUARD, d, GUARD, g, 0, m), m * n_out, np.float32)
+    np.testing.assert_array_equal(got, want)
+    got, want = _run_both(KC.maxpool, KC.maxpool_ref, lambda d: (xq, GUARD, d, GUARD, g, 0, m), m * n_out, np.int8)
+    np.testing.assert_array_equal(got, want)
+    got, want = _run_both(KC.avgpool_f32, KC.avgpool_f32_ref, lambda d: (xf, GUARD, d, GUARD, g, 0, m),
+                          m * n_out, np.float32)
+    np.testing.assert_array_equal(got, want)  # same float32 order: identical
+    for x_zp, y_zp, mult in [(0, 0, 1.0), (-20, 3, 0.7), (90, -100, 1.9)]:
+        got, want = _run_both(KC.qavgpool_i8, KC.qavgpool_i8_ref,
+                              lambda d: (xq, GUARD, d, GUARD, g, 0, m, x_zp, y_zp, mult), m * n_out, np.int8)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_global_avgpool_matches_twin_and_mean():
+    rng = np.random.default_rng(6)
+    m, c, hw = 3, 5, 37
+    x = _buffers(rng, m * c * hw, np.float32)
+    got, want = _run_both(KC.global_avgpool_f32, KC.global_avgpool_f32_ref,
+                          lambda d: (x, GUARD, d, GUARD, c, hw, m), m * c, np.float32)
+    np.testing.assert_array_equal(got, want)
+    mean = x[GUARD:GUARD + m * c * hw].reshape(m, c, hw).astype(np.float64).mean(axis=2)
+    np.testing.assert_allclose(got[GUARD:GUARD + m * c], mean.reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_twins_agree_with_reference_executor():
+    """The twins read the geometry table the way the reference executor reads layer attrs."""
+    from rtinfer import reference
+    from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
+    from rtinfer.ops import Op
+    from rtinfer.reference_conv import window_out_shape
+    rng = np.random.default_rng(7)
+    attrs = dict(geometry_attrs((2, 3), (2, 1), (1, 2), ((1, 0), (2, 1))), group=2)
+    in_shape = (4, 6, 7)
+    W = rng.normal(size=(6, 2, 2, 3)).astype(np.float32)
+    b = rng.normal(size=6).astype(np.float32)
+    bb = BufferBuilder()
+    layer = Layer(Op.CONV, in_shape, window_out_shape(in_shape, attrs, 6), tensors={"W": bb.add(W), "b": bb.add(b)},
+                  attrs=attrs)
+    fm = FrozenModel((layer,), bb.finish(), in_shape, layer.out_shape)
+    X = rng.normal(size=(2,) + in_shape).astype(np.float32)
+    g = KC.table_from_geometry(make_geometry(in_shape, attrs), 6, 2)
+    y = np.zeros(2 * layer.out_size, np.float32)
+    KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2)
+    np.testing.assert_allclose(y.reshape((2,) + layer.out_shape), reference.run(fm, X), rtol=1e-5, atol=1e-5)
