@@ -339,11 +339,17 @@ def render(results) -> str:
     rows = []
     for r in results["models"]:
         lim = r["limit"]
-        rows.append([r["name"], _fmt_bytes(lim["streamed_bytes"]), f"{lim['stream_us']:.3f}",
+        rows.append([r["name"], _fmt_bytes(lim["streamed_bytes"]), lim["stream_pattern"], f"{lim['stream_us']:.3f}",
                      f"{lim['stream_gbps']:.0f}", f"{lim['macs']:,}", f"{lim['compute_us']:.3f}",
                      f"{lim['limit_us']:.3f}", lim["bound"]])
-    L += _table(["model", "weight bytes streamed", "stream (us)", "stream GB/s", "MACs", "compute at peak (us)",
-                 "limit (us)", "bound by"], rows)
+    L += _table(["model", "weight bytes streamed", "read pattern", "stream (us)", "stream GB/s", "MACs",
+                 "compute at peak (us)", "limit (us)", "bound by"], rows)
+    L.append("")
+    L.append("Stream: median time of one read-only pass over the Runtime's packed weights (the bytes its kernels "
+             "read, with alignment padding), timed in compiled code like an in-loop sample, one pass per sample "
+             "slot inside the same round-robin chunks as the engines; read pattern: one sequential stream or "
+             "four concurrent ones, whichever was faster in a pre-run. Compute: MACs at the fp32 FMA peak "
+             "(2 flops per MAC) or at the int8 rate above. limit = max(stream, compute).")
     L.append("")
 
     L.append("## Per-sample latency")
