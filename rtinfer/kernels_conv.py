@@ -1,4 +1,4 @@
-"""Compiled convolution and pooling kernels (``@njit(cache=True)``) and their NumPy twins.
+"""Compiled convolution and pooling kernels (``@njit(cache=True, _nrt=False)``) and their NumPy twins.
 
 Calling convention as rtinfer.kernels: flat 1-D C-contiguous arrays with element offsets
 (``src, so`` reads ``src[so:]``, ``dst, do`` writes ``dst[do:]``), ``m`` samples back to back,
@@ -49,7 +49,7 @@ def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, i
     return np.array([c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad], dtype=np.int32)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _first_valid(pad, k_off, stride):
     """Smallest output index i with i * stride + k_off - pad >= 0."""
     d = pad - k_off
@@ -58,7 +58,7 @@ def _first_valid(pad, k_off, stride):
     return (d + stride - 1) // stride
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _end_valid(n, pad, k_off, stride, n_out):
     """One past the largest output index i (< n_out) with i * stride + k_off - pad < n."""
     d = n - 1 + pad - k_off
@@ -68,7 +68,7 @@ def _end_valid(n, pad, k_off, stride, n_out):
     return e if e < n_out else n_out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m):
     """CONV without activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at dst[do:].
     W (O, C/group, kh, kw) float32 at W[wo:], b (O,) at b[bo:]."""
@@ -120,7 +120,7 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m):
                                     dst[yr + j] += wv * src[xr + j * sw]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
     W (O, C/group, kh, kw) int8 at W[wo:], bias (O,) int32 at bias[bo:], M (O,) float32
@@ -172,7 +172,7 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
                     dst[ys + (o * oh + i) * ow + j] = _requant(acc, mult, y_zp, qmin, qmax)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
     the window's input elements (padding ignored; every window holds one)."""
@@ -208,7 +208,7 @@ def maxpool(src, so, dst, do, g, go, m):
                     dst[yc + i * ow + j] = best
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def avgpool_f32(src, so, dst, do, g, go, m):
     """AVGPOOL for m samples: float32 sum over the window's input elements in window order,
     divided by float32(count) (kh * kw with count_include_pad, else the input elements)."""
@@ -244,7 +244,7 @@ def avgpool_f32(src, so, dst, do, g, go, m):
                     dst[yc + i * ow + j] = acc / np.float32(count)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     """QAVGPOOL for m samples: acc = sum of (x - x_zp) over the window's input elements (int32);
     y = clamp(rint((float32(acc) * mult) / float32(count)) + y_zp, -128, 127)."""
@@ -287,7 +287,7 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
                     dst[yc + i * ow + j] = np.int8(v)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def global_avgpool_f32(src, so, dst, do, c_n, hw, m):
     """GLOBAL_AVGPOOL for m samples: x (C, hw) -> y (C,), float32 sum in order / float32(hw)."""
     inv = np.float32(hw)
