@@ -126,6 +126,14 @@ def _cyclic(X: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([X] * reps)[:n])
 
 
+def _number(value, name: str, cast, want: str):
+    """cast(value), or a ValueError naming the option (not a bare float()/int() message)."""
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {want}, got {value!r}") from None
+
+
 def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float = 99.9,
             mode: str = "in-loop", per_layer: bool = False) -> LatencyReport:
     """Time each sample of X (N, *input_shape) float32 with the runtime; see the module doc."""
@@ -133,12 +141,12 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    budget_us = float(budget_us)
+    budget_us = _number(budget_us, "budget_us", float, "a positive number")
     if not math.isfinite(budget_us) or budget_us <= 0:
         raise ValueError(f"budget_us must be a positive number, got {budget_us}")
-    if not 0 < float(percentile) <= 100:
+    if not 0 < _number(percentile, "percentile", float, "in (0, 100]") <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    if int(warmup) < 0:
+    if _number(warmup, "warmup", int, ">= 0") < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     flat = runtime._check_batch(X, None)  # shape, dtype, layout, finiteness (runtime policy)
     n = X.shape[0]
