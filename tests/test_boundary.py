@@ -1,0 +1,277 @@
+"""The runtime's public entries refuse bad input with a ValueError naming the problem, before
+any compiled code touches the data.
+
+Entries: predict, stream, predict_one, measure (in-loop and call), load. Each is driven with
+wrong types, dtypes (float64, float16, ints, bool, big-endian float32, complex, object), shapes,
+layouts (strided, Fortran order), non-finite values, bad ``out`` arrays and bad options. A spy
+on the compiled entry points proves nothing ran; for predict_one's fast path (the dispatcher's
+own type check is its boundary) ``out`` must be left untouched.
+
+tests/test_runtime_boundscheck.py runs the kernel and runtime tests under NUMBA_BOUNDSCHECK=1;
+the last test here runs the valid edge cases of this file (sizes 1, BLOCK - 1, BLOCK, BLOCK + 1,
+flat and shaped samples, read-only inputs, int8 and argmax models, every measure mode) the same
+way, with a private numba cache so the bounds-checked code is really compiled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+import rtinfer
+from rtinfer._testmodels import fp32_mlp, int8_mlp
+from rtinfer.plan import BLOCK
+
+IN = (3, 4)  # per-sample input shape of the test model (12 values, reshaped then dense)
+
+
+@pytest.fixture(scope="module")
+def rt():
+    return rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
+
+
+class Spy:
+    """Wraps a runtime's compiled entry points and counts calls."""
+
+    def __init__(self, rt):
+        self.calls = 0
+        for name in ("_execute", "_run_one"):
+            real = getattr(rt, name)
+            setattr(rt, name, self._wrap(real))
+
+    def _wrap(self, real):
+        def call(*args):
+            self.calls += 1
+            return real(*args)
+        return call
+
+
+@pytest.fixture
+def spied():
+    rt = rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
+    return rt, Spy(rt)
+
+
+def _x(shape, dtype=np.float32):
+    return np.ones(shape, dtype=dtype)
+
+
+def _fortran(n):
+    return np.asfortranarray(np.ones((n, 12), np.float32))
+
+
+BAD_BATCHES = [
+    ([[1.0] * 12], r"expected a numpy.ndarray"),
+    ((1.0,) * 12, r"expected a numpy.ndarray"),
+    (None, r"expected a numpy.ndarray"),
+    (3.0, r"expected a numpy.ndarray"),
+    (np.float32(1.0), r"expected a numpy.ndarray"),
+    (np.zeros((), np.float32), r"expected an input batch of shape"),
+    (_x((5, 12), np.float64), r"expected dtype float32, got float64"),
+    (_x((5, 12), np.float16), r"expected dtype float32, got float16"),
+    (_x((5, 12), np.int32), r"expected dtype float32, got int32"),
+    (_x((5, 12), bool), r"expected dtype float32, got bool"),
+    (_x((5, 12), ">f4"), r"expected dtype float32, got >f4"),
+    (_x((5, 12), np.complex64), r"expected dtype float32, got complex64"),
+    (np.empty((5, 12), object), r"expected dtype float32, got object"),
+    (_x((12,)), r"expected an input batch of shape \(N, 3, 4\), got shape \(12,\)"),
+    (_x((5, 11)), r"expected an input batch of shape \(N, 3, 4\), got shape \(5, 11\)"),
+    (_x((5, 4, 3)), r"got shape \(5, 4, 3\)"),
+    (_x((5, 3, 4, 1)), r"got shape \(5, 3, 4, 1\)"),
+    (_x((5, 24))[:, ::2], r"expected a C-contiguous array"),
+    (_fortran(5), r"expected a C-contiguous array"),
+]
+
+
+@pytest.mark.parametrize("bad,match", BAD_BATCHES)
+@pytest.mark.parametrize("entry", ["predict", "stream", "measure", "measure_call"])
+def test_batch_entries_refuse_bad_input(spied, entry, bad, match):
+    rt, spy = spied
+    fn = {"predict": rt.predict, "stream": rt.stream,
+          "measure": lambda X: rt.measure(X, budget_us=100, warmup=2),
+          "measure_call": lambda X: rt.measure(X, budget_us=100, warmup=2, mode="call")}[entry]
+    with pytest.raises(ValueError, match=match):
+        fn(bad)
+    assert spy.calls == 0
+
+
+@pytest.mark.parametrize("value,shown", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize("entry", ["predict", "stream", "measure"])
+def test_nonfinite_refused_before_running(spied, entry, value, shown):
+    rt, spy = spied
+    X = np.zeros((7, 3, 4), np.float32)
+    X[5, 1, 2] = value
+    fn = {"predict": rt.predict, "stream": rt.stream,
+          "measure": lambda X: rt.measure(X, budget_us=100, warmup=2)}[entry]
+    with pytest.raises(ValueError, match=rf"expected finite inputs, got {shown} at sample 5, element 6"):
+        fn(X)
+    assert spy.calls == 0
+    if entry != "measure":
+        assert np.isnan(fn(X, nonfinite="allow")[5]).all() or not np.isfinite(value)
+
+
+BAD_SAMPLES = [
+    ([1.0] * 12, r"expected a numpy.ndarray"),
+    (None, r"expected a numpy.ndarray"),
+    (np.float32(1.0), r"expected a numpy.ndarray|expected one sample"),
+    (np.zeros((), np.float32), r"expected one sample of shape \(3, 4\), got shape \(\)"),
+    (_x(12, np.float64), r"expected dtype float32, got float64"),
+    (_x(12, np.float16), r"expected dtype float32, got float16"),
+    (_x(12, np.int64), r"expected dtype float32, got int64"),
+    (_x(12, ">f4"), r"expected dtype float32, got >f4"),
+    (_x(12, bool), r"expected dtype float32, got bool"),
+    (_x(11), r"expected one sample of shape \(3, 4\), got shape \(11,\)"),
+    (_x(13), r"got shape \(13,\)"),
+    (_x(0), r"got shape \(0,\)"),
+    (_x((4, 3)), r"got shape \(4, 3\)"),
+    (_x((1, 12)), r"got shape \(1, 12\)"),
+    (_x((1, 3, 4)), r"got shape \(1, 3, 4\)"),
+    (_x(24)[::2], r"expected a C-contiguous array"),
+    (np.asfortranarray(_x((3, 4))), r"expected a C-contiguous array"),
+]
+
+
+@pytest.mark.parametrize("bad,match", BAD_SAMPLES)
+def test_predict_one_refuses_bad_samples(spied, bad, match):
+    rt, spy = spied
+    out = np.full(3, 7.0, np.float32)
+    with pytest.raises(ValueError, match=match):
+        rt.predict_one(bad, out=out)
+    assert spy.calls == 0
+    assert (out == 7.0).all()  # nothing was written
+
+
+def test_predict_one_nonfinite(rt):
+    x = np.zeros(12, np.float32)
+    x[4] = np.nan
+    with pytest.raises(ValueError, match="expected finite inputs, got nan at element 4"):
+        rt.predict_one(x)
+    assert np.isnan(rt.predict_one(x, nonfinite="allow")).all()
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        rt.predict_one(np.zeros(12, np.float32), nonfinite="skip")
+
+
+@pytest.mark.parametrize("out,match", [
+    (np.zeros(3, np.float64), "expected out as a writable C-contiguous float32 array of shape"),
+    (np.zeros(4, np.float32), "expected out"),
+    (np.zeros(2, np.float32), "expected out"),
+    (np.zeros(6, np.float32)[::2], "expected out"),
+    ([0.0, 0.0, 0.0], "expected out"),
+    ("out", "expected out"),
+])
+def test_predict_one_refuses_bad_out(spied, out, match):
+    rt, spy = spied
+    with pytest.raises(ValueError, match=match):
+        rt.predict_one(np.zeros(12, np.float32), out=out)
+    assert spy.calls == 0
+
+
+def test_read_only_out_is_refused_and_read_only_input_accepted(rt):
+    out = np.zeros(3, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="expected out"):
+        rt.predict_one(np.zeros(12, np.float32), out=out)
+    with pytest.raises(ValueError, match="expected out"):
+        rt.predict(np.zeros((2, 12), np.float32), out=np.asfortranarray(np.zeros((2, 3), np.float32)))
+    Y = np.zeros((2, 3), np.float32)
+    Y.flags.writeable = False
+    with pytest.raises(ValueError, match="expected out"):
+        rt.predict(np.zeros((2, 3, 4), np.float32), out=Y)
+    X = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
+    want = rt.predict(X)
+    X.flags.writeable = False
+    assert np.array_equal(rt.predict(X), want)
+    assert np.array_equal(rt.predict_one(X[2]), want[2])
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(budget_us=0), "budget_us must be a positive number"),
+    (dict(budget_us=-5), "budget_us must be a positive number"),
+    (dict(budget_us=float("nan")), "budget_us must be a positive number"),
+    (dict(budget_us=float("inf")), "budget_us must be a positive number"),
+    (dict(budget_us="fast"), "budget_us"),
+    (dict(budget_us=None), "budget_us"),
+    (dict(budget_us=10, percentile=0), r"percentile must be in \(0, 100\]"),
+    (dict(budget_us=10, percentile=100.5), "percentile"),
+    (dict(budget_us=10, percentile=float("nan")), "percentile"),
+    (dict(budget_us=10, percentile="p99"), "percentile"),
+    (dict(budget_us=10, warmup=-1), "warmup must be >= 0"),
+    (dict(budget_us=10, warmup="many"), "warmup"),
+    (dict(budget_us=10, warmup=None), "warmup"),
+    (dict(budget_us=10, mode="fast"), "mode must be one of"),
+])
+def test_measure_refuses_bad_options(spied, kw, match):
+    rt, spy = spied
+    with pytest.raises(ValueError, match=match):
+        rt.measure(np.zeros((4, 3, 4), np.float32), **kw)
+    assert spy.calls == 0
+
+
+def test_measure_refuses_empty_input(spied):
+    rt, spy = spied
+    with pytest.raises(ValueError, match="at least one sample"):
+        rt.measure(np.zeros((0, 12), np.float32), budget_us=10)
+    assert spy.calls == 0
+
+
+def test_load_refuses_bad_arguments(tmp_path):
+    from export.onnx_import import OnnxImportError
+    from rtinfer.rtm import RtmFormatError
+
+    for bad in (None, 3, b"\x89RTM", ["m.rtm"]):
+        with pytest.raises(ValueError, match="load expects a FrozenModel or a path"):
+            rtinfer.load(bad)
+    with pytest.raises(ValueError, match="expected a .rtm or .onnx file"):
+        rtinfer.load(str(tmp_path / "model.txt"))
+    with pytest.raises(FileNotFoundError):
+        rtinfer.load(str(tmp_path / "missing.rtm"))
+    with pytest.raises(FileNotFoundError):
+        rtinfer.load(str(tmp_path / "missing.onnx"))
+    (tmp_path / "empty.rtm").write_bytes(b"")
+    with pytest.raises(RtmFormatError, match="truncated"):
+        rtinfer.load(str(tmp_path / "empty.rtm"))
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07junk" * 10)
+    with pytest.raises(OnnxImportError):
+        rtinfer.load(str(tmp_path / "junk.onnx"))
+    (tmp_path / "model.rtm").write_bytes(np.arange(64, dtype=np.uint8).tobytes())
+    with pytest.raises(RtmFormatError, match="not an .rtm file"):
+        rtinfer.load(tmp_path / "model.rtm")
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        rtinfer.load(fp32_mlp([4, 2]), nonfinite="ignore")
+    assert issubclass(RtmFormatError, ValueError) and issubclass(OnnxImportError, ValueError)
+
+
+EDGE_SCRIPT = r"""
+import numpy as np, rtinfer, sys
+from rtinfer._testmodels import fp32_mlp, int8_mlp
+from rtinfer.plan import BLOCK
+models = [fp32_mlp([12, 8, 3], head="softmax", reshape_in=(3, 4)), fp32_mlp([5, 33, 2], head="argmax"),
+          int8_mlp([6, 17, 4], lut=np.tanh, head="log_softmax"), int8_mlp([7, 3], head="argmax")]
+for fm in models:
+    rt = rtinfer.load(fm)
+    for n in (1, 2, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5):
+        X = np.random.default_rng(n).standard_normal((n,) + rt.input_shape).astype(np.float32)
+        X.flags.writeable = False
+        Yp = rt.predict(X); Ys = rt.stream(X)
+        Yf = rt.predict(np.ascontiguousarray(X).reshape(n, -1))
+        Y1 = np.stack([rt.predict_one(x) for x in X])
+        Y1f = np.stack([rt.predict_one(x.reshape(-1)) for x in X])
+        assert np.array_equal(Yp, Ys) and np.array_equal(Yp, Yf) and np.array_equal(Yp, Y1) and np.array_equal(Yp, Y1f)
+        rt.predict(X, out=np.empty_like(Yp))
+        for mode in ("in-loop", "call"):
+            rt.measure(X, budget_us=1e6, warmup=3, mode=mode, per_layer=(mode == "in-loop"))
+print("ok")
+"""
+
+
+def test_valid_edge_cases_under_boundscheck():
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
+    proc = subprocess.run([sys.executable, "-c", EDGE_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
