@@ -282,6 +282,13 @@ def render(results) -> str:
              f"{' (quick smoke run: few samples, not for quoting)' if st['quick'] else ''}. "
              f"Every engine ran the same weights on the same inputs in one process; see Method.")
     L.append("")
+    load = [v for v in list(machine["loadavg_start"][:1]) + list(meta["loadavg_end"][:1]) if v == v]
+    if load and max(load) >= 0.5:
+        L.append(f"**Load note:** the machine was not idle: 1-minute load average {machine['loadavg_start'][0]} at the "
+                 f"start and {meta['loadavg_end'][0] if meta['loadavg_end'] else '?'} at the end on "
+                 f"{machine['cores']} cores (other jobs were running). Engines were interleaved so that this noise "
+                 f"hits all of them alike; tails (p99.9, max) are the figures it inflates most.")
+        L.append("")
     L.append("## Machine and versions")
     L.append("")
     v = machine["versions"]
