@@ -80,10 +80,10 @@ def now_ns(h):
 
 
 @njit(cache=True, _nrt=False)
-def exec_row(h, f64, f32, i32, i8, r, src, so, dst, do, m):
-    """Execute the program row starting at h[r] for m samples. src/dst: the float32 arrays
-    this row reads/writes when its input/output is float32 (the caller's X/Y or the arena
-    f32), sample 0 at src[so] / dst[do]; int8 operands live in the arena view i8."""
+def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
+    """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
+    arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
+    Y; otherwise operands live in the arena views (f32 or i8) at the row's offsets."""
     op = h[r + C_OP]
     act = h[r + C_ACT]
     n_in = h[r + C_NIN]
@@ -92,6 +92,12 @@ def exec_row(h, f64, f32, i32, i8, r, src, so, dst, do, m):
     alpha = f64[fp]
     beta = f64[fp + 1]
     scale = f64[fp + 2]
+    src_io = h[r + C_SRC_KIND] == K_IO
+    dst_io = h[r + C_DST_KIND] == K_IO
+    so = xo if src_io else h[r + C_SRC]
+    do = yo if dst_io else h[r + C_DST]
+    src = X if src_io else f32
+    dst = Y if dst_io else f32
     if op == O_DENSE:
         K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
         if act != K.A_IDENTITY:
@@ -120,33 +126,13 @@ def exec_row(h, f64, f32, i32, i8, r, src, so, dst, do, m):
 
 
 @njit(cache=True, _nrt=False)
-def exec_at(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
-    """exec_row with the row's operands resolved: the caller's X/Y or the arena. The four
-    cases are separate calls (not a selected array variable) so no reference counting runs
-    per op."""
-    src_io = h[r + C_SRC_KIND] == K_IO
-    dst_io = h[r + C_DST_KIND] == K_IO
-    so = xo if src_io else h[r + C_SRC]
-    do = yo if dst_io else h[r + C_DST]
-    if src_io:
-        if dst_io:
-            exec_row(h, f64, f32, i32, i8, r, X, so, Y, do, m)
-        else:
-            exec_row(h, f64, f32, i32, i8, r, X, so, f32, do, m)
-    elif dst_io:
-        exec_row(h, f64, f32, i32, i8, r, f32, so, Y, do, m)
-    else:
-        exec_row(h, f64, f32, i32, i8, r, f32, so, f32, do, m)
-
-
-@njit(cache=True, _nrt=False)
 def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
     """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
     the plan image's views (made once per call of the entry point, not per sample)."""
     p = h[H_PROG]
     nc = h[H_NCOLS]
     for k in range(h[H_N_OPS]):
-        exec_at(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
+        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
 
 
 @njit(cache=True, _nrt=False)
@@ -213,7 +199,7 @@ def execute(blob, X, Y, n, mode, times):
         for s in range(n):
             for k in range(n_ops):
                 t0 = now_ns(h)
-                exec_at(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
+                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
                 t1 = now_ns(h)
                 times[s * n_ops + k] = t1 - t0
 
