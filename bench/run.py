@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", metavar="KEY", help="model keys (default: all); see bench.suite_models.SPECS")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     p.add_argument("--engines", nargs="+", metavar="NAME",
-                   help="engine names (default: all), e.g. 'rtinfer in-loop' onnxruntime numpy")
+                   help="engine names (default: all): rtinfer-in-loop rtinfer-predict-one rtinfer-batch "
+                        "onnxruntime numpy torch tract (spaces, hyphens and underscores interchangeable)")
     p.add_argument("--n", type=int, help="timed samples per engine and model (default 10000; quick 1000)")
     p.add_argument("--chunk", type=int, help="samples per round-robin chunk (default 500; quick 250)")
     p.add_argument("--warmup", type=int, default=20, help="untimed samples per engine at each chunk start")
@@ -132,9 +133,11 @@ def latency_stats(ns, budget_us: float) -> dict:
 
 
 def per_op_breakdown(rt, X, budget_us: float) -> list:
+    """Per-op p50 (us) of rtinfer in-loop from a separate timed pass; share = p50 / sum of p50s."""
     n = min(len(X), 2000)
     rep = rt.measure(X[:n], budget_us=budget_us, warmup=min(200, n), mode="in-loop", per_layer=True)
-    return [{"label": r["label"], "mean_us": r["mean_us"], "share": r["share"]} for r in rep.per_layer]
+    total = sum(r["p50_us"] for r in rep.per_layer) or 1.0
+    return [{"label": r["label"], "p50_us": r["p50_us"], "share": r["p50_us"] / total} for r in rep.per_layer]
 
 
 def bench_model(bm, settings, engine_names, workdir, peaks, log) -> tuple[dict, dict]:

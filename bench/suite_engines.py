@@ -35,14 +35,21 @@ class CrossCheckError(ValueError):
     """An engine's outputs differ from rtinfer's reference executor beyond the tolerance."""
 
 
+def _engine_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "-").replace("_", "-")
+
+
 def check_engine_names(names) -> tuple:
+    """ENGINE_NAMES entries chosen by names (None: all), in ENGINE_NAMES order. Spaces, hyphens
+    and underscores are interchangeable: "rtinfer-in-loop" and "rtinfer_predict_one" are accepted."""
     if names is None:
         return ENGINE_NAMES
-    names = tuple(names)
-    bad = [n for n in names if n not in ENGINE_NAMES]
+    keys = {_engine_key(n) for n in names}
+    known = {_engine_key(n): n for n in ENGINE_NAMES}
+    bad = sorted(k for k in keys if k not in known)
     if bad:
         raise BenchConfigError(f"unknown engine(s) {bad}; choose from {list(ENGINE_NAMES)}")
-    return tuple(n for n in ENGINE_NAMES if n in names)
+    return tuple(n for n in ENGINE_NAMES if _engine_key(n) in keys)
 
 
 def _timed_loop(fn, rows, warmup: int) -> np.ndarray:

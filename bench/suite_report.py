@@ -381,9 +381,10 @@ def render(results) -> str:
         L += _table(["engine", "kind", "p50", "p99", "p99.9", "max", "mean", "misses", "÷ predict_one",
                      "× limit"], rows)
         if r["per_op"]:
-            ops = ", ".join(f"{o['label']} {o['mean_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
+            ops = ", ".join(f"{o['label']} {o['p50_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
             L.append("")
-            L.append(f"rtinfer in-loop per-op means (a separate timed pass): {ops}.")
+            L.append(f"rtinfer in-loop per-op p50 (a separate pass timing every op; each op's time includes one "
+                     f"clock read): {ops}.")
         L.append("")
 
     L.append("## Throughput")

@@ -24,8 +24,8 @@ if REPO not in sys.path:
 pytest.importorskip("onnxruntime")
 
 from bench import run as bench_run  # noqa: E402
-from bench.suite_engines import (ENGINE_NAMES, CrossCheckError, NumpyChain, cross_check,  # noqa: E402
-                                 make_engines)
+from bench.suite_engines import (ENGINE_NAMES, CrossCheckError, NumpyChain, check_engine_names,  # noqa: E402
+                                 cross_check, make_engines)
 from bench.suite_limits import weight_region  # noqa: E402
 from bench.suite_models import BenchConfigError, build_models, select_specs  # noqa: E402
 from bench.suite_report import LIMIT_ROW, SECTIONS  # noqa: E402
@@ -63,10 +63,12 @@ def test_quick_run_succeeds_and_writes_files(quick_run):
     code, out, text, results = quick_run
     assert code == 0
     assert text.startswith("# rtinfer benchmark results")
+    assert [m["name"] for m in results["models"]] == ["16-32-4 fp32", "16-32-4 int8"]
+    assert [len(m["per_op"]) for m in results["models"]] == [2, 4]  # DENSE x2; QUANTIZE, QDENSE x2, DEQUANTIZE
+    pytest.importorskip("matplotlib")
     for name in ("latency_cdf.png", "latency_vs_size.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000
-    assert [m["name"] for m in results["models"]] == ["16-32-4 fp32", "16-32-4 int8"]
 
 
 def test_report_has_every_section_and_machine_facts(quick_run):
@@ -176,6 +178,8 @@ def test_bad_options_exit_2(capsys):
     assert "no-such-model" in capsys.readouterr().err
     assert bench_run.main(["--n", "0"]) == 2
     assert bench_run.main(["--engines", "tensorflow"]) == 2
+    assert check_engine_names(["rtinfer-in-loop", "rtinfer_predict_one", "onnxruntime"]) == (
+        "rtinfer in-loop", "rtinfer predict_one", "onnxruntime")
     with pytest.raises(BenchConfigError):
         select_specs(["nope"])
 
