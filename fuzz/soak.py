@@ -69,7 +69,9 @@ def build(model: str):
     raise SystemExit(f"unknown model {model!r}; use fp32, int8 or mnist")
 
 
-def soak(n: int, chunk: int = 10000, model: str = "fp32", mode: str = "in-loop", blocks: int = 8, seed: int = 0):
+def soak(n: int, chunk: int = 10000, model: str = "fp32", mode: str = "in-loop", blocks: int = 8, seed: int = 0,
+         inject_leak: int = 0):
+    """inject_leak: bytes per sample deliberately kept alive (a positive control for the RSS check)."""
     import rtinfer
     control = nrt_control()
     rt = rtinfer.load(build(model))
@@ -78,9 +80,10 @@ def soak(n: int, chunk: int = 10000, model: str = "fp32", mode: str = "in-loop",
     want = [rt.stream(X) for X in pool]  # first pass: the outputs every later pass must equal
     Y = np.empty_like(want[0])
     n_chunks = max(1, n // chunk)
-    lat = np.empty(n_chunks * chunk)
+    lat = np.full(n_chunks * chunk, np.nan)  # written now, so its pages are resident before RSS is read
     rss, nrt = [], []
     mismatches = 0
+    leaked = []
     rt.measure(pool[0], budget_us=1e6, warmup=1000, mode=mode)  # warm-up (caches, page faults)
     t0 = time.time()
     for k in range(n_chunks):
@@ -90,6 +93,8 @@ def soak(n: int, chunk: int = 10000, model: str = "fp32", mode: str = "in-loop",
             mismatches += 1
         report = rt.measure(X, budget_us=1e6, warmup=0, mode=mode)
         lat[k * chunk:(k + 1) * chunk] = report.samples_us
+        if inject_leak:
+            leaked.append(np.ones(inject_leak * chunk, np.uint8))
         rss.append(rss_bytes())
         nrt.append(nrt_stats())
     seconds = time.time() - t0
@@ -113,7 +118,7 @@ def soak(n: int, chunk: int = 10000, model: str = "fp32", mode: str = "in-loop",
     }
 
 
-RSS_SLACK = 512 * 1024  # bytes; a leak of 8 bytes per sample over 10^5 samples would exceed it
+RSS_SLACK = 256 * 1024  # bytes; a leak of 16 bytes per sample over 10^5 samples exceeds it (tested)
 
 
 def problems(res) -> list[str]:
@@ -139,8 +144,10 @@ def main(argv=None):
     ap.add_argument("--mode", default="in-loop", choices=("in-loop", "call"))
     ap.add_argument("--json", default=None, help="write the summary here ('-' for stdout only)")
     ap.add_argument("--check", action="store_true", help="exit 1 on NRT/RSS growth or changed outputs")
+    ap.add_argument("--inject-leak", type=int, default=0, metavar="BYTES",
+                    help="keep BYTES per sample alive (positive control: --check must then fail)")
     args = ap.parse_args(argv)
-    res = soak(args.n, args.chunk, args.model, args.mode)
+    res = soak(args.n, args.chunk, args.model, args.mode, inject_leak=args.inject_leak)
     res["problems"] = problems(res)
     text = json.dumps(res, indent=2)
     print(text)

@@ -37,3 +37,13 @@ def test_soak_no_growth(model, mode, summary):
     assert res["nrt_allocs_per_chunk_max"] == 0 and res["nrt_live_last"] == res["nrt_live_first"]
     assert res["output_mismatches"] == 0
     assert res["samples"] == 100000
+
+
+def test_rss_check_catches_a_leak_of_16_bytes_per_sample():
+    """Positive control: the same run keeping 16 bytes per sample alive must fail --check."""
+    proc = subprocess.run([sys.executable, SOAK, "--n", "100000", "--chunk", "5000", "--inject-leak", "16",
+                           "--check"], env=dict(os.environ, NUMBA_NRT_STATS="1"), capture_output=True,
+                          text=True, timeout=600)
+    res = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert proc.returncode == 1
+    assert any("resident memory grew" in p for p in res["problems"])
