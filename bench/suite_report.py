@@ -391,7 +391,9 @@ def render(results) -> str:
     L.append("")
     L.append("Samples per second from the median time of one call on a batch of B samples (engines interleaved "
              "call by call). rtinfer predict_one runs only B = 1; rtinfer in-loop is `stream` (every sample of "
-             "the batch one at a time in one compiled call); rtinfer batch is `predict` (blocked kernels).")
+             "the batch one at a time in one compiled call); rtinfer batch is `predict` (blocked kernels). The `limit` row: "
+             "1 / limit at B = 1; at B = 32 and 256 the weights are reused across samples, so 1 / compute time at "
+             "the measured peak.")
     L.append("")
     for r in results["models"]:
         t = r["throughput"]
@@ -400,6 +402,9 @@ def render(results) -> str:
         for e, d in t.items():
             rows.append([e] + [_fmt_rate(d.get(str(b))) for b in (1, 32, 256)]
                         + [f"{d['256'] / ort256:.2f}" if ort256 and d.get("256") else "-"])
+        lim = r["limit"]
+        rows.append([LIMIT_ROW, _fmt_rate(1e6 / lim["limit_us"]), _fmt_rate(1e6 / lim["compute_us"]),
+                     _fmt_rate(1e6 / lim["compute_us"]), f"{1e6 / lim['compute_us'] / ort256:.2f}" if ort256 else "-"])
         L.append(f"### {r['name']}")
         L.append("")
         L += _table(["engine", "B=1", "B=32", "B=256", "B=256 ÷ onnxruntime"], rows)
