@@ -259,8 +259,16 @@ class TorchEager(Engine):
         return [self.torch.from_numpy(X[i:i + 1]) for i in range(len(X))]
 
     def one(self, row):
+        return self.model(row).numpy()
+
+    def outputs(self, X):
         with self.torch.inference_mode():
-            return self.model(row).numpy()
+            return super().outputs(X)
+
+    def time_samples(self, X, warmup):
+        # one inference_mode context around the whole loop, as a serving loop would hold it
+        with self.torch.inference_mode():
+            return super().time_samples(X, warmup)
 
     def batch_call(self, B):
         torch, model = self.torch, self.model

@@ -2,8 +2,8 @@
 
     info = machine_info()                       # CPU model, cores, caches, flags, versions
     peaks = measure_peaks(quick=False)          # fp32 FMA peak (njit loop, sgemm), int8 MAC rate
-    t = stream_ns(rt)                           # median ns to read a Runtime's weights once
-    lim = model_limit(rt, dtype, peaks)         # dict: stream_us, compute_us, limit_us, ...
+    st = stream_ns(rt)                          # median ns to read a Runtime's weights once
+    lim = model_limit(rt, dtype, peaks, st)     # dict: stream_us, compute_us, limit_us, ...
 
 Weight streaming: a read-only njit pass (integer sum, vectorized) over the weight section of the
 Runtime's own plan image, the very bytes its kernels read, timed pass by pass inside compiled
@@ -230,7 +230,7 @@ def stream_ns(rt, passes: int = 200) -> dict:
         warm = times[passes // 10:]
         medians.append(float(np.median(warm)))
     return {"bytes": nbytes, "median_ns": min(medians), "median_ns_1way": medians[0],
-            "median_ns_4way": medians[1]}
+            "median_ns_4way": medians[1], "pattern": "4way" if medians[1] < medians[0] else "1way"}
 
 
 def clock_overhead_ns(passes: int = 2000) -> float:
@@ -312,20 +312,16 @@ class StreamProbe:
         return times
 
 
-def model_limit(rt, dtype: str, peaks: dict, passes: int = 200, stream_median_ns=None) -> dict:
+def model_limit(rt, dtype: str, peaks: dict, stream: dict) -> dict:
     """The per-sample floor of a model: max(weight streaming time, compute time at peak).
-    stream_median_ns: an already measured median pass time (e.g. from StreamProbe)."""
-    st = stream_ns(rt, passes)
-    if stream_median_ns is not None:
-        st["median_ns"] = float(stream_median_ns)
+    stream: a stream_ns() result, whose median_ns may have been replaced by StreamProbe samples."""
     macs = int(rt.macs)
     if dtype == "fp32":
         compute_us = 2.0 * macs / (peaks["fp32_gflops"] * 1e9) * 1e6
     else:
         compute_us = macs / (peaks["int8_gmacs_njit"] * 1e9) * 1e6
-    stream_us = st["median_ns"] / 1000.0
-    return {"weight_bytes": int(rt.weight_bytes), "streamed_bytes": st["bytes"], "stream_us": stream_us,
-            "stream_gbps": st["bytes"] / st["median_ns"] if st["median_ns"] > 0 else float("nan"),
-            "stream_pattern": "4way" if st["median_ns_4way"] < st["median_ns_1way"] else "1way",
-            "macs": macs, "compute_us": compute_us, "limit_us": max(stream_us, compute_us),
-            "bound": "weights" if stream_us >= compute_us else "compute"}
+    stream_us = stream["median_ns"] / 1000.0
+    return {"weight_bytes": int(rt.weight_bytes), "streamed_bytes": stream["bytes"], "stream_us": stream_us,
+            "stream_gbps": stream["bytes"] / stream["median_ns"] if stream["median_ns"] > 0 else float("nan"),
+            "stream_pattern": stream["pattern"], "macs": macs, "compute_us": compute_us,
+            "limit_us": max(stream_us, compute_us), "bound": "weights" if stream_us >= compute_us else "compute"}
