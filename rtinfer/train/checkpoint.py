@@ -133,6 +133,9 @@ def load_model(path):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path} is not a readable .npz checkpoint: {exc}") from None
+    not_arrays = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if not_arrays:  # NpzFile returns a member without the .npy magic as raw bytes
+        raise CheckpointError(f"{path}: entries {not_arrays} are not .npy arrays")
     if "architecture" not in arrays:
         raise CheckpointError(f"{path} has no 'architecture' entry; not an rtinfer.train checkpoint")
     raw = arrays["architecture"]
