@@ -165,9 +165,10 @@ def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
 @njit(cache=True, _nrt=False)
 def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
     """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner).
-    The max is subtracted first (in float32); exps and sums in float64. Softmax stores
-    float32(exp) in dst on the first pass and divides on the second (one exp per element;
-    within 1 float32 ulp of the reference's single rounding). src and dst must not overlap."""
+    The max is subtracted first (in float32). Softmax: float32 exp (expf, < 1 ulp), stored in
+    dst on the first pass and summed in float64, then scaled by 1/sum in float64 and rounded
+    once more (one exp per element; within a few float32 ulp of the reference, which computes
+    in float64). Log-softmax: exps, sum and log in float64. src and dst must not overlap."""
     for o in range(outer):
         base = o * axis_len * inner
         for c in range(inner):
@@ -187,9 +188,9 @@ def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
                     dst[q + a * inner] = np.float32(np.float64(src[p + a * inner] - mx) - lt)
             else:
                 for a in range(axis_len):
-                    e = math.exp(np.float64(src[p + a * inner] - mx))
-                    total += e
-                    dst[q + a * inner] = np.float32(e)
+                    e = math.exp(src[p + a * inner] - mx)  # float32 exp (expf)
+                    total += np.float64(e)
+                    dst[q + a * inner] = e
                 inv = 1.0 / total
                 for a in range(axis_len):
                     dst[q + a * inner] = np.float32(np.float64(dst[q + a * inner]) * inv)
