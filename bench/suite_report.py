@@ -448,7 +448,9 @@ def render(results) -> str:
     L.append("## Training")
     L.append("")
     tr = results.get("training")
-    if tr:
+    if tr and "skipped" in tr:
+        L.append(f"Skipped: {tr['skipped']}.")
+    elif tr:
         L.append(f"`bench/bench_train.py {' '.join(tr['argv'])}`: rtinfer.train MLP vs scikit-learn "
                  f"MLPClassifier, same setup (64-64-10 ReLU, Adam, digits).")
         L.append("")

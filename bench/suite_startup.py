@@ -92,7 +92,12 @@ _ROW = re.compile(r"^\s*(\d+)\s{2}(\S.*?)\s{2,}([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+
 
 def training_comparison(quick: bool = False) -> dict:
     """Run bench/bench_train.py's main (rtinfer.train vs scikit-learn MLPClassifier on digits) and
-    parse its table: {"argv", "output", "rows": [{batch, engine, ms_per_epoch, accuracy, ...}]}."""
+    parse its table: {"argv", "output", "rows": [{batch, engine, ms_per_epoch, accuracy, ...}]};
+    {"skipped": reason} when scikit-learn is not installed."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return {"skipped": "scikit-learn is not installed (pip install scikit-learn)"}
     from bench import bench_train
     argv = (["--repeats", "1", "--epochs", "5", "--batch-sizes", "200"] if quick
             else ["--repeats", "3", "--epochs", "30", "--batch-sizes", "32", "200"])
