@@ -119,6 +119,35 @@ def _layers_from_specs(specs) -> list:
 def load_model(path):
     """Read a checkpoint written by ``save_model``; raises CheckpointError (a ValueError) naming
     the problem for a missing key, a foreign or corrupt file."""
+    try:
+        return _load_model(path)
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, MemoryError) as exc:
+        # hostile JSON (wrong types, unhashable names, odd preprocessor/history fields)
+        raise CheckpointError(f"{os.fspath(path)}: invalid checkpoint contents: {type(exc).__name__}: {exc}") from None
+
+
+def _check_declared_sizes(path, arch, theta) -> None:
+    """Refuse layer sizes that imply more parameters than the file's 'theta' holds, before any
+    constructor allocates them (a few bytes of JSON must not allocate gigabytes)."""
+    n = theta.size if isinstance(theta, np.ndarray) else 0
+    counts = []
+    config = arch.get("config")
+    sizes = config.get("sizes") if isinstance(config, dict) else None
+    if isinstance(sizes, list) and all(isinstance(v, int) for v in sizes):
+        counts.append(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+    specs = arch.get("layers")
+    if isinstance(specs, list):
+        dense = [sp for sp in specs if isinstance(sp, dict) and sp.get("type") == "dense"]
+        if all(isinstance(sp.get("n_in"), int) and isinstance(sp.get("n_out"), int) for sp in dense):
+            counts.append(sum(sp["n_in"] * sp["n_out"] + sp["n_out"] for sp in dense))
+    for c in counts:
+        if c > n:
+            raise CheckpointError(f"{path}: the architecture declares {c} parameters but 'theta' holds {n}")
+
+
+def _load_model(path):
     from .models import MODEL_CLASSES
     from .trainer import History
 
@@ -149,6 +178,7 @@ def load_model(path):
         raise CheckpointError(f"{path}: format is not {FORMAT!r}")
     if arch.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {arch.get('version')!r} is not supported (expected {VERSION})")
+    _check_declared_sizes(path, arch, arrays.get("theta"))
     from .cnn import CNN
 
     cls = {**MODEL_CLASSES, "CNN": CNN}.get(arch.get("model"))
