@@ -201,7 +201,7 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
     import tempfile
     import time
 
-    from bench.suite_limits import machine_info, measure_peaks
+    from bench.suite_limits import interpreter_floor, machine_info, measure_peaks
     from bench.suite_models import build_models
     from bench.suite_report import evaluate_targets, write_plots, write_report
     from bench.suite_startup import measure_startup, training_comparison
@@ -216,6 +216,7 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
     log(f"machine: {machine['cpu']}, {machine['cores']} cores, L2 {machine['L2'] // 1024} KiB; "
         f"load {machine['loadavg_start']}")
     peaks = measure_peaks(quick=settings["quick"])
+    peaks.update(interpreter_floor(2000 if settings["quick"] else 20000))
     log(f"peaks: fp32 {peaks['fp32_gflops']:.1f} GFLOP/s, int8 {peaks['int8_gmacs_njit']:.1f} GMAC/s (njit)")
     models = build_models(specs, dtypes, n_samples=settings["n"], train_epochs=settings["train_epochs"])
     log(f"built {len(models)} models")

@@ -290,6 +290,32 @@ def measure_peaks(quick: bool = False) -> dict:
     }
 
 
+def _chain_model(n_ops: int):
+    """A FrozenModel of n_ops DENSE 1 -> 1 layers (weights 1, bias 0): no work but dispatch."""
+    from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
+    from rtinfer.ops import Op
+    bb = BufferBuilder()
+    layers = []
+    for k in range(n_ops):
+        refs = {"W": bb.add(np.ones((1, 1), dtype=np.float32)), "b": bb.add(np.zeros(1, dtype=np.float32))}
+        layers.append(Layer(Op.DENSE, (1,), (1,), tensors=refs, name=f"d{k}"))
+    return FrozenModel(tuple(layers), bb.finish(), (1,), (1,))
+
+
+def interpreter_floor(n: int = 20000) -> dict:
+    """In-loop p50 (us) of models that do no arithmetic worth the name: one and two DENSE 1 -> 1
+    ops. floor_1op is the fixed cost of a timed sample (clock read + one dispatch); per_op_us is
+    what each further op adds. A model of k ops cannot run faster than about
+    floor_1op + (k - 1) * per_op_us in-loop, whatever its weights."""
+    import rtinfer
+    X = np.random.default_rng(0).standard_normal((n, 1)).astype(np.float32)
+    p50 = []
+    for n_ops in (1, 2):
+        rt = rtinfer.load(_chain_model(n_ops))
+        p50.append(rt.measure(X, budget_us=1000.0, warmup=min(n, 2000), mode="in-loop").p50_us)
+    return {"floor_1op_us": p50[0], "per_op_us": max(0.0, p50[1] - p50[0])}
+
+
 class StreamProbe:
     """The weight-streaming pass as a pseudo-engine for the round-robin latency loop, so the limit
     is sampled under the same drift as the engines: time_samples(X, warmup) returns len(X) pass
