@@ -434,7 +434,9 @@ def render(results) -> str:
     L.append("## Start-up")
     L.append("")
     su = results.get("startup") or {}
-    if su:
+    if "error" in su:
+        L.append(f"The start-up measurement failed: {su['error']}")
+    elif su:
         L.append("Fresh processes: import numpy + rtinfer, then per file `rtinfer.load(path)` (read, plan, and the "
                  "compiled interpreter: compiled when the Numba cache is empty, loaded from it when warm) and the "
                  "first predict_one. Process wall time includes interpreter start-up.")
