@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -160,7 +162,8 @@ def _load_model(path):
             arrays = {key: npz[key] for key in npz.files}
     except (FileNotFoundError, CheckpointError):
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, OverflowError,
+            zlib.error, struct.error) as exc:  # RuntimeError: zipfile's NotImplementedError, encryption
         raise CheckpointError(f"{path} is not a readable .npz checkpoint: {exc}") from None
     not_arrays = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
     if not_arrays:  # NpzFile returns a member without the .npy magic as raw bytes
