@@ -170,3 +170,20 @@ def test_rtm_reader_never_unpickles(tmp_path):
         with pytest.raises(RtmFormatError):
             rtinfer.load(str(tmp_path / name))
     assert not marker.exists()
+
+
+def test_hostile_checkpoints_raise_checkpoint_error(summary):
+    """A seeded subset of fuzz/fuzz_checkpoint.py: mutated architecture JSON, arrays and bytes
+    end in CheckpointError or load a working model; nothing else escapes, memory stays bounded
+    (a config declaring 10^12 units is refused before the constructor allocates)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz_checkpoint", os.path.join(_ROOT, "fuzz", "fuzz_checkpoint.py"))
+    fz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fz)
+    res = fz.run_range(99, 0, 600)
+    total = sum(sum(d.values()) for d in res["counts"].values())
+    rejected = sum(d.get("rejected", 0) for d in res["counts"].values())
+    summary(f"checkpoint fuzz (CI subset): {total} cases, {rejected} rejected with CheckpointError, "
+            f"{total - rejected} loaded, {res['n_failures']} other errors; max traced peak {res['max_peak']} B")
+    assert res["n_failures"] == 0, res["failures"]
+    assert rejected > total // 2
