@@ -186,3 +186,37 @@ def test_rtm_temp_file_name_is_hidden_and_distinct(tmp_path, monkeypatch):
     assert re.match(r"^\.m\.rtm\.[A-Za-z0-9_]+\.tmp$", os.path.basename(src))
     assert os.fspath(dst) == str(tmp_path / "m.rtm")
     assert os.listdir(tmp_path) == ["m.rtm"]
+
+
+MMAP_CHILD = r"""
+import os, sys
+import numpy as np
+import rtinfer
+from rtinfer._testmodels import fp32_mlp
+from rtinfer.rtm import load_frozen, save_frozen
+path = sys.argv[1]
+save_frozen(fp32_mlp([64, 32, 4], seed=1), path)
+fm = load_frozen(path, mmap=True)
+before = {k: np.array(v) for k, v in fm.buffers.items()}
+rt = rtinfer.load(fm)
+X = np.ones((3, 64), np.float32)
+Y = rt.predict(X)
+save_frozen(fp32_mlp([64, 32, 4], seed=2), path)         # atomic replace: a new inode
+assert all(np.array_equal(fm.buffers[k], before[k]) for k in before), "mapped views changed"
+with open(path, "r+b") as f:                               # now truncate the new file in place
+    f.truncate(10)
+assert np.array_equal(rt.predict(X), Y)                    # the runtime holds its own copy
+print("ok")
+"""
+
+
+def test_mmap_views_survive_atomic_replace_and_runtime_survives_truncation(tmp_path):
+    """load_frozen(mmap=True) maps the file: save_frozen replaces the path with a new inode, so
+    existing mapped views keep the old bytes; a Runtime copies the weights into its plan, so it
+    keeps running even when the file on disk is truncated in place (run in a subprocess: a
+    mapped page that vanished would be SIGBUS, not an exception)."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", MMAP_CHILD, str(tmp_path / "m.rtm")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
