@@ -1,0 +1,409 @@
+"""ONNX convolution and pooling, both directions (called by export.onnx_import / onnx_export).
+
+Import (``translate``): Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool and
+QLinearConv on a runtime tensor of per-sample rank 2 (C, L) or 3 (C, H, W):
+- attributes: strides, dilations (Conv; pools only 1), pads [begins..., ends...], auto_pad
+  (NOTSET, VALID, SAME_UPPER, SAME_LOWER), group (Conv), kernel_shape (checked against W for
+  Conv), count_include_pad (AveragePool), ceil_mode (an extra window at the end is an extra end
+  pad; refused where it would change the divisor of a count_include_pad average);
+- Conv weights W (O, C/group, *kernel) and bias B are constants; a 1-D kernel is stored as kh = 1;
+- MaxPool's Indices output must be unused; QLinearConv needs 8-bit weights whose values minus
+  zero point fit int8 (int8 with zero point 0, uint8 with 128), per tensor or per output channel.
+Fusion (``fuse_float`` / ``fuse_quant``, run by the importer's fusion loops): CONV + activation,
+CONV + a per-channel AFFINE (BatchNormalization, Mul/Add by per-channel constants) folded into W
+and b; DequantizeLinear -> Conv (weights from DequantizeLinear of int8) -> [Relu | Clip] ->
+QuantizeLinear becomes QCONV; DQ -> MaxPool -> Q with one scale and zero point becomes
+QMAXPOOL; DQ -> AveragePool / GlobalAveragePool -> Q becomes QAVGPOOL.
+
+Export (``export_layer``): CONV = Conv (+ activation node), MAXPOOL = MaxPool, AVGPOOL =
+AveragePool, GLOBAL_AVGPOOL = GlobalAveragePool (+ Reshape to the layer's out_shape); int8 in
+QDQ form: QCONV = DequantizeLinear -> Conv(DQ(W int8, axis 0), DQ(b int32)) -> [Relu | Clip] ->
+QuantizeLinear; QMAXPOOL = DQ -> MaxPool -> Q (same scale); QAVGPOOL = DQ -> AveragePool -> Q.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rtinfer import quant
+from rtinfer.ops import Act, Op
+from rtinfer.reference_conv import geometry_attrs, window_out_shape
+
+IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv")
+
+_UINT8, _INT8 = 2, 3
+
+
+# ------------------------------------------------------------------------------ import
+def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
+    """ONNX window attributes on a runtime tensor (C, *spatial) -> rtinfer geometry attrs."""
+    spatial = tuple(x.shape[1:])
+    rank = len(spatial)
+    if rank not in (1, 2):
+        raise imp._unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D and 2-D "
+                                     f"convolution and pooling")
+    kernel = tuple(int(v) for v in kernel)
+    if len(kernel) != rank or min(kernel) < 1:
+        raise imp._err(node, f"kernel_shape {list(kernel)} does not match {rank} spatial dims")
+    strides = tuple(int(v) for v in a.get("strides", [1] * rank))
+    dilations = tuple(int(v) for v in a.get("dilations", [1] * rank))
+    if len(strides) != rank or len(dilations) != rank or min(strides) < 1 or min(dilations) < 1:
+        raise imp._err(node, f"strides {list(strides)} / dilations {list(dilations)} must be {rank} values >= 1")
+    if is_pool and any(d != 1 for d in dilations):
+        raise imp._unsupported(node, f"pooling with dilations {list(dilations)} (rtinfer pools are dense)")
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad in ("NOTSET", ""):
+        pads = [int(v) for v in a.get("pads", [0] * (2 * rank))]
+        if len(pads) != 2 * rank or min(pads) < 0:
+            raise imp._err(node, f"pads {pads} must be {2 * rank} values >= 0")
+        begins, ends = pads[:rank], pads[rank:]
+    elif auto_pad == "VALID":
+        begins, ends = [0] * rank, [0] * rank
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begins, ends = [], []
+        for n, k, s, d in zip(spatial, kernel, strides, dilations):
+            out = -(-n // s)
+            total = max(0, (out - 1) * s + (k - 1) * d + 1 - n)
+            small = total // 2
+            begins.append(small if auto_pad == "SAME_UPPER" else total - small)
+            ends.append(total - begins[-1])
+    else:
+        raise imp._err(node, f"unknown auto_pad {auto_pad!r}")
+    if int(a.get("ceil_mode", 0)):
+        for k_ in range(rank):
+            n, k, s, d = spatial[k_], kernel[k_], strides[k_], dilations[k_]
+            span = n + begins[k_] + ends[k_] - ((k - 1) * d + 1)
+            out = -(-span // s) + 1
+            if (out - 1) * s >= n + begins[k_]:  # the last window must start inside input or left pad
+                out -= 1
+            extra = (out - 1) * s + (k - 1) * d + 1 - (n + begins[k_] + ends[k_])
+            if extra > 0:
+                if node.op_type == "AveragePool" and int(a.get("count_include_pad", 0)):
+                    raise imp._unsupported(node, "ceil_mode=1 with count_include_pad=1 (the extra window's "
+                                                 "divisor excludes the ceil extension)")
+                ends[k_] += extra
+    if rank == 1:
+        attrs = geometry_attrs((1, kernel[0]), (1, strides[0]), (1, dilations[0]), ((0, 0), (begins[0], ends[0])))
+    else:
+        attrs = geometry_attrs(kernel, strides, dilations, ((begins[0], ends[0]), (begins[1], ends[1])))
+    if is_pool:
+        if any(b >= k for b, k in zip(begins, kernel)) or any(e >= k for e, k in zip(ends, kernel)):
+            raise imp._unsupported(node, f"pool pads {begins + ends} not smaller than the kernel {list(kernel)} "
+                                         f"(a window of padding only)")
+    out = window_out_shape(tuple(x.shape), attrs)
+    if min(out) < 1:
+        raise imp._err(node, f"the window does not fit the input (N, *{x.shape})")
+    return attrs
+
+
+def _conv_weight_prov(imp, name, w_shape):
+    """(Wq int8 (O, Cg, kh, kw), w_scale (O,)) if W came from DequantizeLinear of 8-bit weights
+    (per tensor or per output channel, values minus zero point in int8); else None."""
+    p = imp.prov.get(name)
+    if p is None:
+        return None
+    _, q, scale, zp, axis = p
+    o = w_shape[0]
+    if q.dtype not in (np.int8, np.uint8) or q.ndim not in (3, 4):
+        return None
+    scale = np.asarray(scale, np.float32).reshape(-1)
+    if scale.size == 1:
+        w_scale = np.full(o, scale[0], np.float32)
+    elif scale.size == o and axis % q.ndim == 0:
+        w_scale = scale
+    else:
+        return None
+    zp = np.asarray(zp, np.int32).reshape(-1)
+    if zp.size not in (1, o):
+        return None
+    w = q.astype(np.int32) - zp.reshape((-1,) + (1,) * (q.ndim - 1))
+    if w.min() < -128 or w.max() > 127:
+        return None
+    return w.reshape(w_shape).astype(np.int8), w_scale
+
+
+def translate(imp, node, x, k):
+    """One conv/pool node on the runtime tensor x (an onnx_import._Dyn); returns its output."""
+    from .onnx_import import _Dyn
+    op = node.op_type
+    a = imp._attrs(node)
+    if k != 0:
+        raise imp._unsupported(node, "the runtime tensor must be the first input")
+    if len(x.shape) < 2:
+        raise imp._err(node, f"needs a (N, C, *spatial) input, got (N, *{x.shape})")
+    if op == "QLinearConv":
+        return _qlinearconv(imp, node, x, a)
+    imp._need_float(node, x)
+    c = x.shape[0]
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        out_shape = (c,) + (1,) * (len(x.shape) - 1)
+        if op == "GlobalAveragePool":
+            imp._emit(node, Op.GLOBAL_AVGPOOL, x, out_shape)
+        else:
+            attrs = _window_geometry(imp, node, x, x.shape[1:], {}, True)
+            imp._emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
+        return _Dyn(out_shape)
+    if op in ("MaxPool", "AveragePool"):
+        if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
+            used = any(node.output[1] in n.input for n in imp.graph.node) or \
+                any(o.name == node.output[1] for o in imp.graph.output)
+            if used:
+                raise imp._unsupported(node, "its Indices output is used")
+        if "kernel_shape" not in a:
+            raise imp._err(node, "missing attribute kernel_shape")
+        attrs = _window_geometry(imp, node, x, a["kernel_shape"], a, True)
+        out_shape = window_out_shape(tuple(x.shape), attrs)
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
+            imp._emit(node, Op.AVGPOOL, x, out_shape, attrs=attrs)
+        else:
+            imp._emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
+        return {node.output[0]: _Dyn(out_shape)}
+    # Conv
+    W = np.asarray(imp._const(node, 1))
+    if W.ndim != len(x.shape) + 1:
+        raise imp._err(node, f"weights of shape {W.shape} do not match input (N, *{x.shape})")
+    group = int(a.get("group", 1))
+    if group < 1 or c % group or W.shape[0] % group or W.shape[1] != c // group:
+        raise imp._err(node, f"weights {W.shape} with group={group} do not fit {c} input channels")
+    kernel = W.shape[2:]
+    if "kernel_shape" in a and tuple(int(v) for v in a["kernel_shape"]) != tuple(kernel):
+        raise imp._err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(kernel)}")
+    attrs = _window_geometry(imp, node, x, kernel, a, False)
+    attrs["group"] = group
+    o = W.shape[0]
+    w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
+    B = imp._const(node, 2)
+    b = np.zeros(o, np.float32) if B is None else np.asarray(B, np.float32).reshape(-1)
+    if b.size != o:
+        raise imp._err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
+    prov = {}
+    wp = _conv_weight_prov(imp, node.input[1], w4)
+    if wp is not None:
+        prov["W"] = wp
+    if B is not None:
+        bp = imp._bias_prov(node.input[2], o)
+        if bp is not None:
+            prov["b"] = bp
+    out_shape = window_out_shape(tuple(x.shape), attrs, o)
+    imp._emit(node, Op.CONV, x, out_shape, tensors={"W": W.astype(np.float32).reshape(w4), "b": b},
+              attrs=attrs, prov=prov)
+    return _Dyn(out_shape)
+
+
+def _qlinearconv(imp, node, x, a):
+    from .onnx_import import _Dyn
+    if x.kind != "q8":
+        raise imp._unsupported(node, "the runtime tensor must be the quantized input x")
+    x_scale, x_zp, _ = imp._qparams(node, 1, 2, x.onnx_type)
+    w = np.asarray(imp._const(node, 3))
+    c = x.shape[0]
+    if w.ndim != len(x.shape) + 1 or w.dtype not in (np.int8, np.uint8):
+        raise imp._unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
+    group = int(a.get("group", 1))
+    o = w.shape[0]
+    if group < 1 or c % group or o % group or w.shape[1] != c // group:
+        raise imp._err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
+    w_zp = imp._const(node, 5)
+    zp = np.zeros(1, np.int32) if w_zp is None else np.asarray(w_zp).astype(np.int32).reshape(-1)
+    if zp.size not in (1, o):
+        raise imp._unsupported(node, f"weight zero point of shape {np.asarray(w_zp).shape}")
+    wq = w.astype(np.int32) - zp.reshape((-1,) + (1,) * (w.ndim - 1))
+    if wq.min() < -128 or wq.max() > 127:
+        raise imp._unsupported(node, "weights minus their zero point exceed the int8 range")
+    w_scale = np.asarray(imp._const(node, 4), np.float32).reshape(-1)
+    if w_scale.size not in (1, o):
+        raise imp._unsupported(node, f"weight scale of shape {w_scale.shape}")
+    y_zp_arr = imp._const(node, 7)
+    y_scale, y_zp, yt = imp._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
+    attrs = _window_geometry(imp, node, x, w.shape[2:], a, False)
+    attrs.update(group=group, x_scale=x_scale, x_zp=x_zp, y_scale=y_scale, y_zp=y_zp, qmin=quant.QMIN,
+                 qmax=quant.QMAX)
+    B = imp._const(node, 8)
+    bq = np.zeros(o, np.int32) if B is None else np.asarray(B).astype(np.int32).reshape(-1)
+    if bq.size != o:
+        raise imp._err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
+    w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
+    out_shape = window_out_shape(tuple(x.shape), attrs, o)
+    imp._emit(node, Op.QCONV, x, out_shape,
+              tensors={"W": wq.reshape(w4).astype(np.int8), "b": bq,
+                       "w_scale": np.broadcast_to(w_scale, (o,)).astype(np.float32)}, attrs=attrs)
+    return _Dyn(out_shape, "q8", yt)
+
+
+def _per_channel(v: np.ndarray, shape) -> np.ndarray | None:
+    """(C,) if v (sample-shaped) is constant over the spatial positions of each channel, else None."""
+    v = np.asarray(v).reshape(shape[0], -1)
+    if np.all(v == v[:, :1]):
+        return v[:, 0]
+    return None
+
+
+def fuse_float(L: list, i: int) -> bool:
+    """Fuse L[i] (a CONV) with L[i + 1] when possible; True if the list changed."""
+    a, b = L[i], L[i + 1]
+    if a.op != Op.CONV or a.act != Act.IDENTITY:
+        return False
+    if b.op == Op.ACT:
+        a.act = b.act
+        a.attrs.update({k: v for k, v in b.attrs.items() if k in ("alpha", "beta")})
+        del L[i + 1]
+        return True
+    if b.op == Op.AFFINE:
+        s = _per_channel(b.tensors["s"], a.out_shape)
+        t = _per_channel(b.tensors["t"], a.out_shape)
+        if s is None or t is None:
+            return False
+        W = a.tensors["W"].astype(np.float64)
+        if not np.all(s == 1):
+            a.prov.pop("W", None)
+        a.prov.pop("b", None)
+        a.tensors["W"] = (W * s.astype(np.float64)[:, None, None, None]).astype(np.float32)
+        a.tensors["b"] = (a.tensors["b"].astype(np.float64) * s + t).astype(np.float32)
+        a.act = b.act
+        a.attrs.update({k: v for k, v in b.attrs.items() if k in ("alpha", "beta")})
+        del L[i + 1]
+        return True
+    return False
+
+
+def fuse_quant(L: list, i: int) -> bool:
+    """DEQUANTIZE -> CONV / MAXPOOL / AVGPOOL / GLOBAL_AVGPOOL -> QUANTIZE at L[i:i + 3] -> one int8
+    op; True if the list changed."""
+    from .onnx_import import _Proto
+    dq, mid, q = L[i], L[i + 1], L[i + 2]
+    if dq.op != Op.DEQUANTIZE or q.op != Op.QUANTIZE:
+        return False
+    xs, xzp = dq.attrs["x_scale"], int(dq.attrs["x_zp"])
+    ys, yzp = q.attrs["y_scale"], int(q.attrs["y_zp"])
+    io = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp}
+    if mid.op == Op.CONV and "W" in mid.prov and mid.act in (Act.IDENTITY, Act.RELU, Act.CLIP):
+        Wq, w_scale = mid.prov["W"]
+        bq = None
+        if "b" in mid.prov:
+            cand, b_scale = mid.prov["b"]
+            ref = (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32)
+            if np.allclose(b_scale, ref, rtol=1e-6, atol=0):
+                bq = cand.astype(np.int32)
+        if bq is None:
+            bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
+        qmin, qmax = quant.QMIN, quant.QMAX
+        if mid.act == Act.RELU:
+            qmin = yzp
+        elif mid.act == Act.CLIP:
+            lo, hi = mid.attrs.get("alpha", -math.inf), mid.attrs.get("beta", math.inf)
+            if math.isfinite(lo):
+                qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+            if math.isfinite(hi):
+                qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+        geo = {k: v for k, v in mid.attrs.items() if k not in ("alpha", "beta")}
+        L[i:i + 3] = [_Proto(Op.QCONV, mid.in_shape, mid.out_shape, name=mid.name,
+                             tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
+                             attrs=dict(geo, **io, qmin=qmin, qmax=qmax))]
+        return True
+    if mid.op == Op.MAXPOOL and (float(np.float32(xs)), xzp) == (float(np.float32(ys)), yzp):
+        L[i:i + 3] = [_Proto(Op.QMAXPOOL, mid.in_shape, mid.out_shape, name=mid.name,
+                             attrs=dict(mid.attrs, x_scale=xs, x_zp=xzp))]
+        return True
+    if mid.op in (Op.AVGPOOL, Op.GLOBAL_AVGPOOL):
+        if mid.op == Op.AVGPOOL:
+            attrs = dict(mid.attrs)
+        else:
+            s = mid.in_shape
+            attrs = dict(geometry_attrs((1, s[1]) if len(s) == 2 else s[1:]), count_include_pad=0)
+            if window_out_shape(s, attrs) != tuple(mid.out_shape):
+                return False
+        L[i:i + 3] = [_Proto(Op.QAVGPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(attrs, **io))]
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------ export
+def _onnx_window_attrs(layer) -> dict:
+    a = layer.attrs
+    one_d = len(layer.in_shape) == 2
+    g = {k: int(a[k]) for k in ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
+                                 "pad_top", "pad_left", "pad_bottom", "pad_right")}
+    if one_d:
+        return {"kernel_shape": [g["kernel_w"]], "strides": [g["stride_w"]], "dilations": [g["dilation_w"]],
+                "pads": [g["pad_left"], g["pad_right"]]}
+    return {"kernel_shape": [g["kernel_h"], g["kernel_w"]], "strides": [g["stride_h"], g["stride_w"]],
+            "dilations": [g["dilation_h"], g["dilation_w"]],
+            "pads": [g["pad_top"], g["pad_left"], g["pad_bottom"], g["pad_right"]]}
+
+
+def _onnx_weights(layer, W: np.ndarray) -> np.ndarray:
+    return W[:, :, 0, :] if len(layer.in_shape) == 2 else W
+
+
+def _scalar(wr, name: str, value, dtype) -> str:
+    """A rank-0 initializer (onnxruntime's QLinearAveragePool fusion rejects shape-(1,) scales)."""
+    from onnx import numpy_helper
+    wr.inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+    return name
+
+
+def export_layer(wr, layer, x: str, p: str):
+    """Emit one conv/pool layer (``wr`` an onnx_export._Writer); x has shape (N, *layer.in_shape).
+    Returns (output tensor name, its per-sample shape)."""
+    f = wr.frozen
+    op = layer.op
+    a = layer.attrs
+    if op == Op.GLOBAL_AVGPOOL:
+        y = wr.node("GlobalAveragePool", [x], [f"{p}.out"], p)
+        shape = (layer.in_shape[0],) + (1,) * (len(layer.in_shape) - 1)
+        return wr.reshape(y, shape, layer.out_shape, f"{p}.flatten"), layer.out_shape
+    win = _onnx_window_attrs(layer)
+    pool_attrs = {k: v for k, v in win.items() if k != "dilations"}
+    if op == Op.CONV:
+        W = wr.init(f"{p}.W", _onnx_weights(layer, np.asarray(f.tensor(layer, "W"), np.float32)))
+        b = wr.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.float32))
+        y = wr.node("Conv", [x, W, b], [f"{p}.out"], p, group=int(a.get("group", 1)), **win)
+        alpha, beta = layer.act_params()
+        return wr.activation(y, layer.act, alpha, beta, p), layer.out_shape
+    if op == Op.MAXPOOL:
+        return wr.node("MaxPool", [x], [f"{p}.out"], p, **pool_attrs), layer.out_shape
+    if op == Op.AVGPOOL:
+        return wr.node("AveragePool", [x], [f"{p}.out"], p, count_include_pad=int(a.get("count_include_pad", 0)),
+                       **pool_attrs), layer.out_shape
+    # int8 ops in QDQ form
+    xs, xzp = float(a["x_scale"]), int(a["x_zp"])
+    ys, yzp = float(a.get("y_scale", xs)), int(a.get("y_zp", xzp))
+    xsc = _scalar(wr, f"{p}.x_scale", xs, np.float32)
+    xzpn = _scalar(wr, f"{p}.x_zero_point", xzp, np.int8)
+    xf = wr.node("DequantizeLinear", [x, xsc, xzpn], [f"{p}.x"], f"{p}.dequantize_x")
+    if op == Op.QMAXPOOL:
+        y = wr.node("MaxPool", [xf], [f"{p}.pool"], p, **pool_attrs)
+    elif op == Op.QAVGPOOL:
+        y = wr.node("AveragePool", [xf], [f"{p}.pool"], p, count_include_pad=int(a.get("count_include_pad", 0)),
+                    **pool_attrs)
+    else:  # QCONV
+        w_scale = np.asarray(f.tensor(layer, "w_scale"), np.float32)
+        o = w_scale.size
+        Wq = _onnx_weights(layer, np.asarray(f.tensor(layer, "W"), np.int8))
+        if wr.weight_dtype == "uint8":
+            Wn = wr.init(f"{p}.W", (Wq.astype(np.int16) + 128).astype(np.uint8))
+            wz = wr.init(f"{p}.w_zero_point", np.full(o, 128, np.uint8))
+        else:
+            Wn = wr.init(f"{p}.W", Wq)
+            wz = wr.init(f"{p}.w_zero_point", np.zeros(o, np.int8))
+        ws = wr.init(f"{p}.w_scale", w_scale)
+        Wf = wr.node("DequantizeLinear", [Wn, ws, wz], [f"{p}.W_float"], f"{p}.dequantize_W", axis=0)
+        bq = wr.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.int32))
+        bs = wr.init(f"{p}.b_scale", (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32))
+        bf = wr.node("DequantizeLinear", [bq, bs], [f"{p}.b_float"], f"{p}.dequantize_b", axis=0)
+        y = wr.node("Conv", [xf, Wf, bf], [f"{p}.acc"], p, group=int(a.get("group", 1)), **win)
+        qmin, qmax = int(a.get("qmin", quant.QMIN)), int(a.get("qmax", quant.QMAX))
+        if qmin == yzp and qmax == quant.QMAX and yzp > quant.QMIN:
+            y = wr.node("Relu", [y], [f"{p}.relu"], f"{p}.relu")
+        elif qmin > quant.QMIN or qmax < quant.QMAX:
+            lo = wr.init(f"{p}.clip_min", np.array((qmin - yzp) * ys, np.float32)) if qmin > quant.QMIN else ""
+            hi = wr.init(f"{p}.clip_max", np.array((qmax - yzp) * ys, np.float32)) if qmax < quant.QMAX else ""
+            y = wr.node("Clip", [y, lo, hi], [f"{p}.clip"], f"{p}.clip")
+    ysc = _scalar(wr, f"{p}.y_scale", ys, np.float32)
+    yzpn = _scalar(wr, f"{p}.y_zero_point", yzp, np.int8)
+    return wr.node("QuantizeLinear", [y, ysc, yzpn], [f"{p}.out"], f"{p}.quantize_y"), layer.out_shape
+
