@@ -218,6 +218,7 @@ def save_frozen(frozen: FrozenModel, path) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        _default_permissions(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -230,6 +231,14 @@ def save_frozen(frozen: FrozenModel, path) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+def _default_permissions(fd: int) -> None:
+    """mkstemp creates files with mode 0600; give the file the mode open() would (0666 & ~umask)."""
+    if hasattr(os, "fchmod"):
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
 
 
 def _fsync_dir(directory: str) -> None:
