@@ -286,6 +286,10 @@ def _write_atomic(data: bytes, path) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 -> the mode open() would give (0666 & ~umask)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
