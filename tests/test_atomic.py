@@ -223,3 +223,22 @@ def test_mmap_views_survive_atomic_replace_and_runtime_survives_truncation(tmp_p
     proc = subprocess.run([sys.executable, "-c", MMAP_CHILD, str(tmp_path / "m.rtm")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+@pytest.mark.parametrize("kind", ["rtm", "onnx", "ckpt"])
+def test_written_files_get_the_usual_permissions(kind, tmp_path):
+    """The temp file comes from mkstemp (mode 0600); the final file must have the mode a plain
+    open() would give it (0666 & ~umask), so another user or service can read the model."""
+    path = tmp_path / FINAL[kind]
+    if kind == "rtm":
+        save_frozen(fp32_mlp([4, 2]), path)
+    elif kind == "onnx":
+        pytest.importorskip("onnx")
+        from export.onnx_export import to_onnx
+        to_onnx(fp32_mlp([4, 2]), path)
+    else:
+        from rtinfer.train import MLP
+        MLP([4, 3, 2], output="identity").save(path)
+    (tmp_path / "plain").write_bytes(b"")
+    assert oct(os.stat(path).st_mode & 0o777) == oct(os.stat(tmp_path / "plain").st_mode & 0o777)
