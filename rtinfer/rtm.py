@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -515,6 +516,14 @@ def from_bytes(data, name: str = "<bytes>") -> FrozenModel:
     return _parse(_Reader(data, name), None)
 
 
+def _refuse_special_file(name: str) -> None:
+    """Devices, FIFOs and sockets are refused before opening: reading /dev/zero would fill
+    memory and a FIFO would block. (A missing path raises FileNotFoundError here.)"""
+    mode = os.stat(name).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise RtmFormatError(f"{name}: not a regular file (a device, FIFO or socket)")
+
+
 def load_frozen(path, mmap: bool = False) -> FrozenModel:
     """Read and validate an .rtm file.
 
@@ -524,6 +533,7 @@ def load_frozen(path, mmap: bool = False) -> FrozenModel:
     Raises RtmFormatError for any corrupt or unsupported file, OSError if it cannot be read.
     """
     name = os.fspath(path)
+    _refuse_special_file(name)
     if mmap:
         size = os.path.getsize(name)
         if size == 0:
