@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,6 +128,8 @@ def _load_model(src):
     elif isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/zero would fill memory, a FIFO block
+                raise OnnxImportError(f"cannot read ONNX file {path!r}: not a regular file")
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
@@ -177,6 +180,8 @@ def _read_external(tensor, base_dir, where: str):
         raise OnnxImportError(f"{where}: tensor {tensor.name!r} external data length {length} != {need} bytes for dims "
                               f"{list(tensor.dims)}")
     try:
+        if not stat.S_ISREG(os.stat(full).st_mode):
+            raise OnnxImportError(f"{where}: external data {loc!r} of tensor {tensor.name!r} is not a regular file")
         with open(full, "rb") as f:
             f.seek(offset)
             raw = f.read(length)
