@@ -2,7 +2,8 @@
 
 Every function here takes the plan image (``blob``, uint8, see rtinfer.plan) plus flat float32
 input/output arrays, so each is compiled once for all models (one signature each) and cached
-on disk (``cache=True``): a second model, or a second process, runs without compiling.
+on disk (like ``cache=True``, stamped with the sources of this file, the kernels, the plan
+layout and the op codes): a second model, or a second process, runs without compiling.
 
     run_one(blob, x, y) -> int        one sample; returns -1, or the index of the first
                                       non-finite element of x (the sample still runs)
@@ -20,35 +21,63 @@ with its struct timespec in the plan header's scratch slots (no allocation).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sys
 
 import numpy as np
 from numba import njit, types
-
-
-def _refresh_cache_stamp() -> None:
-    """Numba's on-disk cache of a function is keyed on its own source file's timestamp, not on
-    the functions it inlines. The interpreter inlines rtinfer.kernels and reads rtinfer.plan's
-    layout constants, so when either is newer than this file, touch this file to invalidate
-    the cached interpreter (matters only when editing the package; best effort)."""
-    here = os.path.abspath(__file__)
-    try:
-        mine = os.stat(here).st_mtime
-        deps = [os.path.join(os.path.dirname(here), name) for name in ("kernels.py", "plan.py", "ops.py")]
-        if any(os.stat(d).st_mtime > mine for d in deps):
-            os.utime(here)
-    except OSError:
-        pass
-
-
-_refresh_cache_stamp()
+from numba.core import caching
 
 from . import kernels as K
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC,
                    C_SRC_KIND, C_T0, C_T1, C_T2, H_BLOCK, H_CLOCK, H_IN_SIZE, H_N_OPS, H_NCOLS,
                    H_OUT_SIZE, H_PROG, K_IO)
+
+# -- on-disk cache keyed on every source the interpreter compiles in ---------------------------
+# Numba keys a function's cache on the contents of its own file only. The interpreter inlines
+# rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
+# cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
+_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py")
+
+
+@functools.lru_cache(maxsize=None)
+def _deps_stamp() -> str:
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _DEPS:
+        with open(os.path.join(here, name), "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+class _DepsStamp:
+    def get_source_stamp(self):
+        return _deps_stamp()
+
+
+def _locator(name):
+    base = getattr(caching, name, None) or getattr(caching, "_" + name)
+    return type("Deps" + name, (_DepsStamp, base), {})
+
+
+class _DepsCacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [_locator("UserProvidedCacheLocator"), _locator("InTreeCacheLocator"),
+                        _locator("UserWideCacheLocator")]
+
+
+class _DepsFunctionCache(caching.FunctionCache):
+    _impl_class = _DepsCacheImpl
+
+
+def _jit(fn):
+    """@njit without NRT, cached on disk like cache=True but stamped with _deps_stamp()."""
+    disp = njit(_nrt=False)(fn)
+    disp._cache = _DepsFunctionCache(disp.py_func)
+    return disp
+
 
 MODE_BATCH = 0
 MODE_STREAM = 1
@@ -72,14 +101,14 @@ O_QDENSE = int(Op.QDENSE)
 O_QLUT = int(Op.QLUT)
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def now_ns(h):
     """CLOCK_MONOTONIC in nanoseconds; h is the plan's int64 view (timespec in the header)."""
     _clock_gettime(CLOCK_MONOTONIC, h.ctypes.data + H_CLOCK * 8)
     return h[H_CLOCK] * 1000000000 + h[H_CLOCK + 1]
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
     """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
     arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
@@ -125,7 +154,7 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
         K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
     """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
     the plan image's views (made once per call of the entry point, not per sample)."""
@@ -135,7 +164,7 @@ def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
         exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def first_nonfinite(X):
     """Index of the first NaN or inf in X, or -1. One vectorized pass over the bits (exponent
     all ones means NaN or inf), then a scan only when something was found."""
@@ -151,7 +180,7 @@ def first_nonfinite(X):
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def run_one(blob, x, y):
     """One sample x (in_size,) -> y (out_size,). Returns -2 (x has the wrong size) or -3
     (y has the wrong size) without running; otherwise runs and returns first_nonfinite(x)."""
@@ -166,7 +195,7 @@ def run_one(blob, x, y):
     return bad
 
 
-@njit(cache=True, _nrt=False)
+@_jit
 def execute(blob, X, Y, n, mode, times):
     """n samples X (n * in_size,) -> Y (n * out_size,); see the module docstring for modes."""
     h = blob.view(np.int64)
