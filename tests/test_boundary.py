@@ -275,3 +275,19 @@ def test_valid_edge_cases_under_boundscheck():
     proc = subprocess.run([sys.executable, "-c", EDGE_SCRIPT], env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="POSIX special files")
+@pytest.mark.parametrize("suffix", [".rtm", ".onnx"])
+def test_load_refuses_devices_and_fifos(tmp_path, suffix):
+    """A model path that is /dev/zero (through a symlink) or a FIFO is refused before it is
+    opened: reading it would fill memory or block forever."""
+    zero, fifo = tmp_path / f"zero{suffix}", tmp_path / f"fifo{suffix}"
+    os.symlink("/dev/zero", zero)
+    os.mkfifo(fifo)
+    for path in (zero, fifo):
+        with pytest.raises(ValueError, match="not a regular file"):
+            rtinfer.load(str(path))
+    if suffix == ".rtm":
+        with pytest.raises(ValueError, match="not a regular file"):
+            rtinfer.load_frozen(fifo, mmap=True)

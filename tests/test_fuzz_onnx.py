@@ -212,3 +212,10 @@ def _gemm_model_with_external_bytes():
 def test_not_a_path_bytes_or_model():
     _rejects(12345, "takes a path, bytes or onnx.ModelProto")
     _rejects("/nonexistent/model.onnx", "cannot read ONNX file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_external_data_that_is_a_fifo_is_refused(tmp_path):
+    (tmp_path / "models").mkdir()
+    os.mkfifo(tmp_path / "models" / "w.bin")  # opening it would block forever
+    _rejects(str(_external(_gemm_model(), "w.bin", tmp_path)), "not a regular file")
