@@ -138,3 +138,23 @@ def test_survivors_run_with_boundscheck(result, summary):
             f"{res['refused']} refused by the planner, {len(res['errors'])} errors")
     assert res["errors"] == []
     assert res["ran"] + res["refused"] == n and res["ran"] > 0
+
+
+def test_file_and_mmap_readers_agree_with_from_bytes(tmp_path):
+    """The same corruptions read from disk, with and without mmap, end the same way."""
+    from rtinfer.rtm import load_frozen
+
+    n_trunc = sum(len(b) for b in fz.base_files())
+    path = tmp_path / "case.rtm"
+    idx = list(range(0, n_trunc, 97)) + list(range(n_trunc, n_trunc + 400))
+    for i in idx:
+        family, data = fz.case(SEED + 1, i)
+        want = fz.check(data, tracing=False)[0]
+        path.write_bytes(data)
+        for mmap in (False, True):
+            try:
+                load_frozen(path, mmap=mmap)
+                got = "loaded"
+            except RtmFormatError:
+                got = "rejected"
+            assert got == want, (i, family, mmap)
