@@ -247,7 +247,8 @@ def test_load_refuses_bad_arguments(tmp_path):
 
 EDGE_SCRIPT = r"""
 import numpy as np, rtinfer, sys
-from rtinfer._testmodels import fp32_mlp
+from rtinfer._testmodels import fp32_mlp, int8_mlp
+from rtinfer.plan import BLOCK
 models = [fp32_mlp([12, 8, 3], head="softmax", reshape_in=(3, 4)), fp32_mlp([5, 33, 2], head="argmax"),
           int8_mlp([6, 17, 4], lut=np.tanh, head="log_softmax"), int8_mlp([7, 3], head="argmax")]
 for fm in models:
