@@ -296,7 +296,8 @@ def render(results) -> str:
         L.append(f"**Load note:** the machine was not idle: 1-minute load average {machine['loadavg_start'][0]} at the "
                  f"start and {meta['loadavg_end'][0] if meta['loadavg_end'] else '?'} at the end on "
                  f"{machine['cores']} cores (other jobs were running). Engines were interleaved so that this noise "
-                 f"hits all of them alike; tails (p99.9, max) are the figures it inflates most.")
+                 f"hits all of them alike; tails (p99.9, max) are the figures it inflates most: samples of about 4 or 8 ms "
+                 f"are preemptions (a scheduler time slice given to another process), not engine behaviour.")
         L.append("")
     L.append("## Machine and versions")
     L.append("")
@@ -514,7 +515,12 @@ def render(results) -> str:
     L.append("- int8 models use `reduce_range=True` (weights in [-63, 63]) so onnxruntime's AVX2 int8 GEMM, "
              "which saturates u8*s8 pair sums in int16 on CPUs without VNNI, computes the same integers.")
     L.append("- The limit of a model is max(time to read its weight bytes once, its MACs at the measured peak); "
-             "every p50 is also shown as a multiple of it.")
+             "every p50 is also shown as a multiple of it. The weight-read pass takes its own slot in every "
+             "round-robin chunk, so it is sampled under the same conditions as the engines.")
+    L.append("- Budgets are per model role (control loop 100 us; 1 kHz classifiers 1 ms; audio frame 10 ms); "
+             "`misses` counts samples over budget.")
+    L.append("- Throughput: each engine's call on a fixed batch of B samples is timed repeatedly, engines "
+             "interleaved call by call (rotating order); samples/s = B / median call time.")
     L.append("")
     return "\n".join(L)
 
