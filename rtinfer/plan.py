@@ -331,7 +331,6 @@ def build_plan(frozen: FrozenModel) -> Plan:
 
     f32w, i32w, i8w = sec.array("f32"), sec.array("i32"), sec.array("i8")
     fp = np.asarray(fparams, dtype=np.float64)
-    off = 0
     o_prog = off = align(HEADER_LEN * 8)
     o_fp = off = align(off + n_ops * NCOLS * 8)
     o_f32 = off = align(off + fp.nbytes)
