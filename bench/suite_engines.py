@@ -12,7 +12,9 @@ call (what a Python host sees). Every "call" engine gets its single-sample input
 (no slicing inside the timed region) and returns a NumPy array.
 
 Engine names (ENGINE_NAMES): rtinfer in-loop, rtinfer predict_one, rtinfer batch, onnxruntime
-(one intra-op thread, sequential execution), numpy (per-sample ``x @ W + b`` chain, fp32 models
+(one intra-op thread, sequential execution, ``InferenceSession.run``), onnxruntime iobinding (the
+same session through ``run_with_iobinding`` on preallocated input/output buffers: its lowest-
+overhead call), numpy (per-sample ``x @ W + b`` chain, fp32 models
 only), torch (eager, CPU, one thread, fp32 models only) and tract (ONNX, shapes fixed per batch
 size). Optional engines that are not installed are skipped with a note, never an error.
 """
@@ -26,8 +28,8 @@ import numpy as np
 
 from .suite_models import BenchConfigError
 
-ENGINE_NAMES = ("rtinfer in-loop", "rtinfer predict_one", "rtinfer batch", "onnxruntime", "numpy",
-                "torch", "tract")
+ENGINE_NAMES = ("rtinfer in-loop", "rtinfer predict_one", "rtinfer batch", "onnxruntime",
+                "onnxruntime iobinding", "numpy", "torch", "tract")
 BATCH_SIZES = (1, 32, 256)
 
 
@@ -72,11 +74,12 @@ class Engine:
 
     def outputs(self, X: np.ndarray) -> np.ndarray:
         rows = self.rows(X)
-        return np.stack([np.asarray(self.one(r), dtype=np.float32).reshape(-1) for r in rows])
+        # copy each result: an engine may return the same preallocated buffer every call
+        return np.stack([np.array(self.one(r), dtype=np.float32, copy=True).reshape(-1) for r in rows])
 
     def batch_outputs(self, X: np.ndarray):
         f = self.batch_call(len(X))
-        return None if f is None else np.asarray(f(X), dtype=np.float32).reshape(len(X), -1)
+        return None if f is None else np.array(f(X), dtype=np.float32, copy=True).reshape(len(X), -1)
 
     def rows(self, X: np.ndarray) -> list:
         """Single-sample inputs in the engine's own form (prepared outside any timed region)."""
@@ -189,6 +192,41 @@ class OnnxRuntime(Engine):
     def batch_call(self, B):
         run, out_names, in_name = self.sess.run, self.out_names, self.in_name
         return lambda Xb: run(out_names, {in_name: Xb})[0]
+
+
+class OnnxRuntimeIOBinding(OnnxRuntime):
+    """The same session, called through run_with_iobinding on preallocated buffers per batch size
+    (the input is copied into the bound buffer inside the timed call, as a serving loop would)."""
+    name = "onnxruntime iobinding"
+
+    def __init__(self, onnx_bytes, in_size, out_size, out_dtype):
+        super().__init__(onnx_bytes)
+        self.in_size, self.out_size, self.out_dtype = in_size, out_size, np.dtype(out_dtype)
+        self.bound = {}
+        self._one = self.batch_call(1)
+
+    def _binding(self, B):
+        if B not in self.bound:
+            x = np.zeros((B, self.in_size), dtype=np.float32)
+            y = np.zeros((B, self.out_size), dtype=self.out_dtype)
+            b = self.sess.io_binding()
+            b.bind_cpu_input(self.in_name, x)
+            b.bind_output(self.out_names[0], "cpu", 0, self.out_dtype, list(y.shape), y.ctypes.data)
+            self.bound[B] = (b, x, y)
+        return self.bound[B]
+
+    def one(self, row):
+        return self._one(row)
+
+    def batch_call(self, B):
+        b, x, y = self._binding(B)
+        run = self.sess.run_with_iobinding
+
+        def call(Xb):
+            x[...] = Xb.reshape(x.shape)
+            run(b)
+            return y
+        return call
 
 
 # -- numpy ------------------------------------------------------------------------------------
@@ -318,7 +356,7 @@ def make_engines(bm, names=None, workdir=None):
     rt = rtinfer.load(bm.frozen)
     onnx_bytes = None
     onnx_path = None
-    if any(n in names for n in ("onnxruntime", "tract")):
+    if any(n in names for n in ("onnxruntime", "onnxruntime iobinding", "tract")):
         from export import to_onnx
         onnx_bytes = to_onnx(bm.frozen).SerializeToString()
         if workdir is not None:
@@ -335,6 +373,9 @@ def make_engines(bm, names=None, workdir=None):
                 engines.append(RtinferBatch(rtinfer.load(bm.frozen)))
             elif name == "onnxruntime":
                 engines.append(OnnxRuntime(onnx_bytes))
+            elif name == "onnxruntime iobinding":
+                engines.append(OnnxRuntimeIOBinding(onnx_bytes, bm.frozen.input_size, bm.frozen.output_size,
+                                                    bm.frozen.output_dtype))
             elif name == "numpy":
                 if bm.dtype != "fp32":
                     skipped[name] = "fp32 only (NumPy has no int8 GEMM; an int8 chain would be the reference executor)"
