@@ -160,6 +160,8 @@ def bench_model(sizes, n, rounds):
 FRESH = r"""
 import time, sys
 t0 = time.perf_counter()
+if len(sys.argv) > 2 and sys.argv[2] == "no-scipy":
+    sys.modules["scipy"] = None  # a numpy + numba deployment: numba then skips its scipy BLAS probe
 import numpy as np
 import rtinfer
 rt = rtinfer.load(sys.argv[1])
@@ -168,12 +170,13 @@ print("ELAPSED", time.perf_counter() - t0)
 """
 
 
-def fresh_process(path, cache_dir=None):
+def fresh_process(path, cache_dir=None, no_scipy=False):
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", FRESH, path], capture_output=True, text=True, env=env)
+    args = [sys.executable, "-c", FRESH, path] + (["no-scipy"] if no_scipy else [])
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
@@ -215,13 +218,18 @@ def main(argv=None):
             fp32_mlp([784, 128, 64, 10], head="softmax").save(path)
             fresh_process(path)  # make sure the normal cache is warm
             inner, wall = fresh_process(path)
+            ns_inner, ns_wall = fresh_process(path, no_scipy=True)
             cache = os.path.join(tmp, "numba-cache")
             os.makedirs(cache)
             c_inner, c_wall = fresh_process(path, cache_dir=cache)
-        results["fresh_process_warm_cache_s"] = {"import_load_first_sample": inner, "process_wall": wall}
+        results["fresh_process_warm_cache_s"] = {"import_load_first_sample": inner, "process_wall": wall,
+                                                 "no_scipy_import_load_first_sample": ns_inner,
+                                                 "no_scipy_process_wall": ns_wall}
         results["first_compile_s"] = {"import_load_first_sample": c_inner, "process_wall": c_wall}
         print("\n== process start ==")
         print(f"warm cache: import + load + first sample {inner:.3f} s (process wall {wall:.3f} s; target <= 0.5 s)")
+        print(f"  same without scipy installed (numpy + numba deployment; numba's first compile/cache load "
+              f"otherwise imports scipy.linalg to probe BLAS): {ns_inner:.3f} s (process wall {ns_wall:.3f} s)")
         print(f"empty cache (first-ever compile): {c_inner:.2f} s (process wall {c_wall:.2f} s)")
     if args.json:
         with open(args.json, "w") as fh:
