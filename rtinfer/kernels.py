@@ -16,8 +16,10 @@ rtinfer.kernels_ref with the same signature):
   then adds the bias. The order is fixed by the code, not by the batch size, so a batch gives
   bit-identical results to one sample at a time; versus the reference (BLAS) the results
   differ in the last bits, well within 1e-5 of the summed magnitudes.
-- activations, softmax and log-softmax compute in float64 and round once to float32, as the
-  reference does.
+- activations and log-softmax compute in float64 and round once to float32, as the reference
+  does; softmax uses a float32 exp per element with float64 sums (a few float32 ulp).
+- compiled without NRT (``_nrt=False``): no reference counting on the views and slices the
+  kernels take, and any allocation would fail to compile.
 - int8 kernels are bit-exact: int32 accumulation (wrapping, like the hardware; the planner
   proves the true sums fit), requantization ``clamp(rint(float32(acc) * M[j]) + y_zp, qmin, qmax)``.
   The int8 dot products are one small LLVM IR intrinsic (``_dot_rows_i8``): pairwise sums of
