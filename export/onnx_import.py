@@ -237,6 +237,11 @@ class _Importer:
         self.dyn: dict[str, _Dyn] = {}
         self.layers: list[_Proto] = []
         self.batch: int | None = None
+        # Folded constants stay alive for the whole import: their total is capped at
+        # MAX_EXPANDED_ELEMENTS + 4 x the elements of the constants read from the file
+        # (set at the first fold, see _check_fold_size).
+        self.folded_elements = 0
+        self.fold_budget: int | None = None
         self.batch_marked: set[str] = set()  # constants that hold _BATCH_MARK (see above)
         self.input_dtype = "float32"
         self.current = None  # the node being translated, for error messages
@@ -517,6 +522,10 @@ class _Importer:
             val = np.asarray(val)
             if val.size > MAX_TENSOR_ELEMENTS:
                 raise self._err(node, f"folded constant {name!r} has {val.size} elements")
+            self.folded_elements += int(val.size)
+            if self.folded_elements > self.fold_budget:
+                raise self._err(node, f"folded constants reach {self.folded_elements} elements; the limit for this "
+                                      f"model is {self.fold_budget}")
             self.consts[name] = val
         if node.op_type == "DequantizeLinear":
             q = self.consts[node.input[0]]
@@ -535,6 +544,8 @@ class _Importer:
         shape-valued inputs are seen; a node inference rejects is not evaluated; outputs
         inference cannot size are left to the check after evaluation."""
         from onnx import numpy_helper, shape_inference
+        if self.fold_budget is None:  # the initializers read so far: backed by bytes in the file
+            self.fold_budget = MAX_EXPANDED_ELEMENTS + 4 * sum(int(a.size) for a in self.consts.values())
         probe = type(m)()
         probe.CopyFrom(m)
         for name, arr in feeds.items():
@@ -545,6 +556,7 @@ class _Importer:
         except Exception as exc:  # e.g. Tile repeats of the wrong length, which NumPy would still run
             raise self._err(node, f"cannot fold this constant node: ONNX shape inference rejects it: {exc}") from None
         limit = max(MAX_EXPANDED_ELEMENTS, sum(int(a.size) for a in feeds.values()))
+        total = self.folded_elements
         for out in inferred.graph.output:
             dims = out.type.tensor_type.shape.dim
             if out.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
@@ -552,6 +564,10 @@ class _Importer:
                 if n > limit:
                     raise self._err(node, f"folding this constant node would create {out.name!r} with {n} "
                                           f"elements (dims {[int(d.dim_value) for d in dims]}); the limit is {limit}")
+                total += n
+        if total > self.fold_budget:
+            raise self._err(node, f"folding this constant node would bring the folded constants to {total} "
+                                  f"elements; the limit for this model is {self.fold_budget}")
 
     # -- elementwise ---------------------------------------------------------------------------
     def _activation(self, node, x: _Dyn, k):
