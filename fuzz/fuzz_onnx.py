@@ -17,7 +17,8 @@ dtypes, truncated raw data, external data (paths with "..", absolute paths, driv
 missing files, huge offsets/lengths), cycles, undefined inputs, op types/domains, attributes,
 graph input shapes and types, outputs, opset/IR versions, duplicate outputs, and constant
 subgraphs whose folding would create ~10^8..10^12 elements (ConstantOfShape, Expand, Tile,
-Range, broadcasting Add, MatMul) from a few bytes.
+Range, broadcasting Add, MatMul) from a few bytes, and many folds each under the per-node cap
+whose results would together hold gigabytes.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ GOLDEN = ("sklearn_logreg", "sklearn_mlp", "torch_mlp", "torch_mlp_qdq", "torch_
 
 FAMILIES = ("bytes_flip", "bytes_set", "bytes_truncate", "bytes_random", "init_dims", "init_delete",
             "init_dtype", "init_raw", "external", "cycle", "undefined_input", "op_type", "attribute",
-            "input_shape", "output", "versions", "duplicate_output", "huge_fold")
+            "input_shape", "output", "versions", "duplicate_output", "huge_fold", "many_folds")
 
 OPS = ("Gemm", "MatMul", "Relu", "Add", "Mul", "Sub", "Div", "Softmax", "LogSoftmax", "ArgMax", "Reshape",
        "Flatten", "Transpose", "Squeeze", "Unsqueeze", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul",
@@ -203,6 +204,21 @@ def _mutate_api(rnd, family, data: bytes) -> bytes:
         i, j = rnd.sample(range(len(nodes)), 2)
         if nodes[i].output and nodes[j].output:
             g.node[j].output[0] = nodes[i].output[0]
+    elif family == "many_folds" and g.output and nodes:
+        # Many constant folds, each under the per-node cap, whose results all stay alive.
+        out_name = g.output[0].name
+        producer = [n for n in g.node if out_name in n.output]
+        if not producer:
+            return m.SerializeToString()
+        producer[-1].output[list(producer[-1].output).index(out_name)] = "pre_fuzz"
+        size = rnd.choice((1 << 20, 1 << 23, 1 << 24))
+        g.initializer.append(numpy_helper.from_array(np.array([size], np.int64), "fz_shape"))
+        prev, k = "pre_fuzz", rnd.choice((3, 20, 200))
+        for i in range(k):
+            g.node.extend([helper.make_node("ConstantOfShape", ["fz_shape"], [f"fz_c{i}"]),
+                           helper.make_node("ReduceMax", [f"fz_c{i}"], [f"fz_s{i}"], keepdims=0),
+                           helper.make_node("Add", [prev, f"fz_s{i}"], [out_name if i == k - 1 else f"fz_a{i}"])])
+            prev = f"fz_a{i}"
     elif family == "huge_fold" and g.input and nodes:
         # A constant subgraph whose folding would create a huge tensor, reduced to a scalar and
         # added to the runtime tensor just before the output, so the importer must evaluate it.

@@ -219,3 +219,22 @@ def test_external_data_that_is_a_fifo_is_refused(tmp_path):
     (tmp_path / "models").mkdir()
     os.mkfifo(tmp_path / "models" / "w.bin")  # opening it would block forever
     _rejects(str(_external(_gemm_model(), "w.bin", tmp_path)), "not a regular file")
+
+
+def test_many_small_folds_are_capped_in_total():
+    """200 ConstantOfShape folds of 2^24 elements each (under the per-node cap) in a ~20 KB
+    model: refused once the folded constants exceed the model's budget, not after 13 GB."""
+    inits = [numpy_helper.from_array(np.array([1 << 24], np.int64), "shp")]
+    nodes, prev = [], "y"
+    for i in range(200):
+        nodes += [helper.make_node("ConstantOfShape", ["shp"], [f"c{i}"]),
+                  helper.make_node("ReduceMax", [f"c{i}"], [f"s{i}"], keepdims=0),
+                  helper.make_node("Add", [prev, f"s{i}"], ["z" if i == 199 else f"a{i}"])]
+        prev = f"a{i}"
+    m = _gemm_model(extra_nodes=nodes, extra_inits=inits, out="z")
+    tracemalloc.start()
+    try:
+        _rejects(m, "folded constants")
+        assert tracemalloc.get_traced_memory()[1] < 3 * 4 * (1 << 24)  # at most ~2 folds alive
+    finally:
+        tracemalloc.stop()
