@@ -4,7 +4,8 @@ Calling convention as rtinfer.kernels: flat 1-D C-contiguous arrays with element
 (``src, so`` reads ``src[so:]``, ``dst, do`` writes ``dst[do:]``), ``m`` samples back to back,
 ints and floats as scalars. Kernels write into ``dst`` only, allocate nothing, check nothing.
 The window geometry travels as an int32 table ``g[go:go + G_LEN]`` (see ``pack_geometry``) so a
-program row needs one offset for it. Samples are channels-first (C, H, W); 1-D is H = 1.
+program row needs one offset for it; ``qconv_i8`` also uses ``oh * ow`` int32 of scratch right
+after its table (in the runtime's own copy of the plan image). Samples are channels-first (C, H, W); 1-D is H = 1.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: each output starts at its bias and accumulates W * x in float32 in the fixed
@@ -41,12 +42,20 @@ G_OH = 12
 G_OW = 13
 G_GROUP = 14
 G_INCLUDE_PAD = 15  # average pools: count_include_pad
-G_LEN = 16
+G_XZP = 16     # int8 ops: input zero point
+G_YZP = 17     # int8 ops: output zero point
+G_QMIN = 18    # QCONV clamp
+G_QMAX = 19
+G_COLS = 20    # QCONV: offset of its int8 im2col scratch relative to its W (both in the i8 view)
+G_LEN = 21
 
 
-def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0) -> np.ndarray:
-    """The int32 geometry table of one window op (see the G_* slots)."""
-    return np.array([c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad], dtype=np.int32)
+def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,
+                  x_zp=0, y_zp=0, qmin=-128, qmax=127, cols=0) -> np.ndarray:
+    """The int32 table of one window op (see the G_* slots): geometry, then int8 parameters
+    that the interpreter passes on (kernels take them as arguments)."""
+    return np.array([c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad,
+                     x_zp, y_zp, qmin, qmax, cols], dtype=np.int32)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -68,14 +77,12 @@ def _end_valid(n, pad, k_off, stride, n_out):
     return e if e < n_out else n_out
 
 
-@njit(cache=True, _nrt=False)
-def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m):
-    """CONV without activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at dst[do:].
-    W (O, C/group, kh, kw) float32 at W[wo:], b (O,) at b[bo:]."""
-    c_in = g[go + G_C]
+@njit(cache=True, _nrt=False, inline="always")
+def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
+    """Window elements of channels c0..c0+cg of one sample (x at src[xs:]) into
+    cols[co:] as (cg * kh * kw, oh * ow) rows; padding positions get ``fill``."""
     h = g[go + G_H]
     w = g[go + G_W]
-    o_n = g[go + G_O]
     kh = g[go + G_KH]
     kw = g[go + G_KW]
     sh = g[go + G_SH]
@@ -86,90 +93,205 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m):
     pl = g[go + G_PL]
     oh = g[go + G_OH]
     ow = g[go + G_OW]
-    group = g[go + G_GROUP]
-    cg = c_in // group
-    og = o_n // group
-    n_in = c_in * h * w
-    n_out = o_n * oh * ow
-    for s in range(m):
-        xs = so + s * n_in
-        ys = do + s * n_out
-        for o in range(o_n):
-            yo = ys + o * oh * ow
-            bias = b[bo + o]
-            for k in range(oh * ow):
-                dst[yo + k] = bias
-            c0 = (o // og) * cg
-            for c in range(cg):
-                xc = xs + (c0 + c) * h * w
-                for p in range(kh):
-                    i0 = _first_valid(pt, p * dh, sh)
-                    i1 = _end_valid(h, pt, p * dh, sh, oh)
-                    for q in range(kw):
-                        wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
-                        j0 = _first_valid(pl, q * dw, sw)
-                        j1 = _end_valid(w, pl, q * dw, sw, ow)
-                        for i in range(i0, i1):
-                            xr = xc + (i * sh + p * dh - pt) * w + q * dw - pl
-                            yr = yo + i * ow
-                            if sw == 1:
-                                for j in range(j0, j1):
-                                    dst[yr + j] += wv * src[xr + j]
-                            else:
-                                for j in range(j0, j1):
-                                    dst[yr + j] += wv * src[xr + j * sw]
+    hw = h * w
+    plane = oh * ow
+    for c in range(cg):
+        xv = src[xs + (c0 + c) * hw:xs + (c0 + c + 1) * hw]
+        for p in range(kh):
+            i0 = _first_valid(pt, p * dh, sh)
+            i1 = _end_valid(h, pt, p * dh, sh, oh)
+            for q in range(kw):
+                base = co + ((c * kh + p) * kw + q) * plane
+                row = cols[base:base + plane]
+                j0 = _first_valid(pl, q * dw, sw)
+                j1 = _end_valid(w, pl, q * dw, sw, ow)
+                if i0 > 0 or i1 < oh or j0 > 0 or j1 < ow:
+                    for k in range(plane):
+                        row[k] = fill
+                if i1 <= i0 or j1 <= j0:
+                    continue
+                col = q * dw - pl
+                n = j1 - j0
+                for i in range(i0, i1):
+                    r = i * sh + p * dh - pt
+                    seg = row[i * ow + j0:i * ow + j1]
+                    if sw == 1:
+                        xr = xv[r * w + j0 + col:r * w + j0 + col + n]
+                        for k in range(n):
+                            seg[k] = xr[k]
+                    else:
+                        xr = xv[r * w + j0 * sw + col:r * w + (j1 - 1) * sw + col + 1]
+                        for k in range(n):
+                            seg[k] = xr[k * sw]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _is_pointwise(g, go):
+    """1x1 kernel, stride 1, no padding: the input planes are the im2col rows."""
+    return (g[go + G_KH] == 1 and g[go + G_KW] == 1 and g[go + G_SH] == 1 and g[go + G_SW] == 1
+            and g[go + G_PT] == 0 and g[go + G_PL] == 0 and g[go + G_OH] == g[go + G_H]
+            and g[go + G_OW] == g[go + G_W])
 
 
 @njit(cache=True, _nrt=False)
-def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax):
+def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
+    """CONV without activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at dst[do:].
+    W (O, C/group, kh, kw) float32 at W[wo:], b (O,) at b[bo:]; cols[co:] is float32 scratch of
+    (C/group) * kh * kw * oh * ow elements (unused by a pointwise convolution).
+
+    Per group: im2col into the scratch (padding 0), then each output plane starts at its bias and
+    adds W[o, k] * cols[k, :] for k = (c, p, q) in order, four output channels sharing each load
+    of a cols row (contiguous inner loops: vectorized). The order per output is fixed, so a
+    batch gives the same bits as one sample at a time."""
+    c_in = g[go + G_C]
+    h = g[go + G_H]
+    w = g[go + G_W]
+    o_n = g[go + G_O]
+    kh = g[go + G_KH]
+    kw = g[go + G_KW]
+    oh = g[go + G_OH]
+    ow = g[go + G_OW]
+    group = g[go + G_GROUP]
+    cg = c_in // group
+    og = o_n // group
+    plane = oh * ow
+    kk_n = cg * kh * kw
+    n_in = c_in * h * w
+    n_out = o_n * plane
+    direct = _is_pointwise(g, go)
+    for s in range(m):
+        xs = so + s * n_in
+        ys = do + s * n_out
+        for gi in range(group):
+            c0 = gi * cg
+            if direct:
+                cs = src
+                cb = xs + c0 * plane
+            else:
+                _im2col(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
+                cs = cols
+                cb = co
+            o = gi * og
+            o_end = o + og
+            while o + 4 <= o_end:
+                y0 = dst[ys + o * plane:ys + (o + 1) * plane]
+                y1 = dst[ys + (o + 1) * plane:ys + (o + 2) * plane]
+                y2 = dst[ys + (o + 2) * plane:ys + (o + 3) * plane]
+                y3 = dst[ys + (o + 3) * plane:ys + (o + 4) * plane]
+                b0 = b[bo + o]
+                b1 = b[bo + o + 1]
+                b2 = b[bo + o + 2]
+                b3 = b[bo + o + 3]
+                for k in range(plane):
+                    y0[k] = b0
+                    y1[k] = b1
+                    y2[k] = b2
+                    y3[k] = b3
+                for kk in range(kk_n):
+                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
+                    w0 = W[wo + o * kk_n + kk]
+                    w1 = W[wo + (o + 1) * kk_n + kk]
+                    w2 = W[wo + (o + 2) * kk_n + kk]
+                    w3 = W[wo + (o + 3) * kk_n + kk]
+                    for k in range(plane):
+                        v = cr[k]
+                        y0[k] += w0 * v
+                        y1[k] += w1 * v
+                        y2[k] += w2 * v
+                        y3[k] += w3 * v
+                o += 4
+            while o < o_end:
+                y0 = dst[ys + o * plane:ys + (o + 1) * plane]
+                b0 = b[bo + o]
+                for k in range(plane):
+                    y0[k] = b0
+                for kk in range(kk_n):
+                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
+                    w0 = W[wo + o * kk_n + kk]
+                    for k in range(plane):
+                        y0[k] += w0 * cr[k]
+                o += 1
+
+
+@njit(cache=True, _nrt=False)
+def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
     W (O, C/group, kh, kw) int8 at W[wo:], bias (O,) int32 at bias[bo:], M (O,) float32
-    requantization multipliers at M[mo:]. acc = bias + sum over input elements (x - x_zp) * W."""
+    requantization multipliers at M[mo:]. acc = bias + sum over input elements (x - x_zp) * W,
+    exact in int32. Scratch: cols[co:] int8, (C/group) * kh * kw * oh * ow elements (im2col,
+    padding = x_zp so it adds 0; unused by a pointwise convolution), and 4 * oh * ow int32 right
+    after the table, g[go + G_LEN:] (four accumulator planes)."""
     c_in = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
     o_n = g[go + G_O]
     kh = g[go + G_KH]
     kw = g[go + G_KW]
-    sh = g[go + G_SH]
-    sw = g[go + G_SW]
-    dh = g[go + G_DH]
-    dw = g[go + G_DW]
-    pt = g[go + G_PT]
-    pl = g[go + G_PL]
     oh = g[go + G_OH]
     ow = g[go + G_OW]
     group = g[go + G_GROUP]
     cg = c_in // group
     og = o_n // group
+    plane = oh * ow
+    kk_n = cg * kh * kw
     n_in = c_in * h * w
-    n_out = o_n * oh * ow
+    n_out = o_n * plane
+    a0 = g[go + G_LEN:go + G_LEN + plane]
+    a1 = g[go + G_LEN + plane:go + G_LEN + 2 * plane]
+    a2 = g[go + G_LEN + 2 * plane:go + G_LEN + 3 * plane]
+    a3 = g[go + G_LEN + 3 * plane:go + G_LEN + 4 * plane]
     zp = np.int32(x_zp)
+    direct = _is_pointwise(g, go)
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
-        for o in range(o_n):
-            c0 = (o // og) * cg
-            mult = M[mo + o]
-            for i in range(oh):
-                # valid kernel rows p: 0 <= i*sh + p*dh - pt < h
-                for j in range(ow):
-                    acc = np.int32(bias[bo + o])
-                    for c in range(cg):
-                        xc = xs + (c0 + c) * h * w
-                        wc = wo + (o * cg + c) * kh * kw
-                        for p in range(kh):
-                            r = i * sh + p * dh - pt
-                            if r < 0 or r >= h:
-                                continue
-                            xr = xc + r * w
-                            wr = wc + p * kw
-                            col0 = j * sw - pl
-                            for q in range(kw):
-                                col = col0 + q * dw
-                                if col >= 0 and col < w:
-                                    acc = np.int32(acc + (np.int32(src[xr + col]) - zp) * np.int32(W[wr + q]))
-                    dst[ys + (o * oh + i) * ow + j] = _requant(acc, mult, y_zp, qmin, qmax)
+        for gi in range(group):
+            c0 = gi * cg
+            if direct:
+                cs = src
+                cb = xs + c0 * plane
+            else:
+                _im2col(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
+                cs = cols
+                cb = co
+            o = gi * og
+            o_end = o + og
+            while o < o_end:
+                nb = min(4, o_end - o)
+                for k in range(plane):
+                    a0[k] = bias[bo + o]
+                    if nb > 1:
+                        a1[k] = bias[bo + o + 1]
+                    if nb > 2:
+                        a2[k] = bias[bo + o + 2]
+                    if nb > 3:
+                        a3[k] = bias[bo + o + 3]
+                for kk in range(kk_n):
+                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
+                    w0 = np.int32(W[wo + o * kk_n + kk])
+                    if nb == 4:
+                        w1 = np.int32(W[wo + (o + 1) * kk_n + kk])
+                        w2 = np.int32(W[wo + (o + 2) * kk_n + kk])
+                        w3 = np.int32(W[wo + (o + 3) * kk_n + kk])
+                        for k in range(plane):
+                            v = np.int32(cr[k]) - zp
+                            a0[k] = np.int32(a0[k] + v * w0)
+                            a1[k] = np.int32(a1[k] + v * w1)
+                            a2[k] = np.int32(a2[k] + v * w2)
+                            a3[k] = np.int32(a3[k] + v * w3)
+                    else:
+                        for j in range(nb):
+                            wj = np.int32(W[wo + (o + j) * kk_n + kk])
+                            aj = g[go + G_LEN + j * plane:go + G_LEN + (j + 1) * plane]
+                            for k in range(plane):
+                                aj[k] = np.int32(aj[k] + (np.int32(cr[k]) - zp) * wj)
+                for j in range(nb):
+                    mult = M[mo + o + j]
+                    aj = g[go + G_LEN + j * plane:go + G_LEN + (j + 1) * plane]
+                    yv = dst[ys + (o + j) * plane:ys + (o + j + 1) * plane]
+                    for k in range(plane):
+                        yv[k] = _requant(aj[k], mult, y_zp, qmin, qmax)
+                o += nb
 
 
 @njit(cache=True, _nrt=False)
@@ -312,7 +434,7 @@ def _geometry(g, go):
     return geo, t
 
 
-def conv_f32_ref(src, so, W, wo, b, bo, dst, do, g, go, m):
+def conv_f32_ref(src, so, W, wo, b, bo, dst, do, g, go, m, cols=None, co=0):
     from .reference_conv import conv_sum, windows
     geo, t = _geometry(g, go)
     o, cg = t[G_O], t[G_C] // t[G_GROUP]
@@ -323,7 +445,7 @@ def conv_f32_ref(src, so, W, wo, b, bo, dst, do, g, go, m):
     dst[do:do + y.size] = y.astype(np.float32).reshape(-1)
 
 
-def qconv_i8_ref(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax):
+def qconv_i8_ref(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols=None, co=0):
     from . import quant
     from .reference_conv import conv_sum, windows
     geo, t = _geometry(g, go)
@@ -381,7 +503,127 @@ TWINS = {
 }
 
 
-def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int = 0) -> np.ndarray:
-    """The int32 geometry table of a rtinfer.reference_conv.Geometry (see pack_geometry)."""
+def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int = 0, **int8) -> np.ndarray:
+    """The int32 table of a rtinfer.reference_conv.Geometry (see pack_geometry)."""
     return pack_geometry(geo.c, geo.h, geo.w, out_channels, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw,
-                         geo.pt, geo.pl, geo.oh, geo.ow, group, include_pad)
+                         geo.pt, geo.pl, geo.oh, geo.ow, group, include_pad, **int8)
+
+
+# ------------------------------------------------------------------------------ planning
+def _cols_size(geo, group: int) -> int:
+    """Elements of im2col scratch: one group's (C/group * kh * kw, oh * ow) (at least 1)."""
+    return max(1, geo.c // group * geo.kh * geo.kw * geo.oh * geo.ow)
+
+
+def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
+    """Validate one conv/pool layer and fill its program row (rtinfer.plan calls this).
+
+    sec: the planner's sections (``add(key, array) -> element offset`` in that section);
+    cols: the planner's column indices {"T0", "T1", "T2", "I0", "I1"}; offsets written are
+    section-relative (``relocate_window_row`` adds the section bases). Row layout:
+    CONV T0 = W (f32), T1 = b (f32); QCONV T0 = W (i8), T1 = bias (i32), T2 = M (f32);
+    CONV T2 = its float32 im2col scratch; QCONV's int8 scratch follows W's section (table slot
+    G_COLS holds its offset relative to W) and its int32 accumulators follow the table;
+    I0 = the int32 table (i32; not GLOBAL_AVGPOOL, whose I0 = C and I1 = spatial size).
+    Returns the op's float parameter (QAVGPOOL: float32(x_scale / y_scale); else 0.0).
+    ``error`` is the exception class to raise (PlanError)."""
+    from . import quant
+    from .ops import Op
+    from .reference_conv import ConvSpecError, check_pool_pads, conv_channels, geometry
+
+    op = layer.op
+    a = layer.attrs
+    try:
+        if op == Op.GLOBAL_AVGPOOL:
+            c = layer.in_shape[0] if layer.in_shape else 0
+            if len(layer.in_shape) < 2 or layer.out_size != c:
+                raise ConvSpecError(f"in_shape {layer.in_shape} must be (C, *spatial) and out_shape hold C elements")
+            row[cols["I0"]] = c
+            row[cols["I1"]] = layer.in_size // c
+            return 0.0
+        if op in (Op.CONV, Op.QCONV):
+            o, group = conv_channels(frozen, layer)
+            geo = geometry(layer, o)
+        else:
+            o, group = None, 1
+            geo = geometry(layer)
+            check_pool_pads(layer, geo)
+    except ConvSpecError as exc:
+        raise error(f"{where}: {exc}") from None
+
+    def int_attr(key, default=None, lo=quant.QMIN, hi=quant.QMAX):
+        v = a.get(key, default)
+        if v is None or v != int(v) or not lo <= int(v) <= hi:
+            raise error(f"{where}: attribute {key!r} must be an integer in [{lo}, {hi}], got {v}")
+        return int(v)
+
+    def scale_attr(key):
+        v = float(a.get(key, float("nan")))
+        if not (v > 0 and np.isfinite(v) and np.float32(v) > 0):
+            raise error(f"{where}: {key} must be a positive float32, got {v}")
+        return v
+
+    include_pad = int_attr("count_include_pad", 0, 0, 1) if op in (Op.AVGPOOL, Op.QAVGPOOL) else 0
+    int8 = {}
+    mult = 0.0
+    if op in (Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL):
+        int8["x_zp"] = int_attr("x_zp")
+        scale_attr("x_scale")
+    if op in (Op.QCONV, Op.QAVGPOOL):
+        int8["y_zp"] = int_attr("y_zp")
+        y_scale = scale_attr("y_scale")
+        mult = float(np.float32(np.float64(a["x_scale"]) / np.float64(y_scale)))
+    if op == Op.QCONV:
+        int8["qmin"] = int_attr("qmin", quant.QMIN)
+        int8["qmax"] = int_attr("qmax", quant.QMAX)
+        if int8["qmin"] > int8["qmax"]:
+            raise error(f"{where}: qmin {int8['qmin']} > qmax {int8['qmax']}")
+    table = table_from_geometry(geo, geo.c if o is None else o, group, include_pad, **int8)
+
+    if op == Op.CONV:
+        W = frozen.tensor(layer, "W")
+        b = frozen.tensor(layer, "b")
+        if W.dtype != np.float32 or b.dtype != np.float32:
+            raise error(f"{where}: W and b must be float32 tensors")
+        row[cols["T0"]] = sec.add("f32", W)
+        row[cols["T1"]] = sec.add("f32", b)
+        row[cols["T2"]] = sec.add("f32", np.zeros(_cols_size(geo, group), np.float32))  # im2col scratch
+    elif op == Op.QCONV:
+        Wq = frozen.tensor(layer, "W")
+        bq = frozen.tensor(layer, "b")
+        w_scale = frozen.tensor(layer, "w_scale")
+        if Wq.dtype != np.int8 or bq.dtype != np.int32 or w_scale.dtype != np.float32 or w_scale.shape != (o,):
+            raise error(f"{where}: QCONV needs W int8, b int32 and w_scale ({o},) float32")
+        if not np.all(np.isfinite(w_scale)) or np.any(w_scale <= 0):
+            raise error(f"{where}: w_scale must be positive and finite")
+        # |acc| <= 255 * sum|W[o]| + |b[o]| must fit int32 so the wrapping int32 kernel is exact
+        bound = 255 * np.abs(Wq.astype(np.int64)).reshape(o, -1).sum(axis=1) + np.abs(bq.astype(np.int64))
+        if np.any(bound > np.iinfo(np.int32).max):
+            raise error(f"{where}: the int32 accumulator could overflow (worst case {int(bound.max())})")
+        M = quant.requant_multiplier(a["x_scale"], w_scale, a["y_scale"])
+        if not np.all(np.isfinite(M)):
+            raise error(f"{where}: requantization multiplier is not finite")
+        row[cols["T0"]] = sec.add("i8", Wq)
+        table[G_COLS] = sec.add("i8", np.zeros(_cols_size(geo, group), np.int8)) - row[cols["T0"]]
+        row[cols["T1"]] = sec.add("i32", bq)
+        row[cols["T2"]] = sec.add("f32", M)
+        table = np.concatenate([table, np.zeros(4 * geo.oh * geo.ow, np.int32)])  # accumulator scratch
+    row[cols["I0"]] = sec.add("i32", table)
+    return mult
+
+
+def relocate_window_row(row: list, cols: dict, base_f32: int, base_i32: int, base_i8: int) -> None:
+    """Add the section bases to a conv/pool row's section-relative offsets (see plan_window_row)."""
+    from .ops import Op
+    op = Op(row[cols["OP"]])
+    if op == Op.GLOBAL_AVGPOOL:
+        return
+    row[cols["I0"]] += base_i32
+    if op == Op.CONV:
+        row[cols["T0"]] += base_f32
+        row[cols["T1"]] += base_f32
+        row[cols["T2"]] += base_f32
+    elif op == Op.QCONV:
+        row[cols["T0"]] += base_i8
+        row[cols["T1"]] += base_i32
+        row[cols["T2"]] += base_f32

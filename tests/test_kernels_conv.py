@@ -61,14 +61,16 @@ def test_conv_f32_matches_twin(case, m):
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     W = _buffers(rng, wsize, np.float32)
     b = _buffers(rng, o, np.float32)
+    cols = np.zeros((geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow + 3, np.float32)  # im2col scratch
     got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
-                          lambda dst: (x, GUARD, W, GUARD, b, GUARD, dst, GUARD, g, 5, m), m * n_out, np.float32)
+                          lambda dst: (x, GUARD, W, GUARD, b, GUARD, dst, GUARD, g, 5, m, cols, 3), m * n_out,
+                          np.float32)
     scale = np.abs(W).max() * (geo.c // group) * geo.kh * geo.kw + 1.0
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
     if m == 3:  # one sample at a time gives the same bits
         one = np.full_like(got, 99)
         for s in range(m):
-            KC.conv_f32(x, GUARD + s * n_in, W, GUARD, b, GUARD, one, GUARD + s * n_out, g, 5, 1)
+            KC.conv_f32(x, GUARD + s * n_in, W, GUARD, b, GUARD, one, GUARD + s * n_out, g, 5, 1, cols, 3)
         np.testing.assert_array_equal(one, got)
 
 
@@ -76,7 +78,8 @@ def test_conv_f32_matches_twin(case, m):
 def test_qconv_i8_is_bit_exact(case):
     rng = np.random.default_rng(11)
     geo, o, group = _case_geometry(case)
-    g = KC.table_from_geometry(geo, o, group)
+    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(4 * geo.oh * geo.ow, np.int32)])  # + acc
+    cols = np.zeros((geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow, np.int8)
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     x = _buffers(rng, m * n_in, np.int8)
@@ -86,7 +89,7 @@ def test_qconv_i8_is_bit_exact(case):
     for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
         got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
                               lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M, GUARD, dst, GUARD, g, 0, m,
-                                           x_zp, y_zp, qmin, qmax), m * n_out, np.int8)
+                                           x_zp, y_zp, qmin, qmax, cols, 0), m * n_out, np.int8)
         np.testing.assert_array_equal(got, want)
         assert len(np.unique(got)) > 10  # not all saturated
 
@@ -153,5 +156,6 @@ def test_twins_agree_with_reference_executor():
     X = rng.normal(size=(2,) + in_shape).astype(np.float32)
     g = KC.table_from_geometry(make_geometry(in_shape, attrs), 6, 2)
     y = np.zeros(2 * layer.out_size, np.float32)
-    KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2)
+    cols = np.zeros(2 * 2 * 3 * layer.out_size // 6, np.float32)
+    KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2, cols, 0)
     np.testing.assert_allclose(y.reshape((2,) + layer.out_shape), reference.run(fm, X), rtol=1e-5, atol=1e-5)
