@@ -306,22 +306,36 @@ class _Importer:
                         raise OnnxImportError(f"node {node.name or '<unnamed>'!r} ({node.op_type}) reads input {i!r}, "
                                               f"which is undefined (no node, initializer or graph input produces it)")
                     stack.append(i)
-        # Kahn's algorithm over the needed nodes, in file order where free.
+        # Kahn's algorithm over the needed nodes, in file order where free: the ready node
+        # earliest in the file goes next (a heap), O(nodes + edges) even for a file stored in
+        # reverse order (repeated passes were quadratic: 8,000 reversed nodes took 36 s).
+        import heapq
         order = [n for n in self.graph.node if id(n) in needed_ids]
         done = set(init_names) | set(input_names)
-        result, pending = [], order
-        while pending:
-            rest = []
-            for node in pending:
-                if all((not i) or i in done for i in node.input):
-                    result.append(node)
-                    done.update(o for o in node.output if o)
-                else:
-                    rest.append(node)
-            if len(rest) == len(pending):
-                names = ", ".join(repr(n.name or n.op_type) for n in rest[:5])
-                raise OnnxImportError(f"the graph has a cycle through nodes {names}")
-            pending = rest
+        missing, waiting, ready = [], {}, []
+        for k, node in enumerate(order):
+            need = {i for i in node.input if i and i not in done}
+            missing.append(len(need))
+            for name in need:
+                waiting.setdefault(name, []).append(k)
+            if not need:
+                ready.append(k)
+        heapq.heapify(ready)
+        result = []
+        while ready:
+            k = heapq.heappop(ready)
+            result.append(order[k])
+            for o in order[k].output:
+                if o and o not in done:
+                    done.add(o)
+                    for j in waiting.pop(o, ()):
+                        missing[j] -= 1
+                        if missing[j] == 0:
+                            heapq.heappush(ready, j)
+        if len(result) < len(order):
+            stuck = [order[k] for k in range(len(order)) if missing[k]]
+            names = ", ".join(repr(n.name or n.op_type) for n in stuck[:5])
+            raise OnnxImportError(f"the graph has a cycle through nodes {names}")
         return result
 
     # -- main ----------------------------------------------------------------------------------
