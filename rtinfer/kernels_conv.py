@@ -126,6 +126,35 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _pad_planes(src, xs, c0, cg, g, go, xp, xo, fill):
+    """Channels c0..c0+cg of one sample (x at src[xs:]) as padded planes in xp[xo:], each
+    (hp, wp) = (oh + (kh - 1) * dh, ow + (kw - 1) * dw) (stride 1), padding = ``fill``."""
+    h = g[go + G_H]
+    w = g[go + G_W]
+    pt = g[go + G_PT]
+    pl = g[go + G_PL]
+    hp = g[go + G_OH] + (g[go + G_KH] - 1) * g[go + G_DH]
+    wp = g[go + G_OW] + (g[go + G_KW] - 1) * g[go + G_DW]
+    rows = min(h, hp - pt)
+    cols = min(w, wp - pl)
+    for c in range(cg):
+        pv = xp[xo + c * hp * wp:xo + (c + 1) * hp * wp]
+        for k in range(hp * wp):
+            pv[k] = fill
+        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
+        for r in range(rows):
+            seg = pv[(r + pt) * wp + pl:(r + pt) * wp + pl + cols]
+            xr = xv[r * w:r * w + cols]
+            for k in range(cols):
+                seg[k] = xr[k]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _is_unit_stride(g, go):
+    return g[go + G_SH] == 1 and g[go + G_SW] == 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _is_pointwise(g, go):
     """1x1 kernel, stride 1, no padding: the input planes are the im2col rows."""
     return (g[go + G_KH] == 1 and g[go + G_KW] == 1 and g[go + G_SH] == 1 and g[go + G_SW] == 1
@@ -159,11 +188,39 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
     n_in = c_in * h * w
     n_out = o_n * plane
     direct = _is_pointwise(g, go)
+    shifted = _is_unit_stride(g, go) and not direct
+    dh = g[go + G_DH]
+    dw = g[go + G_DW]
+    hp = oh + (kh - 1) * dh
+    wp = ow + (kw - 1) * dw
+    yo_ = co + cg * hp * wp  # (oh, wp) accumulator plane after the padded input planes
+    span = (oh - 1) * wp + ow
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
         for gi in range(group):
             c0 = gi * cg
+            if shifted:  # stride 1: every (p, q) is one shifted run over the padded planes
+                _pad_planes(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
+                acc = cols[yo_:yo_ + span]
+                for o in range(gi * og, (gi + 1) * og):
+                    b0 = b[bo + o]
+                    for k in range(span):
+                        acc[k] = b0
+                    for c in range(cg):
+                        for p in range(kh):
+                            for q in range(kw):
+                                wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
+                                st = co + c * hp * wp + p * dh * wp + q * dw
+                                xr = cols[st:st + span]
+                                for k in range(span):
+                                    acc[k] += wv * xr[k]
+                    for i in range(oh):
+                        yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
+                        ar = acc[i * wp:i * wp + ow]
+                        for k in range(ow):
+                            yr[k] = ar[k]
+                continue
             if direct:
                 cs = src
                 cb = xs + c0 * plane
@@ -242,11 +299,39 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
     a3 = g[go + G_LEN + 3 * plane:go + G_LEN + 4 * plane]
     zp = np.int32(x_zp)
     direct = _is_pointwise(g, go)
+    shifted = _is_unit_stride(g, go) and not direct
+    dh = g[go + G_DH]
+    dw = g[go + G_DW]
+    hp = oh + (kh - 1) * dh
+    wp = ow + (kw - 1) * dw
+    span = (oh - 1) * wp + ow
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
         for gi in range(group):
             c0 = gi * cg
+            if shifted:  # stride 1: shifted runs over padded planes (padding = x_zp adds 0)
+                _pad_planes(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
+                acc = g[go + G_LEN:go + G_LEN + span]
+                for o in range(gi * og, (gi + 1) * og):
+                    b0 = np.int32(bias[bo + o])
+                    for k in range(span):
+                        acc[k] = b0
+                    for c in range(cg):
+                        for p in range(kh):
+                            for q in range(kw):
+                                wv = np.int32(W[wo + ((o * cg + c) * kh + p) * kw + q])
+                                st = co + c * hp * wp + p * dh * wp + q * dw
+                                xr = cols[st:st + span]
+                                for k in range(span):
+                                    acc[k] = np.int32(acc[k] + (np.int32(xr[k]) - zp) * wv)
+                    mult = M[mo + o]
+                    for i in range(oh):
+                        yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
+                        ar = acc[i * wp:i * wp + ow]
+                        for k in range(ow):
+                            yr[k] = _requant(ar[k], mult, y_zp, qmin, qmax)
+                continue
             if direct:
                 cs = src
                 cb = xs + c0 * plane
@@ -510,9 +595,21 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 
 
 # ------------------------------------------------------------------------------ planning
-def _cols_size(geo, group: int) -> int:
-    """Elements of im2col scratch: one group's (C/group * kh * kw, oh * ow) (at least 1)."""
-    return max(1, geo.c // group * geo.kh * geo.kw * geo.oh * geo.ow)
+def conv_scratch(geo, group: int) -> dict:
+    """Scratch elements conv_f32 / qconv_i8 need for a geometry (rtinfer.reference_conv.Geometry):
+    {"f32": conv_f32's cols, "i8": qconv_i8's cols, "i32": qconv_i8's accumulators after its
+    table}. Pointwise: none; stride 1: the group's padded planes (hp, wp) = (oh + (kh - 1) dh,
+    ow + (kw - 1) dw) plus an (oh, wp) accumulator plane; else im2col rows (C/group kh kw, oh ow)."""
+    cg = geo.c // group
+    plane = geo.oh * geo.ow
+    pointwise = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow) == (1, 1, 1, 1, 0, 0, geo.h, geo.w)
+    if pointwise:
+        return {"f32": 1, "i8": 1, "i32": 4 * plane}
+    if geo.sh == 1 and geo.sw == 1:
+        hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
+        return {"f32": cg * hp * wp + geo.oh * wp, "i8": cg * hp * wp, "i32": max(4 * plane, geo.oh * wp)}
+    cols = cg * geo.kh * geo.kw * plane
+    return {"f32": cols, "i8": cols, "i32": 4 * plane}
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
@@ -587,7 +684,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
             raise error(f"{where}: W and b must be float32 tensors")
         row[cols["T0"]] = sec.add("f32", W)
         row[cols["T1"]] = sec.add("f32", b)
-        row[cols["T2"]] = sec.add("f32", np.zeros(_cols_size(geo, group), np.float32))  # im2col scratch
+        row[cols["T2"]] = sec.add("f32", np.zeros(conv_scratch(geo, group)["f32"], np.float32))  # scratch
     elif op == Op.QCONV:
         Wq = frozen.tensor(layer, "W")
         bq = frozen.tensor(layer, "b")
@@ -604,10 +701,11 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         if not np.all(np.isfinite(M)):
             raise error(f"{where}: requantization multiplier is not finite")
         row[cols["T0"]] = sec.add("i8", Wq)
-        table[G_COLS] = sec.add("i8", np.zeros(_cols_size(geo, group), np.int8)) - row[cols["T0"]]
+        need = conv_scratch(geo, group)
+        table[G_COLS] = sec.add("i8", np.zeros(need["i8"], np.int8)) - row[cols["T0"]]
         row[cols["T1"]] = sec.add("i32", bq)
         row[cols["T2"]] = sec.add("f32", M)
-        table = np.concatenate([table, np.zeros(4 * geo.oh * geo.ow, np.int32)])  # accumulator scratch
+        table = np.concatenate([table, np.zeros(need["i32"], np.int32)])  # accumulator scratch
     row[cols["I0"]] = sec.add("i32", table)
     return mult
 

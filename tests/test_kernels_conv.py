@@ -22,6 +22,9 @@ CONV_CASES = [
     ((6, 5, 5), 6, 6, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),           # depthwise 2-D
     ((8, 4, 4), 5, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),           # pointwise
     ((1, 49, 10), 8, 1, (10, 4), (2, 2), (1, 1), ((4, 5), (1, 2))),        # DS-CNN stem shape
+    ((3, 5, 4), 5, 1, (1, 1), (1, 1), (1, 1), ((1, 0), (0, 1))),           # 1x1 with padding
+    ((4, 6, 7), 4, 2, (3, 2), (1, 1), (2, 3), ((2, 1), (3, 0))),           # stride 1, dilated, asymmetric
+    ((2, 6, 6), 3, 1, (2, 2), (1, 1), (1, 1), ((0, 0), (0, 0))),           # stride 1, no padding
 ]
 
 
@@ -61,7 +64,7 @@ def test_conv_f32_matches_twin(case, m):
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     W = _buffers(rng, wsize, np.float32)
     b = _buffers(rng, o, np.float32)
-    cols = np.zeros((geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow + 3, np.float32)  # im2col scratch
+    cols = np.zeros(KC.conv_scratch(geo, group)["f32"] + 3, np.float32)
     got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
                           lambda dst: (x, GUARD, W, GUARD, b, GUARD, dst, GUARD, g, 5, m, cols, 3), m * n_out,
                           np.float32)
@@ -78,8 +81,9 @@ def test_conv_f32_matches_twin(case, m):
 def test_qconv_i8_is_bit_exact(case):
     rng = np.random.default_rng(11)
     geo, o, group = _case_geometry(case)
-    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(4 * geo.oh * geo.ow, np.int32)])  # + acc
-    cols = np.zeros((geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow, np.int8)
+    need = KC.conv_scratch(geo, group)
+    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(need["i32"], np.int32)])  # + accumulators
+    cols = np.zeros(need["i8"], np.int8)
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     x = _buffers(rng, m * n_in, np.int8)
@@ -156,6 +160,6 @@ def test_twins_agree_with_reference_executor():
     X = rng.normal(size=(2,) + in_shape).astype(np.float32)
     g = KC.table_from_geometry(make_geometry(in_shape, attrs), 6, 2)
     y = np.zeros(2 * layer.out_size, np.float32)
-    cols = np.zeros(2 * 2 * 3 * layer.out_size // 6, np.float32)
+    cols = np.zeros(KC.conv_scratch(make_geometry(in_shape, attrs), 2)["f32"], np.float32)
     KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2, cols, 0)
     np.testing.assert_allclose(y.reshape((2,) + layer.out_shape), reference.run(fm, X), rtol=1e-5, atol=1e-5)
