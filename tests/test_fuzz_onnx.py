@@ -238,3 +238,53 @@ def test_many_small_folds_are_capped_in_total():
         assert tracemalloc.get_traced_memory()[1] < 3 * 4 * (1 << 24)  # at most ~2 folds alive
     finally:
         tracemalloc.stop()
+
+
+def _chain(n, reverse=False):
+    """n x (MatMul W -> Add b -> Relu) on (N, 4); the nodes stored in reverse when asked."""
+    X = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    Y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((0.5 * rng.standard_normal((4, 4))).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")]
+    nodes, prev = [], "x"
+    for i in range(n):
+        out = "y" if i == n - 1 else f"t{i}"
+        nodes += [helper.make_node("MatMul", [prev, "W"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", "b"], [f"r{i}"]),
+                  helper.make_node("Relu", [f"r{i}"], [out])]
+        prev = out
+    if reverse:
+        nodes = nodes[::-1]
+    m = helper.make_model(helper.make_graph(nodes, "g", [X], [Y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_big_graphs_import_in_linear_work(monkeypatch):
+    """A graph stored in reverse order sorts like the forward one, and layer fusion reads the
+    layer list a number of times linear in its length (it used to restart after every fusion:
+    quadratic, so a few MB of nodes could stall the importer for minutes)."""
+    from export import onnx_import
+
+    reads = {"n": 0}
+
+    class CountingList(list):
+        def __getitem__(self, i):
+            reads["n"] += 1
+            return super().__getitem__(i)
+
+    real = onnx_import._Importer._fuse
+
+    def counting(self):
+        self.layers = CountingList(self.layers)
+        return real(self)
+
+    monkeypatch.setattr(onnx_import._Importer, "_fuse", counting)
+    n = 600
+    fwd = from_onnx(_chain(n))
+    assert len(fwd.layers) == n
+    assert reads["n"] <= 40 * n  # restarting after every fusion read it 724,192 times here
+    rev = from_onnx(_chain(n, reverse=True))
+    assert fwd.layers == rev.layers
+    for k in fwd.buffers:
+        assert np.array_equal(fwd.buffers[k], rev.buffers[k])
