@@ -179,7 +179,7 @@ def _load_model(path):
         raise CheckpointError(f"{path}: 'architecture' must be a 1-D uint8 array")
     try:
         arch = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested 10^5 deep
         raise CheckpointError(f"{path}: 'architecture' is not valid JSON: {exc}") from None
     if not isinstance(arch, dict) or arch.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format is not {FORMAT!r}")
