@@ -187,3 +187,10 @@ def test_hostile_checkpoints_raise_checkpoint_error(summary):
             f"{total - rejected} loaded, {res['n_failures']} other errors; max traced peak {res['max_peak']} B")
     assert res["n_failures"] == 0, res["failures"]
     assert rejected > total // 2
+
+
+def test_deeply_nested_architecture_json_is_refused(tmp_path):
+    arch = ("[" * 100000 + "]" * 100000).encode()
+    np.savez(tmp_path / "deep.npz", architecture=np.frombuffer(arch, np.uint8), theta=np.zeros(3))
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_model(tmp_path / "deep.npz")
