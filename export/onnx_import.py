@@ -515,8 +515,12 @@ class _Importer:
         self.consts[node.output[0]] = value
 
     def _fold(self, node):
-        from onnx import helper
+        from onnx import AttributeProto, helper
         from onnx.reference import ReferenceEvaluator
+        if node.op_type in ("Loop", "Scan") or any(
+                a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
+            # a Loop with a trip count of 10^9 is a few bytes; evaluating it would never end
+            raise self._unsupported(node, "control flow on constants is not folded (its work is unbounded)")
         feeds, vis = {}, []
         for name in node.input:
             if name and name not in feeds:
