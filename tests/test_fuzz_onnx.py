@@ -288,3 +288,31 @@ def test_big_graphs_import_in_linear_work(monkeypatch):
     assert fwd.layers == rev.layers
     for k in fwd.buffers:
         assert np.array_equal(fwd.buffers[k], rev.buffers[k])
+
+
+def _loop_node(trip_count_name, out):
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.ones(1, np.float32), "one")])
+    return helper.make_node("Loop", [trip_count_name, "c", "v0"], [out], body=body)
+
+
+@pytest.mark.parametrize("wrap_in_if", [False, True])
+def test_constant_loops_are_not_evaluated(wrap_in_if):
+    """A Loop on constants with a trip count of 10^9 (a few bytes) would run for hours if folded."""
+    inits = [numpy_helper.from_array(np.array(10 ** 9, np.int64), "M"), numpy_helper.from_array(np.array(True), "c"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "v0")]
+    if wrap_in_if:
+        branch = helper.make_graph([_loop_node("M", "lv")], "branch", [],
+                                   [helper.make_tensor_value_info("lv", TensorProto.FLOAT, [1])])
+        nodes = [helper.make_node("If", ["c"], ["vf"], then_branch=branch, else_branch=branch)]
+    else:
+        nodes = [_loop_node("M", "vf")]
+    nodes.append(helper.make_node("Add", ["y", "vf"], ["z"]))
+    _rejects(_gemm_model(extra_nodes=nodes, extra_inits=inits, out="z"), "control flow on constants")
