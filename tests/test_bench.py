@@ -193,3 +193,33 @@ def test_script_entry_point_runs():
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--help"],
                           capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 0 and "--quick" in proc.stdout
+
+
+class _FakeEngine:
+    """Records the chunks it is asked to time; each sample 'takes' its index in ns."""
+
+    def __init__(self, name, calls):
+        self.name = name
+        self.calls = calls
+
+    def time_samples(self, X, warmup):
+        self.calls.append((self.name, len(X), warmup))
+        return np.arange(len(X), dtype=np.int64)
+
+    def batch_call(self, B):
+        return (lambda Xb: Xb) if B != 32 else None
+
+
+def test_round_robin_chunks_rotate_the_engine_order():
+    calls = []
+    engines = [_FakeEngine(n, calls) for n in "abc"]
+    X = np.zeros((10, 3), dtype=np.float32)
+    times = bench_run.latency_interleaved(engines, X, chunk=4, warmup=2)
+    assert calls == [("a", 4, 2), ("b", 4, 2), ("c", 4, 2),
+                     ("b", 4, 2), ("c", 4, 2), ("a", 4, 2),
+                     ("c", 2, 2), ("a", 2, 2), ("b", 2, 2)]
+    for name in "abc":
+        assert times[name].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    tput = bench_run.throughput_interleaved(engines, X, (1, 32, 4), seconds=0.001, p50_hint_us=1.0)
+    for name in "abc":  # B = 32 has no batch call: no entry
+        assert set(tput[name]) == {1, 4} and all(v > 0 for v in tput[name].values())
