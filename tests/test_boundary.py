@@ -181,11 +181,14 @@ def test_read_only_out_is_refused_and_read_only_input_accepted(rt):
     Y.flags.writeable = False
     with pytest.raises(ValueError, match="expected out"):
         rt.predict(np.zeros((2, 3, 4), np.float32), out=Y)
-    X = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
-    want = rt.predict(X)
-    X.flags.writeable = False
-    assert np.array_equal(rt.predict(X), want)
-    assert np.array_equal(rt.predict_one(X[2]), want[2])
+    for n in (5, 100):  # small batches and large ones (which may take another batch path)
+        X = np.random.default_rng(n).standard_normal((n, 3, 4)).astype(np.float32)
+        want = rt.predict(X)
+        X.flags.writeable = False  # e.g. np.load(..., mmap_mode="r") or np.frombuffer
+        assert np.array_equal(rt.predict(X), want)
+        assert np.array_equal(rt.stream(X), rt.stream(X.copy()))
+        assert np.array_equal(rt.predict_one(X[2]), rt.predict_one(X[2].copy()))
+        rt.measure(X, budget_us=1e6, warmup=0)
 
 
 @pytest.mark.parametrize("kw,match", [
