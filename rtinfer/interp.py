@@ -13,6 +13,8 @@ layout and the op codes): a second model, or a second process, runs without comp
         mode MODE_TIMED:  as MODE_STREAM, times[s] = nanoseconds of sample s
         mode MODE_PER_OP: as MODE_STREAM, times[s * n_ops + k] = nanoseconds of op k on sample s
     first_nonfinite(X) -> int         index of the first NaN/inf element of X, or -1
+    run_range, dense_bias_act,        the compiled pieces of the BLAS batch path (rtinfer.batch):
+    i8_to_f32, qdense_requant         a range of program rows, and the before/after of a GEMM
 
 X (n * in_size,) and Y (n * out_size,) are the caller's C-contiguous float32 arrays, flattened.
 Timing uses clock_gettime(CLOCK_MONOTONIC), declared as an external C symbol (cache-safe),
@@ -231,6 +233,90 @@ def execute(blob, X, Y, n, mode, times):
                 exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
                 t1 = now_ns(h)
                 times[s * n_ops + k] = t1 - t0
+
+
+# -- compiled pieces of the BLAS batch path (rtinfer.batch drives them) -------------------------
+
+@_jit
+def run_range(blob, p, k0, k1, X, xo, Y, yo, m):
+    """Rows k0 .. k1 - 1 of the program at h[p:] (H_NCOLS columns per row) for m samples, as
+    run_rows does; rtinfer.batch passes its relocated program (intermediates in its chunk arena)."""
+    h = blob.view(np.int64)
+    f64 = blob.view(np.float64)
+    f32 = blob.view(np.float32)
+    i32 = blob.view(np.int32)
+    i8 = blob.view(np.int8)
+    nc = h[H_NCOLS]
+    for k in range(k0, k1):
+        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
+
+
+@_jit
+def dense_bias_act(blob, r, Y, yo, m):
+    """Epilogue of the DENSE row at h[r] once its output (Y[yo:] if the row writes Y, else its
+    arena region) holds the products x @ W for m samples: y = act(y + b) in place, the bias
+    added in float32 and the activation applied exactly as exec_row does."""
+    h = blob.view(np.int64)
+    f64 = blob.view(np.float64)
+    f32 = blob.view(np.float32)
+    n_out = h[r + C_NOUT]
+    bo = h[r + C_T1]
+    act = h[r + C_ACT]
+    fp = h[r + C_FP]
+    dst_io = h[r + C_DST_KIND] == K_IO
+    dst = Y if dst_io else f32
+    do = yo if dst_io else h[r + C_DST]
+    for s in range(m):
+        d = do + s * n_out
+        for j in range(n_out):
+            dst[d + j] = dst[d + j] + f32[bo + j]
+        if act != K.A_IDENTITY:
+            K.act_f32(dst, d, dst, d, n_out, act, f64[fp], f64[fp + 1])
+
+
+@_jit
+def i8_to_f32(blob, r, xf, m):
+    """xf[:m * n_in] = float32 of the int8 input (raw codes, arena) of the QDENSE row at h[r]."""
+    h = blob.view(np.int64)
+    i8 = blob.view(np.int8)
+    so = h[r + C_SRC]
+    for k in range(m * h[r + C_NIN]):
+        xf[k] = np.float32(i8[so + k])
+
+
+@_jit
+def qdense_requant(blob, r, acc, m):
+    """Epilogue of the QDENSE row at h[r]: acc (m * n_out,) float32 holds sum_i x[i] * W[i, j]
+    over raw int8 codes as exact integers; y = requantized int32(acc) + folded bias, written
+    to the row's int8 output in the arena, as kernels.qdense_i8 computes it."""
+    h = blob.view(np.int64)
+    f32 = blob.view(np.float32)
+    i32 = blob.view(np.int32)
+    i8 = blob.view(np.int8)
+    n_out = h[r + C_NOUT]
+    do = h[r + C_DST]
+    bo = h[r + C_T1]
+    mo = h[r + C_T2]
+    y_zp = h[r + C_I0]
+    qmin = h[r + C_I1]
+    qmax = h[r + C_I2]
+    for s in range(m):
+        a = s * n_out
+        for j in range(n_out):
+            v = np.int32(acc[a + j])
+            i8[do + a + j] = K._requant(np.int32(v + i32[bo + j]), f32[mo + j], y_zp, qmin, qmax)
+
+
+def warm_up_batch() -> None:
+    """Compile (or load from the cache) the batch path's entry points, one signature each."""
+    blob = np.zeros(256, dtype=np.uint8)  # a program of n_ops = 0 rows; m = 0 samples
+    x = np.zeros(1, dtype=np.float32)
+    run_range(blob, 0, 0, 0, x, 0, x, 0, 0)
+    dense_bias_act(blob, 0, x, 0, 0)
+    i8_to_f32(blob, 0, x, 0)
+    qdense_requant(blob, 0, x, 0)
+    for fn in (run_range, dense_bias_act, i8_to_f32, qdense_requant):
+        fn.disable_compile()
 
 
 def warm_up() -> None:

@@ -15,8 +15,18 @@ Input policy, checked once at the boundary (ValueError naming expected vs given)
 - non-finite inputs (NaN, inf): ``nonfinite="raise"`` (default) refuses them, ``"allow"`` runs
   them through. predict_one checks with one vectorized pass inside the compiled call.
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
-ends in ARGMAX (``frozen.output_dtype``). predict, predict_one and stream give bit-identical
-results for the same sample. A Runtime is not thread-safe (it owns one arena).
+ends in ARGMAX (``frozen.output_dtype``). A Runtime is not thread-safe (it owns one arena).
+
+Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
+- ``"auto"`` (default): predict runs batches of at least rtinfer.batch.AUTO_MIN_BATCH (32)
+  samples through the BLAS path (rtinfer.batch): DENSE and QDENSE layers as matrix products
+  through NumPy's BLAS, every other op through the compiled kernels, in chunks of
+  rtinfer.batch.CHUNK samples (buffers allocated once per Runtime, on first use). fp32 results
+  may differ from predict_one/stream in the last bits (within 1e-5 relative: BLAS sums in its
+  own order); int8 results stay bit-identical. The user's BLAS thread settings apply.
+- ``"exact"``: predict runs blocks of plan.BLOCK samples through the compiled interpreter.
+predict with ``batch="exact"`` (or ``"auto"`` below 32 samples), predict_one and stream give
+bit-identical results for the same sample; int8 layers are bit-identical on every path.
 
 predict_one's fastest path is a 1-D float32 x and a 1-D ``out`` of the output dtype float32:
 they go straight to the compiled function (Numba's C-level type check is the boundary check;
@@ -35,6 +45,7 @@ from .plan import Plan, build_plan
 
 _F32 = np.dtype(np.float32)
 _NONFINITE = ("raise", "allow")
+_BATCH = ("auto", "exact")
 
 
 class InputError(ValueError):
@@ -55,9 +66,11 @@ def _entry(dispatcher):
 class Runtime:
     """A FrozenModel planned and ready to run. Construct with rtinfer.load()."""
 
-    def __init__(self, model, nonfinite: str = "raise"):
+    def __init__(self, model, nonfinite: str = "raise", batch: str = "auto"):
         if nonfinite not in _NONFINITE:
             raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+        if batch not in _BATCH:
+            raise ValueError(f"batch must be one of {_BATCH}, got {batch!r}")
         if isinstance(model, Plan):
             self.frozen = None
             self.plan = model
@@ -69,6 +82,8 @@ class Runtime:
         from . import interp
         interp.warm_up()
         self._interp = interp
+        from .batch import AUTO_MIN_BATCH
+        self._auto_min = AUTO_MIN_BATCH
         self._run_one = _entry(interp.run_one)
         self._run_one_fast = interp.run_one  # the dispatcher, compilation disabled by warm_up
         self._execute = _entry(interp.execute)
@@ -86,6 +101,9 @@ class Runtime:
         # float32 scratch for predict_one when the user-facing output is int64
         self._y_scratch = np.zeros(p.out_size, dtype=np.float32)
         self._no_times = np.zeros(1, dtype=np.int64)
+        self.batch = batch
+        self._blas = None  # rtinfer.batch.BatchPath, built on the first predict that uses it
+        self._blas_built = False
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -147,12 +165,25 @@ class Runtime:
                              f"{shape}, got {given}")
         return out
 
-    def _run_batch(self, X, out, nonfinite, mode):
+    def _blas_path(self):
+        """The BLAS batch path (built once, on first use), or None if the plan has none."""
+        if not self._blas_built:
+            from .batch import BatchPath
+            self._blas = BatchPath.build(self.plan)
+            self._blas_built = True
+        return self._blas
+
+    def _run_batch(self, X, out, nonfinite, mode, auto=False):
         flat = self._check_batch(X, nonfinite)
         n = X.shape[0]
         Y = self._batch_out(n, out)
         if n == 0:
             return Y
+        if auto and n >= self._auto_min:
+            blas = self._blas_path()
+            if blas is not None:
+                blas.run(flat, Y.reshape(-1), n)
+                return Y
         if self._int_out:
             tmp = np.empty(n * self.out_size, dtype=np.float32)
             self._execute(self._state, flat, tmp, n, mode, self._no_times)
@@ -163,8 +194,10 @@ class Runtime:
 
     # -- execution ----------------------------------------------------------------------------
     def predict(self, X, out=None, nonfinite=None) -> np.ndarray:
-        """Batch X (N, *input_shape) -> (N, *output_shape), in blocks of plan.BLOCK samples."""
-        return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH)
+        """Batch X (N, *input_shape) -> (N, *output_shape). batch="exact": in blocks of
+        plan.BLOCK samples through the compiled interpreter; batch="auto": batches of at least
+        rtinfer.batch.AUTO_MIN_BATCH samples through the BLAS path (rtinfer.batch)."""
+        return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH, auto=self.batch == "auto")
 
     def stream(self, X, out=None, nonfinite=None) -> np.ndarray:
         """Every sample of X one at a time, all inside one compiled call (the embedded loop)."""
@@ -243,20 +276,23 @@ class Runtime:
                        mode=mode, per_layer=per_layer)
 
 
-def load(model, nonfinite: str = "raise") -> Runtime:
-    """A Runtime from a FrozenModel, a ``.rtm`` path or an ``.onnx`` path."""
+def load(model, nonfinite: str = "raise", batch: str = "auto") -> Runtime:
+    """A Runtime from a FrozenModel, a ``.rtm`` path or an ``.onnx`` path. ``nonfinite`` and
+    ``batch`` are the Runtime's options (see the module docstring)."""
+    if batch not in _BATCH:
+        raise ValueError(f"batch must be one of {_BATCH}, got {batch!r}")
     if isinstance(model, (FrozenModel, Plan)):
-        return Runtime(model, nonfinite=nonfinite)
+        return Runtime(model, nonfinite=nonfinite, batch=batch)
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         low = path.lower()
         if low.endswith(".rtm"):
             from .rtm import load_frozen
-            return Runtime(load_frozen(path), nonfinite=nonfinite)
+            return Runtime(load_frozen(path), nonfinite=nonfinite, batch=batch)
         if low.endswith(".onnx"):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"no such model file: {path}")
             from export.onnx_import import from_onnx
-            return Runtime(from_onnx(path), nonfinite=nonfinite)
+            return Runtime(from_onnx(path), nonfinite=nonfinite, batch=batch)
         raise ValueError(f"cannot load {path!r}: expected a .rtm or .onnx file")
     raise ValueError(f"load expects a FrozenModel or a path to a .rtm/.onnx file, got {type(model).__name__}")

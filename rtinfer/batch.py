@@ -1,0 +1,226 @@
+"""The BLAS batch path of ``Runtime.predict`` (``batch="auto"``, the default).
+
+Batches of at least ``AUTO_MIN_BATCH`` samples run in chunks of up to ``CHUNK`` samples. In a
+chunk, every DENSE row and every QDENSE row whose bound holds (below) is one matrix product
+through NumPy's BLAS (``np.matmul(A, B, out=C)`` into preallocated buffers) followed by a compiled
+epilogue (rtinfer.interp: dense_bias_act, i8_to_f32, qdense_requant); every other row runs
+through the compiled interpreter (``interp.exec_row``, via ``interp.run_range``) on the whole
+chunk at once. Smaller batches, and models with ops outside ``AUTO_OPS`` (convolution, pooling),
+take the exact path (``batch="exact"``: blocks of plan.BLOCK through the interpreter).
+
+Layout: a BatchPath owns a private blob = the plan image followed by a tail holding a relocated
+copy of the program (every intermediate in a chunk arena of two regions per dtype, each CHUNK x
+the largest intermediate of that dtype), so exec_row runs unchanged on CHUNK samples. DENSE
+weights are the plan's transposed W viewed from the blob (no copy); each BLAS QDENSE gets a
+float32 copy of its int8 weights (n_out, n_in). Everything is allocated once, when the path is
+built (on the first qualifying predict); a call allocates nothing but array views.
+
+Numerics:
+- fp32 DENSE: the product x @ W comes from BLAS (sgemm: its own blocking, summation order and
+  FMA), then ``+ b`` in float32 and the activation exactly as the compiled kernels. Results
+  differ from the exact path (and predict_one, stream) in the last bits, within 1e-5 relative
+  of the summed magnitudes (tested); they may also depend on the BLAS build and its threads
+  (the user's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS apply) and on the chunking. Use
+  ``batch="exact"`` where bit-identity with predict_one/stream matters.
+- int8 QDENSE: sum_i x[i] * W[i, j] over the raw int8 codes (|x| <= 128, the input zero point
+  folded into the int32 bias by the planner) in a float32 GEMM is exact in any summation order
+  when every partial sum is an integer of magnitude <= 2^24, which ``128 * sum_i |W[i, j]| <=
+  2^24`` for every j guarantees (checked per layer from the actual weights; always true for
+  n_in <= 1032). The folded bias is then added in int32 and the sum requantized as
+  kernels.qdense_i8 does: bit-identical to the exact path and to rtinfer.reference. A layer
+  that fails the bound runs the exact int8 kernel on the chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import interp
+from .ops import Op
+from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, K_ARENA, K_IO,
+                   NCOLS, Plan)
+
+AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
+CHUNK = 256           # samples per chunk: the chunk arena holds CHUNK samples
+
+# Ops the batch path runs (every op kernel here takes m samples and needs no scratch).
+AUTO_OPS = frozenset({Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
+                      Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT})
+_I8_OUT = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT})
+
+# float32 represents every integer of magnitude <= 2^24 exactly
+F32_EXACT_INT = 2 ** 24
+
+_ALIGN = 64
+
+_RANGE, _DENSE, _QDENSE = 0, 1, 2
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def qdense_gemm_exact(Wt: np.ndarray) -> bool:
+    """True when a float32 GEMM of int8 codes (|x| <= 128) with Wt (n_out, n_in) int8 is exact:
+    128 * sum_i |Wt[j, i]| <= 2^24 for every output j (bounds every partial sum in any order)."""
+    if Wt.size == 0:
+        return True
+    return int((128 * np.abs(Wt.astype(np.int64)).sum(axis=1)).max()) <= F32_EXACT_INT
+
+
+class BatchPath:
+    """The chunked BLAS path for one Runtime; build with BatchPath.build(plan) (None if the
+    plan has an op outside AUTO_OPS or no DENSE/QDENSE row to hand to BLAS)."""
+
+    @classmethod
+    def build(cls, plan: Plan):
+        ops = [Op(int(op)) for op in plan.program[:, C_OP]]
+        if any(op not in AUTO_OPS for op in ops):
+            return None
+        if not any(op in (Op.DENSE, Op.QDENSE) for op in ops):
+            return None
+        path = cls(plan)
+        return path if path.n_gemm else None
+
+    def __init__(self, plan: Plan):
+        from .runtime import _entry
+        interp.warm_up_batch()
+        # compiled entry points of the one signature each (X may be read-only: it is only read)
+        self._run_range = _entry(interp.run_range)
+        self._dense_post = _entry(interp.dense_bias_act)
+        self._i8_to_f32 = _entry(interp.i8_to_f32)
+        self._qdense_post = _entry(interp.qdense_requant)
+        self.in_size = plan.in_size
+        self.out_size = plan.out_size
+        prog = plan.program.copy()
+        n_ops = len(prog)
+        ops = [Op(int(op)) for op in prog[:, C_OP]]
+
+        # Chunk arena: the largest intermediate (every row's output but the last) per dtype.
+        max_f32 = max([int(prog[k, C_NOUT]) for k in range(n_ops - 1) if ops[k] not in _I8_OUT], default=0)
+        max_i8 = max([int(prog[k, C_NOUT]) for k in range(n_ops - 1) if ops[k] in _I8_OUT], default=0)
+        image = plan.image
+        o_prog = _align(image.nbytes)
+        o_f32 = _align(o_prog + prog.nbytes)
+        reg_f32 = CHUNK * max_f32                       # float32 elements per region
+        o_i8 = _align(o_f32 + 2 * reg_f32 * 4)
+        reg_i8 = _align(CHUNK * max_i8)                 # int8 elements per region
+        total = _align(o_i8 + 2 * reg_i8 + 8)
+
+        def arena(loc):  # element offset of region loc = (dtype, r) in that dtype's blob view
+            dtype, r = loc
+            return o_f32 // 4 + r * reg_f32 if dtype == "f32" else o_i8 + r * reg_i8
+
+        # Relocate: the first row reads X, the last writes Y, intermediates ping-pong per dtype
+        # (a row never writes the region it reads).
+        cur = None  # None: the caller's X
+        for k in range(n_ops):
+            out_dtype = "i8" if ops[k] in _I8_OUT else "f32"
+            if k == n_ops - 1:
+                dst = None
+            else:
+                dst = (out_dtype, 1 if cur == (out_dtype, 0) else 0)
+            prog[k, C_SRC_KIND] = K_IO if cur is None else K_ARENA
+            prog[k, C_SRC] = 0 if cur is None else arena(cur)
+            prog[k, C_DST_KIND] = K_IO if dst is None else K_ARENA
+            prog[k, C_DST] = 0 if dst is None else arena(dst)
+            cur = dst
+
+        blob = np.zeros(total, dtype=np.uint8)
+        blob[:image.nbytes] = image
+        blob[o_prog:o_prog + prog.nbytes] = prog.reshape(-1).view(np.uint8)
+        self.blob = blob
+        self.p = o_prog // 8  # the relocated program, in int64 elements
+        f32 = blob.view(np.float32)
+        i8 = blob.view(np.int8)
+
+        def row_off(k):  # int64 offset of row k in the blob
+            return self.p + k * NCOLS
+
+        # Steps: runs of interpreter rows, and one step per BLAS row.
+        steps = []
+        self.n_gemm = 0
+        self.fallback_rows = []   # QDENSE rows whose bound fails (exact kernel on the chunk)
+        q_in = q_out = 0
+        start = 0
+        for k in range(n_ops):
+            n_in, n_out = int(prog[k, C_NIN]), int(prog[k, C_NOUT])
+            w0 = int(prog[k, C_T0])
+            gemm = None
+            if ops[k] == Op.DENSE:
+                Wt = f32[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                src = None if prog[k, C_SRC_KIND] == K_IO else \
+                    f32[int(prog[k, C_SRC]):int(prog[k, C_SRC]) + CHUNK * n_in].reshape(CHUNK, n_in)
+                dst = None if prog[k, C_DST_KIND] == K_IO else \
+                    f32[int(prog[k, C_DST]):int(prog[k, C_DST]) + CHUNK * n_out].reshape(CHUNK, n_out)
+                gemm = (_DENSE, row_off(k), Wt.T, src, dst)
+            elif ops[k] == Op.QDENSE:
+                Wt = i8[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                if qdense_gemm_exact(Wt):
+                    gemm = (_QDENSE, row_off(k), np.ascontiguousarray(Wt, dtype=np.float32).T, n_in, n_out)
+                    q_in, q_out = max(q_in, n_in), max(q_out, n_out)
+                else:
+                    self.fallback_rows.append(k)
+            if gemm is not None:
+                if start < k:
+                    steps.append((_RANGE, start, k))
+                steps.append(gemm)
+                start = k + 1
+                self.n_gemm += 1
+        if start < n_ops:
+            steps.append((_RANGE, start, n_ops))
+
+        # QDENSE GEMM buffers: float32 input codes and accumulators, CHUNK samples.
+        self.xf = np.zeros(CHUNK * q_in, dtype=np.float32)
+        self.acc = np.zeros(CHUNK * q_out, dtype=np.float32)
+        final = []
+        for step in steps:
+            if step[0] == _QDENSE:
+                _, r, WfT, n_in, n_out = step
+                step = (_QDENSE, r, WfT, self.xf[:CHUNK * n_in].reshape(CHUNK, n_in),
+                        self.acc[:CHUNK * n_out].reshape(CHUNK, n_out))
+            final.append(step)
+        self.steps = tuple(final)
+        # float32 chunk output for models whose user-facing output is int64 (ARGMAX last)
+        self.ybuf = np.zeros(CHUNK * self.out_size, dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this path holds besides the Runtime (blob copy, float32 int8 weights, buffers)."""
+        extra = sum(s[2].nbytes for s in self.steps if s[0] == _QDENSE)
+        return int(self.blob.nbytes + extra + self.xf.nbytes + self.acc.nbytes + self.ybuf.nbytes)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, n: int) -> None:
+        """X (n * in_size,) float32 -> Y (n * out_size,) float32 or int64; both C-contiguous,
+        validated by the Runtime. Runs chunk by chunk, step by step."""
+        blob, p = self.blob, self.p
+        in_size, out_size = self.in_size, self.out_size
+        X2 = X.reshape(n, in_size)
+        int_out = Y.dtype != np.float32
+        Y2 = Y.reshape(n, out_size)
+        ybuf2 = self.ybuf.reshape(CHUNK, out_size)
+        run_range, dense_post = self._run_range, self._dense_post
+        i8_to_f32, qdense_post = self._i8_to_f32, self._qdense_post
+        for s in range(0, n, CHUNK):
+            c = min(CHUNK, n - s)
+            xo = s * in_size
+            if int_out:
+                Yc, yo, Yc2 = self.ybuf, 0, ybuf2[:c]
+            else:
+                Yc, yo, Yc2 = Y, s * out_size, Y2[s:s + c]
+            for step in self.steps:
+                kind = step[0]
+                if kind == _RANGE:
+                    run_range(blob, p, step[1], step[2], X, xo, Yc, yo, c)
+                elif kind == _DENSE:
+                    _, r, WT, src, dst = step
+                    np.matmul(X2[s:s + c] if src is None else src[:c], WT,
+                              out=Yc2 if dst is None else dst[:c])
+                    dense_post(blob, r, Yc, yo, c)
+                else:
+                    _, r, WfT, xf2, acc2 = step
+                    i8_to_f32(blob, r, self.xf, c)
+                    np.matmul(xf2[:c], WfT, out=acc2[:c])
+                    qdense_post(blob, r, self.acc, c)
+            if int_out:
+                Y[s * out_size:(s + c) * out_size] = self.ybuf[:c * out_size]

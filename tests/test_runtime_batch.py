@@ -1,0 +1,239 @@
+"""The BLAS batch path of Runtime.predict (batch="auto", rtinfer.batch) against the exact path
+(batch="exact", the compiled interpreter in blocks) and the NumPy reference executor.
+
+fp32: auto within 1e-5 (relative, with an absolute floor of 1e-5) of exact and of the reference;
+int8: auto bit-identical to exact and to the reference, including layers whose float32-GEMM
+bound fails (they run the exact int8 kernel) and a layer exactly at the bound driven by extreme
+inputs. Batch sizes straddle AUTO_MIN_BATCH and CHUNK.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtinfer
+from rtinfer import quant, reference
+from rtinfer._testmodels import fp32_mlp, int8_mlp
+from rtinfer.batch import AUTO_MIN_BATCH, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact
+from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
+from rtinfer.ops import Act, Op
+from rtinfer.runtime import Runtime
+
+SIZES = (0, 1, 31, 32, 33, 255, 256, 257, 1000)
+N = max(SIZES)
+assert AUTO_MIN_BATCH == 32 and CHUNK == 256  # SIZES straddle both
+
+
+def _qdense_model(n_in, Wq, x_scale=0.05, x_zp=3, then_small=True, seed=0) -> FrozenModel:
+    """QUANTIZE -> QDENSE(Wq (n_in, n_out) int8) [-> QDENSE n_out -> 5] -> DEQUANTIZE."""
+    rng = np.random.default_rng(seed)
+    bb = BufferBuilder()
+    n_out = Wq.shape[1]
+    layers = [Layer(Op.QUANTIZE, (n_in,), (n_in,), attrs={"y_scale": x_scale, "y_zp": x_zp})]
+    w_scale = np.full(n_out, 1e-3, np.float32)
+    y_scale, y_zp = 0.5, -7
+    layers.append(Layer(Op.QDENSE, (n_in,), (n_out,), tensors={
+        "W": bb.add(Wq), "b": bb.add(rng.integers(-5000, 5000, n_out).astype(np.int32)),
+        "w_scale": bb.add(w_scale)},
+        attrs={"x_scale": x_scale, "x_zp": x_zp, "y_scale": y_scale, "y_zp": y_zp}, name="big"))
+    last = n_out
+    if then_small:
+        W2 = rng.integers(-127, 128, (n_out, 5)).astype(np.int8)
+        layers.append(Layer(Op.QDENSE, (n_out,), (5,), tensors={
+            "W": bb.add(W2), "b": bb.add(rng.integers(-100, 100, 5).astype(np.int32)),
+            "w_scale": bb.add(np.full(5, 0.01, np.float32))},
+            attrs={"x_scale": y_scale, "x_zp": y_zp, "y_scale": 0.3, "y_zp": 2, "qmin": 2}, name="small"))
+        last, y_scale, y_zp = 5, 0.3, 2
+    layers.append(Layer(Op.DEQUANTIZE, (last,), (last,), attrs={"x_scale": y_scale, "x_zp": y_zp}))
+    return FrozenModel(tuple(layers), bb.finish(), (n_in,), (last,))
+
+
+def _bound_fails_weights(n_in=1100, n_out=8, seed=1):
+    # all codes +-127: 128 * 127 * 1100 > 2^24 for every column
+    return (127 * np.where(np.random.default_rng(seed).random((n_in, n_out)) < 0.5, -1, 1)).astype(np.int8)
+
+
+def _at_bound_weights(n_out=6):
+    # column sums of |W| exactly 2^24 / 128 = 131072 = 1032 * 127 + 8 (signs mixed per column)
+    W = np.full((1033, n_out), 127, np.int8)
+    W[-1, :] = 8
+    W[::2, 1::2] *= -1
+    return W
+
+
+FP32 = {
+    **{f"act_{a.name.lower()}": lambda a=a: fp32_mlp([13, 37, 9], acts=[a, Act.IDENTITY], head=None) for a in Act},
+    "hidden_acts": lambda: fp32_mlp([20, 24, 16, 7], acts=[Act.LEAKY_RELU, Act.CLIP, Act.SIGMOID], head=None,
+                                    act_params=[{"alpha": 0.2}, {"alpha": -0.5, "beta": 0.7}, {}]),
+    "softmax_affine_reshape": lambda: fp32_mlp([16, 65, 10], head="softmax", affine_in=True, reshape_in=(4, 4)),
+    "log_softmax_inner_axis": lambda: fp32_mlp([12, 30], acts=[Act.IDENTITY], head="log_softmax", axis=(2, 5, 3)),
+    "mnist_shape": lambda: fp32_mlp([784, 128, 64, 10], head="softmax"),
+}
+FP32_ARGMAX = {"argmax": lambda: fp32_mlp([20, 16, 10], head="argmax")}
+INT8 = {  # DEQUANTIZE or ARGMAX last: exact against the reference too
+    "int8_relu": lambda: int8_mlp([20, 33, 10], head=None),
+    "int8_lut_argmax": lambda: int8_mlp([20, 17, 10], lut=np.tanh, head="argmax"),
+    "int8_mnist_shape": lambda: int8_mlp([784, 128, 64, 10], lut=np.tanh, head=None),
+    "int8_bound_fails": lambda: _qdense_model(1100, _bound_fails_weights()),
+    "int8_at_bound": lambda: _qdense_model(1033, _at_bound_weights(), x_scale=0.01, x_zp=0),
+}
+INT8_SOFTMAX = {"int8_softmax": lambda: int8_mlp([20, 17, 10], lut=np.tanh, head="softmax")}
+MODELS = {**FP32, **FP32_ARGMAX, **INT8, **INT8_SOFTMAX}
+
+
+def _X(fm, n=N, seed=0):
+    X = 2.0 * np.random.default_rng(seed).standard_normal((n,) + fm.input_shape)
+    return X.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def built():
+    out = {}
+    for name, make in MODELS.items():
+        fm = make()
+        X = _X(fm)
+        if name == "int8_at_bound":  # inputs at both ends of the int8 range reach the bound
+            X[:N // 2] = -100.0
+            X[N // 2:] = np.where(np.arange(fm.input_size) % 2 == 0, -100.0, 100.0)
+        auto, exact = rtinfer.load(fm), rtinfer.load(fm, batch="exact")
+        out[name] = (fm, auto, exact, X, exact.predict(X), reference.run(fm, X))
+    return out
+
+
+def _close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(FP32))
+def test_fp32_auto_close_to_exact_and_reference(built, name):
+    fm, auto, exact, X, Ye, R = built[name]
+    _close(Ye, R)
+    for n in SIZES:
+        Ya = auto.predict(X[:n])
+        assert Ya.shape == (n,) + fm.output_shape and Ya.dtype == np.float32
+        _close(Ya, Ye[:n])
+        _close(Ya, R[:n])
+        if n < AUTO_MIN_BATCH:  # the exact path, bit for bit
+            assert np.array_equal(Ya, Ye[:n])
+    assert auto._blas is not None  # the BLAS path ran
+
+
+@pytest.mark.parametrize("name", list(INT8) + list(FP32_ARGMAX))
+def test_int8_and_argmax_auto_identical_to_exact_and_reference(built, name):
+    fm, auto, exact, X, Ye, R = built[name]
+    assert np.array_equal(Ye, R.astype(Ye.dtype))
+    for n in SIZES:
+        Ya = auto.predict(X[:n])
+        assert Ya.dtype == Ye.dtype and Ya.shape == (n,) + fm.output_shape
+        assert np.array_equal(Ya, Ye[:n]), f"batch of {n}"
+        assert np.array_equal(auto.predict(X[N - n:]), Ye[N - n:]), f"last {n}"
+
+
+def test_int8_softmax_head_auto_identical_to_exact(built):
+    fm, auto, exact, X, Ye, R = built["int8_softmax"]
+    for n in SIZES:
+        assert np.array_equal(auto.predict(X[:n]), Ye[:n])
+    _close(Ye, R)
+
+
+def test_int8_stream_and_predict_one_identical_to_auto(built):
+    fm, auto, exact, X, Ye, R = built["int8_mnist_shape"]
+    Xs = X[:300]
+    Ya = auto.predict(Xs)
+    assert np.array_equal(auto.stream(Xs), Ya)
+    assert np.array_equal(np.stack([auto.predict_one(x) for x in Xs[:40]]), Ya[:40])
+
+
+def test_bound_failing_layer_falls_back_to_the_exact_kernel(built):
+    fm, auto, *_ = built["int8_bound_fails"]
+    path = auto._blas_path()
+    assert path is not None
+    assert path.fallback_rows == [1]  # the 1100-input QDENSE (row 0 is QUANTIZE)
+    assert path.n_gemm == 1           # the small QDENSE after it still uses BLAS
+    fm, auto, *_ = built["int8_at_bound"]
+    assert auto._blas_path().fallback_rows == [] and auto._blas_path().n_gemm == 2
+
+
+def test_at_bound_inputs_really_reach_the_bound(built):
+    """The at-bound model's first accumulators reach 2^24 in magnitude (the exactness limit)."""
+    fm, auto, exact, X, Ye, R = built["int8_at_bound"]
+    q = quant.quantize(X, 0.01, 0).astype(np.int64)
+    W = fm.tensor(fm.layers[1], "W").astype(np.int64)
+    assert np.abs(q @ W).max() == F32_EXACT_INT
+
+
+def test_qdense_gemm_exact_bound():
+    W = _at_bound_weights().T  # (n_out, n_in)
+    assert qdense_gemm_exact(W)
+    W = W.copy()
+    W[0, -1] = 9
+    assert not qdense_gemm_exact(W)
+    assert qdense_gemm_exact(np.full((4, 1032), -127, np.int8))  # n_in <= 1032 always passes
+    assert not qdense_gemm_exact(np.full((4, 1033), -127, np.int8))
+
+
+@pytest.mark.parametrize("name", ["mnist_shape", "argmax", "int8_lut_argmax", "int8_mnist_shape"])
+def test_out_argument(built, name):
+    fm, auto, exact, X, Ye, R = built[name]
+    for n in (33, 257, N):
+        out = np.full((n,) + auto.output_shape, 7, dtype=auto.output_dtype)
+        res = auto.predict(X[:n], out=out)
+        assert res is out
+        if out.dtype == np.float32 and not name.startswith("int8"):
+            _close(out, Ye[:n])
+        else:
+            assert np.array_equal(out, Ye[:n])
+
+
+def test_path_is_built_once_on_first_large_batch():
+    fm = fp32_mlp([10, 12, 3], head=None)
+    rt = rtinfer.load(fm)
+    X = _X(fm, 100)
+    rt.predict(X[:AUTO_MIN_BATCH - 1])
+    assert not rt._blas_built
+    Y = rt.predict(X)
+    path = rt._blas
+    assert path is not None and path.nbytes > 0
+    rt.predict(_X(fm, 300, seed=5) * 30)  # other data through the same buffers
+    assert rt._blas is path
+    assert np.array_equal(rt.predict(X), Y)
+    assert np.array_equal(rtinfer.load(fm).predict(X), Y)  # a fresh runtime, the same bits
+
+
+def test_models_without_dense_take_the_exact_path():
+    bb = BufferBuilder()
+    s, t = bb.add(np.linspace(0.5, 2, 6).astype(np.float32)), bb.add(np.zeros(6, np.float32))
+    fm = FrozenModel((Layer(Op.AFFINE, (6,), (6,), Act.TANH, {"s": s, "t": t}),
+                      Layer(Op.SOFTMAX, (6,), (6,), attrs={"axis_len": 6})), bb.finish(), (6,), (6,))
+    rt = rtinfer.load(fm)
+    X = _X(fm, 64)
+    assert np.array_equal(rt.predict(X), rtinfer.load(fm, batch="exact").predict(X))
+    assert rt._blas_built and rt._blas is None
+    assert BatchPath.build(rt.plan) is None
+
+
+def test_nonfinite_policy_applies_to_the_auto_path():
+    fm = fp32_mlp([10, 12, 3], head=None)
+    rt = rtinfer.load(fm)
+    X = _X(fm, 64)
+    X[40, 3] = np.nan
+    with pytest.raises(ValueError, match="expected finite inputs"):
+        rt.predict(X)
+    Y = rt.predict(X, nonfinite="allow")
+    assert np.isnan(Y[40]).all() and np.isfinite(np.delete(Y, 40, axis=0)).all()
+
+
+@pytest.mark.parametrize("bad", ["fast", "AUTO", "", None, 1, True])
+def test_batch_option_validation(bad):
+    fm = fp32_mlp([4, 3], head=None)
+    with pytest.raises(ValueError, match=r"batch must be one of \('auto', 'exact'\)"):
+        rtinfer.load(fm, batch=bad)
+    with pytest.raises(ValueError, match="batch must be one of"):
+        Runtime(fm, batch=bad)
+
+
+def test_batch_option_is_kept():
+    fm = fp32_mlp([4, 3], head=None)
+    assert rtinfer.load(fm).batch == "auto"
+    assert rtinfer.load(fm, batch="exact").batch == "exact"
