@@ -68,7 +68,7 @@ def test_fp32_models_match_reference(name):
     if Act.LEAKY_RELU in acts:
         kw["act_params"] = [{"alpha": 0.2}, {}]
     fm = fp32_mlp(**kw)
-    rt = rtinfer.load(fm)
+    rt = rtinfer.load(fm, batch="exact")  # bit-identity of the three ways; auto: test_runtime_batch
     X = _X(fm.input_shape)
     Y = _three_ways(rt, X)
     want = reference.run(fm, X)
