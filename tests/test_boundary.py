@@ -255,7 +255,8 @@ from rtinfer.plan import BLOCK
 models = [fp32_mlp([12, 8, 3], head="softmax", reshape_in=(3, 4)), fp32_mlp([5, 33, 2], head="argmax"),
           int8_mlp([6, 17, 4], lut=np.tanh, head="log_softmax"), int8_mlp([7, 3], head="argmax")]
 for fm in models:
-    rt = rtinfer.load(fm)
+    rt = rtinfer.load(fm, batch="exact")
+    auto = rtinfer.load(fm)  # the BLAS batch path from 32 samples: close (fp32) or identical (int8)
     for n in (1, 2, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5):
         X = np.random.default_rng(n).standard_normal((n,) + rt.input_shape).astype(np.float32)
         X.flags.writeable = False
@@ -265,6 +266,7 @@ for fm in models:
         Y1f = np.stack([rt.predict_one(x.reshape(-1)) for x in X])
         assert np.array_equal(Yp, Ys) and np.array_equal(Yp, Yf) and np.array_equal(Yp, Y1) and np.array_equal(Yp, Y1f)
         rt.predict(X, out=np.empty_like(Yp))
+        assert np.allclose(auto.predict(X), Yp, rtol=1e-5, atol=1e-5)
         for mode in ("in-loop", "call"):
             rt.measure(X, budget_us=1e6, warmup=3, mode=mode, per_layer=(mode == "in-loop"))
 print("ok")
