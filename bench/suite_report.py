@@ -214,10 +214,11 @@ def write_plots(results, samples, out_dir) -> list:
                 idx = np.unique(np.concatenate([np.linspace(0, len(s) - 1, 1500).astype(np.int64),
                                                 np.arange(int(len(s) * 0.995), len(s))]))
                 ax.plot(s[idx], (idx + 1) / len(s), color=colors[e], label=e, linewidth=1.2)
-            ax.axvline(r["budget_us"], color="red", linestyle="--", label=f"budget {r['budget_us']:g} us")
+            ax.axvline(r["budget_us"], color="red", linestyle="--", label="budget")
             ax.axvline(r["limit"]["limit_us"], color="gray", linestyle=":", label="limit")
             ax.set_xscale("log")
-            ax.set_title(f"{r['name']}  ({r['plan_weight_bytes'] / 1024:.0f} KiB weights)", fontsize=9)
+            ax.set_title(f"{r['name']}  ({r['plan_weight_bytes'] / 1024:.0f} KiB weights, budget "
+                         f"{r['budget_us']:g} us)", fontsize=9)
             ax.set_xlabel("per-sample latency (us, log)")
             ax.set_ylabel("CDF")
             ax.grid(True, which="both", alpha=0.3)
