@@ -35,7 +35,7 @@ QLUT         i8 -> i8     y = table[x + 128]; tensors table (256,) i8. Exact for
 Convolution and pooling (codes 20..): samples are channels-first, in_shape (C, H, W) for 2-D
 or (C, L) for 1-D, which is computed as H = 1 (kernel_h = stride_h = dilation_h = 1, no
 top/bottom pads). Geometry attrs (ints): kernel_h, kernel_w, stride_h, stride_w, dilation_h,
-dilation_w (pools: always 1), pad_top, pad_left, pad_bottom, pad_right (begin/end pads, >= 0).
+dilation_w, pad_top, pad_left, pad_bottom, pad_right (begin/end pads, >= 0).
 Output size oh = (H + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) // stride_h + 1,
 likewise ow; out_shape is (O, oh, ow), or (O, ow) for 1-D input. Window element (p, q) of output
 (i, j) reads input row i * stride_h + p * dilation_h - pad_top, column j * stride_w +
@@ -46,7 +46,7 @@ CONV         f32 -> f32   y[o, i, j] = act(b[o] + sum_{c < Cg, p, q} W[o, c, p, 
                           Cg = C / group, g = o // (O / group); depthwise: group = C).
                           tensors: W (O, Cg, kernel_h, kernel_w) f32, b (O,) f32.
 MAXPOOL      f32 -> f32   y[c, i, j] = max over the window (padding is ignored, i.e. -inf; every
-                          window holds an input element: each pad < its kernel). attrs geometry.
+                          window must hold an input element). attrs geometry.
 AVGPOOL      f32 -> f32   y[c, i, j] = sum over the window of the input elements / count, where
                           count = kernel_h * kernel_w if attr count_include_pad is 1 (padding
                           reads 0), else the number of input (non-pad) elements. Summed in float32
