@@ -2,11 +2,12 @@
 
 Import (``translate``): Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool and
 QLinearConv on a runtime tensor of per-sample rank 2 (C, L) or 3 (C, H, W):
-- attributes: strides, dilations (Conv; pools only 1), pads [begins..., ends...], auto_pad
+- attributes: strides, dilations, pads [begins..., ends...], auto_pad
   (NOTSET, VALID, SAME_UPPER, SAME_LOWER), group (Conv), kernel_shape (checked against W for
   Conv), count_include_pad (AveragePool), ceil_mode (an extra window at the end is an extra end
   pad; refused where it would change the divisor of a count_include_pad average);
 - Conv weights W (O, C/group, *kernel) and bias B are constants; a 1-D kernel is stored as kh = 1;
+- every pooling window must reach an input element;
 - MaxPool's Indices output must be unused; QLinearConv needs 8-bit weights whose values minus
   zero point fit int8 (int8 with zero point 0, uint8 with 128), per tensor or per output channel.
 Fusion (``fuse_float`` / ``fuse_quant``, run by the importer's fusion loops): CONV + activation,
@@ -29,7 +30,7 @@ import numpy as np
 
 from rtinfer import quant
 from rtinfer.ops import Act, Op
-from rtinfer.reference_conv import geometry_attrs, window_out_shape
+from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts, window_out_shape
 
 IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv")
 
@@ -51,8 +52,6 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
     dilations = tuple(int(v) for v in a.get("dilations", [1] * rank))
     if len(strides) != rank or len(dilations) != rank or min(strides) < 1 or min(dilations) < 1:
         raise imp._err(node, f"strides {list(strides)} / dilations {list(dilations)} must be {rank} values >= 1")
-    if is_pool and any(d != 1 for d in dilations):
-        raise imp._unsupported(node, f"pooling with dilations {list(dilations)} (rtinfer pools are dense)")
     auto_pad = a.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("NOTSET", ""):
@@ -89,13 +88,12 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
         attrs = geometry_attrs((1, kernel[0]), (1, strides[0]), (1, dilations[0]), ((0, 0), (begins[0], ends[0])))
     else:
         attrs = geometry_attrs(kernel, strides, dilations, ((begins[0], ends[0]), (begins[1], ends[1])))
-    if is_pool:
-        if any(b >= k for b, k in zip(begins, kernel)) or any(e >= k for e, k in zip(ends, kernel)):
-            raise imp._unsupported(node, f"pool pads {begins + ends} not smaller than the kernel {list(kernel)} "
-                                         f"(a window of padding only)")
     out = window_out_shape(tuple(x.shape), attrs)
     if min(out) < 1:
         raise imp._err(node, f"the window does not fit the input (N, *{x.shape})")
+    if is_pool and int(pool_counts(make_geometry(tuple(x.shape), attrs), False).min()) < 1:
+        raise imp._unsupported(node, f"pads {begins + ends} leave a window of padding only (kernel {list(kernel)}, "
+                                     f"dilations {list(dilations)})")
     return attrs
 
 
@@ -357,7 +355,7 @@ def export_layer(wr, layer, x: str, p: str):
         shape = (layer.in_shape[0],) + (1,) * (len(layer.in_shape) - 1)
         return wr.reshape(y, shape, layer.out_shape, f"{p}.flatten"), layer.out_shape
     win = _onnx_window_attrs(layer)
-    pool_attrs = {k: v for k, v in win.items() if k != "dilations"}
+    pool_attrs = dict(win) if any(d != 1 for d in win["dilations"]) else {k: v for k, v in win.items() if k != "dilations"}
     if op == Op.CONV:
         W = wr.init(f"{p}.W", _onnx_weights(layer, np.asarray(f.tensor(layer, "W"), np.float32)))
         b = wr.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.float32))

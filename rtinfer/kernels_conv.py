@@ -382,7 +382,7 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
 @njit(cache=True, _nrt=False)
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
-    the window's input elements (padding ignored; every window holds one)."""
+    the window's input elements (padding ignored; the planner checked every window holds one)."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -390,6 +390,8 @@ def maxpool(src, so, dst, do, g, go, m):
     kw = g[go + G_KW]
     sh = g[go + G_SH]
     sw = g[go + G_SW]
+    dh = g[go + G_DH]
+    dw = g[go + G_DW]
     pt = g[go + G_PT]
     pl = g[go + G_PL]
     oh = g[go + G_OH]
@@ -398,18 +400,19 @@ def maxpool(src, so, dst, do, g, go, m):
     n_out = c_n * oh * ow
     for s in range(m):
         for c in range(c_n):
-            xc = so + s * n_in + c * h * w
+            xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
             for i in range(oh):
-                r0 = max(i * sh - pt, 0)
-                r1 = min(i * sh - pt + kh, h)
+                p0 = _first_valid(pt, i * sh, dh)  # taps p with row i*sh + p*dh - pt in [0, h)
+                p1 = _end_valid(h, pt, i * sh, dh, kh)
                 for j in range(ow):
-                    q0 = max(j * sw - pl, 0)
-                    q1 = min(j * sw - pl + kw, w)
-                    best = src[xc + r0 * w + q0]
-                    for r in range(r0, r1):
-                        for col in range(q0, q1):
-                            v = src[xc + r * w + col]
+                    q0 = _first_valid(pl, j * sw, dw)
+                    q1 = _end_valid(w, pl, j * sw, dw, kw)
+                    best = xv[(i * sh + p0 * dh - pt) * w + j * sw + q0 * dw - pl]
+                    for p in range(p0, p1):
+                        r = (i * sh + p * dh - pt) * w + j * sw - pl
+                        for q in range(q0, q1):
+                            v = xv[r + q * dw]
                             if v > best:
                                 best = v
                     dst[yc + i * ow + j] = best
@@ -426,6 +429,8 @@ def avgpool_f32(src, so, dst, do, g, go, m):
     kw = g[go + G_KW]
     sh = g[go + G_SH]
     sw = g[go + G_SW]
+    dh = g[go + G_DH]
+    dw = g[go + G_DW]
     pt = g[go + G_PT]
     pl = g[go + G_PL]
     oh = g[go + G_OH]
@@ -435,19 +440,20 @@ def avgpool_f32(src, so, dst, do, g, go, m):
     n_out = c_n * oh * ow
     for s in range(m):
         for c in range(c_n):
-            xc = so + s * n_in + c * h * w
+            xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
             for i in range(oh):
-                r0 = max(i * sh - pt, 0)
-                r1 = min(i * sh - pt + kh, h)
+                p0 = _first_valid(pt, i * sh, dh)
+                p1 = _end_valid(h, pt, i * sh, dh, kh)
                 for j in range(ow):
-                    q0 = max(j * sw - pl, 0)
-                    q1 = min(j * sw - pl + kw, w)
+                    q0 = _first_valid(pl, j * sw, dw)
+                    q1 = _end_valid(w, pl, j * sw, dw, kw)
                     acc = np.float32(0.0)
-                    for r in range(r0, r1):
-                        for col in range(q0, q1):
-                            acc += src[xc + r * w + col]
-                    count = kh * kw if include_pad != 0 else (r1 - r0) * (q1 - q0)
+                    for p in range(p0, p1):
+                        r = (i * sh + p * dh - pt) * w + j * sw - pl
+                        for q in range(q0, q1):
+                            acc += xv[r + q * dw]
+                    count = kh * kw if include_pad != 0 else (p1 - p0) * (q1 - q0)
                     dst[yc + i * ow + j] = acc / np.float32(count)
 
 
@@ -462,6 +468,8 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     kw = g[go + G_KW]
     sh = g[go + G_SH]
     sw = g[go + G_SW]
+    dh = g[go + G_DH]
+    dw = g[go + G_DW]
     pt = g[go + G_PT]
     pl = g[go + G_PL]
     oh = g[go + G_OH]
@@ -473,19 +481,20 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     zp = np.int32(x_zp)
     for s in range(m):
         for c in range(c_n):
-            xc = so + s * n_in + c * h * w
+            xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
             for i in range(oh):
-                r0 = max(i * sh - pt, 0)
-                r1 = min(i * sh - pt + kh, h)
+                p0 = _first_valid(pt, i * sh, dh)
+                p1 = _end_valid(h, pt, i * sh, dh, kh)
                 for j in range(ow):
-                    q0 = max(j * sw - pl, 0)
-                    q1 = min(j * sw - pl + kw, w)
+                    q0 = _first_valid(pl, j * sw, dw)
+                    q1 = _end_valid(w, pl, j * sw, dw, kw)
                     acc = np.int32(0)
-                    for r in range(r0, r1):
-                        for col in range(q0, q1):
-                            acc += np.int32(src[xc + r * w + col]) - zp
-                    count = kh * kw if include_pad != 0 else (r1 - r0) * (q1 - q0)
+                    for p in range(p0, p1):
+                        r = (i * sh + p * dh - pt) * w + j * sw - pl
+                        for q in range(q0, q1):
+                            acc += np.int32(xv[r + q * dw]) - zp
+                    count = kh * kw if include_pad != 0 else (p1 - p0) * (q1 - q0)
                     v = np.int64(np.rint((np.float32(acc) * m32) / np.float32(count))) + y_zp
                     if v < -128:
                         v = -128

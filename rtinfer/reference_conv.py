@@ -131,9 +131,12 @@ def conv_sum(cols: np.ndarray, W: np.ndarray, g: Geometry, group: int) -> np.nda
 
 
 def check_pool_pads(layer: Layer, g: Geometry) -> None:
-    if g.pt >= g.kh or g.pb >= g.kh or g.pl >= g.kw or g.pr >= g.kw:
-        raise ConvSpecError(f"{layer.op.name} {layer.name!r}: each pad must be smaller than its kernel "
-                            f"(kernel ({g.kh}, {g.kw}), pads t{g.pt} l{g.pl} b{g.pb} r{g.pr})")
+    """Every pooling window must hold at least one input element (a max or mean of padding only
+    is undefined)."""
+    if int(pool_counts(g, False).min()) < 1:
+        raise ConvSpecError(f"{layer.op.name} {layer.name!r}: some window holds padding only; each window must "
+                            f"reach an input element (pads t{g.pt} l{g.pl} b{g.pb} r{g.pr} are too large for "
+                            f"kernel ({g.kh}, {g.kw}) dilation ({g.dh}, {g.dw}))")
 
 
 def conv_channels(frozen: FrozenModel, layer: Layer) -> tuple[int, int]:

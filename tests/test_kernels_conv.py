@@ -28,9 +28,9 @@ CONV_CASES = [
 ]
 
 
-def _case_geometry(case, pool=False):
+def _case_geometry(case):
     shape, o, group, kernel, stride, dil, pads = case
-    attrs = geometry_attrs(kernel, stride, (1, 1) if pool else dil, pads)
+    attrs = geometry_attrs(kernel, stride, dil, pads)
     in_shape = shape if shape[1] != 1 else (shape[0], shape[2])
     return make_geometry(in_shape, attrs), o, group
 
@@ -98,12 +98,14 @@ def test_qconv_i8_is_bit_exact(case):
         assert len(np.unique(got)) > 10  # not all saturated
 
 
-POOL_CASES = [
-    ((3, 1, 17), (1, 2), (1, 2), ((0, 0), (0, 0))),
-    ((3, 1, 16), (1, 3), (1, 2), ((0, 0), (1, 1))),
-    ((2, 7, 6), (2, 2), (2, 2), ((0, 1), (0, 0))),
-    ((4, 5, 7), (3, 3), (2, 1), ((1, 1), (2, 1))),
-    ((2, 6, 5), (3, 2), (1, 1), ((2, 0), (1, 1))),
+POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
+    ((3, 1, 17), (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1)),
+    ((3, 1, 16), (1, 3), (1, 2), ((0, 0), (1, 1)), (1, 1)),
+    ((2, 7, 6), (2, 2), (2, 2), ((0, 1), (0, 0)), (1, 1)),
+    ((4, 5, 7), (3, 3), (2, 1), ((1, 1), (2, 1)), (1, 1)),
+    ((2, 6, 5), (3, 2), (1, 1), ((2, 0), (1, 1)), (1, 1)),
+    ((2, 9, 8), (2, 3), (1, 2), ((1, 2), (2, 1)), (3, 2)),     # dilated
+    ((3, 1, 20), (1, 3), (1, 1), ((0, 0), (3, 3)), (1, 2)),    # dilated 1-D, pads reach 1 tap
 ]
 
 
@@ -111,8 +113,8 @@ POOL_CASES = [
 @pytest.mark.parametrize("include_pad", [0, 1])
 def test_pools_match_twins(case, include_pad):
     rng = np.random.default_rng(5)
-    shape, kernel, stride, pads = case
-    geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, (1, 1), pads), pool=True)
+    shape, kernel, stride, pads, dil = case
+    geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, dil, pads))
     g = KC.table_from_geometry(geo, geo.c, 1, include_pad)
     m = 3
     n_in, n_out = geo.c * geo.h * geo.w, geo.c * geo.oh * geo.ow

@@ -77,15 +77,16 @@ def naive_conv(x, W, b, a, group):
 
 def naive_pool(x, a, mode, count_include_pad=False):
     c, h, w = x.shape
-    kh, kw = a["kernel_h"], a["kernel_w"]
-    oh = (h + a["pad_top"] + a["pad_bottom"] - kh) // a["stride_h"] + 1
-    ow = (w + a["pad_left"] + a["pad_right"] - kw) // a["stride_w"] + 1
+    kh, kw, dh, dw = a["kernel_h"], a["kernel_w"], a["dilation_h"], a["dilation_w"]
+    oh = (h + a["pad_top"] + a["pad_bottom"] - dh * (kh - 1) - 1) // a["stride_h"] + 1
+    ow = (w + a["pad_left"] + a["pad_right"] - dw * (kw - 1) - 1) // a["stride_w"] + 1
     y = np.zeros((c, oh, ow), dtype=np.float64)
     counts = np.zeros((oh, ow), dtype=np.int64)
     for ch, i, j in itertools.product(range(c), range(oh), range(ow)):
         vals = []
         for p, q in itertools.product(range(kh), range(kw)):
-            v = input_element(x, ch, i * a["stride_h"] + p - a["pad_top"], j * a["stride_w"] + q - a["pad_left"], a, h, w)
+            v = input_element(x, ch, i * a["stride_h"] + p * dh - a["pad_top"], j * a["stride_w"] + q * dw - a["pad_left"],
+                              a, h, w)
             if v is not None:
                 vals.append(v)
         counts[i, j] = kh * kw if count_include_pad else len(vals)
@@ -135,7 +136,8 @@ def test_conv1d_is_height_one(k, stride, dil, pads):
 
 
 @pytest.mark.parametrize("geom", [dict(kernel=(2, 2), stride=(2, 2)), dict(kernel=(3, 3), stride=(2, 2), pads=((1, 1), (1, 1))),
-                                  dict(kernel=(2, 3), stride=(1, 2), pads=((1, 0), (0, 2)))])
+                                  dict(kernel=(2, 3), stride=(1, 2), pads=((1, 0), (0, 2))),
+                                  dict(kernel=(2, 2), stride=(1, 2), dilation=(2, 3), pads=((2, 1), (0, 3)))])
 @pytest.mark.parametrize("include", [0, 1])
 def test_pools_match_naive_loops(geom, include):
     rng = np.random.default_rng(7)
@@ -231,7 +233,7 @@ def test_bad_specs_raise_clear_errors():
     with pytest.raises(ConvSpecError, match="out_shape"):
         reference.run(FrozenModel((layer,), fm.buffers, (2, 10), (4, 9)), X)
     pool = Layer(Op.MAXPOOL, (2, 10), (2, 6), attrs=geometry_attrs((1, 2), (1, 2), pads=((0, 0), (2, 0))))
-    with pytest.raises(ConvSpecError, match="smaller than its kernel"):
+    with pytest.raises(ConvSpecError, match="padding only"):
         reference.run(FrozenModel((pool,), {}, (2, 10), (2, 6)), X)
 
 
