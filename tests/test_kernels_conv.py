@@ -90,7 +90,12 @@ def test_qconv_i8_is_bit_exact(case):
     W = rng.integers(-127, 128, size=o * (geo.c // group) * geo.kh * geo.kw + 2 * GUARD).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=o + 2 * GUARD).astype(np.int32)
     M = rng.uniform(1e-4, 3e-3, size=o + 2 * GUARD).astype(np.float32)
+    M_big = (M.astype(np.float64) * 3e4).astype(np.float32)  # |acc * M| beyond 2^24: saturates exactly
     for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
+        got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
+                              lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M_big, GUARD, dst, GUARD, g, 0, m,
+                                           x_zp, y_zp, qmin, qmax, cols, 0), m * n_out, np.int8)
+        np.testing.assert_array_equal(got, want)
         got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
                               lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M, GUARD, dst, GUARD, g, 0, m,
                                            x_zp, y_zp, qmin, qmax, cols, 0), m * n_out, np.int8)
