@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rtinfer import kernels_conv as KC
-from rtinfer.reference_conv import geometry_attrs, make_geometry
+from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts
 
 GUARD = 7  # elements before and after every region, to catch stray writes
 
@@ -170,3 +172,72 @@ def test_twins_agree_with_reference_executor():
     cols = np.zeros(KC.conv_scratch(make_geometry(in_shape, attrs), 2)["f32"], np.float32)
     KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2, cols, 0)
     np.testing.assert_allclose(y.reshape((2,) + layer.out_shape), reference.run(fm, X), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ random geometries
+
+
+@st.composite
+def geometries(draw):
+    """A valid 1-D or 2-D window geometry with small sizes; (geo, out channels, group)."""
+    one_d = draw(st.booleans())
+    group = draw(st.sampled_from([1, 2, 3]))
+    c = group * draw(st.integers(1, 3))
+    o = group * draw(st.integers(1, 5))
+    dims = []
+    for axis in range(2):
+        if axis == 0 and one_d:
+            dims.append((1, 1, 1, 1, 0, 0))
+            continue
+        n = draw(st.integers(1, 9))
+        k = draw(st.integers(1, 4))
+        s = draw(st.integers(1, 3))
+        d = draw(st.integers(1, 3))
+        extent = d * (k - 1) + 1
+        pb = draw(st.integers(0, extent - 1))
+        pe = draw(st.integers(0, extent - 1))
+        if n + pb + pe < extent:
+            pe = extent - n - pb
+        dims.append((n, k, s, d, pb, pe))
+    (h, kh, sh, dh, pt, pb), (w, kw, sw, dw, pl, pr) = dims
+    attrs = geometry_attrs((kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
+    in_shape = (c, w) if one_d else (c, h, w)
+    return make_geometry(in_shape, attrs), o, group
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(geometries(), st.integers(0, 2 ** 31 - 1))
+def test_random_conv_geometries_match_twins(case, seed):
+    geo, o, group = case
+    rng = np.random.default_rng(seed)
+    m = 2
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    need = KC.conv_scratch(geo, group)
+    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(need["i32"], np.int32)])
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
+    x = _buffers(rng, m * n_in, np.float32)
+    W = _buffers(rng, wsize, np.float32)
+    b = _buffers(rng, o, np.float32)
+    cols = np.zeros(need["f32"], np.float32)
+    got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
+                          lambda d: (x, GUARD, W, GUARD, b, GUARD, d, GUARD, g, 0, m, cols, 0), m * n_out, np.float32)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (geo.kh * geo.kw * geo.c + 1))
+    xq = _buffers(rng, m * n_in, np.int8)
+    Wq = rng.integers(-127, 128, size=wsize + 2 * GUARD).astype(np.int8)
+    bias = rng.integers(-3000, 3000, size=o + 2 * GUARD).astype(np.int32)
+    M = rng.uniform(1e-3, 2e-2, size=o + 2 * GUARD).astype(np.float32)
+    qcols = np.zeros(need["i8"], np.int8)
+    got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
+                          lambda d: (xq, GUARD, Wq, GUARD, bias, GUARD, M, GUARD, d, GUARD, g, 0, m, -3, 7, -128, 127,
+                                     qcols, 0), m * n_out, np.int8)
+    np.testing.assert_array_equal(got, want)
+    if int(pool_counts(geo, False).min()) >= 1:  # a valid pool geometry
+        pg = KC.table_from_geometry(geo, geo.c, 1, seed % 2)
+        n_pool = geo.c * geo.oh * geo.ow
+        for kernel, twin, src in ((KC.maxpool, KC.maxpool_ref, x), (KC.maxpool, KC.maxpool_ref, xq),
+                                  (KC.avgpool_f32, KC.avgpool_f32_ref, x)):
+            got, want = _run_both(kernel, twin, lambda d: (src, GUARD, d, GUARD, pg, 0, m), m * n_pool, src.dtype)
+            np.testing.assert_array_equal(got, want)
+        got, want = _run_both(KC.qavgpool_i8, KC.qavgpool_i8_ref,
+                              lambda d: (xq, GUARD, d, GUARD, pg, 0, m, 5, -2, 0.8), m * n_pool, np.int8)
+        np.testing.assert_array_equal(got, want)
