@@ -181,9 +181,12 @@ class _Geometry:
         return [[self.pl, self.pr]] if self.nd == 1 else [[self.pt, self.pb], [self.pl, self.pr]]
 
 
-def _check_input(x: np.ndarray, in_shape, where: str) -> None:
-    if in_shape is not None and tuple(x.shape[1:]) != tuple(in_shape):
-        raise ValueError(f"{where}: expected input (N, {', '.join(map(str, in_shape))}), got {x.shape}")
+def _check_input(layer, x: np.ndarray) -> None:
+    """Build a standalone layer on its first input; afterwards the sample shape must match."""
+    if layer.in_shape is None:
+        layer.build(tuple(x.shape[1:]))
+    elif tuple(x.shape[1:]) != tuple(layer.in_shape):
+        raise ValueError(f"{layer!r}: expected input (N, {', '.join(map(str, layer.in_shape))}), got {x.shape}")
 
 
 # ------------------------------------------------------------------------------ convolution
@@ -281,7 +284,7 @@ class _Conv:
     # compute ---------------------------------------------------------------------------------
     def _im2col(self, x: np.ndarray) -> np.ndarray:
         """x (N, C, *spatial) -> cols (N, G, Cg*kh*kw, oh*ow)."""
-        _check_input(x, self.in_shape, repr(self))
+        _check_input(self, x)
         g = self.geo
         cols = g.im2col(g.pad(g.as4d(np.asarray(x, dtype=np.float64)), 0.0))
         n = cols.shape[0]
@@ -363,7 +366,7 @@ class _Pool:
 
     def _windows(self, x: np.ndarray, fill: float) -> np.ndarray:
         """x (N, C, *spatial) -> (N, C, kh*kw, oh, ow)."""
-        _check_input(x, self.in_shape, repr(self))
+        _check_input(self, x)
         g = self.geo
         cols = g.im2col(g.pad(g.as4d(np.asarray(x, dtype=np.float64)), fill))
         return cols.reshape(cols.shape[:2] + (g.kh * g.kw,) + g.out_hw)
@@ -491,7 +494,7 @@ class GlobalAvgPool:
         return []
 
     def forward(self, x):
-        _check_input(x, self.in_shape, "GlobalAvgPool")
+        _check_input(self, x)
         return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
 
     forward_train = forward
@@ -527,6 +530,7 @@ class Flatten:
         return []
 
     def forward(self, x):
+        _check_input(self, x)
         return x.reshape(x.shape[0], -1)
 
     forward_train = forward
@@ -593,12 +597,12 @@ class BatchNorm:
         return s, self.beta - self.running_mean * s
 
     def forward(self, x):
-        _check_input(x, self.in_shape, repr(self))
+        _check_input(self, x)
         s, t = self.scale_shift()
         return x * s.reshape(self._bshape(x)) + t.reshape(self._bshape(x))
 
     def forward_train(self, x):
-        _check_input(x, self.in_shape, repr(self))
+        _check_input(self, x)
         axes = (0,) + tuple(range(2, x.ndim))
         count = x.size // self.num_features
         mean = x.mean(axis=axes)
