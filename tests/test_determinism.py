@@ -152,3 +152,18 @@ def test_onnx_export_is_deterministic(built):
     for name in ("softmax_affine_reshape", "int8_lut_argmax"):
         fm = built[name][0]
         assert to_onnx(fm).SerializeToString() == to_onnx(fm).SerializeToString()
+
+
+def test_blas_batch_path_is_repeatable_and_close():
+    """batch="auto" (the default) runs fp32 batches of >= 32 samples through BLAS: a sample's
+    bits may depend on the batch it is in (chunking, BLAS blocking), but the same call repeats
+    bit for bit, in a fresh Runtime too, and stays within 1e-5 of the exact path."""
+    fm = MODELS["mnist_shape"]()
+    auto, exact = rtinfer.load(fm), rtinfer.load(fm, batch="exact")
+    X = _X(auto, n=600)
+    Y = auto.predict(X)
+    assert np.array_equal(auto.predict(X), Y)
+    assert np.array_equal(rtinfer.load(fm).predict(X), Y)
+    Ye = exact.predict(X)
+    assert np.allclose(Y, Ye, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(auto.predict(X[:31]), Ye[:31])  # below 32 samples: the exact path
