@@ -245,6 +245,8 @@ def test_load_refuses_bad_arguments(tmp_path):
         rtinfer.load(tmp_path / "model.rtm")
     with pytest.raises(ValueError, match="nonfinite must be one of"):
         rtinfer.load(fp32_mlp([4, 2]), nonfinite="ignore")
+    with pytest.raises(ValueError, match="batch must be one of"):
+        rtinfer.load(fp32_mlp([4, 2]), batch="fast")
     assert issubclass(RtmFormatError, ValueError) and issubclass(OnnxImportError, ValueError)
 
 
