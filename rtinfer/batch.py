@@ -1,6 +1,7 @@
 """The BLAS batch path of ``Runtime.predict`` (``batch="auto"``, the default).
 
-Batches of at least ``AUTO_MIN_BATCH`` samples run in chunks of up to ``CHUNK`` samples. In a
+Batches of at least ``AUTO_MIN_BATCH`` samples and ``AUTO_MIN_WORK`` multiply-accumulates (N x
+the model's MACs per sample) run in chunks of up to ``CHUNK`` samples. In a
 chunk, every DENSE row and every QDENSE row whose bound holds (below) is one matrix product
 through NumPy's BLAS (``np.matmul(A, B, out=C)`` into preallocated buffers) followed by a compiled
 epilogue (rtinfer.interp: dense_bias_act, i8_to_f32, qdense_requant); every other row runs
@@ -41,6 +42,8 @@ from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_
                    NCOLS, Plan)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
+AUTO_MIN_WORK = 2 ** 20  # nor do batches of fewer than this many MACs (samples x model MACs):
+                         # there the per-call cost of the steps outweighs BLAS (bench_batch.py)
 CHUNK = 256           # samples per chunk: the chunk arena holds CHUNK samples
 
 # Ops the batch path runs (every op kernel here takes m samples and needs no scratch).

@@ -266,10 +266,12 @@ def dense_bias_act(blob, r, Y, yo, m):
     dst_io = h[r + C_DST_KIND] == K_IO
     dst = Y if dst_io else f32
     do = yo if dst_io else h[r + C_DST]
+    b = f32[bo:bo + n_out]
     for s in range(m):
         d = do + s * n_out
+        y = dst[d:d + n_out]
         for j in range(n_out):
-            dst[d + j] = dst[d + j] + f32[bo + j]
+            y[j] = y[j] + b[j]
         if act != K.A_IDENTITY:
             K.act_f32(dst, d, dst, d, n_out, act, f64[fp], f64[fp + 1])
 
@@ -278,33 +280,37 @@ def dense_bias_act(blob, r, Y, yo, m):
 def i8_to_f32(blob, r, xf, m):
     """xf[:m * n_in] = float32 of the int8 input (raw codes, arena) of the QDENSE row at h[r]."""
     h = blob.view(np.int64)
-    i8 = blob.view(np.int8)
-    so = h[r + C_SRC]
-    for k in range(m * h[r + C_NIN]):
-        xf[k] = np.float32(i8[so + k])
+    n = m * h[r + C_NIN]
+    x = blob.view(np.int8)[h[r + C_SRC]:h[r + C_SRC] + n]
+    y = xf[:n]
+    for k in range(n):
+        y[k] = np.float32(x[k])
 
 
 @_jit
 def qdense_requant(blob, r, acc, m):
     """Epilogue of the QDENSE row at h[r]: acc (m * n_out,) float32 holds sum_i x[i] * W[i, j]
-    over raw int8 codes as exact integers; y = requantized int32(acc) + folded bias, written
-    to the row's int8 output in the arena, as kernels.qdense_i8 computes it."""
+    over raw int8 codes as exact integers; y = clamp(rint(float32(int32(acc) + folded bias) *
+    M[j]) + y_zp, qmin, qmax) (kernels._requant's arithmetic, with branch-free clamps), written
+    to the row's int8 output in the arena."""
     h = blob.view(np.int64)
     f32 = blob.view(np.float32)
     i32 = blob.view(np.int32)
     i8 = blob.view(np.int8)
     n_out = h[r + C_NOUT]
     do = h[r + C_DST]
-    bo = h[r + C_T1]
-    mo = h[r + C_T2]
     y_zp = h[r + C_I0]
     qmin = h[r + C_I1]
     qmax = h[r + C_I2]
+    bias = i32[h[r + C_T1]:h[r + C_T1] + n_out]
+    mult = f32[h[r + C_T2]:h[r + C_T2] + n_out]
     for s in range(m):
-        a = s * n_out
+        x = acc[s * n_out:(s + 1) * n_out]
+        y = i8[do + s * n_out:do + (s + 1) * n_out]
         for j in range(n_out):
-            v = np.int32(acc[a + j])
-            i8[do + a + j] = K._requant(np.int32(v + i32[bo + j]), f32[mo + j], y_zp, qmin, qmax)
+            v = np.int32(np.int32(x[j]) + bias[j])
+            q = np.int64(np.rint(np.float32(v) * mult[j])) + y_zp
+            y[j] = np.int8(min(max(q, qmin), qmax))
 
 
 def warm_up_batch() -> None:

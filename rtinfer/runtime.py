@@ -19,13 +19,14 @@ ends in ARGMAX (``frozen.output_dtype``). A Runtime is not thread-safe (it owns 
 
 Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
 - ``"auto"`` (default): predict runs batches of at least rtinfer.batch.AUTO_MIN_BATCH (32)
-  samples through the BLAS path (rtinfer.batch): DENSE and QDENSE layers as matrix products
+  samples and AUTO_MIN_WORK (2^20) multiply-accumulates (N x the model's MACs per sample)
+  through the BLAS path (rtinfer.batch): DENSE and QDENSE layers as matrix products
   through NumPy's BLAS, every other op through the compiled kernels, in chunks of
   rtinfer.batch.CHUNK samples (buffers allocated once per Runtime, on first use). fp32 results
   may differ from predict_one/stream in the last bits (within 1e-5 relative: BLAS sums in its
   own order); int8 results stay bit-identical. The user's BLAS thread settings apply.
 - ``"exact"``: predict runs blocks of plan.BLOCK samples through the compiled interpreter.
-predict with ``batch="exact"`` (or ``"auto"`` below 32 samples), predict_one and stream give
+predict with ``batch="exact"`` (or ``"auto"`` below those sizes), predict_one and stream give
 bit-identical results for the same sample; int8 layers are bit-identical on every path.
 
 predict_one's fastest path is a 1-D float32 x and a 1-D ``out`` of the output dtype float32:
@@ -82,8 +83,9 @@ class Runtime:
         from . import interp
         interp.warm_up()
         self._interp = interp
-        from .batch import AUTO_MIN_BATCH
+        from .batch import AUTO_MIN_BATCH, AUTO_MIN_WORK
         self._auto_min = AUTO_MIN_BATCH
+        self._auto_min_work = AUTO_MIN_WORK
         self._run_one = _entry(interp.run_one)
         self._run_one_fast = interp.run_one  # the dispatcher, compilation disabled by warm_up
         self._execute = _entry(interp.execute)
@@ -179,7 +181,7 @@ class Runtime:
         Y = self._batch_out(n, out)
         if n == 0:
             return Y
-        if auto and n >= self._auto_min:
+        if auto and n >= self._auto_min and n * self.plan.macs >= self._auto_min_work:
             blas = self._blas_path()
             if blas is not None:
                 blas.run(flat, Y.reshape(-1), n)
@@ -196,7 +198,8 @@ class Runtime:
     def predict(self, X, out=None, nonfinite=None) -> np.ndarray:
         """Batch X (N, *input_shape) -> (N, *output_shape). batch="exact": in blocks of
         plan.BLOCK samples through the compiled interpreter; batch="auto": batches of at least
-        rtinfer.batch.AUTO_MIN_BATCH samples through the BLAS path (rtinfer.batch)."""
+        rtinfer.batch.AUTO_MIN_BATCH samples (and AUTO_MIN_WORK MACs) through the BLAS path
+        (rtinfer.batch)."""
         return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH, auto=self.batch == "auto")
 
     def stream(self, X, out=None, nonfinite=None) -> np.ndarray:

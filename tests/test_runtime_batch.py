@@ -4,7 +4,8 @@
 fp32: auto within 1e-5 (relative, with an absolute floor of 1e-5) of exact and of the reference;
 int8: auto bit-identical to exact and to the reference, including layers whose float32-GEMM
 bound fails (they run the exact int8 kernel) and a layer exactly at the bound driven by extreme
-inputs. Batch sizes straddle AUTO_MIN_BATCH and CHUNK.
+inputs. Batch sizes straddle AUTO_MIN_BATCH and CHUNK. The auto runtimes under test have their
+work threshold (AUTO_MIN_WORK, a speed heuristic) set to 0 so that small models exercise BLAS too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import rtinfer
 from rtinfer import quant, reference
 from rtinfer._testmodels import fp32_mlp, int8_mlp
-from rtinfer.batch import AUTO_MIN_BATCH, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact
+from rtinfer.batch import AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
 from rtinfer.ops import Act, Op
 from rtinfer.runtime import Runtime
@@ -82,6 +83,13 @@ INT8_SOFTMAX = {"int8_softmax": lambda: int8_mlp([20, 17, 10], lut=np.tanh, head
 MODELS = {**FP32, **FP32_ARGMAX, **INT8, **INT8_SOFTMAX}
 
 
+def _auto(fm):
+    """A batch="auto" runtime that takes the BLAS path whatever the model's size."""
+    rt = rtinfer.load(fm)
+    rt._auto_min_work = 0
+    return rt
+
+
 def _X(fm, n=N, seed=0):
     X = 2.0 * np.random.default_rng(seed).standard_normal((n,) + fm.input_shape)
     return X.astype(np.float32)
@@ -96,7 +104,7 @@ def built():
         if name == "int8_at_bound":  # inputs at both ends of the int8 range reach the bound
             X[:N // 2] = -100.0
             X[N // 2:] = np.where(np.arange(fm.input_size) % 2 == 0, -100.0, 100.0)
-        auto, exact = rtinfer.load(fm), rtinfer.load(fm, batch="exact")
+        auto, exact = _auto(fm), rtinfer.load(fm, batch="exact")
         out[name] = (fm, auto, exact, X, exact.predict(X), reference.run(fm, X))
     return out
 
@@ -188,7 +196,7 @@ def test_out_argument(built, name):
 
 def test_path_is_built_once_on_first_large_batch():
     fm = fp32_mlp([10, 12, 3], head=None)
-    rt = rtinfer.load(fm)
+    rt = _auto(fm)
     X = _X(fm, 100)
     rt.predict(X[:AUTO_MIN_BATCH - 1])
     assert not rt._blas_built
@@ -198,7 +206,7 @@ def test_path_is_built_once_on_first_large_batch():
     rt.predict(_X(fm, 300, seed=5) * 30)  # other data through the same buffers
     assert rt._blas is path
     assert np.array_equal(rt.predict(X), Y)
-    assert np.array_equal(rtinfer.load(fm).predict(X), Y)  # a fresh runtime, the same bits
+    assert np.array_equal(_auto(fm).predict(X), Y)  # a fresh runtime, the same bits
 
 
 def test_models_without_dense_take_the_exact_path():
@@ -206,7 +214,7 @@ def test_models_without_dense_take_the_exact_path():
     s, t = bb.add(np.linspace(0.5, 2, 6).astype(np.float32)), bb.add(np.zeros(6, np.float32))
     fm = FrozenModel((Layer(Op.AFFINE, (6,), (6,), Act.TANH, {"s": s, "t": t}),
                       Layer(Op.SOFTMAX, (6,), (6,), attrs={"axis_len": 6})), bb.finish(), (6,), (6,))
-    rt = rtinfer.load(fm)
+    rt = _auto(fm)
     X = _X(fm, 64)
     assert np.array_equal(rt.predict(X), rtinfer.load(fm, batch="exact").predict(X))
     assert rt._blas_built and rt._blas is None
@@ -215,7 +223,7 @@ def test_models_without_dense_take_the_exact_path():
 
 def test_nonfinite_policy_applies_to_the_auto_path():
     fm = fp32_mlp([10, 12, 3], head=None)
-    rt = rtinfer.load(fm)
+    rt = _auto(fm)
     X = _X(fm, 64)
     X[40, 3] = np.nan
     with pytest.raises(ValueError, match="expected finite inputs"):
@@ -237,3 +245,22 @@ def test_batch_option_is_kept():
     fm = fp32_mlp([4, 3], head=None)
     assert rtinfer.load(fm).batch == "auto"
     assert rtinfer.load(fm, batch="exact").batch == "exact"
+
+
+def test_small_work_takes_the_exact_path_by_default(built):
+    """Below AUTO_MIN_WORK MACs per call the default auto runtime is the exact path, bit for bit;
+    above it (and from AUTO_MIN_BATCH samples) it is the BLAS path."""
+    fm, _, exact, X, Ye, R = built["softmax_affine_reshape"]
+    rt = rtinfer.load(fm)
+    n = AUTO_MIN_WORK // fm.macs  # the largest batch of this model below the threshold
+    assert AUTO_MIN_BATCH < n < N
+    assert np.array_equal(rt.predict(X[:n]), Ye[:n]) and not rt._blas_built
+    _close(rt.predict(X[:n + 1]), Ye[:n + 1])
+    assert rt._blas is not None
+    fm, _, exact, X, Ye, R = built["mnist_shape"]
+    rt = rtinfer.load(fm)
+    assert AUTO_MIN_BATCH * fm.macs >= AUTO_MIN_WORK
+    assert np.array_equal(rt.predict(X[:AUTO_MIN_BATCH - 1]), Ye[:AUTO_MIN_BATCH - 1])
+    assert not rt._blas_built
+    _close(rt.predict(X[:AUTO_MIN_BATCH]), Ye[:AUTO_MIN_BATCH])
+    assert rt._blas is not None

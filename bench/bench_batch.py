@@ -1,0 +1,162 @@
+"""Batch throughput of Runtime.predict: batch="auto" (BLAS path) vs batch="exact" (compiled
+blocks) vs onnxruntime with one thread, at batch sizes 1, 32 and 256.
+
+    python bench/bench_batch.py                  # all models, fp32 and int8, markdown table
+    python bench/bench_batch.py --models 16-32-4 784-128-64-10 --reps 101 --json out.json
+
+Models: rtinfer.train.MLP (He init, ReLU hidden layers, seeded) frozen by export.freeze; int8
+with reduce_range=True, calibrated on N(0, 1) data; timed on other N(0, 1) samples. onnxruntime
+runs export.to_onnx of the same FrozenModel (intra/inter-op threads 1, sequential).
+Method: samples/s = B / median time of one call on a batch of B samples; engines interleaved
+call by call, outputs preallocated where the engine allows (rtinfer ``out=``). BLAS is limited
+to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here before NumPy is imported); in the
+library the user's BLAS thread settings apply. Each engine's outputs at B = 256 are checked
+against rtinfer.reference (fp32: 1e-4 relative; int8: within one output step) before timing.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+MODELS = {  # key: (sizes, output head)
+    "16-32-4": ((16, 32, 4), "identity"),
+    "64-64-32-10": ((64, 64, 32, 10), "softmax"),
+    "784-128-64-10": ((784, 128, 64, 10), "softmax"),
+    "784-512-512-10": ((784, 512, 512, 10), "softmax"),
+    "ad-640": ((640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity"),
+}
+BATCHES = (1, 32, 256)
+ENGINES = ("rtinfer auto", "rtinfer exact", "onnxruntime")
+
+
+def build(key: str, dtype: str, seed: int = 0):
+    """(FrozenModel, X (256, n_in) float32) for one model key and dtype ("fp32" | "int8")."""
+    from export import freeze
+    from rtinfer.train import MLP
+    sizes, head = MODELS[key]
+    model = MLP(list(sizes), activation="relu", output=head, seed=seed, init="he")
+    rng = np.random.default_rng(seed + 1)
+    calibration = rng.standard_normal((512, sizes[0]))
+    X = rng.standard_normal((max(BATCHES), sizes[0])).astype(np.float32)
+    if dtype == "fp32":
+        return freeze(model, "float32"), X
+    return freeze(model, "int8", calibration=calibration, reduce_range=True), X
+
+
+def engines(frozen):
+    """name -> f(B) returning a callable that runs one batch Xb of B samples."""
+    import onnxruntime as ort
+
+    import rtinfer
+    from export import to_onnx
+
+    calls = {}
+    for name, mode in (("rtinfer auto", "auto"), ("rtinfer exact", "exact")):
+        rt = rtinfer.load(frozen, batch=mode)
+
+        def make(B, rt=rt):
+            out = np.empty((B,) + rt.output_shape, dtype=rt.output_dtype)
+            return lambda Xb: rt.predict(Xb, out=out)
+        calls[name] = make
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(to_onnx(frozen).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    in_name, out_names = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+    calls["onnxruntime"] = lambda B: (lambda Xb: sess.run(out_names, {in_name: Xb})[0])
+    return calls
+
+
+def check_outputs(frozen, calls, X) -> dict:
+    """Max abs difference of each engine's batch output from rtinfer.reference; raises if one
+    is off by more than 1e-4 relative (fp32) or one output step (int8)."""
+    from rtinfer import reference
+    want = reference.run(frozen, X).astype(np.float64)
+    step = 1e-4 * max(1.0, float(np.abs(want).max()))
+    if frozen.is_quantized:  # one requantization step of the last int8 tensor, through the head
+        deq = [layer for layer in frozen.layers if layer.op.name == "DEQUANTIZE"][-1]
+        step = max(step, 1.01 * float(deq.attrs["x_scale"]))
+    diffs = {}
+    for name, make in calls.items():
+        got = np.asarray(make(len(X))(X), dtype=np.float64).reshape(want.shape)
+        diffs[name] = float(np.abs(got - want).max())
+        if diffs[name] > step:
+            raise AssertionError(f"{name}: outputs differ from the reference by {diffs[name]} (> {step})")
+    return diffs
+
+
+def time_batches(calls, X, reps: int) -> dict:
+    """{engine: {B: samples/s}} from the median of reps interleaved calls per batch size."""
+    res = {name: {} for name in calls}
+    for B in BATCHES:
+        Xb = np.ascontiguousarray(X[:B])
+        fns = {name: make(B) for name, make in calls.items()}
+        for fn in fns.values():  # warm-up (builds the BLAS path, touches buffers)
+            for _ in range(3):
+                fn(Xb)
+        times = {name: [] for name in fns}
+        for _ in range(reps):
+            for name, fn in fns.items():
+                t0 = time.perf_counter_ns()
+                fn(Xb)
+                times[name].append(time.perf_counter_ns() - t0)
+        for name in fns:
+            res[name][B] = B / (float(np.median(times[name])) * 1e-9)
+    return res
+
+
+def _rate(v: float) -> str:
+    return f"{v / 1e6:.2f} M/s" if v >= 1e6 else f"{v / 1e3:.1f} k/s"
+
+
+def table(results: list) -> str:
+    lines = ["| model | engine | B=1 | B=32 | B=256 | B=256 ÷ onnxruntime |", "|---|---|---|---|---|---|"]
+    for r in results:
+        ort256 = r["rates"]["onnxruntime"][256]
+        for name in ENGINES:
+            rates = r["rates"][name]
+            cells = " | ".join(_rate(rates[B]) for B in BATCHES)
+            lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {rates[256] / ort256:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--dtypes", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    ap.add_argument("--reps", type=int, default=51, help="timed calls per engine and batch size")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    results = []
+    for key in args.models:
+        for dtype in args.dtypes:
+            frozen, X = build(key, dtype)
+            calls = engines(frozen)
+            diffs = check_outputs(frozen, calls, X)
+            rates = time_batches(calls, X, args.reps)
+            results.append({"model": key, "dtype": dtype, "rates": rates, "max_abs_diff_vs_reference": diffs})
+            ratio = rates["rtinfer auto"][256] / rates["onnxruntime"][256]
+            print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f}", file=sys.stderr, flush=True)
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"batches": BATCHES, "reps": args.reps, "results": results}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
