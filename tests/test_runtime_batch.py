@@ -264,3 +264,23 @@ def test_small_work_takes_the_exact_path_by_default(built):
     assert not rt._blas_built
     _close(rt.predict(X[:AUTO_MIN_BATCH]), Ye[:AUTO_MIN_BATCH])
     assert rt._blas is not None
+
+
+@pytest.mark.parametrize("name", ["mnist_shape", "argmax", "int8_mnist_shape", "int8_lut_argmax"])
+def test_auto_call_allocates_no_buffers(built, name):
+    """Once built, a predict call with out= allocates no chunk-sized memory (NumPy's tracemalloc
+    hooks see every array buffer; only small view objects remain)."""
+    import tracemalloc
+    fm, auto, exact, X, Ye, R = built[name]
+    out = np.empty((N,) + auto.output_shape, dtype=auto.output_dtype)
+    auto.predict(X, out=out)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        auto.predict(X, out=out)
+        cur, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 4096, f"{peak - base} bytes at peak during one call"
+    assert cur - base <= 0
