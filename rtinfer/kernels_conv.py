@@ -200,7 +200,7 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
     n_in = c_in * h * w
     n_out = o_n * plane
     direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct
+    shifted = _is_unit_stride(g, go) and not direct and og < 4  # depthwise-like: shifted runs
     dh = g[go + G_DH]
     dw = g[go + G_DW]
     hp = oh + (kh - 1) * dh
@@ -311,7 +311,7 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
     a3 = g[go + G_LEN + 3 * plane:go + G_LEN + 4 * plane]
     zp = np.int32(x_zp)
     direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct
+    shifted = _is_unit_stride(g, go) and not direct and og < 4  # depthwise-like: shifted runs
     dh = g[go + G_DH]
     dw = g[go + G_DW]
     hp = oh + (kh - 1) * dh
@@ -616,17 +616,19 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 def conv_scratch(geo, group: int) -> dict:
     """Scratch elements conv_f32 / qconv_i8 need for a geometry (rtinfer.reference_conv.Geometry):
     {"f32": conv_f32's cols, "i8": qconv_i8's cols, "i32": qconv_i8's accumulators after its
-    table}. Pointwise: none; stride 1: the group's padded planes (hp, wp) = (oh + (kh - 1) dh,
-    ow + (kw - 1) dw) plus an (oh, wp) accumulator plane; else im2col rows (C/group kh kw, oh ow)."""
+    table}. Pointwise: none; else im2col rows (C/group kh kw, oh ow), and for stride 1 at least the
+    group's padded planes (hp, wp) = (oh + (kh - 1) dh, ow + (kw - 1) dw) plus an (oh, wp)
+    accumulator plane (the path taken when a group has fewer than 4 output channels)."""
     cg = geo.c // group
     plane = geo.oh * geo.ow
     pointwise = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow) == (1, 1, 1, 1, 0, 0, geo.h, geo.w)
     if pointwise:
         return {"f32": 1, "i8": 1, "i32": 4 * plane}
-    if geo.sh == 1 and geo.sw == 1:
-        hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
-        return {"f32": cg * hp * wp + geo.oh * wp, "i8": cg * hp * wp, "i32": max(4 * plane, geo.oh * wp)}
     cols = cg * geo.kh * geo.kw * plane
+    if geo.sh == 1 and geo.sw == 1:  # either path (the kernels pick by channels per group)
+        hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
+        return {"f32": max(cols, cg * hp * wp + geo.oh * wp), "i8": max(cols, cg * hp * wp),
+                "i32": max(4 * plane, geo.oh * wp)}
     return {"f32": cols, "i8": cols, "i32": 4 * plane}
 
 
