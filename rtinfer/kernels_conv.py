@@ -613,6 +613,9 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 
 
 # ------------------------------------------------------------------------------ planning
+MAX_SCRATCH = 1 << 26  # elements of conv scratch one layer may ask the planner for
+
+
 def conv_scratch(geo, group: int) -> dict:
     """Scratch elements conv_f32 / qconv_i8 need for a geometry (rtinfer.reference_conv.Geometry):
     {"f32": conv_f32's cols, "i8": qconv_i8's cols, "i32": qconv_i8's accumulators after its
@@ -696,6 +699,12 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         if int8["qmin"] > int8["qmax"]:
             raise error(f"{where}: qmin {int8['qmin']} > qmax {int8['qmax']}")
     table = table_from_geometry(geo, geo.c if o is None else o, group, include_pad, **int8)
+    if op in (Op.CONV, Op.QCONV):
+        need = conv_scratch(geo, group)
+        if max(need.values()) > MAX_SCRATCH:
+            raise error(f"{where}: the convolution needs {max(need.values())} elements of scratch "
+                        f"(limit {MAX_SCRATCH}); kernel ({geo.kh}, {geo.kw}) over a ({geo.oh}, {geo.ow}) output "
+                        f"is too large")
 
     if op == Op.CONV:
         W = frozen.tensor(layer, "W")
@@ -704,7 +713,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
             raise error(f"{where}: W and b must be float32 tensors")
         row[cols["T0"]] = sec.add("f32", W)
         row[cols["T1"]] = sec.add("f32", b)
-        row[cols["T2"]] = sec.add("f32", np.zeros(conv_scratch(geo, group)["f32"], np.float32))  # scratch
+        row[cols["T2"]] = sec.add("f32", np.zeros(need["f32"], np.float32))  # scratch
     elif op == Op.QCONV:
         Wq = frozen.tensor(layer, "W")
         bq = frozen.tensor(layer, "b")
@@ -721,7 +730,6 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         if not np.all(np.isfinite(M)):
             raise error(f"{where}: requantization multiplier is not finite")
         row[cols["T0"]] = sec.add("i8", Wq)
-        need = conv_scratch(geo, group)
         table[G_COLS] = sec.add("i8", np.zeros(need["i8"], np.int8)) - row[cols["T0"]]
         row[cols["T1"]] = sec.add("i32", bq)
         row[cols["T2"]] = sec.add("f32", M)

@@ -9,6 +9,7 @@ says; int8 ops are exact integer arithmetic with ``rtinfer.quant``'s rounding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ def geometry(layer: Layer, out_channels: int | None = None) -> Geometry:
         if key not in layer.attrs:
             raise ConvSpecError(f"{where}: missing attr {key!r}")
         v = layer.attrs[key]
-        if v != int(v):
+        if not math.isfinite(v) or v != int(v) or abs(v) > 2 ** 31:
             raise ConvSpecError(f"{where}: attr {key!r} must be an integer, got {v}")
         vals[key] = int(v)
     for key in ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w"):
@@ -121,7 +122,14 @@ def pool_counts(g: Geometry, count_include_pad: bool) -> np.ndarray:
     """(oh, ow) int64 divisors of an average pool."""
     if count_include_pad:
         return np.full((g.oh, g.ow), g.kh * g.kw, dtype=np.int64)
-    return _pad_mask(g).sum(axis=(0, 1)).astype(np.int64)
+
+    def taps(n_out, n_in, k, s, d, pad):  # per output index: window taps inside the input
+        pos = np.arange(n_out)[:, None] * s + np.arange(k)[None, :] * d - pad
+        return ((pos >= 0) & (pos < n_in)).sum(axis=1)
+
+    rows = taps(g.oh, g.h, g.kh, g.sh, g.dh, g.pt)
+    cols = taps(g.ow, g.w, g.kw, g.sw, g.dw, g.pl)
+    return (rows[:, None] * cols[None, :]).astype(np.int64)
 
 
 def conv_sum(cols: np.ndarray, W: np.ndarray, g: Geometry, group: int) -> np.ndarray:
@@ -146,7 +154,7 @@ def conv_channels(frozen: FrozenModel, layer: Layer) -> tuple[int, int]:
         raise ConvSpecError(f"{where}: needs tensors W and b")
     wshape, bshape = layer.tensors["W"].shape, layer.tensors["b"].shape
     group = layer.attrs.get("group", 1)
-    if group != int(group) or int(group) < 1:
+    if not math.isfinite(group) or group != int(group) or int(group) < 1:
         raise ConvSpecError(f"{where}: attr 'group' must be a positive integer, got {group}")
     group = int(group)
     c = layer.in_shape[0]
@@ -175,12 +183,6 @@ def windows(x: np.ndarray, g: Geometry, fill) -> np.ndarray:
             r0, c0 = p * g.dh, q * g.dw
             out[:, :, p, q] = xp[:, :, r0:r0 + g.sh * (g.oh - 1) + 1:g.sh, c0:c0 + g.sw * (g.ow - 1) + 1:g.sw]
     return out
-
-
-def _pad_mask(g: Geometry) -> np.ndarray:
-    """(kh, kw, oh, ow) bool: True where the window element is an input element (not padding)."""
-    ones = np.ones((1, g.c * g.h * g.w), dtype=np.int8)
-    return windows(ones, g, 0)[0, 0].astype(bool)
 
 
 def _conv_acc(cols: np.ndarray, Wt: np.ndarray, g: Geometry, out_channels: int, group: int) -> np.ndarray:
@@ -215,7 +217,7 @@ def avgpool(x: np.ndarray, g: Geometry, count_include_pad: bool) -> np.ndarray:
     for p in range(g.kh):
         for q in range(g.kw):
             acc += cols[:, :, p, q]
-    count = np.full((g.oh, g.ow), g.kh * g.kw) if count_include_pad else _pad_mask(g).sum(axis=(0, 1))
+    count = pool_counts(g, count_include_pad)
     return (acc / count.astype(np.float32)).reshape(x.shape[0], -1)
 
 
@@ -248,7 +250,7 @@ def qavgpool(x_q: np.ndarray, layer: Layer, g: Geometry) -> np.ndarray:
     a = layer.attrs
     cols = windows(x_q.astype(np.int64) - int(a["x_zp"]), g, 0)
     acc = cols.sum(axis=(2, 3))  # (N, C, oh, ow), exact
-    count = np.full((g.oh, g.ow), g.kh * g.kw) if int(a.get("count_include_pad", 0)) else _pad_mask(g).sum(axis=(0, 1))
+    count = pool_counts(g, bool(int(a.get("count_include_pad", 0))))
     m = np.float32(np.float64(a["x_scale"]) / np.float64(a["y_scale"]))
     scaled = (acc.astype(np.float32) * m) / count.astype(np.float32)
     q = np.rint(scaled).astype(np.int64) + int(a["y_zp"])
