@@ -2,9 +2,11 @@
 
 Batches of at least ``AUTO_MIN_BATCH`` samples and ``AUTO_MIN_WORK`` multiply-accumulates (N x
 the model's MACs per sample) run in chunks of up to ``CHUNK`` samples. In a
-chunk, every DENSE row and every QDENSE row whose bound holds (below) is one matrix product
-through NumPy's BLAS (``np.matmul(A, B, out=C)`` into preallocated buffers) followed by a compiled
-epilogue (rtinfer.interp: dense_bias_act, i8_to_f32, qdense_requant); every other row runs
+chunk, every DENSE row is one matrix product through NumPy's BLAS (``np.matmul(A, B, out=C)``
+into preallocated buffers) followed by a compiled epilogue (rtinfer.interp: dense_bias_act);
+every QDENSE row is one exact integer GEMM: the AVX2 u8s8 kernel (rtinfer.kernels_u8s8) where
+it cannot saturate, else a float32 BLAS product where that is exact (interp.i8_to_f32, BLAS,
+interp.qdense_requant), else the exact kernel on the chunk (bounds below); every other row runs
 through the compiled interpreter (``interp.exec_row``, via ``interp.run_range``) on the whole
 chunk at once. Smaller batches, and models with ops outside ``AUTO_OPS`` (convolution, pooling),
 take the exact path (``batch="exact"``: blocks of plan.BLOCK through the interpreter).
@@ -12,8 +14,9 @@ take the exact path (``batch="exact"``: blocks of plan.BLOCK through the interpr
 Layout: a BatchPath owns a private blob = the plan image followed by a tail holding a relocated
 copy of the program (every intermediate in a chunk arena of two regions per dtype, each CHUNK x
 the largest intermediate of that dtype), so exec_row runs unchanged on CHUNK samples. DENSE
-weights are the plan's transposed W viewed from the blob (no copy); each BLAS QDENSE gets a
-float32 copy of its int8 weights (n_out, n_in). Everything is allocated once, when the path is
+weights are the plan's transposed W viewed from the blob (no copy); a u8s8 QDENSE gets its
+weights packed (int8, padded to 16 outputs and 4 inputs) and a float32 BLAS QDENSE a float32
+copy of its int8 weights (n_out, n_in). Everything is allocated once, when the path is
 built (on the first qualifying predict); a call allocates nothing but array views.
 
 Numerics:
@@ -23,13 +26,19 @@ Numerics:
   of the summed magnitudes (tested); they may also depend on the BLAS build and its threads
   (the user's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS apply) and on the chunking. Use
   ``batch="exact"`` where bit-identity with predict_one/stream matters.
-- int8 QDENSE: sum_i x[i] * W[i, j] over the raw int8 codes (|x| <= 128, the input zero point
-  folded into the int32 bias by the planner) in a float32 GEMM is exact in any summation order
+- int8 QDENSE, u8s8 (first choice, x86 AVX2 hosts): sum_i (x[i] + 128) * W[i, j] with
+  vpmaddubsw/vpmaddwd, exact when every pair of consecutive weights of an output has
+  |W[2p, j]| + |W[2p + 1, j]| <= 128 (no int16 saturation; always true for weights frozen with
+  reduce_range=True); the +128 shift is folded into the int32 bias. Bit-identical as below.
+- int8 QDENSE, float32 BLAS: sum_i x[i] * W[i, j] over the raw int8 codes (|x| <= 128, the
+  input zero point folded into the int32 bias by the planner) in a float32 GEMM is exact in any
+  summation order
   when every partial sum is an integer of magnitude <= 2^24, which ``128 * sum_i |W[i, j]| <=
   2^24`` for every j guarantees (checked per layer from the actual weights; always true for
   n_in <= 1032). The folded bias is then added in int32 and the sum requantized as
   kernels.qdense_i8 does: bit-identical to the exact path and to rtinfer.reference. A layer
-  that fails the bound runs the exact int8 kernel on the chunk.
+  that fails both bounds runs the exact int8 kernel on the chunk. ``row_kinds`` records the
+  strategy of every DENSE/QDENSE row.
 """
 
 from __future__ import annotations
@@ -37,9 +46,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import interp
+from . import kernels_u8s8 as U8
 from .ops import Op
-from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, K_ARENA, K_IO,
-                   NCOLS, Plan)
+from .plan import (C_DST, C_DST_KIND, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0,
+                   C_T1, C_T2, K_ARENA, K_IO, NCOLS, Plan)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
 AUTO_MIN_WORK = 2 ** 20  # nor do batches of fewer than this many MACs (samples x model MACs):
@@ -56,7 +66,16 @@ F32_EXACT_INT = 2 ** 24
 
 _ALIGN = 64
 
-_RANGE, _DENSE, _QDENSE = 0, 1, 2
+_RANGE, _DENSE, _QDENSE, _QU8 = 0, 1, 2, 3
+_U8_AVAILABLE = None
+
+
+def u8s8_available() -> bool:
+    """Whether the AVX2 int8 GEMM (rtinfer.kernels_u8s8) can run here (checked once)."""
+    global _U8_AVAILABLE
+    if _U8_AVAILABLE is None:
+        _U8_AVAILABLE = U8.available()
+    return _U8_AVAILABLE
 
 
 def _align(n: int) -> int:
@@ -76,16 +95,19 @@ class BatchPath:
     plan has an op outside AUTO_OPS or no DENSE/QDENSE row to hand to BLAS)."""
 
     @classmethod
-    def build(cls, plan: Plan):
+    def build(cls, plan: Plan, int8_gemm: str = "auto"):
         ops = [Op(int(op)) for op in plan.program[:, C_OP]]
         if any(op not in AUTO_OPS for op in ops):
             return None
         if not any(op in (Op.DENSE, Op.QDENSE) for op in ops):
             return None
-        path = cls(plan)
+        path = cls(plan, int8_gemm)
         return path if path.n_gemm else None
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, int8_gemm: str = "auto"):
+        """int8_gemm: "auto" (the AVX2 u8s8 GEMM where available and exact, else float32 BLAS
+        where exact, else the exact kernel), "f32" (never u8s8; for tests), "none" (the exact
+        kernel for every QDENSE)."""
         from .runtime import _entry
         interp.warm_up_batch()
         # compiled entry points of the one signature each (X may be read-only: it is only read)
@@ -135,7 +157,10 @@ class BatchPath:
         self.blob = blob
         self.p = o_prog // 8  # the relocated program, in int64 elements
         f32 = blob.view(np.float32)
+        i32 = blob.view(np.int32)
         i8 = blob.view(np.int8)
+        self.i8 = i8
+        use_u8 = int8_gemm == "auto" and u8s8_available()
 
         def row_off(k):  # int64 offset of row k in the blob
             return self.p + k * NCOLS
@@ -144,7 +169,9 @@ class BatchPath:
         steps = []
         self.n_gemm = 0
         self.fallback_rows = []   # QDENSE rows whose bound fails (exact kernel on the chunk)
+        self.row_kinds = {}       # DENSE/QDENSE row -> "f32-blas" | "u8s8" | "exact"
         q_in = q_out = 0
+        u8_lda = u8_ldc = 0
         start = 0
         for k in range(n_ops):
             n_in, n_out = int(prog[k, C_NIN]), int(prog[k, C_NOUT])
@@ -157,13 +184,21 @@ class BatchPath:
                 dst = None if prog[k, C_DST_KIND] == K_IO else \
                     f32[int(prog[k, C_DST]):int(prog[k, C_DST]) + CHUNK * n_out].reshape(CHUNK, n_out)
                 gemm = (_DENSE, row_off(k), Wt.T, src, dst)
+                self.row_kinds[k] = "f32-blas"
             elif ops[k] == Op.QDENSE:
                 Wt = i8[w0:w0 + n_out * n_in].reshape(n_out, n_in)
-                if qdense_gemm_exact(Wt):
+                u8 = self._u8_step(prog[k], Wt, i32, f32) if use_u8 and U8.u8s8_exact(Wt.T) else None
+                if u8 is not None:
+                    gemm = u8
+                    u8_lda, u8_ldc = max(u8_lda, 4 * u8[6]), max(u8_ldc, U8.TILE_J * u8[7])
+                    self.row_kinds[k] = "u8s8"
+                elif int8_gemm != "none" and qdense_gemm_exact(Wt):
                     gemm = (_QDENSE, row_off(k), np.ascontiguousarray(Wt, dtype=np.float32).T, n_in, n_out)
                     q_in, q_out = max(q_in, n_in), max(q_out, n_out)
+                    self.row_kinds[k] = "f32-blas"
                 else:
                     self.fallback_rows.append(k)
+                    self.row_kinds[k] = "exact"
             if gemm is not None:
                 if start < k:
                     steps.append((_RANGE, start, k))
@@ -176,6 +211,9 @@ class BatchPath:
         # QDENSE GEMM buffers: float32 input codes and accumulators, CHUNK samples.
         self.xf = np.zeros(CHUNK * q_in, dtype=np.float32)
         self.acc = np.zeros(CHUNK * q_out, dtype=np.float32)
+        # u8s8 GEMM scratch: uint8 inputs and int32 sums (CHUNK is a multiple of TILE_S)
+        self.a_u8 = np.zeros(CHUNK * u8_lda, dtype=np.uint8)
+        self.c_i32 = np.zeros(CHUNK * u8_ldc, dtype=np.int32)
         final = []
         for step in steps:
             if step[0] == _QDENSE:
@@ -191,7 +229,22 @@ class BatchPath:
     def nbytes(self) -> int:
         """Bytes this path holds besides the Runtime (blob copy, float32 int8 weights, buffers)."""
         extra = sum(s[2].nbytes for s in self.steps if s[0] == _QDENSE)
-        return int(self.blob.nbytes + extra + self.xf.nbytes + self.acc.nbytes + self.ybuf.nbytes)
+        extra += sum(s[5].nbytes + s[8].nbytes for s in self.steps if s[0] == _QU8)
+        return int(self.blob.nbytes + extra + self.xf.nbytes + self.acc.nbytes + self.ybuf.nbytes
+                   + self.a_u8.nbytes + self.c_i32.nbytes)
+
+    def _u8_step(self, row, Wt, i32, f32):
+        """The u8s8 step of a QDENSE program row (weights Wt (n_out, n_in) int8), or None if its
+        shifted bias would not fit int32 (the planner's accumulator bound makes that impossible)."""
+        n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
+        Bp, nq, nblk = U8.pack_weights(np.ascontiguousarray(Wt.T))
+        folded = i32[int(row[C_T1]):int(row[C_T1]) + n_out].astype(np.int64)
+        bias2 = folded - 128 * Wt.astype(np.int64).sum(axis=1)  # the +128 input shift, folded
+        if np.abs(bias2).max(initial=0) > np.iinfo(np.int32).max:
+            return None
+        mult = f32[int(row[C_T2]):int(row[C_T2]) + n_out]
+        return (_QU8, int(row[C_SRC]), int(row[C_DST]), n_in, n_out, Bp, nq, nblk, bias2.astype(np.int32),
+                mult, int(row[C_I0]), int(row[C_I1]), int(row[C_I2]))
 
     def run(self, X: np.ndarray, Y: np.ndarray, n: int) -> None:
         """X (n * in_size,) float32 -> Y (n * out_size,) float32 or int64; both C-contiguous,
@@ -204,6 +257,7 @@ class BatchPath:
         ybuf2 = self.ybuf.reshape(CHUNK, out_size)
         run_range, dense_post = self._run_range, self._dense_post
         i8_to_f32, qdense_post = self._i8_to_f32, self._qdense_post
+        qdense_u8 = U8.qdense_u8s8
         for s in range(0, n, CHUNK):
             c = min(CHUNK, n - s)
             xo = s * in_size
@@ -220,10 +274,14 @@ class BatchPath:
                     np.matmul(X2[s:s + c] if src is None else src[:c], WT,
                               out=Yc2 if dst is None else dst[:c])
                     dense_post(blob, r, Yc, yo, c)
-                else:
+                elif kind == _QDENSE:
                     _, r, WfT, xf2, acc2 = step
                     i8_to_f32(blob, r, self.xf, c)
                     np.matmul(xf2[:c], WfT, out=acc2[:c])
                     qdense_post(blob, r, self.acc, c)
+                else:
+                    _, so, do, n_in, n_out, Bp, nq, nblk, bias2, mult, y_zp, qmin, qmax = step
+                    qdense_u8(self.i8, so, do, n_in, n_out, c, self.a_u8, 4 * nq, Bp, nq, nblk, self.c_i32,
+                              U8.TILE_J * nblk, bias2, mult, y_zp, qmin, qmax)
             if int_out:
                 Y[s * out_size:(s + c) * out_size] = self.ybuf[:c * out_size]

@@ -2,9 +2,10 @@
 (batch="exact", the compiled interpreter in blocks) and the NumPy reference executor.
 
 fp32: auto within 1e-5 (relative, with an absolute floor of 1e-5) of exact and of the reference;
-int8: auto bit-identical to exact and to the reference, including layers whose float32-GEMM
-bound fails (they run the exact int8 kernel) and a layer exactly at the bound driven by extreme
-inputs. Batch sizes straddle AUTO_MIN_BATCH and CHUNK. The auto runtimes under test have their
+int8: auto bit-identical to exact and to the reference through each QDENSE strategy: the AVX2
+u8s8 GEMM (rtinfer.kernels_u8s8, where its no-saturation bound holds), the float32 BLAS GEMM
+(also forced on every int8 model, and at its 2^24 bound driven by extreme inputs) and the exact
+kernel (both bounds fail). Batch sizes straddle AUTO_MIN_BATCH and CHUNK. The auto runtimes under test have their
 work threshold (AUTO_MIN_WORK, a speed heuristic) set to 0 so that small models exercise BLAS too.
 """
 
@@ -16,7 +17,9 @@ import pytest
 import rtinfer
 from rtinfer import quant, reference
 from rtinfer._testmodels import fp32_mlp, int8_mlp
-from rtinfer.batch import AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact
+from rtinfer import kernels_u8s8 as U8
+from rtinfer.batch import (AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact,
+                           u8s8_available)
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
 from rtinfer.ops import Act, Op
 from rtinfer.runtime import Runtime
@@ -50,6 +53,19 @@ def _qdense_model(n_in, Wq, x_scale=0.05, x_zp=3, then_small=True, seed=0) -> Fr
     return FrozenModel(tuple(layers), bb.finish(), (n_in,), (last,))
 
 
+def _signs(shape, seed):
+    return np.where(np.random.default_rng(seed).random(shape) < 0.5, -1, 1)
+
+
+def _reduce_range_mlp(sizes, activation="relu", output="identity", seed=0):
+    """A trained-model-shaped int8 MLP frozen with reduce_range=True (weights in [-63, 63])."""
+    from export import freeze
+    from rtinfer.train import MLP
+    model = MLP(list(sizes), activation=activation, output=output, seed=seed, init="he")
+    cal = np.random.default_rng(seed + 1).standard_normal((256, sizes[0]))
+    return freeze(model, "int8", calibration=cal, reduce_range=True)
+
+
 def _bound_fails_weights(n_in=1100, n_out=8, seed=1):
     # all codes +-127: 128 * 127 * 1100 > 2^24 for every column
     return (127 * np.where(np.random.default_rng(seed).random((n_in, n_out)) < 0.5, -1, 1)).astype(np.int8)
@@ -78,8 +94,17 @@ INT8 = {  # DEQUANTIZE or ARGMAX last: exact against the reference too
     "int8_mnist_shape": lambda: int8_mlp([784, 128, 64, 10], lut=np.tanh, head=None),
     "int8_bound_fails": lambda: _qdense_model(1100, _bound_fails_weights()),
     "int8_at_bound": lambda: _qdense_model(1033, _at_bound_weights(), x_scale=0.01, x_zp=0),
+    # u8s8 GEMM: odd widths (quad and pair padding), outputs not a multiple of 16
+    "int8_rr_relu": lambda: _reduce_range_mlp([37, 33, 17, 10]),
+    "int8_rr_wide": lambda: _reduce_range_mlp([784, 128, 64, 10], seed=2),
+    # u8s8 bound holds (|w| <= 63), float32 bound fails (128 * 63 * 2100 > 2^24)
+    "int8_u8_only": lambda: _qdense_model(2100, (63 * _signs((2100, 19), 3)).astype(np.int8)),
+    # pairs summing to exactly 128 (64 + 64): the largest u8s8 accepts, at full input range
+    "int8_u8_pairs_at_bound": lambda: _qdense_model(40, (64 * _signs((40, 24), 4)).astype(np.int8),
+                                                    x_scale=0.01, x_zp=0, then_small=False),
 }
-INT8_SOFTMAX = {"int8_softmax": lambda: int8_mlp([20, 17, 10], lut=np.tanh, head="softmax")}
+INT8_SOFTMAX = {"int8_softmax": lambda: int8_mlp([20, 17, 10], lut=np.tanh, head="softmax"),
+                "int8_rr_tanh_softmax": lambda: _reduce_range_mlp([37, 33, 10], "tanh", "softmax")}
 MODELS = {**FP32, **FP32_ARGMAX, **INT8, **INT8_SOFTMAX}
 
 
@@ -101,11 +126,15 @@ def built():
     for name, make in MODELS.items():
         fm = make()
         X = _X(fm)
-        if name == "int8_at_bound":  # inputs at both ends of the int8 range reach the bound
+        if name in ("int8_at_bound", "int8_u8_pairs_at_bound"):  # inputs at both ends of the int8 range
             X[:N // 2] = -100.0
             X[N // 2:] = np.where(np.arange(fm.input_size) % 2 == 0, -100.0, 100.0)
         auto, exact = _auto(fm), rtinfer.load(fm, batch="exact")
         out[name] = (fm, auto, exact, X, exact.predict(X), reference.run(fm, X))
+        if name in INT8 or name in INT8_SOFTMAX:  # the same model with u8s8 disabled
+            f32 = _auto(fm)
+            f32._blas, f32._blas_built = BatchPath.build(f32.plan, int8_gemm="f32"), True
+            out[name + ":f32"] = (fm, f32) + out[name][2:]
     return out
 
 
@@ -127,7 +156,7 @@ def test_fp32_auto_close_to_exact_and_reference(built, name):
     assert auto._blas is not None  # the BLAS path ran
 
 
-@pytest.mark.parametrize("name", list(INT8) + list(FP32_ARGMAX))
+@pytest.mark.parametrize("name", list(INT8) + [n + ":f32" for n in INT8] + list(FP32_ARGMAX))
 def test_int8_and_argmax_auto_identical_to_exact_and_reference(built, name):
     fm, auto, exact, X, Ye, R = built[name]
     assert np.array_equal(Ye, R.astype(Ye.dtype))
@@ -138,8 +167,9 @@ def test_int8_and_argmax_auto_identical_to_exact_and_reference(built, name):
         assert np.array_equal(auto.predict(X[N - n:]), Ye[N - n:]), f"last {n}"
 
 
-def test_int8_softmax_head_auto_identical_to_exact(built):
-    fm, auto, exact, X, Ye, R = built["int8_softmax"]
+@pytest.mark.parametrize("name", list(INT8_SOFTMAX) + [n + ":f32" for n in INT8_SOFTMAX])
+def test_int8_softmax_head_auto_identical_to_exact(built, name):
+    fm, auto, exact, X, Ye, R = built[name]
     for n in SIZES:
         assert np.array_equal(auto.predict(X[:n]), Ye[:n])
     _close(Ye, R)
@@ -153,14 +183,20 @@ def test_int8_stream_and_predict_one_identical_to_auto(built):
     assert np.array_equal(np.stack([auto.predict_one(x) for x in Xs[:40]]), Ya[:40])
 
 
-def test_bound_failing_layer_falls_back_to_the_exact_kernel(built):
-    fm, auto, *_ = built["int8_bound_fails"]
-    path = auto._blas_path()
-    assert path is not None
-    assert path.fallback_rows == [1]  # the 1100-input QDENSE (row 0 is QUANTIZE)
-    assert path.n_gemm == 1           # the small QDENSE after it still uses BLAS
-    fm, auto, *_ = built["int8_at_bound"]
-    assert auto._blas_path().fallback_rows == [] and auto._blas_path().n_gemm == 2
+def test_each_qdense_takes_the_expected_strategy(built):
+    def kinds(name):
+        return built[name][1]._blas_path().row_kinds
+    u8 = "u8s8" if u8s8_available() else "f32-blas"
+    # row 0 is QUANTIZE; the 1100-input layer fails both bounds, the small one is +-127 (u8s8 fails)
+    assert kinds("int8_bound_fails") == {1: "exact", 2: "f32-blas"}
+    assert built["int8_bound_fails"][1]._blas_path().fallback_rows == [1]
+    assert kinds("int8_at_bound") == {1: "f32-blas", 2: "f32-blas"}
+    assert kinds("int8_u8_only") == {1: u8 if u8s8_available() else "exact", 2: "f32-blas"}
+    assert kinds("int8_u8_pairs_at_bound") == {1: u8}
+    assert set(kinds("int8_rr_wide").values()) == {u8}
+    assert set(kinds("int8_relu").values()) == {"f32-blas"}  # int8_mlp weights reach +-127
+    assert set(kinds("int8_rr_wide:f32").values()) == {"f32-blas"}
+    assert set(kinds("mnist_shape").values()) == {"f32-blas"}
 
 
 def test_at_bound_inputs_really_reach_the_bound(built):
@@ -284,3 +320,33 @@ def test_auto_call_allocates_no_buffers(built, name):
         tracemalloc.stop()
     assert peak - base < 4096, f"{peak - base} bytes at peak during one call"
     assert cur - base <= 0
+
+
+@pytest.mark.skipif(not u8s8_available(), reason="the u8s8 GEMM needs x86 AVX2")
+@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 4), (3, 5, 4), (37, 17, 12), (64, 16, 256), (130, 33, 8)])
+def test_u8s8_gemm_matches_its_twin(n_in, n_out, m):
+    rng = np.random.default_rng(n_in * 1000 + n_out)
+    W = rng.integers(-64, 65, (n_in, n_out)).astype(np.int8)  # |w| <= 64: pair sums <= 128
+    W[:2, 0] = 64
+    W[:2, -1] = -64  # pairs at the bound: 255 * 128 = 32640, the largest sums that do not saturate
+    assert U8.u8s8_exact(W)
+    Bp, nq, nblk = U8.pack_weights(W)
+    lda, ldc = 4 * nq, U8.TILE_J * nblk
+    A = rng.integers(0, 256, m * lda).astype(np.uint8)
+    A[:lda] = 255  # the extreme sample: every pair sum at its largest magnitude
+    C = np.full(m * ldc, -1, np.int32)
+    U8.gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m)
+    want = np.full(m * ldc, -2, np.int32)
+    U8.gemm_u8s8_ref(A, lda, Bp, nq, nblk, want, ldc, m)
+    assert np.array_equal(C, want)
+    direct = A.reshape(m, lda)[:, :n_in].astype(np.int64) @ W.astype(np.int64)
+    assert np.array_equal(C.reshape(m, ldc)[:, :n_out], direct)
+
+
+def test_u8s8_exact_bound():
+    W = np.array([[64, -64], [64, -64], [127, 0]], np.int8)  # pairs (64, 64) and (127, pad 0)
+    assert U8.u8s8_exact(W)
+    W[1, 0] = 65
+    assert not U8.u8s8_exact(W)
+    assert not U8.u8s8_exact(np.array([[0], [0], [-127], [-2]], np.int8))
+    assert U8.u8s8_exact(np.full((5, 3), -63, np.int8))  # reduce_range weights always pass

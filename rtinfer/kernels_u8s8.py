@@ -1,0 +1,162 @@
+"""A register-tiled int8 GEMM for the batch path's QDENSE layers (x86 AVX2), exact in int32.
+
+    acc[s, j] = sum_i (x[s, i] + 128) * W[i, j]        x int8 codes, W int8 weights
+
+computed with vpmaddubsw (uint8 x int8 -> pairwise int16 sums, *saturating*) and vpmaddwd
+(int16 pairs -> int32), the instruction pair onnxruntime's MLAS uses on AVX2 CPUs without VNNI.
+It is exact only when no int16 pair sum can saturate: with activations in [0, 255],
+``255 * (|W[2p, j]| + |W[2p + 1, j]|) <= 32767``, i.e. ``|W[2p, j]| + |W[2p + 1, j]| <= 128`` for
+every pair of consecutive inputs (2p, 2p + 1) and every output j (``u8s8_exact``; int8 weights
+frozen with reduce_range=True, in [-63, 63], always pass). The int32 sums are bounded by
+255 * sum_i |W[i, j]|, which the planner proves fits int32. The caller folds the +128 shift
+into the bias: bias2[j] = folded_bias[j] - 128 * sum_i W[i, j].
+
+Layouts (``pack_weights``): A (m_pad, lda) uint8, one sample per row, lda = 4 * nq >= n_in
+(padding columns hold anything: their weights are 0), m_pad a multiple of TILE_S. Packed W:
+for each block of TILE_J = 16 outputs, for each quad q of inputs, 64 bytes: outputs 0..7 then
+8..15 of the block, each as its 4 weights W[4q .. 4q + 3, j] (zero padded). C (m_pad, ldc)
+int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile of int32 sums in
+8 ymm registers; each quad of inputs costs 2 weight loads, 4 broadcasts, 8 vpmaddubsw, 8
+vpmaddwd and 8 adds (256 MACs).
+
+Only available when Numba compiles for a host with AVX2 (``available()``); the batch path
+otherwise uses its float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` is the NumPy twin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+TILE_S = 4    # samples per micro-tile
+TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
+I16_MAX = 32767
+
+
+def available() -> bool:
+    """True when Numba targets this host's CPU and the CPU has AVX2."""
+    import platform
+
+    import llvmlite.binding as ll
+    from numba.core import config
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if config.CPU_NAME or config.CPU_FEATURES:  # a user-chosen (maybe generic) target
+        return False
+    return bool(ll.get_host_cpu_features().get("avx2", False))
+
+
+def u8s8_exact(W: np.ndarray) -> bool:
+    """True when no vpmaddubsw pair sum can saturate for W (n_in, n_out) int8 and uint8 inputs:
+    255 * (|W[2p, j]| + |W[2p + 1, j]|) <= 32767 for all p, j (an odd n_in pads a zero row)."""
+    a = np.abs(W.astype(np.int64))
+    if a.shape[0] % 2:
+        a = np.vstack([a, np.zeros((1, a.shape[1]), np.int64)])
+    pairs = a[0::2] + a[1::2]
+    return pairs.size == 0 or int(pairs.max()) * 255 <= I16_MAX
+
+
+def pack_weights(W: np.ndarray):
+    """W (n_in, n_out) int8 -> (packed (nblk * nq * 64,) int8, nq, nblk), zero padded."""
+    n_in, n_out = W.shape
+    nq = -(-n_in // 4)
+    nblk = -(-n_out // TILE_J)
+    Wp = np.zeros((nq * 4, nblk * TILE_J), np.int8)
+    Wp[:n_in, :n_out] = W
+    # packed[jb, q, h, jj, t] = Wp[4q + t, 16 jb + 8 h + jj]
+    P = Wp.reshape(nq, 4, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
+    return np.ascontiguousarray(P).reshape(-1), nq, nblk
+
+
+def _call_x86(builder, name, ret, args):
+    fnty = ir.FunctionType(ret, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
+
+
+@intrinsic
+def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
+    """C[co + r * ldc + j] (int32) = sum_{q < nq, t < 4} A[ao + r * lda + 4q + t] (uint8) *
+    B[bo + 64q + 32h + 4jj + t] (int8), for r < TILE_S and j = 8h + jj < TILE_J."""
+    sig = types.void(A, ao, lda, B, bo, nq, C, co, ldc)
+
+    def codegen(context, builder, signature, args):
+        av, aoff, ldav, bv, boff, n, cv, coff, ldcv = args
+        aarr = context.make_array(signature.args[0])(context, builder, av)
+        barr = context.make_array(signature.args[3])(context, builder, bv)
+        carr = context.make_array(signature.args[6])(context, builder, cv)
+        i32 = ir.IntType(32)
+        v32i8 = ir.VectorType(ir.IntType(8), 32)
+        v16i16 = ir.VectorType(ir.IntType(16), 16)
+        v8i32 = ir.VectorType(i32, 8)
+        ones = ir.Constant(v16i16, [1] * 16)
+        pa = builder.gep(aarr.data, [aoff])
+        pb = builder.gep(barr.data, [boff])
+        rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(TILE_S)]
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(2)]
+                for _ in range(TILE_S)]
+        with cgutils.for_range(builder, n) as loop:
+            q = loop.index
+            wq = builder.gep(pb, [builder.mul(q, ir.Constant(q.type, 64))])
+            w = [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(q.type, 32 * h)]), v32i8.as_pointer()),
+                              align=1) for h in range(2)]
+            off = builder.mul(q, ir.Constant(q.type, 4))
+            for r in range(TILE_S):
+                a4 = builder.load(builder.bitcast(builder.gep(rows[r], [off]), i32.as_pointer()), align=1)
+                splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), a4, ir.Constant(i32, 0))
+                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
+                for h in range(2):
+                    p16 = _call_x86(builder, "llvm.x86.avx2.pmadd.ub.sw", v16i16, [a, w[h]])
+                    p32 = _call_x86(builder, "llvm.x86.avx2.pmadd.wd", v8i32, [p16, ones])
+                    builder.store(builder.add(builder.load(accs[r][h]), p32), accs[r][h])
+        pc = builder.gep(carr.data, [coff])
+        for r in range(TILE_S):
+            row = builder.gep(pc, [builder.mul(ldcv, ir.Constant(ldcv.type, r))])
+            for h in range(2):
+                dst = builder.bitcast(builder.gep(row, [ir.Constant(ldcv.type, 8 * h)]), v8i32.as_pointer())
+                builder.store(builder.load(accs[r][h]), dst, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, _nrt=False)
+def gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad):
+    """C (m_pad, ldc) int32 = A (m_pad, lda) uint8 @ packed W (see module doc); flat arrays,
+    m_pad a multiple of TILE_S, ldc = TILE_J * nblk. Weight blocks outer: each block of packed
+    weights (nq * 64 bytes) is applied to all samples while it stays in cache."""
+    for jb in range(nblk):
+        bo = jb * nq * 64
+        for s in range(0, m_pad, TILE_S):
+            _tile(A, s * lda, lda, Bp, bo, nq, C, s * ldc + jb * TILE_J, ldc)
+
+
+@njit(cache=True, _nrt=False)
+def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2, mult, y_zp, qmin, qmax):
+    """One QDENSE layer for m samples: x (m, n_in) int8 at i8[so:] -> y (m, n_out) int8 at
+    i8[do:]. A and C are scratch of at least m_pad * lda uint8 / m_pad * ldc int32 (m_pad = m
+    rounded up to TILE_S); bias2 (n_out,) int32 = folded bias - 128 * sum_i W[i, j]; mult (n_out,)
+    float32. y = clamp(rint(float32(acc + bias2) * mult) + y_zp, qmin, qmax), as kernels._requant."""
+    for s in range(m):
+        x = i8[so + s * n_in:so + (s + 1) * n_in]
+        a = A[s * lda:s * lda + n_in]
+        for k in range(n_in):
+            a[k] = np.uint8(np.int32(x[k]) + 128)
+    m_pad = (m + TILE_S - 1) // TILE_S * TILE_S
+    gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad)
+    for s in range(m):
+        acc = C[s * ldc:s * ldc + n_out]
+        y = i8[do + s * n_out:do + (s + 1) * n_out]
+        for j in range(n_out):
+            v = np.int32(acc[j] + bias2[j])
+            q = np.int64(np.rint(np.float32(v) * mult[j])) + y_zp
+            y[j] = np.int8(min(max(q, qmin), qmax))
+
+
+def gemm_u8s8_ref(A, lda, Bp, nq, nblk, C, ldc, m_pad):
+    """NumPy twin of gemm_u8s8 (unpacks the weights; int64 sums, exact)."""
+    Wp = Bp.reshape(nblk, nq, 2, 8, 4).transpose(1, 4, 0, 2, 3).reshape(nq * 4, nblk * TILE_J)
+    a = A[:m_pad * lda].reshape(m_pad, lda)[:, :nq * 4].astype(np.int64)
+    C[:m_pad * ldc] = (a @ Wp.astype(np.int64)).astype(np.int32).reshape(-1)
