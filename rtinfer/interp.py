@@ -267,6 +267,13 @@ def dense_bias_act(blob, r, Y, yo, m):
     dst = Y if dst_io else f32
     do = yo if dst_io else h[r + C_DST]
     b = f32[bo:bo + n_out]
+    if act == K.A_RELU:  # fused in one pass, the expression of kernels.act_f32
+        for s in range(m):
+            y = dst[do + s * n_out:do + (s + 1) * n_out]
+            for j in range(n_out):
+                v = y[j] + b[j]
+                y[j] = np.float32(0.0) if v < 0.0 else v
+        return
     for s in range(m):
         d = do + s * n_out
         y = dst[d:d + n_out]
