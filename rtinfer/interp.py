@@ -13,8 +13,9 @@ layout and the op codes): a second model, or a second process, runs without comp
         mode MODE_TIMED:  as MODE_STREAM, times[s] = nanoseconds of sample s
         mode MODE_PER_OP: as MODE_STREAM, times[s * n_ops + k] = nanoseconds of op k on sample s
     first_nonfinite(X) -> int         index of the first NaN/inf element of X, or -1
-    run_range, dense_bias_act,        the compiled pieces of the BLAS batch path (rtinfer.batch):
-    i8_to_f32, qdense_requant         a range of program rows, and the before/after of a GEMM
+    run_segment, dense_bias_act,      the compiled pieces of the batch path (rtinfer.batch): a
+    i8_to_f32, qdense_requant         range of program rows with tiled GEMMs (rtinfer.kernels_gemm),
+                                      and the before/after of a BLAS GEMM
 
 X (n * in_size,) and Y (n * out_size,) are the caller's C-contiguous float32 arrays, flattened.
 Timing uses clock_gettime(CLOCK_MONOTONIC), declared as an external C symbol (cache-safe),
@@ -33,6 +34,7 @@ from numba import njit, types
 from numba.core import caching
 
 from . import kernels as K
+from . import kernels_gemm as G
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC,
                    C_SRC_KIND, C_T0, C_T1, C_T2, H_BLOCK, H_CLOCK, H_IN_SIZE, H_N_OPS, H_NCOLS,
@@ -42,7 +44,7 @@ from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NO
 # Numba keys a function's cache on the contents of its own file only. The interpreter inlines
 # rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
 # cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
-_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py")
+_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,20 +240,6 @@ def execute(blob, X, Y, n, mode, times):
 # -- compiled pieces of the BLAS batch path (rtinfer.batch drives them) -------------------------
 
 @_jit
-def run_range(blob, p, k0, k1, X, xo, Y, yo, m):
-    """Rows k0 .. k1 - 1 of the program at h[p:] (H_NCOLS columns per row) for m samples, as
-    run_rows does; rtinfer.batch passes its relocated program (intermediates in its chunk arena)."""
-    h = blob.view(np.int64)
-    f64 = blob.view(np.float64)
-    f32 = blob.view(np.float32)
-    i32 = blob.view(np.int32)
-    i8 = blob.view(np.int8)
-    nc = h[H_NCOLS]
-    for k in range(k0, k1):
-        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
-
-
-@_jit
 def dense_bias_act(blob, r, Y, yo, m):
     """Epilogue of the DENSE row at h[r] once its output (Y[yo:] if the row writes Y, else its
     arena region) holds the products x @ W for m samples: y = act(y + b) in place, the bias
@@ -320,15 +308,65 @@ def qdense_requant(blob, r, acc, m):
             y[j] = np.int8(min(max(q, qmin), qmax))
 
 
+# Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
+B_EXEC = 0         # exec_row
+B_DENSE_TILED = 1  # kernels_gemm.dense_f32_tiled: weights packed at fpack[w_off:], nblk blocks
+B_QDENSE_U8 = 2    # kernels_gemm.qdense_u8s8: weights at ipack[w_off:], nq quads, nblk blocks,
+                   # shifted bias at bpack[b_off:]
+
+
+@_jit
+def run_segment(blob, p, k0, k1, X, xo, Y, yo, m, tab, fpack, ipack, bpack, A, C, T):
+    """Rows k0 .. k1 - 1 of the program at h[p:] for m samples, each as tab[k] says: exec_row,
+    or a tiled GEMM (float32 DENSE, u8s8 QDENSE) with the row's operands, bias, activation and
+    requantization. A (uint8), C (int32), T (float32): the GEMMs' scratch."""
+    h = blob.view(np.int64)
+    f64 = blob.view(np.float64)
+    f32 = blob.view(np.float32)
+    i32 = blob.view(np.int32)
+    i8 = blob.view(np.int8)
+    nc = h[H_NCOLS]
+    for k in range(k0, k1):
+        r = p + k * nc
+        kind = tab[k, 0]
+        if kind == B_DENSE_TILED:
+            n_in = h[r + C_NIN]
+            n_out = h[r + C_NOUT]
+            act = h[r + C_ACT]
+            src_io = h[r + C_SRC_KIND] == K_IO
+            dst_io = h[r + C_DST_KIND] == K_IO
+            so = xo if src_io else h[r + C_SRC]
+            do = yo if dst_io else h[r + C_DST]
+            src = X if src_io else f32
+            dst = Y if dst_io else f32
+            G.dense_f32_tiled(src, so, fpack, tab[k, 1], n_in, n_out, tab[k, 3], f32, h[r + C_T1], dst, do, m,
+                              act == K.A_RELU, T)
+            if act != K.A_IDENTITY and act != K.A_RELU:
+                fp = h[r + C_FP]
+                K.act_f32(dst, do, dst, do, m * n_out, act, f64[fp], f64[fp + 1])
+        elif kind == B_QDENSE_U8:
+            n_in = h[r + C_NIN]
+            n_out = h[r + C_NOUT]
+            nq = tab[k, 2]
+            nblk = tab[k, 3]
+            mo = h[r + C_T2]
+            G.qdense_u8s8(i8, h[r + C_SRC], h[r + C_DST], n_in, n_out, m, A, 4 * nq, ipack[tab[k, 1]:], nq, nblk,
+                          C, G.TILE_J * nblk, bpack[tab[k, 4]:], f32[mo:mo + n_out], h[r + C_I0], h[r + C_I1],
+                          h[r + C_I2])
+        else:
+            exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m)
+
+
 def warm_up_batch() -> None:
     """Compile (or load from the cache) the batch path's entry points, one signature each."""
     blob = np.zeros(256, dtype=np.uint8)  # a program of n_ops = 0 rows; m = 0 samples
     x = np.zeros(1, dtype=np.float32)
-    run_range(blob, 0, 0, 0, x, 0, x, 0, 0)
+    run_segment(blob, 0, 0, 0, x, 0, x, 0, 0, np.zeros((1, 5), np.int64), x, np.zeros(1, np.int8),
+                np.zeros(1, np.int32), np.zeros(1, np.uint8), np.zeros(1, np.int32), x)
     dense_bias_act(blob, 0, x, 0, 0)
     i8_to_f32(blob, 0, x, 0)
     qdense_requant(blob, 0, x, 0)
-    for fn in (run_range, dense_bias_act, i8_to_f32, qdense_requant):
+    for fn in (run_segment, dense_bias_act, i8_to_f32, qdense_requant):
         fn.disable_compile()
 
 

@@ -19,12 +19,13 @@ ends in ARGMAX (``frozen.output_dtype``). A Runtime is not thread-safe (it owns 
 
 Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
 - ``"auto"`` (default): predict runs batches of at least rtinfer.batch.AUTO_MIN_BATCH (32)
-  samples and AUTO_MIN_WORK (2^20) multiply-accumulates (N x the model's MACs per sample)
-  through the BLAS path (rtinfer.batch): DENSE and QDENSE layers as matrix products
-  through NumPy's BLAS, every other op through the compiled kernels, in chunks of
-  rtinfer.batch.CHUNK samples (buffers allocated once per Runtime, on first use). fp32 results
-  may differ from predict_one/stream in the last bits (within 1e-5 relative: BLAS sums in its
-  own order); int8 results stay bit-identical. The user's BLAS thread settings apply.
+  samples and AUTO_MIN_WORK (2^16) multiply-accumulates (N x the model's MACs per sample)
+  through the batch path (rtinfer.batch): DENSE and QDENSE layers as register-tiled GEMMs
+  (float32 FMA; exact int8 with AVX2, or exact through a float32 BLAS product), every other op
+  through the compiled kernels, in chunks of rtinfer.batch.CHUNK samples (buffers and packed
+  weights made once per Runtime, on first use). fp32 results differ from predict_one/stream in
+  the last bits (within 1e-5 relative: another summation order) but not with the batch; int8
+  results stay bit-identical.
 - ``"exact"``: predict runs blocks of plan.BLOCK samples through the compiled interpreter.
 predict with ``batch="exact"`` (or ``"auto"`` below those sizes), predict_one and stream give
 bit-identical results for the same sample; int8 layers are bit-identical on every path.
@@ -168,7 +169,7 @@ class Runtime:
         return out
 
     def _blas_path(self):
-        """The BLAS batch path (built once, on first use), or None if the plan has none."""
+        """The batch path (built once, on first use), or None if the plan has none."""
         if not self._blas_built:
             from .batch import BatchPath
             self._blas = BatchPath.build(self.plan)
@@ -198,7 +199,7 @@ class Runtime:
     def predict(self, X, out=None, nonfinite=None) -> np.ndarray:
         """Batch X (N, *input_shape) -> (N, *output_shape). batch="exact": in blocks of
         plan.BLOCK samples through the compiled interpreter; batch="auto": batches of at least
-        rtinfer.batch.AUTO_MIN_BATCH samples (and AUTO_MIN_WORK MACs) through the BLAS path
+        rtinfer.batch.AUTO_MIN_BATCH samples (and AUTO_MIN_WORK MACs) through the batch path
         (rtinfer.batch)."""
         return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH, auto=self.batch == "auto")
 

@@ -3,7 +3,7 @@
 
 fp32: auto within 1e-5 (relative, with an absolute floor of 1e-5) of exact and of the reference;
 int8: auto bit-identical to exact and to the reference through each QDENSE strategy: the AVX2
-u8s8 GEMM (rtinfer.kernels_u8s8, where its no-saturation bound holds), the float32 BLAS GEMM
+u8s8 GEMM (rtinfer.kernels_gemm, where its no-saturation bound holds), the float32 BLAS GEMM
 (also forced on every int8 model, and at its 2^24 bound driven by extreme inputs) and the exact
 kernel (both bounds fail). Batch sizes straddle AUTO_MIN_BATCH and CHUNK. The auto runtimes under test have their
 work threshold (AUTO_MIN_WORK, a speed heuristic) set to 0 so that small models exercise BLAS too.
@@ -17,7 +17,7 @@ import pytest
 import rtinfer
 from rtinfer import quant, reference
 from rtinfer._testmodels import fp32_mlp, int8_mlp
-from rtinfer import kernels_u8s8 as U8
+from rtinfer import kernels_gemm as U8
 from rtinfer.batch import (AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact,
                            u8s8_available)
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
@@ -135,6 +135,10 @@ def built():
             f32 = _auto(fm)
             f32._blas, f32._blas_built = BatchPath.build(f32.plan, int8_gemm="f32"), True
             out[name + ":f32"] = (fm, f32) + out[name][2:]
+        if name in FP32 or name in FP32_ARGMAX:  # the same model with BLAS for DENSE
+            blas = _auto(fm)
+            blas._blas, blas._blas_built = BatchPath.build(blas.plan, dense_gemm="blas"), True
+            out[name + ":blas"] = (fm, blas) + out[name][2:]
     return out
 
 
@@ -142,7 +146,7 @@ def _close(a, b):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(FP32))
+@pytest.mark.parametrize("name", list(FP32) + [n + ":blas" for n in FP32])
 def test_fp32_auto_close_to_exact_and_reference(built, name):
     fm, auto, exact, X, Ye, R = built[name]
     _close(Ye, R)
@@ -156,7 +160,8 @@ def test_fp32_auto_close_to_exact_and_reference(built, name):
     assert auto._blas is not None  # the BLAS path ran
 
 
-@pytest.mark.parametrize("name", list(INT8) + [n + ":f32" for n in INT8] + list(FP32_ARGMAX))
+@pytest.mark.parametrize("name", list(INT8) + [n + ":f32" for n in INT8] + list(FP32_ARGMAX)
+                         + [n + ":blas" for n in FP32_ARGMAX])
 def test_int8_and_argmax_auto_identical_to_exact_and_reference(built, name):
     fm, auto, exact, X, Ye, R = built[name]
     assert np.array_equal(Ye, R.astype(Ye.dtype))
@@ -196,7 +201,8 @@ def test_each_qdense_takes_the_expected_strategy(built):
     assert set(kinds("int8_rr_wide").values()) == {u8}
     assert set(kinds("int8_relu").values()) == {"f32-blas"}  # int8_mlp weights reach +-127
     assert set(kinds("int8_rr_wide:f32").values()) == {"f32-blas"}
-    assert set(kinds("mnist_shape").values()) == {"f32-blas"}
+    assert set(kinds("mnist_shape").values()) == {"f32-tiled"}
+    assert set(kinds("mnist_shape:blas").values()) == {"f32-blas"}
 
 
 def test_at_bound_inputs_really_reach_the_bound(built):
@@ -350,3 +356,35 @@ def test_u8s8_exact_bound():
     assert not U8.u8s8_exact(W)
     assert not U8.u8s8_exact(np.array([[0], [0], [-127], [-2]], np.int8))
     assert U8.u8s8_exact(np.full((5, 3), -63, np.int8))  # reduce_range weights always pass
+
+
+@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 1), (3, 17, 7), (37, 16, 13), (64, 33, 256), (130, 5, 6)])
+def test_dense_f32_tiled_matches_its_twin_and_ignores_batch_size(n_in, n_out, m):
+    rng = np.random.default_rng(n_in + 7 * n_out)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    X = rng.standard_normal(m * n_in).astype(np.float32)
+    Wp, nblk = U8.pack_f32(W)
+    tile = np.zeros(U8.FT_S * U8.TILE_J, np.float32)
+    for relu in (False, True):
+        Y = np.full(m * n_out + 3, 7.0, np.float32)  # the 3 past the end stay untouched
+        U8.dense_f32_tiled(X, 0, Wp, 0, n_in, n_out, nblk, b, 0, Y, 0, m, relu, tile)
+        assert (Y[m * n_out:] == 7.0).all()
+        want = np.zeros(m * n_out, np.float32)
+        U8.dense_f32_tiled_ref(X, 0, Wp, 0, n_in, n_out, nblk, b, 0, want, 0, m, relu)
+        np.testing.assert_allclose(Y[:m * n_out], want, rtol=1e-6, atol=1e-6)
+        ref = np.maximum(X.reshape(m, n_in).astype(np.float64) @ W + b, 0 if relu else -np.inf)
+        np.testing.assert_allclose(Y[:m * n_out].reshape(m, n_out), ref, rtol=1e-5, atol=1e-5)
+        for k in range(m):  # one sample at a time (tiles of 1 row): the same bits
+            y1 = np.zeros(n_out, np.float32)
+            U8.dense_f32_tiled(X, k * n_in, Wp, 0, n_in, n_out, nblk, b, 0, y1, 0, 1, relu, tile)
+            assert np.array_equal(y1, Y[k * n_out:(k + 1) * n_out])
+
+
+def test_fp32_auto_results_do_not_depend_on_the_batch(built):
+    """The tiled float32 GEMM sums every output in input order: a sample's auto result is the
+    same in any batch that takes the batch path."""
+    fm, auto, exact, X, Ye, R = built["mnist_shape"]
+    Y = auto.predict(X)
+    for a, b in ((0, 32), (5, 300), (300, 1000), (1, 258)):
+        assert np.array_equal(auto.predict(X[a:b]), Y[a:b])

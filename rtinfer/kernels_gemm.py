@@ -1,4 +1,15 @@
-"""A register-tiled int8 GEMM for the batch path's QDENSE layers (x86 AVX2), exact in int32.
+"""Register-tiled GEMM kernels of the batch path (rtinfer.batch), written as small LLVM IR
+micro-kernels: an exact int8 GEMM for QDENSE (x86 AVX2) and a float32 GEMM for DENSE.
+
+float32 (``dense_f32_tiled``, any x86-64 or other LLVM target with FMA lowering): a tile of
+FT_S = 6 samples x 16 outputs in 12 vector accumulators of 8 lanes; each output is one FMA
+chain over the inputs in order (acc = fma(x[i], W[i, j], acc), one rounding per term), then
+``+ b[j]`` in float32 and an optional fused ReLU. The order does not depend on the batch size,
+the chunk or the tile position, so results are the same for a sample in any batch; versus the
+exact kernel (kernels.dense_f32: vector partial sums) they differ in the last bits. Weights are
+packed once (``pack_f32``): for each block of 16 outputs, n_in rows of 16 floats (zero padded).
+
+int8 (``qdense_u8s8``):
 
     acc[s, j] = sum_i (x[s, i] + 128) * W[i, j]        x int8 codes, W int8 weights
 
@@ -19,8 +30,9 @@ int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile o
 8 ymm registers; each quad of inputs costs 2 weight loads, 4 broadcasts, 8 vpmaddubsw, 8
 vpmaddwd and 8 adds (256 MACs).
 
-Only available when Numba compiles for a host with AVX2 (``available()``); the batch path
-otherwise uses its float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` is the NumPy twin.
+The int8 GEMM is only available when Numba compiles for a host with AVX2 (``available()``);
+the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
+``dense_f32_tiled_ref`` are the NumPy twins.
 """
 
 from __future__ import annotations
@@ -160,3 +172,117 @@ def gemm_u8s8_ref(A, lda, Bp, nq, nblk, C, ldc, m_pad):
     Wp = Bp.reshape(nblk, nq, 2, 8, 4).transpose(1, 4, 0, 2, 3).reshape(nq * 4, nblk * TILE_J)
     a = A[:m_pad * lda].reshape(m_pad, lda)[:, :nq * 4].astype(np.int64)
     C[:m_pad * ldc] = (a @ Wp.astype(np.int64)).astype(np.int32).reshape(-1)
+
+
+# -- float32 ------------------------------------------------------------------------------------
+
+FT_S = 6      # samples per float32 micro-tile (12 accumulators of 8 lanes)
+
+
+def pack_f32(W: np.ndarray):
+    """W (n_in, n_out) float32 -> (packed (nblk * n_in * 16,) float32, nblk): for each block of
+    16 outputs, n_in rows of 16 weights (outputs past n_out are 0)."""
+    n_in, n_out = W.shape
+    nblk = -(-n_out // TILE_J)
+    Wp = np.zeros((n_in, nblk * TILE_J), np.float32)
+    Wp[:, :n_out] = W
+    return np.ascontiguousarray(Wp.reshape(n_in, nblk, TILE_J).transpose(1, 0, 2)).reshape(-1), nblk
+
+
+def _make_f32_tile(R):
+    @intrinsic
+    def _f32_tile(typingctx, A, ao, lda, B, bo, n, T):
+        """T[16 r + j] = fma chain over k < n of A[ao + r * lda + k] * B[bo + 16 k + j], in k
+        order from 0.0, for r < R, j < 16 (float32)."""
+        sig = types.void(A, ao, lda, B, bo, n, T)
+
+        def codegen(context, builder, signature, args):
+            av, aoff, ldav, bv, boff, nk, tv = args
+            aarr = context.make_array(signature.args[0])(context, builder, av)
+            barr = context.make_array(signature.args[3])(context, builder, bv)
+            tarr = context.make_array(signature.args[6])(context, builder, tv)
+            i32 = ir.IntType(32)
+            v8 = ir.VectorType(ir.FloatType(), 8)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
+                                                 "llvm.fma.v8f32")
+            pa = builder.gep(aarr.data, [aoff])
+            pb = builder.gep(barr.data, [boff])
+            rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(R)]
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2)]
+                    for _ in range(R)]
+            with cgutils.for_range(builder, nk) as loop:
+                k = loop.index
+                wk = builder.gep(pb, [builder.mul(k, ir.Constant(k.type, TILE_J))])
+                w = [builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(k.type, 8 * h)]), v8.as_pointer()),
+                                  align=4) for h in range(2)]
+                for r in range(R):
+                    x = builder.load(builder.gep(rows[r], [k]))
+                    splat = builder.insert_element(ir.Constant(v8, ir.Undefined), x, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+                    for h in range(2):
+                        builder.store(builder.call(fma, [splat, w[h], builder.load(accs[r][h])]), accs[r][h])
+            for r in range(R):
+                for h in range(2):
+                    dst = builder.bitcast(builder.gep(tarr.data, [ir.Constant(i32, TILE_J * r + 8 * h)]),
+                                          v8.as_pointer())
+                    builder.store(builder.load(accs[r][h]), dst, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return _f32_tile
+
+
+_F32_TILES = tuple(_make_f32_tile(r) for r in range(1, FT_S + 1))
+_ft1, _ft2, _ft3, _ft4, _ft5, _ft6 = _F32_TILES
+
+
+@njit(cache=True, _nrt=False)
+def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T):
+    """y = x @ W + b (then max(y, 0) if relu) for m samples: x (m, n_in) at src[so:], W packed
+    (pack_f32) at Wp[wo:], b (n_out,) at b[bo:], y (m, n_out) at dst[do:]; T: float32 scratch of
+    FT_S * 16. Output blocks outer: a block's packed weights (16 n_in floats) stay in cache for
+    all m samples. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
+    for jb in range(nblk):
+        wb = wo + jb * n_in * TILE_J
+        j0 = jb * TILE_J
+        nj = min(TILE_J, n_out - j0)
+        s = 0
+        while s < m:
+            R = min(FT_S, m - s)
+            ao = so + s * n_in
+            if R == 6:
+                _ft6(src, ao, n_in, Wp, wb, n_in, T)
+            elif R == 5:
+                _ft5(src, ao, n_in, Wp, wb, n_in, T)
+            elif R == 4:
+                _ft4(src, ao, n_in, Wp, wb, n_in, T)
+            elif R == 3:
+                _ft3(src, ao, n_in, Wp, wb, n_in, T)
+            elif R == 2:
+                _ft2(src, ao, n_in, Wp, wb, n_in, T)
+            else:
+                _ft1(src, ao, n_in, Wp, wb, n_in, T)
+            for r in range(R):
+                d = do + (s + r) * n_out + j0
+                for j in range(nj):
+                    v = T[TILE_J * r + j] + b[bo + j0 + j]
+                    if relu and v < 0.0:
+                        v = np.float32(0.0)
+                    dst[d + j] = v
+            s += R
+
+
+def dense_f32_tiled_ref(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T=None):
+    """NumPy twin of dense_f32_tiled: the same FMA chain per output, emulated in float64 with
+    one float32 rounding per step (fma(a, b, c) = float32(a * b + c) exactly: a float32
+    product is exact in float64)."""
+    W = Wp[wo:wo + nblk * n_in * TILE_J].reshape(nblk, n_in, TILE_J).transpose(1, 0, 2)
+    W = W.reshape(n_in, nblk * TILE_J)[:, :n_out].astype(np.float64)
+    x = src[so:so + m * n_in].reshape(m, n_in).astype(np.float64)
+    acc = np.zeros((m, n_out), np.float32)
+    for i in range(n_in):
+        acc = (x[:, i:i + 1] * W[i] + acc.astype(np.float64)).astype(np.float32)
+    y = acc + b[bo:bo + n_out]
+    if relu:
+        y = np.where(y < 0, np.float32(0.0), y)
+    dst[do:do + m * n_out] = y.reshape(-1)
