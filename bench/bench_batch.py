@@ -1,16 +1,17 @@
-"""Batch throughput of Runtime.predict: batch="auto" (BLAS path) vs batch="exact" (compiled
-blocks) vs onnxruntime with one thread, at batch sizes 1, 32 and 256.
+"""Batch throughput of Runtime.predict: batch="auto" (GEMM batch path, rtinfer.batch) vs
+batch="exact" (compiled blocks) vs onnxruntime with one thread, at batch sizes 1, 32 and 256.
 
     python bench/bench_batch.py                  # all models, fp32 and int8, markdown table
     python bench/bench_batch.py --models 16-32-4 784-128-64-10 --reps 101 --json out.json
+    python bench/bench_batch.py --blas           # also auto with NumPy's BLAS for DENSE layers
 
 Models: rtinfer.train.MLP (He init, ReLU hidden layers, seeded) frozen by export.freeze; int8
 with reduce_range=True, calibrated on N(0, 1) data; timed on other N(0, 1) samples. onnxruntime
 runs export.to_onnx of the same FrozenModel (intra/inter-op threads 1, sequential).
 Method: samples/s = B / median time of one call on a batch of B samples; engines interleaved
-call by call, outputs preallocated where the engine allows (rtinfer ``out=``). BLAS is limited
-to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here before NumPy is imported); in the
-library the user's BLAS thread settings apply. Each engine's outputs at B = 256 are checked
+call by call (the order rotated every round), outputs preallocated where the engine allows
+(rtinfer ``out=``). BLAS is limited to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here
+before NumPy is imported); in the library the user's BLAS thread settings apply. Each engine's outputs at B = 256 are checked
 against rtinfer.reference (fp32: 1e-4 relative; int8: within one output step) before timing.
 """
 
@@ -36,7 +37,7 @@ MODELS = {  # key: (sizes, output head)
     "ad-640": ((640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity"),
 }
 BATCHES = (1, 32, 256)
-ENGINES = ("rtinfer auto", "rtinfer exact", "onnxruntime")
+ENGINES = ("rtinfer auto", "rtinfer auto-blas", "rtinfer exact", "onnxruntime")
 
 
 def build(key: str, dtype: str, seed: int = 0):
@@ -53,16 +54,24 @@ def build(key: str, dtype: str, seed: int = 0):
     return freeze(model, "int8", calibration=calibration, reduce_range=True), X
 
 
-def engines(frozen):
-    """name -> f(B) returning a callable that runs one batch Xb of B samples."""
+def engines(frozen, blas: bool = False):
+    """name -> f(B) returning a callable that runs one batch Xb of B samples. blas: add
+    "rtinfer auto-blas", the batch path with np.matmul for DENSE (BatchPath dense_gemm="blas")."""
     import onnxruntime as ort
 
     import rtinfer
     from export import to_onnx
 
+    from rtinfer.batch import BatchPath
+
     calls = {}
-    for name, mode in (("rtinfer auto", "auto"), ("rtinfer exact", "exact")):
+    modes = [("rtinfer auto", "auto"), ("rtinfer exact", "exact")]
+    if blas:
+        modes.insert(1, ("rtinfer auto-blas", "auto"))
+    for name, mode in modes:
         rt = rtinfer.load(frozen, batch=mode)
+        if name == "rtinfer auto-blas":
+            rt._blas, rt._blas_built = BatchPath.build(rt.plan, dense_gemm="blas"), True
 
         def make(B, rt=rt):
             out = np.empty((B,) + rt.output_shape, dtype=rt.output_dtype)
@@ -107,8 +116,10 @@ def time_batches(calls, X, reps: int) -> dict:
             for _ in range(3):
                 fn(Xb)
         times = {name: [] for name in fns}
-        for _ in range(reps):
-            for name, fn in fns.items():
+        order = list(fns)
+        for rep in range(reps):
+            for name in order[rep % len(order):] + order[:rep % len(order)]:  # rotated each round
+                fn = fns[name]
                 t0 = time.perf_counter_ns()
                 fn(Xb)
                 times[name].append(time.perf_counter_ns() - t0)
@@ -126,6 +137,8 @@ def table(results: list) -> str:
     for r in results:
         ort256 = r["rates"]["onnxruntime"][256]
         for name in ENGINES:
+            if name not in r["rates"]:
+                continue
             rates = r["rates"][name]
             cells = " | ".join(_rate(rates[B]) for B in BATCHES)
             lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {rates[256] / ort256:.2f} |")
@@ -138,6 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     ap.add_argument("--reps", type=int, default=51, help="timed calls per engine and batch size")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--blas", action="store_true", help="also time auto with BLAS for DENSE layers")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -145,7 +159,7 @@ def main(argv=None) -> int:
     for key in args.models:
         for dtype in args.dtypes:
             frozen, X = build(key, dtype)
-            calls = engines(frozen)
+            calls = engines(frozen, blas=args.blas)
             diffs = check_outputs(frozen, calls, X)
             rates = time_batches(calls, X, args.reps)
             results.append({"model": key, "dtype": dtype, "rates": rates, "max_abs_diff_vs_reference": diffs})

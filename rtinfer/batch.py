@@ -239,7 +239,7 @@ class BatchPath:
         # float32 tile
         self.a_u8 = np.zeros(max(1, CHUNK * u8_lda), dtype=np.uint8)
         self.c_i32 = np.zeros(max(1, CHUNK * u8_ldc), dtype=np.int32)
-        self.tile = np.zeros(G.FT_S * G.TILE_J, dtype=np.float32)
+        self.tile = np.zeros((G.FT_S + 1) * G.TILE_J, dtype=np.float32)  # last 16: zeros
         final = []
         for step in steps:
             if step[0] == _QDENSE:

@@ -191,16 +191,18 @@ def pack_f32(W: np.ndarray):
 
 def _make_f32_tile(R):
     @intrinsic
-    def _f32_tile(typingctx, A, ao, lda, B, bo, n, T):
-        """T[16 r + j] = fma chain over k < n of A[ao + r * lda + k] * B[bo + 16 k + j], in k
-        order from 0.0, for r < R, j < 16 (float32)."""
-        sig = types.void(A, ao, lda, B, bo, n, T)
+    def _f32_tile(typingctx, A, ao, lda, B, bo, n, D, do, ldd, bias, bias_o, relu):
+        """D[do + r * ldd + j] = act(fma chain over k < n of A[ao + r * lda + k] * B[bo + 16 k + j],
+        in k order from 0.0, + bias[bias_o + j]) for r < R, j < 16 (float32); act = ReLU (0 if
+        y < 0 else y) when relu, else identity."""
+        sig = types.void(A, ao, lda, B, bo, n, D, do, ldd, bias, bias_o, relu)
 
         def codegen(context, builder, signature, args):
-            av, aoff, ldav, bv, boff, nk, tv = args
+            av, aoff, ldav, bv, boff, nk, dv, doff, lddv, biasv, biasoff, reluv = args
             aarr = context.make_array(signature.args[0])(context, builder, av)
             barr = context.make_array(signature.args[3])(context, builder, bv)
-            tarr = context.make_array(signature.args[6])(context, builder, tv)
+            darr = context.make_array(signature.args[6])(context, builder, dv)
+            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
             i32 = ir.IntType(32)
             v8 = ir.VectorType(ir.FloatType(), 8)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
@@ -221,15 +223,32 @@ def _make_f32_tile(R):
                     splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
                     for h in range(2):
                         builder.store(builder.call(fma, [splat, w[h], builder.load(accs[r][h])]), accs[r][h])
+            zero = ir.Constant(v8, [0.0] * 8)
+            relu_on = builder.icmp_unsigned("!=", context.cast(builder, reluv, signature.args[11], types.int64),
+                                            ir.Constant(ir.IntType(64), 0))
+            pbias = builder.gep(biasarr.data, [biasoff])
+            bvec = [builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * h)]),
+                                                 v8.as_pointer()), align=4) for h in range(2)]
+            pd = builder.gep(darr.data, [doff])
             for r in range(R):
+                row = builder.gep(pd, [builder.mul(lddv, ir.Constant(lddv.type, r))])
                 for h in range(2):
-                    dst = builder.bitcast(builder.gep(tarr.data, [ir.Constant(i32, TILE_J * r + 8 * h)]),
-                                          v8.as_pointer())
-                    builder.store(builder.load(accs[r][h]), dst, align=4)
+                    v = builder.fadd(builder.load(accs[r][h]), bvec[h])
+                    neg = builder.fcmp_ordered("<", v, zero)
+                    v = builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, v)
+                    dst = builder.bitcast(builder.gep(row, [ir.Constant(lddv.type, 8 * h)]), v8.as_pointer())
+                    builder.store(v, dst, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
     return _f32_tile
+
+
+def _splat_i1(builder, bit):
+    """An i1 value broadcast to <8 x i1>."""
+    v = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(1), 8), [0] * 8), bit,
+                               ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
 
 
 _F32_TILES = tuple(_make_f32_tile(r) for r in range(1, FT_S + 1))
@@ -237,11 +256,30 @@ _ft1, _ft2, _ft3, _ft4, _ft5, _ft6 = _F32_TILES
 
 
 @njit(cache=True, _nrt=False)
+def _f32_tile_rows(R, src, ao, n_in, Wp, wb, D, do, ldd, b, bo, relu):
+    if R == 6:
+        _ft6(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+    elif R == 5:
+        _ft5(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+    elif R == 4:
+        _ft4(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+    elif R == 3:
+        _ft3(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+    elif R == 2:
+        _ft2(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+    else:
+        _ft1(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+
+
+@njit(cache=True, _nrt=False)
 def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T):
-    """y = x @ W + b (then max(y, 0) if relu) for m samples: x (m, n_in) at src[so:], W packed
+    """y = x @ W + b (then ReLU if relu) for m samples: x (m, n_in) at src[so:], W packed
     (pack_f32) at Wp[wo:], b (n_out,) at b[bo:], y (m, n_out) at dst[do:]; T: float32 scratch of
-    FT_S * 16. Output blocks outer: a block's packed weights (16 n_in floats) stay in cache for
-    all m samples. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
+    (FT_S + 1) * 16 whose last 16 values are 0. Output blocks outer: a block's packed weights
+    (16 n_in floats) stay in cache for all m samples. Full blocks of 16 outputs are stored by
+    the micro-kernel with bias and ReLU; a last partial block goes through T (zero bias), then
+    + b and ReLU here. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
+    zb = FT_S * TILE_J  # T[zb:zb + 16]: zeros, the partial block's bias inside the micro-kernel
     for jb in range(nblk):
         wb = wo + jb * n_in * TILE_J
         j0 = jb * TILE_J
@@ -250,25 +288,17 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
         while s < m:
             R = min(FT_S, m - s)
             ao = so + s * n_in
-            if R == 6:
-                _ft6(src, ao, n_in, Wp, wb, n_in, T)
-            elif R == 5:
-                _ft5(src, ao, n_in, Wp, wb, n_in, T)
-            elif R == 4:
-                _ft4(src, ao, n_in, Wp, wb, n_in, T)
-            elif R == 3:
-                _ft3(src, ao, n_in, Wp, wb, n_in, T)
-            elif R == 2:
-                _ft2(src, ao, n_in, Wp, wb, n_in, T)
+            if nj == TILE_J:
+                _f32_tile_rows(R, src, ao, n_in, Wp, wb, dst, do + s * n_out + j0, n_out, b, bo + j0, relu)
             else:
-                _ft1(src, ao, n_in, Wp, wb, n_in, T)
-            for r in range(R):
-                d = do + (s + r) * n_out + j0
-                for j in range(nj):
-                    v = T[TILE_J * r + j] + b[bo + j0 + j]
-                    if relu and v < 0.0:
-                        v = np.float32(0.0)
-                    dst[d + j] = v
+                _f32_tile_rows(R, src, ao, n_in, Wp, wb, T, 0, TILE_J, T, zb, False)
+                for r in range(R):
+                    d = do + (s + r) * n_out + j0
+                    for j in range(nj):
+                        v = T[TILE_J * r + j] + b[bo + j0 + j]
+                        if relu and v < 0.0:
+                            v = np.float32(0.0)
+                        dst[d + j] = v
             s += R
 
 

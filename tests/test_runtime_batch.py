@@ -365,7 +365,7 @@ def test_dense_f32_tiled_matches_its_twin_and_ignores_batch_size(n_in, n_out, m)
     b = rng.standard_normal(n_out).astype(np.float32)
     X = rng.standard_normal(m * n_in).astype(np.float32)
     Wp, nblk = U8.pack_f32(W)
-    tile = np.zeros(U8.FT_S * U8.TILE_J, np.float32)
+    tile = np.zeros((U8.FT_S + 1) * U8.TILE_J, np.float32)
     for relu in (False, True):
         Y = np.full(m * n_out + 3, 7.0, np.float32)  # the 3 past the end stay untouched
         U8.dense_f32_tiled(X, 0, Wp, 0, n_in, n_out, nblk, b, 0, Y, 0, m, relu, tile)
