@@ -218,6 +218,8 @@ class BatchPath:
                 else:
                     self.fallback_rows.append(k)
                     self.row_kinds[k] = "exact"
+            if ops[k] == Op.DEQUANTIZE:
+                tab[k, 0] = interp.B_DEQUANTIZE
             if self.row_kinds.get(k, "exact") != "exact":
                 self.n_gemm += 1
             if blas is not None:

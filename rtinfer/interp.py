@@ -313,6 +313,7 @@ B_EXEC = 0         # exec_row
 B_DENSE_TILED = 1  # kernels_gemm.dense_f32_tiled: weights packed at fpack[w_off:], nblk blocks
 B_QDENSE_U8 = 2    # kernels_gemm.qdense_u8s8: weights at ipack[w_off:], nq quads, nblk blocks,
                    # shifted bias at bpack[b_off:]
+B_DEQUANTIZE = 3   # kernels_gemm.dequantize_i8_f32 (the same values as the interpreter's kernel)
 
 
 @_jit
@@ -353,6 +354,11 @@ def run_segment(blob, p, k0, k1, X, xo, Y, yo, m, tab, fpack, ipack, bpack, A, C
             G.qdense_u8s8(i8, h[r + C_SRC], h[r + C_DST], n_in, n_out, m, A, 4 * nq, ipack[tab[k, 1]:], nq, nblk,
                           C, G.TILE_J * nblk, bpack[tab[k, 4]:], f32[mo:mo + n_out], h[r + C_I0], h[r + C_I1],
                           h[r + C_I2])
+        elif kind == B_DEQUANTIZE:
+            dst_io = h[r + C_DST_KIND] == K_IO
+            dst = Y if dst_io else f32
+            do = yo if dst_io else h[r + C_DST]
+            G.dequantize_i8_f32(i8, h[r + C_SRC], dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
         else:
             exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m)
 

@@ -158,13 +158,18 @@ def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2,
             a[k] = np.uint8(np.int32(x[k]) + 128)
     m_pad = (m + TILE_S - 1) // TILE_S * TILE_S
     gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad)
+    # kernels._requant's clamp(int64(rint(f)) + y_zp, qmin, qmax) in float32, which vectorizes:
+    # rint(f) + y_zp is exact while |rint(f)| < 2^24 - 128, and beyond that both clamp alike
+    zp = np.float32(y_zp)
+    lo = np.float32(qmin)
+    hi = np.float32(qmax)
     for s in range(m):
         acc = C[s * ldc:s * ldc + n_out]
         y = i8[do + s * n_out:do + (s + 1) * n_out]
         for j in range(n_out):
             v = np.int32(acc[j] + bias2[j])
-            q = np.int64(np.rint(np.float32(v) * mult[j])) + y_zp
-            y[j] = np.int8(min(max(q, qmin), qmax))
+            q = np.rint(np.float32(v) * mult[j]) + zp
+            y[j] = np.int8(np.int32(min(max(q, lo), hi)))
 
 
 def gemm_u8s8_ref(A, lda, Bp, nq, nblk, C, ldc, m_pad):
@@ -316,3 +321,18 @@ def dense_f32_tiled_ref(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, r
     if relu:
         y = np.where(y < 0, np.float32(0.0), y)
     dst[do:do + m * n_out] = y.reshape(-1)
+
+
+# -- elementwise ---------------------------------------------------------------------------------
+
+@njit(cache=True, _nrt=False)
+def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
+    """float32 y = float32(x - zp) * float32(scale), as kernels.dequantize_i8_f32 computes it:
+    x - zp (both in [-128, 127]) is exact in float32, and this form vectorizes (an int64
+    difference does not, on AVX2)."""
+    s32 = np.float32(scale)
+    z = np.float32(zp)
+    x = src[so:so + n]
+    y = dst[do:do + n]
+    for k in range(n):
+        y[k] = (np.float32(x[k]) - z) * s32
