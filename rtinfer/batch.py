@@ -7,8 +7,9 @@ dense_f32_tiled; ``dense_gemm="blas"``: NumPy's BLAS, ``np.matmul(A, B, out=C)``
 compiled epilogue); every QDENSE row is one exact integer GEMM: the AVX2 u8s8 kernel
 (kernels_gemm.qdense_u8s8) where it cannot saturate, else a float32 BLAS product where that is
 exact (interp.i8_to_f32, BLAS, interp.qdense_requant), else the exact kernel on the chunk
-(bounds below); every other row runs through the compiled interpreter (``interp.exec_row``) on
-the whole chunk. Consecutive rows without a BLAS product run in one compiled call
+(bounds below); DEQUANTIZE rows run a vectorizing twin of the interpreter's kernel
+(kernels_gemm.dequantize_i8_f32, the same values); every other row runs through the compiled
+interpreter (``interp.exec_row``) on the whole chunk. Consecutive rows without a BLAS product run in one compiled call
 (``interp.run_segment``), so a model without BLAS rows costs one call per chunk. Smaller batches,
 and models with ops outside ``AUTO_OPS`` (convolution, pooling), take the exact path
 (``batch="exact"``: blocks of plan.BLOCK through the interpreter).
