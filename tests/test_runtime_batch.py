@@ -388,3 +388,11 @@ def test_fp32_auto_results_do_not_depend_on_the_batch(built):
     Y = auto.predict(X)
     for a, b in ((0, 32), (5, 300), (300, 1000), (1, 258)):
         assert np.array_equal(auto.predict(X[a:b]), Y[a:b])
+
+
+@pytest.mark.parametrize("name", ["mnist_shape", "int8_rr_wide", "int8_relu"])
+def test_read_only_input(built, name):
+    fm, auto, exact, X, Ye, R = built[name]
+    Xr = X[:300].copy()
+    Xr.flags.writeable = False  # e.g. np.load(..., mmap_mode="r")
+    assert np.array_equal(auto.predict(Xr), auto.predict(X[:300]))
