@@ -238,12 +238,14 @@ def quantize_f32_i8(src, so, dst, do, n, scale, zp):
 
 @njit(cache=True, _nrt=False)
 def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
-    """float32 y = float32(int32(x) - zp) * float32(scale)."""
+    """float32 y = float32(int32(x) - zp) * float32(scale). The difference is formed in float32,
+    where it is exact (|x - zp| <= 255), so the loop vectorizes (an int64 difference does not)."""
     s32 = np.float32(scale)
+    z32 = np.float32(zp)
     x = src[so:so + n]
     y = dst[do:do + n]
     for k in range(n):
-        y[k] = np.float32(np.int32(x[k]) - zp) * s32
+        y[k] = (np.float32(x[k]) - z32) * s32
 
 
 @njit(cache=True, _nrt=False)
