@@ -358,6 +358,18 @@ def pytorch_outcomes():
     return out
 
 
+# The skip lists were made against this onnx release. Under another release the backend suite
+# itself changes (cases added, renamed, removed): then a case missing from the lists or a listed
+# case that disappeared is reported as a warning instead of failing, while the core cases named
+# in the tests below must still pass.
+LISTS_MADE_FOR_ONNX = "1.23."
+
+
+def _lists_apply() -> bool:
+    import onnx
+    return onnx.__version__.startswith(LISTS_MADE_FOR_ONNX)
+
+
 def _judge(outcomes: dict, skips: dict, label: str, record_summary):
     passed = sorted(n for n, e in outcomes.items() if e is None)
     unexpected = {n: e for n, e in outcomes.items() if e is not None and n not in skips}
@@ -369,6 +381,13 @@ def _judge(outcomes: dict, skips: dict, label: str, record_summary):
     problems += [f"unexpected failure {n}: {e}" for n, e in sorted(unexpected.items())]
     problems += [f"skip-listed case now passes (remove it from the list): {n}" for n in now_passing]
     problems += [f"skip-listed case no longer exists or no longer uses only supported ops: {n}" for n in gone]
+    if problems and not _lists_apply():
+        import onnx
+        record_summary(f"ONNX conformance, {label}: onnx {onnx.__version__} differs from the release the skip "
+                       f"lists were made for ({LISTS_MADE_FOR_ONNX}x); {len(problems)} list differences reported "
+                       f"as a warning")
+        warnings.warn("\n".join(problems))
+        return passed
     assert not problems, "\n".join(problems)
     return passed
 
