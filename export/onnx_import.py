@@ -740,6 +740,8 @@ class _Importer:
             w_scale = scale.astype(np.float32)
         else:
             return None
+        if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
+            return None  # not a usable int8 weight scale: keep the dequantized float weights
         zp = np.asarray(zp, np.int32).reshape(-1)
         if zp.size not in (1, n_out):
             return None
@@ -1137,6 +1139,8 @@ class _Importer:
         if b_scale.size not in (1, n_out):
             raise self._unsupported(node, f"weight scale of shape {b_scale.shape}")
         w_scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
+        if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
+            raise self._err(node, f"weight scale {b_scale} must be positive and finite")
         y_zp_arr = self._const(node, 7)
         y_scale, y_zp, yt = self._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
         self._emit(node, Op.QDENSE, x, (n_out,),
