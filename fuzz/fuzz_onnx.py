@@ -5,7 +5,8 @@
 
 ``from_onnx`` promises OnnxImportError (a ValueError) for every malformed or unsupported model;
 protobuf's DecodeError is wrapped into it. Every case is a pure function of (seed, index).
-Outcomes: ``rejected`` (OnnxImportError), ``loaded`` (a FrozenModel; survivors are saved as
+Outcomes: ``rejected`` (OnnxImportError), ``loaded`` (a FrozenModel that must also survive an
+.rtm round trip: to_bytes then the .rtm reader's checks; survivors are saved as
 .rtm and run with NUMBA_BOUNDSCHECK=1 like the .rtm fuzzer's), or a failure: another exception
 type, or a traced peak above MEM_FACTOR * model bytes + MEM_SLACK + FOLD_BYTES (one folded
 constant at the importer's cap of 2^24 elements, float64). Worker processes also report
@@ -314,7 +315,7 @@ def check(data: bytes, tracing: bool = True):
 
 
 def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None, max_survivors: int = 200):
-    from rtinfer.rtm import RtmFormatError, to_bytes
+    from rtinfer.rtm import RtmFormatError, from_bytes, to_bytes
     import warnings
     warnings.simplefilter("ignore")
     for data in base_bytes():  # imports (onnx.reference, ...) happen here, outside the traced cases
@@ -331,6 +332,11 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
         if dt > max_sec:
             max_sec, slowest = dt, i
         max_peak = max(max_peak, peak)
+        if outcome == "loaded":  # everything from_onnx produces must also be a valid .rtm file
+            try:
+                from_bytes(to_bytes(model))
+            except RtmFormatError as exc:
+                outcome = f"error:rtm round trip: {str(exc)[:300]}"
         key = "error" if outcome.startswith("error") else outcome
         counts.setdefault(family, {}).setdefault(key, 0)
         counts[family][key] += 1

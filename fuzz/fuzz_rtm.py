@@ -319,7 +319,11 @@ from rtinfer.plan import PlanError
 out = {"ran": 0, "refused": 0, "errors": []}
 for name in sorted(os.listdir(sys.argv[1])):
     path = os.path.join(sys.argv[1], name)
-    fm = load_frozen(path)
+    try:
+        fm = load_frozen(path)
+    except Exception as exc:
+        out["errors"].append(f"{name}: does not load: {type(exc).__name__}: {exc}")
+        continue
     try:
         rt = rtinfer.load(fm, nonfinite="allow")
     except ValueError:
