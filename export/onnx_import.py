@@ -386,8 +386,10 @@ class _Importer:
         self._fuse()
         if not self.layers:
             self.layers.append(_Proto(Op.RESHAPE, d.shape, d.shape, name="identity"))
-        meta = {p.key: p.value for p in self.model.metadata_props}
-        meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip())
+        # strings become .rtm strings, which hold no NUL: drop any (names and notes only)
+        meta = {p.key.replace("\x00", ""): p.value.replace("\x00", "") for p in self.model.metadata_props}
+        meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip()
+                        .replace("\x00", ""))
         meta.setdefault("onnx.output", out.name)
         if self.input_dtype != "float32":  # fed as float values: X.astype(np.float32)
             meta.setdefault("onnx.input_dtype", self.input_dtype)
@@ -1383,7 +1385,7 @@ class _Importer:
             attrs = {}
             for key, v in p.attrs.items():
                 attrs[key] = int(v) if isinstance(v, (int, np.integer)) else float(v)
-            layers.append(Layer(p.op, p.in_shape, p.out_shape, p.act, refs, attrs, p.name))
+            layers.append(Layer(p.op, p.in_shape, p.out_shape, p.act, refs, attrs, p.name.replace("\x00", "")))
         try:
             return FrozenModel(tuple(layers), builder.finish(), self.input_shape, tuple(out_shape),
                                output_dtype, meta)
