@@ -75,6 +75,20 @@ class _DepsCacheImpl(caching.CompileResultCacheImpl):
 class _DepsFunctionCache(caching.FunctionCache):
     _impl_class = _DepsCacheImpl
 
+    def load_overload(self, sig, target_context):
+        """The cached compile result for sig, or None (then the dispatcher compiles, and
+        compiling refreshes the target context itself).
+
+        Numba's FunctionCache.load_overload first calls target_context.refresh(), which imports
+        every lowering registry of Numba (numba.np.arraymath among them, whose BLAS probe imports
+        scipy.linalg: 0.2-0.4 s, about half of a warm start-up). Rebuilding a cached library does
+        not use those registries: it unpickles object code and links it against symbols that the
+        target context registers when it is created (Numba's C helpers, libc). Functions made by
+        _jit are compiled without NRT, so their code never references the NRT symbols that
+        refresh() would register."""
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
 
 def _jit(fn):
     """@njit without NRT, cached on disk like cache=True but stamped with _deps_stamp()."""
