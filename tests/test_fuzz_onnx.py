@@ -316,3 +316,18 @@ def test_constant_loops_are_not_evaluated(wrap_in_if):
         nodes = [_loop_node("M", "vf")]
     nodes.append(helper.make_node("Add", ["y", "vf"], ["z"]))
     _rejects(_gemm_model(extra_nodes=nodes, extra_inits=inits, out="z"), "control flow on constants")
+
+
+def test_imported_models_always_save_as_rtm():
+    """Names and metadata with NUL characters (legal in protobuf strings, not in .rtm strings)
+    are cleaned at import, so every imported model can be saved and read back."""
+    from rtinfer.rtm import from_bytes, to_bytes
+
+    m = _gemm_model()
+    m.graph.node[0].name = "gemm\x00evil"
+    m.producer_name = "tool\x00"
+    helper.set_model_props(m, {"note\x00": "a\x00b"})
+    fm = from_onnx(m)
+    back = from_bytes(to_bytes(fm))
+    assert back.layers == fm.layers and dict(back.meta) == dict(fm.meta)
+    assert "\x00" not in "".join(list(fm.meta) + list(fm.meta.values()) + [layer.name for layer in fm.layers])
