@@ -17,6 +17,11 @@ The Numba cache is a private temporary NUMBA_CACHE_DIR: the first child compiles
 ("cold": the first-ever compile, paid once per machine and Numba version), later children
 find it warm. Reported: median (min-max) of --runs processes per case.
 
+Python bytecode: children run with PYTHONPYCACHEPREFIX in the temporary folder and without
+PYTHONDONTWRITEBYTECODE, so modules load from .pyc files as in an installed deployment
+(--source-compile keeps the calling environment: with PYTHONDONTWRITEBYTECODE=1 and no .pyc
+beside the sources, every rtinfer module is compiled from source in every process, ~30 ms).
+
 ``rtinfer --help`` (the CLI's own start-up) and the demo's "runtime ready in" line (two
 Runtimes built from in-memory FrozenModels, warm cache) are measured too.
 """
@@ -153,17 +158,23 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cold", action="store_true", help="skip the first-ever compile measurement "
                                                            "(then the cache is filled untimed)")
     ap.add_argument("--no-demo", action="store_true", help="skip the CLI and demo measurements")
+    ap.add_argument("--source-compile", action="store_true",
+                    help="keep the environment's bytecode settings (default: a private .pyc cache)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--src", help="children import rtinfer (and export) from this source tree instead of the "
                                   "installed one, e.g. an older commit: git archive REV rtinfer export | tar -x -C DIR")
     args = ap.parse_args(argv)
     if args.runs < 1:
         raise SystemExit("--runs must be >= 1")
-    results = {"python": sys.version.split()[0], "runs": args.runs, "src": args.src}
+    results = {"python": sys.version.split()[0], "runs": args.runs, "src": args.src,
+               "bytecode": "environment" if args.source_compile else "private .pyc cache"}
     with tempfile.TemporaryDirectory(prefix="rtinfer-startup-") as tmp:
         paths = make_models(tmp)
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))
         env.pop("NUMBA_DEBUG_CACHE", None)
+        if not args.source_compile:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
         first = child(paths["fp32"], env, src=args.src)  # empty cache: compiles the interpreter
         if not args.no_cold:
             results["cold"] = {"total_s": first["total_s"], "load_s": first["load_s"],
@@ -179,7 +190,8 @@ def main(argv=None) -> int:
             results["cli_help"] = cli_help(env, args.runs, args.src)
             results["demo"] = demo_ready(env, 3, args.src)
 
-    print(f"fresh processes, warm Numba cache, median (min-max) of {args.runs} runs, milliseconds")
+    print(f"fresh processes, warm Numba cache, median (min-max) of {args.runs} runs, milliseconds; "
+          f"bytecode: {results['bytecode']}")
     print(f"{'case':18s} {'numpy':>16s} {'import rtinfer':>16s} {'load':>16s} {'1st sample':>16s} "
           f"{'total':>16s} {'process':>16s}  imported")
     for case, s in results["warm"].items():
