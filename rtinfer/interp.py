@@ -390,14 +390,27 @@ def warm_up_batch() -> None:
         fn.disable_compile()
 
 
-def warm_up() -> None:
-    """Compile (or load from the cache) every interpreter entry point with its one signature."""
+def warm_up_one() -> None:
+    """Compile (or load from the cache) run_one, all that predict_one needs."""
     blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
     x = np.zeros(1, dtype=np.float32)
     run_one(blob, x, x)
-    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
-    first_nonfinite(x)
     # One signature each, for every model: a call with other argument types must fail (the
     # runtime's boundary then explains why) instead of compiling a new specialization.
-    for fn in (run_one, execute, first_nonfinite):
+    run_one.disable_compile()
+
+
+def warm_up_many() -> None:
+    """Compile (or load from the cache) execute and first_nonfinite (predict, stream, measure)."""
+    blob = np.zeros(256, dtype=np.uint8)
+    x = np.zeros(1, dtype=np.float32)
+    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+    first_nonfinite(x)
+    for fn in (execute, first_nonfinite):
         fn.disable_compile()
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every interpreter entry point with its one signature."""
+    warm_up_one()
+    warm_up_many()

@@ -82,15 +82,13 @@ class Runtime:
         else:
             raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
         from . import interp
-        interp.warm_up()
+        interp.warm_up_one()  # execute and first_nonfinite load on first use (__getattr__)
         self._interp = interp
         from .batch import AUTO_MIN_BATCH, AUTO_MIN_WORK
         self._auto_min = AUTO_MIN_BATCH
         self._auto_min_work = AUTO_MIN_WORK
         self._run_one = _entry(interp.run_one)
         self._run_one_fast = interp.run_one  # the dispatcher, compilation disabled by warm_up
-        self._execute = _entry(interp.execute)
-        self._first_nonfinite = _entry(interp.first_nonfinite)
         self.nonfinite = nonfinite
         p = self.plan
         self._state = p.new_state()
@@ -107,6 +105,18 @@ class Runtime:
         self.batch = batch
         self._blas = None  # rtinfer.batch.BatchPath, built on the first predict that uses it
         self._blas_built = False
+
+    def __getattr__(self, name):
+        # Called only for attributes not set yet. interp.execute and interp.first_nonfinite
+        # (predict, stream, measure) are loaded from Numba's cache, or compiled, on first use and
+        # then stored as plain attributes: a process that only calls predict_one never loads them.
+        if name in ("_execute", "_first_nonfinite"):
+            from . import interp
+            interp.warm_up_many()
+            self._execute = _entry(interp.execute)
+            self._first_nonfinite = _entry(interp.first_nonfinite)
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- properties ---------------------------------------------------------------------------
     @property
