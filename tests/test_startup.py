@@ -115,6 +115,36 @@ def test_user_jit_code_compiles_after_a_warm_start(warm):
     assert warm["user_dot"] == 5.0
 
 
+_ONE_ONLY = textwrap.dedent("""
+    import json
+    import numpy as np
+    import rtinfer
+    from rtinfer import interp, reference
+    from rtinfer._testmodels import fp32_mlp
+    frozen = fp32_mlp([20, 16, 5])
+    x = np.linspace(-1, 1, 20, dtype=np.float32)
+    rt = rtinfer.load(frozen)
+    y = rt.predict_one(x)
+    res = {"loaded_before": [f.__name__ for f in (interp.run_one, interp.execute, interp.first_nonfinite)
+                             if f.signatures],
+           "err": float(np.max(np.abs(y - reference.run(frozen, x[None])[0])))}
+    stream = rt.stream(x[None])  # loads execute and first_nonfinite on first use
+    res["loaded_after"] = [f.__name__ for f in (interp.execute, interp.first_nonfinite) if f.signatures]
+    res["stream_eq_one"] = bool(np.array_equal(stream[0], y))
+    print("STARTUP-JSON " + json.dumps(res))
+""")
+
+
+def test_predict_one_loads_only_run_one(warm):
+    proc = subprocess.run([sys.executable, "-c", _ONE_ONLY], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("STARTUP-JSON ")][-1][13:])
+    assert res["loaded_before"] == ["run_one"]
+    assert res["err"] <= 1e-6
+    assert res["loaded_after"] == ["execute", "first_nonfinite"]
+    assert res["stream_eq_one"]
+
+
 def test_warm_start_without_scipy(warm):
     res = _child(_BLOCK_SCIPY)
     assert all(hits >= 1 for hits in res["cache_hits"].values()), res["cache_hits"]
