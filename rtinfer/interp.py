@@ -208,8 +208,10 @@ def run_one(blob, x, y):
     if y.size != h[H_OUT_SIZE]:
         return -3
     bad = first_nonfinite(x)
+    # int64 offsets (not literal 0s): the same run_rows/exec_row specialization as the
+    # one-sample loops of execute, so a first-ever compile builds it once, not twice
     run_rows(h, blob.view(np.float64), blob.view(np.float32), blob.view(np.int32), blob.view(np.int8),
-             x, 0, y, 0, 1)
+             x, np.int64(0), y, np.int64(0), 1)
     return bad
 
 
