@@ -116,7 +116,7 @@ def test_user_jit_code_compiles_after_a_warm_start(warm):
 
 
 _ONE_ONLY = textwrap.dedent("""
-    import json
+    import json, sys
     import numpy as np
     import rtinfer
     from rtinfer import interp, reference
@@ -128,6 +128,20 @@ _ONE_ONLY = textwrap.dedent("""
     res = {"loaded_before": [f.__name__ for f in (interp.run_one, interp.execute, interp.first_nonfinite)
                              if f.signatures],
            "err": float(np.max(np.abs(y - reference.run(frozen, x[None])[0])))}
+    # wrong inputs reach the compiled dispatcher's type check in a process whose target
+    # context was never refreshed: each must still become the runtime's InputError
+    refused = []
+    for bad in (x.astype(np.float64), x[::2], np.zeros(21, np.float32), list(x), np.stack([x, x])):
+        try:
+            rt.predict_one(bad)
+        except rtinfer.runtime.InputError:
+            refused.append(True)
+    try:
+        rt.predict_one(x, out=np.zeros(5))
+    except rtinfer.runtime.InputError:
+        refused.append(True)
+    res["refused"] = len(refused)
+    res["arraymath"] = "numba.np.arraymath" in sys.modules
     stream = rt.stream(x[None])  # loads execute and first_nonfinite on first use
     res["loaded_after"] = [f.__name__ for f in (interp.execute, interp.first_nonfinite) if f.signatures]
     res["stream_eq_one"] = bool(np.array_equal(stream[0], y))
@@ -141,6 +155,8 @@ def test_predict_one_loads_only_run_one(warm):
     res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("STARTUP-JSON ")][-1][13:])
     assert res["loaded_before"] == ["run_one"]
     assert res["err"] <= 1e-6
+    assert res["refused"] == 6
+    assert res["arraymath"] is False
     assert res["loaded_after"] == ["execute", "first_nonfinite"]
     assert res["stream_eq_one"]
 
