@@ -34,6 +34,7 @@ from numba import njit, types
 from numba.core import caching
 
 from . import kernels as K
+from . import kernels_conv as KC
 from . import kernels_gemm as G
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC,
@@ -44,7 +45,7 @@ from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NO
 # Numba keys a function's cache on the contents of its own file only. The interpreter inlines
 # rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
 # cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
-_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py")
+_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,6 +118,13 @@ O_QUANTIZE = int(Op.QUANTIZE)
 O_DEQUANTIZE = int(Op.DEQUANTIZE)
 O_QDENSE = int(Op.QDENSE)
 O_QLUT = int(Op.QLUT)
+O_CONV = int(Op.CONV)
+O_MAXPOOL = int(Op.MAXPOOL)
+O_AVGPOOL = int(Op.AVGPOOL)
+O_GLOBAL_AVGPOOL = int(Op.GLOBAL_AVGPOOL)
+O_QCONV = int(Op.QCONV)
+O_QMAXPOOL = int(Op.QMAXPOOL)
+O_QAVGPOOL = int(Op.QAVGPOOL)
 
 
 @_jit
@@ -170,6 +178,26 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
                     n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
     elif op == O_QLUT:
         K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
+    elif op == O_CONV:  # conv/pool rows: I0 = the int32 table (rtinfer.kernels_conv)
+        KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2])
+        if act != K.A_IDENTITY:
+            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+    elif op == O_MAXPOOL:
+        KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
+    elif op == O_AVGPOOL:
+        KC.avgpool_f32(src, so, dst, do, i32, h[r + C_I0], m)
+    elif op == O_GLOBAL_AVGPOOL:
+        KC.global_avgpool_f32(src, so, dst, do, h[r + C_I0], h[r + C_I1], m)
+    elif op == O_QCONV:
+        g = h[r + C_I0]
+        KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
+                    i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
+                    i8, h[r + C_T0] + i32[g + KC.G_COLS])
+    elif op == O_QMAXPOOL:
+        KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
+    elif op == O_QAVGPOOL:
+        g = h[r + C_I0]
+        KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
 
 
 @_jit

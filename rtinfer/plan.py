@@ -30,7 +30,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import Act, Op
+from .ops import INT8_OUTPUT_OPS, WINDOW_OPS, Act, Op
 
 # Samples processed together by the batched path (predict); the arena holds BLOCK samples.
 BLOCK = 16
@@ -66,6 +66,9 @@ NCOLS = 16
 
 K_ARENA = 0
 K_IO = 1
+
+# Columns the conv/pool planning in rtinfer.kernels_conv fills (see plan_window_row there).
+_CONV_COLS = {"OP": C_OP, "T0": C_T0, "T1": C_T1, "T2": C_T2, "I0": C_I0, "I1": C_I1}
 
 _ALIGN = 64
 
@@ -223,7 +226,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
         scale = 0.0
         if op in (Op.ACT, Op.AFFINE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QLUT) and n_in != n_out:
             raise PlanError(f"{where}: elementwise op needs in size == out size, got {n_in} -> {n_out}")
-        if op not in (Op.DENSE, Op.ACT, Op.AFFINE) and layer.act != Act.IDENTITY:
+        if op not in (Op.DENSE, Op.ACT, Op.AFFINE, Op.CONV) and layer.act != Act.IDENTITY:
             raise PlanError(f"{where}: {op.name} takes no activation, got {layer.act.name}")
 
         if op == Op.RESHAPE:
@@ -286,6 +289,9 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_I2] = qmax
         elif op == Op.QLUT:
             row[C_T0] = sec.add("i8", _tensor(frozen, layer, where, "table", "i8", (256,)))
+        elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
+            from .kernels_conv import plan_window_row
+            scale = plan_window_row(frozen, layer, where, sec, row, _CONV_COLS, PlanError)
         else:  # pragma: no cover - Op is a closed enum
             raise PlanError(f"{where}: unsupported op {op!r}")
 
@@ -311,7 +317,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
     assign = []
     for k, row in enumerate(rows):
         op = Op(row[C_OP])
-        out_dtype = "i8" if op in (Op.QUANTIZE, Op.QDENSE, Op.QLUT) else "f32"
+        out_dtype = "i8" if op in INT8_OUTPUT_OPS else "f32"
         if k == n_ops - 1:
             dst = ("io", None)
         else:
@@ -372,6 +378,9 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_T2] += o_f32 // 4
         elif op == Op.QLUT:
             row[C_T0] += o_i8
+        elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
+            from .kernels_conv import relocate_window_row
+            relocate_window_row(row, _CONV_COLS, o_f32 // 4, o_i32 // 4, o_i8)
         prog[k] = row
     image[o_prog:o_prog + prog.nbytes] = prog.reshape(-1).view(np.uint8)
 
