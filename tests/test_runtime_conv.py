@@ -1,0 +1,196 @@
+"""CNN FrozenModels through the planner and the compiled interpreter (rtinfer.load): equal to the
+reference executor (fp32 within 1e-5, int8 layers bit-exact), predict == stream == predict_one,
+per-layer latency rows for conv ops, plan errors for broken conv layers, and no allocation per
+sample (NRT counters in a subprocess, as tests/test_alloc.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import export
+import rtinfer
+from rtinfer import reference
+from rtinfer.frozen import FrozenModel, Layer
+from rtinfer.ops import Op
+from rtinfer.plan import PlanError
+from rtinfer.train import (
+    CNN, Activation, AvgPool1D, AvgPool2D, BatchNorm, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool1D,
+    MaxPool2D, fit,
+)
+
+MODELS = {
+    "1d": lambda: CNN((2, 40), [Conv1D(2, 8, 5, padding="same"), BatchNorm(8), Activation("relu"), MaxPool1D(2),
+                                Conv1D(8, 8, 3, stride=2, dilation=2, padding=(2, 1), groups=4), Activation("tanh"),
+                                AvgPool1D(3, stride=2, padding=1), Flatten(), Dense(40, 4)], seed=1),
+    "2d": lambda: CNN((1, 12, 10), [Conv2D(1, 6, (4, 3), stride=(2, 1), padding=((1, 2), (1, 1))), BatchNorm(6),
+                                    Activation("relu"), Conv2D(6, 6, 3, padding=1, groups=6), Activation("relu"),
+                                    Conv2D(6, 8, 1), Activation("leaky_relu", 0.1),
+                                    MaxPool2D(2, padding=((0, 1), (0, 0))), AvgPool2D(2, stride=1, count_include_pad=True,
+                                                                                      padding=1),
+                                    GlobalAvgPool(), Dense(8, 3)], seed=2),
+}
+
+
+@pytest.fixture(scope="module")
+def frozen_models():
+    out = {}
+    for key, make in MODELS.items():
+        model = make()
+        rng = np.random.default_rng(3)
+        X = rng.normal(size=(128,) + model.input_shape)
+        fit(model, X, rng.integers(0, model.n_outputs_, len(X)), epochs=2, seed=0)
+        out[key, "float32"] = export.freeze(model)
+        out[key, "int8"] = export.freeze(model, dtype="int8", calibration=X)
+        out[key, "X"] = rng.normal(size=(37,) + model.input_shape).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_runtime_equals_reference(frozen_models, key, dtype):
+    fm = frozen_models[key, dtype]
+    X = frozen_models[key, "X"]
+    rt = rtinfer.load(fm)
+    want, trace = reference.run(fm, X, trace=True)
+    got = rt.predict(X)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rt.stream(X), got)  # one at a time == blocks of 16
+    for i in (0, 17, 36):
+        np.testing.assert_array_equal(rt.predict_one(X[i]), got[i])
+    if dtype == "int8":  # every int8 tensor bit-exact: cut the model after each int8 layer
+        for cut, layer in enumerate(fm.layers):
+            if layer.out_dtype != "i8" or cut + 1 >= len(fm.layers) or fm.layers[cut + 1].op != Op.DEQUANTIZE:
+                continue
+            sub = FrozenModel(fm.layers[:cut + 2], fm.buffers, fm.input_shape, fm.layers[cut + 1].out_shape)
+            np.testing.assert_array_equal(rtinfer.load(sub).predict(X), reference.run(sub, X))
+
+
+def test_every_int8_conv_layer_is_bit_exact(frozen_models):
+    """Each int8 layer's codes: append DEQUANTIZE with scale 1 / zero point 0 after it."""
+    fm = frozen_models["2d", "int8"]
+    X = frozen_models["2d", "X"]
+    checked = 0
+    for cut, layer in enumerate(fm.layers):
+        if layer.out_dtype != "i8":
+            continue
+        codes = Layer(Op.DEQUANTIZE, layer.out_shape, layer.out_shape, attrs={"x_scale": 1.0, "x_zp": 0})
+        sub = FrozenModel(fm.layers[:cut + 1] + (codes,), fm.buffers, fm.input_shape, layer.out_shape)
+        np.testing.assert_array_equal(rtinfer.load(sub).predict(X), reference.run(sub, X))
+        checked += layer.op in (Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL)
+    assert checked >= 5
+
+
+def test_per_layer_latency_includes_conv_ops(frozen_models):
+    rt = rtinfer.load(frozen_models["1d", "float32"])
+    rep = rt.measure(frozen_models["1d", "X"], budget_us=1e6, warmup=5, per_layer=True)
+    labels = [row["label"] for row in rep.per_layer]
+    assert sum("CONV" in lbl for lbl in labels) == 2 and any("MAXPOOL" in lbl for lbl in labels)
+    assert any("AVGPOOL" in lbl for lbl in labels)
+    assert all(row["mean_us"] >= 0 for row in rep.per_layer)
+    assert rt.macs == frozen_models["1d", "float32"].macs > 0
+
+
+def test_plan_rejects_broken_conv_layers(frozen_models):
+    fm = frozen_models["1d", "float32"]
+    conv = fm.layers[0]
+    bad_attrs = dict(conv.attrs, group=3)
+    bad = Layer(conv.op, conv.in_shape, conv.out_shape, conv.act, conv.tensors, bad_attrs, conv.name)
+    with pytest.raises(PlanError, match="group"):
+        rtinfer.load(FrozenModel((bad,) + fm.layers[1:], fm.buffers, fm.input_shape, fm.output_shape))
+    pool = fm.layers[1]
+    bad = Layer(pool.op, pool.in_shape, (8, 22), attrs=dict(pool.attrs, pad_left=2, pad_right=2), name=pool.name)
+    with pytest.raises(PlanError, match="padding only"):
+        rtinfer.load(FrozenModel((bad,), fm.buffers, pool.in_shape, (8, 22)))
+    bad = Layer(conv.op, conv.in_shape, conv.out_shape, conv.act, conv.tensors, dict(conv.attrs, stride_w=float("inf")),
+                conv.name)
+    with pytest.raises(PlanError, match="stride_w"):
+        rtinfer.load(FrozenModel((bad,) + fm.layers[1:], fm.buffers, fm.input_shape, fm.output_shape))
+    from rtinfer.frozen import BufferBuilder
+    from rtinfer.reference_conv import geometry_attrs
+    bb = BufferBuilder()
+    big = Layer(Op.CONV, (1, 700, 700), (1, 700, 700), tensors={"W": bb.add(np.zeros((1, 1, 101, 101), np.float32)),
+                                                               "b": bb.add(np.zeros(1, np.float32))},
+                attrs=dict(geometry_attrs((101, 101), pads=((50, 50), (50, 50))), group=1))
+    with pytest.raises(PlanError, match="scratch"):
+        rtinfer.load(FrozenModel((big,), bb.finish(), (1, 700, 700), (1, 700, 700)))
+    q = frozen_models["1d", "int8"]
+    i = next(k for k, layer in enumerate(q.layers) if layer.op == Op.QCONV)
+    qc = q.layers[i]
+    bad = Layer(qc.op, qc.in_shape, qc.out_shape, qc.act, qc.tensors, dict(qc.attrs, y_zp=300), qc.name)
+    with pytest.raises((PlanError, ValueError), match="y_zp"):
+        rtinfer.load(FrozenModel(q.layers[:i] + (bad,) + q.layers[i + 1:], q.buffers, q.input_shape, q.output_shape))
+
+
+def test_rtm_file_of_a_cnn_runs(frozen_models, tmp_path):
+    fm = frozen_models["2d", "int8"]
+    path = tmp_path / "cnn.rtm"
+    fm.save(path)
+    X = frozen_models["2d", "X"]
+    np.testing.assert_array_equal(rtinfer.load(str(path)).predict(X), rtinfer.load(fm).predict(X))
+
+
+ALLOC_SCRIPT = textwrap.dedent("""
+    import os, json
+    os.environ["NUMBA_NRT_STATS"] = "1"
+    import numpy as np
+    from numba.core.runtime import rtsys
+    import export, rtinfer
+    from rtinfer.train import CNN, Conv1D, BatchNorm, Activation, MaxPool1D, AvgPool1D, GlobalAvgPool, Dense
+
+    def allocs(fn):
+        before = rtsys.get_allocation_stats()
+        fn()
+        after = rtsys.get_allocation_stats()
+        return after.alloc - before.alloc, after.mi_alloc - before.mi_alloc
+
+    model = CNN((1, 32), [Conv1D(1, 4, 5, padding=2), BatchNorm(4), Activation("relu"), MaxPool1D(2),
+                          Conv1D(4, 4, 3, groups=4), Activation("tanh"), AvgPool1D(2, padding=1), GlobalAvgPool(),
+                          Dense(4, 3)])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10000, 1, 32)).astype(np.float32)
+    res = {}
+    for dtype in ("float32", "int8"):
+        fm = export.freeze(model, dtype=dtype, calibration=X[:100].astype(np.float64))
+        rt = rtinfer.load(fm)
+        out = np.empty((10000, 3), np.float32)
+        rt.stream(X[:10], out=out[:10]); rt.predict(X[:10], out=out[:10])
+        res[dtype + "_stream10"] = allocs(lambda: rt.stream(X[:10], out=out[:10]))
+        res[dtype + "_stream10000"] = allocs(lambda: rt.stream(X, out=out))
+        res[dtype + "_predict10"] = allocs(lambda: rt.predict(X[:10], out=out[:10]))
+        res[dtype + "_predict10000"] = allocs(lambda: rt.predict(X, out=out))
+    print("RESULT" + json.dumps(res))
+""")
+
+
+def test_no_allocation_per_sample():
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    proc = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    for dtype in ("float32", "int8"):
+        for entry in ("stream", "predict"):
+            assert res[f"{dtype}_{entry}10000"] == res[f"{dtype}_{entry}10"], res
+
+
+def test_conv_kernels_and_runtime_under_boundscheck():
+    """As tests/test_runtime_boundscheck.py: the conv kernel tests and this file's runtime tests
+    pass with NUMBA_BOUNDSCHECK=1 (every read and write of every conv/pool kernel in bounds)."""
+    import tempfile
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k",
+         "not boundscheck and not no_allocation", str(here / "test_kernels_conv.py"), str(here / "test_runtime_conv.py")],
+        capture_output=True, text=True, env=env, timeout=900, cwd=str(here.parent))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
