@@ -39,7 +39,7 @@ import numpy as np
 
 from rtinfer import quant
 from rtinfer.frozen import FrozenModel, Layer
-from rtinfer.ops import ACT_DEFAULTS, Act, Op
+from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, Act, Op
 
 from .onnx_common import BATCH_DIM, EXPORT_IR_VERSION, EXPORT_OPSET, INPUT_NAME, OUTPUT_NAME
 
@@ -172,6 +172,9 @@ class _Writer:
             return self.qdense(layer, x, p), layer.out_shape
         if op == Op.QLUT:
             return self.qlut(layer, x, p), layer.out_shape
+        if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
+            from .onnx_conv import export_layer
+            return export_layer(self, layer, x, p)
         raise OnnxExportError(f"layer {p}: op {op.name} has no ONNX export")  # pragma: no cover
 
     def qdense(self, layer: Layer, x: str, p: str) -> str:

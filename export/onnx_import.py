@@ -60,11 +60,12 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInte
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
 _ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
+_CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv"}  # export.onnx_conv
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | _BINARY_OPS | _QUANT_OPS
-                                              | _OTHER_OPS | _ML_OPS))
+                                              | _OTHER_OPS | _ML_OPS | _CONV_OPS))
 
 # Shape(x) of the runtime tensor with a dynamic batch: the batch entry holds this marker. Such
 # shape constants may only be moved around (Gather, Concat, Slice, ...) until they reach a
@@ -475,6 +476,9 @@ class _Importer:
             y = self._binary(node, x, k)
         elif op in _SHAPE_OPS:
             y = self._shape_op(node, x, k)
+        elif op in _CONV_OPS:
+            from .onnx_conv import translate
+            y = translate(self, node, x, k)
         else:
             y = getattr(self, "_op_" + op)(node, x, k)
         if y is None:  # the op produced a constant (Shape)
@@ -1278,8 +1282,11 @@ class _Importer:
 
     def _fuse_float_once(self, start: int = 0) -> int:
         """Fuse the first fusable pair at or after ``start``; its index, or -1 if none."""
+        from .onnx_conv import fuse_float
         L = self.layers
         for i in range(start, len(L) - 1):
+            if fuse_float(L, i):  # CONV + activation / per-channel AFFINE (export.onnx_conv)
+                return i
             a, b = L[i], L[i + 1]
             if a.act != Act.IDENTITY:
                 continue
@@ -1326,8 +1333,11 @@ class _Importer:
 
     def _fuse_quant_once(self, start: int = 0) -> int:
         """Fuse the first DQ -> op -> Q triple at or after ``start``; its index, or -1 if none."""
+        from .onnx_conv import fuse_quant
         L = self.layers
         for i in range(start, len(L) - 2):
+            if fuse_quant(L, i):  # DQ -> CONV / pools -> Q (export.onnx_conv)
+                return i
             dq, mid, q = L[i], L[i + 1], L[i + 2]
             if dq.op != Op.DEQUANTIZE or q.op != Op.QUANTIZE:
                 continue

@@ -86,9 +86,13 @@ class _DepsFunctionCache(caching.FunctionCache):
         not use those registries: it unpickles object code and links it against symbols that the
         target context registers when it is created (Numba's C helpers, libc). Functions made by
         _jit are compiled without NRT, so their code never references the NRT symbols that
-        refresh() would register."""
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        refresh() would register. On a Numba without these internals, the stock loader runs."""
+        load = getattr(self, "_load_overload", None)
+        guard = getattr(self, "_guard_against_spurious_io_errors", None)
+        if load is None or guard is None:
+            return super().load_overload(sig, target_context)
+        with guard():
+            return load(sig, target_context)
 
 
 def _jit(fn):

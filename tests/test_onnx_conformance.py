@@ -43,6 +43,9 @@ R_NOT_TENSOR = "sequence / optional input"
 R_PRELU = "PRelu with per-channel slopes (only a single slope maps to LEAKY_RELU)"
 R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
 R_TRANSPOSE = "Transpose that moves data of the runtime tensor (only constant transposes fold)"
+R_3D_WINDOW = "3-D convolution or pooling (rtinfer has 1-D and 2-D windows)"
+R_INDICES = "checks MaxPool's second output (Indices); rtinfer produces one output"
+R_QLCONV_WEIGHTS = "QLinearConv weights minus zero point leave the int8 range (and the output is uint8)"
 
 SKIP_NODE = {
     "test_add": R_BATCH_CONST,
@@ -299,6 +302,21 @@ SKIP_NODE = {
     "test_shape_start_1_end_negative_1": R_NO_INPUT,
     "test_shape_start_greater_than_end": R_NO_INPUT,
     "test_shape_start_negative_1": R_NO_INPUT,
+    # convolution and pooling (export.onnx_conv)
+    "test_averagepool_3d_default": R_3D_WINDOW,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": R_3D_WINDOW,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": R_3D_WINDOW,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": R_3D_WINDOW,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": R_3D_WINDOW,
+    "test_averagepool_3d_dilations_small": R_3D_WINDOW,
+    "test_maxpool_2d_uint8": R_INT_OUTPUT,
+    "test_maxpool_3d_default": R_3D_WINDOW,
+    "test_maxpool_3d_dilations": R_3D_WINDOW,
+    "test_maxpool_3d_dilations_use_ref_impl": R_3D_WINDOW,
+    "test_maxpool_3d_dilations_use_ref_impl_large": R_3D_WINDOW,
+    "test_maxpool_with_argmax_2d_precomputed_pads": R_INDICES,
+    "test_maxpool_with_argmax_2d_precomputed_strides": R_INDICES,
+    "test_qlinearconv": R_QLCONV_WEIGHTS,
 }
 
 SKIP_PYTORCH = {
@@ -314,6 +332,20 @@ SKIP_PYTORCH = {
     "pytorch-operator/test_operator_basic": R_TWO_RUNTIME,
     "pytorch-operator/test_operator_non_float_params": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_params": R_BATCH_CONST,
+    # convolution and pooling (export.onnx_conv)
+    "pytorch-converted/test_AvgPool3d": R_3D_WINDOW,
+    "pytorch-converted/test_AvgPool3d_stride": R_3D_WINDOW,
+    "pytorch-converted/test_AvgPool3d_stride1_pad0_gpu_input": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_dilated": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_dilated_strided": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_groups": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_no_bias": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_stride": R_3D_WINDOW,
+    "pytorch-converted/test_Conv3d_stride_padding": R_3D_WINDOW,
+    "pytorch-converted/test_MaxPool3d": R_3D_WINDOW,
+    "pytorch-converted/test_MaxPool3d_stride": R_3D_WINDOW,
+    "pytorch-converted/test_MaxPool3d_stride_padding": R_3D_WINDOW,
 }
 
 
