@@ -151,12 +151,25 @@ ALLOC_SCRIPT = textwrap.dedent("""
         after = rtsys.get_allocation_stats()
         return after.alloc - before.alloc, after.mi_alloc - before.mi_alloc
 
+    from numba import njit
+
+    @njit
+    def per_sample_alloc(X):  # positive control (and NRT start-up): one NRT allocation per row
+        s = 0.0
+        for i in range(X.shape[0]):
+            s += np.empty(1)[0] * 0.0 + X[i, 0]
+        return s
+
+    Xc = np.zeros((10000, 1))
+    per_sample_alloc(Xc[:2])
+    res = {"control10": allocs(lambda: per_sample_alloc(Xc[:10])),
+           "control10000": allocs(lambda: per_sample_alloc(Xc))}
+
     model = CNN((1, 32), [Conv1D(1, 4, 5, padding=2), BatchNorm(4), Activation("relu"), MaxPool1D(2),
                           Conv1D(4, 4, 3, groups=4), Activation("tanh"), AvgPool1D(2, padding=1), GlobalAvgPool(),
                           Dense(4, 3)])
     rng = np.random.default_rng(0)
     X = rng.standard_normal((10000, 1, 32)).astype(np.float32)
-    res = {}
     for dtype in ("float32", "int8"):
         fm = export.freeze(model, dtype=dtype, calibration=X[:100].astype(np.float64))
         rt = rtinfer.load(fm)
@@ -175,6 +188,7 @@ def test_no_allocation_per_sample():
     proc = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    assert res["control10000"][0] - res["control10"][0] >= 9990  # the counter is live
     for dtype in ("float32", "int8"):
         for entry in ("stream", "predict"):
             assert res[f"{dtype}_{entry}10000"] == res[f"{dtype}_{entry}10"], res
