@@ -108,6 +108,8 @@ def _conv_weight_prov(imp, name, w_shape):
     if q.dtype not in (np.int8, np.uint8) or q.ndim not in (3, 4):
         return None
     scale = np.asarray(scale, np.float32).reshape(-1)
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):  # keep the float CONV
+        return None
     if scale.size == 1:
         w_scale = np.full(o, scale[0], np.float32)
     elif scale.size == o and axis % q.ndim == 0:
@@ -215,6 +217,8 @@ def _qlinearconv(imp, node, x, a):
     w_scale = np.asarray(imp._const(node, 4), np.float32).reshape(-1)
     if w_scale.size not in (1, o):
         raise imp._unsupported(node, f"weight scale of shape {w_scale.shape}")
+    if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
+        raise imp._err(node, "weight scales must be positive and finite")
     y_zp_arr = imp._const(node, 7)
     y_scale, y_zp, yt = imp._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
     attrs = _window_geometry(imp, node, x, w.shape[2:], a, False)
