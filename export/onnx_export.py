@@ -33,11 +33,11 @@ Graph layout
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from rtinfer import quant
+from rtinfer._atomic import atomic_write
 from rtinfer.frozen import FrozenModel, Layer
 from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, Act, Op
 
@@ -285,23 +285,7 @@ def _version() -> str:
 
 
 def _write_atomic(data: bytes, path) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp's 0600 -> the mode open() would give (0666 & ~umask)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def to_onnx(frozen: FrozenModel, path=None, weight_dtype: str = "int8"):

@@ -22,12 +22,12 @@ import math
 import os
 import stat
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .frozen import BUFFER_DTYPES, FrozenModel, FrozenModelError, Layer, TensorRef
 from .ops import Act, Op
 
@@ -206,53 +206,14 @@ def to_bytes(frozen: FrozenModel) -> bytes:
 
 
 def save_frozen(frozen: FrozenModel, path) -> None:
-    """Write ``frozen`` to ``path`` atomically.
-
-    The bytes go to a temp file in the same directory, which is flushed, fsynced and then
-    renamed over ``path`` (os.replace); the directory is fsynced after. If anything fails, a
-    previous file at ``path`` is left intact and the temp file is removed.
+    """Write ``frozen`` to ``path`` atomically (rtinfer._atomic: temp file in the same
+    directory, fsync, os.replace, fsync of the directory). If anything fails, a previous file at
+    ``path`` is left intact and the temp file is removed.
     """
     if not isinstance(frozen, FrozenModel):
         raise TypeError(f"save_frozen needs a FrozenModel, got {type(frozen).__name__}")
     payload = to_bytes(frozen)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        _default_permissions(fd)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _default_permissions(fd: int) -> None:
-    """mkstemp creates files with mode 0600; give the file the mode open() would (0666 & ~umask)."""
-    if hasattr(os, "fchmod"):
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms without directory fds (Windows)
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    atomic_write(path, lambda f: f.write(payload))
 
 
 # ------------------------------------------------------------------------------------------

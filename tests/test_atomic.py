@@ -7,8 +7,8 @@ inside a write) and then checks that the file at the final path is exactly versi
 and that every other name in the folder is one of the writer's documented temp names:
 
     .rtm         save_frozen          .<name>.<random>.tmp
-    ONNX         to_onnx(path=...)    .tmp-<random>.onnx
-    checkpoint   Model.save           .tmp-<random>.npz
+    ONNX         to_onnx(path=...)    .<name>.<random>.tmp
+    checkpoint   Model.save           .<name>.<random>.tmp
 
 Temp files left by a kill start with "." (hidden from ``ls``/glob) and are never renamed to
 the final name; the .rtm and checkpoint readers reject them (truncation / bad zip) if opened,
@@ -35,8 +35,8 @@ from rtinfer.rtm import RtmFormatError, load_frozen, save_frozen, to_bytes
 KILLS = int(os.environ.get("RTINFER_ATOMIC_KILLS", "24"))  # per format; the long run sets e.g. 300
 TEMP_NAMES = {
     "rtm": re.compile(r"^\.model\.rtm\.[A-Za-z0-9_]+\.tmp$"),
-    "onnx": re.compile(r"^\.tmp-[A-Za-z0-9_]+\.onnx$"),
-    "ckpt": re.compile(r"^\.tmp-[A-Za-z0-9_]+\.npz$"),
+    "onnx": re.compile(r"^\.model\.onnx\.[A-Za-z0-9_]+\.tmp$"),
+    "ckpt": re.compile(r"^\.model\.npz\.[A-Za-z0-9_]+\.tmp$"),
 }
 FINAL = {"rtm": "model.rtm", "onnx": "model.onnx", "ckpt": "model.npz"}
 

@@ -79,7 +79,7 @@ def test_checkpoint_round_trip_exact(tmp_path, digits, kind):
             assert loaded.preprocessor.state()[key].tobytes() == arr.tobytes()
     if model.history_ is not None:
         assert loaded.history_.loss == model.history_.loss
-    assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []  # no temp file left
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []  # no temp file left
 
 
 def test_checkpoint_uses_no_pickle_and_json_architecture(tmp_path, digits):

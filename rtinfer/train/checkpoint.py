@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
+from .._atomic import atomic_write
 from .layers import Activation, Dense
 from .preprocessing import PREPROCESSORS
 
@@ -76,25 +76,8 @@ def save_model(model, path) -> None:
         for key, arr in pre.state().items():
             arrays[f"pre.{key}"] = np.asarray(arr, dtype=np.float64)
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp's 0600 -> the mode open() would give (0666 & ~umask)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # stdlib-only helper shared by every rtinfer writer (temp file, fsync, rename, fsync dir)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def _layers_from_specs(specs) -> list:
