@@ -9,7 +9,11 @@ QLinearConv on a runtime tensor of per-sample rank 2 (C, L) or 3 (C, H, W):
 - Conv weights W (O, C/group, *kernel) and bias B are constants; a 1-D kernel is stored as kh = 1;
 - every pooling window must reach an input element;
 - MaxPool's Indices output must be unused; QLinearConv needs 8-bit weights whose values minus
-  zero point fit int8 (int8 with zero point 0, uint8 with 128), per tensor or per output channel.
+  zero point fit int8 (int8 with zero point 0, uint8 with 128), per tensor or per output channel;
+- ConvInteger (8-bit x with a per-tensor zero point, constant 8-bit weights with a per-tensor or
+  per-output-channel zero point) becomes DEQUANTIZE (scale 1) + CONV with float weights w - w_zp:
+  exact integer sums in float32, refused when a sum could reach 2^24 (then Cast + Mul + Add fold
+  into the CONV like any per-channel AFFINE).
 Fusion (``fuse_float`` / ``fuse_quant``, run by the importer's fusion loops): CONV + activation,
 CONV + a per-channel AFFINE (BatchNormalization, Mul/Add by per-channel constants) folded into W
 and b; DequantizeLinear -> Conv (weights from DequantizeLinear of int8) -> [Relu | Clip] ->
@@ -32,7 +36,11 @@ from rtinfer import quant
 from rtinfer.ops import Act, Op
 from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts, window_out_shape
 
-IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv")
+IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv", "ConvInteger")
+
+# float32 holds every integer of magnitude <= 2^24 exactly: ConvInteger's integer sums are
+# computed in float32 only when every partial sum stays below this bound.
+_EXACT_INT_F32 = 2 ** 24
 
 _UINT8, _INT8 = 2, 3
 
@@ -136,6 +144,8 @@ def translate(imp, node, x, k):
         raise imp._err(node, f"needs a (N, C, *spatial) input, got (N, *{x.shape})")
     if op == "QLinearConv":
         return _qlinearconv(imp, node, x, a)
+    if op == "ConvInteger":
+        return _convinteger(imp, node, x, a)
     imp._need_float(node, x)
     c = x.shape[0]
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
@@ -234,6 +244,56 @@ def _qlinearconv(imp, node, x, a):
               tensors={"W": wq.reshape(w4).astype(np.int8), "b": bq,
                        "w_scale": np.broadcast_to(w_scale, (o,)).astype(np.float32)}, attrs=attrs)
     return _Dyn(out_shape, "q8", yt)
+
+
+def _convinteger(imp, node, x, a):
+    """ConvInteger(x_q, w, x_zp, w_zp) on a quantized runtime tensor -> DEQUANTIZE (scale 1, x_zp)
+    + CONV with float32 weights w - w_zp and a zero bias. The output holds the exact int32 sums
+    as integer-valued floats (kind "int"; a following Cast(float) + Mul(scale) [+ Add] folds
+    into the CONV). Exact because every product and partial sum is an integer below 2^24 in
+    magnitude, checked per output channel as sum |w - w_zp| * max |x - x_zp|; larger weights are
+    refused. Padding reads x_zp (real 0), as in ONNX's reference and onnxruntime."""
+    from .onnx_import import _INT32, _Dyn
+    if x.kind != "q8":
+        raise imp._unsupported(node, "the runtime tensor must be the quantized input x (int8/uint8)")
+    x_zp_arr = imp._const(node, 2)
+    if x_zp_arr is not None and np.asarray(x_zp_arr).size != 1:
+        raise imp._unsupported(node, f"x zero point of shape {np.asarray(x_zp_arr).shape} (only per tensor)")
+    x_zp = 0 if x_zp_arr is None else int(np.asarray(x_zp_arr).reshape(-1)[0])
+    if x.onnx_type == _UINT8:
+        x_zp -= 128  # internal int8 codes are q - 128
+    if not quant.QMIN <= x_zp <= quant.QMAX:
+        raise imp._err(node, f"x zero point {x_zp_arr} is outside the input's 8-bit range")
+    w = np.asarray(imp._const(node, 1))
+    c = x.shape[0]
+    if w.ndim != len(x.shape) + 1 or w.dtype not in (np.int8, np.uint8):
+        raise imp._unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
+    group = int(a.get("group", 1))
+    o = w.shape[0]
+    if group < 1 or c % group or o % group or w.shape[1] != c // group:
+        raise imp._err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
+    if "kernel_shape" in a and tuple(int(v) for v in a["kernel_shape"]) != tuple(w.shape[2:]):
+        raise imp._err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(w.shape[2:])}")
+    w_zp_arr = imp._const(node, 3)
+    w_zp = np.zeros(1, np.int64) if w_zp_arr is None else np.asarray(w_zp_arr).astype(np.int64).reshape(-1)
+    if w_zp.size not in (1, o):
+        raise imp._unsupported(node, f"weight zero point of shape {np.asarray(w_zp_arr).shape} "
+                                     f"(per tensor or per output channel)")
+    wi = w.astype(np.int64) - w_zp.reshape((-1,) + (1,) * (w.ndim - 1))  # (O, Cg, *kernel)
+    x_span = max(quant.QMAX - x_zp, x_zp - quant.QMIN)  # max |x - x_zp| over int8 codes
+    bound = int(np.abs(wi).reshape(o, -1).sum(axis=1).max()) * x_span
+    if bound >= _EXACT_INT_F32:
+        raise imp._unsupported(node, f"its integer sums reach up to {bound} in magnitude (sum |w - w_zp| = "
+                                     f"{bound // x_span} per output channel times max |x - x_zp| = {x_span}); "
+                                     f"float32 holds them exactly only below 2^24 = {_EXACT_INT_F32}")
+    attrs = _window_geometry(imp, node, x, w.shape[2:], a, False)
+    attrs["group"] = group
+    w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
+    out_shape = window_out_shape(tuple(x.shape), attrs, o)
+    imp._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
+    imp._emit(node, Op.CONV, _Dyn(x.shape), out_shape,
+              tensors={"W": wi.astype(np.float32).reshape(w4), "b": np.zeros(o, np.float32)}, attrs=attrs)
+    return _Dyn(out_shape, "int", _INT32)
 
 
 def _per_channel(v: np.ndarray, shape) -> np.ndarray | None:
