@@ -21,6 +21,8 @@ Contract
 - Quantization: DequantizeLinear -> Gemm/MatMul (per-output-channel int8 weights, int32 bias at
   x_scale * w_scale) -> [Relu | Clip] -> QuantizeLinear becomes QDENSE; DequantizeLinear ->
   activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias;
+  MatMulInteger / ConvInteger become DEQUANTIZE (scale 1) + DENSE / CONV with float weights
+  w - w_zp (exact integer sums);
   Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
   int8 exactly (q - 128, zero point - 128).
@@ -60,7 +62,8 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInte
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
 _ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
-_CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv"}  # export.onnx_conv
+_CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv",
+             "ConvInteger"}  # export.onnx_conv
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
@@ -87,7 +90,7 @@ class _Dyn:
 
     kind "f32": float values.  "q8": int8 held internally (uint8 values are stored as q - 128).
     "index": float values that ONNX types as int64 (ArgMax).  "int": integer-valued floats that
-    ONNX types as int32 (MatMulInteger).  "qint": ONNX int32 = internal int8 + offset (a Cast of
+    ONNX types as int32 (MatMulInteger, ConvInteger).  "qint": ONNX int32 = internal int8 + offset (a Cast of
     a quantized tensor, feeding a Gather table lookup).
     """
     shape: tuple[int, ...]
@@ -500,8 +503,8 @@ class _Importer:
             raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
         if x.kind != "f32":
             raise self._unsupported(node, f"its runtime input is not float32 (ONNX type {x.onnx_type}); "
-                                          f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/Cast/"
-                                          f"Gather act on integer tensors")
+                                          f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/QLinearConv/"
+                                          f"ConvInteger/Cast/Gather act on integer tensors")
 
     # -- constants -----------------------------------------------------------------------------
     def _constant(self, node):
