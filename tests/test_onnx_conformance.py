@@ -317,6 +317,8 @@ SKIP_NODE = {
     "test_maxpool_with_argmax_2d_precomputed_pads": R_INDICES,
     "test_maxpool_with_argmax_2d_precomputed_strides": R_INDICES,
     "test_qlinearconv": R_QLCONV_WEIGHTS,
+    "test_convinteger_with_padding": R_INT_OUTPUT,
+    "test_convinteger_without_padding": R_INT_OUTPUT,
 }
 
 SKIP_PYTORCH = {
