@@ -13,7 +13,8 @@ QLinearConv on a runtime tensor of per-sample rank 2 (C, L) or 3 (C, H, W):
 - ConvInteger (8-bit x with a per-tensor zero point, constant 8-bit weights with a per-tensor or
   per-output-channel zero point) becomes DEQUANTIZE (scale 1) + CONV with float weights w - w_zp:
   exact integer sums in float32, refused when a sum could reach 2^24 (then Cast + Mul + Add fold
-  into the CONV like any per-channel AFFINE).
+  into the CONV like any per-channel AFFINE; with int8-range weights and a positive Mul scale s,
+  a following QuantizeLinear makes it QCONV with x_scale 1 and w_scale s).
 Fusion (``fuse_float`` / ``fuse_quant``, run by the importer's fusion loops): CONV + activation,
 CONV + a per-channel AFFINE (BatchNormalization, Mul/Add by per-channel constants) folded into W
 and b; DequantizeLinear -> Conv (weights from DequantizeLinear of int8) -> [Relu | Clip] ->
@@ -290,9 +291,16 @@ def _convinteger(imp, node, x, a):
     attrs["group"] = group
     w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
     out_shape = window_out_shape(tuple(x.shape), attrs, o)
+    # "W_int": the integer weights when they fit int8; a later Mul by a positive per-channel
+    # scale s makes them int8 weights at w_scale = s (see fuse_float), so DEQUANTIZE -> CONV ->
+    # QuantizeLinear can become QCONV (x_scale 1, as the DEQUANTIZE says).
+    prov = {}
+    if wi.min() >= quant.QMIN and wi.max() <= quant.QMAX:
+        prov["W_int"] = wi.reshape(w4).astype(np.int8)
     imp._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
     imp._emit(node, Op.CONV, _Dyn(x.shape), out_shape,
-              tensors={"W": wi.astype(np.float32).reshape(w4), "b": np.zeros(o, np.float32)}, attrs=attrs)
+              tensors={"W": wi.astype(np.float32).reshape(w4), "b": np.zeros(o, np.float32)}, attrs=attrs,
+              prov=prov)
     return _Dyn(out_shape, "int", _INT32)
 
 
@@ -322,6 +330,9 @@ def fuse_float(L: list, i: int) -> bool:
         W = a.tensors["W"].astype(np.float64)
         if not np.all(s == 1):
             a.prov.pop("W", None)
+            w_int = a.prov.pop("W_int", None)  # ConvInteger's weights (see _convinteger)
+            if w_int is not None and np.all(np.isfinite(s)) and np.all(s > 0):
+                a.prov["W"] = (w_int, s.astype(np.float32))
         a.prov.pop("b", None)
         a.tensors["W"] = (W * s.astype(np.float64)[:, None, None, None]).astype(np.float32)
         a.tensors["b"] = (a.tensors["b"].astype(np.float64) * s + t).astype(np.float32)
