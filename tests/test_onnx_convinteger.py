@@ -6,6 +6,8 @@ exactly, per-channel x zero point, a float runtime input)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -190,6 +192,67 @@ def test_1d_static_quantized_uint8_matches_onnx_reference():
     np.testing.assert_allclose(ReferenceEvaluator(m).run(None, {"x": X})[0], want, rtol=1e-5, atol=1e-6)
     for got in _run_all(fm, X):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("one_d", [False, True])
+def test_static_quantized_chain_becomes_qconv(one_d):
+    """QuantizeLinear -> ConvInteger -> Cast -> Mul(x_scale * w_scale per channel) -> Add(bias) ->
+    Relu -> QuantizeLinear -> DequantizeLinear: the integer pattern becomes one QCONV (x_scale 1,
+    w_scale = the Mul scale, bias rounded to int32 at that scale), within one output step of
+    onnxruntime; the reference executor and the runtime agree bit for bit."""
+    o, c = 6, 4
+    kernel = (3,) if one_d else (3, 3)
+    w = RNG.integers(-127, 128, (o, c) + kernel).astype(np.int8)
+    x_scale, x_zp = 0.05, np.int8(5)
+    w_scale = RNG.uniform(0.002, 0.01, o).astype(np.float32)
+    cshape = (1, o, 1) if one_d else (1, o, 1, 1)
+    scale = (np.float32(x_scale) * w_scale).astype(np.float32).reshape(cshape)
+    bias = RNG.normal(0, 0.3, cshape).astype(np.float32)
+    pads = [1, 1] if one_d else [1, 1, 1, 1]
+    nodes, inits = _conv_chain(w, np.int8(0), x_zp, scale, bias, relu=True, quantize=(x_scale, x_zp), pads=pads)
+    nodes[-1].output[0] = "r"
+    y_scale, y_zp = 0.08, np.int8(-100)
+    inits.update(ys=np.float32(y_scale), yz=y_zp)
+    nodes += [helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["yq"]),
+              helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    spatial = [40] if one_d else [8, 9]
+    m = _model(nodes, inits, ["N", c] + spatial, ["N", o] + spatial)
+    X = RNG.normal(0, 2.0, (9, c, *spatial)).astype(np.float32)
+    fm = from_onnx(m)
+    assert [la.op for la in fm.layers] == [Op.QUANTIZE, Op.QCONV, Op.DEQUANTIZE]
+    qc = fm.layers[1]
+    assert qc.attrs["x_scale"] == 1.0 and qc.attrs["x_zp"] == 5 and qc.attrs["qmin"] == -100
+    np.testing.assert_array_equal(fm.tensor(qc, "w_scale"), scale.reshape(-1))
+    want = _ort(m, X)
+    ref, run = _run_all(fm, X)
+    np.testing.assert_array_equal(ref, run)
+    steps = np.abs(ref.astype(np.float64) - want) / y_scale
+    assert steps.max() <= 1 + 1e-6 and np.mean(steps < 0.5) >= 0.99
+
+
+def test_backend_node_cases_with_a_float_cast():
+    """onnx's own ConvInteger node tests end in an int32 output (skip-listed in the conformance
+    test); with a Cast(float) appended, both match their expected values exactly."""
+    from onnx.backend.test.loader import load_model_tests
+
+    from onnx_conformance_lib import freeze_extra_inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = [c for c in load_model_tests(kind="node") if c.name.startswith("test_convinteger")]
+    assert sorted(c.name for c in cases) == ["test_convinteger_with_padding", "test_convinteger_without_padding"]
+    for case in cases:
+        inputs, outputs = case.data_sets[0]
+        m = freeze_extra_inputs(case.model, inputs)
+        g = m.graph
+        out = g.output[0]
+        g.node.append(helper.make_node("Cast", [out.name], ["y_float"], to=TensorProto.FLOAT))
+        out.name = "y_float"
+        out.type.tensor_type.elem_type = TensorProto.FLOAT
+        fm = from_onnx(m)
+        X = np.asarray(inputs[0])
+        want = np.asarray(outputs[0]).astype(np.float32)
+        for got in _run_all(fm, X):
+            np.testing.assert_array_equal(got, want, err_msg=case.name)
 
 
 # ---------------------------------------------------------------------------------------------
