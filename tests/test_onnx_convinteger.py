@@ -281,6 +281,15 @@ def test_per_channel_x_zero_point_is_refused():
         from_onnx(m)
 
 
+def test_x_zero_point_of_another_type_is_refused():
+    w = RNG.integers(-5, 5, (2, 2, 3)).astype(np.int8)
+    m = _model([helper.make_node("ConvInteger", ["x", "w", "xz"], ["acc"]),
+                helper.make_node("Cast", ["acc"], ["y"], to=TensorProto.FLOAT)],
+               {"w": w, "xz": np.int8(3)}, ["N", 2, 8], ["N", 2, 6], in_type=TensorProto.UINT8)
+    with pytest.raises(OnnxImportError, match="ConvInteger.*x zero point of dtype int8"):
+        from_onnx(m)
+
+
 def test_integer_graph_output_is_refused():
     w = RNG.integers(-5, 5, (2, 2, 3)).astype(np.int8)
     m = _model([helper.make_node("ConvInteger", ["x", "w"], ["y"])], {"w": w}, ["N", 2, 8], ["N", 2, 6],
