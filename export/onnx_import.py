@@ -1174,6 +1174,13 @@ class _Importer:
             raise self._err(node, f"weights B of shape {b.shape} do not take {x.shape[0]} inputs")
         n_out = b.shape[1]
         w = self._int_weights(node, b, self._const(node, 3), n_out)
+        # The integer sums run as float32 products and sums, exact while every partial sum
+        # stays below 2^24: bound each output column by sum_i |w[i, j]| * max |x - zp|.
+        max_dx = max(abs(-128 - zp), abs(127 - zp))
+        worst = float(np.max(np.abs(np.asarray(w, dtype=np.float64)).sum(axis=0) * max_dx)) if w.size else 0.0
+        if worst >= 2.0 ** 24:
+            raise self._unsupported(node, f"integer sums up to {worst:.0f} exceed 2^24, beyond what float32 "
+                                          f"holds exactly (weights too large for an exact import)")
         self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
         x_f = _Dyn(x.shape)
         self._emit(node, Op.DENSE, x_f, (n_out,), tensors={"W": w.astype(np.float32), "b": np.zeros(n_out, np.float32)})

@@ -269,6 +269,21 @@ def test_matmulinteger_with_scale_becomes_dense():
     assert [la.op for la in frozen.layers] == [Op.QUANTIZE, Op.DEQUANTIZE, Op.DENSE]
 
 
+def test_matmulinteger_refuses_sums_float32_cannot_hold_exactly():
+    # 1100 inputs * 127 * 128 > 2^24: the float32 translation would round the integer sums
+    Wq = np.full((1100, 2), 127, dtype=np.int8)
+    inits = {"xs": np.float32(0.03), "xz": np.int8(0), "W": Wq}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["q"]),
+             helper.make_node("MatMulInteger", ["q", "W", "xz"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["y"], to=TensorProto.FLOAT)]
+    with pytest.raises(OnnxImportError, match="exceed 2\\^24"):
+        from_onnx(make_model(nodes, inits, in_shape=(1100,)))
+    # the same weights over 1000 inputs stay below the bound and import
+    inits["W"] = Wq[:1000]
+    frozen = from_onnx(make_model(nodes, inits, in_shape=(1000,)))
+    assert [la.op for la in frozen.layers] == [Op.QUANTIZE, Op.DEQUANTIZE, Op.DENSE]
+
+
 def test_fake_quant_pair_on_activations_and_uint8_graph_input():
     inits = {"s": np.float32(0.1), "z": np.int8(3)}
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
