@@ -379,38 +379,18 @@ def main(argv=None):
     from fuzz_rtm import run_survivors
     surv = args.survivors or tempfile.mkdtemp(prefix="onnx-survivors-")
     os.makedirs(surv, exist_ok=True)
-    t0 = time.time()
-    total: dict[str, dict[str, int]] = {}
-    failures, crashes = [], []
-    max_peak, max_sec, max_rss = 0, 0.0, 0.0
-    for start in range(0, args.n, args.chunk):
-        stop = min(args.n, start + args.chunk)
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(args.seed), str(start), str(stop),
-                               "--survivors", surv], capture_output=True, text=True)
-        if proc.returncode != 0:
-            crashes.append({"start": start, "stop": stop, "returncode": proc.returncode,
-                            "stderr": proc.stderr[-2000:]})
-            print(f"CRASH in cases [{start}, {stop}): exit {proc.returncode}", flush=True)
-            continue
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        for fam, d in res["counts"].items():
-            for k, v in d.items():
-                total.setdefault(fam, {}).setdefault(k, 0)
-                total[fam][k] += v
-        failures += res["failures"]
-        max_peak = max(max_peak, res["max_peak"])
-        max_sec = max(max_sec, res["max_case_seconds"])
-        max_rss = max(max_rss, res["maxrss_mb"])
-        done = sum(sum(d.values()) for d in total.values())
-        print(f"{done} cases, {len(failures)} failures, {len(crashes)} crashes, {time.time() - t0:.0f} s", flush=True)
+    from _driver import run_chunks
+    total, failures, crashes, max_of, seconds = run_chunks(
+        os.path.abspath(__file__), args.seed, args.n, args.chunk, surv, ("max_peak", "maxrss_mb", "max_case_seconds"))
     surv_res = run_survivors(surv)
     n_cases = sum(sum(d.values()) for d in total.values())
     summary = {"cases": n_cases, "seed": args.seed, "per_family": total, "failures": len(failures),
-               "failure_examples": failures[:20], "crashes": crashes, "max_traced_peak_bytes": max_peak,
-               "max_worker_rss_mb": round(max_rss, 1), "max_case_seconds": round(max_sec, 4),
+               "failure_examples": failures[:20], "crashes": crashes, "max_traced_peak_bytes": max_of["max_peak"],
+               "max_worker_rss_mb": round(max_of["maxrss_mb"], 1),
+               "max_case_seconds": round(max_of["max_case_seconds"], 4),
                "survivors_saved": len(os.listdir(surv)), "survivors_ran_boundscheck": surv_res["ran"],
                "survivors_refused_by_planner": surv_res["refused"], "survivor_errors": surv_res["errors"][:20],
-               "seconds": round(time.time() - t0, 1)}
+               "seconds": round(seconds, 1)}
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
