@@ -8,10 +8,13 @@ program row needs one offset for it; ``qconv_i8`` also uses ``oh * ow`` int32 of
 after its table (in the runtime's own copy of the plan image). Samples are channels-first (C, H, W); 1-D is H = 1.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
-- ``conv_f32``: each output starts at its bias and accumulates W * x in float32 in the fixed
-  order (c, p, q), so a batch is bit-identical to one sample at a time; versus the float64
-  golden it differs in the last bits (tested within 1e-5 relative to the summed magnitudes).
-  The loops run over output positions innermost (contiguous for stride 1: vectorized).
+- ``conv_f32``: each output sums W * x in float32 in the fixed order (c, p, q), so a batch is
+  bit-identical to one sample at a time; versus the float64 golden it differs in the last bits
+  (tested within 1e-5 relative to the summed magnitudes). Group 1 (pointwise or im2col): one
+  FMA chain from 0.0 per output in kernels_gemm's 6 x 16 register tile, then + bias. Grouped
+  with < 4 outputs per group (depthwise): bias first, then the products; stride 1 with ow == w
+  runs each tap as one masked contiguous run over the flat plane. Otherwise im2col rows with
+  four output channels sharing each row load. Loops over output positions are innermost.
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
 - ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype).
 - ``qconv_i8`` / ``qavgpool_i8``: int32 accumulation of (x - x_zp) over input elements (padding
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from .kernels_gemm import FT_S, TILE_J, _f32_tile_rows
 
 
 # Geometry table slots (int32).
@@ -175,12 +180,88 @@ def _is_pointwise(g, go):
 
 
 @njit(cache=True, _nrt=False)
+def _gemm_f32_tiled(src, xs, W, wo, b, bo, dst, ys, c_in, o_n, plane, cols, co):
+    """One sample of a group-1 convolution as a register-tiled GEMM over its im2col rows:
+    y (O, P) = W (O, C) . x (C, P) + b, P = plane, x at src[xs:] (the input planes of a
+    pointwise convolution, else its im2col rows with C = C_in kh kw), y at dst[ys:], W at W[wo:].
+
+    Scratch cols[co:] (gemm_scratch_f32): x packed in blocks of 16 positions, (nblk, C, 16)
+    with zeros past P, then a (FT_S, 16) tile and 16 zeros (the micro-kernel's zero bias).
+    Each output is one FMA chain over c = 0..C-1 from 0.0 (kernels_gemm's 6 x 16 tile), then
+    + b[o] in float32: a fixed order per output, whatever the batch."""
+    nblk = (plane + TILE_J - 1) // TILE_J
+    to = co + nblk * c_in * TILE_J          # (FT_S, 16) tile
+    zo = to + FT_S * TILE_J                 # 16 zeros
+    for j in range(TILE_J):
+        cols[zo + j] = np.float32(0.0)
+    for pb in range(nblk):
+        p0 = pb * TILE_J
+        nj = min(TILE_J, plane - p0)
+        for c in range(c_in):
+            d = co + (pb * c_in + c) * TILE_J
+            xr = src[xs + c * plane + p0:xs + c * plane + p0 + nj]
+            for j in range(nj):
+                cols[d + j] = xr[j]
+            for j in range(nj, TILE_J):
+                cols[d + j] = np.float32(0.0)
+    for pb in range(nblk):
+        p0 = pb * TILE_J
+        nj = min(TILE_J, plane - p0)
+        wb = co + pb * c_in * TILE_J
+        o = 0
+        while o < o_n:
+            R = min(FT_S, o_n - o)
+            _f32_tile_rows(R, W, wo + o * c_in, c_in, cols, wb, cols, to, TILE_J, cols, zo, False)
+            for r in range(R):
+                b0 = b[bo + o + r]
+                yr = dst[ys + (o + r) * plane + p0:ys + (o + r) * plane + p0 + nj]
+                tr = cols[to + r * TILE_J:to + r * TILE_J + nj]
+                for j in range(nj):
+                    yr[j] = tr[j] + b0
+            o += R
+
+
+def gemm_scratch_f32(c_in: int, plane: int) -> int:
+    """float32 scratch elements of _gemm_f32_tiled: packed x, one tile, 16 zeros."""
+    nblk = -(-plane // TILE_J)
+    return nblk * c_in * TILE_J + (FT_S + 1) * TILE_J
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _is_flat(g, go):
+    """Stride 1 with ow == w: every tap (p, q) reads one contiguous run of the unpadded input
+    plane in the flattened (oh * ow) output order (columns a tap cannot reach are masked)."""
+    return _is_unit_stride(g, go) and g[go + G_OW] == g[go + G_W]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _column_masks(g, go, mk, mo):
+    """mk[mo + q * plane + i * ow + j] = 1 where input column j + q * dw - pl lies in [0, w),
+    else 0, for q < kw and the whole (oh, ow) output plane (the flat path's column masks)."""
+    w = g[go + G_W]
+    kw = g[go + G_KW]
+    dw = g[go + G_DW]
+    pl = g[go + G_PL]
+    oh = g[go + G_OH]
+    ow = g[go + G_OW]
+    plane = oh * ow
+    for q in range(kw):
+        j0 = _first_valid(pl, q * dw, 1)
+        j1 = _end_valid(w, pl, q * dw, 1, ow)
+        for i in range(oh):
+            for j in range(ow):
+                mk[mo + q * plane + i * ow + j] = 1 if j0 <= j < j1 else 0
+
+
+@njit(cache=True, _nrt=False)
 def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
     """CONV without activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at dst[do:].
     W (O, C/group, kh, kw) float32 at W[wo:], b (O,) at b[bo:]; cols[co:] is float32 scratch of
-    (C/group) * kh * kw * oh * ow elements (unused by a pointwise convolution).
+    conv_scratch(geo, group)["f32"] elements.
 
-    Per group: im2col into the scratch (padding 0), then each output plane starts at its bias and
+    Group 1: _gemm_f32_tiled (after im2col unless pointwise). Depthwise-like (< 4 outputs per
+    group, stride 1): the flat or shifted runs. Else per group: im2col into the scratch
+    (padding 0), then each output plane starts at its bias and
     adds W[o, k] * cols[k, :] for k = (c, p, q) in order, four output channels sharing each load
     of a cols row (contiguous inner loops: vectorized). The order per output is fixed, so a
     batch gives the same bits as one sample at a time."""
@@ -207,11 +288,47 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
     wp = ow + (kw - 1) * dw
     yo_ = co + cg * hp * wp  # (oh, wp) accumulator plane after the padded input planes
     span = (oh - 1) * wp + ow
+    flat = shifted and _is_flat(g, go)
+    if flat:
+        _column_masks(g, go, cols, co)
+    pt = g[go + G_PT]
+    pl = g[go + G_PL]
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
         for gi in range(group):
             c0 = gi * cg
+            if flat:  # stride 1, ow == w: each tap is one masked run straight into the output plane
+                for o in range(gi * og, (gi + 1) * og):
+                    acc = dst[ys + o * plane:ys + (o + 1) * plane]
+                    b0 = b[bo + o]
+                    for k in range(plane):
+                        acc[k] = b0
+                    for c in range(cg):
+                        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
+                        for p in range(kh):
+                            i0 = _first_valid(pt, p * dh, 1)
+                            i1 = _end_valid(h, pt, p * dh, 1, oh)
+                            for q in range(kw):
+                                j0 = _first_valid(pl, q * dw, 1)
+                                j1 = _end_valid(w, pl, q * dw, 1, ow)
+                                if i1 <= i0 or j1 <= j0:
+                                    continue
+                                wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
+                                k0 = i0 * ow + j0
+                                n = (i1 - 1) * ow + j1 - k0
+                                st = k0 + (p * dh - pt) * w + q * dw - pl
+                                xr = xv[st:st + n]
+                                ar = acc[k0:k0 + n]
+                                if j0 == 0 and j1 == ow:
+                                    for k in range(n):
+                                        ar[k] += wv * xr[k]
+                                else:
+                                    mr = cols[co + q * plane + k0:co + q * plane + k0 + n]
+                                    for k in range(n):  # masked columns add +0.0 (vectorizes)
+                                        v = wv * xr[k]
+                                        ar[k] += v if mr[k] != 0 else np.float32(0.0)
+                continue
             if shifted:  # stride 1: every (p, q) is one shifted run over the padded planes
                 _pad_planes(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
                 acc = cols[yo_:yo_ + span]
@@ -232,6 +349,13 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
                         ar = acc[i * wp:i * wp + ow]
                         for k in range(ow):
                             yr[k] = ar[k]
+                continue
+            if direct and group == 1:
+                _gemm_f32_tiled(src, xs, W, wo, b, bo, dst, ys, c_in, o_n, plane, cols, co)
+                continue
+            if group == 1:  # im2col rows, then the tiled GEMM (packing after the rows)
+                _im2col(src, xs, 0, cg, g, go, cols, co, np.float32(0.0))
+                _gemm_f32_tiled(cols, co, W, wo, b, bo, dst, ys, kk_n, o_n, plane, cols, co + kk_n * plane)
                 continue
             if direct:
                 cs = src
@@ -287,8 +411,9 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
     W (O, C/group, kh, kw) int8 at W[wo:], bias (O,) int32 at bias[bo:], M (O,) float32
     requantization multipliers at M[mo:]. acc = bias + sum over input elements (x - x_zp) * W,
-    exact in int32. Scratch: cols[co:] int8, (C/group) * kh * kw * oh * ow elements (im2col,
-    padding = x_zp so it adds 0; unused by a pointwise convolution), and 4 * oh * ow int32 right
+    exact in int32. Scratch: cols[co:] int8, conv_scratch(geo, group)["i8"] elements (im2col or
+    padded planes with padding = x_zp so it adds 0, or the flat path's column masks; unused by a
+    pointwise convolution), and 4 * oh * ow int32 right
     after the table, g[go + G_LEN:] (four accumulator planes)."""
     c_in = g[go + G_C]
     h = g[go + G_H]
@@ -317,11 +442,44 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
     hp = oh + (kh - 1) * dh
     wp = ow + (kw - 1) * dw
     span = (oh - 1) * wp + ow
+    flat = shifted and _is_flat(g, go)
+    if flat:
+        _column_masks(g, go, cols, co)
+    pt = g[go + G_PT]
+    pl = g[go + G_PL]
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
         for gi in range(group):
             c0 = gi * cg
+            if flat:  # stride 1, ow == w: each tap is one masked run over the flat plane
+                acc = g[go + G_LEN:go + G_LEN + plane]
+                for o in range(gi * og, (gi + 1) * og):
+                    b0 = np.int32(bias[bo + o])
+                    for k in range(plane):
+                        acc[k] = b0
+                    for c in range(cg):
+                        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
+                        for p in range(kh):
+                            i0 = _first_valid(pt, p * dh, 1)
+                            i1 = _end_valid(h, pt, p * dh, 1, oh)
+                            for q in range(kw):
+                                j0 = _first_valid(pl, q * dw, 1)
+                                j1 = _end_valid(w, pl, q * dw, 1, ow)
+                                if i1 <= i0 or j1 <= j0:
+                                    continue
+                                wv = np.int32(W[wo + ((o * cg + c) * kh + p) * kw + q])
+                                k0 = i0 * ow + j0
+                                n = (i1 - 1) * ow + j1 - k0
+                                st = k0 + (p * dh - pt) * w + q * dw - pl
+                                xr = xv[st:st + n]
+                                ar = acc[k0:k0 + n]
+                                mr = cols[co + q * plane + k0:co + q * plane + k0 + n]
+                                for k in range(n):
+                                    d = (np.int32(xr[k]) - zp) * wv
+                                    ar[k] = np.int32(ar[k] + (d if mr[k] != 0 else np.int32(0)))
+                    _requant_run(acc, M[mo + o], y_zp, qmin, qmax, dst[ys + o * plane:ys + (o + 1) * plane], plane)
+                continue
             if shifted:  # stride 1: shifted runs over padded planes (padding = x_zp adds 0)
                 _pad_planes(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
                 acc = g[go + G_LEN:go + G_LEN + span]
@@ -626,13 +784,16 @@ def conv_scratch(geo, group: int) -> dict:
     plane = geo.oh * geo.ow
     pointwise = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow) == (1, 1, 1, 1, 0, 0, geo.h, geo.w)
     if pointwise:
-        return {"f32": 1, "i8": 1, "i32": 4 * plane}
+        return {"f32": gemm_scratch_f32(geo.c, plane) if group == 1 else 1, "i8": 1, "i32": 4 * plane}
     cols = cg * geo.kh * geo.kw * plane
+    tiled = cols + gemm_scratch_f32(cg * geo.kh * geo.kw, plane) if group == 1 else 0  # im2col + GEMM
     if geo.sh == 1 and geo.sw == 1:  # either path (the kernels pick by channels per group)
         hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
-        return {"f32": max(cols, cg * hp * wp + geo.oh * wp), "i8": max(cols, cg * hp * wp),
+        flat_masks = geo.kw * plane  # the flat path's column masks (ow == w)
+        return {"f32": max(cols, tiled, cg * hp * wp + geo.oh * wp, flat_masks),
+                "i8": max(cols, cg * hp * wp, flat_masks),
                 "i32": max(4 * plane, geo.oh * wp)}
-    return {"f32": cols, "i8": cols, "i32": 4 * plane}
+    return {"f32": max(cols, tiled), "i8": cols, "i32": 4 * plane}
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
