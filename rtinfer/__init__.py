@@ -12,8 +12,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .frozen import FrozenModel, FrozenModelError, Layer, TensorRef  # noqa: F401
-from .ops import Act, Op  # noqa: F401
+from .frozen import FrozenModel, FrozenModelError, Layer, Output, TensorRef  # noqa: F401
+from .ops import Act, Bin, Op  # noqa: F401
 
 _LAZY = {
     "load": ("rtinfer.runtime", "load"),

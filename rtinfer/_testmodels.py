@@ -104,3 +104,50 @@ def int8_mlp(sizes, seed=0, relu=True, lut=None, head="softmax", n_cal=256) -> F
                         name="dequant"))
     out_shape, out_dtype = _head(layers, head, sizes[-1])
     return FrozenModel(tuple(layers), bb.finish(), (sizes[0],), out_shape, out_dtype)
+
+
+def residual_mlp(d=12, hidden=16, n_out=5, blocks=2, seed=0, act=Act.RELU, head="softmax") -> FrozenModel:
+    """DENSE d -> hidden, then `blocks` residual blocks y = act(x + DENSE(act(DENSE(x)))) (BINARY
+    ADD with a fused activation), then DENSE hidden -> n_out and a head: a graph, not a chain."""
+    rng = np.random.default_rng(seed)
+    bb = BufferBuilder()
+    layers = []
+
+    def dense(n_in, n_out_, a, inputs, name):
+        W = (rng.standard_normal((n_in, n_out_)) / np.sqrt(n_in)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(n_out_)).astype(np.float32)
+        layers.append(Layer(Op.DENSE, (n_in,), (n_out_,), a, {"W": bb.add(W), "b": bb.add(b)},
+                            name=name, inputs=inputs))
+        return len(layers)  # the tensor it writes
+
+    t = dense(d, hidden, act, (0,), "stem")
+    for k in range(blocks):
+        u = dense(hidden, hidden, act, (t,), f"block{k}.fc1")
+        v = dense(hidden, hidden, Act.IDENTITY, (u,), f"block{k}.fc2")
+        layers.append(Layer(Op.BINARY, (hidden,), (hidden,), act, attrs={"fn": 0}, name=f"block{k}.add",
+                            inputs=(t, v)))
+        t = len(layers)
+    t = dense(hidden, n_out, Act.IDENTITY, (t,), "head")
+    out_shape, out_dtype = _head(layers, head, n_out)
+    return FrozenModel(tuple(layers), bb.finish(), (d,), out_shape, out_dtype)
+
+
+def two_branch(d=12, a=6, b=4, seed=0) -> FrozenModel:
+    """Two DENSE branches of x (a and b outputs, relu and tanh) joined by CONCAT, a DENSE on top,
+    a SLICE of the concatenation and a BINARY MUL of the slice with itself, both outputs."""
+    rng = np.random.default_rng(seed)
+    bb = BufferBuilder()
+
+    def wb(n_in, n_out):
+        return {"W": bb.add((rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)),
+                "b": bb.add((0.1 * rng.standard_normal(n_out)).astype(np.float32))}
+
+    layers = [
+        Layer(Op.DENSE, (d,), (a,), Act.RELU, wb(d, a), name="left", inputs=(0,)),          # t1
+        Layer(Op.DENSE, (d,), (b,), Act.TANH, wb(d, b), name="right", inputs=(0,)),         # t2
+        Layer(Op.CONCAT, (a,), (a + b,), attrs={"axis": 0}, name="cat", inputs=(1, 2)),     # t3
+        Layer(Op.DENSE, (a + b,), (3,), Act.IDENTITY, wb(a + b, 3), name="top", inputs=(3,)),  # t4
+        Layer(Op.SLICE, (a + b,), (4,), attrs={"axis": 0, "start": 1, "step": 2}, name="odd", inputs=(3,)),  # t5
+        Layer(Op.BINARY, (4,), (4,), attrs={"fn": 2}, name="square", inputs=(5, 5)),        # t6
+    ]
+    return FrozenModel(tuple(layers), bb.finish(), (d,), outputs=((4, (3,), "float32"), (6, (2, 2), "float32")))

@@ -6,17 +6,18 @@ row is one register-tiled float32 GEMM with its bias and activation (kernels_gem
 dense_f32_tiled; ``dense_gemm="blas"``: NumPy's BLAS, ``np.matmul(A, B, out=C)``, then a
 compiled epilogue); every QDENSE row is one exact integer GEMM: the AVX2 u8s8 kernel
 (kernels_gemm.qdense_u8s8) where it cannot saturate, else a float32 BLAS product where that is
-exact (interp.i8_to_f32, BLAS, interp.qdense_requant), else the exact kernel on the chunk
+exact (interp MODE_I8_TO_F32, BLAS, MODE_QDENSE_POST), else the exact kernel on the chunk
 (bounds below); DEQUANTIZE rows run a vectorizing twin of the interpreter's kernel
 (kernels_gemm.dequantize_i8_f32, the same values); every other row runs through the compiled
 interpreter (``interp.exec_row``) on the whole chunk. Consecutive rows without a BLAS product run in one compiled call
-(``interp.run_segment``), so a model without BLAS rows costs one call per chunk. Smaller batches,
+(``interp.execute`` in MODE_SEGMENT), so a model without BLAS rows costs one call per chunk. Smaller batches,
 and models with ops outside ``AUTO_OPS`` (convolution, pooling), take the exact path
 (``batch="exact"``: blocks of plan.BLOCK through the interpreter).
 
-Layout: a BatchPath owns a private blob = the plan image followed by a tail holding a relocated
-copy of the program (every intermediate in a chunk arena of two regions per dtype, each CHUNK x
-the largest intermediate of that dtype), so exec_row runs unchanged on CHUNK samples. A tiled
+Layout: a BatchPath owns a private blob = the plan image followed by its row table, packed
+weights, GEMM scratch and a chunk arena of CHUNK x the plan's per-sample arena, with the header's
+arena bases pointing there; rows run with arena stride st = CHUNK (rtinfer.plan), so exec_row
+runs unchanged on CHUNK samples and every intermediate keeps the planner's lifetime layout. A tiled
 DENSE gets its float32 weights packed (a copy, padded to 16 outputs; BLAS DENSE views the plan's
 transposed W, no copy); a u8s8 QDENSE gets its weights packed (int8, padded to 16 outputs
 and 4 inputs) and a float32 BLAS QDENSE a float32 copy of its int8 weights (n_out, n_in).
@@ -51,8 +52,8 @@ import numpy as np
 from . import interp
 from . import kernels_gemm as G
 from .ops import Op
-from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, K_ARENA,
-                   K_IO, NCOLS, Plan)
+from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_PROG,
+                   K_F, K_X, K_Y, NCOLS, Plan)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
 AUTO_MIN_WORK = 2 ** 16  # nor do batches of fewer than this many MACs (samples x model MACs):
@@ -61,8 +62,8 @@ CHUNK = 256           # samples per chunk: the chunk arena holds CHUNK samples
 
 # Ops the batch path runs (every op kernel here takes m samples and needs no scratch).
 AUTO_OPS = frozenset({Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
-                      Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT})
-_I8_OUT = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT})
+                      Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.BINARY, Op.CONCAT, Op.SLICE,
+                      Op.QBINARY, Op.QCONCAT, Op.QSLICE})
 
 # float32 represents every integer of magnitude <= 2^24 exactly
 F32_EXACT_INT = 2 ** 24
@@ -113,64 +114,22 @@ class BatchPath:
         every QDENSE). dense_gemm: "tiled" (kernels_gemm.dense_f32_tiled) or "blas" (np.matmul
         and an epilogue). The non-default choices exist for tests and benchmarks."""
         from .runtime import _entry
-        interp.warm_up_batch()
-        # compiled entry points of the one signature each (X may be read-only: it is only read)
-        self._run_segment = _entry(interp.run_segment)
-        self._dense_post = _entry(interp.dense_bias_act)
-        self._i8_to_f32 = _entry(interp.i8_to_f32)
-        self._qdense_post = _entry(interp.qdense_requant)
+        interp.warm_up()
+        self._execute = _entry(interp.execute)  # X may be read-only: it is only read
         self.in_size = plan.in_size
         self.out_size = plan.out_size
-        prog = plan.program.copy()
+        image = plan.image
+        prog = plan.program
         n_ops = len(prog)
         ops = [Op(int(op)) for op in prog[:, C_OP]]
-
-        # Chunk arena: the largest intermediate (every row's output but the last) per dtype.
-        max_f32 = max([int(prog[k, C_NOUT]) for k in range(n_ops - 1) if ops[k] not in _I8_OUT], default=0)
-        max_i8 = max([int(prog[k, C_NOUT]) for k in range(n_ops - 1) if ops[k] in _I8_OUT], default=0)
-        image = plan.image
-        o_prog = _align(image.nbytes)
-        o_f32 = _align(o_prog + prog.nbytes)
-        reg_f32 = CHUNK * max_f32                       # float32 elements per region
-        o_i8 = _align(o_f32 + 2 * reg_f32 * 4)
-        reg_i8 = _align(CHUNK * max_i8)                 # int8 elements per region
-        total = _align(o_i8 + 2 * reg_i8 + 8)
-
-        def arena(loc):  # element offset of region loc = (dtype, r) in that dtype's blob view
-            dtype, r = loc
-            return o_f32 // 4 + r * reg_f32 if dtype == "f32" else o_i8 + r * reg_i8
-
-        # Relocate: the first row reads X, the last writes Y, intermediates ping-pong per dtype
-        # (a row never writes the region it reads).
-        cur = None  # None: the caller's X
-        for k in range(n_ops):
-            out_dtype = "i8" if ops[k] in _I8_OUT else "f32"
-            if k == n_ops - 1:
-                dst = None
-            else:
-                dst = (out_dtype, 1 if cur == (out_dtype, 0) else 0)
-            prog[k, C_SRC_KIND] = K_IO if cur is None else K_ARENA
-            prog[k, C_SRC] = 0 if cur is None else arena(cur)
-            prog[k, C_DST_KIND] = K_IO if dst is None else K_ARENA
-            prog[k, C_DST] = 0 if dst is None else arena(dst)
-            cur = dst
-
-        blob = np.zeros(total, dtype=np.uint8)
-        blob[:image.nbytes] = image
-        blob[o_prog:o_prog + prog.nbytes] = prog.reshape(-1).view(np.uint8)
-        self.blob = blob
-        self.p = o_prog // 8  # the relocated program, in int64 elements
-        f32 = blob.view(np.float32)
-        i32 = blob.view(np.int32)
-        i8 = blob.view(np.int8)
-        self.i8 = i8
+        h0 = image.view(np.int64)
+        i8_img = image.view(np.int8)
+        f32_img = image.view(np.float32)
+        i32_img = image.view(np.int32)
         use_u8 = int8_gemm == "auto" and u8s8_available()
 
-        def row_off(k):  # int64 offset of row k in the blob
-            return self.p + k * NCOLS
-
-        # Row table for interp.run_segment (kind, w_off, nq, nblk, b_off) and the Python steps:
-        # segments of rows run in one compiled call, and one step per BLAS row between them.
+        # Row table (kind, w_off, nq, nblk, b_off) for MODE_SEGMENT, and the steps: segments of
+        # rows run in one compiled call, one step per BLAS row between them.
         tab = np.zeros((n_ops, 5), dtype=np.int64)
         fparts, iparts, bparts = [], [], []
         foff = ioff = boff = 0
@@ -186,7 +145,7 @@ class BatchPath:
             w0 = int(prog[k, C_T0])
             blas = None
             if ops[k] == Op.DENSE:
-                Wt = f32[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                Wt = f32_img[w0:w0 + n_out * n_in].reshape(n_out, n_in)
                 if dense_gemm == "tiled":
                     Wp, nblk = G.pack_f32(Wt.T)
                     tab[k] = (interp.B_DENSE_TILED, foff, 0, nblk, 0)
@@ -194,15 +153,11 @@ class BatchPath:
                     foff += Wp.size
                     self.row_kinds[k] = "f32-tiled"
                 else:
-                    src = None if prog[k, C_SRC_KIND] == K_IO else \
-                        f32[int(prog[k, C_SRC]):int(prog[k, C_SRC]) + CHUNK * n_in].reshape(CHUNK, n_in)
-                    dst = None if prog[k, C_DST_KIND] == K_IO else \
-                        f32[int(prog[k, C_DST]):int(prog[k, C_DST]) + CHUNK * n_out].reshape(CHUNK, n_out)
-                    blas = (_DENSE, row_off(k), Wt.T, src, dst)
+                    blas = (_DENSE, k, np.ascontiguousarray(Wt.T))
                     self.row_kinds[k] = "f32-blas"
             elif ops[k] == Op.QDENSE:
-                Wt = i8[w0:w0 + n_out * n_in].reshape(n_out, n_in)
-                bias2 = self._u8_bias(prog[k], Wt, i32) if use_u8 and G.u8s8_exact(Wt.T) else None
+                Wt = i8_img[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                bias2 = self._u8_bias(prog[k], Wt, i32_img) if use_u8 and G.u8s8_exact(Wt.T) else None
                 if bias2 is not None:
                     Bp, nq, nblk = G.pack_weights(np.ascontiguousarray(Wt.T))
                     tab[k] = (interp.B_QDENSE_U8, ioff, nq, nblk, boff)
@@ -213,7 +168,7 @@ class BatchPath:
                     u8_lda, u8_ldc = max(u8_lda, 4 * nq), max(u8_ldc, G.TILE_J * nblk)
                     self.row_kinds[k] = "u8s8"
                 elif int8_gemm != "none" and qdense_gemm_exact(Wt):
-                    blas = (_QDENSE, row_off(k), np.ascontiguousarray(Wt, dtype=np.float32).T, n_in, n_out)
+                    blas = (_QDENSE, k, np.ascontiguousarray(Wt, dtype=np.float32).T, n_in, n_out)
                     q_in, q_out = max(q_in, n_in), max(q_out, n_out)
                     self.row_kinds[k] = "f32-blas"
                 else:
@@ -230,37 +185,83 @@ class BatchPath:
                 start = k + 1
         if start < n_ops:
             steps.append((_SEGMENT, start, n_ops))
+        fpack = np.concatenate(fparts) if fparts else np.zeros(1, np.float32)
+        ipack = np.concatenate(iparts) if iparts else np.zeros(1, np.int8)
+        bpack = np.concatenate(bparts) if bparts else np.zeros(1, np.int32)
+        n_a = max(1, CHUNK * u8_lda)
+        n_c = max(1, CHUNK * u8_ldc)
+        n_tile = (G.FT_S + 1) * G.TILE_J  # last 16: zeros
+
+        # The private blob: the image, then table, packed weights, scratch and the chunk arena.
+        o_tab = _align(image.nbytes)
+        o_fpack = _align(o_tab + tab.nbytes)
+        o_ipack = _align(o_fpack + fpack.nbytes)
+        o_bpack = _align(o_ipack + ipack.nbytes)
+        o_a = _align(o_bpack + bpack.nbytes)
+        o_c = _align(o_a + n_a)
+        o_tile = _align(o_c + 4 * n_c)
+        o_af = _align(o_tile + 4 * n_tile)
+        o_ai = _align(o_af + 4 * CHUNK * plan.arena_f32)
+        total = _align(o_ai + CHUNK * plan.arena_i8 + 8)
+        blob = np.zeros(total, dtype=np.uint8)
+        blob[:image.nbytes] = image
+        blob[o_tab:o_tab + tab.nbytes] = tab.reshape(-1).view(np.uint8)
+        blob[o_fpack:o_fpack + fpack.nbytes] = fpack.view(np.uint8)
+        blob[o_ipack:o_ipack + ipack.nbytes] = ipack.view(np.uint8)
+        blob[o_bpack:o_bpack + bpack.nbytes] = bpack.view(np.uint8)
+        h = blob.view(np.int64)
+        h[H_AF] = o_af // 4
+        h[H_AI] = o_ai
+        self.blob = blob
         self.tab = tab
-        self.fpack = np.concatenate(fparts) if fparts else np.zeros(1, np.float32)
-        self.ipack = np.concatenate(iparts) if iparts else np.zeros(1, np.int8)
-        self.bpack = np.concatenate(bparts) if bparts else np.zeros(1, np.int32)
+        self.fpack, self.ipack, self.bpack = fpack, ipack, bpack
+        p = int(h0[H_PROG])
+        # MODE_SEGMENT parameters; S_K0, S_K1, S_XO, S_YO, S_M are set per call
+        seg = np.zeros(interp.S_LEN, dtype=np.int64)
+        seg[interp.S_P] = p
+        seg[interp.S_ST] = CHUNK
+        seg[interp.S_TAB] = o_tab // 8
+        seg[interp.S_FPACK] = o_fpack // 4
+        seg[interp.S_IPACK] = o_ipack
+        seg[interp.S_BPACK] = o_bpack // 4
+        seg[interp.S_A], seg[interp.S_A + 1] = o_a, n_a
+        seg[interp.S_C], seg[interp.S_C + 1] = o_c // 4, n_c
+        seg[interp.S_TILE], seg[interp.S_TILE + 1] = o_tile // 4, n_tile
+        self.seg = seg
+        self.post = np.zeros(4, dtype=np.int64)  # the epilogue modes' parameters
 
         # BLAS QDENSE buffers: float32 input codes and accumulators, CHUNK samples.
         self.xf = np.zeros(CHUNK * q_in, dtype=np.float32)
         self.acc = np.zeros(CHUNK * q_out, dtype=np.float32)
-        # tiled GEMM scratch: u8s8 inputs and int32 sums (CHUNK is a multiple of TILE_S), a
-        # float32 tile
-        self.a_u8 = np.zeros(max(1, CHUNK * u8_lda), dtype=np.uint8)
-        self.c_i32 = np.zeros(max(1, CHUNK * u8_ldc), dtype=np.int32)
-        self.tile = np.zeros((G.FT_S + 1) * G.TILE_J, dtype=np.float32)  # last 16: zeros
+        f32 = blob.view(np.float32)
         final = []
         for step in steps:
-            if step[0] == _QDENSE:
-                _, r, WfT, n_in, n_out = step
-                step = (_QDENSE, r, WfT, self.xf[:CHUNK * n_in].reshape(CHUNK, n_in),
+            if step[0] == _DENSE:
+                _, k, WT = step
+                r = p + k * NCOLS
+                n_in, n_out = int(prog[k, C_NIN]), int(prog[k, C_NOUT])
+
+                def view(kind, off, n):
+                    if kind in (K_X, K_Y):
+                        return None
+                    return f32[o_af // 4 + off * CHUNK:o_af // 4 + off * CHUNK + CHUNK * n].reshape(CHUNK, n)
+                src = view(int(prog[k, C_SRC_KIND]), int(prog[k, C_SRC]), n_in)
+                dst = view(int(prog[k, C_DST_KIND]), int(prog[k, C_DST]), n_out)
+                if int(prog[k, C_SRC_KIND]) == K_Y:  # a DENSE reading Y: not produced by the planner
+                    raise ValueError("a DENSE row reads the output buffer")
+                step = (_DENSE, r, WT, src, dst)
+            elif step[0] == _QDENSE:
+                _, k, WfT, n_in, n_out = step
+                step = (_QDENSE, p + k * NCOLS, WfT, self.xf[:CHUNK * n_in].reshape(CHUNK, n_in),
                         self.acc[:CHUNK * n_out].reshape(CHUNK, n_out))
             final.append(step)
         self.steps = tuple(final)
-        # float32 chunk output for models whose user-facing output is int64 (ARGMAX last)
-        self.ybuf = np.zeros(CHUNK * self.out_size, dtype=np.float32)
 
     @property
     def nbytes(self) -> int:
-        """Bytes this path holds besides the Runtime (blob copy, packed/converted weights, buffers)."""
-        extra = sum(s[2].nbytes for s in self.steps if s[0] == _QDENSE)
-        return int(self.blob.nbytes + extra + self.fpack.nbytes + self.ipack.nbytes + self.bpack.nbytes
-                   + self.xf.nbytes + self.acc.nbytes + self.ybuf.nbytes + self.a_u8.nbytes
-                   + self.c_i32.nbytes + self.tile.nbytes)
+        """Bytes this path holds besides the Runtime (blob, converted weights, buffers)."""
+        extra = sum(s[2].nbytes for s in self.steps if s[0] in (_QDENSE, _DENSE))
+        return int(self.blob.nbytes + extra + self.xf.nbytes + self.acc.nbytes)
 
     @staticmethod
     def _u8_bias(row, Wt, i32):
@@ -274,40 +275,38 @@ class BatchPath:
             return None
         return bias2.astype(np.int32)
 
-    def run(self, X: np.ndarray, Y: np.ndarray, n: int) -> None:
-        """X (n * in_size,) float32 -> Y (n * out_size,) float32 or int64; both C-contiguous,
-        validated by the Runtime. Runs chunk by chunk, step by step."""
-        blob, p = self.blob, self.p
+    def run(self, X: np.ndarray, Y: np.ndarray, n: int, to_int64: bool = False) -> None:
+        """X (n * in_size,) float32 -> Y (n * out_size,) float32 (with to_int64: the caller's
+        int64 array viewed as float32, 2 * n * out_size elements, converted in place at the end).
+        Both C-contiguous, validated by the Runtime, which holds its lock around this call.
+        Runs chunk by chunk, step by step."""
+        blob = self.blob
+        ex = self._execute
         in_size, out_size = self.in_size, self.out_size
         X2 = X.reshape(n, in_size)
-        int_out = Y.dtype != np.float32
-        Y2 = Y.reshape(n, out_size)
-        ybuf2 = self.ybuf.reshape(CHUNK, out_size)
-        run_segment, dense_post = self._run_segment, self._dense_post
-        i8_to_f32, qdense_post = self._i8_to_f32, self._qdense_post
-        tab, fpack, ipack, bpack = self.tab, self.fpack, self.ipack, self.bpack
-        a_u8, c_i32, tile = self.a_u8, self.c_i32, self.tile
+        Y2 = Y[:n * out_size].reshape(n, out_size)
+        seg, post = self.seg, self.post
         for s in range(0, n, CHUNK):
             c = min(CHUNK, n - s)
             xo = s * in_size
-            if int_out:
-                Yc, yo, Yc2 = self.ybuf, 0, ybuf2[:c]
-            else:
-                Yc, yo, Yc2 = Y, s * out_size, Y2[s:s + c]
+            yo = s * out_size
             for step in self.steps:
                 kind = step[0]
                 if kind == _SEGMENT:
-                    run_segment(blob, p, step[1], step[2], X, xo, Yc, yo, c, tab, fpack, ipack, bpack,
-                                a_u8, c_i32, tile)
+                    seg[interp.S_K0], seg[interp.S_K1] = step[1], step[2]
+                    seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = xo, yo, c
+                    ex(blob, X, Y, 0, interp.MODE_SEGMENT, seg)
                 elif kind == _DENSE:
                     _, r, WT, src, dst = step
                     np.matmul(X2[s:s + c] if src is None else src[:c], WT,
-                              out=Yc2 if dst is None else dst[:c])
-                    dense_post(blob, r, Yc, yo, c)
+                              out=Y2[s:s + c] if dst is None else dst[:c])
+                    post[0], post[1], post[2], post[3] = r, yo, c, CHUNK
+                    ex(blob, X, Y, 0, interp.MODE_DENSE_POST, post)
                 else:
                     _, r, WfT, xf2, acc2 = step
-                    i8_to_f32(blob, r, self.xf, c)
+                    post[0], post[1], post[2] = r, c, CHUNK
+                    ex(blob, X, self.xf, 0, interp.MODE_I8_TO_F32, post)
                     np.matmul(xf2[:c], WfT, out=acc2[:c])
-                    qdense_post(blob, r, self.acc, c)
-            if int_out:
-                Y[s * out_size:(s + c) * out_size] = self.ybuf[:c * out_size]
+                    ex(blob, self.acc, Y, 0, interp.MODE_QDENSE_POST, post)
+        if to_int64:
+            ex(blob, X, Y, n * out_size, interp.MODE_I64, post)

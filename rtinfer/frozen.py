@@ -6,19 +6,27 @@ A frozen model is data: a tuple of small ``Layer`` specs plus one flat buffer pe
 training object; it is produced by ``export.freeze`` and ``export.from_onnx`` and consumed by
 ``rtinfer.reference`` (the golden NumPy executor), the planner and ``.rtm`` I/O.
 
+A model is a graph of activation tensors, numbered in topological order: tensor 0 is the model
+input and layer i writes tensor i + 1 (so every tensor has exactly one producer and a layer can
+only read tensors made before it: no cycles by construction). ``Layer.inputs`` lists the
+tensors a layer reads; left out (None) it is the previous tensor, so a chain needs no ids.
+``FrozenModel.outputs`` lists the model's outputs (tensor, shape, dtype); left out, the one
+output is the last layer's tensor with ``output_shape`` / ``output_dtype``.
+
 Shapes are per sample: a batch ``X`` has shape ``(N, *input_shape)``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
-from .ops import ACT_DEFAULTS, INT8_INPUT_OPS, INT8_OUTPUT_OPS, Act, Op
+from .ops import (ACT_DEFAULTS, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, VARIADIC_OPS, Act,
+                  Op)
 
 BUFFER_DTYPES: dict[str, np.dtype] = {
     "f32": np.dtype("<f4"),
@@ -51,8 +59,11 @@ class Layer:
     tensors: Mapping[str, TensorRef] = field(default_factory=dict)
     attrs: Mapping[str, float] = field(default_factory=dict)  # numbers only (int or float)
     name: str = ""
+    inputs: tuple[int, ...] | None = None  # tensor ids read; None: the previous tensor (a chain)
 
     def __post_init__(self):
+        if self.inputs is not None:
+            object.__setattr__(self, "inputs", tuple(int(t) for t in self.inputs))
         object.__setattr__(self, "op", Op(self.op))
         object.__setattr__(self, "act", Act(self.act))
         object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
@@ -92,13 +103,31 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One model output: the tensor it reads, the shape the user sees (same size as the
+    tensor's) and the dtype ("float32", or "int64" for an ARGMAX result)."""
+    tensor: int
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "tensor", int(self.tensor))
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+
+@dataclass(frozen=True)
 class FrozenModel:
     layers: tuple[Layer, ...]
     buffers: Mapping[str, np.ndarray]
     input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    output_dtype: str = "float32"  # "float32", or "int64" when the last op is ARGMAX
+    output_shape: tuple[int, ...] | None = None  # the (first) output's shape
+    output_dtype: str = "float32"  # "float32", or "int64" when the output is an ARGMAX result
     meta: Mapping[str, str] = field(default_factory=dict)
+    outputs: tuple[Output, ...] | None = None  # None: one output, the last layer's tensor
 
     def __post_init__(self):
         bufs = {}
@@ -113,10 +142,26 @@ class FrozenModel:
         unknown = set(self.buffers) - set(BUFFER_DTYPES)
         if unknown:
             raise FrozenModelError(f"unknown buffer keys {sorted(unknown)}; expected {list(BUFFER_DTYPES)}")
-        object.__setattr__(self, "layers", tuple(self.layers))
+        layers = tuple(self.layers)
+        if any(not isinstance(layer, Layer) for layer in layers):
+            raise FrozenModelError("layers must be rtinfer.frozen.Layer objects")
+        # every layer names its inputs (None means the previous tensor)
+        layers = tuple(layer if layer.inputs is not None else replace(layer, inputs=(i,))
+                       for i, layer in enumerate(layers))
+        object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "buffers", MappingProxyType(bufs))
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
-        object.__setattr__(self, "output_shape", tuple(int(d) for d in self.output_shape))
+        if self.outputs is None:
+            if self.output_shape is None:
+                raise FrozenModelError("a FrozenModel needs output_shape (or outputs)")
+            outs = (Output(len(layers), self.output_shape, self.output_dtype),)
+        else:
+            outs = tuple(o if isinstance(o, Output) else Output(*o) for o in self.outputs)
+            if not outs:
+                raise FrozenModelError("a FrozenModel needs at least one output")
+        object.__setattr__(self, "outputs", outs)
+        object.__setattr__(self, "output_shape", outs[0].shape)
+        object.__setattr__(self, "output_dtype", outs[0].dtype)
         object.__setattr__(self, "meta", MappingProxyType({str(k): str(v) for k, v in self.meta.items()}))
         self.validate()
 
@@ -136,22 +181,56 @@ class FrozenModel:
         save_frozen(self, path)
 
     # -- checks -------------------------------------------------------------------------------
+    def tensor_shape(self, t: int) -> tuple[int, ...]:
+        """Per-sample shape of activation tensor t (0: the input; i + 1: layer i's output)."""
+        return self.input_shape if t == 0 else self.layers[t - 1].out_shape
+
+    def tensor_dtype(self, t: int) -> str:
+        """"f32" or "i8": the dtype of activation tensor t."""
+        return "f32" if t == 0 else self.layers[t - 1].out_dtype
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every layer reads the previous tensor and the one output is the last."""
+        return (all(layer.inputs == (i,) for i, layer in enumerate(self.layers))
+                and len(self.outputs) == 1 and self.outputs[0].tensor == len(self.layers))
+
+    def consumers(self) -> list[list[int]]:
+        """consumers()[t]: the layers that read tensor t, in order."""
+        cons: list[list[int]] = [[] for _ in range(len(self.layers) + 1)]
+        for i, layer in enumerate(self.layers):
+            for t in dict.fromkeys(layer.inputs):
+                cons[t].append(i)
+        return cons
+
     def validate(self) -> None:
-        """Raise FrozenModelError unless every layer chains and every tensor is in bounds."""
+        """Raise FrozenModelError unless the graph is well formed (every input an earlier
+        tensor of the right size and dtype, every layer used) and every tensor is in bounds."""
         if not self.layers:
             raise FrozenModelError("a FrozenModel needs at least one layer")
-        if self.output_dtype not in ("float32", "int64"):
-            raise FrozenModelError(f"output_dtype must be 'float32' or 'int64', got {self.output_dtype!r}")
-        prev_shape, prev_dtype = self.input_shape, "f32"
+        n_tensors = len(self.layers) + 1
         for i, layer in enumerate(self.layers):
             where = f"layer {i} ({layer.op.name}{' ' + layer.name if layer.name else ''})"
             if any(d <= 0 for d in layer.in_shape + layer.out_shape):
                 raise FrozenModelError(f"{where}: non-positive dimension in {layer.in_shape} -> {layer.out_shape}")
-            if math.prod(layer.in_shape) != math.prod(prev_shape):
+            ins = layer.inputs
+            want = N_INPUTS.get(layer.op, 1)
+            if layer.op in VARIADIC_OPS:
+                if not 1 <= len(ins) <= MAX_CONCAT_INPUTS:
+                    raise FrozenModelError(f"{where}: takes 1 to {MAX_CONCAT_INPUTS} inputs, got {len(ins)}")
+            elif len(ins) != want:
+                raise FrozenModelError(f"{where}: takes {want} input{'s' if want > 1 else ''}, got {len(ins)} {list(ins)}")
+            for t in ins:
+                if not 0 <= t <= i:
+                    raise FrozenModelError(
+                        f"{where}: input tensor {t} is not an earlier tensor (0 is the model input, "
+                        f"layer k writes tensor k + 1; layer {i} may read tensors 0..{i})")
+                if self.tensor_dtype(t) != layer.in_dtype:
+                    raise FrozenModelError(f"{where}: takes {layer.in_dtype} but tensor {t} is {self.tensor_dtype(t)}")
+            first = self.tensor_shape(ins[0])
+            if math.prod(layer.in_shape) != math.prod(first):
                 raise FrozenModelError(
-                    f"{where}: input shape {layer.in_shape} does not match the previous output {prev_shape}")
-            if layer.in_dtype != prev_dtype:
-                raise FrozenModelError(f"{where}: takes {layer.in_dtype} but receives {prev_dtype}")
+                    f"{where}: input shape {layer.in_shape} does not match tensor {ins[0]}'s shape {first}")
             for tname, ref in layer.tensors.items():
                 if ref.buffer not in BUFFER_DTYPES:
                     raise FrozenModelError(f"{where}: tensor {tname!r} names unknown buffer {ref.buffer!r}")
@@ -161,13 +240,42 @@ class FrozenModel:
                         f"{where}: tensor {tname!r} [{ref.offset}:{ref.offset + ref.size}] lies outside "
                         f"buffer {ref.buffer!r} of {n} elements")
             for key, val in layer.attrs.items():
-                if not isinstance(val, (int, float, np.integer, np.floating)):
+                if not isinstance(val, (int, float, np.integer, np.floating)) or isinstance(val, (bool, np.bool_)):
                     raise FrozenModelError(f"{where}: attr {key!r} must be a number, got {type(val).__name__}")
-            prev_shape, prev_dtype = layer.out_shape, layer.out_dtype
-        if math.prod(prev_shape) != math.prod(self.output_shape):
-            raise FrozenModelError(f"output shape {self.output_shape} does not match the last layer's {prev_shape}")
-        if prev_dtype != "f32":
-            raise FrozenModelError("the last layer must produce float32 (end int8 models with DEQUANTIZE)")
+                if isinstance(val, (float, np.floating)) and math.isnan(val):
+                    raise FrozenModelError(f"{where}: attr {key!r} is NaN")
+        if self.output_dtype not in ("float32", "int64"):
+            raise FrozenModelError(f"output_dtype must be 'float32' or 'int64', got {self.output_dtype!r}")
+        used = [False] * n_tensors
+        for layer in self.layers:
+            for t in layer.inputs:
+                used[t] = True
+        for k, out in enumerate(self.outputs):
+            what = f"output {k}"
+            if not 1 <= out.tensor < n_tensors:
+                raise FrozenModelError(f"{what}: tensor {out.tensor} is not a layer's output (1..{n_tensors - 1})")
+            used[out.tensor] = True
+            if out.dtype not in ("float32", "int64"):
+                raise FrozenModelError(f"{what}: dtype must be 'float32' or 'int64', got {out.dtype!r}")
+            if math.prod(out.shape) != math.prod(self.tensor_shape(out.tensor)):
+                raise FrozenModelError(f"{what}: shape {out.shape} does not match tensor {out.tensor}'s "
+                                       f"shape {self.tensor_shape(out.tensor)}")
+            if self.tensor_dtype(out.tensor) != "f32":
+                raise FrozenModelError(f"{what}: tensor {out.tensor} is int8; outputs must be float32 "
+                                       f"(end int8 models with DEQUANTIZE)")
+            if out.dtype == "int64" and self.source_op(out.tensor) != Op.ARGMAX:
+                raise FrozenModelError(f"{what}: dtype int64 needs an ARGMAX result, but tensor {out.tensor} "
+                                       f"comes from {self.source_op(out.tensor).name}")
+        for i in range(len(self.layers)):
+            if not used[i + 1]:
+                raise FrozenModelError(f"layer {i} ({self.layers[i].op.name}): its output (tensor {i + 1}) "
+                                       f"is never used")
+
+    def source_op(self, t: int):
+        """The op that computed tensor t's values, looking through RESHAPE (None for the input)."""
+        while t > 0 and self.layers[t - 1].op == Op.RESHAPE:
+            t = self.layers[t - 1].inputs[0]
+        return None if t == 0 else self.layers[t - 1].op
 
     # -- summary ------------------------------------------------------------------------------
     @property
@@ -199,15 +307,20 @@ class FrozenModel:
 
     @property
     def output_size(self) -> int:
+        """Elements of the (first) output per sample."""
         return int(math.prod(self.output_shape))
 
     def summary(self) -> str:
-        lines = [f"FrozenModel  input {self.input_shape} -> output {self.output_shape} ({self.output_dtype})"]
-        lines.append(f"{'#':>3} {'op':<12} {'act':<12} {'in':>12} {'out':>12} {'params':>9} {'MACs':>9}")
+        outs = ", ".join(f"{o.shape} ({o.dtype})" for o in self.outputs)
+        lines = [f"FrozenModel  input {self.input_shape} -> output {outs}"]
+        chain = self.is_chain
+        lines.append(f"{'#':>3} {'op':<12} {'act':<12} {'in':>12} {'out':>12} {'params':>9} {'MACs':>9}"
+                     + ("" if chain else "  reads"))
         for i, layer in enumerate(self.layers):
             params = sum(r.size for n, r in layer.tensors.items() if n in ("W", "b", "s", "t"))
             lines.append(f"{i:>3} {layer.op.name:<12} {layer.act.name:<12} {str(layer.in_shape):>12} "
-                         f"{str(layer.out_shape):>12} {params:>9} {layer.macs:>9}")
+                         f"{str(layer.out_shape):>12} {params:>9} {layer.macs:>9}"
+                         + ("" if chain else "  " + ",".join(f"t{t}" for t in layer.inputs)))
         lines.append(f"params {self.n_params}, weight bytes {self.weight_bytes}, MACs {self.macs}")
         return "\n".join(lines)
 

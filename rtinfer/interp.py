@@ -1,23 +1,35 @@
 """The one compiled interpreter: walks a plan's int64 program and dispatches on op codes.
 
-Every function here takes the plan image (``blob``, uint8, see rtinfer.plan) plus flat float32
-input/output arrays, so each is compiled once for all models (one signature each) and cached
-on disk (like ``cache=True``, stamped with the sources of this file, the kernels, the plan
-layout and the op codes): a second model, or a second process, runs without compiling.
+Everything runs through one compiled entry point, so a first-ever compile builds the
+interpreter once (not once per entry point) and a warm process loads one function from the
+on-disk cache (like ``cache=True``, stamped with the sources of this file, the kernels, the
+plan layout and the op codes): a second model, or a second process, runs without compiling.
 
-    run_one(blob, x, y) -> int        one sample; returns -1, or the index of the first
-                                      non-finite element of x (the sample still runs)
-    execute(blob, X, Y, n, mode, times)
-        mode MODE_BATCH:  n samples in blocks of plan.BLOCK (blocked matrix-matrix kernels)
-        mode MODE_STREAM: n samples one at a time (the embedded loop)
-        mode MODE_TIMED:  as MODE_STREAM, times[s] = nanoseconds of sample s
-        mode MODE_PER_OP: as MODE_STREAM, times[s * n_ops + k] = nanoseconds of op k on sample s
-    first_nonfinite(X) -> int         index of the first NaN/inf element of X, or -1
-    run_segment, dense_bias_act,      the compiled pieces of the batch path (rtinfer.batch): a
-    i8_to_f32, qdense_requant         range of program rows with tiled GEMMs (rtinfer.kernels_gemm),
-                                      and the before/after of a BLAS GEMM
+    execute(blob, X, Y, n, mode, T) -> int
+        blob  the plan image (rtinfer.plan), or a batch path's blob (rtinfer.batch)
+        X, Y  the caller's flat float32 input (n * in_size,) and output (n * out_size,)
+        T     int64: per-sample times (MODE_TIMED, MODE_PER_OP) or parameters (below)
+    mode MODE_ONE:    one sample; returns -2 (X has the wrong size), -3 (Y has the wrong size),
+                      -4 (X and Y overlap) without running, else runs and returns the index of
+                      the first non-finite element of X, or -1
+    mode MODE_BATCH:  n samples in blocks of plan.BLOCK (blocked matrix-matrix kernels)
+    mode MODE_STREAM: n samples one at a time (the embedded loop)
+    mode MODE_TIMED:  as MODE_STREAM, T[s] = nanoseconds of sample s
+    mode MODE_PER_OP: as MODE_STREAM, T[s * n_ops + k] = nanoseconds of row k on sample s
+    mode MODE_NONFINITE: returns the index of the first NaN/inf element of X, or -1
+    mode MODE_SEGMENT, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST, MODE_I64:
+                      the compiled steps of the batch path (rtinfer.batch), T = their parameters
 
-X (n * in_size,) and Y (n * out_size,) are the caller's C-contiguous float32 arrays, flattened.
+With ``mode | I64`` (a model whose output is int64: ARGMAX) Y is the caller's int64 array viewed
+as float32 (2 * n * out_size elements): the rows write float32 results into its first
+n * out_size elements and the entry point converts them to int64 in place at the end (from the
+last element backwards, so no value is overwritten before it is read). No scratch buffer: the
+whole call is one compiled function that holds the GIL, so concurrent calls on one Runtime
+cannot interleave inside it. Sizes are checked first in every running mode (-2: X too small,
+-3: Y too small, -5: T too small; nothing runs).
+
+Arena operands sit at base + offset * st (rtinfer.plan): st = 1 for one sample at a time,
+BLOCK for MODE_BATCH, the batch path's CHUNK for MODE_SEGMENT.
 Timing uses clock_gettime(CLOCK_MONOTONIC), declared as an external C symbol (cache-safe),
 with its struct timespec in the plan header's scratch slots (no allocation).
 """
@@ -36,16 +48,17 @@ from numba.core import caching
 from . import kernels as K
 from . import kernels_conv as KC
 from . import kernels_gemm as G
+from . import kernels_graph as KG
 from .ops import Op
-from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_NIN, C_NOUT, C_OP, C_SRC,
-                   C_SRC_KIND, C_T0, C_T1, C_T2, H_BLOCK, H_CLOCK, H_IN_SIZE, H_N_OPS, H_NCOLS,
-                   H_OUT_SIZE, H_PROG, K_IO)
+from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NIN2, C_NOUT, C_OP, C_SRC,
+                   C_SRC2, C_SRC2_KIND, C_SRC_KIND, C_T0, C_T1, C_T2, H_AF, H_AI, H_BLOCK, H_CLOCK,
+                   H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_PROG, K_F, K_I, K_X, K_Y)
 
 # -- on-disk cache keyed on every source the interpreter compiles in ---------------------------
 # Numba keys a function's cache on the contents of its own file only. The interpreter inlines
 # rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
 # cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
-_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py")
+_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py", "kernels_graph.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,6 +119,14 @@ MODE_BATCH = 0
 MODE_STREAM = 1
 MODE_TIMED = 2
 MODE_PER_OP = 3
+MODE_ONE = 4
+MODE_NONFINITE = 5
+MODE_SEGMENT = 6      # T = [p, k0, k1, xo, yo, m, st] + BatchPath table offsets (rtinfer.batch)
+MODE_DENSE_POST = 7   # T = [row, yo, m, st]: bias + activation after a BLAS DENSE
+MODE_I8_TO_F32 = 8    # T = [row, m, st]: Y[:m * n_in] = float32(int8 input of the QDENSE row)
+MODE_QDENSE_POST = 9  # T = [row, m, st]: X holds the float32 sums; requantize into the row's output
+MODE_I64 = 10         # convert Y's first n elements (float32) to int64 in place
+I64 = 256             # flag: convert the outputs to int64 in place at the end (see above)
 
 CLOCK_MONOTONIC = 1  # Linux value
 HAS_CLOCK = sys.platform.startswith("linux")
@@ -122,6 +143,12 @@ O_QUANTIZE = int(Op.QUANTIZE)
 O_DEQUANTIZE = int(Op.DEQUANTIZE)
 O_QDENSE = int(Op.QDENSE)
 O_QLUT = int(Op.QLUT)
+O_BINARY = int(Op.BINARY)
+O_CONCAT = int(Op.CONCAT)
+O_SLICE = int(Op.SLICE)
+O_QBINARY = int(Op.QBINARY)
+O_QCONCAT = int(Op.QCONCAT)
+O_QSLICE = int(Op.QSLICE)
 O_CONV = int(Op.CONV)
 O_MAXPOOL = int(Op.MAXPOOL)
 O_AVGPOOL = int(Op.AVGPOOL)
@@ -129,6 +156,24 @@ O_GLOBAL_AVGPOOL = int(Op.GLOBAL_AVGPOOL)
 O_QCONV = int(Op.QCONV)
 O_QMAXPOOL = int(Op.QMAXPOOL)
 O_QAVGPOOL = int(Op.QAVGPOOL)
+
+# Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
+B_EXEC = 0         # exec_row
+B_DENSE_TILED = 1  # kernels_gemm.dense_f32_tiled: weights packed at fpack[w_off:], nblk blocks
+B_QDENSE_U8 = 2    # kernels_gemm.qdense_u8s8: weights at ipack[w_off:], nq quads, nblk blocks,
+                   # shifted bias at bpack[b_off:]
+B_DEQUANTIZE = 3   # kernels_gemm.dequantize_i8_f32 (the same values as the interpreter's kernel)
+
+# MODE_SEGMENT parameters (T): where the batch path's tables and scratch sit in its blob.
+S_P, S_K0, S_K1, S_XO, S_YO, S_M, S_ST = 0, 1, 2, 3, 4, 5, 6
+S_TAB = 7      # int64 offset of the (n_ops, 5) row table
+S_FPACK = 8    # float32 offset of the packed float32 weights
+S_IPACK = 9    # int8 offset of the packed int8 weights
+S_BPACK = 10   # int32 offset of the shifted biases
+S_A = 11       # uint8 offset of the u8s8 input scratch, S_A + 1: its size
+S_C = 13       # int32 offset of the u8s8 sum scratch, S_C + 1: its size
+S_TILE = 15    # float32 offset of the tile scratch, S_TILE + 1: its size
+S_LEN = 17
 
 
 @_jit
@@ -139,10 +184,22 @@ def now_ns(h):
 
 
 @_jit
-def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
+def _at(h, kind, off, xo, yo, st):
+    """Element offset of an operand: the sample's place in X or Y, or arena base + off * st."""
+    if kind == K_X:
+        return xo
+    if kind == K_Y:
+        return yo
+    if kind == K_F:
+        return h[H_AF] + off * st
+    return h[H_AI] + off * st
+
+
+@_jit
+def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
     arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
-    Y; otherwise operands live in the arena views (f32 or i8) at the row's offsets."""
+    Y; arena operands at base + offset * st in the arena views (f32 or i8)."""
     op = h[r + C_OP]
     act = h[r + C_ACT]
     n_in = h[r + C_NIN]
@@ -151,12 +208,12 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
     alpha = f64[fp]
     beta = f64[fp + 1]
     scale = f64[fp + 2]
-    src_io = h[r + C_SRC_KIND] == K_IO
-    dst_io = h[r + C_DST_KIND] == K_IO
-    so = xo if src_io else h[r + C_SRC]
-    do = yo if dst_io else h[r + C_DST]
-    src = X if src_io else f32
-    dst = Y if dst_io else f32
+    sk = h[r + C_SRC_KIND]
+    dk = h[r + C_DST_KIND]
+    so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+    do = _at(h, dk, h[r + C_DST], xo, yo, st)
+    src = X if sk == K_X else (Y if sk == K_Y else f32)
+    dst = Y if dk == K_Y else f32
     if op == O_DENSE:
         K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
         if act != K.A_IDENTITY:
@@ -182,6 +239,26 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
                     n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
     elif op == O_QLUT:
         K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
+    elif op == O_BINARY:
+        sk2 = h[r + C_SRC2_KIND]
+        so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
+        src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
+        KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m)
+        if act != K.A_IDENTITY:
+            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+    elif op == O_QBINARY:
+        so2 = _at(h, h[r + C_SRC2_KIND], h[r + C_SRC2], xo, yo, st)
+        KG.qbinary_i8(i8, so, i8, so2, i8, do, i32, h[r + C_I0], m, alpha, beta)
+    elif op == O_CONCAT:
+        KG.copy_blocks(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
+    elif op == O_QCONCAT:
+        KG.copy_blocks(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
+    elif op == O_SLICE:
+        KG.slice_copy(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
+                      n_out // (h[r + C_I0] * h[r + C_I2]))
+    elif op == O_QSLICE:
+        KG.slice_copy(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
+                      n_out // (h[r + C_I0] * h[r + C_I2]))
     elif op == O_CONV:  # conv/pool rows: I0 = the int32 table (rtinfer.kernels_conv)
         KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2])
         if act != K.A_IDENTITY:
@@ -205,13 +282,13 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m):
 
 
 @_jit
-def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m):
+def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m, st):
     """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
-    the plan image's views (made once per call of the entry point, not per sample)."""
+    the image's views (made once per call of the entry point, not per sample)."""
     p = h[H_PROG]
     nc = h[H_NCOLS]
     for k in range(h[H_N_OPS]):
-        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m)
+        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m, st)
 
 
 @_jit
@@ -231,77 +308,80 @@ def first_nonfinite(X):
 
 
 @_jit
-def run_one(blob, x, y):
-    """One sample x (in_size,) -> y (out_size,). Returns -2 (x has the wrong size) or -3
-    (y has the wrong size) without running; otherwise runs and returns first_nonfinite(x)."""
-    h = blob.view(np.int64)
-    if x.size != h[H_IN_SIZE]:
-        return -2
-    if y.size != h[H_OUT_SIZE]:
-        return -3
-    bad = first_nonfinite(x)
-    # int64 offsets (not literal 0s): the same run_rows/exec_row specialization as the
-    # one-sample loops of execute, so a first-ever compile builds it once, not twice
-    run_rows(h, blob.view(np.float64), blob.view(np.float32), blob.view(np.int32), blob.view(np.int8),
-             x, np.int64(0), y, np.int64(0), 1)
-    return bad
+def to_int64_inplace(Y, n):
+    """Y (float32 view of an int64 array of >= n elements): int64[k] = float32 Y[k] for k < n,
+    from the end, so each float is read before the int64 that covers its bytes is written."""
+    L = Y.view(np.int64)
+    for k in range(n - 1, -1, -1):
+        L[k] = np.int64(Y[k])
 
 
 @_jit
-def execute(blob, X, Y, n, mode, times):
-    """n samples X (n * in_size,) -> Y (n * out_size,); see the module docstring for modes."""
-    h = blob.view(np.int64)
-    f64 = blob.view(np.float64)
-    f32 = blob.view(np.float32)
-    i32 = blob.view(np.int32)
-    i8 = blob.view(np.int8)
-    n_in = h[H_IN_SIZE]
-    n_out = h[H_OUT_SIZE]
-    if mode == MODE_BATCH:
-        block = h[H_BLOCK]
-        s = 0
-        while s < n:
-            m = min(block, n - s)
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, m)
-            s += m
-    elif mode == MODE_STREAM:
-        for s in range(n):
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1)
-    elif mode == MODE_TIMED:
-        for s in range(n):
-            t0 = now_ns(h)
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1)
-            t1 = now_ns(h)
-            times[s] = t1 - t0
-    elif mode == MODE_PER_OP:
-        p = h[H_PROG]
-        nc = h[H_NCOLS]
-        n_ops = h[H_N_OPS]
-        for s in range(n):
-            for k in range(n_ops):
-                t0 = now_ns(h)
-                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1)
-                t1 = now_ns(h)
-                times[s * n_ops + k] = t1 - t0
+def _segment(blob, h, f64, f32, i32, i8, X, Y, T):
+    """Rows T[S_K0] .. T[S_K1] - 1 of the program at h[T[S_P]:] for T[S_M] samples, each as the
+    batch path's row table says: exec_row, or a tiled GEMM (float32 DENSE, u8s8 QDENSE) with
+    the row's operands, bias, activation and requantization."""
+    p, k0, k1, xo, yo, m, st = T[S_P], T[S_K0], T[S_K1], T[S_XO], T[S_YO], T[S_M], T[S_ST]
+    nc = h[H_NCOLS]
+    tab = h[T[S_TAB]:T[S_TAB] + 5 * h[H_N_OPS]]
+    fpack = f32[T[S_FPACK]:]
+    ipack = i8[T[S_IPACK]:]
+    bpack = i32[T[S_BPACK]:]
+    A = blob[T[S_A]:T[S_A] + T[S_A + 1]]
+    C = i32[T[S_C]:T[S_C] + T[S_C + 1]]
+    tile = f32[T[S_TILE]:T[S_TILE] + T[S_TILE + 1]]
+    for k in range(k0, k1):
+        r = p + k * nc
+        kind = tab[5 * k]
+        if kind == B_DENSE_TILED:
+            n_in = h[r + C_NIN]
+            n_out = h[r + C_NOUT]
+            act = h[r + C_ACT]
+            sk = h[r + C_SRC_KIND]
+            dk = h[r + C_DST_KIND]
+            so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+            do = _at(h, dk, h[r + C_DST], xo, yo, st)
+            src = X if sk == K_X else (Y if sk == K_Y else f32)
+            dst = Y if dk == K_Y else f32
+            G.dense_f32_tiled(src, so, fpack, tab[5 * k + 1], n_in, n_out, tab[5 * k + 3], f32, h[r + C_T1], dst, do,
+                              m, act == K.A_RELU, tile)
+            if act != K.A_IDENTITY and act != K.A_RELU:
+                fp = h[r + C_FP]
+                K.act_f32(dst, do, dst, do, m * n_out, act, f64[fp], f64[fp + 1])
+        elif kind == B_QDENSE_U8:
+            n_in = h[r + C_NIN]
+            n_out = h[r + C_NOUT]
+            nq = tab[5 * k + 2]
+            nblk = tab[5 * k + 3]
+            mo = h[r + C_T2]
+            so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+            do = _at(h, h[r + C_DST_KIND], h[r + C_DST], xo, yo, st)
+            G.qdense_u8s8(i8, so, do, n_in, n_out, m, A, 4 * nq, ipack[tab[5 * k + 1]:], nq, nblk,
+                          C, G.TILE_J * nblk, bpack[tab[5 * k + 4]:], f32[mo:mo + n_out], h[r + C_I0], h[r + C_I1],
+                          h[r + C_I2])
+        elif kind == B_DEQUANTIZE:
+            dk = h[r + C_DST_KIND]
+            dst = Y if dk == K_Y else f32
+            do = _at(h, dk, h[r + C_DST], xo, yo, st)
+            so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+            G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
+        else:
+            exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
 
-
-# -- compiled pieces of the BLAS batch path (rtinfer.batch drives them) -------------------------
 
 @_jit
-def dense_bias_act(blob, r, Y, yo, m):
-    """Epilogue of the DENSE row at h[r] once its output (Y[yo:] if the row writes Y, else its
-    arena region) holds the products x @ W for m samples: y = act(y + b) in place, the bias
-    added in float32 and the activation applied exactly as exec_row does."""
-    h = blob.view(np.int64)
-    f64 = blob.view(np.float64)
-    f32 = blob.view(np.float32)
+def _dense_post(h, f64, f32, Y, T):
+    """Epilogue of the DENSE row at h[T[0]] once its output (Y[yo:] if the row writes Y, else
+    its arena place) holds x @ W for m samples: y = act(y + b) in place, the bias added in
+    float32 and the activation applied exactly as exec_row does."""
+    r, yo, m, st = T[0], T[1], T[2], T[3]
     n_out = h[r + C_NOUT]
     bo = h[r + C_T1]
     act = h[r + C_ACT]
     fp = h[r + C_FP]
-    dst_io = h[r + C_DST_KIND] == K_IO
-    dst = Y if dst_io else f32
-    do = yo if dst_io else h[r + C_DST]
+    dk = h[r + C_DST_KIND]
+    dst = Y if dk == K_Y else f32
+    do = _at(h, dk, h[r + C_DST], 0, yo, st)
     b = f32[bo:bo + n_out]
     if act == K.A_RELU:  # fused in one pass, the expression of kernels.act_f32
         for s in range(m):
@@ -320,35 +400,31 @@ def dense_bias_act(blob, r, Y, yo, m):
 
 
 @_jit
-def i8_to_f32(blob, r, xf, m):
-    """xf[:m * n_in] = float32 of the int8 input (raw codes, arena) of the QDENSE row at h[r]."""
-    h = blob.view(np.int64)
+def _i8_to_f32(h, i8, Y, T):
+    """Y[:m * n_in] = float32 of the int8 input (raw codes, arena) of the QDENSE row at h[T[0]]."""
+    r, m, st = T[0], T[1], T[2]
     n = m * h[r + C_NIN]
-    x = blob.view(np.int8)[h[r + C_SRC]:h[r + C_SRC] + n]
-    y = xf[:n]
+    so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], 0, 0, st)
+    x = i8[so:so + n]
     for k in range(n):
-        y[k] = np.float32(x[k])
+        Y[k] = np.float32(x[k])
 
 
 @_jit
-def qdense_requant(blob, r, acc, m):
-    """Epilogue of the QDENSE row at h[r]: acc (m * n_out,) float32 holds sum_i x[i] * W[i, j]
+def _qdense_post(h, f32, i32, i8, X, T):
+    """Epilogue of the QDENSE row at h[T[0]]: X (m * n_out,) float32 holds sum_i x[i] * W[i, j]
     over raw int8 codes as exact integers; y = clamp(rint(float32(int32(acc) + folded bias) *
-    M[j]) + y_zp, qmin, qmax) (kernels._requant's arithmetic, with branch-free clamps), written
-    to the row's int8 output in the arena."""
-    h = blob.view(np.int64)
-    f32 = blob.view(np.float32)
-    i32 = blob.view(np.int32)
-    i8 = blob.view(np.int8)
+    M[j]) + y_zp, qmin, qmax) (kernels._requant's arithmetic), written to the row's output."""
+    r, m, st = T[0], T[1], T[2]
     n_out = h[r + C_NOUT]
-    do = h[r + C_DST]
+    do = _at(h, h[r + C_DST_KIND], h[r + C_DST], 0, 0, st)
     y_zp = h[r + C_I0]
     qmin = h[r + C_I1]
     qmax = h[r + C_I2]
     bias = i32[h[r + C_T1]:h[r + C_T1] + n_out]
     mult = f32[h[r + C_T2]:h[r + C_T2] + n_out]
     for s in range(m):
-        x = acc[s * n_out:(s + 1) * n_out]
+        x = X[s * n_out:(s + 1) * n_out]
         y = i8[do + s * n_out:do + (s + 1) * n_out]
         for j in range(n_out):
             v = np.int32(np.int32(x[j]) + bias[j])
@@ -356,95 +432,110 @@ def qdense_requant(blob, r, acc, m):
             y[j] = np.int8(min(max(q, qmin), qmax))
 
 
-# Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
-B_EXEC = 0         # exec_row
-B_DENSE_TILED = 1  # kernels_gemm.dense_f32_tiled: weights packed at fpack[w_off:], nblk blocks
-B_QDENSE_U8 = 2    # kernels_gemm.qdense_u8s8: weights at ipack[w_off:], nq quads, nblk blocks,
-                   # shifted bias at bpack[b_off:]
-B_DEQUANTIZE = 3   # kernels_gemm.dequantize_i8_f32 (the same values as the interpreter's kernel)
+@_jit
+def _overlap(X, Y):
+    """True when the memory of X and Y overlaps."""
+    x0 = X.ctypes.data
+    y0 = Y.ctypes.data
+    return x0 < y0 + 4 * Y.size and y0 < x0 + 4 * X.size
 
 
 @_jit
-def run_segment(blob, p, k0, k1, X, xo, Y, yo, m, tab, fpack, ipack, bpack, A, C, T):
-    """Rows k0 .. k1 - 1 of the program at h[p:] for m samples, each as tab[k] says: exec_row,
-    or a tiled GEMM (float32 DENSE, u8s8 QDENSE) with the row's operands, bias, activation and
-    requantization. A (uint8), C (int32), T (float32): the GEMMs' scratch."""
+def execute(blob, X, Y, n, mode, T):
+    """The entry point: see the module docstring for the modes."""
     h = blob.view(np.int64)
     f64 = blob.view(np.float64)
     f32 = blob.view(np.float32)
     i32 = blob.view(np.int32)
     i8 = blob.view(np.int8)
-    nc = h[H_NCOLS]
-    for k in range(k0, k1):
-        r = p + k * nc
-        kind = tab[k, 0]
-        if kind == B_DENSE_TILED:
-            n_in = h[r + C_NIN]
-            n_out = h[r + C_NOUT]
-            act = h[r + C_ACT]
-            src_io = h[r + C_SRC_KIND] == K_IO
-            dst_io = h[r + C_DST_KIND] == K_IO
-            so = xo if src_io else h[r + C_SRC]
-            do = yo if dst_io else h[r + C_DST]
-            src = X if src_io else f32
-            dst = Y if dst_io else f32
-            G.dense_f32_tiled(src, so, fpack, tab[k, 1], n_in, n_out, tab[k, 3], f32, h[r + C_T1], dst, do, m,
-                              act == K.A_RELU, T)
-            if act != K.A_IDENTITY and act != K.A_RELU:
-                fp = h[r + C_FP]
-                K.act_f32(dst, do, dst, do, m * n_out, act, f64[fp], f64[fp + 1])
-        elif kind == B_QDENSE_U8:
-            n_in = h[r + C_NIN]
-            n_out = h[r + C_NOUT]
-            nq = tab[k, 2]
-            nblk = tab[k, 3]
-            mo = h[r + C_T2]
-            G.qdense_u8s8(i8, h[r + C_SRC], h[r + C_DST], n_in, n_out, m, A, 4 * nq, ipack[tab[k, 1]:], nq, nblk,
-                          C, G.TILE_J * nblk, bpack[tab[k, 4]:], f32[mo:mo + n_out], h[r + C_I0], h[r + C_I1],
-                          h[r + C_I2])
-        elif kind == B_DEQUANTIZE:
-            dst_io = h[r + C_DST_KIND] == K_IO
-            dst = Y if dst_io else f32
-            do = yo if dst_io else h[r + C_DST]
-            G.dequantize_i8_f32(i8, h[r + C_SRC], dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
-        else:
-            exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m)
+    n_in = h[H_IN_SIZE]
+    n_out = h[H_OUT_SIZE]
+    conv = (mode & I64) != 0
+    mode = mode & (I64 - 1)
+    if mode == MODE_ONE:
+        if X.size != n_in:
+            return -2
+        if Y.size != (2 * n_out if conv else n_out):
+            return -3
+        if _overlap(X, Y):
+            return -4
+        bad = first_nonfinite(X)
+        run_rows(h, f64, f32, i32, i8, X, np.int64(0), Y, np.int64(0), 1, 1)
+        if conv:
+            to_int64_inplace(Y, n_out)
+        return bad
+    if mode == MODE_NONFINITE:
+        return first_nonfinite(X)
+    if mode == MODE_SEGMENT:
+        _segment(blob, h, f64, f32, i32, i8, X, Y, T)
+        return -1
+    if mode == MODE_DENSE_POST:
+        _dense_post(h, f64, f32, Y, T)
+        return -1
+    if mode == MODE_I8_TO_F32:
+        _i8_to_f32(h, i8, Y, T)
+        return -1
+    if mode == MODE_QDENSE_POST:
+        _qdense_post(h, f32, i32, i8, X, T)
+        return -1
+    if mode == MODE_I64:
+        if Y.size < 2 * n:
+            return -3
+        to_int64_inplace(Y, n)
+        return -1
+    if X.size < n * n_in:
+        return -2
+    if Y.size < (2 if conv else 1) * n * n_out:
+        return -3
+    if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * h[H_N_OPS]):
+        return -5
+    if mode == MODE_BATCH:
+        block = h[H_BLOCK]
+        s = 0
+        while s < n:
+            m = min(block, n - s)
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, m, block)
+            s += m
+    elif mode == MODE_STREAM:
+        for s in range(n):
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1, 1)
+    elif mode == MODE_TIMED:
+        for s in range(n):
+            t0 = now_ns(h)
+            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1, 1)
+            t1 = now_ns(h)
+            T[s] = t1 - t0
+    elif mode == MODE_PER_OP:
+        p = h[H_PROG]
+        nc = h[H_NCOLS]
+        n_ops = h[H_N_OPS]
+        for s in range(n):
+            for k in range(n_ops):
+                t0 = now_ns(h)
+                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1, 1)
+                t1 = now_ns(h)
+                T[s * n_ops + k] = t1 - t0
+    if conv:
+        to_int64_inplace(Y, n * n_out)
+    return -1
 
 
-def warm_up_batch() -> None:
-    """Compile (or load from the cache) the batch path's entry points, one signature each."""
-    blob = np.zeros(256, dtype=np.uint8)  # a program of n_ops = 0 rows; m = 0 samples
-    x = np.zeros(1, dtype=np.float32)
-    run_segment(blob, 0, 0, 0, x, 0, x, 0, 0, np.zeros((1, 5), np.int64), x, np.zeros(1, np.int8),
-                np.zeros(1, np.int32), np.zeros(1, np.uint8), np.zeros(1, np.int32), x)
-    dense_bias_act(blob, 0, x, 0, 0)
-    i8_to_f32(blob, 0, x, 0)
-    qdense_requant(blob, 0, x, 0)
-    for fn in (run_segment, dense_bias_act, i8_to_f32, qdense_requant):
-        fn.disable_compile()
-
-
-def warm_up_one() -> None:
-    """Compile (or load from the cache) run_one, all that predict_one needs."""
-    blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
-    x = np.zeros(1, dtype=np.float32)
-    run_one(blob, x, x)
-    # One signature each, for every model: a call with other argument types must fail (the
-    # runtime's boundary then explains why) instead of compiling a new specialization.
-    run_one.disable_compile()
-
-
-def warm_up_many() -> None:
-    """Compile (or load from the cache) execute and first_nonfinite (predict, stream, measure)."""
-    blob = np.zeros(256, dtype=np.uint8)
-    x = np.zeros(1, dtype=np.float32)
-    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
-    first_nonfinite(x)
-    for fn in (execute, first_nonfinite):
-        fn.disable_compile()
+_WARM = False
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every interpreter entry point with its one signature."""
-    warm_up_one()
-    warm_up_many()
+    """Compile (or load from the cache) the entry point with its one signature; afterwards a
+    call with other argument types raises TypeError (the runtime's boundary explains why)
+    instead of compiling a new specialization."""
+    global _WARM
+    if _WARM:
+        return
+    blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
+    x = np.zeros(1, dtype=np.float32)
+    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+    execute.disable_compile()
+    _WARM = True
+
+
+# the names the runtime used before one entry point served everything
+warm_up_one = warm_up_many = warm_up_batch = warm_up

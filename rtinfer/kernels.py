@@ -51,6 +51,9 @@ A_HARD_SIGMOID = int(Act.HARD_SIGMOID)
 A_GELU = int(Act.GELU)
 A_GELU_TANH = int(Act.GELU_TANH)
 A_CLIP = int(Act.CLIP)
+A_SILU = int(Act.SILU)
+A_HARD_SWISH = int(Act.HARD_SWISH)
+A_MISH = int(Act.MISH)
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -86,6 +89,15 @@ def act_scalar(v, act, alpha, beta):
         return 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
     if act == A_CLIP:
         return min(max(v, alpha), beta)
+    if act == A_SILU:
+        if v >= 0.0:
+            return v * (1.0 / (1.0 + math.exp(-v)))
+        e = math.exp(v)
+        return v * (e / (1.0 + e))
+    if act == A_HARD_SWISH:
+        return v * min(max(v / 6.0 + 0.5, 0.0), 1.0)
+    if act == A_MISH:
+        return v * math.tanh(max(v, 0.0) + math.log1p(math.exp(-abs(v))))
     return v
 
 

@@ -32,6 +32,37 @@ QLUT         i8 -> i8     y = table[x + 128]; tensors table (256,) i8. Exact for
                           activation on a quantized input (sigmoid, tanh, softplus, ...).
                           attrs x_scale, x_zp, y_scale, y_zp (for inspection; the table is the op).
 
+Graph ops (codes 12..17). A layer reads the tensors listed in ``Layer.inputs`` (tensor 0 is
+the model input, layer i writes tensor i + 1); the shape of each input is its producer's
+``out_shape`` (or the model's ``input_shape``), and ``in_shape`` is the first input's shape.
+
+BINARY       f32, f32 -> f32   y = act(a fn b), elementwise with NumPy broadcasting inside the
+                          sample (shapes right-aligned; a dimension of 1 repeats; never across
+                          the batch axis). attrs fn (``Bin``: ADD, SUB, MUL, DIV, MAX, MIN), in
+                          float32 (IEEE: a / 0 is inf or nan; max/min return the other operand
+                          when one is NaN only as np.maximum/np.minimum do, i.e. NaN propagates).
+                          out_shape is the broadcast shape.
+CONCAT       f32... -> f32    y = concatenation of the inputs along attr axis (an index into the
+                          per-sample shape); every input has the output's shape except on that
+                          axis. 1 to 2^16 inputs.
+SLICE        f32 -> f32       y = x[..., start + k * step, ...] for k < out_shape[axis] along attr
+                          axis; attrs axis, start (0 <= start < in_shape[axis]), step (nonzero; every
+                          index in range). Split is several SLICE layers.
+QBINARY      i8, i8 -> i8     int8 elementwise with the broadcasting of BINARY, fn ADD, SUB, MUL,
+                          MAX or MIN, both inputs requantized to the output scale as onnxruntime's
+                          QLinearAdd / QLinearMul do, every step in float32 (no fused multiply-add):
+                            ADD/SUB/MAX/MIN: va = float32(a - a_zp) * ma, vb = float32(b - b_zp) * mb
+                              with ma = float32(a_scale / y_scale), mb = float32(b_scale / y_scale);
+                              v = va + vb | va - vb | max(va, vb) | min(va, vb)
+                            MUL: v = float32((a - a_zp) * (b - b_zp)) * mm,
+                              mm = float32(a_scale * b_scale / y_scale)
+                          y = clamp(round_half_even(v) + y_zp, qmin, qmax) (fused ReLU: qmin = y_zp).
+                          attrs fn, a_scale, a_zp, b_scale, b_zp, y_scale, y_zp, qmin, qmax.
+QCONCAT      i8... -> i8      CONCAT on int8 codes (the inputs share the output's scale and zero
+                          point: an importer requantizes an input with a QLUT first). attrs axis,
+                          y_scale, y_zp (for inspection).
+QSLICE       i8 -> i8         SLICE on int8 codes. attrs axis, start, step, y_scale, y_zp (inspection).
+
 Convolution and pooling (codes 20..): samples are channels-first, in_shape (C, H, W) for 2-D
 or (C, L) for 1-D, which is computed as H = 1 (kernel_h = stride_h = dilation_h = 1, no
 top/bottom pads). Geometry attrs (ints): kernel_h, kernel_w, stride_h, stride_w, dilation_h,
@@ -85,6 +116,9 @@ HARD_SIGMOID  max(0, min(1, alpha * x + beta))            (alpha 0.2, beta 0.5)
 GELU          0.5 * x * (1 + erf(x / sqrt(2)))
 GELU_TANH     0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
 CLIP          min(max(x, alpha), beta)                   (alpha = lower bound, beta = upper bound)
+SILU          x * sigmoid(x)                             (Swish; PyTorch exports it as x * Sigmoid(x))
+HARD_SWISH    x * max(0, min(1, x / 6 + 1 / 2))          (ONNX HardSwish)
+MISH          x * tanh(softplus(x))
 """
 
 from __future__ import annotations
@@ -104,6 +138,13 @@ class Op(IntEnum):
     DEQUANTIZE = 9
     QDENSE = 10
     QLUT = 11
+    # graph ops: several inputs (BINARY, CONCAT) or a view of one (SLICE)
+    BINARY = 12
+    CONCAT = 13
+    SLICE = 14
+    QBINARY = 15
+    QCONCAT = 16
+    QSLICE = 17
     # convolution and pooling (channels-first; 1-D as H = 1)
     CONV = 20
     MAXPOOL = 21
@@ -127,6 +168,19 @@ class Act(IntEnum):
     GELU = 9
     GELU_TANH = 10
     CLIP = 11
+    SILU = 12
+    HARD_SWISH = 13
+    MISH = 14
+
+
+class Bin(IntEnum):
+    """The elementwise function of a BINARY / QBINARY layer (attr ``fn``)."""
+    ADD = 0
+    SUB = 1
+    MUL = 2
+    DIV = 3
+    MAX = 4
+    MIN = 5
 
 
 # Default (alpha, beta) per activation, used when a Layer's attrs leave them out.
@@ -143,6 +197,9 @@ ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
     Act.GELU: (0.0, 0.0),
     Act.GELU_TANH: (0.0, 0.0),
     Act.CLIP: (float("-inf"), float("inf")),
+    Act.SILU: (0.0, 0.0),
+    Act.HARD_SWISH: (0.0, 0.0),
+    Act.MISH: (0.0, 0.0),
 }
 
 # Names used by rtinfer.train, the CLI and reports.
@@ -160,11 +217,24 @@ ACT_BY_NAME: dict[str, Act] = {
     "gelu": Act.GELU,
     "gelu_tanh": Act.GELU_TANH,
     "clip": Act.CLIP,
+    "silu": Act.SILU,
+    "swish": Act.SILU,
+    "hard_swish": Act.HARD_SWISH,
+    "mish": Act.MISH,
 }
 
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
-INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
-INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
+INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,
+                            Op.QBINARY, Op.QCONCAT, Op.QSLICE})
+INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,
+                             Op.QBINARY, Op.QCONCAT, Op.QSLICE})
+
+# How many inputs each op reads: 1 unless listed; CONCAT / QCONCAT take 1 to MAX_CONCAT_INPUTS.
+N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2}
+VARIADIC_OPS = frozenset({Op.CONCAT, Op.QCONCAT})
+MAX_CONCAT_INPUTS = 1 << 16
+# Ops that take a fused activation (``Layer.act``); every other op must leave it IDENTITY.
+ACT_OPS = frozenset({Op.DENSE, Op.ACT, Op.AFFINE, Op.CONV, Op.BINARY})
 
 # Convolution / pooling ops and the integer geometry attrs they carry (see the contract above).
 CONV_GEOMETRY_ATTRS = ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",

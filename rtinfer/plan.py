@@ -9,16 +9,25 @@ array for the whole model:
     program     int64     (n_ops, NCOLS) one row per executed op (columns C_* below)
     fparams     float64   per-op float parameters (activation alpha, beta; quant scales)
     weights     float32   DENSE W transposed (n_out, n_in) and b; AFFINE s, t; QDENSE multipliers M
-    weights     int32     QDENSE bias with the input zero point folded in
+    weights     int32     QDENSE bias with the input zero point folded in; conv/binary tables
     weights     int8      QDENSE W transposed to (n_out, n_in); QLUT tables (256,)
-    arena       float32   two regions of BLOCK * (largest float32 intermediate) elements
-    arena       int8      two regions of BLOCK * (largest int8 intermediate) elements
+    arena       float32   BLOCK x ARENA_F32 elements (the float32 activations)
+    arena       int8      BLOCK x ARENA_I8 elements (the int8 activations)
 
-Offsets in the program are element offsets into the view of the operand's dtype. The first
-op reads the caller's input array X and the last op writes the caller's output array Y
-(``C_SRC_KIND`` / ``C_DST_KIND`` = K_IO); intermediates ping-pong between the two arena
-regions of their dtype. RESHAPE moves no data and emits no row (a model of only RESHAPEs
-emits one identity copy). Each Runtime works on its own copy of the image (its own arena).
+Memory. Tensor 0 (the model input) is the caller's X; the model's output is written straight
+into the caller's Y when there is one output (several outputs are computed in the arena and
+copied into Y, back to back per sample, by CONCAT rows at the end). RESHAPE emits no row: its
+output shares its input's storage. Every other tensor gets an arena offset from a lifetime
+planner: a tensor lives from the first row that writes it to the last row that reads it, and
+tensors alive at the same row never overlap (greedy best fit, largest first, as TensorFlow Lite
+Micro's GreedyMemoryPlanner), so the arena is what the live tensors need, not the sum of all.
+Offsets are planned per sample; a run of ``st`` samples at a time (1 for one sample, BLOCK for
+predict's blocks, rtinfer.batch's CHUNK) scales every arena offset by st, which keeps tensors
+that are alive together apart (sample s of a tensor at base + offset * st + s * size).
+
+A row names each operand by kind and offset (C_*_KIND, C_*): K_X (the caller's X, at the
+sample's input offset), K_Y (the caller's Y), K_F / K_I (the float32 / int8 arena, at base +
+offset * st). Each Runtime works on its own copy of the image (its own arena).
 """
 
 from __future__ import annotations
@@ -30,9 +39,9 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import INT8_OUTPUT_OPS, WINDOW_OPS, Act, Op
+from .ops import ACT_OPS, INT8_OUTPUT_OPS, WINDOW_OPS, Act, Bin, Op
 
-# Samples processed together by the batched path (predict); the arena holds BLOCK samples.
+# Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK.
 BLOCK = 16
 
 # Header slots (int64 view).
@@ -40,32 +49,40 @@ H_N_OPS = 0
 H_PROG = 1      # int64 element offset of the program
 H_NCOLS = 2
 H_IN_SIZE = 3
-H_OUT_SIZE = 4
+H_OUT_SIZE = 4  # per-sample elements of Y (all outputs, back to back)
 H_BLOCK = 5
 H_CLOCK = 6     # slots 6 and 7: struct timespec scratch for clock_gettime
+H_AF = 8        # float32 arena base (element offset in the float32 view)
+H_AI = 9        # int8 arena base (element offset in the int8 view)
 HEADER_LEN = 16
 
 # Program columns.
 C_OP = 0
 C_ACT = 1
-C_SRC_KIND = 2  # K_ARENA or K_IO (the caller's X)
-C_SRC = 3       # element offset of sample 0's input (arena view of the input dtype)
-C_DST_KIND = 4  # K_ARENA or K_IO (the caller's Y)
+C_SRC_KIND = 2  # K_* of input 0
+C_SRC = 3       # offset of input 0 (arena kinds: per-sample arena offset, scaled by st)
+C_DST_KIND = 4
 C_DST = 5
 C_NIN = 6       # per-sample input size
 C_NOUT = 7      # per-sample output size
 C_T0 = 8        # tensor offsets: W / s / table
 C_T1 = 9        # b / t
 C_T2 = 10       # M (QDENSE)
-C_I0 = 11       # int params: outer | zp | y_zp
+C_I0 = 11       # int params: outer | zp | y_zp | the int32 table (conv, binary)
 C_I1 = 12       # axis_len | qmin
 C_I2 = 13       # inner | qmax
 C_FP = 14       # index of this op's float params in the fparams view: alpha, beta, scale
-C_LAYER = 15    # index of the FrozenModel layer this row executes
-NCOLS = 16
+C_LAYER = 15    # index of the FrozenModel layer this row executes (-1: an output copy)
+C_SRC2_KIND = 16  # input 1 (BINARY, QBINARY)
+C_SRC2 = 17
+C_NIN2 = 18
+C_I3 = 19       # CONCAT: column offset; SLICE: step
+NCOLS = 20
 
-K_ARENA = 0
-K_IO = 1
+K_F = 0   # float32 arena
+K_X = 1   # the caller's X
+K_Y = 2   # the caller's Y
+K_I = 3   # int8 arena
 
 # Columns the conv/pool planning in rtinfer.kernels_conv fills (see plan_window_row there).
 _CONV_COLS = {"OP": C_OP, "T0": C_T0, "T1": C_T1, "T2": C_T2, "I0": C_I0, "I1": C_I1}
@@ -78,20 +95,37 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
+class TensorSlot:
+    """Where one activation tensor lives (for reports and ``rtinfer inspect``)."""
+    tensor: int        # 0: the model input; i + 1: layer i's output
+    dtype: str         # "f32" | "i8"
+    place: str         # "input" (X), "output" (Y), "arena", or "alias of tN" (RESHAPE)
+    offset: int        # bytes into its dtype's arena (per sample), -1 outside the arena
+    nbytes: int        # bytes per sample
+    first: int         # first program row that writes it (-1: the input)
+    last: int          # last program row that reads it
+
+
+@dataclass(frozen=True)
 class Plan:
     image: np.ndarray            # uint8, the whole plan (see module docstring)
     n_ops: int
     input_shape: tuple
-    output_shape: tuple
-    output_dtype: str            # "float32" | "int64"
+    output_shape: tuple          # the first output's shape
+    output_dtype: str            # the first output's dtype, "float32" | "int64"
     in_size: int
-    out_size: int
-    arena_bytes: int             # working memory for one sample (two regions per dtype)
+    out_size: int                # elements of Y per sample (all outputs)
+    arena_bytes: int             # working memory for one sample (both arenas)
     batch_arena_bytes: int       # the arena as allocated, for BLOCK samples
     weight_bytes: int            # packed weights, biases, scales, tables and float params
     macs: int
-    row_layers: tuple            # FrozenModel layer index executed by each program row
+    row_layers: tuple            # FrozenModel layer index executed by each program row (-1: output copy)
     row_labels: tuple            # "i:OP[:name]" per row, for reports
+    outputs: tuple = ()          # (shape, dtype, element offset in a sample's Y) per output
+    tensors: tuple = ()          # TensorSlot per activation tensor
+    tensor_bytes: int = 0        # per sample: the sum of all intermediate tensors (no arena reuse)
+    arena_f32: int = 0           # per-sample arena elements, float32
+    arena_i8: int = 0            # per-sample arena elements, int8
 
     @property
     def program(self) -> np.ndarray:
@@ -104,11 +138,52 @@ class Plan:
         return self.image.copy()
 
     def describe(self) -> str:
-        lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B "
-                 f"({self.batch_arena_bytes} B for batches of {BLOCK}), {self.macs} MACs"]
+        lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "
+                 f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {BLOCK}), "
+                 f"{self.macs} MACs"]
         for label in self.row_labels:
             lines.append(f"  {label}")
         return "\n".join(lines)
+
+    def memory_table(self) -> str:
+        """Each tensor's place, offset, size and lifetime (program rows), one line each."""
+        lines = [f"{'tensor':>7} {'dtype':>5} {'place':<12} {'offset':>9} {'bytes':>9} {'rows':>11}"]
+        for t in self.tensors:
+            off = "-" if t.offset < 0 else str(t.offset)
+            life = "-" if t.first == -1 and t.last == -1 else f"{t.first}..{t.last}"
+            lines.append(f"{'t' + str(t.tensor):>7} {t.dtype:>5} {t.place:<12} {off:>9} {t.nbytes:>9} {life:>11}")
+        lines.append(f"arena {self.arena_bytes} B per sample (float32 {4 * self.arena_f32} B, int8 {self.arena_i8} B); "
+                     f"all intermediate tensors {self.tensor_bytes} B")
+        return "\n".join(lines)
+
+
+def plan_arena(items, align: int) -> tuple[dict, int]:
+    """Greedy best-fit offsets for tensors with lifetimes.
+
+    items: (key, size, first, last) with size in elements and [first, last] the program rows
+    the tensor is alive in (closed: a row's inputs and output are alive together). Largest
+    first (ties: earlier first); each goes into the smallest gap, among the tensors placed so
+    far that are alive at the same time, that holds it (ties: the lowest offset), else above
+    them all. Sizes round up to ``align`` elements. Returns ({key: offset}, total elements)."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    offsets = {}
+    order = sorted(items, key=lambda it: (-it[1], it[2], str(it[0])))
+    total = 0
+    for key, size, first, last in order:
+        size = (int(size) + align - 1) // align * align
+        busy = sorted((o, sz) for o, sz, f, l in placed if f <= last and first <= l)
+        best, best_gap, cursor = None, None, 0
+        for o, sz in busy:
+            gap = o - cursor
+            if gap >= size and (best_gap is None or gap < best_gap):
+                best, best_gap = cursor, gap
+            cursor = max(cursor, o + sz)
+        if best is None:
+            best = cursor
+        offsets[key] = best
+        placed.append((best, size, first, last))
+        total = max(total, best + size)
+    return offsets, total
 
 
 def _attr(layer: Layer, where: str, key: str, default=None) -> float:
@@ -199,142 +274,299 @@ def _axis_attrs(layer: Layer, where: str) -> tuple[int, int, int]:
     return outer, axis_len, inner
 
 
+def _binary_row(frozen: FrozenModel, layer: Layer, where: str, sec: "_Sections", row: list) -> None:
+    from .kernels_graph import BroadcastError, binary_table
+    a_shape = frozen.tensor_shape(layer.inputs[0])
+    b_shape = frozen.tensor_shape(layer.inputs[1])
+    fn = _int_attr(layer, where, "fn", lo=0, hi=len(Bin) - 1)
+    kw = {}
+    if layer.op == Op.QBINARY:
+        if fn == Bin.DIV:
+            raise PlanError(f"{where}: QBINARY does not take fn DIV")
+        for key in ("a_scale", "b_scale", "y_scale"):
+            _scale(layer, where, key)
+        kw = {"a_zp": _int_attr(layer, where, "a_zp", lo=quant.QMIN, hi=quant.QMAX),
+              "b_zp": _int_attr(layer, where, "b_zp", lo=quant.QMIN, hi=quant.QMAX),
+              "y_zp": _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX),
+              "qmin": _int_attr(layer, where, "qmin", quant.QMIN, lo=quant.QMIN, hi=quant.QMAX),
+              "qmax": _int_attr(layer, where, "qmax", quant.QMAX, lo=quant.QMIN, hi=quant.QMAX)}
+        if kw["qmin"] > kw["qmax"]:
+            raise PlanError(f"{where}: qmin {kw['qmin']} > qmax {kw['qmax']}")
+    try:
+        table, out = binary_table(a_shape, b_shape, fn, **kw)
+    except BroadcastError as exc:
+        raise PlanError(f"{where}: {exc}") from None
+    if tuple(out) != layer.out_shape:
+        raise PlanError(f"{where}: out_shape {layer.out_shape} is not the broadcast shape {out} of the "
+                        f"inputs {a_shape} and {b_shape}")
+    row[C_I0] = sec.add("i32", table)
+
+
+def _slice_row(layer: Layer, where: str, row: list) -> None:
+    shape = layer.in_shape
+    axis = _int_attr(layer, where, "axis", lo=0, hi=max(len(shape) - 1, 0))
+    if not shape or len(layer.out_shape) != len(shape) or any(
+            layer.out_shape[k] != shape[k] for k in range(len(shape)) if k != axis):
+        raise PlanError(f"{where}: out_shape {layer.out_shape} must equal in_shape {shape} except on axis {axis}")
+    n = shape[axis]
+    count = layer.out_shape[axis]
+    start = _int_attr(layer, where, "start", 0, lo=0, hi=n - 1)
+    step = _int_attr(layer, where, "step", 1, lo=-n, hi=n)
+    last = start + (count - 1) * step
+    if step == 0 or not 0 <= last < n:
+        raise PlanError(f"{where}: slice start {start}, step {step}, count {count} leaves the axis of length {n}")
+    row[C_I0] = math.prod(shape[:axis])
+    row[C_I1] = n
+    row[C_I2] = math.prod(shape[axis + 1:])
+    row[C_T0] = start
+    row[C_I3] = step
+
+
+def _concat_rows(frozen: FrozenModel, layer: Layer, where: str, base: list) -> list:
+    """One CONCAT row per input: copy input k's blocks into its columns of the output."""
+    out = layer.out_shape
+    axis = _int_attr(layer, where, "axis", lo=0, hi=max(len(out) - 1, 0))
+    shapes = [frozen.tensor_shape(t) for t in layer.inputs]
+    total = 0
+    for k, shp in enumerate(shapes):
+        if len(shp) != len(out) or any(shp[d] != out[d] for d in range(len(out)) if d != axis):
+            raise PlanError(f"{where}: input {k} has shape {shp}; CONCAT on axis {axis} needs {out} except on that axis")
+        total += shp[axis]
+    if not out or total != out[axis]:
+        raise PlanError(f"{where}: the inputs' lengths on axis {axis} sum to {total}, out_shape says {out}")
+    inner = math.prod(out[axis + 1:])
+    outer = math.prod(out[:axis])
+    rows, col = [], 0
+    for k, shp in enumerate(shapes):
+        row = list(base)
+        row[C_NIN] = math.prod(shp)
+        row[C_I0] = outer
+        row[C_I1] = shp[axis] * inner     # chunk
+        row[C_I2] = out[axis] * inner     # dst stride
+        row[C_I3] = col
+        col += shp[axis] * inner
+        rows.append((row, k))
+    return rows
+
+
+def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fparams: list) -> list:
+    """The program row(s) of one layer, as (row, input index) pairs; offsets section-relative."""
+    where = f"layer {li} ({layer.op.name}{' ' + layer.name if layer.name else ''})"
+    op = layer.op
+    n_in, n_out = layer.in_size, layer.out_size
+    row = [0] * NCOLS
+    row[C_OP] = int(op)
+    row[C_ACT] = int(layer.act)
+    row[C_NIN] = n_in
+    row[C_NOUT] = n_out
+    row[C_LAYER] = li
+    alpha, beta = _act_params(layer, where)
+    scale = 0.0
+    if op in (Op.ACT, Op.AFFINE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QLUT) and n_in != n_out:
+        raise PlanError(f"{where}: elementwise op needs in size == out size, got {n_in} -> {n_out}")
+    if op not in ACT_OPS and layer.act != Act.IDENTITY:
+        raise PlanError(f"{where}: {op.name} takes no activation, got {layer.act.name}")
+    if op in (Op.BINARY, Op.QBINARY, Op.CONCAT, Op.QCONCAT) and layer.in_shape != frozen.tensor_shape(layer.inputs[0]):
+        raise PlanError(f"{where}: in_shape {layer.in_shape} must be input tensor {layer.inputs[0]}'s shape "
+                        f"{frozen.tensor_shape(layer.inputs[0])}")
+
+    if op == Op.DENSE:
+        W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out), exact=True)
+        b = _tensor(frozen, layer, where, "b", "f32", (n_out,))
+        row[C_T0] = sec.add("f32", np.ascontiguousarray(W.T))
+        row[C_T1] = sec.add("f32", b)
+    elif op == Op.ACT:
+        pass
+    elif op == Op.AFFINE:
+        row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "s", "f32", (n_in,)))
+        row[C_T1] = sec.add("f32", _tensor(frozen, layer, where, "t", "f32", (n_in,)))
+    elif op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
+        if n_in != n_out:
+            raise PlanError(f"{where}: {op.name} needs in size == out size, got {n_in} -> {n_out}")
+        row[C_I0], row[C_I1], row[C_I2] = _axis_attrs(layer, where)
+    elif op == Op.ARGMAX:
+        outer, axis_len, inner = _axis_attrs(layer, where)
+        if n_out != outer * inner:
+            raise PlanError(f"{where}: ARGMAX output size must be outer*inner = {outer * inner}, got {n_out}")
+        row[C_I0], row[C_I1], row[C_I2] = outer, axis_len, inner
+    elif op == Op.QUANTIZE:
+        scale = _scale(layer, where, "y_scale")
+        row[C_I0] = _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX)
+    elif op == Op.DEQUANTIZE:
+        scale = _scale(layer, where, "x_scale")
+        row[C_I0] = _int_attr(layer, where, "x_zp", lo=quant.QMIN, hi=quant.QMAX)
+    elif op == Op.QDENSE:
+        Wq = _tensor(frozen, layer, where, "W", "i8", (n_in, n_out), exact=True)
+        bq = _tensor(frozen, layer, where, "b", "i32", (n_out,))
+        w_scale = _tensor(frozen, layer, where, "w_scale", "f32", (n_out,))
+        x_scale = _scale(layer, where, "x_scale")
+        y_scale = _scale(layer, where, "y_scale")
+        x_zp = _int_attr(layer, where, "x_zp", lo=quant.QMIN, hi=quant.QMAX)
+        y_zp = _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX)
+        qmin = _int_attr(layer, where, "qmin", quant.QMIN, lo=quant.QMIN, hi=quant.QMAX)
+        qmax = _int_attr(layer, where, "qmax", quant.QMAX, lo=quant.QMIN, hi=quant.QMAX)
+        if qmin > qmax:
+            raise PlanError(f"{where}: qmin {qmin} > qmax {qmax}")
+        if not np.all(np.isfinite(w_scale)) or np.any(w_scale <= 0):
+            raise PlanError(f"{where}: w_scale must be positive and finite")
+        W64 = Wq.astype(np.int64)
+        # |acc| <= 255 * sum|W[:, j]| + |b[j]| must fit int32 so the wrapping int32 kernel is exact
+        bound = 255 * np.abs(W64).sum(axis=0) + np.abs(bq.astype(np.int64))
+        if np.any(bound > np.iinfo(np.int32).max):
+            raise PlanError(f"{where}: the int32 accumulator could overflow (worst case {int(bound.max())})")
+        folded = bq.astype(np.int64) - x_zp * W64.sum(axis=0)
+        M = quant.requant_multiplier(x_scale, w_scale, y_scale)
+        if not np.all(np.isfinite(M)):
+            raise PlanError(f"{where}: requantization multiplier is not finite")
+        row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))
+        row[C_T1] = sec.add("i32", folded.astype(np.int32))
+        row[C_T2] = sec.add("f32", M)
+        row[C_I0] = y_zp
+        row[C_I1] = qmin
+        row[C_I2] = qmax
+    elif op == Op.QLUT:
+        row[C_T0] = sec.add("i8", _tensor(frozen, layer, where, "table", "i8", (256,)))
+    elif op in (Op.BINARY, Op.QBINARY):
+        _binary_row(frozen, layer, where, sec, row)
+        row[C_NIN2] = math.prod(frozen.tensor_shape(layer.inputs[1]))
+        if op == Op.QBINARY:
+            ma, mb = quant.qbinary_multipliers(layer.attrs["fn"], layer.attrs["a_scale"], layer.attrs["b_scale"],
+                                               layer.attrs["y_scale"])
+            if not (np.isfinite(ma) and np.isfinite(mb)):
+                raise PlanError(f"{where}: requantization multipliers are not finite")
+            alpha, beta = float(ma), float(mb)
+    elif op in (Op.SLICE, Op.QSLICE):
+        _slice_row(layer, where, row)
+    elif op in (Op.CONCAT, Op.QCONCAT):
+        row[C_FP] = len(fparams)
+        fparams.extend([alpha, beta, scale])
+        return _concat_rows(frozen, layer, where, row)
+    elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
+        from .kernels_conv import plan_window_row
+        scale = plan_window_row(frozen, layer, where, sec, row, _CONV_COLS, PlanError)
+    else:  # pragma: no cover - Op is a closed enum
+        raise PlanError(f"{where}: unsupported op {op!r}")
+    row[C_FP] = len(fparams)
+    fparams.extend([alpha, beta, scale])
+    return [(row, None)]
+
+
 def build_plan(frozen: FrozenModel) -> Plan:
-    """Validate every layer against its op's contract and lay out the plan image."""
+    """Validate every layer against its op's contract, plan the arena and lay out the image."""
     if not isinstance(frozen, FrozenModel):
         raise PlanError(f"build_plan expects a FrozenModel, got {type(frozen).__name__}")
     frozen.validate()
     sec = _Sections()
     fparams: list[float] = []
+    layers = frozen.layers
+    n_t = len(layers) + 1
+
+    # storage: RESHAPE outputs share their input's storage
+    root = list(range(n_t))
+    for li, layer in enumerate(layers):
+        if layer.op == Op.RESHAPE:
+            if layer.in_size != layer.out_size:
+                raise PlanError(f"layer {li} (RESHAPE): must keep the size, got {layer.in_size} -> {layer.out_size}")
+            root[li + 1] = root[layer.inputs[0]]
+
+    # rows: (row, reads (tensor ids), writes (tensor id)), in layer order
     rows: list[list[int]] = []
-    row_layers: list[int] = []
-    row_labels: list[str] = []
-    max_f32 = 0
-    max_i8 = 0
-
-    for li, layer in enumerate(frozen.layers):
-        where = f"layer {li} ({layer.op.name}{' ' + layer.name if layer.name else ''})"
-        op = layer.op
-        n_in, n_out = layer.in_size, layer.out_size
-        row = [0] * NCOLS
-        row[C_OP] = int(op)
-        row[C_ACT] = int(layer.act)
-        row[C_NIN] = n_in
-        row[C_NOUT] = n_out
-        row[C_LAYER] = li
-        alpha, beta = _act_params(layer, where)
-        scale = 0.0
-        if op in (Op.ACT, Op.AFFINE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QLUT) and n_in != n_out:
-            raise PlanError(f"{where}: elementwise op needs in size == out size, got {n_in} -> {n_out}")
-        if op not in (Op.DENSE, Op.ACT, Op.AFFINE, Op.CONV) and layer.act != Act.IDENTITY:
-            raise PlanError(f"{where}: {op.name} takes no activation, got {layer.act.name}")
-
-        if op == Op.RESHAPE:
-            if n_in != n_out:
-                raise PlanError(f"{where}: RESHAPE must keep the size, got {n_in} -> {n_out}")
+    reads: list[tuple] = []
+    writes: list[int] = []
+    labels: list[str] = []
+    for li, layer in enumerate(layers):
+        if layer.op == Op.RESHAPE:
             continue
-        elif op == Op.DENSE:
-            W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out), exact=True)
-            b = _tensor(frozen, layer, where, "b", "f32", (n_out,))
-            row[C_T0] = sec.add("f32", np.ascontiguousarray(W.T))
-            row[C_T1] = sec.add("f32", b)
-        elif op == Op.ACT:
-            pass
-        elif op == Op.AFFINE:
-            row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "s", "f32", (n_in,)))
-            row[C_T1] = sec.add("f32", _tensor(frozen, layer, where, "t", "f32", (n_in,)))
-        elif op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
-            if n_in != n_out:
-                raise PlanError(f"{where}: {op.name} needs in size == out size, got {n_in} -> {n_out}")
-            row[C_I0], row[C_I1], row[C_I2] = _axis_attrs(layer, where)
-        elif op == Op.ARGMAX:
-            outer, axis_len, inner = _axis_attrs(layer, where)
-            if n_out != outer * inner:
-                raise PlanError(f"{where}: ARGMAX output size must be outer*inner = {outer * inner}, got {n_out}")
-            row[C_I0], row[C_I1], row[C_I2] = outer, axis_len, inner
-        elif op == Op.QUANTIZE:
-            scale = _scale(layer, where, "y_scale")
-            row[C_I0] = _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX)
-        elif op == Op.DEQUANTIZE:
-            scale = _scale(layer, where, "x_scale")
-            row[C_I0] = _int_attr(layer, where, "x_zp", lo=quant.QMIN, hi=quant.QMAX)
-        elif op == Op.QDENSE:
-            Wq = _tensor(frozen, layer, where, "W", "i8", (n_in, n_out), exact=True)
-            bq = _tensor(frozen, layer, where, "b", "i32", (n_out,))
-            w_scale = _tensor(frozen, layer, where, "w_scale", "f32", (n_out,))
-            x_scale = _scale(layer, where, "x_scale")
-            y_scale = _scale(layer, where, "y_scale")
-            x_zp = _int_attr(layer, where, "x_zp", lo=quant.QMIN, hi=quant.QMAX)
-            y_zp = _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX)
-            qmin = _int_attr(layer, where, "qmin", quant.QMIN, lo=quant.QMIN, hi=quant.QMAX)
-            qmax = _int_attr(layer, where, "qmax", quant.QMAX, lo=quant.QMIN, hi=quant.QMAX)
-            if qmin > qmax:
-                raise PlanError(f"{where}: qmin {qmin} > qmax {qmax}")
-            if not np.all(np.isfinite(w_scale)) or np.any(w_scale <= 0):
-                raise PlanError(f"{where}: w_scale must be positive and finite")
-            W64 = Wq.astype(np.int64)
-            # |acc| <= 255 * sum|W[:, j]| + |b[j]| must fit int32 so the wrapping int32 kernel is exact
-            bound = 255 * np.abs(W64).sum(axis=0) + np.abs(bq.astype(np.int64))
-            if np.any(bound > np.iinfo(np.int32).max):
-                raise PlanError(f"{where}: the int32 accumulator could overflow (worst case {int(bound.max())})")
-            folded = bq.astype(np.int64) - x_zp * W64.sum(axis=0)
-            M = quant.requant_multiplier(x_scale, w_scale, y_scale)
-            if not np.all(np.isfinite(M)):
-                raise PlanError(f"{where}: requantization multiplier is not finite")
-            row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))
-            row[C_T1] = sec.add("i32", folded.astype(np.int32))
-            row[C_T2] = sec.add("f32", M)
-            row[C_I0] = y_zp
-            row[C_I1] = qmin
-            row[C_I2] = qmax
-        elif op == Op.QLUT:
-            row[C_T0] = sec.add("i8", _tensor(frozen, layer, where, "table", "i8", (256,)))
-        elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
-            from .kernels_conv import plan_window_row
-            scale = plan_window_row(frozen, layer, where, sec, row, _CONV_COLS, PlanError)
-        else:  # pragma: no cover - Op is a closed enum
-            raise PlanError(f"{where}: unsupported op {op!r}")
+        label = f"{li}:{layer.op.name}" + (f":{layer.act.name}" if layer.act != Act.IDENTITY else "") \
+            + (f":{layer.name}" if layer.name else "")
+        for row, k in _layer_row(frozen, li, layer, sec, fparams):
+            rows.append(row)
+            reads.append(tuple(layer.inputs) if k is None else (layer.inputs[k],))
+            writes.append(li + 1)
+            labels.append(label if k is None else f"{label}[{k}]")
 
-        row[C_FP] = len(fparams)
-        fparams.extend([alpha, beta, scale])
-        rows.append(row)
-        row_layers.append(li)
-        row_labels.append(f"{li}:{op.name}" + (f":{layer.act.name}" if layer.act != Act.IDENTITY else "")
-                          + (f":{layer.name}" if layer.name else ""))
+    # outputs: one output produced by a row is written straight into Y; otherwise every output is
+    # copied into its place in Y (back to back per sample) by a CONCAT row of one block
+    outs = frozen.outputs
+    out_total = sum(o.size for o in outs)
+    out_layout, col = [], 0
+    for o in outs:
+        out_layout.append((o.shape, o.dtype, col))
+        col += o.size
+    in_y = set()
+    if len(outs) == 1 and root[outs[0].tensor] != 0:
+        in_y.add(root[outs[0].tensor])
+    else:
+        for k, o in enumerate(outs):
+            row = [0] * NCOLS
+            row[C_OP], row[C_NIN], row[C_NOUT], row[C_LAYER] = int(Op.CONCAT), o.size, out_total, -1
+            row[C_I0], row[C_I1], row[C_I2], row[C_I3] = 1, o.size, out_total, out_layout[k][2]
+            row[C_FP] = len(fparams)
+            fparams.extend([0.0, 0.0, 0.0])
+            rows.append(row)
+            reads.append((o.tensor,))
+            writes.append(-1)
+            labels.append(f"output {k} (copy)")
 
-    if not rows:  # only RESHAPEs: one identity copy
-        n = frozen.input_size
-        row = [0] * NCOLS
-        row[C_OP], row[C_ACT], row[C_NIN], row[C_NOUT], row[C_FP] = int(Op.ACT), int(Act.IDENTITY), n, n, 0
-        fparams.extend([0.0, 0.0, 0.0])
-        rows.append(row)
-        row_layers.append(0)
-        row_labels.append("0:RESHAPE(copy)")
+    # lifetimes of arena tensors (by storage root), then offsets per dtype
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for k in range(len(rows)):
+        for t in reads[k]:
+            last[root[t]] = k
+        if writes[k] >= 0:
+            first.setdefault(root[writes[k]], k)
+            last[root[writes[k]]] = max(last.get(root[writes[k]], k), k)
+    arena_roots = [t for t in first if t not in in_y]
+    dtype_of = {t: frozen.tensor_dtype(t) for t in range(n_t)}
+    size_of = {t: math.prod(frozen.tensor_shape(t)) for t in range(n_t)}
+    off_f, peak_f = plan_arena([(t, size_of[t], first[t], last[t]) for t in arena_roots if dtype_of[t] == "f32"],
+                               _ALIGN // 4)
+    off_i, peak_i = plan_arena([(t, size_of[t], first[t], last[t]) for t in arena_roots if dtype_of[t] == "i8"],
+                               _ALIGN)
 
-    # Arena: the first op reads X, the last writes Y, intermediates ping-pong per dtype.
-    n_ops = len(rows)
-    cur_dtype, cur_region, cur_io = "f32", None, True
-    assign = []
+    def place(t):
+        r = root[t]
+        if r == 0:
+            return K_X, 0
+        if r in in_y:
+            return K_Y, 0
+        if dtype_of[r] == "f32":
+            return K_F, off_f[r]
+        return K_I, off_i[r]
+
     for k, row in enumerate(rows):
-        op = Op(row[C_OP])
-        out_dtype = "i8" if op in INT8_OUTPUT_OPS else "f32"
-        if k == n_ops - 1:
-            dst = ("io", None)
+        row[C_SRC_KIND], row[C_SRC] = place(reads[k][0])
+        if len(reads[k]) > 1:
+            row[C_SRC2_KIND], row[C_SRC2] = place(reads[k][1])
+        if writes[k] >= 0:
+            row[C_DST_KIND], row[C_DST] = place(writes[k])
         else:
-            r = 1 if (not cur_io and cur_dtype == out_dtype and cur_region == 0) else 0
-            dst = (out_dtype, r)
-            if out_dtype == "f32":
-                max_f32 = max(max_f32, row[C_NOUT])
-            else:
-                max_i8 = max(max_i8, row[C_NOUT])
-        assign.append(((cur_dtype, cur_region) if not cur_io else ("io", None), dst))
-        cur_io = dst[0] == "io"
-        cur_dtype, cur_region = out_dtype, dst[1]
+            row[C_DST_KIND], row[C_DST] = K_Y, 0
+
+    slots = []
+    for t in range(n_t):
+        nbytes = size_of[t] * (4 if dtype_of[t] == "f32" else 1)
+        r = root[t]
+        if r != t:
+            slots.append(TensorSlot(t, dtype_of[t], f"alias of t{r}", -1, nbytes, first.get(r, -1), last.get(r, -1)))
+        elif t == 0:
+            slots.append(TensorSlot(0, "f32", "input", -1, nbytes, -1, last.get(0, -1)))
+        elif t in in_y:
+            slots.append(TensorSlot(t, dtype_of[t], "output", -1, nbytes, first.get(t, -1), last.get(t, -1)))
+        elif t in off_f:
+            slots.append(TensorSlot(t, "f32", "arena", 4 * off_f[t], nbytes, first[t], last[t]))
+        elif t in off_i:
+            slots.append(TensorSlot(t, "i8", "arena", off_i[t], nbytes, first[t], last[t]))
+        else:  # only read by RESHAPEs that lead nowhere: validate() forbids it
+            slots.append(TensorSlot(t, dtype_of[t], "unused", -1, nbytes, -1, -1))
+    tensor_bytes = sum(size_of[t] * (4 if dtype_of[t] == "f32" else 1) for t in arena_roots)
 
     # Byte layout.
     def align(n):
         return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
+    n_ops = len(rows)
     f32w, i32w, i8w = sec.array("f32"), sec.array("i32"), sec.array("i8")
     fp = np.asarray(fparams, dtype=np.float64)
     o_prog = off = align(HEADER_LEN * 8)
@@ -343,10 +575,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
     o_i32 = off = align(off + f32w.nbytes)
     o_i8 = off = align(off + i32w.nbytes)
     o_af = off = align(off + i8w.nbytes)
-    reg_f32 = BLOCK * max_f32
-    reg_i8 = align(BLOCK * max_i8)
-    o_ai = off = align(off + 2 * reg_f32 * 4)
-    total = align(off + 2 * reg_i8 + 8)
+    o_ai = off = align(off + BLOCK * peak_f * 4)
+    total = align(off + BLOCK * peak_i + 8)
 
     image = np.zeros(total, dtype=np.uint8)
     image[o_fp:o_fp + fp.nbytes] = fp.view(np.uint8)
@@ -354,20 +584,9 @@ def build_plan(frozen: FrozenModel) -> Plan:
     image[o_i32:o_i32 + i32w.nbytes] = i32w.view(np.uint8)
     image[o_i8:o_i8 + i8w.nbytes] = i8w.view(np.uint8)
 
-    def arena_off(loc):
-        dtype, r = loc
-        if dtype == "f32":
-            return o_af // 4 + r * reg_f32
-        return o_ai + r * reg_i8
-
     prog = np.zeros((n_ops, NCOLS), dtype=np.int64)
     for k, row in enumerate(rows):
         op = Op(row[C_OP])
-        src, dst = assign[k]
-        row[C_SRC_KIND] = K_IO if src[0] == "io" else K_ARENA
-        row[C_SRC] = 0 if src[0] == "io" else arena_off(src)
-        row[C_DST_KIND] = K_IO if dst[0] == "io" else K_ARENA
-        row[C_DST] = 0 if dst[0] == "io" else arena_off(dst)
         row[C_FP] += o_fp // 8
         if op in (Op.DENSE, Op.AFFINE):
             row[C_T0] += o_f32 // 4
@@ -378,6 +597,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_T2] += o_f32 // 4
         elif op == Op.QLUT:
             row[C_T0] += o_i8
+        elif op in (Op.BINARY, Op.QBINARY):
+            row[C_I0] += o_i32 // 4
         elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
             from .kernels_conv import relocate_window_row
             relocate_window_row(row, _CONV_COLS, o_f32 // 4, o_i32 // 4, o_i8)
@@ -389,8 +610,10 @@ def build_plan(frozen: FrozenModel) -> Plan:
     header[H_PROG] = o_prog // 8
     header[H_NCOLS] = NCOLS
     header[H_IN_SIZE] = frozen.input_size
-    header[H_OUT_SIZE] = frozen.output_size
+    header[H_OUT_SIZE] = out_total
     header[H_BLOCK] = BLOCK
+    header[H_AF] = o_af // 4
+    header[H_AI] = o_ai
     image[:HEADER_LEN * 8] = header.view(np.uint8)
     image.flags.writeable = False
 
@@ -401,11 +624,16 @@ def build_plan(frozen: FrozenModel) -> Plan:
         output_shape=frozen.output_shape,
         output_dtype=frozen.output_dtype,
         in_size=frozen.input_size,
-        out_size=frozen.output_size,
-        arena_bytes=2 * max_f32 * 4 + 2 * max_i8,
-        batch_arena_bytes=2 * reg_f32 * 4 + 2 * reg_i8,
+        out_size=out_total,
+        arena_bytes=int(peak_f * 4 + peak_i),
+        batch_arena_bytes=int(BLOCK * (peak_f * 4 + peak_i)),
         weight_bytes=int(f32w.nbytes + i32w.nbytes + i8w.nbytes + fp.nbytes),
         macs=frozen.macs,
-        row_layers=tuple(row_layers),
-        row_labels=tuple(row_labels),
+        row_layers=tuple(int(r[C_LAYER]) for r in rows),
+        row_labels=tuple(labels),
+        outputs=tuple(out_layout),
+        tensors=tuple(slots),
+        tensor_bytes=int(tensor_bytes),
+        arena_f32=int(peak_f),
+        arena_i8=int(peak_i),
     )

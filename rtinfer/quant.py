@@ -75,3 +75,19 @@ def build_lut(fn, x_scale: float, x_zp: int, y_scale: float, y_zp: int) -> np.nd
     x = dequantize(q, x_scale, x_zp)
     y = np.asarray(fn(x.astype(np.float64)), dtype=np.float32)
     return quantize(y, y_scale, y_zp)
+
+
+def qbinary_multipliers(fn: int, a_scale: float, b_scale: float, y_scale: float) -> tuple:
+    """(ma, mb) float32 of a QBINARY layer (rtinfer.ops): for MUL (fn 2) ma = float32(a_scale *
+    b_scale / y_scale) and mb = 0; otherwise ma = float32(a_scale / y_scale), mb = float32(
+    b_scale / y_scale). Computed in float64 from the attributes, rounded once."""
+    a, b, y = np.float64(a_scale), np.float64(b_scale), np.float64(y_scale)
+    if int(fn) == 2:
+        return np.float32(a * b / y), np.float32(0.0)
+    return np.float32(a / y), np.float32(b / y)
+
+
+def requantize_table(x_scale: float, x_zp: int, y_scale: float, y_zp: int) -> np.ndarray:
+    """The QLUT table that moves int8 codes from (x_scale, x_zp) to (y_scale, y_zp):
+    quantize(dequantize(q)) — an exact QLinearConcat-style requantization of one input."""
+    return build_lut(lambda v: v, x_scale, x_zp, y_scale, y_zp)

@@ -6,6 +6,8 @@ use exact integer arithmetic and the rounding of ``rtinfer.quant``.
 
     Y = run(frozen, X)              # X (N, *input_shape) float32 -> (N, *output_shape)
     Y, trace = run(frozen, X, trace=True)   # trace[i] is layer i's output, (N, *out_shape)
+
+A model with several outputs returns a tuple of arrays, in ``frozen.outputs`` order.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import WINDOW_OPS, Act, Op
+from .ops import WINDOW_OPS, Act, Bin, Op
 
 
 def activation(x: np.ndarray, act: Act, alpha: float = 0.0, beta: float = 0.0) -> np.ndarray:
@@ -48,6 +50,13 @@ def activation(x: np.ndarray, act: Act, alpha: float = 0.0, beta: float = 0.0) -
         y = 0.5 * x64 * (1.0 + np.tanh(c * (x64 + 0.044715 * x64 ** 3)))
     elif act == Act.CLIP:
         y = np.minimum(np.maximum(x64, alpha), beta)
+    elif act == Act.SILU:
+        e = np.exp(-np.abs(x64))
+        y = x64 * np.where(x64 >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    elif act == Act.HARD_SWISH:
+        y = x64 * np.clip(x64 / 6.0 + 0.5, 0.0, 1.0)
+    elif act == Act.MISH:
+        y = x64 * np.tanh(np.maximum(x64, 0.0) + np.log1p(np.exp(-np.abs(x64))))
     else:  # pragma: no cover - Act is a closed enum
         raise ValueError(f"unknown activation {act!r}")
     return y.astype(np.float32)
@@ -88,9 +97,93 @@ def qdense(x_q: np.ndarray, Wq: np.ndarray, bq: np.ndarray, w_scale: np.ndarray,
                             int(a.get("qmin", quant.QMIN)), int(a.get("qmax", quant.QMAX)))
 
 
-def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray) -> np.ndarray:
-    """One layer on a batch; x is (N, in_size) flat, returns (N, out_size) flat."""
+def _sample_broadcast(x: np.ndarray, shape: tuple, rank: int) -> np.ndarray:
+    """(N, size) flat -> (N, 1.., *shape) with rank per-sample axes (right-aligned)."""
+    return x.reshape((x.shape[0],) + (1,) * (rank - len(shape)) + tuple(shape))
+
+
+def binary_shapes(a_shape: tuple, b_shape: tuple) -> tuple:
+    """The per-sample broadcast shape of two inputs (NumPy rules); ValueError if none."""
+    return tuple(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
+
+
+def binary_f32(a: np.ndarray, b: np.ndarray, fn: int) -> np.ndarray:
+    """float32 a fn b, elementwise (already broadcast)."""
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    fn = Bin(fn)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if fn == Bin.ADD:
+            return a + b
+        if fn == Bin.SUB:
+            return a - b
+        if fn == Bin.MUL:
+            return a * b
+        if fn == Bin.DIV:
+            return a / b
+        if fn == Bin.MAX:
+            return np.maximum(a, b)
+        return np.minimum(a, b)
+
+
+def qbinary_i8(a: np.ndarray, b: np.ndarray, attrs) -> np.ndarray:
+    """int8 a fn b (already broadcast), QBINARY's float32 arithmetic (rtinfer.ops)."""
+    fn = Bin(int(attrs["fn"]))
+    f32 = np.float32
+    a_d = (a.astype(np.int32) - int(attrs["a_zp"]))
+    b_d = (b.astype(np.int32) - int(attrs["b_zp"]))
+    ma, mb = quant.qbinary_multipliers(fn, attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
+    if fn == Bin.MUL:
+        v = (a_d * b_d).astype(f32) * ma
+    else:
+        va = a_d.astype(f32) * ma
+        vb = b_d.astype(f32) * mb
+        if fn == Bin.ADD:
+            v = va + vb
+        elif fn == Bin.SUB:
+            v = va - vb
+        elif fn == Bin.MAX:
+            v = np.maximum(va, vb)
+        elif fn == Bin.MIN:
+            v = np.minimum(va, vb)
+        else:
+            raise ValueError(f"QBINARY does not take fn {fn.name}")
+    q = np.rint(v).astype(np.int64) + int(attrs["y_zp"])
+    return np.clip(q, int(attrs.get("qmin", quant.QMIN)), int(attrs.get("qmax", quant.QMAX))).astype(np.int8)
+
+
+def slice_axis(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """SLICE / QSLICE: x (N, in_size) -> (N, out_size), along attr axis of in_shape."""
+    axis = int(layer.attrs["axis"])
+    start, step = int(layer.attrs.get("start", 0)), int(layer.attrs.get("step", 1))
+    count = layer.out_shape[axis]
+    v = x.reshape((x.shape[0],) + layer.in_shape)
+    idx = start + step * np.arange(count)
+    return np.take(v, idx, axis=axis + 1).reshape(x.shape[0], -1)
+
+
+def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """One layer on a batch; x is its first input (N, in_size) flat, ``more`` its other inputs
+    (flat, in Layer.inputs order); returns (N, out_size) flat."""
     op = layer.op
+    if op in (Op.BINARY, Op.QBINARY):
+        a_shape = layer.in_shape
+        b_shape = frozen.tensor_shape(layer.inputs[1])
+        rank = max(len(a_shape), len(b_shape))
+        a = _sample_broadcast(x, a_shape, rank)
+        b = _sample_broadcast(more[0], b_shape, rank)
+        a, b = np.broadcast_arrays(a, b)
+        if op == Op.BINARY:
+            y = binary_f32(a, b, int(layer.attrs["fn"]))
+            alpha, beta = layer.act_params()
+            return activation(y, layer.act, alpha, beta).reshape(x.shape[0], -1)
+        return qbinary_i8(a, b, layer.attrs).reshape(x.shape[0], -1)
+    if op in (Op.CONCAT, Op.QCONCAT):
+        axis = int(layer.attrs["axis"])
+        parts = [v.reshape((v.shape[0],) + frozen.tensor_shape(t)) for v, t in zip((x,) + more, layer.inputs)]
+        return np.concatenate(parts, axis=axis + 1).reshape(x.shape[0], -1)
+    if op in (Op.SLICE, Op.QSLICE):
+        return slice_axis(x, layer)
     alpha, beta = layer.act_params()
     if op == Op.DENSE:
         W = frozen.tensor(layer, "W")
@@ -127,18 +220,22 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray) -> np.ndarray:
 
 
 def run(frozen: FrozenModel, X: np.ndarray, trace: bool = False):
-    """Run a batch X (N, *input_shape) through the model; returns (N, *output_shape)."""
+    """Run a batch X (N, *input_shape) through the model; returns (N, *output_shape), or a
+    tuple of arrays for a model with several outputs. trace=True also returns every layer's
+    output (N, *out_shape) in layer order."""
     X = np.asarray(X)
     if X.shape[1:] != frozen.input_shape:
         raise ValueError(f"expected input of shape (N, {', '.join(map(str, frozen.input_shape))}), got {X.shape}")
     n = X.shape[0]
-    x = X.reshape(n, -1).astype(np.float32)
-    outs = []
+    tensors = [X.reshape(n, -1).astype(np.float32)]
     for layer in frozen.layers:
-        x = run_layer(frozen, layer, x).reshape(n, -1)
-        if trace:
-            outs.append(x.reshape((n,) + layer.out_shape))
-    y = x.reshape((n,) + frozen.output_shape)
-    if frozen.output_dtype == "int64":
-        y = y.astype(np.int64)
-    return (y, outs) if trace else y
+        ins = [tensors[t] for t in layer.inputs]
+        tensors.append(run_layer(frozen, layer, *ins).reshape(n, -1))
+    ys = []
+    for out in frozen.outputs:
+        y = tensors[out.tensor].reshape((n,) + out.shape)
+        ys.append(y.astype(np.int64) if out.dtype == "int64" else y)
+    y = ys[0] if len(ys) == 1 else tuple(ys)
+    if trace:
+        return y, [tensors[i + 1].reshape((n,) + layer.out_shape) for i, layer in enumerate(frozen.layers)]
+    return y

@@ -6,10 +6,12 @@
 
 The byte layout is specified in ``docs/FORMAT.md``; the constants below are that layout.
 Everything is little-endian. A 256-byte fixed header holds the magic, the version, the model's
-shapes, the counts and byte offsets of five fixed-record tables (layers, tensors, attrs, meta,
-sections), a string table, and three CRC32s (zlib): one over the header, one over the tables
-region, one over the data region; each data section also carries its own CRC32. Data sections
-(one per buffer dtype) start at multiples of 64 bytes, so ``np.memmap`` maps them in place.
+shapes, the counts and byte offsets of seven fixed-record tables (layers, tensors, attrs, meta,
+sections, and since version 2 the graph's layer inputs and model outputs), a string table, and
+three CRC32s (zlib): one over the header, one over the tables region, one over the data region;
+each data section also carries its own CRC32. Data sections (one per buffer dtype) start at
+multiples of 64 bytes, so ``np.memmap`` maps them in place. Version 1 files (chains: no input
+or output tables) are read as well; files are written as version 2.
 
 Every problem with a file raises ``RtmFormatError`` (a ValueError) naming what is wrong and where
 (byte offset, table record, section or layer). The reader checks sizes against the file length
@@ -32,8 +34,9 @@ from .frozen import BUFFER_DTYPES, FrozenModel, FrozenModelError, Layer, TensorR
 from .ops import Act, Op
 
 MAGIC = b"\x89RTM\r\n\x1a\n"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
+READ_MAJORS = (1, 2)
 MAX_RANK = 8
 ALIGN = 64
 
@@ -44,6 +47,8 @@ MAX_ATTRS = 1 << 20
 MAX_META = 1 << 16
 MAX_STRINGS_BYTES = 1 << 26
 MAX_SHAPE_ELEMS = 1 << 28  # per layer input/output and per tensor
+MAX_INPUTS = 1 << 20       # layer-input entries (graph edges)
+MAX_OUTPUTS = 1 << 10
 
 # Fixed header, 256 bytes.
 #   magic 8s | version_major H | version_minor H | header_size I | file_size Q
@@ -51,16 +56,25 @@ MAX_SHAPE_ELEMS = 1 << 28  # per layer input/output and per tensor
 #   layers_off Q | tensors_off Q | attrs_off Q | meta_off Q | sections_off Q
 #   strings_off Q | strings_size Q | data_off Q
 #   input shape (ndim I + dims 8I) | output shape (ndim I + dims 8I)
-#   tables_crc I | data_crc I | reserved 60x | header_crc I
+#   tables_crc I | data_crc I
+#   inputs_off Q | n_inputs I | outputs_off Q | n_outputs I    (version 2; zero in version 1)
+#   reserved 36x | header_crc I
 _SHAPE = "I8I"
-HEADER = struct.Struct("<8sHHIQ" + "6I" + "8Q" + _SHAPE + _SHAPE + "II" + "60x" + "I")
+HEADER = struct.Struct("<8sHHIQ" + "6I" + "8Q" + _SHAPE + _SHAPE + "II" + "QIQI" + "36x" + "I")
 HEADER_SIZE = 256
 HEADER_CRC_OFFSET = 252
 assert HEADER.size == HEADER_SIZE
 
 # Layer record, 112 bytes: op I | act I | name_off I | name_len I | first_tensor I | n_tensors I
-#   | first_attr I | n_attrs I | in shape (I 8I) | out shape (I 8I) | reserved 8x
-LAYER = struct.Struct("<8I" + _SHAPE + _SHAPE + "8x")
+#   | first_attr I | n_attrs I | in shape (I 8I) | out shape (I 8I) | first_input I | n_inputs I
+#   (first_input, n_inputs: the layer's entries in the inputs table; both 0 in version 1, where
+#   layer i reads tensor i)
+LAYER = struct.Struct("<8I" + _SHAPE + _SHAPE + "II")
+# Inputs table (version 2): one uint32 tensor id per entry (0: the model input, i + 1: layer i's
+# output), padded with zero bytes to a multiple of 8 bytes.
+INPUT = struct.Struct("<I")
+# Output record (version 2), 48 bytes: tensor I | dtype I (0 float32, 1 int64) | shape (I 8I) | 4x
+OUTPUT = struct.Struct("<II" + _SHAPE + "4x")
 # Tensor record, 64 bytes: name_off I | name_len I | section I | reserved 4x | offset Q (elements)
 #   | shape (I 8I) | reserved 4x
 TENSOR = struct.Struct("<III4xQ" + _SHAPE + "4x")
@@ -72,7 +86,7 @@ META = struct.Struct("<4I")
 # Section record, 32 bytes: dtype I | crc32 I | offset Q (bytes, from file start) | count Q (elements)
 #   | reserved 8x
 SECTION = struct.Struct("<IIQQ8x")
-assert (LAYER.size, TENSOR.size, ATTR.size, META.size, SECTION.size) == (112, 64, 24, 16, 32)
+assert (LAYER.size, TENSOR.size, ATTR.size, META.size, SECTION.size, OUTPUT.size) == (112, 64, 24, 16, 32, 48)
 
 ATTR_FLOAT, ATTR_INT = 0, 1
 INT8_ATTRS = frozenset({"x_zp", "y_zp", "qmin", "qmax"})  # int8 codes: integers in [-128, 127]
@@ -149,7 +163,7 @@ def _pack_attr_value(value, what: str) -> tuple[int, bytes]:
 def to_bytes(frozen: FrozenModel) -> bytes:
     """The exact bytes of ``frozen`` as an .rtm file (deterministic: same model, same bytes)."""
     strings = _Strings()
-    layer_recs, tensor_recs, attr_recs, meta_recs = [], [], [], []
+    layer_recs, tensor_recs, attr_recs, meta_recs, input_recs, output_recs = [], [], [], [], [], []
     for i, layer in enumerate(frozen.layers):
         where = f"layer {i} ({layer.op.name})"
         name_off, name_len = strings.add(layer.name)
@@ -162,21 +176,31 @@ def to_bytes(frozen: FrozenModel) -> bytes:
             k_off, k_len = strings.add(key)
             kind, raw = _pack_attr_value(value, f"{where} attr {key!r}")
             attr_recs.append(ATTR.pack(k_off, k_len, kind, raw))
+        first_input = len(input_recs)
+        input_recs.extend(INPUT.pack(t) for t in layer.inputs)
         layer_recs.append(LAYER.pack(int(layer.op), int(layer.act), name_off, name_len,
                                      first_tensor, len(layer.tensors), first_attr, len(layer.attrs),
                                      *_pack_shape(layer.in_shape, f"{where} in_shape"),
-                                     *_pack_shape(layer.out_shape, f"{where} out_shape")))
+                                     *_pack_shape(layer.out_shape, f"{where} out_shape"),
+                                     first_input, len(layer.inputs)))
+    for k, out in enumerate(frozen.outputs):
+        output_recs.append(OUTPUT.pack(out.tensor, OUTPUT_DTYPES.index(out.dtype),
+                                       *_pack_shape(out.shape, f"output {k}")))
     for key, value in frozen.meta.items():
         meta_recs.append(META.pack(*strings.add(key), *strings.add(value)))
+    inputs_blob = b"".join(input_recs)
+    inputs_blob += b"\x00" * (-len(inputs_blob) % 8)
 
-    # Tables region: layers, tensors, attrs, meta, sections, strings; each table 8-byte aligned
-    # (all record sizes are multiples of 8, so they simply follow each other).
+    # Tables region: layers, tensors, attrs, meta, sections, inputs (padded to 8 bytes), outputs,
+    # strings; each table 8-byte aligned (record sizes are multiples of 8).
     layers_off = HEADER_SIZE
     tensors_off = layers_off + LAYER.size * len(layer_recs)
     attrs_off = tensors_off + TENSOR.size * len(tensor_recs)
     meta_off = attrs_off + ATTR.size * len(attr_recs)
     sections_off = meta_off + META.size * len(meta_recs)
-    strings_off = sections_off + SECTION.size * len(SECTION_CODES)
+    inputs_off = sections_off + SECTION.size * len(SECTION_CODES)
+    outputs_off = inputs_off + len(inputs_blob)
+    strings_off = outputs_off + OUTPUT.size * len(output_recs)
     strings_size = len(strings.data)
     data_off = _align(strings_off + strings_size)
 
@@ -190,7 +214,8 @@ def to_bytes(frozen: FrozenModel) -> bytes:
         data += b"\x00" * (_align(len(data)) - len(data))
     file_size = data_off + len(data)
 
-    tables = b"".join(layer_recs + tensor_recs + attr_recs + meta_recs + section_recs) + bytes(strings.data)
+    tables = (b"".join(layer_recs + tensor_recs + attr_recs + meta_recs + section_recs) + inputs_blob
+              + b"".join(output_recs) + bytes(strings.data))
     tables += b"\x00" * (data_off - HEADER_SIZE - len(tables))
     out_code = OUTPUT_DTYPES.index(frozen.output_dtype)
     header = HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_SIZE, file_size,
@@ -200,7 +225,8 @@ def to_bytes(frozen: FrozenModel) -> bytes:
                          strings_off, strings_size, data_off,
                          *_pack_shape(frozen.input_shape, "input_shape"),
                          *_pack_shape(frozen.output_shape, "output_shape"),
-                         zlib.crc32(tables), zlib.crc32(data), 0)
+                         zlib.crc32(tables), zlib.crc32(data),
+                         inputs_off, len(input_recs), outputs_off, len(output_recs), 0)
     header = header[:HEADER_CRC_OFFSET] + struct.pack("<I", zlib.crc32(header[:HEADER_CRC_OFFSET]))
     return header + tables + bytes(data)
 
@@ -261,9 +287,9 @@ def _read_header(r: _Reader) -> dict:
     if r.n < 12:
         r.fail(f"truncated: the file is {r.n} bytes, shorter than the version field (bytes 8..12)")
     major, minor = struct.unpack_from("<HH", r.view, 8)
-    if major != VERSION_MAJOR:
+    if major not in READ_MAJORS:
         r.fail(f"unsupported format version {major}.{minor} at byte 8 (this reader reads "
-               f"{VERSION_MAJOR}.x)")
+               f"{' and '.join(f'{v}.x' for v in READ_MAJORS)})")
     if r.n < HEADER_SIZE:
         r.fail(f"truncated: the file is {r.n} bytes, shorter than the {HEADER_SIZE}-byte header")
     (stored_crc,) = struct.unpack_from("<I", r.view, HEADER_CRC_OFFSET)
@@ -282,6 +308,11 @@ def _read_header(r: _Reader) -> dict:
     h["output_shape"] = _check_shape(r, f[k:k + 1 + MAX_RANK], "header output_shape (byte 148)")
     k += 1 + MAX_RANK
     h["tables_crc"], h["data_crc"] = f[k], f[k + 1]
+    h["inputs_off"], h["n_inputs"], h["outputs_off"], h["n_outputs"] = f[k + 2:k + 6]
+    if major == 1 and any(f[k + 2:k + 6]):
+        r.fail("a version 1 file has nonzero bytes in its reserved header area (bytes 192..216)")
+    if major >= 2 and h["n_outputs"] == 0:
+        r.fail("header claims n_outputs = 0 (byte 204); a version 2 model has at least one output")
 
     if h["header_size"] != HEADER_SIZE:
         r.fail(f"header_size at byte 12 is {h['header_size']}, expected {HEADER_SIZE}")
@@ -289,7 +320,8 @@ def _read_header(r: _Reader) -> dict:
         r.fail(f"truncated or extended: the header (byte 16) says the file is {h['file_size']} bytes, "
                f"but it is {r.n} bytes")
     for key, limit in (("n_layers", MAX_LAYERS), ("n_tensors", MAX_TENSORS), ("n_attrs", MAX_ATTRS),
-                       ("n_meta", MAX_META), ("strings_size", MAX_STRINGS_BYTES)):
+                       ("n_meta", MAX_META), ("strings_size", MAX_STRINGS_BYTES),
+                       ("n_inputs", MAX_INPUTS), ("n_outputs", MAX_OUTPUTS)):
         if h[key] > limit:
             r.fail(f"header claims {key} = {h[key]}, above the limit {limit}")
     if h["n_sections"] != len(SECTION_CODES):
@@ -302,7 +334,10 @@ def _read_header(r: _Reader) -> dict:
     for key, count, size in (("layers_off", h["n_layers"], LAYER.size), ("tensors_off", h["n_tensors"], TENSOR.size),
                              ("attrs_off", h["n_attrs"], ATTR.size), ("meta_off", h["n_meta"], META.size),
                              ("sections_off", h["n_sections"], SECTION.size),
+                             ("inputs_off", h["n_inputs"], INPUT.size), ("outputs_off", h["n_outputs"], OUTPUT.size),
                              ("strings_off", h["strings_size"], 1)):
+        if count == 0 and key in ("inputs_off", "outputs_off"):
+            continue
         start, stop = h[key], h[key] + count * size
         if start < HEADER_SIZE or stop > h["data_off"]:
             r.fail(f"table {key[:-4]} [{start}, {stop}) lies outside the tables region "
@@ -373,6 +408,7 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
     if h["strings_size"] and r.view[strings_end - 1] != 0:
         r.fail(f"string table ending at byte {strings_end} is not NUL-terminated")
 
+    inputs_next = 0
     tensor_used = [False] * h["n_tensors"]
     attr_used = [False] * h["n_attrs"]
     layers = []
@@ -392,7 +428,21 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
             r.fail(f"{where}: unknown activation code {act_code}; known: {[int(a) for a in Act]}")
         name = _string(r, h, name_off, name_len, f"{where} name")
         in_shape = _check_shape(r, rec[8:8 + 1 + MAX_RANK], f"{where} in_shape")
-        out_shape = _check_shape(r, rec[8 + 1 + MAX_RANK:], f"{where} out_shape")
+        out_shape = _check_shape(r, rec[8 + 1 + MAX_RANK:8 + 2 * (1 + MAX_RANK)], f"{where} out_shape")
+        first_in, n_in = rec[8 + 2 * (1 + MAX_RANK):]
+        inputs = None
+        if h["major"] == 1:
+            if first_in or n_in:
+                r.fail(f"{where}: a version 1 layer record has nonzero reserved bytes")
+        else:
+            if n_in == 0 or first_in + n_in > h["n_inputs"] or first_in != inputs_next:
+                r.fail(f"{where}: inputs [{first_in}, {first_in + n_in}) are empty, out of order or outside "
+                       f"the inputs table ({h['n_inputs']} entries)")
+            inputs_next = first_in + n_in
+            inputs = tuple(INPUT.unpack_from(r.view, h["inputs_off"] + 4 * j)[0] for j in range(first_in, first_in + n_in))
+            bad = [t for t in inputs if t > i]
+            if bad:
+                r.fail(f"{where}: reads tensor {bad[0]}, which is not an earlier tensor (layer {i} may read 0..{i})")
         if first_t + n_t > h["n_tensors"]:
             r.fail(f"{where}: tensors [{first_t}, {first_t + n_t}) outside the tensor table ({h['n_tensors']} records)")
         if first_a + n_a > h["n_attrs"]:
@@ -449,11 +499,27 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
             if not (np.all(np.isfinite(ws)) and np.all(ws > 0)):
                 r.fail(f"{where}: tensor 'w_scale' holds a non-finite or non-positive scale")
         layers.append(Layer(op=op, in_shape=in_shape, out_shape=out_shape, act=act,
-                            tensors=tensors, attrs=attrs, name=name))
+                            tensors=tensors, attrs=attrs, name=name, inputs=inputs))
     if not all(tensor_used):
         r.fail(f"tensor record {tensor_used.index(False)} belongs to no layer")
     if not all(attr_used):
         r.fail(f"attr record {attr_used.index(False)} belongs to no layer")
+    if h["major"] >= 2 and inputs_next != h["n_inputs"]:
+        r.fail(f"inputs table entry {inputs_next} belongs to no layer")
+    outputs = None
+    if h["major"] >= 2:
+        outputs = []
+        for k in range(h["n_outputs"]):
+            o_off = h["outputs_off"] + k * OUTPUT.size
+            orec = r.record(OUTPUT, o_off, f"output record {k}")
+            if orec[1] >= len(OUTPUT_DTYPES):
+                r.fail(f"output record {k} (byte {o_off}): unknown dtype code {orec[1]}")
+            if not 1 <= orec[0] <= h["n_layers"]:
+                r.fail(f"output record {k} (byte {o_off}): tensor {orec[0]} is not a layer's output "
+                       f"(1..{h['n_layers']})")
+            outputs.append((orec[0], _check_shape(r, orec[2:], f"output record {k}"), OUTPUT_DTYPES[orec[1]]))
+        if (outputs[0][1], outputs[0][2]) != (h["output_shape"], OUTPUT_DTYPES[h["output_dtype"]]):
+            r.fail("the header's output shape/dtype (bytes 44, 148) differ from output record 0")
 
     meta = {}
     for i in range(h["n_meta"]):
@@ -467,7 +533,7 @@ def _parse(r: _Reader, mmap_source) -> FrozenModel:
     try:
         return FrozenModel(layers=tuple(layers), buffers=buffers, input_shape=h["input_shape"],
                            output_shape=h["output_shape"], output_dtype=OUTPUT_DTYPES[h["output_dtype"]],
-                           meta=meta)
+                           meta=meta, outputs=outputs)
     except FrozenModelError as exc:
         r.fail(f"the stored model is inconsistent: {exc}")
 

@@ -6,16 +6,26 @@
     Y = rt.stream(X)                        # all samples one at a time inside compiled code
     report = rt.measure(X, budget_us=100)   # rtinfer.latency.LatencyReport
 
-Input policy, checked once at the boundary (ValueError naming expected vs given):
+Input policy, checked once at the boundary (InputError, a ValueError, naming expected vs given):
 - dtype must be float32. float64 (or any other dtype) is refused, never converted silently:
   convert once with ``X.astype(np.float32)``.
-- arrays must be C-contiguous (``np.ascontiguousarray``).
+- arrays must be C-contiguous (``np.ascontiguousarray``). ndarray subclasses (np.matrix,
+  np.memmap, ...) are read through a plain ndarray view; masked arrays are refused (the mask
+  would be ignored).
 - shapes: predict/stream take (N, *input_shape) (a 1-D batch of flat samples (N, in_size) is also
   accepted); predict_one takes input_shape or (in_size,).
 - non-finite inputs (NaN, inf): ``nonfinite="raise"`` (default) refuses them, ``"allow"`` runs
   them through. predict_one checks with one vectorized pass inside the compiled call.
+- ``out`` must not overlap the input (refused: a kernel would read values it already wrote).
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
-ends in ARGMAX (``frozen.output_dtype``). A Runtime is not thread-safe (it owns one arena).
+ends in ARGMAX (``frozen.output_dtype``). A model with several outputs returns a tuple of arrays
+in ``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
+
+Threads: a Runtime may be shared; every call gives the right answer. A call that touches the
+Runtime's arena is one compiled function call, which holds the GIL for its whole duration, so
+two threads never interleave inside it; the batch path (several calls and BLAS products that
+release the GIL) holds the Runtime's lock. Calls on one Runtime therefore run one at a time:
+for parallel throughput give each thread its own ``rt.clone()`` (shares the plan, owns an arena).
 
 Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
 - ``"auto"`` (default): predict runs batches of at least rtinfer.batch.AUTO_MIN_BATCH (32)
@@ -30,15 +40,16 @@ Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
 predict with ``batch="exact"`` (or ``"auto"`` below those sizes), predict_one and stream give
 bit-identical results for the same sample; int8 layers are bit-identical on every path.
 
-predict_one's fastest path is a 1-D float32 x and a 1-D ``out`` of the output dtype float32:
-they go straight to the compiled function (Numba's C-level type check is the boundary check;
-sizes and finiteness are checked inside). Shaped inputs, int64 outputs and read-only arrays
-take a checked Python path (about a microsecond more).
+predict_one's fastest path is a 1-D float32 x and a 1-D float32 ``out``: they go straight to the
+compiled function (Numba's C-level type check is the boundary check; sizes, overlap and
+finiteness are checked inside). Shaped inputs, int64 outputs and read-only arrays take a checked
+Python path (a few hundred nanoseconds more).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -46,6 +57,7 @@ from .frozen import FrozenModel
 from .plan import Plan, build_plan
 
 _F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
 _NONFINITE = ("raise", "allow")
 _BATCH = ("auto", "exact")
 
@@ -65,6 +77,18 @@ def _entry(dispatcher):
     return dispatcher
 
 
+def _plain(a, what: str) -> np.ndarray:
+    """a as a plain ndarray (subclasses viewed as ndarray); masked arrays and non-arrays refused."""
+    if type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise InputError(f"expected a numpy.ndarray {what}, got a masked array (its mask would be ignored; "
+                         f"pass a.filled(value) or np.asarray(a))")
+    if isinstance(a, np.ndarray):
+        return a.view(np.ndarray)
+    raise InputError(f"expected a numpy.ndarray {what}, got {type(a).__name__}")
+
+
 class Runtime:
     """A FrozenModel planned and ready to run. Construct with rtinfer.load()."""
 
@@ -82,41 +106,39 @@ class Runtime:
         else:
             raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
         from . import interp
-        interp.warm_up_one()  # execute and first_nonfinite load on first use (__getattr__)
+        interp.warm_up()
         self._interp = interp
         from .batch import AUTO_MIN_BATCH, AUTO_MIN_WORK
         self._auto_min = AUTO_MIN_BATCH
         self._auto_min_work = AUTO_MIN_WORK
-        self._run_one = _entry(interp.run_one)
-        self._run_one_fast = interp.run_one  # the dispatcher, compilation disabled by warm_up
+        self._execute = _entry(interp.execute)  # no type dispatch: callers pass checked arrays
+        self._execute_checked = interp.execute   # the dispatcher: its type check is predict_one's boundary
+        self._mode_one = interp.MODE_ONE
         self.nonfinite = nonfinite
         p = self.plan
         self._state = p.new_state()
         self.input_shape = tuple(p.input_shape)
-        self.output_shape = tuple(p.output_shape)
-        self.output_dtype = np.dtype(p.output_dtype)
+        self.outputs = tuple((tuple(shape), np.dtype(dtype)) for shape, dtype, _ in p.outputs) or \
+            ((tuple(p.output_shape), np.dtype(p.output_dtype)),)
+        self.output_shape = self.outputs[0][0]
+        self.output_dtype = self.outputs[0][1]
         self.in_size = p.in_size
-        self.out_size = p.out_size
+        self.out_size = p.out_size           # elements per sample of all outputs
         self._flat_in = (p.in_size,)
-        self._int_out = self.output_dtype != _F32
-        # float32 scratch for predict_one when the user-facing output is int64
-        self._y_scratch = np.zeros(p.out_size, dtype=np.float32)
+        self._multi = len(self.outputs) > 1
+        self._int_out = not self._multi and self.output_dtype == _I64
+        self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
         self._no_times = np.zeros(1, dtype=np.int64)
         self.batch = batch
+        self._lock = threading.Lock()  # held by the batch path (several calls and BLAS products)
         self._blas = None  # rtinfer.batch.BatchPath, built on the first predict that uses it
         self._blas_built = False
 
-    def __getattr__(self, name):
-        # Called only for attributes not set yet. interp.execute and interp.first_nonfinite
-        # (predict, stream, measure) are loaded from Numba's cache, or compiled, on first use and
-        # then stored as plain attributes: a process that only calls predict_one never loads them.
-        if name in ("_execute", "_first_nonfinite"):
-            from . import interp
-            interp.warm_up_many()
-            self._execute = _entry(interp.execute)
-            self._first_nonfinite = _entry(interp.first_nonfinite)
-            return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    def clone(self) -> "Runtime":
+        """A Runtime of the same plan with its own arena (for another thread)."""
+        rt = Runtime(self.plan, nonfinite=self.nonfinite, batch=self.batch)
+        rt.frozen = self.frozen
+        return rt
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -132,7 +154,8 @@ class Runtime:
         return self.plan.macs
 
     def __repr__(self) -> str:
-        return (f"Runtime(input={self.input_shape}, output={self.output_shape} {self.output_dtype}, "
+        outs = ", ".join(f"{shape} {dtype}" for shape, dtype in self.outputs)
+        return (f"Runtime(input={self.input_shape}, output={outs}, "
                 f"ops={self.plan.n_ops}, weights={self.weight_bytes} B, arena={self.arena_bytes} B)")
 
     # -- boundary checks ----------------------------------------------------------------------
@@ -145,9 +168,7 @@ class Runtime:
 
     def _check_batch(self, X, nonfinite) -> np.ndarray:
         """X (N, *input_shape) or (N, in_size) float32 C-contiguous -> flat (N * in_size,) view."""
-        if not isinstance(X, np.ndarray):
-            raise InputError(f"expected a numpy.ndarray of float32 with shape (N, {self._shape_str()}), "
-                             f"got {type(X).__name__}")
+        X = _plain(X, f"of float32 with shape (N, {self._shape_str()})")
         if X.dtype != _F32:
             raise InputError(f"expected dtype float32, got {X.dtype} (convert once with X.astype(np.float32); "
                              f"inputs are never converted silently)")
@@ -158,7 +179,7 @@ class Runtime:
                              "(use np.ascontiguousarray(X))")
         flat = X.reshape(-1)
         if self._policy(nonfinite) == "raise":
-            bad = self._first_nonfinite(flat)
+            bad = self._execute(self._state, flat, flat, 0, self._interp.MODE_NONFINITE, self._no_times)
             if bad >= 0:
                 raise InputError(f"expected finite inputs, got {flat[bad]} at sample {bad // self.in_size}, "
                                  f"element {bad % self.in_size} (pass nonfinite='allow' to run it anyway)")
@@ -167,53 +188,93 @@ class Runtime:
     def _shape_str(self) -> str:
         return ", ".join(str(d) for d in self.input_shape)
 
-    def _batch_out(self, n, out):
+    def _batch_out(self, n, out, X):
+        """The output array(s) for n samples: out checked (never overlapping X), or new."""
+        if self._multi:
+            return self._multi_out(n, out, X)
         shape = (n,) + self.output_shape
         if out is None:
             return np.empty(shape, dtype=self.output_dtype)
-        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != self.output_dtype \
-                or not out.flags.c_contiguous or not out.flags.writeable:
+        if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray) or out.shape != shape \
+                or out.dtype != self.output_dtype or not out.flags.c_contiguous or not out.flags.writeable:
             given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
             raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
                              f"{shape}, got {given}")
+        out = out.view(np.ndarray)
+        if np.may_share_memory(out, X):
+            raise InputError("out overlaps the input X; pass a separate output array")
         return out
+
+    def _multi_out(self, n, out, X):
+        if out is not None:
+            shapes = [(n,) + shape for shape, _ in self.outputs]
+            if not isinstance(out, (tuple, list)) or len(out) != len(self.outputs) or any(
+                    not isinstance(o, np.ndarray) or o.shape != s or o.dtype != d or not o.flags.writeable
+                    for o, s, (_, d) in zip(out, shapes, self.outputs)):
+                raise InputError(f"expected out as a tuple of {len(self.outputs)} writable arrays "
+                                 f"{[(s, str(d)) for s, (_, d) in zip(shapes, self.outputs)]}")
+            if any(np.may_share_memory(o, X) for o in out):
+                raise InputError("out overlaps the input X; pass separate output arrays")
+        return out
+
+    def _split(self, Yf, n, out):
+        """Per-output arrays from the float32 (n, out_size) buffer of a multi-output model."""
+        Y2 = Yf.reshape(n, self.out_size)
+        res = []
+        for k, ((shape, dtype), (col, size)) in enumerate(zip(self.outputs, self._cols)):
+            v = Y2[:, col:col + size]
+            if out is not None:
+                out[k].reshape(n, size)[...] = v
+                res.append(out[k])
+            elif dtype == _I64:
+                res.append(v.astype(np.int64).reshape((n,) + shape))
+            else:
+                res.append(v.reshape((n,) + shape))
+        return tuple(res)
 
     def _blas_path(self):
         """The batch path (built once, on first use), or None if the plan has none."""
         if not self._blas_built:
-            from .batch import BatchPath
-            self._blas = BatchPath.build(self.plan)
-            self._blas_built = True
+            with self._lock:
+                if not self._blas_built:
+                    from .batch import BatchPath
+                    self._blas = BatchPath.build(self.plan)
+                    self._blas_built = True
         return self._blas
 
     def _run_batch(self, X, out, nonfinite, mode, auto=False):
         flat = self._check_batch(X, nonfinite)
-        n = X.shape[0]
-        Y = self._batch_out(n, out)
+        n = flat.size // self.in_size
+        Y = self._batch_out(n, out, flat)
         if n == 0:
-            return Y
+            return Y if not self._multi else self._split(np.zeros(0, np.float32), 0, out)
+        if self._multi:
+            Yf = np.empty(n * self.out_size, dtype=np.float32)  # per call: no shared scratch
+        elif self._int_out:
+            Yf = Y.reshape(-1).view(np.float32)  # converted to int64 in place (interp.I64)
+            mode |= self._interp.I64
+        else:
+            Yf = Y.reshape(-1)
         if auto and n >= self._auto_min and n * self.plan.macs >= self._auto_min_work:
             blas = self._blas_path()
             if blas is not None:
-                blas.run(flat, Y.reshape(-1), n)
-                return Y
-        if self._int_out:
-            tmp = np.empty(n * self.out_size, dtype=np.float32)
-            self._execute(self._state, flat, tmp, n, mode, self._no_times)
-            Y.reshape(-1)[:] = tmp
-        else:
-            self._execute(self._state, flat, Y.reshape(-1), n, mode, self._no_times)
-        return Y
+                with self._lock:
+                    blas.run(flat, Yf, n, self._int_out)
+                return self._split(Yf, n, out) if self._multi else Y
+        status = self._execute(self._state, flat, Yf, n, mode, self._no_times)
+        if status != -1:  # pragma: no cover - sizes were checked above
+            raise RuntimeError(f"internal error: execute returned {status}")
+        return self._split(Yf, n, out) if self._multi else Y
 
     # -- execution ----------------------------------------------------------------------------
-    def predict(self, X, out=None, nonfinite=None) -> np.ndarray:
+    def predict(self, X, out=None, nonfinite=None):
         """Batch X (N, *input_shape) -> (N, *output_shape). batch="exact": in blocks of
         plan.BLOCK samples through the compiled interpreter; batch="auto": batches of at least
         rtinfer.batch.AUTO_MIN_BATCH samples (and AUTO_MIN_WORK MACs) through the batch path
         (rtinfer.batch)."""
         return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH, auto=self.batch == "auto")
 
-    def stream(self, X, out=None, nonfinite=None) -> np.ndarray:
+    def stream(self, X, out=None, nonfinite=None):
         """Every sample of X one at a time, all inside one compiled call (the embedded loop)."""
         return self._run_batch(X, out, nonfinite, self._interp.MODE_STREAM)
 
@@ -222,13 +283,15 @@ class Runtime:
 
         With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
         Fast path: 1-D x and out go straight to the compiled dispatcher, whose C type check
-        (ndarray, dtype, ndim, C layout, writable) is the boundary check; run_one itself
-        checks sizes and finiteness. Anything else takes the checked path below.
+        (ndarray, dtype, ndim, C layout, writable) is the boundary check; the compiled call
+        itself checks sizes, overlap and finiteness. Anything else takes the checked path.
         """
         if out is None:
-            out = np.empty(self.output_shape, dtype=self.output_dtype)
+            if self._multi or self._int_out:
+                return self._predict_one_checked(x, out, nonfinite)
+            out = np.empty(self.output_shape, dtype=_F32)
         try:
-            status = self._run_one_fast(self._state, x, out)
+            status = self._execute_checked(self._state, x, out, 1, self._mode_one, self._no_times)
         except TypeError:  # not exactly float32 1-D C-contiguous writable arrays: check it all
             return self._predict_one_checked(x, out, nonfinite)
         if status != -1 or nonfinite is not None:
@@ -236,32 +299,52 @@ class Runtime:
         return out
 
     def _predict_one_checked(self, x, out, nonfinite):
-        if type(x) is not np.ndarray or x.dtype != _F32 or not x.flags.c_contiguous \
-                or (x.shape != self.input_shape and x.shape != self._flat_in):
+        x = _plain(x, f"of float32 with shape {self.input_shape}")
+        if x.dtype != _F32 or not x.flags.c_contiguous or (x.shape != self.input_shape and x.shape != self._flat_in):
             self._explain_one(x)
-        if type(out) is not np.ndarray or out.dtype != self.output_dtype or out.size != self.out_size \
-                or not out.flags.c_contiguous or not out.flags.writeable:
-            self._explain_out(out)
-        # the compiled entry point is typed for 1-D arrays: hand it flat views
-        xf = x if x.ndim == 1 else x.reshape(-1)
-        if self._int_out:
-            status = self._run_one(self._state, xf, self._y_scratch)
-            out.reshape(-1)[:] = self._y_scratch
+        xf = x.reshape(-1)
+        if self._multi:
+            Yf = np.empty(self.out_size, dtype=np.float32)
+            if out is not None:
+                out = self._multi_out(1, tuple(o.reshape((1,) + o.shape) if isinstance(o, np.ndarray) else o
+                                                for o in out), xf)
+            status = self._execute(self._state, xf, Yf, 1, self._mode_one, self._no_times)
+            self._one_status(status, x, None, nonfinite)
+            res = self._split(Yf, 1, out)
+            return tuple(r[0] for r in res)
+        if out is None:
+            out = np.empty(self.output_shape, dtype=self.output_dtype)
         else:
-            status = self._run_one(self._state, xf, out if out.ndim == 1 else out.reshape(-1))
+            if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
+                self._explain_out(out)
+            out = out.view(np.ndarray)
+            if out.dtype != self.output_dtype or out.size != self.output_size_one \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                self._explain_out(out)
+        yf = out.reshape(-1)
+        mode = self._mode_one
+        if self._int_out:
+            yf = yf.view(np.float32)
+            mode |= self._interp.I64
+        status = self._execute(self._state, xf, yf, 1, mode, self._no_times)
         self._one_status(status, x, out, nonfinite)
         return out
 
+    @property
+    def output_size_one(self) -> int:
+        return int(np.prod(self.output_shape, dtype=np.int64))
+
     def _one_status(self, status, x, out, nonfinite):
-        """Act on run_one's status: -1 ok, >= 0 first non-finite input element, -2/-3 wrong
-        x/out size (nothing ran)."""
-        policy = self._policy(nonfinite)
+        """Act on the MODE_ONE status: -1 ok, >= 0 first non-finite input element, -2/-3 wrong
+        x/out size, -4 out overlaps x (nothing ran)."""
         if status == -2:
             self._explain_one(x)
         if status == -3:
             self._explain_out(out)
-        if status >= 0 and policy == "raise":
-            raise InputError(f"expected finite inputs, got {x.reshape(-1)[status]} at element {status} "
+        if status == -4:
+            raise InputError("out overlaps the input x; pass a separate output array")
+        if status >= 0 and self._policy(nonfinite) == "raise":
+            raise InputError(f"expected finite inputs, got {np.asarray(x).reshape(-1)[status]} at element {status} "
                              f"(pass nonfinite='allow' to run it anyway)")
 
     def _explain_out(self, out):
@@ -270,9 +353,7 @@ class Runtime:
                          f"{self.output_shape}, got {given}")
 
     def _explain_one(self, x):
-        if type(x) is not np.ndarray:
-            raise InputError(f"expected a numpy.ndarray of float32 with shape {self.input_shape}, "
-                             f"got {type(x).__name__}")
+        x = _plain(x, f"of float32 with shape {self.input_shape}")
         if x.dtype != _F32:
             raise InputError(f"expected dtype float32, got {x.dtype} (convert once with x.astype(np.float32); "
                              f"inputs are never converted silently)")

@@ -1,0 +1,248 @@
+"""Compiled kernels of the graph ops (rtinfer.ops: BINARY, QBINARY, CONCAT, SLICE and their
+int8 twins) and their plan-time packing.
+
+Every kernel takes flat arrays plus element offsets, runs m samples (sample s of an operand of
+n elements per sample starts at offset + s * n) and writes into its output; no checks, no
+allocation (compiled without NRT). ``binary_table`` (NumPy, plan time) turns two broadcastable
+per-sample shapes into the int32 table the binary kernels read:
+
+    T_NA, T_NB, T_NOUT          elements per sample of a, b and the output
+    T_D .. T_D + 3              the iteration shape, merged to 4 dimensions (leading 1s)
+    T_SA .. T_SA + 3            a's element strides over it (0 where a is broadcast)
+    T_SB .. T_SB + 3            b's element strides
+    T_FN, T_AZP, T_BZP, T_YZP, T_QMIN, T_QMAX   fn (ops.Bin) and the int8 parameters (QBINARY)
+
+The NumPy twins are rtinfer.reference.binary_f32 / qbinary_i8 / slice_axis and np.concatenate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .ops import Bin
+
+T_NA, T_NB, T_NOUT = 0, 1, 2
+T_D = 3
+T_SA = 7
+T_SB = 11
+T_FN, T_AZP, T_BZP, T_YZP, T_QMIN, T_QMAX = 15, 16, 17, 18, 19, 20
+T_LEN = 21
+
+B_ADD = int(Bin.ADD)
+B_SUB = int(Bin.SUB)
+B_MUL = int(Bin.MUL)
+B_DIV = int(Bin.DIV)
+B_MAX = int(Bin.MAX)
+B_MIN = int(Bin.MIN)
+
+
+class BroadcastError(ValueError):
+    """Two per-sample shapes do not broadcast, or need more than 4 merged dimensions."""
+
+
+def binary_table(a_shape, b_shape, fn: int, a_zp: int = 0, b_zp: int = 0, y_zp: int = 0,
+                 qmin: int = -128, qmax: int = 127) -> tuple[np.ndarray, tuple]:
+    """(int32 table, broadcast output shape) for a BINARY / QBINARY of per-sample shapes
+    a_shape and b_shape (NumPy broadcasting, right-aligned)."""
+    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+    try:
+        out = tuple(np.broadcast_shapes(a_shape, b_shape))
+    except ValueError:
+        raise BroadcastError(f"shapes {a_shape} and {b_shape} do not broadcast") from None
+    r = len(out)
+    pa = (1,) * (r - len(a_shape)) + a_shape
+    pb = (1,) * (r - len(b_shape)) + b_shape
+
+    def strides(shape):
+        st, acc = [0] * r, 1
+        for k in range(r - 1, -1, -1):
+            st[k] = 0 if (shape[k] == 1 and out[k] != 1) else acc
+            acc *= shape[k]
+        return st
+
+    sa, sb = strides(pa), strides(pb)
+    # drop size-1 dimensions, then merge neighbours that are contiguous for a, b and the output
+    dims = [(out[k], sa[k], sb[k]) for k in range(r) if out[k] != 1]
+    merged: list[list[int]] = []
+    for d, x, y in dims:
+        if merged:
+            pd, px, py = merged[-1]
+            if px == x * d and py == y * d:
+                merged[-1] = [pd * d, x, y]
+                continue
+        merged.append([d, x, y])
+    if len(merged) > 4:
+        raise BroadcastError(f"shapes {a_shape} and {b_shape} broadcast over {len(merged)} separate "
+                             f"dimensions; the kernel takes at most 4")
+    merged = [[1, 0, 0]] * (4 - len(merged)) + merged
+    t = np.zeros(T_LEN, dtype=np.int64)
+    t[T_NA], t[T_NB], t[T_NOUT] = math.prod(a_shape), math.prod(b_shape), math.prod(out)
+    for k in range(4):
+        t[T_D + k], t[T_SA + k], t[T_SB + k] = merged[k]
+    t[T_FN], t[T_AZP], t[T_BZP], t[T_YZP], t[T_QMIN], t[T_QMAX] = fn, a_zp, b_zp, y_zp, qmin, qmax
+    return t.astype(np.int32), out
+
+
+@njit(cache=True, _nrt=False)
+def _f(x, y, fn):
+    if fn == B_ADD:
+        return x + y
+    if fn == B_SUB:
+        return x - y
+    if fn == B_MUL:
+        return x * y
+    if fn == B_DIV:
+        return x / y
+    if fn == B_MAX:
+        # np.maximum: NaN propagates
+        if x != x or y != y:
+            return x + y
+        return x if x >= y else y
+    if x != x or y != y:
+        return x + y
+    return x if x <= y else y
+
+
+@njit(cache=True, _nrt=False)
+def binary_f32(a, ao, b, bo, dst, do, t, g, m):
+    """dst = a fn b for m samples, broadcast per the table at t[g:] (float32, no activation)."""
+    na, nb, n = t[g + T_NA], t[g + T_NB], t[g + T_NOUT]
+    fn = t[g + T_FN]
+    if na == n and nb == n:  # same shape: one flat run per sample (residual adds)
+        for s in range(m):
+            x = a[ao + s * na:ao + s * na + n]
+            y = b[bo + s * nb:bo + s * nb + n]
+            z = dst[do + s * n:do + s * n + n]
+            if fn == B_ADD:
+                for k in range(n):
+                    z[k] = x[k] + y[k]
+            elif fn == B_MUL:
+                for k in range(n):
+                    z[k] = x[k] * y[k]
+            elif fn == B_SUB:
+                for k in range(n):
+                    z[k] = x[k] - y[k]
+            else:
+                for k in range(n):
+                    z[k] = _f(x[k], y[k], fn)
+        return
+    d0, d1, d2, d3 = t[g + T_D], t[g + T_D + 1], t[g + T_D + 2], t[g + T_D + 3]
+    a0, a1, a2, a3 = t[g + T_SA], t[g + T_SA + 1], t[g + T_SA + 2], t[g + T_SA + 3]
+    b0, b1, b2, b3 = t[g + T_SB], t[g + T_SB + 1], t[g + T_SB + 2], t[g + T_SB + 3]
+    for s in range(m):
+        po = do + s * n
+        for i0 in range(d0):
+            for i1 in range(d1):
+                for i2 in range(d2):
+                    pa = ao + s * na + i0 * a0 + i1 * a1 + i2 * a2
+                    pb = bo + s * nb + i0 * b0 + i1 * b1 + i2 * b2
+                    z = dst[po:po + d3]
+                    if a3 == 1 and b3 == 0:
+                        y = b[pb]
+                        x = a[pa:pa + d3]
+                        if fn == B_ADD:
+                            for k in range(d3):
+                                z[k] = x[k] + y
+                        elif fn == B_MUL:
+                            for k in range(d3):
+                                z[k] = x[k] * y
+                        else:
+                            for k in range(d3):
+                                z[k] = _f(x[k], y, fn)
+                    elif a3 == 0 and b3 == 1:
+                        x = a[pa]
+                        y = b[pb:pb + d3]
+                        for k in range(d3):
+                            z[k] = _f(x, y[k], fn)
+                    else:
+                        for k in range(d3):
+                            z[k] = _f(a[pa + k * a3], b[pb + k * b3], fn)
+                    po += d3
+
+
+@njit(cache=True, _nrt=False)
+def _q(va, vb, fn):
+    if fn == B_ADD:
+        return va + vb
+    if fn == B_SUB:
+        return va - vb
+    if fn == B_MAX:
+        return va if va >= vb else vb
+    return va if va <= vb else vb
+
+
+@njit(cache=True, _nrt=False)
+def _q_out(v, y_zp, qmin, qmax):
+    q = np.int64(np.rint(v)) + y_zp
+    return np.int8(min(max(q, qmin), qmax))
+
+
+@njit(cache=True, _nrt=False)
+def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
+    """int8 a fn b for m samples (QBINARY, rtinfer.ops), broadcast per the table at t[g:];
+    ma, mb: float32 multipliers (rtinfer.quant.qbinary_multipliers)."""
+    na, nb, n = t[g + T_NA], t[g + T_NB], t[g + T_NOUT]
+    fn = t[g + T_FN]
+    azp, bzp = t[g + T_AZP], t[g + T_BZP]
+    yzp, qmin, qmax = np.int64(t[g + T_YZP]), np.int64(t[g + T_QMIN]), np.int64(t[g + T_QMAX])
+    ma = np.float32(ma)
+    mb = np.float32(mb)
+    d0, d1, d2, d3 = t[g + T_D], t[g + T_D + 1], t[g + T_D + 2], t[g + T_D + 3]
+    a0, a1, a2, a3 = t[g + T_SA], t[g + T_SA + 1], t[g + T_SA + 2], t[g + T_SA + 3]
+    b0, b1, b2, b3 = t[g + T_SB], t[g + T_SB + 1], t[g + T_SB + 2], t[g + T_SB + 3]
+    for s in range(m):
+        po = do + s * n
+        for i0 in range(d0):
+            for i1 in range(d1):
+                for i2 in range(d2):
+                    pa = ao + s * na + i0 * a0 + i1 * a1 + i2 * a2
+                    pb = bo + s * nb + i0 * b0 + i1 * b1 + i2 * b2
+                    z = dst[po:po + d3]
+                    if fn == B_MUL:
+                        for k in range(d3):
+                            p = np.int32(np.int32(a[pa + k * a3]) - azp) * np.int32(np.int32(b[pb + k * b3]) - bzp)
+                            z[k] = _q_out(np.float32(p) * ma, yzp, qmin, qmax)
+                    elif fn == B_ADD and a3 == 1 and b3 == 1:
+                        for k in range(d3):
+                            va = np.float32(np.int32(a[pa + k]) - azp) * ma
+                            vb = np.float32(np.int32(b[pb + k]) - bzp) * mb
+                            z[k] = _q_out(va + vb, yzp, qmin, qmax)
+                    else:
+                        for k in range(d3):
+                            va = np.float32(np.int32(a[pa + k * a3]) - azp) * ma
+                            vb = np.float32(np.int32(b[pb + k * b3]) - bzp) * mb
+                            z[k] = _q_out(_q(va, vb, fn), yzp, qmin, qmax)
+                    po += d3
+
+
+@njit(cache=True, _nrt=False)
+def copy_blocks(src, so, dst, do, m, outer, chunk, dst_stride, col):
+    """One input of a concatenation (or one output into the caller's Y): for m samples, the
+    source's outer blocks of chunk elements (src sample size outer * chunk) go to
+    dst[sample + o * dst_stride + col:] (dst sample size outer * dst_stride)."""
+    src_n = outer * chunk
+    dst_n = outer * dst_stride
+    for s in range(m):
+        for o in range(outer):
+            x = src[so + s * src_n + o * chunk:so + s * src_n + (o + 1) * chunk]
+            z = dst[do + s * dst_n + o * dst_stride + col:do + s * dst_n + o * dst_stride + col + chunk]
+            for k in range(chunk):
+                z[k] = x[k]
+
+
+@njit(cache=True, _nrt=False)
+def slice_copy(src, so, dst, do, m, outer, axis_len, inner, start, step, count):
+    """SLICE: per sample, x viewed as (outer, axis_len, inner); y[o, k] = x[o, start + k * step]."""
+    n_in = outer * axis_len * inner
+    n_out = outer * count * inner
+    for s in range(m):
+        for o in range(outer):
+            for k in range(count):
+                i = so + s * n_in + (o * axis_len + start + k * step) * inner
+                z = dst[do + s * n_out + (o * count + k) * inner:do + s * n_out + (o * count + k + 1) * inner]
+                x = src[i:i + inner]
+                for j in range(inner):
+                    z[j] = x[j]
