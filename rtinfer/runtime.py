@@ -200,7 +200,6 @@ class Runtime:
             given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
             raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
                              f"{shape}, got {given}")
-        out = out.view(np.ndarray)
         if np.may_share_memory(out, X):
             raise InputError("out overlaps the input X; pass a separate output array")
         return out
@@ -246,15 +245,16 @@ class Runtime:
         flat = self._check_batch(X, nonfinite)
         n = flat.size // self.in_size
         Y = self._batch_out(n, out, flat)
+        Yp = Y if self._multi or type(Y) is np.ndarray else Y.view(np.ndarray)
         if n == 0:
             return Y if not self._multi else self._split(np.zeros(0, np.float32), 0, out)
         if self._multi:
             Yf = np.empty(n * self.out_size, dtype=np.float32)  # per call: no shared scratch
         elif self._int_out:
-            Yf = Y.reshape(-1).view(np.float32)  # converted to int64 in place (interp.I64)
+            Yf = Yp.reshape(-1).view(np.float32)  # converted to int64 in place (interp.I64)
             mode |= self._interp.I64
         else:
-            Yf = Y.reshape(-1)
+            Yf = Yp.reshape(-1)
         if auto and n >= self._auto_min and n * self.plan.macs >= self._auto_min_work:
             blas = self._blas_path()
             if blas is not None:
@@ -317,11 +317,10 @@ class Runtime:
         else:
             if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
                 self._explain_out(out)
-            out = out.view(np.ndarray)
             if out.dtype != self.output_dtype or out.size != self.output_size_one \
                     or not out.flags.c_contiguous or not out.flags.writeable:
                 self._explain_out(out)
-        yf = out.reshape(-1)
+        yf = (out if type(out) is np.ndarray else out.view(np.ndarray)).reshape(-1)
         mode = self._mode_one
         if self._int_out:
             yf = yf.view(np.float32)
@@ -337,13 +336,14 @@ class Runtime:
     def _one_status(self, status, x, out, nonfinite):
         """Act on the MODE_ONE status: -1 ok, >= 0 first non-finite input element, -2/-3 wrong
         x/out size, -4 out overlaps x (nothing ran)."""
+        policy = self._policy(nonfinite)
         if status == -2:
             self._explain_one(x)
         if status == -3:
             self._explain_out(out)
         if status == -4:
             raise InputError("out overlaps the input x; pass a separate output array")
-        if status >= 0 and self._policy(nonfinite) == "raise":
+        if status >= 0 and policy == "raise":
             raise InputError(f"expected finite inputs, got {np.asarray(x).reshape(-1)[status]} at element {status} "
                              f"(pass nonfinite='allow' to run it anyway)")
 

@@ -35,18 +35,23 @@ def rt():
 
 
 class Spy:
-    """Wraps a runtime's compiled entry points and counts calls."""
+    """Wraps a runtime's compiled entry point and counts the calls that run the model: not the
+    finiteness scan (MODE_NONFINITE), not a dispatcher call refused by its type check."""
 
     def __init__(self, rt):
+        from rtinfer import interp
         self.calls = 0
-        for name in ("_execute", "_run_one"):
+        self.scan = interp.MODE_NONFINITE
+        for name in ("_execute", "_execute_checked"):
             real = getattr(rt, name)
             setattr(rt, name, self._wrap(real))
 
     def _wrap(self, real):
         def call(*args):
-            self.calls += 1
-            return real(*args)
+            status = real(*args)  # a TypeError (refused by the type check) propagates uncounted
+            if args[4] != self.scan and status not in (-2, -3, -4):  # -2..-4: refused, nothing ran
+                self.calls += 1
+            return status
         return call
 
 

@@ -53,13 +53,13 @@ def test_frozen_model_rejects_chain_mismatch_and_int8_output():
     bb = BufferBuilder()
     l1 = Layer(Op.ACT, (4,), (4,), Act.RELU)
     l2 = Layer(Op.ACT, (5,), (5,), Act.RELU)
-    with pytest.raises(FrozenModelError, match="does not match the previous output"):
+    with pytest.raises(FrozenModelError, match=r"input shape \(5,\) does not match tensor 1's shape \(4,\)"):
         FrozenModel((l1, l2), bb.finish(), (4,), (5,))
     lq = Layer(Op.QUANTIZE, (4,), (4,), attrs={"y_scale": 0.1, "y_zp": 0})
-    with pytest.raises(FrozenModelError, match="must produce float32"):
+    with pytest.raises(FrozenModelError, match="is int8; outputs must be float32"):
         FrozenModel((lq,), bb.finish(), (4,), (4,))
     ld = Layer(Op.DEQUANTIZE, (4,), (4,), attrs={"x_scale": 0.1, "x_zp": 0})
-    with pytest.raises(FrozenModelError, match="takes i8 but receives f32"):
+    with pytest.raises(FrozenModelError, match="takes i8 but tensor 0 is f32"):
         FrozenModel((ld,), bb.finish(), (4,), (4,))
 
 
@@ -130,6 +130,9 @@ def test_reference_activations_match_closed_forms(act):
         Act.GELU: np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x64]),
         Act.GELU_TANH: 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3))),
         Act.CLIP: np.clip(x64, -1, 2),
+        Act.SILU: x64 / (1 + np.exp(-x64)),
+        Act.HARD_SWISH: x64 * np.clip(x64 + 3, 0, 6) / 6,
+        Act.MISH: x64 * np.tanh(np.log(1 + np.exp(x64))),
     }[act]
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, closed, rtol=1e-6, atol=1e-7)

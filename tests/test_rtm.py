@@ -117,7 +117,7 @@ def test_mmap_buffers_are_views_of_the_file(model, tmp_path):
 def test_layout_facts(model):
     data = to_bytes(model)
     assert data[:8] == MAGIC
-    assert struct.unpack_from("<HHIQ", data, 8) == (1, 0, HEADER_SIZE, len(data))
+    assert struct.unpack_from("<HHIQ", data, 8) == (2, 0, HEADER_SIZE, len(data))
     assert len(data) % ALIGN == 0
     assert struct.unpack_from("<I", data, HEADER_CRC_OFFSET)[0] == zlib.crc32(data[:HEADER_CRC_OFFSET])
 
@@ -178,8 +178,10 @@ def test_wrong_magic(small_bytes):
 
 
 def test_unknown_version(small_bytes):
-    with pytest.raises(RtmFormatError, match=r"unsupported format version 2\.0 at byte 8"):
-        from_bytes(_patched(small_bytes, 8, "<H", 2))
+    with pytest.raises(RtmFormatError, match=r"unsupported format version 3\.0 at byte 8"):
+        from_bytes(_patched(small_bytes, 8, "<H", 3))
+    with pytest.raises(RtmFormatError, match=r"unsupported format version 0\.0 at byte 8"):
+        from_bytes(_patched(small_bytes, 8, "<H", 0))
 
 
 def test_newer_minor_version_is_read(small_bytes):
