@@ -81,10 +81,12 @@ class Layer:
 
     @property
     def in_dtype(self) -> str:
+        """The dtype the op reads (RESHAPE reads either; FrozenModel.tensor_dtype says which)."""
         return "i8" if self.op in INT8_INPUT_OPS else "f32"
 
     @property
     def out_dtype(self) -> str:
+        """The dtype the op writes (RESHAPE: its input's; see FrozenModel.tensor_dtype)."""
         return "i8" if self.op in INT8_OUTPUT_OPS else "f32"
 
     def act_params(self) -> tuple[float, float]:
@@ -186,7 +188,9 @@ class FrozenModel:
         return self.input_shape if t == 0 else self.layers[t - 1].out_shape
 
     def tensor_dtype(self, t: int) -> str:
-        """"f32" or "i8": the dtype of activation tensor t."""
+        """"f32" or "i8": the dtype of activation tensor t (a RESHAPE keeps its input's)."""
+        while t > 0 and self.layers[t - 1].op == Op.RESHAPE:
+            t = self.layers[t - 1].inputs[0]
         return "f32" if t == 0 else self.layers[t - 1].out_dtype
 
     @property
@@ -225,7 +229,7 @@ class FrozenModel:
                     raise FrozenModelError(
                         f"{where}: input tensor {t} is not an earlier tensor (0 is the model input, "
                         f"layer k writes tensor k + 1; layer {i} may read tensors 0..{i})")
-                if self.tensor_dtype(t) != layer.in_dtype:
+                if layer.op != Op.RESHAPE and self.tensor_dtype(t) != layer.in_dtype:
                     raise FrozenModelError(f"{where}: takes {layer.in_dtype} but tensor {t} is {self.tensor_dtype(t)}")
             first = self.tensor_shape(ins[0])
             if math.prod(layer.in_shape) != math.prod(first):

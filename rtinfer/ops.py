@@ -18,7 +18,8 @@ ARGMAX       f32 -> f32   attrs outer, axis_len, inner as SOFTMAX; writes the in
                           The FrozenModel's ``output_dtype`` says when the user sees int64.
 AFFINE       f32 -> f32   y = act(x * s + t), elementwise; tensors s, t f32 with the
                           sample's full size (broadcasts are expanded at freeze/import time).
-RESHAPE      f32 -> f32   no data movement: the arena is flat; only the shape changes.
+RESHAPE      any -> same  no data movement: the output shares the input's storage (f32 or i8);
+                          only the shape changes.
 QUANTIZE     f32 -> i8    y = saturate(round_half_even(x / y_scale) + y_zp);  attrs y_scale, y_zp
 DEQUANTIZE   i8 -> f32    y = (x - x_zp) * x_scale;  attrs x_scale, x_zp
 QDENSE       i8 -> i8     acc(int32)[j] = sum_i (x[i] - x_zp) * Wq[i, j] + bq[j]

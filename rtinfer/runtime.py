@@ -290,6 +290,8 @@ class Runtime:
             if self._multi or self._int_out:
                 return self._predict_one_checked(x, out, nonfinite)
             out = np.empty(self.output_shape, dtype=_F32)
+        if type(x) is not np.ndarray:  # subclasses (masked arrays, matrices): the checked path
+            return self._predict_one_checked(x, out, nonfinite)
         try:
             status = self._execute_checked(self._state, x, out, 1, self._mode_one, self._no_times)
         except TypeError:  # not exactly float32 1-D C-contiguous writable arrays: check it all

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba.core.runtime import rtsys
     import rtinfer
-    from rtinfer._testmodels import fp32_mlp, int8_mlp
+    from rtinfer._testmodels import fp32_mlp, int8_mlp, residual_mlp
 
     def allocs(fn):
         before = rtsys.get_allocation_stats()
@@ -49,6 +49,7 @@ SCRIPT = textwrap.dedent("""
         "fp32_2": fp32_mlp([32, 16, 4], head="softmax"),
         "fp32_6": fp32_mlp([32, 24, 20, 16, 12, 8, 4], head="softmax"),
         "int8_6": int8_mlp([32, 24, 20, 16, 12, 8, 4], lut=np.tanh, head="softmax"),
+        "graph_res": residual_mlp(d=32, hidden=24, n_out=4, blocks=3),
     }
     rng = np.random.default_rng(0)
     X = rng.standard_normal((10000, 32)).astype(np.float32)
@@ -105,7 +106,7 @@ def test_counter_is_live(counts):
     assert counts["control10000"][0] - counts["control10"][0] >= 9990
 
 
-@pytest.mark.parametrize("model", ["fp32_2", "fp32_6", "int8_6"])
+@pytest.mark.parametrize("model", ["fp32_2", "fp32_6", "int8_6", "graph_res"])
 def test_stream_allocates_nothing_per_sample(counts, model):
     assert counts[model + "_stream10"] == counts[model + "_stream10000"]
     assert counts[model + "_predict10"] == counts[model + "_predict10000"]
