@@ -15,7 +15,7 @@ QLinearConv on a runtime tensor of per-sample rank 2 (C, L) or 3 (C, H, W):
   exact integer sums in float32, refused when a sum could reach 2^24 (then Cast + Mul + Add fold
   into the CONV like any per-channel AFFINE; with int8-range weights and a positive Mul scale s,
   a following QuantizeLinear makes it QCONV with x_scale 1 and w_scale s).
-Fusion (``fuse_float`` / ``fuse_quant``, run by the importer's fusion loops): CONV + activation,
+Fusion (``pair_rule`` / ``quant_rule``, run by export.onnx_ir.fuse): CONV + activation,
 CONV + a per-channel AFFINE (BatchNormalization, Mul/Add by per-channel constants) folded into W
 and b; DequantizeLinear -> Conv (weights from DequantizeLinear of int8) -> [Relu | Clip] ->
 QuantizeLinear becomes QCONV; DQ -> MaxPool -> Q with one scale and zero point becomes
@@ -37,13 +37,14 @@ from rtinfer import quant
 from rtinfer.ops import Act, Op
 from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts, window_out_shape
 
+from .onnx_ir import INT32, UINT8, Dyn, Proto
+
 IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv", "ConvInteger")
 
 # float32 holds every integer of magnitude <= 2^24 exactly: ConvInteger's integer sums are
 # computed in float32 only when every partial sum stays below this bound.
 _EXACT_INT_F32 = 2 ** 24
 
-_UINT8, _INT8 = 2, 3
 
 
 # ------------------------------------------------------------------------------ import
@@ -52,21 +53,21 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
     spatial = tuple(x.shape[1:])
     rank = len(spatial)
     if rank not in (1, 2):
-        raise imp._unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D and 2-D "
+        raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D and 2-D "
                                      f"convolution and pooling")
     kernel = tuple(int(v) for v in kernel)
     if len(kernel) != rank or min(kernel) < 1:
-        raise imp._err(node, f"kernel_shape {list(kernel)} does not match {rank} spatial dims")
+        raise imp.err(node, f"kernel_shape {list(kernel)} does not match {rank} spatial dims")
     strides = tuple(int(v) for v in a.get("strides", [1] * rank))
     dilations = tuple(int(v) for v in a.get("dilations", [1] * rank))
     if len(strides) != rank or len(dilations) != rank or min(strides) < 1 or min(dilations) < 1:
-        raise imp._err(node, f"strides {list(strides)} / dilations {list(dilations)} must be {rank} values >= 1")
+        raise imp.err(node, f"strides {list(strides)} / dilations {list(dilations)} must be {rank} values >= 1")
     auto_pad = a.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("NOTSET", ""):
         pads = [int(v) for v in a.get("pads", [0] * (2 * rank))]
         if len(pads) != 2 * rank or min(pads) < 0:
-            raise imp._err(node, f"pads {pads} must be {2 * rank} values >= 0")
+            raise imp.err(node, f"pads {pads} must be {2 * rank} values >= 0")
         begins, ends = pads[:rank], pads[rank:]
     elif auto_pad == "VALID":
         begins, ends = [0] * rank, [0] * rank
@@ -79,7 +80,7 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
             begins.append(small if auto_pad == "SAME_UPPER" else total - small)
             ends.append(total - begins[-1])
     else:
-        raise imp._err(node, f"unknown auto_pad {auto_pad!r}")
+        raise imp.err(node, f"unknown auto_pad {auto_pad!r}")
     if int(a.get("ceil_mode", 0)):
         for k_ in range(rank):
             n, k, s, d = spatial[k_], kernel[k_], strides[k_], dilations[k_]
@@ -90,7 +91,7 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
             extra = (out - 1) * s + (k - 1) * d + 1 - (n + begins[k_] + ends[k_])
             if extra > 0:
                 if node.op_type == "AveragePool" and int(a.get("count_include_pad", 0)):
-                    raise imp._unsupported(node, "ceil_mode=1 with count_include_pad=1 (the extra window's "
+                    raise imp.unsupported(node, "ceil_mode=1 with count_include_pad=1 (the extra window's "
                                                  "divisor excludes the ceil extension)")
                 ends[k_] += extra
     if rank == 1:
@@ -99,9 +100,9 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
         attrs = geometry_attrs(kernel, strides, dilations, ((begins[0], ends[0]), (begins[1], ends[1])))
     out = window_out_shape(tuple(x.shape), attrs)
     if min(out) < 1:
-        raise imp._err(node, f"the window does not fit the input (N, *{x.shape})")
+        raise imp.err(node, f"the window does not fit the input (N, *{x.shape})")
     if is_pool and int(pool_counts(make_geometry(tuple(x.shape), attrs), False).min()) < 1:
-        raise imp._unsupported(node, f"pads {begins + ends} leave a window of padding only (kernel {list(kernel)}, "
+        raise imp.unsupported(node, f"pads {begins + ends} leave a window of padding only (kernel {list(kernel)}, "
                                      f"dilations {list(dilations)})")
     return attrs
 
@@ -135,116 +136,114 @@ def _conv_weight_prov(imp, name, w_shape):
 
 
 def translate(imp, node, x, k):
-    """One conv/pool node on the runtime tensor x (an onnx_import._Dyn); returns its output."""
-    from .onnx_import import _Dyn
+    """One conv/pool node on the runtime tensor x (an onnx_import.Dyn); returns its output."""
     op = node.op_type
-    a = imp._attrs(node)
+    a = imp.attrs(node)
     if k != 0:
-        raise imp._unsupported(node, "the runtime tensor must be the first input")
+        raise imp.unsupported(node, "the runtime tensor must be the first input")
     if len(x.shape) < 2:
-        raise imp._err(node, f"needs a (N, C, *spatial) input, got (N, *{x.shape})")
+        raise imp.err(node, f"needs a (N, C, *spatial) input, got (N, *{x.shape})")
     if op == "QLinearConv":
         return _qlinearconv(imp, node, x, a)
     if op == "ConvInteger":
         return _convinteger(imp, node, x, a)
-    imp._need_float(node, x)
+    imp.need_float(node, x)
     c = x.shape[0]
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         out_shape = (c,) + (1,) * (len(x.shape) - 1)
         if op == "GlobalAveragePool":
-            imp._emit(node, Op.GLOBAL_AVGPOOL, x, out_shape)
+            imp.emit(node, Op.GLOBAL_AVGPOOL, x, out_shape)
         else:
             attrs = _window_geometry(imp, node, x, x.shape[1:], {}, True)
-            imp._emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
-        return _Dyn(out_shape)
+            imp.emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
+        return Dyn(out_shape)
     if op in ("MaxPool", "AveragePool"):
         if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
             used = any(node.output[1] in n.input for n in imp.graph.node) or \
                 any(o.name == node.output[1] for o in imp.graph.output)
             if used:
-                raise imp._unsupported(node, "its Indices output is used")
+                raise imp.unsupported(node, "its Indices output is used")
         if "kernel_shape" not in a:
-            raise imp._err(node, "missing attribute kernel_shape")
+            raise imp.err(node, "missing attribute kernel_shape")
         attrs = _window_geometry(imp, node, x, a["kernel_shape"], a, True)
         out_shape = window_out_shape(tuple(x.shape), attrs)
         if op == "AveragePool":
             attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
-            imp._emit(node, Op.AVGPOOL, x, out_shape, attrs=attrs)
+            imp.emit(node, Op.AVGPOOL, x, out_shape, attrs=attrs)
         else:
-            imp._emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
-        return {node.output[0]: _Dyn(out_shape)}
+            imp.emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
+        return {node.output[0]: Dyn(out_shape)}
     # Conv
-    W = np.asarray(imp._const(node, 1))
+    W = np.asarray(imp.const(node, 1))
     if W.ndim != len(x.shape) + 1:
-        raise imp._err(node, f"weights of shape {W.shape} do not match input (N, *{x.shape})")
+        raise imp.err(node, f"weights of shape {W.shape} do not match input (N, *{x.shape})")
     group = int(a.get("group", 1))
     if group < 1 or c % group or W.shape[0] % group or W.shape[1] != c // group:
-        raise imp._err(node, f"weights {W.shape} with group={group} do not fit {c} input channels")
+        raise imp.err(node, f"weights {W.shape} with group={group} do not fit {c} input channels")
     kernel = W.shape[2:]
     if "kernel_shape" in a and tuple(int(v) for v in a["kernel_shape"]) != tuple(kernel):
-        raise imp._err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(kernel)}")
+        raise imp.err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(kernel)}")
     attrs = _window_geometry(imp, node, x, kernel, a, False)
     attrs["group"] = group
     o = W.shape[0]
     w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
-    B = imp._const(node, 2)
+    B = imp.const(node, 2)
     b = np.zeros(o, np.float32) if B is None else np.asarray(B, np.float32).reshape(-1)
     if b.size != o:
-        raise imp._err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
+        raise imp.err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
     prov = {}
     wp = _conv_weight_prov(imp, node.input[1], w4)
     if wp is not None:
         prov["W"] = wp
     if B is not None:
-        bp = imp._bias_prov(node.input[2], o)
+        bp = imp.bias_prov(node.input[2], o)
         if bp is not None:
             prov["b"] = bp
     out_shape = window_out_shape(tuple(x.shape), attrs, o)
-    imp._emit(node, Op.CONV, x, out_shape, tensors={"W": W.astype(np.float32).reshape(w4), "b": b},
+    imp.emit(node, Op.CONV, x, out_shape, tensors={"W": W.astype(np.float32).reshape(w4), "b": b},
               attrs=attrs, prov=prov)
-    return _Dyn(out_shape)
+    return Dyn(out_shape)
 
 
 def _qlinearconv(imp, node, x, a):
-    from .onnx_import import _Dyn
     if x.kind != "q8":
-        raise imp._unsupported(node, "the runtime tensor must be the quantized input x")
-    x_scale, x_zp, _ = imp._qparams(node, 1, 2, x.onnx_type)
-    w = np.asarray(imp._const(node, 3))
+        raise imp.unsupported(node, "the runtime tensor must be the quantized input x")
+    x_scale, x_zp, _ = imp.qparams(node, 1, 2, x.onnx_type)
+    w = np.asarray(imp.const(node, 3))
     c = x.shape[0]
     if w.ndim != len(x.shape) + 1 or w.dtype not in (np.int8, np.uint8):
-        raise imp._unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
+        raise imp.unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
     group = int(a.get("group", 1))
     o = w.shape[0]
     if group < 1 or c % group or o % group or w.shape[1] != c // group:
-        raise imp._err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
-    w_zp = imp._const(node, 5)
+        raise imp.err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
+    w_zp = imp.const(node, 5)
     zp = np.zeros(1, np.int32) if w_zp is None else np.asarray(w_zp).astype(np.int32).reshape(-1)
     if zp.size not in (1, o):
-        raise imp._unsupported(node, f"weight zero point of shape {np.asarray(w_zp).shape}")
+        raise imp.unsupported(node, f"weight zero point of shape {np.asarray(w_zp).shape}")
     wq = w.astype(np.int32) - zp.reshape((-1,) + (1,) * (w.ndim - 1))
     if wq.min() < -128 or wq.max() > 127:
-        raise imp._unsupported(node, "weights minus their zero point exceed the int8 range")
-    w_scale = np.asarray(imp._const(node, 4), np.float32).reshape(-1)
+        raise imp.unsupported(node, "weights minus their zero point exceed the int8 range")
+    w_scale = np.asarray(imp.const(node, 4), np.float32).reshape(-1)
     if w_scale.size not in (1, o):
-        raise imp._unsupported(node, f"weight scale of shape {w_scale.shape}")
+        raise imp.unsupported(node, f"weight scale of shape {w_scale.shape}")
     if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
-        raise imp._err(node, "weight scales must be positive and finite")
-    y_zp_arr = imp._const(node, 7)
-    y_scale, y_zp, yt = imp._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
+        raise imp.err(node, "weight scales must be positive and finite")
+    y_zp_arr = imp.const(node, 7)
+    y_scale, y_zp, yt = imp.qparams(node, 6, 7, UINT8 if y_zp_arr is None else None)
     attrs = _window_geometry(imp, node, x, w.shape[2:], a, False)
     attrs.update(group=group, x_scale=x_scale, x_zp=x_zp, y_scale=y_scale, y_zp=y_zp, qmin=quant.QMIN,
                  qmax=quant.QMAX)
-    B = imp._const(node, 8)
+    B = imp.const(node, 8)
     bq = np.zeros(o, np.int32) if B is None else np.asarray(B).astype(np.int32).reshape(-1)
     if bq.size != o:
-        raise imp._err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
+        raise imp.err(node, f"bias of shape {np.asarray(B).shape} does not match {o} output channels")
     w4 = (o, c // group, attrs["kernel_h"], attrs["kernel_w"])
     out_shape = window_out_shape(tuple(x.shape), attrs, o)
-    imp._emit(node, Op.QCONV, x, out_shape,
+    imp.emit(node, Op.QCONV, x, out_shape,
               tensors={"W": wq.reshape(w4).astype(np.int8), "b": bq,
                        "w_scale": np.broadcast_to(w_scale, (o,)).astype(np.float32)}, attrs=attrs)
-    return _Dyn(out_shape, "q8", yt)
+    return Dyn(out_shape, "q8", yt)
 
 
 def _convinteger(imp, node, x, a):
@@ -254,39 +253,38 @@ def _convinteger(imp, node, x, a):
     into the CONV). Exact because every product and partial sum is an integer below 2^24 in
     magnitude, checked per output channel as sum |w - w_zp| * max |x - x_zp|; larger weights are
     refused. Padding reads x_zp (real 0), as in ONNX's reference and onnxruntime."""
-    from .onnx_import import _INT32, _Dyn
     if x.kind != "q8":
-        raise imp._unsupported(node, "the runtime tensor must be the quantized input x (int8/uint8)")
-    x_zp_arr = imp._const(node, 2)
+        raise imp.unsupported(node, "the runtime tensor must be the quantized input x (int8/uint8)")
+    x_zp_arr = imp.const(node, 2)
     if x_zp_arr is not None and np.asarray(x_zp_arr).size != 1:
-        raise imp._unsupported(node, f"x zero point of shape {np.asarray(x_zp_arr).shape} (only per tensor)")
-    x_type = np.uint8 if x.onnx_type == _UINT8 else np.int8
+        raise imp.unsupported(node, f"x zero point of shape {np.asarray(x_zp_arr).shape} (only per tensor)")
+    x_type = np.uint8 if x.onnx_type == UINT8 else np.int8
     if x_zp_arr is not None and np.asarray(x_zp_arr).dtype != x_type:
-        raise imp._err(node, f"x zero point of dtype {np.asarray(x_zp_arr).dtype} differs from the input's "
+        raise imp.err(node, f"x zero point of dtype {np.asarray(x_zp_arr).dtype} differs from the input's "
                              f"{np.dtype(x_type)}")
     x_zp = 0 if x_zp_arr is None else int(np.asarray(x_zp_arr).reshape(-1)[0])
-    if x.onnx_type == _UINT8:
+    if x.onnx_type == UINT8:
         x_zp -= 128  # internal int8 codes are q - 128
-    w = np.asarray(imp._const(node, 1))
+    w = np.asarray(imp.const(node, 1))
     c = x.shape[0]
     if w.ndim != len(x.shape) + 1 or w.dtype not in (np.int8, np.uint8):
-        raise imp._unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
+        raise imp.unsupported(node, f"weights of shape {w.shape} and dtype {w.dtype} (8-bit, rank {len(x.shape) + 1})")
     group = int(a.get("group", 1))
     o = w.shape[0]
     if group < 1 or c % group or o % group or w.shape[1] != c // group:
-        raise imp._err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
+        raise imp.err(node, f"weights {w.shape} with group={group} do not fit {c} input channels")
     if "kernel_shape" in a and tuple(int(v) for v in a["kernel_shape"]) != tuple(w.shape[2:]):
-        raise imp._err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(w.shape[2:])}")
-    w_zp_arr = imp._const(node, 3)
+        raise imp.err(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' {list(w.shape[2:])}")
+    w_zp_arr = imp.const(node, 3)
     w_zp = np.zeros(1, np.int64) if w_zp_arr is None else np.asarray(w_zp_arr).astype(np.int64).reshape(-1)
     if w_zp.size not in (1, o):
-        raise imp._unsupported(node, f"weight zero point of shape {np.asarray(w_zp_arr).shape} "
+        raise imp.unsupported(node, f"weight zero point of shape {np.asarray(w_zp_arr).shape} "
                                      f"(per tensor or per output channel)")
     wi = w.astype(np.int64) - w_zp.reshape((-1,) + (1,) * (w.ndim - 1))  # (O, Cg, *kernel)
     x_span = max(quant.QMAX - x_zp, x_zp - quant.QMIN)  # max |x - x_zp| over int8 codes
     bound = int(np.abs(wi).reshape(o, -1).sum(axis=1).max()) * x_span
     if bound >= _EXACT_INT_F32:
-        raise imp._unsupported(node, f"its integer sums reach up to {bound} in magnitude (sum |w - w_zp| = "
+        raise imp.unsupported(node, f"its integer sums reach up to {bound} in magnitude (sum |w - w_zp| = "
                                      f"{bound // x_span} per output channel times max |x - x_zp| = {x_span}); "
                                      f"float32 holds them exactly only below 2^24 = {_EXACT_INT_F32}")
     attrs = _window_geometry(imp, node, x, w.shape[2:], a, False)
@@ -299,11 +297,11 @@ def _convinteger(imp, node, x, a):
     prov = {}
     if wi.min() >= quant.QMIN and wi.max() <= quant.QMAX:
         prov["W_int"] = wi.reshape(w4).astype(np.int8)
-    imp._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
-    imp._emit(node, Op.CONV, _Dyn(x.shape), out_shape,
+    imp.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
+    imp.emit(node, Op.CONV, Dyn(x.shape), out_shape,
               tensors={"W": wi.astype(np.float32).reshape(w4), "b": np.zeros(o, np.float32)}, attrs=attrs,
               prov=prov)
-    return _Dyn(out_shape, "int", _INT32)
+    return Dyn(out_shape, "int", INT32)
 
 
 def _per_channel(v: np.ndarray, shape) -> np.ndarray | None:
@@ -314,21 +312,22 @@ def _per_channel(v: np.ndarray, shape) -> np.ndarray | None:
     return None
 
 
-def fuse_float(L: list, i: int) -> bool:
-    """Fuse L[i] (a CONV) with L[i + 1] when possible; True if the list changed."""
-    a, b = L[i], L[i + 1]
+def pair_rule(a, b):
+    """CONV a with its only reader b (export.onnx_ir.fuse): an activation, or a per-channel
+    AFFINE folded into W and b. "a" when fused, else None."""
     if a.op != Op.CONV or a.act != Act.IDENTITY:
-        return False
+        return None
     if b.op == Op.ACT:
         a.act = b.act
         a.attrs.update({k: v for k, v in b.attrs.items() if k in ("alpha", "beta")})
-        del L[i + 1]
-        return True
+        return "a"
     if b.op == Op.AFFINE:
+        if int(np.prod(b.tensors["s"].shape)) != int(np.prod(a.out_shape)):
+            return None
         s = _per_channel(b.tensors["s"], a.out_shape)
         t = _per_channel(b.tensors["t"], a.out_shape)
         if s is None or t is None:
-            return False
+            return None
         W = a.tensors["W"].astype(np.float64)
         if not np.all(s == 1):
             a.prov.pop("W", None)
@@ -340,18 +339,16 @@ def fuse_float(L: list, i: int) -> bool:
         a.tensors["b"] = (a.tensors["b"].astype(np.float64) * s + t).astype(np.float32)
         a.act = b.act
         a.attrs.update({k: v for k, v in b.attrs.items() if k in ("alpha", "beta")})
-        del L[i + 1]
-        return True
-    return False
+        return "a"
+    return None
 
 
-def fuse_quant(L: list, i: int) -> bool:
-    """DEQUANTIZE -> CONV / MAXPOOL / AVGPOOL / GLOBAL_AVGPOOL -> QUANTIZE at L[i:i + 3] -> one int8
-    op; True if the list changed."""
-    from .onnx_import import _Proto
-    dq, mid, q = L[i], L[i + 1], L[i + 2]
-    if dq.op != Op.DEQUANTIZE or q.op != Op.QUANTIZE:
-        return False
+def quant_rule(dqs, mid, q):
+    """DEQUANTIZE -> CONV / MAXPOOL / AVGPOOL / GLOBAL_AVGPOOL -> QUANTIZE as one int8 layer
+    (export.onnx_ir.fuse), or None."""
+    if len(dqs) != 1:
+        return None
+    dq = dqs[0]
     xs, xzp = dq.attrs["x_scale"], int(dq.attrs["x_zp"])
     ys, yzp = q.attrs["y_scale"], int(q.attrs["y_zp"])
     io = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp}
@@ -375,14 +372,11 @@ def fuse_quant(L: list, i: int) -> bool:
             if math.isfinite(hi):
                 qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
         geo = {k: v for k, v in mid.attrs.items() if k not in ("alpha", "beta")}
-        L[i:i + 3] = [_Proto(Op.QCONV, mid.in_shape, mid.out_shape, name=mid.name,
-                             tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
-                             attrs=dict(geo, **io, qmin=qmin, qmax=qmax))]
-        return True
+        return Proto(Op.QCONV, mid.in_shape, mid.out_shape, name=mid.name,
+                     tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
+                     attrs=dict(geo, **io, qmin=qmin, qmax=qmax))
     if mid.op == Op.MAXPOOL and (float(np.float32(xs)), xzp) == (float(np.float32(ys)), yzp):
-        L[i:i + 3] = [_Proto(Op.QMAXPOOL, mid.in_shape, mid.out_shape, name=mid.name,
-                             attrs=dict(mid.attrs, x_scale=xs, x_zp=xzp))]
-        return True
+        return Proto(Op.QMAXPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(mid.attrs, x_scale=xs, x_zp=xzp))
     if mid.op in (Op.AVGPOOL, Op.GLOBAL_AVGPOOL):
         if mid.op == Op.AVGPOOL:
             attrs = dict(mid.attrs)
@@ -390,10 +384,9 @@ def fuse_quant(L: list, i: int) -> bool:
             s = mid.in_shape
             attrs = dict(geometry_attrs((1, s[1]) if len(s) == 2 else s[1:]), count_include_pad=0)
             if window_out_shape(s, attrs) != tuple(mid.out_shape):
-                return False
-        L[i:i + 3] = [_Proto(Op.QAVGPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(attrs, **io))]
-        return True
-    return False
+                return None
+        return Proto(Op.QAVGPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(attrs, **io))
+    return None
 
 
 # ------------------------------------------------------------------------------ export

@@ -5,9 +5,16 @@
 
 Graph layout
 - One input ``input`` (N, *input_shape) float32 and one output ``output`` (N, *output_shape)
-  float32 (int64 when ``output_dtype`` is "int64"); N is the symbolic dim "N".
-- Each layer reads a tensor of shape (N, *in_shape); when the previous tensor has another shape
-  a ``Reshape`` named ``<layer>.reshape`` is inserted (the arena is flat, so it moves no data).
+  float32 (int64 when ``output_dtype`` is "int64"); N is the symbolic dim "N". A model with
+  several outputs names them ``output``, ``output_1``, ``output_2``, ... in ``frozen.outputs`` order.
+- The graph follows ``Layer.inputs``: a layer reads the ONNX tensors of its input tensors. Each
+  layer reads a tensor of shape (N, *in_shape); when the producer's tensor has another shape a
+  ``Reshape`` named ``<layer>.reshape`` is inserted (the arena is flat, so it moves no data).
+- Graph ops: BINARY = Add / Sub / Mul / Div / Max / Min (+ activation), both inputs reshaped to
+  the same rank so that ONNX's broadcasting (which aligns the batch axis too) broadcasts inside
+  the sample; CONCAT = Concat; SLICE = Slice (step > 0) or Gather (step < 0); QBINARY =
+  DequantizeLinear of both -> op -> [Clip] -> QuantizeLinear; QCONCAT / QSLICE the same ops on
+  the int8 tensors. SILU = x * Sigmoid(x), HARD_SWISH = HardSwish, MISH = Mish.
 - Names: layer k of an op is ``dense0``, ``act1``, ``qdense0``...; its initializers are
   ``dense0.W``, ``dense0.b``, ``qdense0.w_scale``... ``FrozenModel.meta`` goes to
   ``metadata_props`` (keys starting with "onnx." are the importer's notes and are not written).
@@ -39,7 +46,7 @@ import numpy as np
 from rtinfer import quant
 from rtinfer._atomic import atomic_write
 from rtinfer.frozen import FrozenModel, Layer
-from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, Act, Op
+from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, Act, Bin, Op
 
 from .onnx_common import BATCH_DIM, EXPORT_IR_VERSION, EXPORT_OPSET, INPUT_NAME, OUTPUT_NAME
 
@@ -51,8 +58,10 @@ class OnnxExportError(ValueError):
 _ACT_NODE = {
     Act.RELU: "Relu", Act.LEAKY_RELU: "LeakyRelu", Act.SIGMOID: "Sigmoid", Act.TANH: "Tanh",
     Act.SOFTPLUS: "Softplus", Act.ELU: "Elu", Act.SELU: "Selu", Act.HARD_SIGMOID: "HardSigmoid",
-    Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip",
+    Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip", Act.SILU: "Sigmoid",
+    Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
+_BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 
 WEIGHT_DTYPES = ("int8", "uint8")
@@ -109,6 +118,9 @@ class _Writer:
             lo = self.init(f"{p}.clip_min", np.array(alpha, np.float32)) if np.isfinite(alpha) else ""
             hi = self.init(f"{p}.clip_max", np.array(beta, np.float32)) if np.isfinite(beta) else ""
             return self.node(op, [x, lo, hi], out, name)
+        if act == Act.SILU:  # x * sigmoid(x): what exporters write, recognized by from_onnx
+            sig = self.node("Sigmoid", [x], [f"{p}.sigmoid"], f"{p}.sigmoid")
+            return self.node("Mul", [x, sig], [f"{p}.silu"], f"{p}.silu")
         return self.node(op, [x], out, name)
 
     def axis_view(self, layer: Layer):
@@ -124,14 +136,35 @@ class _Writer:
         return (outer, axis_len, inner), 2
 
     # -- layers ----------------------------------------------------------------------------------
-    def layer(self, layer: Layer, x: str, cur: tuple, is_last: bool):
-        """Emit one layer reading x of shape (N, *cur); returns (tensor name, its sample shape)."""
+    def layer(self, layer: Layer, ins: list, int64_out: bool):
+        """Emit one layer reading ins = [(tensor name, sample shape)] (in Layer.inputs order);
+        returns (tensor name, its sample shape)."""
         f = self.frozen
         p = self.prefix(layer)
         op = layer.op
         alpha, beta = layer.act_params()
+        x, cur = ins[0]
         if op == Op.RESHAPE:
             return x, cur
+        if op in (Op.BINARY, Op.QBINARY):
+            return self.binary(layer, ins, p), layer.out_shape
+        if op in (Op.CONCAT, Op.QCONCAT):
+            names = [self.reshape(n, s, f.tensor_shape(t), f"{p}.reshape{k}")
+                     for k, ((n, s), t) in enumerate(zip(ins, layer.inputs))]
+            return self.node("Concat", names, [f"{p}.out"], p, axis=int(layer.attrs["axis"]) + 1), layer.out_shape
+        if op in (Op.SLICE, Op.QSLICE):
+            x = self.reshape(x, cur, layer.in_shape, f"{p}.reshape")
+            axis = int(layer.attrs["axis"])
+            start, step = int(layer.attrs.get("start", 0)), int(layer.attrs.get("step", 1))
+            count = layer.out_shape[axis]
+            if step > 0:
+                st = self.init(f"{p}.starts", np.array([start], np.int64))
+                en = self.init(f"{p}.ends", np.array([start + (count - 1) * step + 1], np.int64))
+                ax = self.init(f"{p}.axes", np.array([axis + 1], np.int64))
+                sp = self.init(f"{p}.steps", np.array([step], np.int64))
+                return self.node("Slice", [x, st, en, ax, sp], [f"{p}.out"], p), layer.out_shape
+            idx = self.init(f"{p}.indices", start + step * np.arange(count, dtype=np.int64))
+            return self.node("Gather", [x, idx], [f"{p}.out"], p, axis=axis + 1), layer.out_shape
         if op in (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX):
             view, axis = self.axis_view(layer)
             x = self.reshape(x, cur, view, f"{p}.reshape")
@@ -139,7 +172,7 @@ class _Writer:
                 keep = len(layer.out_shape) == len(view)
                 out_view = view[:axis - 1] + ((1,) if keep else ()) + view[axis:]
                 y = self.node("ArgMax", [x], [f"{p}.out"], p, axis=axis, keepdims=int(keep))
-                if not (is_last and f.output_dtype == "int64"):
+                if not int64_out:
                     y = self.node("Cast", [y], [f"{p}.float"], f"{p}.cast", to=1)
                 return y, out_view
             kind = "Softmax" if op == Op.SOFTMAX else "LogSoftmax"
@@ -177,6 +210,41 @@ class _Writer:
             return export_layer(self, layer, x, p)
         raise OnnxExportError(f"layer {p}: op {op.name} has no ONNX export")  # pragma: no cover
 
+    def binary(self, layer: Layer, ins: list, p: str) -> str:
+        f = self.frozen
+        a = layer.attrs
+        fn = Bin(int(a["fn"]))
+        shapes = [f.tensor_shape(t) for t in layer.inputs]
+        r = max(len(s) for s in shapes)
+        names = []
+        for k, ((n, cur), shp) in enumerate(zip(ins, shapes)):
+            # equal ranks: ONNX broadcasting aligns from the right, the batch axis included
+            names.append(self.reshape(n, cur, (1,) * (r - len(shp)) + tuple(shp), f"{p}.reshape{k}"))
+        if layer.op == Op.BINARY:
+            y = self.node(_BIN_NODE[fn], names, [f"{p}.out"], p)
+            return self.activation(y, layer.act, *layer.act_params(), p)
+        fl = []
+        for k, (n, key) in enumerate(zip(names, "ab")):
+            sc = self.init(f"{p}.{key}_scale", np.array(a[f"{key}_scale"], np.float32))
+            zp = self.init(f"{p}.{key}_zero_point", np.array(int(a[f"{key}_zp"]), np.int8))
+            fl.append(self.node("DequantizeLinear", [n, sc, zp], [f"{p}.{key}"], f"{p}.dequantize_{key}"))
+        y = self.node(_BIN_NODE[fn], fl, [f"{p}.acc"], p)
+        return self.requantize(y, a, p)
+
+    def requantize(self, y: str, a, p: str) -> str:
+        """[Relu | Clip] -> QuantizeLinear at the layer's y_scale / y_zp, qmin / qmax."""
+        ys, yzp = float(a["y_scale"]), int(a["y_zp"])
+        qmin, qmax = int(a.get("qmin", quant.QMIN)), int(a.get("qmax", quant.QMAX))
+        if qmin == yzp and qmax == quant.QMAX and yzp > quant.QMIN:
+            y = self.node("Relu", [y], [f"{p}.relu"], f"{p}.relu")
+        elif qmin > quant.QMIN or qmax < quant.QMAX:
+            lo = self.init(f"{p}.clip_min", np.array((qmin - yzp) * ys, np.float32)) if qmin > quant.QMIN else ""
+            hi = self.init(f"{p}.clip_max", np.array((qmax - yzp) * ys, np.float32)) if qmax < quant.QMAX else ""
+            y = self.node("Clip", [y, lo, hi], [f"{p}.clip"], f"{p}.clip")
+        ysc = self.init(f"{p}.y_scale", np.array(ys, np.float32))
+        yzpn = self.init(f"{p}.y_zero_point", np.array(yzp, np.int8))
+        return self.node("QuantizeLinear", [y, ysc, yzpn], [f"{p}.out"], f"{p}.quantize_y")
+
     def qdense(self, layer: Layer, x: str, p: str) -> str:
         f = self.frozen
         a = layer.attrs
@@ -202,15 +270,7 @@ class _Writer:
         bs = self.init(f"{p}.b_scale", (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32))
         bf = self.node("DequantizeLinear", [bq, bs], [f"{p}.b_float"], f"{p}.dequantize_b", axis=0)
         y = self.node("Gemm", [xf, Wf, bf], [f"{p}.acc"], p)
-        if qmin == yzp and qmax == quant.QMAX and yzp > quant.QMIN:
-            y = self.node("Relu", [y], [f"{p}.relu"], f"{p}.relu")
-        elif qmin > quant.QMIN or qmax < quant.QMAX:
-            lo = self.init(f"{p}.clip_min", np.array((qmin - yzp) * ys, np.float32)) if qmin > quant.QMIN else ""
-            hi = self.init(f"{p}.clip_max", np.array((qmax - yzp) * ys, np.float32)) if qmax < quant.QMAX else ""
-            y = self.node("Clip", [y, lo, hi], [f"{p}.clip"], f"{p}.clip")
-        ysc = self.init(f"{p}.y_scale", np.array(ys, np.float32))
-        yzpn = self.init(f"{p}.y_zero_point", np.array(yzp, np.int8))
-        return self.node("QuantizeLinear", [y, ysc, yzpn], [f"{p}.out"], f"{p}.quantize_y")
+        return self.requantize(y, a, p)
 
     def qlut(self, layer: Layer, x: str, p: str) -> str:
         from rtinfer.reference import activation
@@ -248,24 +308,33 @@ class _Writer:
         import onnx
         from onnx import helper
         f = self.frozen
-        x, cur = INPUT_NAME, f.input_shape
-        n = len(f.layers)
+        names = [(INPUT_NAME, f.input_shape)]
+        int64_outs = {o.tensor for o in f.outputs if o.dtype == "int64"}
+        consumed = {t for layer in f.layers for t in layer.inputs}
         for i, layer in enumerate(f.layers):
-            x, cur = self.layer(layer, x, cur, i == n - 1)
-        x = self.reshape(x, cur, f.output_shape, f"{OUTPUT_NAME}.reshape")
-        if x == INPUT_NAME:
-            x = self.node("Identity", [x], [OUTPUT_NAME], OUTPUT_NAME)
-        else:  # rename the last node's output to "output"
-            last = self.nodes[-1]
-            for k, o in enumerate(last.output):
-                if o == x:
-                    last.output[k] = OUTPUT_NAME
-        out_type = onnx.TensorProto.INT64 if f.output_dtype == "int64" else onnx.TensorProto.FLOAT
+            # an ARGMAX stays int64 only when it is an int64 output that nothing else reads
+            keep_int = (i + 1) in int64_outs and (i + 1) not in consumed and len(f.outputs) == 1
+            names.append(self.layer(layer, [names[t] for t in layer.inputs], keep_int))
+        outs = []
+        for k, o in enumerate(f.outputs):
+            oname = OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}_{k}"
+            x, cur = names[o.tensor]
+            x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
+            producer = self.nodes[-1] if self.nodes else None
+            if len(f.outputs) == 1 and x != INPUT_NAME and producer is not None and x in producer.output:
+                for j, out in enumerate(producer.output):  # rename the last node's output
+                    if out == x:
+                        producer.output[j] = oname
+            else:
+                if o.dtype == "int64" and x.endswith(".float"):
+                    x = self.node("Cast", [x], [f"{oname}.int64"], f"{oname}.cast", to=7)
+                self.node("Identity", [x], [oname], oname)
+            out_type = onnx.TensorProto.INT64 if o.dtype == "int64" else onnx.TensorProto.FLOAT
+            outs.append(helper.make_tensor_value_info(oname, out_type, [BATCH_DIM, *o.shape]))
         graph = helper.make_graph(
             self.nodes, "rtinfer",
             [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, [BATCH_DIM, *f.input_shape])],
-            [helper.make_tensor_value_info(OUTPUT_NAME, out_type, [BATCH_DIM, *f.output_shape])],
-            self.inits)
+            outs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                                   producer_name="rtinfer", producer_version=_version())
         model.ir_version = EXPORT_IR_VERSION

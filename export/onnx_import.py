@@ -36,38 +36,40 @@ from __future__ import annotations
 import math
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
 from rtinfer import quant
-from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer
-from rtinfer.ops import ACT_DEFAULTS, Act, Op
+from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
 
+from . import onnx_ir
 from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_ELEMENTS
-
-
-class OnnxImportError(ValueError):
-    """The ONNX model is malformed or uses an op, attribute or shape rtinfer cannot run."""
-
+from .onnx_ir import AUTO, BOOL, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
 
 _ACT_OPS = {
     "Relu": Act.RELU, "LeakyRelu": Act.LEAKY_RELU, "Sigmoid": Act.SIGMOID, "Tanh": Act.TANH,
     "Softplus": Act.SOFTPLUS, "Elu": Act.ELU, "Selu": Act.SELU, "HardSigmoid": Act.HARD_SIGMOID,
-    "Gelu": Act.GELU, "Clip": Act.CLIP, "PRelu": Act.LEAKY_RELU,
+    "Gelu": Act.GELU, "Clip": Act.CLIP, "PRelu": Act.LEAKY_RELU, "HardSwish": Act.HARD_SWISH,
+    "Mish": Act.MISH, "Erf": Act.ERF, "Exp": Act.EXP, "Abs": Act.ABS,
 }
 _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose"}
-_BINARY_OPS = {"Add", "Sub", "Mul", "Div"}
+_BINARY_OPS = {"Add": Bin.ADD, "Sub": Bin.SUB, "Mul": Bin.MUL, "Div": Bin.DIV, "Max": Bin.MAX, "Min": Bin.MIN}
+_GRAPH_OPS = {"Concat", "Split", "Slice"}
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
 _ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
 _CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv",
              "ConvInteger"}  # export.onnx_conv
+# ONNX ops accepted on runtime tensors only inside a recognized activation (export.onnx_ir)
+_PSEUDO_OPS = set(onnx_ir.PSEUDO_OPS)
+# ops that may read more than one runtime tensor
+_MULTI_OPS = set(_BINARY_OPS) | {"Concat"} | _PSEUDO_OPS
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
-SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | _BINARY_OPS | _QUANT_OPS
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | set(_BINARY_OPS) | _GRAPH_OPS | _QUANT_OPS
                                               | _OTHER_OPS | _ML_OPS | _CONV_OPS))
 
 # Shape(x) of the runtime tensor with a dynamic batch: the batch entry holds this marker. Such
@@ -79,37 +81,6 @@ _SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", 
 
 _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli"}
-
-# ONNX TensorProto element types used here.
-_FLOAT, _UINT8, _INT8, _INT32, _INT64, _BOOL = 1, 2, 3, 6, 7, 9
-
-
-@dataclass(frozen=True)
-class _Dyn:
-    """A runtime tensor: its per-sample shape and what its values mean.
-
-    kind "f32": float values.  "q8": int8 held internally (uint8 values are stored as q - 128).
-    "index": float values that ONNX types as int64 (ArgMax).  "int": integer-valued floats that
-    ONNX types as int32 (MatMulInteger, ConvInteger).  "qint": ONNX int32 = internal int8 + offset (a Cast of
-    a quantized tensor, feeding a Gather table lookup).
-    """
-    shape: tuple[int, ...]
-    kind: str = "f32"
-    onnx_type: int = _FLOAT
-    offset: int = 0
-
-
-@dataclass
-class _Proto:
-    """A layer under construction: tensors are NumPy arrays until the buffers are built."""
-    op: Op
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    act: Act = Act.IDENTITY
-    tensors: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
-    name: str = ""
-    prov: dict = field(default_factory=dict)  # "W": (Wq, w_scale); "b": (bq, b_scale); "t": (bq, scale)
 
 
 def _prod(shape) -> int:
@@ -238,8 +209,10 @@ class _Importer:
                 self.opset = int(imp.version)
         self.consts: dict[str, np.ndarray] = {}
         self.prov: dict[str, tuple] = {}  # const name -> ("dq", q, scale, zp, axis)
-        self.dyn: dict[str, _Dyn] = {}
-        self.layers: list[_Proto] = []
+        self.dyn: dict[str, Dyn] = {}
+        self.g = IrGraph()
+        self._node_start = 0     # len(self.g.protos) when the current node began
+        self._node_src = None    # the source Proto of the current node's first runtime input
         self.batch: int | None = None
         # Folded constants stay alive for the whole import: their total is capped at
         # MAX_EXPANDED_ELEMENTS + 4 x the elements of the constants read from the file
@@ -251,44 +224,54 @@ class _Importer:
         self.current = None  # the node being translated, for error messages
 
     # -- errors --------------------------------------------------------------------------------
-    def _unsupported(self, node, why: str = "") -> OnnxImportError:
+    def unsupported(self, node, why: str = "") -> OnnxImportError:
         what = f"op {node.op_type!r}" + (f" (domain {node.domain!r})" if node.domain not in ("", "ai.onnx") else "")
         msg = f"unsupported {what} at node {node.name or '<unnamed>'!r}"
         if why:
             msg += f": {why}"
         return OnnxImportError(f"{msg}. Supported ops on the runtime tensor: {', '.join(SUPPORTED_OPS)}")
 
-    def _err(self, node, why: str) -> OnnxImportError:
+    def err(self, node, why: str) -> OnnxImportError:
         return OnnxImportError(f"node {node.name or '<unnamed>'!r} ({node.op_type}): {why}")
 
     # -- graph structure -----------------------------------------------------------------------
-    def _choose_output(self):
+    def _choose_outputs(self) -> list:
         outs = list(self.graph.output)
         if not outs:
             raise OnnxImportError("the graph declares no output")
         names = [o.name for o in outs]
-        if self.output_request is not None:
-            for o in outs:
-                if o.name == self.output_request:
-                    return o
-            raise OnnxImportError(f"no graph output named {self.output_request!r}; outputs are {names}")
+        req = self.output_request
+        if req is not None:
+            wanted = [req] if isinstance(req, str) else list(req)
+            if not wanted:
+                raise OnnxImportError("output= names no graph output")
+            chosen = []
+            for w in wanted:
+                match = [o for o in outs if o.name == w]
+                if not match:
+                    raise OnnxImportError(f"no graph output named {w!r}; outputs are {names}")
+                chosen.append(match[0])
+            return chosen
         if len(outs) == 1:
-            return outs[0]
-        floats = [o for o in outs if o.type.tensor_type.elem_type == _FLOAT]
+            return outs
+        floats = [o for o in outs if o.type.tensor_type.elem_type == FLOAT]
         for o in floats:
             if "prob" in o.name.lower():
-                return o
+                return [o]
         if floats:
-            return floats[0]
-        return outs[0]
+            return [floats[0]]
+        return [outs[0]]
 
-    def _prune_and_sort(self, out_name, init_names, input_names):
+    def _prune_and_sort(self, out_names, init_names, input_names):
         producer = {}
         for node in self.graph.node:
             for o in node.output:
                 if o:
+                    if o in producer:
+                        raise OnnxImportError(f"tensor {o!r} is written by two nodes ({producer[o].name or producer[o].op_type!r} "
+                                              f"and {node.name or node.op_type!r}); ONNX graphs are single-assignment")
                     producer[o] = node
-        needed, stack, seen = [], [out_name], set()
+        needed, stack, seen = [], list(out_names), set()
         needed_ids = set()
         while stack:
             name = stack.pop()
@@ -355,16 +338,16 @@ class _Importer:
                                       f"(dims {known}); the limit is {MAX_TENSOR_ELEMENTS}")
         init_by_name = {t.name: t for t in g.initializer}
         input_names = [i.name for i in g.input]
-        out = self._choose_output()
-        nodes = self._prune_and_sort(out.name, set(init_by_name), set(input_names))
+        outs = self._choose_outputs()
+        nodes = self._prune_and_sort([o.name for o in outs], set(init_by_name), set(input_names))
 
-        used = {i for n in nodes for i in n.input if i} | {out.name}
+        used = {i for n in nodes for i in n.input if i} | {o.name for o in outs}
         for name in used:
             if name in init_by_name:
                 self.consts[name] = _to_array(init_by_name[name], self.base_dir, "initializer")
         runtime_inputs = [i for i in g.input if i.name in used and i.name not in init_by_name]
         if not runtime_inputs:
-            raise OnnxImportError(f"output {out.name!r} does not depend on any graph input")
+            raise OnnxImportError(f"output {outs[0].name!r} does not depend on any graph input")
         if len(runtime_inputs) > 1:
             raise OnnxImportError(f"the graph needs {len(runtime_inputs)} runtime inputs "
                                   f"({[i.name for i in runtime_inputs]}); rtinfer models take one "
@@ -376,28 +359,33 @@ class _Importer:
             self._node(node)
         self.current = None
 
-        if out.name in self.consts:
-            raise OnnxImportError(f"output {out.name!r} is a constant")
-        d = self.dyn[out.name]
-        if d.kind == "index":
-            output_dtype = "int64"
-        elif d.kind == "f32":
-            output_dtype = "float32"
-        else:
-            raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
-                                  f"(ONNX type {d.onnx_type}); rtinfer models end in float32 or int64 "
-                                  f"(end the graph with DequantizeLinear)")
+        results = []
+        for out in outs:
+            if out.name in self.consts:
+                raise OnnxImportError(f"output {out.name!r} is a constant")
+            d = self.dyn[out.name]
+            if d.kind == "index":
+                dtype = "int64"
+            elif d.kind == "f32":
+                dtype = "float32"
+            else:
+                raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
+                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32 or int64 "
+                                      f"(end the graph with DequantizeLinear)")
+            results.append((d.src, d.shape, dtype))
+        self.g.outputs = [src for src, _, _ in results]
+        onnx_ir.prune(self.g)
+        onnx_ir.recognize_activations(self.g)
         self._fuse()
-        if not self.layers:
-            self.layers.append(_Proto(Op.RESHAPE, d.shape, d.shape, name="identity"))
+        results = [(src, shape, dtype) for src, (_, shape, dtype) in zip(self.g.outputs, results)]
         # strings become .rtm strings, which hold no NUL: drop any (names and notes only)
         meta = {p.key.replace("\x00", ""): p.value.replace("\x00", "") for p in self.model.metadata_props}
         meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip()
                         .replace("\x00", ""))
-        meta.setdefault("onnx.output", out.name)
+        meta.setdefault("onnx.output", ",".join(o.name for o in outs))
         if self.input_dtype != "float32":  # fed as float values: X.astype(np.float32)
             meta.setdefault("onnx.input_dtype", self.input_dtype)
-        return self._build(d.shape, output_dtype, meta)
+        return onnx_ir.build(self.g, self.input_shape, results, meta)
 
     def _add_input(self, vi):
         tt = vi.type.tensor_type
@@ -418,65 +406,72 @@ class _Importer:
         self.batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
         self.input_shape = tuple(sample)
         etype = tt.elem_type
-        if etype == _FLOAT:
-            self.dyn[vi.name] = _Dyn(self.input_shape)
-        elif etype in (_UINT8, _INT8):
-            zp = -128 if etype == _UINT8 else 0
+        if etype == FLOAT:
+            self.dyn[vi.name] = Dyn(self.input_shape, src=None)
+        elif etype in (UINT8, INT8):
+            zp = -128 if etype == UINT8 else 0
             s = self.input_shape
-            self.layers.append(_Proto(Op.QUANTIZE, s, s, attrs={"y_scale": 1.0, "y_zp": zp}, name=vi.name))
-            self.dyn[vi.name] = _Dyn(s, "q8", etype)
-            self.input_dtype = "uint8" if etype == _UINT8 else "int8"
+            p = self.g.add(Proto(Op.QUANTIZE, s, s, attrs={"y_scale": 1.0, "y_zp": zp}, name=vi.name,
+                                 inputs=[None], in_shapes=[s]))
+            self.dyn[vi.name] = Dyn(s, "q8", etype, src=p)
+            self.input_dtype = "uint8" if etype == UINT8 else "int8"
         else:
             raise OnnxImportError(f"graph input {vi.name!r} has element type {etype}; rtinfer takes float32 "
                                   f"(or uint8/int8, fed as float values)")
 
     # -- node dispatch -------------------------------------------------------------------------
-    def _is_const(self, name):
+    def is_const(self, name):
         return (not name) or name in self.consts
 
-    def _const(self, node, idx, default=None):
+    def const(self, node, idx, default=None):
         if idx >= len(node.input) or not node.input[idx]:
             return default
         name = node.input[idx]
         if name not in self.consts:
-            raise self._err(node, f"input {idx} ({name!r}) must be a constant (an initializer)")
+            raise self.err(node, f"input {idx} ({name!r}) must be a constant (an initializer)")
         return self.consts[name]
 
-    def _attrs(self, node) -> dict:
+    def attrs(self, node) -> dict:
         from onnx import helper
         return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
     def _node(self, node):
         domain = node.domain
         if domain not in ("", "ai.onnx", "ai.onnx.ml"):
-            raise self._unsupported(node, f"custom domain {domain!r}")
+            raise self.unsupported(node, f"custom domain {domain!r}")
         if node.op_type == "Constant":
             self._constant(node)
             return
-        if all(self._is_const(i) for i in node.input) and domain != "ai.onnx.ml":
+        if all(self.is_const(i) for i in node.input) and domain != "ai.onnx.ml":
             if node.op_type in _RANDOM_OPS:
-                raise self._unsupported(node, "a random op cannot be folded into constant weights")
+                raise self.unsupported(node, "a random op cannot be folded into constant weights")
             marked = [i for i in node.input if i in self.batch_marked]
             if marked and node.op_type not in _SHAPE_SAFE_OPS:
-                raise self._unsupported(node, f"it computes with the dynamic batch size ({marked[0]!r} comes from "
-                                              f"Shape of the runtime tensor)")
+                raise self.unsupported(node, f"it computes with the dynamic batch size ({marked[0]!r} comes from "
+                                             f"Shape of the runtime tensor)")
             self._fold(node)
             if marked:
                 self.batch_marked.update(o for o in node.output if o)
             return
         dyn_idx = [k for k, i in enumerate(node.input) if i and i in self.dyn]
-        if len(dyn_idx) > 1:
-            raise self._unsupported(node, "it takes more than one runtime tensor "
-                                          f"({[node.input[k] for k in dyn_idx]}); rtinfer runs a chain of layers")
-        if node.op_type not in SUPPORTED_OPS or (node.op_type in _ML_OPS) != (domain == "ai.onnx.ml"):
-            raise self._unsupported(node)
+        op = node.op_type
+        if len(dyn_idx) > 1 and op not in _MULTI_OPS:
+            raise self.unsupported(node, "it takes more than one runtime tensor "
+                                         f"({[node.input[k] for k in dyn_idx]}); rtinfer takes several runtime "
+                                         f"tensors in {', '.join(sorted(_MULTI_OPS))}")
+        ml = (op in _ML_OPS) == (domain == "ai.onnx.ml")
+        if (op not in SUPPORTED_OPS and op not in _PSEUDO_OPS) or not ml:
+            raise self.unsupported(node)
         k = dyn_idx[0]
         x = self.dyn[node.input[k]]
-        op = node.op_type
+        self._node_start = len(self.g.protos)
+        self._node_src = x.src
         if op in _ACT_OPS:
             y = self._activation(node, x, k)
         elif op in _BINARY_OPS:
-            y = self._binary(node, x, k)
+            y = self._binary(node, x, k, dyn_idx)
+        elif op in _PSEUDO_OPS:
+            y = self._pseudo(node, dyn_idx)
         elif op in _SHAPE_OPS:
             y = self._shape_op(node, x, k)
         elif op in _CONV_OPS:
@@ -489,20 +484,36 @@ class _Importer:
         outputs = y if isinstance(y, dict) else {node.output[0]: y}
         for name in node.output:
             if name:
-                self.dyn[name] = outputs.get(name, _Dyn((), "unusable"))
+                d = outputs.get(name, Dyn((), "unusable", src=None))
+                if d.src is AUTO:
+                    d = replace(d, src=self.src(d))
+                self.dyn[name] = d
 
-    def _emit(self, node, op, x: _Dyn, out_shape, **kw) -> _Proto:
-        if x.kind == "unusable":
-            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
-        p = _Proto(op, x.shape, tuple(out_shape), name=node.name or node.op_type, **kw)
-        self.layers.append(p)
-        return p
+    def src(self, d: Dyn):
+        """The Proto holding d's values: AUTO means the layer the current node emitted last, or
+        (none emitted) the source of the node's runtime input."""
+        if d.src is AUTO:
+            return self.g.protos[-1] if len(self.g.protos) > self._node_start else self._node_src
+        return d.src
 
-    def _need_float(self, node, x: _Dyn):
+    def emit(self, node, op, x: Dyn, out_shape, extra=(), **kw) -> Proto:
+        """A layer reading x (and the runtime tensors in extra) -> its Proto, added to the graph."""
+        for d in (x,) + tuple(extra):
+            if d.kind == "unusable":
+                raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+        ins = (x,) + tuple(extra)
+        p = Proto(op, x.shape, tuple(out_shape), name=node.name or node.op_type,
+                  inputs=[self.src(d) for d in ins], in_shapes=[d.shape for d in ins], **kw)
+        return self.g.add(p)
+
+    def need_float(self, node, x: Dyn):
         if x.kind == "unusable":
-            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+        if x.kind == "bool":
+            raise self.unsupported(node, "it reads a comparison result (Greater/Less), which rtinfer only takes "
+                                         "inside a recognized activation (Where)")
         if x.kind != "f32":
-            raise self._unsupported(node, f"its runtime input is not float32 (ONNX type {x.onnx_type}); "
+            raise self.unsupported(node, f"its runtime input is not float32 (ONNX type {x.onnx_type}); "
                                           f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/QLinearConv/"
                                           f"ConvInteger/Cast/Gather act on integer tensors")
 
@@ -520,7 +531,7 @@ class _Importer:
         elif "value_ints" in a:
             value = np.array(list(a["value_ints"].ints), dtype=np.int64)
         else:
-            raise self._unsupported(node, f"Constant attribute {list(a)} (sparse / string values)")
+            raise self.unsupported(node, f"Constant attribute {list(a)} (sparse / string values)")
         self.consts[node.output[0]] = value
 
     def _fold(self, node):
@@ -529,7 +540,7 @@ class _Importer:
         if node.op_type in ("Loop", "Scan") or any(
                 a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
             # a Loop with a trip count of 10^9 is a few bytes; evaluating it would never end
-            raise self._unsupported(node, "control flow on constants is not folded (its work is unbounded)")
+            raise self.unsupported(node, "control flow on constants is not folded (its work is unbounded)")
         feeds, vis = {}, []
         for name in node.input:
             if name and name not in feeds:
@@ -544,21 +555,21 @@ class _Importer:
         try:
             results = ReferenceEvaluator(m).run(None, feeds)
         except Exception as exc:
-            raise self._err(node, f"cannot fold this constant node: {type(exc).__name__}: {exc}") from exc
+            raise self.err(node, f"cannot fold this constant node: {type(exc).__name__}: {exc}") from exc
         for name, val in zip([o for o in node.output if o], results):
             val = np.asarray(val)
             if val.size > MAX_TENSOR_ELEMENTS:
-                raise self._err(node, f"folded constant {name!r} has {val.size} elements")
+                raise self.err(node, f"folded constant {name!r} has {val.size} elements")
             self.folded_elements += int(val.size)
             if self.folded_elements > self.fold_budget:
-                raise self._err(node, f"folded constants reach {self.folded_elements} elements; the limit for this "
+                raise self.err(node, f"folded constants reach {self.folded_elements} elements; the limit for this "
                                       f"model is {self.fold_budget}")
             self.consts[name] = val
         if node.op_type == "DequantizeLinear":
             q = self.consts[node.input[0]]
-            scale = np.asarray(self._const(node, 1), dtype=np.float32)
-            zp = self._const(node, 2)
-            attrs = self._attrs(node)
+            scale = np.asarray(self.const(node, 1), dtype=np.float32)
+            zp = self.const(node, 2)
+            attrs = self.attrs(node)
             if q.dtype in (np.int8, np.uint8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
                 zp = np.zeros((), dtype=q.dtype) if zp is None else zp
                 self.prov[node.output[0]] = ("dq", q, scale, np.asarray(zp), int(attrs.get("axis", 1)))
@@ -581,7 +592,7 @@ class _Importer:
         try:
             inferred = shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
         except Exception as exc:  # e.g. Tile repeats of the wrong length, which NumPy would still run
-            raise self._err(node, f"cannot fold this constant node: ONNX shape inference rejects it: {exc}") from None
+            raise self.err(node, f"cannot fold this constant node: ONNX shape inference rejects it: {exc}") from None
         limit = max(MAX_EXPANDED_ELEMENTS, sum(int(a.size) for a in feeds.values()))
         total = self.folded_elements
         for out in inferred.graph.output:
@@ -589,20 +600,20 @@ class _Importer:
             if out.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
                 n = math.prod(int(d.dim_value) for d in dims)
                 if n > limit:
-                    raise self._err(node, f"folding this constant node would create {out.name!r} with {n} "
+                    raise self.err(node, f"folding this constant node would create {out.name!r} with {n} "
                                           f"elements (dims {[int(d.dim_value) for d in dims]}); the limit is {limit}")
                 total += n
         if total > self.fold_budget:
-            raise self._err(node, f"folding this constant node would bring the folded constants to {total} "
+            raise self.err(node, f"folding this constant node would bring the folded constants to {total} "
                                   f"elements; the limit for this model is {self.fold_budget}")
 
     # -- elementwise ---------------------------------------------------------------------------
-    def _activation(self, node, x: _Dyn, k):
-        self._need_float(node, x)
+    def _activation(self, node, x: Dyn, k):
+        self.need_float(node, x)
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be the first input")
+            raise self.unsupported(node, "the runtime tensor must be the first input")
         op = node.op_type
-        a = self._attrs(node)
+        a = self.attrs(node)
         act = _ACT_OPS[op]
         attrs = {}
         if op == "LeakyRelu":
@@ -621,64 +632,79 @@ class _Importer:
             if approx == "tanh":
                 act = Act.GELU_TANH
             elif approx != "none":
-                raise self._unsupported(node, f"attribute approximate={approx!r}")
+                raise self.unsupported(node, f"attribute approximate={approx!r}")
         elif op == "Clip":
             if self.opset < 11:
                 lo, hi = a.get("min", -3.4028234663852886e38), a.get("max", 3.4028234663852886e38)
             else:
-                lo_a, hi_a = self._const(node, 1), self._const(node, 2)
+                lo_a, hi_a = self.const(node, 1), self.const(node, 2)
                 for v, nm in ((lo_a, "min"), (hi_a, "max")):
                     if v is not None and v.size != 1:
-                        raise self._err(node, f"Clip {nm} must be a scalar, got shape {v.shape}")
+                        raise self.err(node, f"Clip {nm} must be a scalar, got shape {v.shape}")
                 lo = float(lo_a.reshape(-1)[0]) if lo_a is not None else -math.inf
                 hi = float(hi_a.reshape(-1)[0]) if hi_a is not None else math.inf
             # ONNX Clip is min(max(x, lo), hi): with lo > hi every output is hi.
             attrs = {"alpha": float(np.float32(min(lo, hi))), "beta": float(np.float32(hi))}
         elif op == "PRelu":
-            slope = np.asarray(self._const(node, 1), dtype=np.float32)
+            slope = np.asarray(self.const(node, 1), dtype=np.float32)
             if slope.size != 1 and not np.all(slope == slope.reshape(-1)[0]):
-                raise self._unsupported(node, f"PRelu with a per-channel slope {slope.shape} (only a single slope)")
+                raise self.unsupported(node, f"PRelu with a per-channel slope {slope.shape} (only a single slope)")
             attrs["alpha"] = float(slope.reshape(-1)[0])
-        self._emit(node, Op.ACT, x, x.shape, act=act, attrs=attrs)
-        return _Dyn(x.shape)
+        self.emit(node, Op.ACT, x, x.shape, act=act, attrs=attrs)
+        return Dyn(x.shape)
 
     def _op_Neg(self, node, x, k):
-        self._need_float(node, x)
+        self.need_float(node, x)
         s = np.full(x.shape, -1.0, dtype=np.float32)
-        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)})
-        return _Dyn(x.shape)
+        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)})
+        return Dyn(x.shape)
 
-    def _broadcast_const(self, node, x: _Dyn, c: np.ndarray) -> np.ndarray:
+    def _broadcast_const(self, node, x: Dyn, c: np.ndarray) -> np.ndarray:
         """A constant operand broadcast to the sample shape (N, *shape) -> (*shape), float32."""
-        a = self._attrs(node)
+        a = self.attrs(node)
         c = np.asarray(c)
         full_rank = len(x.shape) + 1
         if self.opset < 7 and a.get("broadcast", 0) and "axis" in a:
             axis = int(a["axis"]) % full_rank
             c = c.reshape(c.shape + (1,) * (full_rank - axis - c.ndim))
         if c.ndim > full_rank:
-            raise self._err(node, f"constant of shape {c.shape} has a higher rank than the runtime tensor (N, *{x.shape})")
+            raise self.err(node, f"constant of shape {c.shape} has a higher rank than the runtime tensor (N, *{x.shape})")
         if c.ndim == full_rank:
             if c.shape[0] != 1:
-                raise self._unsupported(node, f"constant of shape {c.shape} varies along the batch axis")
+                raise self.unsupported(node, f"constant of shape {c.shape} varies along the batch axis")
             c = c[0]
         try:
             out = np.broadcast_shapes(x.shape, c.shape)
         except ValueError:
-            raise self._err(node, f"constant of shape {c.shape} does not broadcast to the sample shape {x.shape}") from None
+            raise self.err(node, f"constant of shape {c.shape} does not broadcast to the sample shape {x.shape}") from None
         if tuple(out) != tuple(x.shape):
-            raise self._unsupported(node, f"constant of shape {c.shape} would enlarge the sample shape {x.shape}")
+            raise self.unsupported(node, f"constant of shape {c.shape} would enlarge the sample shape {x.shape}")
         return np.broadcast_to(c.astype(np.float32), x.shape).copy()
 
-    def _binary(self, node, x: _Dyn, k):
+    def _binary(self, node, x: Dyn, k, dyn_idx):
         op = node.op_type
+        fn = _BINARY_OPS[op]
+        if len(node.input) != 2 and op not in ("Max", "Min"):
+            raise self.err(node, f"{op} takes 2 inputs, got {len(node.input)}")
+        if len(node.input) != 2:
+            raise self.unsupported(node, f"{op} of {len(node.input)} inputs (only 2)")
+        if len(dyn_idx) == 2:
+            return self._binary_runtime(node, fn)
         cname = node.input[1 - k]
         if x.kind == "qint" and op == "Add":
             c = np.asarray(self.consts[cname])
             if c.size != 1 or c.dtype.kind not in "iu":
-                raise self._unsupported(node, "only a scalar integer offset may be added to a table index")
-            return _Dyn(x.shape, "qint", x.onnx_type, x.offset + int(c.reshape(-1)[0]))
-        self._need_float(node, x)
+                raise self.unsupported(node, "only a scalar integer offset may be added to a table index")
+            return Dyn(x.shape, "qint", x.onnx_type, x.offset + int(c.reshape(-1)[0]))
+        self.need_float(node, x)
+        if op in ("Max", "Min"):
+            c = np.asarray(self.consts[cname], np.float32)
+            if c.size != 1:
+                raise self.unsupported(node, f"{op} with a non-scalar constant of shape {c.shape}")
+            v = float(c.reshape(-1)[0])
+            lo, hi = (v, math.inf) if op == "Max" else (-math.inf, v)
+            self.emit(node, Op.ACT, x, x.shape, act=Act.CLIP, attrs={"alpha": lo, "beta": hi})
+            return Dyn(x.shape)
         c = self._broadcast_const(node, x, self.consts[cname])
         ones = np.ones(x.shape, np.float32)
         zeros = np.zeros(x.shape, np.float32)
@@ -694,23 +720,82 @@ class _Importer:
             s, t = c, zeros
         else:  # Div
             if k != 0:
-                raise self._unsupported(node, "division of a constant by the runtime tensor")
+                raise self.unsupported(node, "division of a constant by the runtime tensor")
             with np.errstate(divide="ignore"):
                 s, t = (np.float32(1.0) / c).astype(np.float32), zeros
-        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": t}, prov=prov)
-        return _Dyn(x.shape)
+        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": t}, prov=prov)
+        return Dyn(x.shape)
+
+    def _sample_rank_match(self, node, dyns):
+        """Per-sample shapes of runtime tensors that ONNX broadcasts together. Their ranks must
+        agree: with the batch axis first, a lower rank would align the batch axis with a sample
+        axis of the other tensor."""
+        ranks = {len(d.shape) for d in dyns}
+        if len(ranks) > 1:
+            raise self.unsupported(node, f"runtime tensors of different ranks "
+                                         f"{[('N',) + d.shape for d in dyns]} broadcast across the batch axis")
+
+    def _binary_runtime(self, node, fn):
+        a, b = self.dyn[node.input[0]], self.dyn[node.input[1]]
+        if a.kind == "q8" or b.kind == "q8":
+            raise self.unsupported(node, "an arithmetic op on int8 runtime tensors (dequantize them first)")
+        for d in (a, b):
+            self.need_float(node, d)
+        self._sample_rank_match(node, (a, b))
+        try:
+            out = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise self.err(node, f"runtime tensors of shapes (N, *{a.shape}) and (N, *{b.shape}) do not broadcast") from None
+        self._node_src = a.src
+        self.emit(node, Op.BINARY, a, out, extra=(b,), attrs={"fn": int(fn)})
+        return Dyn(out)
+
+    def _pseudo(self, node, dyn_idx):
+        """An import-only elementwise node (export.onnx_ir): kept if it is part of a recognized
+        activation, refused otherwise. Constant operands must be scalars."""
+        op = node.op_type
+        args, extra = [], []
+        first = None
+        for k, name in enumerate(node.input):
+            if k in dyn_idx:
+                d = self.dyn[name]
+                if d.kind not in ("f32", "bool"):
+                    raise self.unsupported(node, f"its input {name!r} is not a float tensor")
+                if first is None:
+                    first = d
+                else:
+                    extra.append(d)
+                args.append(("in", len(extra) if first is not d else 0))
+            else:
+                c = self.const(node, k)
+                if c is None or np.asarray(c).size != 1:
+                    raise self.unsupported(node, f"a non-scalar constant input {name!r}")
+                args.append(("const", float(np.asarray(c, np.float64).reshape(-1)[0])))
+        shapes = [first] + extra
+        self._sample_rank_match(node, shapes)
+        try:
+            out = tuple(np.broadcast_shapes(*[d.shape for d in shapes]))
+        except ValueError:
+            raise self.err(node, "runtime inputs do not broadcast") from None
+        if any(math.prod(d.shape) != math.prod(out) for d in shapes):
+            raise self.unsupported(node, "broadcasting between runtime tensors of different sizes")
+        self._node_src = first.src
+        p = self.emit(node, None, first, out, extra=tuple(extra))
+        p.pseudo, p.args = op, args
+        kind = "bool" if op in ("Greater", "Less", "GreaterOrEqual", "LessOrEqual") else "f32"
+        return Dyn(out, kind)
 
     def _op_BatchNormalization(self, node, x, k):
-        self._need_float(node, x)
-        a = self._attrs(node)
+        self.need_float(node, x)
+        a = self.attrs(node)
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be the first input")
+            raise self.unsupported(node, "the runtime tensor must be the first input")
         if a.get("training_mode", 0):
-            raise self._unsupported(node, "attribute training_mode=1 (export the model in eval mode)")
+            raise self.unsupported(node, "attribute training_mode=1 (export the model in eval mode)")
         if not x.shape:
-            raise self._err(node, "BatchNormalization needs a channel axis: input rank must be >= 2")
+            raise self.err(node, "BatchNormalization needs a channel axis: input rank must be >= 2")
         eps = float(a.get("epsilon", 1e-5))
-        scale, bias, mean, var = (np.asarray(self._const(node, i), dtype=np.float64) for i in range(1, 5))
+        scale, bias, mean, var = (np.asarray(self.const(node, i), dtype=np.float64) for i in range(1, 5))
         C = x.shape[0]
         spatial = a.get("spatial", 1) if self.opset < 9 else 1
 
@@ -720,17 +805,17 @@ class _Importer:
             try:
                 return np.broadcast_to(v, x.shape)
             except ValueError:
-                raise self._err(node, f"parameter of shape {v.shape} does not match channels {C}") from None
+                raise self.err(node, f"parameter of shape {v.shape} does not match channels {C}") from None
 
         if not np.all(var + eps > 0):
-            raise self._err(node, "variance + epsilon must be positive")
+            raise self.err(node, "variance + epsilon must be positive")
         s = expand(scale) / np.sqrt(expand(var) + eps)
         t = expand(bias) - expand(mean) * s
-        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
-        return _Dyn(x.shape)
+        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
+        return Dyn(x.shape)
 
     # -- dense ---------------------------------------------------------------------------------
-    def _weight_prov(self, name, W_axis_out: int, n_out: int):
+    def weight_prov(self, name, W_axis_out: int, n_out: int):
         """(Wq int8, w_scale) if the constant came from DequantizeLinear of 8-bit weights quantized
         per tensor or per output channel whose values minus zero point fit int8 (int8 with zero
         point 0, or uint8 with zero point 128: the same values shifted); else None."""
@@ -760,7 +845,7 @@ class _Importer:
             return None
         return w.astype(np.int8), w_scale
 
-    def _bias_prov(self, name, n_out):
+    def bias_prov(self, name, n_out):
         p = self.prov.get(name)
         if p is None:
             return None
@@ -770,84 +855,84 @@ class _Importer:
         return q.reshape(-1), np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n_out,)).copy()
 
     def _op_Gemm(self, node, x, k):
-        self._need_float(node, x)
-        a = self._attrs(node)
+        self.need_float(node, x)
+        a = self.attrs(node)
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be input A (a constant A times a runtime B "
+            raise self.unsupported(node, "the runtime tensor must be input A (a constant A times a runtime B "
                                           "contracts the batch axis)")
         if a.get("transA", 0):
-            raise self._unsupported(node, "attribute transA=1 on the runtime tensor (it would transpose the batch axis)")
+            raise self.unsupported(node, "attribute transA=1 on the runtime tensor (it would transpose the batch axis)")
         if len(x.shape) != 1:
-            raise self._err(node, f"Gemm input A must have rank 2, got rank {len(x.shape) + 1} (N, *{x.shape})")
-        B = np.asarray(self._const(node, 1))
+            raise self.err(node, f"Gemm input A must have rank 2, got rank {len(x.shape) + 1} (N, *{x.shape})")
+        B = np.asarray(self.const(node, 1))
         if B.ndim != 2:
-            raise self._err(node, f"Gemm input B must have rank 2, got shape {B.shape}")
+            raise self.err(node, f"Gemm input B must have rank 2, got shape {B.shape}")
         transB = int(a.get("transB", 0))
         W = B.T if transB else B
         if W.shape[0] != x.shape[0]:
-            raise self._err(node, f"Gemm B of shape {B.shape} (transB={transB}) does not take {x.shape[0]} inputs")
+            raise self.err(node, f"Gemm B of shape {B.shape} (transB={transB}) does not take {x.shape[0]} inputs")
         n_out = W.shape[1]
         alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
         Wf = (W.astype(np.float32) * np.float32(alpha)).astype(np.float32)
-        C = self._const(node, 2)
+        C = self.const(node, 2)
         b = np.zeros(n_out, np.float32)
         prov = {}
         if C is not None:
             C = np.asarray(C, dtype=np.float32)
             if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or (C.size not in (1, n_out)):
-                raise self._unsupported(node, f"bias C of shape {C.shape} varies along the batch axis "
+                raise self.unsupported(node, f"bias C of shape {C.shape} varies along the batch axis "
                                               f"(it must broadcast to (1, {n_out}))")
             b = (np.broadcast_to(C.reshape(-1), (n_out,)) * np.float32(beta)).astype(np.float32)
             if beta == 1.0:
-                bp = self._bias_prov(node.input[2], n_out)
+                bp = self.bias_prov(node.input[2], n_out)
                 if bp is not None:
                     prov["b"] = bp
         if alpha == 1.0:
-            wp = self._weight_prov(node.input[1], 0 if transB else 1, n_out)
+            wp = self.weight_prov(node.input[1], 0 if transB else 1, n_out)
             if wp is not None:
                 q, ws = wp
                 prov["W"] = (q.T.copy() if transB else q, ws)
-        self._emit(node, Op.DENSE, x, (n_out,), tensors={"W": Wf, "b": b}, prov=prov)
-        return _Dyn((n_out,))
+        self.emit(node, Op.DENSE, x, (n_out,), tensors={"W": Wf, "b": b}, prov=prov)
+        return Dyn((n_out,))
 
     def _op_MatMul(self, node, x, k):
-        self._need_float(node, x)
+        self.need_float(node, x)
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be the left operand (a constant left operand "
+            raise self.unsupported(node, "the runtime tensor must be the left operand (a constant left operand "
                                           "contracts the batch axis)")
-        B = np.asarray(self._const(node, 1)).astype(np.float32)
+        B = np.asarray(self.const(node, 1)).astype(np.float32)
         W, out_shape = self._matmul_weights(node, x, B)
         prov = {}
         if B.ndim == 2 and len(x.shape) == 1:
-            wp = self._weight_prov(node.input[1], 1, B.shape[1])
+            wp = self.weight_prov(node.input[1], 1, B.shape[1])
             if wp is not None:
                 prov["W"] = wp
-        self._emit(node, Op.DENSE, x, out_shape, tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)}, prov=prov)
-        return _Dyn(out_shape)
+        self.emit(node, Op.DENSE, x, out_shape, tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)}, prov=prov)
+        return Dyn(out_shape)
 
-    def _matmul_weights(self, node, x: _Dyn, B: np.ndarray):
+    def _matmul_weights(self, node, x: Dyn, B: np.ndarray):
         """x (N, *s) @ B as one DENSE: W (prod(s), prod(out)) and the sample output shape."""
         s = x.shape
         if len(s) == 0:
-            raise self._unsupported(node, "a 1-D runtime tensor would be contracted over the batch axis")
+            raise self.unsupported(node, "a 1-D runtime tensor would be contracted over the batch axis")
         squeeze = B.ndim == 1
         B2 = B[:, None] if squeeze else B
         K = s[-1]
         if B2.shape[-2] != K:
-            raise self._err(node, f"MatMul shapes (N, *{s}) and {B.shape} do not align")
+            raise self.err(node, f"MatMul shapes (N, *{s}) and {B.shape} do not align")
         M = B2.shape[-1]
         if len(s) == 1:
             if B2.ndim != 2:
-                raise self._unsupported(node, f"constant of shape {B.shape} would put its batch dims before N")
+                raise self.unsupported(node, f"constant of shape {B.shape} would put its batch dims before N")
             W = B2
             return W.astype(np.float32), (() if squeeze else (M,))
         g, m = s[:-2], s[-2]
         gb = B2.shape[:-2]
         if len(gb) > len(g) + 1:
-            raise self._unsupported(node, f"constant of shape {B.shape} has more batch dims than the runtime tensor")
+            raise self.unsupported(node, f"constant of shape {B.shape} has more batch dims than the runtime tensor")
         if len(gb) == len(g) + 1:
             if gb[0] != 1:
-                raise self._unsupported(node, f"constant of shape {B.shape} varies along the batch axis")
+                raise self.unsupported(node, f"constant of shape {B.shape} varies along the batch axis")
             gb = gb[1:]
             B2 = B2.reshape(gb + B2.shape[-2:])
         gb = (1,) * (len(g) - len(gb)) + tuple(gb)
@@ -855,10 +940,10 @@ class _Importer:
         try:
             out_g = tuple(np.broadcast_shapes(g, gb))
         except ValueError:
-            raise self._err(node, f"MatMul batch dims {g} and {gb} do not broadcast") from None
+            raise self.err(node, f"MatMul batch dims {g} and {gb} do not broadcast") from None
         n_in, n_out = _prod(s), _prod(out_g) * m * M
         if n_in * n_out > MAX_EXPANDED_ELEMENTS:
-            raise self._unsupported(node, f"MatMul on a rank-{len(s) + 1} tensor expands to a {n_in}x{n_out} "
+            raise self.unsupported(node, f"MatMul on a rank-{len(s) + 1} tensor expands to a {n_in}x{n_out} "
                                           f"weight matrix (limit {MAX_EXPANDED_ELEMENTS} elements)")
         W = np.zeros((n_in, n_out), np.float32)
         for o in np.ndindex(*out_g) if out_g else [()]:
@@ -876,26 +961,26 @@ class _Importer:
     # -- normalizations and reductions -----------------------------------------------------------
     def _axis(self, node, axis, rank):
         if not -rank <= axis < rank:
-            raise self._err(node, f"axis {axis} is out of range for rank {rank}")
+            raise self.err(node, f"axis {axis} is out of range for rank {rank}")
         return axis % rank
 
     def _softmax(self, node, x, k, op):
-        self._need_float(node, x)
-        a = self._attrs(node)
+        self.need_float(node, x)
+        a = self.attrs(node)
         full = (self.batch or 1,) + x.shape
         rank = len(full)
         if self.opset >= 13:
             axis = self._axis(node, int(a.get("axis", -1)), rank)
             if axis == 0:
-                raise self._unsupported(node, "softmax over the batch axis (axis 0)")
+                raise self.unsupported(node, "softmax over the batch axis (axis 0)")
             outer, axis_len, inner = _prod(full[1:axis]), full[axis], _prod(full[axis + 1:])
         else:  # opset < 13: the input is coerced to 2-D at axis and normalized over the second dim
             axis = self._axis(node, int(a.get("axis", 1)), rank)
             if axis == 0:
-                raise self._unsupported(node, "softmax coerced to 2-D at axis 0 normalizes across the batch")
+                raise self.unsupported(node, "softmax coerced to 2-D at axis 0 normalizes across the batch")
             outer, axis_len, inner = _prod(full[1:axis]), _prod(full[axis:]), 1
-        self._emit(node, op, x, x.shape, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
-        return _Dyn(x.shape)
+        self.emit(node, op, x, x.shape, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
+        return Dyn(x.shape)
 
     def _op_Softmax(self, node, x, k):
         return self._softmax(node, x, k, Op.SOFTMAX)
@@ -904,102 +989,205 @@ class _Importer:
         return self._softmax(node, x, k, Op.LOG_SOFTMAX)
 
     def _op_ArgMax(self, node, x, k):
-        self._need_float(node, x)
-        a = self._attrs(node)
+        self.need_float(node, x)
+        a = self.attrs(node)
         rank = len(x.shape) + 1
         axis = self._axis(node, int(a.get("axis", 0)), rank)
         if axis == 0:
-            raise self._unsupported(node, "ArgMax over the batch axis (axis 0)")
+            raise self.unsupported(node, "ArgMax over the batch axis (axis 0)")
         if a.get("select_last_index", 0):
-            raise self._unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
+            raise self.unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
         keep = int(a.get("keepdims", 1))
         s = x.shape
         outer, axis_len, inner = _prod(s[:axis - 1]), s[axis - 1], _prod(s[axis:])
         out = s[:axis - 1] + ((1,) if keep else ()) + s[axis:]
-        self._emit(node, Op.ARGMAX, x, out, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
-        return _Dyn(out, "index", _INT64)
+        self.emit(node, Op.ARGMAX, x, out, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
+        return Dyn(out, "index", INT64)
 
     # -- shapes ----------------------------------------------------------------------------------
-    def _shape_op(self, node, x: _Dyn, k):
+    def _shape_op(self, node, x: Dyn, k):
         if x.kind == "unusable":
-            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
+            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
         op = node.op_type
-        a = self._attrs(node)
+        a = self.attrs(node)
         s = x.shape
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be the first input")
+            raise self.unsupported(node, "the runtime tensor must be the first input")
         if op == "Identity":
             return x
         if op == "Dropout":
             if self.opset >= 12:
-                ratio = self._const(node, 1)
-                training = self._const(node, 2)
+                ratio = self.const(node, 1)
+                training = self.const(node, 2)
                 if training is not None and bool(np.asarray(training).reshape(-1)[0]) and \
                         ratio is not None and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
-                    raise self._unsupported(node, "training_mode=True with a non-zero ratio (random at run time)")
+                    raise self.unsupported(node, "training_mode=True with a non-zero ratio (random at run time)")
             return x
         if op == "Flatten":
             rank = len(s) + 1
             axis = int(a.get("axis", 1))
             if not -rank <= axis <= rank:
-                raise self._err(node, f"axis {axis} is out of range for rank {rank}")
+                raise self.err(node, f"axis {axis} is out of range for rank {rank}")
             if axis < 0:
                 axis += rank
             if axis == 0 or _prod(s[:axis - 1]) != 1:
                 if axis == 0 and self.batch == 1:
-                    return _Dyn((_prod(s),), x.kind, x.onnx_type)
-                raise self._unsupported(node, f"Flatten at axis {axis} merges the batch axis into the features")
-            return _Dyn((_prod(s[axis - 1:]),), x.kind, x.onnx_type)
+                    return Dyn((_prod(s),), x.kind, x.onnx_type)
+                raise self.unsupported(node, f"Flatten at axis {axis} merges the batch axis into the features")
+            return Dyn((_prod(s[axis - 1:]),), x.kind, x.onnx_type)
         if op == "Reshape":
             if self.opset < 5:
                 target = [int(v) for v in a.get("shape", [])]
             else:
-                target = [int(v) for v in np.asarray(self._const(node, 1)).reshape(-1)]
-            return _Dyn(self._reshape_target(node, s, target, int(a.get("allowzero", 0))), x.kind, x.onnx_type)
+                target = [int(v) for v in np.asarray(self.const(node, 1)).reshape(-1)]
+            return Dyn(self._reshape_target(node, s, target, int(a.get("allowzero", 0))), x.kind, x.onnx_type)
         if op == "Squeeze":
-            axes = a.get("axes") if self.opset < 13 else self._const(node, 1)
+            axes = a.get("axes") if self.opset < 13 else self.const(node, 1)
             rank = len(s) + 1
             if axes is None:
-                return _Dyn(tuple(d for d in s if d != 1), x.kind, x.onnx_type)
+                return Dyn(tuple(d for d in s if d != 1), x.kind, x.onnx_type)
             axes = {self._axis(node, int(v), rank) for v in np.asarray(axes).reshape(-1)}
             if 0 in axes:
-                raise self._unsupported(node, "Squeeze of the batch axis")
+                raise self.unsupported(node, "Squeeze of the batch axis")
             for ax in axes:
                 if s[ax - 1] != 1:
-                    raise self._err(node, f"cannot squeeze axis {ax} of size {s[ax - 1]}")
-            return _Dyn(tuple(d for i, d in enumerate(s, start=1) if i not in axes), x.kind, x.onnx_type)
+                    raise self.err(node, f"cannot squeeze axis {ax} of size {s[ax - 1]}")
+            return Dyn(tuple(d for i, d in enumerate(s, start=1) if i not in axes), x.kind, x.onnx_type)
         if op == "Unsqueeze":
-            axes = a.get("axes") if self.opset < 13 else self._const(node, 1)
+            axes = a.get("axes") if self.opset < 13 else self.const(node, 1)
             if axes is None:
-                raise self._err(node, "Unsqueeze needs axes")
+                raise self.err(node, "Unsqueeze needs axes")
             axes = np.asarray(axes).reshape(-1)
             rank = len(s) + 1 + len(axes)
             axes = sorted({self._axis(node, int(v), rank) for v in axes})
             if 0 in axes:
-                raise self._unsupported(node, "Unsqueeze before the batch axis")
+                raise self.unsupported(node, "Unsqueeze before the batch axis")
             out = list(s)
             for ax in axes:
                 out.insert(ax - 1, 1)
-            return _Dyn(tuple(out), x.kind, x.onnx_type)
+            return Dyn(tuple(out), x.kind, x.onnx_type)
         if op == "Transpose":
             rank = len(s) + 1
             perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
             if sorted(perm) != list(range(rank)):
-                raise self._err(node, f"perm {perm} is not a permutation of {rank} axes")
+                raise self.err(node, f"perm {perm} is not a permutation of {rank} axes")
             if perm[0] != 0:
-                raise self._unsupported(node, f"Transpose perm {perm} moves the batch axis")
+                raise self.unsupported(node, f"Transpose perm {perm} moves the batch axis")
             full = (1,) + s
             out = tuple(full[p] for p in perm[1:])
             moved = [p for p in perm if full[p] != 1]
             if moved != sorted(moved):
-                raise self._unsupported(node, f"Transpose perm {perm} of a runtime tensor moves data "
+                raise self.unsupported(node, f"Transpose perm {perm} of a runtime tensor moves data "
                                               f"(only transposes of constants are folded)")
-            return _Dyn(out, x.kind, x.onnx_type)
-        raise self._unsupported(node)  # pragma: no cover
+            return Dyn(out, x.kind, x.onnx_type)
+        raise self.unsupported(node)  # pragma: no cover
+
+    def _op_Concat(self, node, x, k):
+        dyns = []
+        for name in node.input:
+            if name not in self.dyn:
+                raise self.unsupported(node, f"a constant input {name!r} (it would need the batch size)")
+            dyns.append(self.dyn[name])
+        kinds = {d.kind for d in dyns}
+        if kinds - {"f32", "q8"} or len(kinds) > 1 or len({d.onnx_type for d in dyns}) > 1:
+            raise self.unsupported(node, f"inputs of mixed or non-float kinds {sorted(kinds)}")
+        self._sample_rank_match(node, dyns)
+        rank = len(x.shape) + 1
+        axis = self._axis(node, int(self.attrs(node).get("axis", 1 if self.opset < 4 else 0)), rank)
+        if axis == 0:
+            raise self.unsupported(node, "Concat along the batch axis (axis 0)")
+        ax = axis - 1
+        for d in dyns:
+            if any(d.shape[j] != x.shape[j] for j in range(len(x.shape)) if j != ax):
+                raise self.err(node, f"inputs {[d.shape for d in dyns]} differ outside axis {axis}")
+        out = list(x.shape)
+        out[ax] = sum(d.shape[ax] for d in dyns)
+        q = x.kind == "q8"
+        self._node_src = dyns[0].src
+        self.emit(node, Op.QCONCAT if q else Op.CONCAT, dyns[0], tuple(out), extra=tuple(dyns[1:]), attrs={"axis": ax})
+        return Dyn(tuple(out), x.kind, x.onnx_type)
+
+    def _slice_layer(self, node, x: Dyn, ax: int, start: int, step: int, count: int) -> Dyn:
+        if x.kind not in ("f32", "q8"):
+            raise self.unsupported(node, f"a slice of a {x.kind} tensor")
+        out = list(x.shape)
+        out[ax] = count
+        op = Op.QSLICE if x.kind == "q8" else Op.SLICE
+        p = self.emit(node, op, x, tuple(out), attrs={"axis": ax, "start": start, "step": step})
+        return Dyn(tuple(out), x.kind, x.onnx_type, src=p)
+
+    def _op_Split(self, node, x, k):
+        if k != 0:
+            raise self.unsupported(node, "the runtime tensor must be the first input")
+        a = self.attrs(node)
+        rank = len(x.shape) + 1
+        axis = self._axis(node, int(a.get("axis", 0)), rank)
+        if axis == 0:
+            raise self.unsupported(node, "Split along the batch axis (axis 0)")
+        L = x.shape[axis - 1]
+        n_out = len(node.output)
+        split = a.get("split") if self.opset < 13 else self.const(node, 1)
+        if split is None:
+            if "num_outputs" in a:
+                n_out = int(a["num_outputs"])
+            size = -(-L // n_out)
+            split = [size] * (L // size) + ([L % size] if L % size else [])
+            if len(split) != n_out:
+                raise self.err(node, f"cannot split length {L} into {n_out} outputs")
+        split = [int(v) for v in np.asarray(split).reshape(-1)]
+        if len(split) != n_out or sum(split) != L or min(split) < 0:
+            raise self.err(node, f"split {split} does not divide axis {axis} of length {L} into {n_out} outputs")
+        outs, start = {}, 0
+        for name, n in zip(node.output, split):
+            if name:
+                if n == 0:
+                    raise self.unsupported(node, f"an empty output {name!r}")
+                outs[name] = self._slice_layer(node, x, axis - 1, start, 1, n) if n != L else x
+            start += n
+        return outs
+
+    def _op_Slice(self, node, x, k):
+        if k != 0:
+            raise self.unsupported(node, "the runtime tensor must be the data input")
+        a = self.attrs(node)
+        rank = len(x.shape) + 1
+        if self.opset < 10:
+            starts, ends = a.get("starts"), a.get("ends")
+            axes, steps = a.get("axes"), None
+        else:
+            starts, ends, axes, steps = (self.const(node, i) for i in (1, 2, 3, 4))
+        if starts is None or ends is None:
+            raise self.err(node, "Slice needs starts and ends")
+        starts = [int(v) for v in np.asarray(starts).reshape(-1)]
+        ends = [int(v) for v in np.asarray(ends).reshape(-1)]
+        axes = list(range(len(starts))) if axes is None else [int(v) for v in np.asarray(axes).reshape(-1)]
+        steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise self.err(node, "starts, ends, axes and steps differ in length")
+        y = x
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            ax = self._axis(node, ax, rank)
+            if sp == 0:
+                raise self.err(node, "a step of 0")
+            if ax == 0:
+                if self.batch is not None and range(*slice(st, en, sp).indices(self.batch)) == range(self.batch):
+                    continue
+                if self.batch is None and st == 0 and sp == 1 and en >= 2 ** 31 - 1:
+                    continue
+                raise self.unsupported(node, "a slice of the batch axis (axis 0)")
+            L = y.shape[ax - 1]
+            r = range(*slice(st, en, sp).indices(L))
+            if len(r) == 0:
+                raise self.unsupported(node, f"an empty slice of axis {ax} (starts {st}, ends {en}, steps {sp})")
+            if len(r) == L and sp == 1:
+                continue
+            self._node_src = self.src(y) if y is not x else x.src
+            y = self._slice_layer(node, y, ax - 1, r[0], r.step, len(r))
+        return y
 
     def _op_Shape(self, node, x, k):
         """Shape of the runtime tensor: a constant, with _BATCH_MARK for a dynamic batch."""
-        a = self._attrs(node)
+        a = self.attrs(node)
         full = [self.batch if self.batch is not None else _BATCH_MARK] + list(x.shape)
         rank = len(full)
         start, end = int(a.get("start", 0)), int(a.get("end", rank))
@@ -1015,402 +1203,398 @@ class _Importer:
         size = _prod(s)
         full = (self.batch,) + tuple(s)
         if not target:
-            raise self._err(node, "Reshape to a scalar drops the batch axis")
+            raise self.err(node, "Reshape to a scalar drops the batch axis")
         out = []
         for i, t in enumerate(target):
             if t == _BATCH_MARK:
                 if i != 0:
-                    raise self._unsupported(node, f"Reshape moves the dynamic batch size to position {i}")
+                    raise self.unsupported(node, f"Reshape moves the dynamic batch size to position {i}")
                 out.append(None)
             elif t == 0 and not allowzero:
                 if i >= len(full):
-                    raise self._err(node, f"shape {target}: 0 at position {i} copies a dimension the input lacks")
+                    raise self.err(node, f"shape {target}: 0 at position {i} copies a dimension the input lacks")
                 out.append(full[i])
             elif t < -1:
-                raise self._err(node, f"shape {target} has an invalid entry {t}")
+                raise self.err(node, f"shape {target} has an invalid entry {t}")
             else:
                 out.append(t)
         if out.count(-1) > 1:
-            raise self._err(node, f"shape {target} has more than one -1")
+            raise self.err(node, f"shape {target} has more than one -1")
         first, rest = out[0], out[1:]
         if first not in (-1, None) and first != self.batch:
-            raise self._unsupported(node, f"Reshape to {target} changes the batch dimension "
+            raise self.unsupported(node, f"Reshape to {target} changes the batch dimension "
                                           f"(first entry must be 0, -1 or the batch size)")
         if first == -1 and -1 in rest:
-            raise self._unsupported(node, f"Reshape to {target} leaves the batch dimension ambiguous")
+            raise self.unsupported(node, f"Reshape to {target} leaves the batch dimension ambiguous")
         if -1 in rest:
             known = _prod(d for d in rest if d != -1)
             if known == 0 or size % known:
-                raise self._err(node, f"cannot reshape a sample of shape {s} to {target}")
+                raise self.err(node, f"cannot reshape a sample of shape {s} to {target}")
             rest = [size // known if d == -1 else d for d in rest]
         if _prod(rest) != size:
-            raise self._unsupported(node, f"Reshape to {target} moves data across the batch axis "
+            raise self.unsupported(node, f"Reshape to {target} moves data across the batch axis "
                                           f"(sample of {size} elements -> {rest})")
         return tuple(int(d) for d in rest)
 
     def _op_Cast(self, node, x, k):
-        to = int(self._attrs(node).get("to", 0))
+        to = int(self.attrs(node).get("to", 0))
         if x.kind == "unusable":
-            raise self._unsupported(node, "it reads a secondary output (mask / training statistics)")
-        if to == _FLOAT:
+            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+        if to == FLOAT:
             if x.kind in ("f32", "index", "int"):
-                return _Dyn(x.shape)
+                return Dyn(x.shape)
             if x.kind == "q8":
-                zp = -128 if x.onnx_type == _UINT8 else 0
-                self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
-                return _Dyn(x.shape)
+                zp = -128 if x.onnx_type == UINT8 else 0
+                self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
+                return Dyn(x.shape)
         if to == x.onnx_type:
             return x
-        if x.kind == "q8" and to == _INT32:
-            return _Dyn(x.shape, "qint", _INT32, 128 if x.onnx_type == _UINT8 else 0)
-        if x.kind == "index" and to in (_INT32, _INT64):
-            return _Dyn(x.shape, "index", to)
-        raise self._unsupported(node, f"Cast from ONNX type {x.onnx_type} to {to}")
+        if x.kind == "q8" and to == INT32:
+            return Dyn(x.shape, "qint", INT32, 128 if x.onnx_type == UINT8 else 0)
+        if x.kind == "index" and to in (INT32, INT64):
+            return Dyn(x.shape, "index", to)
+        raise self.unsupported(node, f"Cast from ONNX type {x.onnx_type} to {to}")
 
     # -- quantization ----------------------------------------------------------------------------
-    def _qparams(self, node, scale_idx, zp_idx, default_type):
-        scale = self._const(node, scale_idx)
+    def qparams(self, node, scale_idx, zp_idx, default_type):
+        scale = self.const(node, scale_idx)
         if scale is None or np.asarray(scale).size != 1:
-            raise self._unsupported(node, f"per-axis or blocked scale of shape "
+            raise self.unsupported(node, f"per-axis or blocked scale of shape "
                                           f"{None if scale is None else np.asarray(scale).shape} on the runtime tensor "
                                           f"(only per-tensor quantization of activations)")
         scale = float(np.asarray(scale, dtype=np.float32).reshape(-1)[0])
         if not (scale > 0 and math.isfinite(scale)):
-            raise self._err(node, f"scale {scale} must be positive and finite")
-        zp = self._const(node, zp_idx)
+            raise self.err(node, f"scale {scale} must be positive and finite")
+        zp = self.const(node, zp_idx)
         if zp is None:
             ztype = default_type
             zval = 0
         else:
             zp = np.asarray(zp)
             if zp.size != 1:
-                raise self._unsupported(node, f"per-axis zero point of shape {zp.shape} on the runtime tensor")
+                raise self.unsupported(node, f"per-axis zero point of shape {zp.shape} on the runtime tensor")
             if zp.dtype == np.uint8:
-                ztype = _UINT8
+                ztype = UINT8
             elif zp.dtype == np.int8:
-                ztype = _INT8
+                ztype = INT8
             else:
-                raise self._unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+                raise self.unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
             zval = int(zp.reshape(-1)[0])
-        internal = zval - 128 if ztype == _UINT8 else zval
+        internal = zval - 128 if ztype == UINT8 else zval
         return scale, internal, ztype
 
     def _op_QuantizeLinear(self, node, x, k):
-        self._need_float(node, x)
+        self.need_float(node, x)
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be input x")
-        a = self._attrs(node)
-        out_type = int(a.get("output_dtype", 0)) or _UINT8
-        if out_type not in (_UINT8, _INT8):
-            raise self._unsupported(node, f"output_dtype {out_type} (rtinfer quantizes to int8/uint8)")
-        scale, zp, ztype = self._qparams(node, 1, 2, out_type)
-        self._emit(node, Op.QUANTIZE, x, x.shape, attrs={"y_scale": scale, "y_zp": zp})
-        return _Dyn(x.shape, "q8", ztype)
+            raise self.unsupported(node, "the runtime tensor must be input x")
+        a = self.attrs(node)
+        out_type = int(a.get("output_dtype", 0)) or UINT8
+        if out_type not in (UINT8, INT8):
+            raise self.unsupported(node, f"output_dtype {out_type} (rtinfer quantizes to int8/uint8)")
+        scale, zp, ztype = self.qparams(node, 1, 2, out_type)
+        self.emit(node, Op.QUANTIZE, x, x.shape, attrs={"y_scale": scale, "y_zp": zp})
+        return Dyn(x.shape, "q8", ztype)
 
     def _op_DequantizeLinear(self, node, x, k):
         if k != 0:
-            raise self._unsupported(node, "the runtime tensor must be input x")
+            raise self.unsupported(node, "the runtime tensor must be input x")
         if x.kind != "q8":
-            raise self._unsupported(node, f"DequantizeLinear of a runtime tensor of ONNX type {x.onnx_type} "
+            raise self.unsupported(node, f"DequantizeLinear of a runtime tensor of ONNX type {x.onnx_type} "
                                           f"(only int8/uint8)")
-        scale, zp, ztype = self._qparams(node, 1, 2, x.onnx_type)
+        scale, zp, ztype = self.qparams(node, 1, 2, x.onnx_type)
         if ztype != x.onnx_type:
-            raise self._err(node, f"zero point type {ztype} differs from the input type {x.onnx_type}")
-        self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": scale, "x_zp": zp})
-        return _Dyn(x.shape)
+            raise self.err(node, f"zero point type {ztype} differs from the input type {x.onnx_type}")
+        self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": scale, "x_zp": zp})
+        return Dyn(x.shape)
 
     def _int_weights(self, node, b, b_zp, n_out):
         """Constant integer weights minus their zero point (scalar or per column)."""
         b = np.asarray(b)
         if b.ndim != 2:
-            raise self._unsupported(node, f"weights of shape {b.shape} (only 2-D constant weights)")
+            raise self.unsupported(node, f"weights of shape {b.shape} (only 2-D constant weights)")
         if b.dtype not in (np.int8, np.uint8):
-            raise self._unsupported(node, f"weights of dtype {b.dtype}")
+            raise self.unsupported(node, f"weights of dtype {b.dtype}")
         zp = np.zeros(1, np.int32) if b_zp is None else np.asarray(b_zp).astype(np.int32).reshape(-1)
         if zp.size not in (1, n_out):
-            raise self._unsupported(node, f"weight zero point of shape {np.asarray(b_zp).shape}")
+            raise self.unsupported(node, f"weight zero point of shape {np.asarray(b_zp).shape}")
         return b.astype(np.int32) - zp[None, :]
 
     def _op_QLinearMatMul(self, node, x, k):
         if k != 0 or x.kind != "q8":
-            raise self._unsupported(node, "the runtime tensor must be the quantized input a")
+            raise self.unsupported(node, "the runtime tensor must be the quantized input a")
         if len(x.shape) != 1:
-            raise self._unsupported(node, f"input a of rank {len(x.shape) + 1} (only (N, K))")
-        x_scale, x_zp, xt = self._qparams(node, 1, 2, x.onnx_type)
-        b = np.asarray(self._const(node, 3))
+            raise self.unsupported(node, f"input a of rank {len(x.shape) + 1} (only (N, K))")
+        x_scale, x_zp, xt = self.qparams(node, 1, 2, x.onnx_type)
+        b = np.asarray(self.const(node, 3))
         if b.ndim != 2 or b.shape[0] != x.shape[0]:
-            raise self._err(node, f"weights b of shape {b.shape} do not take {x.shape[0]} inputs")
+            raise self.err(node, f"weights b of shape {b.shape} do not take {x.shape[0]} inputs")
         n_out = b.shape[1]
-        w = self._int_weights(node, b, self._const(node, 5), n_out)
+        w = self._int_weights(node, b, self.const(node, 5), n_out)
         if w.min() < -128 or w.max() > 127:
-            raise self._unsupported(node, "weights minus their zero point exceed the int8 range")
-        b_scale = np.asarray(self._const(node, 4), np.float32).reshape(-1)
+            raise self.unsupported(node, "weights minus their zero point exceed the int8 range")
+        b_scale = np.asarray(self.const(node, 4), np.float32).reshape(-1)
         if b_scale.size not in (1, n_out):
-            raise self._unsupported(node, f"weight scale of shape {b_scale.shape}")
+            raise self.unsupported(node, f"weight scale of shape {b_scale.shape}")
         w_scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
         if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
-            raise self._err(node, f"weight scale {b_scale} must be positive and finite")
-        y_zp_arr = self._const(node, 7)
-        y_scale, y_zp, yt = self._qparams(node, 6, 7, _UINT8 if y_zp_arr is None else None)
-        self._emit(node, Op.QDENSE, x, (n_out,),
+            raise self.err(node, f"weight scale {b_scale} must be positive and finite")
+        y_zp_arr = self.const(node, 7)
+        y_scale, y_zp, yt = self.qparams(node, 6, 7, UINT8 if y_zp_arr is None else None)
+        self.emit(node, Op.QDENSE, x, (n_out,),
                        tensors={"W": w.astype(np.int8), "b": np.zeros(n_out, np.int32), "w_scale": w_scale},
                        attrs={"x_scale": x_scale, "x_zp": x_zp, "y_scale": y_scale, "y_zp": y_zp,
                               "qmin": quant.QMIN, "qmax": quant.QMAX})
-        return _Dyn((n_out,), "q8", yt)
+        return Dyn((n_out,), "q8", yt)
 
     def _op_MatMulInteger(self, node, x, k):
         if k != 0 or x.kind != "q8":
-            raise self._unsupported(node, "the runtime tensor must be the quantized input A")
+            raise self.unsupported(node, "the runtime tensor must be the quantized input A")
         if len(x.shape) != 1:
-            raise self._unsupported(node, f"input A of rank {len(x.shape) + 1} (only (N, K))")
-        a_zp = self._const(node, 2)
+            raise self.unsupported(node, f"input A of rank {len(x.shape) + 1} (only (N, K))")
+        a_zp = self.const(node, 2)
         if a_zp is not None and np.asarray(a_zp).size != 1:
-            raise self._unsupported(node, "per-row zero point of A")
+            raise self.unsupported(node, "per-row zero point of A")
         zp = int(np.asarray(a_zp).reshape(-1)[0]) if a_zp is not None else 0
-        if x.onnx_type == _UINT8:
+        if x.onnx_type == UINT8:
             zp -= 128
-        b = np.asarray(self._const(node, 1))
+        b = np.asarray(self.const(node, 1))
         if b.ndim != 2 or b.shape[0] != x.shape[0]:
-            raise self._err(node, f"weights B of shape {b.shape} do not take {x.shape[0]} inputs")
+            raise self.err(node, f"weights B of shape {b.shape} do not take {x.shape[0]} inputs")
         n_out = b.shape[1]
-        w = self._int_weights(node, b, self._const(node, 3), n_out)
+        w = self._int_weights(node, b, self.const(node, 3), n_out)
         # The integer sums run as float32 products and sums, exact while every partial sum
         # stays below 2^24: bound each output column by sum_i |w[i, j]| * max |x - zp|.
         max_dx = max(abs(-128 - zp), abs(127 - zp))
         worst = float(np.max(np.abs(np.asarray(w, dtype=np.float64)).sum(axis=0) * max_dx)) if w.size else 0.0
         if worst >= 2.0 ** 24:
-            raise self._unsupported(node, f"integer sums up to {worst:.0f} exceed 2^24, beyond what float32 "
+            raise self.unsupported(node, f"integer sums up to {worst:.0f} exceed 2^24, beyond what float32 "
                                           f"holds exactly (weights too large for an exact import)")
-        self._emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
-        x_f = _Dyn(x.shape)
-        self._emit(node, Op.DENSE, x_f, (n_out,), tensors={"W": w.astype(np.float32), "b": np.zeros(n_out, np.float32)})
-        return _Dyn((n_out,), "int", _INT32)
+        self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
+        x_f = Dyn(x.shape)
+        self.emit(node, Op.DENSE, x_f, (n_out,), tensors={"W": w.astype(np.float32), "b": np.zeros(n_out, np.float32)})
+        return Dyn((n_out,), "int", INT32)
 
     def _op_Gather(self, node, x, k):
         if k != 1 or x.kind != "qint":
-            raise self._unsupported(node, "only a table lookup: constant data indexed by Cast(int8/uint8 -> int32) "
+            raise self.unsupported(node, "only a table lookup: constant data indexed by Cast(int8/uint8 -> int32) "
                                           "(+ a constant offset)")
-        data = np.asarray(self._const(node, 0))
-        if data.ndim != 1 or data.dtype not in (np.int8, np.uint8) or int(self._attrs(node).get("axis", 0)) != 0:
-            raise self._unsupported(node, f"table of shape {data.shape} and dtype {data.dtype} (need a 1-D int8/uint8 table)")
+        data = np.asarray(self.const(node, 0))
+        if data.ndim != 1 or data.dtype not in (np.int8, np.uint8) or int(self.attrs(node).get("axis", 0)) != 0:
+            raise self.unsupported(node, f"table of shape {data.shape} and dtype {data.dtype} (need a 1-D int8/uint8 table)")
         lo = x.offset - 128  # index of internal value -128
         if lo < 0 or lo + 256 > data.size:
-            raise self._err(node, f"table of {data.size} entries does not cover indices {lo}..{lo + 255}")
+            raise self.err(node, f"table of {data.size} entries does not cover indices {lo}..{lo + 255}")
         table = data[lo:lo + 256]
         if data.dtype == np.uint8:
             table = (table.astype(np.int16) - 128).astype(np.int8)
-            out_type = _UINT8
+            out_type = UINT8
         else:
             table = table.astype(np.int8)
-            out_type = _INT8
+            out_type = INT8
         # the scales are informational; _fuse copies them from the neighbouring layers
-        self._emit(node, Op.QLUT, x, x.shape, tensors={"table": table},
+        self.emit(node, Op.QLUT, x, x.shape, tensors={"table": table},
                    attrs={"x_scale": 1.0, "x_zp": 0, "y_scale": 1.0, "y_zp": 0}, prov={"gather": True})
-        return _Dyn(x.shape, "q8", out_type)
+        return Dyn(x.shape, "q8", out_type)
 
     # -- ai.onnx.ml --------------------------------------------------------------------------------
     def _op_LinearClassifier(self, node, x, k):
-        self._need_float(node, x)
+        self.need_float(node, x)
         if len(x.shape) != 1:
-            raise self._err(node, f"LinearClassifier input must have rank 2, got {len(x.shape) + 1}")
-        a = self._attrs(node)
+            raise self.err(node, f"LinearClassifier input must have rank 2, got {len(x.shape) + 1}")
+        a = self.attrs(node)
         coef = np.asarray(a.get("coefficients", []), np.float32)
         n_in = x.shape[0]
         if coef.size == 0 or coef.size % n_in:
-            raise self._err(node, f"{coef.size} coefficients do not fit {n_in} features")
+            raise self.err(node, f"{coef.size} coefficients do not fit {n_in} features")
         n_out = coef.size // n_in
         labels = a.get("classlabels_ints") or a.get("classlabels_strings") or []
         if n_out == 1 and len(labels) == 2:
-            raise self._unsupported(node, "binary LinearClassifier with a single coefficient row")
+            raise self.unsupported(node, "binary LinearClassifier with a single coefficient row")
         W = coef.reshape(n_out, n_in).T.copy()
         b = np.asarray(a.get("intercepts", np.zeros(n_out)), np.float32).reshape(-1)
         if b.size != n_out:
-            raise self._err(node, f"{b.size} intercepts for {n_out} classes")
+            raise self.err(node, f"{b.size} intercepts for {n_out} classes")
         post = a.get("post_transform", b"NONE")
         post = post.decode() if isinstance(post, bytes) else str(post)
-        self._emit(node, Op.DENSE, x, (n_out,), tensors={"W": W, "b": b})
-        y = _Dyn((n_out,))
+        self.emit(node, Op.DENSE, x, (n_out,), tensors={"W": W, "b": b})
+        y = Dyn((n_out,))
         if post == "SOFTMAX":
-            self._emit(node, Op.SOFTMAX, y, (n_out,), attrs={"outer": 1, "axis_len": n_out, "inner": 1})
+            self.emit(node, Op.SOFTMAX, y, (n_out,), attrs={"outer": 1, "axis_len": n_out, "inner": 1})
         elif post == "LOGISTIC":
-            self._emit(node, Op.ACT, y, (n_out,), act=Act.SIGMOID)
+            self.emit(node, Op.ACT, y, (n_out,), act=Act.SIGMOID)
         elif post != "NONE":
-            raise self._unsupported(node, f"post_transform={post!r}")
+            raise self.unsupported(node, f"post_transform={post!r}")
         # output 0 holds the labels (not translated), output 1 the scores
         return {node.output[-1]: y}
 
     def _op_Scaler(self, node, x, k):
-        self._need_float(node, x)
-        a = self._attrs(node)
+        self.need_float(node, x)
+        a = self.attrs(node)
         n = _prod(x.shape)
         offset = np.asarray(a.get("offset", [0.0]), np.float64).reshape(-1)
         scale = np.asarray(a.get("scale", [1.0]), np.float64).reshape(-1)
         if offset.size not in (1, n) or scale.size not in (1, n) or len(x.shape) != 1:
-            raise self._err(node, f"offset/scale of {offset.size}/{scale.size} values for input (N, *{x.shape})")
+            raise self.err(node, f"offset/scale of {offset.size}/{scale.size} values for input (N, *{x.shape})")
         s = np.broadcast_to(scale, (n,))
         t = -np.broadcast_to(offset, (n,)) * s
-        self._emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
-        return _Dyn(x.shape)
+        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s.astype(np.float32), "t": t.astype(np.float32)})
+        return Dyn(x.shape)
 
     def _op_Normalizer(self, node, x, k):
-        self._need_float(node, x)
-        norm = self._attrs(node).get("norm", b"MAX")
+        self.need_float(node, x)
+        norm = self.attrs(node).get("norm", b"MAX")
         norm = norm.decode() if isinstance(norm, bytes) else str(norm)
-        last = self.layers[-1] if self.layers else None
+        last = x.src
         ok = False
         if norm == "L1" and last is not None:
             if last.op == Op.SOFTMAX and last.attrs.get("inner", 1) == 1 and last.attrs.get("outer", 1) == 1:
                 ok = True
-            elif last.op == Op.ACT and last.act == Act.SIGMOID and len(self.layers) >= 2:
-                d = self.layers[-2]
+            elif last.op == Op.ACT and last.act == Act.SIGMOID and last.inputs and last.inputs[0] is not None:
+                d = last.inputs[0]
                 W, b = d.tensors.get("W"), d.tensors.get("b")
                 ok = (d.op == Op.DENSE and W is not None and W.shape[1] == 2
                       and np.array_equal(W[:, 0], -W[:, 1]) and b[0] == -b[1])
         if not ok:
-            raise self._unsupported(node, f"Normalizer norm={norm!r} (only L1 after a softmax or a symmetric "
-                                          f"binary logistic, where it is the identity)")
+            raise self.unsupported(node, f"Normalizer norm={norm!r} (only L1 after a softmax or a symmetric "
+                                         f"binary logistic, where it is the identity)")
         return x
 
     # -- fusion ----------------------------------------------------------------------------------
     def _fuse(self):
-        # A fusion at i replaces layers from i on, so the scan resumes just before i (a pair
-        # or triple ending at the new layer): linear in the number of layers (restarting at 0
-        # was quadratic: 4,000 MatMul+Add took 5 s).
-        i = 0
-        while (i := self._fuse_float_once(max(i - 1, 0))) >= 0:
-            pass
-        i = 0
-        while (i := self._fuse_quant_once(max(i - 2, 0))) >= 0:
-            pass
-        L = self.layers
-        for i, p in enumerate(L):
+        from .onnx_conv import pair_rule as conv_pair, quant_rule as conv_quant
+        onnx_ir.fuse(self.g, [conv_pair, _pair_rule], [conv_quant, _quant_rule])
+        counts = {}
+        for p in self.g.protos:
+            for q in p.inputs:
+                counts.setdefault(id(q), []).append(p)
+        for p in self.g.protos:  # a table lookup takes the scales of its neighbours (informational)
             if p.op == Op.QLUT and p.prov.get("gather"):
-                if i > 0 and L[i - 1].op in (Op.QUANTIZE, Op.QDENSE, Op.QLUT):
-                    p.attrs["x_scale"], p.attrs["x_zp"] = L[i - 1].attrs["y_scale"], L[i - 1].attrs["y_zp"]
-                if i + 1 < len(L) and L[i + 1].op in (Op.DEQUANTIZE, Op.QDENSE, Op.QLUT):
-                    p.attrs["y_scale"], p.attrs["y_zp"] = L[i + 1].attrs["x_scale"], L[i + 1].attrs["x_zp"]
+                src = p.inputs[0]
+                if src is not None and src.op in (Op.QUANTIZE, Op.QDENSE, Op.QLUT):
+                    p.attrs["x_scale"], p.attrs["x_zp"] = src.attrs["y_scale"], src.attrs["y_zp"]
+                readers = counts.get(id(p), [])
+                if len(readers) == 1 and readers[0].op in (Op.DEQUANTIZE, Op.QDENSE, Op.QLUT):
+                    p.attrs["y_scale"], p.attrs["y_zp"] = readers[0].attrs["x_scale"], readers[0].attrs["x_zp"]
 
-    def _fuse_float_once(self, start: int = 0) -> int:
-        """Fuse the first fusable pair at or after ``start``; its index, or -1 if none."""
-        from .onnx_conv import fuse_float
-        L = self.layers
-        for i in range(start, len(L) - 1):
-            if fuse_float(L, i):  # CONV + activation / per-channel AFFINE (export.onnx_conv)
-                return i
-            a, b = L[i], L[i + 1]
-            if a.act != Act.IDENTITY:
-                continue
-            if a.op in (Op.DENSE, Op.AFFINE) and b.op == Op.ACT:
-                a.act, a.attrs = b.act, dict(b.attrs)
-                a.out_shape = b.out_shape
-                del L[i + 1]
-                return i
-            if a.op == Op.DENSE and b.op == Op.AFFINE:
-                s, t = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
-                W, bias = a.tensors["W"], a.tensors["b"]
-                if np.all(s == 1):
-                    if "t" in b.prov and not np.any(bias) and "b" not in a.prov:
-                        a.prov["b"] = b.prov["t"]
-                    else:
-                        a.prov.pop("b", None)
-                    a.tensors["b"] = (bias + t).astype(np.float32)
-                else:
-                    a.prov.pop("W", None)
-                    a.prov.pop("b", None)
-                    a.tensors["W"] = (W * s[None, :]).astype(np.float32)
-                    a.tensors["b"] = (bias * s + t).astype(np.float32)
-                a.act, a.attrs, a.out_shape = b.act, dict(b.attrs), b.out_shape
-                del L[i + 1]
-                return i
-            if a.op == Op.AFFINE and b.op == Op.AFFINE:
-                s1, t1 = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
-                s2, t2 = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
-                b.tensors = {"s": (s1 * s2).astype(np.float32).reshape(b.in_shape),
-                             "t": (t1 * s2 + t2).astype(np.float32).reshape(b.in_shape)}
-                b.in_shape = a.in_shape if _prod(a.in_shape) == _prod(b.in_shape) else b.in_shape
-                b.prov = {}
-                del L[i]
-                return i
-            if a.op == Op.AFFINE and b.op == Op.DENSE and "W" not in b.prov:
-                s, t = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
-                W = b.tensors["W"].astype(np.float64)
-                b.tensors["b"] = (t.astype(np.float64) @ W + b.tensors["b"]).astype(np.float32)
-                b.tensors["W"] = (s[:, None].astype(np.float64) * W).astype(np.float32)
-                b.prov.pop("b", None)
-                del L[i]
-                return i
-        return -1
 
-    def _fuse_quant_once(self, start: int = 0) -> int:
-        """Fuse the first DQ -> op -> Q triple at or after ``start``; its index, or -1 if none."""
-        from .onnx_conv import fuse_quant
-        L = self.layers
-        for i in range(start, len(L) - 2):
-            if fuse_quant(L, i):  # DQ -> CONV / pools -> Q (export.onnx_conv)
-                return i
-            dq, mid, q = L[i], L[i + 1], L[i + 2]
-            if dq.op != Op.DEQUANTIZE or q.op != Op.QUANTIZE:
-                continue
-            xs, xzp = dq.attrs["x_scale"], int(dq.attrs["x_zp"])
-            ys, yzp = q.attrs["y_scale"], int(q.attrs["y_zp"])
-            if mid.op == Op.DENSE and "W" in mid.prov and mid.act in (Act.IDENTITY, Act.RELU, Act.CLIP):
-                Wq, w_scale = mid.prov["W"]
-                bq = None
-                if "b" in mid.prov:
-                    cand, b_scale = mid.prov["b"]
-                    ref = (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32)
-                    if np.allclose(b_scale, ref, rtol=1e-6, atol=0):
-                        bq = cand.astype(np.int32)
-                if bq is None:
-                    bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
-                qmin, qmax = quant.QMIN, quant.QMAX
-                if mid.act == Act.RELU:
-                    qmin = yzp
-                elif mid.act == Act.CLIP:
-                    lo, hi = mid.attrs.get("alpha", -math.inf), mid.attrs.get("beta", math.inf)
-                    if math.isfinite(lo):
-                        qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
-                    if math.isfinite(hi):
-                        qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
-                L[i:i + 3] = [_Proto(Op.QDENSE, mid.in_shape, mid.out_shape, name=mid.name,
-                                     tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
-                                     attrs={"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp,
-                                            "qmin": qmin, "qmax": qmax})]
-                return i
-            if mid.op == Op.ACT:
-                act = mid.act
-                alpha, beta = ACT_DEFAULTS[act]
-                alpha, beta = float(mid.attrs.get("alpha", alpha)), float(mid.attrs.get("beta", beta))
-                from rtinfer.reference import activation
-                table = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
-                # attrs "act" (an Act code), alpha, beta: the activation the table was built from
-                attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "act": int(act)}
-                attrs.update({k: v for k, v in mid.attrs.items() if k in ("alpha", "beta")})
-                L[i:i + 3] = [_Proto(Op.QLUT, mid.in_shape, mid.out_shape, name=mid.name,
-                                     tensors={"table": table}, attrs=attrs)]
-                return i
-        return -1
+def _pair_rule(a: Proto, b: Proto):
+    """Float fusions of a layer a with its only reader b (export.onnx_ir.fuse): "a", "b" or None."""
+    if a.act != Act.IDENTITY:
+        return None
+    if a.op in (Op.DENSE, Op.AFFINE, Op.BINARY) and b.op == Op.ACT:
+        a.act, a.attrs = b.act, dict(a.attrs, **{k: v for k, v in b.attrs.items() if k in ("alpha", "beta")})
+        a.out_shape = b.out_shape
+        return "a"
+    if a.op == Op.DENSE and b.op == Op.AFFINE:
+        s, t = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
+        W, bias = a.tensors["W"], a.tensors["b"]
+        if s.size != W.shape[1]:
+            return None
+        if np.all(s == 1):
+            if "t" in b.prov and not np.any(bias) and "b" not in a.prov:
+                a.prov["b"] = b.prov["t"]
+            else:
+                a.prov.pop("b", None)
+            a.tensors["b"] = (bias + t).astype(np.float32)
+        else:
+            a.prov.pop("W", None)
+            a.prov.pop("b", None)
+            a.tensors["W"] = (W * s[None, :]).astype(np.float32)
+            a.tensors["b"] = (bias * s + t).astype(np.float32)
+        a.act, a.attrs, a.out_shape = b.act, dict(b.attrs), b.out_shape
+        return "a"
+    if a.op == Op.AFFINE and b.op == Op.AFFINE:
+        s1, t1 = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
+        s2, t2 = b.tensors["s"].reshape(-1), b.tensors["t"].reshape(-1)
+        if s1.size != s2.size:
+            return None
+        b.tensors = {"s": (s1 * s2).astype(np.float32).reshape(b.in_shape),
+                     "t": (t1 * s2 + t2).astype(np.float32).reshape(b.in_shape)}
+        b.in_shape = a.in_shape if _prod(a.in_shape) == _prod(b.in_shape) else b.in_shape
+        b.prov = {}
+        return "b"
+    if a.op == Op.AFFINE and b.op == Op.DENSE and "W" not in b.prov:
+        s, t = a.tensors["s"].reshape(-1), a.tensors["t"].reshape(-1)
+        W = b.tensors["W"].astype(np.float64)
+        if s.size != W.shape[0]:
+            return None
+        b.tensors["b"] = (t.astype(np.float64) @ W + b.tensors["b"]).astype(np.float32)
+        b.tensors["W"] = (s[:, None].astype(np.float64) * W).astype(np.float32)
+        b.prov.pop("b", None)
+        b.in_shape = a.in_shape
+        return "b"
+    return None
 
-    # -- output ------------------------------------------------------------------------------------
-    def _build(self, out_shape, output_dtype, meta) -> FrozenModel:
-        builder = BufferBuilder()
-        layers = []
-        for p in self.layers:
-            refs = {}
-            for name, arr in p.tensors.items():
-                arr = np.asarray(arr)
-                if arr.dtype not in (np.float32, np.int8, np.int32):
-                    arr = arr.astype(np.float32)
-                refs[name] = builder.add(np.ascontiguousarray(arr))
-            attrs = {}
-            for key, v in p.attrs.items():
-                attrs[key] = int(v) if isinstance(v, (int, np.integer)) else float(v)
-            layers.append(Layer(p.op, p.in_shape, p.out_shape, p.act, refs, attrs, p.name.replace("\x00", "")))
-        try:
-            return FrozenModel(tuple(layers), builder.finish(), self.input_shape, tuple(out_shape),
-                               output_dtype, meta)
-        except FrozenModelError as exc:
-            raise OnnxImportError(f"the translated model is inconsistent: {exc}") from exc
+
+def _qclamp(act: Act, attrs: dict, ys: float, yzp: int) -> tuple[int, int]:
+    """The int8 clamp [qmin, qmax] of a fused ReLU / Clip at output scale ys, zero point yzp."""
+    qmin, qmax = quant.QMIN, quant.QMAX
+    if act == Act.RELU:
+        qmin = yzp
+    elif act == Act.CLIP:
+        lo, hi = attrs.get("alpha", -math.inf), attrs.get("beta", math.inf)
+        if math.isfinite(lo):
+            qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+        if math.isfinite(hi):
+            qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+    return qmin, qmax
+
+
+def _same_qparams(dq: Proto, q: Proto) -> bool:
+    return (float(np.float32(dq.attrs["x_scale"])), int(dq.attrs["x_zp"])) == \
+        (float(np.float32(q.attrs["y_scale"])), int(q.attrs["y_zp"]))
+
+
+def _quant_rule(dqs: list, mid: Proto, q: Proto):
+    """DequantizeLinear(s) -> mid -> QuantizeLinear as one int8 layer (export.onnx_ir.fuse)."""
+    ys, yzp = q.attrs["y_scale"], int(q.attrs["y_zp"])
+    dq = dqs[0]
+    xs, xzp = dq.attrs["x_scale"], int(dq.attrs["x_zp"])
+    if mid.op == Op.DENSE and "W" in mid.prov and mid.act in (Act.IDENTITY, Act.RELU, Act.CLIP):
+        Wq, w_scale = mid.prov["W"]
+        bq = None
+        if "b" in mid.prov:
+            cand, b_scale = mid.prov["b"]
+            ref = (np.float64(np.float32(xs)) * w_scale.astype(np.float64)).astype(np.float32)
+            if np.allclose(b_scale, ref, rtol=1e-6, atol=0):
+                bq = cand.astype(np.int32)
+        if bq is None:
+            bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
+        qmin, qmax = _qclamp(mid.act, mid.attrs, ys, yzp)
+        return Proto(Op.QDENSE, mid.in_shape, mid.out_shape, name=mid.name,
+                     tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
+                     attrs={"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "qmin": qmin, "qmax": qmax})
+    if mid.op == Op.ACT:
+        act = mid.act
+        alpha, beta = ACT_DEFAULTS[act]
+        alpha, beta = float(mid.attrs.get("alpha", alpha)), float(mid.attrs.get("beta", beta))
+        from rtinfer.reference import activation
+        table = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
+        # attrs "act" (an Act code), alpha, beta: the activation the table was built from
+        attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "act": int(act)}
+        attrs.update({k: v for k, v in mid.attrs.items() if k in ("alpha", "beta")})
+        return Proto(Op.QLUT, mid.in_shape, mid.out_shape, name=mid.name, tensors={"table": table}, attrs=attrs)
+    if mid.op == Op.BINARY and len(dqs) == 2 and mid.act in (Act.IDENTITY, Act.RELU, Act.CLIP):
+        fn = Bin(int(mid.attrs["fn"]))
+        if fn == Bin.DIV:
+            return None
+        qmin, qmax = _qclamp(mid.act, mid.attrs, ys, yzp)
+        b = dqs[1]
+        return Proto(Op.QBINARY, mid.in_shape, mid.out_shape, name=mid.name,
+                     attrs={"fn": int(fn), "a_scale": xs, "a_zp": xzp, "b_scale": b.attrs["x_scale"],
+                            "b_zp": int(b.attrs["x_zp"]), "y_scale": ys, "y_zp": yzp, "qmin": qmin, "qmax": qmax})
+    if mid.op == Op.CONCAT:
+        new = Proto(Op.QCONCAT, mid.in_shape, mid.out_shape, name=mid.name,
+                    attrs={"axis": mid.attrs["axis"], "y_scale": ys, "y_zp": yzp})
+        pre = []
+        for k, d in enumerate(dqs):
+            if not _same_qparams(d, q):  # QLinearConcat: requantize this input to the output's scale
+                pre.append((k, onnx_ir.rule_requantize(d, q)))
+        return (new, pre) if pre else new
+    if mid.op == Op.SLICE and _same_qparams(dq, q):
+        return Proto(Op.QSLICE, mid.in_shape, mid.out_shape, name=mid.name,
+                     attrs=dict(mid.attrs, y_scale=ys, y_zp=yzp))
+    return None
 
 
 def from_onnx(src, output: str | None = None) -> FrozenModel:

@@ -54,6 +54,9 @@ A_CLIP = int(Act.CLIP)
 A_SILU = int(Act.SILU)
 A_HARD_SWISH = int(Act.HARD_SWISH)
 A_MISH = int(Act.MISH)
+A_ERF = int(Act.ERF)
+A_EXP = int(Act.EXP)
+A_ABS = int(Act.ABS)
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -98,6 +101,12 @@ def act_scalar(v, act, alpha, beta):
         return v * min(max(v / 6.0 + 0.5, 0.0), 1.0)
     if act == A_MISH:
         return v * math.tanh(max(v, 0.0) + math.log1p(math.exp(-abs(v))))
+    if act == A_ERF:
+        return math.erf(v)
+    if act == A_EXP:
+        return math.exp(v) if v < 709.0 else math.inf
+    if act == A_ABS:
+        return abs(v)
     return v
 
 

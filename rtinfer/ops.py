@@ -120,6 +120,9 @@ CLIP          min(max(x, alpha), beta)                   (alpha = lower bound, b
 SILU          x * sigmoid(x)                             (Swish; PyTorch exports it as x * Sigmoid(x))
 HARD_SWISH    x * max(0, min(1, x / 6 + 1 / 2))          (ONNX HardSwish)
 MISH          x * tanh(softplus(x))
+ERF           erf(x)
+EXP           exp(x)                                     (overflows to inf, as float32 does)
+ABS           |x|
 """
 
 from __future__ import annotations
@@ -172,6 +175,9 @@ class Act(IntEnum):
     SILU = 12
     HARD_SWISH = 13
     MISH = 14
+    ERF = 15
+    EXP = 16
+    ABS = 17
 
 
 class Bin(IntEnum):
@@ -201,6 +207,9 @@ ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
     Act.SILU: (0.0, 0.0),
     Act.HARD_SWISH: (0.0, 0.0),
     Act.MISH: (0.0, 0.0),
+    Act.ERF: (0.0, 0.0),
+    Act.EXP: (0.0, 0.0),
+    Act.ABS: (0.0, 0.0),
 }
 
 # Names used by rtinfer.train, the CLI and reports.
@@ -222,6 +231,9 @@ ACT_BY_NAME: dict[str, Act] = {
     "swish": Act.SILU,
     "hard_swish": Act.HARD_SWISH,
     "mish": Act.MISH,
+    "erf": Act.ERF,
+    "exp": Act.EXP,
+    "abs": Act.ABS,
 }
 
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).

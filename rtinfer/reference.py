@@ -57,6 +57,14 @@ def activation(x: np.ndarray, act: Act, alpha: float = 0.0, beta: float = 0.0) -
         y = x64 * np.clip(x64 / 6.0 + 0.5, 0.0, 1.0)
     elif act == Act.MISH:
         y = x64 * np.tanh(np.maximum(x64, 0.0) + np.log1p(np.exp(-np.abs(x64))))
+    elif act == Act.ERF:
+        from math import erf
+        y = np.vectorize(erf, otypes=[np.float64])(x64) if x64.size else x64
+    elif act == Act.EXP:
+        with np.errstate(over="ignore"):
+            y = np.exp(x64)
+    elif act == Act.ABS:
+        y = np.abs(x64)
     else:  # pragma: no cover - Act is a closed enum
         raise ValueError(f"unknown activation {act!r}")
     return y.astype(np.float32)

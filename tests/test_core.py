@@ -133,6 +133,9 @@ def test_reference_activations_match_closed_forms(act):
         Act.SILU: x64 / (1 + np.exp(-x64)),
         Act.HARD_SWISH: x64 * np.clip(x64 + 3, 0, 6) / 6,
         Act.MISH: x64 * np.tanh(np.log(1 + np.exp(x64))),
+        Act.ERF: np.array([math.erf(v) for v in x64]),
+        Act.EXP: np.exp(x64),
+        Act.ABS: np.abs(x64),
     }[act]
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, closed, rtol=1e-6, atol=1e-7)
