@@ -83,6 +83,15 @@ _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
                "Bernoulli"}
 
 
+def _type_name(code: int) -> str:
+    """An ONNX element type code by name: 7 -> "int64"."""
+    try:
+        import onnx
+        return onnx.TensorProto.DataType.Name(int(code)).lower()
+    except Exception:  # an unknown code
+        return f"ONNX type {code}"
+
+
 def _prod(shape) -> int:
     return int(math.prod(shape))
 
@@ -513,7 +522,7 @@ class _Importer:
             raise self.unsupported(node, "it reads a comparison result (Greater/Less), which rtinfer only takes "
                                          "inside a recognized activation (Where)")
         if x.kind != "f32":
-            raise self.unsupported(node, f"its runtime input is not float32 (ONNX type {x.onnx_type}); "
+            raise self.unsupported(node, f"its runtime input is not float32 ({_type_name(x.onnx_type)}); "
                                           f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/QLinearConv/"
                                           f"ConvInteger/Cast/Gather act on integer tensors")
 

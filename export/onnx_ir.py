@@ -348,13 +348,60 @@ def fuse(g: IrGraph, pair_rules, quant_rules) -> None:
     _fuse_pairs(g, pair_rules)
 
 
+class _Readers:
+    """Who reads each Proto (list of readers, one entry per input slot; outputs as "out"), kept
+    up to date as layers merge, so a fusion costs the size of its neighbourhood, not of the graph."""
+
+    def __init__(self, g: IrGraph):
+        self.g = g
+        self.of: dict[int, list] = {}
+        for p in g.protos:
+            for q in p.inputs:
+                if q is not None:
+                    self.of.setdefault(id(q), []).append(p)
+        for q in g.outputs:
+            if q is not None:
+                self.of.setdefault(id(q), []).append("out")
+
+    def count(self, p) -> int:
+        return len(self.of.get(id(p), ()))
+
+    def is_output(self, p) -> bool:
+        return "out" in self.of.get(id(p), ())
+
+    def move(self, old, new) -> None:
+        """Every reader of old reads new instead."""
+        readers = self.of.pop(id(old), [])
+        for r in readers:
+            if r == "out":
+                self.g.outputs = [new if q is old else q for q in self.g.outputs]
+            else:
+                r.inputs = [new if q is old else q for q in r.inputs]
+        if new is not None:
+            self.of.setdefault(id(new), []).extend(readers)
+
+    def drop_reader(self, p, reader) -> None:
+        lst = self.of.get(id(p), [])
+        if reader in lst:
+            lst.remove(reader)
+
+    def add_reader(self, p, reader) -> None:
+        if p is not None:
+            self.of.setdefault(id(p), []).append(reader)
+
+
 def _fuse_pairs(g: IrGraph, rules) -> None:
-    counts = g.counts()
+    rd = _Readers(g)
+    dead = set()
+    protos = list(g.protos)
     i = 0
-    while i < len(g.protos):
-        b = g.protos[i]
+    while i < len(protos):
+        b = protos[i]
+        if id(b) in dead:
+            i += 1
+            continue
         a = b.inputs[0] if len(b.inputs) == 1 else None
-        if a is None or a.pseudo or b.pseudo or counts.get(id(a)) != 1 or g.is_output(a):
+        if a is None or a.pseudo or b.pseudo or rd.count(a) != 1 or rd.is_output(a):
             i += 1
             continue
         result = None
@@ -362,65 +409,73 @@ def _fuse_pairs(g: IrGraph, rules) -> None:
             result = rule(a, b)
             if result:
                 break
-        if result == "a":  # a took over b's output
-            g.replace(b, a)
-            counts[id(a)] = counts.pop(id(b))
-            del g.protos[i]
-            i = g.protos.index(a)
-        elif result == "b":  # b took over a's input
+        if result == "a":  # a took over b's output; a may fuse with its new reader later
+            rd.drop_reader(a, b)
+            rd.move(b, a)
+            dead.add(id(b))
+            i += 1
+        elif result == "b":  # b took over a's input; b may fuse with it again: retry b
+            for q in a.inputs:
+                rd.drop_reader(q, a)
+                rd.add_reader(q, b)
+            rd.of.pop(id(a), None)
             b.inputs = list(a.inputs)
             b.in_shapes = list(a.in_shapes) if a.in_shapes else b.in_shapes
-            j = g.protos.index(a)
-            del g.protos[j]
-            counts.pop(id(a))
-            i = j
+            dead.add(id(a))
         else:
             i += 1
+    g.protos = [p for p in protos if id(p) not in dead]
 
 
 def _fuse_quant(g: IrGraph, rules) -> None:
-    i = 0
-    counts = g.counts()
-    while i < len(g.protos):
-        q = g.protos[i]
-        mid = q.inputs[0] if q.op == Op.QUANTIZE else None
-        if mid is None or mid.pseudo or counts.get(id(mid)) != 1 or g.is_output(mid):
-            i += 1
+    rd = _Readers(g)
+    dead = set()
+    out: list[Proto] = []
+    for q in list(g.protos):
+        if id(q) in dead:
             continue
+        mid = q.inputs[0] if q.op == Op.QUANTIZE else None
         new = None
-        if mid.op == Op.DEQUANTIZE:
-            new = rule_requantize(mid, q)
-            dqs = [mid]
-        elif mid.inputs and all(d is not None and d.op == Op.DEQUANTIZE for d in mid.inputs):
-            dqs = list(mid.inputs)
-            for rule in rules:
-                new = rule(dqs, mid, q)
-                if new is not None:
-                    break
+        if mid is not None and not mid.pseudo and rd.count(mid) == 1 and not rd.is_output(mid):
+            if mid.op == Op.DEQUANTIZE:
+                new = rule_requantize(mid, q)
+                dqs = [mid]
+            elif mid.inputs and all(d is not None and d.op == Op.DEQUANTIZE for d in mid.inputs):
+                dqs = list(mid.inputs)
+                for rule in rules:
+                    new = rule(dqs, mid, q)
+                    if new is not None:
+                        break
         if new is None:
-            i += 1
+            out.append(q)
             continue
         src = [d.inputs[0] for d in dqs]
         pre = []
         if isinstance(new, tuple):  # (layer, [(input k, a QLUT requantizing input k first)])
             new, pre = new
+        # mid and q go; each DEQUANTIZE loses mid as a reader (it may have others)
+        rd.of.pop(id(mid), None)
+        for d in dqs:
+            rd.drop_reader(d, mid)
+        if mid is not dqs[0]:
+            dead.add(id(mid))
         if new == "identity":  # DQ -> Q with the same parameters: read the int8 tensor itself
-            g.replace(q, src[0])
-            del g.protos[i]
-        else:
-            new.inputs = src
-            new.in_shapes = [tuple(d.in_shape) for d in dqs]
-            for k, lut in pre:
-                lut.inputs, lut.in_shapes = [src[k]], [tuple(dqs[k].in_shape)]
-                new.inputs[k] = lut
-                g.protos.insert(i, lut)
-                i += 1
-            g.protos[i] = new
-            g.replace(q, new)
-            if mid is not dqs[0]:
-                g.protos.remove(mid)
-        counts = g.counts()
-        i = 0 if new == "identity" else g.protos.index(new) + 1
+            rd.move(q, src[0])
+            dead.add(id(q))
+            continue
+        new.inputs = list(src)
+        new.in_shapes = [tuple(d.in_shape) for d in dqs]
+        for k, lut in pre:
+            lut.inputs, lut.in_shapes = [src[k]], [tuple(dqs[k].in_shape)]
+            rd.add_reader(src[k], lut)
+            new.inputs[k] = lut
+            out.append(lut)
+        for k, s_ in enumerate(new.inputs):
+            rd.add_reader(s_, new)
+        rd.move(q, new)
+        dead.add(id(q))
+        out.append(new)
+    g.protos = [p for p in out if id(p) not in dead]
 
 
 def rule_requantize(dq: Proto, q: Proto):

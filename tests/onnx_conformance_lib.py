@@ -60,18 +60,21 @@ def check_case(model, inputs, expected, rtol=1e-3, atol=1e-7):
     Raises AssertionError / OnnxImportError on any difference; returns None on success.
     """
     from export.onnx_import import from_onnx
-    if len(expected) != 1:
-        raise AssertionError(f"the case checks {len(expected)} outputs; rtinfer produces one")
-    frozen = from_onnx(freeze_extra_inputs(model, inputs))
+    names = [o.name for o in model.graph.output]
+    if len(expected) != len(names):
+        raise AssertionError(f"the case checks {len(expected)} outputs of a graph with {len(names)}")
+    frozen = from_onnx(freeze_extra_inputs(model, inputs), output=names if len(names) > 1 else None)
     X = np.asarray(inputs[0])
     if X.ndim == 0:
         raise AssertionError("scalar input")
-    want = np.asarray(expected[0])
     for name, fn in executors():
-        got = np.asarray(fn(frozen, X.astype(np.float32)))
-        assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
-        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
+        gots = fn(frozen, X.astype(np.float32))
+        gots = gots if isinstance(gots, tuple) else (gots,)
+        for k, (got, want) in enumerate(zip(gots, expected)):
+            got, want = np.asarray(got), np.asarray(want)
+            assert got.dtype == want.dtype, f"{name} output {k}: dtype {got.dtype} != {want.dtype}"
+            assert got.shape == want.shape, f"{name} output {k}: shape {got.shape} != {want.shape}"
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{name} output {k}")
 
 
 def load_data_dir(case_dir):
