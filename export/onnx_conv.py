@@ -383,9 +383,10 @@ def quant_rule(dqs, mid, q):
         else:
             s = mid.in_shape
             attrs = dict(geometry_attrs((1, s[1]) if len(s) == 2 else s[1:]), count_include_pad=0)
-            if window_out_shape(s, attrs) != tuple(mid.out_shape):
+            if int(np.prod(window_out_shape(s, attrs))) != int(np.prod(mid.out_shape)):
                 return None
-        return Proto(Op.QAVGPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(attrs, **io))
+        return Proto(Op.QAVGPOOL, mid.in_shape, window_out_shape(mid.in_shape, attrs), name=mid.name,
+                     attrs=dict(attrs, **io))
     return None
 
 

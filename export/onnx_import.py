@@ -56,6 +56,7 @@ _ACT_OPS = {
 _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose"}
 _BINARY_OPS = {"Add": Bin.ADD, "Sub": Bin.SUB, "Mul": Bin.MUL, "Div": Bin.DIV, "Max": Bin.MAX, "Min": Bin.MIN}
 _GRAPH_OPS = {"Concat", "Split", "Slice"}
+_REDUCE_OPS = {"ReduceMean", "ReduceMax", "ReduceSum"}
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
@@ -69,7 +70,8 @@ _MULTI_OPS = set(_BINARY_OPS) | {"Concat"} | _PSEUDO_OPS
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
-SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | set(_BINARY_OPS) | _GRAPH_OPS | _QUANT_OPS
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | set(_BINARY_OPS) | _GRAPH_OPS | _REDUCE_OPS
+                                              | _QUANT_OPS
                                               | _OTHER_OPS | _ML_OPS | _CONV_OPS))
 
 # Shape(x) of the runtime tensor with a dynamic batch: the batch entry holds this marker. Such
@@ -483,6 +485,8 @@ class _Importer:
             y = self._pseudo(node, dyn_idx)
         elif op in _SHAPE_OPS:
             y = self._shape_op(node, x, k)
+        elif op in _REDUCE_OPS:
+            y = self._reduce(node, x, k)
         elif op in _CONV_OPS:
             from .onnx_conv import translate
             y = translate(self, node, x, k)
@@ -561,10 +565,14 @@ class _Importer:
         m = helper.make_model(graph, opset_imports=list(self.model.opset_import))
         m.ir_version = max(self.model.ir_version, 3)
         self._check_fold_size(node, m, feeds)
-        try:
-            results = ReferenceEvaluator(m).run(None, feeds)
-        except Exception as exc:
-            raise self.err(node, f"cannot fold this constant node: {type(exc).__name__}: {exc}") from exc
+        results = self._fold_qdq(node) if node.op_type in ("QuantizeLinear", "DequantizeLinear") else None
+        if results is None:
+            try:
+                results = ReferenceEvaluator(m).run(None, feeds)
+            except Exception as exc:
+                raise self.err(node, f"cannot fold this constant node with onnx.reference ({type(exc).__name__}: "
+                                     f"{exc}); if the model's opset ({self.opset}) is the cause, convert it with "
+                                     f"onnx.version_converter.convert_version(model, 21)") from exc
         for name, val in zip([o for o in node.output if o], results):
             val = np.asarray(val)
             if val.size > MAX_TENSOR_ELEMENTS:
@@ -582,6 +590,42 @@ class _Importer:
             if q.dtype in (np.int8, np.uint8, np.int32) and scale.ndim <= 1 and not attrs.get("block_size", 0):
                 zp = np.zeros((), dtype=q.dtype) if zp is None else zp
                 self.prov[node.output[0]] = ("dq", q, scale, np.asarray(zp), int(attrs.get("axis", 1)))
+
+    def _fold_qdq(self, node):
+        """QuantizeLinear / DequantizeLinear of constants in NumPy, at any opset (onnx.reference
+        has them only at opsets 19+): per tensor or per axis, 8-bit (and int32 for dequantizing
+        biases). None for what this does not cover (blocked, 16-bit, float8): onnx.reference then."""
+        a = self.attrs(node)
+        if a.get("block_size", 0):
+            return None
+        x = np.asarray(self.consts[node.input[0]])
+        scale = np.asarray(self.const(node, 1), dtype=np.float32)
+        zp = self.const(node, 2)
+        zp = None if zp is None else np.asarray(zp)
+        if scale.ndim > 1:
+            return None
+        axis = int(a.get("axis", 1))
+        shape = [1] * x.ndim
+        if scale.ndim == 1 and scale.size != 1:
+            if not -x.ndim <= axis < x.ndim or x.shape[axis] != scale.size:
+                raise self.err(node, f"scale of {scale.size} values does not match axis {axis} of shape {x.shape}")
+            shape[axis % x.ndim] = scale.size
+        s = scale.reshape(shape) if scale.ndim == 1 else scale
+        z = None if zp is None else (zp.reshape(shape) if zp.ndim == 1 and zp.size != 1 else zp.reshape(()))
+        if node.op_type == "DequantizeLinear":
+            if x.dtype not in (np.int8, np.uint8, np.int32) or (zp is not None and zp.dtype != x.dtype):
+                return None
+            d = x.astype(np.int64) - (0 if z is None else z.astype(np.int64))
+            return [(d.astype(np.float32) * s).astype(np.float32)]
+        if zp is not None:
+            out_dtype = zp.dtype
+        else:
+            out_dtype = np.int8 if int(a.get("output_dtype", 0)) == INT8 else np.uint8
+        if out_dtype not in (np.uint8, np.int8) or x.dtype != np.float32:
+            return None
+        info = np.iinfo(out_dtype)
+        q = np.rint(x / s) + (0 if z is None else z.astype(np.float32))
+        return [np.clip(q, info.min, info.max).astype(out_dtype)]
 
     def _check_fold_size(self, node, m, feeds):
         """Refuse a constant node whose outputs, as ONNX shape inference predicts them before
@@ -1090,6 +1134,44 @@ class _Importer:
                                               f"(only transposes of constants are folded)")
             return Dyn(out, x.kind, x.onnx_type)
         raise self.unsupported(node)  # pragma: no cover
+
+    def _reduce(self, node, x: Dyn, k):
+        """ReduceMean / ReduceMax / ReduceSum over trailing non-batch axes (global pooling as
+        PyTorch's default exporter writes it, mean over time steps, ...): the sample is viewed as
+        (C, L) with C the kept leading axes and L the reduced ones -> GLOBAL_AVGPOOL, a global
+        MAXPOOL, or GLOBAL_AVGPOOL scaled by L (sum)."""
+        self.need_float(node, x)
+        op = node.op_type
+        a = self.attrs(node)
+        rank = len(x.shape) + 1
+        axes = a.get("axes") if (self.opset < 18 and op != "ReduceSum") or (self.opset < 13 and op == "ReduceSum") \
+            else self.const(node, 1)
+        keep = int(a.get("keepdims", 1))
+        if axes is None or np.asarray(axes).size == 0:
+            if int(a.get("noop_with_empty_axes", 0)):
+                return x
+            raise self.unsupported(node, "a reduction over every axis, the batch axis included")
+        axes = sorted({self._axis(node, int(v), rank) for v in np.asarray(axes).reshape(-1)})
+        if 0 in axes:
+            raise self.unsupported(node, "a reduction over the batch axis (axis 0)")
+        first = axes[0]
+        if axes != list(range(first, rank)):
+            raise self.unsupported(node, f"a reduction over axes {axes} of (N, *{x.shape}): rtinfer reduces the "
+                                         f"trailing axes only")
+        c = _prod(x.shape[:first - 1])
+        L = _prod(x.shape[first - 1:])
+        out = x.shape[:first - 1] + ((1,) * (rank - first) if keep else ())
+        view = Dyn((c, L), src=x.src)
+        if op == "ReduceMax":
+            from rtinfer.reference_conv import geometry_attrs
+            self.emit(node, Op.MAXPOOL, view, (c, 1), attrs=geometry_attrs((1, L)))
+        else:
+            self.emit(node, Op.GLOBAL_AVGPOOL, view, (c,))
+            if op == "ReduceSum":
+                y = Dyn((c,))
+                self.emit(node, Op.AFFINE, y, (c,), tensors={"s": np.full(c, L, np.float32),
+                                                            "t": np.zeros(c, np.float32)})
+        return Dyn(out)
 
     def _op_Concat(self, node, x, k):
         dyns = []

@@ -487,7 +487,7 @@ def rule_requantize(dq: Proto, q: Proto):
     if (xs, xzp) == (ys, yzp):
         return "identity"
     table = quant.requantize_table(xs, xzp, ys, yzp)
-    return Proto(Op.QLUT, dq.in_shape, q.out_shape, tensors={"table": table}, name=q.name,
+    return Proto(Op.QLUT, dq.in_shape, dq.out_shape, tensors={"table": table}, name=q.name,
                  attrs={"x_scale": dq.attrs["x_scale"], "x_zp": xzp, "y_scale": q.attrs["y_scale"], "y_zp": yzp})
 
 
