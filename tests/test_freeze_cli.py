@@ -102,7 +102,7 @@ def test_inspect_text(int8_file, capsys):
     assert main(["inspect", str(int8_file)]) == 0
     text = capsys.readouterr().out
     frozen = load_frozen(int8_file)
-    assert f"({os.path.getsize(int8_file)} bytes, rtm version 1.0)" in text
+    assert f"({os.path.getsize(int8_file)} bytes, rtm version 2.0)" in text
     for op in ("AFFINE", "QUANTIZE", "QDENSE", "QLUT", "DEQUANTIZE", "SOFTMAX"):
         assert op in text
     assert f"MACs {frozen.macs}" in text and f"params {frozen.n_params}" in text
@@ -114,7 +114,7 @@ def test_inspect_json(int8_file, capsys):
     assert main(["inspect", str(int8_file), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     frozen = load_frozen(int8_file)
-    assert info["file"]["version"] == "1.0" and info["file"]["size"] == os.path.getsize(int8_file)
+    assert info["file"]["version"] == "2.0" and info["file"]["size"] == os.path.getsize(int8_file)
     assert info["macs"] == frozen.macs and info["weight_bytes"] == frozen.weight_bytes
     assert [l["op"] for l in info["layers"]] == [l.op.name for l in frozen.layers]
     qd = next(l for l in info["layers"] if l["op"] == "QDENSE")
