@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         history = fit(model, ds.X_train, ds.y_train, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                       batch_size=args.batch_size, seed=args.seed, validation_split=args.validation_split,
-                      early_stopping=args.early_stopping, patience=args.patience, verbose=not args.quiet)
+                      early_stopping=args.early_stopping, patience=args.patience if args.early_stopping else None,
+                      verbose=not args.quiet)
         print("history:", history.summary())
     metric = "test accuracy" if classification else "test R^2"
     print(f"{type(model).__name__} {metric}: {model.score(ds.X_test, ds.y_test):.4f}")
