@@ -23,6 +23,7 @@ exactly as the saved run would have. Version-1 files (no optimizer state; linear
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -54,20 +55,42 @@ def load_model(path):
         raise CheckpointError(f"{os.fspath(path)}: invalid checkpoint contents: {type(exc).__name__}: {exc}") from None
 
 
+def _declared_parameters(specs, depth: int = 0) -> int:
+    """Parameters that layer specs declare (dense, conv, batch-norm; residual blocks recursed);
+    fields that are not plain ints count as nothing (the layer constructors reject them)."""
+    if not isinstance(specs, list) or depth > 32:
+        return 0
+    total = 0
+    for sp in specs:
+        if not isinstance(sp, dict):
+            continue
+        kind = sp.get("type")
+        ints = lambda *keys: all(isinstance(sp.get(k), int) and not isinstance(sp.get(k), bool) for k in keys)  # noqa: E731
+        if kind == "dense" and ints("n_in", "n_out"):
+            total += sp["n_in"] * sp["n_out"] + sp["n_out"]
+        elif kind in ("conv1d", "conv2d") and ints("in_channels", "out_channels", "groups") and sp["groups"] > 0:
+            k = sp.get("kernel_size")
+            taps = math.prod(k) if isinstance(k, list) and all(isinstance(v, int) for v in k) else 1
+            total += sp["out_channels"] * (sp["in_channels"] // sp["groups"]) * taps + sp["out_channels"]
+        elif kind == "batchnorm" and ints("num_features"):
+            total += 4 * sp["num_features"]
+        elif kind == "residual":
+            total += _declared_parameters(sp.get("body"), depth + 1)
+            total += _declared_parameters([sp.get("shortcut")], depth + 1)
+    return total
+
+
 def _check_declared_sizes(path, arch, theta) -> None:
     """Refuse layer sizes that imply more parameters than the file's 'theta' holds, before any
     constructor allocates them (a few bytes of JSON must not allocate gigabytes)."""
     n = theta.size if isinstance(theta, np.ndarray) else 0
-    counts = []
+    counts = [_declared_parameters(arch.get("layers"))]
     config = arch.get("config")
-    sizes = config.get("sizes") if isinstance(config, dict) else None
-    if isinstance(sizes, list) and all(isinstance(v, int) for v in sizes):
-        counts.append(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
-    specs = arch.get("layers")
-    if isinstance(specs, list):
-        dense = [sp for sp in specs if isinstance(sp, dict) and sp.get("type") == "dense"]
-        if all(isinstance(sp.get("n_in"), int) and isinstance(sp.get("n_out"), int) for sp in dense):
-            counts.append(sum(sp["n_in"] * sp["n_out"] + sp["n_out"] for sp in dense))
+    if isinstance(config, dict):
+        sizes = config.get("sizes")
+        if isinstance(sizes, list) and all(isinstance(v, int) for v in sizes):
+            counts.append(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+        counts.append(_declared_parameters(config.get("layers")))
     for c in counts:
         if c > n:
             raise CheckpointError(f"{path}: the architecture declares {c} parameters but 'theta' holds {n}")
