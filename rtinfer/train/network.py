@@ -453,18 +453,22 @@ class Model:
 
     def penalty(self) -> float:
         """0.5 * l2 * sum of squared weights."""
+        if not self.l2:
+            return 0.0
+        # squares summed by a ufunc, not np.dot: BLAS ddot spreads 10^4 products over threads,
+        # which stall on a busy machine
         w = self._theta[: self._n_decay]
-        # einsum, not np.dot: BLAS ddot spreads 10^4 products over threads, which stall on a busy machine
-        return 0.5 * self.l2 * float(np.einsum("i,i->", w, w)) if self.l2 else 0.0
+        return 0.5 * self.l2 * float(np.add.reduce(np.multiply(w, w, out=self._l2_buf)))
 
     def add_penalty_gradient(self) -> float:
         """Add the L2 term's gradient l2 * W to ``grad``; return its value (0.0 without l2)."""
         if not self.l2:
             return 0.0
+        value = self.penalty()
         n = self._n_decay
         np.multiply(self._theta[:n], self.l2, out=self._l2_buf)
         self._grad[:n] += self._l2_buf
-        return self.penalty()
+        return value
 
     def objective(self, Xp: np.ndarray, t, loss) -> float:
         """Training objective on preprocessed inputs Xp; writes its gradient into ``grad``."""
