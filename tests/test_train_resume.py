@@ -115,6 +115,10 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, digits):
         fit(model, X, y, epochs=1, resume=True, lr=0.5)
     with pytest.raises(ValueError, match="seed=0; got seed=4"):
         fit(model, X, y, epochs=1, resume=True, seed=4)
+    split_model = _mlp()
+    fit(split_model, X, y, epochs=1, validation_split=0.2)
+    with pytest.raises(ValueError, match="validation_data cannot replace it"):
+        fit(split_model, X, y, epochs=1, resume=True, validation_data=(X, y))
     fit(model, X, y, epochs=1, resume=True, batch_size=20, optimizer="adam")  # the same settings are fine
     assert model.history_.epochs == 2
     with pytest.raises(ValueError, match="is not one of the model's classes_"):

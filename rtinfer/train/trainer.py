@@ -176,6 +176,9 @@ def fit(model, X, y, *, optimizer=None, lr: float | None = None, loss=None, epoc
                                     "validation_split": validation_split})
     batch_size = check_positive_int(run["batch_size"], "batch_size")
     split = float(run["validation_split"])
+    if resume and split > 0.0 and validation_data is not None:
+        raise ValueError(f"resume=True continues the saved run, which validates on its validation_split={split}; "
+                         f"validation_data cannot replace it")
     if not 0.0 <= split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1); got {run['validation_split']!r}")
     if isinstance(run["seed"], bool) or int(run["seed"]) != run["seed"] or int(run["seed"]) < 0:
