@@ -29,6 +29,11 @@ def digits():
     return datasets.load("digits", seed=0)
 
 
+def _validation_split(y, fraction, seed):
+    """The split fit() documents: stratified, from the stream SeedSequence(seed).spawn(1)[0]."""
+    return datasets.split_indices(y, fraction, np.random.SeedSequence(seed).spawn(1)[0], stratify=True)
+
+
 def _train_mlp(ds, seed):
     model = MLP([64, 32, 10], activation="tanh", preprocess="standardize", seed=seed)
     fit(model, ds.X_train, ds.y_train, optimizer=Adam(1e-3), epochs=3, batch_size=50, seed=seed,
@@ -205,9 +210,9 @@ def test_standardizer_affine_and_fitted_on_training_split_only(digits):
     # inside fit(): the preprocessor sees the training part only, not the validation split
     model = MLP([64, 8, 10], preprocess="standardize", seed=0)
     fit(model, digits.X_train, digits.y_train, epochs=1, validation_split=0.25, seed=3)
-    perm = np.random.default_rng(3).permutation(len(digits.X_train))
-    train_part = digits.X_train[perm[int(round(0.25 * len(perm))) :]]
-    np.testing.assert_allclose(model.preprocessor.mean_, train_part.mean(axis=0), rtol=1e-12)
+    train_idx, val_idx = _validation_split(digits.y_train, 0.25, seed=3)
+    np.testing.assert_allclose(model.preprocessor.mean_, digits.X_train[train_idx].mean(axis=0), rtol=1e-12)
+    assert not np.allclose(model.preprocessor.mean_, digits.X_train.mean(axis=0), rtol=1e-6)
 
 
 def test_datasets_match_sklearn_and_split_is_stratified():
@@ -243,8 +248,7 @@ def test_early_stopping_restores_best_weights(digits):
     assert history.val_loss[best - 1] == min(history.val_loss)
     assert history.stopped_early and history.epochs == best + 3
     # the kept weights are the best epoch's: recomputing the validation loss gives it back
-    perm = np.random.default_rng(0).permutation(len(digits.X_train))
-    val = perm[: int(round(0.2 * len(perm)))]
+    _, val = _validation_split(digits.y_train, 0.2, seed=0)
     from rtinfer.train import SoftmaxCrossEntropy
     z = model.forward(digits.X_train[val])
     assert SoftmaxCrossEntropy()(z, digits.y_train[val]) == pytest.approx(history.val_loss[best - 1], rel=1e-12)
@@ -284,10 +288,12 @@ def test_auto_progress_for_long_runs(digits, capsys, monkeypatch):
         (np.ones(4), [0, 1, 0, 1], "2-D"),
         (np.ones((0, 2)), [], "empty"),
         (np.ones((2, 0)), [0, 1], "0 features"),
-        (np.ones((3, 2)), [0, 1, 2], "out of range \\[0, 2\\)"),
-        (np.ones((3, 2)), [0, 1, -1], "out of range"),
-        (np.ones((3, 2)), [0, 1, 0.5], "must be integers"),
-        (np.ones((3, 2)), ["a", "b", "a"], "integers"),
+        (np.ones((3, 2)), [0, 1, 2], "y has 3 classes \\(0, 1, 2\\); the LogisticRegression \\(sigmoid output\\) has 2"),
+        (np.ones((3, 2)), [0, 1, -1], "3 classes"),
+        (np.ones((3, 2)), [0, 1, 0.5], "3 classes"),
+        (np.ones((3, 2)), [3, 3, 3], "y has 1 class\\(es\\) \\(3\\)"),
+        (np.ones((3, 2)), [1, "b", 1], "mixes label types"),
+        (np.ones((3, 2)), [0, 1, np.nan], "NaN"),
         (np.array([["x", "y"]] * 2), [0, 1], "numeric"),
     ],
 )
@@ -300,7 +306,7 @@ def test_bad_inputs_raise_value_error(X, y, match):
 def test_bad_inputs_to_mlp_and_fit():
     model = MLP([4, 3, 5], seed=0)
     X = np.ones((6, 4))
-    with pytest.raises(DataError, match="out of range \\[0, 5\\)"):
+    with pytest.raises(DataError, match="y has 6 classes \\(0, 1, 2, 3, 4, 5\\); the MLP has 5"):
         fit(model, X, [0, 1, 2, 3, 4, 5])
     with pytest.raises(DataError, match="X has 3 features; the model expects 4"):
         fit(model, np.ones((6, 3)), [0] * 6)
@@ -317,7 +323,7 @@ def test_bad_inputs_to_mlp_and_fit():
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         MLP([2, 2], activation="swish")
     with pytest.raises(DataError, match="output column"):
-        reg = LinearRegression().fit(X, np.ones((6, 2)))
+        reg = LinearRegression(solver="minibatch").fit(X, np.ones((6, 2)), epochs=1)
         fit(reg, X, np.ones((6, 3)))
     with pytest.raises(ValueError, match="not fitted"):
         SoftmaxRegression().predict(X)

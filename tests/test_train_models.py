@@ -60,7 +60,7 @@ def test_ridge_closed_form_is_the_objective_minimum(regression):
 def test_gradient_descent_converges_to_closed_form(regression, l2):
     X, Y = regression
     exact = LinearRegression(l2=l2, preprocess="standardize").fit(X, Y)
-    gd = LinearRegression(method="gd", l2=l2, tol=1e-11, preprocess="standardize").fit(X, Y)
+    gd = LinearRegression(solver="gd", l2=l2, tol=1e-11, preprocess="standardize").fit(X, Y)
     assert gd.converged_ and gd.n_iter_ > 10
     np.testing.assert_allclose(gd.get_parameters(), exact.get_parameters(), atol=1e-8)
     np.testing.assert_allclose(gd.predict(X), exact.predict(X), atol=1e-7)
@@ -71,8 +71,8 @@ def test_newton_reaches_gd_optimum_in_far_fewer_iterations():
     X = rng.normal(size=(300, 5)) @ np.diag([1.0, 2.0, 0.5, 1.5, 1.0])
     p = 1.0 / (1.0 + np.exp(-(X @ np.array([1.0, -1.0, 2.0, 0.5, 0.0]) - 0.5)))
     y = (rng.random(300) < p).astype(int)
-    newton = LogisticRegression(method="newton", l2=1e-2, tol=1e-9).fit(X, y)
-    gd = LogisticRegression(method="gd", l2=1e-2, tol=1e-9).fit(X, y)
+    newton = LogisticRegression(solver="newton", l2=1e-2, tol=1e-9).fit(X, y)
+    gd = LogisticRegression(solver="gd", l2=1e-2, tol=1e-9).fit(X, y)
     assert newton.converged_ and gd.converged_
     np.testing.assert_allclose(newton.get_parameters(), gd.get_parameters(), atol=1e-7)
     assert newton.loss_ == pytest.approx(gd.loss_, abs=1e-12)
@@ -101,7 +101,7 @@ def test_mlp_digits_accuracy(digits):
 
 def test_logistic_regression_breast_cancer_accuracy():
     ds = datasets.load("breast_cancer", seed=0)
-    model = LogisticRegression(method="newton", l2=1e-3, preprocess="standardize").fit(ds.X_train, ds.y_train)
+    model = LogisticRegression(solver="newton", l2=1e-3, preprocess="standardize").fit(ds.X_train, ds.y_train)
     assert model.converged_ and model.n_iter_ < 30
     assert model.score(ds.X_test, ds.y_test) >= 0.94
     proba = model.predict_proba(ds.X_test)

@@ -86,7 +86,7 @@ def convex_problem():
 )
 def test_each_optimizer_decreases_convex_loss(convex_problem, make_opt):
     X, y = convex_problem
-    model = LogisticRegression(l2=1e-3)
+    model = LogisticRegression(solver="minibatch", l2=1e-3)
     history = fit(model, X, y, optimizer=make_opt(), epochs=15, batch_size=20, seed=1)
     assert history.loss[-1] < 0.8 * history.loss[0]
     assert all(b <= a + 1e-3 for a, b in zip(history.loss, history.loss[1:]))
@@ -99,7 +99,7 @@ def test_full_batch_sgd_on_least_squares_reaches_optimum():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(100, 3))
     y = X @ np.array([2.0, -1.0, 0.5]) + 1.0 + 0.1 * rng.normal(size=100)
-    model = LinearRegression()
+    model = LinearRegression(solver="minibatch")
     fit(model, X, y, optimizer=SGD(0.5), epochs=300, batch_size=100, shuffle=False)
     exact = LinearRegression().fit(X, y)
     np.testing.assert_allclose(model.get_parameters(), exact.get_parameters(), atol=1e-8)
@@ -113,4 +113,4 @@ def test_bad_optimizer_arguments():
     with pytest.raises(ValueError, match="schedule"):
         SGD(schedule="cosine")
     with pytest.raises(ValueError, match="unknown optimizer"):
-        fit(LinearRegression(), np.ones((3, 1)), np.ones(3), optimizer="lbfgs")
+        fit(LinearRegression(solver="minibatch"), np.ones((3, 1)), np.ones(3), optimizer="lbfgs")

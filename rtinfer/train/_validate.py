@@ -1,5 +1,5 @@
-"""Input validation shared by the training code. Every failure is a ``DataError`` (a ValueError)
-whose message names the argument and the problem."""
+"""Input validation and the error / warning types shared by the training code. Every data
+failure is a ``DataError`` (a ValueError) whose message names the argument and the problem."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import numpy as np
 
 class DataError(ValueError):
     """Training or inference data is unusable (shape, NaN/Inf, labels, lengths)."""
+
+
+class DivergenceError(ValueError):
+    """Training produced a non-finite loss or parameters; the model holds its last finite weights."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver stopped at ``max_iter`` before reaching its tolerance (``converged_`` is False)."""
 
 
 def check_X(X, *, n_features: int | None = None, name: str = "X") -> np.ndarray:
@@ -44,37 +52,46 @@ def check_lengths(X: np.ndarray, y: np.ndarray, *, x_name: str = "X", y_name: st
         raise DataError(f"{x_name} has {len(X)} samples but {y_name} has {len(y)}")
 
 
-def check_labels(y, n_classes: int | None, *, name: str = "y") -> np.ndarray:
-    """Class labels as int64 (n_samples,): integers in [0, n_classes) (any count >= 0 if None)."""
-    arr = np.asarray(y)
+
+
+def check_class_labels(y, *, name: str = "y") -> np.ndarray:
+    """Class labels of any one kind (integers, floats, bools, strings) as a 1-D array.
+
+    (n, 1) columns are flattened; object arrays are accepted when every label is a str (-> str
+    array) or every label is an integer / bool (-> int64 array)."""
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise DataError(f"{name} could not be converted to an array: {exc}") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise DataError(f"{name} (class labels) must be 1-D (n_samples,); got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty: 0 labels")
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise DataError(f"{name} (class labels) must be integers 0..K-1; got dtype {arr.dtype}")
+    if arr.dtype.kind == "U" and not isinstance(y, np.ndarray):  # numpy turns [1, "b"] into ["1", "b"]
+        items = np.asarray(y, dtype=object).ravel().tolist()
+        if not all(isinstance(v, str) for v in items):
+            kinds = sorted({type(v).__name__ for v in items})
+            raise DataError(f"{name} mixes label types ({', '.join(kinds)}); use labels of one kind")
+    if arr.dtype == object:
+        items = arr.tolist()
+        if all(isinstance(v, str) for v in items):
+            arr = np.asarray(items, dtype=str)
+        elif all(isinstance(v, (int, np.integer, bool, np.bool_)) for v in items):
+            arr = np.asarray(items, dtype=np.int64)
+        else:
+            kinds = sorted({type(v).__name__ for v in items})
+            raise DataError(f"{name} mixes label types ({', '.join(kinds)}); use labels of one kind")
+    if np.issubdtype(arr.dtype, np.complexfloating) or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_ or arr.dtype.kind == "U"):
+        raise DataError(f"{name} (class labels) must be integers, floats, bools or strings; got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(f"{name} contains NaN/Inf label at index {i}")
-        frac = arr != np.round(arr)
-        if frac.any():
-            i = int(np.argmax(frac))
-            raise DataError(f"{name} labels must be integers; got {arr[i]} at index {i}")
-    labels = arr.astype(np.int64)
-    lo = labels < 0
-    hi = labels >= n_classes if n_classes is not None else np.zeros_like(lo)
-    out = lo | hi
-    if out.any():
-        i = int(np.argmax(out))
-        rng = f"[0, {n_classes})" if n_classes is not None else ">= 0"
-        raise DataError(f"{name} label {labels[i]} at index {i} is out of range {rng}")
-    return labels
+    return arr
 
 
 def check_targets(y, n_outputs: int | None, *, name: str = "y") -> np.ndarray:

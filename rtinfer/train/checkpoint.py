@@ -1,108 +1,46 @@
-"""Checkpoints: ``model.save(path)`` / ``load_model(path)``.
+"""Checkpoints: ``model.save(path)`` / ``save_model(model, path)`` and ``load_model(path)``.
 
-One ``.npz`` file (np.savez_compressed, loaded with allow_pickle=False) holding:
+One ``.npz`` file (np.savez_compressed, loaded with allow_pickle=False; envelope in
+``rtinfer.train.archive``) holding:
+
 - "architecture": uint8 array of UTF-8 JSON: {"format": "rtinfer.train.checkpoint",
-  "version": 1, "model": class name, "config": constructor kwargs, "output",
-  "layers": [{"type": "dense", "n_in", "n_out"} | {"type": "activation", "name", "alpha"}],
+  "version": 2, "model": class name, "config": constructor kwargs, "output",
+  "input_shape": per-sample shape, "layers": [layer.spec(), ...] (``rtinfer.train.specs``),
   "preprocessor": null | {"type": "standardizer"} | {"type": "whitener", "eps"},
-  "history": {...} | null}
-- "theta": (P,) float64, the flat parameter vector (all W, then all b, in layer order)
-- "classes": (K,) int64 (classifiers only)
+  "history": {"loss": [...], ...} | null,
+  "optimizer": null | {"name", "lr", hyperparameters..., "schedule": {...}, "t": step count},
+  "train_state": null | {"seed", "batch_size", "shuffle", "validation_split", "loss",
+                         "rng": the shuffle stream's PCG64 state}}
+- "theta": (P,) float64, the flat parameter vector (layout in ``rtinfer.train.network``)
+- "classes": (K,) class labels (classifiers only; integers, floats, bools or strings)
 - "pre.<name>": preprocessor arrays (Standardizer: mean, scale; Whitener: mean, T, eigenvalues)
+- "opt.<name>": optimizer state arrays (P,) (Momentum v; AdaGrad G; RMSProp s; Adam m, v)
 
-Writes are atomic: a temp file in the same directory, fsync, os.replace. A round trip is exact.
+With the optimizer and train state stored, ``fit(load_model(path), X, y, resume=True)`` goes on
+exactly as the saved run would have. Version-1 files (no optimizer state; linear models with
+``method`` instead of ``solver``) still load. Writes are atomic; a round trip is exact.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import struct
-import zipfile
-import zlib
 
 import numpy as np
 
-from .._atomic import atomic_write
-from .layers import Activation, Dense
-from .preprocessing import PREPROCESSORS
+from .archive import CheckpointError, read_archive
+from .cnn import CNN
+from .models import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
+from .network import Sequential
 
-FORMAT = "rtinfer.train.checkpoint"
-VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file is not a readable rtinfer training checkpoint."""
-
-
-def _history_dict(history):
-    if history is None:
-        return None
-    return {
-        "loss": [float(v) for v in history.loss],
-        "accuracy": [float(v) for v in history.accuracy],
-        "val_loss": [float(v) for v in history.val_loss],
-        "val_accuracy": [float(v) for v in history.val_accuracy],
-        "epoch_seconds": [float(v) for v in history.epoch_seconds],
-        "best_epoch": history.best_epoch,
-        "stopped_early": bool(history.stopped_early),
-    }
+MODEL_CLASSES = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression, MLP,
+                                               Sequential, CNN)}
 
 
 def save_model(model, path) -> None:
-    """Write ``model`` (architecture, weights, preprocessing, classes) to ``path`` atomically."""
-    if not model.built:
-        raise ValueError(f"cannot save an unfitted {type(model).__name__}")
-    pre = model.preprocessor
-    if pre is not None and not pre.fitted:
-        raise ValueError("cannot save a model whose preprocessor is not fitted")
-    arch = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": type(model).__name__,
-        "config": model.config(),
-        "output": model.output,
-        "layers": [layer.spec() for layer in model.layers],
-        "preprocessor": None if pre is None else pre.config(),
-        "history": _history_dict(model.history_),
-    }
-    arrays = {
-        "architecture": np.frombuffer(json.dumps(arch).encode("utf-8"), dtype=np.uint8),
-        "theta": model._theta,
-    }
-    if model.classes_ is not None:
-        arrays["classes"] = np.asarray(model.classes_, dtype=np.int64)
-    if pre is not None:
-        for key, arr in pre.state().items():
-            arrays[f"pre.{key}"] = np.asarray(arr, dtype=np.float64)
-
-    # stdlib-only helper shared by every rtinfer writer (temp file, fsync, rename, fsync dir)
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def _layers_from_specs(specs) -> list:
-    if not isinstance(specs, list) or not specs:
-        raise CheckpointError("architecture has no layers")
-    layers = []
-    for i, spec in enumerate(specs):
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        try:
-            if kind == "dense":
-                layers.append(Dense(int(spec["n_in"]), int(spec["n_out"])))
-            elif kind == "activation":
-                alpha = spec.get("alpha", 0.0)
-                layers.append(Activation(spec["name"], alpha if spec["name"] == "leaky_relu" else None))
-            else:
-                from .conv import LAYER_TYPES, layer_from_spec  # conv, pooling, batch-norm, flatten
-
-                if kind not in LAYER_TYPES:
-                    raise CheckpointError(f"layer {i} has unknown type {kind!r}")
-                layers.append(layer_from_spec(spec))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CheckpointError(f"layer {i} spec {spec!r} is invalid: {exc}") from None
-    return layers
+    """Write ``model`` (architecture, weights, preprocessing, classes, optimizer state) to ``path``
+    atomically (the same as ``model.save(path)``)."""
+    model.save(path)
 
 
 def load_model(path):
@@ -117,103 +55,79 @@ def load_model(path):
         raise CheckpointError(f"{os.fspath(path)}: invalid checkpoint contents: {type(exc).__name__}: {exc}") from None
 
 
+def _declared_parameters(specs, depth: int = 0) -> int:
+    """Parameters that layer specs declare (dense, conv, batch-norm; residual blocks recursed);
+    fields that are not plain ints count as nothing (the layer constructors reject them)."""
+    if not isinstance(specs, list) or depth > 32:
+        return 0
+    total = 0
+    for sp in specs:
+        if not isinstance(sp, dict):
+            continue
+        kind = sp.get("type")
+        ints = lambda *keys: all(isinstance(sp.get(k), int) and not isinstance(sp.get(k), bool) for k in keys)  # noqa: E731
+        if kind == "dense" and ints("n_in", "n_out"):
+            total += sp["n_in"] * sp["n_out"] + sp["n_out"]
+        elif kind in ("conv1d", "conv2d") and ints("in_channels", "out_channels", "groups") and sp["groups"] > 0:
+            k = sp.get("kernel_size")
+            taps = math.prod(k) if isinstance(k, list) and all(isinstance(v, int) for v in k) else 1
+            total += sp["out_channels"] * (sp["in_channels"] // sp["groups"]) * taps + sp["out_channels"]
+        elif kind == "batchnorm" and ints("num_features"):
+            total += 4 * sp["num_features"]
+        elif kind == "residual":
+            total += _declared_parameters(sp.get("body"), depth + 1)
+            total += _declared_parameters([sp.get("shortcut")], depth + 1)
+    return total
+
+
 def _check_declared_sizes(path, arch, theta) -> None:
     """Refuse layer sizes that imply more parameters than the file's 'theta' holds, before any
     constructor allocates them (a few bytes of JSON must not allocate gigabytes)."""
     n = theta.size if isinstance(theta, np.ndarray) else 0
-    counts = []
+    counts = [_declared_parameters(arch.get("layers"))]
     config = arch.get("config")
-    sizes = config.get("sizes") if isinstance(config, dict) else None
-    if isinstance(sizes, list) and all(isinstance(v, int) for v in sizes):
-        counts.append(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
-    specs = arch.get("layers")
-    if isinstance(specs, list):
-        dense = [sp for sp in specs if isinstance(sp, dict) and sp.get("type") == "dense"]
-        if all(isinstance(sp.get("n_in"), int) and isinstance(sp.get("n_out"), int) for sp in dense):
-            counts.append(sum(sp["n_in"] * sp["n_out"] + sp["n_out"] for sp in dense))
+    if isinstance(config, dict):
+        sizes = config.get("sizes")
+        if isinstance(sizes, list) and all(isinstance(v, int) for v in sizes):
+            counts.append(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+        counts.append(_declared_parameters(config.get("layers")))
     for c in counts:
         if c > n:
             raise CheckpointError(f"{path}: the architecture declares {c} parameters but 'theta' holds {n}")
 
 
+def _version1_config(config: dict) -> dict:
+    """A version-1 linear model's config: ``method`` became ``solver``, and version 1 stored the
+    gradient-descent settings whatever the method (now refused for solvers that do not use them)."""
+    solver = config["method"]
+    config = {k: v for k, v in config.items() if k != "method"}
+    config["solver"] = solver
+    if solver != "gd":
+        config.pop("lr", None)
+    if solver == "closed_form":
+        config.pop("max_iter", None)
+        config.pop("tol", None)
+    return config
+
+
 def _load_model(path):
-    from .models import MODEL_CLASSES
-    from .trainer import History
-
     path = os.fspath(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise CheckpointError(f"{path} is a single .npy array, not an .npz checkpoint")
-        with loaded as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (FileNotFoundError, CheckpointError):
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, OverflowError,
-            zlib.error, struct.error) as exc:  # RuntimeError: zipfile's NotImplementedError, encryption
-        raise CheckpointError(f"{path} is not a readable .npz checkpoint: {exc}") from None
-    not_arrays = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
-    if not_arrays:  # NpzFile returns a member without the .npy magic as raw bytes
-        raise CheckpointError(f"{path}: entries {not_arrays} are not .npy arrays")
-    if "architecture" not in arrays:
-        raise CheckpointError(f"{path} has no 'architecture' entry; not an rtinfer.train checkpoint")
-    raw = arrays["architecture"]
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(f"{path}: 'architecture' must be a 1-D uint8 array")
-    try:
-        arch = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested 10^5 deep
-        raise CheckpointError(f"{path}: 'architecture' is not valid JSON: {exc}") from None
-    if not isinstance(arch, dict) or arch.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format is not {FORMAT!r}")
-    if arch.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {arch.get('version')!r} is not supported (expected {VERSION})")
+    arch, arrays = read_archive(path)
     _check_declared_sizes(path, arch, arrays.get("theta"))
-    from .cnn import CNN
-
-    cls = {**MODEL_CLASSES, "CNN": CNN}.get(arch.get("model"))
+    name = arch.get("model")
+    cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise CheckpointError(f"{path}: unknown model class {arch.get('model')!r}; known: {', '.join(MODEL_CLASSES)}")
+        raise CheckpointError(f"{path}: unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")
+    config = arch.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: 'config' must be a JSON object; got {config!r}")
+    if arch.get("version") == 1 and "method" in config:
+        config = _version1_config(config)
     try:
-        model = cls(**arch["config"])
+        model = cls(**config)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config: {exc}") from None
     if arch.get("output") != model.output:
         raise CheckpointError(f"{path}: output {arch.get('output')!r} does not match {cls.__name__}")
-    model._install(_layers_from_specs(arch.get("layers")))
-    theta = arrays.get("theta")
-    if theta is None or theta.dtype != np.float64 or theta.shape != model._theta.shape:
-        got = None if theta is None else (theta.dtype, theta.shape)
-        raise CheckpointError(f"{path}: 'theta' must be float64 of shape {model._theta.shape}; got {got}")
-    model._theta[...] = theta
-
-    pre_cfg = arch.get("preprocessor")
-    if pre_cfg is not None:
-        pre_cls = PREPROCESSORS.get(pre_cfg.get("type") if isinstance(pre_cfg, dict) else None)
-        if pre_cls is None:
-            raise CheckpointError(f"{path}: unknown preprocessor {pre_cfg!r}")
-        pre = pre_cls(**{k: v for k, v in pre_cfg.items() if k != "type"})
-        state = {k[4:]: v for k, v in arrays.items() if k.startswith("pre.")}
-        try:
-            pre.set_state(state)
-        except KeyError as exc:
-            raise CheckpointError(f"{path}: preprocessor array {exc} missing") from None
-        d = model.n_features_in_
-        if pre.mean_.shape != (d,):
-            raise CheckpointError(f"{path}: preprocessor has {pre.mean_.shape} features; the model expects {d}")
-        model.preprocessor = pre
-    else:
-        model.preprocessor = None
-
-    if model.is_classifier:
-        classes = arrays.get("classes")
-        if classes is None or classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer):
-            raise CheckpointError(f"{path}: classifier checkpoint lacks an integer 'classes' array")
-        k = 2 if model.output == "sigmoid" else model.n_outputs_
-        if len(classes) != k:
-            raise CheckpointError(f"{path}: {len(classes)} classes for {k} outputs")
-        model.classes_ = classes.astype(np.int64)
-    hist = arch.get("history")
-    if isinstance(hist, dict):
-        model.history_ = History(**hist)
+    model.restore_checkpoint(arch, arrays, where=path)
     return model

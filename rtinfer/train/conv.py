@@ -29,7 +29,8 @@ per-sample shapes, called by the model):
 Parameters are declared by ``param_specs()`` as (name, shape, group) with group "weight"
 (L2-decayed), "bias" (trained, not decayed) or "state" (BatchNorm running averages: stored with
 the parameters so checkpoints and early stopping keep them, but never given a gradient);
-the model binds them into its flat vector with ``bind_params``.
+the model binds them into its flat vector with ``bind_params``. ``rtinfer.train.specs`` rebuilds
+every layer from its ``spec()``.
 """
 
 from __future__ import annotations
@@ -309,8 +310,9 @@ class _Conv:
         n = dy.shape[0]
         og = self.out_channels // self.groups
         dyg = dy.reshape(n, self.groups, og, -1)  # (N, G, Og, P)
-        # dW[g] = sum_n dyg[n, g] @ cols[n, g]^T
-        self._dW[...] = np.einsum("ngop,ngkp->gok", dyg, cols, optimize=True).reshape(self.w_shape)
+        # dW[g] = sum_n dyg[n, g] @ cols[n, g]^T: N small products (one long (Og, N*P) @ (N*P, K)
+        # product is no faster, and threaded BLAS on it stalls on a busy machine)
+        self._dW[...] = np.matmul(dyg, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(self.w_shape)
         self._db[...] = dy.reshape(n, self.out_channels, -1).sum(axis=(0, 2))
         if not need_dx:
             return None
@@ -384,6 +386,12 @@ class _Pool:
 
     def param_specs(self):
         return []
+
+    def bind_params(self, views):
+        pass
+
+    def trainable_params(self):
+        return {}
 
     def _base_spec(self, name):
         return {"type": name, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
@@ -493,6 +501,12 @@ class GlobalAvgPool:
     def param_specs(self):
         return []
 
+    def bind_params(self, views):
+        pass
+
+    def trainable_params(self):
+        return {}
+
     def forward(self, x):
         _check_input(self, x)
         return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
@@ -528,6 +542,12 @@ class Flatten:
 
     def param_specs(self):
         return []
+
+    def bind_params(self, views):
+        pass
+
+    def trainable_params(self):
+        return {}
 
     def forward(self, x):
         _check_input(self, x)
@@ -633,28 +653,3 @@ class BatchNorm:
 
     def __repr__(self):
         return f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum})"
-
-
-_POOLS = {"maxpool1d": MaxPool1D, "maxpool2d": MaxPool2D, "avgpool1d": AvgPool1D, "avgpool2d": AvgPool2D}
-
-
-LAYER_TYPES = ("conv1d", "conv2d", *_POOLS, "global_avgpool", "flatten", "batchnorm")
-
-
-def layer_from_spec(spec: dict):
-    """Rebuild a layer of this module from its ``spec()`` (raises ValueError / KeyError if invalid)."""
-    kind = spec.get("type")
-    if kind in ("conv1d", "conv2d"):
-        cls = Conv1D if kind == "conv1d" else Conv2D
-        return cls(spec["in_channels"], spec["out_channels"], spec["kernel_size"], spec["stride"],
-                   [tuple(p) for p in spec["padding"]], spec["dilation"], spec["groups"])
-    if kind in _POOLS:
-        extra = {"count_include_pad": bool(spec["count_include_pad"])} if kind.startswith("avg") else {}
-        return _POOLS[kind](spec["kernel_size"], spec["stride"], [tuple(p) for p in spec["padding"]], **extra)
-    if kind == "global_avgpool":
-        return GlobalAvgPool()
-    if kind == "flatten":
-        return Flatten()
-    if kind == "batchnorm":
-        return BatchNorm(spec["num_features"], spec["eps"], spec["momentum"])
-    raise ValueError(f"unknown layer type {kind!r}")

@@ -74,8 +74,10 @@ def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
         return npz["X"].copy(), npz["y"].copy()
 
 
-def split_indices(y: np.ndarray, test_size: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, test_idx), each sorted. Stratified: round(test_size * n_c) test samples per class."""
+def split_indices(y: np.ndarray, test_size: float, seed, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, test_idx), each sorted. Stratified: round(test_size * n_c) test samples per class
+    (classes in sorted order). ``seed``: anything ``np.random.default_rng`` takes (an int, a
+    SeedSequence)."""
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be in (0, 1); got {test_size!r}")
     rng = np.random.default_rng(seed)

@@ -11,6 +11,16 @@ Each layer has two forward paths:
 
 ``backward(dy)`` takes dLoss/dy (N, n_out) and returns dLoss/dx (N, n_in) (a layer buffer);
 ``Dense.backward`` also writes dLoss/dW and dLoss/db into ``dW`` and ``db``.
+
+The layer protocol every model relies on (shared by ``conv`` and ``residual`` layers):
+
+- ``build(in_shape) -> out_shape``: per-sample shapes (tuples without the batch axis); raises
+  ValueError naming the problem when the layer cannot take ``in_shape``.
+- ``param_specs() -> [(name, shape, group)]`` with group "weight" (L2-decayed), "bias" (trained,
+  not decayed) or "state" (kept with the parameters, never given a gradient);
+  ``bind_params({name: (value view, gradient view)})`` moves the parameters into a model's flat
+  vectors, keeping their values; ``trainable_params() -> {name: value view}``.
+- ``spec() -> dict`` (JSON), rebuilt by ``rtinfer.train.specs.layer_from_spec``; ``kind`` (str).
 """
 
 from __future__ import annotations
@@ -92,6 +102,22 @@ class Dense:
         b_view[...] = self._b
         self._W, self._b, self._dW, self._db = W_view, b_view, dW_view, db_view
 
+    def build(self, in_shape: tuple) -> tuple:
+        if tuple(in_shape) != (self.n_in,):
+            raise ValueError(f"{self!r} takes ({self.n_in},) per sample but receives {tuple(in_shape)}; "
+                             f"put Flatten() or GlobalAvgPool() before a Dense")
+        return (self.n_out,)
+
+    def param_specs(self) -> list:
+        return [("W", (self.n_in, self.n_out), "weight"), ("b", (self.n_out,), "bias")]
+
+    def bind_params(self, views: dict) -> None:
+        """views: name -> (value view, gradient view) of the model's flat vectors; values kept."""
+        self.bind(views["W"][0], views["b"][0], views["W"][1], views["b"][1])
+
+    def trainable_params(self) -> dict:
+        return {"W": self._W, "b": self._b}
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = x @ self._W
         out += self._b
@@ -120,7 +146,7 @@ class Dense:
         return f"Dense({self.n_in}, {self.n_out})"
 
 
-def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """1 / (1 + exp(-x)) without overflow: exp(-log(1 + exp(-x)))."""
     out = np.logaddexp(0.0, -x, out=out)
     np.negative(out, out=out)
@@ -146,7 +172,7 @@ def activation_forward(name: str, x: np.ndarray, alpha: float = 0.0, out: np.nda
         out[...] = res
         return out
     if name == "sigmoid":
-        return _sigmoid(x, out=out)
+        return sigmoid(x, out=out)
     if name == "tanh":
         return np.tanh(x, out=out)
     if name == "softplus":  # max(x, 0) + log1p(exp(-|x|))
@@ -180,6 +206,18 @@ class Activation:
         self._out: dict = {}
         self._dx: dict = {}
 
+    def build(self, in_shape: tuple) -> tuple:
+        return tuple(in_shape)
+
+    def param_specs(self) -> list:
+        return []
+
+    def bind_params(self, views: dict) -> None:
+        pass
+
+    def trainable_params(self) -> dict:
+        return {}
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         return activation_forward(self.name, x, self.alpha)
 
@@ -211,7 +249,7 @@ class Activation:
             np.subtract(1.0, dx, out=dx)
             dx *= dy
         elif name == "softplus":  # sigmoid(x)
-            _sigmoid(x, out=dx)
+            sigmoid(x, out=dx)
             dx *= dy
         return dx
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import _sigmoid
+from .layers import sigmoid
 
 
 class Loss:
@@ -50,7 +50,7 @@ class BinaryCrossEntropy(Loss):
         z1 = z[:, 0]
         n = z1.shape[0]
         value = float(np.sum(np.logaddexp(0.0, z1)) - np.dot(t, z1)) / n
-        grad = _sigmoid(z)
+        grad = sigmoid(z)
         grad[:, 0] -= t
         grad /= n
         return value, grad

@@ -71,7 +71,12 @@ class Standardizer(_Preprocessor):
 class Whitener(_Preprocessor):
     """PCA whitening: x -> (x - mean) @ T^T with T = Lambda^-1/2 Phi^T from the eigendecomposition
     Sigma = Phi Lambda Phi^T of the training covariance (1/n normalisation). ``eps`` is added to
-    each eigenvalue so directions of (near) zero variance are not blown up."""
+    each eigenvalue so directions of small variance are not blown up.
+
+    Directions without variance in the training data (eigenvalue <= lambda_max * d * machine
+    epsilon, e.g. a feature that was constant) carry no information to scale: their rows of T are
+    zero, so a test sample that moves along them (a constant pixel that is not constant at test
+    time) is mapped finitely, as if it had not moved."""
 
     kind = "whitener"
 
@@ -90,11 +95,12 @@ class Whitener(_Preprocessor):
         cov = (Xc.T @ Xc) / X.shape[0]
         lam, phi = np.linalg.eigh(cov)
         lam = np.maximum(lam, 0.0)  # round-off can make a zero eigenvalue slightly negative
-        if self.eps == 0.0 and np.any(lam == 0.0):
-            raise DataError("training covariance is singular; use Whitener(eps > 0)")
+        null = lam <= lam[-1] * lam.size * np.finfo(np.float64).eps  # no variance (numerical rank)
+        scale = np.zeros_like(lam)
+        scale[~null] = 1.0 / np.sqrt(lam[~null] + self.eps)
         self.mean_ = mean
         self.eigenvalues_ = lam
-        self.T_ = (phi / np.sqrt(lam + self.eps)).T  # diag(lam+eps)^-1/2 @ phi.T
+        self.T_ = (phi * scale).T  # diag(scale) @ phi.T; zero rows for null directions
         return self
 
     def transform(self, X) -> np.ndarray:
