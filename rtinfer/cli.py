@@ -5,6 +5,7 @@
     def run(args: argparse.Namespace) -> int          # the process exit code
     EPILOG = "..."                                      # optional: text after the options (exit codes)
     OUTPUT_SUFFIXES = (".rtm", ".onnx")                 # optional: what -o/--output may end in
+    OUTPUT_OPTIONAL = True                              # optional: -o/--output may be omitted
 
 Conventions shared by every subcommand (rtinfer/commands/_common.py):
 - ``-o/--output FILE`` is always a file to write, required, and its extension says the format;
@@ -96,7 +97,7 @@ def build_parser():
         mod.add_arguments(p)
         out = _output_action(p)
         if out is not None:  # the shared convention: -o/--output is the file to write, always given
-            out.required = True
+            out.required = not getattr(mod, "OUTPUT_OPTIONAL", False)
             suffixes = getattr(mod, "OUTPUT_SUFFIXES", None) or _OUTPUT_SUFFIXES.get(name)
             if suffixes and out.metavar is None:
                 out.metavar = "FILE" + "|".join(suffixes)
@@ -115,7 +116,7 @@ def _flag_names(message: str, parser) -> str:
 
 def _check_output(name, mod, args):
     out = getattr(args, "output", None)
-    if out is None:
+    if out is None or getattr(mod, "OUTPUT_OPTIONAL", False):  # such a module checks its own output
         return
     from rtinfer.commands._common import check_output_path, output_format
 

@@ -10,6 +10,8 @@ starts (the folder exists and is writable, the path is not a folder), so a typo 
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 
 
@@ -103,7 +105,7 @@ def load_array(source: str, flag: str):
         path, key = source[:cut], source[cut + 1:]
     ext = extension(path)
     if ext not in (".npy", ".npz"):
-        raise UsageError(f"{flag} must be PATH.npy, PATH.npz[:KEY] or dataset:NAME, got {source!r}")
+        raise UsageError(f"{flag} must be PATH.npy or dataset:NAME (or PATH.npz[:KEY]), got {source!r}")
     check_input_file(path, flag)
     kind = sniff(path)
     if ext == ".npy" and kind != "npy" or ext == ".npz" and kind != "npz":
@@ -135,3 +137,57 @@ def load_array(source: str, flag: str):
     if loaded.dtype.kind not in "fiub":
         raise UsageError(f"{flag} {source!r} holds {loaded.dtype} values; expected numbers")
     return loaded
+
+
+# -- argparse types: a bad value is a usage error naming the flag (exit 2) ---------------------
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def percentile_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}")
+    return v
+
+
+def int_at_least(minimum):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return v
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def cpu_list(text):
+    """'0', '0,2', '1-3,6' -> a sorted list of CPU numbers."""
+    cpus = set()
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if lo > hi:
+                    raise ValueError
+                cpus.update(range(lo, hi + 1))
+            else:
+                cpus.add(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,2 or 1-3, got {text!r}") from None
+    if not cpus or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,2 or 1-3, got {text!r}")
+    return sorted(cpus)

@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-from rtinfer.commands._common import UsageError, check_input_file, check_output_path, load_array, output_format
+from rtinfer.commands._common import (UsageError, check_input_file, check_output_path, cpu_list, int_at_least,
+                                      load_array, output_format, percentile_arg, positive_float)
 
 HELP = "measure per-sample latency of a .rtm/.onnx model against a budget (exit 1 on a miss)"
 
@@ -44,87 +45,33 @@ examples:
   rtinfer bench model.onnx --budget-us 2000 --mode batch --batch-size 64 --input dataset:digits"""
 
 
-def _positive_float(text):
-    import math
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _percentile(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}") from None
-    if not 0 < v <= 100:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}")
-    return v
-
-
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return v
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _cpu_list(text):
-    """'0', '0,2', '1-3,6' -> a sorted list of CPU numbers."""
-    cpus = set()
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if lo > hi:
-                    raise ValueError
-                cpus.update(range(lo, hi + 1))
-            else:
-                cpus.add(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,2 or 1-3, got {text!r}") from None
-    if not cpus or min(cpus) < 0:
-        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,2 or 1-3, got {text!r}")
-    return sorted(cpus)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model file (.rtm or .onnx)")
     g = parser.add_argument_group("what is judged")
-    g.add_argument("--budget-us", type=_positive_float, required=True, metavar="US",
+    g.add_argument("--budget-us", type=positive_float, required=True, metavar="US",
                    help="latency budget per sample (per call in batch mode), in microseconds")
-    g.add_argument("--percentile", type=_percentile, default=99.9, metavar="P",
+    g.add_argument("--percentile", type=percentile_arg, default=99.9, metavar="P",
                    help="percentile judged against the budget")
     g = parser.add_argument_group("how long")
-    g.add_argument("--n", type=_int_at_least(1), default=10000,
+    g.add_argument("--n", type=int_at_least(1), default=10000,
                    help="timed samples per pass (timed calls in batch mode)")
-    g.add_argument("--warmup", type=_int_at_least(0), default=1000, metavar="N",
+    g.add_argument("--warmup", type=int_at_least(0), default=1000, metavar="N",
                    help="untimed warm-up samples before timing")
-    g.add_argument("--repeat", type=_int_at_least(1), default=1, metavar="R",
+    g.add_argument("--repeat", type=int_at_least(1), default=1, metavar="R",
                    help="timed passes of --n samples, pooled into one report (the spread per pass is shown)")
-    g.add_argument("--duration", type=_positive_float, default=None, metavar="SECONDS",
+    g.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
                    help="repeat timed passes of --n samples until this many seconds have passed "
                         "(instead of --repeat)")
     g = parser.add_argument_group("how")
     g.add_argument("--mode", choices=["in-loop", "call", "batch"], default="in-loop",
                    help="in-loop: timed inside compiled code; call: one Python predict_one call per sample; "
                         "batch: one predict call per batch")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="B",
+    g.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="B",
                    help="samples per call with --mode batch (default 32)")
-    g.add_argument("--threads", type=_int_at_least(1), default=None, metavar="T",
+    g.add_argument("--threads", type=int_at_least(1), default=None, metavar="T",
                    help="threads of the BLAS/OpenMP pools the batch path may use (needs threadpoolctl); "
                         "rtinfer's per-sample kernels always run on one thread (default: leave the pools as they are)")
-    g.add_argument("--cpu", type=_cpu_list, default=None, metavar="LIST",
+    g.add_argument("--cpu", type=cpu_list, default=None, metavar="LIST",
                    help="pin the process to these CPUs while measuring (os.sched_setaffinity), e.g. 1 or 0,2 or 1-3 "
                         "(default: no pinning)")
     g.add_argument("--per-layer", action="store_true", help="add a per-op time breakdown (in-loop, one more pass)")
@@ -293,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"start-up  init (load) {init_ms:.1f} ms; first inference {first_us:.1f} us (one {entry} call "
         f"right after load: cold); peak RSS {rss}")
     if args.quiet:
-        print(f"p{report.percentile:g} = {report.at_percentile_us:.2f} us vs budget {report.budget_us:g} us: "
+        print(f"p{report.percentile:g} = {report.atpercentile_arg_us:.2f} us vs budget {report.budget_us:g} us: "
               f"{report.verdict}")
         for w in report.warnings:
             print(f"warning: {w}", file=sys.stderr)
