@@ -41,13 +41,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) \
-                or action.nargs == 0 or not (action.option_strings or action.nargs in ("?", "*")):
+        value = default_text(action)
+        if value is None or "default" in text.lower():
             return text
-        value = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
-        if value == "":
-            return text
-        return f"{text} (default: {value})" if text else f"(default: {value})"
+        return f"{text} (default: {value})"
+
+
+def default_text(action):
+    """An option's default as shown in --help, or None when there is none to show."""
+    d = action.default
+    if d is None or d is False or d is argparse.SUPPRESS or (isinstance(d, str) and not d) or action.nargs == 0 \
+            or not (action.option_strings or action.nargs in ("?", "*")):
+        return None
+    if isinstance(action.default, (list, tuple)):
+        return " ".join(map(str, action.default)) or "none"
+    return str(action.default).replace("%", "%%")
 
 
 def _load(name):
@@ -95,6 +103,9 @@ def build_parser():
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            epilog=getattr(mod, "EPILOG", None), formatter_class=HelpFormatter)
         mod.add_arguments(p)
+        for action in p._actions:  # options without help text still show their default
+            if action.help is None and default_text(action) is not None:
+                action.help = f"(default: {default_text(action)})"
         out = _output_action(p)
         if out is not None:  # the shared convention: -o/--output is the file to write, always given
             out.required = not getattr(mod, "OUTPUT_OPTIONAL", False)

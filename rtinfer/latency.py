@@ -172,15 +172,19 @@ class LatencyReport:
         return "\n".join(lines)
 
     def plot(self, path) -> None:
-        """Write the latency plot: the tail (1 - CDF, log-log: the fraction of samples slower than
-        x) and a histogram on log-spaced bins, each with the budget and the percentile marked; the
-        title names the model, the mode, n and the value at the percentile. The format is the
-        extension's: .png, .svg or .pdf (anything else is a ValueError). Needs matplotlib."""
+        """Write figure() to path, in the format its extension says: .png, .svg or .pdf (any
+        other extension is a ValueError, raised before anything is drawn). Needs matplotlib."""
         fmt = check_plot_path(path)
+        self.figure().savefig(path, format=fmt)
+
+    def figure(self):
+        """The latency plot as a matplotlib Figure: the tail (1 - CDF, log-log: the fraction of
+        samples slower than x, down to 1/n) and a histogram on log-spaced bins, each with the
+        budget and the value at the percentile marked, so one outlier does not squash the rest
+        against x = 0; the title names the model, the mode, n, the value at the percentile, the
+        verdict and the max. Made without pyplot: no backend or global figure state is touched."""
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError as exc:
             raise ImportError("LatencyReport.plot needs matplotlib (pip install matplotlib)") from exc
         if self.samples_us is None or len(self.samples_us) == 0:
@@ -193,7 +197,8 @@ class LatencyReport:
         hi = max(float(s_pos[-1]), self.budget_us) * 1.2
         at = self.at_percentile_us
         p = f"p{self.percentile:g}"
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig = Figure(figsize=(11, 4.2))
+        ax1, ax2 = fig.subplots(1, 2)
 
         # tail: fraction of samples slower than x, on log-log axes (down to 1/n)
         frac = 1.0 - np.arange(n) / n  # P(latency >= s[i])
@@ -231,8 +236,7 @@ class LatencyReport:
         fig.suptitle(f"{name}: {self.mode} latency, n={n} {unit}; {p} = {at:.2f} us vs budget "
                      f"{self.budget_us:g} us: {self.verdict}; max {s[-1]:.2f} us")
         fig.tight_layout()
-        fig.savefig(path, format=fmt)
-        plt.close(fig)
+        return fig
 
 
 def check_plot_path(path) -> str:

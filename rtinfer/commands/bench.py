@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="samples (N, *input_shape), reused cyclically: PATH.npy or PATH.npz[:KEY] holding float32, "
                         "or dataset:NAME (a shipped dataset's training split, cast to float32) "
                         "(default: seeded N(0, 1) noise)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the default random inputs")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random inputs used without --input")
     g = parser.add_argument_group("outputs (checked before anything runs)")
     g.add_argument("--json", metavar="FILE.json",
                    help="write the report, the model, the machine, versions and settings as JSON")
