@@ -68,7 +68,7 @@ def percentile_warning(n: int, percentile: float):
     if tail <= 0 or n * tail < 1:
         return (f"n={n} is too few for {p}: fewer than one sample is expected above it, so the value "
                 f"reported is the slowest sample measured, not {p}; use at least {need} samples")
-    return (f"n={n} is few for {p}: only about {math.floor(n * tail * 10) / 10:g} samples lie above it, so it is a noisy "
+    return (f"n={n} is few for {p}: only about {math.floor(round(n * tail, 6) * 10) / 10:g} samples lie above it, so it is a noisy "
             f"estimate; use at least {need} samples (10 expected above the percentile)")
 
 
