@@ -150,7 +150,8 @@ def main(argv=None) -> int:
         return int(mod.run(args) or 0)
     except _USER_ERRORS as exc:
         text = str(exc) or type(exc).__name__
-        if isinstance(exc, ModuleNotFoundError) and exc.name and "pip install" not in text:
+        if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith(("rtinfer", "export")) \
+                and "pip install" not in text:
             text = f"this needs the optional package {exc.name!r} (pip install {exc.name.split('.')[0]})"
         print(f"rtinfer {name}: error: {_flag_names(text, parsers[name])}", file=sys.stderr)
         return 2

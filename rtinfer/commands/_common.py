@@ -76,10 +76,10 @@ def check_output_path(path, flag: str) -> str:
     return path
 
 
-def check_input_file(path, flag: str) -> str:
+def check_input_file(path, flag: str, what: str = "file") -> str:
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UsageError(f"{flag}: no such file: {path}")
+        raise UsageError(f"{flag}: no such {what}: {path}")
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path!r} is a folder, not a file")
     return path

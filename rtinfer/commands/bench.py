@@ -95,7 +95,7 @@ def _check_args(args) -> None:
     """Everything that can be refused before loading anything."""
     from rtinfer.latency import check_plot_path
 
-    check_input_file(args.model, "MODEL")
+    check_input_file(args.model, "MODEL", "model file")
     output_format(args.model, {".rtm": "rtm", ".onnx": "onnx"}, "MODEL")
     if args.duration is not None and args.repeat != 1:
         raise UsageError("give --duration or --repeat, not both")

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     dst_kind = output_format(dst, _FORMATS, "DST")
     if src_kind == dst_kind:
         raise UsageError(f"{src!r} and {dst!r} are both .{src_kind}; convert goes .onnx <-> .rtm")
-    check_input_file(src, "SRC")
+    check_input_file(src, "SRC", "model file")
     check_output_path(dst, "DST")
     if src_kind == "onnx":
         if args.weights != "int8":
