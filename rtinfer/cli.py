@@ -117,11 +117,17 @@ def build_parser():
 
 
 def _flag_names(message: str, parser) -> str:
-    """Replace API parameter names (budget_us) in a message by the flags (--budget-us)."""
+    """Replace API parameter names in a message by the flags: budget_us -> --budget-us anywhere;
+    a plain word (epochs) only where it is the subject of a rule ("epochs must be ...")."""
     for action in parser._actions:
         longs = [s for s in action.option_strings if s.startswith("--")]
-        if longs and "_" in action.dest:
-            message = re.sub(rf"(?<![\w-]){re.escape(action.dest)}\b", longs[0], message)
+        if not longs:
+            continue
+        name = re.escape(action.dest)
+        if "_" in action.dest:
+            message = re.sub(rf"(?<![\w-]){name}\b", longs[0], message)
+        else:
+            message = re.sub(rf"(?<![\w-]){name}(?= must\b| should\b|=)", longs[0], message)
     return message
 
 

@@ -170,6 +170,8 @@ def test_errors_name_flags_not_api_parameters(model_path, capsys):
     _, _, parsers = cli.build_parser()
     msg = cli._flag_names("budget_us must be a positive number; batch_size too", parsers["bench"])
     assert msg == "--budget-us must be a positive number; --batch-size too"
+    msg = cli._flag_names("epochs must be a positive integer; after 3 epochs", parsers["train"])
+    assert msg == "--epochs must be a positive integer; after 3 epochs"
 
 
 # -- bench: outputs checked before the run, warnings, the new measurements ----------------------

@@ -48,13 +48,13 @@ def extension(path) -> str:
     return os.path.splitext(os.fspath(path))[1].lower()
 
 
-def output_format(path, formats: dict, flag: str) -> str:
+def output_format(path, formats: dict, flag: str, verb: str = "to write") -> str:
     """formats maps an extension ('.rtm') to a format name; refuse any other extension."""
     ext = extension(path)
     if ext not in formats:
         known = ", ".join(sorted(formats))
         what = f"extension {ext!r}" if ext else "no extension"
-        raise UsageError(f"{flag} {os.fspath(path)!r}: {what}; the extension says the format to write: {known}")
+        raise UsageError(f"{flag} {os.fspath(path)!r}: {what}; the extension says the format {verb}: {known}")
     return formats[ext]
 
 

@@ -96,7 +96,7 @@ def _check_args(args) -> None:
     from rtinfer.latency import check_plot_path
 
     check_input_file(args.model, "MODEL", "model file")
-    output_format(args.model, {".rtm": "rtm", ".onnx": "onnx"}, "MODEL")
+    output_format(args.model, {".rtm": "rtm", ".onnx": "onnx"}, "MODEL", "to read")
     if args.duration is not None and args.repeat != 1:
         raise UsageError("give --duration or --repeat, not both")
     if args.batch_size is not None and args.mode != "batch":

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if dst is None:
         raise UsageError("give the file to write: rtinfer convert SRC DST (or -o DST)")
     src = os.fspath(args.src)
-    src_kind = output_format(src, _FORMATS, "SRC")
+    src_kind = output_format(src, _FORMATS, "SRC", "to read")
     dst_kind = output_format(dst, _FORMATS, "DST")
     if src_kind == dst_kind:
         raise UsageError(f"{src!r} and {dst!r} are both .{src_kind}; convert goes .onnx <-> .rtm")
