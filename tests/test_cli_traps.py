@@ -208,6 +208,13 @@ def test_bench_warns_when_n_is_too_small(model_path, capsys):
     assert "warning: n=1 is too few for p99.9" in out and "at least 10000" in out
 
 
+def test_bench_quiet_prints_the_verdict_and_warnings(model_path, capsys):
+    assert _main("bench", model_path, "--budget-us", 1e-6, "--n", 5, "--warmup", 0, "--quiet", "--mode", "call") == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("p99.9 = ") and out.rstrip().endswith("FAIL") and out.count("\n") == 1
+    assert "too few for p99.9" in err
+
+
 def test_bench_report_and_json_carry_the_run(model_path, tmp_path, capsys):
     j = tmp_path / "r.json"
     assert _main("bench", model_path, "--budget-us", 1e9, "--n", 200, "--warmup", 10, "--repeat", 2,

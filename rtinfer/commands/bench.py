@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"start-up  init (load) {init_ms:.1f} ms; first inference {first_us:.1f} us (one {entry} call "
         f"right after load: cold); peak RSS {rss}")
     if args.quiet:
-        print(f"p{report.percentile:g} = {report.atpercentile_arg_us:.2f} us vs budget {report.budget_us:g} us: "
+        print(f"p{report.percentile:g} = {report.at_percentile_us:.2f} us vs budget {report.budget_us:g} us: "
               f"{report.verdict}")
         for w in report.warnings:
             print(f"warning: {w}", file=sys.stderr)
