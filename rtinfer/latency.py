@@ -258,10 +258,10 @@ def _real(value, name: str, want: str) -> float:
 def _count(value, name: str, minimum: int) -> int:
     """An integer >= minimum (ints and integral numpy ints; not bool, not float), or a ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum} (an integer), got {value!r}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum} (an integer), got {value}")
     return value
 
 
@@ -294,9 +294,9 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
     budget_us = _real(budget_us, "budget_us", "a positive number of microseconds")
     if not math.isfinite(budget_us) or budget_us <= 0:
         raise ValueError(f"budget_us must be a positive number of microseconds, got {budget_us}")
-    percentile = _real(percentile, "percentile", "a number in (0, 100]")
+    percentile = _real(percentile, "percentile", "in (0, 100] (a number)")
     if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be a number in (0, 100], got {percentile}")
+        raise ValueError(f"percentile must be in (0, 100] (a number), got {percentile}")
     warmup = _count(warmup, "warmup", 0)
     repeat = _count(repeat, "repeat", 1)
     if duration_s is not None:
