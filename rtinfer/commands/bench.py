@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"inputs    {what}")
     entry = {"in-loop": "stream", "call": "predict_one", "batch": "predict"}[args.mode]
     rss = f"{peak / 2**20:.1f} MiB" if peak else "unknown"
-    say(f"start-up  init (load) {init_ms:.1f} ms; first inference {first_us:.1f} us (one {entry} call "
+    first = f"{first_us / 1000:.1f} ms" if first_us >= 10000 else f"{first_us:.1f} us"
+    say(f"start-up  init (load) {init_ms:.1f} ms; first inference {first} (one {entry} call "
         f"right after load: cold); peak RSS {rss}")
     if args.quiet:
         print(f"p{report.percentile:g} = {report.at_percentile_us:.2f} us vs budget {report.budget_us:g} us: "
