@@ -1,7 +1,8 @@
 """Side-by-side embedded-inference benchmark: rtinfer against the engines a user would pick instead.
 
     python -m bench                 # full run: every model, fp32 and int8, writes bench/RESULTS.md + PNGs
-    python -m bench --quick         # smoke run (under a minute)
+    python -m bench --quick         # smoke run (under a minute), written to a fresh scratch folder
+    python -m bench --quick --out bench   # a smoke run that does overwrite bench/RESULTS.md
     python bench/run.py --out /tmp/b --models 16-32-4 --n 200 --startup warm --no-training
 
 For every model (bench.suite_models) and every engine (bench.suite_engines), all in one process:
@@ -37,8 +38,10 @@ STARTUP_MODES = ("cold", "warm", "none")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: fewer samples and repeats (under a minute)")
-    p.add_argument("--out", default=BENCH_DIR, help="output directory for RESULTS.md and the PNGs "
-                                                    "(default: the bench/ folder)")
+    p.add_argument("--out", default=None, help="output directory for RESULTS.md and the PNGs (default: the "
+                                               "bench/ folder for a full run; with --quick a new scratch folder "
+                                               "under the system temp folder, so a smoke run never overwrites the "
+                                               "committed results)")
     p.add_argument("--models", nargs="+", metavar="KEY", help="model keys (default: all); see bench.suite_models.SPECS")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     p.add_argument("--engines", nargs="+", metavar="NAME",
@@ -176,6 +179,16 @@ def bench_model(bm, settings, engine_names, workdir, peaks, log) -> tuple[dict, 
     return record, times
 
 
+def output_dir(args) -> str:
+    """--out, else bench/ for a full run, else a new scratch folder for --quick."""
+    if args.out is not None:
+        return args.out
+    if args.quick:
+        import tempfile
+        return tempfile.mkdtemp(prefix="rtinfer-bench-quick-")
+    return BENCH_DIR
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -185,6 +198,7 @@ def main(argv=None) -> int:
         specs = select_specs(args.models)
         dtypes = check_dtypes(args.dtypes)
         engine_names = check_engine_names(args.engines)
+        args.out = output_dir(args)
     except ValueError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
@@ -212,6 +226,7 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
         print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)
 
     os.makedirs(args.out, exist_ok=True)
+    log(f"writing RESULTS.md{'' if args.no_plots else ' and plots'} to {args.out}")
     machine = machine_info()
     log(f"machine: {machine['cpu']}, {machine['cores']} cores, L2 {machine['L2'] // 1024} KiB; "
         f"load {machine['loadavg_start']}")

@@ -4,7 +4,10 @@
     rt = rtinfer.load("model.rtm")          # or a FrozenModel, or "model.onnx"
     y = rt.predict_one(x)
     report = rt.measure(X, budget_us=100)
+    report.verdict                          # "PASS" / "FAIL"
 
+Inputs are float32, C-contiguous arrays of the model's input shape (never converted silently);
+anything else raises rtinfer.InputError (a ValueError) saying what was expected.
 The runtime (this package, minus ``rtinfer.train``) needs only numpy and numba.
 """
 
@@ -18,11 +21,19 @@ from .ops import Act, Bin, Op  # noqa: F401
 _LAZY = {
     "load": ("rtinfer.runtime", "load"),
     "Runtime": ("rtinfer.runtime", "Runtime"),
+    "InputError": ("rtinfer.runtime", "InputError"),
     "LatencyReport": ("rtinfer.latency", "LatencyReport"),
     "load_frozen": ("rtinfer.rtm", "load_frozen"),
     "save_frozen": ("rtinfer.rtm", "save_frozen"),
     "RtmFormatError": ("rtinfer.rtm", "RtmFormatError"),
 }
+
+
+__all__ = ["FrozenModel", "FrozenModelError", "Layer", "TensorRef", "Act", "Op", *_LAZY, "__version__"]
+
+
+def __dir__():  # the lazy attributes too, so dir(rtinfer) and tab completion show the whole API
+    return sorted((set(globals()) - {"annotations"}) | set(_LAZY))
 
 
 def __getattr__(name):  # lazy: importing rtinfer does not import numba

@@ -39,7 +39,7 @@ def test_convert_errors_exit_2(tmp_path, capsys):
     assert main(["convert", src, str(tmp_path / "x.onnx")]) == 2
     assert main(["convert", src, str(tmp_path / "x.txt")]) == 2
     assert main(["convert", str(tmp_path / "missing.onnx"), str(tmp_path / "x.rtm")]) == 2
-    assert main(["convert", src, str(tmp_path / "x.rtm"), "--output", "label"]) == 2
+    assert main(["convert", src, str(tmp_path / "x.rtm"), "--graph-output", "label"]) == 2
     err = capsys.readouterr().err
     assert "ArrayFeatureExtractor" in err and "no such model file" in err
     assert not (tmp_path / "x.rtm").exists()

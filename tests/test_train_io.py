@@ -353,5 +353,5 @@ def test_cli_train(tmp_path, capsys):
     ds = datasets.load("digits")
     reported = float(text.split("test accuracy: ")[1].split()[0])
     assert model.score(ds.X_test, ds.y_test) == pytest.approx(reported, abs=1e-4)
-    assert main(["train", "--dataset", "diabetes", "--model", "softmax"]) == 2
+    assert main(["train", "--dataset", "diabetes", "--model", "softmax", "-o", str(tmp_path / "x.npz")]) == 2
     assert "classification" in capsys.readouterr().err

@@ -21,8 +21,23 @@ def _range(scale: float, zp: int, qmin: int = -128, qmax: int = 127) -> list[flo
     return [(qmin - zp) * scale, (qmax - zp) * scale]
 
 
+def packed_weight_bytes(frozen):
+    """(Plan.weight_bytes, None), or (None, why) when the model cannot be planned. Planning is
+    NumPy only: nothing compiles."""
+    from rtinfer.plan import build_plan
+
+    try:
+        return int(build_plan(frozen).weight_bytes), None
+    except (ValueError, NotImplementedError, MemoryError) as exc:
+        return None, str(exc)
+
+
 def describe(frozen) -> dict:
-    """A JSON-ready description of a FrozenModel: layers, shapes, params, bytes, MACs, quant params."""
+    """A JSON-ready description of a FrozenModel: layers, shapes, params, bytes, MACs, quant params.
+
+    Weight bytes, named as in every rtinfer report: "weights_stored_bytes" (FrozenModel.weight_bytes,
+    every tensor the layers reference, as stored in the .rtm file; also under the older key
+    "weight_bytes") and "weights_packed_bytes" (Plan.weight_bytes, what the runtime reads)."""
     from rtinfer.frozen import BUFFER_DTYPES
 
     layers = []
@@ -53,11 +68,14 @@ def describe(frozen) -> dict:
         if quant:
             entry["quant"] = quant
         layers.append(entry)
+    packed, why = packed_weight_bytes(frozen)
     return {
         "input_shape": list(frozen.input_shape), "output_shape": list(frozen.output_shape),
         "output_dtype": frozen.output_dtype, "quantized": frozen.is_quantized,
         "meta": dict(frozen.meta), "layers": layers,
-        "params": frozen.n_params, "weight_bytes": frozen.weight_bytes, "macs": frozen.macs,
+        "params": frozen.n_params, "weights_stored_bytes": frozen.weight_bytes, "weights_packed_bytes": packed,
+        **({"weights_packed_error": why} if why else {}),
+        "weight_bytes": frozen.weight_bytes, "macs": frozen.macs,
         "buffers": {k: {"dtype": str(v.dtype), "elements": int(v.size), "bytes": int(v.nbytes)}
                     for k, v in frozen.buffers.items()},
     }
@@ -107,7 +125,14 @@ def format_text(info: dict) -> str:
         lines.append(f"{L['index']:>3} {L['name'][:16]:<16} {L['op']:<11} {act:<16} "
                      f"{'x'.join(map(str, L['in_shape'])):>9} {'x'.join(map(str, L['out_shape'])):>9} "
                      f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  {q}")
-    lines.append(f"total       params {info['params']}, weight bytes {info['weight_bytes']}, MACs {info['macs']}")
+    stored, packed = info["weights_stored_bytes"], info["weights_packed_bytes"]
+    if packed is None:
+        weights = f"weights (stored) {stored} B, (packed) n/a: {info.get('weights_packed_error')}"
+    elif packed == stored:
+        weights = f"weights (stored = packed) {stored} B"
+    else:
+        weights = f"weights (stored) {stored} B, (packed) {packed} B"
+    lines.append(f"total       params {info['params']}, {weights}, MACs {info['macs']}")
     bufs = ", ".join(f"{k} {v['elements']} ({v['bytes']} B)" for k, v in info["buffers"].items())
     lines.append(f"buffers     {bufs}")
     return "\n".join(lines)
