@@ -281,6 +281,12 @@ def _summary(s: np.ndarray, percentile: float) -> dict:
             "at_percentile_us": float(np.percentile(s, percentile)), "max_us": float(s.max())}
 
 
+def _outputs(runtime, lead: tuple):
+    """Preallocated outputs for predict / predict_one: one array, or a tuple for several outputs."""
+    outs = tuple(np.empty(lead + tuple(shape), dtype=dtype) for shape, dtype in runtime.outputs)
+    return outs[0] if len(outs) == 1 else outs
+
+
 def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float = 99.9,
             mode: str = "in-loop", per_layer: bool = False, *, repeat: int = 1, duration_s: float | None = None,
             batch_size: int | None = None, model: str = "") -> LatencyReport:
@@ -324,7 +330,7 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
             batches = [X[i * batch_size:(i + 1) * batch_size] for i in range(n_dist)]
         else:
             batches = [np.ascontiguousarray(X[np.arange(batch_size) % n])]
-        Yb = np.empty((batch_size,) + runtime.output_shape, dtype=runtime.output_dtype)
+        Yb = _outputs(runtime, (batch_size,))
         for k in range(-(-warmup // batch_size)):
             runtime.predict(batches[k % n_dist], out=Yb)
 
@@ -352,7 +358,7 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
                 return times
         else:
             rows = [X[i] for i in range(n)]
-            out = np.empty(runtime.output_shape, dtype=runtime.output_dtype)
+            out = _outputs(runtime, ())
 
             def one_pass():
                 times = np.zeros(n, dtype=np.int64)
