@@ -35,7 +35,7 @@ import numpy as np
 from rtinfer import quant
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
 from rtinfer.ops import ACT_BY_NAME, ACT_DEFAULTS, Act, Op
-from rtinfer.reference import activation as reference_activation
+from rtinfer.activations import activation as reference_activation
 
 DTYPES = ("float32", "int8")
 METHODS = ("minmax", "percentile")

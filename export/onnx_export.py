@@ -39,7 +39,6 @@ Graph layout
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -249,8 +248,6 @@ class _Writer:
         f = self.frozen
         a = layer.attrs
         xs, xzp = float(a["x_scale"]), int(a["x_zp"])
-        ys, yzp = float(a["y_scale"]), int(a["y_zp"])
-        qmin, qmax = int(a.get("qmin", quant.QMIN)), int(a.get("qmax", quant.QMAX))
         w_scale = np.asarray(f.tensor(layer, "w_scale"), np.float32)
         n_out = w_scale.size
         xsc = self.init(f"{p}.x_scale", np.array(xs, np.float32))
@@ -273,7 +270,7 @@ class _Writer:
         return self.requantize(y, a, p)
 
     def qlut(self, layer: Layer, x: str, p: str) -> str:
-        from rtinfer.reference import activation
+        from rtinfer.activations import activation
         f = self.frozen
         a = layer.attrs
         table = np.asarray(f.tensor(layer, "table"), np.int8)

@@ -41,11 +41,12 @@ from dataclasses import replace
 import numpy as np
 
 from rtinfer import quant
+from rtinfer.frozen import FrozenModel
 from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
 
 from . import onnx_ir
 from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_ELEMENTS
-from .onnx_ir import AUTO, BOOL, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
+from .onnx_ir import AUTO, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
 
 _ACT_OPS = {
     "Relu": Act.RELU, "LeakyRelu": Act.LEAKY_RELU, "Sigmoid": Act.SIGMOID, "Tanh": Act.TANH,
@@ -1659,7 +1660,7 @@ def _quant_rule(dqs: list, mid: Proto, q: Proto):
         act = mid.act
         alpha, beta = ACT_DEFAULTS[act]
         alpha, beta = float(mid.attrs.get("alpha", alpha)), float(mid.attrs.get("beta", beta))
-        from rtinfer.reference import activation
+        from rtinfer.activations import activation
         table = quant.build_lut(lambda v: activation(v, act, alpha, beta), xs, xzp, ys, yzp)
         # attrs "act" (an Act code), alpha, beta: the activation the table was built from
         attrs = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "act": int(act)}

@@ -237,7 +237,7 @@ def _region(g: IrGraph, sink: Proto, counts: dict):
 
 
 def _evaluate(order: list, root_id, x: np.ndarray) -> np.ndarray:
-    from rtinfer.reference import activation
+    from rtinfer.activations import activation
     vals: dict[int, np.ndarray] = {}
 
     def val(q):
@@ -277,7 +277,7 @@ def _act_params(p: Proto):
 
 
 def _match(values: np.ndarray):
-    from rtinfer.reference import activation
+    from rtinfer.activations import activation
     for act, params in _CANDIDATES:
         alpha, beta = ACT_DEFAULTS[act]
         alpha, beta = params.get("alpha", alpha), params.get("beta", beta)

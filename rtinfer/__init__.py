@@ -21,7 +21,7 @@ from .ops import Act, Bin, Op  # noqa: F401
 _LAZY = {
     "load": ("rtinfer.runtime", "load"),
     "Runtime": ("rtinfer.runtime", "Runtime"),
-    "InputError": ("rtinfer.runtime", "InputError"),
+    "InputError": ("rtinfer.boundary", "InputError"),
     "LatencyReport": ("rtinfer.latency", "LatencyReport"),
     "load_frozen": ("rtinfer.rtm", "load_frozen"),
     "save_frozen": ("rtinfer.rtm", "save_frozen"),
@@ -29,7 +29,8 @@ _LAZY = {
 }
 
 
-__all__ = ["FrozenModel", "FrozenModelError", "Layer", "TensorRef", "Act", "Op", *_LAZY, "__version__"]
+__all__ = ["FrozenModel", "FrozenModelError", "Layer", "Output", "TensorRef", "Act", "Bin", "Op", *_LAZY,
+           "__version__"]
 
 
 def __dir__():  # the lazy attributes too, so dir(rtinfer) and tab completion show the whole API

@@ -53,7 +53,7 @@ from . import interp
 from . import kernels_gemm as G
 from .ops import Op
 from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_PROG,
-                   K_F, K_X, K_Y, NCOLS, Plan)
+                   K_X, K_Y, NCOLS, Plan)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
 AUTO_MIN_WORK = 2 ** 16  # nor do batches of fewer than this many MACs (samples x model MACs):
@@ -113,9 +113,8 @@ class BatchPath:
         where exact, else the exact kernel), "f32" (never u8s8), "none" (the exact kernel for
         every QDENSE). dense_gemm: "tiled" (kernels_gemm.dense_f32_tiled) or "blas" (np.matmul
         and an epilogue). The non-default choices exist for tests and benchmarks."""
-        from .runtime import _entry
         interp.warm_up()
-        self._execute = _entry(interp.execute)  # X may be read-only: it is only read
+        self._execute = interp.entry_point(interp.execute)  # X may be read-only: it is only read
         self.in_size = plan.in_size
         self.out_size = plan.out_size
         image = plan.image

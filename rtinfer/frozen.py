@@ -25,14 +25,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .ops import (ACT_DEFAULTS, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, VARIADIC_OPS, Act,
+from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, VARIADIC_OPS, Act,
                   Op)
 
-BUFFER_DTYPES: dict[str, np.dtype] = {
-    "f32": np.dtype("<f4"),
-    "i8": np.dtype("i1"),
-    "i32": np.dtype("<i4"),
-}
 
 
 class FrozenModelError(ValueError):
@@ -179,8 +174,8 @@ class FrozenModel:
 
     def save(self, path) -> None:
         """Write this model as an ``.rtm`` file (atomically); read it back with rtinfer.load_frozen."""
-        from .rtm import save_frozen
-        save_frozen(self, path)
+        from .rtm_layout import write_frozen
+        write_frozen(self, path)
 
     # -- checks -------------------------------------------------------------------------------
     def tensor_shape(self, t: int) -> tuple[int, ...]:

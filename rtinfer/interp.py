@@ -50,9 +50,9 @@ from . import kernels_conv as KC
 from . import kernels_gemm as G
 from . import kernels_graph as KG
 from .ops import Op
-from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NIN2, C_NOUT, C_OP, C_SRC,
+from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NOUT, C_OP, C_SRC,
                    C_SRC2, C_SRC2_KIND, C_SRC_KIND, C_T0, C_T1, C_T2, H_AF, H_AI, H_BLOCK, H_CLOCK,
-                   H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_PROG, K_F, K_I, K_X, K_Y)
+                   H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_PROG, K_F, K_X, K_Y)
 
 # -- on-disk cache keyed on every source the interpreter compiles in ---------------------------
 # Numba keys a function's cache on the contents of its own file only. The interpreter inlines
@@ -518,6 +518,17 @@ def execute(blob, X, Y, n, mode, T):
     if conv:
         to_int64_inplace(Y, n * n_out)
     return -1
+
+
+def entry_point(dispatcher):
+    """The compiled entry point of a dispatcher's one signature: skips argument type dispatch
+    (callers guarantee the types), about half the cost of a dispatcher call."""
+    sigs = dispatcher.signatures
+    if len(sigs) == 1:
+        ep = getattr(dispatcher.overloads[sigs[0]], "entry_point", None)
+        if ep is not None:
+            return ep
+    return dispatcher
 
 
 _WARM = False

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .boundary import plain_array
+
 MODES = ("in-loop", "call", "batch")
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 MIN_TAIL_SAMPLES = 10
@@ -265,17 +267,6 @@ def _count(value, name: str, minimum: int) -> int:
     return value
 
 
-def _plain(X):
-    """ndarray subclasses with other indexing semantics are refused; others become a plain view."""
-    if isinstance(X, np.ndarray) and type(X) is not np.ndarray:
-        if isinstance(X, (np.matrix, np.ma.MaskedArray)):
-            from .runtime import InputError
-            raise InputError(f"expected a plain numpy.ndarray, got {type(X).__module__}.{type(X).__name__} "
-                             f"(convert with np.asarray; a mask is not applied)")
-        return np.asarray(X)
-    return X
-
-
 def _summary(s: np.ndarray, percentile: float) -> dict:
     return {"n": int(len(s)), "p50_us": float(np.percentile(s, 50)),
             "at_percentile_us": float(np.percentile(s, percentile)), "max_us": float(s.max())}
@@ -315,7 +306,7 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
             raise ValueError("per_layer applies to mode 'in-loop' or 'call', not 'batch'")
     elif batch_size not in (None, 1):
         raise ValueError(f"batch_size applies to mode='batch' only, got {batch_size!r} with mode={mode!r}")
-    X = _plain(X)
+    X = plain_array(X, "of float32 samples")
     flat = runtime._check_batch(X, None)  # shape, dtype, layout, finiteness (runtime policy)
     n = X.shape[0]
     if n == 0:

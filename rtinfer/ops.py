@@ -129,6 +129,15 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+import numpy as np
+
+# The flat weight buffers of a FrozenModel and their dtypes (also the .rtm data sections).
+BUFFER_DTYPES: dict[str, np.dtype] = {
+    "f32": np.dtype("<f4"),
+    "i8": np.dtype("i1"),
+    "i32": np.dtype("<i4"),
+}
+
 
 class Op(IntEnum):
     DENSE = 1

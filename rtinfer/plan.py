@@ -39,7 +39,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import ACT_OPS, INT8_OUTPUT_OPS, WINDOW_OPS, Act, Bin, Op
+from .ops import ACT_OPS, WINDOW_OPS, Act, Bin, Op
 
 # Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK.
 BLOCK = 16

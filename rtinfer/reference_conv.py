@@ -195,7 +195,7 @@ def _conv_acc(cols: np.ndarray, Wt: np.ndarray, g: Geometry, out_channels: int, 
 
 def conv(x: np.ndarray, W: np.ndarray, b: np.ndarray, layer: Layer, g: Geometry, group: int) -> np.ndarray:
     """CONV without its activation: (N, in_size) -> (N, out_size) float32."""
-    from .reference import activation
+    from .activations import activation
     o = W.shape[0]
     cols = windows(x.astype(np.float64), g, 0.0)
     y = _conv_acc(cols, W.astype(np.float64), g, o, group) + b.astype(np.float64)[None, :, None]

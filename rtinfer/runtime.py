@@ -9,9 +9,9 @@
 Input policy, checked once at the boundary (InputError, a ValueError, naming expected vs given):
 - dtype must be float32. float64 (or any other dtype) is refused, never converted silently:
   convert once with ``X.astype(np.float32)``.
-- arrays must be C-contiguous (``np.ascontiguousarray``). ndarray subclasses (np.matrix,
-  np.memmap, ...) are read through a plain ndarray view; masked arrays are refused (the mask
-  would be ignored).
+- arrays must be C-contiguous (``np.ascontiguousarray``). np.matrix and masked arrays are
+  refused (a matrix row is 2-D; a mask would be ignored); other ndarray subclasses (np.memmap,
+  ...) are read through a plain ndarray view (rtinfer.boundary).
 - shapes: predict/stream take (N, *input_shape) (a 1-D batch of flat samples (N, in_size) is also
   accepted); predict_one takes input_shape or (in_size,).
 - non-finite inputs (NaN, inf): ``nonfinite="raise"`` (default) refuses them, ``"allow"`` runs
@@ -53,6 +53,7 @@ import threading
 
 import numpy as np
 
+from .boundary import InputError, plain_array
 from .frozen import FrozenModel
 from .plan import Plan, build_plan
 
@@ -60,33 +61,6 @@ _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
 _NONFINITE = ("raise", "allow")
 _BATCH = ("auto", "exact")
-
-
-class InputError(ValueError):
-    """An input array breaks the model's input contract (shape, dtype, layout, finiteness)."""
-
-
-def _entry(dispatcher):
-    """The compiled entry point of a dispatcher's one signature: skips argument type dispatch
-    (the boundary checks here guarantee the types), about half the cost of a dispatcher call."""
-    sigs = dispatcher.signatures
-    if len(sigs) == 1:
-        ep = getattr(dispatcher.overloads[sigs[0]], "entry_point", None)
-        if ep is not None:
-            return ep
-    return dispatcher
-
-
-def _plain(a, what: str) -> np.ndarray:
-    """a as a plain ndarray (subclasses viewed as ndarray); masked arrays and non-arrays refused."""
-    if type(a) is np.ndarray:
-        return a
-    if isinstance(a, np.ma.MaskedArray):
-        raise InputError(f"expected a numpy.ndarray {what}, got a masked array (its mask would be ignored; "
-                         f"pass a.filled(value) or np.asarray(a))")
-    if isinstance(a, np.ndarray):
-        return a.view(np.ndarray)
-    raise InputError(f"expected a numpy.ndarray {what}, got {type(a).__name__}")
 
 
 class Runtime:
@@ -106,12 +80,13 @@ class Runtime:
         else:
             raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
         from . import interp
+        from .interp import entry_point
         interp.warm_up()
         self._interp = interp
         from .batch import AUTO_MIN_BATCH, AUTO_MIN_WORK
         self._auto_min = AUTO_MIN_BATCH
         self._auto_min_work = AUTO_MIN_WORK
-        self._execute = _entry(interp.execute)  # no type dispatch: callers pass checked arrays
+        self._execute = entry_point(interp.execute)  # no type dispatch: callers pass checked arrays
         self._execute_checked = interp.execute   # the dispatcher: its type check is predict_one's boundary
         self._mode_one = interp.MODE_ONE
         self.nonfinite = nonfinite
@@ -168,7 +143,7 @@ class Runtime:
 
     def _check_batch(self, X, nonfinite) -> np.ndarray:
         """X (N, *input_shape) or (N, in_size) float32 C-contiguous -> flat (N * in_size,) view."""
-        X = _plain(X, f"of float32 with shape (N, {self._shape_str()})")
+        X = plain_array(X, f"of float32 with shape (N, {self._shape_str()})")
         if X.dtype != _F32:
             raise InputError(f"expected dtype float32, got {X.dtype} (convert once with X.astype(np.float32); "
                              f"inputs are never converted silently)")
@@ -195,7 +170,9 @@ class Runtime:
         shape = (n,) + self.output_shape
         if out is None:
             return np.empty(shape, dtype=self.output_dtype)
-        if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray) or out.shape != shape \
+        if isinstance(out, (np.matrix, np.ma.MaskedArray)):
+            plain_array(out, "for out")  # refused, with the reason
+        if not isinstance(out, np.ndarray) or out.shape != shape \
                 or out.dtype != self.output_dtype or not out.flags.c_contiguous or not out.flags.writeable:
             given = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
             raise InputError(f"expected out as a writable C-contiguous {self.output_dtype} array of shape "
@@ -301,7 +278,7 @@ class Runtime:
         return out
 
     def _predict_one_checked(self, x, out, nonfinite):
-        x = _plain(x, f"of float32 with shape {self.input_shape}")
+        x = plain_array(x, f"of float32 with shape {self.input_shape}")
         if x.dtype != _F32 or not x.flags.c_contiguous or (x.shape != self.input_shape and x.shape != self._flat_in):
             self._explain_one(x)
         xf = x.reshape(-1)
@@ -317,7 +294,9 @@ class Runtime:
         if out is None:
             out = np.empty(self.output_shape, dtype=self.output_dtype)
         else:
-            if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
+            if isinstance(out, (np.matrix, np.ma.MaskedArray)):
+                plain_array(out, "for out")
+            if not isinstance(out, np.ndarray):
                 self._explain_out(out)
             if out.dtype != self.output_dtype or out.size != self.output_size_one \
                     or not out.flags.c_contiguous or not out.flags.writeable:
@@ -355,7 +334,7 @@ class Runtime:
                          f"{self.output_shape}, got {given}")
 
     def _explain_one(self, x):
-        x = _plain(x, f"of float32 with shape {self.input_shape}")
+        x = plain_array(x, f"of float32 with shape {self.input_shape}")
         if x.dtype != _F32:
             raise InputError(f"expected dtype float32, got {x.dtype} (convert once with x.astype(np.float32); "
                              f"inputs are never converted silently)")

@@ -388,22 +388,27 @@ def rt_fp32():
     return rtinfer.load(fp32_mlp([12, 8, 3], head="softmax"))
 
 
-def test_ndarray_subclasses_are_read_as_plain_arrays(rt_fp32, tmp_path):
+def test_ndarray_subclasses_at_the_boundary(rt_fp32, tmp_path):
+    """np.memmap (and other plain subclasses) run as ndarrays; np.matrix (a row is 2-D) and
+    masked arrays (the mask would be ignored) are refused on every entry point, never crash."""
     X = _X((12,), n=5)
     want = rt_fp32.predict(X)
-    np.testing.assert_array_equal(rt_fp32.predict(np.asmatrix(X)), want)
-    np.testing.assert_array_equal(rt_fp32.stream(np.asmatrix(X)), want)
-    rep = rt_fp32.measure(np.asmatrix(X), budget_us=1e6, warmup=2)
-    assert rep.n == 5
     mm = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=X.shape)
     mm[:] = X
     np.testing.assert_array_equal(rt_fp32.predict(mm), want)
+    np.testing.assert_array_equal(rt_fp32.stream(mm), want)
     np.testing.assert_array_equal(rt_fp32.predict_one(mm[1]), want[1])
-    with pytest.raises(ValueError, match="expected one sample of shape"):
-        rt_fp32.predict_one(np.asmatrix(X[0]))
-    for bad in (np.ma.masked_array(X), np.ma.masked_array(X[0])):
-        with pytest.raises(ValueError, match="masked array"):
-            rt_fp32.predict(bad) if bad.ndim == 2 else rt_fp32.predict_one(bad)
+    assert rt_fp32.measure(mm, budget_us=1e6, warmup=2).n == 5
+    bad_batches = (np.asmatrix(X), np.ma.masked_array(X))
+    for bad in bad_batches:
+        for call in (rt_fp32.predict, rt_fp32.stream, lambda a: rt_fp32.measure(a, budget_us=1e6)):
+            with pytest.raises(ValueError, match="plain numpy.ndarray"):
+                call(bad)
+    for bad in (np.asmatrix(X[0]), np.ma.masked_array(X[0])):
+        with pytest.raises(ValueError, match="plain numpy.ndarray"):
+            rt_fp32.predict_one(bad)
+    with pytest.raises(ValueError, match="plain numpy.ndarray"):
+        rt_fp32.predict(X, out=np.ma.masked_array(np.zeros((5, 3), np.float32)))
 
 
 def test_out_overlapping_the_input_is_refused(rt_fp32):
