@@ -27,62 +27,23 @@ boundary (post-activation where the activation is fused). ``reduce_range=True`` 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
 
 from rtinfer import quant
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
-from rtinfer.ops import ACT_BY_NAME, ACT_DEFAULTS, Act, Op
-from rtinfer.activations import activation as reference_activation
+from rtinfer.ops import Act, Op
 
-DTYPES = ("float32", "int8")
-METHODS = ("minmax", "percentile")
-HEADS = ("identity", "sigmoid", "softmax")
-TRAIN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus")
-
-
-class FreezeError(ValueError):
-    """A model or calibration set cannot be frozen (the message names the layer or input)."""
-
-
-@dataclass
-class _Dense:
-    W: np.ndarray  # (n_in, n_out) float64
-    b: np.ndarray  # (n_out,) float64
-    act: Act = Act.IDENTITY
-    alpha: float = 0.0
-    name: str = ""
-
-
-@dataclass
-class _Act:
-    act: Act
-    alpha: float
-    name: str = ""
-
+from .freeze_common import (  # noqa: F401  (FreezeError, check_calibration, tensor_range: public API here)
+    DTYPES, METHODS, ActStage, DenseStage, FreezeError, act_attrs, act_of, act_table, check_accumulator,
+    check_calibration, float_act, head_layers, head_of, meta_of, tensor_range, weight_scales,
+)
 
 # ------------------------------------------------------------------------------------------
 # reading the trained model
 # ------------------------------------------------------------------------------------------
 
-def _act_of(layer, where: str) -> tuple[Act, float]:
-    name = str(getattr(layer, "name", "")).lower()
-    if name not in TRAIN_ACTIVATIONS:
-        raise FreezeError(f"{where}: unsupported activation {name!r}; supported: {', '.join(TRAIN_ACTIVATIONS)}")
-    act = ACT_BY_NAME[name]
-    alpha = 0.0
-    if act == Act.LEAKY_RELU:
-        raw = getattr(layer, "alpha", None)
-        alpha = ACT_DEFAULTS[Act.LEAKY_RELU][0] if raw is None else float(raw)
-        if not np.isfinite(alpha):
-            raise FreezeError(f"{where}: leaky_relu alpha must be finite, got {alpha}")
-    return act, alpha
-
-
 def _read_stages(model) -> list:
-    """model.layers -> a list of _Dense (with the following activation fused) and _Act stages."""
+    """model.layers -> a list of DenseStage (with the following activation fused) and ActStage stages."""
     layers = getattr(model, "layers", None)
     if layers is None:
         raise FreezeError(f"{type(model).__name__} has no 'layers'; freeze expects an rtinfer.train model")
@@ -102,17 +63,17 @@ def _read_stages(model) -> list:
             if width is not None and W.shape[0] != width:
                 raise FreezeError(f"{where}: takes {W.shape[0]} inputs but the previous layer gives {width}")
             width = W.shape[1]
-            stages.append(_Dense(W.copy(), b.copy(), name=f"dense_{n_dense}"))
+            stages.append(DenseStage(W.copy(), b.copy(), name=f"dense_{n_dense}"))
             n_dense += 1
         elif kind == "activation" or (kind is None and hasattr(layer, "name")):
-            act, alpha = _act_of(layer, where)
+            act, alpha = act_of(layer, where)
             if act == Act.IDENTITY:
                 continue
             prev = stages[-1] if stages else None
-            if isinstance(prev, _Dense) and prev.act == Act.IDENTITY:
+            if isinstance(prev, DenseStage) and prev.act == Act.IDENTITY:
                 prev.act, prev.alpha = act, alpha
             else:
-                stages.append(_Act(act, alpha, name=f"act_{i}"))
+                stages.append(ActStage(act, alpha, name=f"act_{i}"))
         else:
             raise FreezeError(f"{where}: cannot freeze layer kind {kind!r}; supported: dense, activation")
     return stages
@@ -136,37 +97,9 @@ def _input_width(stages, pre) -> int:
     if pre is not None:
         return pre[0].shape[0]
     for s in stages:
-        if isinstance(s, _Dense):
+        if isinstance(s, DenseStage):
             return s.W.shape[0]
     raise FreezeError("cannot tell the input width: the model has no Dense layer and no preprocessor")
-
-
-def _head(model) -> str:
-    head = str(getattr(model, "output", "identity")).lower()
-    if head not in HEADS:
-        raise FreezeError(f"unsupported output head {head!r}; supported: {', '.join(HEADS)}")
-    return head
-
-
-def _meta(model, dtype: str, **extra) -> dict:
-    meta = {"source": f"rtinfer.train.{type(model).__name__}", "dtype": dtype, "output": _head(model)}
-    classes = getattr(model, "classes_", None)
-    if classes is not None:
-        meta["classes"] = json.dumps(np.asarray(classes).tolist())
-    meta.update({k: str(v) for k, v in extra.items()})
-    return meta
-
-
-def _head_layers(head: str, n: int) -> list[Layer]:
-    if head == "softmax":
-        return [Layer(Op.SOFTMAX, (n,), (n,), attrs={"outer": 1, "axis_len": n, "inner": 1}, name="head")]
-    if head == "sigmoid":
-        return [Layer(Op.ACT, (n,), (n,), Act.SIGMOID, name="head")]
-    return []
-
-
-def _act_attrs(act: Act, alpha: float) -> dict:
-    return {"alpha": float(alpha)} if act == Act.LEAKY_RELU else {}
 
 
 # ------------------------------------------------------------------------------------------
@@ -185,12 +118,13 @@ def freeze(model, dtype: str = "float32", calibration=None, method: str = "minma
     """
     if dtype not in DTYPES:
         raise FreezeError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    from .freeze_conv import freeze_cnn, is_cnn
-    if is_cnn(model):  # convolution / pooling / batch-norm layers (export.freeze_conv)
-        return freeze_cnn(model, dtype, calibration, method, percentile, bool(reduce_range), _read_preprocessor(model))
+    from .freeze_graph import freeze_graph, needs_graph
+    if needs_graph(model):  # convolution / pooling / batch-norm / residual layers (export.freeze_graph)
+        return freeze_graph(model, dtype, calibration, method, percentile, bool(reduce_range),
+                            _read_preprocessor(model))
     stages = _read_stages(model)
     pre = _read_preprocessor(model)
-    head = _head(model)
+    head = head_of(model)
     d = _input_width(stages, pre)
     if dtype == "float32":
         return _freeze_fp32(model, stages, pre, head, d)
@@ -204,104 +138,29 @@ def freeze(model, dtype: str = "float32", calibration=None, method: str = "minma
     return _freeze_int8(model, stages, pre, head, d, X, method, percentile, bool(reduce_range))
 
 
-def check_calibration(calibration, d: int) -> np.ndarray:
-    """The calibration set as an (N, d) float64 array, or FreezeError saying what is wrong."""
-    if calibration is None:
-        raise FreezeError("int8 freezing needs calibration data: pass calibration=X with shape (N, "
-                          f"{d}) of representative raw inputs")
-    try:
-        X = np.asarray(calibration, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise FreezeError(f"calibration data is not a numeric array: {exc}") from None
-    if X.ndim != 2 or X.shape[1] != d:
-        raise FreezeError(f"calibration data must have shape (N, {d}), got {X.shape}")
-    if X.shape[0] == 0:
-        raise FreezeError("calibration data is empty (0 samples)")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise FreezeError(f"calibration data contains NaN or infinity ({int(bad.sum())} values; first at "
-                          f"row {row}, column {col})")
-    return X
-
-
 def _freeze_fp32(model, stages, pre, head, d) -> FrozenModel:
     if pre is not None:
         A, c = pre
-        if stages and isinstance(stages[0], _Dense):
+        if stages and isinstance(stages[0], DenseStage):
             first = stages[0]
-            stages = [_Dense(A @ first.W, c @ first.W + first.b, first.act, first.alpha, first.name)] + stages[1:]
+            stages = [DenseStage(A @ first.W, c @ first.W + first.b, first.act, first.alpha, first.name)] + stages[1:]
         else:
-            stages = [_Dense(A, c, name="preprocess")] + stages
+            stages = [DenseStage(A, c, name="preprocess")] + stages
     builder = BufferBuilder()
     layers: list[Layer] = []
     width = d
     for s in stages:
-        if isinstance(s, _Dense):
+        if isinstance(s, DenseStage):
             n_out = s.W.shape[1]
             refs = {"W": builder.add(s.W.astype(np.float32)), "b": builder.add(s.b.astype(np.float32))}
-            layers.append(Layer(Op.DENSE, (width,), (n_out,), s.act, refs, _act_attrs(s.act, s.alpha), s.name))
+            layers.append(Layer(Op.DENSE, (width,), (n_out,), s.act, refs, act_attrs(s.act, s.alpha), s.name))
             width = n_out
         else:
-            layers.append(Layer(Op.ACT, (width,), (width,), s.act, attrs=_act_attrs(s.act, s.alpha), name=s.name))
-    layers += _head_layers(head, width)
+            layers.append(Layer(Op.ACT, (width,), (width,), s.act, attrs=act_attrs(s.act, s.alpha), name=s.name))
+    layers += head_layers(head, width)
     if not layers:  # an empty model is the identity
         layers.append(Layer(Op.RESHAPE, (d,), (d,), name="identity"))
-    return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=_meta(model, "float32"))
-
-
-def tensor_range(t: np.ndarray, method: str = "minmax", percentile: float = 99.99) -> tuple[float, float]:
-    """The calibration range of one tensor (all elements of a batch)."""
-    if method == "minmax":
-        return float(np.min(t)), float(np.max(t))
-    return float(np.percentile(t, 100.0 - percentile)), float(np.percentile(t, percentile))
-
-
-def _float_act(x: np.ndarray, act: Act, alpha: float) -> np.ndarray:
-    """The float64 activation used for calibration (the train model's definition)."""
-    if act == Act.IDENTITY:
-        return x
-    if act == Act.RELU:
-        return np.maximum(x, 0.0)
-    if act == Act.LEAKY_RELU:
-        return np.where(x >= 0, x, alpha * x)
-    if act == Act.SIGMOID:
-        return np.exp(-np.logaddexp(0.0, -x))
-    if act == Act.TANH:
-        return np.tanh(x)
-    if act == Act.SOFTPLUS:
-        return np.logaddexp(0.0, x)
-    raise FreezeError(f"activation {act.name} cannot be calibrated")
-
-
-def _lut(act: Act, alpha: float, x_qp, y_qp) -> np.ndarray:
-    """256-entry int8 table of act, from rtinfer.reference's activation (the runtime semantics)."""
-    return quant.build_lut(lambda x: reference_activation(x, act, alpha, 0.0), x_qp[0], x_qp[1], y_qp[0], y_qp[1])
-
-
-def _check_accumulator(s: _Dense, Wq: np.ndarray, x_scale: float, w_scale: np.ndarray) -> None:
-    """Refuse a QDENSE whose int32 accumulator could overflow for some int8 input.
-
-    |acc[j]| <= 255 * sum_i |Wq[i, j]| + |b[j] / (x_scale * w_scale[j])|, since |x - x_zp| <= 255.
-    It only fails when the input's calibrated range is degenerate (x_scale tiny), e.g. a
-    calibration set on which the previous layer is constant.
-    """
-    bias_q = np.abs(s.b) / (np.float64(x_scale) * w_scale.astype(np.float64))
-    bound = 255.0 * np.abs(Wq.astype(np.int64)).sum(axis=0) + bias_q
-    j = int(np.argmax(bound))
-    if bound[j] > np.iinfo(np.int32).max:
-        raise FreezeError(
-            f"{s.name}: the int32 accumulator of output {j} could overflow (bias {s.b[j]:.6g} at scale "
-            f"x_scale * w_scale = {x_scale * float(w_scale[j]):.3g}): the calibrated range of this layer's "
-            f"input is degenerate (x_scale {x_scale:.3g}); calibrate with more representative data")
-
-
-def _weight_scales(W: np.ndarray, reduce_range: bool) -> np.ndarray:
-    """Per-output-channel symmetric scales: max|W[:, j]| maps to 127, or to 63 with reduce_range."""
-    w_scale = quant.symmetric_weight_scales(W)
-    if reduce_range:
-        w_scale = (w_scale.astype(np.float64) * (127.0 / 63.0)).astype(np.float32)
-    return w_scale
+    return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=meta_of(model, "float32"))
 
 
 def _freeze_int8(model, stages, pre, head, d, X, method, percentile, reduce_range) -> FrozenModel:
@@ -325,14 +184,14 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile, reduce_rang
     layers.append(Layer(Op.QUANTIZE, (d,), (d,), attrs={"y_scale": qp[0], "y_zp": qp[1]}, name="quantize"))
     width = d
     for s in stages:
-        if isinstance(s, _Dense):
+        if isinstance(s, DenseStage):
             n_out = s.W.shape[1]
             z = x @ s.W + s.b
             fused = s.act in (Act.IDENTITY, Act.RELU)
-            y_qp = qparams(_float_act(z, s.act, s.alpha) if fused else z)
-            w_scale = _weight_scales(s.W, reduce_range)
+            y_qp = qparams(float_act(z, s.act, s.alpha) if fused else z)
+            w_scale = weight_scales(s.W, reduce_range)
             Wq = quant.quantize_weights(s.W, w_scale)
-            _check_accumulator(s, Wq, qp[0], w_scale)
+            check_accumulator(s, Wq, qp[0], w_scale)
             refs = {"W": builder.add(Wq),
                     "b": builder.add(quant.quantize_bias(s.b, qp[0], w_scale)),
                     "w_scale": builder.add(w_scale)}
@@ -341,23 +200,23 @@ def _freeze_int8(model, stages, pre, head, d, X, method, percentile, reduce_rang
             layers.append(Layer(Op.QDENSE, (width,), (n_out,), tensors=refs, attrs=attrs, name=s.name))
             qp, x, width = y_qp, z, n_out
             if fused:
-                x = _float_act(z, s.act, s.alpha)
+                x = float_act(z, s.act, s.alpha)
                 continue
             act, alpha, name = s.act, s.alpha, s.name + "/" + s.act.name.lower()
         else:
             act, alpha, name = s.act, s.alpha, s.name
-        y = _float_act(x, act, alpha)
+        y = float_act(x, act, alpha)
         y_qp = qparams(y)
         # attrs "act" (an Act code) and alpha: the activation the table was built from (as from_onnx)
         attrs = {"x_scale": qp[0], "x_zp": qp[1], "y_scale": y_qp[0], "y_zp": y_qp[1], "act": int(act)}
-        attrs.update(_act_attrs(act, alpha))
-        table = builder.add(_lut(act, alpha, qp, y_qp))
+        attrs.update(act_attrs(act, alpha))
+        table = builder.add(act_table(act, alpha, qp, y_qp))
         layers.append(Layer(Op.QLUT, (width,), (width,), tensors={"table": table}, attrs=attrs, name=name))
         qp, x = y_qp, y
     layers.append(Layer(Op.DEQUANTIZE, (width,), (width,), attrs={"x_scale": qp[0], "x_zp": qp[1]},
                         name="dequantize"))
-    layers += _head_layers(head, width)
+    layers += head_layers(head, width)
     calib = method if method == "minmax" else f"percentile:{percentile:g}"
     extra = {"weight_range": "reduced"} if reduce_range else {}
-    meta = _meta(model, "int8", calibration=calib, calibration_samples=X.shape[0], **extra)
+    meta = meta_of(model, "int8", calibration=calib, calibration_samples=X.shape[0], **extra)
     return FrozenModel(tuple(layers), builder.finish(), (d,), (width,), meta=meta)
