@@ -147,7 +147,6 @@ def test_other_processes_compute_the_same_bits(built, tmp_path, boundscheck):
 
 
 def test_onnx_export_is_deterministic(built):
-    pytest.importorskip("onnx")
     from export.onnx_export import to_onnx
     for name in ("softmax_affine_reshape", "int8_lut_argmax"):
         fm = built[name][0]

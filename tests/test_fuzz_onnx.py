@@ -14,8 +14,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_import import OnnxImportError, from_onnx  # noqa: E402
 

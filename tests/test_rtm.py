@@ -183,7 +183,9 @@ def test_unknown_version(small_bytes):
 
 
 def test_newer_minor_version_is_read(small_bytes):
-    from_bytes(_patched(small_bytes, 10, "<H", 7))
+    newer = _patched(small_bytes, 10, "<H", 7)
+    assert newer != small_bytes and _header_field(newer, 10, "<H") == 7
+    _assert_same_model(_int8_model(), from_bytes(newer))
 
 
 def test_every_truncation_fails_cleanly(small_bytes, tmp_path):
