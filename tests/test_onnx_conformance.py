@@ -480,3 +480,51 @@ def test_pytorch_exported_cases(pytorch_outcomes, summary):
                  "pytorch-converted/test_ReLU", "pytorch-converted/test_BatchNorm2d_eval",
                  "pytorch-converted/test_log_softmax_dim3", "pytorch-converted/test_softmax_functional_dim3"):
         assert name in passed, name
+
+
+# -- the judge itself, on made-up outcomes (no backend cases run) ---------------------------------
+
+def _recorded(suite):
+    return json.loads(record_path(onnx_release()).read_text())[suite]
+
+
+def _outcomes_as_recorded(suite):
+    rec = _recorded(suite)
+    return {**{n: None for n in rec["passed"]}, **{n: "AssertionError: recorded failure" for n in rec["failed"]}}
+
+
+def test_judge_accepts_the_recorded_outcome():
+    assert judge(_outcomes_as_recorded("node"), SKIP_NODE, "node", "t", lambda line: None) == _recorded("node")["passed"]
+
+
+def test_judge_fails_on_a_regression_whatever_the_onnx_release(monkeypatch):
+    outcomes = _outcomes_as_recorded("node")
+    outcomes["test_gemm_alpha"] = "AssertionError: runtime: Not equal to tolerance"
+    with pytest.raises(AssertionError, match="regression: test_gemm_alpha"):
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    outcomes = _outcomes_as_recorded("pytorch")
+    outcomes["pytorch-converted/test_Linear"] = "OnnxImportError: broken"
+    with pytest.raises(AssertionError, match="regression: pytorch-converted/test_Linear"):
+        judge(outcomes, SKIP_PYTORCH, "pytorch", "t", lambda line: None)
+
+
+def test_judge_fails_on_new_missing_and_now_passing_cases():
+    outcomes = _outcomes_as_recorded("node")
+    outcomes["test_brand_new_case"] = None
+    del outcomes["test_matmul_2d"]
+    outcomes["test_add"] = None  # recorded as failing, with a reason
+    with pytest.raises(AssertionError) as exc:
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    text = str(exc.value)
+    assert "new case, not recorded (record it): test_brand_new_case" in text
+    assert "missing from this run" in text and "test_matmul_2d" in text
+    assert "now passes but is recorded as failing" in text and "test_add" in text
+
+
+def test_judge_fails_on_an_onnx_release_without_a_record(monkeypatch):
+    outcomes = _outcomes_as_recorded("node")
+    monkeypatch.setattr(onnx, "__version__", "9.99.0")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    with pytest.raises(pytest.fail.Exception, match="no recorded conformance outcome for onnx 9.99") as exc:
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    assert RECORD_COMMAND in str(exc.value)
