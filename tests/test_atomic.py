@@ -111,6 +111,7 @@ def _child_loop(write, path, wfd):
         os._exit(3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rtm", "onnx", "ckpt"])
 def test_sigkill_during_writes_never_loses_the_file(kind, tmp_path, summary):
     write, identify = _versions(kind)

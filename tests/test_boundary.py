@@ -282,6 +282,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_valid_edge_cases_under_boundscheck():
     cache = os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)

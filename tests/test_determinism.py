@@ -122,6 +122,7 @@ with open(sys.argv[1], "rb") as f:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("boundscheck", [False, True])
 def test_other_processes_compute_the_same_bits(built, tmp_path, boundscheck):
     """A fresh process (cached code) and a process with NUMBA_BOUNDSCHECK=1 (separately

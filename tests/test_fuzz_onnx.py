@@ -42,6 +42,7 @@ def result(tmp_path_factory):
     return res
 
 
+@pytest.mark.slow
 def test_every_mutation_rejected_or_imported(result, summary):
     assert result["n_failures"] == 0, result["failures"]
     counts = result["counts"]
@@ -55,6 +56,7 @@ def test_every_mutation_rejected_or_imported(result, summary):
     assert counts["huge_fold"].get("rejected", 0) > 0
 
 
+@pytest.mark.slow
 def test_survivors_run_with_boundscheck(result, summary):
     n = len(os.listdir(result["survivors_dir"]))
     assert n > 5

@@ -19,11 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 FILES = ("test_kernels.py", "test_runtime.py", "test_runtime_batch.py", "test_kernels_conv_fast.py",
          "test_requant_ties.py")
 
 
+@pytest.mark.slow
 def test_kernels_and_runtime_under_boundscheck():
     cache = os.path.join(tempfile.gettempdir(), f"rtinfer-boundscheck-cache-{os.getuid()}")
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
