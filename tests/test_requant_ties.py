@@ -129,6 +129,34 @@ def test_qdense_u8s8_ties_and_twin(n_in, n_out, m):
     np.testing.assert_array_equal(C, C_ref)
 
 
+@pytest.mark.skipif(not G.available(), reason="the u8s8 GEMM needs an x86-64 host with AVX2")
+@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 1), (3, 17, 5), (33, 16, 4), (130, 40, 13)])
+def test_qdense_u8s8_matches_the_qdense_twin(n_in, n_out, m):
+    """Full-range int8 inputs and weights at the u8s8 bound (|W[2p, j]| + |W[2p+1, j]| <= 128),
+    typical multipliers, clamps and offsets: qdense_u8s8 equals kernels_ref.qdense_i8 (the twin
+    of the exact QDENSE kernel, which takes the same folded bias) bit for bit."""
+    rng = np.random.default_rng(n_in * 1000 + n_out)
+    x = rng.integers(-128, 128, (m, n_in)).astype(np.int8)
+    W = rng.integers(-64, 65, (n_in, n_out)).astype(np.int8)
+    assert G.u8s8_exact(W)
+    folded = rng.integers(-40000, 40001, n_out).astype(np.int32)
+    M = rng.uniform(2e-4, 2e-3, n_out).astype(np.float32)
+    for y_zp, qmin, qmax in ((-3, -128, 127), (10, 10, 127), (0, -20, 40)):
+        want = np.zeros(m * n_out, np.int8)
+        R.qdense_i8(x.reshape(-1), 0, np.ascontiguousarray(W.T).reshape(-1), 0, folded, 0, M, 0, want, 0,
+                    n_in, n_out, m, y_zp, qmin, qmax)
+        bias2 = (folded.astype(np.int64) - 128 * W.astype(np.int64).sum(axis=0)).astype(np.int32)
+        Bp, nq, nblk = G.pack_weights(W)
+        lda, ldc = 4 * nq, G.TILE_J * nblk
+        m_pad = -(-m // G.TILE_S) * G.TILE_S
+        i8 = np.concatenate([x.reshape(-1), np.full(m * n_out, 99, np.int8)])
+        A = np.full(m_pad * lda, 7, np.uint8)  # scratch starts dirty
+        C = np.full(m_pad * ldc, -1, np.int32)
+        G.qdense_u8s8(i8, 0, m * n_in, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2, M, y_zp, qmin, qmax)
+        np.testing.assert_array_equal(i8[m * n_in:], want)
+        assert len(np.unique(want)) > min(5, m * n_out // 2)  # not all clamped
+
+
 def test_quantize_f32_i8_ties():
     k = np.arange(-140, 140)
     for scale, zp in ((1.0, 0), (1.0, 3), (0.5, -2)):

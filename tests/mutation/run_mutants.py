@@ -10,7 +10,7 @@ How: the project (rtinfer/, export/, tests/, bench/, fuzz/, pyproject.toml, READ
 copied once into a temporary folder *with its __pycache__ folders*, and the union of the
 mutants' tests runs there unmutated first (it must pass; this also fills the copy's Numba cache).
 Each mutant then gets a fresh copy of that folder with one snippet replaced, and its tests run
-in a subprocess (``python -m pytest -x -q -p no:cacheprovider ...``) with that copy first on
+in a subprocess (``python -m pytest -x -q -p no:cacheprovider -m "not slow" ...``) with that copy first on
 PYTHONPATH and as the working directory, so the copy's modules are the ones imported. Numba
 keys its cache on the source file's contents, so only the mutated file's functions (and, for a
 kernels*.py file, the other kernel modules, which inline each other's helpers; the interpreter
@@ -80,7 +80,8 @@ def run_pytest(tree: Path, args, log: Path) -> tuple[int, float]:
     t0 = time.monotonic()
     with open(log, "w") as fh:
         try:
-            rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args],
+            rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 "-m", "not slow", *args],
                                 cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=TIMEOUT).returncode
         except subprocess.TimeoutExpired:
             rc = -1
