@@ -78,7 +78,7 @@ MUTANTS = [
            "            mx = src[p]\n            for a in range(1, axis_len):\n                v = src[p + a * inner]\n"
            "                if v > mx:\n                    mx = v\n            total = 0.0",
            "            mx = np.float32(0.0)\n            total = 0.0",
-           ("tests/test_kernels.py", "tests/test_runtime.py"), "softmax without subtracting the max (overflow)"),
+           ("tests/test_softmax_range.py",), "softmax without subtracting the max (overflow)"),
     Mutant("qconv-flat-ignores-mask", "rtinfer/kernels_conv.py",
            "ar[k] = np.int32(ar[k] + (d if mr[k] != 0 else np.int32(0)))", "ar[k] = np.int32(ar[k] + d)",
            ("tests/test_kernels_conv_fast.py",), "QCONV's flat depthwise path adds taps that wrap across rows"),
