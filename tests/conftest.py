@@ -1,6 +1,8 @@
 """Shared pytest setup.
 
-Tests that need optional packages skip themselves with ``pytest.importorskip``. Summaries that
+Tests that need an optional package carry its marker from ``tests/optional.py`` (skipped, with the
+reason, when it is missing); the project's own modules and its core dependencies are imported
+plainly, so a broken import fails instead of skipping. Summaries that
 a test records with ``record_summary(line)`` are printed at the end of the run (e.g. the ONNX
 conformance pass count), so the counts are visible in CI logs even under ``-q``.
 """

@@ -65,7 +65,7 @@ def _versions(kind):
         return write, identify
 
     if kind == "onnx":
-        onnx = pytest.importorskip("onnx")
+        import onnx
         from export.onnx_export import to_onnx
         from export.onnx_import import from_onnx
         models = [_frozen("A"), _frozen("B")]
@@ -111,6 +111,7 @@ def _child_loop(write, path, wfd):
         os._exit(3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rtm", "onnx", "ckpt"])
 def test_sigkill_during_writes_never_loses_the_file(kind, tmp_path, summary):
     write, identify = _versions(kind)
@@ -234,7 +235,6 @@ def test_written_files_get_the_usual_permissions(kind, tmp_path):
     if kind == "rtm":
         save_frozen(fp32_mlp([4, 2]), path)
     elif kind == "onnx":
-        pytest.importorskip("onnx")
         from export.onnx_export import to_onnx
         to_onnx(fp32_mlp([4, 2]), path)
     else:

@@ -59,6 +59,7 @@ def _table_rows(block, heading):
     return [ln.split("|")[1].strip() for ln in lines]
 
 
+@pytest.mark.slow
 def test_quick_run_succeeds_and_writes_files(quick_run):
     code, out, text, results = quick_run
     assert code == 0
@@ -71,6 +72,7 @@ def test_quick_run_succeeds_and_writes_files(quick_run):
         assert data[:8] == PNG_MAGIC and len(data) > 1000
 
 
+@pytest.mark.slow
 def test_report_has_every_section_and_machine_facts(quick_run):
     _, _, text, results = quick_run
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
@@ -81,6 +83,7 @@ def test_report_has_every_section_and_machine_facts(quick_run):
     assert results["meta"]["machine"]["cores"] == os.cpu_count()
 
 
+@pytest.mark.slow
 def test_latency_tables_have_a_row_per_engine_and_the_limit_row(quick_run):
     _, _, text, results = quick_run
     block = _section(text, "Per-sample latency")
@@ -105,6 +108,7 @@ def test_latency_tables_have_a_row_per_engine_and_the_limit_row(quick_run):
     assert "16-32-4 int8 | numpy" in skipped
 
 
+@pytest.mark.slow
 def test_throughput_rows_cover_batch_sizes(quick_run):
     _, _, text, results = quick_run
     block = _section(text, "Throughput")
@@ -116,6 +120,7 @@ def test_throughput_rows_cover_batch_sizes(quick_run):
         assert _table_rows(block, rec["name"]) == list(t) + [LIMIT_ROW]
 
 
+@pytest.mark.slow
 def test_cross_checks_ran_and_passed(quick_run):
     _, _, text, results = quick_run
     for rec in results["models"]:
@@ -127,6 +132,7 @@ def test_cross_checks_ran_and_passed(quick_run):
     assert "FAIL" not in _section(text, "Cross-checks")
 
 
+@pytest.mark.slow
 def test_targets_startup_and_training_reported(quick_run):
     _, _, text, results = quick_run
     targets = results["targets"]

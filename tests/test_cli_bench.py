@@ -10,8 +10,6 @@ import pytest
 from rtinfer import cli
 from rtinfer._testmodels import fp32_mlp, int8_mlp
 
-pytest.importorskip("rtinfer.rtm")
-
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
@@ -73,9 +71,6 @@ def test_int8_rtm_and_onnx(tmp_path):
     q = tmp_path / "q.rtm"
     int8_mlp([20, 16, 4], lut=np.tanh).save(q)
     assert _bench(q, "--budget-us", 1e9, "--n", 100, "--warmup", 5) == 0
-    pytest.importorskip("onnx")
-    pytest.importorskip("export.onnx_export")
-    pytest.importorskip("export.onnx_import")
     from export.onnx_export import to_onnx
     path = tmp_path / "m.onnx"
     to_onnx(fp32_mlp([20, 16, 4], head="softmax"), str(path))

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from rtinfer import cli
-
-pytest.importorskip("export.freeze")
-pytest.importorskip("rtinfer.train")
 
 
 def test_demo_runs_offline(capsys):

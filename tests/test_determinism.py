@@ -122,6 +122,7 @@ with open(sys.argv[1], "rb") as f:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("boundscheck", [False, True])
 def test_other_processes_compute_the_same_bits(built, tmp_path, boundscheck):
     """A fresh process (cached code) and a process with NUMBA_BOUNDSCHECK=1 (separately
@@ -147,7 +148,6 @@ def test_other_processes_compute_the_same_bits(built, tmp_path, boundscheck):
 
 
 def test_onnx_export_is_deterministic(built):
-    pytest.importorskip("onnx")
     from export.onnx_export import to_onnx
     for name in ("softmax_affine_reshape", "int8_lut_argmax"):
         fm = built[name][0]

@@ -136,7 +136,7 @@ def test_inspect_corrupt_file_exit_2(int8_file, tmp_path, capsys):
 
 
 def test_inspect_onnx(tmp_path, capsys):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

@@ -14,8 +14,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_import import OnnxImportError, from_onnx  # noqa: E402
 
@@ -42,6 +42,7 @@ def result(tmp_path_factory):
     return res
 
 
+@pytest.mark.slow
 def test_every_mutation_rejected_or_imported(result, summary):
     assert result["n_failures"] == 0, result["failures"]
     counts = result["counts"]
@@ -55,6 +56,7 @@ def test_every_mutation_rejected_or_imported(result, summary):
     assert counts["huge_fold"].get("rejected", 0) > 0
 
 
+@pytest.mark.slow
 def test_survivors_run_with_boundscheck(result, summary):
     n = len(os.listdir(result["survivors_dir"]))
     assert n > 5

@@ -51,6 +51,7 @@ def test_base_files_load():
         assert fz.reseal(bytearray(data)) == data  # resealing a good file changes nothing
 
 
+@pytest.mark.slow
 def test_every_case_rejected_or_loaded(result, summary):
     assert result["n_failures"] == 0, result["failures"]
     counts = result["counts"]
@@ -65,15 +66,18 @@ def test_every_case_rejected_or_loaded(result, summary):
         assert counts[fam].get("rejected", 0) > 0
 
 
+@pytest.mark.slow
 def test_every_truncation_is_rejected(result):
     assert result["counts"]["truncate"] == {"rejected": result["n_trunc"]}
 
 
+@pytest.mark.slow
 def test_raw_bit_flips_are_all_detected(result):
     assert set(result["counts"]["flip_raw"]) == {"rejected"}
     assert result["counts"]["random_header"].get("loaded", 0) == 0
 
 
+@pytest.mark.slow
 def test_memory_is_bounded(result):
     # the bound is checked per case inside run_range; here: it was measured at all
     assert 0 < result["max_peak"] <= fz.MEM_FACTOR * 4096 + fz.MEM_SLACK
@@ -128,6 +132,7 @@ def test_nan_weight_scale_tensor_is_rejected():
         from_bytes(fz.reseal(data))
 
 
+@pytest.mark.slow
 def test_survivors_run_with_boundscheck(result, summary):
     """Models that loaded after a corruption run through predict, stream, predict_one and
     measure with NUMBA_BOUNDSCHECK=1 (out-of-bounds access would raise IndexError)."""

@@ -172,6 +172,7 @@ def test_rtm_reader_never_unpickles(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_hostile_checkpoints_raise_checkpoint_error(summary):
     """A seeded subset of fuzz/fuzz_checkpoint.py: mutated architecture JSON, arrays and bytes
     end in CheckpointError or load a working model; nothing else escapes, memory stays bounded

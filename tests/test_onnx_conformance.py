@@ -4,24 +4,36 @@ compiled runtime), compared like the ONNX backend runner (exact shape and dtype,
 atol 1e-7).
 
 Every case whose graph uses only ops in ``SUPPORTED_OPS`` runs. Inputs 1..n become initializers
-(rtinfer models take one runtime input). Each case must pass or be listed in a skip list below
-with its reason; a listed case that passes, or no longer exists, fails the test as well, so the
-lists stay honest. The counts are printed in the "rtinfer summary" section.
+(rtinfer models take one runtime input). The outcome is judged against a record per onnx
+release (``tests/data/onnx_conformance/onnx-<major>.<minor>.json``: the cases that pass and the
+cases that fail), because the backend suite itself changes between releases:
+
+- a recorded passing case that fails is a regression, and fails the test;
+- a case that now passes or fails but is not recorded that way fails the test (record it);
+- every failing case needs a reason in SKIP_NODE / SKIP_PYTORCH below, and every listed reason
+  must name a case that fails under some recorded release, so the lists stay honest;
+- an onnx release without a record fails the test with the command that records one.
+
+The counts are printed in the "rtinfer summary" section.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import warnings
+from pathlib import Path
 
+import onnx
 import pytest
+from onnx_conformance_lib import check_case, load_data_dir
 
-pytest.importorskip("onnx")
+from export.onnx_import import SUPPORTED_OPS
 
-from onnx_conformance_lib import check_case, load_data_dir  # noqa: E402
-
-from export.onnx_import import SUPPORTED_OPS  # noqa: E402
+RECORDS = Path(__file__).resolve().parent / "data" / "onnx_conformance"
+RECORD_ENV = "RTINFER_RECORD_CONFORMANCE"
+RECORD_COMMAND = f"{RECORD_ENV}=1 python -m pytest -q tests/test_onnx_conformance.py"
 
 R_INPUT_DTYPE = "graph input is not float32/uint8/int8 (fp16, fp64, int16+, float8, int4, int2 tensors)"
 R_CAST = "Cast to a type other than float32 (fp16, fp64, bfloat16, float8, int4, int2)"
@@ -476,42 +488,66 @@ def pytorch_outcomes():
     return out
 
 
-# The skip lists were made against this onnx release. Under another release the backend suite
-# itself changes (cases added, renamed, removed): then a case missing from the lists or a listed
-# case that disappeared is reported as a warning instead of failing, while the core cases named
-# in the tests below must still pass.
-LISTS_MADE_FOR_ONNX = "1.23."
+def onnx_release() -> str:
+    """'<major>.<minor>' of the installed onnx (patch releases do not change the backend suite)."""
+    return ".".join(onnx.__version__.split(".")[:2])
 
 
-def _lists_apply() -> bool:
-    import onnx
-    return onnx.__version__.startswith(LISTS_MADE_FOR_ONNX)
+def record_path(release: str) -> Path:
+    return RECORDS / f"onnx-{release}.json"
 
 
-def _judge(outcomes: dict, skips: dict, label: str, record_summary):
+def all_recorded_failures(suite: str) -> set:
+    """Cases recorded as failing under any onnx release, for one suite."""
+    out = set()
+    for path in sorted(RECORDS.glob("onnx-*.json")):
+        out |= set(json.loads(path.read_text())[suite]["failed"])
+    return out
+
+
+def write_record(release: str, suite: str, passed: list, failed: list) -> None:
+    path = record_path(release)
+    data = json.loads(path.read_text()) if path.exists() else {"onnx": release}
+    data[suite] = {"passed": passed, "failed": failed}
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def judge(outcomes: dict, skips: dict, suite: str, label: str, record_summary) -> list:
+    """Compare the outcomes with the record of this onnx release; returns the passing names."""
+    release = onnx_release()
     passed = sorted(n for n, e in outcomes.items() if e is None)
-    unexpected = {n: e for n, e in outcomes.items() if e is not None and n not in skips}
-    now_passing = sorted(n for n in skips if n in outcomes and outcomes[n] is None)
-    gone = sorted(n for n in skips if n not in outcomes)
-    record_summary(f"ONNX conformance, {label}: {len(outcomes)} cases of supported ops, "
-                   f"{len(passed)} passed, {len(outcomes) - len(passed)} skipped (listed with reasons)")
-    problems = []
-    problems += [f"unexpected failure {n}: {e}" for n, e in sorted(unexpected.items())]
-    problems += [f"skip-listed case now passes (remove it from the list): {n}" for n in now_passing]
-    problems += [f"skip-listed case no longer exists or no longer uses only supported ops: {n}" for n in gone]
-    if problems and not _lists_apply():
-        import onnx
-        record_summary(f"ONNX conformance, {label}: onnx {onnx.__version__} differs from the release the skip "
-                       f"lists were made for ({LISTS_MADE_FOR_ONNX}x); {len(problems)} list differences reported "
-                       f"as a warning")
-        warnings.warn("\n".join(problems))
-        return passed
-    assert not problems, "\n".join(problems)
+    failed = sorted(n for n, e in outcomes.items() if e is not None)
+    record_summary(f"ONNX conformance (onnx {onnx.__version__}), {label}: {len(outcomes)} cases of supported ops, "
+                   f"{len(passed)} passed, {len(failed)} skipped (listed with reasons)")
+    problems = [f"failure without a reason in the skip list {n}: {outcomes[n]}" for n in failed if n not in skips]
+    if os.environ.get(RECORD_ENV):
+        write_record(release, suite, passed, failed)
+    path = record_path(release)
+    if not path.exists():
+        pytest.fail(f"onnx {onnx.__version__}: no recorded conformance outcome for onnx {release} "
+                    f"({path.relative_to(RECORDS.parent.parent)} is missing). Record it with\n    {RECORD_COMMAND}\n"
+                    f"then review the recorded failures (each needs a reason in SKIP_NODE / SKIP_PYTORCH) "
+                    f"and commit the file.")
+    record = json.loads(path.read_text())[suite]
+    want_pass, want_fail = set(record["passed"]), set(record["failed"])
+    problems += [f"regression: {n} passed under onnx {release} and now fails: {outcomes[n]}"
+                 for n in failed if n in want_pass]
+    problems += [f"recorded case missing from this run (no longer exists or no longer uses only supported ops): {n}"
+                 for n in sorted((want_pass | want_fail) - set(outcomes))]
+    problems += [f"now passes but is recorded as failing (remove its skip reason, then record): {n}"
+                 for n in passed if n in want_fail]
+    problems += [f"new case, not recorded (record it): {n} -> {'pass' if outcomes[n] is None else outcomes[n]}"
+                 for n in sorted(set(outcomes) - want_pass - want_fail)]
+    stale = sorted(set(skips) - all_recorded_failures(suite))
+    problems += [f"skip-listed case fails under no recorded onnx release (remove it from the list): {n}" for n in stale]
+    assert not problems, (f"onnx {onnx.__version__} against {path.name} ({len(problems)} problems; "
+                          f"to accept intended changes: {RECORD_COMMAND}):\n" + "\n".join(problems))
     return passed
 
 
 def test_backend_node_cases(node_outcomes, summary):
-    passed = _judge(node_outcomes, SKIP_NODE, "backend node tests", summary)
+    passed = judge(node_outcomes, SKIP_NODE, "node", "backend node tests", summary)
     # the core of the op table is exercised, not only skipped
     for name in ("test_gemm_default_vector_bias", "test_gemm_alpha", "test_gemm_beta", "test_gemm_transposeB",
                  "test_matmul_2d", "test_matmul_4d", "test_softmax_axis_1", "test_logsoftmax_default_axis",
@@ -523,8 +559,56 @@ def test_backend_node_cases(node_outcomes, summary):
 
 
 def test_pytorch_exported_cases(pytorch_outcomes, summary):
-    passed = _judge(pytorch_outcomes, SKIP_PYTORCH, "onnx pytorch-converted/pytorch-operator", summary)
+    passed = judge(pytorch_outcomes, SKIP_PYTORCH, "pytorch", "onnx pytorch-converted/pytorch-operator", summary)
     for name in ("pytorch-converted/test_Linear", "pytorch-converted/test_Linear_no_bias",
                  "pytorch-converted/test_ReLU", "pytorch-converted/test_BatchNorm2d_eval",
                  "pytorch-converted/test_log_softmax_dim3", "pytorch-converted/test_softmax_functional_dim3"):
         assert name in passed, name
+
+
+# -- the judge itself, on made-up outcomes (no backend cases run) ---------------------------------
+
+def _recorded(suite):
+    return json.loads(record_path(onnx_release()).read_text())[suite]
+
+
+def _outcomes_as_recorded(suite):
+    rec = _recorded(suite)
+    return {**{n: None for n in rec["passed"]}, **{n: "AssertionError: recorded failure" for n in rec["failed"]}}
+
+
+def test_judge_accepts_the_recorded_outcome():
+    assert judge(_outcomes_as_recorded("node"), SKIP_NODE, "node", "t", lambda line: None) == _recorded("node")["passed"]
+
+
+def test_judge_fails_on_a_regression_whatever_the_onnx_release(monkeypatch):
+    outcomes = _outcomes_as_recorded("node")
+    outcomes["test_gemm_alpha"] = "AssertionError: runtime: Not equal to tolerance"
+    with pytest.raises(AssertionError, match="regression: test_gemm_alpha"):
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    outcomes = _outcomes_as_recorded("pytorch")
+    outcomes["pytorch-converted/test_Linear"] = "OnnxImportError: broken"
+    with pytest.raises(AssertionError, match="regression: pytorch-converted/test_Linear"):
+        judge(outcomes, SKIP_PYTORCH, "pytorch", "t", lambda line: None)
+
+
+def test_judge_fails_on_new_missing_and_now_passing_cases():
+    outcomes = _outcomes_as_recorded("node")
+    outcomes["test_brand_new_case"] = None
+    del outcomes["test_matmul_2d"]
+    outcomes["test_add"] = None  # recorded as failing, with a reason
+    with pytest.raises(AssertionError) as exc:
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    text = str(exc.value)
+    assert "new case, not recorded (record it): test_brand_new_case" in text
+    assert "missing from this run" in text and "test_matmul_2d" in text
+    assert "now passes but is recorded as failing" in text and "test_add" in text
+
+
+def test_judge_fails_on_an_onnx_release_without_a_record(monkeypatch):
+    outcomes = _outcomes_as_recorded("node")
+    monkeypatch.setattr(onnx, "__version__", "9.99.0")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    with pytest.raises(pytest.fail.Exception, match="no recorded conformance outcome for onnx 9.99") as exc:
+        judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
+    assert RECORD_COMMAND in str(exc.value)

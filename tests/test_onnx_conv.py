@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+from optional import needs_onnxruntime  # noqa: E402
+from optional import onnxruntime as ort  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -71,6 +72,7 @@ def pytorch_conv1d_model(rng):
     return _model(nodes, inits, ["batch", 2, 50], ["batch", 4])
 
 
+@needs_onnxruntime
 def test_pytorch_style_conv1d_matches_onnxruntime():
     rng = np.random.default_rng(0)
     m = pytorch_conv1d_model(rng)
@@ -83,6 +85,7 @@ def test_pytorch_style_conv1d_matches_onnxruntime():
     np.testing.assert_allclose(rtinfer.load(fm).predict(X), want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 def test_auto_pad_ceil_mode_and_count_include_pad_match_onnxruntime():
     rng = np.random.default_rng(1)
     W = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
@@ -111,6 +114,7 @@ def cnn():
     return model, X
 
 
+@needs_onnxruntime
 def test_fp32_export_runs_in_onnxruntime_and_round_trips(cnn):
     model, X = cnn
     fm = export.freeze(model)
@@ -124,33 +128,44 @@ def test_fp32_export_runs_in_onnxruntime_and_round_trips(cnn):
     np.testing.assert_array_equal(reference.run(back, X32), ref)
 
 
-def _cut_after(fm, i):
-    """fm's layers up to int8 layer i, then DEQUANTIZE at that layer's output grid."""
+def _layer_alone(fm, i):
+    """fm's int8 layer i alone on its own input grid: QUANTIZE (the layer's x_scale, x_zp) ->
+    layer i -> DEQUANTIZE at its output grid; returns (model, output scale)."""
     layer = fm.layers[i]
-    scale = layer.attrs.get("y_scale", layer.attrs.get("x_scale"))
-    zp = layer.attrs.get("y_zp", layer.attrs.get("x_zp"))
+    xs, xzp = layer.attrs["x_scale"], layer.attrs["x_zp"]
+    scale = layer.attrs.get("y_scale", xs)
+    zp = layer.attrs.get("y_zp", xzp)
+    q = Layer(Op.QUANTIZE, layer.in_shape, layer.in_shape, attrs={"y_scale": xs, "y_zp": xzp})
     dq = Layer(Op.DEQUANTIZE, layer.out_shape, layer.out_shape, attrs={"x_scale": scale, "x_zp": zp})
-    return FrozenModel(fm.layers[:i + 1] + (dq,), fm.buffers, fm.input_shape, layer.out_shape), scale
+    return FrozenModel((q, layer, dq), fm.buffers, layer.in_shape, layer.out_shape), scale
 
 
+@needs_onnxruntime
 def test_int8_export_matches_onnxruntime_per_layer(cnn, summary):
     """With reduce_range (onnxruntime's AVX2 int8 kernels saturate pairs of products otherwise), every
     QCONV / QMAXPOOL code equals onnxruntime's and every QAVGPOOL is within 1 LSB (onnxruntime
-    averages in float), all on the same int8 input."""
+    averages in float). Each int8 layer runs alone on the same int8 input codes in both (the
+    codes rtinfer's reference computes for the layer before), so no difference carries over."""
     model, X = cnn
     fm = export.freeze(model, dtype="int8", calibration=X, reduce_range=True)
-    X32 = X.astype(np.float32)
+    _, trace = reference.run(fm, X.astype(np.float32), trace=True)
     worst = {}
     for i, layer in enumerate(fm.layers):
         if layer.op not in (Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL):
             continue
-        sub, scale = _cut_after(fm, i)
-        ours = reference.run(sub, X32)
-        theirs = _ort(to_onnx(sub), X32, "input")
+        sub, scale = _layer_alone(fm, i)
+        codes = trace[i - 1].astype(np.int64)
+        assert trace[i - 1].dtype == np.int8
+        Xi = ((codes - layer.attrs["x_zp"]) * np.float64(np.float32(layer.attrs["x_scale"]))).astype(np.float32)
+        ours = reference.run(sub, Xi)
+        upto = FrozenModel(fm.layers[:i + 1] + sub.layers[2:], fm.buffers, fm.input_shape, layer.out_shape)
+        np.testing.assert_array_equal(ours, reference.run(upto, X.astype(np.float32)))  # same codes as in fm
+        theirs = _ort(to_onnx(sub), Xi, "input")
         lsb = np.abs(ours - theirs).max() / scale
         worst[f"{i}:{layer.op.name}"] = float(lsb)
-        if i == 1 or layer.op == Op.QMAXPOOL:  # the same int8 input as ours: exact
+        if layer.op in (Op.QCONV, Op.QMAXPOOL):
             assert lsb < 1e-3, (i, layer.op.name, lsb)
+    assert sum(k.endswith("QCONV") for k in worst) >= 2 and any(k.endswith("QAVGPOOL") for k in worst), worst
     assert all(v <= 1.0 + 1e-3 for k, v in worst.items() if "QAVGPOOL" in k), worst
     summary(f"CNN int8 export vs onnxruntime, max LSB per layer: {worst}")
 
@@ -164,6 +179,7 @@ def test_int8_round_trip_is_exact(cnn):
     np.testing.assert_array_equal(rtinfer.load(back).predict(X32), rtinfer.load(fm).predict(X32))
 
 
+@needs_onnxruntime
 def test_qdq_conv_and_qlinearconv_import(cnn):
     rng = np.random.default_rng(4)
     # 7-bit weights: onnxruntime's AVX2 int8 convolution saturates pairs of products otherwise
@@ -198,6 +214,7 @@ def test_qdq_conv_and_qlinearconv_import(cnn):
     np.testing.assert_allclose(rtinfer.load(fm2).predict(X), _ort(m2, X), atol=float(ys) * 1.001)
 
 
+@needs_onnxruntime
 def test_dilated_pools_match_onnxruntime():
     rng = np.random.default_rng(6)
     nodes = [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 3], dilations=[2, 2], pads=[1, 2, 0, 1],
@@ -226,6 +243,7 @@ def test_unsupported_windows_are_named():
         from_onnx(m)
 
 
+@needs_onnxruntime
 def test_1d_cnn_export_with_all_pools(summary):
     model = CNN((1, 30), [Conv1D(1, 4, 5, padding="same"), Activation("tanh"), MaxPool1D(3, stride=2, padding=1),
                           AvgPool1D(2, count_include_pad=True, padding=1), Conv1D(4, 4, 3, dilation=2), GlobalAvgPool(),

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from optional import needs_onnxruntime  # noqa: E402
+from optional import onnxruntime as ort  # noqa: E402
 
 from rtinfer import reference  # noqa: E402
 from rtinfer.cli import main  # noqa: E402
@@ -18,6 +17,7 @@ from rtinfer.cli import main  # noqa: E402
 DATA = os.path.join(os.path.dirname(__file__), "data", "onnx")
 
 
+@needs_onnxruntime
 def test_convert_onnx_to_rtm_and_back(tmp_path, capsys):
     from rtinfer.rtm import load_frozen
     src = os.path.join(DATA, "sklearn_mlp.onnx")

@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from optional import needs_onnxruntime  # noqa: E402
+from optional import onnxruntime as ort  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -88,6 +88,7 @@ def test_convinteger_is_supported():
     assert "ConvInteger" in SUPPORTED_OPS
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("per_channel_zp", [False, True])
 def test_2d_static_quantized_int8(per_channel_zp):
     """QuantizeLinear(int8) -> ConvInteger(int8 w) -> Cast -> Mul -> Add -> Relu. onnxruntime's
@@ -120,6 +121,7 @@ def test_2d_static_quantized_int8(per_channel_zp):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 def test_2d_integer_sums_are_exact():
     """Cast to float without a scale: the float32 CONV reproduces onnxruntime's int32 sums exactly,
     at the worst case of the exactness check (every weight at the int8 extreme)."""
@@ -140,6 +142,7 @@ def test_2d_integer_sums_are_exact():
         np.testing.assert_array_equal(got, want)
 
 
+@needs_onnxruntime
 def test_2d_uint8_without_zero_points_grouped():
     """uint8 input and weights, both zero points omitted (0), group=2, dilations."""
     o, c = 4, 4
@@ -155,6 +158,7 @@ def test_2d_uint8_without_zero_points_grouped():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("w_dtype", [np.uint8, np.int8])
 def test_1d_uint8_input_with_zero_points(w_dtype):
     """(N, C, L) uint8 input, x_zp 128-ish, weight zero point per tensor, pads/stride/dilation."""
@@ -179,6 +183,7 @@ def test_1d_uint8_input_with_zero_points(w_dtype):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 def test_1d_static_quantized_uint8_matches_onnx_reference():
     """QuantizeLinear to uint8 -> ConvInteger with auto_pad SAME_UPPER; onnx's reference evaluator
     (the op's definition) agrees as well."""
@@ -198,6 +203,7 @@ def test_1d_static_quantized_uint8_matches_onnx_reference():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("one_d", [False, True])
 def test_static_quantized_chain_becomes_qconv(one_d):
     """QuantizeLinear -> ConvInteger -> Cast -> Mul(x_scale * w_scale per channel) -> Add(bias) ->

@@ -14,8 +14,9 @@ import os
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+from optional import needs_onnxruntime  # noqa: E402
+from optional import onnxruntime as ort  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -78,6 +79,7 @@ def _golden(name):
     return os.path.join(DATA, f"{name}.onnx"), d["X"], d["Y"]
 
 
+@needs_onnxruntime
 def test_torch_mlp_folds_batchnorm_and_matches():
     path, X, Y = _golden("torch_mlp")
     frozen = check_against_ort(path, X)
@@ -87,6 +89,7 @@ def test_torch_mlp_folds_batchnorm_and_matches():
     np.testing.assert_allclose(reference.run(frozen, X), Y, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 def test_torch_activations_model_matches():
     path, X, Y = _golden("torch_acts")
     frozen = check_against_ort(path, X)
@@ -96,6 +99,7 @@ def test_torch_activations_model_matches():
     np.testing.assert_allclose(reference.run(frozen, X), Y, rtol=1e-5, atol=1e-6)
 
 
+@needs_onnxruntime
 def test_onnxruntime_qdq_quantized_model_becomes_qdense():
     path, X, Y = _golden("torch_mlp_qdq")
     frozen = from_onnx(path)
@@ -106,6 +110,7 @@ def test_onnxruntime_qdq_quantized_model_becomes_qdense():
     np.testing.assert_allclose(got, Y, rtol=0, atol=1e-5)
 
 
+@needs_onnxruntime
 def test_sklearn_mlp_picks_probabilities_and_prunes_label_branch():
     path, X, Y = _golden("sklearn_mlp")
     frozen = check_against_ort(path, X)
@@ -119,6 +124,7 @@ def test_sklearn_mlp_picks_probabilities_and_prunes_label_branch():
         from_onnx(path, output="nope")
 
 
+@needs_onnxruntime
 def test_sklearn_scaler_logistic_regression():
     path, X, Y = _golden("sklearn_logreg")
     frozen = check_against_ort(path, X)
@@ -132,6 +138,7 @@ def test_sklearn_scaler_logistic_regression():
 # hand-built graphs, one attribute form at a time
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("alpha,beta,transB,c_shape", [
     (1.0, 1.0, 0, (3,)), (0.5, 2.0, 1, (1, 3)), (1.0, 1.0, 1, ()), (2.0, 0.0, 0, (1,)), (1.0, 1.0, 0, None)])
 def test_gemm_attributes(alpha, beta, transB, c_shape):
@@ -146,6 +153,7 @@ def test_gemm_attributes(alpha, beta, transB, c_shape):
     assert [la.op for la in frozen.layers] == [Op.DENSE]
 
 
+@needs_onnxruntime
 def test_matmul_add_mul_sub_div_fold_into_one_dense():
     nodes = [helper.make_node("Sub", ["x", "mu"], ["a"]), helper.make_node("Div", ["a", "sd"], ["b"]),
              helper.make_node("MatMul", ["b", "W"], ["c"]), helper.make_node("Add", ["bias", "c"], ["d"]),
@@ -155,6 +163,7 @@ def test_matmul_add_mul_sub_div_fold_into_one_dense():
     assert [(la.op, la.act) for la in frozen.layers] == [(Op.DENSE, Act.RELU)]
 
 
+@needs_onnxruntime
 def test_standalone_affine_neg_and_constant_subgraph():
     # y = tanh(-(x * s) + t) with s computed from Constant -> Transpose -> Reshape (folded at import)
     nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(rand(3, 2), "c")),
@@ -167,6 +176,7 @@ def test_standalone_affine_neg_and_constant_subgraph():
     assert [(la.op, la.act) for la in frozen.layers] == [(Op.AFFINE, Act.TANH)]
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("opset", [11, 13])
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
 def test_softmax_coerce_2d_before_13_single_axis_from_13(op, opset):
@@ -180,6 +190,7 @@ def test_softmax_coerce_2d_before_13_single_axis_from_13(op, opset):
         assert (layer.attrs["outer"], layer.attrs["axis_len"], layer.attrs["inner"]) == (1, 3, 4)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("keepdims", [0, 1])
 def test_argmax_keepdims_int64_output(keepdims):
     node = helper.make_node("ArgMax", ["x"], ["y"], axis=-1, keepdims=keepdims)
@@ -196,6 +207,7 @@ def test_argmax_keepdims_int64_output(keepdims):
         from_onnx(sel)
 
 
+@needs_onnxruntime
 def test_clip_attribute_form_opset6_and_input_form():
     old = make_model([helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.25)], opset=6, ir=3)
     frozen = from_onnx(old)
@@ -204,6 +216,7 @@ def test_clip_attribute_form_opset6_and_input_form():
     check_against_ort(new, rand(5, 4))
 
 
+@needs_onnxruntime
 def test_gelu_both_approximations_and_dropout_identity():
     for approx, act in (("none", Act.GELU), ("tanh", Act.GELU_TANH)):
         nodes = [helper.make_node("Dropout", ["x"], ["d"]), helper.make_node("Identity", ["d"], ["e"]),
@@ -212,6 +225,7 @@ def test_gelu_both_approximations_and_dropout_identity():
         assert [la.act for la in frozen.layers] == [act]
 
 
+@needs_onnxruntime
 def test_batchnorm_after_matmul_folds_standalone_stays_affine():
     bn = {"s": rand(5), "b": rand(5), "m": rand(5), "v": np.abs(rand(5)) + 0.1}
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]),
@@ -223,6 +237,7 @@ def test_batchnorm_after_matmul_folds_standalone_stays_affine():
     assert [la.op for la in frozen.layers] == [Op.AFFINE]
 
 
+@needs_onnxruntime
 def test_flatten_reshape_squeeze_unsqueeze_keep_the_batch_axis():
     nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=1),
              helper.make_node("Reshape", ["f", "s1"], ["r"]),
@@ -250,14 +265,24 @@ def test_qlinearmatmul_and_uint8_qdq_map_exactly_to_int8():
     assert [la.op for la in frozen.layers] == [Op.QUANTIZE, Op.QDENSE, Op.DEQUANTIZE]
     assert frozen.layers[0].attrs["y_zp"] == 2 and frozen.layers[1].attrs["y_zp"] == -8
     got = run_both(frozen, X)
-    # onnx's reference evaluator implements the op's definition; onnxruntime's u8s8 QLinearMatMul
-    # kernel saturates int16 pair sums on AVX2 without VNNI, so it is not the judge here.
+    # Exactly: the uint8 graph computed in uint8 codes, with rtinfer's requantization (float32
+    # multiplier float32(xs * ws / ys), float32 product, round half to even), gives the same bits.
+    xs, ws, ys = np.float32(0.02), np.float32(0.01), np.float32(0.05)
+    q = np.clip(np.rint(X / xs) + 130, 0, 255).astype(np.int64)
+    acc = (q - 130) @ Wq.astype(np.int64)
+    M = np.float32(np.float64(xs) * np.float64(ws) / np.float64(ys))
+    yq = np.clip(np.rint(acc.astype(np.float32) * M) + 120, 0, 255)
+    np.testing.assert_array_equal(got, (yq - 120).astype(np.float32) * ys)
+    # onnx's reference evaluator implements the op's definition with its own float rounding of
+    # the multiplier (1 step apart at near-ties); onnxruntime's u8s8 QLinearMatMul kernel
+    # saturates int16 pair sums on AVX2 without VNNI, so it is not the judge here.
     from onnx.reference import ReferenceEvaluator
     want = ReferenceEvaluator(model).run(None, {"x": X})[0]
     steps = np.abs(got.astype(np.float64) - want) / 0.05
     assert steps.max() <= 1 + 1e-6 and np.mean(steps < 0.5) >= 0.99
 
 
+@needs_onnxruntime
 def test_matmulinteger_with_scale_becomes_dense():
     Wq = RNG.integers(-100, 100, (4, 3)).astype(np.int8)
     inits = {"xs": np.float32(0.03), "xz": np.int8(-3), "W": Wq, "sc": np.float32(0.03 * 0.01)}
@@ -284,6 +309,7 @@ def test_matmulinteger_refuses_sums_float32_cannot_hold_exactly():
     assert [la.op for la in frozen.layers] == [Op.QUANTIZE, Op.DEQUANTIZE, Op.DENSE]
 
 
+@needs_onnxruntime
 def test_fake_quant_pair_on_activations_and_uint8_graph_input():
     inits = {"s": np.float32(0.1), "z": np.int8(3)}
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
@@ -433,6 +459,7 @@ def test_external_data_symlink_escape_and_wrong_length(tmp_path):
         from_onnx(_external_model("short.bin"))
 
 
+@needs_onnxruntime
 def test_torch_view_on_dynamic_batch_reshapes_through_shape_ops():
     path, X, Y = _golden("torch_view")
     assert "Shape" in [n.op_type for n in onnx.load(path).graph.node]
@@ -448,6 +475,7 @@ def test_batch_size_used_in_arithmetic_is_refused():
         from_onnx(make_model(nodes, {"two": np.array([2], np.int64)}))
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("name", ["torch_mlp", "torch_acts", "torch_mlp_qdq", "torch_view", "sklearn_mlp",
                                   "sklearn_logreg"])
 def test_third_party_model_reexports_and_stays_stable(name):
@@ -462,10 +490,14 @@ def test_third_party_model_reexports_and_stays_stable(name):
 
 
 def test_corrupted_files_raise_only_onnx_import_error():
+    """Random byte damage and truncation: each file either raises OnnxImportError or imports as a
+    model that runs (damage inside a weight's bytes is still a valid model); any other exception
+    fails the test. Most of the damaged files must be refused (66-89 of 100 here)."""
     rng = np.random.default_rng(7)
     for name in ("torch_mlp", "sklearn_mlp", "torch_mlp_qdq"):
         with open(os.path.join(DATA, f"{name}.onnx"), "rb") as f:
             data = f.read()
+        refused = 0
         for _ in range(100):
             b = bytearray(data)
             for _ in range(int(rng.integers(1, 6))):
@@ -473,6 +505,11 @@ def test_corrupted_files_raise_only_onnx_import_error():
             if rng.random() < 0.2:
                 b = b[:int(rng.integers(len(b)))]
             try:
-                from_onnx(bytes(b))
+                frozen = from_onnx(bytes(b))
             except OnnxImportError:
-                pass
+                refused += 1
+                continue
+            X = np.ones((3,) + frozen.input_shape, np.float32)
+            with np.errstate(all="ignore"):  # damaged weights may overflow
+                assert reference.run(frozen, X).shape == (3,) + frozen.output_shape
+        assert refused >= 50, (name, refused)

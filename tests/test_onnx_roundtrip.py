@@ -17,8 +17,9 @@ import os
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+from optional import needs_onnxruntime  # noqa: E402
+from optional import onnxruntime as ort  # noqa: E402
 
 import rtinfer  # noqa: E402
 from export.onnx_common import EXPORT_IR_VERSION, EXPORT_OPSET  # noqa: E402
@@ -78,6 +79,7 @@ def trained(digits):
     return models
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu"])
 def test_fp32_trained_matches_onnxruntime(trained, digits, act, tmp_path):
     from export.freeze import freeze
@@ -94,6 +96,7 @@ def test_fp32_trained_matches_onnxruntime(trained, digits, act, tmp_path):
     assert_stable(model)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu"])
 def test_int8_trained_within_one_step_of_onnxruntime(trained, digits, act, summary):
     from export.freeze import freeze
@@ -158,6 +161,7 @@ ALL_ACTS = [
 ]
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("act,attrs", ALL_ACTS, ids=[a.name for a, _ in ALL_ACTS])
 def test_fp32_every_activation(act, attrs):
     rng = np.random.default_rng(int(act))
@@ -173,6 +177,7 @@ def test_fp32_every_activation(act, attrs):
         assert_stable(model)
 
 
+@needs_onnxruntime
 def test_fp32_affine_softmax_views_argmax_int64():
     rng = np.random.default_rng(3)
     s = rng.uniform(0.5, 2, (2, 3, 4)).astype(np.float32)
@@ -265,6 +270,7 @@ INT8_CASES = {
 }
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("case", sorted(INT8_CASES))
 def test_int8_layers_match_onnxruntime_and_reimport(case):
     rng = np.random.default_rng(len(case))
@@ -345,6 +351,7 @@ def fp32_chains(draw):
     return _model(spec, (n_in,)), rng.normal(0, 2, (16, n_in)).astype(np.float32)
 
 
+@needs_onnxruntime
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fp32_chains())
 def test_random_fp32_chains_roundtrip(case):

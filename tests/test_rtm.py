@@ -185,7 +185,9 @@ def test_unknown_version(small_bytes):
 
 
 def test_newer_minor_version_is_read(small_bytes):
-    from_bytes(_patched(small_bytes, 10, "<H", 7))
+    newer = _patched(small_bytes, 10, "<H", 7)
+    assert newer != small_bytes and _header_field(newer, 10, "<H") == 7
+    _assert_same_model(_int8_model(), from_bytes(newer))
 
 
 def test_every_truncation_fails_cleanly(small_bytes, tmp_path):
@@ -230,6 +232,20 @@ def _tensor_record_offset(data, j):
 
 def _layer_record_offset(data, i):
     return _header_field(data, 48) + i * LAYER.size
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_sections_that_overlap_the_previous_one_are_refused(small_bytes, which):
+    """Section `which` (i8 or i32) moved back onto the previous section's bytes (aligned, in the
+    file, every CRC recomputed so only the overlap is wrong): refused, naming the section."""
+    sections_off = _header_field(small_bytes, 80)
+    _, _, prev_off, _ = SECTION.unpack_from(small_bytes, sections_off + (which - 1) * SECTION.size)
+    _, _, off, _ = SECTION.unpack_from(small_bytes, sections_off + which * SECTION.size)
+    assert off > prev_off and prev_off % ALIGN == 0
+    bad = _patched(small_bytes, sections_off + which * SECTION.size + 8, "<Q", prev_off)
+    key = ("f32", "i8", "i32")[which]
+    with pytest.raises(RtmFormatError, match=rf"section {key}: .* overlaps the previous section"):
+        from_bytes(bad)
 
 
 @pytest.mark.parametrize("case, match", [

@@ -194,6 +194,7 @@ def test_no_allocation_per_sample():
             assert res[f"{dtype}_{entry}10000"] == res[f"{dtype}_{entry}10"], res
 
 
+@pytest.mark.slow
 def test_conv_kernels_and_runtime_under_boundscheck():
     """As tests/test_runtime_boundscheck.py: the conv kernel tests and this file's runtime tests
     pass with NUMBA_BOUNDSCHECK=1 (every read and write of every conv/pool kernel in bounds)."""

@@ -18,7 +18,8 @@ import pytest
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOAK = os.path.join(_ROOT, "fuzz", "soak.py")
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")]
 
 
 @pytest.mark.parametrize("model,mode", [("fp32", "in-loop"), ("int8", "in-loop"), ("fp32", "call")])

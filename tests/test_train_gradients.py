@@ -167,24 +167,31 @@ def test_loss_values_match_naive_formulas_and_stay_finite():
     assert value == pytest.approx(500.0) and np.all(np.isfinite(grad))
 
 
-hypothesis = pytest.importorskip("hypothesis")
-st = hypothesis.strategies
+try:  # only the property test below needs hypothesis; the tests above run without it
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - installed by the [test] extra
+    hypothesis = None
 
 
-@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
-@hypothesis.given(
-    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=3),
-    activation=st.sampled_from(ACTIVATIONS),
-    output=st.sampled_from(["softmax", "sigmoid", "identity"]),
-    l2=st.sampled_from([0.0, 0.05]),
-    seed=st.integers(0, 1000),
-)
-def test_gradients_random_architectures(sizes, activation, output, l2, seed):
-    rng = np.random.default_rng(seed)
-    n_in = sizes[0]
-    n_out = {"softmax": 3, "sigmoid": 1, "identity": 2}[output]
-    X = rng.normal(size=(7, n_in))
-    y = {"softmax": rng.integers(0, 3, 7), "sigmoid": rng.integers(0, 2, 7), "identity": rng.normal(size=(7, 2))}[output]
-    model = MLP([*sizes, n_out], activation=activation, output=output, l2=l2, seed=seed)
-    _random_biases(model, seed)
-    assert check_gradients(model, None, X, y) < TOL
+if hypothesis is None:  # pragma: no cover
+    def test_gradients_random_architectures():
+        pytest.skip("needs hypothesis (pip install -e '.[test]')")
+else:
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(
+        sizes=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+        activation=st.sampled_from(ACTIVATIONS),
+        output=st.sampled_from(["softmax", "sigmoid", "identity"]),
+        l2=st.sampled_from([0.0, 0.05]),
+        seed=st.integers(0, 1000),
+    )
+    def test_gradients_random_architectures(sizes, activation, output, l2, seed):
+        rng = np.random.default_rng(seed)
+        n_in = sizes[0]
+        n_out = {"softmax": 3, "sigmoid": 1, "identity": 2}[output]
+        X = rng.normal(size=(7, n_in))
+        y = {"softmax": rng.integers(0, 3, 7), "sigmoid": rng.integers(0, 2, 7), "identity": rng.normal(size=(7, 2))}[output]
+        model = MLP([*sizes, n_out], activation=activation, output=output, l2=l2, seed=seed)
+        _random_biases(model, seed)
+        assert check_gradients(model, None, X, y) < TOL

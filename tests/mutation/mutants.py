@@ -1,0 +1,132 @@
+"""Planted bugs in the hot paths, each of which the test suite must catch (tests/mutation/run_mutants.py).
+
+A mutant replaces one exact snippet of one source file (it must occur exactly once: a mutant
+whose snippet is gone, after a refactor, is reported as stale and fails the run until it is
+updated) and names the tests that should catch it, as pytest arguments run from the repository
+root. The first five are the bugs of issue 17 that once passed the whole suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str          # repository-relative path
+    find: str          # exact snippet, occurring once in the file
+    replace: str
+    tests: tuple       # pytest arguments (files, -k expressions) that must fail
+    why: str
+
+
+HALF_UP = "rounds half up (floor(v + 0.5)) instead of half to even"
+
+MUTANTS = [
+    # -- the five planted bugs of issue 17 ------------------------------------------------------
+    Mutant("latency-p99-is-p95", "rtinfer/latency.py",
+           "p99_us=float(np.percentile(s, 99))", "p99_us=float(np.percentile(s, 95))",
+           ("tests/test_latency_stats.py",), "LatencyReport.p99_us computed at the 95th percentile"),
+    Mutant("latency-verdict-at-p999", "rtinfer/latency.py",
+           "at_p = float(np.percentile(s, percentile))", "at_p = float(np.percentile(s, 99.9))",
+           ("tests/test_latency_stats.py",), "the budget verdict judged at p99.9 whatever percentile says"),
+    Mutant("bench-ignores-percentile", "rtinfer/commands/bench.py",
+           "percentile=args.percentile,", "percentile=99.9,",
+           ("tests/test_latency_stats.py", "-k", "bench"), "rtinfer bench passes 99.9 instead of --percentile"),
+    Mutant("predict-one-16kb-temporary", "rtinfer/runtime.py",
+           "        try:\n            status = self._run_one_fast(self._state, x, out)",
+           "        _scratch = np.zeros(4096, np.float32)\n        _scratch[0] = 1.0\n"
+           "        try:\n            status = self._run_one_fast(self._state, x, out)",
+           ("tests/test_alloc_per_call.py",), "predict_one allocates a 16 KB temporary on every call"),
+    Mutant("qconv-requant-half-up", "rtinfer/kernels_conv.py",
+           "v = np.rint(np.float32(ar[k]) * mult) + z",
+           "v = np.floor(np.float32(ar[k]) * mult + np.float32(0.5)) + z",
+           ("tests/test_requant_ties.py", "-k", "qconv"), f"QCONV requantization {HALF_UP}"),
+    # -- requantization and (de)quantization in the other kernels and the reference ---------------
+    Mutant("qdense-requant-half-up", "rtinfer/kernels.py",
+           "v = np.int64(np.rint(np.float32(acc) * mult)) + y_zp",
+           "v = np.int64(np.floor(np.float32(acc) * mult + np.float32(0.5))) + y_zp",
+           ("tests/test_requant_ties.py", "-k", "qdense_i8"), f"QDENSE requantization {HALF_UP}"),
+    Mutant("u8s8-requant-half-up", "rtinfer/kernels_gemm.py",
+           "q = np.rint(np.float32(v) * mult[j]) + zp",
+           "q = np.floor(np.float32(v) * mult[j] + np.float32(0.5)) + zp",
+           ("tests/test_requant_ties.py", "-k", "u8s8"), f"the batch path's u8s8 QDENSE {HALF_UP}"),
+    Mutant("qavgpool-half-up", "rtinfer/kernels_conv.py",
+           "v = np.int64(np.rint((np.float32(acc) * m32) / np.float32(count))) + y_zp",
+           "v = np.int64(np.floor((np.float32(acc) * m32) / np.float32(count) + np.float32(0.5))) + y_zp",
+           ("tests/test_requant_ties.py", "-k", "qavgpool"), f"QAVGPOOL {HALF_UP}"),
+    Mutant("quantize-half-up", "rtinfer/kernels.py",
+           "q = np.rint(x[k] / s32) + z32", "q = np.floor(x[k] / s32 + np.float32(0.5)) + z32",
+           ("tests/test_requant_ties.py", "-k", "quantize_f32"), f"QUANTIZE {HALF_UP}"),
+    Mutant("reference-requantize-half-up", "rtinfer/quant.py",
+           "q = np.rint(scaled).astype(np.int64) + int(y_zp)",
+           "q = np.floor(scaled + np.float32(0.5)).astype(np.int64) + int(y_zp)",
+           ("tests/test_requant_ties.py", "-k", "quant_"), f"the reference semantics (quant.requantize) {HALF_UP}"),
+    Mutant("dequantize-two-roundings", "rtinfer/kernels.py",
+           "y[k] = (np.float32(x[k]) - z32) * s32", "y[k] = np.float32(x[k]) * s32 - z32 * s32",
+           ("tests/test_requant_ties.py", "-k", "dequantize"), "DEQUANTIZE rounds twice ((x * s) - (zp * s))"),
+    Mutant("batch-dequantize-two-roundings", "rtinfer/kernels_gemm.py",
+           "y[k] = (np.float32(x[k]) - z) * s32", "y[k] = np.float32(x[k]) * s32 - z * s32",
+           ("tests/test_requant_ties.py", "-k", "dequantize"), "the batch path's DEQUANTIZE rounds twice"),
+    # -- other kernels ---------------------------------------------------------------------------
+    Mutant("dense-tail-drops-bias", "rtinfer/kernels.py",
+           "            dst[do + s * n_out + j] = a0 + b[bo + j]",
+           "            dst[do + s * n_out + j] = a0",
+           ("tests/test_kernels.py", "-k", "dense"), "dense_f32 forgets the bias of the n_out % 4 tail outputs"),
+    Mutant("softmax-no-max-subtraction", "rtinfer/kernels.py",
+           "            mx = src[p]\n            for a in range(1, axis_len):\n                v = src[p + a * inner]\n"
+           "                if v > mx:\n                    mx = v\n            total = 0.0",
+           "            mx = np.float32(0.0)\n            total = 0.0",
+           ("tests/test_softmax_range.py",), "softmax without subtracting the max (overflow)"),
+    Mutant("qconv-flat-ignores-mask", "rtinfer/kernels_conv.py",
+           "ar[k] = np.int32(ar[k] + (d if mr[k] != 0 else np.int32(0)))", "ar[k] = np.int32(ar[k] + d)",
+           ("tests/test_kernels_conv_fast.py",), "QCONV's flat depthwise path adds taps that wrap across rows"),
+    # -- the planner -----------------------------------------------------------------------------
+    Mutant("plan-arena-no-ping-pong", "rtinfer/plan.py",
+           "r = 1 if (not cur_io and cur_dtype == out_dtype and cur_region == 0) else 0", "r = 0",
+           ("tests/test_runtime.py",), "the arena gives an op the region it reads from"),
+    Mutant("plan-qdense-zero-point-sign", "rtinfer/plan.py",
+           "folded = bq.astype(np.int64) - x_zp * W64.sum(axis=0)",
+           "folded = bq.astype(np.int64) + x_zp * W64.sum(axis=0)",
+           ("tests/test_runtime.py",), "the input zero point folded into the QDENSE bias with the wrong sign"),
+    Mutant("plan-accumulator-bound-127", "rtinfer/plan.py",
+           "bound = 255 * np.abs(W64).sum(axis=0) + np.abs(bq.astype(np.int64))",
+           "bound = 127 * np.abs(W64).sum(axis=0) + np.abs(bq.astype(np.int64))",
+           ("tests/test_plan_bounds.py",), "the int32 overflow proof assumes |x - x_zp| <= 127 (it is <= 255)"),
+    # -- the batch path and the runtime boundary ----------------------------------------------------
+    Mutant("batch-u8s8-without-saturation-check", "rtinfer/batch.py",
+           "if use_u8 and G.u8s8_exact(Wt.T) else None", "if use_u8 else None",
+           ("tests/test_runtime_batch.py",), "the u8s8 GEMM runs weights whose int16 pair sums saturate"),
+    Mutant("predict-one-ignores-nonfinite", "rtinfer/runtime.py",
+           "if status != -1 or nonfinite is not None:", "if status < -1:",
+           ("tests/test_boundary.py",), "predict_one's fast path lets NaN/inf inputs through"),
+    # -- the latency report ------------------------------------------------------------------------
+    Mutant("latency-miss-at-budget", "rtinfer/latency.py",
+           "misses = int(np.count_nonzero(s > budget_us))", "misses = int(np.count_nonzero(s >= budget_us))",
+           ("tests/test_latency_stats.py",), "a sample exactly at the budget counted as a miss"),
+    Mutant("latency-pass-is-strict", "rtinfer/latency.py",
+           "passed=at_p <= budget_us,", "passed=at_p < budget_us,",
+           ("tests/test_latency_stats.py",), "a percentile exactly at the budget fails"),
+    Mutant("latency-worst-index", "rtinfer/latency.py",
+           "worst_index=int(np.argmax(s))", "worst_index=int(np.argmax(s[1:]))",
+           ("tests/test_latency_stats.py",), "the worst sample's index is off by one"),
+    # -- the ONNX importer -----------------------------------------------------------------------
+    Mutant("import-leakyrelu-default-alpha", "export/onnx_import.py",
+           'attrs["alpha"] = float(np.float32(a.get("alpha", 0.01)))',
+           'attrs["alpha"] = float(np.float32(a.get("alpha", 0.02)))',
+           ("tests/test_onnx_conformance.py", "-k", "backend_node"), "LeakyRelu's default alpha is wrong"),
+    Mutant("import-batchnorm-ignores-epsilon", "export/onnx_import.py",
+           "s = expand(scale) / np.sqrt(expand(var) + eps)", "s = expand(scale) / np.sqrt(expand(var))",
+           ("tests/test_onnx_conformance.py", "-k", "backend_node"), "BatchNormalization folded without epsilon"),
+    # -- the .rtm reader --------------------------------------------------------------------------
+    Mutant("rtm-accepts-next-major-version", "rtinfer/rtm.py",
+           "if major != VERSION_MAJOR:", "if major > VERSION_MAJOR + 1:",
+           ("tests/test_rtm.py",), "the reader accepts a file of the next major format version"),
+    Mutant("rtm-skips-section-crc", "rtinfer/rtm.py",
+           "if r.crc(off, off + nbytes) != crc:", "if False:",
+           ("tests/test_rtm.py",), "a data section's own CRC32 is not checked"),
+    Mutant("rtm-overlapping-sections", "rtinfer/rtm.py",
+           "if off % ALIGN or off < prev_end or off + nbytes > r.n:", "if off % ALIGN or off + nbytes > r.n:",
+           ("tests/test_rtm.py",), "sections that overlap the previous one are accepted"),
+]
