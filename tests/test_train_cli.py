@@ -1,6 +1,8 @@
 """``rtinfer train`` on your own data (.npz / .npy / .csv), CNN specs with residual blocks,
 schedules, --resume, the progress display, and errors that name the flag."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,11 @@ def digits():
 
 
 def _run(capsys, *argv):
-    rc = main(["train", *map(str, argv)])
+    argv = list(map(str, argv))
+    if "-o" not in argv and "--output" not in argv:  # -o is required (rtinfer.cli); these tests check other flags
+        import tempfile
+        argv += ["-o", str(os.path.join(tempfile.mkdtemp(), "model.npz"))]
+    rc = main(["train", *argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
