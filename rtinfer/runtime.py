@@ -42,8 +42,10 @@ bit-identical results for the same sample; int8 layers are bit-identical on ever
 
 predict_one's fastest path is a 1-D float32 x and a 1-D float32 ``out``: they go straight to the
 compiled function (Numba's C-level type check is the boundary check; sizes, overlap and
-finiteness are checked inside). Shaped inputs, int64 outputs and read-only arrays take a checked
-Python path (a few hundred nanoseconds more).
+finiteness are checked inside). Shaped samples and int64 outputs take a checked Python path that
+calls the compiled entry point without type dispatch (a few hundred nanoseconds more); a
+read-only or non-contiguous 1-D array is refused by the type check first (about a microsecond
+more, measured in bench/bench_boundary.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from .boundary import InputError, plain_array
 from .frozen import FrozenModel
 from .plan import Plan, build_plan
 
+_ND = np.ndarray
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
 _NONFINITE = ("raise", "allow")
@@ -101,6 +104,7 @@ class Runtime:
         self.out_size = p.out_size           # elements per sample of all outputs
         self._flat_in = (p.in_size,)
         self._multi = len(self.outputs) > 1
+        self._out_one = int(np.prod(self.output_shape, dtype=np.int64))  # elements of the first output
         self._int_out = not self._multi and self.output_dtype == _I64
         self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
         self._no_times = np.zeros(1, dtype=np.int64)
@@ -267,7 +271,9 @@ class Runtime:
             if self._multi or self._int_out:
                 return self._predict_one_checked(x, out, nonfinite)
             out = np.empty(self.output_shape, dtype=_F32)
-        if type(x) is not np.ndarray:  # subclasses (masked arrays, matrices): the checked path
+        if x.__class__ is not _ND or x.ndim != 1 or out.__class__ is not _ND or out.ndim != 1:
+            # shaped samples, int64 outputs, subclasses: straight to the checked path (a refused
+            # dispatcher call costs an exception)
             return self._predict_one_checked(x, out, nonfinite)
         try:
             status = self._execute_checked(self._state, x, out, 1, self._mode_one, self._no_times)
@@ -278,10 +284,11 @@ class Runtime:
         return out
 
     def _predict_one_checked(self, x, out, nonfinite):
-        x = plain_array(x, f"of float32 with shape {self.input_shape}")
+        if x.__class__ is not np.ndarray:
+            x = plain_array(x, f"of float32 with shape {self.input_shape}")
         if x.dtype != _F32 or not x.flags.c_contiguous or (x.shape != self.input_shape and x.shape != self._flat_in):
             self._explain_one(x)
-        xf = x.reshape(-1)
+        xf = x if x.ndim == 1 else x.reshape(-1)
         if self._multi:
             Yf = np.empty(self.out_size, dtype=np.float32)
             if out is not None:
@@ -298,7 +305,7 @@ class Runtime:
                 plain_array(out, "for out")
             if not isinstance(out, np.ndarray):
                 self._explain_out(out)
-            if out.dtype != self.output_dtype or out.size != self.output_size_one \
+            if out.dtype != self.output_dtype or out.size != self._out_one \
                     or not out.flags.c_contiguous or not out.flags.writeable:
                 self._explain_out(out)
         yf = (out if type(out) is np.ndarray else out.view(np.ndarray)).reshape(-1)
@@ -309,10 +316,6 @@ class Runtime:
         status = self._execute(self._state, xf, yf, 1, mode, self._no_times)
         self._one_status(status, x, out, nonfinite)
         return out
-
-    @property
-    def output_size_one(self) -> int:
-        return int(np.prod(self.output_shape, dtype=np.int64))
 
     def _one_status(self, status, x, out, nonfinite):
         """Act on the MODE_ONE status: -1 ok, >= 0 first non-finite input element, -2/-3 wrong
