@@ -131,7 +131,8 @@ def test_fp32_export_runs_in_onnxruntime_and_round_trips(cnn):
 def _layer_alone(fm, i):
     """fm's int8 layer i alone on its own input grid: QUANTIZE (the layer's x_scale, x_zp) ->
     layer i -> DEQUANTIZE at its output grid; returns (model, output scale)."""
-    layer = fm.layers[i]
+    from dataclasses import replace
+    layer = replace(fm.layers[i], inputs=None)  # in a new chain: reads the QUANTIZE before it
     xs, xzp = layer.attrs["x_scale"], layer.attrs["x_zp"]
     scale = layer.attrs.get("y_scale", xs)
     zp = layer.attrs.get("y_zp", xzp)
