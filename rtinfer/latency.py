@@ -98,6 +98,7 @@ class LatencyReport:
     warmup: int
     weights_stored_bytes: int | None = None  # FrozenModel.weight_bytes; None for a Runtime built from a Plan
     model: str = ""
+    tensor_bytes: int = 0        # all intermediate tensors per sample, without the arena's reuse
     batch_size: int = 1
     throughput_per_s: float = 0.0  # samples per second over the timed units (batch_size * n / total time)
     passes: int = 1
@@ -116,7 +117,7 @@ class LatencyReport:
         d = {k: getattr(self, k) for k in (
             "model", "mode", "n", "batch_size", "budget_us", "percentile", "verdict", "mean_us", "std_us",
             "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "at_percentile_us", "passed", "worst_index",
-            "misses", "miss_rate", "throughput_per_s", "warmup", "passes", "arena_bytes",
+            "misses", "miss_rate", "throughput_per_s", "warmup", "passes", "arena_bytes", "tensor_bytes",
             "weights_stored_bytes", "weights_packed_bytes", "macs")}
         d["runs"] = [dict(row) for row in self.runs]
         d["warnings"] = list(self.warnings)
@@ -162,7 +163,8 @@ class LatencyReport:
         lines += [
             f"  p{self.percentile:g} = {self.at_percentile_us:.2f} us {'<=' if self.passed else '>'} "
             f"{self.budget_us:g} us: {self.verdict}",
-            f"  {self.weights_text()}; arena {self.arena_bytes} B; {self.macs} MACs per sample",
+            f"  {self.weights_text()}; arena {self.arena_bytes} B (all tensors {self.tensor_bytes} B); "
+            f"{self.macs} MACs per sample",
         ]
         for w in self.warnings:
             lines.append(f"  warning: {w}")
@@ -410,7 +412,8 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
         p99_us=float(np.percentile(s, 99)), p999_us=float(np.percentile(s, 99.9)),
         max_us=float(s[worst]), worst_index=worst % unit_n, misses=misses, miss_rate=misses / n_total,
         at_percentile_us=at_p, passed=at_p <= budget_us,
-        arena_bytes=int(runtime.arena_bytes), weights_packed_bytes=int(runtime.plan.weight_bytes),
+        arena_bytes=int(runtime.arena_bytes), tensor_bytes=int(runtime.plan.tensor_bytes),
+        weights_packed_bytes=int(runtime.plan.weight_bytes),
         weights_stored_bytes=int(frozen.weight_bytes) if frozen is not None else None,
         macs=int(runtime.macs), warmup=warmup, model=str(model), batch_size=bsize,
         throughput_per_s=(bsize * n_total / total_s) if total_s > 0 else 0.0,

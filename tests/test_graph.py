@@ -489,3 +489,28 @@ def test_shared_runtime_long_run(kind, model):
     X = _X((16,), n=200, seed=4)
     want = [ref.predict_one(x) for x in X] if kind == "one" else [ref.predict(X[j:j + 40]) for j in range(160)]
     assert _hammer(rt, X, want, calls=25000, kind=kind) == 0
+
+
+def test_inspect_shows_graph_memory(tmp_path, capsys):
+    """`rtinfer inspect` lists each layer's inputs, each tensor's place, offset, size and lifetime,
+    and the arena next to the sum of all tensors; the latency report carries both too."""
+    import json
+    from rtinfer.cli import main
+    fm = residual_mlp(d=12, hidden=64, n_out=5, blocks=3)
+    path = tmp_path / "res.rtm"
+    fm.save(path)
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    plan = build_plan(fm)
+    assert info["graph"] is True and info["memory"]["arena_bytes"] == plan.arena_bytes == 3 * 64 * 4
+    assert info["memory"]["tensor_bytes"] == plan.tensor_bytes > plan.arena_bytes
+    assert [layer["inputs"] for layer in info["layers"]] == [list(layer.inputs) for layer in fm.layers]
+    rows = {t["tensor"]: t for t in info["memory"]["tensors"]}
+    assert rows[0]["place"] == "input" and rows[len(fm.layers)]["place"] == "output"
+    assert all(rows[t.tensor]["offset"] == t.offset and rows[t.tensor]["first_row"] == t.first for t in plan.tensors)
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert f"arena {plan.arena_bytes} B per sample" in text and f"all intermediate tensors {plan.tensor_bytes} B" in text
+    rep = rtinfer.load(fm).measure(_X((12,), n=20), budget_us=1e6, warmup=2)
+    assert rep.arena_bytes == plan.arena_bytes and rep.tensor_bytes == plan.tensor_bytes
+    assert f"all tensors {plan.tensor_bytes} B" in str(rep)

@@ -21,15 +21,21 @@ def _range(scale: float, zp: int, qmin: int = -128, qmax: int = 127) -> list[flo
     return [(qmin - zp) * scale, (qmax - zp) * scale]
 
 
-def packed_weight_bytes(frozen):
-    """(Plan.weight_bytes, None), or (None, why) when the model cannot be planned. Planning is
-    NumPy only: nothing compiles."""
+def plan_of(frozen):
+    """(Plan, None), or (None, why) when the model cannot be planned. Planning is NumPy only:
+    nothing compiles."""
     from rtinfer.plan import build_plan
 
     try:
-        return int(build_plan(frozen).weight_bytes), None
+        return build_plan(frozen), None
     except (ValueError, NotImplementedError, MemoryError) as exc:
         return None, str(exc)
+
+
+def packed_weight_bytes(frozen):
+    """(Plan.weight_bytes, None), or (None, why) when the model cannot be planned."""
+    plan, why = plan_of(frozen)
+    return (None, why) if plan is None else (int(plan.weight_bytes), None)
 
 
 def describe(frozen) -> dict:
@@ -46,6 +52,7 @@ def describe(frozen) -> dict:
         nbytes = sum(r.size * BUFFER_DTYPES[r.buffer].itemsize for r in layer.tensors.values())
         entry = {
             "index": i, "name": layer.name, "op": layer.op.name, "act": layer.act.name,
+            "inputs": list(layer.inputs), "output": i + 1,
             "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
             "in_dtype": layer.in_dtype, "out_dtype": layer.out_dtype,
             "params": params, "bytes": nbytes, "macs": layer.macs,
@@ -68,10 +75,20 @@ def describe(frozen) -> dict:
         if quant:
             entry["quant"] = quant
         layers.append(entry)
-    packed, why = packed_weight_bytes(frozen)
+    plan, why = plan_of(frozen)
+    packed = None if plan is None else int(plan.weight_bytes)
+    memory = None
+    if plan is not None:  # each activation tensor: where it lives, its size and lifetime (program rows)
+        memory = {"arena_bytes": int(plan.arena_bytes), "tensor_bytes": int(plan.tensor_bytes),
+                  "tensors": [{"tensor": t.tensor, "dtype": t.dtype, "place": t.place, "offset": t.offset,
+                               "bytes": t.nbytes, "first_row": t.first, "last_row": t.last}
+                              for t in plan.tensors]}
     return {
         "input_shape": list(frozen.input_shape), "output_shape": list(frozen.output_shape),
         "output_dtype": frozen.output_dtype, "quantized": frozen.is_quantized,
+        "graph": not frozen.is_chain,
+        "outputs": [{"tensor": o.tensor, "shape": list(o.shape), "dtype": o.dtype} for o in frozen.outputs],
+        "memory": memory,
         "meta": dict(frozen.meta), "layers": layers,
         "params": frozen.n_params, "weights_stored_bytes": frozen.weight_bytes, "weights_packed_bytes": packed,
         **({"weights_packed_error": why} if why else {}),
@@ -106,11 +123,14 @@ def format_text(info: dict) -> str:
     if file:
         lines.append(f"file        {file['path']}  ({file['size']} bytes, {file['format']}"
                      + (f" version {file['version']})" if file.get("version") else ")"))
-    lines.append(f"input       {tuple(info['input_shape'])} float32 -> output {tuple(info['output_shape'])} "
-                 f"{info['output_dtype']}{'  (int8 quantized)' if info['quantized'] else ''}")
+    outs = ", ".join(f"{tuple(o['shape'])} {o['dtype']}" for o in info["outputs"])
+    lines.append(f"input       {tuple(info['input_shape'])} float32 -> output {outs}"
+                 f"{'  (int8 quantized)' if info['quantized'] else ''}{'  (graph)' if info['graph'] else ''}")
     for k, v in info["meta"].items():
         lines.append(f"meta        {k} = {v}")
-    head = f"{'#':>3} {'name':<16} {'op':<11} {'act':<16} {'in':>9} {'out':>9} {'params':>8} {'bytes':>8} {'MACs':>8}  quantization"
+    graph = info["graph"]
+    head = (f"{'#':>3} {'name':<16} {'op':<11} {'act':<16} {'in':>9} {'out':>9} {'params':>8} {'bytes':>8} "
+            f"{'MACs':>8}  " + ("reads    " if graph else "") + "quantization")
     lines.append(head)
     lines.append("-" * len(head))
     for L in info["layers"]:
@@ -124,7 +144,8 @@ def format_text(info: dict) -> str:
         q = _quant_text(L["quant"]) if "quant" in L else ""
         lines.append(f"{L['index']:>3} {L['name'][:16]:<16} {L['op']:<11} {act:<16} "
                      f"{'x'.join(map(str, L['in_shape'])):>9} {'x'.join(map(str, L['out_shape'])):>9} "
-                     f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  {q}")
+                     f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  "
+                     + (f"{','.join('t%d' % t for t in L['inputs']):<8} " if graph else "") + q)
     stored, packed = info["weights_stored_bytes"], info["weights_packed_bytes"]
     if packed is None:
         weights = f"weights (stored) {stored} B, (packed) n/a: {info.get('weights_packed_error')}"
@@ -135,6 +156,16 @@ def format_text(info: dict) -> str:
     lines.append(f"total       params {info['params']}, {weights}, MACs {info['macs']}")
     bufs = ", ".join(f"{k} {v['elements']} ({v['bytes']} B)" for k, v in info["buffers"].items())
     lines.append(f"buffers     {bufs}")
+    mem = info.get("memory")
+    if mem:
+        lines.append(f"memory      arena {mem['arena_bytes']} B per sample (lifetime-planned); all intermediate "
+                     f"tensors {mem['tensor_bytes']} B")
+        lines.append(f"{'tensor':>10} {'dtype':>5} {'place':<12} {'offset':>9} {'bytes':>9} {'rows':>9}")
+        for t in mem["tensors"]:
+            off = "-" if t["offset"] < 0 else str(t["offset"])
+            life = "-" if t["first_row"] < 0 and t["last_row"] < 0 else f"{t['first_row']}..{t['last_row']}"
+            lines.append(f"{'t' + str(t['tensor']):>10} {t['dtype']:>5} {t['place']:<12} {off:>9} {t['bytes']:>9} "
+                         f"{life:>9}")
     return "\n".join(lines)
 
 
