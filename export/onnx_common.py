@@ -13,5 +13,7 @@ BATCH_DIM = "N"
 
 # Tensors larger than this (elements, from the declared dims alone) are refused at import.
 MAX_TENSOR_ELEMENTS = 1 << 28
+# ... and larger than this in bytes (elements x the element type's size), before any is read.
+MAX_TENSOR_BYTES = 1 << 30
 # Block-expanded weights (MatMul on an N-D runtime tensor) larger than this are refused.
 MAX_EXPANDED_ELEMENTS = 1 << 24

@@ -45,7 +45,7 @@ from rtinfer.frozen import FrozenModel
 from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
 
 from . import onnx_ir
-from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_ELEMENTS
+from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_BYTES, MAX_TENSOR_ELEMENTS
 from .onnx_ir import AUTO, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
 
 _ACT_OPS = {
@@ -141,6 +141,15 @@ def _check_declared_size(tensor, where: str) -> None:
     if n > MAX_TENSOR_ELEMENTS:
         raise OnnxImportError(f"{where}: tensor {tensor.name!r} declares {n} elements (dims {dims}); "
                               f"the limit is {MAX_TENSOR_ELEMENTS}")
+    itemsize = _ITEMSIZE.get(int(tensor.data_type), 8)
+    if n * itemsize > MAX_TENSOR_BYTES:
+        raise OnnxImportError(f"{where}: tensor {tensor.name!r} declares {n} elements of {itemsize} bytes "
+                              f"({n * itemsize} bytes, dims {dims}); the limit is {MAX_TENSOR_BYTES} bytes")
+
+
+# bytes per element of the ONNX element types (strings and unknown codes count 8)
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1, 24: 1, 25: 1, 26: 1}
 
 
 def _read_external(tensor, base_dir, where: str):

@@ -262,3 +262,9 @@ ACT_OPS = frozenset({Op.DENSE, Op.ACT, Op.AFFINE, Op.CONV, Op.BINARY})
 CONV_GEOMETRY_ATTRS = ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
                        "pad_top", "pad_left", "pad_bottom", "pad_right")
 WINDOW_OPS = frozenset({Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL})
+
+# Size limits checked from the declared shapes before anything is allocated (a few bytes of a
+# file or graph must not make the planner or importer allocate gigabytes):
+MAX_WINDOW_WORK = 1 << 24   # per sample: output elements x window elements of one window op
+MAX_ARENA_BYTES = 1 << 28   # per sample: the planned activation arena
+MAX_BLOCK_ARENA_BYTES = 1 << 26  # the blocked path runs fewer samples at a time above this

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import ACT_OPS, WINDOW_OPS, Act, Bin, Op
+from .ops import ACT_OPS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_WINDOW_WORK, WINDOW_OPS, Act, Bin, Op
 
 # Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK.
 BLOCK = 16
@@ -442,6 +442,11 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         fparams.extend([alpha, beta, scale])
         return _concat_rows(frozen, layer, where, row)
     elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
+        if op in WINDOW_OPS:  # bounded before any table or scratch is sized from the geometry
+            k = _int_attr(layer, where, "kernel_h", 1, lo=1) * _int_attr(layer, where, "kernel_w", 1, lo=1)
+            if k * n_out > MAX_WINDOW_WORK:
+                raise PlanError(f"{where}: {n_out} outputs x a {k}-element window is {k * n_out} window reads per "
+                                f"sample, above the limit {MAX_WINDOW_WORK}")
         from .kernels_conv import plan_window_row
         scale = plan_window_row(frozen, layer, where, sec, row, _CONV_COLS, PlanError)
     else:  # pragma: no cover - Op is a closed enum
@@ -562,6 +567,11 @@ def build_plan(frozen: FrozenModel) -> Plan:
             slots.append(TensorSlot(t, dtype_of[t], "unused", -1, nbytes, -1, -1))
     tensor_bytes = sum(size_of[t] * (4 if dtype_of[t] == "f32" else 1) for t in arena_roots)
 
+    per_sample = peak_f * 4 + peak_i
+    if per_sample > MAX_ARENA_BYTES:
+        raise PlanError(f"the activations need {per_sample} bytes per sample, above the limit {MAX_ARENA_BYTES}")
+    block = max(1, min(BLOCK, MAX_BLOCK_ARENA_BYTES // max(per_sample, 1)))  # samples per blocked run
+
     # Byte layout.
     def align(n):
         return (n + _ALIGN - 1) // _ALIGN * _ALIGN
@@ -575,8 +585,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
     o_i32 = off = align(off + f32w.nbytes)
     o_i8 = off = align(off + i32w.nbytes)
     o_af = off = align(off + i8w.nbytes)
-    o_ai = off = align(off + BLOCK * peak_f * 4)
-    total = align(off + BLOCK * peak_i + 8)
+    o_ai = off = align(off + block * peak_f * 4)
+    total = align(off + block * peak_i + 8)
 
     image = np.zeros(total, dtype=np.uint8)
     image[o_fp:o_fp + fp.nbytes] = fp.view(np.uint8)
@@ -611,7 +621,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
     header[H_NCOLS] = NCOLS
     header[H_IN_SIZE] = frozen.input_size
     header[H_OUT_SIZE] = out_total
-    header[H_BLOCK] = BLOCK
+    header[H_BLOCK] = block
     header[H_AF] = o_af // 4
     header[H_AI] = o_ai
     image[:HEADER_LEN * 8] = header.view(np.uint8)
@@ -626,7 +636,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
         in_size=frozen.input_size,
         out_size=out_total,
         arena_bytes=int(peak_f * 4 + peak_i),
-        batch_arena_bytes=int(BLOCK * (peak_f * 4 + peak_i)),
+        batch_arena_bytes=int(block * (peak_f * 4 + peak_i)),
         weight_bytes=int(f32w.nbytes + i32w.nbytes + i8w.nbytes + fp.nbytes),
         macs=frozen.macs,
         row_layers=tuple(int(r[C_LAYER]) for r in rows),

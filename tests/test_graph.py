@@ -514,3 +514,48 @@ def test_inspect_shows_graph_memory(tmp_path, capsys):
     rep = rtinfer.load(fm).measure(_X((12,), n=20), budget_us=1e6, warmup=2)
     assert rep.arena_bytes == plan.arena_bytes and rep.tensor_bytes == plan.tensor_bytes
     assert f"all tensors {plan.tensor_bytes} B" in str(rep)
+
+
+# -- sizes a tiny file declares are bounded before anything is allocated ----------------------------
+
+def test_huge_declared_sizes_are_refused_cheaply(tmp_path):
+    import tracemalloc
+    from onnx import TensorProto, helper
+    from export import from_onnx
+    from export.onnx_import import OnnxImportError
+    from rtinfer.reference_conv import geometry_attrs
+    k = 1 << 28
+    pool = FrozenModel((Layer(Op.MAXPOOL, (1, k), (1, 1), attrs=geometry_attrs((1, k))),), BufferBuilder().finish(),
+                       (1, k), (1, 1))
+    path = tmp_path / "pool.rtm"
+    pool.save(path)
+    assert path.stat().st_size < 2048
+    big = 1 << 26  # two 256 MiB tensors alive together
+    two = FrozenModel((_relu((big,)), _relu((big,))), BufferBuilder().finish(), (big,), (big,))
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[k])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 1])])
+    onnx_pool = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_pool.ir_version = 8
+    c128 = TensorProto()  # 16 bytes x 2^27 elements (2 GiB) declared by a few bytes
+    c128.name, c128.data_type = "w", TensorProto.COMPLEX128
+    c128.dims.extend([1 << 27])
+    c128.raw_data = b""
+    g2 = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [c128])
+    onnx_c128 = helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)])
+    tracemalloc.start()
+    try:
+        with pytest.raises(PlanError, match="window reads per sample, above the limit"):
+            rtinfer.load(str(path))
+        with pytest.raises(PlanError, match="bytes per sample, above the limit"):
+            build_plan(two)
+        with pytest.raises(OnnxImportError, match="window reads per sample, above the limit"):
+            from_onnx(onnx_pool)
+        with pytest.raises(OnnxImportError, match="bytes, dims"):
+            from_onnx(onnx_c128)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
