@@ -530,8 +530,8 @@ def test_huge_declared_sizes_are_refused_cheaply(tmp_path):
     path = tmp_path / "pool.rtm"
     pool.save(path)
     assert path.stat().st_size < 2048
-    big = 1 << 26  # two 256 MiB tensors alive together
-    two = FrozenModel((_relu((big,)), _relu((big,))), BufferBuilder().finish(), (big,), (big,))
+    big = 1 << 26  # two 256 MiB intermediate tensors alive together
+    two = FrozenModel((_relu((big,)), _relu((big,)), _relu((big,))), BufferBuilder().finish(), (big,), (big,))
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[k])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, k])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 1])])
