@@ -39,7 +39,10 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import ACT_OPS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_WINDOW_WORK, WINDOW_OPS, Act, Bin, Op
+from .ops import ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_WINDOW_WORK, WINDOW_OPS, Act, Bin, Op
+
+# Window geometry values (kernel, stride, dilation, pads) are at most this (int32 tables).
+MAX_GEOMETRY = 1 << 24
 
 # Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK.
 BLOCK = 16
@@ -443,6 +446,9 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         return _concat_rows(frozen, layer, where, row)
     elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
         if op in WINDOW_OPS:  # bounded before any table or scratch is sized from the geometry
+            for key in CONV_GEOMETRY_ATTRS:
+                if key in layer.attrs:
+                    _int_attr(layer, where, key, lo=0, hi=MAX_GEOMETRY)
             k = _int_attr(layer, where, "kernel_h", 1, lo=1) * _int_attr(layer, where, "kernel_w", 1, lo=1)
             if k * n_out > MAX_WINDOW_WORK:
                 raise PlanError(f"{where}: {n_out} outputs x a {k}-element window is {k * n_out} window reads per "
@@ -456,11 +462,29 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
     return [(row, None)]
 
 
+def _warn_nonfinite(frozen: FrozenModel) -> None:
+    """A RuntimeWarning naming the first layer whose float32 tensors hold NaN or infinity (the
+    model then computes non-finite outputs; rtinfer runs it as stored)."""
+    import warnings
+    f32 = frozen.buffers["f32"]
+    if f32.size and np.isfinite(f32).all():
+        return
+    for i, layer in enumerate(frozen.layers):
+        for name, ref in layer.tensors.items():
+            if ref.buffer == "f32" and not np.isfinite(frozen.tensor(layer, name)).all():
+                bad = int((~np.isfinite(frozen.tensor(layer, name))).sum())
+                warnings.warn(f"layer {i} ({layer.op.name}{' ' + layer.name if layer.name else ''}): tensor {name!r} "
+                              f"holds {bad} NaN or infinite values; the model's outputs will not be finite",
+                              RuntimeWarning, stacklevel=3)
+                return
+
+
 def build_plan(frozen: FrozenModel) -> Plan:
     """Validate every layer against its op's contract, plan the arena and lay out the image."""
     if not isinstance(frozen, FrozenModel):
         raise PlanError(f"build_plan expects a FrozenModel, got {type(frozen).__name__}")
     frozen.validate()
+    _warn_nonfinite(frozen)
     sec = _Sections()
     fparams: list[float] = []
     layers = frozen.layers

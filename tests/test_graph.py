@@ -559,3 +559,18 @@ def test_huge_declared_sizes_are_refused_cheaply(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20, peak
+
+
+def test_geometry_overflow_and_nonfinite_weights():
+    from rtinfer.reference_conv import geometry_attrs
+    attrs = dict(geometry_attrs((1, 2), stride=(1, 1 << 31)))
+    pool = FrozenModel((Layer(Op.MAXPOOL, (1, 8), (1, 1), attrs=attrs),), BufferBuilder().finish(), (1, 8), (1, 1))
+    with pytest.raises(PlanError, match="stride_w"):
+        build_plan(pool)  # an OverflowError from an int32 table before
+    bb = BufferBuilder()
+    W = np.ones((4, 3), np.float32)
+    W[1, 2] = np.nan
+    dense = Layer(Op.DENSE, (4,), (3,), tensors={"W": bb.add(W), "b": bb.add(np.zeros(3, np.float32))}, name="fc")
+    fm = FrozenModel((dense,), bb.finish(), (4,), (3,))
+    with pytest.warns(RuntimeWarning, match=r"layer 0 \(DENSE fc\): tensor 'W' holds 1 NaN or infinite"):
+        build_plan(fm)
