@@ -108,9 +108,11 @@ class _DepsFunctionCache(caching.FunctionCache):
             return load(sig, target_context)
 
 
-def _jit(fn):
+def _jit(fn=None, **options):
     """@njit without NRT, cached on disk like cache=True but stamped with _deps_stamp()."""
-    disp = njit(_nrt=False)(fn)
+    if fn is None:
+        return lambda f: _jit(f, **options)
+    disp = njit(_nrt=False, **options)(fn)
     disp._cache = _DepsFunctionCache(disp.py_func)
     return disp
 
@@ -195,7 +197,7 @@ def _at(h, kind, off, xo, yo, st):
     return h[H_AI] + off * st
 
 
-@_jit
+@_jit(inline="always")  # one call site (execute): no library of its own to optimize and link again
 def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
     arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
@@ -214,16 +216,21 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     do = _at(h, dk, h[r + C_DST], xo, yo, st)
     src = X if sk == K_X else (Y if sk == K_Y else f32)
     dst = Y if dk == K_Y else f32
+    # the activation a DENSE / AFFINE / BINARY / CONV row applies to its output in place, or an
+    # ACT row from its input: one call site (each site is a compiled copy of every activation)
+    a_src = dst
+    a_so = do
+    post = False
     if op == O_DENSE:
         K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
-        if act != K.A_IDENTITY:
-            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+        post = act != K.A_IDENTITY
     elif op == O_ACT:
-        K.act_f32(src, so, dst, do, m * n_in, act, alpha, beta)
+        a_src = src
+        a_so = so
+        post = True
     elif op == O_AFFINE:
         K.affine_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, m)
-        if act != K.A_IDENTITY:
-            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+        post = act != K.A_IDENTITY
     elif op == O_SOFTMAX:
         K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 0)
     elif op == O_LOG_SOFTMAX:
@@ -244,8 +251,7 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
         so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
         src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
         KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m)
-        if act != K.A_IDENTITY:
-            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+        post = act != K.A_IDENTITY
     elif op == O_QBINARY:
         so2 = _at(h, h[r + C_SRC2_KIND], h[r + C_SRC2], xo, yo, st)
         KG.qbinary_i8(i8, so, i8, so2, i8, do, i32, h[r + C_I0], m, alpha, beta)
@@ -261,8 +267,7 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
                       n_out // (h[r + C_I0] * h[r + C_I2]))
     elif op == O_CONV:  # conv/pool rows: I0 = the int32 table (rtinfer.kernels_conv)
         KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2])
-        if act != K.A_IDENTITY:
-            K.act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+        post = act != K.A_IDENTITY
     elif op == O_MAXPOOL:
         KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
     elif op == O_AVGPOOL:
@@ -279,16 +284,8 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     elif op == O_QAVGPOOL:
         g = h[r + C_I0]
         KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
-
-
-@_jit
-def run_rows(h, f64, f32, i32, i8, X, xo, Y, yo, m, st):
-    """All program rows for m consecutive samples (X[xo:], Y[yo:]); h, f64, f32, i32, i8 are
-    the image's views (made once per call of the entry point, not per sample)."""
-    p = h[H_PROG]
-    nc = h[H_NCOLS]
-    for k in range(h[H_N_OPS]):
-        exec_row(h, f64, f32, i32, i8, p + k * nc, X, xo, Y, yo, m, st)
+    if post:
+        K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
 
 
 @_jit
@@ -314,59 +311,6 @@ def to_int64_inplace(Y, n):
     L = Y.view(np.int64)
     for k in range(n - 1, -1, -1):
         L[k] = np.int64(Y[k])
-
-
-@_jit
-def _segment(blob, h, f64, f32, i32, i8, X, Y, T):
-    """Rows T[S_K0] .. T[S_K1] - 1 of the program at h[T[S_P]:] for T[S_M] samples, each as the
-    batch path's row table says: exec_row, or a tiled GEMM (float32 DENSE, u8s8 QDENSE) with
-    the row's operands, bias, activation and requantization."""
-    p, k0, k1, xo, yo, m, st = T[S_P], T[S_K0], T[S_K1], T[S_XO], T[S_YO], T[S_M], T[S_ST]
-    nc = h[H_NCOLS]
-    tab = h[T[S_TAB]:T[S_TAB] + 5 * h[H_N_OPS]]
-    fpack = f32[T[S_FPACK]:]
-    ipack = i8[T[S_IPACK]:]
-    bpack = i32[T[S_BPACK]:]
-    A = blob[T[S_A]:T[S_A] + T[S_A + 1]]
-    C = i32[T[S_C]:T[S_C] + T[S_C + 1]]
-    tile = f32[T[S_TILE]:T[S_TILE] + T[S_TILE + 1]]
-    for k in range(k0, k1):
-        r = p + k * nc
-        kind = tab[5 * k]
-        if kind == B_DENSE_TILED:
-            n_in = h[r + C_NIN]
-            n_out = h[r + C_NOUT]
-            act = h[r + C_ACT]
-            sk = h[r + C_SRC_KIND]
-            dk = h[r + C_DST_KIND]
-            so = _at(h, sk, h[r + C_SRC], xo, yo, st)
-            do = _at(h, dk, h[r + C_DST], xo, yo, st)
-            src = X if sk == K_X else (Y if sk == K_Y else f32)
-            dst = Y if dk == K_Y else f32
-            G.dense_f32_tiled(src, so, fpack, tab[5 * k + 1], n_in, n_out, tab[5 * k + 3], f32, h[r + C_T1], dst, do,
-                              m, act == K.A_RELU, tile)
-            if act != K.A_IDENTITY and act != K.A_RELU:
-                fp = h[r + C_FP]
-                K.act_f32(dst, do, dst, do, m * n_out, act, f64[fp], f64[fp + 1])
-        elif kind == B_QDENSE_U8:
-            n_in = h[r + C_NIN]
-            n_out = h[r + C_NOUT]
-            nq = tab[5 * k + 2]
-            nblk = tab[5 * k + 3]
-            mo = h[r + C_T2]
-            so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
-            do = _at(h, h[r + C_DST_KIND], h[r + C_DST], xo, yo, st)
-            G.qdense_u8s8(i8, so, do, n_in, n_out, m, A, 4 * nq, ipack[tab[5 * k + 1]:], nq, nblk,
-                          C, G.TILE_J * nblk, bpack[tab[5 * k + 4]:], f32[mo:mo + n_out], h[r + C_I0], h[r + C_I1],
-                          h[r + C_I2])
-        elif kind == B_DEQUANTIZE:
-            dk = h[r + C_DST_KIND]
-            dst = Y if dk == K_Y else f32
-            do = _at(h, dk, h[r + C_DST], xo, yo, st)
-            so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
-            G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
-        else:
-            exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
 
 
 @_jit
@@ -442,7 +386,10 @@ def _overlap(X, Y):
 
 @_jit
 def execute(blob, X, Y, n, mode, T):
-    """The entry point: see the module docstring for the modes."""
+    """The entry point: see the module docstring for the modes.
+
+    Every running mode goes through one loop (groups of m samples, rows k0..k1) with one call
+    of exec_row: the interpreter is compiled, optimized and linked once, not once per mode."""
     h = blob.view(np.int64)
     f64 = blob.view(np.float64)
     f32 = blob.view(np.float32)
@@ -450,25 +397,11 @@ def execute(blob, X, Y, n, mode, T):
     i8 = blob.view(np.int8)
     n_in = h[H_IN_SIZE]
     n_out = h[H_OUT_SIZE]
+    n_ops = h[H_N_OPS]
     conv = (mode & I64) != 0
     mode = mode & (I64 - 1)
-    if mode == MODE_ONE:
-        if X.size != n_in:
-            return -2
-        if Y.size != (2 * n_out if conv else n_out):
-            return -3
-        if _overlap(X, Y):
-            return -4
-        bad = first_nonfinite(X)
-        run_rows(h, f64, f32, i32, i8, X, np.int64(0), Y, np.int64(0), 1, 1)
-        if conv:
-            to_int64_inplace(Y, n_out)
-        return bad
     if mode == MODE_NONFINITE:
         return first_nonfinite(X)
-    if mode == MODE_SEGMENT:
-        _segment(blob, h, f64, f32, i32, i8, X, Y, T)
-        return -1
     if mode == MODE_DENSE_POST:
         _dense_post(h, f64, f32, Y, T)
         return -1
@@ -483,39 +416,110 @@ def execute(blob, X, Y, n, mode, T):
             return -3
         to_int64_inplace(Y, n)
         return -1
-    if X.size < n * n_in:
-        return -2
-    if Y.size < (2 if conv else 1) * n * n_out:
-        return -3
-    if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * h[H_N_OPS]):
-        return -5
-    if mode == MODE_BATCH:
-        block = h[H_BLOCK]
-        s = 0
-        while s < n:
-            m = min(block, n - s)
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, m, block)
-            s += m
-    elif mode == MODE_STREAM:
-        for s in range(n):
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1, 1)
-    elif mode == MODE_TIMED:
-        for s in range(n):
-            t0 = now_ns(h)
-            run_rows(h, f64, f32, i32, i8, X, s * n_in, Y, s * n_out, 1, 1)
-            t1 = now_ns(h)
-            T[s] = t1 - t0
-    elif mode == MODE_PER_OP:
-        p = h[H_PROG]
-        nc = h[H_NCOLS]
-        n_ops = h[H_N_OPS]
-        for s in range(n):
-            for k in range(n_ops):
-                t0 = now_ns(h)
-                exec_row(h, f64, f32, i32, i8, p + k * nc, X, s * n_in, Y, s * n_out, 1, 1)
-                t1 = now_ns(h)
-                T[s * n_ops + k] = t1 - t0
-    if conv:
+
+    # the running modes: groups of `group` samples (arena stride st), rows k0 .. k1 - 1
+    bad = np.int64(-1)
+    p = h[H_PROG]
+    nc = h[H_NCOLS]
+    k0 = np.int64(0)
+    k1 = n_ops
+    group = np.int64(1)
+    xo0 = np.int64(0)
+    yo0 = np.int64(0)
+    use_tab = False
+    # the batch path's tables (MODE_SEGMENT); empty views otherwise, so every name has one type
+    tab = h[0:0]
+    fpack = f32[0:0]
+    ipack = i8[0:0]
+    bpack = i32[0:0]
+    A = blob[0:0]
+    C = i32[0:0]
+    tile = f32[0:0]
+    if mode == MODE_ONE:
+        if X.size != n_in:
+            return -2
+        if Y.size != (2 * n_out if conv else n_out):
+            return -3
+        if _overlap(X, Y):
+            return -4
+        bad = first_nonfinite(X)
+        n = 1
+    elif mode == MODE_SEGMENT:
+        p, k0, k1 = T[S_P], T[S_K0], T[S_K1]
+        xo0, yo0, n, group = T[S_XO], T[S_YO], T[S_M], T[S_ST]
+        use_tab = True
+        tab = h[T[S_TAB]:T[S_TAB] + 5 * n_ops]
+        fpack = f32[T[S_FPACK]:]
+        ipack = i8[T[S_IPACK]:]
+        bpack = i32[T[S_BPACK]:]
+        A = blob[T[S_A]:T[S_A] + T[S_A + 1]]
+        C = i32[T[S_C]:T[S_C] + T[S_C + 1]]
+        tile = f32[T[S_TILE]:T[S_TILE] + T[S_TILE + 1]]
+    else:
+        if X.size < n * n_in:
+            return -2
+        if Y.size < (2 if conv else 1) * n * n_out:
+            return -3
+        if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * n_ops):
+            return -5
+        if mode == MODE_BATCH:
+            group = h[H_BLOCK]
+    timed = mode == MODE_TIMED
+    per_op = mode == MODE_PER_OP
+    st = group
+    s = np.int64(0)
+    while s < n:
+        m = min(group, n - s)
+        xo = xo0 + s * n_in
+        yo = yo0 + s * n_out
+        t0 = now_ns(h) if timed else np.int64(0)
+        for k in range(k0, k1):
+            r = p + k * nc
+            kind = tab[5 * k] if use_tab else B_EXEC
+            t1 = now_ns(h) if per_op else np.int64(0)
+            if kind == B_DENSE_TILED:
+                n_i = h[r + C_NIN]
+                n_o = h[r + C_NOUT]
+                act = h[r + C_ACT]
+                sk = h[r + C_SRC_KIND]
+                dk = h[r + C_DST_KIND]
+                so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+                do = _at(h, dk, h[r + C_DST], xo, yo, st)
+                src = X if sk == K_X else (Y if sk == K_Y else f32)
+                dst = Y if dk == K_Y else f32
+                G.dense_f32_tiled(src, so, fpack, tab[5 * k + 1], n_i, n_o, tab[5 * k + 3], f32, h[r + C_T1], dst, do,
+                                  m, act == K.A_RELU, tile)
+                if act != K.A_IDENTITY and act != K.A_RELU:
+                    fp = h[r + C_FP]
+                    K.act_f32(dst, do, dst, do, m * n_o, act, f64[fp], f64[fp + 1])
+            elif kind == B_QDENSE_U8:
+                n_i = h[r + C_NIN]
+                n_o = h[r + C_NOUT]
+                nq = tab[5 * k + 2]
+                mo = h[r + C_T2]
+                so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+                do = _at(h, h[r + C_DST_KIND], h[r + C_DST], xo, yo, st)
+                G.qdense_u8s8(i8, so, do, n_i, n_o, m, A, 4 * nq, ipack[tab[5 * k + 1]:], nq, tab[5 * k + 3],
+                              C, G.TILE_J * tab[5 * k + 3], bpack[tab[5 * k + 4]:], f32[mo:mo + n_o], h[r + C_I0],
+                              h[r + C_I1], h[r + C_I2])
+            elif kind == B_DEQUANTIZE:
+                dk = h[r + C_DST_KIND]
+                dst = Y if dk == K_Y else f32
+                do = _at(h, dk, h[r + C_DST], xo, yo, st)
+                so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+                G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
+            else:
+                exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+            if per_op:
+                T[s * n_ops + k] = now_ns(h) - t1
+        if timed:
+            T[s] = now_ns(h) - t0
+        s += m
+    if mode == MODE_ONE:
+        if conv:
+            to_int64_inplace(Y, n_out)
+        return bad
+    if conv and mode != MODE_SEGMENT:
         to_int64_inplace(Y, n * n_out)
     return -1
 
