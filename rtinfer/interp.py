@@ -545,9 +545,11 @@ def warm_up() -> None:
     global _WARM
     if _WARM:
         return
+    from .compile_notice import compile_notice
     blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
     x = np.zeros(1, dtype=np.float32)
-    execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+    with compile_notice(stream=False):  # a first compile is logged ("rtinfer" logger, INFO)
+        execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
     execute.disable_compile()
     # A call whose argument types differ from the one signature is refused at once: Numba's own
     # refusal types every argument twice to search conversions and word an explanation (about

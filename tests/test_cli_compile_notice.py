@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from rtinfer._testmodels import fp32_mlp
-from rtinfer.commands._notice import compile_notice
+from rtinfer.compile_notice import compile_notice
 
 MESSAGE = "rtinfer: compiling the runtime with Numba"
 
@@ -92,3 +92,15 @@ def test_listener_reports_rtinfer_compiles_only_once_each(caplog):
     fn2 = njit(_probe())
     fn2(1)  # outside the block: the listener is gone
     assert err.getvalue() == first
+
+
+def test_api_logs_a_first_compile(tmp_path):
+    """rtinfer.load on a cold cache logs the compile on the "rtinfer" logger (INFO), once."""
+    code = ("import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stderr, format='LOG %(name)s %(message)s')\n"
+            "import rtinfer\n"
+            "from rtinfer._testmodels import fp32_mlp\n"
+            "rtinfer.load(fp32_mlp([8, 4, 2]))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"), PYTHONUNBUFFERED="1")
+    lines = _first_stderr_lines_until([sys.executable, "-c", code], env, MESSAGE)
+    assert lines and lines[-1].startswith("LOG rtinfer ") and MESSAGE in lines[-1], "".join(lines)[-2000:]

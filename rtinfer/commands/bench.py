@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
     import rtinfer
     from rtinfer.commands import _machine
-    from rtinfer.commands._notice import compile_notice
+    from rtinfer.compile_notice import compile_notice
     from rtinfer.latency import measure
 
     say = (lambda *a: None) if args.quiet else print

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     import rtinfer
     from export.freeze import freeze
-    from rtinfer.commands._notice import compile_notice
+    from rtinfer.compile_notice import compile_notice
     from rtinfer.train import MLP, datasets, fit
 
     t_start = time.perf_counter()

@@ -3,6 +3,9 @@
     with compile_notice():          # in a command, around loading and running models
         rt = rtinfer.load(path); rt.measure(...)
 
+rtinfer.interp.warm_up (every rtinfer.load) reports through the logger only; the CLI and the
+demo also print to stderr.
+
 Numba broadcasts a "numba:compile" event only when a function is really compiled (a cache
 miss), not when it is loaded from the on-disk cache; a listener for that event tells the user,
 on stderr and through ``logging.getLogger("rtinfer")``, what is being compiled, that it happens
@@ -82,14 +85,18 @@ class _Listener:
 
 @contextlib.contextmanager
 def compile_notice(stream=None):
-    """Report rtinfer compiles on ``stream`` (default sys.stderr) and the "rtinfer" logger
-    while the block runs. Yields the listener (``.count``, ``.total_s``)."""
+    """Report rtinfer compiles on ``stream`` (default sys.stderr; False: the logger only) and the
+    "rtinfer" logger while the block runs. Yields the listener (``.count``, ``.total_s``)."""
+    global _ACTIVE
     try:
         from numba.core import event
     except ImportError:  # no numba: nothing compiles
         yield None
         return
-    listener = _Listener(sys.stderr if stream is None else stream)
+    if _ACTIVE:  # an outer notice (the CLI's) already reports: do not report twice
+        yield None
+        return
+    listener = _Listener(sys.stderr if stream is None else (None if stream is False else stream))
 
     class _Adapter(event.Listener):
         def on_start(self, ev):
@@ -98,5 +105,12 @@ def compile_notice(stream=None):
         def on_end(self, ev):
             listener.notify(ev)
 
-    with event.install_listener("numba:compile", _Adapter()):
-        yield listener
+    _ACTIVE += 1
+    try:
+        with event.install_listener("numba:compile", _Adapter()):
+            yield listener
+    finally:
+        _ACTIVE -= 1
+
+
+_ACTIVE = 0  # notices in force (one reports; nested ones stay silent)
