@@ -34,3 +34,11 @@ def test_readme_tour_runs(tmp_path, monkeypatch):
     ref = reference.run(scope["int8"], scope["X_test"])
     np.testing.assert_allclose(scope["probs"], ref, rtol=1e-5, atol=1e-7)
     assert np.array_equal(scope["probs"].argmax(1), ref.argmax(1))
+    # the graph block continues the tour in the same scope
+    graph = re.findall(r"```python\n(.*?)```", readme(), re.S)[1]
+    scope["ONNX_DIR"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "onnx")
+    exec(compile(graph, "README.md", "exec"), scope)
+    from rtinfer.ops import Op
+    assert sum(layer.op == Op.QBINARY for layer in scope["int8"].layers) == 1
+    assert sum(layer.op == Op.BINARY for layer in scope["resnet8"].frozen.layers) == 3
+    assert scope["resnet8"].predict_one(np.zeros((3, 32, 32), np.float32)).shape == (10,)
