@@ -130,4 +130,17 @@ MUTANTS = [
     Mutant("rtm-overlapping-sections", "rtinfer/rtm.py",
            "if off % ALIGN or off < prev_end or off + nbytes > r.n:", "if off % ALIGN or off + nbytes > r.n:",
            ("tests/test_rtm.py",), "sections that overlap the previous one are accepted"),
+    # -- graph models -------------------------------------------------------------------------------
+    Mutant("qbinary-half-up", "rtinfer/kernels_graph.py",
+           "q = np.int64(np.rint(v)) + y_zp", "q = np.int64(np.floor(v + np.float32(0.5))) + y_zp",
+           ("tests/test_graph.py", "-k", "qbinary"), f"QBINARY requantization {HALF_UP}"),
+    Mutant("binary-broadcast-merges-b", "rtinfer/kernels_graph.py",
+           "if px == x * d and py == y * d:", "if px == x * d:",
+           ("tests/test_graph.py", "-k", "binary"), "broadcast dimensions merged where b is not contiguous"),
+    Mutant("concat-column-offset", "rtinfer/plan.py",
+           "        col += shp[axis] * inner", "        col += shp[axis]",
+           ("tests/test_graph.py", "-k", "concat"), "a concatenated input lands at the wrong column"),
+    Mutant("import-no-silu", "export/onnx_ir.py",
+           "(Act.SILU, {}), (Act.GELU, {})", "(Act.GELU, {})",
+           ("tests/test_graph_onnx.py", "-k", "silu"), "x * sigmoid(x) is not recognized as SiLU"),
 ]
