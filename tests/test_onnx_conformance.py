@@ -508,6 +508,31 @@ def _supported(model) -> bool:
     return {n.op_type for n in model.graph.node} <= set(SUPPORTED_OPS)
 
 
+# Issue 13's targets, counted as the issue defines them: the node, pytorch-converted and
+# pytorch-operator cases "of the supported ops" (the op table when the issue was filed, fixed
+# here so the denominator does not move as ops are added) "with float32/int8/uint8/int32/int64
+# tensors" (every input and expected output), and among them the cases whose names say conv,
+# pool or batchnorm. The issue's own figures were 109 of 179 and 69 of 100; counted by this
+# rule on onnx 1.23 the sets hold 320 and 104 cases.
+ISSUE13_OPS = frozenset({
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "Gelu", "Clip", "PRelu",
+    "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose", "Add", "Sub", "Mul", "Div",
+    "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather", "Gemm", "MatMul", "Softmax",
+    "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape", "Neg", "Constant", "LinearClassifier",
+    "Normalizer", "Scaler", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv",
+    "ConvInteger"})
+_SCOPE_DTYPES = {"float32", "int8", "uint8", "int32", "int64"}
+SCOPE: dict = {}  # case name -> (in issue 13's scope, a conv/pool/batchnorm case), filled by the fixtures
+
+
+def _note_scope(name, model, arrays) -> None:
+    import numpy as np
+    ok = {n.op_type for n in model.graph.node} <= ISSUE13_OPS and all(
+        isinstance(a, np.ndarray) and str(a.dtype) in _SCOPE_DTYPES for a in arrays)
+    base = name.rsplit("/", 1)[-1].lower()
+    SCOPE[name] = (ok, ok and any(k in base for k in ("conv", "pool", "batchnorm")))
+
+
 def _outcome(model, inputs, outputs, rtol=1e-3, atol=1e-7):
     """None when every executor matches, else a one-line description of the failure."""
     try:
@@ -523,6 +548,9 @@ def node_outcomes():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = load_model_tests(kind="node")  # built once: ~6 s, ~1,900 cases
+        for c in cases:
+            if c.model is not None:
+                _note_scope(c.name, c.model, list(c.data_sets[0][0]) + list(c.data_sets[0][1]))
         return {c.name: _outcome(c.model, *c.data_sets[0], c.rtol, c.atol)
                 for c in cases if c.model is not None and _supported(c.model)}
 
@@ -539,8 +567,9 @@ def pytorch_outcomes():
             if not os.path.exists(os.path.join(folder, "model.onnx")):
                 continue
             model, inputs, outputs = load_data_dir(folder)
+            name = f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+            _note_scope(name, model, list(inputs) + list(outputs))
             if _supported(model):
-                name = f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
                 out[name] = _outcome(model, inputs, outputs)
     return out
 
@@ -623,6 +652,29 @@ def test_pytorch_exported_cases(pytorch_outcomes, summary):
                  "pytorch-converted/test_ReLU", "pytorch-converted/test_BatchNorm2d_eval",
                  "pytorch-converted/test_log_softmax_dim3", "pytorch-converted/test_softmax_functional_dim3"):
         assert name in passed, name
+
+
+def test_issue13_targets(node_outcomes, pytorch_outcomes, summary):
+    """The counts issue 13 sets targets on (>= 95% of the in-scope cases, >= 90% of the
+    conv/pool/batchnorm ones), printed in the summary. Cases outside the op table fail as
+    unsupported (every in-scope op is in SUPPORTED_OPS, so all of them run)."""
+    outcomes = {**node_outcomes, **pytorch_outcomes}
+    scope = [n for n, (ok, _) in SCOPE.items() if ok]
+    conv = [n for n, (_, cv) in SCOPE.items() if cv]
+    assert set(scope) <= set(outcomes), "an in-scope case did not run"
+    p_all = sum(outcomes[n] is None for n in scope)
+    p_conv = sum(outcomes[n] is None for n in conv)
+    summary(f"issue 13 targets (onnx {onnx.__version__}): {p_all} of {len(scope)} in-scope cases pass "
+            f"({100 * p_all / len(scope):.1f}%, target 95%); {p_conv} of {len(conv)} conv/pool/batchnorm cases "
+            f"({100 * p_conv / len(conv):.1f}%, target 90%)")
+    fails = {}
+    for n in scope:
+        if outcomes[n] is not None:
+            reason = SKIP_NODE.get(n) or SKIP_PYTORCH.get(n)
+            fails[reason] = fails.get(reason, 0) + 1
+    for reason, count in sorted(fails.items(), key=lambda kv: -kv[1]):
+        summary(f"  {count:3d} in scope fail: {reason}")
+    assert p_conv >= 0.9 * len(conv)
 
 
 # -- the judge itself, on made-up outcomes (no backend cases run) ---------------------------------
