@@ -74,7 +74,8 @@ def translate(imp, node, x, k):
         def d2s(p):
             b, c, h, w = p.shape
             if op == "SpaceToDepth":
-                t = p.reshape(b, c, h // bs, bs, w // bs, bs).transpose(0, 3, 5, 1, 2, 4)
+                perm = (0, 1, 3, 5, 2, 4) if mode == "CRD" else (0, 3, 5, 1, 2, 4)
+                t = p.reshape(b, c, h // bs, bs, w // bs, bs).transpose(perm)
                 return t.reshape(b, c * bs * bs, h // bs, w // bs)
             if mode == "CRD":
                 t = p.reshape(b, c // (bs * bs), bs, bs, h, w).transpose(0, 1, 4, 2, 5, 3)
@@ -175,8 +176,7 @@ def _resize(imp, node, x, a, rank):
     else:
         if int(a.get("antialias", 0)):
             raise imp.unsupported(node, "antialias=1")
-        if _s(a.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
-            raise imp.unsupported(node, "keep_aspect_ratio_policy other than 'stretch'")
+        policy = _s(a.get("keep_aspect_ratio_policy", "stretch"))
         sc, sz = imp.const(node, 2), imp.const(node, 3)
         scales = None if sc is None or np.asarray(sc).size == 0 else np.asarray(sc, np.float64).reshape(-1)
         sizes = None if sz is None or np.asarray(sz).size == 0 else np.asarray(sz, np.int64).reshape(-1)
@@ -186,6 +186,15 @@ def _resize(imp, node, x, a, rank):
         axes = list(range(rank)) if ax is None else [imp._axis(node, int(v), rank) for v in ax]
     if scales is None and sizes is None:
         raise imp.err(node, "needs scales or sizes")
+    if op == "Resize" and imp.opset >= 18 and sizes is not None and policy != "stretch":
+        if policy not in ("not_larger", "not_smaller"):
+            raise imp.err(node, f"keep_aspect_ratio_policy {policy!r}")
+        ratios = [int(sz) / full[ax] for sz, ax in zip(sizes, axes)]
+        r = min(ratios) if policy == "not_larger" else max(ratios)
+        scales, sizes = np.full(len(axes), r), None
+        keep_round = True
+    else:
+        keep_round = False
     n_ax = len(axes)
     if (scales is not None and scales.size != n_ax) or (sizes is not None and sizes.size != n_ax):
         raise imp.err(node, f"scales/sizes do not fit {n_ax} axes")
@@ -200,7 +209,7 @@ def _resize(imp, node, x, a, rank):
             s = m / n
         else:
             s = float(scales[j])
-            m = int(math.floor(n * s))
+            m = int(np.round(n * s)) if keep_round else int(math.floor(n * s))
         if m < 1 or not s > 0:
             raise imp.err(node, f"axis {ax}: output length {m} from scale {s}")
         i = np.arange(m, dtype=np.float64)
