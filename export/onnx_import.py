@@ -477,7 +477,7 @@ class _Importer:
         def const_value(name):
             if name in init_by_name:
                 t = init_by_name[name]
-                return _to_array(t, self.base_dir, "initializer") if math.prod(t.dims) <= 64 else None
+                return _to_array(t, self.base_dir, "initializer") if math.prod(t.dims) <= 1 << 16 else None
             c = consts.get(name)
             if c is not None:
                 for at in c.attribute:
