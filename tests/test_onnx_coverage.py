@@ -183,3 +183,18 @@ def test_unsupported_resize_mode_is_a_clear_error():
                [("s", np.array([1, 1, 2, 2], np.float32))])
     with pytest.raises(OnnxImportError, match="mode 'linear'"):
         from_onnx(m)
+
+
+# -- PyTorch exports (tests/data/onnx/make_issue13.py), both exporters ---------------------------------
+
+@needs_onnxruntime
+@pytest.mark.parametrize("name", ["conv_ae_ts", "conv_ae_dynamo", "ln_mlp_ts16", "ln_mlp_dynamo"])
+def test_pytorch_exports(name):
+    import os
+    here = os.path.join(os.path.dirname(__file__), "data", "onnx")
+    m = onnx.load(os.path.join(here, name + ".onnx"))
+    d = np.load(os.path.join(here, name + ".npz"))
+    f = _check(m, d["X"])
+    np.testing.assert_allclose(rtinfer.load(f).predict(d["X"]), d["Y"], rtol=1e-4, atol=1e-5)
+    ops = {l.op.name for l in f.layers}
+    assert ("LAYERNORM" in ops) if name.startswith("ln") else ({"GATHER", "CONV"} <= ops), ops
