@@ -576,6 +576,10 @@ class _Importer:
                                          f"({[node.input[k] for k in dyn_idx]}); rtinfer takes several runtime "
                                          f"tensors in {', '.join(sorted(_MULTI_OPS))}")
         ml = (op in _ML_OPS) == (domain == "ai.onnx.ml")
+        if op == "DynamicQuantizeLinear":
+            raise self.unsupported(node, "its scale and zero point come from each input's range at run time "
+                                         "(onnxruntime's quantize_dynamic); rtinfer's int8 layers use fixed scales: "
+                                         "quantize with quantize_static, or import the float model")
         if op == "ArrayFeatureExtractor":
             raise self.unsupported(node, "scikit-learn's label output maps class indices to classes_ with it; "
                                          "import the probabilities (from_onnx's default output) and take "

@@ -198,3 +198,24 @@ def test_pytorch_exports(name):
     np.testing.assert_allclose(rtinfer.load(f).predict(d["X"]), d["Y"], rtol=1e-4, atol=1e-5)
     ops = {l.op.name for l in f.layers}
     assert ("LAYERNORM" in ops) if name.startswith("ln") else ({"GATHER", "CONV"} <= ops), ops
+
+
+def test_no_batch_axis_runtime_entry_points_and_rtm(tmp_path):
+    c = _x(3, 4)
+    m = _model([helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("ArgMax", ["a"], ["y"], axis=0,
+                                                                              keepdims=0)],
+               (3, 4), (4,), [("c", c)], out_type=TensorProto.INT64)
+    f = from_onnx(m)
+    assert f.meta["batch"] == "none" and f.input_shape == (3, 4)
+    X = _x(3, 4)
+    want = np.argmax(X + c, axis=0)
+    path = tmp_path / "m.rtm"
+    f.save(path)
+    rt = rtinfer.load(str(path))
+    assert rt.no_batch
+    assert np.array_equal(rt.predict(X), want) and rt.predict(X).dtype == np.int64
+    assert np.array_equal(rt.predict_one(X), want)
+    out = np.zeros(4, np.int64)
+    assert rt.predict(X, out=out) is not None and np.array_equal(out, want)
+    seq = np.stack([X, X * -1])  # stream: a sequence of whole inputs
+    assert np.array_equal(rt.stream(seq), np.stack([want, np.argmax(-X + c, axis=0)]))

@@ -154,3 +154,14 @@ def test_quantize_static_matches_onnxruntime(tmp_path, name, opset, fmt, per_cha
         assert within >= 0.99 and diff.max() <= 2 * lsb * 1.001, (within, float(diff.max()) / lsb)
     else:
         assert within >= 0.999, (within, float(diff.max()) / lsb)
+
+
+def test_quantize_dynamic_is_refused_with_the_reason(tmp_path):
+    from onnxruntime.quantization import quantize_dynamic
+    from export.onnx_import import OnnxImportError
+    m, _ = _float_model("mlp", 17)
+    src, dst = tmp_path / "f.onnx", tmp_path / "d.onnx"
+    src.write_bytes(m.SerializeToString())
+    quantize_dynamic(str(src), str(dst))
+    with pytest.raises(OnnxImportError, match="DynamicQuantizeLinear.*fixed scales"):
+        from_onnx(str(dst))
