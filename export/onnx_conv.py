@@ -53,7 +53,7 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
     spatial = tuple(x.shape[1:])
     rank = len(spatial)
     if rank not in (1, 2):
-        raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D and 2-D "
+        raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D, 2-D and 3-D "
                                      f"convolution and pooling")
     kernel = tuple(int(v) for v in kernel)
     if len(kernel) != rank or min(kernel) < 1:

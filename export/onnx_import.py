@@ -602,7 +602,7 @@ class _Importer:
             y = self._reduce(node, x, k)
         elif op in _CONV_OPS:
             y = self._window(node, x, k)
-        elif op in _FAMILY_OPS:
+        elif op in _FAMILY_OPS and not (op == "Gather" and k != 0):  # Gather(table, index): _op_Gather
             y = _FAMILY_OPS[op].translate(self, node, x, k)
         else:
             y = getattr(self, "_op_" + op)(node, x, k)
