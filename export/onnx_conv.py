@@ -53,7 +53,7 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
     spatial = tuple(x.shape[1:])
     rank = len(spatial)
     if rank not in (1, 2):
-        raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D and 2-D "
+        raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D, 2-D and 3-D "
                                      f"convolution and pooling")
     kernel = tuple(int(v) for v in kernel)
     if len(kernel) != rank or min(kernel) < 1:
@@ -151,7 +151,8 @@ def translate(imp, node, x, k):
         return _qlinearconv(imp, node, x, a)
     if op == "ConvInteger":
         return _convinteger(imp, node, x, a)
-    imp.need_float(node, x)
+    if not (op == "MaxPool" and x.kind == "q8"):  # MaxPool on int8/uint8 codes is exact: QMAXPOOL
+        imp.need_float(node, x)
     c = x.shape[0]
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         out_shape = (c,) + (1,) * (len(x.shape) - 1)
@@ -174,6 +175,9 @@ def translate(imp, node, x, k):
         if op == "AveragePool":
             attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
             imp.emit(node, Op.AVGPOOL, x, out_shape, attrs=attrs)
+        elif x.kind == "q8":  # scale and zero point pass through (informational here)
+            imp.emit(node, Op.QMAXPOOL, x, out_shape, attrs=dict(attrs, x_scale=1.0, x_zp=0))
+            return {node.output[0]: Dyn(out_shape, "q8", x.onnx_type)}
         else:
             imp.emit(node, Op.MAXPOOL, x, out_shape, attrs=attrs)
         return {node.output[0]: Dyn(out_shape)}

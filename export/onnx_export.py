@@ -176,12 +176,25 @@ class _Writer:
                 return y, out_view
             kind = "Softmax" if op == Op.SOFTMAX else "LogSoftmax"
             return self.node(kind, [x], [f"{p}.out"], p, axis=axis), view
-        x = self.reshape(x, cur, layer.in_shape, f"{p}.reshape")
+        if op in (Op.GATHER, Op.QGATHER):
+            return self.gather(layer, x, cur, p), layer.out_shape
+        if op == Op.LAYERNORM:
+            a = layer.attrs
+            view = (int(a["outer"]), int(a["axis_len"]))
+            x = self.reshape(x, cur, view, f"{p}.reshape")
+            sc = self.init(f"{p}.scale", np.asarray(f.tensor(layer, "scale"), np.float32))
+            bi = self.init(f"{p}.bias", np.asarray(f.tensor(layer, "bias"), np.float32))
+            return self.node("LayerNormalization", [x, sc, bi], [f"{p}.out"], p, axis=-1,
+                             epsilon=float(a["epsilon"])), view
+        if op in (Op.DENSE, Op.QDENSE):  # Gemm takes (N, n_in): an N-D sample is flattened first
+            x = self.reshape(x, cur, (layer.in_size,), f"{p}.reshape")
+        else:
+            x = self.reshape(x, cur, layer.in_shape, f"{p}.reshape")
         if op == Op.DENSE:
             W = self.init(f"{p}.W", np.asarray(f.tensor(layer, "W"), np.float32))
             b = self.init(f"{p}.b", np.asarray(f.tensor(layer, "b"), np.float32))
             y = self.node("Gemm", [x, W, b], [f"{p}.out"], p)
-            return self.activation(y, layer.act, alpha, beta, p), layer.out_shape
+            return self.activation(y, layer.act, alpha, beta, p), (layer.out_size,)
         if op == Op.ACT:
             if layer.act == Act.IDENTITY:
                 return self.node("Identity", [x], [f"{p}.out"], p), layer.out_shape
@@ -201,13 +214,31 @@ class _Writer:
             zp = self.init(f"{p}.x_zero_point", np.array(int(layer.attrs["x_zp"]), np.int8))
             return self.node("DequantizeLinear", [x, sc, zp], [f"{p}.out"], p), layer.out_shape
         if op == Op.QDENSE:
-            return self.qdense(layer, x, p), layer.out_shape
+            return self.qdense(layer, x, p), (layer.out_size,)
         if op == Op.QLUT:
             return self.qlut(layer, x, p), layer.out_shape
         if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
             from .onnx_conv import export_layer
             return export_layer(self, layer, x, p)
         raise OnnxExportError(f"layer {p}: op {op.name} has no ONNX export")  # pragma: no cover
+
+    def gather(self, layer: Layer, x: str, cur: tuple, p: str) -> str:
+        """GATHER / QGATHER: Pad the flat sample with one fill element, then Gather(axis=1) with
+        the table (its -1 entries pointing at the fill)."""
+        f = self.frozen
+        n = layer.in_size
+        x = self.reshape(x, cur, (n,), f"{p}.flatten")
+        idx = np.asarray(f.tensor(layer, "index"), np.int64).reshape(-1)
+        src = x
+        if np.any(idx < 0):
+            fill = layer.attrs.get("fill", 0)
+            value = np.array(int(fill), np.int8) if layer.op == Op.QGATHER else np.array(fill, np.float32)
+            pads = self.init(f"{p}.pads", np.array([0, 0, 0, 1], np.int64))
+            cv = self.init(f"{p}.fill", value)
+            src = self.node("Pad", [x, pads, cv], [f"{p}.padded"], f"{p}.pad")
+            idx = np.where(idx < 0, n, idx)
+        ind = self.init(f"{p}.index", idx.reshape(layer.out_shape))
+        return self.node("Gather", [src, ind], [f"{p}.out"], p, axis=1)
 
     def binary(self, layer: Layer, ins: list, p: str) -> str:
         f = self.frozen
@@ -305,18 +336,32 @@ class _Writer:
         import onnx
         from onnx import helper
         f = self.frozen
+        no_batch = f.meta.get("batch") == "none"
         names = [(INPUT_NAME, f.input_shape)]
+        if no_batch:  # the layers see a batch of one; the graph's input and outputs have no batch axis
+            shape = self.init("input.batch_shape", np.array((1,) + tuple(f.input_shape), np.int64))
+            names = [(self.node("Reshape", [INPUT_NAME, shape], ["input.batched"], "input.batched"), f.input_shape)]
         int64_outs = {o.tensor for o in f.outputs if o.dtype == "int64"}
         consumed = {t for layer in f.layers for t in layer.inputs}
         for i, layer in enumerate(f.layers):
             # an ARGMAX stays int64 only when it is an int64 output that nothing else reads
             keep_int = (i + 1) in int64_outs and (i + 1) not in consumed and len(f.outputs) == 1
-            names.append(self.layer(layer, [names[t] for t in layer.inputs], keep_int))
+            try:
+                names.append(self.layer(layer, [names[t] for t in layer.inputs], keep_int))
+            except OnnxExportError:
+                raise
+            except Exception as exc:
+                raise OnnxExportError(f"layer {i} ({layer.op.name}{' ' + layer.name if layer.name else ''}): "
+                                      f"cannot be written as ONNX: {type(exc).__name__}: {exc}") from exc
         outs = []
         for k, o in enumerate(f.outputs):
             oname = OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}_{k}"
             x, cur = names[o.tensor]
-            x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
+            if no_batch:
+                shape = self.init(f"{oname}.shape", np.array(o.shape, np.int64))
+                x = self.node("Reshape", [x, shape], [f"{oname}.reshape.out"], f"{oname}.reshape")
+            else:
+                x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
             producer = self.nodes[-1] if self.nodes else None
             if len(f.outputs) == 1 and x != INPUT_NAME and producer is not None and x in producer.output:
                 for j, out in enumerate(producer.output):  # rename the last node's output
@@ -327,10 +372,11 @@ class _Writer:
                     x = self.node("Cast", [x], [f"{oname}.int64"], f"{oname}.cast", to=7)
                 self.node("Identity", [x], [oname], oname)
             out_type = onnx.TensorProto.INT64 if o.dtype == "int64" else onnx.TensorProto.FLOAT
-            outs.append(helper.make_tensor_value_info(oname, out_type, [BATCH_DIM, *o.shape]))
+            outs.append(helper.make_tensor_value_info(oname, out_type, ([] if no_batch else [BATCH_DIM]) + list(o.shape)))
         graph = helper.make_graph(
             self.nodes, "rtinfer",
-            [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, [BATCH_DIM, *f.input_shape])],
+            [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT,
+                                           ([] if no_batch else [BATCH_DIM]) + list(f.input_shape))],
             outs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                                   producer_name="rtinfer", producer_version=_version())
@@ -368,7 +414,10 @@ def to_onnx(frozen: FrozenModel, path=None, weight_dtype: str = "int8"):
     if weight_dtype not in WEIGHT_DTYPES:
         raise OnnxExportError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
     model = _Writer(frozen, weight_dtype).build()
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # onnx's ValidationError / InferenceError: name the node (a layer's prefix)
+        raise OnnxExportError(f"the exported graph does not pass onnx.checker: {exc}") from exc
     if path is not None:
         _write_atomic(model.SerializeToString(), path)
     return model

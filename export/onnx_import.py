@@ -44,7 +44,7 @@ from rtinfer import quant
 from rtinfer.frozen import FrozenModel
 from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
 
-from . import onnx_ir
+from . import onnx_gather, onnx_ir, onnx_norm, onnx_qop, onnx_tables
 from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_BYTES, MAX_TENSOR_ELEMENTS
 from .onnx_ir import AUTO, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
 
@@ -61,9 +61,11 @@ _REDUCE_OPS = {"ReduceMean", "ReduceMax", "ReduceSum"}
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
-_ML_OPS = {"LinearClassifier", "Normalizer", "Scaler"}  # domain ai.onnx.ml
-_CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv",
+_ML_OPS = {"LinearClassifier", "LinearRegressor", "Normalizer", "Scaler", "ZipMap"}  # domain ai.onnx.ml
+_CONV_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv", "ConvTranspose",
              "ConvInteger"}  # export.onnx_conv
+_FAMILY_OPS = {op: fam for fam in (onnx_gather, onnx_norm) for op in fam.OPS}
+_QOPERATOR_OPS = set(onnx_qop.OPS)  # com.microsoft, rewritten into QDQ form before translation
 # ONNX ops accepted on runtime tensors only inside a recognized activation (export.onnx_ir)
 _PSEUDO_OPS = set(onnx_ir.PSEUDO_OPS)
 # ops that may read more than one runtime tensor
@@ -73,7 +75,8 @@ _MULTI_OPS = set(_BINARY_OPS) | {"Concat"} | _PSEUDO_OPS
 # standard op are folded as well).
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | set(_BINARY_OPS) | _GRAPH_OPS | _REDUCE_OPS
                                               | _QUANT_OPS
-                                              | _OTHER_OPS | _ML_OPS | _CONV_OPS))
+                                              | _OTHER_OPS | _ML_OPS | _CONV_OPS | set(_FAMILY_OPS)
+                                              | _QOPERATOR_OPS))
 
 # Shape(x) of the runtime tensor with a dynamic batch: the batch entry holds this marker. Such
 # shape constants may only be moved around (Gather, Concat, Slice, ...) until they reach a
@@ -218,9 +221,23 @@ def _to_array(tensor, base_dir, where: str) -> np.ndarray:
 # the importer
 
 
+class _Out:
+    """A graph output to translate: the tensor computed (name) and the output it stands for."""
+
+    def __init__(self, name, shown):
+        self.name, self.shown = name, shown
+
+
+class BatchAxisError(OnnxImportError):
+    """An op acts across the first (batch) axis: the graph may still import without a batch axis."""
+
+
 class _Importer:
-    def __init__(self, model, base_dir, output):
+    def __init__(self, model, base_dir, output, no_batch: bool = False):
         self.model = model
+        # lead: 1 when the first dimension is the batch (sample shapes drop it), 0 for a graph
+        # without a batch axis (the whole input tensor is one sample; sample shapes are full)
+        self.lead = 0 if no_batch else 1
         self.graph = model.graph
         self.base_dir = base_dir
         self.output_request = output
@@ -255,6 +272,33 @@ class _Importer:
     def err(self, node, why: str) -> OnnxImportError:
         return OnnxImportError(f"node {node.name or '<unnamed>'!r} ({node.op_type}): {why}")
 
+    def unusable(self, node, d) -> OnnxImportError:
+        if d.offset == -1:
+            return self.unsupported(node, "it reads the label output of a classifier whose classes are not 0..k-1; "
+                                          "import the probabilities (from_onnx's default output) and map argmax to "
+                                          "the model's classes_")
+        return self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+
+    def batch_err(self, node, why: str) -> OnnxImportError:
+        """The op acts across the batch axis (from_onnx then retries without one, if it can)."""
+        e = self.unsupported(node, why)
+        return BatchAxisError(str(e))
+
+    def full(self, x) -> str:
+        """x's ONNX shape for messages: (N, *sample) or the whole shape without a batch axis."""
+        return f"(N, *{x.shape})" if self.lead else str(tuple(x.shape))
+
+    def rank(self, x) -> int:
+        """The ONNX rank of runtime tensor x (its sample shape plus the batch axis, if any)."""
+        return len(x.shape) + self.lead
+
+    def sample_axis(self, node, axis: int, rank: int, what: str) -> int:
+        """ONNX axis -> axis of the sample shape; the batch axis is refused (BatchAxisError)."""
+        axis = self._axis(node, axis, rank)
+        if axis < self.lead:
+            raise self.batch_err(node, f"{what} the batch axis (axis 0)")
+        return axis - self.lead
+
     # -- graph structure -----------------------------------------------------------------------
     def _choose_outputs(self) -> list:
         outs = list(self.graph.output)
@@ -275,6 +319,9 @@ class _Importer:
             return chosen
         if len(outs) == 1:
             return outs
+        zipped = [o for o in outs if o.name in self._zipmap_inputs()]
+        if zipped:  # scikit-learn's probabilities (ZipMap reads them: see _zipmap_inputs)
+            return zipped[:1]
         floats = [o for o in outs if o.type.tensor_type.elem_type == FLOAT]
         for o in floats:
             if "prob" in o.name.lower():
@@ -282,6 +329,12 @@ class _Importer:
         if floats:
             return [floats[0]]
         return [outs[0]]
+
+    def _zipmap_inputs(self) -> dict:
+        """{graph output name: the float tensor it maps} for outputs written by ai.onnx.ml ZipMap
+        (skl2onnx's default: a sequence of {class: probability} maps, which rtinfer returns as
+        the probability matrix, columns in the order of the classes)."""
+        return {n.output[0]: n.input[0] for n in self.graph.node if n.op_type == "ZipMap" and n.output and n.input}
 
     def _prune_and_sort(self, out_names, init_names, input_names):
         producer = {}
@@ -360,7 +413,10 @@ class _Importer:
         init_by_name = {t.name: t for t in g.initializer}
         input_names = [i.name for i in g.input]
         outs = self._choose_outputs()
+        zm = self._zipmap_inputs()
+        outs = [_Out(zm[o.name], o.name) if o.name in zm else _Out(o.name, o.name) for o in outs]
         nodes = self._prune_and_sort([o.name for o in outs], set(init_by_name), set(input_names))
+        nodes = self._rewrite(nodes, init_by_name, [o.name for o in outs])
 
         used = {i for n in nodes for i in n.input if i} | {o.name for o in outs}
         for name in used:
@@ -403,10 +459,46 @@ class _Importer:
         meta = {p.key.replace("\x00", ""): p.value.replace("\x00", "") for p in self.model.metadata_props}
         meta.setdefault("onnx.producer", f"{self.model.producer_name} {self.model.producer_version}".strip()
                         .replace("\x00", ""))
-        meta.setdefault("onnx.output", ",".join(o.name for o in outs))
+        meta.setdefault("onnx.output", ",".join(o.shown for o in outs))
         if self.input_dtype != "float32":  # fed as float values: X.astype(np.float32)
             meta.setdefault("onnx.input_dtype", self.input_dtype)
+        if not self.lead:  # the whole input tensor is one sample (rtinfer.runtime reads this key)
+            meta["batch"] = "none"
+        else:
+            meta.pop("batch", None)
         return onnx_ir.build(self.g, self.input_shape, results, meta)
+
+    def _rewrite(self, nodes, init_by_name, out_names):
+        """Patterns replaced by one node before translation (a decomposed LayerNormalization);
+        then the nodes no output needs any more are dropped."""
+        from onnx import helper
+        consts = {n.output[0]: n for n in nodes if n.op_type == "Constant" and n.output}
+
+        def const_value(name):
+            if name in init_by_name:
+                t = init_by_name[name]
+                return _to_array(t, self.base_dir, "initializer") if math.prod(t.dims) <= 1 << 16 else None
+            c = consts.get(name)
+            if c is not None:
+                for at in c.attribute:
+                    if at.name in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+                        v = helper.get_attribute_value(at)
+                        return _to_array(v, self.base_dir, "constant") if at.name == "value" else np.asarray(v)
+            return None
+        try:
+            new = onnx_qop.rewrite_qoperator(nodes, const_value, self.attrs)
+        except onnx_qop.QopError as exc:
+            raise OnnxImportError(f"unsupported com.microsoft node: {exc}") from None
+        new = onnx_norm.rewrite_layernorm(new, const_value, self.attrs)
+        if len(new) == len(nodes) and all(a is b for a, b in zip(new, nodes)):
+            return nodes
+        self._rewritten = True
+        need, keep = set(out_names), []
+        for n in reversed(new):
+            if any(o in need for o in n.output if o):
+                keep.append(n)
+                need.update(i for i in n.input if i)
+        return keep[::-1]
 
     def _add_input(self, vi):
         tt = vi.type.tensor_type
@@ -415,16 +507,19 @@ class _Importer:
         if not tt.HasField("shape"):
             raise OnnxImportError(f"graph input {vi.name!r} has no declared shape; rtinfer needs fixed per-sample dims")
         dims = list(tt.shape.dim)
-        if not dims:
+        if not dims and self.lead:
             raise OnnxImportError(f"graph input {vi.name!r} has rank 0; the first dimension must be the batch")
         sample = []
-        for k, d in enumerate(dims[1:], start=1):
+        for k, d in enumerate(dims[self.lead:], start=self.lead):
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 label = d.dim_param or "unknown"
                 raise OnnxImportError(f"graph input {vi.name!r} has a dynamic dimension {k} ({label!r}); "
-                                      f"only the batch dimension (0) may be dynamic")
+                                      f"only the batch dimension (0) may be dynamic"
+                                      + ("" if self.lead else " (and a graph without a batch axis has none)"))
             sample.append(int(d.dim_value))
         self.batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+        if not self.lead:
+            self.batch = None
         self.input_shape = tuple(sample)
         etype = tt.elem_type
         if etype == FLOAT:
@@ -481,6 +576,14 @@ class _Importer:
                                          f"({[node.input[k] for k in dyn_idx]}); rtinfer takes several runtime "
                                          f"tensors in {', '.join(sorted(_MULTI_OPS))}")
         ml = (op in _ML_OPS) == (domain == "ai.onnx.ml")
+        if op == "DynamicQuantizeLinear":
+            raise self.unsupported(node, "its scale and zero point come from each input's range at run time "
+                                         "(onnxruntime's quantize_dynamic); rtinfer's int8 layers use fixed scales: "
+                                         "quantize with quantize_static, or import the float model")
+        if op == "ArrayFeatureExtractor":
+            raise self.unsupported(node, "scikit-learn's label output maps class indices to classes_ with it; "
+                                         "import the probabilities (from_onnx's default output) and take "
+                                         "classes_[argmax]")
         if (op not in SUPPORTED_OPS and op not in _PSEUDO_OPS) or not ml:
             raise self.unsupported(node)
         k = dyn_idx[0]
@@ -498,8 +601,9 @@ class _Importer:
         elif op in _REDUCE_OPS:
             y = self._reduce(node, x, k)
         elif op in _CONV_OPS:
-            from .onnx_conv import translate
-            y = translate(self, node, x, k)
+            y = self._window(node, x, k)
+        elif op in _FAMILY_OPS and not (op == "Gather" and k != 0):  # Gather(table, index): _op_Gather
+            y = _FAMILY_OPS[op].translate(self, node, x, k)
         else:
             y = getattr(self, "_op_" + op)(node, x, k)
         if y is None:  # the op produced a constant (Shape)
@@ -512,6 +616,23 @@ class _Importer:
                     d = replace(d, src=self.src(d))
                 self.dyn[name] = d
 
+    def _window(self, node, x: Dyn, k):
+        """Conv/pool families on (N, C, *spatial); without a batch axis the first dimension must
+        be 1 and is dropped for the window op (the arena is flat: a view, no copy)."""
+        from . import onnx_conv, onnx_window
+        if self.lead:
+            fam = onnx_window if onnx_window.handles(self, node, x) else onnx_conv
+            return fam.translate(self, node, x, k)
+        if not x.shape or x.shape[0] != 1:
+            raise self.unsupported(node, f"a window op on {self.full(x)} without a batch axis needs a first "
+                                         f"dimension of 1")
+        xs = replace(x, shape=x.shape[1:], src=self.src(x) if x.src is AUTO else x.src)
+        fam = onnx_window if onnx_window.handles(self, node, xs) else onnx_conv
+        y = fam.translate(self, node, xs, k)
+        if isinstance(y, dict):
+            return {n: replace(d, shape=(1,) + d.shape) for n, d in y.items()}
+        return replace(y, shape=(1,) + y.shape)
+
     def src(self, d: Dyn):
         """The Proto holding d's values: AUTO means the layer the current node emitted last, or
         (none emitted) the source of the node's runtime input."""
@@ -523,7 +644,7 @@ class _Importer:
         """A layer reading x (and the runtime tensors in extra) -> its Proto, added to the graph."""
         for d in (x,) + tuple(extra):
             if d.kind == "unusable":
-                raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+                raise self.unusable(node, d)
         ins = (x,) + tuple(extra)
         p = Proto(op, x.shape, tuple(out_shape), name=node.name or node.op_type,
                   inputs=[self.src(d) for d in ins], in_shapes=[d.shape for d in ins], **kw)
@@ -531,7 +652,7 @@ class _Importer:
 
     def need_float(self, node, x: Dyn):
         if x.kind == "unusable":
-            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+            raise self.unusable(node, x)
         if x.kind == "bool":
             raise self.unsupported(node, "it reads a comparison result (Greater/Less), which rtinfer only takes "
                                          "inside a recognized activation (Where)")
@@ -711,9 +832,22 @@ class _Importer:
         elif op == "PRelu":
             slope = np.asarray(self.const(node, 1), dtype=np.float32)
             if slope.size != 1 and not np.all(slope == slope.reshape(-1)[0]):
-                raise self.unsupported(node, f"PRelu with a per-channel slope {slope.shape} (only a single slope)")
+                return self._prelu(node, x, slope)
             attrs["alpha"] = float(slope.reshape(-1)[0])
         self.emit(node, Op.ACT, x, x.shape, act=act, attrs=attrs)
+        return Dyn(x.shape)
+
+    def _prelu(self, node, x: Dyn, slope: np.ndarray) -> Dyn:
+        """PRelu with slopes varying over the sample: relu(x) + (-slope) * relu(-x) (exact: one
+        product and one addition of a zero per element)."""
+        c = self._broadcast_const(node, x, slope)
+        ones, zeros = np.ones(x.shape, np.float32), np.zeros(x.shape, np.float32)
+        pos = self.emit(node, Op.ACT, x, x.shape, act=Act.RELU)
+        neg = self.emit(node, Op.AFFINE, x, x.shape, act=Act.RELU, tensors={"s": -ones, "t": zeros})
+        neg = self.emit(node, Op.AFFINE, Dyn(x.shape, src=neg), x.shape, tensors={"s": -c, "t": zeros})
+        self._node_src = pos
+        self.emit(node, Op.BINARY, Dyn(x.shape, src=pos), x.shape, extra=(Dyn(x.shape, src=neg),),
+                  attrs={"fn": int(Bin.ADD)})
         return Dyn(x.shape)
 
     def _op_Neg(self, node, x, k):
@@ -726,15 +860,16 @@ class _Importer:
         """A constant operand broadcast to the sample shape (N, *shape) -> (*shape), float32."""
         a = self.attrs(node)
         c = np.asarray(c)
-        full_rank = len(x.shape) + 1
+        full_rank = self.rank(x)
         if self.opset < 7 and a.get("broadcast", 0) and "axis" in a:
             axis = int(a["axis"]) % full_rank
             c = c.reshape(c.shape + (1,) * (full_rank - axis - c.ndim))
         if c.ndim > full_rank:
-            raise self.err(node, f"constant of shape {c.shape} has a higher rank than the runtime tensor (N, *{x.shape})")
-        if c.ndim == full_rank:
+            raise self.err(node, f"constant of shape {c.shape} has a higher rank than the runtime tensor "
+                                 f"{self.full(x)}")
+        if c.ndim == full_rank and self.lead:
             if c.shape[0] != 1:
-                raise self.unsupported(node, f"constant of shape {c.shape} varies along the batch axis")
+                raise self.batch_err(node, f"constant of shape {c.shape} varies along the batch axis")
             c = c[0]
         try:
             out = np.broadcast_shapes(x.shape, c.shape)
@@ -794,9 +929,9 @@ class _Importer:
         agree: with the batch axis first, a lower rank would align the batch axis with a sample
         axis of the other tensor."""
         ranks = {len(d.shape) for d in dyns}
-        if len(ranks) > 1:
-            raise self.unsupported(node, f"runtime tensors of different ranks "
-                                         f"{[('N',) + d.shape for d in dyns]} broadcast across the batch axis")
+        if len(ranks) > 1 and self.lead:
+            raise self.batch_err(node, f"runtime tensors of different ranks "
+                                       f"{[('N',) + d.shape for d in dyns]} broadcast across the batch axis")
 
     def _binary_runtime(self, node, fn):
         a, b = self.dyn[node.input[0]], self.dyn[node.input[1]]
@@ -855,16 +990,17 @@ class _Importer:
             raise self.unsupported(node, "the runtime tensor must be the first input")
         if a.get("training_mode", 0):
             raise self.unsupported(node, "attribute training_mode=1 (export the model in eval mode)")
-        if not x.shape:
+        ca = 1 - self.lead  # the channel axis of the sample
+        if len(x.shape) <= ca:
             raise self.err(node, "BatchNormalization needs a channel axis: input rank must be >= 2")
         eps = float(a.get("epsilon", 1e-5))
         scale, bias, mean, var = (np.asarray(self.const(node, i), dtype=np.float64) for i in range(1, 5))
-        C = x.shape[0]
+        C = x.shape[ca]
         spatial = a.get("spatial", 1) if self.opset < 9 else 1
 
         def expand(v):
             if spatial and v.size == C:
-                v = v.reshape((C,) + (1,) * (len(x.shape) - 1))
+                v = v.reshape((C,) + (1,) * (len(x.shape) - 1 - ca))
             try:
                 return np.broadcast_to(v, x.shape)
             except ValueError:
@@ -917,14 +1053,47 @@ class _Importer:
             return None
         return q.reshape(-1), np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n_out,)).copy()
 
+    def linear_map(self, node, x: Dyn, fn, bias=None, prov=None) -> Dyn:
+        """A DENSE computing fn(x) for a fixed-shape sample x, where fn is linear (NumPy, float64):
+        its weight matrix is fn of each unit vector (the size is capped). bias: broadcast to the
+        output shape and added."""
+        n_in = _prod(x.shape)
+        y0 = np.asarray(fn(np.zeros(x.shape)))
+        out_shape, n_out = tuple(y0.shape), int(y0.size)
+        if n_in * n_out > MAX_EXPANDED_ELEMENTS:
+            raise self.unsupported(node, f"a linear map of a {x.shape} sample to {out_shape} expands to a "
+                                          f"{n_in}x{n_out} weight matrix (limit {MAX_EXPANDED_ELEMENTS} elements)")
+        W = np.zeros((n_in, n_out), np.float64)
+        e = np.zeros(n_in)
+        for i in range(n_in):
+            e[i] = 1.0
+            W[i] = np.asarray(fn(e.reshape(x.shape)), np.float64).reshape(-1)
+            e[i] = 0.0
+        b = np.zeros(n_out, np.float32) if bias is None else \
+            np.broadcast_to(np.asarray(bias, np.float32), out_shape).reshape(-1).astype(np.float32)
+        self.emit(node, Op.DENSE, x, out_shape, tensors={"W": W.astype(np.float32), "b": b}, prov=prov or {})
+        return Dyn(out_shape)
+
     def _op_Gemm(self, node, x, k):
         self.need_float(node, x)
         a = self.attrs(node)
+        if not self.lead:  # no batch axis: any operand may be the runtime tensor
+            A, B = (None if i == k else np.asarray(self.const(node, i), np.float64) for i in range(2))
+            alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+            tA, tB = int(a.get("transA", 0)), int(a.get("transB", 0))
+
+            def gemm(v):
+                lhs, rhs = (v, B) if k == 0 else (A, v)
+                lhs = lhs.T if tA else lhs
+                rhs = rhs.T if tB else rhs
+                return alpha * (lhs @ rhs)
+            C = self.const(node, 2)
+            return self.linear_map(node, x, gemm, None if C is None else np.asarray(C, np.float32) * np.float32(beta))
         if k != 0:
-            raise self.unsupported(node, "the runtime tensor must be input A (a constant A times a runtime B "
-                                          "contracts the batch axis)")
+            raise self.batch_err(node, "the runtime tensor must be input A (a constant A times a runtime B "
+                                       "contracts the batch axis)")
         if a.get("transA", 0):
-            raise self.unsupported(node, "attribute transA=1 on the runtime tensor (it would transpose the batch axis)")
+            raise self.batch_err(node, "attribute transA=1 on the runtime tensor (it would transpose the batch axis)")
         if len(x.shape) != 1:
             raise self.err(node, f"Gemm input A must have rank 2, got rank {len(x.shape) + 1} (N, *{x.shape})")
         B = np.asarray(self.const(node, 1))
@@ -943,7 +1112,7 @@ class _Importer:
         if C is not None:
             C = np.asarray(C, dtype=np.float32)
             if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or (C.size not in (1, n_out)):
-                raise self.unsupported(node, f"bias C of shape {C.shape} varies along the batch axis "
+                raise self.batch_err(node, f"bias C of shape {C.shape} varies along the batch axis "
                                               f"(it must broadcast to (1, {n_out}))")
             b = (np.broadcast_to(C.reshape(-1), (n_out,)) * np.float32(beta)).astype(np.float32)
             if beta == 1.0:
@@ -960,8 +1129,11 @@ class _Importer:
 
     def _op_MatMul(self, node, x, k):
         self.need_float(node, x)
+        if not self.lead:  # no batch axis: x @ B or A @ x of fixed shapes
+            c = np.asarray(self.const(node, 1 - k), np.float64)
+            return self.linear_map(node, x, (lambda v: np.matmul(v, c)) if k == 0 else (lambda v: np.matmul(c, v)))
         if k != 0:
-            raise self.unsupported(node, "the runtime tensor must be the left operand (a constant left operand "
+            raise self.batch_err(node, "the runtime tensor must be the left operand (a constant left operand "
                                           "contracts the batch axis)")
         B = np.asarray(self.const(node, 1)).astype(np.float32)
         W, out_shape = self._matmul_weights(node, x, B)
@@ -977,7 +1149,7 @@ class _Importer:
         """x (N, *s) @ B as one DENSE: W (prod(s), prod(out)) and the sample output shape."""
         s = x.shape
         if len(s) == 0:
-            raise self.unsupported(node, "a 1-D runtime tensor would be contracted over the batch axis")
+            raise self.batch_err(node, "a 1-D runtime tensor would be contracted over the batch axis")
         squeeze = B.ndim == 1
         B2 = B[:, None] if squeeze else B
         K = s[-1]
@@ -986,16 +1158,16 @@ class _Importer:
         M = B2.shape[-1]
         if len(s) == 1:
             if B2.ndim != 2:
-                raise self.unsupported(node, f"constant of shape {B.shape} would put its batch dims before N")
+                raise self.batch_err(node, f"constant of shape {B.shape} would put its batch dims before N")
             W = B2
             return W.astype(np.float32), (() if squeeze else (M,))
         g, m = s[:-2], s[-2]
         gb = B2.shape[:-2]
         if len(gb) > len(g) + 1:
-            raise self.unsupported(node, f"constant of shape {B.shape} has more batch dims than the runtime tensor")
+            raise self.batch_err(node, f"constant of shape {B.shape} has more batch dims than the runtime tensor")
         if len(gb) == len(g) + 1:
             if gb[0] != 1:
-                raise self.unsupported(node, f"constant of shape {B.shape} varies along the batch axis")
+                raise self.batch_err(node, f"constant of shape {B.shape} varies along the batch axis")
             gb = gb[1:]
             B2 = B2.reshape(gb + B2.shape[-2:])
         gb = (1,) * (len(g) - len(gb)) + tuple(gb)
@@ -1030,18 +1202,14 @@ class _Importer:
     def _softmax(self, node, x, k, op):
         self.need_float(node, x)
         a = self.attrs(node)
-        full = (self.batch or 1,) + x.shape
-        rank = len(full)
+        s = x.shape
+        rank = self.rank(x)
         if self.opset >= 13:
-            axis = self._axis(node, int(a.get("axis", -1)), rank)
-            if axis == 0:
-                raise self.unsupported(node, "softmax over the batch axis (axis 0)")
-            outer, axis_len, inner = _prod(full[1:axis]), full[axis], _prod(full[axis + 1:])
+            ax = self.sample_axis(node, int(a.get("axis", -1)), rank, "softmax over")
+            outer, axis_len, inner = _prod(s[:ax]), s[ax], _prod(s[ax + 1:])
         else:  # opset < 13: the input is coerced to 2-D at axis and normalized over the second dim
-            axis = self._axis(node, int(a.get("axis", 1)), rank)
-            if axis == 0:
-                raise self.unsupported(node, "softmax coerced to 2-D at axis 0 normalizes across the batch")
-            outer, axis_len, inner = _prod(full[1:axis]), _prod(full[axis:]), 1
+            ax = self.sample_axis(node, int(a.get("axis", 1)), rank, "softmax coerced to 2-D normalizes across")
+            outer, axis_len, inner = _prod(s[:ax]), _prod(s[ax:]), 1
         self.emit(node, op, x, x.shape, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
         return Dyn(x.shape)
 
@@ -1054,26 +1222,24 @@ class _Importer:
     def _op_ArgMax(self, node, x, k):
         self.need_float(node, x)
         a = self.attrs(node)
-        rank = len(x.shape) + 1
-        axis = self._axis(node, int(a.get("axis", 0)), rank)
-        if axis == 0:
-            raise self.unsupported(node, "ArgMax over the batch axis (axis 0)")
-        if a.get("select_last_index", 0):
-            raise self.unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
+        ax = self.sample_axis(node, int(a.get("axis", 0)), self.rank(x), "ArgMax over")
         keep = int(a.get("keepdims", 1))
         s = x.shape
-        outer, axis_len, inner = _prod(s[:axis - 1]), s[axis - 1], _prod(s[axis:])
-        out = s[:axis - 1] + ((1,) if keep else ()) + s[axis:]
+        outer, axis_len, inner = _prod(s[:ax]), s[ax], _prod(s[ax + 1:])
+        out = s[:ax] + ((1,) if keep else ()) + s[ax + 1:]
+        if a.get("select_last_index", 0):
+            raise self.unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
         self.emit(node, Op.ARGMAX, x, out, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
         return Dyn(out, "index", INT64)
 
     # -- shapes ----------------------------------------------------------------------------------
     def _shape_op(self, node, x: Dyn, k):
         if x.kind == "unusable":
-            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+            raise self.unusable(node, x)
         op = node.op_type
         a = self.attrs(node)
         s = x.shape
+        L = self.lead
         if k != 0:
             raise self.unsupported(node, "the runtime tensor must be the first input")
         if op == "Identity":
@@ -1086,17 +1252,19 @@ class _Importer:
                         ratio is not None and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
                     raise self.unsupported(node, "training_mode=True with a non-zero ratio (random at run time)")
             return x
+        rank = len(s) + L
         if op == "Flatten":
-            rank = len(s) + 1
             axis = int(a.get("axis", 1))
             if not -rank <= axis <= rank:
                 raise self.err(node, f"axis {axis} is out of range for rank {rank}")
             if axis < 0:
                 axis += rank
+            if not L:
+                return Dyn((_prod(s[:axis]), _prod(s[axis:])), x.kind, x.onnx_type)
             if axis == 0 or _prod(s[:axis - 1]) != 1:
                 if axis == 0 and self.batch == 1:
                     return Dyn((_prod(s),), x.kind, x.onnx_type)
-                raise self.unsupported(node, f"Flatten at axis {axis} merges the batch axis into the features")
+                raise self.batch_err(node, f"Flatten at axis {axis} merges the batch axis into the features")
             return Dyn((_prod(s[axis - 1:]),), x.kind, x.onnx_type)
         if op == "Reshape":
             if self.opset < 5:
@@ -1106,72 +1274,86 @@ class _Importer:
             return Dyn(self._reshape_target(node, s, target, int(a.get("allowzero", 0))), x.kind, x.onnx_type)
         if op == "Squeeze":
             axes = a.get("axes") if self.opset < 13 else self.const(node, 1)
-            rank = len(s) + 1
             if axes is None:
+                if L and self.batch == 1:
+                    raise self.batch_err(node, "Squeeze without axes removes the batch axis of size 1")
                 return Dyn(tuple(d for d in s if d != 1), x.kind, x.onnx_type)
-            axes = {self._axis(node, int(v), rank) for v in np.asarray(axes).reshape(-1)}
-            if 0 in axes:
-                raise self.unsupported(node, "Squeeze of the batch axis")
+            axes = {self.sample_axis(node, int(v), rank, "Squeeze of") for v in np.asarray(axes).reshape(-1)}
             for ax in axes:
-                if s[ax - 1] != 1:
-                    raise self.err(node, f"cannot squeeze axis {ax} of size {s[ax - 1]}")
-            return Dyn(tuple(d for i, d in enumerate(s, start=1) if i not in axes), x.kind, x.onnx_type)
+                if s[ax] != 1:
+                    raise self.err(node, f"cannot squeeze axis {ax + L} of size {s[ax]}")
+            return Dyn(tuple(d for i, d in enumerate(s) if i not in axes), x.kind, x.onnx_type)
         if op == "Unsqueeze":
             axes = a.get("axes") if self.opset < 13 else self.const(node, 1)
             if axes is None:
                 raise self.err(node, "Unsqueeze needs axes")
             axes = np.asarray(axes).reshape(-1)
-            rank = len(s) + 1 + len(axes)
-            axes = sorted({self._axis(node, int(v), rank) for v in axes})
-            if 0 in axes:
-                raise self.unsupported(node, "Unsqueeze before the batch axis")
+            out_rank = rank + len(axes)
+            axes = sorted({self.sample_axis(node, int(v), out_rank, "Unsqueeze before") for v in axes})
             out = list(s)
             for ax in axes:
-                out.insert(ax - 1, 1)
+                out.insert(ax, 1)
             return Dyn(tuple(out), x.kind, x.onnx_type)
         if op == "Transpose":
-            rank = len(s) + 1
             perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
             if sorted(perm) != list(range(rank)):
                 raise self.err(node, f"perm {perm} is not a permutation of {rank} axes")
-            if perm[0] != 0:
-                raise self.unsupported(node, f"Transpose perm {perm} moves the batch axis")
-            full = (1,) + s
-            out = tuple(full[p] for p in perm[1:])
-            moved = [p for p in perm if full[p] != 1]
-            if moved != sorted(moved):
-                raise self.unsupported(node, f"Transpose perm {perm} of a runtime tensor moves data "
-                                              f"(only transposes of constants are folded)")
-            return Dyn(out, x.kind, x.onnx_type)
+            if L and perm[0] != 0:
+                raise self.batch_err(node, f"Transpose perm {perm} moves the batch axis")
+            sp = [p - L for p in perm[L:]]
+            out = tuple(s[p] for p in sp)
+            moved = [p for p in sp if s[p] != 1]
+            if moved == sorted(moved):  # only size-1 axes move: no data moves
+                return Dyn(out, x.kind, x.onnx_type)
+            return self.gather(node, x, np.transpose(onnx_tables.positions(s), sp))
         raise self.unsupported(node)  # pragma: no cover
 
+    def gather(self, node, x: Dyn, table: np.ndarray, fill=0.0) -> Dyn:
+        """A GATHER (QGATHER on int8) copying x's elements by a table of flat sample positions
+        (-1: fill) whose shape is the output's; an identity table emits nothing."""
+        table = np.asarray(table)
+        if x.kind not in ("f32", "q8"):
+            raise self.unsupported(node, f"data movement of a {x.kind} tensor ({_type_name(x.onnx_type)})")
+        if table.shape == tuple(x.shape) and onnx_tables.is_identity(table):
+            return x
+        if table.size > MAX_EXPANDED_ELEMENTS:
+            raise self.unsupported(node, f"an index table of {table.size} elements (limit {MAX_EXPANDED_ELEMENTS})")
+        idx = table.reshape(-1).astype(np.int32)
+        if x.kind == "q8":
+            p = self.emit(node, Op.QGATHER, x, table.shape, tensors={"index": idx},
+                          attrs={"fill": int(fill)})
+        else:
+            p = self.emit(node, Op.GATHER, x, table.shape, tensors={"index": idx}, attrs={"fill": float(fill)})
+        return Dyn(tuple(table.shape), x.kind, x.onnx_type, src=p)
+
     def _reduce(self, node, x: Dyn, k):
-        """ReduceMean / ReduceMax / ReduceSum over trailing non-batch axes (global pooling as
-        PyTorch's default exporter writes it, mean over time steps, ...): the sample is viewed as
-        (C, L) with C the kept leading axes and L the reduced ones -> GLOBAL_AVGPOOL, a global
-        MAXPOOL, or GLOBAL_AVGPOOL scaled by L (sum)."""
+        """ReduceMean / ReduceMax / ReduceSum over non-batch axes: the reduced axes are moved to
+        the end (a GATHER when that moves data), the sample is viewed as (C, L) with C the kept
+        axes and L the reduced ones -> GLOBAL_AVGPOOL, a global MAXPOOL, or GLOBAL_AVGPOOL scaled
+        by L (sum)."""
         self.need_float(node, x)
         op = node.op_type
         a = self.attrs(node)
-        rank = len(x.shape) + 1
+        rank = self.rank(x)
         axes = a.get("axes") if (self.opset < 18 and op != "ReduceSum") or (self.opset < 13 and op == "ReduceSum") \
             else self.const(node, 1)
         keep = int(a.get("keepdims", 1))
         if axes is None or np.asarray(axes).size == 0:
             if int(a.get("noop_with_empty_axes", 0)):
                 return x
-            raise self.unsupported(node, "a reduction over every axis, the batch axis included")
-        axes = sorted({self._axis(node, int(v), rank) for v in np.asarray(axes).reshape(-1)})
-        if 0 in axes:
-            raise self.unsupported(node, "a reduction over the batch axis (axis 0)")
-        first = axes[0]
-        if axes != list(range(first, rank)):
-            raise self.unsupported(node, f"a reduction over axes {axes} of (N, *{x.shape}): rtinfer reduces the "
-                                         f"trailing axes only")
-        c = _prod(x.shape[:first - 1])
-        L = _prod(x.shape[first - 1:])
-        out = x.shape[:first - 1] + ((1,) * (rank - first) if keep else ())
-        view = Dyn((c, L), src=x.src)
+            if self.lead:
+                raise self.batch_err(node, "a reduction over every axis, the batch axis included")
+            axes = list(range(rank))
+        axes = sorted({self.sample_axis(node, int(v), rank, "a reduction over") for v in np.asarray(axes).reshape(-1)})
+        s = x.shape
+        kept = [d for d in range(len(s)) if d not in axes]
+        perm = kept + axes
+        if perm != list(range(len(s))):
+            x = self.gather(node, x, np.transpose(onnx_tables.positions(s), perm))
+        c = _prod(s[d] for d in kept)
+        L = _prod(s[d] for d in axes)
+        out = tuple(1 if d in axes else s[d] for d in range(len(s))) if keep else tuple(s[d] for d in kept)
+        view = Dyn((c, L), src=self.src(x) if x.src is AUTO else x.src)
         if op == "ReduceMax":
             from rtinfer.reference_conv import geometry_attrs
             self.emit(node, Op.MAXPOOL, view, (c, 1), attrs=geometry_attrs((1, L)))
@@ -1193,14 +1375,11 @@ class _Importer:
         if kinds - {"f32", "q8"} or len(kinds) > 1 or len({d.onnx_type for d in dyns}) > 1:
             raise self.unsupported(node, f"inputs of mixed or non-float kinds {sorted(kinds)}")
         self._sample_rank_match(node, dyns)
-        rank = len(x.shape) + 1
-        axis = self._axis(node, int(self.attrs(node).get("axis", 1 if self.opset < 4 else 0)), rank)
-        if axis == 0:
-            raise self.unsupported(node, "Concat along the batch axis (axis 0)")
-        ax = axis - 1
+        ax = self.sample_axis(node, int(self.attrs(node).get("axis", 1 if self.opset < 4 else 0)), self.rank(x),
+                              "Concat along")
         for d in dyns:
-            if any(d.shape[j] != x.shape[j] for j in range(len(x.shape)) if j != ax):
-                raise self.err(node, f"inputs {[d.shape for d in dyns]} differ outside axis {axis}")
+            if len(d.shape) != len(x.shape) or any(d.shape[j] != x.shape[j] for j in range(len(x.shape)) if j != ax):
+                raise self.err(node, f"inputs {[d.shape for d in dyns]} differ outside axis {ax + self.lead}")
         out = list(x.shape)
         out[ax] = sum(d.shape[ax] for d in dyns)
         q = x.kind == "q8"
@@ -1221,11 +1400,8 @@ class _Importer:
         if k != 0:
             raise self.unsupported(node, "the runtime tensor must be the first input")
         a = self.attrs(node)
-        rank = len(x.shape) + 1
-        axis = self._axis(node, int(a.get("axis", 0)), rank)
-        if axis == 0:
-            raise self.unsupported(node, "Split along the batch axis (axis 0)")
-        L = x.shape[axis - 1]
+        ax = self.sample_axis(node, int(a.get("axis", 0)), self.rank(x), "Split along")
+        L = x.shape[ax]
         n_out = len(node.output)
         split = a.get("split") if self.opset < 13 else self.const(node, 1)
         if split is None:
@@ -1237,13 +1413,14 @@ class _Importer:
                 raise self.err(node, f"cannot split length {L} into {n_out} outputs")
         split = [int(v) for v in np.asarray(split).reshape(-1)]
         if len(split) != n_out or sum(split) != L or min(split) < 0:
-            raise self.err(node, f"split {split} does not divide axis {axis} of length {L} into {n_out} outputs")
+            raise self.err(node, f"split {split} does not divide axis {ax + self.lead} of length {L} into "
+                                 f"{n_out} outputs")
         outs, start = {}, 0
         for name, n in zip(node.output, split):
             if name:
                 if n == 0:
                     raise self.unsupported(node, f"an empty output {name!r}")
-                outs[name] = self._slice_layer(node, x, axis - 1, start, 1, n) if n != L else x
+                outs[name] = self._slice_layer(node, x, ax, start, 1, n) if n != L else x
             start += n
         return outs
 
@@ -1251,7 +1428,7 @@ class _Importer:
         if k != 0:
             raise self.unsupported(node, "the runtime tensor must be the data input")
         a = self.attrs(node)
-        rank = len(x.shape) + 1
+        rank = self.rank(x)
         if self.opset < 10:
             starts, ends = a.get("starts"), a.get("ends")
             axes, steps = a.get("axes"), None
@@ -1270,26 +1447,28 @@ class _Importer:
             ax = self._axis(node, ax, rank)
             if sp == 0:
                 raise self.err(node, "a step of 0")
-            if ax == 0:
+            if ax < self.lead:
                 if self.batch is not None and range(*slice(st, en, sp).indices(self.batch)) == range(self.batch):
                     continue
                 if self.batch is None and st == 0 and sp == 1 and en >= 2 ** 31 - 1:
                     continue
-                raise self.unsupported(node, "a slice of the batch axis (axis 0)")
-            L = y.shape[ax - 1]
+                raise self.batch_err(node, "a slice of the batch axis (axis 0)")
+            ax -= self.lead
+            L = y.shape[ax]
             r = range(*slice(st, en, sp).indices(L))
             if len(r) == 0:
-                raise self.unsupported(node, f"an empty slice of axis {ax} (starts {st}, ends {en}, steps {sp})")
+                raise self.unsupported(node, f"an empty slice of axis {ax + self.lead} (starts {st}, ends {en}, "
+                                             f"steps {sp})")
             if len(r) == L and sp == 1:
                 continue
             self._node_src = self.src(y) if y is not x else x.src
-            y = self._slice_layer(node, y, ax - 1, r[0], r.step, len(r))
+            y = self._slice_layer(node, y, ax, r[0], r.step, len(r))
         return y
 
     def _op_Shape(self, node, x, k):
         """Shape of the runtime tensor: a constant, with _BATCH_MARK for a dynamic batch."""
         a = self.attrs(node)
-        full = [self.batch if self.batch is not None else _BATCH_MARK] + list(x.shape)
+        full = ([self.batch if self.batch is not None else _BATCH_MARK] if self.lead else []) + list(x.shape)
         rank = len(full)
         start, end = int(a.get("start", 0)), int(a.get("end", rank))
         start = min(max(start + rank if start < 0 else start, 0), rank)
@@ -1302,14 +1481,14 @@ class _Importer:
 
     def _reshape_target(self, node, s, target, allowzero):
         size = _prod(s)
-        full = (self.batch,) + tuple(s)
-        if not target:
-            raise self.err(node, "Reshape to a scalar drops the batch axis")
+        full = ((self.batch,) if self.lead else ()) + tuple(s)
+        if not target and self.lead:
+            raise self.batch_err(node, "Reshape to a scalar drops the batch axis")
         out = []
         for i, t in enumerate(target):
             if t == _BATCH_MARK:
                 if i != 0:
-                    raise self.unsupported(node, f"Reshape moves the dynamic batch size to position {i}")
+                    raise self.batch_err(node, f"Reshape moves the dynamic batch size to position {i}")
                 out.append(None)
             elif t == 0 and not allowzero:
                 if i >= len(full):
@@ -1321,26 +1500,35 @@ class _Importer:
                 out.append(t)
         if out.count(-1) > 1:
             raise self.err(node, f"shape {target} has more than one -1")
+        if not self.lead:
+            if -1 in out:
+                known = _prod(d for d in out if d != -1)
+                if known == 0 or size % known:
+                    raise self.err(node, f"cannot reshape a tensor of shape {s} to {target}")
+                out = [size // known if d == -1 else d for d in out]
+            if _prod(out) != size:
+                raise self.err(node, f"cannot reshape a tensor of shape {s} ({size} elements) to {target}")
+            return tuple(int(d) for d in out)
         first, rest = out[0], out[1:]
         if first not in (-1, None) and first != self.batch:
-            raise self.unsupported(node, f"Reshape to {target} changes the batch dimension "
-                                          f"(first entry must be 0, -1 or the batch size)")
+            raise self.batch_err(node, f"Reshape to {target} changes the batch dimension "
+                                       f"(first entry must be 0, -1 or the batch size)")
         if first == -1 and -1 in rest:
-            raise self.unsupported(node, f"Reshape to {target} leaves the batch dimension ambiguous")
+            raise self.batch_err(node, f"Reshape to {target} leaves the batch dimension ambiguous")
         if -1 in rest:
             known = _prod(d for d in rest if d != -1)
             if known == 0 or size % known:
                 raise self.err(node, f"cannot reshape a sample of shape {s} to {target}")
             rest = [size // known if d == -1 else d for d in rest]
         if _prod(rest) != size:
-            raise self.unsupported(node, f"Reshape to {target} moves data across the batch axis "
-                                          f"(sample of {size} elements -> {rest})")
+            raise self.batch_err(node, f"Reshape to {target} moves data across the batch axis "
+                                       f"(sample of {size} elements -> {rest})")
         return tuple(int(d) for d in rest)
 
     def _op_Cast(self, node, x, k):
         to = int(self.attrs(node).get("to", 0))
         if x.kind == "unusable":
-            raise self.unsupported(node, "it reads a secondary output (mask / training statistics)")
+            raise self.unusable(node, x)
         if to == FLOAT:
             if x.kind in ("f32", "index", "int"):
                 return Dyn(x.shape)
@@ -1509,15 +1697,18 @@ class _Importer:
             raise self.err(node, f"{coef.size} coefficients do not fit {n_in} features")
         n_out = coef.size // n_in
         labels = a.get("classlabels_ints") or a.get("classlabels_strings") or []
-        if n_out == 1 and len(labels) == 2:
-            raise self.unsupported(node, "binary LinearClassifier with a single coefficient row")
+        post = a.get("post_transform", b"NONE")
+        post = post.decode() if isinstance(post, bytes) else str(post)
+        if n_out == 1 and len(labels) == 2:  # one score s for class 1: scores (-s, s)
+            coef = np.concatenate([-coef, coef])
+            b1 = np.asarray(a.get("intercepts", [0.0]), np.float32).reshape(-1)
+            a = dict(a, intercepts=np.concatenate([-b1, b1]))
+            n_out = 2
         W = coef.reshape(n_out, n_in).T.copy()
         b = np.asarray(a.get("intercepts", np.zeros(n_out)), np.float32).reshape(-1)
         if b.size != n_out:
             raise self.err(node, f"{b.size} intercepts for {n_out} classes")
-        post = a.get("post_transform", b"NONE")
-        post = post.decode() if isinstance(post, bytes) else str(post)
-        self.emit(node, Op.DENSE, x, (n_out,), tensors={"W": W, "b": b})
+        dense = self.emit(node, Op.DENSE, x, (n_out,), tensors={"W": W, "b": b})
         y = Dyn((n_out,))
         if post == "SOFTMAX":
             self.emit(node, Op.SOFTMAX, y, (n_out,), attrs={"outer": 1, "axis_len": n_out, "inner": 1})
@@ -1525,8 +1716,40 @@ class _Importer:
             self.emit(node, Op.ACT, y, (n_out,), act=Act.SIGMOID)
         elif post != "NONE":
             raise self.unsupported(node, f"post_transform={post!r}")
-        # output 0 holds the labels (not translated), output 1 the scores
-        return {node.output[-1]: y}
+        # output 0: the label, the index of the highest score when the classes are 0..k-1
+        outs = {node.output[-1]: replace(y, src=self.g.protos[-1])}
+        if node.output[0] and list(labels) == list(range(n_out)) and not isinstance(labels[0], (str, bytes)):
+            am = self.emit(node, Op.ARGMAX, Dyn((n_out,), src=dense), (1,),
+                           attrs={"outer": 1, "axis_len": n_out, "inner": 1})
+            outs[node.output[0]] = Dyn((), "index", INT64, src=am)
+        elif node.output[0]:
+            outs[node.output[0]] = Dyn((), "unusable", src=None, offset=-1)
+        return outs
+
+    def _op_ZipMap(self, node, x, k):
+        """ZipMap's sequence of {class: probability} maps is returned as the probability matrix."""
+        self.need_float(node, x)
+        return x
+
+    def _op_LinearRegressor(self, node, x, k):
+        self.need_float(node, x)
+        if len(x.shape) != 1:
+            raise self.err(node, f"LinearRegressor input must have rank 2, got {self.full(x)}")
+        a = self.attrs(node)
+        n_in = x.shape[0]
+        coef = np.asarray(a.get("coefficients", []), np.float32)
+        targets = int(a.get("targets", 1))
+        if coef.size != n_in * targets:
+            raise self.err(node, f"{coef.size} coefficients do not fit {n_in} features x {targets} targets")
+        b = np.asarray(a.get("intercepts", np.zeros(targets)), np.float32).reshape(-1)
+        if b.size != targets:
+            raise self.err(node, f"{b.size} intercepts for {targets} targets")
+        post = a.get("post_transform", b"NONE")
+        post = post.decode() if isinstance(post, bytes) else str(post)
+        if post != "NONE":
+            raise self.unsupported(node, f"post_transform={post!r}")
+        self.emit(node, Op.DENSE, x, (targets,), tensors={"W": coef.reshape(targets, n_in).T.copy(), "b": b})
+        return Dyn((targets,))
 
     def _op_Scaler(self, node, x, k):
         self.need_float(node, x)
@@ -1705,7 +1928,29 @@ def from_onnx(src, output: str | None = None) -> FrozenModel:
     Raises OnnxImportError (a ValueError) for unsupported or malformed models.
     """
     model, base_dir = _load_model(src)
-    importer = _Importer(model, base_dir, output)
+    no_batch = any(p.key == "batch" and p.value == "none" for p in model.metadata_props)
+    try:
+        return _import(model, base_dir, output, no_batch)
+    except BatchAxisError as exc:
+        if no_batch or not _first_dim_fixed(model):
+            raise
+        first = exc
+    # The first dimension is fixed and an op acts across it: the whole input is one sample.
+    try:
+        return _import(model, base_dir, output, True)
+    except OnnxImportError as exc:
+        raise OnnxImportError(f"{exc} (imported without a batch axis because, with one: {first})") from exc
+
+
+def _first_dim_fixed(model) -> bool:
+    init = {t.name for t in model.graph.initializer}
+    ins = [i for i in model.graph.input if i.name not in init]
+    dims = ins[0].type.tensor_type.shape.dim if len(ins) == 1 else []
+    return all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
+
+
+def _import(model, base_dir, output, no_batch: bool) -> FrozenModel:
+    importer = _Importer(model, base_dir, output, no_batch)
     try:
         return importer.run()
     except OnnxImportError:

@@ -48,6 +48,7 @@ from numba.core import caching
 from . import kernels as K
 from . import kernels_conv as KC
 from . import kernels_gemm as G
+from . import kernels_extra as KX
 from . import kernels_graph as KG
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NOUT, C_OP, C_SRC,
@@ -58,7 +59,8 @@ from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN
 # Numba keys a function's cache on the contents of its own file only. The interpreter inlines
 # rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
 # cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
-_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py", "kernels_graph.py")
+_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py", "kernels_graph.py",
+         "kernels_extra.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -158,6 +160,9 @@ O_GLOBAL_AVGPOOL = int(Op.GLOBAL_AVGPOOL)
 O_QCONV = int(Op.QCONV)
 O_QMAXPOOL = int(Op.QMAXPOOL)
 O_QAVGPOOL = int(Op.QAVGPOOL)
+O_GATHER = int(Op.GATHER)
+O_QGATHER = int(Op.QGATHER)
+O_LAYERNORM = int(Op.LAYERNORM)
 
 # Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
 B_EXEC = 0         # exec_row
@@ -284,6 +289,12 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     elif op == O_QAVGPOOL:
         g = h[r + C_I0]
         KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
+    elif op == O_GATHER:
+        KX.gather(src, so, dst, do, i32, h[r + C_T0], n_in, n_out, m, np.float32(scale))
+    elif op == O_QGATHER:
+        KX.gather(i8, so, i8, do, i32, h[r + C_T0], n_in, n_out, m, np.int8(h[r + C_I1]))
+    elif op == O_LAYERNORM:
+        KX.layernorm_f32(src, so, dst, do, f32, h[r + C_T0], h[r + C_T1], h[r + C_I0], h[r + C_I1], m, scale)
     if post:
         K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
 

@@ -102,6 +102,21 @@ QAVGPOOL     i8 -> i8     acc = sum over the window's input elements of (x - x_z
                           float32. attrs geometry, count_include_pad, x_scale, x_zp, y_scale, y_zp.
                           A global average pool is QAVGPOOL with the kernel the whole input.
 
+Data movement and normalization (codes 27..):
+
+GATHER       f32 -> f32   y[k] = x[index[k]] if index[k] >= 0 else fill, k < out_size (flat,
+                          per sample); tensors index (out_size,) i32 with values -1 or in
+                          [0, in_size); attr fill (float, default 0; -inf allowed). One table
+                          expresses Transpose, Pad (constant / reflect / edge), Resize and
+                          Upsample nearest, Gather with constant indices, DepthToSpace, Tile and
+                          the im2col of 3-D windows and ConvTranspose (export.onnx_window).
+QGATHER      i8 -> i8     GATHER on int8 codes; attr fill an int8 code (default: y_zp, real 0);
+                          attrs y_scale, y_zp (for inspection: the output keeps the input's).
+LAYERNORM    f32 -> f32   the sample viewed as (outer, axis_len); per row mean and variance
+                          (population) in float64, v = float32((x - mean) / sqrt(var + epsilon)),
+                          y = v * scale + bias in float32. attrs outer, axis_len, epsilon (> 0);
+                          tensors scale (axis_len,), bias (axis_len,) f32.
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -166,6 +181,10 @@ class Op(IntEnum):
     QCONV = 24
     QMAXPOOL = 25
     QAVGPOOL = 26
+    # data movement by an index table, normalization
+    GATHER = 27
+    QGATHER = 28
+    LAYERNORM = 29
 
 
 class Act(IntEnum):
@@ -247,9 +266,9 @@ ACT_BY_NAME: dict[str, Act] = {
 
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
 INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,
-                            Op.QBINARY, Op.QCONCAT, Op.QSLICE})
+                            Op.QBINARY, Op.QCONCAT, Op.QSLICE, Op.QGATHER})
 INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,
-                             Op.QBINARY, Op.QCONCAT, Op.QSLICE})
+                             Op.QBINARY, Op.QCONCAT, Op.QSLICE, Op.QGATHER})
 
 # How many inputs each op reads: 1 unless listed; CONCAT / QCONCAT take 1 to MAX_CONCAT_INPUTS.
 N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2}

@@ -440,6 +440,28 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
             alpha, beta = float(ma), float(mb)
     elif op in (Op.SLICE, Op.QSLICE):
         _slice_row(layer, where, row)
+    elif op in (Op.GATHER, Op.QGATHER):
+        index = _tensor(frozen, layer, where, "index", "i32", (n_out,)).astype(np.int64)
+        if index.size and (index.min() < -1 or index.max() >= n_in):
+            raise PlanError(f"{where}: index values must be -1 or in [0, {n_in}), got [{index.min()}, {index.max()}]")
+        row[C_T0] = sec.add("i32", index.astype(np.int32))
+        if op == Op.GATHER:
+            scale = float(layer.attrs.get("fill", 0.0))
+            if math.isnan(scale):
+                raise PlanError(f"{where}: fill is NaN")
+        else:
+            row[C_I1] = _int_attr(layer, where, "fill", 0, lo=quant.QMIN, hi=quant.QMAX)
+    elif op == Op.LAYERNORM:
+        outer = _int_attr(layer, where, "outer", 1, lo=1)
+        axis_len = _int_attr(layer, where, "axis_len", lo=1)
+        if outer * axis_len != n_in or n_in != n_out:
+            raise PlanError(f"{where}: outer*axis_len = {outer}*{axis_len} must be the input size {n_in} (= output size)")
+        scale = _attr(layer, where, "epsilon")
+        if not scale > 0:
+            raise PlanError(f"{where}: epsilon must be positive, got {scale}")
+        row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "scale", "f32", (axis_len,)))
+        row[C_T1] = sec.add("f32", _tensor(frozen, layer, where, "bias", "f32", (axis_len,)))
+        row[C_I0], row[C_I1] = outer, axis_len
     elif op in (Op.CONCAT, Op.QCONCAT):
         row[C_FP] = len(fparams)
         fparams.extend([alpha, beta, scale])
@@ -622,7 +644,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
     for k, row in enumerate(rows):
         op = Op(row[C_OP])
         row[C_FP] += o_fp // 8
-        if op in (Op.DENSE, Op.AFFINE):
+        if op in (Op.DENSE, Op.AFFINE, Op.LAYERNORM):
             row[C_T0] += o_f32 // 4
             row[C_T1] += o_f32 // 4
         elif op == Op.QDENSE:
@@ -631,6 +653,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_T2] += o_f32 // 4
         elif op == Op.QLUT:
             row[C_T0] += o_i8
+        elif op in (Op.GATHER, Op.QGATHER):
+            row[C_T0] += o_i32 // 4
         elif op in (Op.BINARY, Op.QBINARY):
             row[C_I0] += o_i32 // 4
         elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:

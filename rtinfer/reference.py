@@ -120,6 +120,26 @@ def slice_axis(x: np.ndarray, layer: Layer) -> np.ndarray:
     return np.take(v, idx, axis=axis + 1).reshape(x.shape[0], -1)
 
 
+def gather(x: np.ndarray, index: np.ndarray, fill) -> np.ndarray:
+    """GATHER / QGATHER: x (N, in_size) -> (N, out_size), y[:, k] = x[:, index[k]] or fill."""
+    index = np.asarray(index).reshape(-1).astype(np.int64)
+    y = x[:, np.maximum(index, 0)]
+    y[:, index < 0] = fill
+    return y
+
+
+def layernorm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer: Layer) -> np.ndarray:
+    """LAYERNORM: statistics in float64, normalized value rounded to float32, then scale and bias."""
+    a = layer.attrs
+    n = int(a["axis_len"])
+    v = x.astype(np.float64).reshape(x.shape[0], -1, n)
+    mean = v.mean(axis=2, keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=2, keepdims=True)
+    norm = ((v - mean) * (1.0 / np.sqrt(var + float(a["epsilon"])))).astype(np.float32)
+    y = norm * scale.reshape(-1).astype(np.float32) + bias.reshape(-1).astype(np.float32)
+    return y.reshape(x.shape[0], -1)
+
+
 def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     """One layer on a batch; x is its first input (N, in_size) flat, ``more`` its other inputs
     (flat, in Layer.inputs order); returns (N, out_size) flat."""
@@ -171,6 +191,12 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
     if op == Op.QLUT:
         table = frozen.tensor(layer, "table")
         return table[x.astype(np.int32) + 128]
+    if op == Op.GATHER:
+        return gather(x.astype(np.float32), frozen.tensor(layer, "index"), np.float32(layer.attrs.get("fill", 0.0)))
+    if op == Op.QGATHER:
+        return gather(x.astype(np.int8), frozen.tensor(layer, "index"), np.int8(int(layer.attrs.get("fill", 0))))
+    if op == Op.LAYERNORM:
+        return layernorm(x, frozen.tensor(layer, "scale"), frozen.tensor(layer, "bias"), layer)
     if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
         from .reference_conv import run_window_layer  # convolution and pooling
         return run_window_layer(frozen, layer, x)

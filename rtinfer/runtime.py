@@ -17,6 +17,11 @@ Input policy, checked once at the boundary (InputError, a ValueError, naming exp
 - non-finite inputs (NaN, inf): ``nonfinite="raise"`` (default) refuses them, ``"allow"`` runs
   them through. predict_one checks with one vectorized pass inside the compiled call.
 - ``out`` must not overlap the input (refused: a kernel would read values it already wrote).
+Models without a batch axis (``frozen.meta["batch"] == "none"``: fixed-shape graphs imported from
+ONNX whose ops act across the first dimension, as TensorFlow Lite Micro and onnx2c assume): the
+whole input tensor is one sample, so ``predict`` takes exactly ``input_shape`` and returns
+``output_shape`` (no leading N); predict_one does the same; stream and measure take a sequence
+of whole inputs (N, *input_shape).
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
 ends in ARGMAX (``frozen.output_dtype``). A model with several outputs returns a tuple of arrays
 in ``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
@@ -74,12 +79,14 @@ class Runtime:
             raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
         if batch not in _BATCH:
             raise ValueError(f"batch must be one of {_BATCH}, got {batch!r}")
+        self.no_batch = False  # True: predict takes exactly one whole input (see the module docstring)
         if isinstance(model, Plan):
             self.frozen = None
             self.plan = model
         elif isinstance(model, FrozenModel):
             self.frozen = model
             self.plan = build_plan(model)
+            self.no_batch = model.meta.get("batch") == "none"
         else:
             raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
         from . import interp
@@ -117,6 +124,7 @@ class Runtime:
         """A Runtime of the same plan with its own arena (for another thread)."""
         rt = Runtime(self.plan, nonfinite=self.nonfinite, batch=self.batch)
         rt.frozen = self.frozen
+        rt.no_batch = self.no_batch
         return rt
 
     # -- properties ---------------------------------------------------------------------------
@@ -134,7 +142,7 @@ class Runtime:
 
     def __repr__(self) -> str:
         outs = ", ".join(f"{shape} {dtype}" for shape, dtype in self.outputs)
-        return (f"Runtime(input={self.input_shape}, output={outs}, "
+        return (f"Runtime(input={self.input_shape}{' (no batch axis)' if self.no_batch else ''}, output={outs}, "
                 f"ops={self.plan.n_ops}, weights={self.weight_bytes} B, arena={self.arena_bytes} B)")
 
     # -- boundary checks ----------------------------------------------------------------------
@@ -252,8 +260,26 @@ class Runtime:
         """Batch X (N, *input_shape) -> (N, *output_shape). batch="exact": in blocks of
         plan.BLOCK samples through the compiled interpreter; batch="auto": batches of at least
         rtinfer.batch.AUTO_MIN_BATCH samples (and AUTO_MIN_WORK MACs) through the batch path
-        (rtinfer.batch)."""
+        (rtinfer.batch). A model without a batch axis takes exactly X of input_shape and
+        returns output_shape."""
+        if self.no_batch:
+            return self._predict_whole(X, out, nonfinite)
         return self._run_batch(X, out, nonfinite, self._interp.MODE_BATCH, auto=self.batch == "auto")
+
+    def _predict_whole(self, X, out, nonfinite):
+        """predict of a model without a batch axis: X is the one whole input."""
+        X = plain_array(X, f"of float32 with shape {self.input_shape}")
+        if X.shape != self.input_shape:
+            raise InputError(f"this model has no batch axis: predict takes exactly one input of shape "
+                             f"{self.input_shape} (the whole tensor is one sample), got shape {X.shape}")
+        if out is not None:
+            outs = out if self._multi else (out,)
+            if any(not isinstance(o, np.ndarray) or o.shape != shape for o, (shape, _) in zip(outs, self.outputs)) \
+                    or len(outs) != len(self.outputs):
+                raise InputError(f"expected out of shape {[s for s, _ in self.outputs]}")
+            out = tuple(o.reshape((1,) + o.shape) for o in outs) if self._multi else out.reshape((1,) + out.shape)
+        Y = self._run_batch(X.reshape((1,) + X.shape), out, nonfinite, self._interp.MODE_BATCH)
+        return tuple(y[0] for y in Y) if self._multi else Y[0]
 
     def stream(self, X, out=None, nonfinite=None):
         """Every sample of X one at a time, all inside one compiled call (the embedded loop)."""

@@ -47,39 +47,35 @@ R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: p
 R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
 R_NO_INPUT = "the output is a constant, independent of the runtime values (Constant, Shape with a fixed batch)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
-R_BATCH_RESHAPE = "Flatten/Reshape/Squeeze/Unsqueeze merges, splits or moves the batch axis"
-R_GATHER = "Gather other than a 256-entry table lookup on a quantized tensor"
-R_TRANS_A = "Gemm transA=1 on the runtime tensor transposes the batch axis"
 R_TWO_RUNTIME = "a node takes two runtime tensors where rtinfer takes one (MatMul/Gemm of two runtime tensors)"
 R_NOT_TENSOR = "sequence / optional input"
-R_PRELU = "PRelu with per-channel slopes (only a single slope maps to LEAKY_RELU)"
 R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
 R_TRANSPOSE = "Transpose that moves data of the runtime tensor (only constant transposes fold)"
-R_3D_WINDOW = "3-D convolution or pooling (rtinfer has 1-D and 2-D windows)"
 R_INDICES = "checks MaxPool's second output (Indices); rtinfer produces one output"
 R_CONST_OPERAND = "a constant operand where rtinfer takes runtime tensors (Concat with a constant, Max/Min with a non-scalar constant)"
 R_VARIADIC = "Max/Min of one or more than two inputs"
-R_REDUCE_AXES = "a reduction over non-trailing axes (rtinfer reduces trailing axes, as global pooling)"
 R_DYNAMIC_DIM = "a dynamic non-batch dimension (rtinfer needs fixed per-sample shapes)"
 R_EMPTY = "an empty tensor (a zero-length slice)"
+R_QLMM_3D = "QLinearMatMul on a rank-3 input (rtinfer: (N, K)); the case's output is uint8/int8 too"
 R_QLCONV_WEIGHTS = "QLinearConv weights minus zero point leave the int8 range (and the output is uint8)"
 
+R_LN_STATS = "checks LayerNormalization's Mean / InvStdDev outputs (training statistics; rtinfer computes Y)"
+R_RESIZE_MODE = "Resize with mode linear or cubic (rtinfer resizes with mode nearest)"
+R_CONVT_OUTPUT_SHAPE = "ConvTranspose output_shape beyond the full transposed output (refused)"
+
 SKIP_NODE = {
-    "test_add": R_BATCH_CONST,
     "test_add_int8": R_INT_ARITH,
     "test_add_int16": R_INPUT_DTYPE,
     "test_add_uint8": R_INT_ARITH,
     "test_add_uint16": R_INPUT_DTYPE,
     "test_add_uint32": R_INPUT_DTYPE,
     "test_add_uint64": R_INPUT_DTYPE,
-    "test_argmax_default_axis_example": R_BATCH_AXIS,
-    "test_argmax_default_axis_random": R_BATCH_AXIS,
     "test_argmax_no_keepdims_example_select_last_index": R_LAST_INDEX,
     "test_argmax_no_keepdims_random_select_last_index": R_LAST_INDEX,
     "test_argmax_keepdims_example_select_last_index": R_LAST_INDEX,
     "test_argmax_keepdims_random_select_last_index": R_LAST_INDEX,
-    "test_argmax_default_axis_example_select_last_index": R_BATCH_AXIS,
-    "test_argmax_default_axis_random_select_last_index": R_BATCH_AXIS,
+    "test_argmax_default_axis_example_select_last_index": R_LAST_INDEX,
+    "test_argmax_default_axis_random_select_last_index": R_LAST_INDEX,
     "test_argmax_negative_axis_keepdims_example_select_last_index": R_LAST_INDEX,
     "test_argmax_negative_axis_keepdims_random_select_last_index": R_LAST_INDEX,
     "test_batchnorm_example_training_mode": R_MULTI_OUT,
@@ -218,8 +214,6 @@ SKIP_NODE = {
     "test_dequantizelinear_int2": R_INPUT_DTYPE,
     "test_dequantizelinear_float4e2m1": R_INPUT_DTYPE,
     "test_dequantizelinear_blocked": R_PER_AXIS,
-    "test_div_example": R_BATCH_CONST,
-    "test_div": R_BATCH_CONST,
     "test_div_int8": R_INT_ARITH,
     "test_div_int16": R_INPUT_DTYPE,
     "test_div_int32_trunc": R_INPUT_DTYPE,
@@ -234,42 +228,21 @@ SKIP_NODE = {
     "test_training_dropout": R_TRAINING,
     "test_training_dropout_mask": R_MULTI_OUT,
     "test_training_dropout_zero_ratio_mask": R_MULTI_OUT,
-    "test_flatten_axis0": R_BATCH_RESHAPE,
-    "test_flatten_axis2": R_BATCH_RESHAPE,
-    "test_flatten_axis3": R_BATCH_RESHAPE,
-    "test_flatten_negative_axis4": R_BATCH_RESHAPE,
-    "test_flatten_negative_axis2": R_BATCH_RESHAPE,
-    "test_flatten_negative_axis1": R_BATCH_RESHAPE,
-    "test_gather_0": R_GATHER,
-    "test_gather_1": R_GATHER,
-    "test_gather_2d_indices": R_GATHER,
-    "test_gather_negative_indices": R_GATHER,
-    "test_gemm_default_matrix_bias": R_BATCH_CONST,
-    "test_gemm_transposeA": R_TRANS_A,
-    "test_gemm_all_attributes": R_TRANS_A,
     "test_identity_sequence": R_NOT_TENSOR,
     "test_identity_opt": R_NOT_TENSOR,
-    "test_logsoftmax_axis_0": R_BATCH_AXIS,
-    "test_matmul_3d": R_BATCH_CONST,
-    "test_matmul_1d_3d": R_BATCH_AXIS,
-    "test_matmul_1d_1d": R_BATCH_AXIS,
     "test_matmulinteger": R_INT_OUTPUT,
-    "test_mul_example": R_BATCH_CONST,
-    "test_mul": R_BATCH_CONST,
     "test_mul_int8": R_INT_ARITH,
     "test_mul_int16": R_INPUT_DTYPE,
     "test_mul_uint8": R_INT_ARITH,
     "test_mul_uint16": R_INPUT_DTYPE,
     "test_mul_uint32": R_INPUT_DTYPE,
     "test_mul_uint64": R_INPUT_DTYPE,
-    "test_prelu_example": R_PRELU,
-    "test_prelu_broadcast": R_PRELU,
     "test_qlinearmatmul_2D_uint8_float32": R_QLMM_WEIGHTS,
-    "test_qlinearmatmul_3D_uint8_float32": R_BATCH_CONST,
+    "test_qlinearmatmul_3D_uint8_float32": R_QLMM_3D,
     "test_qlinearmatmul_2D_uint8_float16": R_QLMM_WEIGHTS,
     "test_qlinearmatmul_3D_uint8_float16": R_BATCH_CONST,
     "test_qlinearmatmul_2D_int8_float32": R_QLMM_WEIGHTS,
-    "test_qlinearmatmul_3D_int8_float32": R_BATCH_CONST,
+    "test_qlinearmatmul_3D_int8_float32": R_QLMM_3D,
     "test_qlinearmatmul_2D_int8_float16": R_QLMM_WEIGHTS,
     "test_qlinearmatmul_3D_int8_float16": R_BATCH_CONST,
     "test_quantizelinear": R_INT_OUTPUT,
@@ -285,27 +258,13 @@ SKIP_NODE = {
     "test_quantizelinear_float4e2m1": R_PER_AXIS,
     "test_quantizelinear_blocked_asymmetric": R_PER_AXIS,
     "test_quantizelinear_blocked_symmetric": R_WIDE_QUANT,
-    "test_reshape_reordered_all_dims": R_BATCH_RESHAPE,
-    "test_reshape_one_dim": R_BATCH_RESHAPE,
-    "test_reshape_negative_extended_dims": R_BATCH_RESHAPE,
-    "test_reshape_allowzero_reordered": R_BATCH_RESHAPE,
-    "test_softmax_axis_0": R_BATCH_AXIS,
-    "test_squeeze": R_BATCH_RESHAPE,
-    "test_sub_example": R_BATCH_CONST,
-    "test_sub": R_BATCH_CONST,
+    "test_reshape_allowzero_reordered": R_EMPTY,
     "test_sub_int8": R_INT_ARITH,
     "test_sub_int16": R_INPUT_DTYPE,
     "test_sub_uint8": R_INT_ARITH,
     "test_sub_uint16": R_INPUT_DTYPE,
     "test_sub_uint32": R_INPUT_DTYPE,
     "test_sub_uint64": R_INPUT_DTYPE,
-    "test_transpose_default": R_TRANSPOSE,
-    "test_transpose_all_permutations_1": R_TRANSPOSE,
-    "test_transpose_all_permutations_2": R_TRANSPOSE,
-    "test_transpose_all_permutations_3": R_TRANSPOSE,
-    "test_transpose_all_permutations_4": R_TRANSPOSE,
-    "test_transpose_all_permutations_5": R_TRANSPOSE,
-    "test_unsqueeze_axis_0": R_BATCH_RESHAPE,
     "test_shape": R_NO_INPUT,
     "test_shape_clip_end": R_NO_INPUT,
     "test_shape_clip_start": R_NO_INPUT,
@@ -318,17 +277,7 @@ SKIP_NODE = {
     "test_shape_start_greater_than_end": R_NO_INPUT,
     "test_shape_start_negative_1": R_NO_INPUT,
     # convolution and pooling (export.onnx_conv)
-    "test_averagepool_3d_default": R_3D_WINDOW,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": R_3D_WINDOW,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": R_3D_WINDOW,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": R_3D_WINDOW,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": R_3D_WINDOW,
-    "test_averagepool_3d_dilations_small": R_3D_WINDOW,
     "test_maxpool_2d_uint8": R_INT_OUTPUT,
-    "test_maxpool_3d_default": R_3D_WINDOW,
-    "test_maxpool_3d_dilations": R_3D_WINDOW,
-    "test_maxpool_3d_dilations_use_ref_impl": R_3D_WINDOW,
-    "test_maxpool_3d_dilations_use_ref_impl_large": R_3D_WINDOW,
     "test_maxpool_with_argmax_2d_precomputed_pads": R_INDICES,
     "test_maxpool_with_argmax_2d_precomputed_strides": R_INDICES,
     "test_qlinearconv": R_QLCONV_WEIGHTS,
@@ -339,7 +288,6 @@ SKIP_NODE = {
 SKIP_PYTORCH = {
     "pytorch-converted/test_Embedding": R_INPUT_DTYPE,
     "pytorch-converted/test_Embedding_sparse": R_INPUT_DTYPE,
-    "pytorch-converted/test_PixelShuffle": R_TRANSPOSE,
     "pytorch-operator/test_operator_add_broadcast": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_add_size1_broadcast": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_add_size1_right_broadcast": R_INPUT_DTYPE,
@@ -347,21 +295,7 @@ SKIP_PYTORCH = {
     "pytorch-operator/test_operator_addconstant": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_addmm": R_TWO_RUNTIME,
     "pytorch-operator/test_operator_non_float_params": R_INPUT_DTYPE,
-    "pytorch-operator/test_operator_params": R_BATCH_CONST,
     # convolution and pooling (export.onnx_conv)
-    "pytorch-converted/test_AvgPool3d": R_3D_WINDOW,
-    "pytorch-converted/test_AvgPool3d_stride": R_3D_WINDOW,
-    "pytorch-converted/test_AvgPool3d_stride1_pad0_gpu_input": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_dilated": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_dilated_strided": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_groups": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_no_bias": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_stride": R_3D_WINDOW,
-    "pytorch-converted/test_Conv3d_stride_padding": R_3D_WINDOW,
-    "pytorch-converted/test_MaxPool3d": R_3D_WINDOW,
-    "pytorch-converted/test_MaxPool3d_stride": R_3D_WINDOW,
-    "pytorch-converted/test_MaxPool3d_stride_padding": R_3D_WINDOW,
 }
 
 
@@ -382,8 +316,6 @@ SKIP_NODE.update({
     "test_concat_3d_axis_negative_1": R_CONST_OPERAND,
     "test_concat_3d_axis_negative_2": R_CONST_OPERAND,
     "test_concat_3d_axis_negative_3": R_CONST_OPERAND,
-    "test_depthtospace_crd_mode_example_expanded": R_TRANSPOSE,
-    "test_depthtospace_example_expanded": R_TRANSPOSE,
     "test_max_example": R_VARIADIC,
     "test_max_float16": R_INPUT_DTYPE,
     "test_max_float32": R_CONST_OPERAND,
@@ -417,95 +349,109 @@ SKIP_NODE.update({
     "test_rotary_embedding_interleaved_expanded": R_TRANSPOSE,
     "test_rotary_embedding_no_position_ids_expanded": R_TRANSPOSE,
     "test_rotary_embedding_no_position_ids_interleaved_expanded": R_TRANSPOSE,
-    "test_rotary_embedding_no_position_ids_rotary_dim_expanded": R_TRANSPOSE,
-    "test_rotary_embedding_with_interleaved_rotary_dim_expanded": R_TRANSPOSE,
-    "test_rotary_embedding_with_rotary_dim_expanded": R_TRANSPOSE,
-    "test_slice": R_BATCH_AXIS,
-    "test_slice_neg_steps": R_BATCH_AXIS,
     "test_slice_start_out_of_bounds": R_EMPTY,
-    "test_spacetodepth_crd_mode_example_expanded": R_TRANSPOSE,
-    "test_spacetodepth_dcr_mode_example_expanded": R_TRANSPOSE,
-    "test_spacetodepth_example_expanded": R_TRANSPOSE,
-    "test_spacetodepth_expanded": R_TRANSPOSE,
-    "test_split_1d_uneven_split_opset18": R_BATCH_AXIS,
-    "test_split_equal_parts_1d_opset13": R_BATCH_AXIS,
-    "test_split_equal_parts_1d_opset18": R_BATCH_AXIS,
-    "test_split_equal_parts_default_axis_opset13": R_BATCH_AXIS,
-    "test_split_equal_parts_default_axis_opset18": R_BATCH_AXIS,
-    "test_split_variable_parts_1d_opset13": R_BATCH_AXIS,
-    "test_split_variable_parts_1d_opset18": R_BATCH_AXIS,
-    "test_split_variable_parts_default_axis_opset13": R_BATCH_AXIS,
-    "test_split_variable_parts_default_axis_opset18": R_BATCH_AXIS,
     "test_split_zero_size_splits_opset13": R_BATCH_AXIS,
     "test_split_zero_size_splits_opset18": R_BATCH_AXIS,
 })
 SKIP_PYTORCH.update({
-    "pytorch-converted/test_PoissonNLLLLoss_no_reduce": R_BATCH_CONST,
-    "pytorch-operator/test_operator_chunk": R_BATCH_AXIS,
     "pytorch-operator/test_operator_concat2": R_CONST_OPERAND,
-    "pytorch-operator/test_operator_index": R_BATCH_AXIS,
     "pytorch-operator/test_operator_max": R_CONST_OPERAND,
     "pytorch-operator/test_operator_min": R_CONST_OPERAND,
 })
 
 # reductions (ReduceMean / ReduceMax / ReduceSum over trailing axes entered the op table)
 SKIP_NODE.update({
-    "test_reduce_l1_default_axes_keepdims_example_expanded": R_BATCH_AXIS,
-    "test_reduce_l1_default_axes_keepdims_random_expanded": R_BATCH_AXIS,
     "test_reduce_l1_empty_set_expanded": R_DYNAMIC_DIM,
     "test_reduce_max_bool_inputs": R_INPUT_DTYPE,
-    "test_reduce_max_default_axes_keepdim_example": R_BATCH_AXIS,
-    "test_reduce_max_default_axes_keepdims_random": R_BATCH_AXIS,
-    "test_reduce_max_do_not_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_max_do_not_keepdims_random": R_REDUCE_AXES,
     "test_reduce_max_empty_set": R_DYNAMIC_DIM,
     "test_reduce_max_empty_set_bool": R_DYNAMIC_DIM,
-    "test_reduce_max_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_max_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_max_negative_axes_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_max_negative_axes_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_mean_default_axes_keepdims_example": R_BATCH_AXIS,
-    "test_reduce_mean_default_axes_keepdims_random": R_BATCH_AXIS,
-    "test_reduce_mean_do_not_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_mean_do_not_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_mean_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_mean_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_mean_negative_axes_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_mean_negative_axes_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_sum_default_axes_keepdims_example": R_BATCH_AXIS,
-    "test_reduce_sum_default_axes_keepdims_random": R_BATCH_AXIS,
-    "test_reduce_sum_do_not_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_sum_do_not_keepdims_random": R_REDUCE_AXES,
     "test_reduce_sum_empty_set": R_DYNAMIC_DIM,
     "test_reduce_sum_empty_set_non_reduced_axis_zero": R_DYNAMIC_DIM,
-    "test_reduce_sum_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_sum_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_sum_negative_axes_keepdims_example": R_REDUCE_AXES,
-    "test_reduce_sum_negative_axes_keepdims_random": R_REDUCE_AXES,
-    "test_reduce_sum_square_default_axes_keepdims_example_expanded": R_BATCH_AXIS,
-    "test_reduce_sum_square_default_axes_keepdims_random_expanded": R_BATCH_AXIS,
-    "test_reduce_sum_square_do_not_keepdims_example_expanded": R_REDUCE_AXES,
-    "test_reduce_sum_square_do_not_keepdims_random_expanded": R_REDUCE_AXES,
     "test_reduce_sum_square_empty_set_expanded": R_DYNAMIC_DIM,
-    "test_reduce_sum_square_keepdims_example_expanded": R_REDUCE_AXES,
-    "test_reduce_sum_square_keepdims_random_expanded": R_REDUCE_AXES,
-    "test_reduce_sum_square_negative_axes_keepdims_example_expanded": R_REDUCE_AXES,
-    "test_reduce_sum_square_negative_axes_keepdims_random_expanded": R_REDUCE_AXES,
-    "test_softmax_axis_0_expanded": R_BATCH_AXIS,
-    "test_softmax_axis_0_expanded_ver18": R_BATCH_AXIS,
-    "test_softmax_axis_1_expanded": R_REDUCE_AXES,
-    "test_softmax_axis_1_expanded_ver18": R_REDUCE_AXES,
 })
 SKIP_PYTORCH.update({
-    "pytorch-operator/test_operator_reduced_mean": R_REDUCE_AXES,
-    "pytorch-operator/test_operator_reduced_mean_keepdim": R_REDUCE_AXES,
-    "pytorch-operator/test_operator_reduced_sum": R_REDUCE_AXES,
-    "pytorch-operator/test_operator_reduced_sum_keepdim": R_REDUCE_AXES,
+})
+
+
+# cases that entered the op table with issue 13 (LayerNormalization, Resize, Pad, ConvTranspose, ...)
+SKIP_NODE.update({
+    "test_convtranspose_output_shape": R_CONVT_OUTPUT_SHAPE,
+    "test_edge_pad": R_INPUT_DTYPE,
+    "test_layer_normalization_2d_axis0": R_LN_STATS,
+    "test_layer_normalization_2d_axis1": R_LN_STATS,
+    "test_layer_normalization_2d_axis_negative_1": R_LN_STATS,
+    "test_layer_normalization_2d_axis_negative_2": R_LN_STATS,
+    "test_layer_normalization_3d_axis0_epsilon": R_LN_STATS,
+    "test_layer_normalization_3d_axis1_epsilon": R_LN_STATS,
+    "test_layer_normalization_3d_axis2_epsilon": R_LN_STATS,
+    "test_layer_normalization_3d_axis_negative_1_epsilon": R_LN_STATS,
+    "test_layer_normalization_3d_axis_negative_2_epsilon": R_LN_STATS,
+    "test_layer_normalization_3d_axis_negative_3_epsilon": R_LN_STATS,
+    "test_layer_normalization_4d_axis0": R_LN_STATS,
+    "test_layer_normalization_4d_axis1": R_LN_STATS,
+    "test_layer_normalization_4d_axis2": R_LN_STATS,
+    "test_layer_normalization_4d_axis3": R_LN_STATS,
+    "test_layer_normalization_4d_axis_negative_1": R_LN_STATS,
+    "test_layer_normalization_4d_axis_negative_2": R_LN_STATS,
+    "test_layer_normalization_4d_axis_negative_3": R_LN_STATS,
+    "test_layer_normalization_4d_axis_negative_4": R_LN_STATS,
+    "test_layer_normalization_default_axis": R_LN_STATS,
+    "test_reflect_pad": R_INPUT_DTYPE,
+    "test_resize_downsample_scales_cubic": R_RESIZE_MODE,
+    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": R_RESIZE_MODE,
+    "test_resize_downsample_scales_cubic_align_corners": R_RESIZE_MODE,
+    "test_resize_downsample_scales_cubic_antialias": R_RESIZE_MODE,
+    "test_resize_downsample_scales_linear": R_RESIZE_MODE,
+    "test_resize_downsample_scales_linear_align_corners": R_RESIZE_MODE,
+    "test_resize_downsample_scales_linear_antialias": R_RESIZE_MODE,
+    "test_resize_downsample_scales_linear_half_pixel_symmetric": R_RESIZE_MODE,
+    "test_resize_downsample_sizes_cubic": R_RESIZE_MODE,
+    "test_resize_downsample_sizes_cubic_antialias": R_RESIZE_MODE,
+    "test_resize_downsample_sizes_linear_antialias": R_RESIZE_MODE,
+    "test_resize_downsample_sizes_linear_pytorch_half_pixel": R_RESIZE_MODE,
+    "test_resize_tf_crop_and_resize": R_RESIZE_MODE,
+    "test_resize_tf_crop_and_resize_axes_2_3": R_RESIZE_MODE,
+    "test_resize_tf_crop_and_resize_axes_3_2": R_RESIZE_MODE,
+    "test_resize_tf_crop_and_resize_extrapolation_value": R_RESIZE_MODE,
+    "test_resize_upsample_scales_cubic": R_RESIZE_MODE,
+    "test_resize_upsample_scales_cubic_A_n0p5_exclude_outside": R_RESIZE_MODE,
+    "test_resize_upsample_scales_cubic_align_corners": R_RESIZE_MODE,
+    "test_resize_upsample_scales_cubic_asymmetric": R_RESIZE_MODE,
+    "test_resize_upsample_scales_linear": R_RESIZE_MODE,
+    "test_resize_upsample_scales_linear_align_corners": R_RESIZE_MODE,
+    "test_resize_upsample_scales_linear_half_pixel_symmetric": R_RESIZE_MODE,
+    "test_resize_upsample_sizes_cubic": R_RESIZE_MODE,
+    "test_wrap_pad": R_INPUT_DTYPE,
 })
 
 
 def _supported(model) -> bool:
     return {n.op_type for n in model.graph.node} <= set(SUPPORTED_OPS)
+
+
+# Issue 13's targets, counted as the issue defines them: the node, pytorch-converted and
+# pytorch-operator cases "of the supported ops" (the op table when the issue was filed, fixed
+# here so the denominator does not move as ops are added) "with float32/int8/uint8/int32/int64
+# tensors" (every input and expected output), and among them the cases whose names say conv,
+# pool or batchnorm. The issue's own figures were 109 of 179 and 69 of 100; counted by this
+# rule on onnx 1.23 the sets hold 320 and 104 cases.
+ISSUE13_OPS = frozenset({
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "Gelu", "Clip", "PRelu",
+    "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose", "Add", "Sub", "Mul", "Div",
+    "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather", "Gemm", "MatMul", "Softmax",
+    "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape", "Neg", "Constant", "LinearClassifier",
+    "Normalizer", "Scaler", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv",
+    "ConvInteger"})
+_SCOPE_DTYPES = {"float32", "int8", "uint8", "int32", "int64"}
+SCOPE: dict = {}  # case name -> (in issue 13's scope, a conv/pool/batchnorm case), filled by the fixtures
+
+
+def _note_scope(name, model, arrays) -> None:
+    import numpy as np
+    ok = {n.op_type for n in model.graph.node} <= ISSUE13_OPS and all(
+        isinstance(a, np.ndarray) and str(a.dtype) in _SCOPE_DTYPES for a in arrays)
+    base = name.rsplit("/", 1)[-1].lower()
+    SCOPE[name] = (ok, ok and any(k in base for k in ("conv", "pool", "batchnorm")))
 
 
 def _outcome(model, inputs, outputs, rtol=1e-3, atol=1e-7):
@@ -523,6 +469,9 @@ def node_outcomes():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = load_model_tests(kind="node")  # built once: ~6 s, ~1,900 cases
+        for c in cases:
+            if c.model is not None:
+                _note_scope(c.name, c.model, list(c.data_sets[0][0]) + list(c.data_sets[0][1]))
         return {c.name: _outcome(c.model, *c.data_sets[0], c.rtol, c.atol)
                 for c in cases if c.model is not None and _supported(c.model)}
 
@@ -539,8 +488,9 @@ def pytorch_outcomes():
             if not os.path.exists(os.path.join(folder, "model.onnx")):
                 continue
             model, inputs, outputs = load_data_dir(folder)
+            name = f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+            _note_scope(name, model, list(inputs) + list(outputs))
             if _supported(model):
-                name = f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
                 out[name] = _outcome(model, inputs, outputs)
     return out
 
@@ -625,6 +575,29 @@ def test_pytorch_exported_cases(pytorch_outcomes, summary):
         assert name in passed, name
 
 
+def test_issue13_targets(node_outcomes, pytorch_outcomes, summary):
+    """The counts issue 13 sets targets on (>= 95% of the in-scope cases, >= 90% of the
+    conv/pool/batchnorm ones), printed in the summary. Cases outside the op table fail as
+    unsupported (every in-scope op is in SUPPORTED_OPS, so all of them run)."""
+    outcomes = {**node_outcomes, **pytorch_outcomes}
+    scope = [n for n, (ok, _) in SCOPE.items() if ok]
+    conv = [n for n, (_, cv) in SCOPE.items() if cv]
+    assert set(scope) <= set(outcomes), "an in-scope case did not run"
+    p_all = sum(outcomes[n] is None for n in scope)
+    p_conv = sum(outcomes[n] is None for n in conv)
+    summary(f"issue 13 targets (onnx {onnx.__version__}): {p_all} of {len(scope)} in-scope cases pass "
+            f"({100 * p_all / len(scope):.1f}%, target 95%); {p_conv} of {len(conv)} conv/pool/batchnorm cases "
+            f"({100 * p_conv / len(conv):.1f}%, target 90%)")
+    fails = {}
+    for n in scope:
+        if outcomes[n] is not None:
+            reason = SKIP_NODE.get(n) or SKIP_PYTORCH.get(n)
+            fails[reason] = fails.get(reason, 0) + 1
+    for reason, count in sorted(fails.items(), key=lambda kv: -kv[1]):
+        summary(f"  {count:3d} in scope fail: {reason}")
+    assert p_conv >= 0.9 * len(conv)
+
+
 # -- the judge itself, on made-up outcomes (no backend cases run) ---------------------------------
 
 def _recorded(suite):
@@ -655,13 +628,13 @@ def test_judge_fails_on_new_missing_and_now_passing_cases():
     outcomes = _outcomes_as_recorded("node")
     outcomes["test_brand_new_case"] = None
     del outcomes["test_matmul_2d"]
-    outcomes["test_add"] = None  # recorded as failing, with a reason
+    outcomes["test_constant"] = None  # recorded as failing, with a reason
     with pytest.raises(AssertionError) as exc:
         judge(outcomes, SKIP_NODE, "node", "t", lambda line: None)
     text = str(exc.value)
     assert "new case, not recorded (record it): test_brand_new_case" in text
     assert "missing from this run" in text and "test_matmul_2d" in text
-    assert "now passes but is recorded as failing" in text and "test_add" in text
+    assert "now passes but is recorded as failing" in text and "test_constant" in text
 
 
 def test_judge_fails_on_an_onnx_release_without_a_record(monkeypatch):

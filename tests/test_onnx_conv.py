@@ -232,9 +232,10 @@ def test_dilated_pools_match_onnxruntime():
 
 
 def test_unsupported_windows_are_named():
-    W = np.zeros((2, 1, 2, 2, 2), np.float32)
-    m = _model([helper.make_node("Conv", ["x", "W"], ["y"])], {"W": W}, ["N", 1, 4, 4, 4], None)
-    with pytest.raises(OnnxImportError, match="Conv.*3-D window"):
+    # a 4-D window (3-D windows import as im2col GATHER + 1-D kernels: tests/test_onnx_coverage.py)
+    W = np.zeros((2, 1, 2, 2, 2, 2), np.float32)
+    m = _model([helper.make_node("Conv", ["x", "W"], ["y"])], {"W": W}, ["N", 1, 4, 4, 4, 4], None)
+    with pytest.raises(OnnxImportError, match="Conv.*4-D window"):
         from_onnx(m)
     m = _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2], pads=[2, 0])], {}, ["N", 1, 8], None,
                opset=12)

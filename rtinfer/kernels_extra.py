@@ -1,0 +1,55 @@
+"""Compiled kernels of GATHER / QGATHER and LAYERNORM (rtinfer.ops), with their NumPy twins
+in rtinfer.reference (gather, layernorm).
+
+GATHER is one index table per layer: every data-movement op an importer meets on a fixed-shape
+tensor (Transpose, Pad constant/reflect/edge, Resize/Upsample nearest, Gather with constant
+indices, DepthToSpace, Tile, the im2col of 3-D windows and of ConvTranspose) is a table of
+source offsets computed once at import, so the runtime needs one small loop for all of them.
+
+Kernels take flat arrays plus element offsets, run m samples (sample s of an operand of n
+elements per sample starts at offset + s * n) and write into their output; no checks, no
+allocation (compiled without NRT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, _nrt=False)
+def gather(src, so, dst, do, idx, io, n_in, n_out, m, fill):
+    """dst[k] = src[idx[io + k]] (or fill where the index is negative), k < n_out, per sample;
+    float32 or int8 (fill of the arrays' dtype)."""
+    t = idx[io:io + n_out]
+    for s in range(m):
+        x = src[so + s * n_in:so + (s + 1) * n_in]
+        z = dst[do + s * n_out:do + (s + 1) * n_out]
+        for k in range(n_out):
+            j = t[k]
+            z[k] = x[j] if j >= 0 else fill
+
+
+@njit(cache=True, _nrt=False)
+def layernorm_f32(src, so, dst, do, w, wo, bo, outer, n, m, eps):
+    """LAYERNORM: per row of n elements, mean and variance in float64, v = float32((x - mean) /
+    sqrt(var + eps)), y = v * scale + bias in float32 (scale at w[wo:], bias at w[bo:])."""
+    scale = w[wo:wo + n]
+    bias = w[bo:bo + n]
+    for r in range(m * outer):
+        x = src[so + r * n:so + (r + 1) * n]
+        z = dst[do + r * n:do + (r + 1) * n]
+        acc = 0.0
+        for k in range(n):
+            acc += np.float64(x[k])
+        mean = acc / n
+        var = 0.0
+        for k in range(n):
+            d = np.float64(x[k]) - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / n + eps)
+        for k in range(n):
+            v = np.float32((np.float64(x[k]) - mean) * inv)
+            z[k] = v * scale[k] + bias[k]
