@@ -65,7 +65,7 @@ def target_features() -> frozenset:
     return frozenset(f[1:] for f in feats.split(",") if f.startswith("+"))
 
 
-def _codegen_features(context) -> frozenset:
+def codegen_features(context) -> frozenset:
     """The features of the target the IR is being generated for (Numba's JIT codegen)."""
     feats = getattr(context.codegen(), "_tm_features", None)
     if feats is None:
@@ -252,7 +252,7 @@ cf32_tile6 = _make_cf32_tile(6)
 
 # -- int8 GEMM tiles ------------------------------------------------------------------------------
 
-def _quad_madd(builder, x, w, x86):
+def quad_madd(builder, x, w, x86):
     """<32 x i8> x (unsigned), w (signed) -> <8 x i32>: for each group of 4 bytes,
     sat16(x[4i] w[4i] + x[4i+1] w[4i+1]) + sat16(x[4i+2] w[4i+2] + x[4i+3] w[4i+3]), sat16 the
     saturation to int16 that vpmaddubsw applies to each pair sum (exact when the pair sums fit).
@@ -290,7 +290,7 @@ def _make_i8_tile(R, u8):
         qmax) as int8 (float32 arithmetic as kernels_conv._requant_run). s16 tiles: a word is
         two int16 (k = 2s, 2s + 1), dot = lo * lo + hi * hi (exact; vpmaddwd). u8 tiles: a word
         is four bytes (k = 4s..4s + 3), A int8 weights and B uint8 activations, dot = the
-        vpmaddubsw/vpmaddwd sum (_quad_madd: exact when every pair of consecutive weights
+        vpmaddubsw/vpmaddwd sum (quad_madd: exact when every pair of consecutive weights
         has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is read
         for all 16 columns (the packed buffer is padded); D outside the tile is not written."""
         sig = types.void(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
@@ -299,7 +299,7 @@ def _make_i8_tile(R, u8):
             (av, aoff, bv, boff, ldbv, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
              nrowsv, ncolsv) = _ints64(context, builder, signature, args)
             st = signature.args
-            x86 = u8 and "avx2" in _codegen_features(context)
+            x86 = u8 and "avx2" in codegen_features(context)
             vin = ir.VectorType(_I8, 32) if u8 else _V16S
             pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
             pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
@@ -319,7 +319,7 @@ def _make_i8_tile(R, u8):
                     w = builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4)
                     a = builder.bitcast(_splat(builder, w, _V8I), vin)
                     for h in range(2):
-                        d = _quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
+                        d = quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
                         builder.store(builder.add(builder.load(accs[r][h]), d), accs[r][h])
             zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
             lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)

@@ -1,0 +1,84 @@
+"""Every compiled entry point compiles and computes the same results on a CPU target without
+AVX2: a subprocess with NUMBA_CPU_NAME=generic (Numba then targets plain x86-64, no AVX2, FMA
+or SSSE3) runs a batch ``predict`` through the batch path (interp.run_segment, whose u8s8 GEMM
+emitted the AVX2 vpmaddubsw call unconditionally and aborted LLVM here), the u8s8 GEMM itself
+in its portable form against its twin, and CNNs (fp32 and int8, every conv kernel path) against
+the reference executor, int8 bit-exact.
+
+A private NUMBA_CACHE_DIR under the system temp directory keeps the generic machine code apart
+from the normal cache; it is kept between runs (Numba invalidates it when the sources change),
+so only the first run pays the compile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import export, rtinfer
+    from rtinfer import batch, kernels_conv as KC, kernels_gemm as G, kernels_tile as T, reference
+    from rtinfer._testmodels import int8_mlp
+    from rtinfer.train import CNN, Activation, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D
+
+    out = {"features": sorted(T.target_features()), "path": T.kernel_path_name(),
+           "u8s8_available": G.available()}
+    rng = np.random.default_rng(0)
+
+    # 1. batch predict of an int8 MLP (the batch path compiles run_segment), bit-exact
+    fm = int8_mlp([24, 40, 16, 5], lut=np.tanh, head=None)  # ends in DEQUANTIZE: exact codes
+    X = rng.standard_normal((300, 24)).astype(np.float32)
+    rt = rtinfer.load(fm)
+    got = rt.predict(X)
+    out["mlp_exact"] = bool(np.array_equal(got, reference.run(fm, X)))
+
+    # 2. the u8s8 GEMM in its portable form against its twin (7-bit weights: exact)
+    W = rng.integers(-63, 64, size=(37, 21)).astype(np.int8)
+    Bp, nq, nblk = G.pack_weights(W)
+    m_pad = 8
+    A = rng.integers(0, 256, size=m_pad * 4 * nq).astype(np.uint8)
+    C = np.zeros(m_pad * 16 * nblk, np.int32)
+    C2 = C.copy()
+    G.gemm_u8s8(A, 4 * nq, Bp, nq, nblk, C, 16 * nblk, m_pad)
+    G.gemm_u8s8_ref(A, 4 * nq, Bp, nq, nblk, C2, 16 * nblk, m_pad)
+    out["u8s8_exact"] = bool(np.array_equal(C, C2))
+
+    # 3. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
+    layers = [Conv2D(1, 6, 3, padding=1), Activation("relu"), Conv2D(6, 6, 3, padding=1, groups=6),
+              Activation("relu"), Conv2D(6, 8, 1), Activation("relu"), Conv2D(8, 8, 3, stride=2, groups=4),
+              MaxPool2D(2, padding=((0, 1), (0, 1))), GlobalAvgPool(), Dense(8, 3)]
+    model = CNN((1, 12, 10), layers, seed=1)
+    Xc = rng.standard_normal((40, 1, 12, 10)).astype(np.float32)
+    for dtype, kw in (("float32", {}), ("int8", {"calibration": Xc.astype(np.float64)}),
+                      ("int8r", {"calibration": Xc.astype(np.float64), "reduce_range": True})):
+        fmc = export.freeze(model, dtype=dtype[:4] if dtype != "float32" else dtype, **kw)
+        rtc = rtinfer.load(fmc)
+        want = reference.run(fmc, Xc)
+        got = rtc.predict(Xc)
+        one = np.stack([rtc.predict_one(x) for x in Xc[:5]])
+        out[dtype + "_err"] = float(np.abs(got - want).max())
+        out[dtype + "_one"] = bool(np.array_equal(one, got[:5]))
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_batch_predict_and_conv_kernels_compile_for_a_generic_cpu():
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-generic-cache-{os.getuid()}")
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=cache)
+    env.pop("NUMBA_CPU_FEATURES", None)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=1800,
+                          cwd=str(Path(__file__).resolve().parent.parent))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    assert "avx2" not in res["features"] and res["path"] == "portable" and not res["u8s8_available"]
+    assert res["mlp_exact"] and res["u8s8_exact"]
+    assert res["float32_err"] <= 1e-5 and res["float32_one"]
+    assert res["int8_err"] <= 1e-6 and res["int8_one"]  # dequantized int8 outputs: bit-exact codes
+    assert res["int8r_err"] <= 1e-6 and res["int8r_one"]
