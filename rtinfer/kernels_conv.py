@@ -269,54 +269,35 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                        dst, ys + o0 * plane + p0, plane, b, bo + o0, relu, nc)
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def _fill_classes(src, xo, g, go, zb, zo, fill_i16):
-    """The DW path's buffers of one input plane (x at src[xo:], h * w elements): for each
-    column class m < G_NCLS the plane at zb[zo + m * zs + zm:], with the class's mask applied
-    (g[go + G_AUX2 + m * h * w:]: 0 where a tap of that column shift would wrap into the next
-    or previous row). float32 copies (CONV) or, with fill_i16, int16 x - x_zp (QCONV; zb is
-    then an int16 view). The margins around each copy are never written: they stay zero from
-    the planner's zeroed scratch. Branch-free, vectorized."""
-    hw = g[go + G_H] * g[go + G_W]
-    zm = g[go + G_ZM]
-    zs = g[go + G_ZS]
-    x_zp = g[go + G_XZP]
-    xr = src[xo:xo + hw]
-    for m in range(g[go + G_NCLS]):
-        mo = go + g[go + G_AUX2] + m * hw
-        mk = g[mo:mo + hw]
-        b0 = zo + m * zs + zm
-        mid = zb[b0:b0 + hw]
-        if fill_i16:
-            for k in range(hw):
-                mid[k] = np.int16((np.int32(xr[k]) - x_zp) & mk[k])
-        else:
-            for k in range(hw):
-                mid[k] = xr[k] if mk[k] != 0 else np.float32(0.0)
-
-
 @njit(cache=True, _nrt=False)
 def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH
-    channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:] (_fill_classes)."""
+    channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:]: each input plane copied once
+    per column class with that class's mask (g[go + G_AUX2:], kernels_tile.fill_masked: 0 where
+    a tap of that column shift would wrap into the next or previous row). The margins around the
+    copies are never written: they stay zero from the planner's zeroed scratch."""
     c_n = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     og = g[go + G_O] // c_n
     plane = g[go + G_OH] * g[go + G_OW]
     nt = g[go + G_NT]
-    cs = g[go + G_NCLS] * g[go + G_ZS]  # floats per channel
+    ncls = g[go + G_NCLS]
+    zm = g[go + G_ZM]
+    zs = g[go + G_ZS]
+    cs = ncls * zs  # floats per channel
+    ma = go + g[go + G_AUX2]
     ta = go + g[go + G_AUX]
     if og == 1:  # DW_CH channels per tile, each with its own buffers
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                _fill_classes(src, xs + (c0 + c) * hw, g, go, zb, zo + c * cs, False)
+                T.fill_masked(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
             for k0 in range(0, plane, DW_COLS):
                 T.dw_tile_f32(zb, zo + k0, cs, g, ta, nt, W, wo + c0 * nt, nt, b, bo + c0,
                               dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
     else:  # og outputs per input channel: the tile's channels share one buffer (stride 0)
         for c in range(c_n):
-            _fill_classes(src, xs + c * hw, g, go, zb, zo, False)
+            T.fill_masked(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
@@ -570,21 +551,25 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
     og = g[go + G_O] // c_n
     plane = g[go + G_OH] * g[go + G_OW]
     npr = g[go + G_NT]
-    cs = g[go + G_NCLS] * g[go + G_ZS]  # int16 elements per channel
+    ncls = g[go + G_NCLS]
+    zm = g[go + G_ZM]
+    zs = g[go + G_ZS]
+    cs = ncls * zs  # int16 elements per channel
+    ma = go + g[go + G_AUX2]
     ta = go + g[go + G_AUX]
     wa = go + g[go + G_WDW]
     if og == 1:
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                _fill_classes(src, xs + (c0 + c) * hw, g, go, zb, zo + c * cs, True)
+                T.fill_masked(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
             for k0 in range(0, plane, DW_COLS):
                 T.dw_tile_i8(zb, zo + k0, cs, g, ta, npr, g, wa + c0 * npr, npr, bias, bo + c0,
                              dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0),
                              M, mo + c0, y_zp, qmin, qmax)
     else:
         for c in range(c_n):
-            _fill_classes(src, xs + c * hw, g, go, zb, zo, True)
+            T.fill_masked(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
