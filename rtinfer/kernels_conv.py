@@ -895,16 +895,19 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
 @njit(cache=True, _nrt=False)
 def global_avgpool_f32(src, so, dst, do, c_n, hw, m):
     """GLOBAL_AVGPOOL for m samples: x (C, hw) -> y (C,), float32 sum in order / float32(hw).
-    The C sums run side by side in y (position outer, channel inner: independent chains), each
-    from 0.0 over k = 0..hw-1 in order."""
+    Each sum runs from 0.0 over k = 0..hw-1 in order; 8 channels side by side in one vector
+    (kernels_tile.channel_sums8), the last C % 8 as scalar chains side by side."""
     inv = np.float32(hw)
     for s in range(m):
         x0 = so + s * c_n * hw
         y = dst[do + s * c_n:do + (s + 1) * c_n]
-        for c in range(c_n):
+        c8 = c_n // 8 * 8
+        for c in range(0, c8, 8):  # 8 channels per vector, positions transposed in registers
+            T.channel_sums8(src, x0 + c * hw, hw, dst, do + s * c_n + c)
+        for c in range(c8, c_n):
             y[c] = np.float32(0.0)
         for k in range(hw):
-            for c in range(c_n):
+            for c in range(c8, c_n):
                 y[c] += src[x0 + c * hw + k]
         for c in range(c_n):
             y[c] = y[c] / inv

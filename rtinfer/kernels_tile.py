@@ -592,3 +592,60 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _transpose8(builder, rows):
+    """8 vectors <8 x float> (rows r) -> 8 vectors (columns k): out[k][r] = rows[r][k]."""
+    def shuf(a, b, idx):
+        return builder.shuffle_vector(a, b, ir.Constant(_V8I, idx))
+    t = []
+    for i in range(0, 8, 2):
+        t.append(shuf(rows[i], rows[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]))
+        t.append(shuf(rows[i], rows[i + 1], [2, 10, 3, 11, 6, 14, 7, 15]))
+    lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    s_ = []
+    for base in (0, 4):
+        a0, a1, b0, b1 = t[base], t[base + 1], t[base + 2], t[base + 3]
+        s_ += [shuf(a0, b0, lo), shuf(a0, b0, hi), shuf(a1, b1, lo), shuf(a1, b1, hi)]
+    first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    cols = [None] * 8
+    for k in range(4):
+        cols[k] = shuf(s_[k], s_[k + 4], first)
+        cols[k + 4] = shuf(s_[k], s_[k + 4], second)
+    return cols
+
+
+@intrinsic
+def channel_sums8(typingctx, X, xo, hw, D, do):
+    """D[do + c] = float32 sum of X[xo + c * hw + k] over k = 0..hw-1 in order, from 0.0, for 8
+    channels c < 8 side by side (one vector lane per channel): blocks of 8 positions are loaded
+    as rows and transposed in registers, then added column by column, so each channel's sum
+    keeps its order; the last hw % 8 positions one lane-insert at a time."""
+    sig = types.void(X, xo, hw, D, do)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, hwv, dv, doff = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = hwv.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[3], dv).data, [doff])
+        rows = [builder.gep(px, [builder.mul(hwv, ir.Constant(i64, c))]) for c in range(8)]
+        acc = cgutils.alloca_once_value(builder, ir.Constant(_V8F, [0.0] * 8))
+        nblk = builder.sdiv(hwv, ir.Constant(i64, 8))
+        with cgutils.for_range(builder, nblk) as loop:
+            k = builder.mul(loop.index, ir.Constant(i64, 8))
+            cols = _transpose8(builder, [builder.load(_ptr(builder, r, k, _V8F), align=4) for r in rows])
+            a = builder.load(acc)
+            for col in cols:
+                a = builder.fadd(a, col)
+            builder.store(a, acc)
+        with cgutils.for_range(builder, builder.sub(hwv, builder.mul(nblk, ir.Constant(i64, 8)))) as loop:
+            k = builder.add(builder.mul(nblk, ir.Constant(i64, 8)), loop.index)
+            v = ir.Constant(_V8F, ir.Undefined)
+            for c in range(8):
+                v = builder.insert_element(v, builder.load(builder.gep(rows[c], [k])), _c(c))
+            builder.store(builder.fadd(builder.load(acc), v), acc)
+        builder.store(builder.load(acc), _ptr(builder, pd, ir.Constant(i64, 0), _V8F), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
