@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from numba.core import config
 
 from . import kernels_tile as T
 from .kernels import A_IDENTITY, A_RELU, act_f32
@@ -99,6 +100,11 @@ COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
 GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
+
+# Under NUMBA_BOUNDSCHECK=1 every call of an LLVM IR tile (kernels_tile, whose loads and stores
+# Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
+# the checks compile away (a constant False).
+BOUNDS = bool(config.BOUNDSCHECK)
 F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
 
 
@@ -233,10 +239,93 @@ def _is_pointwise(g, go):
 
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _need(arr, lo, hi):
+    """Raise IndexError unless arr[lo:hi] lies inside arr (an empty range always does)."""
+    if hi > lo and (lo < 0 or hi > arr.size):
+        raise IndexError("kernel tile reads or writes outside its array")
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_gemm(A, ao, a_len, B, bo, ldb, KS, b_cols, D, do, ldd, rows, ncols, bias, bi, M, mi):
+    """The extents a GEMM tile touches (BOUNDS only)."""
+    _need(A, ao, ao + a_len)
+    if KS > 0:
+        _need(B, bo, bo + (KS - 1) * ldb + b_cols)
+    _need(D, do, do + (rows - 1) * ldd + ncols)
+    _need(bias, bi, bi + rows)
+    _need(M, mi, mi + rows)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_dw(Z, zo, zs, T_, to, nt_offs, W, wo, ws, n_w, D, do, ds, nch, ncols, bias, bi, cols_read):
+    """The extents a depthwise tile touches (BOUNDS only): nt_offs tap offsets at T_[to:],
+    n_w weights per channel, cols_read positions read per tap."""
+    _need(T_, to, to + nt_offs)
+    lo = 0
+    hi = 0
+    for t in range(nt_offs):
+        lo = min(lo, T_[to + t])
+        hi = max(hi, T_[to + t])
+    for c in range(nch):
+        _need(Z, zo + c * zs + lo, zo + c * zs + hi + cols_read)
+        _need(W, wo + c * ws, wo + c * ws + n_w)
+        _need(D, do + c * ds, do + c * ds + ncols)
+    _need(bias, bi, bi + nch)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_gather(X, xo, n_x, I, io, n, D, do):
+    """The extents gather32 touches (BOUNDS only): indices in [-1, n_x), X[xo:xo + n_x]."""
+    _need(I, io, io + n)
+    _need(X, xo, xo + n_x)
+    _need(D, do, do + n)
+    for k in range(n):
+        if I[io + k] < -1 or I[io + k] >= n_x:
+            raise IndexError("im2col index outside the sample")
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
+    """The extents fill_masked touches (BOUNDS only)."""
+    _need(X, xo, xo + n)
+    _need(MK, mo, mo + ncls * n)
+    for m in range(ncls):
+        _need(Z, zo + m * zs, zo + m * zs + n)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
+    """kernels_tile.fill_masked, its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _check_fill(src, xo, hw, g, ma, ncls, zb, zo, zs)
+    T.fill_masked(src, xo, hw, g, ma, ncls, zb, zo, zs, zp)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _dw_f32(zb, zo, zs, g, ta, nt, W, wo, b, bo, dst, do, plane, nch, ncols, relu):
+    """kernels_tile.dw_tile_f32 (weights nt per channel), its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _check_dw(zb, zo, zs, g, ta, nt, W, wo, nt, nt, dst, do, plane, nch, ncols, b, bo, DW_COLS)
+    T.dw_tile_f32(zb, zo, zs, g, ta, nt, W, wo, nt, b, bo, dst, do, plane, nch, ncols, relu)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax):
+    """kernels_tile.dw_tile_i8 (weight pairs npr per channel at g[wa:]), its extents checked first
+    under BOUNDS."""
+    if BOUNDS:
+        _check_dw(zb, zo, zs, g, ta, 2 * npr, g, wa, npr, npr, dst, do, plane, nch, ncols, bias, bo, DW_COLS)
+        _need(M, mo, mo + nch)
+    T.dw_tile_i8(zb, zo, zs, g, ta, npr, g, wa, npr, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax)
+
+
 # ------------------------------------------------------------------------------ float32 CONV
 @njit(cache=True, _nrt=False, inline="always")
 def _cf32_rows(rows, A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
+    if BOUNDS:
+        _check_gemm(A, ao, K * ROWS, B, bo, ldb, K, ncols, D, do, ldd, rows, ncols, bias, bi, bias, bi)
     if rows > 4:
         T.cf32_tile6(A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, rows, ncols)
     elif rows > 2:
@@ -257,6 +346,9 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
         bb = xs
     else:
         if g[go + G_GATHER] != 0:
+            if BOUNDS:
+                _check_gather(src, xs, g[go + G_C] * g[go + G_H] * g[go + G_W], g, go + g[go + G_GATHER],
+                              k_n * plane, cols, co)
             T.gather32(src, xs, g, go + g[go + G_GATHER], k_n * plane, cols, co, np.float32(0.0))
         else:
             _im2col(src, xs, 0, g[go + G_C], g, go, cols, co, np.float32(0.0))
@@ -291,18 +383,18 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                T.fill_masked(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
+                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
             for k0 in range(0, plane, DW_COLS):
-                T.dw_tile_f32(zb, zo + k0, cs, g, ta, nt, W, wo + c0 * nt, nt, b, bo + c0,
-                              dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+                _dw_f32(zb, zo + k0, cs, g, ta, nt, W, wo + c0 * nt, b, bo + c0,
+                        dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
     else:  # og outputs per input channel: the tile's channels share one buffer (stride 0)
         for c in range(c_n):
-            T.fill_masked(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
+            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
-                    T.dw_tile_f32(zb, zo + k0, 0, g, ta, nt, W, wo + o0 * nt, nt, b, bo + o0,
-                                  dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+                    _dw_f32(zb, zo + k0, 0, g, ta, nt, W, wo + o0 * nt, b, bo + o0,
+                            dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
 
 
 @njit(cache=True, _nrt=False)
@@ -428,6 +520,8 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels."""
+    if BOUNDS:
+        _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, COLS, D, do, ldd, rows, ncols, bias, bi, M, mi)
     if u8:
         if rows > 4:
             T.u8_tile6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
@@ -523,6 +617,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
         xr = src[xs:xs + n_in]
         for k in range(n_in):
             xw[k] = xr[k]
+        if BOUNDS:
+            _check_gather(w32, fo, n_in, g, go + g[go + G_GATHER], k_n * plane, w32, fo + n_in)
         T.gather32(w32, fo, g, go + g[go + G_GATHER], k_n * plane, w32, fo + n_in, np.int32(x_zp))
         _pack_b(w32, fo + n_in, g, go, x_zp, u8)
     else:
@@ -562,20 +658,19 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                T.fill_masked(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
+                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
             for k0 in range(0, plane, DW_COLS):
-                T.dw_tile_i8(zb, zo + k0, cs, g, ta, npr, g, wa + c0 * npr, npr, bias, bo + c0,
-                             dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0),
-                             M, mo + c0, y_zp, qmin, qmax)
+                _dw_i8(zb, zo + k0, cs, g, ta, npr, wa + c0 * npr, bias, bo + c0,
+                       dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + c0, y_zp, qmin, qmax)
     else:
         for c in range(c_n):
-            T.fill_masked(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
+            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
-                    T.dw_tile_i8(zb, zo + k0, 0, g, ta, npr, g, wa + o0 * npr, npr, bias, bo + o0,
-                                 dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0),
-                                 M, mo + o0, y_zp, qmin, qmax)
+                    _dw_i8(zb, zo + k0, 0, g, ta, npr, wa + o0 * npr, bias, bo + o0,
+                           dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + o0, y_zp,
+                           qmin, qmax)
 
 
 @njit(cache=True, _nrt=False)
@@ -903,6 +998,9 @@ def global_avgpool_f32(src, so, dst, do, c_n, hw, m):
         y = dst[do + s * c_n:do + (s + 1) * c_n]
         c8 = c_n // 8 * 8
         for c in range(0, c8, 8):  # 8 channels per vector, positions transposed in registers
+            if BOUNDS:
+                _need(src, x0 + c * hw, x0 + (c + 8) * hw)
+                _need(dst, do + s * c_n + c, do + s * c_n + c + 8)
             T.channel_sums8(src, x0 + c * hw, hw, dst, do + s * c_n + c)
         for c in range(c8, c_n):
             y[c] = np.float32(0.0)

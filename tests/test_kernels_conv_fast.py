@@ -189,3 +189,24 @@ def _run_gather(X, idx, out, fill):
     def run(X, idx, out, fill):
         T.gather32(X, 0, idx, 0, idx.size, out, 2, fill)
     run(X, idx, out, fill)
+
+
+@pytest.mark.skipif(not KC.BOUNDS, reason="runs in the NUMBA_BOUNDSCHECK=1 pass (test_runtime_conv)")
+def test_tile_extents_are_checked_under_boundscheck():
+    """The LLVM IR tiles' loads and stores are invisible to Numba's bounds checking; under
+    NUMBA_BOUNDSCHECK=1 the kernels check each tile's extents first: a destination one element
+    short raises IndexError instead of writing past it."""
+    geo, o, group = _geometry(FAST_CASES[0])
+    W = np.ones(o * geo.c, np.float32)
+    lay = KC.conv_layout(geo, o, group, W)
+    x = np.ones(geo.c * geo.h * geo.w, np.float32)
+    y = np.zeros(o * geo.oh * geo.ow - 1, np.float32)
+    with pytest.raises(IndexError):
+        KC.conv_f32(x, 0, lay.W, 0, np.zeros(o, np.float32), 0, y, 0, lay.table, 0, 1,
+                    np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
+    geo, o, group = _geometry(FAST_CASES[8])  # depthwise
+    lay = KC.conv_layout(geo, o, group, np.ones(o * 9, np.float32))
+    x = np.ones(geo.c * geo.h * geo.w - 3, np.float32)  # input short
+    with pytest.raises(IndexError):
+        KC.conv_f32(x, 0, lay.W, 0, np.zeros(o, np.float32), 0, np.zeros(o * geo.oh * geo.ow, np.float32), 0,
+                    lay.table, 0, 1, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
