@@ -10,14 +10,19 @@ scratch) at offsets the table gives, so a program row needs one offset for all o
 channels-first (C, H, W); 1-D is H = 1.
 
 Kernel paths, chosen once at plan time (``conv_layout``) and recorded in slot G_PATH; the
-weights at ``W[wo:]`` are packed for that path:
+weights at ``W[wo:]`` (or in the table's data) are packed for that path:
 
-- PATH_GEMM (group 1): a register-tiled GEMM y (O, P) = W (O, K) . B (K, P) over the P = oh * ow
-  output positions, K = C kh kw. B is the input planes themselves (pointwise: 1x1, stride 1, no
-  padding) or im2col rows in scratch (padding = 0, or x_zp for int8, which adds 0). float32:
-  kernels_tile.cf32_tile, W packed by ``pack_rows_f32``, bias and ReLU in the epilogue. int8:
-  B is packed into int16 pairs (x - x_zp) in int32 words, W likewise (``pack_pairs_i16``), and
-  kernels_tile.s16_tile sums pair products in int32 (vpmaddwd) and requantizes in its epilogue.
+- PATH_GEMM / PATH_GEMM_U8 (every convolution the DW path does not take), group by group: a
+  register-tiled GEMM y (O/group, P) = W (O/group, K) . B (K, P) over the P = oh * ow output
+  positions, K = C/group kh kw. B is the group's input planes themselves (pointwise: 1x1, stride 1,
+  no padding) or im2col rows in scratch (padding 0, or x_zp for int8, which adds 0), made by
+  precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
+  kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output), W packed by
+  ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
+  quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
+  consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
+  or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
+  requantizes in its epilogue.
 - PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
   copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
   a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
@@ -26,19 +31,19 @@ weights at ``W[wo:]`` are packed for that path:
   first, ReLU or requantization in the epilogue; int8 sums pairs of taps with vpmaddwd. Taps that
   only ever read padding are dropped. The margins are zeroed once by the planner (its scratch
   starts zero) and never written.
-- PATH_GENERIC (everything else): stride-1 shifted runs over padded planes for groups with < 4
-  output channels, else per group im2col rows with four output channels sharing each row load.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
   bits of one sample at a time): GEMM one FMA chain from 0.0 over k = (c, p, q) in order, then
-  + bias; DW bias first, then one FMA per kept tap in (p, q) order; GENERIC bias first, then
-  products (c, p, q) in order. Versus the float64 golden it differs in the last bits (tested
-  within 1e-5 relative to the summed magnitudes).
+  + bias; DW bias first, then one FMA per kept tap in (p, q) order. Versus the float64 golden it
+  differs in the last bits (tested within 1e-5 relative to the summed magnitudes).
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
 - ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype).
 - ``qconv_i8`` / ``qavgpool_i8``: exact integer sums of (x - x_zp) (padding adds nothing),
   requantization as QDENSE (``rtinfer.kernels._requant``): bit-exact on every path.
+
+Under NUMBA_BOUNDSCHECK=1 (``BOUNDS``) every call of an LLVM IR tile first checks the extents it
+touches, which Numba's own bounds checking cannot see.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ G_NT = 23      # DW: kept taps; GEMM: K (float32) or K2 = ceil(K / 2) pairs (int
 G_ZM = 24      # DW: front margin of each zero-margined plane buffer
 G_ZS = 25      # DW: elements per plane buffer
 G_PPAD = 26    # positions oh * ow rounded up to 16: DW mask row stride, int8 GEMM B row stride
-G_ACC = 27     # offset from the table of its int32 scratch (GENERIC int8 accumulators, packed B)
+G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the packed B rows)
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of more int32 data: DW class masks (G_NCLS x h w, -1 keep,
@@ -90,7 +95,6 @@ G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col b
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
 G_LEN = 33
 
-PATH_GENERIC = 0
 PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
 PATH_GEMM_U8 = 3  # int8 on uint8 x int8 quads (vpmaddubsw): weights whose pair sums cannot saturate
@@ -111,12 +115,11 @@ F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
 def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,
                   x_zp=0, y_zp=0, qmin=-128, qmax=127, cols=0) -> np.ndarray:
     """The int32 table of one window op (see the G_* slots): geometry, then int8 parameters
-    that the interpreter passes on (kernels take them as arguments). Path GENERIC, its int32
-    scratch right after the table; ``conv_layout`` fills the other slots."""
+    that the interpreter passes on (kernels take them as arguments); ``conv_layout`` fills the
+    path slots of a convolution."""
     t = np.zeros(G_LEN, dtype=np.int32)
     t[:G_PATH] = [c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad,
                   x_zp, y_zp, qmin, qmax, cols]
-    t[G_PATH] = PATH_GENERIC
     t[G_ACC] = G_LEN
     return t
 
@@ -140,20 +143,7 @@ def _end_valid(n, pad, k_off, stride, n_out):
     return e if e < n_out else n_out
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def _requant_run(ar, mult, y_zp, qmin, qmax, yr, n):
-    """yr[k] = clamp(rint(float32(ar[k]) * mult) + y_zp, qmin, qmax) for k < n: the QDENSE
-    requantization (rtinfer.kernels._requant), branch-free so it vectorizes. Exact: below 2^24
-    the float32 sum is an exact integer, and anything larger clamps the same either way."""
-    z = np.float32(y_zp)
-    lo = np.float32(qmin)
-    hi = np.float32(qmax)
-    for k in range(n):
-        v = np.rint(np.float32(ar[k]) * mult) + z
-        yr[k] = np.int8(min(max(v, lo), hi))
-
-
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
     """Window elements of channels c0..c0+cg of one sample (x at src[xs:]) into
     cols[co:] as (cg * kh * kw, oh * ow) rows; padding positions get ``fill``."""
@@ -199,35 +189,6 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
                         xr = xv[r * w + j0 * sw + col:r * w + (j1 - 1) * sw + col + 1]
                         for k in range(n):
                             seg[k] = xr[k * sw]
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _pad_planes(src, xs, c0, cg, g, go, xp, xo, fill):
-    """Channels c0..c0+cg of one sample (x at src[xs:]) as padded planes in xp[xo:], each
-    (hp, wp) = (oh + (kh - 1) * dh, ow + (kw - 1) * dw) (stride 1), padding = ``fill``."""
-    h = g[go + G_H]
-    w = g[go + G_W]
-    pt = g[go + G_PT]
-    pl = g[go + G_PL]
-    hp = g[go + G_OH] + (g[go + G_KH] - 1) * g[go + G_DH]
-    wp = g[go + G_OW] + (g[go + G_KW] - 1) * g[go + G_DW]
-    rows = min(h, hp - pt)
-    cols = min(w, wp - pl)
-    for c in range(cg):
-        pv = xp[xo + c * hp * wp:xo + (c + 1) * hp * wp]
-        for k in range(hp * wp):
-            pv[k] = fill
-        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
-        for r in range(rows):
-            seg = pv[(r + pt) * wp + pl:(r + pt) * wp + pl + cols]
-            xr = xv[r * w:r * w + cols]
-            for k in range(cols):
-                seg[k] = xr[k]
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _is_unit_stride(g, go):
-    return g[go + G_SH] == 1 and g[go + G_SW] == 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -321,7 +282,7 @@ def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, 
 
 
 # ------------------------------------------------------------------------------ float32 CONV
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _cf32_rows(rows, A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
     if BOUNDS:
@@ -336,29 +297,38 @@ def _cf32_rows(rows, A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, ncols):
 
 @njit(cache=True, _nrt=False)
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
-    """PATH_GEMM, one sample: y (O, P) = act(W (O, K) . B (K, P) + b), B = the input planes
-    (pointwise) or im2col rows in cols[co:]; W packed by pack_rows_f32 at W[wo:]."""
-    o_n = g[go + G_O]
+    """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b),
+    K = C/group kh kw, B = the group's input planes (pointwise) or im2col rows in cols[co:] (by
+    gather indices, else by runs); W packed by pack_rows_f32 per group at W[wo:]."""
+    c_in = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    group = g[go + G_GROUP]
+    cg = c_in // group
+    og = g[go + G_O] // group
     plane = g[go + G_OH] * g[go + G_OW]
     k_n = g[go + G_NT]
-    if _is_pointwise(g, go):
-        B = src
-        bb = xs
-    else:
-        if g[go + G_GATHER] != 0:
-            if BOUNDS:
-                _check_gather(src, xs, g[go + G_C] * g[go + G_H] * g[go + G_W], g, go + g[go + G_GATHER],
-                              k_n * plane, cols, co)
-            T.gather32(src, xs, g, go + g[go + G_GATHER], k_n * plane, cols, co, np.float32(0.0))
+    wg = (og + ROWS - 1) // ROWS * ROWS * k_n  # packed weights per group
+    pointwise = _is_pointwise(g, go)
+    gather = g[go + G_GATHER]
+    for gi in range(group):
+        if pointwise:
+            B = src
+            bb = xs + gi * cg * plane
         else:
-            _im2col(src, xs, 0, g[go + G_C], g, go, cols, co, np.float32(0.0))
-        B = cols
-        bb = co
-    for p0 in range(0, plane, COLS):
-        nc = min(COLS, plane - p0)
-        for o0 in range(0, o_n, ROWS):
-            _cf32_rows(min(ROWS, o_n - o0), W, wo + o0 * k_n, B, bb + p0, plane, k_n,
-                       dst, ys + o0 * plane + p0, plane, b, bo + o0, relu, nc)
+            if gather != 0:
+                if BOUNDS:
+                    _check_gather(src, xs + gi * cg * hw, cg * hw, g, go + gather, k_n * plane, cols, co)
+                T.gather32(src, xs + gi * cg * hw, g, go + gather, k_n * plane, cols, co, np.float32(0.0))
+            else:
+                _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
+            B = cols
+            bb = co
+        for p0 in range(0, plane, COLS):
+            nc = min(COLS, plane - p0)
+            for o0 in range(0, og, ROWS):
+                o = gi * og + o0
+                _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, plane, k_n,
+                           dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
 
 
 @njit(cache=True, _nrt=False)
@@ -398,100 +368,6 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
 
 
 @njit(cache=True, _nrt=False)
-def _conv_generic_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co):
-    """PATH_GENERIC, one sample; W (O, C/group, kh, kw) at W[wo:] (see conv_f32)."""
-    c_in = g[go + G_C]
-    o_n = g[go + G_O]
-    kh = g[go + G_KH]
-    kw = g[go + G_KW]
-    oh = g[go + G_OH]
-    ow = g[go + G_OW]
-    group = g[go + G_GROUP]
-    cg = c_in // group
-    og = o_n // group
-    plane = oh * ow
-    kk_n = cg * kh * kw
-    direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct and og < 4
-    dh = g[go + G_DH]
-    dw = g[go + G_DW]
-    hp = oh + (kh - 1) * dh
-    wp = ow + (kw - 1) * dw
-    yo_ = co + cg * hp * wp  # (oh, wp) accumulator plane after the padded input planes
-    span = (oh - 1) * wp + ow
-    for gi in range(group):
-        c0 = gi * cg
-        if shifted:  # stride 1: every (p, q) is one shifted run over the padded planes
-            _pad_planes(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
-            acc = cols[yo_:yo_ + span]
-            for o in range(gi * og, (gi + 1) * og):
-                b0 = b[bo + o]
-                for k in range(span):
-                    acc[k] = b0
-                for c in range(cg):
-                    for p in range(kh):
-                        for q in range(kw):
-                            wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
-                            st = co + c * hp * wp + p * dh * wp + q * dw
-                            xr = cols[st:st + span]
-                            for k in range(span):
-                                acc[k] += wv * xr[k]
-                for i in range(oh):
-                    yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
-                    ar = acc[i * wp:i * wp + ow]
-                    for k in range(ow):
-                        yr[k] = ar[k]
-            continue
-        if direct:
-            cs = src
-            cb = xs + c0 * plane
-        else:
-            _im2col(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
-            cs = cols
-            cb = co
-        o = gi * og
-        o_end = o + og
-        while o + 4 <= o_end:
-            y0 = dst[ys + o * plane:ys + (o + 1) * plane]
-            y1 = dst[ys + (o + 1) * plane:ys + (o + 2) * plane]
-            y2 = dst[ys + (o + 2) * plane:ys + (o + 3) * plane]
-            y3 = dst[ys + (o + 3) * plane:ys + (o + 4) * plane]
-            b0 = b[bo + o]
-            b1 = b[bo + o + 1]
-            b2 = b[bo + o + 2]
-            b3 = b[bo + o + 3]
-            for k in range(plane):
-                y0[k] = b0
-                y1[k] = b1
-                y2[k] = b2
-                y3[k] = b3
-            for kk in range(kk_n):
-                cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                w0 = W[wo + o * kk_n + kk]
-                w1 = W[wo + (o + 1) * kk_n + kk]
-                w2 = W[wo + (o + 2) * kk_n + kk]
-                w3 = W[wo + (o + 3) * kk_n + kk]
-                for k in range(plane):
-                    v = cr[k]
-                    y0[k] += w0 * v
-                    y1[k] += w1 * v
-                    y2[k] += w2 * v
-                    y3[k] += w3 * v
-            o += 4
-        while o < o_end:
-            y0 = dst[ys + o * plane:ys + (o + 1) * plane]
-            b0 = b[bo + o]
-            for k in range(plane):
-                y0[k] = b0
-            for kk in range(kk_n):
-                cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                w0 = W[wo + o * kk_n + kk]
-                for k in range(plane):
-                    y0[k] += w0 * cr[k]
-            o += 1
-
-
-@njit(cache=True, _nrt=False)
 def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, beta):
     """CONV with its activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at
     dst[do:]. The table g[go:] (conv_layout) gives the path; W at W[wo:] is packed for it
@@ -505,18 +381,16 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
-        if path == PATH_GEMM:
-            _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
-        elif path == PATH_DW:
+        if path == PATH_DW:
             _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
         else:
-            _conv_generic_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co)
-    if act != A_IDENTITY and not (relu and path != PATH_GENERIC):
+            _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
+    if act != A_IDENTITY and not relu:
         act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
 
 
 # ------------------------------------------------------------------------------ int8 QCONV
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels."""
@@ -537,7 +411,7 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
         T.s16_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _pack_pairs(x, r0, r1, has1, n, zp, Bw, bo):
     """Bw[bo + p] = int16(x[r0 + p] - zp) | int16(x[r1 + p] - zp) << 16 for p < n (the high
     half 0 when not has1): one row of int16 pairs for the s16 tile."""
@@ -553,7 +427,7 @@ def _pack_pairs(x, r0, r1, has1, n, zp, Bw, bo):
             out[p] = (np.int32(a[p]) - z) & 0xFFFF
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _pack_quads(x, r0, nrows, stride, n, Bw, bo):
     """Bw[bo + p] = the bytes x[r0 + t * stride + p] + 128 (uint8) for t = 0..3, t = 0 in the
     low byte; rows t >= nrows give 128 (their weights are 0): one row of uint8 quads."""
@@ -575,14 +449,13 @@ def _pack_quads(x, r0, nrows, stride, n, Bw, bo):
             out[p] = v
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _pack_b(X, xb, g, go, x_zp, u8):
-    """The int8 GEMM's B rows from K rows of P codes at X[xb:] (int8, or int32 after a gather):
-    into g[go + G_ACC:], G_NT rows of G_PPAD words (uint8 quads of x + 128, or int16 pairs of
-    x - x_zp)."""
+    """The int8 GEMM's B rows from K rows of P codes at X[xb:] (int8): into g[go + G_ACC:],
+    G_NT rows of G_PPAD words (uint8 quads of x + 128, or int16 pairs of x - x_zp)."""
     plane = g[go + G_OH] * g[go + G_OW]
     ks = g[go + G_NT]
-    k_n = g[go + G_C] * g[go + G_KH] * g[go + G_KW]
+    k_n = (g[go + G_C] // g[go + G_GROUP]) * g[go + G_KH] * g[go + G_KW]
     ppad = g[go + G_PPAD]
     bw = go + g[go + G_ACC]
     if u8:
@@ -596,45 +469,60 @@ def _pack_b(X, xb, g, go, x_zp, u8):
 
 @njit(cache=True, _nrt=False)
 def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co, u8, f32s, fo):
-    """PATH_GEMM / PATH_GEMM_U8 int8, one sample: the input planes (pointwise), int8 im2col
-    rows (padding x_zp) in cols[co:], or with gather indices the sample as int32 and its int32
-    im2col rows in f32s[fo:] (an int32 view), packed by _pack_b; W packed likewise at
-    g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8). The u8 tile's bias is g[go + G_AUX2:]
-    (the bias with (128 + x_zp) * sum_k W[o, k] taken off), the s16 tile's the layer's own."""
-    o_n = g[go + G_O]
+    """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: the group's input planes
+    (pointwise) or its int8 im2col rows (padding x_zp) in cols[co:] -- by runs, or by gather
+    indices from an int32 copy of the sample in f32s[fo:] (an int32 view) -- packed by _pack_b;
+    W packed likewise per group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8). The u8 tile's
+    bias is g[go + G_AUX2:] (the bias with (128 + x_zp) * sum_k W[o, k] taken off), the s16
+    tile's the layer's own."""
+    c_in = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    group = g[go + G_GROUP]
+    cg = c_in // group
+    og = g[go + G_O] // group
     plane = g[go + G_OH] * g[go + G_OW]
     ks = g[go + G_NT]
-    k_n = g[go + G_C] * g[go + G_KH] * g[go + G_KW]
+    k_n = cg * g[go + G_KH] * g[go + G_KW]
     ppad = g[go + G_PPAD]
     bw = go + g[go + G_ACC]
     aw = go + g[go + G_AUX]
-    if _is_pointwise(g, go):
-        _pack_b(src, xs, g, go, x_zp, u8)
-    elif g[go + G_GATHER] != 0:
-        n_in = g[go + G_C] * g[go + G_H] * g[go + G_W]
-        w32 = f32s.view(np.int32)
-        xw = w32[fo:fo + n_in]
-        xr = src[xs:xs + n_in]
-        for k in range(n_in):
-            xw[k] = xr[k]
-        if BOUNDS:
-            _check_gather(w32, fo, n_in, g, go + g[go + G_GATHER], k_n * plane, w32, fo + n_in)
-        T.gather32(w32, fo, g, go + g[go + G_GATHER], k_n * plane, w32, fo + n_in, np.int32(x_zp))
-        _pack_b(w32, fo + n_in, g, go, x_zp, u8)
-    else:
-        _im2col(src, xs, 0, g[go + G_C], g, go, cols, co, np.int8(x_zp))
-        _pack_b(cols, co, g, go, x_zp, u8)
+    wg = (og + ROWS - 1) // ROWS * ROWS * ks  # packed weight words per group
+    pointwise = _is_pointwise(g, go)
+    gather = g[go + G_GATHER]
     if u8:
         Bias = g
         bb = go + g[go + G_AUX2]
     else:
         Bias = bias
         bb = bo
-    for p0 in range(0, plane, COLS):
-        nc = min(COLS, plane - p0)
-        for o0 in range(0, o_n, ROWS):
-            _i8_rows(u8, min(ROWS, o_n - o0), g, aw + o0 * ks, g, bw + p0, ppad, ks, dst, ys + o0 * plane + p0,
-                     plane, Bias, bb + o0, M, mo + o0, y_zp, qmin, qmax, nc)
+    w32 = f32s.view(np.int32)
+    if gather != 0 and not pointwise:  # the sample as int32: the gathers read 32-bit elements
+        xw = w32[fo:fo + c_in * hw]
+        xr = src[xs:xs + c_in * hw]
+        for k in range(c_in * hw):
+            xw[k] = xr[k]
+    for gi in range(group):
+        if pointwise:
+            _pack_b(src, xs + gi * cg * plane, g, go, x_zp, u8)
+        elif gather != 0:
+            ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
+            if BOUNDS:
+                _check_gather(w32, fo + gi * cg * hw, cg * hw, g, go + gather, k_n * plane, w32, ci)
+            T.gather32(w32, fo + gi * cg * hw, g, go + gather, k_n * plane, w32, ci, np.int32(x_zp))
+            cr = cols[co:co + k_n * plane]
+            wr = w32[ci:ci + k_n * plane]
+            for k in range(k_n * plane):
+                cr[k] = wr[k]
+            _pack_b(cols, co, g, go, x_zp, u8)
+        else:
+            _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
+            _pack_b(cols, co, g, go, x_zp, u8)
+        for p0 in range(0, plane, COLS):
+            nc = min(COLS, plane - p0)
+            for o0 in range(0, og, ROWS):
+                o = gi * og + o0
+                _i8_rows(u8, min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, g, bw + p0, ppad, ks,
+                         dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
 
 
 @njit(cache=True, _nrt=False)
@@ -674,102 +562,6 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
 
 
 @njit(cache=True, _nrt=False)
-def _qconv_generic(src, xs, W, wo, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co):
-    """PATH_GENERIC int8, one sample; W (O, C/group, kh, kw) int8 at W[wo:]; int32 scratch
-    g[go + G_ACC:] (four accumulator planes, or one (oh, wp) plane for the shifted runs)."""
-    c_in = g[go + G_C]
-    o_n = g[go + G_O]
-    kh = g[go + G_KH]
-    kw = g[go + G_KW]
-    oh = g[go + G_OH]
-    ow = g[go + G_OW]
-    group = g[go + G_GROUP]
-    cg = c_in // group
-    og = o_n // group
-    plane = oh * ow
-    kk_n = cg * kh * kw
-    ab = go + g[go + G_ACC]
-    a0 = g[ab:ab + plane]
-    a1 = g[ab + plane:ab + 2 * plane]
-    a2 = g[ab + 2 * plane:ab + 3 * plane]
-    a3 = g[ab + 3 * plane:ab + 4 * plane]
-    zp = np.int32(x_zp)
-    direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct and og < 4
-    dh = g[go + G_DH]
-    dw = g[go + G_DW]
-    hp = oh + (kh - 1) * dh
-    wp = ow + (kw - 1) * dw
-    span = (oh - 1) * wp + ow
-    for gi in range(group):
-        c0 = gi * cg
-        if shifted:  # stride 1: shifted runs over padded planes (padding = x_zp adds 0)
-            _pad_planes(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
-            acc = g[ab:ab + span]
-            for o in range(gi * og, (gi + 1) * og):
-                b0 = np.int32(bias[bo + o])
-                for k in range(span):
-                    acc[k] = b0
-                for c in range(cg):
-                    for p in range(kh):
-                        for q in range(kw):
-                            wv = np.int32(W[wo + ((o * cg + c) * kh + p) * kw + q])
-                            st = co + c * hp * wp + p * dh * wp + q * dw
-                            xr = cols[st:st + span]
-                            for k in range(span):
-                                acc[k] = np.int32(acc[k] + (np.int32(xr[k]) - zp) * wv)
-                mult = M[mo + o]
-                for i in range(oh):
-                    yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
-                    _requant_run(acc[i * wp:i * wp + ow], mult, y_zp, qmin, qmax, yr, ow)
-            continue
-        if direct:
-            cs = src
-            cb = xs + c0 * plane
-        else:
-            _im2col(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
-            cs = cols
-            cb = co
-        o = gi * og
-        o_end = o + og
-        while o < o_end:
-            nb = min(4, o_end - o)
-            for k in range(plane):
-                a0[k] = bias[bo + o]
-                if nb > 1:
-                    a1[k] = bias[bo + o + 1]
-                if nb > 2:
-                    a2[k] = bias[bo + o + 2]
-                if nb > 3:
-                    a3[k] = bias[bo + o + 3]
-            for kk in range(kk_n):
-                cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                w0 = np.int32(W[wo + o * kk_n + kk])
-                if nb == 4:
-                    w1 = np.int32(W[wo + (o + 1) * kk_n + kk])
-                    w2 = np.int32(W[wo + (o + 2) * kk_n + kk])
-                    w3 = np.int32(W[wo + (o + 3) * kk_n + kk])
-                    for k in range(plane):
-                        v = np.int32(cr[k]) - zp
-                        a0[k] = np.int32(a0[k] + v * w0)
-                        a1[k] = np.int32(a1[k] + v * w1)
-                        a2[k] = np.int32(a2[k] + v * w2)
-                        a3[k] = np.int32(a3[k] + v * w3)
-                else:
-                    for j in range(nb):
-                        wj = np.int32(W[wo + (o + j) * kk_n + kk])
-                        aj = g[ab + j * plane:ab + (j + 1) * plane]
-                        for k in range(plane):
-                            aj[k] = np.int32(aj[k] + (np.int32(cr[k]) - zp) * wj)
-            for j in range(nb):
-                mult = M[mo + o + j]
-                aj = g[ab + j * plane:ab + (j + 1) * plane]
-                yv = dst[ys + (o + j) * plane:ys + (o + j + 1) * plane]
-                _requant_run(aj, mult, y_zp, qmin, qmax, yv, plane)
-            o += nb
-
-
-@njit(cache=True, _nrt=False)
 def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co, fs, fo):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
     bias (O,) int32 at bias[bo:], M (O,) float32 requantization multipliers at M[mo:]; the
@@ -783,13 +575,11 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
-        if path == PATH_GEMM or path == PATH_GEMM_U8:
-            _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co,
-                        path == PATH_GEMM_U8, fs, fo)
-        elif path == PATH_DW:
+        if path == PATH_DW:
             _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs.view(np.int16), 2 * fo)
         else:
-            _qconv_generic(src, xs, W, wo, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co)
+            _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co,
+                        path == PATH_GEMM_U8, fs, fo)
 
 
 # ------------------------------------------------------------------------------ pooling
@@ -1098,7 +888,7 @@ TWINS = {
 
 
 def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int = 0, **int8) -> np.ndarray:
-    """The int32 table of a rtinfer.reference_conv.Geometry (see pack_geometry): path GENERIC."""
+    """The int32 table of a rtinfer.reference_conv.Geometry (see pack_geometry)."""
     return pack_geometry(geo.c, geo.h, geo.w, out_channels, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw,
                          geo.pt, geo.pl, geo.oh, geo.ow, group, include_pad, **int8)
 
@@ -1132,20 +922,6 @@ def pack_pairs_i16(W2: np.ndarray) -> np.ndarray:
     P[:o, :k] = W2
     P = np.ascontiguousarray(P.reshape(nb, ROWS, k2, 2).transpose(0, 2, 1, 3))
     return P.reshape(-1).view(np.int32).copy()
-
-
-def generic_scratch(geo, group: int) -> tuple[int, int, int]:
-    """(float32, int8, int32) scratch elements of PATH_GENERIC: im2col rows, and for stride 1
-    the padded planes plus an (oh, wp) plane (the shifted runs taken when a group has fewer
-    than 4 output channels); int32: four accumulator planes or the (oh, wp) plane."""
-    cols = (geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow
-    f32, i8, i32 = cols, cols, 4 * geo.oh * geo.ow
-    if geo.sh == 1 and geo.sw == 1:
-        hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
-        f32 = max(f32, (geo.c // group) * hp * wp + geo.oh * wp)
-        i8 = max(i8, (geo.c // group) * hp * wp)
-        i32 = max(i32, geo.oh * wp)
-    return f32, i8, i32
 
 
 def pack_quads_i8(W2: np.ndarray) -> np.ndarray:
@@ -1238,22 +1014,23 @@ def _gather_indices(geo, cg: int) -> np.ndarray:
     return np.where(ok, idx, -1).astype(np.int32).reshape(-1)
 
 
-def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None,
+def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
                 **int8_attrs) -> ConvLayout:
     """The kernel path of a convolution and its operands: geometry geo (reference_conv.Geometry),
     o output channels, W (O, C/group, kh, kw) float32 (int8 with ``int8``: then ``bias`` (O,)
-    int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: GEMM for group 1
+    int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
+    channel per group where _dw_plan applies (unless ``dw`` is False), else GEMM, group by group
     (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and u8_exact(W)
-    -- else int16 pairs), DW for one input channel per group where _dw_plan applies, else
-    GENERIC. The kernels read exactly these arrays (the planner copies them into the plan
-    image; tests pass them directly)."""
+    -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
+    the plan image; tests pass them directly)."""
     cg = geo.c // group
+    og = o // group
     k_n = cg * geo.kh * geo.kw
     plane = geo.oh * geo.ow
     table = table_from_geometry(geo, o, group, 0, **int8_attrs)
     pointwise = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow) == (1, 1, 1, 1, 0, 0, geo.h, geo.w)
     W2 = np.asarray(W).reshape(o, k_n)
-    dw = _dw_plan(geo) if cg == 1 and group > 1 else None
+    plan_dw = _dw_plan(geo) if dw and cg == 1 and group > 1 else None
     parts = [table]  # int32 data after the table, each part at a multiple of 16 words
 
     def put(arr):
@@ -1265,36 +1042,11 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         parts.append(np.asarray(arr, np.int32).reshape(-1))
         return at
 
-    if group == 1:
-        gather = not pointwise and (geo.ow < 16 or geo.sw > 1) and k_n * plane <= GATHER_MAX
-        cols = 1 if pointwise else k_n * plane
-        if gather:
-            table[G_GATHER] = put(_gather_indices(geo, cg))
-        if not int8:
-            table[G_PATH] = PATH_GEMM
-            table[G_NT] = k_n
-            return ConvLayout(PATH_GEMM, np.concatenate(parts), pack_rows_f32(W2.astype(np.float32)), cols, 0)
-        if u8 is None:
-            u8 = "avx2" in T.target_features() and u8_exact(W2)
-        ppad = _round_up(plane, COLS)
-        if u8:
-            ks = -(-k_n // 4)
-            table[G_PATH] = PATH_GEMM_U8
-            table[G_AUX] = put(pack_quads_i8(W2.astype(np.int8)))
-            x_zp = int(int8_attrs.get("x_zp", 0))
-            folded = np.asarray(bias, np.int64) - (128 + x_zp) * W2.astype(np.int64).sum(axis=1)
-            table[G_AUX2] = put(folded.astype(np.int32))  # wraps like the int32 kernel (exact sums fit)
-        else:
-            ks = -(-k_n // 2)
-            table[G_PATH] = PATH_GEMM
-            table[G_AUX] = put(pack_pairs_i16(W2.astype(np.int8)))
-        table[G_NT] = ks
-        table[G_PPAD] = ppad
-        table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
-        f32 = geo.c * geo.h * geo.w + k_n * plane if gather else 1  # int32 sample + int32 im2col rows
-        return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, 1 if gather else cols)
-    if dw is not None:
-        taps, masks, zm, zs = dw
+    def per_group(pack):
+        return np.concatenate([pack(W2[gi * og:(gi + 1) * og]) for gi in range(group)])
+
+    if plan_dw is not None:
+        taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
         table[G_NCLS] = len(masks)
         table[G_AUX2] = put(masks)
@@ -1317,10 +1069,42 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         table[G_WDW] = put(np.ascontiguousarray(Wd).reshape(-1).view(np.int32))
         f32 = -(-DW_CH * len(masks) * zs // 2)  # int16 buffers in float32 scratch
         return ConvLayout(PATH_DW, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
-    f32, i8, i32 = generic_scratch(geo, group)
-    table[G_ACC] = put(np.zeros(i32, np.int32))
-    Wg = np.ascontiguousarray(W2.astype(np.int8 if int8 else np.float32)).reshape(-1)
-    return ConvLayout(PATH_GENERIC, np.concatenate(parts), Wg, 1 if int8 else f32, i8 if int8 else 0)
+    gather = not pointwise and (geo.ow < 16 or geo.sw > 1) and k_n * plane <= GATHER_MAX
+    cols = 1 if pointwise else k_n * plane
+    if gather:
+        table[G_GATHER] = put(_gather_indices(geo, cg))
+    if not int8:
+        table[G_PATH] = PATH_GEMM
+        table[G_NT] = k_n
+        return ConvLayout(PATH_GEMM, np.concatenate(parts), per_group(lambda w: pack_rows_f32(w.astype(np.float32))),
+                          cols, 0)
+    if u8 is None:
+        u8 = "avx2" in T.target_features() and u8_exact(W2)
+    ppad = _round_up(plane, COLS)
+    if u8:
+        ks = -(-k_n // 4)
+        table[G_PATH] = PATH_GEMM_U8
+        table[G_AUX] = put(per_group(lambda w: pack_quads_i8(w.astype(np.int8))))
+        x_zp = int(int8_attrs.get("x_zp", 0))
+        folded = np.asarray(bias, np.int64) - (128 + x_zp) * W2.astype(np.int64).sum(axis=1)
+        table[G_AUX2] = put(folded.astype(np.int32))  # fits: |folded| <= |b| + 255 sum|W| (planner's bound)
+    else:
+        ks = -(-k_n // 2)
+        table[G_PATH] = PATH_GEMM
+        table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
+    table[G_NT] = ks
+    table[G_PPAD] = ppad
+    table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
+    f32 = geo.c * geo.h * geo.w + k_n * plane if gather else 1  # int32 sample + int32 im2col rows
+    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
+
+
+def scratch_bound(geo, group: int) -> int:
+    """An upper bound of the elements any part of a convolution's layout holds (im2col rows, the
+    depthwise plane copies with their masks), checked before anything is allocated."""
+    cols = (geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow
+    planes = (geo.kw + 1) * (geo.h * geo.w + 2 * (geo.oh * geo.ow + (geo.kh * geo.dh + 1) * geo.w + geo.kw * geo.dw))
+    return max(cols, planes, geo.c * geo.h * geo.w)
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
@@ -1389,7 +1173,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
             raise error(f"{where}: qmin {int8['qmin']} > qmax {int8['qmax']}")
     if op in (Op.CONV, Op.QCONV):
         # scratch bound before anything is packed or allocated (every path needs at most this)
-        need = max(generic_scratch(geo, group))
+        need = scratch_bound(geo, group)
         if need > MAX_SCRATCH:
             raise error(f"{where}: the convolution needs {need} elements of scratch "
                         f"(limit {MAX_SCRATCH}); kernel ({geo.kh}, {geo.kw}) over a ({geo.oh}, {geo.ow}) output "

@@ -30,8 +30,8 @@ FAST_CASES = [
     ((4, 6, 7), 4, 4, (3, 5), (1, 1), (1, 1), ((2, 0), (2, 2)), KC.PATH_DW),         # asymmetric rows, kw 5
     ((4, 1, 20), 8, 4, (1, 5), (1, 1), (1, 2), ((0, 0), (4, 4)), KC.PATH_DW),        # 1-D depthwise x2, dilated
     ((3, 9, 4), 3, 3, (3, 3), (1, 1), (3, 2), ((3, 3), (2, 2)), KC.PATH_DW),         # dilated 2-D, taps dropped
-    ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GENERIC),    # 2 channels per group
-    ((4, 6, 7), 4, 4, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GENERIC),    # strided depthwise
+    ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # 2 channels per group
+    ((4, 6, 7), 4, 4, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # strided depthwise (GEMM per group)
 ]
 
 
@@ -82,7 +82,7 @@ def test_conv_f32_fast_paths_match_twin(case):
 def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     rng = np.random.default_rng(13)
     geo, o, group = _geometry(case)
-    if u8 is not None and group != 1:
+    if u8 is not None and case[-1] != KC.PATH_GEMM:
         pytest.skip("the u8 / s16 choice is the int8 GEMM's")
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
@@ -95,7 +95,7 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
         lay = KC.conv_layout(geo, o, group, W, bias=bias[GUARD:GUARD + o], int8=True, u8=u8,
                              x_zp=x_zp, y_zp=y_zp, qmin=qmin, qmax=qmax)
-        if group == 1:
+        if case[-1] == KC.PATH_GEMM:
             want_path = {True: KC.PATH_GEMM_U8, False: KC.PATH_GEMM}.get(u8)
             assert lay.path == (want_path or lay.path) and lay.path in (KC.PATH_GEMM, KC.PATH_GEMM_U8)
         else:
