@@ -89,11 +89,20 @@ G_PPAD = 26    # positions oh * ow rounded up to 16: DW mask row stride, int8 GE
 G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the packed B rows)
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
-G_AUX2 = 30    # offset from the table of more int32 data: DW class masks (G_NCLS x h w, -1 keep,
-               # 0 zero); u8 GEMM: its bias with the +128 input shift folded in
+G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
+               # of the DW path and of GEMM BM_SHIFT
 G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
-G_LEN = 33
+G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
+G_ROWS = 34    # GEMM: offset from the table of its B row offsets (int32, G_K of them)
+G_K = 35       # GEMM: rows of B (C/group kh kw, less the taps that only read padding)
+G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input shift folded in
+G_LEN = 37
+
+BM_PLANES = 0  # the group's input planes (pointwise)
+BM_GATHER = 1  # im2col rows in scratch, by gather indices
+BM_RUNS = 2    # im2col rows in scratch, by runs
+BM_SHIFT = 3   # shifted zero-margined copies of the group's input planes (stride 1: an implicit GEMM)
 
 PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
@@ -283,51 +292,66 @@ def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, 
 
 # ------------------------------------------------------------------------------ float32 CONV
 @njit(cache=True, _nrt=False)
-def _cf32_rows(rows, A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, ncols):
+def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
     if BOUNDS:
-        _check_gemm(A, ao, K * ROWS, B, bo, ldb, K, ncols, D, do, ldd, rows, ncols, bias, bi, bias, bi)
+        _need(RT, ro, ro + K)
+        _need(A, ao, ao + K * ROWS)
+        for k in range(K):
+            _need(B, bo + RT[ro + k], bo + RT[ro + k] + ncols)
+        _need(D, do, do + (rows - 1) * ldd + ncols)
+        _need(bias, bi, bi + rows)
     if rows > 4:
-        T.cf32_tile6(A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, rows, ncols)
+        T.cf32_tile6(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
     elif rows > 2:
-        T.cf32_tile4(A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, rows, ncols)
+        T.cf32_tile4(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
     else:
-        T.cf32_tile2(A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, rows, ncols)
+        T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
 
 
 @njit(cache=True, _nrt=False)
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
-    """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b),
-    K = C/group kh kw, B = the group's input planes (pointwise) or im2col rows in cols[co:] (by
-    gather indices, else by runs); W packed by pack_rows_f32 per group at W[wo:]."""
+    """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
+    with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
+    (BM_PLANES), im2col rows in cols[co:] made by gather indices or by runs (BM_GATHER, BM_RUNS),
+    or shifted zero-margined copies of the group's planes in cols[co:] (BM_SHIFT, stride 1: each
+    plane copied once per column class, kernels_tile.fill_masked, no im2col). W packed by
+    pack_rows_f32 per group at W[wo:]."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
     cg = c_in // group
     og = g[go + G_O] // group
     plane = g[go + G_OH] * g[go + G_OW]
-    k_n = g[go + G_NT]
+    k_n = g[go + G_K]
     wg = (og + ROWS - 1) // ROWS * ROWS * k_n  # packed weights per group
-    pointwise = _is_pointwise(g, go)
-    gather = g[go + G_GATHER]
+    mode = g[go + G_BMODE]
+    ro = go + g[go + G_ROWS]
     for gi in range(group):
-        if pointwise:
+        if mode == BM_PLANES:
             B = src
             bb = xs + gi * cg * plane
         else:
-            if gather != 0:
+            if mode == BM_GATHER:
+                gather = go + g[go + G_GATHER]
                 if BOUNDS:
-                    _check_gather(src, xs + gi * cg * hw, cg * hw, g, go + gather, k_n * plane, cols, co)
-                T.gather32(src, xs + gi * cg * hw, g, go + gather, k_n * plane, cols, co, np.float32(0.0))
-            else:
+                    _check_gather(src, xs + gi * cg * hw, cg * hw, g, gather, k_n * plane, cols, co)
+                T.gather32(src, xs + gi * cg * hw, g, gather, k_n * plane, cols, co, np.float32(0.0))
+            elif mode == BM_RUNS:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
+            else:
+                ncls = g[go + G_NCLS]
+                zs = g[go + G_ZS]
+                for c in range(cg):
+                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, cols,
+                          co + c * ncls * zs + g[go + G_ZM], zs, 0)
             B = cols
             bb = co
         for p0 in range(0, plane, COLS):
             nc = min(COLS, plane - p0)
             for o0 in range(0, og, ROWS):
                 o = gi * og + o0
-                _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, plane, k_n,
+                _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, g, ro, k_n,
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
 
 
@@ -412,10 +436,10 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
 
 
 @njit(cache=True, _nrt=False)
-def _pack_pairs(x, r0, r1, has1, n, zp, Bw, bo):
-    """Bw[bo + p] = int16(x[r0 + p] - zp) | int16(x[r1 + p] - zp) << 16 for p < n (the high
+def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
+    """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
     half 0 when not has1): one row of int16 pairs for the s16 tile."""
-    z = np.int32(zp)
+    z = np.int32(sub)
     a = x[r0:r0 + n]
     out = Bw[bo:bo + n]
     if has1:
@@ -428,53 +452,69 @@ def _pack_pairs(x, r0, r1, has1, n, zp, Bw, bo):
 
 
 @njit(cache=True, _nrt=False)
-def _pack_quads(x, r0, nrows, stride, n, Bw, bo):
-    """Bw[bo + p] = the bytes x[r0 + t * stride + p] + 128 (uint8) for t = 0..3, t = 0 in the
-    low byte; rows t >= nrows give 128 (their weights are 0): one row of uint8 quads."""
+def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
+    """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
+    rows t >= nrows give 128 (their weights are 0): one row of uint8 quads for the u8 tile
+    (add = 128 for int8 codes, 128 + x_zp for int16 x - x_zp)."""
     out = Bw[bo:bo + n]
+    z = np.int32(add)
     a = x[r0:r0 + n]
     if nrows == 4:
-        b = x[r0 + stride:r0 + stride + n]
-        c = x[r0 + 2 * stride:r0 + 2 * stride + n]
-        d = x[r0 + 3 * stride:r0 + 3 * stride + n]
+        b = x[r1:r1 + n]
+        c = x[r2:r2 + n]
+        d = x[r3:r3 + n]
         for p in range(n):
-            out[p] = (((np.int32(a[p]) + 128) & 0xFF) | (((np.int32(b[p]) + 128) & 0xFF) << 8)
-                      | (((np.int32(c[p]) + 128) & 0xFF) << 16) | ((np.int32(d[p]) + 128) << 24))
+            out[p] = (((np.int32(a[p]) + z) & 0xFF) | (((np.int32(b[p]) + z) & 0xFF) << 8)
+                      | (((np.int32(c[p]) + z) & 0xFF) << 16) | ((np.int32(d[p]) + z) << 24))
     else:
         for p in range(n):
-            v = np.int32(0)
-            for t in range(4):
-                q = np.int32(x[r0 + t * stride + p]) + 128 if t < nrows else np.int32(128)
-                v |= (q & 0xFF) << (8 * t)
-            out[p] = v
+            v = (np.int32(a[p]) + z) & 0xFF
+            if nrows > 1:
+                v |= ((np.int32(x[r1 + p]) + z) & 0xFF) << 8
+            else:
+                v |= 128 << 8
+            if nrows > 2:
+                v |= ((np.int32(x[r2 + p]) + z) & 0xFF) << 16
+            else:
+                v |= 128 << 16
+            out[p] = v | (128 << 24)
 
 
 @njit(cache=True, _nrt=False)
-def _pack_b(X, xb, g, go, x_zp, u8):
-    """The int8 GEMM's B rows from K rows of P codes at X[xb:] (int8): into g[go + G_ACC:],
-    G_NT rows of G_PPAD words (uint8 quads of x + 128, or int16 pairs of x - x_zp)."""
+def _pack_b(X, xb, RT, ro, g, go, sub, add, u8):
+    """The int8 GEMM's B words from its G_K rows of P values, row k at X[xb + RT[ro + k]]: into
+    g[go + G_ACC:], G_NT rows of G_PPAD words (u8: uint8 quads of x + add; else int16 pairs of
+    x - sub)."""
     plane = g[go + G_OH] * g[go + G_OW]
     ks = g[go + G_NT]
-    k_n = (g[go + G_C] // g[go + G_GROUP]) * g[go + G_KH] * g[go + G_KW]
+    k_n = g[go + G_K]
     ppad = g[go + G_PPAD]
     bw = go + g[go + G_ACC]
+    if BOUNDS:
+        _need(RT, ro, ro + k_n)
+        for k in range(k_n):
+            _need(X, xb + RT[ro + k], xb + RT[ro + k] + plane)
     if u8:
         for j in range(ks):
-            _pack_quads(X, xb + 4 * j * plane, min(4, k_n - 4 * j), plane, plane, g, bw + j * ppad)
+            k = 4 * j
+            nr = min(4, k_n - k)
+            _pack_quads(X, xb + RT[ro + k], xb + RT[ro + min(k + 1, k_n - 1)], xb + RT[ro + min(k + 2, k_n - 1)],
+                        xb + RT[ro + min(k + 3, k_n - 1)], nr, plane, add, g, bw + j * ppad)
     else:
         for j in range(ks):
             k = 2 * j
-            _pack_pairs(X, xb + k * plane, xb + (k + 1) * plane, k + 1 < k_n, plane, x_zp, g, bw + j * ppad)
+            _pack_pairs(X, xb + RT[ro + k], xb + RT[ro + min(k + 1, k_n - 1)], k + 1 < k_n, plane, sub, g,
+                        bw + j * ppad)
 
 
 @njit(cache=True, _nrt=False)
 def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co, u8, f32s, fo):
-    """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: the group's input planes
-    (pointwise) or its int8 im2col rows (padding x_zp) in cols[co:] -- by runs, or by gather
-    indices from an int32 copy of the sample in f32s[fo:] (an int32 view) -- packed by _pack_b;
-    W packed likewise per group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8). The u8 tile's
-    bias is g[go + G_AUX2:] (the bias with (128 + x_zp) * sum_k W[o, k] taken off), the s16
-    tile's the layer's own."""
+    """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: B rows (G_BMODE) are the
+    group's input planes, its int8 im2col rows in cols[co:] (padding x_zp; by runs, or by gather
+    indices from an int32 copy of the sample in f32s[fo:]), or shifted zero-margined int16 copies
+    of x - x_zp in f32s[fo:] (BM_SHIFT), packed by _pack_b; W packed likewise per group at
+    g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8). The u8 tile's bias is g[go + G_AUX2:]
+    (the bias with (128 + x_zp) * sum_k W[o, k] taken off), the s16 tile's the layer's own."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
@@ -482,41 +522,50 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     og = g[go + G_O] // group
     plane = g[go + G_OH] * g[go + G_OW]
     ks = g[go + G_NT]
-    k_n = cg * g[go + G_KH] * g[go + G_KW]
+    k_n = g[go + G_K]
     ppad = g[go + G_PPAD]
     bw = go + g[go + G_ACC]
     aw = go + g[go + G_AUX]
     wg = (og + ROWS - 1) // ROWS * ROWS * ks  # packed weight words per group
-    pointwise = _is_pointwise(g, go)
-    gather = g[go + G_GATHER]
+    mode = g[go + G_BMODE]
+    ro = go + g[go + G_ROWS]
     if u8:
         Bias = g
-        bb = go + g[go + G_AUX2]
+        bb = go + g[go + G_BIAS8]
     else:
         Bias = bias
         bb = bo
     w32 = f32s.view(np.int32)
-    if gather != 0 and not pointwise:  # the sample as int32: the gathers read 32-bit elements
+    if mode == BM_GATHER:  # the sample as int32: the gathers read 32-bit elements
         xw = w32[fo:fo + c_in * hw]
         xr = src[xs:xs + c_in * hw]
         for k in range(c_in * hw):
             xw[k] = xr[k]
     for gi in range(group):
-        if pointwise:
-            _pack_b(src, xs + gi * cg * plane, g, go, x_zp, u8)
-        elif gather != 0:
-            ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
-            if BOUNDS:
-                _check_gather(w32, fo + gi * cg * hw, cg * hw, g, go + gather, k_n * plane, w32, ci)
-            T.gather32(w32, fo + gi * cg * hw, g, go + gather, k_n * plane, w32, ci, np.int32(x_zp))
-            cr = cols[co:co + k_n * plane]
-            wr = w32[ci:ci + k_n * plane]
-            for k in range(k_n * plane):
-                cr[k] = wr[k]
-            _pack_b(cols, co, g, go, x_zp, u8)
+        if mode == BM_PLANES:
+            _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
+        elif mode == BM_SHIFT:
+            z16 = f32s.view(np.int16)
+            ncls = g[go + G_NCLS]
+            zs = g[go + G_ZS]
+            for c in range(cg):
+                _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
+                      2 * fo + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            _pack_b(z16, 2 * fo, g, ro, g, go, 0, 128 + x_zp, u8)
         else:
-            _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
-            _pack_b(cols, co, g, go, x_zp, u8)
+            if mode == BM_GATHER:
+                ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
+                gather = go + g[go + G_GATHER]
+                if BOUNDS:
+                    _check_gather(w32, fo + gi * cg * hw, cg * hw, g, gather, k_n * plane, w32, ci)
+                T.gather32(w32, fo + gi * cg * hw, g, gather, k_n * plane, w32, ci, np.int32(x_zp))
+                cr = cols[co:co + k_n * plane]
+                wr = w32[ci:ci + k_n * plane]
+                for k in range(k_n * plane):
+                    cr[k] = wr[k]
+            else:
+                _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
+            _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
         for p0 in range(0, plane, COLS):
             nc = min(COLS, plane - p0)
             for o0 in range(0, og, ROWS):
@@ -1069,15 +1118,43 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         table[G_WDW] = put(np.ascontiguousarray(Wd).reshape(-1).view(np.int32))
         f32 = -(-DW_CH * len(masks) * zs // 2)  # int16 buffers in float32 scratch
         return ConvLayout(PATH_DW, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
-    gather = not pointwise and (geo.ow < 16 or geo.sw > 1) and k_n * plane <= GATHER_MAX
-    cols = 1 if pointwise else k_n * plane
-    if gather:
-        table[G_GATHER] = put(_gather_indices(geo, cg))
+    # B rows: the input planes, shifted zero-margined copies of them (stride 1 along the plane),
+    # or im2col rows by gathers (small) or runs; row k of B at rows[k] (relative to the group)
+    shift = None if pointwise else _dw_plan(geo)
+    kept = np.arange(k_n)
+    f32_shift = 0
+    if pointwise:
+        table[G_BMODE] = BM_PLANES
+        rows = np.arange(k_n) * plane
+        cols = 1
+    elif shift is not None:
+        taps, masks, zm, zs = shift
+        table[G_BMODE] = BM_SHIFT
+        table[G_NCLS] = len(masks)
+        table[G_AUX2] = put(masks)
+        table[G_ZM] = zm
+        table[G_ZS] = zs
+        per = len(masks) * zs  # elements of one channel's copies
+        kept = np.array([c * geo.kh * geo.kw + t for c in range(cg) for t, _, _ in taps])
+        rows = np.array([c * per + cls * zs + zm + off for c in range(cg) for _, cls, off in taps])
+        cols = 1
+        f32_shift = cg * per
+    else:
+        gather = k_n * plane <= GATHER_MAX
+        table[G_BMODE] = BM_GATHER if gather else BM_RUNS
+        if gather:
+            table[G_GATHER] = put(_gather_indices(geo, cg))
+        rows = np.arange(k_n) * plane
+        cols = k_n * plane
+    W2 = W2[:, kept]
+    k_n = len(kept)
+    table[G_K] = k_n
+    table[G_ROWS] = put(rows)
     if not int8:
         table[G_PATH] = PATH_GEMM
         table[G_NT] = k_n
         return ConvLayout(PATH_GEMM, np.concatenate(parts), per_group(lambda w: pack_rows_f32(w.astype(np.float32))),
-                          cols, 0)
+                          max(cols, f32_shift, 1), 0)
     if u8 is None:
         u8 = "avx2" in T.target_features() and u8_exact(W2)
     ppad = _round_up(plane, COLS)
@@ -1087,7 +1164,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         table[G_AUX] = put(per_group(lambda w: pack_quads_i8(w.astype(np.int8))))
         x_zp = int(int8_attrs.get("x_zp", 0))
         folded = np.asarray(bias, np.int64) - (128 + x_zp) * W2.astype(np.int64).sum(axis=1)
-        table[G_AUX2] = put(folded.astype(np.int32))  # fits: |folded| <= |b| + 255 sum|W| (planner's bound)
+        table[G_BIAS8] = put(folded.astype(np.int32))  # fits: |folded| <= |b| + 255 sum|W| (planner's bound)
     else:
         ks = -(-k_n // 2)
         table[G_PATH] = PATH_GEMM
@@ -1095,7 +1172,10 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_NT] = ks
     table[G_PPAD] = ppad
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
-    f32 = geo.c * geo.h * geo.w + k_n * plane if gather else 1  # int32 sample + int32 im2col rows
+    if table[G_BMODE] == BM_GATHER:
+        f32 = geo.c * geo.h * geo.w + k_n * plane  # int32 sample + int32 im2col rows
+    else:
+        f32 = max(1, -(-f32_shift // 2))  # BM_SHIFT: int16 copies in float32 scratch
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
 
 

@@ -185,23 +185,26 @@ def _if_else(builder, cond):
 
 def _make_cf32_tile(R):
     @intrinsic
-    def cf32_tile(typingctx, A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, nrows, ncols):
+    def cf32_tile(typingctx, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols):
         """For r < nrows (<= R) and j < ncols (<= 16):
         D[do + r * ldd + j] = act(acc + bias[bi + r]), acc = fma(A[ao + ROWS * k + r],
-        B[bo + k * ldb + j], acc) for k = 0..K-1 from 0.0 (one rounding per term), + in float32;
-        act = ReLU (0 if v < 0 else v: NaN passes) when relu != 0. B columns >= ncols are not
-        read, D outside the tile is not written. A rows r < R of every k are read."""
-        sig = types.void(A, ao, B, bo, ldb, K, D, do, ldd, bias, bi, relu, nrows, ncols)
+        B[bo + RT[ro + k] + j], acc) for k = 0..K-1 from 0.0 (one rounding per term), + in float32;
+        act = ReLU (0 if v < 0 else v: NaN passes) when relu != 0. Row k of B starts at the int32
+        offset RT[ro + k] (im2col rows, input planes, or shifted copies of them: an implicit GEMM).
+        B columns >= ncols are not read, D outside the tile is not written. A rows r < R of every k
+        are read."""
+        sig = types.void(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols)
 
         def codegen(context, builder, signature, args):
-            av, aoff, bv, boff, ldbv, kn, dv, doff, lddv, biasv, bioff, reluv, nrowsv, ncolsv = \
+            av, aoff, bv, boff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, reluv, nrowsv, ncolsv = \
                 _ints64(context, builder, signature, args)
             st = signature.args
             pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
             pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
-            pd = builder.gep(_array(context, builder, st[6], dv).data, [doff])
-            pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
-            i64 = ldbv.type
+            prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+            pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+            pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+            i64 = kn.type
             accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8F, [0.0] * 8)) for _ in range(2)]
                     for _ in range(R)]
             full = builder.icmp_signed("==", ncolsv, ir.Constant(ncolsv.type, COLS))
@@ -210,7 +213,7 @@ def _make_cf32_tile(R):
             def k_loop(masked):
                 with cgutils.for_range(builder, kn) as loop:
                     k = loop.index
-                    brow = builder.gep(pb, [builder.mul(k, ldbv)])
+                    brow = builder.gep(pb, [builder.sext(builder.load(builder.gep(prt, [k])), i64)])
                     bvec = []
                     for h in range(2):
                         p = _ptr(builder, brow, ir.Constant(i64, 8 * h), _V8F)
