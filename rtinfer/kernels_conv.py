@@ -103,6 +103,8 @@ BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
 BM_RUNS = 2    # im2col rows in scratch, by runs
 BM_SHIFT = 3   # shifted zero-margined copies of the group's input planes (stride 1: an implicit GEMM)
+BM_WINDOW = 4  # per kernel column q, the (h, ow) window x[:, j * sw + q * dw - pl] of each input
+               # plane, zero-margined (stride 1 down the rows; gathered, no im2col)
 
 PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
@@ -310,6 +312,28 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
 
 
 @njit(cache=True, _nrt=False)
+def _windows(X, xb, g, go, Z, zo, fill):
+    """BM_WINDOW: for each of the group's input channels c and kernel column q < G_NCLS, the
+    (h, ow) window of plane c (X[xb + c * h * w:]) gathered by the indices at g[go + G_GATHER +
+    q * h * ow:] (fill where they are -1) into Z[zo + (c * G_NCLS + q) * G_ZS + G_ZM:]; the
+    margins around each window stay zero from the planner's zeroed scratch. X and Z float32, or
+    int32 (the int8 path's copy of x - x_zp)."""
+    hw = g[go + G_H] * g[go + G_W]
+    cg = g[go + G_C] // g[go + G_GROUP]
+    ncls = g[go + G_NCLS]
+    zs = g[go + G_ZS]
+    zm = g[go + G_ZM]
+    n = g[go + G_H] * g[go + G_OW]
+    ix = go + g[go + G_GATHER]
+    for c in range(cg):
+        for q in range(ncls):
+            d = zo + (c * ncls + q) * zs + zm
+            if BOUNDS:
+                _check_gather(X, xb + c * hw, hw, g, ix + q * n, n, Z, d)
+            T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
+
+
+@njit(cache=True, _nrt=False)
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
     with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
@@ -339,6 +363,8 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                 T.gather32(src, xs + gi * cg * hw, g, gather, k_n * plane, cols, co, np.float32(0.0))
             elif mode == BM_RUNS:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
+            elif mode == BM_WINDOW:
+                _windows(src, xs + gi * cg * hw, g, go, cols, co, np.float32(0.0))
             else:
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
@@ -536,14 +562,25 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
         Bias = bias
         bb = bo
     w32 = f32s.view(np.int32)
-    if mode == BM_GATHER:  # the sample as int32: the gathers read 32-bit elements
+    if mode == BM_GATHER or mode == BM_WINDOW:  # the sample as int32: the gathers read 32-bit elements
         xw = w32[fo:fo + c_in * hw]
         xr = src[xs:xs + c_in * hw]
+        zsub = np.int32(x_zp) if mode == BM_WINDOW else np.int32(0)
         for k in range(c_in * hw):
-            xw[k] = xr[k]
+            xw[k] = np.int32(xr[k]) - zsub
     for gi in range(group):
         if mode == BM_PLANES:
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
+        elif mode == BM_WINDOW:  # int32 windows of x - x_zp after the copy, then as int16
+            wz = fo + c_in * hw
+            nz = cg * g[go + G_NCLS] * g[go + G_ZS]
+            _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
+            z16 = f32s.view(np.int16)
+            zr = z16[2 * (wz + nz):2 * (wz + nz) + nz]
+            wr = w32[wz:wz + nz]
+            for k in range(nz):
+                zr[k] = wr[k]
+            _pack_b(z16, 2 * (wz + nz), g, ro, g, go, 0, 128 + x_zp, u8)
         elif mode == BM_SHIFT:
             z16 = f32s.view(np.int16)
             ncls = g[go + G_NCLS]
@@ -1039,6 +1076,38 @@ def _dw_plan(geo):
     return taps, masks, zm, zs
 
 
+def _window_plan(geo):
+    """BM_WINDOW's plan for a geometry with stride 1 down the rows, else None: (taps [(p, q,
+    offset of the tap's first output in its window buffer)], gather indices (kw, h, ow) int32
+    (r * w + col within the plane, -1 where col = j * sw + q * dw - pl is padding), front margin
+    zm, elements per window buffer zs). Taps that only ever read padding are left out."""
+    if geo.sh != 1 or geo.h * geo.ow * geo.kw > GATHER_MAX:
+        return None
+    plane = geo.oh * geo.ow
+    taps = []
+    for p in range(geo.kh):
+        rows = _valid_range(geo.h, geo.oh, geo.pt, p * geo.dh)
+        if rows[1] <= rows[0]:
+            continue
+        for q in range(geo.kw):
+            col = np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl
+            if not np.any((col >= 0) & (col < geo.w)):
+                continue
+            taps.append((p, q, (p * geo.dh - geo.pt) * geo.ow))
+    if not taps:
+        return None
+    r = np.arange(geo.h)[:, None]
+    idx = []
+    for q in range(geo.kw):
+        col = (np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl)[None, :]
+        ok = (col >= 0) & (col < geo.w) & (r >= 0)
+        idx.append(np.where(ok, r * geo.w + col, -1))
+    offs = [t[2] for t in taps]
+    zm = _round_up(max(0, -min(offs)), 8)
+    zs = _round_up(zm + max(geo.h * geo.ow, plane + max(0, max(offs))), 16)
+    return taps, np.array(idx, np.int32).reshape(-1), zm, zs
+
+
 @dataclass
 class ConvLayout:
     """How one CONV / QCONV layer's operands are laid out for its kernel path (conv_layout)."""
@@ -1121,6 +1190,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     # B rows: the input planes, shifted zero-margined copies of them (stride 1 along the plane),
     # or im2col rows by gathers (small) or runs; row k of B at rows[k] (relative to the group)
     shift = None if pointwise else _dw_plan(geo)
+    window = None if pointwise or shift is not None else _window_plan(geo)
     kept = np.arange(k_n)
     f32_shift = 0
     if pointwise:
@@ -1137,6 +1207,18 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         per = len(masks) * zs  # elements of one channel's copies
         kept = np.array([c * geo.kh * geo.kw + t for c in range(cg) for t, _, _ in taps])
         rows = np.array([c * per + cls * zs + zm + off for c in range(cg) for _, cls, off in taps])
+        cols = 1
+        f32_shift = cg * per
+    elif window is not None:
+        taps, idx, zm, zs = window
+        table[G_BMODE] = BM_WINDOW
+        table[G_NCLS] = geo.kw
+        table[G_GATHER] = put(idx)
+        table[G_ZM] = zm
+        table[G_ZS] = zs
+        per = geo.kw * zs
+        kept = np.array([c * geo.kh * geo.kw + p * geo.kw + q for c in range(cg) for p, q, _ in taps])
+        rows = np.array([c * per + q * zs + zm + off for c in range(cg) for _, q, off in taps])
         cols = 1
         f32_shift = cg * per
     else:
@@ -1174,6 +1256,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
     if table[G_BMODE] == BM_GATHER:
         f32 = geo.c * geo.h * geo.w + k_n * plane  # int32 sample + int32 im2col rows
+    elif table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
+        f32 = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
     else:
         f32 = max(1, -(-f32_shift // 2))  # BM_SHIFT: int16 copies in float32 scratch
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)

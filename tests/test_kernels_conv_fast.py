@@ -214,13 +214,14 @@ def test_tile_extents_are_checked_under_boundscheck():
 
 def test_b_row_sources_for_the_benchmark_shapes():
     """Where the GEMM's B rows come from: input planes (pointwise), shifted plane copies (stride
-    1, 1-D or ow == w: no im2col), im2col by gathers (small) or by runs (large)."""
+    1, 1-D or ow == w), per-column windows of the planes (stride 1 down the rows): no im2col;
+    else im2col by gathers (small) or by runs (large)."""
     def mode(shape, o, k, stride=(1, 1), pads=((0, 0), (0, 0))):
         geo = make_geometry(shape, geometry_attrs(k, stride, (1, 1), pads))
         return int(KC.conv_layout(geo, o, 1, np.zeros(o * shape[0] * k[0] * k[1], np.float32)).table[KC.G_BMODE])
     assert mode((64, 25, 5), 64, (1, 1)) == KC.BM_PLANES                      # DS-CNN pointwise
     assert mode((1, 28, 28), 6, (5, 5), pads=((2, 2), (2, 2))) == KC.BM_SHIFT  # LeNet-5 conv 1
     assert mode((16, 64), 32, (1, 5), pads=((0, 0), (2, 2))) == KC.BM_SHIFT   # 1-D CNN conv 2
-    assert mode((6, 14, 14), 16, (5, 5)) == KC.BM_GATHER                      # LeNet-5 conv 2 (ow < w)
+    assert mode((6, 14, 14), 16, (5, 5)) == KC.BM_WINDOW                      # LeNet-5 conv 2 (ow < w)
     assert mode((1, 49, 10), 64, (10, 4), (2, 2), ((4, 5), (1, 2))) == KC.BM_GATHER  # DS-CNN stem
     assert mode((16, 40, 40), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
