@@ -258,6 +258,18 @@ def _check_gather(X, xo, n_x, I, io, n, D, do):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bias, bi, M, mi):
+    """The extents s16_rows_tile6 touches (BOUNDS only)."""
+    _need(RT, ro, ro + n_rows)
+    for k in range(n_rows):
+        _need(Z, zo + RT[ro + k], zo + RT[ro + k] + COLS)
+    _need(A, ao, ao + KS * ROWS)
+    _need(D, do, do + (rows - 1) * ldd + ncols)
+    _need(bias, bi, bi + rows)
+    _need(M, mi, mi + rows)
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
     """The extents fill_masked touches (BOUNDS only)."""
     _need(X, xo, xo + n)
@@ -537,10 +549,12 @@ def _pack_b(X, xb, RT, ro, g, go, sub, add, u8):
 def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co, u8, f32s, fo):
     """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: B rows (G_BMODE) are the
     group's input planes, its int8 im2col rows in cols[co:] (padding x_zp; by runs, or by gather
-    indices from an int32 copy of the sample in f32s[fo:]), or shifted zero-margined int16 copies
-    of x - x_zp in f32s[fo:] (BM_SHIFT), packed by _pack_b; W packed likewise per group at
-    g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8). The u8 tile's bias is g[go + G_AUX2:]
-    (the bias with (128 + x_zp) * sum_k W[o, k] taken off), the s16 tile's the layer's own."""
+    indices from an int32 copy of the sample in f32s[fo:]) packed by _pack_b, W packed likewise per
+    group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8; the u8 tile's bias at g[go + G_BIAS8:]
+    has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
+    int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
+    windows) that kernels_tile.s16_rows_tile6 reads in place, pairs of rows interleaved in
+    registers (no packing pass; W as int16 pairs)."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
@@ -571,24 +585,34 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     for gi in range(group):
         if mode == BM_PLANES:
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
-        elif mode == BM_WINDOW:  # int32 windows of x - x_zp after the copy, then as int16
-            wz = fo + c_in * hw
-            nz = cg * g[go + G_NCLS] * g[go + G_ZS]
-            _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
+        elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
-            zr = z16[2 * (wz + nz):2 * (wz + nz) + nz]
-            wr = w32[wz:wz + nz]
-            for k in range(nz):
-                zr[k] = wr[k]
-            _pack_b(z16, 2 * (wz + nz), g, ro, g, go, 0, 128 + x_zp, u8)
-        elif mode == BM_SHIFT:
-            z16 = f32s.view(np.int16)
-            ncls = g[go + G_NCLS]
-            zs = g[go + G_ZS]
-            for c in range(cg):
-                _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
-                      2 * fo + c * ncls * zs + g[go + G_ZM], zs, x_zp)
-            _pack_b(z16, 2 * fo, g, ro, g, go, 0, 128 + x_zp, u8)
+            if mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
+                wz = fo + c_in * hw
+                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
+                _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
+                zb = 2 * (wz + nz)
+                zr = z16[zb:zb + nz]
+                wr = w32[wz:wz + nz]
+                for k in range(nz):
+                    zr[k] = wr[k]
+            else:
+                zb = 2 * fo
+                ncls = g[go + G_NCLS]
+                zs = g[go + G_ZS]
+                for c in range(cg):
+                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
+                          zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            for p0 in range(0, plane, COLS):
+                nc = min(COLS, plane - p0)
+                for o0 in range(0, og, ROWS):
+                    o = gi * og + o0
+                    if BOUNDS:
+                        _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
+                                      ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
+                    T.s16_rows_tile6(g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst, ys + o * plane + p0,
+                                     plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, min(ROWS, og - o0), nc)
+            continue
         else:
             if mode == BM_GATHER:
                 ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
@@ -1104,7 +1128,7 @@ def _window_plan(geo):
         idx.append(np.where(ok, r * geo.w + col, -1))
     offs = [t[2] for t in taps]
     zm = _round_up(max(0, -min(offs)), 8)
-    zs = _round_up(zm + max(geo.h * geo.ow, plane + max(0, max(offs))), 16)
+    zs = _round_up(zm + max(geo.h * geo.ow, _round_up(plane, COLS) + max(0, max(offs))), 16)
     return taps, np.array(idx, np.int32).reshape(-1), zm, zs
 
 
@@ -1231,7 +1255,19 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     W2 = W2[:, kept]
     k_n = len(kept)
     table[G_K] = k_n
+    in_place = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # s16_rows_tile6: rows read in place
+    if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
+        rows = np.concatenate([rows, rows[-1:]])
     table[G_ROWS] = put(rows)
+    if in_place:
+        table[G_PATH] = PATH_GEMM
+        table[G_NT] = -(-k_n // 2)
+        table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
+        if table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
+            f32 = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
+        else:
+            f32 = -(-f32_shift // 2)  # int16 copies in float32 scratch
+        return ConvLayout(PATH_GEMM, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
     if not int8:
         table[G_PATH] = PATH_GEMM
         table[G_NT] = k_n
@@ -1254,12 +1290,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_NT] = ks
     table[G_PPAD] = ppad
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
-    if table[G_BMODE] == BM_GATHER:
-        f32 = geo.c * geo.h * geo.w + k_n * plane  # int32 sample + int32 im2col rows
-    elif table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
-        f32 = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
-    else:
-        f32 = max(1, -(-f32_shift // 2))  # BM_SHIFT: int16 copies in float32 scratch
+    f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
 
 

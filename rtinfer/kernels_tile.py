@@ -341,6 +341,65 @@ def _make_i8_tile(R, u8):
     return i8_tile
 
 
+@intrinsic
+def s16_rows_tile6(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
+    """int8 GEMM tile of ROWS output channels x 16 positions reading B in place: row k of B is
+    16 int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16 elements), rows 2s
+    and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with the weight pair
+    A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no packing pass (an
+    implicit GEMM for the shifted / windowed plane copies). For r < nrows, j < ncols:
+    D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
+    qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS offsets (an odd row
+    count repeats a row with weight 0); 16 values are read per row."""
+    sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
+    R = ROWS
+
+    def codegen(context, builder, signature, args):
+        (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
+         nrowsv, ncolsv) = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = kn.type
+        pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+        z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+        prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+        pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+        pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+        pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
+        lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
+        hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
+        with cgutils.for_range(builder, kn) as loop:
+            s_ = loop.index
+            k0 = builder.mul(s_, ir.Constant(i64, 2))
+            r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
+            r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
+            x0 = builder.load(_ptr(builder, z16, r0, _V16S), align=2)
+            x1 = builder.load(_ptr(builder, z16, r1, _V16S), align=2)
+            bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
+            arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
+            for r in range(R):
+                w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
+                for h in range(2):
+                    builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
+        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
+        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
+        for r in range(R):
+            with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(i64, r))):
+                b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
+                mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
+                a_lo = builder.add(builder.load(accs[r][0]), b)
+                a_hi = builder.add(builder.load(accs[r][1]), b)
+                ys = [_requant8(builder, builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F), mult, zp, lo, hi)
+                      for idx in (first, second)]
+                _store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))]), ncolsv, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 s16_tile2 = _make_i8_tile(2, False)
 s16_tile4 = _make_i8_tile(4, False)
 s16_tile6 = _make_i8_tile(6, False)
