@@ -32,12 +32,13 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _setup_path(src):
     """Import rtinfer/export from ``src`` (another checkout) when given, else from this repo;
-    the bench package always from this repo."""
+    the bench package always from this repo (imported first, before ``src`` goes on the path)."""
     repo = os.path.dirname(_HERE)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    import bench.suite_models  # noqa: F401 - this repo's model builders
     if src:
         sys.path.insert(0, os.path.abspath(src))
-    if repo not in sys.path:
-        sys.path.insert(1 if src else 0, repo)
 
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -68,10 +69,11 @@ def _time_calls(fn, rows) -> np.ndarray:
 
 
 def kernel_path() -> str:
-    try:
-        from rtinfer.kernels_tile import kernel_path_name
-    except ImportError:  # an rtinfer without the path choice (--src of an older checkout)
+    import rtinfer
+    here = os.path.dirname(os.path.abspath(rtinfer.__file__))
+    if not os.path.exists(os.path.join(here, "kernels_tile.py")):  # --src of an older checkout
         return "n/a (this rtinfer has no kernel path choice)"
+    from rtinfer.kernels_tile import kernel_path_name
     return kernel_path_name()
 
 
