@@ -711,3 +711,77 @@ def channel_sums8(typingctx, X, xo, hw, D, do):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _hadd8(builder, a, b):
+    """<8 x i32> a, b -> [a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, b2+b3, b4+b5, b6+b7]."""
+    even = builder.shuffle_vector(a, b, ir.Constant(_V8I, [0, 2, 4, 6, 8, 10, 12, 14]))
+    odd = builder.shuffle_vector(a, b, ir.Constant(_V8I, [1, 3, 5, 7, 9, 11, 13, 15]))
+    return builder.add(even, odd)
+
+
+@intrinsic
+def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax):
+    """Eight int8 dense outputs (a QDENSE row block): for r < nrows (<= 8),
+    acc[r] = sum over i < n_in of int32(x[xo + i]) * int32(W[wo + r * n_in + i]) (int32, exact:
+    pairs of sign-extended products summed with vpmaddwd, 16 inputs per step for the 8 rows side
+    by side, the last n_in % 16 one by one), then y[yo + r] = clamp(rint(float32(acc + bias[bo + r])
+    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels._requant; the
+    8 sums meet in one vector by a tree of pairwise adds, requantized together). Rows >= nrows
+    re-read row nrows - 1 and are not stored."""
+    sig = types.void(x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax)
+
+    def codegen(context, builder, signature, args):
+        (xv, xoff, wv, woff, nin, biasv, bioff, mv, moff, yv, yoff, nrowsv, zpv, lov, hiv) = \
+            _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = nin.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pw = builder.gep(_array(context, builder, st[2], wv).data, [woff])
+        pbias = builder.gep(_array(context, builder, st[5], biasv).data, [bioff])
+        pm = builder.gep(_array(context, builder, st[7], mv).data, [moff])
+        py = builder.gep(_array(context, builder, st[9], yv).data, [yoff])
+        last = builder.sub(nrowsv, ir.Constant(i64, 1))
+        rows, idx = [], []
+        for r in range(8):
+            rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), nrowsv), ir.Constant(i64, r), last)
+            idx.append(rr)
+            rows.append(builder.gep(pw, [builder.mul(rr, nin)]))
+        v16i8 = ir.VectorType(_I8, 16)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(8)]
+        nblk = builder.sdiv(nin, ir.Constant(i64, 16))
+        with cgutils.for_range(builder, nblk) as loop:
+            off = builder.mul(loop.index, ir.Constant(i64, 16))
+            xa = builder.sext(builder.load(_ptr(builder, px, off, v16i8), align=1), _V16S)
+            for r in range(8):
+                wb = builder.sext(builder.load(_ptr(builder, rows[r], off, v16i8), align=1), _V16S)
+                builder.store(builder.add(builder.load(accs[r]), _pair_madd(builder, xa, wb)), accs[r])
+        tails = [cgutils.alloca_once_value(builder, _c(0)) for _ in range(8)]
+        t0 = builder.mul(nblk, ir.Constant(i64, 16))
+        with cgutils.for_range(builder, builder.sub(nin, t0)) as loop:
+            i = builder.add(t0, loop.index)
+            xi = builder.sext(builder.load(builder.gep(px, [i])), _I32)
+            for r in range(8):
+                wi = builder.sext(builder.load(builder.gep(rows[r], [i])), _I32)
+                builder.store(builder.add(builder.load(tails[r]), builder.mul(xi, wi)), tails[r])
+        a = [builder.load(acc) for acc in accs]
+        l1 = [_hadd8(builder, a[0], a[1]), _hadd8(builder, a[2], a[3]), _hadd8(builder, a[4], a[5]),
+              _hadd8(builder, a[6], a[7])]
+        l2 = [_hadd8(builder, l1[0], l1[1]), _hadd8(builder, l1[2], l1[3])]
+        tot = _hadd8(builder, l2[0], l2[1])  # lane r: the vector part of row r's sum
+        tv = ir.Constant(_V8I, ir.Undefined)
+        bv = ir.Constant(_V8I, ir.Undefined)
+        mvv = ir.Constant(_V8F, ir.Undefined)
+        for r in range(8):
+            tv = builder.insert_element(tv, builder.load(tails[r]), _c(r))
+            bv = builder.insert_element(bv, builder.load(_ptr(builder, pbias, idx[r], _I32), align=4), _c(r))
+            mvv = builder.insert_element(mvv, builder.load(builder.gep(pm, [idx[r]])), _c(r))
+        accv = builder.add(builder.add(tot, tv), bv)
+        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)
+        _store_cols(builder, [yq], py, nrowsv, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
