@@ -1,29 +1,37 @@
-"""Register-tile micro-kernels in LLVM IR (Numba intrinsics) for the convolution kernels
-(rtinfer.kernels_conv), and the CPU features the compiled code targets.
+"""Register-tile micro-kernels in LLVM IR (Numba intrinsics) for the convolution, dense and GEMM
+kernels (rtinfer.kernels_conv, rtinfer.kernels, rtinfer.kernels_gemm), and the CPU features the
+compiled code targets.
 
-Every tile here is portable IR: vector loads, FMA (``llvm.fma``), integer multiply-adds written
-as the pattern LLVM lowers to ``vpmaddwd`` (pairs of sign-extended int16 products summed into
-int32), masked loads/stores (``llvm.masked.*``) for partial columns. No x86 intrinsic: the same
-IR compiles for any target Numba supports (on x86 without AVX2 LLVM splits the 256-bit vectors;
-elsewhere it uses the target's own instructions), with the same results, so a path chosen at plan
-time can never reference an instruction the host lacks.
+The IR is portable: vector loads, FMA (``llvm.fma``), integer multiply-adds written as the
+pattern LLVM lowers to ``vpmaddwd`` (pairs of sign-extended int16 products summed into int32;
+``vpdpwssd`` where LLVM fuses it with the add on VNNI targets), masked loads and gathers
+(``llvm.masked.*``). The one exception is ``quad_madd`` (uint8 x int8 quads, vpmaddubsw +
+vpmaddwd), which has no IR pattern LLVM turns into vpmaddubsw followed by an exact widening: it
+emits the ``llvm.x86.avx2.*`` intrinsics only when the target being compiled for has AVX2
+(``codegen_features``, checked as the IR is generated) and the same saturating arithmetic in
+plain IR otherwise. So every entry point compiles for any target Numba supports (an x86 CPU
+without AVX2, NUMBA_CPU_NAME=generic, other architectures) with the same results, and a path the
+planner chose can never reference an instruction the host lacks.
 
-Tiles (all take flat 1-D arrays and element offsets; see each docstring for the exact sums):
+Tiles and helpers (flat 1-D arrays and element offsets; each docstring states the exact sums):
 
-- ``cf32_tile(R)``: float32 GEMM tile for group-1 convolutions, R = 2, 4 or 6 output channels x
-  16 output positions: y[r, j] = act(fma chain over k of A[k, r] * B[k, j] from 0.0, + bias[r]);
-  A packed by ``pack_rows_f32`` (blocks of ROWS output channels, k-major), B read in place with a
-  row stride (the input planes of a pointwise convolution, or im2col rows), y written in place.
-- ``s16_tile(R)``: the int8 version: A and B hold int16 *pairs* in int32 words (two consecutive
-  k per word), acc = sum of pair products in int32 (``vpmaddwd``), then requantization
-  clamp(rint(float32(acc + bias[r]) * M[r]) + y_zp, qmin, qmax) -> int8. Exact.
-- ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x 16 positions: for each
-  channel its taps (offset into a zero-margined copy of its input plane, optional column mask)
-  in order, acc = bias then fma(w[t], x[k + off[t]], acc); ReLU or requantization epilogue. The
-  int8 tile runs in float32 on exact integers (the planner bounds the sums below 2^24).
+- ``cf32_tile{2,4,6}``: float32 GEMM tile, R output channels x 16 positions, B rows found
+  through an int32 row-offset table (im2col rows, input planes, or shifted plane copies), one
+  FMA chain per output, bias and ReLU in the epilogue, masked tails.
+- ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
+  pairs: vpmaddwd, exact for any int8; uint8 quads: vpmaddubsw, exact for weights whose pairs
+  cannot saturate), requantization in the epilogue. ``s16_rows_tile6``: the int16-pair tile
+  reading two int16 rows in place and interleaving them in registers (no packing pass).
+- ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
+  (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
+- ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
+- ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
+- ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
+- ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
 ``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
-own choice: NUMBA_CPU_FEATURES, none for NUMBA_CPU_NAME=generic, else the host's).
+own choice: NUMBA_CPU_FEATURES, none for NUMBA_CPU_NAME=generic, else the host's);
+``kernel_path_name()`` names the int8 instruction family that results (VNNI, AVX2, portable).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 ROWS = 6      # output channels per packed weight block (the largest tile)
-COLS = 16     # output positions per tile (two 8-lane vectors)
+COLS = 16     # output positions per GEMM tile (two 8-lane vectors)
 DW_CH = 2     # channels per depthwise tile
 
 _I1 = ir.IntType(1)
@@ -74,10 +82,11 @@ def codegen_features(context) -> frozenset:
 
 
 def kernel_path_name() -> str:
-    """Which int8 instruction family the compiled kernels reach on this target: "VNNI"
-    (vpdpwssd / vpdpbusd available), "AVX2" (vpmaddwd / vpmaddubsw), or "portable"."""
+    """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (the
+    vpmaddwd patterns fuse into vpdpwssd; uint8 quads still vpmaddubsw), "AVX2" (vpmaddubsw /
+    vpmaddwd), or "portable" (plain IR: whatever the target has)."""
     f = target_features()
-    if {"avx512vnni", "avxvnni"} & f:
+    if "avxvnni" in f or {"avx512vnni", "avx512vl"} <= f:
         return "VNNI"
     if "avx2" in f:
         return "AVX2"

@@ -82,3 +82,31 @@ def test_batch_predict_and_conv_kernels_compile_for_a_generic_cpu():
     assert res["float32_err"] <= 1e-5 and res["float32_one"]
     assert res["int8_err"] <= 1e-6 and res["int8_one"]  # dequantized int8 outputs: bit-exact codes
     assert res["int8r_err"] <= 1e-6 and res["int8r_one"]
+
+
+def test_vnni_targets_get_vpdpwssd_from_the_int16_pair_patterns():
+    """The int16-pair tiles are plain IR: compiled for a VNNI CPU (cross-compiled here, not run)
+    LLVM fuses each vpmaddwd + add into one vpdpwssd; for this CPU it keeps vpmaddwd."""
+    import llvmlite.binding as ll
+    import numpy as np
+    from numba import njit
+
+    from rtinfer import kernels_tile as T
+
+    @njit(_nrt=False)
+    def tiles(A, B, D, bias, M, RT):
+        T.s16_tile6(A, 0, B, 0, 16, 8, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
+        T.dw_tile_i8(B, 0, 0, RT, 0, 4, A, 0, 4, bias, 0, D, 0, 16, 2, 32, M, 0, 0, -128, 127)
+
+    args = (np.zeros(64, np.int32), np.zeros(400, np.int32), np.zeros(200, np.int8), np.zeros(8, np.int32),
+            np.ones(8, np.float32), np.zeros(16, np.int32))
+    tiles(*args)
+    mod = ll.parse_assembly(tiles.inspect_llvm(tiles.signatures[0]))
+    target = ll.Target.from_triple(mod.triple)
+    if not target.name.startswith("x86"):
+        return
+    def count(cpu, name):
+        asm = target.create_target_machine(cpu=cpu, features="", opt=3).emit_assembly(mod)
+        return asm.count(f"\t{name}\t")
+    assert count("icelake-server", "vpdpwssd") >= 8 and count("icelake-server", "vpmaddwd") == 0
+    assert count("haswell", "vpdpwssd") == 0 and count("haswell", "vpmaddwd") >= 8
