@@ -1,22 +1,22 @@
-"""CNN benchmark: rtinfer vs onnxruntime on a 1-D sensor CNN and the MLPerf Tiny KWS DS-CNN shape.
+"""CNN benchmark: rtinfer vs onnxruntime on the CNNs small models use, side by side in one run.
 
-    python bench/bench_cnn.py [--n 2000] [--rounds 5] [--json out.json]
+    python bench/bench_cnn.py [--n 2000] [--rounds 5] [--models cnn1d dscnn lenet5] [--json out.json]
+    python bench/bench_cnn.py --src /path/to/other/checkout ...   # the same benchmark on another rtinfer
 
-Models (random weights, BatchNorm with non-trivial statistics, folded at freeze):
-- cnn1d: (1, 128) -> Conv1D 16x7 same, BN, ReLU, MaxPool 2 -> Conv1D 32x5 same, BN, ReLU, MaxPool 2
-  -> depthwise Conv1D 3 + pointwise 32, ReLU -> GlobalAvgPool -> Dense 6
-- dscnn: MLPerf Tiny keyword spotting DS-CNN, input (1, 49, 10) MFCCs -> Conv2D 64 10x4 stride 2
-  same, BN, ReLU -> 4 x [depthwise 3x3 + BN + ReLU, pointwise 64 1x1 + BN + ReLU] -> GlobalAvgPool
-  -> Dense 12 (about 2.7 M MACs).
-Each in float32 and int8 (post-training quantized on 200 random inputs; onnxruntime runs the QDQ
-export with 7-bit weights, reduce_range, as its AVX2 kernels need for exact results).
+Models (bench.suite_models.build_cnn: random weights, batch norms with non-trivial statistics,
+folded at freeze): the 1-D sensor CNN (0.21 M MACs), MLPerf Tiny's keyword-spotting DS-CNN on
+49x10 MFCCs (2.66 M MACs), LeNet-5 on 28x28 (0.42 M MACs). Each in float32 and int8
+(post-training quantized on 200 random inputs with reduce_range: 7-bit weights, which
+onnxruntime's AVX2 int8 kernels need for exact results and rtinfer's vpmaddubsw GEMM uses).
 
-Reported per model and dtype, medians over --rounds interleaved rounds of --n samples:
-rtinfer in-loop p50 / p99 (timed inside compiled code), rtinfer predict_one p50 (a Python call),
-onnxruntime InferenceSession.run p50 for one sample (intra_op_num_threads=1, sequential), and the
-ratio onnxruntime / rtinfer predict_one. Outputs are cross-checked first (fp32: 1e-4; int8:
-rtinfer against its reference executor bit-exact on the int8 tensors, onnxruntime within a few
-LSB of the output).
+Reported per model and dtype, medians over --rounds rounds of --n samples, the engines'
+order alternating every round: rtinfer in-loop p50 / p99 (timed inside compiled code),
+rtinfer predict_one p50 with the sample in its natural shape (X[i], e.g. (1, 49, 10)) and flat
+(X[i].reshape(-1)), onnxruntime InferenceSession.run p50 for one sample (intra_op_num_threads=1,
+sequential), the ratio onnxruntime / predict_one, and int8 in-loop speed-up over fp32. Outputs
+are cross-checked first (rtinfer against its reference executor: fp32 1e-5, int8 exact codes;
+onnxruntime within 1e-4 / a few output LSB). The header names the CPU, its features and the
+int8 kernel path rtinfer compiled (VNNI, AVX2 or portable), and the load average before/after.
 """
 
 from __future__ import annotations
@@ -27,41 +27,26 @@ import os
 import sys
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _setup_path(src):
+    """Import rtinfer/export from ``src`` (another checkout) when given, else from this repo;
+    the bench package always from this repo (imported first, before ``src`` goes on the path)."""
+    repo = os.path.dirname(_HERE)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    import bench.suite_models  # noqa: F401 - this repo's model builders
+    if src:
+        sys.path.insert(0, os.path.abspath(src))
+
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
 
-
-def build(name: str):
-    from rtinfer.train import CNN, Activation, BatchNorm, Conv1D, Conv2D, Dense, GlobalAvgPool, MaxPool1D
-    if name == "cnn1d":
-        layers = [Conv1D(1, 16, 7, padding="same"), BatchNorm(16), Activation("relu"), MaxPool1D(2),
-                  Conv1D(16, 32, 5, padding="same"), BatchNorm(32), Activation("relu"), MaxPool1D(2),
-                  Conv1D(32, 32, 3, padding="same", groups=32), Activation("relu"), Conv1D(32, 32, 1),
-                  Activation("relu"), GlobalAvgPool(), Dense(32, 6)]
-        model = CNN((1, 128), layers, seed=0)
-    elif name == "dscnn":
-        layers = [Conv2D(1, 64, (10, 4), stride=2, padding=((4, 5), (1, 2))), BatchNorm(64), Activation("relu")]
-        for _ in range(4):
-            layers += [Conv2D(64, 64, 3, padding=1, groups=64), BatchNorm(64), Activation("relu"),
-                       Conv2D(64, 64, 1), BatchNorm(64), Activation("relu")]
-        layers += [GlobalAvgPool(), Dense(64, 12)]
-        model = CNN((1, 49, 10), layers, seed=0)
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            c = layer.num_features
-            layer.gamma[...] = rng.uniform(0.8, 1.2, c)
-            layer.beta[...] = rng.normal(0, 0.1, c)
-            layer.running_mean[...] = rng.normal(0, 0.1, c)
-            layer.running_var[...] = rng.uniform(0.5, 1.5, c)
-    return model
+MODELS = ("cnn1d", "dscnn", "lenet5")
 
 
 def _ort_session(onnx_model):
@@ -83,15 +68,25 @@ def _time_calls(fn, rows) -> np.ndarray:
     return out
 
 
-def run(n: int, rounds: int, models=("cnn1d", "dscnn")) -> list[dict]:
+def kernel_path() -> str:
+    import rtinfer
+    here = os.path.dirname(os.path.abspath(rtinfer.__file__))
+    if not os.path.exists(os.path.join(here, "kernels_tile.py")):  # --src of an older checkout
+        return "n/a (this rtinfer has no kernel path choice)"
+    from rtinfer.kernels_tile import kernel_path_name
+    return kernel_path_name()
+
+
+def run(n: int, rounds: int, models=MODELS) -> list[dict]:
     import export
     import rtinfer
+    from bench.suite_models import build_cnn
     from export.onnx_export import to_onnx
     from rtinfer import reference
 
     results = []
     for name in models:
-        model = build(name)
+        model = build_cnn(name)
         rng = np.random.default_rng(2)
         X = rng.normal(size=(n,) + model.input_shape).astype(np.float32)
         calib = rng.normal(size=(200,) + model.input_shape)
@@ -114,19 +109,25 @@ def run(n: int, rounds: int, models=("cnn1d", "dscnn")) -> list[dict]:
             rows = [X[i] for i in range(n)]
             flat_rows = [X[i].reshape(-1) for i in range(n)]
             ort_rows = [X[i:i + 1] for i in range(n)]
-            per = {"in_loop_p50": [], "in_loop_p99": [], "predict_one_p50": [], "ort_p50": []}
+            per = {"in_loop_p50": [], "in_loop_p99": [], "predict_one_p50": [], "predict_one_flat_p50": [],
+                   "ort_p50": []}
             for r in range(rounds):
-                order = [0, 1, 2] if r % 2 == 0 else [2, 1, 0]
+                order = [0, 1, 2, 3] if r % 2 == 0 else [3, 2, 1, 0]
                 for k in order:
                     if k == 0:
                         rep = rt.measure(X, budget_us=1e6, warmup=min(200, n))
                         per["in_loop_p50"].append(float(np.percentile(rep.samples_us, 50)))
                         per["in_loop_p99"].append(float(np.percentile(rep.samples_us, 99)))
                     elif k == 1:
+                        for x in rows[:50]:
+                            rt.predict_one(x, out=y)
+                        t = _time_calls(lambda x: rt.predict_one(x, out=y), rows)
+                        per["predict_one_p50"].append(float(np.median(t)) / 1e3)
+                    elif k == 2:
                         for x in flat_rows[:50]:
                             rt.predict_one(x, out=y)
                         t = _time_calls(lambda x: rt.predict_one(x, out=y), flat_rows)
-                        per["predict_one_p50"].append(float(np.median(t)) / 1e3)
+                        per["predict_one_flat_p50"].append(float(np.median(t)) / 1e3)
                     else:
                         for x in ort_rows[:50]:
                             sess.run(None, {in_name: x})
@@ -137,33 +138,63 @@ def run(n: int, rounds: int, models=("cnn1d", "dscnn")) -> list[dict]:
                        ort_over_predict_one=med["ort_p50"] / med["predict_one_p50"],
                        check_rtinfer=err_ours, check_onnxruntime=err_ort)
             results.append(med)
-            del rows
+    by = {(r["model"], r["dtype"]): r for r in results}
+    for r in results:
+        f = by.get((r["model"], "float32"))
+        if r["dtype"] == "int8" and f is not None:
+            r["int8_speedup_in_loop"] = f["in_loop_p50"] / r["in_loop_p50"]
     return results
 
 
 def table(results) -> str:
-    lines = ["| model | dtype | MACs | weight bytes | in-loop p50 us | in-loop p99 us | predict_one p50 us "
-             "| onnxruntime p50 us | onnxruntime / predict_one |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | dtype | MACs | in-loop p50 us | in-loop p99 us | predict_one p50 us (natural shape) "
+             "| predict_one p50 us (flat) | onnxruntime p50 us | onnxruntime / predict_one | int8 speed-up in-loop |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['model']} | {r['dtype']} | {r['macs']} | {r['weight_bytes']} | {r['in_loop_p50']:.1f} "
-                     f"| {r['in_loop_p99']:.1f} | {r['predict_one_p50']:.1f} | {r['ort_p50']:.1f} "
-                     f"| {r['ort_over_predict_one']:.2f} |")
+        sp = f"{r['int8_speedup_in_loop']:.2f}x" if "int8_speedup_in_loop" in r else "-"
+        lines.append(f"| {r['model']} | {r['dtype']} | {r['macs']} | {r['in_loop_p50']:.1f} | {r['in_loop_p99']:.1f} "
+                     f"| {r['predict_one_p50']:.1f} | {r['predict_one_flat_p50']:.1f} | {r['ort_p50']:.1f} "
+                     f"| {r['ort_over_predict_one']:.2f} | {sp} |")
     return "\n".join(lines)
+
+
+def header() -> str:
+    import platform
+
+    import rtinfer
+    flags = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    return (f"CPU: {platform.processor() or platform.machine()} ({isa}); rtinfer from "
+            f"{os.path.dirname(os.path.dirname(os.path.abspath(rtinfer.__file__)))}; int8 kernel path: {kernel_path()}; "
+            f"load average {tuple(round(v, 2) for v in load)}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000, help="timed samples per engine per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--models", nargs="+", default=["cnn1d", "dscnn"], choices=["cnn1d", "dscnn"])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--src", help="import rtinfer and export from this checkout (before/after comparisons)")
     p.add_argument("--json", help="also write the figures as JSON")
     args = p.parse_args(argv)
+    _setup_path(args.src)
+    print(header(), flush=True)
     results = run(args.n, args.rounds, tuple(args.models))
     print(table(results))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ()
+    print(f"load average at the end {tuple(round(v, 2) for v in load)}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump({"header": header(), "results": results}, f, indent=2)
     return 0
 
 

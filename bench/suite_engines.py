@@ -6,6 +6,9 @@
     engine.time_samples(X, warmup)   # (N,) int64 nanoseconds, one per sample
     engine.batch_call(B)             # a callable f(Xb) running one batch of B samples, or None
 
+CNN models get their samples in their natural shape (X[i], e.g. (1, 49, 10)); the NumPy
+and torch adapters translate MLPs only and are skipped for CNNs with a note.
+
 Kinds: "in-loop" samples are timed inside compiled code (rtinfer's measure, clock_gettime around
 each sample); "call" samples are one Python call each, timed with time.perf_counter_ns around the
 call (what a Python host sees). Every "call" engine gets its single-sample inputs pre-sliced
@@ -199,15 +202,15 @@ class OnnxRuntimeIOBinding(OnnxRuntime):
     (the input is copied into the bound buffer inside the timed call, as a serving loop would)."""
     name = "onnxruntime iobinding"
 
-    def __init__(self, onnx_bytes, in_size, out_size, out_dtype):
+    def __init__(self, onnx_bytes, in_shape, out_size, out_dtype):
         super().__init__(onnx_bytes)
-        self.in_size, self.out_size, self.out_dtype = in_size, out_size, np.dtype(out_dtype)
+        self.in_shape, self.out_size, self.out_dtype = tuple(in_shape), out_size, np.dtype(out_dtype)
         self.bound = {}
         self._one = self.batch_call(1)
 
     def _binding(self, B):
         if B not in self.bound:
-            x = np.zeros((B, self.in_size), dtype=np.float32)
+            x = np.zeros((B,) + self.in_shape, dtype=np.float32)
             y = np.zeros((B, self.out_size), dtype=self.out_dtype)
             b = self.sess.io_binding()
             b.bind_cpu_input(self.in_name, x)
@@ -323,17 +326,17 @@ class Tract(Engine):
     """tract's ONNX loader with the input shape fixed per batch size, optimized, made runnable."""
     name = "tract"
 
-    def __init__(self, onnx_path, in_size):
+    def __init__(self, onnx_path, in_shape):
         import tract
         self.tract = tract
         self.path = onnx_path
-        self.in_size = in_size
+        self.in_shape = tuple(in_shape)
         self.runnables = {}
 
     def _runnable(self, B):
         if B not in self.runnables:
             im = self.tract.onnx().load(self.path)
-            im.set_input_fact(0, f"{B},{self.in_size},f32")
+            im.set_input_fact(0, ",".join(str(d) for d in (B,) + self.in_shape) + ",f32")
             self.runnables[B] = im.into_model().into_runnable()
         return self.runnables[B]
 
@@ -374,11 +377,14 @@ def make_engines(bm, names=None, workdir=None):
             elif name == "onnxruntime":
                 engines.append(OnnxRuntime(onnx_bytes))
             elif name == "onnxruntime iobinding":
-                engines.append(OnnxRuntimeIOBinding(onnx_bytes, bm.frozen.input_size, bm.frozen.output_size,
+                engines.append(OnnxRuntimeIOBinding(onnx_bytes, bm.frozen.input_shape, bm.frozen.output_size,
                                                     bm.frozen.output_dtype))
             elif name == "numpy":
                 if bm.dtype != "fp32":
                     skipped[name] = "fp32 only (NumPy has no int8 GEMM; an int8 chain would be the reference executor)"
+                    continue
+                if getattr(bm.spec, "cnn", False):
+                    skipped[name] = "MLPs only (a per-sample NumPy chain of x @ W + b; no convolution)"
                     continue
                 engines.append(NumpyChain(bm.frozen))
             elif name == "torch":
@@ -391,6 +397,9 @@ def make_engines(bm, names=None, workdir=None):
                 except ImportError:
                     skipped[name] = "not installed (pip install torch)"
                     continue
+                if getattr(bm.spec, "cnn", False):
+                    skipped[name] = "MLPs only (the adapter translates DENSE layers)"
+                    continue
                 engines.append(TorchEager(bm.frozen))
             elif name == "tract":
                 try:
@@ -401,7 +410,7 @@ def make_engines(bm, names=None, workdir=None):
                 if onnx_path is None:
                     skipped[name] = "needs a work directory for its ONNX file"
                     continue
-                engines.append(Tract(onnx_path, bm.frozen.input_size))
+                engines.append(Tract(onnx_path, bm.frozen.input_shape))
         except ImportError as exc:
             skipped[name] = f"not available: {exc}"
     return engines, skipped, rt

@@ -1,5 +1,7 @@
-"""The benchmark models: fixed MLP shapes with random He weights, each in fp32 and int8, plus
-an MLP trained on the bundled digits.
+"""The benchmark models: fixed MLP shapes with random He weights, each in fp32 and int8, an MLP
+trained on the bundled digits, and the CNNs small models use (the 1-D sensor CNN, MLPerf Tiny's
+keyword-spotting DS-CNN on 49x10 MFCCs, LeNet-5 on 28x28), random weights with non-trivial
+batch-norm statistics folded at freeze.
 
     specs = select_specs(["16-32-4", "digits"])         # ModelSpec list, in SPECS order
     models = build_models(specs, dtypes=("fp32", "int8"), n_samples=1000)
@@ -9,7 +11,8 @@ int8 models come from ``export.freeze(model, "int8", calibration=..., reduce_ran
 weights in [-63, 63] so that onnxruntime's AVX2 int8 GEMM (which sums u8*s8 pairs in saturating
 int16 on CPUs without VNNI) computes the same integers as rtinfer; every engine then runs the
 very same int8 weights. Random models are calibrated on seeded N(0, 1) data and timed on other
-N(0, 1) samples; the digits model is calibrated on its training split and timed on its test split.
+N(0, 1) samples (CNNs: (N, *input_shape), each sample in its natural shape); the digits model is
+calibrated on its training split and timed on its test split.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ class BenchConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     key: str            # short name used on the command line and in file names
-    sizes: tuple        # MLP layer widths [n_in, hidden..., n_out]
+    sizes: tuple        # MLP layer widths [n_in, hidden..., n_out]; CNNs: the layers, in short
     head: str           # "identity" | "softmax"
     budget_us: float    # per-sample real-time budget the report judges against
     role: str           # what the shape stands for
+    cnn: bool = False   # built by build_cnn(key) instead of as an MLP of ``sizes``
 
 
 SPECS = (
@@ -43,6 +47,12 @@ SPECS = (
     ModelSpec("ad-640", (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity", 10000.0,
               "MLPerf Tiny anomaly-detection autoencoder, ReLU (10 ms audio frame)"),
     ModelSpec("digits", (64, 64, 10), "softmax", 1000.0, "64-64-10 trained on the bundled digits (1 ms budget)"),
+    ModelSpec("cnn1d", ("1x128", "c16k7", "p2", "c32k5", "p2", "dw3", "pw32", "gap", "6"), "softmax", 1000.0,
+              "1-D sensor CNN on 128 samples (1 kHz: 1 ms budget)", cnn=True),
+    ModelSpec("dscnn", ("1x49x10", "c64k10x4s2", "4x(dw3x3,pw64)", "gap", "12"), "softmax", 10000.0,
+              "MLPerf Tiny keyword-spotting DS-CNN on 49x10 MFCCs (10 ms audio frame)", cnn=True),
+    ModelSpec("lenet5", ("1x28x28", "c6k5", "p2", "c16k5", "p2", "120", "84", "10"), "softmax", 1000.0,
+              "LeNet-5 on 28x28 images (1 ms budget)", cnn=True),
 )
 SPEC_KEYS = tuple(s.key for s in SPECS)
 
@@ -52,7 +62,7 @@ class BenchModel:
     spec: ModelSpec
     dtype: str                      # "fp32" | "int8"
     frozen: object                  # rtinfer.FrozenModel
-    X: np.ndarray                   # (n_samples, d) float32 C-contiguous: the timed inputs
+    X: np.ndarray                   # (n_samples, *input_shape) float32 C-contiguous: the timed inputs
     info: dict = field(default_factory=dict)  # e.g. test accuracy of the trained model
 
     @property
@@ -102,6 +112,50 @@ def _train_digits(epochs: int):
     return model, ds, float(model.score(ds.X_test, ds.y_test))
 
 
+def build_cnn(key: str):
+    """The benchmark CNN ``key`` (an rtinfer.train.CNN with seeded random weights; batch norms with
+    non-trivial running statistics, folded into the convolutions at freeze):
+
+    - cnn1d: (1, 128) -> Conv1D 16x7 same, BN, ReLU, MaxPool 2 -> Conv1D 32x5 same, BN, ReLU,
+      MaxPool 2 -> depthwise Conv1D 3 + pointwise 32, ReLU -> GlobalAvgPool -> Dense 6 (0.21 M MACs)
+    - dscnn: MLPerf Tiny keyword spotting, (1, 49, 10) MFCCs -> Conv2D 64 10x4 stride 2 same, BN,
+      ReLU -> 4 x [depthwise 3x3 + BN + ReLU, pointwise 64 + BN + ReLU] -> GlobalAvgPool -> Dense 12
+      (2.66 M MACs)
+    - lenet5: (1, 28, 28) -> Conv2D 6x5x5 pad 2, ReLU, MaxPool 2 -> Conv2D 16x5x5, ReLU, MaxPool 2
+      -> Flatten -> Dense 120, ReLU -> Dense 84, ReLU -> Dense 10 (0.42 M MACs)"""
+    from rtinfer.train import (CNN, Activation, BatchNorm, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,
+                               MaxPool1D, MaxPool2D)
+    if key == "cnn1d":
+        layers = [Conv1D(1, 16, 7, padding="same"), BatchNorm(16), Activation("relu"), MaxPool1D(2),
+                  Conv1D(16, 32, 5, padding="same"), BatchNorm(32), Activation("relu"), MaxPool1D(2),
+                  Conv1D(32, 32, 3, padding="same", groups=32), Activation("relu"), Conv1D(32, 32, 1),
+                  Activation("relu"), GlobalAvgPool(), Dense(32, 6)]
+        model = CNN((1, 128), layers, seed=0)
+    elif key == "dscnn":
+        layers = [Conv2D(1, 64, (10, 4), stride=2, padding=((4, 5), (1, 2))), BatchNorm(64), Activation("relu")]
+        for _ in range(4):
+            layers += [Conv2D(64, 64, 3, padding=1, groups=64), BatchNorm(64), Activation("relu"),
+                       Conv2D(64, 64, 1), BatchNorm(64), Activation("relu")]
+        layers += [GlobalAvgPool(), Dense(64, 12)]
+        model = CNN((1, 49, 10), layers, seed=0)
+    elif key == "lenet5":
+        layers = [Conv2D(1, 6, 5, padding=2), Activation("relu"), MaxPool2D(2),
+                  Conv2D(6, 16, 5), Activation("relu"), MaxPool2D(2), Flatten(),
+                  Dense(400, 120), Activation("relu"), Dense(120, 84), Activation("relu"), Dense(84, 10)]
+        model = CNN((1, 28, 28), layers, seed=0)
+    else:
+        raise BenchConfigError(f"unknown CNN {key!r}; choose from cnn1d, dscnn, lenet5")
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            c = layer.num_features
+            layer.gamma[...] = rng.uniform(0.8, 1.2, c)
+            layer.beta[...] = rng.normal(0, 0.1, c)
+            layer.running_mean[...] = rng.normal(0, 0.1, c)
+            layer.running_var[...] = rng.uniform(0.5, 1.5, c)
+    return model
+
+
 def build_models(specs, dtypes=DTYPES, n_samples: int = 1000, train_epochs: int = 20, seed: int = 0) -> list:
     """BenchModels for every spec and dtype (fp32 before int8 for each spec)."""
     from export import freeze
@@ -121,6 +175,12 @@ def build_models(specs, dtypes=DTYPES, n_samples: int = 1000, train_epochs: int 
             info["train_epochs"] = train_epochs
             info["accuracy_train_model"] = acc
             y_test = ds.y_test
+        elif spec.cnn:
+            model = build_cnn(spec.key)
+            rng = np.random.default_rng(seed + 2)
+            calibration = rng.standard_normal((200,) + model.input_shape)
+            X = rng.standard_normal((n_samples,) + model.input_shape).astype(np.float32)
+            y_test = None
         else:
             model = MLP(list(spec.sizes), activation="relu", output=spec.head, seed=seed, init="he")
             rng = np.random.default_rng(seed + 1)

@@ -60,7 +60,7 @@ from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN
 # rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
 # cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
 _DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py", "kernels_graph.py",
-         "kernels_extra.py")
+         "kernels_extra.py", "kernels_tile.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -271,8 +271,9 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
         KG.slice_copy(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
                       n_out // (h[r + C_I0] * h[r + C_I2]))
     elif op == O_CONV:  # conv/pool rows: I0 = the int32 table (rtinfer.kernels_conv)
-        KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2])
-        post = act != K.A_IDENTITY
+        # CONV applies its own activation (ReLU fused into its tiles' epilogues)
+        KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2],
+                    act, alpha, beta)
     elif op == O_MAXPOOL:
         KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
     elif op == O_AVGPOOL:
@@ -283,7 +284,7 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
         g = h[r + C_I0]
         KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
                     i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
-                    i8, h[r + C_T0] + i32[g + KC.G_COLS])
+                    i8, h[r + C_T0] + i32[g + KC.G_COLS], f32, h[r + C_T2] + i32[g + KC.G_FS])
     elif op == O_QMAXPOOL:
         KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
     elif op == O_QAVGPOOL:

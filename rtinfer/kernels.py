@@ -22,8 +22,8 @@ rtinfer.kernels_ref with the same signature):
   kernels take, and any allocation would fail to compile.
 - int8 kernels are bit-exact: int32 accumulation (wrapping, like the hardware; the planner
   proves the true sums fit), requantization ``clamp(rint(float32(acc) * M[j]) + y_zp, qmin, qmax)``.
-  The int8 dot products are one small LLVM IR intrinsic (``_dot_rows_i8``): pairwise sums of
-  sign-extended products, which LLVM lowers to pmaddwd.
+  The int8 dot products are one LLVM IR tile (``kernels_tile.qdense_rows8``): pairwise sums of
+  sign-extended products, which LLVM lowers to vpmaddwd, eight outputs requantized together.
 """
 
 from __future__ import annotations
@@ -31,12 +31,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
+from numba.core import config
 
+from .kernels_tile import qdense_rows8
 from .ops import Act
+
+# Under NUMBA_BOUNDSCHECK=1, kernels built on LLVM IR tiles (whose loads and stores Numba cannot
+# check) check their extents first; otherwise the check compiles away.
+BOUNDS = bool(config.BOUNDSCHECK)
 
 # Activation codes as plain ints (compile-time constants inside @njit code).
 A_IDENTITY = int(Act.IDENTITY)
@@ -289,54 +292,6 @@ def _requant(acc, mult, y_zp, qmin, qmax):
     return np.int8(v)
 
 
-def _pair_sums_i8(builder, xa, xb):
-    """<16 x i8> a, b -> <8 x i32>: a[2k]*b[2k] + a[2k+1]*b[2k+1], the pattern LLVM lowers to
-    one pmaddwd (on AVX2: vpmovsxbw + vpmaddwd); plain integer IR, exact on any target."""
-    v16i32 = ir.VectorType(ir.IntType(32), 16)
-    v8i32 = ir.VectorType(ir.IntType(32), 8)
-    p = builder.mul(builder.sext(xa, v16i32), builder.sext(xb, v16i32))
-    even = ir.Constant(v8i32, list(range(0, 16, 2)))
-    odd = ir.Constant(v8i32, list(range(1, 16, 2)))
-    return builder.add(builder.shuffle_vector(p, p, even), builder.shuffle_vector(p, p, odd))
-
-
-@intrinsic
-def _dot_rows_i8(typingctx, x, xo, w, wo, stride, nblk):
-    """Four int8 dot products sharing x, over the first 16 * nblk elements:
-    acc[r] = sum_k int32(x[xo + k]) * int32(w[wo + r * stride + k]), r = 0..3, int32 wrapping.
-    Returns UniTuple(int32, 4). Written as LLVM IR because Numba's loop vectorizer turns the
-    four interleaved reductions into 32-bit multiplies instead of pmaddwd (1.8x slower)."""
-    ret = types.UniTuple(types.int32, 4)
-    sig = ret(x, xo, w, wo, stride, nblk)
-
-    def codegen(context, builder, signature, args):
-        xv, xoff, wv, woff, stride_v, n = args
-        xarr = context.make_array(signature.args[0])(context, builder, xv)
-        warr = context.make_array(signature.args[2])(context, builder, wv)
-        v16i8 = ir.VectorType(ir.IntType(8), 16)
-        v8i32 = ir.VectorType(ir.IntType(32), 8)
-        px = builder.gep(xarr.data, [xoff])
-        pw = [builder.gep(warr.data, [builder.add(woff, builder.mul(stride_v, ir.Constant(stride_v.type, r)))])
-              for r in range(4)]
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(4)]
-        with cgutils.for_range(builder, n) as loop:
-            off = builder.mul(loop.index, ir.Constant(loop.index.type, 16))
-            xa = builder.load(builder.bitcast(builder.gep(px, [off]), v16i8.as_pointer()), align=1)
-            for r in range(4):
-                xb = builder.load(builder.bitcast(builder.gep(pw[r], [off]), v16i8.as_pointer()), align=1)
-                builder.store(builder.add(builder.load(accs[r]), _pair_sums_i8(builder, xa, xb)), accs[r])
-        totals = []
-        for r in range(4):
-            v = builder.load(accs[r])
-            t = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
-            for k in range(1, 8):
-                t = builder.add(t, builder.extract_element(v, ir.Constant(ir.IntType(32), k)))
-            totals.append(t)
-        return context.make_tuple(builder, ret, totals)
-
-    return sig, codegen
-
-
 @njit(cache=True, _nrt=False)
 def qdense_i8(src, so, Wt, wo, bias, bo, M, mo, dst, do, n_in, n_out, m, y_zp, qmin, qmax):
     """int8 dense for m samples with int32 accumulation and requantization.
@@ -345,33 +300,17 @@ def qdense_i8(src, so, Wt, wo, bias, bo, M, mo, dst, do, n_in, n_out, m, y_zp, q
     so each output is a contiguous int8 dot product); bias (n_out,) int32 at bias[bo:] with
     the input zero point folded in (bias[j] = b[j] - x_zp * sum_i W[i, j]); M (n_out,) float32
     requant multipliers at M[mo:]; y (m, n_out) int8 at dst[do:].
-    Four output rows at a time share each load of x (_dot_rows_i8 over 16-element blocks, a
-    scalar loop for the n_in % 16 tail); each group of rows is applied to all m samples while
-    it sits in L1. int32 sums wrap like the hardware; the planner proves the true sums fit."""
-    bv = bias[bo:bo + n_out]
-    mv = M[mo:mo + n_out]
-    nblk = n_in // 16
-    tail = nblk * 16
-    j = 0
-    while j < n_out:
-        rows = min(4, n_out - j)
-        r0 = wo + j * n_in
+    Eight output rows at a time share each load of x (kernels_tile.qdense_rows8: vpmaddwd on
+    16-input blocks, a scalar tail, the eight sums requantized together as one vector); each
+    block of rows is applied to all m samples while it sits in L1. int32 sums wrap like the
+    hardware; the planner proves the true sums fit."""
+    if BOUNDS:
+        if n_out > 0 and m > 0:
+            if (so < 0 or so + m * n_in > src.size or wo < 0 or wo + n_out * n_in > Wt.size or bo < 0
+                    or bo + n_out > bias.size or mo < 0 or mo + n_out > M.size or do < 0 or do + m * n_out > dst.size):
+                raise IndexError("qdense_i8 reads or writes outside its arrays")
+    for j in range(0, n_out, 8):
+        rows = min(8, n_out - j)
         for s in range(m):
-            xs = so + s * n_in
-            # rows past n_out - 1 (last group) re-read row j: valid memory, results discarded
-            stride = n_in if rows == 4 else 0
-            a0, a1, a2, a3 = _dot_rows_i8(src, xs, Wt, r0, stride, nblk)
-            for i in range(tail, n_in):
-                xi = np.int32(src[xs + i])
-                a0 = np.int32(a0 + xi * np.int32(Wt[r0 + i]))
-                if rows == 4:
-                    a1 = np.int32(a1 + xi * np.int32(Wt[r0 + n_in + i]))
-                    a2 = np.int32(a2 + xi * np.int32(Wt[r0 + 2 * n_in + i]))
-                    a3 = np.int32(a3 + xi * np.int32(Wt[r0 + 3 * n_in + i]))
-            d = do + s * n_out + j
-            dst[d] = _requant(np.int32(a0 + bv[j]), mv[j], y_zp, qmin, qmax)
-            if rows == 4:
-                dst[d + 1] = _requant(np.int32(a1 + bv[j + 1]), mv[j + 1], y_zp, qmin, qmax)
-                dst[d + 2] = _requant(np.int32(a2 + bv[j + 2]), mv[j + 2], y_zp, qmin, qmax)
-                dst[d + 3] = _requant(np.int32(a3 + bv[j + 3]), mv[j + 3], y_zp, qmin, qmax)
-        j += 4 if rows == 4 else 1
+            qdense_rows8(src, so + s * n_in, Wt, wo + j * n_in, n_in, bias, bo + j, M, mo + j,
+                         dst, do + s * n_out + j, rows, y_zp, qmin, qmax)

@@ -1,32 +1,61 @@
-"""Compiled convolution and pooling kernels (``@njit(cache=True, _nrt=False)``) and their NumPy twins.
+"""Compiled convolution and pooling kernels (``@njit(cache=True, _nrt=False)``), their NumPy
+twins, and the planning that lays out their operands.
 
 Calling convention as rtinfer.kernels: flat 1-D C-contiguous arrays with element offsets
 (``src, so`` reads ``src[so:]``, ``dst, do`` writes ``dst[do:]``), ``m`` samples back to back,
-ints and floats as scalars. Kernels write into ``dst`` only, allocate nothing, check nothing.
-The window geometry travels as an int32 table ``g[go:go + G_LEN]`` (see ``pack_geometry``) so a
-program row needs one offset for it; ``qconv_i8`` also uses ``oh * ow`` int32 of scratch right
-after its table (in the runtime's own copy of the plan image). Samples are channels-first (C, H, W); 1-D is H = 1.
+ints and floats as scalars. Kernels write into ``dst`` and their scratch only, allocate nothing,
+check nothing. The window geometry travels as an int32 table ``g[go:go + G_LEN]`` (see
+``pack_geometry``) followed by the op's int32 data (packed weights, tap tables, column masks,
+scratch) at offsets the table gives, so a program row needs one offset for all of it. Samples are
+channels-first (C, H, W); 1-D is H = 1.
+
+Kernel paths, chosen once at plan time (``conv_layout``) and recorded in slot G_PATH; the
+weights at ``W[wo:]`` (or in the table's data) are packed for that path:
+
+- PATH_GEMM / PATH_GEMM_U8 (every convolution the DW path does not take), group by group: a
+  register-tiled GEMM y (O/group, P) = W (O/group, K) . B (K, P) over the P = oh * ow output
+  positions, K = C/group kh kw. B is the group's input planes themselves (pointwise: 1x1, stride 1,
+  no padding) or im2col rows in scratch (padding 0, or x_zp for int8, which adds 0), made by
+  precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
+  kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output), W packed by
+  ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
+  quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
+  consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
+  or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
+  requantizes in its epilogue.
+- PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
+  copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
+  a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
+  as int16 x - x_zp); kernels_tile.dw_tile_* then runs every tap as one shifted vector load (no
+  branch, no mask: padding reads zeros), DW_CH channels x DW_COLS positions per tile, bias
+  first, ReLU or requantization in the epilogue; int8 sums pairs of taps with vpmaddwd. Taps that
+  only ever read padding are dropped. The margins are zeroed once by the planner (its scratch
+  starts zero) and never written.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
-- ``conv_f32``: each output sums W * x in float32 in the fixed order (c, p, q), so a batch is
-  bit-identical to one sample at a time; versus the float64 golden it differs in the last bits
-  (tested within 1e-5 relative to the summed magnitudes). Group 1 (pointwise or im2col): one
-  FMA chain from 0.0 per output in kernels_gemm's 6 x 16 register tile, then + bias. Grouped
-  with < 4 outputs per group (depthwise): bias first, then the products; stride 1 with ow == w
-  runs each tap as one masked contiguous run over the flat plane. Otherwise im2col rows with
-  four output channels sharing each row load. Loops over output positions are innermost.
+- ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
+  bits of one sample at a time): GEMM one FMA chain from 0.0 over k = (c, p, q) in order, then
+  + bias; DW bias first, then one FMA per kept tap in (p, q) order. Versus the float64 golden it
+  differs in the last bits (tested within 1e-5 relative to the summed magnitudes).
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
 - ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype).
-- ``qconv_i8`` / ``qavgpool_i8``: int32 accumulation of (x - x_zp) over input elements (padding
-  adds nothing), requantization as QDENSE (``rtinfer.kernels._requant``): bit-exact.
+- ``qconv_i8`` / ``qavgpool_i8``: exact integer sums of (x - x_zp) (padding adds nothing),
+  requantization as QDENSE (``rtinfer.kernels._requant``): bit-exact on every path.
+
+Under NUMBA_BOUNDSCHECK=1 (``BOUNDS``) every call of an LLVM IR tile first checks the extents it
+touches, which Numba's own bounds checking cannot see.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
+from numba.core import config
 
-from .kernels_gemm import FT_S, TILE_J, _f32_tile_rows
+from . import kernels_tile as T
+from .kernels import A_IDENTITY, A_RELU, act_f32
 
 
 # Geometry table slots (int32).
@@ -50,16 +79,60 @@ G_XZP = 16     # int8 ops: input zero point
 G_YZP = 17     # int8 ops: output zero point
 G_QMIN = 18    # QCONV clamp
 G_QMAX = 19
-G_COLS = 20    # QCONV: offset of its int8 im2col scratch relative to its W (both in the i8 view)
-G_LEN = 21
+G_COLS = 20    # QCONV: offset of its int8 scratch relative to its W (both in the i8 view)
+G_PATH = 21    # CONV / QCONV kernel path (PATH_*)
+G_AUX = 22     # offset from the table of its int32 data: DW taps and masks; int8 GEMM packed W
+G_NT = 23      # DW: kept taps; GEMM: K (float32) or K2 = ceil(K / 2) pairs (int8)
+G_ZM = 24      # DW: front margin of each zero-margined plane buffer
+G_ZS = 25      # DW: elements per plane buffer
+G_PPAD = 26    # positions oh * ow rounded up to 16: DW mask row stride, int8 GEMM B row stride
+G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the packed B rows)
+G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
+G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
+G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
+               # of the DW path and of GEMM BM_SHIFT
+G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
+G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
+G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
+G_ROWS = 34    # GEMM: offset from the table of its B row offsets (int32, G_K of them)
+G_K = 35       # GEMM: rows of B (C/group kh kw, less the taps that only read padding)
+G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input shift folded in
+G_LEN = 37
+
+BM_PLANES = 0  # the group's input planes (pointwise)
+BM_GATHER = 1  # im2col rows in scratch, by gather indices
+BM_RUNS = 2    # im2col rows in scratch, by runs
+BM_SHIFT = 3   # shifted zero-margined copies of the group's input planes (stride 1: an implicit GEMM)
+BM_WINDOW = 4  # per kernel column q, the (h, ow) window x[:, j * sw + q * dw - pl] of each input
+               # plane, zero-margined (stride 1 down the rows; gathered, no im2col)
+
+PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
+PATH_DW = 2
+PATH_GEMM_U8 = 3  # int8 on uint8 x int8 quads (vpmaddubsw): weights whose pair sums cannot saturate
+
+ROWS = T.ROWS
+COLS = T.COLS
+DW_CH = T.DW_CH
+DW_COLS = T.DW_COLS
+GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
+
+# Under NUMBA_BOUNDSCHECK=1 every call of an LLVM IR tile (kernels_tile, whose loads and stores
+# Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
+# the checks compile away (a constant False).
+BOUNDS = bool(config.BOUNDSCHECK)
+F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
 
 
 def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,
                   x_zp=0, y_zp=0, qmin=-128, qmax=127, cols=0) -> np.ndarray:
     """The int32 table of one window op (see the G_* slots): geometry, then int8 parameters
-    that the interpreter passes on (kernels take them as arguments)."""
-    return np.array([c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad,
-                     x_zp, y_zp, qmin, qmax, cols], dtype=np.int32)
+    that the interpreter passes on (kernels take them as arguments); ``conv_layout`` fills the
+    path slots of a convolution."""
+    t = np.zeros(G_LEN, dtype=np.int32)
+    t[:G_PATH] = [c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group, include_pad,
+                  x_zp, y_zp, qmin, qmax, cols]
+    t[G_ACC] = G_LEN
+    return t
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -81,20 +154,7 @@ def _end_valid(n, pad, k_off, stride, n_out):
     return e if e < n_out else n_out
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def _requant_run(ar, mult, y_zp, qmin, qmax, yr, n):
-    """yr[k] = clamp(rint(float32(ar[k]) * mult) + y_zp, qmin, qmax) for k < n: the QDENSE
-    requantization (rtinfer.kernels._requant), branch-free so it vectorizes. Exact: below 2^24
-    the float32 sum is an exact integer, and anything larger clamps the same either way."""
-    z = np.float32(y_zp)
-    lo = np.float32(qmin)
-    hi = np.float32(qmax)
-    for k in range(n):
-        v = np.rint(np.float32(ar[k]) * mult) + z
-        yr[k] = np.int8(min(max(v, lo), hi))
-
-
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
     """Window elements of channels c0..c0+cg of one sample (x at src[xs:]) into
     cols[co:] as (cg * kh * kw, oh * ow) rows; padding positions get ``fill``."""
@@ -143,35 +203,6 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _pad_planes(src, xs, c0, cg, g, go, xp, xo, fill):
-    """Channels c0..c0+cg of one sample (x at src[xs:]) as padded planes in xp[xo:], each
-    (hp, wp) = (oh + (kh - 1) * dh, ow + (kw - 1) * dw) (stride 1), padding = ``fill``."""
-    h = g[go + G_H]
-    w = g[go + G_W]
-    pt = g[go + G_PT]
-    pl = g[go + G_PL]
-    hp = g[go + G_OH] + (g[go + G_KH] - 1) * g[go + G_DH]
-    wp = g[go + G_OW] + (g[go + G_KW] - 1) * g[go + G_DW]
-    rows = min(h, hp - pt)
-    cols = min(w, wp - pl)
-    for c in range(cg):
-        pv = xp[xo + c * hp * wp:xo + (c + 1) * hp * wp]
-        for k in range(hp * wp):
-            pv[k] = fill
-        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
-        for r in range(rows):
-            seg = pv[(r + pt) * wp + pl:(r + pt) * wp + pl + cols]
-            xr = xv[r * w:r * w + cols]
-            for k in range(cols):
-                seg[k] = xr[k]
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _is_unit_stride(g, go):
-    return g[go + G_SH] == 1 and g[go + G_SW] == 1
-
-
-@njit(cache=True, _nrt=False, inline="always")
 def _is_pointwise(g, go):
     """1x1 kernel, stride 1, no padding: the input planes are the im2col rows."""
     return (g[go + G_KH] == 1 and g[go + G_KW] == 1 and g[go + G_SH] == 1 and g[go + G_SW] == 1
@@ -179,377 +210,503 @@ def _is_pointwise(g, go):
             and g[go + G_OW] == g[go + G_W])
 
 
-@njit(cache=True, _nrt=False)
-def _gemm_f32_tiled(src, xs, W, wo, b, bo, dst, ys, c_in, o_n, plane, cols, co):
-    """One sample of a group-1 convolution as a register-tiled GEMM over its im2col rows:
-    y (O, P) = W (O, C) . x (C, P) + b, P = plane, x at src[xs:] (the input planes of a
-    pointwise convolution, else its im2col rows with C = C_in kh kw), y at dst[ys:], W at W[wo:].
 
-    Scratch cols[co:] (gemm_scratch_f32): x packed in blocks of 16 positions, (nblk, C, 16)
-    with zeros past P, then a (FT_S, 16) tile and 16 zeros (the micro-kernel's zero bias).
-    Each output is one FMA chain over c = 0..C-1 from 0.0 (kernels_gemm's 6 x 16 tile), then
-    + b[o] in float32: a fixed order per output, whatever the batch."""
-    nblk = (plane + TILE_J - 1) // TILE_J
-    to = co + nblk * c_in * TILE_J          # (FT_S, 16) tile
-    zo = to + FT_S * TILE_J                 # 16 zeros
-    for j in range(TILE_J):
-        cols[zo + j] = np.float32(0.0)
-    for pb in range(nblk):
-        p0 = pb * TILE_J
-        nj = min(TILE_J, plane - p0)
-        for c in range(c_in):
-            d = co + (pb * c_in + c) * TILE_J
-            xr = src[xs + c * plane + p0:xs + c * plane + p0 + nj]
-            for j in range(nj):
-                cols[d + j] = xr[j]
-            for j in range(nj, TILE_J):
-                cols[d + j] = np.float32(0.0)
-    for pb in range(nblk):
-        p0 = pb * TILE_J
-        nj = min(TILE_J, plane - p0)
-        wb = co + pb * c_in * TILE_J
-        o = 0
-        while o < o_n:
-            R = min(FT_S, o_n - o)
-            _f32_tile_rows(R, W, wo + o * c_in, c_in, cols, wb, cols, to, TILE_J, cols, zo, False)
-            for r in range(R):
-                b0 = b[bo + o + r]
-                yr = dst[ys + (o + r) * plane + p0:ys + (o + r) * plane + p0 + nj]
-                tr = cols[to + r * TILE_J:to + r * TILE_J + nj]
-                for j in range(nj):
-                    yr[j] = tr[j] + b0
-            o += R
-
-
-def gemm_scratch_f32(c_in: int, plane: int) -> int:
-    """float32 scratch elements of _gemm_f32_tiled: packed x, one tile, 16 zeros."""
-    nblk = -(-plane // TILE_J)
-    return nblk * c_in * TILE_J + (FT_S + 1) * TILE_J
+@njit(cache=True, _nrt=False, inline="always")
+def _need(arr, lo, hi):
+    """Raise IndexError unless arr[lo:hi] lies inside arr (an empty range always does)."""
+    if hi > lo and (lo < 0 or hi > arr.size):
+        raise IndexError("kernel tile reads or writes outside its array")
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _is_flat(g, go):
-    """Stride 1 with ow == w: every tap (p, q) reads one contiguous run of the unpadded input
-    plane in the flattened (oh * ow) output order (columns a tap cannot reach are masked)."""
-    return _is_unit_stride(g, go) and g[go + G_OW] == g[go + G_W]
+def _check_gemm(A, ao, a_len, B, bo, ldb, KS, b_cols, D, do, ldd, rows, ncols, bias, bi, M, mi):
+    """The extents a GEMM tile touches (BOUNDS only)."""
+    _need(A, ao, ao + a_len)
+    if KS > 0:
+        _need(B, bo, bo + (KS - 1) * ldb + b_cols)
+    _need(D, do, do + (rows - 1) * ldd + ncols)
+    _need(bias, bi, bi + rows)
+    _need(M, mi, mi + rows)
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _column_masks(g, go, mk, mo):
-    """mk[mo + q * plane + i * ow + j] = 1 where input column j + q * dw - pl lies in [0, w),
-    else 0, for q < kw and the whole (oh, ow) output plane (the flat path's column masks)."""
-    w = g[go + G_W]
-    kw = g[go + G_KW]
-    dw = g[go + G_DW]
-    pl = g[go + G_PL]
-    oh = g[go + G_OH]
-    ow = g[go + G_OW]
-    plane = oh * ow
-    for q in range(kw):
-        j0 = _first_valid(pl, q * dw, 1)
-        j1 = _end_valid(w, pl, q * dw, 1, ow)
-        for i in range(oh):
-            for j in range(ow):
-                mk[mo + q * plane + i * ow + j] = 1 if j0 <= j < j1 else 0
+def _check_dw(Z, zo, zs, T_, to, nt_offs, W, wo, ws, n_w, D, do, ds, nch, ncols, bias, bi, cols_read):
+    """The extents a depthwise tile touches (BOUNDS only): nt_offs tap offsets at T_[to:],
+    n_w weights per channel, cols_read positions read per tap."""
+    _need(T_, to, to + nt_offs)
+    lo = 0
+    hi = 0
+    for t in range(nt_offs):
+        lo = min(lo, T_[to + t])
+        hi = max(hi, T_[to + t])
+    for c in range(nch):
+        _need(Z, zo + c * zs + lo, zo + c * zs + hi + cols_read)
+        _need(W, wo + c * ws, wo + c * ws + n_w)
+        _need(D, do + c * ds, do + c * ds + ncols)
+    _need(bias, bi, bi + nch)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_gather(X, xo, n_x, I, io, n, D, do):
+    """The extents gather32 touches (BOUNDS only): indices in [-1, n_x), X[xo:xo + n_x]."""
+    _need(I, io, io + n)
+    _need(X, xo, xo + n_x)
+    _need(D, do, do + n)
+    for k in range(n):
+        if I[io + k] < -1 or I[io + k] >= n_x:
+            raise IndexError("im2col index outside the sample")
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bias, bi, M, mi):
+    """The extents s16_rows_tile6 touches (BOUNDS only)."""
+    _need(RT, ro, ro + n_rows)
+    for k in range(n_rows):
+        _need(Z, zo + RT[ro + k], zo + RT[ro + k] + COLS)
+    _need(A, ao, ao + KS * ROWS)
+    _need(D, do, do + (rows - 1) * ldd + ncols)
+    _need(bias, bi, bi + rows)
+    _need(M, mi, mi + rows)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
+    """The extents fill_masked touches (BOUNDS only)."""
+    _need(X, xo, xo + n)
+    _need(MK, mo, mo + ncls * n)
+    for m in range(ncls):
+        _need(Z, zo + m * zs, zo + m * zs + n)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
+    """kernels_tile.fill_masked, its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _check_fill(src, xo, hw, g, ma, ncls, zb, zo, zs)
+    T.fill_masked(src, xo, hw, g, ma, ncls, zb, zo, zs, zp)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _dw_f32(zb, zo, zs, g, ta, nt, W, wo, b, bo, dst, do, plane, nch, ncols, relu):
+    """kernels_tile.dw_tile_f32 (weights nt per channel), its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _check_dw(zb, zo, zs, g, ta, nt, W, wo, nt, nt, dst, do, plane, nch, ncols, b, bo, DW_COLS)
+    T.dw_tile_f32(zb, zo, zs, g, ta, nt, W, wo, nt, b, bo, dst, do, plane, nch, ncols, relu)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax):
+    """kernels_tile.dw_tile_i8 (weight pairs npr per channel at g[wa:]), its extents checked first
+    under BOUNDS."""
+    if BOUNDS:
+        _check_dw(zb, zo, zs, g, ta, 2 * npr, g, wa, npr, npr, dst, do, plane, nch, ncols, bias, bo, DW_COLS)
+        _need(M, mo, mo + nch)
+    T.dw_tile_i8(zb, zo, zs, g, ta, npr, g, wa, npr, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax)
+
+
+# ------------------------------------------------------------------------------ float32 CONV
+@njit(cache=True, _nrt=False)
+def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
+    """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
+    if BOUNDS:
+        _need(RT, ro, ro + K)
+        _need(A, ao, ao + K * ROWS)
+        for k in range(K):
+            _need(B, bo + RT[ro + k], bo + RT[ro + k] + ncols)
+        _need(D, do, do + (rows - 1) * ldd + ncols)
+        _need(bias, bi, bi + rows)
+    if rows > 4:
+        T.cf32_tile6(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+    elif rows > 2:
+        T.cf32_tile4(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+    else:
+        T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
 
 
 @njit(cache=True, _nrt=False)
-def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co):
-    """CONV without activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at dst[do:].
-    W (O, C/group, kh, kw) float32 at W[wo:], b (O,) at b[bo:]; cols[co:] is float32 scratch of
-    conv_scratch(geo, group)["f32"] elements.
+def _windows(X, xb, g, go, Z, zo, fill):
+    """BM_WINDOW: for each of the group's input channels c and kernel column q < G_NCLS, the
+    (h, ow) window of plane c (X[xb + c * h * w:]) gathered by the indices at g[go + G_GATHER +
+    q * h * ow:] (fill where they are -1) into Z[zo + (c * G_NCLS + q) * G_ZS + G_ZM:]; the
+    margins around each window stay zero from the planner's zeroed scratch. X and Z float32, or
+    int32 (the int8 path's copy of x - x_zp)."""
+    hw = g[go + G_H] * g[go + G_W]
+    cg = g[go + G_C] // g[go + G_GROUP]
+    ncls = g[go + G_NCLS]
+    zs = g[go + G_ZS]
+    zm = g[go + G_ZM]
+    n = g[go + G_H] * g[go + G_OW]
+    ix = go + g[go + G_GATHER]
+    for c in range(cg):
+        for q in range(ncls):
+            d = zo + (c * ncls + q) * zs + zm
+            if BOUNDS:
+                _check_gather(X, xb + c * hw, hw, g, ix + q * n, n, Z, d)
+            T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
 
-    Group 1: _gemm_f32_tiled (after im2col unless pointwise). Depthwise-like (< 4 outputs per
-    group, stride 1): the flat or shifted runs. Else per group: im2col into the scratch
-    (padding 0), then each output plane starts at its bias and
-    adds W[o, k] * cols[k, :] for k = (c, p, q) in order, four output channels sharing each load
-    of a cols row (contiguous inner loops: vectorized). The order per output is fixed, so a
-    batch gives the same bits as one sample at a time."""
+
+@njit(cache=True, _nrt=False)
+def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
+    """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
+    with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
+    (BM_PLANES), im2col rows in cols[co:] made by gather indices or by runs (BM_GATHER, BM_RUNS),
+    or shifted zero-margined copies of the group's planes in cols[co:] (BM_SHIFT, stride 1: each
+    plane copied once per column class, kernels_tile.fill_masked, no im2col). W packed by
+    pack_rows_f32 per group at W[wo:]."""
     c_in = g[go + G_C]
-    h = g[go + G_H]
-    w = g[go + G_W]
-    o_n = g[go + G_O]
-    kh = g[go + G_KH]
-    kw = g[go + G_KW]
-    oh = g[go + G_OH]
-    ow = g[go + G_OW]
+    hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
     cg = c_in // group
-    og = o_n // group
-    plane = oh * ow
-    kk_n = cg * kh * kw
-    n_in = c_in * h * w
-    n_out = o_n * plane
-    direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct and og < 4  # depthwise-like: shifted runs
-    dh = g[go + G_DH]
-    dw = g[go + G_DW]
-    hp = oh + (kh - 1) * dh
-    wp = ow + (kw - 1) * dw
-    yo_ = co + cg * hp * wp  # (oh, wp) accumulator plane after the padded input planes
-    span = (oh - 1) * wp + ow
-    flat = shifted and _is_flat(g, go)
-    if flat:
-        _column_masks(g, go, cols, co)
-    pt = g[go + G_PT]
-    pl = g[go + G_PL]
+    og = g[go + G_O] // group
+    plane = g[go + G_OH] * g[go + G_OW]
+    k_n = g[go + G_K]
+    wg = (og + ROWS - 1) // ROWS * ROWS * k_n  # packed weights per group
+    mode = g[go + G_BMODE]
+    ro = go + g[go + G_ROWS]
+    for gi in range(group):
+        if mode == BM_PLANES:
+            B = src
+            bb = xs + gi * cg * plane
+        else:
+            if mode == BM_GATHER:
+                gather = go + g[go + G_GATHER]
+                if BOUNDS:
+                    _check_gather(src, xs + gi * cg * hw, cg * hw, g, gather, k_n * plane, cols, co)
+                T.gather32(src, xs + gi * cg * hw, g, gather, k_n * plane, cols, co, np.float32(0.0))
+            elif mode == BM_RUNS:
+                _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
+            elif mode == BM_WINDOW:
+                _windows(src, xs + gi * cg * hw, g, go, cols, co, np.float32(0.0))
+            else:
+                ncls = g[go + G_NCLS]
+                zs = g[go + G_ZS]
+                for c in range(cg):
+                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, cols,
+                          co + c * ncls * zs + g[go + G_ZM], zs, 0)
+            B = cols
+            bb = co
+        for p0 in range(0, plane, COLS):
+            nc = min(COLS, plane - p0)
+            for o0 in range(0, og, ROWS):
+                o = gi * og + o0
+                _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, g, ro, k_n,
+                           dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
+
+
+@njit(cache=True, _nrt=False)
+def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
+    """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH
+    channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:]: each input plane copied once
+    per column class with that class's mask (g[go + G_AUX2:], kernels_tile.fill_masked: 0 where
+    a tap of that column shift would wrap into the next or previous row). The margins around the
+    copies are never written: they stay zero from the planner's zeroed scratch."""
+    c_n = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    og = g[go + G_O] // c_n
+    plane = g[go + G_OH] * g[go + G_OW]
+    nt = g[go + G_NT]
+    ncls = g[go + G_NCLS]
+    zm = g[go + G_ZM]
+    zs = g[go + G_ZS]
+    cs = ncls * zs  # floats per channel
+    ma = go + g[go + G_AUX2]
+    ta = go + g[go + G_AUX]
+    if og == 1:  # DW_CH channels per tile, each with its own buffers
+        for c0 in range(0, c_n, DW_CH):
+            nch = min(DW_CH, c_n - c0)
+            for c in range(nch):
+                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
+            for k0 in range(0, plane, DW_COLS):
+                _dw_f32(zb, zo + k0, cs, g, ta, nt, W, wo + c0 * nt, b, bo + c0,
+                        dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+    else:  # og outputs per input channel: the tile's channels share one buffer (stride 0)
+        for c in range(c_n):
+            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
+            for o0 in range(c * og, (c + 1) * og, DW_CH):
+                nch = min(DW_CH, (c + 1) * og - o0)
+                for k0 in range(0, plane, DW_COLS):
+                    _dw_f32(zb, zo + k0, 0, g, ta, nt, W, wo + o0 * nt, b, bo + o0,
+                            dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+
+
+@njit(cache=True, _nrt=False)
+def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, beta):
+    """CONV with its activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at
+    dst[do:]. The table g[go:] (conv_layout) gives the path; W at W[wo:] is packed for it
+    (conv_layout(...).W), b (O,) float32 at b[bo:]; cols[co:] float32 scratch of
+    conv_layout(...).f32 elements. act/alpha/beta as kernels.act_f32: ReLU is fused into the
+    GEMM and DW epilogues, any other activation runs over the output afterwards."""
+    n_in = g[go + G_C] * g[go + G_H] * g[go + G_W]
+    n_out = g[go + G_O] * g[go + G_OH] * g[go + G_OW]
+    path = g[go + G_PATH]
+    relu = act == A_RELU
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
-        for gi in range(group):
-            c0 = gi * cg
-            if flat:  # stride 1, ow == w: each tap is one masked run straight into the output plane
-                for o in range(gi * og, (gi + 1) * og):
-                    acc = dst[ys + o * plane:ys + (o + 1) * plane]
-                    b0 = b[bo + o]
-                    for k in range(plane):
-                        acc[k] = b0
-                    for c in range(cg):
-                        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
-                        for p in range(kh):
-                            i0 = _first_valid(pt, p * dh, 1)
-                            i1 = _end_valid(h, pt, p * dh, 1, oh)
-                            for q in range(kw):
-                                j0 = _first_valid(pl, q * dw, 1)
-                                j1 = _end_valid(w, pl, q * dw, 1, ow)
-                                if i1 <= i0 or j1 <= j0:
-                                    continue
-                                wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
-                                k0 = i0 * ow + j0
-                                n = (i1 - 1) * ow + j1 - k0
-                                st = k0 + (p * dh - pt) * w + q * dw - pl
-                                xr = xv[st:st + n]
-                                ar = acc[k0:k0 + n]
-                                if j0 == 0 and j1 == ow:
-                                    for k in range(n):
-                                        ar[k] += wv * xr[k]
-                                else:
-                                    mr = cols[co + q * plane + k0:co + q * plane + k0 + n]
-                                    for k in range(n):  # masked columns add +0.0 (vectorizes)
-                                        v = wv * xr[k]
-                                        ar[k] += v if mr[k] != 0 else np.float32(0.0)
-                continue
-            if shifted:  # stride 1: every (p, q) is one shifted run over the padded planes
-                _pad_planes(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
-                acc = cols[yo_:yo_ + span]
-                for o in range(gi * og, (gi + 1) * og):
-                    b0 = b[bo + o]
-                    for k in range(span):
-                        acc[k] = b0
-                    for c in range(cg):
-                        for p in range(kh):
-                            for q in range(kw):
-                                wv = W[wo + ((o * cg + c) * kh + p) * kw + q]
-                                st = co + c * hp * wp + p * dh * wp + q * dw
-                                xr = cols[st:st + span]
-                                for k in range(span):
-                                    acc[k] += wv * xr[k]
-                    for i in range(oh):
-                        yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
-                        ar = acc[i * wp:i * wp + ow]
-                        for k in range(ow):
-                            yr[k] = ar[k]
-                continue
-            if direct and group == 1:
-                _gemm_f32_tiled(src, xs, W, wo, b, bo, dst, ys, c_in, o_n, plane, cols, co)
-                continue
-            if group == 1:  # im2col rows, then the tiled GEMM (packing after the rows)
-                _im2col(src, xs, 0, cg, g, go, cols, co, np.float32(0.0))
-                _gemm_f32_tiled(cols, co, W, wo, b, bo, dst, ys, kk_n, o_n, plane, cols, co + kk_n * plane)
-                continue
-            if direct:
-                cs = src
-                cb = xs + c0 * plane
-            else:
-                _im2col(src, xs, c0, cg, g, go, cols, co, np.float32(0.0))
-                cs = cols
-                cb = co
-            o = gi * og
-            o_end = o + og
-            while o + 4 <= o_end:
-                y0 = dst[ys + o * plane:ys + (o + 1) * plane]
-                y1 = dst[ys + (o + 1) * plane:ys + (o + 2) * plane]
-                y2 = dst[ys + (o + 2) * plane:ys + (o + 3) * plane]
-                y3 = dst[ys + (o + 3) * plane:ys + (o + 4) * plane]
-                b0 = b[bo + o]
-                b1 = b[bo + o + 1]
-                b2 = b[bo + o + 2]
-                b3 = b[bo + o + 3]
-                for k in range(plane):
-                    y0[k] = b0
-                    y1[k] = b1
-                    y2[k] = b2
-                    y3[k] = b3
-                for kk in range(kk_n):
-                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                    w0 = W[wo + o * kk_n + kk]
-                    w1 = W[wo + (o + 1) * kk_n + kk]
-                    w2 = W[wo + (o + 2) * kk_n + kk]
-                    w3 = W[wo + (o + 3) * kk_n + kk]
-                    for k in range(plane):
-                        v = cr[k]
-                        y0[k] += w0 * v
-                        y1[k] += w1 * v
-                        y2[k] += w2 * v
-                        y3[k] += w3 * v
-                o += 4
-            while o < o_end:
-                y0 = dst[ys + o * plane:ys + (o + 1) * plane]
-                b0 = b[bo + o]
-                for k in range(plane):
-                    y0[k] = b0
-                for kk in range(kk_n):
-                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                    w0 = W[wo + o * kk_n + kk]
-                    for k in range(plane):
-                        y0[k] += w0 * cr[k]
-                o += 1
+        if path == PATH_DW:
+            _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
+        else:
+            _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
+    if act != A_IDENTITY and not relu:
+        act_f32(dst, do, dst, do, m * n_out, act, alpha, beta)
+
+
+# ------------------------------------------------------------------------------ int8 QCONV
+@njit(cache=True, _nrt=False)
+def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
+    """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
+    covering ``rows`` output channels."""
+    if BOUNDS:
+        _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, COLS, D, do, ldd, rows, ncols, bias, bi, M, mi)
+    if u8:
+        if rows > 4:
+            T.u8_tile6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        elif rows > 2:
+            T.u8_tile4(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        else:
+            T.u8_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif rows > 4:
+        T.s16_tile6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif rows > 2:
+        T.s16_tile4(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    else:
+        T.s16_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
 @njit(cache=True, _nrt=False)
-def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co):
+def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
+    """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
+    half 0 when not has1): one row of int16 pairs for the s16 tile."""
+    z = np.int32(sub)
+    a = x[r0:r0 + n]
+    out = Bw[bo:bo + n]
+    if has1:
+        c = x[r1:r1 + n]
+        for p in range(n):
+            out[p] = ((np.int32(a[p]) - z) & 0xFFFF) | ((np.int32(c[p]) - z) << 16)
+    else:
+        for p in range(n):
+            out[p] = (np.int32(a[p]) - z) & 0xFFFF
+
+
+@njit(cache=True, _nrt=False)
+def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
+    """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
+    rows t >= nrows give 128 (their weights are 0): one row of uint8 quads for the u8 tile
+    (add = 128 for int8 codes, 128 + x_zp for int16 x - x_zp)."""
+    out = Bw[bo:bo + n]
+    z = np.int32(add)
+    a = x[r0:r0 + n]
+    if nrows == 4:
+        b = x[r1:r1 + n]
+        c = x[r2:r2 + n]
+        d = x[r3:r3 + n]
+        for p in range(n):
+            out[p] = (((np.int32(a[p]) + z) & 0xFF) | (((np.int32(b[p]) + z) & 0xFF) << 8)
+                      | (((np.int32(c[p]) + z) & 0xFF) << 16) | ((np.int32(d[p]) + z) << 24))
+    else:
+        for p in range(n):
+            v = (np.int32(a[p]) + z) & 0xFF
+            if nrows > 1:
+                v |= ((np.int32(x[r1 + p]) + z) & 0xFF) << 8
+            else:
+                v |= 128 << 8
+            if nrows > 2:
+                v |= ((np.int32(x[r2 + p]) + z) & 0xFF) << 16
+            else:
+                v |= 128 << 16
+            out[p] = v | (128 << 24)
+
+
+@njit(cache=True, _nrt=False)
+def _pack_b(X, xb, RT, ro, g, go, sub, add, u8):
+    """The int8 GEMM's B words from its G_K rows of P values, row k at X[xb + RT[ro + k]]: into
+    g[go + G_ACC:], G_NT rows of G_PPAD words (u8: uint8 quads of x + add; else int16 pairs of
+    x - sub)."""
+    plane = g[go + G_OH] * g[go + G_OW]
+    ks = g[go + G_NT]
+    k_n = g[go + G_K]
+    ppad = g[go + G_PPAD]
+    bw = go + g[go + G_ACC]
+    if BOUNDS:
+        _need(RT, ro, ro + k_n)
+        for k in range(k_n):
+            _need(X, xb + RT[ro + k], xb + RT[ro + k] + plane)
+    if u8:
+        for j in range(ks):
+            k = 4 * j
+            nr = min(4, k_n - k)
+            _pack_quads(X, xb + RT[ro + k], xb + RT[ro + min(k + 1, k_n - 1)], xb + RT[ro + min(k + 2, k_n - 1)],
+                        xb + RT[ro + min(k + 3, k_n - 1)], nr, plane, add, g, bw + j * ppad)
+    else:
+        for j in range(ks):
+            k = 2 * j
+            _pack_pairs(X, xb + RT[ro + k], xb + RT[ro + min(k + 1, k_n - 1)], k + 1 < k_n, plane, sub, g,
+                        bw + j * ppad)
+
+
+@njit(cache=True, _nrt=False)
+def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co, u8, f32s, fo):
+    """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: B rows (G_BMODE) are the
+    group's input planes, its int8 im2col rows in cols[co:] (padding x_zp; by runs, or by gather
+    indices from an int32 copy of the sample in f32s[fo:]) packed by _pack_b, W packed likewise per
+    group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8; the u8 tile's bias at g[go + G_BIAS8:]
+    has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
+    int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
+    windows) that kernels_tile.s16_rows_tile6 reads in place, pairs of rows interleaved in
+    registers (no packing pass; W as int16 pairs)."""
+    c_in = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    group = g[go + G_GROUP]
+    cg = c_in // group
+    og = g[go + G_O] // group
+    plane = g[go + G_OH] * g[go + G_OW]
+    ks = g[go + G_NT]
+    k_n = g[go + G_K]
+    ppad = g[go + G_PPAD]
+    bw = go + g[go + G_ACC]
+    aw = go + g[go + G_AUX]
+    wg = (og + ROWS - 1) // ROWS * ROWS * ks  # packed weight words per group
+    mode = g[go + G_BMODE]
+    ro = go + g[go + G_ROWS]
+    if u8:
+        Bias = g
+        bb = go + g[go + G_BIAS8]
+    else:
+        Bias = bias
+        bb = bo
+    w32 = f32s.view(np.int32)
+    if mode == BM_GATHER or mode == BM_WINDOW:  # the sample as int32: the gathers read 32-bit elements
+        xw = w32[fo:fo + c_in * hw]
+        xr = src[xs:xs + c_in * hw]
+        zsub = np.int32(x_zp) if mode == BM_WINDOW else np.int32(0)
+        for k in range(c_in * hw):
+            xw[k] = np.int32(xr[k]) - zsub
+    for gi in range(group):
+        if mode == BM_PLANES:
+            _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
+        elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
+            z16 = f32s.view(np.int16)
+            if mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
+                wz = fo + c_in * hw
+                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
+                _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
+                zb = 2 * (wz + nz)
+                zr = z16[zb:zb + nz]
+                wr = w32[wz:wz + nz]
+                for k in range(nz):
+                    zr[k] = wr[k]
+            else:
+                zb = 2 * fo
+                ncls = g[go + G_NCLS]
+                zs = g[go + G_ZS]
+                for c in range(cg):
+                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
+                          zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            for p0 in range(0, plane, COLS):
+                nc = min(COLS, plane - p0)
+                for o0 in range(0, og, ROWS):
+                    o = gi * og + o0
+                    if BOUNDS:
+                        _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
+                                      ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
+                    T.s16_rows_tile6(g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst, ys + o * plane + p0,
+                                     plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, min(ROWS, og - o0), nc)
+            continue
+        else:
+            if mode == BM_GATHER:
+                ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
+                gather = go + g[go + G_GATHER]
+                if BOUNDS:
+                    _check_gather(w32, fo + gi * cg * hw, cg * hw, g, gather, k_n * plane, w32, ci)
+                T.gather32(w32, fo + gi * cg * hw, g, gather, k_n * plane, w32, ci, np.int32(x_zp))
+                cr = cols[co:co + k_n * plane]
+                wr = w32[ci:ci + k_n * plane]
+                for k in range(k_n * plane):
+                    cr[k] = wr[k]
+            else:
+                _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
+            _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
+        for p0 in range(0, plane, COLS):
+            nc = min(COLS, plane - p0)
+            for o0 in range(0, og, ROWS):
+                o = gi * og + o0
+                _i8_rows(u8, min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, g, bw + p0, ppad, ks,
+                         dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
+
+
+@njit(cache=True, _nrt=False)
+def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, zb, zo):
+    """PATH_DW int8, one sample: as _conv_dw_f32 on int16 buffers of x - x_zp (zb an int16
+    view, zo in int16 elements), taps in pairs (G_NT pairs at g[go + G_AUX:]), weight pairs
+    (O, pairs) int32 words at g[go + G_WDW:], requantization in the tile."""
+    c_n = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    og = g[go + G_O] // c_n
+    plane = g[go + G_OH] * g[go + G_OW]
+    npr = g[go + G_NT]
+    ncls = g[go + G_NCLS]
+    zm = g[go + G_ZM]
+    zs = g[go + G_ZS]
+    cs = ncls * zs  # int16 elements per channel
+    ma = go + g[go + G_AUX2]
+    ta = go + g[go + G_AUX]
+    wa = go + g[go + G_WDW]
+    if og == 1:
+        for c0 in range(0, c_n, DW_CH):
+            nch = min(DW_CH, c_n - c0)
+            for c in range(nch):
+                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
+            for k0 in range(0, plane, DW_COLS):
+                _dw_i8(zb, zo + k0, cs, g, ta, npr, wa + c0 * npr, bias, bo + c0,
+                       dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + c0, y_zp, qmin, qmax)
+    else:
+        for c in range(c_n):
+            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
+            for o0 in range(c * og, (c + 1) * og, DW_CH):
+                nch = min(DW_CH, (c + 1) * og - o0)
+                for k0 in range(0, plane, DW_COLS):
+                    _dw_i8(zb, zo + k0, 0, g, ta, npr, wa + o0 * npr, bias, bo + o0,
+                           dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + o0, y_zp,
+                           qmin, qmax)
+
+
+@njit(cache=True, _nrt=False)
+def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co, fs, fo):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
-    W (O, C/group, kh, kw) int8 at W[wo:], bias (O,) int32 at bias[bo:], M (O,) float32
-    requantization multipliers at M[mo:]. acc = bias + sum over input elements (x - x_zp) * W,
-    exact in int32. Scratch: cols[co:] int8, conv_scratch(geo, group)["i8"] elements (im2col or
-    padded planes with padding = x_zp so it adds 0, or the flat path's column masks; unused by a
-    pointwise convolution), and 4 * oh * ow int32 right
-    after the table, g[go + G_LEN:] (four accumulator planes)."""
-    c_in = g[go + G_C]
-    h = g[go + G_H]
-    w = g[go + G_W]
-    o_n = g[go + G_O]
-    kh = g[go + G_KH]
-    kw = g[go + G_KW]
-    oh = g[go + G_OH]
-    ow = g[go + G_OW]
-    group = g[go + G_GROUP]
-    cg = c_in // group
-    og = o_n // group
-    plane = oh * ow
-    kk_n = cg * kh * kw
-    n_in = c_in * h * w
-    n_out = o_n * plane
-    a0 = g[go + G_LEN:go + G_LEN + plane]
-    a1 = g[go + G_LEN + plane:go + G_LEN + 2 * plane]
-    a2 = g[go + G_LEN + 2 * plane:go + G_LEN + 3 * plane]
-    a3 = g[go + G_LEN + 3 * plane:go + G_LEN + 4 * plane]
-    zp = np.int32(x_zp)
-    direct = _is_pointwise(g, go)
-    shifted = _is_unit_stride(g, go) and not direct and og < 4  # depthwise-like: shifted runs
-    dh = g[go + G_DH]
-    dw = g[go + G_DW]
-    hp = oh + (kh - 1) * dh
-    wp = ow + (kw - 1) * dw
-    span = (oh - 1) * wp + ow
-    flat = shifted and _is_flat(g, go)
-    if flat:
-        _column_masks(g, go, cols, co)
-    pt = g[go + G_PT]
-    pl = g[go + G_PL]
+    bias (O,) int32 at bias[bo:], M (O,) float32 requantization multipliers at M[mo:]; the
+    table g[go:] (conv_layout) gives the path, its int32 data and scratch; W at W[wo:] is int8,
+    packed for the path (GEMM reads its int16 pairs from the table's data instead). acc = bias +
+    sum over input elements (x - x_zp) * W, exact in int32, then requantized as QDENSE.
+    Scratch: cols[co:] int8 (conv_layout(...).i8), fs[fo:] float32 (conv_layout(...).f32)."""
+    n_in = g[go + G_C] * g[go + G_H] * g[go + G_W]
+    n_out = g[go + G_O] * g[go + G_OH] * g[go + G_OW]
+    path = g[go + G_PATH]
     for s in range(m):
         xs = so + s * n_in
         ys = do + s * n_out
-        for gi in range(group):
-            c0 = gi * cg
-            if flat:  # stride 1, ow == w: each tap is one masked run over the flat plane
-                acc = g[go + G_LEN:go + G_LEN + plane]
-                for o in range(gi * og, (gi + 1) * og):
-                    b0 = np.int32(bias[bo + o])
-                    for k in range(plane):
-                        acc[k] = b0
-                    for c in range(cg):
-                        xv = src[xs + (c0 + c) * h * w:xs + (c0 + c + 1) * h * w]
-                        for p in range(kh):
-                            i0 = _first_valid(pt, p * dh, 1)
-                            i1 = _end_valid(h, pt, p * dh, 1, oh)
-                            for q in range(kw):
-                                j0 = _first_valid(pl, q * dw, 1)
-                                j1 = _end_valid(w, pl, q * dw, 1, ow)
-                                if i1 <= i0 or j1 <= j0:
-                                    continue
-                                wv = np.int32(W[wo + ((o * cg + c) * kh + p) * kw + q])
-                                k0 = i0 * ow + j0
-                                n = (i1 - 1) * ow + j1 - k0
-                                st = k0 + (p * dh - pt) * w + q * dw - pl
-                                xr = xv[st:st + n]
-                                ar = acc[k0:k0 + n]
-                                mr = cols[co + q * plane + k0:co + q * plane + k0 + n]
-                                for k in range(n):
-                                    d = (np.int32(xr[k]) - zp) * wv
-                                    ar[k] = np.int32(ar[k] + (d if mr[k] != 0 else np.int32(0)))
-                    _requant_run(acc, M[mo + o], y_zp, qmin, qmax, dst[ys + o * plane:ys + (o + 1) * plane], plane)
-                continue
-            if shifted:  # stride 1: shifted runs over padded planes (padding = x_zp adds 0)
-                _pad_planes(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
-                acc = g[go + G_LEN:go + G_LEN + span]
-                for o in range(gi * og, (gi + 1) * og):
-                    b0 = np.int32(bias[bo + o])
-                    for k in range(span):
-                        acc[k] = b0
-                    for c in range(cg):
-                        for p in range(kh):
-                            for q in range(kw):
-                                wv = np.int32(W[wo + ((o * cg + c) * kh + p) * kw + q])
-                                st = co + c * hp * wp + p * dh * wp + q * dw
-                                xr = cols[st:st + span]
-                                for k in range(span):
-                                    acc[k] = np.int32(acc[k] + (np.int32(xr[k]) - zp) * wv)
-                    mult = M[mo + o]
-                    for i in range(oh):
-                        yr = dst[ys + o * plane + i * ow:ys + o * plane + (i + 1) * ow]
-                        _requant_run(acc[i * wp:i * wp + ow], mult, y_zp, qmin, qmax, yr, ow)
-                continue
-            if direct:
-                cs = src
-                cb = xs + c0 * plane
-            else:
-                _im2col(src, xs, c0, cg, g, go, cols, co, np.int8(x_zp))
-                cs = cols
-                cb = co
-            o = gi * og
-            o_end = o + og
-            while o < o_end:
-                nb = min(4, o_end - o)
-                for k in range(plane):
-                    a0[k] = bias[bo + o]
-                    if nb > 1:
-                        a1[k] = bias[bo + o + 1]
-                    if nb > 2:
-                        a2[k] = bias[bo + o + 2]
-                    if nb > 3:
-                        a3[k] = bias[bo + o + 3]
-                for kk in range(kk_n):
-                    cr = cs[cb + kk * plane:cb + (kk + 1) * plane]
-                    w0 = np.int32(W[wo + o * kk_n + kk])
-                    if nb == 4:
-                        w1 = np.int32(W[wo + (o + 1) * kk_n + kk])
-                        w2 = np.int32(W[wo + (o + 2) * kk_n + kk])
-                        w3 = np.int32(W[wo + (o + 3) * kk_n + kk])
-                        for k in range(plane):
-                            v = np.int32(cr[k]) - zp
-                            a0[k] = np.int32(a0[k] + v * w0)
-                            a1[k] = np.int32(a1[k] + v * w1)
-                            a2[k] = np.int32(a2[k] + v * w2)
-                            a3[k] = np.int32(a3[k] + v * w3)
-                    else:
-                        for j in range(nb):
-                            wj = np.int32(W[wo + (o + j) * kk_n + kk])
-                            aj = g[go + G_LEN + j * plane:go + G_LEN + (j + 1) * plane]
-                            for k in range(plane):
-                                aj[k] = np.int32(aj[k] + (np.int32(cr[k]) - zp) * wj)
-                for j in range(nb):
-                    mult = M[mo + o + j]
-                    aj = g[go + G_LEN + j * plane:go + G_LEN + (j + 1) * plane]
-                    yv = dst[ys + (o + j) * plane:ys + (o + j + 1) * plane]
-                    _requant_run(aj, mult, y_zp, qmin, qmax, yv, plane)
-                o += nb
+        if path == PATH_DW:
+            _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs.view(np.int16), 2 * fo)
+        else:
+            _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co,
+                        path == PATH_GEMM_U8, fs, fo)
+
+
+# ------------------------------------------------------------------------------ pooling
+@njit(cache=True, _nrt=False, inline="always")
+def _inside(g, go):
+    """True when no window reaches padding: every tap of every output reads an input element."""
+    return (g[go + G_PT] == 0 and g[go + G_PL] == 0
+            and (g[go + G_OH] - 1) * g[go + G_SH] + (g[go + G_KH] - 1) * g[go + G_DH] < g[go + G_H]
+            and (g[go + G_OW] - 1) * g[go + G_SW] + (g[go + G_KW] - 1) * g[go + G_DW] < g[go + G_W])
 
 
 @njit(cache=True, _nrt=False)
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
-    the window's input elements (padding ignored; the planner checked every window holds one)."""
+    the window's input elements (padding ignored; the planner checked every window holds one):
+    the first input element in (p, q) order, then each later one replaces it if greater.
+    Windows that never reach padding run row by row over the output columns (vectorized)."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -565,10 +722,43 @@ def maxpool(src, so, dst, do, g, go, m):
     ow = g[go + G_OW]
     n_in = c_n * h * w
     n_out = c_n * oh * ow
+    inside = _inside(g, go)
+    pairs = inside and kw == 2 and sw == 2 and dw == 1
     for s in range(m):
         for c in range(c_n):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
+            if inside:
+                for i in range(oh):
+                    yr = dst[yc + i * ow:yc + (i + 1) * ow]
+                    for p in range(kh):
+                        r = (i * sh + p * dh) * w
+                        if pairs:  # the common 2-wide, stride-2 window: both taps in one pass
+                            xr = xv[r:r + 2 * ow]
+                            if p == 0:
+                                for j in range(ow):
+                                    a = xr[2 * j]
+                                    v = xr[2 * j + 1]
+                                    yr[j] = v if v > a else a
+                            else:
+                                for j in range(ow):
+                                    a = yr[j]
+                                    v = xr[2 * j]
+                                    a = v if v > a else a
+                                    v = xr[2 * j + 1]
+                                    yr[j] = v if v > a else a
+                            continue
+                        for q in range(kw):
+                            xr = xv[r + q * dw:r + q * dw + (ow - 1) * sw + 1]
+                            if p == 0 and q == 0:
+                                for j in range(ow):
+                                    yr[j] = xr[j * sw]
+                            else:
+                                for j in range(ow):
+                                    v = xr[j * sw]
+                                    a = yr[j]
+                                    yr[j] = v if v > a else a
+                continue
             for i in range(oh):
                 p0 = _first_valid(pt, i * sh, dh)  # taps p with row i*sh + p*dh - pt in [0, h)
                 p1 = _end_valid(h, pt, i * sh, dh, kh)
@@ -587,8 +777,9 @@ def maxpool(src, so, dst, do, g, go, m):
 
 @njit(cache=True, _nrt=False)
 def avgpool_f32(src, so, dst, do, g, go, m):
-    """AVGPOOL for m samples: float32 sum over the window's input elements in window order,
-    divided by float32(count) (kh * kw with count_include_pad, else the input elements)."""
+    """AVGPOOL for m samples: float32 sum over the window's input elements in window order
+    (from 0.0, p then q), divided by float32(count) (kh * kw with count_include_pad, else the
+    input elements). Windows that never reach padding run row by row over the output columns."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -605,10 +796,26 @@ def avgpool_f32(src, so, dst, do, g, go, m):
     include_pad = g[go + G_INCLUDE_PAD]
     n_in = c_n * h * w
     n_out = c_n * oh * ow
+    inside = _inside(g, go)
+    full = np.float32(kh * kw)
     for s in range(m):
         for c in range(c_n):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
+            if inside:
+                for i in range(oh):
+                    yr = dst[yc + i * ow:yc + (i + 1) * ow]
+                    for j in range(ow):
+                        yr[j] = np.float32(0.0)
+                    for p in range(kh):
+                        for q in range(kw):
+                            st = (i * sh + p * dh) * w + q * dw
+                            xr = xv[st:st + (ow - 1) * sw + 1]
+                            for j in range(ow):
+                                yr[j] += xr[j * sw]
+                    for j in range(ow):
+                        yr[j] = yr[j] / full
+                continue
             for i in range(oh):
                 p0 = _first_valid(pt, i * sh, dh)
                 p1 = _end_valid(h, pt, i * sh, dh, kh)
@@ -626,8 +833,9 @@ def avgpool_f32(src, so, dst, do, g, go, m):
 
 @njit(cache=True, _nrt=False)
 def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
-    """QAVGPOOL for m samples: acc = sum of (x - x_zp) over the window's input elements (int32);
-    y = clamp(rint((float32(acc) * mult) / float32(count)) + y_zp, -128, 127)."""
+    """QAVGPOOL for m samples: acc = sum of (x - x_zp) over the window's input elements (int32,
+    exact in any order); y = clamp(rint((float32(acc) * mult) / float32(count)) + y_zp, -128,
+    127). A window over the whole input (a global average pool) is one vectorized sum."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -646,10 +854,19 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     n_out = c_n * oh * ow
     m32 = np.float32(mult)
     zp = np.int32(x_zp)
+    whole = (oh == 1 and ow == 1 and kh == h and kw == w and dh == 1 and dw == 1 and pt == 0 and pl == 0)
     for s in range(m):
         for c in range(c_n):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
+            if whole:
+                acc = np.int32(0)
+                for k in range(h * w):
+                    acc += np.int32(xv[k])
+                acc = np.int32(acc - zp * np.int32(h * w))
+                v = np.int64(np.rint((np.float32(acc) * m32) / np.float32(h * w))) + y_zp
+                dst[yc] = np.int8(min(max(v, -128), 127))
+                continue
             for i in range(oh):
                 p0 = _first_valid(pt, i * sh, dh)
                 p1 = _end_valid(h, pt, i * sh, dh, kh)
@@ -673,16 +890,22 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
 @njit(cache=True, _nrt=False)
 def global_avgpool_f32(src, so, dst, do, c_n, hw, m):
     """GLOBAL_AVGPOOL for m samples: x (C, hw) -> y (C,), float32 sum in order / float32(hw).
-    The C sums run side by side in y (position outer, channel inner: independent chains), each
-    from 0.0 over k = 0..hw-1 in order."""
+    Each sum runs from 0.0 over k = 0..hw-1 in order; 8 channels side by side in one vector
+    (kernels_tile.channel_sums8), the last C % 8 as scalar chains side by side."""
     inv = np.float32(hw)
     for s in range(m):
         x0 = so + s * c_n * hw
         y = dst[do + s * c_n:do + (s + 1) * c_n]
-        for c in range(c_n):
+        c8 = c_n // 8 * 8
+        for c in range(0, c8, 8):  # 8 channels per vector, positions transposed in registers
+            if BOUNDS:
+                _need(src, x0 + c * hw, x0 + (c + 8) * hw)
+                _need(dst, do + s * c_n + c, do + s * c_n + c + 8)
+            T.channel_sums8(src, x0 + c * hw, hw, dst, do + s * c_n + c)
+        for c in range(c8, c_n):
             y[c] = np.float32(0.0)
         for k in range(hw):
-            for c in range(c_n):
+            for c in range(c8, c_n):
                 y[c] += src[x0 + c * hw + k]
         for c in range(c_n):
             y[c] = y[c] / inv
@@ -700,18 +923,23 @@ def _geometry(g, go):
     return geo, t
 
 
-def conv_f32_ref(src, so, W, wo, b, bo, dst, do, g, go, m, cols=None, co=0):
+def conv_f32_ref(src, so, W, wo, b, bo, dst, do, g, go, m, cols=None, co=0, act=0, alpha=0.0, beta=0.0):
+    """Twin of conv_f32; W is the layer's own (O, C/group, kh, kw) tensor (not packed)."""
+    from .ops import Act
+    from .reference import activation
     from .reference_conv import conv_sum, windows
     geo, t = _geometry(g, go)
     o, cg = t[G_O], t[G_C] // t[G_GROUP]
     x = src[so:so + m * geo.c * geo.h * geo.w].reshape(m, -1)
     Wt = W[wo:wo + o * cg * geo.kh * geo.kw].reshape(o, cg, geo.kh, geo.kw)
     y = conv_sum(windows(x.astype(np.float64), geo, 0.0), Wt.astype(np.float64), geo, t[G_GROUP])
-    y = y + b[bo:bo + o].astype(np.float64)[None, :, None]
-    dst[do:do + y.size] = y.astype(np.float32).reshape(-1)
+    y = (y + b[bo:bo + o].astype(np.float64)[None, :, None]).astype(np.float32).reshape(m, -1)
+    dst[do:do + y.size] = activation(y, Act(int(act)), alpha, beta).reshape(-1)
 
 
-def qconv_i8_ref(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols=None, co=0):
+def qconv_i8_ref(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols=None, co=0,
+                 fs=None, fo=0):
+    """Twin of qconv_i8; W is the layer's own (O, C/group, kh, kw) int8 tensor (not packed)."""
     from . import quant
     from .reference_conv import conv_sum, windows
     geo, t = _geometry(g, go)
@@ -779,26 +1007,299 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 MAX_SCRATCH = 1 << 26  # elements of conv scratch one layer may ask the planner for
 
 
-def conv_scratch(geo, group: int) -> dict:
-    """Scratch elements conv_f32 / qconv_i8 need for a geometry (rtinfer.reference_conv.Geometry):
-    {"f32": conv_f32's cols, "i8": qconv_i8's cols, "i32": qconv_i8's accumulators after its
-    table}. Pointwise: none; else im2col rows (C/group kh kw, oh ow), and for stride 1 at least the
-    group's padded planes (hp, wp) = (oh + (kh - 1) dh, ow + (kw - 1) dw) plus an (oh, wp)
-    accumulator plane (the path taken when a group has fewer than 4 output channels)."""
-    cg = geo.c // group
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def pack_rows_f32(W2: np.ndarray) -> np.ndarray:
+    """W (O, K) float32 -> the cf32 tile's layout: for each block of ROWS output channels, K
+    rows of ROWS weights (k-major; channels past O are 0)."""
+    o, k = W2.shape
+    nb = -(-o // ROWS)
+    P = np.zeros((nb * ROWS, k), np.float32)
+    P[:o] = W2
+    return np.ascontiguousarray(P.reshape(nb, ROWS, k).transpose(0, 2, 1)).reshape(-1)
+
+
+def pack_pairs_i16(W2: np.ndarray) -> np.ndarray:
+    """W (O, K) int8 -> the s16 tile's layout, int32 words: for each block of ROWS output
+    channels, K2 = ceil(K / 2) rows of ROWS words, word = W[o, 2j] | W[o, 2j + 1] << 16 (int16
+    halves; k = K and channels past O are 0)."""
+    o, k = W2.shape
+    k2 = -(-k // 2)
+    nb = -(-o // ROWS)
+    P = np.zeros((nb * ROWS, 2 * k2), np.int16)
+    P[:o, :k] = W2
+    P = np.ascontiguousarray(P.reshape(nb, ROWS, k2, 2).transpose(0, 2, 1, 3))
+    return P.reshape(-1).view(np.int32).copy()
+
+
+def pack_quads_i8(W2: np.ndarray) -> np.ndarray:
+    """W (O, K) int8 -> the u8 tile's layout, int32 words: for each block of ROWS output
+    channels, KS = ceil(K / 4) rows of ROWS words, word = the bytes W[o, 4j .. 4j + 3] (first in
+    the low byte; k >= K and channels past O are 0)."""
+    o, k = W2.shape
+    ks = -(-k // 4)
+    nb = -(-o // ROWS)
+    P = np.zeros((nb * ROWS, 4 * ks), np.int8)
+    P[:o, :k] = W2
+    P = np.ascontiguousarray(P.reshape(nb, ROWS, ks, 4).transpose(0, 2, 1, 3))
+    return P.reshape(-1).view(np.int32).copy()
+
+
+def u8_exact(W2: np.ndarray) -> bool:
+    """True when the u8 tile is exact for W (O, K) int8: every pair of consecutive weights
+    (k = 2i, 2i + 1) of a channel has |w0| + |w1| <= 128, so 255 * (|w0| + |w1|) <= 32767 and
+    vpmaddubsw's int16 pair sums never saturate (true for weights frozen with reduce_range)."""
+    a = np.abs(W2.astype(np.int64))
+    if a.shape[1] % 2:
+        a = np.concatenate([a, np.zeros((a.shape[0], 1), np.int64)], axis=1)
+    return a.size == 0 or int((a[:, 0::2] + a[:, 1::2]).max()) <= 128
+
+
+def _valid_range(n_in: int, n_out: int, pad: int, off: int) -> tuple[int, int]:
+    """Output indices i (stride 1) whose input index i + off - pad lies in [0, n_in)."""
+    return max(0, pad - off), max(0, min(n_out, n_in + pad - off))
+
+
+def _dw_plan(geo):
+    """The DW path's plan for a geometry it can run (stride 1 along the plane: 1-D, or 2-D
+    with ow == w), else None: (taps [(tap index p * kw + q, class, offset in the plane)],
+    class masks (classes, h w) int32, front margin zm, elements per class buffer zs). A tap reads its class buffer
+    at zm + offset + k for flat output position k; the class (its column shift) fixes which
+    wrapped columns the buffer has zeroed. Taps that only ever read padding are left out."""
+    one_d = geo.h == 1 and geo.oh == 1
+    if geo.sw != 1 or not (one_d or (geo.sh == 1 and geo.ow == geo.w)):
+        return None
     plane = geo.oh * geo.ow
+    taps, shifts = [], []
+    for p in range(geo.kh):
+        rows = _valid_range(geo.h, geo.oh, geo.pt, p * geo.dh)
+        if rows[1] <= rows[0] or (one_d and p * geo.dh != geo.pt):
+            continue  # the tap's row is padding for every output
+        for q in range(geo.kw):
+            s = q * geo.dw - geo.pl
+            cols = _valid_range(geo.w, geo.ow, geo.pl, q * geo.dw)
+            if cols[1] <= cols[0]:
+                continue
+            cls_s = 0 if one_d else s
+            if cls_s not in shifts:
+                shifts.append(cls_s)
+            off = (0 if one_d else (p * geo.dh - geo.pt) * geo.w) + s
+            taps.append((p * geo.kw + q, shifts.index(cls_s), off))
+    if not taps:
+        return None
+    # input column c of the class with column shift s is read by output column c - s: kept when
+    # that output exists, else only reachable by a wrap from the neighbouring row: zeroed
+    c = np.arange(geo.h * geo.w) % geo.w
+    masks = np.array([np.where((c - s >= 0) & (c - s < geo.w), -1, 0) if geo.h > 1 else np.full(c.size, -1)
+                      for s in shifts], np.int32)
+    offs = [t[2] for t in taps]
+    zm = _round_up(max(0, -min(offs)), 8)
+    zs = _round_up(zm + max(geo.h * geo.w, _round_up(plane, DW_COLS) + max(0, max(offs))), 16)
+    return taps, masks, zm, zs
+
+
+def _window_plan(geo):
+    """BM_WINDOW's plan for a geometry with stride 1 down the rows, else None: (taps [(p, q,
+    offset of the tap's first output in its window buffer)], gather indices (kw, h, ow) int32
+    (r * w + col within the plane, -1 where col = j * sw + q * dw - pl is padding), front margin
+    zm, elements per window buffer zs). Taps that only ever read padding are left out."""
+    if geo.sh != 1 or geo.h * geo.ow * geo.kw > GATHER_MAX:
+        return None
+    plane = geo.oh * geo.ow
+    taps = []
+    for p in range(geo.kh):
+        rows = _valid_range(geo.h, geo.oh, geo.pt, p * geo.dh)
+        if rows[1] <= rows[0]:
+            continue
+        for q in range(geo.kw):
+            col = np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl
+            if not np.any((col >= 0) & (col < geo.w)):
+                continue
+            taps.append((p, q, (p * geo.dh - geo.pt) * geo.ow))
+    if not taps:
+        return None
+    r = np.arange(geo.h)[:, None]
+    idx = []
+    for q in range(geo.kw):
+        col = (np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl)[None, :]
+        ok = (col >= 0) & (col < geo.w) & (r >= 0)
+        idx.append(np.where(ok, r * geo.w + col, -1))
+    offs = [t[2] for t in taps]
+    zm = _round_up(max(0, -min(offs)), 8)
+    zs = _round_up(zm + max(geo.h * geo.ow, _round_up(plane, COLS) + max(0, max(offs))), 16)
+    return taps, np.array(idx, np.int32).reshape(-1), zm, zs
+
+
+@dataclass
+class ConvLayout:
+    """How one CONV / QCONV layer's operands are laid out for its kernel path (conv_layout)."""
+    path: int
+    table: np.ndarray   # int32: the geometry table, its data (taps, packed W, ...) and int32 scratch
+    W: np.ndarray       # the weights the kernel reads at W[wo:]: float32 (CONV) or int8 (QCONV)
+    f32: int            # float32 scratch elements (CONV: cols at T2; QCONV: after its M)
+    i8: int             # int8 scratch elements (QCONV: cols after its W)
+
+
+def _gather_indices(geo, cg: int) -> np.ndarray:
+    """im2col as indices: (cg kh kw, oh ow) int32, the input element (c, row, col) as
+    c * h * w + row * w + col within one sample, or -1 for padding."""
+    k = np.arange(cg * geo.kh * geo.kw)
+    c, p, q = k // (geo.kh * geo.kw), (k // geo.kw) % geo.kh, k % geo.kw
+    i = np.arange(geo.oh)
+    j = np.arange(geo.ow)
+    r = i[None, :, None] * geo.sh + p[:, None, None] * geo.dh - geo.pt
+    col = j[None, None, :] * geo.sw + q[:, None, None] * geo.dw - geo.pl
+    ok = (r >= 0) & (r < geo.h) & (col >= 0) & (col < geo.w)
+    idx = c[:, None, None] * geo.h * geo.w + r * geo.w + col
+    return np.where(ok, idx, -1).astype(np.int32).reshape(-1)
+
+
+def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
+                **int8_attrs) -> ConvLayout:
+    """The kernel path of a convolution and its operands: geometry geo (reference_conv.Geometry),
+    o output channels, W (O, C/group, kh, kw) float32 (int8 with ``int8``: then ``bias`` (O,)
+    int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
+    channel per group where _dw_plan applies (unless ``dw`` is False), else GEMM, group by group
+    (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and u8_exact(W)
+    -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
+    the plan image; tests pass them directly)."""
+    cg = geo.c // group
+    og = o // group
+    k_n = cg * geo.kh * geo.kw
+    plane = geo.oh * geo.ow
+    table = table_from_geometry(geo, o, group, 0, **int8_attrs)
     pointwise = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow) == (1, 1, 1, 1, 0, 0, geo.h, geo.w)
+    W2 = np.asarray(W).reshape(o, k_n)
+    plan_dw = _dw_plan(geo) if dw and cg == 1 and group > 1 else None
+    parts = [table]  # int32 data after the table, each part at a multiple of 16 words
+
+    def put(arr):
+        at = sum(a.size for a in parts)
+        pad = (-at) % 16
+        if pad:
+            parts.append(np.zeros(pad, np.int32))
+            at += pad
+        parts.append(np.asarray(arr, np.int32).reshape(-1))
+        return at
+
+    def per_group(pack):
+        return np.concatenate([pack(W2[gi * og:(gi + 1) * og]) for gi in range(group)])
+
+    if plan_dw is not None:
+        taps, masks, zm, zs = plan_dw
+        table[G_PATH] = PATH_DW
+        table[G_NCLS] = len(masks)
+        table[G_AUX2] = put(masks)
+        table[G_ZM] = zm
+        table[G_ZS] = zs
+        offs = [cls * zs + zm + off for _, cls, off in taps]
+        cols_kept = [t[0] for t in taps]
+        if not int8:
+            table[G_NT] = len(taps)
+            table[G_AUX] = put(offs)
+            Wd = np.ascontiguousarray(W2[:, cols_kept].astype(np.float32)).reshape(-1)
+            return ConvLayout(PATH_DW, np.concatenate(parts), Wd, DW_CH * len(masks) * zs, 1)
+        npr = -(-len(taps) // 2)
+        if len(taps) % 2:  # the last pair's second tap: the first again, with weight 0
+            offs.append(offs[-1])
+        Wd = np.zeros((o, 2 * npr), np.int16)
+        Wd[:, :len(taps)] = W2[:, cols_kept]
+        table[G_NT] = npr
+        table[G_AUX] = put(offs)
+        table[G_WDW] = put(np.ascontiguousarray(Wd).reshape(-1).view(np.int32))
+        f32 = -(-DW_CH * len(masks) * zs // 2)  # int16 buffers in float32 scratch
+        return ConvLayout(PATH_DW, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
+    # B rows: the input planes, shifted zero-margined copies of them (stride 1 along the plane),
+    # or im2col rows by gathers (small) or runs; row k of B at rows[k] (relative to the group)
+    shift = None if pointwise else _dw_plan(geo)
+    window = None if pointwise or shift is not None else _window_plan(geo)
+    kept = np.arange(k_n)
+    f32_shift = 0
     if pointwise:
-        return {"f32": gemm_scratch_f32(geo.c, plane) if group == 1 else 1, "i8": 1, "i32": 4 * plane}
-    cols = cg * geo.kh * geo.kw * plane
-    tiled = cols + gemm_scratch_f32(cg * geo.kh * geo.kw, plane) if group == 1 else 0  # im2col + GEMM
-    if geo.sh == 1 and geo.sw == 1:  # either path (the kernels pick by channels per group)
-        hp, wp = geo.oh + (geo.kh - 1) * geo.dh, geo.ow + (geo.kw - 1) * geo.dw
-        flat_masks = geo.kw * plane  # the flat path's column masks (ow == w)
-        return {"f32": max(cols, tiled, cg * hp * wp + geo.oh * wp, flat_masks),
-                "i8": max(cols, cg * hp * wp, flat_masks),
-                "i32": max(4 * plane, geo.oh * wp)}
-    return {"f32": max(cols, tiled), "i8": cols, "i32": 4 * plane}
+        table[G_BMODE] = BM_PLANES
+        rows = np.arange(k_n) * plane
+        cols = 1
+    elif shift is not None:
+        taps, masks, zm, zs = shift
+        table[G_BMODE] = BM_SHIFT
+        table[G_NCLS] = len(masks)
+        table[G_AUX2] = put(masks)
+        table[G_ZM] = zm
+        table[G_ZS] = zs
+        per = len(masks) * zs  # elements of one channel's copies
+        kept = np.array([c * geo.kh * geo.kw + t for c in range(cg) for t, _, _ in taps])
+        rows = np.array([c * per + cls * zs + zm + off for c in range(cg) for _, cls, off in taps])
+        cols = 1
+        f32_shift = cg * per
+    elif window is not None:
+        taps, idx, zm, zs = window
+        table[G_BMODE] = BM_WINDOW
+        table[G_NCLS] = geo.kw
+        table[G_GATHER] = put(idx)
+        table[G_ZM] = zm
+        table[G_ZS] = zs
+        per = geo.kw * zs
+        kept = np.array([c * geo.kh * geo.kw + p * geo.kw + q for c in range(cg) for p, q, _ in taps])
+        rows = np.array([c * per + q * zs + zm + off for c in range(cg) for _, q, off in taps])
+        cols = 1
+        f32_shift = cg * per
+    else:
+        gather = k_n * plane <= GATHER_MAX
+        table[G_BMODE] = BM_GATHER if gather else BM_RUNS
+        if gather:
+            table[G_GATHER] = put(_gather_indices(geo, cg))
+        rows = np.arange(k_n) * plane
+        cols = k_n * plane
+    W2 = W2[:, kept]
+    k_n = len(kept)
+    table[G_K] = k_n
+    in_place = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # s16_rows_tile6: rows read in place
+    if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
+        rows = np.concatenate([rows, rows[-1:]])
+    table[G_ROWS] = put(rows)
+    if in_place:
+        table[G_PATH] = PATH_GEMM
+        table[G_NT] = -(-k_n // 2)
+        table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
+        if table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
+            f32 = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
+        else:
+            f32 = -(-f32_shift // 2)  # int16 copies in float32 scratch
+        return ConvLayout(PATH_GEMM, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
+    if not int8:
+        table[G_PATH] = PATH_GEMM
+        table[G_NT] = k_n
+        return ConvLayout(PATH_GEMM, np.concatenate(parts), per_group(lambda w: pack_rows_f32(w.astype(np.float32))),
+                          max(cols, f32_shift, 1), 0)
+    if u8 is None:
+        u8 = "avx2" in T.target_features() and u8_exact(W2)
+    ppad = _round_up(plane, COLS)
+    if u8:
+        ks = -(-k_n // 4)
+        table[G_PATH] = PATH_GEMM_U8
+        table[G_AUX] = put(per_group(lambda w: pack_quads_i8(w.astype(np.int8))))
+        x_zp = int(int8_attrs.get("x_zp", 0))
+        folded = np.asarray(bias, np.int64) - (128 + x_zp) * W2.astype(np.int64).sum(axis=1)
+        table[G_BIAS8] = put(folded.astype(np.int32))  # fits: |folded| <= |b| + 255 sum|W| (planner's bound)
+    else:
+        ks = -(-k_n // 2)
+        table[G_PATH] = PATH_GEMM
+        table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
+    table[G_NT] = ks
+    table[G_PPAD] = ppad
+    table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
+    f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
+    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
+
+
+def scratch_bound(geo, group: int) -> int:
+    """An upper bound of the elements any part of a convolution's layout holds (im2col rows, the
+    depthwise plane copies with their masks), checked before anything is allocated."""
+    cols = (geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow
+    planes = (geo.kw + 1) * (geo.h * geo.w + 2 * (geo.oh * geo.ow + (geo.kh * geo.dh + 1) * geo.w + geo.kw * geo.dw))
+    return max(cols, planes, geo.c * geo.h * geo.w)
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
@@ -807,10 +1308,11 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
     sec: the planner's sections (``add(key, array) -> element offset`` in that section);
     cols: the planner's column indices {"T0", "T1", "T2", "I0", "I1"}; offsets written are
     section-relative (``relocate_window_row`` adds the section bases). Row layout:
-    CONV T0 = W (f32), T1 = b (f32); QCONV T0 = W (i8), T1 = bias (i32), T2 = M (f32);
-    CONV T2 = its float32 im2col scratch; QCONV's int8 scratch follows W's section (table slot
-    G_COLS holds its offset relative to W) and its int32 accumulators follow the table;
-    I0 = the int32 table (i32; not GLOBAL_AVGPOOL, whose I0 = C and I1 = spatial size).
+    CONV T0 = W packed for its path (f32), T1 = b (f32), T2 = its float32 scratch;
+    QCONV T0 = W for its path (i8), T1 = bias (i32), T2 = M (f32), its int8 scratch after W
+    (table slot G_COLS holds its offset relative to W) and its float32 scratch after M (G_FS);
+    I0 = the int32 table with its data and int32 scratch (conv_layout; pools: the table alone;
+    not GLOBAL_AVGPOOL, whose I0 = C and I1 = spatial size).
     Returns the op's float parameter (QAVGPOOL: float32(x_scale / y_scale); else 0.0).
     ``error`` is the exception class to raise (PlanError)."""
     from . import quant
@@ -864,11 +1366,11 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         int8["qmax"] = int_attr("qmax", quant.QMAX)
         if int8["qmin"] > int8["qmax"]:
             raise error(f"{where}: qmin {int8['qmin']} > qmax {int8['qmax']}")
-    table = table_from_geometry(geo, geo.c if o is None else o, group, include_pad, **int8)
     if op in (Op.CONV, Op.QCONV):
-        need = conv_scratch(geo, group)
-        if max(need.values()) > MAX_SCRATCH:
-            raise error(f"{where}: the convolution needs {max(need.values())} elements of scratch "
+        # scratch bound before anything is packed or allocated (every path needs at most this)
+        need = scratch_bound(geo, group)
+        if need > MAX_SCRATCH:
+            raise error(f"{where}: the convolution needs {need} elements of scratch "
                         f"(limit {MAX_SCRATCH}); kernel ({geo.kh}, {geo.kw}) over a ({geo.oh}, {geo.ow}) output "
                         f"is too large")
 
@@ -877,10 +1379,13 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         b = frozen.tensor(layer, "b")
         if W.dtype != np.float32 or b.dtype != np.float32:
             raise error(f"{where}: W and b must be float32 tensors")
-        row[cols["T0"]] = sec.add("f32", W)
+        lay = conv_layout(geo, o, group, W)
+        row[cols["T0"]] = sec.add("f32", lay.W)
         row[cols["T1"]] = sec.add("f32", b)
-        row[cols["T2"]] = sec.add("f32", np.zeros(need["f32"], np.float32))  # scratch
-    elif op == Op.QCONV:
+        row[cols["T2"]] = sec.add("f32", np.zeros(lay.f32, np.float32))  # scratch
+        row[cols["I0"]] = sec.add("i32", lay.table)
+        return mult
+    if op == Op.QCONV:
         Wq = frozen.tensor(layer, "W")
         bq = frozen.tensor(layer, "b")
         w_scale = frozen.tensor(layer, "w_scale")
@@ -895,12 +1400,16 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         M = quant.requant_multiplier(a["x_scale"], w_scale, a["y_scale"])
         if not np.all(np.isfinite(M)):
             raise error(f"{where}: requantization multiplier is not finite")
-        row[cols["T0"]] = sec.add("i8", Wq)
-        table[G_COLS] = sec.add("i8", np.zeros(need["i8"], np.int8)) - row[cols["T0"]]
+        lay = conv_layout(geo, o, group, Wq, bias=bq, int8=True, **int8)
+        table = lay.table
+        row[cols["T0"]] = sec.add("i8", lay.W)
+        table[G_COLS] = sec.add("i8", np.zeros(lay.i8, np.int8)) - row[cols["T0"]]
         row[cols["T1"]] = sec.add("i32", bq)
         row[cols["T2"]] = sec.add("f32", M)
-        table = np.concatenate([table, np.zeros(need["i32"], np.int32)])  # accumulator scratch
-    row[cols["I0"]] = sec.add("i32", table)
+        table[G_FS] = sec.add("f32", np.zeros(lay.f32, np.float32)) - row[cols["T2"]]
+        row[cols["I0"]] = sec.add("i32", table)
+        return mult
+    row[cols["I0"]] = sec.add("i32", table_from_geometry(geo, geo.c, 1, include_pad, **int8))
     return mult
 
 

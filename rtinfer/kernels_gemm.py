@@ -30,8 +30,11 @@ int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile o
 8 ymm registers; each quad of inputs costs 2 weight loads, 4 broadcasts, 8 vpmaddubsw, 8
 vpmaddwd and 8 adds (256 MACs).
 
-The int8 GEMM is only available when Numba compiles for a host with AVX2 (``available()``);
-the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
+The u8s8 micro-kernel emits vpmaddubsw/vpmaddwd (``llvm.x86.avx2.*``) only when the target
+Numba compiles for has AVX2 (checked as its IR is generated), else the same saturating
+arithmetic in portable IR: every entry point compiles on every target (NUMBA_CPU_NAME=generic,
+non-x86 hosts) and computes the same integers. ``available()`` says whether it is the fast
+choice; the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
 ``dense_f32_tiled_ref`` are the NumPy twins.
 """
 
@@ -43,22 +46,19 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .kernels_tile import codegen_features, quad_madd, target_features
+
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
 I16_MAX = 32767
 
 
 def available() -> bool:
-    """True when Numba targets this host's CPU and the CPU has AVX2."""
-    import platform
-
-    import llvmlite.binding as ll
-    from numba.core import config
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    if config.CPU_NAME or config.CPU_FEATURES:  # a user-chosen (maybe generic) target
-        return False
-    return bool(ll.get_host_cpu_features().get("avx2", False))
+    """True when the u8s8 GEMM is fast here: the code Numba compiles targets AVX2
+    (kernels_tile.target_features). Elsewhere it still compiles and computes the same integers
+    (portable IR instead of the x86 instructions), only slower, so the batch path prefers
+    another strategy."""
+    return "avx2" in target_features()
 
 
 def u8s8_exact(W: np.ndarray) -> bool:
@@ -83,11 +83,6 @@ def pack_weights(W: np.ndarray):
     return np.ascontiguousarray(P).reshape(-1), nq, nblk
 
 
-def _call_x86(builder, name, ret, args):
-    fnty = ir.FunctionType(ret, [a.type for a in args])
-    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
-
-
 @intrinsic
 def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
     """C[co + r * ldc + j] (int32) = sum_{q < nq, t < 4} A[ao + r * lda + 4q + t] (uint8) *
@@ -101,9 +96,8 @@ def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
         carr = context.make_array(signature.args[6])(context, builder, cv)
         i32 = ir.IntType(32)
         v32i8 = ir.VectorType(ir.IntType(8), 32)
-        v16i16 = ir.VectorType(ir.IntType(16), 16)
         v8i32 = ir.VectorType(i32, 8)
-        ones = ir.Constant(v16i16, [1] * 16)
+        x86 = "avx2" in codegen_features(context)  # else the same arithmetic in portable IR
         pa = builder.gep(aarr.data, [aoff])
         pb = builder.gep(barr.data, [boff])
         rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(TILE_S)]
@@ -120,8 +114,7 @@ def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
                 splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), a4, ir.Constant(i32, 0))
                 a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
                 for h in range(2):
-                    p16 = _call_x86(builder, "llvm.x86.avx2.pmadd.ub.sw", v16i16, [a, w[h]])
-                    p32 = _call_x86(builder, "llvm.x86.avx2.pmadd.wd", v8i32, [p16, ones])
+                    p32 = quad_madd(builder, a, w[h], x86)
                     builder.store(builder.add(builder.load(accs[r][h]), p32), accs[r][h])
         pc = builder.gep(carr.data, [coff])
         for r in range(TILE_S):

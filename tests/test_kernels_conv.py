@@ -1,6 +1,9 @@
 """Compiled conv/pool kernels (rtinfer.kernels_conv) against their NumPy twins: float32 within
-1e-5 of the summed magnitudes, int8 bit-exact; batches equal single samples; writes stay in
-the destination region; the twins agree with the reference executor's golden semantics."""
+1e-5 of the summed magnitudes, int8 bit-exact; on every kernel path (the planner's choice from
+conv_layout, the GEMM path forced, both int8 GEMM tiles), every padding mode, stride, dilation and
+group count;
+batches equal single samples; writes stay in the destination region; exact .5 ties round half to
+even; the twins agree with the reference executor's golden semantics."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtinfer import kernels_conv as KC
+from rtinfer.ops import Act
 from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts
 
 GUARD = 7  # elements before and after every region, to catch stray writes
@@ -27,6 +31,14 @@ CONV_CASES = [
     ((3, 5, 4), 5, 1, (1, 1), (1, 1), (1, 1), ((1, 0), (0, 1))),           # 1x1 with padding
     ((4, 6, 7), 4, 2, (3, 2), (1, 1), (2, 3), ((2, 1), (3, 0))),           # stride 1, dilated, asymmetric
     ((2, 6, 6), 3, 1, (2, 2), (1, 1), (1, 1), ((0, 0), (0, 0))),           # stride 1, no padding
+    ((5, 7, 5), 5, 5, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),           # depthwise, ow == w (DW path)
+    ((3, 6, 4), 6, 3, (3, 2), (1, 1), (2, 1), ((2, 2), (1, 0))),           # 2 outputs per channel, dilated (DW)
+    ((7, 1, 23), 7, 7, (1, 5), (1, 1), (1, 3), ((0, 0), (6, 6))),          # 1-D depthwise, dilated (DW)
+    ((3, 1, 30), 3, 3, (1, 4), (1, 1), (1, 1), ((0, 0), (0, 0))),          # 1-D depthwise valid (DW, ow < w)
+    ((9, 5, 3), 13, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),          # pointwise, K odd, O % 6 != 0
+    ((2, 11, 9), 7, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),          # strided im2col by gathers
+    ((16, 40, 40), 4, 2, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),        # im2col by runs (too big to gather)
+    ((3, 1, 40), 5, 1, (1, 7), (1, 1), (1, 1), ((0, 0), (3, 3))),          # 1-D im2col by runs
 ]
 
 
@@ -54,55 +66,118 @@ def _run_both(kernel, twin, args_for, dst_size, dst_dtype):
         assert np.all(dst[:GUARD] == 99) and np.all(dst[GUARD + dst_size:] == 99)
     return out
 
+def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs):
+    """(layout, table, W at GUARD, f32 scratch, i8 scratch) as the planner lays them out; path
+    "auto" (conv_layout's choice), "gemm" (the GEMM path even where DW applies), "u8" / "s16"
+    (int8 GEMM on uint8 quads / int16 pairs)."""
+    u8 = {"u8": True, "s16": False}.get(path)
+    lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path == "auto", **attrs)
+    Wg = np.concatenate([np.zeros(GUARD, lay.W.dtype), lay.W, np.zeros(GUARD, lay.W.dtype)])
+    # scratch as the planner allocates it: zeroed once (the DW path keeps its margins zero)
+    return lay, lay.table, Wg, np.zeros(lay.f32 + 3, np.float32), np.zeros(lay.i8 + 3, np.int8)
+
+
+def paths_for(group, int8):
+    """The kernel paths a test runs: the planner's choice, GEMM forced, and for int8 both GEMM tiles."""
+    return ["auto", "gemm"] + (["u8", "s16"] if int8 else [])
+
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("m", [1, 3])
-def test_conv_f32_matches_twin(case, m):
+@pytest.mark.parametrize("path", ["auto", "gemm"])
+def test_conv_f32_matches_twin(case, m, path):
     rng = np.random.default_rng(len(case[0]) + m)
     geo, o, group = _case_geometry(case)
-    g = np.concatenate([np.zeros(5, np.int32), KC.table_from_geometry(geo, o, group)])
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     x = _buffers(rng, m * n_in, np.float32)
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     W = _buffers(rng, wsize, np.float32)
     b = _buffers(rng, o, np.float32)
-    cols = np.zeros(KC.conv_scratch(geo, group)["f32"] + 3, np.float32)
-    got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
-                          lambda dst: (x, GUARD, W, GUARD, b, GUARD, dst, GUARD, g, 5, m, cols, 3), m * n_out,
-                          np.float32)
+    lay, g, Wk, cols, _ = conv_operands(geo, o, group, W[GUARD:GUARD + wsize], path=path)
+    g = np.concatenate([np.zeros(5, np.int32), g])  # the table at an offset
     scale = np.abs(W).max() * (geo.c // group) * geo.kh * geo.kw + 1.0
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+    for act, alpha, beta in ((0, 0.0, 0.0), (int(Act.RELU), 0.0, 0.0), (int(Act.TANH), 0.0, 0.0)):
+        got = np.full(m * n_out + 2 * GUARD, 99, np.float32)
+        KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, got, GUARD, g, 5, m, cols, 3, act, alpha, beta)
+        want = np.full_like(got, 99)
+        KC.conv_f32_ref(x, GUARD, W, GUARD, b, GUARD, want, GUARD, g, 5, m, act=act, alpha=alpha, beta=beta)
+        assert np.all(got[:GUARD] == 99) and np.all(got[GUARD + m * n_out:] == 99)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
     if m == 3:  # one sample at a time gives the same bits
         one = np.full_like(got, 99)
         for s in range(m):
-            KC.conv_f32(x, GUARD + s * n_in, W, GUARD, b, GUARD, one, GUARD + s * n_out, g, 5, 1, cols, 3)
+            KC.conv_f32(x, GUARD + s * n_in, Wk, GUARD, b, GUARD, one, GUARD + s * n_out, g, 5, 1, cols, 3,
+                        int(Act.TANH), 0.0, 0.0)
         np.testing.assert_array_equal(one, got)
+
+
+def _qconv_both(geo, o, group, xq, Wq, bias, M, m, x_zp, y_zp, qmin, qmax, path):
+    """(kernel output, twin output) with GUARD elements of 99 around each."""
+    n_out = o * geo.oh * geo.ow
+    wsize = Wq.size - 2 * GUARD
+    lay, g, Wk, fs, cols = conv_operands(geo, o, group, Wq[GUARD:GUARD + wsize], bias=bias[GUARD:GUARD + o],
+                                         int8=True, path=path, x_zp=x_zp, y_zp=y_zp, qmin=qmin, qmax=qmax)
+    got = np.full(m * n_out + 2 * GUARD, 99, np.int8)
+    want = got.copy()
+    KC.qconv_i8(xq, GUARD, Wk, GUARD, bias, GUARD, M, GUARD, got, GUARD, g, 0, m, x_zp, y_zp, qmin, qmax,
+                cols, 2, fs, 1)
+    KC.qconv_i8_ref(xq, GUARD, Wq, GUARD, bias, GUARD, M, GUARD, want, GUARD, g, 0, m, x_zp, y_zp, qmin, qmax)
+    assert np.all(got[:GUARD] == 99) and np.all(got[GUARD + m * n_out:] == 99)
+    return got, want, lay
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_qconv_i8_is_bit_exact(case):
     rng = np.random.default_rng(11)
     geo, o, group = _case_geometry(case)
-    need = KC.conv_scratch(geo, group)
-    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(need["i32"], np.int32)])  # + accumulators
-    cols = np.zeros(need["i8"], np.int8)
     m = 2
-    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    n_in = geo.c * geo.h * geo.w
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
     x = _buffers(rng, m * n_in, np.int8)
-    W = rng.integers(-127, 128, size=o * (geo.c // group) * geo.kh * geo.kw + 2 * GUARD).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=o + 2 * GUARD).astype(np.int32)
     M = rng.uniform(1e-4, 3e-3, size=o + 2 * GUARD).astype(np.float32)
     M_big = (M.astype(np.float64) * 3e4).astype(np.float32)  # |acc * M| beyond 2^24: saturates exactly
-    for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
-        got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
-                              lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M_big, GUARD, dst, GUARD, g, 0, m,
-                                           x_zp, y_zp, qmin, qmax, cols, 0), m * n_out, np.int8)
-        np.testing.assert_array_equal(got, want)
-        got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
-                              lambda dst: (x, GUARD, W, GUARD, bias, GUARD, M, GUARD, dst, GUARD, g, 0, m,
-                                           x_zp, y_zp, qmin, qmax, cols, 0), m * n_out, np.int8)
-        np.testing.assert_array_equal(got, want)
-        assert len(np.unique(got)) > 10  # not all saturated
+    for path in paths_for(group, True):
+        # full-range weights (the u8 tile forced onto them would saturate: 7-bit weights there)
+        hi = 64 if path == "u8" else 128
+        W = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
+        for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
+            for mult in (M_big, M):
+                got, want, lay = _qconv_both(geo, o, group, x, W, bias, mult, m, x_zp, y_zp, qmin, qmax, path)
+                np.testing.assert_array_equal(got, want, err_msg=f"path {path} (layout {lay.path})")
+                if mult is M:
+                    assert len(np.unique(got)) > 5  # not all saturated
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_qconv_i8_rounds_exact_ties_half_to_even(case):
+    """M = 0.5 and 0.25 make many acc * M exact .5 ties: every path rounds them half to even
+    (the twin's np.rint), not half away from zero."""
+    from rtinfer.reference_conv import conv_sum, windows
+    rng = np.random.default_rng(12)
+    geo, o, group = _case_geometry(case)
+    m = 2
+    n_in = geo.c * geo.h * geo.w
+    cg = geo.c // group
+    wsize = o * cg * geo.kh * geo.kw
+    x = np.full(m * n_in + 2 * GUARD, 99, np.int8)
+    x[GUARD:GUARD + m * n_in] = rng.integers(-3, 4, m * n_in)
+    W = rng.integers(-3, 4, size=wsize + 2 * GUARD).astype(np.int8)
+    bias = rng.integers(-9, 10, size=o + 2 * GUARD).astype(np.int32)
+    acc = conv_sum(windows(x[GUARD:GUARD + m * n_in].reshape(m, -1).astype(np.int64), geo, 0),
+                   W[GUARD:GUARD + wsize].reshape(o, cg, geo.kh, geo.kw).astype(np.int64), geo, group)
+    acc = acc + bias[GUARD:GUARD + o].astype(np.int64)[None, :, None]
+    for mval in (0.5, 0.25):
+        ties = np.abs(acc * mval - np.floor(acc * mval)) == 0.5
+        assert ties.sum() >= 3
+        even = np.rint(acc * mval)  # half to even
+        assert np.any(even[ties] != np.floor(acc * mval + 0.5)[ties])  # differs from half up somewhere
+        M = np.full(o + 2 * GUARD, mval, np.float32)
+        for path in paths_for(group, True):
+            got, want, _ = _qconv_both(geo, o, group, x, W, bias, M, m, 0, 1, -128, 127, path)
+            np.testing.assert_array_equal(got, want)
+            y = got[GUARD:GUARD + acc.size].reshape(acc.shape).astype(np.int64) - 1
+            np.testing.assert_array_equal(y[ties], even[ties])
 
 
 POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
@@ -167,10 +242,9 @@ def test_twins_agree_with_reference_executor():
                   attrs=attrs)
     fm = FrozenModel((layer,), bb.finish(), in_shape, layer.out_shape)
     X = rng.normal(size=(2,) + in_shape).astype(np.float32)
-    g = KC.table_from_geometry(make_geometry(in_shape, attrs), 6, 2)
+    lay = KC.conv_layout(make_geometry(in_shape, attrs), 6, 2, W)
     y = np.zeros(2 * layer.out_size, np.float32)
-    cols = np.zeros(KC.conv_scratch(make_geometry(in_shape, attrs), 2)["f32"], np.float32)
-    KC.conv_f32(X.reshape(-1), 0, W.reshape(-1), 0, b, 0, y, 0, g, 0, 2, cols, 0)
+    KC.conv_f32(X.reshape(-1), 0, lay.W, 0, b, 0, y, 0, lay.table, 0, 2, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
     np.testing.assert_allclose(y.reshape((2,) + layer.out_shape), reference.run(fm, X), rtol=1e-5, atol=1e-5)
 
 
@@ -212,25 +286,24 @@ def test_random_conv_geometries_match_twins(case, seed):
     rng = np.random.default_rng(seed)
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
-    need = KC.conv_scratch(geo, group)
-    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.zeros(need["i32"], np.int32)])
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     x = _buffers(rng, m * n_in, np.float32)
     W = _buffers(rng, wsize, np.float32)
     b = _buffers(rng, o, np.float32)
-    cols = np.zeros(need["f32"], np.float32)
-    got, want = _run_both(KC.conv_f32, KC.conv_f32_ref,
-                          lambda d: (x, GUARD, W, GUARD, b, GUARD, d, GUARD, g, 0, m, cols, 0), m * n_out, np.float32)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (geo.kh * geo.kw * geo.c + 1))
     xq = _buffers(rng, m * n_in, np.int8)
-    Wq = rng.integers(-127, 128, size=wsize + 2 * GUARD).astype(np.int8)
     bias = rng.integers(-3000, 3000, size=o + 2 * GUARD).astype(np.int32)
     M = rng.uniform(1e-3, 2e-2, size=o + 2 * GUARD).astype(np.float32)
-    qcols = np.zeros(need["i8"], np.int8)
-    got, want = _run_both(KC.qconv_i8, KC.qconv_i8_ref,
-                          lambda d: (xq, GUARD, Wq, GUARD, bias, GUARD, M, GUARD, d, GUARD, g, 0, m, -3, 7, -128, 127,
-                                     qcols, 0), m * n_out, np.int8)
-    np.testing.assert_array_equal(got, want)
+    for path in paths_for(group, True):
+        if path in ("auto", "gemm"):
+            _, g, Wk, cols, _ = conv_operands(geo, o, group, W[GUARD:GUARD + wsize], path=path)
+            got, want = _run_both(lambda *a: KC.conv_f32(*a[:2], Wk, *a[3:]), KC.conv_f32_ref,
+                                  lambda d: (x, GUARD, W, GUARD, b, GUARD, d, GUARD, g, 0, m, cols, 0, 0, 0.0, 0.0),
+                                  m * n_out, np.float32)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (geo.kh * geo.kw * geo.c + 1))
+        hi = 64 if path == "u8" else 128
+        Wq = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
+        got, want, _ = _qconv_both(geo, o, group, xq, Wq, bias, M, m, -3, 7, -128, 127, path)
+        np.testing.assert_array_equal(got, want)
     if int(pool_counts(geo, False).min()) >= 1:  # a valid pool geometry
         pg = KC.table_from_geometry(geo, geo.c, 1, seed % 2)
         n_pool = geo.c * geo.oh * geo.ow

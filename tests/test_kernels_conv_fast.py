@@ -1,7 +1,8 @@
-"""Fast conv paths of rtinfer.kernels_conv against the NumPy twins: the register-tiled
-pointwise / im2col GEMM (float32) and the masked flat depthwise path (stride 1, ow == w),
-float32 within 1e-5 of the summed magnitudes, int8 bit-exact; a batch equals one sample at a
-time bit for bit; no write outside the destination; the tile's output order is fixed."""
+"""The fast conv paths of rtinfer.kernels_conv on the shapes small models use (the DS-CNN, the
+1-D sensor CNN, LeNet-5) against the NumPy twins: the register-tiled GEMM (float32 tile; int8
+on int16 pairs and on uint8 quads), the depthwise tiles, im2col by gathers. float32 within 1e-5
+of the summed magnitudes, int8 bit-exact; a batch equals one sample at a time bit for bit; no
+write outside the destination; each path's float32 summation order is the documented one."""
 
 from __future__ import annotations
 
@@ -9,26 +10,33 @@ import numpy as np
 import pytest
 
 from rtinfer import kernels_conv as KC
+from rtinfer import kernels_tile as T
 from rtinfer.reference_conv import geometry_attrs, make_geometry
 
 GUARD = 5
 
-# (in_shape (C, H, W), out channels, group, kernel, stride, dilation, pads ((t, b), (l, r)))
+# (in_shape (C, H, W), out channels, group, kernel, stride, dilation, pads ((t, b), (l, r)), path)
 FAST_CASES = [
-    ((64, 25, 5), 64, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),     # DS-CNN pointwise
-    ((7, 3, 5), 13, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),       # plane 15 < 16, O % 6 != 0
-    ((5, 1, 37), 6, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),       # 1-D pointwise, 3 blocks
-    ((1, 49, 10), 64, 1, (10, 4), (2, 2), (1, 1), ((4, 5), (1, 2))),    # DS-CNN stem (im2col + tile)
-    ((3, 7, 6), 9, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),        # stride 1 im2col + tile
-    ((64, 25, 5), 64, 64, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),    # DS-CNN depthwise
-    ((4, 6, 7), 4, 4, (3, 5), (1, 1), (1, 1), ((2, 0), (2, 2))),        # depthwise, asymmetric rows
-    ((4, 1, 20), 8, 4, (1, 5), (1, 1), (1, 2), ((0, 0), (4, 4))),       # 1-D depthwise x2, dilated
-    ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),        # 2 channels per group
+    ((64, 25, 5), 64, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)), KC.PATH_GEMM),    # DS-CNN pointwise
+    ((7, 3, 5), 13, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)), KC.PATH_GEMM),      # plane 15 < 16, O % 6 != 0
+    ((5, 1, 37), 6, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)), KC.PATH_GEMM),      # 1-D pointwise, 3 blocks
+    ((1, 49, 10), 64, 1, (10, 4), (2, 2), (1, 1), ((4, 5), (1, 2)), KC.PATH_GEMM),   # DS-CNN stem (gathers)
+    ((1, 28, 28), 6, 1, (5, 5), (1, 1), (1, 1), ((2, 2), (2, 2)), KC.PATH_GEMM),     # LeNet-5 conv 1
+    ((6, 14, 14), 16, 1, (5, 5), (1, 1), (1, 1), ((0, 0), (0, 0)), KC.PATH_GEMM),    # LeNet-5 conv 2
+    ((16, 1, 64), 32, 1, (1, 5), (1, 1), (1, 1), ((0, 0), (2, 2)), KC.PATH_GEMM),    # 1-D CNN conv 2 (runs)
+    ((3, 7, 6), 9, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),      # stride 1 im2col + tile
+    ((64, 25, 5), 64, 64, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_DW),     # DS-CNN depthwise
+    ((32, 1, 32), 32, 32, (1, 3), (1, 1), (1, 1), ((0, 0), (1, 1)), KC.PATH_DW),     # 1-D CNN depthwise
+    ((4, 6, 7), 4, 4, (3, 5), (1, 1), (1, 1), ((2, 0), (2, 2)), KC.PATH_DW),         # asymmetric rows, kw 5
+    ((4, 1, 20), 8, 4, (1, 5), (1, 1), (1, 2), ((0, 0), (4, 4)), KC.PATH_DW),        # 1-D depthwise x2, dilated
+    ((3, 9, 4), 3, 3, (3, 3), (1, 1), (3, 2), ((3, 3), (2, 2)), KC.PATH_DW),         # dilated 2-D, taps dropped
+    ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # 2 channels per group
+    ((4, 6, 7), 4, 4, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # strided depthwise (GEMM per group)
 ]
 
 
 def _geometry(case):
-    shape, o, group, kernel, stride, dil, pads = case
+    shape, o, group, kernel, stride, dil, pads, _ = case
     attrs = geometry_attrs(kernel, stride, dil, pads)
     in_shape = shape if shape[1] != 1 else (shape[0], shape[2])
     return make_geometry(in_shape, attrs), o, group
@@ -44,40 +52,94 @@ def _guarded(values, fill):
 def test_conv_f32_fast_paths_match_twin(case):
     rng = np.random.default_rng(3)
     geo, o, group = _geometry(case)
-    assert geo.ow == geo.w or geo.sh != 1 or group == 1  # the cases reach the fast paths
-    g = KC.table_from_geometry(geo, o, group)
     m = 3
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     x = _guarded(rng.uniform(-1, 1, m * n_in).astype(np.float32), 0)
-    W = _guarded(rng.uniform(-1, 1, o * (geo.c // group) * geo.kh * geo.kw).astype(np.float32), 0)
+    W = rng.uniform(-1, 1, o * (geo.c // group) * geo.kh * geo.kw).astype(np.float32)
     b = _guarded(rng.uniform(-1, 1, o).astype(np.float32), 0)
-    cols = np.full(KC.conv_scratch(geo, group)["f32"] + 2, np.float32(np.nan))  # scratch starts dirty
+    lay = KC.conv_layout(geo, o, group, W)
+    assert lay.path == case[-1]
+    Wk = _guarded(lay.W, 0)
+    cols = np.zeros(lay.f32 + 2, np.float32)
+    if lay.path != KC.PATH_DW and lay.table[KC.G_BMODE] != KC.BM_SHIFT:
+        cols[:] = np.nan  # only the shifted planes rely on their scratch starting zero (the margins)
     got = np.full(m * n_out + 2 * GUARD, 99, np.float32)
     want = got.copy()
-    KC.conv_f32(x, GUARD, W, GUARD, b, GUARD, got, GUARD, g, 0, m, cols, 2)
-    KC.conv_f32_ref(x, GUARD, W, GUARD, b, GUARD, want, GUARD, g, 0, m)
+    KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, got, GUARD, lay.table, 0, m, cols, 2, 1, 0.0, 0.0)  # ReLU
+    KC.conv_f32_ref(x, GUARD, _guarded(W, 0), GUARD, b, GUARD, want, GUARD, lay.table, 0, m, act=1)
     assert np.all(got[:GUARD] == 99) and np.all(got[GUARD + m * n_out:] == 99)
     scale = (geo.c // group) * geo.kh * geo.kw + 1.0
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
     one = np.full_like(got, 99)
     for s in range(m):
-        KC.conv_f32(x, GUARD + s * n_in, W, GUARD, b, GUARD, one, GUARD + s * n_out, g, 0, 1, cols, 2)
+        KC.conv_f32(x, GUARD + s * n_in, Wk, GUARD, b, GUARD, one, GUARD + s * n_out, lay.table, 0, 1, cols, 2,
+                    1, 0.0, 0.0)
     np.testing.assert_array_equal(one, got)
 
 
+@pytest.mark.parametrize("case", FAST_CASES)
+@pytest.mark.parametrize("u8", [None, True, False])
+def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
+    rng = np.random.default_rng(13)
+    geo, o, group = _geometry(case)
+    if u8 is not None and case[-1] != KC.PATH_GEMM:
+        pytest.skip("the u8 / s16 choice is the int8 GEMM's")
+    m = 2
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
+    x = _guarded(rng.integers(-128, 128, m * n_in).astype(np.int8), 0)
+    hi = 64 if u8 else 128  # 7-bit weights where the u8 tile is forced; full range elsewhere
+    W = rng.integers(-hi + 1, hi, wsize).astype(np.int8)
+    bias = _guarded(rng.integers(-5000, 5000, o).astype(np.int32), 0)
+    M = _guarded(rng.uniform(1e-3, 2e-2, o).astype(np.float32), 0)
+    for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
+        lay = KC.conv_layout(geo, o, group, W, bias=bias[GUARD:GUARD + o], int8=True, u8=u8,
+                             x_zp=x_zp, y_zp=y_zp, qmin=qmin, qmax=qmax)
+        if case[-1] == KC.PATH_GEMM and lay.table[KC.G_BMODE] in (KC.BM_SHIFT, KC.BM_WINDOW):
+            assert lay.path == KC.PATH_GEMM  # int16 plane copies read in place (s16_rows_tile6)
+        elif case[-1] == KC.PATH_GEMM:
+            want_path = {True: KC.PATH_GEMM_U8, False: KC.PATH_GEMM}.get(u8)
+            assert lay.path == (want_path or lay.path) and lay.path in (KC.PATH_GEMM, KC.PATH_GEMM_U8)
+        else:
+            assert lay.path == case[-1]
+        cols = np.full(lay.i8, 55, np.int8)
+        fs = np.zeros(lay.f32, np.float32)
+        got = np.full(m * n_out + 2 * GUARD, 99, np.int8)
+        want = got.copy()
+        KC.qconv_i8(x, GUARD, _guarded(lay.W, 0), GUARD, bias, GUARD, M, GUARD, got, GUARD, lay.table, 0, m,
+                    x_zp, y_zp, qmin, qmax, cols, 0, fs, 0)
+        KC.qconv_i8_ref(x, GUARD, _guarded(W, 0), GUARD, bias, GUARD, M, GUARD, want, GUARD, lay.table, 0, m,
+                        x_zp, y_zp, qmin, qmax)
+        np.testing.assert_array_equal(got, want)
+        assert len(np.unique(got)) > 10
+
+
+def test_u8_path_is_chosen_only_where_exact():
+    """The u8 tile (vpmaddubsw) saturates int16 pair sums: the planner takes it only for
+    weights whose consecutive pairs have |w0| + |w1| <= 128 (and on AVX2 targets)."""
+    geo = make_geometry((8, 4, 4), geometry_attrs((1, 1)))
+    W7 = np.full((4, 8), 63, np.int8)
+    W8 = W7.copy()
+    W8[2, 4:6] = (127, -2)  # |127| + |-2| > 128
+    assert KC.u8_exact(W7) and not KC.u8_exact(W8)
+    lay7 = KC.conv_layout(geo, 4, 1, W7, bias=np.zeros(4, np.int32), int8=True)
+    lay8 = KC.conv_layout(geo, 4, 1, W8, bias=np.zeros(4, np.int32), int8=True)
+    assert lay8.path == KC.PATH_GEMM
+    assert lay7.path == (KC.PATH_GEMM_U8 if "avx2" in T.target_features() else KC.PATH_GEMM)
+
+
 def test_pointwise_tile_is_one_fma_chain_then_bias():
-    """Each output of the tiled pointwise path is fma(x[c], W[o, c], acc) for c in order from 0,
-    then + b[o] (float32): the NumPy twin of that order gives the same bits."""
+    """Each output of the GEMM path is fma(x[c], W[o, c], acc) for c in order from 0, then
+    + b[o] (float32): the NumPy emulation of that order gives the same bits."""
     rng = np.random.default_rng(5)
     c, o, hw = 19, 7, 21
-    geo, _, _ = _geometry(((c, 3, 7), o, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))))
-    g = KC.table_from_geometry(geo, o, 1)
+    geo, _, _ = _geometry(((c, 3, 7), o, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)), None))
     x = rng.normal(size=c * hw).astype(np.float32)
     W = rng.normal(size=o * c).astype(np.float32)
     b = rng.normal(size=o).astype(np.float32)
-    cols = np.zeros(KC.conv_scratch(geo, 1)["f32"], np.float32)
+    lay = KC.conv_layout(geo, o, 1, W)
     y = np.zeros(o * hw, np.float32)
-    KC.conv_f32(x, 0, W, 0, b, 0, y, 0, g, 0, 1, cols, 0)
+    KC.conv_f32(x, 0, lay.W, 0, b, 0, y, 0, lay.table, 0, 1, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
     X = x.reshape(c, hw).astype(np.float64)
     Wm = W.reshape(o, c).astype(np.float64)
     acc = np.zeros((o, hw), np.float32)
@@ -87,23 +149,81 @@ def test_pointwise_tile_is_one_fma_chain_then_bias():
     np.testing.assert_array_equal(y, want)
 
 
-@pytest.mark.parametrize("case", FAST_CASES[5:])
-def test_qconv_i8_depthwise_fast_path_is_bit_exact(case):
-    rng = np.random.default_rng(13)
-    geo, o, group = _geometry(case)
-    need = KC.conv_scratch(geo, group)
-    g = np.concatenate([KC.table_from_geometry(geo, o, group), np.full(need["i32"], -7, np.int32)])
-    cols = np.full(need["i8"], 55, np.int8)
-    m = 2
-    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
-    x = _guarded(rng.integers(-128, 128, m * n_in).astype(np.int8), 0)
-    W = _guarded(rng.integers(-127, 128, o * (geo.c // group) * geo.kh * geo.kw).astype(np.int8), 0)
-    bias = _guarded(rng.integers(-5000, 5000, o).astype(np.int32), 0)
-    M = _guarded(rng.uniform(1e-3, 2e-2, o).astype(np.float32), 0)
-    for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
-        got = np.full(m * n_out + 2 * GUARD, 99, np.int8)
-        want = got.copy()
-        KC.qconv_i8(x, GUARD, W, GUARD, bias, GUARD, M, GUARD, got, GUARD, g, 0, m, x_zp, y_zp, qmin, qmax, cols, 0)
-        KC.qconv_i8_ref(x, GUARD, W, GUARD, bias, GUARD, M, GUARD, want, GUARD, g, 0, m, x_zp, y_zp, qmin, qmax)
-        np.testing.assert_array_equal(got, want)
-        assert len(np.unique(got)) > 10
+def test_depthwise_tile_is_bias_then_one_fma_per_tap():
+    """Each output of the DW path is bias[o], then fma(W[o, p, q], x, acc) over the taps in
+    (p, q) order (taps reading only padding contribute fma(w, 0, acc) = acc): bit for bit."""
+    from rtinfer.reference_conv import windows
+    rng = np.random.default_rng(6)
+    geo, o, group = _geometry(((5, 7, 5), 5, 5, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), None))
+    x = rng.normal(size=5 * 35).astype(np.float32)
+    W = rng.normal(size=(5, 1, 3, 3)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    lay = KC.conv_layout(geo, 5, 5, W)
+    assert lay.path == KC.PATH_DW
+    y = np.zeros(5 * 35, np.float32)
+    KC.conv_f32(x, 0, lay.W, 0, b, 0, y, 0, lay.table, 0, 1, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
+    cols = windows(x.reshape(1, -1).astype(np.float64), geo, 0.0)[0]  # (C, kh, kw, oh, ow)
+    acc = np.repeat(b[:, None], 35, axis=1).astype(np.float32)
+    for p in range(3):
+        for q in range(3):
+            acc = (W[:, 0, p, q].astype(np.float64)[:, None] * cols[:, p, q].reshape(5, -1)
+                   + acc.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(y, acc.reshape(-1))
+
+
+def test_gather32_matches_indexing():
+    rng = np.random.default_rng(7)
+    for n in (1, 7, 8, 9, 61):
+        idx = rng.integers(-1, 50, n).astype(np.int32)
+        for X, fill in ((rng.normal(size=50).astype(np.float32), np.float32(-3.5)),
+                        (rng.integers(-9, 9, 50).astype(np.int32), np.int32(4))):
+            got = np.full(n + 4, 77, X.dtype)
+            _run_gather(X, idx, got, fill)
+            want = np.where(idx >= 0, X[np.maximum(idx, 0)], fill)
+            np.testing.assert_array_equal(got[2:2 + n], want)
+            assert np.all(got[:2] == 77) and np.all(got[2 + n:] == 77)
+
+
+def _run_gather(X, idx, out, fill):
+    from numba import njit
+
+    @njit(_nrt=False)
+    def run(X, idx, out, fill):
+        T.gather32(X, 0, idx, 0, idx.size, out, 2, fill)
+    run(X, idx, out, fill)
+
+
+@pytest.mark.skipif(not KC.BOUNDS, reason="runs in the NUMBA_BOUNDSCHECK=1 pass (test_runtime_conv)")
+def test_tile_extents_are_checked_under_boundscheck():
+    """The LLVM IR tiles' loads and stores are invisible to Numba's bounds checking; under
+    NUMBA_BOUNDSCHECK=1 the kernels check each tile's extents first: a destination one element
+    short raises IndexError instead of writing past it."""
+    geo, o, group = _geometry(FAST_CASES[0])
+    W = np.ones(o * geo.c, np.float32)
+    lay = KC.conv_layout(geo, o, group, W)
+    x = np.ones(geo.c * geo.h * geo.w, np.float32)
+    y = np.zeros(o * geo.oh * geo.ow - 1, np.float32)
+    with pytest.raises(IndexError):
+        KC.conv_f32(x, 0, lay.W, 0, np.zeros(o, np.float32), 0, y, 0, lay.table, 0, 1,
+                    np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
+    geo, o, group = _geometry(FAST_CASES[8])  # depthwise
+    lay = KC.conv_layout(geo, o, group, np.ones(o * 9, np.float32))
+    x = np.ones(geo.c * geo.h * geo.w - 3, np.float32)  # input short
+    with pytest.raises(IndexError):
+        KC.conv_f32(x, 0, lay.W, 0, np.zeros(o, np.float32), 0, np.zeros(o * geo.oh * geo.ow, np.float32), 0,
+                    lay.table, 0, 1, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
+
+
+def test_b_row_sources_for_the_benchmark_shapes():
+    """Where the GEMM's B rows come from: input planes (pointwise), shifted plane copies (stride
+    1, 1-D or ow == w), per-column windows of the planes (stride 1 down the rows): no im2col;
+    else im2col by gathers (small) or by runs (large)."""
+    def mode(shape, o, k, stride=(1, 1), pads=((0, 0), (0, 0))):
+        geo = make_geometry(shape, geometry_attrs(k, stride, (1, 1), pads))
+        return int(KC.conv_layout(geo, o, 1, np.zeros(o * shape[0] * k[0] * k[1], np.float32)).table[KC.G_BMODE])
+    assert mode((64, 25, 5), 64, (1, 1)) == KC.BM_PLANES                      # DS-CNN pointwise
+    assert mode((1, 28, 28), 6, (5, 5), pads=((2, 2), (2, 2))) == KC.BM_SHIFT  # LeNet-5 conv 1
+    assert mode((16, 64), 32, (1, 5), pads=((0, 0), (2, 2))) == KC.BM_SHIFT   # 1-D CNN conv 2
+    assert mode((6, 14, 14), 16, (5, 5)) == KC.BM_WINDOW                      # LeNet-5 conv 2 (ow < w)
+    assert mode((1, 49, 10), 64, (10, 4), (2, 2), ((4, 5), (1, 2))) == KC.BM_GATHER  # DS-CNN stem
+    assert mode((16, 40, 40), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS

@@ -197,8 +197,10 @@ def test_no_allocation_per_sample():
 
 @pytest.mark.slow
 def test_conv_kernels_and_runtime_under_boundscheck():
-    """As tests/test_runtime_boundscheck.py: the conv kernel tests and this file's runtime tests
-    pass with NUMBA_BOUNDSCHECK=1 (every read and write of every conv/pool kernel in bounds)."""
+    """As tests/test_runtime_boundscheck.py: the conv kernel tests (every kernel path) and this
+    file's runtime tests pass with NUMBA_BOUNDSCHECK=1 (every read and write of every conv/pool
+    kernel in bounds; the LLVM IR tiles' extents are checked by the kernels themselves there, and
+    test_tile_extents_are_checked_under_boundscheck shows those checks fire)."""
     import tempfile
     from pathlib import Path
     here = Path(__file__).resolve().parent
@@ -206,7 +208,8 @@ def test_conv_kernels_and_runtime_under_boundscheck():
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k",
-         "not boundscheck and not no_allocation", str(here / "test_kernels_conv.py"), str(here / "test_runtime_conv.py")],
+         "not boundscheck and not no_allocation", str(here / "test_kernels_conv.py"),
+         str(here / "test_kernels_conv_fast.py"), str(here / "test_runtime_conv.py")],
         capture_output=True, text=True, env=env, timeout=900, cwd=str(here.parent))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout

@@ -1,0 +1,796 @@
+"""Register-tile micro-kernels in LLVM IR (Numba intrinsics) for the convolution, dense and GEMM
+kernels (rtinfer.kernels_conv, rtinfer.kernels, rtinfer.kernels_gemm), and the CPU features the
+compiled code targets.
+
+The IR is portable: vector loads, FMA (``llvm.fma``), integer multiply-adds written as the
+pattern LLVM lowers to ``vpmaddwd`` (pairs of sign-extended int16 products summed into int32;
+``vpdpwssd`` where LLVM fuses it with the add on VNNI targets), masked loads and gathers
+(``llvm.masked.*``). The one exception is ``quad_madd`` (uint8 x int8 quads, vpmaddubsw +
+vpmaddwd), which has no IR pattern LLVM turns into vpmaddubsw followed by an exact widening: it
+emits the ``llvm.x86.avx2.*`` intrinsics only when the target being compiled for has AVX2
+(``codegen_features``, checked as the IR is generated) and the same saturating arithmetic in
+plain IR otherwise. So every entry point compiles for any target Numba supports (an x86 CPU
+without AVX2, NUMBA_CPU_NAME=generic, other architectures) with the same results, and a path the
+planner chose can never reference an instruction the host lacks.
+
+Tiles and helpers (flat 1-D arrays and element offsets; each docstring states the exact sums):
+
+- ``cf32_tile{2,4,6}``: float32 GEMM tile, R output channels x 16 positions, B rows found
+  through an int32 row-offset table (im2col rows, input planes, or shifted plane copies), one
+  FMA chain per output, bias and ReLU in the epilogue, masked tails.
+- ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
+  pairs: vpmaddwd, exact for any int8; uint8 quads: vpmaddubsw, exact for weights whose pairs
+  cannot saturate), requantization in the epilogue. ``s16_rows_tile6``: the int16-pair tile
+  reading two int16 rows in place and interleaving them in registers (no packing pass).
+- ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
+  (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
+- ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
+- ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
+- ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
+- ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
+
+``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
+own choice: NUMBA_CPU_FEATURES, none for NUMBA_CPU_NAME=generic, else the host's);
+``kernel_path_name()`` names the int8 instruction family that results (VNNI, AVX2, portable).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+ROWS = 6      # output channels per packed weight block (the largest tile)
+COLS = 16     # output positions per GEMM tile (two 8-lane vectors)
+DW_CH = 2     # channels per depthwise tile
+
+_I1 = ir.IntType(1)
+_I8 = ir.IntType(8)
+_I16 = ir.IntType(16)
+_I32 = ir.IntType(32)
+_F32 = ir.FloatType()
+_V8F = ir.VectorType(_F32, 8)
+_V8I = ir.VectorType(_I32, 8)
+_V8B = ir.VectorType(_I1, 8)
+_V8I8 = ir.VectorType(_I8, 8)
+_V16S = ir.VectorType(_I16, 16)
+_V16I = ir.VectorType(_I32, 16)
+
+
+def target_features() -> frozenset:
+    """CPU features of the code Numba compiles in this process ("avx2", "fma", ...), as Numba's
+    JIT chooses them: NUMBA_CPU_FEATURES if set, none for NUMBA_CPU_NAME=generic, else the host's
+    (llvmlite.binding.get_host_cpu_features())."""
+    from numba.core import config
+    feats = config.CPU_FEATURES
+    if feats is None:
+        import llvmlite.binding as ll
+        try:
+            feats = ll.get_host_cpu_features().flatten()
+        except RuntimeError:  # a host LLVM cannot describe
+            feats = ""
+    return frozenset(f[1:] for f in feats.split(",") if f.startswith("+"))
+
+
+def codegen_features(context) -> frozenset:
+    """The features of the target the IR is being generated for (Numba's JIT codegen)."""
+    feats = getattr(context.codegen(), "_tm_features", None)
+    if feats is None:
+        return target_features()
+    return frozenset(f[1:] for f in feats.split(",") if f.startswith("+"))
+
+
+def kernel_path_name() -> str:
+    """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (the
+    vpmaddwd patterns fuse into vpdpwssd; uint8 quads still vpmaddubsw), "AVX2" (vpmaddubsw /
+    vpmaddwd), or "portable" (plain IR: whatever the target has)."""
+    f = target_features()
+    if "avxvnni" in f or {"avx512vnni", "avx512vl"} <= f:
+        return "VNNI"
+    if "avx2" in f:
+        return "AVX2"
+    return "portable"
+
+
+# -- IR helpers ----------------------------------------------------------------------------------
+
+def _c(v, ty=_I32):
+    return ir.Constant(ty, v)
+
+
+def _splat(builder, v, vty):
+    s = builder.insert_element(ir.Constant(vty, ir.Undefined), v, _c(0))
+    return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
+
+
+def _ptr(builder, base, off, ty):
+    """Pointer to element ``off`` of ``base`` (an array data pointer), cast to ``ty``*."""
+    return builder.bitcast(builder.gep(base, [off]), ty.as_pointer())
+
+
+def _lane_mask(builder, n, first):
+    """<8 x i1>: lane i is on when first + i < n (n an i64)."""
+    nv = _splat(builder, builder.trunc(n, _I32), _V8I)
+    return builder.icmp_signed("<", ir.Constant(_V8I, list(range(first, first + 8))), nv)
+
+
+def _masked_load(builder, ptr, vty, mask, align):
+    name = f"llvm.masked.load.v{vty.count}{'f32' if vty.element == _F32 else 'i' + str(vty.element.width)}.p0"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [ptr.type, _I32, mask.type, vty]),
+                                        name)
+    zero = ir.Constant(vty, [0.0 if vty.element == _F32 else 0] * vty.count)
+    return builder.call(fn, [ptr, _c(align), mask, zero])
+
+
+def _store_cols(builder, vals, row, ncols, vty, align):
+    """Store the vectors ``vals`` (8 lanes each) at row[0:8 * len(vals)] when ncols covers them
+    all, else only row[0:ncols]: the vectors go to a stack buffer and ncols elements are copied
+    (no masked store: vmaskmovps stores are slow on some CPUs, and there is none for bytes)."""
+    i64 = ncols.type
+    n = 8 * len(vals)
+    full = builder.icmp_signed("==", ncols, ir.Constant(i64, n))
+    with _if_else(builder, full) as (then, otherwise):
+        with then:
+            for h, v in enumerate(vals):
+                builder.store(v, _ptr(builder, row, ir.Constant(i64, 8 * h), vty), align=align)
+        with otherwise:
+            buf = cgutils.alloca_once(builder, ir.ArrayType(vty.element, n))
+            base = builder.bitcast(buf, vty.element.as_pointer())
+            for h, v in enumerate(vals):
+                builder.store(v, _ptr(builder, base, ir.Constant(i64, 8 * h), vty), align=1)
+            with cgutils.for_range(builder, ncols) as loop:
+                k = loop.index
+                builder.store(builder.load(builder.gep(base, [k])), builder.gep(row, [k]))
+
+
+def _fma(builder, a, b, c):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F, _V8F, _V8F]), "llvm.fma.v8f32")
+    return builder.call(fn, [a, b, c])
+
+
+def _rint(builder, v):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F]), "llvm.rint.v8f32")
+    return builder.call(fn, [v])
+
+
+def _pair_madd(builder, a, b):
+    """<16 x i16> a, b -> <8 x i32>: a[2i] * b[2i] + a[2i+1] * b[2i+1] (exact), the pattern LLVM
+    lowers to one vpmaddwd on x86 (vpdpwssd when fused with the add on VNNI targets)."""
+    p = builder.mul(builder.sext(a, _V16I), builder.sext(b, _V16I))
+    even = builder.shuffle_vector(p, p, ir.Constant(_V8I, list(range(0, 16, 2))))
+    odd = builder.shuffle_vector(p, p, ir.Constant(_V8I, list(range(1, 16, 2))))
+    return builder.add(even, odd)
+
+
+def _requant8(builder, acc_f, mult, zp, lo, hi):
+    """<8 x float> exact integers -> <8 x i8>: clamp(rint(acc * mult) + zp, lo, hi), float32
+    arithmetic as kernels_conv._requant_run (exact: see there)."""
+    v = builder.fadd(_rint(builder, builder.fmul(acc_f, mult)), zp)
+    v = builder.select(builder.fcmp_ordered("<", v, lo), lo, v)
+    v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
+    return builder.trunc(builder.fptosi(v, _V8I), _V8I8)
+
+
+def _array(context, builder, sig_arg, val):
+    return context.make_array(sig_arg)(context, builder, val)
+
+
+def _ints64(context, builder, signature, args):
+    """The intrinsic's arguments with every integer or boolean scalar cast to int64."""
+    out = []
+    for v, t in zip(args, signature.args):
+        if isinstance(t, (types.Integer, types.Boolean)):
+            v = context.cast(builder, v, t, types.int64)
+        out.append(v)
+    return out
+
+
+def _if_else(builder, cond):
+    return builder.if_else(cond, likely=True)
+
+
+# -- float32 GEMM tile -------------------------------------------------------------------------
+
+def _make_cf32_tile(R):
+    @intrinsic
+    def cf32_tile(typingctx, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols):
+        """For r < nrows (<= R) and j < ncols (<= 16):
+        D[do + r * ldd + j] = act(acc + bias[bi + r]), acc = fma(A[ao + ROWS * k + r],
+        B[bo + RT[ro + k] + j], acc) for k = 0..K-1 from 0.0 (one rounding per term), + in float32;
+        act = ReLU (0 if v < 0 else v: NaN passes) when relu != 0. Row k of B starts at the int32
+        offset RT[ro + k] (im2col rows, input planes, or shifted copies of them: an implicit GEMM).
+        B columns >= ncols are not read, D outside the tile is not written. A rows r < R of every k
+        are read."""
+        sig = types.void(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols)
+
+        def codegen(context, builder, signature, args):
+            av, aoff, bv, boff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, reluv, nrowsv, ncolsv = \
+                _ints64(context, builder, signature, args)
+            st = signature.args
+            pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+            pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
+            prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+            pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+            pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+            i64 = kn.type
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8F, [0.0] * 8)) for _ in range(2)]
+                    for _ in range(R)]
+            full = builder.icmp_signed("==", ncolsv, ir.Constant(ncolsv.type, COLS))
+            masks = [_lane_mask(builder, ncolsv, 8 * h) for h in range(2)]
+
+            def k_loop(masked):
+                with cgutils.for_range(builder, kn) as loop:
+                    k = loop.index
+                    brow = builder.gep(pb, [builder.sext(builder.load(builder.gep(prt, [k])), i64)])
+                    bvec = []
+                    for h in range(2):
+                        p = _ptr(builder, brow, ir.Constant(i64, 8 * h), _V8F)
+                        bvec.append(_masked_load(builder, p, _V8F, masks[h], 4) if masked
+                                    else builder.load(p, align=4))
+                    arow = builder.gep(pa, [builder.mul(k, ir.Constant(i64, ROWS))])
+                    for r in range(R):
+                        a = _splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8F)
+                        for h in range(2):
+                            builder.store(_fma(builder, a, bvec[h], builder.load(accs[r][h])), accs[r][h])
+
+            with _if_else(builder, full) as (then, otherwise):
+                with then:
+                    k_loop(False)
+                with otherwise:
+                    k_loop(True)
+            zero = ir.Constant(_V8F, [0.0] * 8)
+            relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(reluv.type, 0)), _V8B)
+            for r in range(R):
+                with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
+                    b = _splat(builder, builder.load(builder.gep(pbias, [ir.Constant(i64, r)])), _V8F)
+                    row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
+                    vals = []
+                    for h in range(2):
+                        v = builder.fadd(builder.load(accs[r][h]), b)
+                        neg = builder.fcmp_ordered("<", v, zero)
+                        vals.append(builder.select(builder.and_(neg, relu_on), zero, v))
+                    _store_cols(builder, vals, row, ncolsv, _V8F, 4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return cf32_tile
+
+
+cf32_tile2 = _make_cf32_tile(2)
+cf32_tile4 = _make_cf32_tile(4)
+cf32_tile6 = _make_cf32_tile(6)
+
+
+# -- int8 GEMM tiles ------------------------------------------------------------------------------
+
+def quad_madd(builder, x, w, x86):
+    """<32 x i8> x (unsigned), w (signed) -> <8 x i32>: for each group of 4 bytes,
+    sat16(x[4i] w[4i] + x[4i+1] w[4i+1]) + sat16(x[4i+2] w[4i+2] + x[4i+3] w[4i+3]), sat16 the
+    saturation to int16 that vpmaddubsw applies to each pair sum (exact when the pair sums fit).
+    With x86 (the target has AVX2): vpmaddubsw + vpmaddwd(1); else the same arithmetic in
+    generic IR (any target; LLVM may fold the saturation away where it cannot occur)."""
+    if x86:
+        p16 = builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16S, [x.type, w.type]), "llvm.x86.avx2.pmadd.ub.sw"), [x, w])
+        return builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8I, [_V16S, _V16S]), "llvm.x86.avx2.pmadd.wd"),
+            [p16, ir.Constant(_V16S, [1] * 16)])
+    even = ir.Constant(ir.VectorType(_I32, 16), list(range(0, 32, 2)))
+    odd = ir.Constant(ir.VectorType(_I32, 16), list(range(1, 32, 2)))
+    xe = builder.zext(builder.shuffle_vector(x, x, even), _V16I)
+    xo = builder.zext(builder.shuffle_vector(x, x, odd), _V16I)
+    we = builder.sext(builder.shuffle_vector(w, w, even), _V16I)
+    wo = builder.sext(builder.shuffle_vector(w, w, odd), _V16I)
+    s = builder.add(builder.mul(xe, we), builder.mul(xo, wo))
+    lo = ir.Constant(_V16I, [-32768] * 16)
+    hi = ir.Constant(_V16I, [32767] * 16)
+    s = builder.select(builder.icmp_signed(">", s, lo), s, lo)
+    s = builder.select(builder.icmp_signed("<", s, hi), s, hi)
+    t = builder.sext(builder.trunc(s, _V16S), _V16I)
+    return builder.add(builder.shuffle_vector(t, t, ir.Constant(_V8I, list(range(0, 16, 2)))),
+                       builder.shuffle_vector(t, t, ir.Constant(_V8I, list(range(1, 16, 2)))))
+
+
+def _make_i8_tile(R, u8):
+    @intrinsic
+    def i8_tile(typingctx, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
+        """int8 GEMM tile of R output channels x 16 positions on int32 words, each packing
+        consecutive k of one channel (A) or one position (B). For r < nrows, j < ncols:
+        acc = sum over steps s < KS of dot(A[ao + ROWS * s + r], B[bo + s * ldb + j]) in int32,
+        D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
+        qmax) as int8 (float32 arithmetic as kernels_conv._requant_run). s16 tiles: a word is
+        two int16 (k = 2s, 2s + 1), dot = lo * lo + hi * hi (exact; vpmaddwd). u8 tiles: a word
+        is four bytes (k = 4s..4s + 3), A int8 weights and B uint8 activations, dot = the
+        vpmaddubsw/vpmaddwd sum (quad_madd: exact when every pair of consecutive weights
+        has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is read
+        for all 16 columns (the packed buffer is padded); D outside the tile is not written."""
+        sig = types.void(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
+
+        def codegen(context, builder, signature, args):
+            (av, aoff, bv, boff, ldbv, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
+             nrowsv, ncolsv) = _ints64(context, builder, signature, args)
+            st = signature.args
+            x86 = u8 and "avx2" in codegen_features(context)
+            vin = ir.VectorType(_I8, 32) if u8 else _V16S
+            pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+            pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
+            pd = builder.gep(_array(context, builder, st[6], dv).data, [doff])
+            pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
+            pm = builder.gep(_array(context, builder, st[11], mv).data, [moff])
+            i64 = ldbv.type
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)]
+                    for _ in range(R)]
+            with cgutils.for_range(builder, kn) as loop:
+                p = loop.index
+                brow = builder.gep(pb, [builder.mul(p, ldbv)])
+                bvec = [builder.bitcast(builder.load(_ptr(builder, brow, ir.Constant(i64, 8 * h), _V8I), align=4),
+                                        vin) for h in range(2)]
+                arow = builder.gep(pa, [builder.mul(p, ir.Constant(i64, ROWS))])
+                for r in range(R):
+                    w = builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4)
+                    a = builder.bitcast(_splat(builder, w, _V8I), vin)
+                    for h in range(2):
+                        d = quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
+                        builder.store(builder.add(builder.load(accs[r][h]), d), accs[r][h])
+            zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+            lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+            hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+            for r in range(R):
+                with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
+                    b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
+                    mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
+                    row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
+                    ys = [_requant8(builder, builder.sitofp(builder.add(builder.load(accs[r][h]), b), _V8F),
+                                    mult, zp, lo, hi) for h in range(2)]
+                    _store_cols(builder, ys, row, ncolsv, _V8I8, 1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return i8_tile
+
+
+@intrinsic
+def s16_rows_tile6(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
+    """int8 GEMM tile of ROWS output channels x 16 positions reading B in place: row k of B is
+    16 int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16 elements), rows 2s
+    and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with the weight pair
+    A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no packing pass (an
+    implicit GEMM for the shifted / windowed plane copies). For r < nrows, j < ncols:
+    D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
+    qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS offsets (an odd row
+    count repeats a row with weight 0); 16 values are read per row."""
+    sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
+    R = ROWS
+
+    def codegen(context, builder, signature, args):
+        (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
+         nrowsv, ncolsv) = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = kn.type
+        pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+        z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+        prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+        pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+        pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+        pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
+        lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
+        hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
+        with cgutils.for_range(builder, kn) as loop:
+            s_ = loop.index
+            k0 = builder.mul(s_, ir.Constant(i64, 2))
+            r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
+            r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
+            x0 = builder.load(_ptr(builder, z16, r0, _V16S), align=2)
+            x1 = builder.load(_ptr(builder, z16, r1, _V16S), align=2)
+            bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
+            arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
+            for r in range(R):
+                w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
+                for h in range(2):
+                    builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
+        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
+        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
+        for r in range(R):
+            with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(i64, r))):
+                b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
+                mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
+                a_lo = builder.add(builder.load(accs[r][0]), b)
+                a_hi = builder.add(builder.load(accs[r][1]), b)
+                ys = [_requant8(builder, builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F), mult, zp, lo, hi)
+                      for idx in (first, second)]
+                _store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))]), ncolsv, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+s16_tile2 = _make_i8_tile(2, False)
+s16_tile4 = _make_i8_tile(4, False)
+s16_tile6 = _make_i8_tile(6, False)
+u8_tile2 = _make_i8_tile(2, True)
+u8_tile4 = _make_i8_tile(4, True)
+u8_tile6 = _make_i8_tile(6, True)
+
+
+# -- depthwise tiles ---------------------------------------------------------------------------
+# DW_CH channels x DW_COLS positions; each tap (or tap pair) is one shifted vector load per 8
+# positions from a zero-margined, pre-masked copy of the channel's input plane.
+
+DW_COLS = 32
+
+
+def _dw_channels(builder, nch, i64, base, stride):
+    """Per tile channel c: base + min(c, nch - 1) * stride (channels past nch re-read the last)."""
+    last = builder.sub(nch, ir.Constant(i64, 1))
+    out = []
+    for c in range(DW_CH):
+        cc = builder.select(builder.icmp_signed("<", ir.Constant(i64, c), nch), ir.Constant(i64, c), last)
+        out.append((builder.gep(base, [builder.mul(cc, stride)]), cc))
+    return out
+
+
+@intrinsic
+def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, ds, nch, ncols, relu):
+    """Depthwise float32 tile: nch <= DW_CH channels x ncols <= DW_COLS output positions. For
+    channel c < nch and position j < ncols: acc = bias[bi + c], then for t < ntaps in order
+    acc = fma(W[wo + c * ws + t], Z[zo + c * zs + T[to + t] + j], acc); D[do + c * ds + j] =
+    act(acc), act = ReLU (0 if v < 0 else v) when relu != 0. Reads DW_COLS positions of every
+    tap (callers pad the buffers)."""
+    sig = types.void(Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, ds, nch, ncols, relu)
+    nv = DW_COLS // 8
+
+    def codegen(context, builder, signature, args):
+        (zv, zoff, zsv, tv, toff, nt, wv, woff, wsv, biasv, bioff, dv, doff, dsv, nch, ncols,
+         reluv) = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = zsv.type
+        chz = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[0], zv).data, [zoff]), zsv)
+        chw = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[6], wv).data, [woff]), wsv)
+        pt = builder.gep(_array(context, builder, st[3], tv).data, [toff])
+        pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
+        pd = builder.gep(_array(context, builder, st[11], dv).data, [doff])
+        accs = []
+        for c in range(DW_CH):
+            b = _splat(builder, builder.load(builder.gep(pbias, [chz[c][1]])), _V8F)
+            accs.append([cgutils.alloca_once_value(builder, b) for _ in range(nv)])
+        with cgutils.for_range(builder, nt) as loop:
+            t = loop.index
+            off = builder.sext(builder.load(builder.gep(pt, [t])), i64)
+            for c in range(DW_CH):
+                w = _splat(builder, builder.load(builder.gep(chw[c][0], [t])), _V8F)
+                xp = builder.gep(chz[c][0], [off])
+                for h in range(nv):
+                    x = builder.load(_ptr(builder, xp, ir.Constant(i64, 8 * h), _V8F), align=4)
+                    builder.store(_fma(builder, w, x, builder.load(accs[c][h])), accs[c][h])
+        zero = ir.Constant(_V8F, [0.0] * 8)
+        relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(i64, 0)), _V8B)
+        for c in range(DW_CH):
+            with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
+                vals = []
+                for h in range(nv):
+                    v = builder.load(accs[c][h])
+                    vals.append(builder.select(builder.and_(builder.fcmp_ordered("<", v, zero), relu_on), zero, v))
+                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8F, 4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_LO16 = [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27]   # vpunpcklwd
+_HI16 = [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31]  # vpunpckhwd
+
+
+@intrinsic
+def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, ds, nch, ncols,
+               M, mi, y_zp, qmin, qmax):
+    """Depthwise int8 tile on int16 planes: nch <= DW_CH channels x ncols <= DW_COLS positions.
+    Z holds int16 values (x - x_zp) and is addressed in int16 elements (whatever Z's dtype);
+    taps come in pairs: pair p reads at offsets T[to + 2p] and T[to + 2p + 1] (int16 elements
+    past zo + c * zs), with the int16 weight pair in the int32 word W[wo + c * ws + p]. For
+    c < nch, j < ncols: acc = sum over pairs of w0 * x0[j] + w1 * x1[j] (int32, exact: vpmaddwd
+    on interleaved positions), D[do + c * ds + j] = clamp(rint(float32(acc + bias[bi + c]) *
+    M[mi + c]) + y_zp, qmin, qmax) (int8)."""
+    sig = types.void(Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, ds, nch, ncols, M, mi, y_zp, qmin, qmax)
+    nv = DW_COLS // 16  # <16 x i16> loads per tap
+
+    def codegen(context, builder, signature, args):
+        (zv, zoff, zsv, tv, toff, np_, wv, woff, wsv, biasv, bioff, dv, doff, dsv, nch, ncols,
+         mv, moff, zpv, lov, hiv) = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = zsv.type
+        z16 = builder.bitcast(_array(context, builder, st[0], zv).data, _I16.as_pointer())
+        chz = _dw_channels(builder, nch, i64, builder.gep(z16, [zoff]), zsv)
+        w32 = builder.bitcast(_array(context, builder, st[6], wv).data, _I32.as_pointer())
+        chw = _dw_channels(builder, nch, i64, builder.gep(w32, [woff]), wsv)
+        pt = builder.gep(_array(context, builder, st[3], tv).data, [toff])
+        pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
+        pm = builder.gep(_array(context, builder, st[16], mv).data, [moff])
+        pd = builder.gep(_array(context, builder, st[11], dv).data, [doff])
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2 * nv)]
+                for _ in range(DW_CH)]
+        lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
+        hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
+        with cgutils.for_range(builder, np_) as loop:
+            p = loop.index
+            two = ir.Constant(i64, 2)
+            off0 = builder.sext(builder.load(builder.gep(pt, [builder.mul(p, two)])), i64)
+            off1 = builder.sext(builder.load(builder.gep(pt, [builder.add(builder.mul(p, two),
+                                                                          ir.Constant(i64, 1))])), i64)
+            for c in range(DW_CH):
+                w = builder.bitcast(_splat(builder, builder.load(builder.gep(chw[c][0], [p])), _V8I), _V16S)
+                x0p = builder.gep(chz[c][0], [off0])
+                x1p = builder.gep(chz[c][0], [off1])
+                for h in range(nv):
+                    x0 = builder.load(_ptr(builder, x0p, ir.Constant(i64, 16 * h), _V16S), align=2)
+                    x1 = builder.load(_ptr(builder, x1p, ir.Constant(i64, 16 * h), _V16S), align=2)
+                    for k, idx in enumerate((lo_idx, hi_idx)):
+                        v = builder.shuffle_vector(x0, x1, idx)
+                        a = accs[c][2 * h + k]
+                        builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
+        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
+        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
+        for c in range(DW_CH):
+            with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
+                b = _splat(builder, builder.load(builder.gep(pbias, [chz[c][1]])), _V8I)
+                mult = _splat(builder, builder.load(builder.gep(pm, [chz[c][1]])), _V8F)
+                vals = []
+                for h in range(nv):
+                    a_lo = builder.add(builder.load(accs[c][2 * h]), b)
+                    a_hi = builder.add(builder.load(accs[c][2 * h + 1]), b)
+                    for idx in (first, second):
+                        v = builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F)
+                        vals.append(_requant8(builder, v, mult, zp, lo, hi))
+                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def gather32(typingctx, X, xo, I, io, n, D, do, fill):
+    """D[do + k] = X[xo + I[io + k]] if I[io + k] >= 0 else fill, for k < n: X and D float32 or
+    int32 arrays (the same dtype), I int32: im2col by indices, 8 elements per
+    llvm.masked.gather (vgatherdps / vpgatherdd on AVX2), the last n % 8 one by one. Padding
+    lanes are not read."""
+    if X.dtype.bitwidth != 32 or D.dtype != X.dtype:
+        return None
+    sig = types.void(X, xo, I, io, n, D, do, fill)
+    elt = X.dtype
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, iv, ioff, nv_, dv, doff, fillv = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = nv_.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pi = builder.gep(_array(context, builder, st[2], iv).data, [ioff])
+        pd = builder.gep(_array(context, builder, st[5], dv).data, [doff])
+        ety = context.get_value_type(elt)
+        vty = ir.VectorType(ety, 8)
+        fillv = context.cast(builder, args[7], st[7], elt)
+        vptr = ir.VectorType(px.type, 8)
+        name = "llvm.masked.gather.v8" + ("f32" if isinstance(elt, types.Float) else "i32") + ".v8p0"
+        gather = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vptr, _I32, _V8B, vty]), name)
+        fills = _splat(builder, fillv, vty)
+        zero = ir.Constant(_V8I, [0] * 8)
+        v8i64 = ir.VectorType(i64, 8)
+        nblk = builder.sdiv(nv_, ir.Constant(i64, 8))
+        with cgutils.for_range(builder, nblk) as loop:
+            k = builder.mul(loop.index, ir.Constant(i64, 8))
+            idx = builder.load(_ptr(builder, pi, k, _V8I), align=4)
+            ok = builder.icmp_signed(">=", idx, zero)
+            byte = builder.mul(builder.sext(builder.select(ok, idx, zero), v8i64), ir.Constant(v8i64, [4] * 8))
+            ptrs = builder.inttoptr(builder.add(_splat(builder, builder.ptrtoint(px, i64), v8i64), byte), vptr)
+            v = builder.call(gather, [ptrs, _c(4), ok, fills])
+            builder.store(v, _ptr(builder, pd, k, vty), align=4)
+        rest = builder.sub(nv_, builder.mul(nblk, ir.Constant(i64, 8)))
+        with cgutils.for_range(builder, rest) as loop:
+            k = builder.add(builder.mul(nblk, ir.Constant(i64, 8)), loop.index)
+            i = builder.load(builder.gep(pi, [k]))
+            with builder.if_else(builder.icmp_signed(">=", i, _c(0))) as (then, otherwise):
+                with then:
+                    builder.store(builder.load(builder.gep(px, [builder.sext(i, i64)])), builder.gep(pd, [k]))
+                with otherwise:
+                    builder.store(fillv, builder.gep(pd, [k]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
+    """The depthwise planes of one input plane, one per column class: for m < ncls and k < n,
+    Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
+    (X float32, Z float32) or as int16 x - zp (X int8, Z any array addressed in int16
+    elements: zo, zs in int16 units). 16 elements per step, the last step overlapping the one
+    before (idempotent: no scalar tail) when n >= 16, element by element below that."""
+    i16 = isinstance(X.dtype, types.Integer)
+    sig = types.void(X, xo, n, MK, mo, ncls, Z, zo, zs, zp)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, nv_, mv, moff, ncv, zv, zoff, zsv, zpv = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = nv_.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pm = builder.gep(_array(context, builder, st[3], mv).data, [moff])
+        zdata = _array(context, builder, st[6], zv).data
+        zbase = builder.bitcast(zdata, (_I16 if i16 else _F32).as_pointer())
+        v16 = ir.VectorType(_I32, 16)
+        zp16 = _splat(builder, builder.trunc(zpv, _I32), v16)
+
+        def step(k, mrow, zrow):
+            mk = builder.load(_ptr(builder, mrow, k, v16), align=4)
+            if i16:
+                x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), v16)
+                v = builder.trunc(builder.and_(builder.sub(x, zp16), mk), _V16S)
+                builder.store(v, _ptr(builder, zrow, k, _V16S), align=2)
+            else:
+                x = builder.bitcast(builder.load(_ptr(builder, px, k, ir.VectorType(_F32, 16)), align=4), v16)
+                v = builder.bitcast(builder.and_(x, mk), ir.VectorType(_F32, 16))
+                builder.store(v, _ptr(builder, zrow, k, ir.VectorType(_F32, 16)), align=4)
+
+        with cgutils.for_range(builder, ncv) as cls:
+            m = cls.index
+            mrow = builder.gep(pm, [builder.mul(m, nv_)])
+            zrow = builder.gep(zbase, [builder.add(zoff, builder.mul(m, zsv))])
+            big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
+            with builder.if_else(big) as (then, otherwise):
+                with then:
+                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 15)), ir.Constant(i64, 16))
+                    with cgutils.for_range(builder, nblk) as loop:
+                        k = builder.mul(loop.index, ir.Constant(i64, 16))
+                        last = builder.sub(nv_, ir.Constant(i64, 16))
+                        k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                        step(k, mrow, zrow)
+                with otherwise:
+                    with cgutils.for_range(builder, nv_) as loop:
+                        k = loop.index
+                        keep = builder.icmp_signed("!=", builder.load(builder.gep(mrow, [k])), _c(0))
+                        if i16:
+                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I32),
+                                            builder.trunc(zpv, _I32))
+                            v = builder.trunc(builder.select(keep, x, _c(0)), _I16)
+                        else:
+                            v = builder.select(keep, builder.load(builder.gep(px, [k])), ir.Constant(_F32, 0.0))
+                        builder.store(v, builder.gep(zrow, [k]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _transpose8(builder, rows):
+    """8 vectors <8 x float> (rows r) -> 8 vectors (columns k): out[k][r] = rows[r][k]."""
+    def shuf(a, b, idx):
+        return builder.shuffle_vector(a, b, ir.Constant(_V8I, idx))
+    t = []
+    for i in range(0, 8, 2):
+        t.append(shuf(rows[i], rows[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]))
+        t.append(shuf(rows[i], rows[i + 1], [2, 10, 3, 11, 6, 14, 7, 15]))
+    lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    s_ = []
+    for base in (0, 4):
+        a0, a1, b0, b1 = t[base], t[base + 1], t[base + 2], t[base + 3]
+        s_ += [shuf(a0, b0, lo), shuf(a0, b0, hi), shuf(a1, b1, lo), shuf(a1, b1, hi)]
+    first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    cols = [None] * 8
+    for k in range(4):
+        cols[k] = shuf(s_[k], s_[k + 4], first)
+        cols[k + 4] = shuf(s_[k], s_[k + 4], second)
+    return cols
+
+
+@intrinsic
+def channel_sums8(typingctx, X, xo, hw, D, do):
+    """D[do + c] = float32 sum of X[xo + c * hw + k] over k = 0..hw-1 in order, from 0.0, for 8
+    channels c < 8 side by side (one vector lane per channel): blocks of 8 positions are loaded
+    as rows and transposed in registers, then added column by column, so each channel's sum
+    keeps its order; the last hw % 8 positions one lane-insert at a time."""
+    sig = types.void(X, xo, hw, D, do)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, hwv, dv, doff = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = hwv.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[3], dv).data, [doff])
+        rows = [builder.gep(px, [builder.mul(hwv, ir.Constant(i64, c))]) for c in range(8)]
+        acc = cgutils.alloca_once_value(builder, ir.Constant(_V8F, [0.0] * 8))
+        nblk = builder.sdiv(hwv, ir.Constant(i64, 8))
+        with cgutils.for_range(builder, nblk) as loop:
+            k = builder.mul(loop.index, ir.Constant(i64, 8))
+            cols = _transpose8(builder, [builder.load(_ptr(builder, r, k, _V8F), align=4) for r in rows])
+            a = builder.load(acc)
+            for col in cols:
+                a = builder.fadd(a, col)
+            builder.store(a, acc)
+        with cgutils.for_range(builder, builder.sub(hwv, builder.mul(nblk, ir.Constant(i64, 8)))) as loop:
+            k = builder.add(builder.mul(nblk, ir.Constant(i64, 8)), loop.index)
+            v = ir.Constant(_V8F, ir.Undefined)
+            for c in range(8):
+                v = builder.insert_element(v, builder.load(builder.gep(rows[c], [k])), _c(c))
+            builder.store(builder.fadd(builder.load(acc), v), acc)
+        builder.store(builder.load(acc), _ptr(builder, pd, ir.Constant(i64, 0), _V8F), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _hadd8(builder, a, b):
+    """<8 x i32> a, b -> [a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, b2+b3, b4+b5, b6+b7]."""
+    even = builder.shuffle_vector(a, b, ir.Constant(_V8I, [0, 2, 4, 6, 8, 10, 12, 14]))
+    odd = builder.shuffle_vector(a, b, ir.Constant(_V8I, [1, 3, 5, 7, 9, 11, 13, 15]))
+    return builder.add(even, odd)
+
+
+@intrinsic
+def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax):
+    """Eight int8 dense outputs (a QDENSE row block): for r < nrows (<= 8),
+    acc[r] = sum over i < n_in of int32(x[xo + i]) * int32(W[wo + r * n_in + i]) (int32, exact:
+    pairs of sign-extended products summed with vpmaddwd, 16 inputs per step for the 8 rows side
+    by side, the last n_in % 16 one by one), then y[yo + r] = clamp(rint(float32(acc + bias[bo + r])
+    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels._requant; the
+    8 sums meet in one vector by a tree of pairwise adds, requantized together). Rows >= nrows
+    re-read row nrows - 1 and are not stored."""
+    sig = types.void(x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax)
+
+    def codegen(context, builder, signature, args):
+        (xv, xoff, wv, woff, nin, biasv, bioff, mv, moff, yv, yoff, nrowsv, zpv, lov, hiv) = \
+            _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = nin.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pw = builder.gep(_array(context, builder, st[2], wv).data, [woff])
+        pbias = builder.gep(_array(context, builder, st[5], biasv).data, [bioff])
+        pm = builder.gep(_array(context, builder, st[7], mv).data, [moff])
+        py = builder.gep(_array(context, builder, st[9], yv).data, [yoff])
+        last = builder.sub(nrowsv, ir.Constant(i64, 1))
+        rows, idx = [], []
+        for r in range(8):
+            rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), nrowsv), ir.Constant(i64, r), last)
+            idx.append(rr)
+            rows.append(builder.gep(pw, [builder.mul(rr, nin)]))
+        v16i8 = ir.VectorType(_I8, 16)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(8)]
+        nblk = builder.sdiv(nin, ir.Constant(i64, 16))
+        with cgutils.for_range(builder, nblk) as loop:
+            off = builder.mul(loop.index, ir.Constant(i64, 16))
+            xa = builder.sext(builder.load(_ptr(builder, px, off, v16i8), align=1), _V16S)
+            for r in range(8):
+                wb = builder.sext(builder.load(_ptr(builder, rows[r], off, v16i8), align=1), _V16S)
+                builder.store(builder.add(builder.load(accs[r]), _pair_madd(builder, xa, wb)), accs[r])
+        tails = [cgutils.alloca_once_value(builder, _c(0)) for _ in range(8)]
+        t0 = builder.mul(nblk, ir.Constant(i64, 16))
+        with cgutils.for_range(builder, builder.sub(nin, t0)) as loop:
+            i = builder.add(t0, loop.index)
+            xi = builder.sext(builder.load(builder.gep(px, [i])), _I32)
+            for r in range(8):
+                wi = builder.sext(builder.load(builder.gep(rows[r], [i])), _I32)
+                builder.store(builder.add(builder.load(tails[r]), builder.mul(xi, wi)), tails[r])
+        a = [builder.load(acc) for acc in accs]
+        l1 = [_hadd8(builder, a[0], a[1]), _hadd8(builder, a[2], a[3]), _hadd8(builder, a[4], a[5]),
+              _hadd8(builder, a[6], a[7])]
+        l2 = [_hadd8(builder, l1[0], l1[1]), _hadd8(builder, l1[2], l1[3])]
+        tot = _hadd8(builder, l2[0], l2[1])  # lane r: the vector part of row r's sum
+        tv = ir.Constant(_V8I, ir.Undefined)
+        bv = ir.Constant(_V8I, ir.Undefined)
+        mvv = ir.Constant(_V8F, ir.Undefined)
+        for r in range(8):
+            tv = builder.insert_element(tv, builder.load(tails[r]), _c(r))
+            bv = builder.insert_element(bv, builder.load(_ptr(builder, pbias, idx[r], _I32), align=4), _c(r))
+            mvv = builder.insert_element(mvv, builder.load(builder.gep(pm, [idx[r]])), _c(r))
+        accv = builder.add(builder.add(tot, tv), bv)
+        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
+        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
+        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)
+        _store_cols(builder, [yq], py, nrowsv, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen

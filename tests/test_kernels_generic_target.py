@@ -1,0 +1,112 @@
+"""Every compiled entry point compiles and computes the same results on a CPU target without
+AVX2: a subprocess with NUMBA_CPU_NAME=generic (Numba then targets plain x86-64, no AVX2, FMA
+or SSSE3) runs a batch ``predict`` through the batch path (interp.run_segment, whose u8s8 GEMM
+emitted the AVX2 vpmaddubsw call unconditionally and aborted LLVM here), the u8s8 GEMM itself
+in its portable form against its twin, and CNNs (fp32 and int8, every conv kernel path) against
+the reference executor, int8 bit-exact.
+
+A private NUMBA_CACHE_DIR under the system temp directory keeps the generic machine code apart
+from the normal cache; it is kept between runs (Numba invalidates it when the sources change),
+so only the first run pays the compile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import export, rtinfer
+    from rtinfer import batch, kernels_conv as KC, kernels_gemm as G, kernels_tile as T, reference
+    from rtinfer._testmodels import int8_mlp
+    from rtinfer.train import CNN, Activation, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D
+
+    out = {"features": sorted(T.target_features()), "path": T.kernel_path_name(),
+           "u8s8_available": G.available()}
+    rng = np.random.default_rng(0)
+
+    # 1. batch predict of an int8 MLP (the batch path compiles run_segment), bit-exact
+    fm = int8_mlp([24, 40, 16, 5], lut=np.tanh, head=None)  # ends in DEQUANTIZE: exact codes
+    X = rng.standard_normal((300, 24)).astype(np.float32)
+    rt = rtinfer.load(fm)
+    got = rt.predict(X)
+    out["mlp_exact"] = bool(np.array_equal(got, reference.run(fm, X)))
+
+    # 2. the u8s8 GEMM in its portable form against its twin (7-bit weights: exact)
+    W = rng.integers(-63, 64, size=(37, 21)).astype(np.int8)
+    Bp, nq, nblk = G.pack_weights(W)
+    m_pad = 8
+    A = rng.integers(0, 256, size=m_pad * 4 * nq).astype(np.uint8)
+    C = np.zeros(m_pad * 16 * nblk, np.int32)
+    C2 = C.copy()
+    G.gemm_u8s8(A, 4 * nq, Bp, nq, nblk, C, 16 * nblk, m_pad)
+    G.gemm_u8s8_ref(A, 4 * nq, Bp, nq, nblk, C2, 16 * nblk, m_pad)
+    out["u8s8_exact"] = bool(np.array_equal(C, C2))
+
+    # 3. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
+    layers = [Conv2D(1, 6, 3, padding=1), Activation("relu"), Conv2D(6, 6, 3, padding=1, groups=6),
+              Activation("relu"), Conv2D(6, 8, 1), Activation("relu"), Conv2D(8, 8, 3, stride=2, groups=4),
+              MaxPool2D(2, padding=((0, 1), (0, 1))), GlobalAvgPool(), Dense(8, 3)]
+    model = CNN((1, 12, 10), layers, seed=1)
+    Xc = rng.standard_normal((40, 1, 12, 10)).astype(np.float32)
+    for dtype, kw in (("float32", {}), ("int8", {"calibration": Xc.astype(np.float64)}),
+                      ("int8r", {"calibration": Xc.astype(np.float64), "reduce_range": True})):
+        fmc = export.freeze(model, dtype=dtype[:4] if dtype != "float32" else dtype, **kw)
+        rtc = rtinfer.load(fmc)
+        want = reference.run(fmc, Xc)
+        got = rtc.predict(Xc)
+        one = np.stack([rtc.predict_one(x) for x in Xc[:5]])
+        out[dtype + "_err"] = float(np.abs(got - want).max())
+        out[dtype + "_one"] = bool(np.array_equal(one, got[:5]))
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_batch_predict_and_conv_kernels_compile_for_a_generic_cpu():
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-generic-cache-{os.getuid()}")
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=cache)
+    env.pop("NUMBA_CPU_FEATURES", None)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=1800,
+                          cwd=str(Path(__file__).resolve().parent.parent))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    assert "avx2" not in res["features"] and res["path"] == "portable" and not res["u8s8_available"]
+    assert res["mlp_exact"] and res["u8s8_exact"]
+    assert res["float32_err"] <= 1e-5 and res["float32_one"]
+    assert res["int8_err"] <= 1e-6 and res["int8_one"]  # dequantized int8 outputs: bit-exact codes
+    assert res["int8r_err"] <= 1e-6 and res["int8r_one"]
+
+
+def test_vnni_targets_get_vpdpwssd_from_the_int16_pair_patterns():
+    """The int16-pair tiles are plain IR: compiled for a VNNI CPU (cross-compiled here, not run)
+    LLVM fuses each vpmaddwd + add into one vpdpwssd; for this CPU it keeps vpmaddwd."""
+    import llvmlite.binding as ll
+    import numpy as np
+    from numba import njit
+
+    from rtinfer import kernels_tile as T
+
+    @njit(_nrt=False)
+    def tiles(A, B, D, bias, M, RT):
+        T.s16_tile6(A, 0, B, 0, 16, 8, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
+        T.dw_tile_i8(B, 0, 0, RT, 0, 4, A, 0, 4, bias, 0, D, 0, 16, 2, 32, M, 0, 0, -128, 127)
+
+    args = (np.zeros(64, np.int32), np.zeros(400, np.int32), np.zeros(200, np.int8), np.zeros(8, np.int32),
+            np.ones(8, np.float32), np.zeros(16, np.int32))
+    tiles(*args)
+    mod = ll.parse_assembly(tiles.inspect_llvm(tiles.signatures[0]))
+    target = ll.Target.from_triple(mod.triple)
+    if not target.name.startswith("x86"):
+        return
+    def count(cpu, name):
+        asm = target.create_target_machine(cpu=cpu, features="", opt=3).emit_assembly(mod)
+        return asm.count(f"\t{name}\t")
+    assert count("icelake-server", "vpdpwssd") >= 8 and count("icelake-server", "vpmaddwd") == 0
+    assert count("haswell", "vpdpwssd") == 0 and count("haswell", "vpmaddwd") >= 8
