@@ -35,7 +35,7 @@ from rtinfer.ops import Act, Op
 
 from .freeze_common import (  # noqa: F401  (FreezeError, check_calibration, tensor_range: public API here)
     DTYPES, METHODS, ActStage, DenseStage, FreezeError, act_attrs, act_of, act_table, check_accumulator,
-    check_calibration, float_act, head_layers, head_of, meta_of, tensor_range, weight_scales,
+    check_calibration, check_method, float_act, head_layers, head_of, meta_of, tensor_range, weight_scales,
 )
 
 # ------------------------------------------------------------------------------------------
@@ -128,12 +128,7 @@ def freeze(model, dtype: str = "float32", calibration=None, method: str = "minma
     d = _input_width(stages, pre)
     if dtype == "float32":
         return _freeze_fp32(model, stages, pre, head, d)
-    if method not in METHODS:
-        raise FreezeError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "percentile":
-        percentile = float(percentile)
-        if not 50.0 < percentile <= 100.0:
-            raise FreezeError(f"percentile must be in (50, 100], got {percentile}")
+    percentile = check_method(method, percentile)
     X = check_calibration(calibration, d)
     return _freeze_int8(model, stages, pre, head, d, X, method, percentile, bool(reduce_range))
 

@@ -156,3 +156,14 @@ def weight_scales(W: np.ndarray, reduce_range: bool) -> np.ndarray:
     if reduce_range:
         w_scale = (w_scale.astype(np.float64) * (127.0 / 63.0)).astype(np.float32)
     return w_scale
+
+
+def check_method(method: str, percentile: float) -> float:
+    """The calibration method's percentile as a float, or FreezeError for bad options."""
+    if method not in METHODS:
+        raise FreezeError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "percentile":
+        percentile = float(percentile)
+        if not 50.0 < percentile <= 100.0:
+            raise FreezeError(f"percentile must be in (50, 100], got {percentile}")
+    return percentile

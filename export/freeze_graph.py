@@ -37,7 +37,7 @@ from rtinfer.ops import Act, Bin, Op
 from rtinfer.reference_conv import conv_sum, geometry_attrs, make_geometry, pool_counts, window_out_shape, windows
 
 from .freeze_common import (
-    METHODS, DenseStage, FreezeError, act_attrs, act_of, act_table, check_accumulator, check_calibration, float_act,
+    DenseStage, FreezeError, act_attrs, act_of, act_table, check_accumulator, check_calibration, check_method, float_act,
     head_layers, head_of, meta_of, tensor_range, weight_scales,
 )
 
@@ -278,12 +278,7 @@ def freeze_graph(model, dtype: str, calibration, method: str, percentile: float,
         raise FreezeError(f"preprocessor has {pre[0].shape[0]} features; the model input has {d}")
     if dtype == "float32":
         return _freeze_fp32(model, stages, pre, head, input_shape)
-    if method not in METHODS:
-        raise FreezeError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "percentile":
-        percentile = float(percentile)
-        if not 50.0 < percentile <= 100.0:
-            raise FreezeError(f"percentile must be in (50, 100], got {percentile}")
+    percentile = check_method(method, percentile)
     X = check_calibration(_flat_input(model, calibration, d, "calibration data"), d)
     return _freeze_int8(model, stages, pre, head, input_shape, X, method, percentile, reduce_range)
 

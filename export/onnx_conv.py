@@ -29,7 +29,6 @@ QuantizeLinear; QMAXPOOL = DQ -> MaxPool -> Q (same scale); QAVGPOOL = DQ -> Ave
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -37,7 +36,7 @@ from rtinfer import quant
 from rtinfer.ops import MAX_WINDOW_WORK, Act, Op
 from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts, window_out_shape
 
-from .onnx_ir import INT32, UINT8, Dyn, Proto
+from .onnx_ir import INT32, UINT8, Dyn, Proto, qclamp, window_attrs
 
 IMPORT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "QLinearConv", "ConvInteger")
 
@@ -56,31 +55,10 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
         raise imp.unsupported(node, f"a {rank}-D window (input (N, *{x.shape})); rtinfer has 1-D, 2-D and 3-D "
                                      f"convolution and pooling")
     kernel = tuple(int(v) for v in kernel)
-    if len(kernel) != rank or min(kernel) < 1:
-        raise imp.err(node, f"kernel_shape {list(kernel)} does not match {rank} spatial dims")
-    strides = tuple(int(v) for v in a.get("strides", [1] * rank))
-    dilations = tuple(int(v) for v in a.get("dilations", [1] * rank))
-    if len(strides) != rank or len(dilations) != rank or min(strides) < 1 or min(dilations) < 1:
-        raise imp.err(node, f"strides {list(strides)} / dilations {list(dilations)} must be {rank} values >= 1")
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-    if auto_pad in ("NOTSET", ""):
-        pads = [int(v) for v in a.get("pads", [0] * (2 * rank))]
-        if len(pads) != 2 * rank or min(pads) < 0:
-            raise imp.err(node, f"pads {pads} must be {2 * rank} values >= 0")
-        begins, ends = pads[:rank], pads[rank:]
-    elif auto_pad == "VALID":
-        begins, ends = [0] * rank, [0] * rank
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        begins, ends = [], []
-        for n, k, s, d in zip(spatial, kernel, strides, dilations):
-            out = -(-n // s)
-            total = max(0, (out - 1) * s + (k - 1) * d + 1 - n)
-            small = total // 2
-            begins.append(small if auto_pad == "SAME_UPPER" else total - small)
-            ends.append(total - begins[-1])
-    else:
-        raise imp.err(node, f"unknown auto_pad {auto_pad!r}")
+    try:
+        strides, dilations, begins, ends = window_attrs(spatial, kernel, a)
+    except ValueError as exc:
+        raise imp.err(node, str(exc)) from None
     if int(a.get("ceil_mode", 0)):
         for k_ in range(rank):
             n, k, s, d = spatial[k_], kernel[k_], strides[k_], dilations[k_]
@@ -370,15 +348,7 @@ def quant_rule(dqs, mid, q):
                 bq = cand.astype(np.int32)
         if bq is None:
             bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
-        qmin, qmax = quant.QMIN, quant.QMAX
-        if mid.act == Act.RELU:
-            qmin = yzp
-        elif mid.act == Act.CLIP:
-            lo, hi = mid.attrs.get("alpha", -math.inf), mid.attrs.get("beta", math.inf)
-            if math.isfinite(lo):
-                qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
-            if math.isfinite(hi):
-                qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
+        qmin, qmax = qclamp(mid.act, mid.attrs, ys, yzp)
         geo = {k: v for k, v in mid.attrs.items() if k not in ("alpha", "beta")}
         return Proto(Op.QCONV, mid.in_shape, mid.out_shape, name=mid.name,
                      tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},

@@ -46,7 +46,7 @@ from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
 
 from . import onnx_gather, onnx_ir, onnx_norm, onnx_qop, onnx_tables
 from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_BYTES, MAX_TENSOR_ELEMENTS
-from .onnx_ir import AUTO, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto
+from .onnx_ir import AUTO, FLOAT, INT8, INT32, INT64, UINT8, Dyn, IrGraph, OnnxImportError, Proto, qclamp
 
 _ACT_OPS = {
     "Relu": Act.RELU, "LeakyRelu": Act.LEAKY_RELU, "Sigmoid": Act.SIGMOID, "Tanh": Act.TANH,
@@ -1850,20 +1850,6 @@ def _pair_rule(a: Proto, b: Proto):
     return None
 
 
-def _qclamp(act: Act, attrs: dict, ys: float, yzp: int) -> tuple[int, int]:
-    """The int8 clamp [qmin, qmax] of a fused ReLU / Clip at output scale ys, zero point yzp."""
-    qmin, qmax = quant.QMIN, quant.QMAX
-    if act == Act.RELU:
-        qmin = yzp
-    elif act == Act.CLIP:
-        lo, hi = attrs.get("alpha", -math.inf), attrs.get("beta", math.inf)
-        if math.isfinite(lo):
-            qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
-        if math.isfinite(hi):
-            qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, quant.QMIN, quant.QMAX))
-    return qmin, qmax
-
-
 def _same_qparams(dq: Proto, q: Proto) -> bool:
     return (float(np.float32(dq.attrs["x_scale"])), int(dq.attrs["x_zp"])) == \
         (float(np.float32(q.attrs["y_scale"])), int(q.attrs["y_zp"]))
@@ -1884,7 +1870,7 @@ def _quant_rule(dqs: list, mid: Proto, q: Proto):
                 bq = cand.astype(np.int32)
         if bq is None:
             bq = quant.quantize_bias(mid.tensors["b"], xs, w_scale)
-        qmin, qmax = _qclamp(mid.act, mid.attrs, ys, yzp)
+        qmin, qmax = qclamp(mid.act, mid.attrs, ys, yzp)
         return Proto(Op.QDENSE, mid.in_shape, mid.out_shape, name=mid.name,
                      tensors={"W": Wq.astype(np.int8), "b": bq, "w_scale": w_scale.astype(np.float32)},
                      attrs={"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "qmin": qmin, "qmax": qmax})
@@ -1902,7 +1888,7 @@ def _quant_rule(dqs: list, mid: Proto, q: Proto):
         fn = Bin(int(mid.attrs["fn"]))
         if fn == Bin.DIV:
             return None
-        qmin, qmax = _qclamp(mid.act, mid.attrs, ys, yzp)
+        qmin, qmax = qclamp(mid.act, mid.attrs, ys, yzp)
         b = dqs[1]
         return Proto(Op.QBINARY, mid.in_shape, mid.out_shape, name=mid.name,
                      attrs={"fn": int(fn), "a_scale": xs, "a_zp": xzp, "b_scale": b.attrs["x_scale"],

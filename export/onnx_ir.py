@@ -24,6 +24,7 @@ import numpy as np
 
 from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer, Output
 from rtinfer.ops import ACT_DEFAULTS, N_INPUTS, VARIADIC_OPS, Act, Bin, Op
+from rtinfer.quant import QMAX, QMIN
 
 
 class OnnxImportError(ValueError):
@@ -109,6 +110,54 @@ class IrGraph:
 
     def is_output(self, p: Proto) -> bool:
         return any(q is p for q in self.outputs)
+
+
+# -- attributes shared by the op families ---------------------------------------------------------
+
+def window_attrs(spatial, kernel, a: dict) -> tuple[list, list, list, list]:
+    """(strides, dilations, pad begins, pad ends) of an ONNX Conv / pool window over ``spatial``
+    from its attributes (strides, dilations, pads, auto_pad NOTSET / VALID / SAME_UPPER /
+    SAME_LOWER); ValueError naming what does not fit."""
+    nd = len(spatial)
+    kernel = [int(v) for v in kernel]
+    strides = [int(v) for v in a.get("strides", [1] * nd)]
+    dil = [int(v) for v in a.get("dilations", [1] * nd)]
+    if len(kernel) != nd or min(kernel, default=1) < 1:
+        raise ValueError(f"kernel_shape {kernel} does not match {nd} spatial dims")
+    if len(strides) != nd or len(dil) != nd or min(strides + dil, default=1) < 1:
+        raise ValueError(f"strides {strides} / dilations {dil} must be {nd} values >= 1")
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad in ("NOTSET", ""):
+        pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+        if len(pads) != 2 * nd or min(pads, default=0) < 0:
+            raise ValueError(f"pads {pads} must be {2 * nd} values >= 0")
+        return strides, dil, pads[:nd], pads[nd:]
+    if auto_pad == "VALID":
+        return strides, dil, [0] * nd, [0] * nd
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begins, ends = [], []
+        for n, k, st, d in zip(spatial, kernel, strides, dil):
+            total = max(0, (-(-n // st) - 1) * st + (k - 1) * d + 1 - n)
+            small = total // 2
+            begins.append(small if auto_pad == "SAME_UPPER" else total - small)
+            ends.append(total - begins[-1])
+        return strides, dil, begins, ends
+    raise ValueError(f"unknown auto_pad {auto_pad!r}")
+
+
+def qclamp(act: Act, attrs: dict, ys: float, yzp: int) -> tuple[int, int]:
+    """The int8 clamp [qmin, qmax] of a fused ReLU / Clip at output scale ys, zero point yzp."""
+    qmin, qmax = QMIN, QMAX
+    if act == Act.RELU:
+        qmin = yzp
+    elif act == Act.CLIP:
+        lo, hi = attrs.get("alpha", -math.inf), attrs.get("beta", math.inf)
+        if math.isfinite(lo):
+            qmin = int(np.clip(np.rint(np.float32(lo) / np.float32(ys)) + yzp, QMIN, QMAX))
+        if math.isfinite(hi):
+            qmax = int(np.clip(np.rint(np.float32(hi) / np.float32(ys)) + yzp, QMIN, QMAX))
+    return qmin, qmax
 
 
 # -- dead code -----------------------------------------------------------------------------------

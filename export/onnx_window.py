@@ -25,7 +25,7 @@ from rtinfer.reference_conv import geometry_attrs
 
 from . import onnx_tables
 from .onnx_common import MAX_EXPANDED_ELEMENTS
-from .onnx_ir import Dyn
+from .onnx_ir import Dyn, window_attrs
 
 
 def handles(imp, node, x) -> bool:
@@ -38,30 +38,11 @@ def handles(imp, node, x) -> bool:
 
 def _geometry(imp, node, spatial, kernel, a):
     """(strides, dilations, pads_begin, pads_end, out_spatial) of a Conv / pool window."""
-    nd = len(spatial)
     kernel = [int(v) for v in kernel]
-    strides = [int(v) for v in a.get("strides", [1] * nd)]
-    dil = [int(v) for v in a.get("dilations", [1] * nd)]
-    if len(kernel) != nd or len(strides) != nd or len(dil) != nd or min(kernel + strides + dil) < 1:
-        raise imp.err(node, f"kernel {kernel}, strides {strides}, dilations {dil} do not fit {nd} spatial dims")
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-    if auto_pad in ("NOTSET", ""):
-        pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
-        if len(pads) != 2 * nd or min(pads) < 0:
-            raise imp.err(node, f"pads {pads} must be {2 * nd} values >= 0")
-        pb, pe = pads[:nd], pads[nd:]
-    elif auto_pad == "VALID":
-        pb, pe = [0] * nd, [0] * nd
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pb, pe = [], []
-        for n, k, s, d in zip(spatial, kernel, strides, dil):
-            total = max(0, (-(-n // s) - 1) * s + (k - 1) * d + 1 - n)
-            small = total // 2
-            pb.append(small if auto_pad == "SAME_UPPER" else total - small)
-            pe.append(total - pb[-1])
-    else:
-        raise imp.err(node, f"unknown auto_pad {auto_pad!r}")
+    try:
+        strides, dil, pb, pe = window_attrs(spatial, kernel, a)
+    except ValueError as exc:
+        raise imp.err(node, str(exc)) from None
     out, ceil_end = [], list(pe)
     for i, (n, k, s, d) in enumerate(zip(spatial, kernel, strides, dil)):
         span = n + pb[i] + pe[i] - ((k - 1) * d + 1)
