@@ -29,6 +29,8 @@ from rtinfer import kernels_conv as KC
 from rtinfer import kernels_gemm as G
 from rtinfer import kernels_ref as R
 from rtinfer import quant, reference
+from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
+from rtinfer.ops import Op
 from rtinfer.reference_conv import geometry_attrs, make_geometry
 
 
@@ -230,17 +232,27 @@ def test_qconv_i8_ties_on_every_path(case):
     bias = rng.integers(-40, 41, o).astype(np.int32)
     acc = conv_acc(x, W, bias, x_zp, shape, group, kernel, stride, dil, pads)
     assert acc.shape[2:] == (geo.oh, geo.ow)
-    need = KC.conv_scratch(geo, group)
+    out_shape = (o, geo.oh, geo.ow) if len(in_shape) == 3 else (o, geo.ow)
     for mult, den in ((0.5, 2), (0.25, 4)):
         assert_many_ties(acc, den, y_zp)
         want = clamp8(half_even(acc, den) + y_zp)
-        M = np.full(o, mult, np.float32)
-        for fn in (KC.qconv_i8, KC.qconv_i8_ref):
-            g = np.concatenate([KC.table_from_geometry(geo, o, group), np.full(need["i32"], 5, np.int32)])
-            cols = np.full(need["i8"], 9, np.int8)
-            y = np.zeros(m * o * geo.oh * geo.ow, np.int8)
-            fn(x.reshape(-1), 0, W.reshape(-1), 0, bias, 0, M, 0, y, 0, g, 0, m, x_zp, y_zp, -128, 127, cols, 0)
-            np.testing.assert_array_equal(y.reshape(want.shape), want, err_msg=str(fn))
+        # through the planner, which picks the kernel path for this geometry (rtinfer.kernels_conv):
+        # x_scale = y_scale = 1 and w_scale = mult make the requantization multiplier exactly mult
+        bb = BufferBuilder()
+        qconv = Layer(Op.QCONV, in_shape, out_shape,
+                      tensors={"W": bb.add(W), "b": bb.add(bias), "w_scale": bb.add(np.full(o, mult, np.float32))},
+                      attrs=dict(attrs, group=group, x_scale=1.0, x_zp=x_zp, y_scale=1.0, y_zp=y_zp, qmin=-128,
+                                 qmax=127))
+        layers = (Layer(Op.QUANTIZE, in_shape, in_shape, attrs={"y_scale": 1.0, "y_zp": 0}), qconv,
+                  Layer(Op.DEQUANTIZE, out_shape, out_shape, attrs={"x_scale": 1.0, "x_zp": 0}))
+        fm = FrozenModel(layers, bb.finish(), in_shape, out_shape)
+        X = x.reshape((m,) + in_shape).astype(np.float32)
+        codes = want.reshape((m,) + out_shape).astype(np.float32)
+        rt = rtinfer.load(fm, batch="exact")
+        np.testing.assert_array_equal(rt.stream(X), codes)
+        np.testing.assert_array_equal(rt.predict(X), codes)
+        np.testing.assert_array_equal(rt.predict_one(X[1]), codes[1])
+        np.testing.assert_array_equal(reference.run(fm, X), codes)
 
 
 POOL_TIES = [  # in_shape (C, H, W), kernel, stride, pads: every window holds 2 or 4 elements
