@@ -125,6 +125,13 @@ def act_f32(src, so, dst, do, n, act, alpha, beta):
         for k in range(n):
             v = x[k]
             y[k] = np.float32(0.0) if v < 0.0 else v
+    elif act == A_CLIP:  # (ReLU6 and friends) in float32: rounding is monotone, so clipping by the
+        lo = np.float32(alpha)  # rounded bounds gives the float64 result rounded once; NaN passes
+        hi = np.float32(beta)
+        for k in range(n):
+            v = x[k]
+            v = lo if v < lo else v
+            y[k] = hi if v > hi else v
     else:
         for k in range(n):
             y[k] = np.float32(act_scalar(np.float64(x[k]), act, alpha, beta))

@@ -200,3 +200,16 @@ def test_qdense_requant_ties_round_half_even():
     got = np.zeros(n_out, np.int8)
     K.qdense_i8(x, 0, Wt, 0, bias, 0, M, 0, got, 0, n_in, n_out, 1, 0, -128, 127)
     assert got.tolist() == [0, 2, 2, 4, 0, -2, 4, 6]
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (0.1, 0.7), (-np.inf, 1.3), (-0.3, np.inf), (0.1, 0.1)])
+def test_clip_float32_path_equals_the_float64_golden(lo, hi):
+    """act_f32's float32 CLIP (ReLU6) gives the reference's float64-then-rounded values exactly,
+    bounds that float32 cannot hold and NaN/inf included."""
+    from rtinfer import reference
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000).astype(np.float32) * 4,
+                        np.array([np.nan, np.inf, -np.inf, 0.1, 0.09999999, 6.0, 6.0000005], np.float32)])
+    y = np.empty_like(x)
+    K.act_f32(x, 0, y, 0, x.size, int(Act.CLIP), lo, hi)
+    np.testing.assert_array_equal(y, reference.activation(x, Act.CLIP, lo, hi))
