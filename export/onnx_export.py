@@ -170,7 +170,8 @@ class _Writer:
             if op == Op.ARGMAX:
                 keep = len(layer.out_shape) == len(view)
                 out_view = view[:axis - 1] + ((1,) if keep else ()) + view[axis:]
-                y = self.node("ArgMax", [x], [f"{p}.out"], p, axis=axis, keepdims=int(keep))
+                extra = {"select_last_index": 1} if int(layer.attrs.get("select_last", 0)) else {}
+                y = self.node("ArgMax", [x], [f"{p}.out"], p, axis=axis, keepdims=int(keep), **extra)
                 if not int64_out:
                     y = self.node("Cast", [y], [f"{p}.float"], f"{p}.cast", to=1)
                 return y, out_view

@@ -1227,9 +1227,10 @@ class _Importer:
         s = x.shape
         outer, axis_len, inner = _prod(s[:ax]), s[ax], _prod(s[ax + 1:])
         out = s[:ax] + ((1,) if keep else ()) + s[ax + 1:]
-        if a.get("select_last_index", 0):
-            raise self.unsupported(node, "attribute select_last_index=1 (rtinfer's ARGMAX returns the first maximum)")
-        self.emit(node, Op.ARGMAX, x, out, attrs={"outer": outer, "axis_len": axis_len, "inner": inner})
+        attrs = {"outer": outer, "axis_len": axis_len, "inner": inner}
+        if int(a.get("select_last_index", 0)):
+            attrs["select_last"] = 1
+        self.emit(node, Op.ARGMAX, x, out, attrs=attrs)
         return Dyn(out, "index", INT64)
 
     # -- shapes ----------------------------------------------------------------------------------

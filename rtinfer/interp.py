@@ -241,7 +241,7 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
     elif op == O_LOG_SOFTMAX:
         K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 1)
     elif op == O_ARGMAX:
-        K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2])
+        K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
     elif op == O_QUANTIZE:
         K.quantize_f32_i8(src, so, i8, do, m * n_in, scale, h[r + C_I0])
     elif op == O_DEQUANTIZE:

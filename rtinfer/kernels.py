@@ -235,9 +235,9 @@ def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
 
 
 @njit(cache=True, _nrt=False)
-def argmax_f32(src, so, dst, do, outer, axis_len, inner):
-    """Index of the first maximum over the middle axis of (outer, axis_len, inner), written
-    as float32 into dst (outer, inner)."""
+def argmax_f32(src, so, dst, do, outer, axis_len, inner, last):
+    """Index of the first (last != 0: the last) maximum over the middle axis of (outer,
+    axis_len, inner), written as float32 into dst (outer, inner)."""
     for o in range(outer):
         for c in range(inner):
             p = so + o * axis_len * inner + c
@@ -245,7 +245,7 @@ def argmax_f32(src, so, dst, do, outer, axis_len, inner):
             mx = src[p]
             for a in range(1, axis_len):
                 v = src[p + a * inner]
-                if v > mx:
+                if v > mx or (last != 0 and v == mx):
                     mx = v
                     best = a
             dst[do + o * inner + c] = np.float32(best)

@@ -44,10 +44,12 @@ def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
     dst[do:do + n] = reference.softmax(x, _axis_layer(outer, axis_len, inner), log=bool(log)).reshape(-1)
 
 
-def argmax_f32(src, so, dst, do, outer, axis_len, inner):
+def argmax_f32(src, so, dst, do, outer, axis_len, inner, last=0):
     n = outer * axis_len * inner
     x = src[so:so + n].reshape(1, n)
-    dst[do:do + outer * inner] = reference.argmax(x, _axis_layer(outer, axis_len, inner)).reshape(-1)
+    layer = _axis_layer(outer, axis_len, inner)
+    y = reference.argmax(x, layer, last=bool(last))
+    dst[do:do + outer * inner] = y.reshape(-1)
 
 
 def quantize_f32_i8(src, so, dst, do, n, scale, zp):

@@ -13,8 +13,8 @@ SOFTMAX      f32 -> f32   softmax over an axis; attrs outer, axis_len, inner: th
                           viewed as (outer, axis_len, inner) and normalized over axis_len.
                           The max is subtracted first.
 LOG_SOFTMAX  f32 -> f32   as SOFTMAX, log-probabilities: x - max - log(sum(exp(x - max)))
-ARGMAX       f32 -> f32   attrs outer, axis_len, inner as SOFTMAX; writes the index (first
-                          maximum) as a float32 value; ``out_shape`` drops (or keeps as 1) the axis.
+ARGMAX       f32 -> f32   attrs outer, axis_len, inner as SOFTMAX; writes the index of the first
+                          maximum (attr select_last = 1: the last) as a float32 value; ``out_shape`` drops (or keeps as 1) the axis.
                           The FrozenModel's ``output_dtype`` says when the user sees int64.
 AFFINE       f32 -> f32   y = act(x * s + t), elementwise; tensors s, t f32 with the
                           sample's full size (broadcasts are expanded at freeze/import time).

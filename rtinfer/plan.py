@@ -392,6 +392,7 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         if n_out != outer * inner:
             raise PlanError(f"{where}: ARGMAX output size must be outer*inner = {outer * inner}, got {n_out}")
         row[C_I0], row[C_I1], row[C_I2] = outer, axis_len, inner
+        row[C_I3] = _int_attr(layer, where, "select_last", 0, lo=0, hi=1)
     elif op == Op.QUANTIZE:
         scale = _scale(layer, where, "y_scale")
         row[C_I0] = _int_attr(layer, where, "y_zp", lo=quant.QMIN, hi=quant.QMAX)

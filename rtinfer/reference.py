@@ -39,9 +39,16 @@ def softmax(x: np.ndarray, layer: Layer, log: bool = False) -> np.ndarray:
     return y.astype(np.float32).reshape(x.shape[0], -1)
 
 
-def argmax(x: np.ndarray, layer: Layer) -> np.ndarray:
+def argmax(x: np.ndarray, layer: Layer, last: bool | None = None) -> np.ndarray:
+    """Index of the first maximum over the axis (attr select_last = 1, or last=True: the last)."""
     v = _axis_view(x, layer)
-    return np.argmax(v, axis=2).astype(np.float32).reshape(x.shape[0], -1)
+    if last is None:
+        last = bool(int(layer.attrs.get("select_last", 0)))
+    if last:
+        idx = v.shape[2] - 1 - np.argmax(v[:, :, ::-1, :], axis=2)
+    else:
+        idx = np.argmax(v, axis=2)
+    return idx.astype(np.float32).reshape(x.shape[0], -1)
 
 
 def qdense(x_q: np.ndarray, Wq: np.ndarray, bq: np.ndarray, w_scale: np.ndarray, layer: Layer) -> np.ndarray:

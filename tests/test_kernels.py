@@ -128,9 +128,20 @@ def test_softmax_kernels(outer, axis_len, inner):
     got, want = _pair(outer * inner, np.float32)
     xt = x.copy()
     xt[OFF_IN:OFF_IN + n] = np.round(xt[OFF_IN:OFF_IN + n])  # ties: the first maximum wins
-    K.argmax_f32(xt, OFF_IN, got, OFF_OUT, outer, axis_len, inner)
-    R.argmax_f32(xt, OFF_IN, want, OFF_OUT, outer, axis_len, inner)
-    assert np.array_equal(got, want)
+    for last in (0, 1):  # ties: the first maximum wins, or the last with select_last
+        got, want = _pair(outer * inner, np.float32)
+        K.argmax_f32(xt, OFF_IN, got, OFF_OUT, outer, axis_len, inner, last)
+        R.argmax_f32(xt, OFF_IN, want, OFF_OUT, outer, axis_len, inner, last)
+        assert np.array_equal(got, want)
+    v = xt[OFF_IN:OFF_IN + n].reshape(outer, axis_len, inner)  # an independent check of the ties
+    first = np.array([[next(a for a in range(axis_len) if v[o, a, c] == v[o, :, c].max()) for c in range(inner)]
+                      for o in range(outer)], np.float32).reshape(-1)
+    last_ = np.array([[max(a for a in range(axis_len) if v[o, a, c] == v[o, :, c].max()) for c in range(inner)]
+                      for o in range(outer)], np.float32).reshape(-1)
+    for last, want_idx in ((0, first), (1, last_)):
+        got, _ = _pair(outer * inner, np.float32)
+        K.argmax_f32(xt, OFF_IN, got, OFF_OUT, outer, axis_len, inner, last)
+        assert np.array_equal(got[OFF_OUT:OFF_OUT + outer * inner], want_idx)
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -40,7 +40,6 @@ R_CAST = "Cast to a type other than float32 (fp16, fp64, bfloat16, float8, int4,
 R_BATCH_CONST = "a 'weight' input varies along the batch axis; rtinfer weights are per sample"
 R_INT_ARITH = "integer arithmetic on an int8/uint8 tensor (rtinfer only (de)quantizes integer tensors)"
 R_BATCH_AXIS = "reduces or contracts over the batch axis (axis 0 / a 1-D input)"
-R_LAST_INDEX = "ArgMax select_last_index=1: rtinfer's ARGMAX returns the first maximum"
 R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization training statistics)"
 R_INT_OUTPUT = "integer graph output (uint8/int8/int32); a FrozenModel outputs float32 or int64"
 R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
@@ -70,14 +69,6 @@ SKIP_NODE = {
     "test_add_uint16": R_INPUT_DTYPE,
     "test_add_uint32": R_INPUT_DTYPE,
     "test_add_uint64": R_INPUT_DTYPE,
-    "test_argmax_no_keepdims_example_select_last_index": R_LAST_INDEX,
-    "test_argmax_no_keepdims_random_select_last_index": R_LAST_INDEX,
-    "test_argmax_keepdims_example_select_last_index": R_LAST_INDEX,
-    "test_argmax_keepdims_random_select_last_index": R_LAST_INDEX,
-    "test_argmax_default_axis_example_select_last_index": R_LAST_INDEX,
-    "test_argmax_default_axis_random_select_last_index": R_LAST_INDEX,
-    "test_argmax_negative_axis_keepdims_example_select_last_index": R_LAST_INDEX,
-    "test_argmax_negative_axis_keepdims_random_select_last_index": R_LAST_INDEX,
     "test_batchnorm_example_training_mode": R_MULTI_OUT,
     "test_batchnorm_epsilon_training_mode": R_MULTI_OUT,
     "test_cast_FLOAT_to_FLOAT16": R_CAST,
