@@ -203,8 +203,10 @@ def test_argmax_keepdims_int64_output(keepdims):
     np.testing.assert_array_equal(got, want)
     sel = make_model([helper.make_node("ArgMax", ["x"], ["y"], axis=1, select_last_index=1)],
                      out_type=TensorProto.INT64)
-    with pytest.raises(OnnxImportError, match="select_last_index"):
-        from_onnx(sel)
+    Xt = np.round(rand(40, 4) * 2).astype(np.float32)  # many ties: the last maximum wins
+    got = run_both(from_onnx(sel), Xt)
+    np.testing.assert_array_equal(got, ort_outputs(sel, Xt)["y"])
+    np.testing.assert_array_equal(got.reshape(-1), 3 - np.argmax(Xt[:, ::-1], axis=1))
 
 
 @needs_onnxruntime
