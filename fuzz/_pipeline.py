@@ -1,0 +1,164 @@
+"""What a fuzz case does with a model that a reader accepted: plan it, run it, cross-check it.
+
+``exercise(fm, seed)`` is shared by fuzz_rtm.py and fuzz_onnx.py. It builds a Runtime
+(``nonfinite="allow"``; the planner may refuse the model with ``PlanError``, the documented
+error), and when the model is small enough to run quickly (``RUN_MAX_IN`` input elements per
+sample, ``RUN_MAX_WORK`` element operations per sample) it runs every entry point on seeded
+N(0, 1) inputs and checks what the runtime promises (docs/RELIABILITY.md, "Determinism"):
+
+- ``predict`` on a ``batch="exact"`` Runtime, ``stream`` and ``predict_one`` give the same values
+  (NaN where the other has NaN), and ``predict`` repeats exactly;
+- outputs have the declared shapes and dtypes; ``measure`` returns a report of the right size.
+
+A break of these is a ``mismatch`` finding. Two comparisons are recorded without being
+findings, because hostile weights make them legitimately differ: the default ``predict``
+(``batch="auto"``, whose fp32 GEMMs sum in another order) against the exact path, and the
+runtime against the NumPy reference executor (``rtinfer.reference``; run on two samples when the
+model is small). ``info`` carries both so a run can report them.
+
+Any exception other than PlanError from the planner, or any exception at all from running
+(inputs are valid and finite), escapes to the caller, which records it as a finding.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from _driver import mark
+
+RUN_MAX_IN = 1 << 16      # input elements per sample the run stage feeds
+RUN_MAX_WORK = 1 << 24    # rough element operations per sample (rows' sizes + MACs + window reads)
+REF_MAX_WORK = 1 << 18    # the reference executor runs only below this
+
+
+def _work(fm, plan) -> int:
+    from rtinfer.ops import WINDOW_OPS
+    from rtinfer.plan import C_NIN, C_NOUT
+    prog = plan.program
+    work = int(prog[:, C_NIN].sum() + prog[:, C_NOUT].sum()) + int(plan.macs)
+    for layer in fm.layers:
+        if layer.op in WINDOW_OPS:
+            k = 1
+            for key in ("kernel_h", "kernel_w"):
+                v = layer.attrs.get(key, 1)
+                k *= int(v) if isinstance(v, (int, np.integer)) or float(v).is_integer() else 1
+            work += abs(k) * layer.out_size
+    return work
+
+
+def _as_tuple(y):
+    return y if isinstance(y, tuple) else (y,)
+
+
+def same(a, b) -> bool:
+    """Equal values and shapes (NaN equal to NaN), for one array or a tuple of them."""
+    a, b = _as_tuple(a), _as_tuple(b)
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if x.dtype.kind == "f":
+            if not np.array_equal(x, y, equal_nan=True):
+                return False
+        elif not np.array_equal(x, y):
+            return False
+    return True
+
+
+def close(a, b, rtol=1e-4, atol=1e-5) -> bool:
+    """Within tolerance (NaN where the other is NaN, inf where the other is the same inf)."""
+    a, b = _as_tuple(a), _as_tuple(b)
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if x.shape != y.shape:
+            return False
+        with np.errstate(invalid="ignore", over="ignore"):
+            if not np.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True):
+                return False
+    return True
+
+
+def exercise(fm, seed: int):
+    """Plan and run ``fm``. Returns (outcome, detail, info): outcome "refused" (PlanError),
+    "planned" (too large to run here), "ran", or "mismatch" (a finding; detail says what)."""
+    from rtinfer import reference
+    from rtinfer.plan import PlanError
+    from rtinfer.runtime import Runtime
+
+    info = {}
+    mark("plan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the planner warns about NaN/inf weights: documented
+        try:
+            rt = Runtime(fm, nonfinite="allow")
+        except PlanError:
+            return "refused", "", info
+    plan = rt.plan
+    work = _work(fm, plan)
+    info["work"] = work
+    info["runtime_bytes"] = int(plan.image.nbytes + rt._state.nbytes)
+    if rt.in_size > RUN_MAX_IN or work > RUN_MAX_WORK:
+        return "planned", "", info
+
+    mark("run")
+    rng = np.random.default_rng(seed)
+    n = 40 if rt.in_size * 40 <= (1 << 20) and work * 40 <= RUN_MAX_WORK * 4 else 3
+    X = rng.standard_normal((n,) + rt.input_shape).astype(np.float32)
+    exact = Runtime(plan, nonfinite="allow", batch="exact")
+    ye = exact.predict(X)
+    problems = []
+    shapes = [((n,) + tuple(shape), np.dtype(dtype)) for shape, dtype in rt.outputs]
+    got = [(y.shape, y.dtype) for y in _as_tuple(ye)]
+    if got != shapes:
+        problems.append(f"predict returned {got}, declared {shapes}")
+    if not same(exact.predict(X), ye):
+        problems.append("predict (exact) does not repeat")
+    if not same(rt.stream(X), ye):
+        problems.append("stream != predict (exact)")
+    for i in sorted({0, n - 1}):
+        y1 = rt.predict_one(X[i])
+        want = tuple(y[i] for y in ye) if isinstance(ye, tuple) else ye[i]
+        if not same(y1, want):
+            problems.append(f"predict_one(X[{i}]) != predict (exact)[{i}]")
+    ya = rt.predict(X)
+    info["batch_close"] = close(ya, ye)
+    rep = rt.measure(X[:8], budget_us=1e6, warmup=2)
+    if rep.n != min(n, 8):
+        problems.append(f"measure timed {rep.n} samples, expected {min(n, 8)}")
+    if problems:
+        return "mismatch", "; ".join(problems), info
+
+    if work <= REF_MAX_WORK and fm is not None:
+        mark("reference")
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                yr = reference.run(fm, X[:2])
+            except Exception as exc:  # noqa: BLE001 - the reference is a cross-check, not the product
+                info["reference_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            else:
+                ys = tuple(y[:2] for y in ye) if isinstance(ye, tuple) else ye[:2]
+                info["reference_close"] = close(ys, yr, rtol=1e-3, atol=1e-4)
+    return "ran", "", info
+
+
+def classify_exception(exc: BaseException, stage: str) -> tuple[str, str]:
+    """A finding for an exception that escaped ``stage``: ("memory" | "escaped", detail)."""
+    text = f"{stage}: {type(exc).__module__}.{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, MemoryError):
+        return "memory", text
+    return "escaped", text
+
+
+def is_finite_number(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError, OverflowError):
+        return False
