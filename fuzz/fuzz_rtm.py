@@ -57,7 +57,7 @@ sys.path.insert(0, _HERE)
 sys.path.insert(1, os.path.dirname(_HERE))
 
 from _driver import mark, run_supervised, start_case, worker_main  # noqa: E402
-from _pipeline import classify_exception, exercise  # noqa: E402
+from _pipeline import KNOWN_OPEN, classify_exception, exercise, signature  # noqa: E402
 
 MEM_FACTOR = 8          # the reader's traced peak must stay below MEM_FACTOR * file size + MEM_SLACK
 MEM_SLACK = 64 * 1024
@@ -493,13 +493,6 @@ def check(data: bytes, seed: int = 0, tracing: bool = True, run: bool = True) ->
     return res
 
 
-def signature(finding: dict) -> str:
-    """What identifies a finding's root cause: outcome, stage and exception type (no values)."""
-    detail = finding.get("detail", "")
-    head = detail.split(":", 2)
-    return f"{finding['outcome']}:" + ":".join(h.strip() for h in head[:2])
-
-
 # ------------------------------------------------------------------------------ a range of cases
 
 def warm_up() -> None:
@@ -643,7 +636,9 @@ def summarize(out: dict, seed: int, survivors: dict | None) -> dict:
         for k, v in d.items():
             by_outcome[k] = by_outcome.get(k, 0) + v
     return {"cases": total, "seed": seed, "outcomes": by_outcome, "per_family": counts,
-            "findings": out["n_findings"], "finding_signatures": out.get("signatures", {}), "finding_examples": out["findings"][:20],
+            "findings": out["n_findings"], "finding_signatures": out.get("signatures", {}),
+            "new_signatures": {k: v for k, v in out.get("signatures", {}).items() if k not in KNOWN_OPEN},
+            "finding_examples": out["findings"][:20],
             "crashes": out["crashes"], "hangs": out["hangs"],
             "max": {k: {"value": round(v, 4) if isinstance(v, float) else v, "index": i}
                     for k, (v, i) in out["max"].items()},
