@@ -796,6 +796,7 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
     notes = {"ort_refuses": [], "ort_differs": [], "batch_differs": [], "reference_differs": []}
     n_notes = {k: 0 for k in notes}
     res = {"max_parse_peak": 0, "max_parse_peak_index": None, "max_runtime_bytes": 0, "max_runtime_bytes_index": None,
+           "max_batch_path_bytes": 0, "max_batch_path_bytes_index": None,
            "max_case_seconds": 0.0, "max_case_seconds_index": None}
     saved, seen, slow = 0, set(), 0
     for i in range(start, stop):
@@ -813,8 +814,9 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
         if r["parse_peak"] > res["max_parse_peak"]:
             res["max_parse_peak"], res["max_parse_peak_index"] = r["parse_peak"], i
         info = r["info"]
-        if info.get("runtime_bytes", 0) > res["max_runtime_bytes"]:
-            res["max_runtime_bytes"], res["max_runtime_bytes_index"] = info["runtime_bytes"], i
+        for key in ("runtime_bytes", "batch_path_bytes"):
+            if info.get(key, 0) > res["max_" + key]:
+                res["max_" + key], res[f"max_{key}_index"] = info[key], i
         outcome = r["outcome"]
         counts.setdefault(family, {}).setdefault(outcome, 0)
         counts[family][outcome] += 1
@@ -874,7 +876,7 @@ def main(argv=None):
     if args.survivors:
         os.makedirs(args.survivors, exist_ok=True)
     out = run_supervised(os.path.abspath(__file__), args.seed, args.n, args.chunk,
-                         ("max_parse_peak", "max_runtime_bytes", "max_case_seconds"), jobs=args.jobs,
+                         ("max_parse_peak", "max_runtime_bytes", "max_batch_path_bytes", "max_case_seconds"), jobs=args.jobs,
                          case_timeout=args.case_timeout, mem_gb=args.mem_gb, extra=extra, start=args.start,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     from fuzz_rtm import run_survivors, summarize

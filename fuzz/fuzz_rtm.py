@@ -514,6 +514,7 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
     findings, notes = [], {"batch_differs": [], "reference_differs": [], "reference_errors": []}
     n_notes = {k: 0 for k in notes}
     res = {"max_parse_peak": 0, "max_parse_peak_index": None, "max_runtime_bytes": 0, "max_runtime_bytes_index": None,
+           "max_batch_path_bytes": 0, "max_batch_path_bytes_index": None,
            "max_case_seconds": 0.0, "max_case_seconds_index": None}
     saved, seen = 0, set()
     slow = 0
@@ -532,8 +533,9 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
             res["max_case_seconds"], res["max_case_seconds_index"] = dt, i
         if r["parse_peak"] > res["max_parse_peak"]:
             res["max_parse_peak"], res["max_parse_peak_index"] = r["parse_peak"], i
-        if r["info"].get("runtime_bytes", 0) > res["max_runtime_bytes"]:
-            res["max_runtime_bytes"], res["max_runtime_bytes_index"] = r["info"]["runtime_bytes"], i
+        for key in ("runtime_bytes", "batch_path_bytes"):
+            if r["info"].get(key, 0) > res["max_" + key]:
+                res["max_" + key], res[f"max_{key}_index"] = r["info"][key], i
         outcome = r["outcome"]
         if family in ("flip_raw", "random_header", "truncate") and outcome not in ("rejected",) \
                 and outcome not in FINDINGS:
@@ -671,7 +673,7 @@ def main(argv=None):
     if args.survivors:
         os.makedirs(args.survivors, exist_ok=True)
     out = run_supervised(os.path.abspath(__file__), args.seed, args.n, args.chunk,
-                         ("max_parse_peak", "max_runtime_bytes", "max_case_seconds"), jobs=args.jobs,
+                         ("max_parse_peak", "max_runtime_bytes", "max_batch_path_bytes", "max_case_seconds"), jobs=args.jobs,
                          case_timeout=args.case_timeout, mem_gb=args.mem_gb, extra=extra, start=args.start,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     surv = run_survivors(args.survivors) if args.survivors else None

@@ -200,7 +200,7 @@ class _Synth:
         return ref
 
     def weights_ok(self, n: int) -> bool:
-        return n <= 1 << 14
+        return n <= 1 << 17
 
     # -- one op --------------------------------------------------------------------------------
     def step(self) -> None:
@@ -211,6 +211,8 @@ class _Synth:
                "gap", "quantize"]
         if q is not None:
             ops += ["dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow"]
+        if self.hostile:
+            ops += ["outer"]
         kind = rnd.choice(ops)
         if kind in ("dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow"):
             t = q
@@ -243,6 +245,8 @@ class _Synth:
 
     def op_dense(self, t, shape, n):
         n_out = self.rnd.choice((1, 2, 3, 7, 16)) if not self.extreme(0.2) else self.rnd.choice((1 << 12, 1 << 20, 1 << 28))
+        if self.rnd.random() < 0.15:  # wide but real: broadcasts of two of these are millions of elements
+            n_out = self.rnd.choice((256, 1024, 2048))
         if self.weights_ok(n * n_out):
             W = self.tensor((np.random.default_rng(n).standard_normal((n, n_out)) / math.sqrt(n)).astype(np.float32))
         else:
@@ -268,6 +272,20 @@ class _Synth:
         out = (max(1, int(attrs["outer"]) * int(attrs["inner"])) if abs(attrs["outer"] * attrs["inner"]) < 1 << 32
                else 1,)
         self.add(Layer(Op.ARGMAX, shape, out, attrs=attrs, inputs=(t,)), out, "f32")
+
+    def op_outer(self, t, shape, n):
+        """DENSE to a wide layer, then its outer product with itself (BINARY of (w, 1) by
+        (1, w)): w^2 elements per sample (4M for w = 2048) from a small input and weights."""
+        if n * 2048 > 1 << 17:
+            return self.op_act(t, shape, n)
+        w = self.rnd.choice((512, 1024, 2048))
+        rng = np.random.default_rng(w)
+        W = self.tensor((rng.standard_normal((n, w)) / math.sqrt(n)).astype(np.float32))
+        b = self.tensor(np.zeros(w, np.float32))
+        d = self.add(Layer(Op.DENSE, (n,), (w,), Act.TANH, {"W": W, "b": b}, inputs=(t,)), (w,), "f32")
+        a = self.reshape(d, (w, 1))
+        c = self.reshape(d, (1, w))
+        self.add(Layer(Op.BINARY, (w, 1), (w, w), attrs={"fn": self.rnd.choice((0, 2))}, inputs=(a, c)), (w, w), "f32")
 
     def op_reshape(self, t, shape, n):
         if self.extreme(0.3):
