@@ -182,7 +182,7 @@ def run_supervised(script: str, seed: int, n: int, chunk: int, maxima: tuple[str
                 continue
             res = json.loads(lines[-1])
             merge_counts(out["counts"], res["counts"])
-            out["findings"] += res["findings"][:max(0, 200 - len(out["findings"]))]
+            out["findings"] += res["findings"][:max(0, 1000 - len(out["findings"]))]
             out["n_findings"] += res["n_findings"]
             out["maxrss_mb"] = max(out["maxrss_mb"], res.get("maxrss_mb", 0.0))
             out["rlimit_as_bytes"] = max(out["rlimit_as_bytes"], res.get("rlimit_as_bytes", 0))

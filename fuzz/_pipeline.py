@@ -141,7 +141,7 @@ def exercise(fm, seed: int):
     if rep.n != min(n, 8):
         problems.append(f"measure timed {rep.n} samples, expected {min(n, 8)}")
     if problems:
-        return "mismatch", "; ".join(problems), info
+        return "mismatch", _nan_into_quantize(fm, X) + "; ".join(problems), info
 
     if work <= REF_MAX_WORK and fm is not None:
         mark("reference")
@@ -172,6 +172,26 @@ def raised_at(exc: BaseException) -> str:
     return where
 
 
+def _nan_into_quantize(fm, X) -> str:
+    """"[NaN reaches QUANTIZE] " when the reference executor sees NaN entering a QUANTIZE layer
+    (float -> int8 of NaN: a known open cause of entry points disagreeing), else ""."""
+    from rtinfer import reference
+    from rtinfer.ops import Op
+    if fm is None or not any(layer.op == Op.QUANTIZE for layer in fm.layers):
+        return ""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            _, trace = reference.run(fm, X, trace=True)
+        except Exception:  # noqa: BLE001 - a diagnosis only
+            return ""
+    tensors = [X] + list(trace)
+    for layer in fm.layers:
+        if layer.op == Op.QUANTIZE and np.isnan(tensors[layer.inputs[0]]).any():
+            return "[NaN reaches QUANTIZE] "
+    return ""
+
+
 def classify_exception(exc: BaseException, stage: str) -> tuple[str, str]:
     """A finding for an exception that escaped ``stage``: ("memory" | "escaped", detail).
     The detail starts with "stage: Type@where:" (see ``signature``)."""
@@ -184,8 +204,22 @@ def classify_exception(exc: BaseException, stage: str) -> tuple[str, str]:
 def signature(finding: dict) -> str:
     """A finding's root cause without its values: outcome, stage, exception type and the
     project frame it left from ("escaped:run:ZeroDivisionError@rtinfer/runtime.py:_run_batch")."""
+    if finding["outcome"] == "mismatch":  # "what != what; ...": the first comparison that failed
+        return "mismatch:" + finding.get("detail", "").split(";")[0].split("(X[")[0].strip()
     head = finding.get("detail", "").split(": ", 2)
     return f"{finding['outcome']}:" + ":".join(h.strip() for h in head[:2])
+
+
+def examples(findings: list, per_signature: int = 5) -> list:
+    """Up to per_signature findings of each signature, in order (their indices reproduce them)."""
+    seen: dict[str, int] = {}
+    out = []
+    for rec in findings:
+        sig = signature(rec)
+        if seen.get(sig, 0) < per_signature:
+            seen[sig] = seen.get(sig, 0) + 1
+            out.append(rec)
+    return out
 
 
 # Findings whose fix lies outside the fuzzing work's files (docs/RELIABILITY.md, "Open
@@ -199,9 +233,17 @@ KNOWN_OPEN = {
         "the same BINARY DIV by zero, through predict_one",
     "escaped:run:ZeroDivisionError@rtinfer/runtime.py:predict_one":
         "the same BINARY DIV by zero, through predict_one's fast path",
-    "memory:run:_ArrayMemoryError@rtinfer/batch.py:__init__":
+    "memory:run:MemoryError@rtinfer/batch.py:__init__":
         "predict's batch path (rtinfer/batch.py) allocates CHUNK (256) x the per-sample arena, unbounded "
         "(the blocked path caps its block at MAX_BLOCK_ARENA_BYTES)",
+    "memory:run:_ArrayMemoryError@rtinfer/batch.py:__init__":
+        "the same batch-path chunk arena (numpy's MemoryError subclass)",
+    "mismatch:[NaN reaches QUANTIZE] stream != predict (exact)":
+        "QUANTIZE of NaN (nonfinite='allow', or NaN made inside the model) gives code -128 on the blocked and "
+        "batch paths and 0 on stream/predict_one and in the reference (rtinfer/kernels.quantize_f32_i8 converts "
+        "NaN to int8 unchecked: undefined in compiled code)",
+    "mismatch:[NaN reaches QUANTIZE] predict_one":
+        "the same QUANTIZE of NaN, seen first by predict_one",
 }
 
 

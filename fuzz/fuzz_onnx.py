@@ -62,7 +62,7 @@ sys.path.insert(0, _HERE)
 sys.path.insert(1, _ROOT)
 
 from _driver import mark, run_supervised, start_case, worker_main  # noqa: E402
-from _pipeline import classify_exception, close, exercise, signature  # noqa: E402
+from _pipeline import classify_exception, close, examples, exercise, signature  # noqa: E402
 
 MEM_FACTOR = 16
 MEM_SLACK = 4 * 1024 * 1024
@@ -844,7 +844,7 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
                 with open(os.path.join(survivors_dir, f"o{seed}_{i}.rtm"), "wb") as f:
                     f.write(raw)
                 saved += 1
-    res.update({"seed": seed, "start": start, "stop": stop, "counts": counts, "findings": findings[:50],
+    res.update({"seed": seed, "start": start, "stop": stop, "counts": counts, "findings": examples(findings),
                 "n_findings": len(findings), "signatures": signatures, "notes": notes, "n_notes": n_notes,
                 "slow_cases": slow, "survivors_saved": saved})
     return res

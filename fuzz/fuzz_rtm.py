@@ -57,7 +57,7 @@ sys.path.insert(0, _HERE)
 sys.path.insert(1, os.path.dirname(_HERE))
 
 from _driver import mark, run_supervised, start_case, worker_main  # noqa: E402
-from _pipeline import KNOWN_OPEN, classify_exception, exercise, signature  # noqa: E402
+from _pipeline import KNOWN_OPEN, classify_exception, examples, exercise, signature  # noqa: E402
 
 MEM_FACTOR = 8          # the reader's traced peak must stay below MEM_FACTOR * file size + MEM_SLACK
 MEM_SLACK = 64 * 1024
@@ -562,7 +562,7 @@ def run_range(seed: int, start: int, stop: int, survivors_dir: str | None = None
                 with open(os.path.join(survivors_dir, f"s{seed}_{i}.rtm"), "wb") as f:
                     f.write(data)
                 saved += 1
-    res.update({"seed": seed, "start": start, "stop": stop, "counts": counts, "findings": findings[:50],
+    res.update({"seed": seed, "start": start, "stop": stop, "counts": counts, "findings": examples(findings),
                 "n_findings": len(findings), "signatures": signatures, "notes": notes, "n_notes": n_notes, "slow_cases": slow,
                 "survivors_saved": saved})
     return res
@@ -640,7 +640,7 @@ def summarize(out: dict, seed: int, survivors: dict | None) -> dict:
     return {"cases": total, "seed": seed, "outcomes": by_outcome, "per_family": counts,
             "findings": out["n_findings"], "finding_signatures": out.get("signatures", {}),
             "new_signatures": {k: v for k, v in out.get("signatures", {}).items() if k not in KNOWN_OPEN},
-            "finding_examples": out["findings"][:20],
+            "finding_examples": examples(out["findings"]),
             "crashes": out["crashes"], "hangs": out["hangs"],
             "max": {k: {"value": round(v, 4) if isinstance(v, float) else v, "index": i}
                     for k, (v, i) in out["max"].items()},
