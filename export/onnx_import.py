@@ -1939,7 +1939,15 @@ def _first_dim_fixed(model) -> bool:
 def _import(model, base_dir, output, no_batch: bool) -> FrozenModel:
     importer = _Importer(model, base_dir, output, no_batch)
     try:
-        return importer.run()
+        frozen = importer.run()
+        # computed shapes (broadcasts, concatenations, pads) are bounded like declared ones, so
+        # every imported model is a valid .rtm file (MAX_SHAPE_ELEMS there is the same 2^28)
+        for i, layer in enumerate(frozen.layers):
+            n = max(math.prod(layer.in_shape), math.prod(layer.out_shape))
+            if n > MAX_TENSOR_ELEMENTS:
+                raise OnnxImportError(f"layer {i} ({layer.op.name} {layer.name!r}) computes a tensor of {n} elements "
+                                      f"per sample (shape {layer.out_shape}); the limit is {MAX_TENSOR_ELEMENTS}")
+        return frozen
     except OnnxImportError:
         raise
     except (TypeError, KeyError, IndexError, AttributeError, ValueError, ArithmeticError, UnicodeError) as exc:

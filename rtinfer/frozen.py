@@ -262,9 +262,10 @@ class FrozenModel:
             if self.tensor_dtype(out.tensor) != "f32":
                 raise FrozenModelError(f"{what}: tensor {out.tensor} is int8; outputs must be float32 "
                                        f"(end int8 models with DEQUANTIZE)")
-            if out.dtype == "int64" and self.source_op(out.tensor) != Op.ARGMAX:
+            src = self.source_op(out.tensor)
+            if out.dtype == "int64" and src != Op.ARGMAX:
                 raise FrozenModelError(f"{what}: dtype int64 needs an ARGMAX result, but tensor {out.tensor} "
-                                       f"comes from {self.source_op(out.tensor).name}")
+                                       f"comes from {'the model input' if src is None else src.name}")
         for i in range(len(self.layers)):
             if not used[i + 1]:
                 raise FrozenModelError(f"layer {i} ({self.layers[i].op.name}): its output (tensor {i + 1}) "

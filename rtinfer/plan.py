@@ -469,9 +469,12 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         return _concat_rows(frozen, layer, where, row)
     elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:  # convolution and pooling
         if op in WINDOW_OPS:  # bounded before any table or scratch is sized from the geometry
-            for key in CONV_GEOMETRY_ATTRS:
+            for key in CONV_GEOMETRY_ATTRS + ("group", "count_include_pad"):
                 if key in layer.attrs:
                     _int_attr(layer, where, key, lo=0, hi=MAX_GEOMETRY)
+            for key in ("x_zp", "y_zp", "qmin", "qmax"):  # finite integers before int() meets them
+                if key in layer.attrs:
+                    _int_attr(layer, where, key, lo=quant.QMIN, hi=quant.QMAX)
             k = _int_attr(layer, where, "kernel_h", 1, lo=1) * _int_attr(layer, where, "kernel_w", 1, lo=1)
             if k * n_out > MAX_WINDOW_WORK:
                 raise PlanError(f"{where}: {n_out} outputs x a {k}-element window is {k * n_out} window reads per "
