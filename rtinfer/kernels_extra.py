@@ -32,7 +32,7 @@ def gather(src, so, dst, do, idx, io, n_in, n_out, m, fill):
             z[k] = x[j] if j >= 0 else fill
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")  # epsilon 0 on a constant row: inf, not ZeroDivisionError
 def layernorm_f32(src, so, dst, do, w, wo, bo, outer, n, m, eps):
     """LAYERNORM: per row of n elements, mean and variance in float64, v = float32((x - mean) /
     sqrt(var + eps)), y = v * scale + bias in float32 (scale at w[wo:], bias at w[bo:])."""

@@ -86,7 +86,9 @@ def binary_table(a_shape, b_shape, fn: int, a_zp: int = 0, b_zp: int = 0, y_zp: 
     return t.astype(np.int32), out
 
 
-@njit(cache=True, _nrt=False)
+# IEEE division (a / 0 is inf or nan, as the op contract says): numba's default Python error
+# model raises ZeroDivisionError from compiled code instead
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _f(x, y, fn):
     if fn == B_ADD:
         return x + y
