@@ -253,14 +253,16 @@ def argmax_f32(src, so, dst, do, outer, axis_len, inner, last):
 
 @njit(cache=True, _nrt=False)
 def quantize_f32_i8(src, so, dst, do, n, scale, zp):
-    """int8 y = clamp(rint(x / float32(scale)) + zp, -128, 127), division in float32."""
+    """int8 y = clamp(rint(x / float32(scale)) + zp, -128, 127), division in float32; NaN gives
+    -128 (as onnxruntime's MLAS kernel: its clamp maps NaN to the low end). The float -> int8
+    conversion of NaN itself is undefined (scalar and vector code differed), so NaN never reaches it."""
     s32 = np.float32(scale)
     z32 = np.float32(zp)
     x = src[so:so + n]
     y = dst[do:do + n]
     for k in range(n):
         q = np.rint(x[k] / s32) + z32
-        if q < -128.0:
+        if not q >= -128.0:  # below the range, or NaN
             q = np.float32(-128.0)
         elif q > 127.0:
             q = np.float32(127.0)

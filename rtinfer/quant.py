@@ -12,9 +12,12 @@ QMIN, QMAX = -128, 127
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8: saturate(round_half_even(x / scale) + zero_point). x in float32."""
+    """float -> int8: saturate(round_half_even(x / scale) + zero_point). x in float32; NaN -> QMIN
+    (as onnxruntime's MLAS QuantizeLinear)."""
     x = np.asarray(x, dtype=np.float32)
-    q = np.rint(x / np.float32(scale)) + np.float32(zero_point)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        q = np.rint(x / np.float32(scale)) + np.float32(zero_point)
+    q = np.where(np.isnan(q), np.float32(QMIN), q)
     return np.clip(q, QMIN, QMAX).astype(np.int8)
 
 
