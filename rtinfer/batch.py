@@ -16,7 +16,8 @@ and models with ops outside ``AUTO_OPS`` (convolution, pooling), take the exact 
 
 Layout: a BatchPath owns a private blob = the plan image followed by its row table, packed
 weights, GEMM scratch and a chunk arena of CHUNK x the plan's per-sample arena, with the header's
-arena bases pointing there; rows run with arena stride st = CHUNK (rtinfer.plan), so exec_row
+arena bases pointing there (no batch path when that arena would exceed MAX_BLOCK_ARENA_BYTES:
+the blocked path runs such models); rows run with arena stride st = CHUNK (rtinfer.plan), so exec_row
 runs unchanged on CHUNK samples and every intermediate keeps the planner's lifetime layout. A tiled
 DENSE gets its float32 weights packed (a copy, padded to 16 outputs; BLAS DENSE views the plan's
 transposed W, no copy); a u8s8 QDENSE gets its weights packed (int8, padded to 16 outputs
@@ -51,7 +52,7 @@ import numpy as np
 
 from . import interp
 from . import kernels_gemm as G
-from .ops import Op
+from .ops import MAX_BLOCK_ARENA_BYTES, Op
 from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_PROG,
                    K_X, K_Y, NCOLS, Plan)
 
@@ -105,6 +106,8 @@ class BatchPath:
             return None
         if not any(op in (Op.DENSE, Op.QDENSE) for op in ops):
             return None
+        if CHUNK * plan.arena_bytes > MAX_BLOCK_ARENA_BYTES:
+            return None  # a chunk arena this large: the blocked path runs it in smaller blocks
         path = cls(plan, int8_gemm, dense_gemm)
         return path if path.n_gemm else None
 
