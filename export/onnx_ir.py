@@ -126,6 +126,8 @@ def window_attrs(spatial, kernel, a: dict) -> tuple[list, list, list, list]:
         raise ValueError(f"kernel_shape {kernel} does not match {nd} spatial dims")
     if len(strides) != nd or len(dil) != nd or min(strides + dil, default=1) < 1:
         raise ValueError(f"strides {strides} / dilations {dil} must be {nd} values >= 1")
+    if a.get("ceil_mode", 0) not in (0, 1):  # ONNX allows 0 and 1 only (onnxruntime reads 2 as floor)
+        raise ValueError(f"ceil_mode {a.get('ceil_mode')!r} must be 0 or 1")
     auto_pad = a.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("NOTSET", ""):

@@ -245,6 +245,12 @@ def test_unsupported_windows_are_named():
                ["N", 3, 8], None)
     with pytest.raises(OnnxImportError, match="group"):
         from_onnx(m)
+    # ceil_mode 2 is not ONNX (0 or 1); rtinfer read it as ceil, onnxruntime as floor (fuzz_onnx note)
+    for op, rank in (("MaxPool", 1), ("AveragePool", 2)):
+        m = _model([helper.make_node(op, ["x"], ["y"], kernel_shape=[2] * rank, strides=[2] * rank, ceil_mode=2)],
+                   {}, ["N", 1] + [5] * rank, None)
+        with pytest.raises(OnnxImportError, match="ceil_mode 2 must be 0 or 1"):
+            from_onnx(m)
 
 
 @needs_onnxruntime
