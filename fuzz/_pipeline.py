@@ -222,29 +222,12 @@ def examples(findings: list, per_signature: int = 5) -> list:
     return out
 
 
-# Findings whose fix lies outside the fuzzing work's files (docs/RELIABILITY.md, "Open
-# findings"): the fuzzers still count and report them; the CI tests check that each one still
-# reproduces (so the entry is removed when it is fixed) and that nothing else turns up.
-KNOWN_OPEN = {
-    "escaped:run:ZeroDivisionError@rtinfer/runtime.py:_run_batch":
-        "BINARY DIV by an exact zero raises ZeroDivisionError inside compiled code (rtinfer/kernels_graph._f "
-        "uses numba's default Python error model; the op contract says IEEE inf/nan)",
-    "escaped:run:ZeroDivisionError@rtinfer/runtime.py:_predict_one_checked":
-        "the same BINARY DIV by zero, through predict_one",
-    "escaped:run:ZeroDivisionError@rtinfer/runtime.py:predict_one":
-        "the same BINARY DIV by zero, through predict_one's fast path",
-    "memory:run:MemoryError@rtinfer/batch.py:__init__":
-        "predict's batch path (rtinfer/batch.py) allocates CHUNK (256) x the per-sample arena, unbounded "
-        "(the blocked path caps its block at MAX_BLOCK_ARENA_BYTES)",
-    "memory:run:_ArrayMemoryError@rtinfer/batch.py:__init__":
-        "the same batch-path chunk arena (numpy's MemoryError subclass)",
-    "mismatch:[NaN reaches QUANTIZE] stream != predict (exact)":
-        "QUANTIZE of NaN (nonfinite='allow', or NaN made inside the model) gives code -128 on the blocked and "
-        "batch paths and 0 on stream/predict_one and in the reference (rtinfer/kernels.quantize_f32_i8 converts "
-        "NaN to int8 unchecked: undefined in compiled code)",
-    "mismatch:[NaN reaches QUANTIZE] predict_one":
-        "the same QUANTIZE of NaN, seen first by predict_one",
-}
+# Open findings, by signature -> description (docs/RELIABILITY.md, "Open findings"): the fuzzers
+# still count and report them, the CI tests accept them and nothing else, and each has a
+# strict-xfail test that fails once it is fixed (so the entry goes with the fix). None open now:
+# the three the format-2 fuzzers found (BINARY DIV by zero, the batch path's chunk arena, QUANTIZE
+# of NaN) are fixed, their tests in tests/test_fuzz_rtm.py.
+KNOWN_OPEN = {}
 
 
 def is_finite_number(v) -> bool:

@@ -364,12 +364,9 @@ def test_long_run_short_version(tmp_path, summary):
     assert proc.returncode == 0
 
 
-# -- open findings outside the fuzzing work's files (fuzz/_pipeline.py KNOWN_OPEN) -----------------
-# Written as the behaviour the contract promises, expected to fail until the owner fixes it
-# (strict: a fix makes them pass, which fails the run until the marker and the KNOWN_OPEN entry go).
+# -- findings of the format-2 fuzzers, fixed in the owning files ----------------------------------
+# Written as the behaviour the contract promises; each failed before its fix.
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
-                   reason="open: rtinfer/kernels_graph._f divides under numba's Python error model")
 def test_binary_div_by_zero_is_ieee():
     """BINARY DIV: 'in float32 (IEEE: a / 0 is inf or nan)' (rtinfer/ops.py). A zero divisor
     raised ZeroDivisionError from compiled code (found by fuzz_rtm synth and fuzz_onnx
@@ -414,7 +411,6 @@ CHUNK_MODEL = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="open: rtinfer/batch.py sizes its chunk arena as 256 x the per-sample arena")
 def test_batch_path_memory_is_bounded(tmp_path):
     """predict's batch path allocated CHUNK (256) samples of arena whatever one sample needs:
     8 MiB per sample (a broadcast product of two small layers) asks for 2 GiB (a per-sample arena at the planner's 256 MiB limit would
@@ -426,7 +422,6 @@ def test_batch_path_memory_is_bounded(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok True"), proc.stdout + proc.stderr[-1000:]
 
 
-@pytest.mark.xfail(strict=True, reason="open: rtinfer/kernels.quantize_f32_i8 converts NaN to int8 unchecked")
 def test_quantize_of_nan_is_the_same_on_every_path():
     """predict (blocks), the batch path, stream and predict_one give bit-identical results
     (docs/RELIABILITY.md, Determinism), also for inputs nonfinite='allow' lets through. QUANTIZE
