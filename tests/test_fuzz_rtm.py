@@ -436,3 +436,6 @@ def test_quantize_of_nan_is_the_same_on_every_path():
     np.testing.assert_array_equal(exact.stream(X)[0], one)
     np.testing.assert_array_equal(exact.predict(X)[0], one)
     np.testing.assert_array_equal(rtinfer.load(fm, nonfinite="allow").predict(X)[0], one)
+    # the value onnxruntime's QuantizeLinear gives (checked: NaN -> -128, inf -> 127, -inf -> -128)
+    codes = np.array([-128, 127, -128, int(np.clip(np.rint(1.0 / np.float32(0.01)) - 7, -128, 127))], np.int32)
+    np.testing.assert_array_equal(one, (codes - np.int32(-4)).astype(np.float32) * np.float32(0.1))
