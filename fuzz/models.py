@@ -4,8 +4,8 @@
 (AFFINE, DENSE, SOFTMAX, meta), an int8 chain (QUANTIZE, QDENSE, QLUT, DEQUANTIZE, ARGMAX with
 an int64 output), a residual graph (BINARY of two runtime tensors with a fused activation), a
 two-branch graph with two outputs (CONCAT, SLICE, BINARY MUL), a fp32 CNN (CONV, MAXPOOL,
-AVGPOOL, ACT, GLOBAL_AVGPOOL, RESHAPE) and an int8 1-D CNN graph (QCONV, QMAXPOOL, QAVGPOOL, QSLICE,
-QCONCAT, QBINARY). Each is a few KB as an .rtm file.
+AVGPOOL, ACT, GLOBAL_AVGPOOL, RESHAPE), an int8 1-D CNN graph (QCONV, QMAXPOOL, QAVGPOOL, QSLICE,
+QCONCAT, QBINARY) and the table ops (GATHER, LAYERNORM, QGATHER). Each is a few KB as an .rtm file.
 
 ``synth(rnd)``: a random graph of 1..7 layers over every op, with shapes and attributes that
 are mostly consistent (so the model reaches the planner and the kernels) and, in hostile
@@ -114,6 +114,28 @@ def _cnn_int8(seed=0) -> FrozenModel:
     return FrozenModel(layers, bb.finish(), (2, 8), (6, 2))
 
 
+def _table_ops(seed=0) -> FrozenModel:
+    """GATHER (a transpose with a padded column), LAYERNORM, and QGATHER between QUANTIZE and
+    DEQUANTIZE: the table ops of the ONNX importer (Transpose, Pad, Resize, LayerNorm...)."""
+    rng = np.random.default_rng(seed)
+    bb = BufferBuilder()
+    idx = np.arange(12, dtype=np.int32).reshape(3, 4).T.reshape(-1)        # (3, 4) -> (4, 3)
+    idx = np.concatenate([idx.reshape(4, 3), np.full((4, 1), -1, np.int32)], axis=1).reshape(-1)  # pad to (4, 4)
+    rev = np.arange(16, dtype=np.int32)[::-1].copy()
+    layers = (
+        Layer(Op.GATHER, (3, 4), (4, 4), tensors={"index": bb.add(idx)}, attrs={"fill": -1.5}, name="gather"),
+        Layer(Op.LAYERNORM, (4, 4), (4, 4),
+              tensors={"scale": bb.add(rng.standard_normal(4).astype(np.float32)),
+                       "bias": bb.add(rng.standard_normal(4).astype(np.float32))},
+              attrs={"outer": 4, "axis_len": 4, "epsilon": 1e-5}, name="ln"),
+        Layer(Op.QUANTIZE, (4, 4), (4, 4), attrs={"y_scale": 0.03, "y_zp": 1}, name="q"),
+        Layer(Op.QGATHER, (4, 4), (4, 4), tensors={"index": bb.add(rev)}, attrs={"fill": 1, "y_scale": 0.03,
+                                                                              "y_zp": 1}, name="qgather"),
+        Layer(Op.DEQUANTIZE, (4, 4), (4, 4), attrs={"x_scale": 0.03, "x_zp": 1}, name="dq"),
+    )
+    return FrozenModel(layers, bb.finish(), (3, 4), (4, 4))
+
+
 def base_models() -> list:
     """The valid models every structural mutation starts from (see the module doc)."""
     a = fp32_mlp([5, 7, 3], acts=[Act.LEAKY_RELU, Act.IDENTITY], head="softmax", affine_in=True,
@@ -123,7 +145,7 @@ def base_models() -> list:
     b = int8_mlp([6, 5, 3], lut=np.tanh, head="argmax")
     c = residual_mlp(d=6, hidden=8, n_out=3, blocks=1)
     d = two_branch(d=5)
-    return [a, b, c, d, _cnn_fp32(), _cnn_int8()]
+    return [a, b, c, d, _cnn_fp32(), _cnn_int8(), _table_ops()]
 
 
 # ------------------------------------------------------------------------------ synthetic graphs
@@ -208,13 +230,13 @@ class _Synth:
         f = self.pick("f32")
         q = self.pick("i8")
         ops = ["act", "affine", "dense", "softmax", "argmax", "reshape", "binary", "concat", "slice", "window",
-               "gap", "quantize"]
+               "gap", "quantize", "gather", "layernorm"]
         if q is not None:
-            ops += ["dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow"]
+            ops += ["dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow", "qgather"]
         if self.hostile:
             ops += ["outer"]
         kind = rnd.choice(ops)
-        if kind in ("dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow"):
+        if kind in ("dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow", "qgather"):
             t = q
         else:
             t = f
@@ -477,6 +499,44 @@ class _Synth:
         table = self.tensor(np.arange(-128, 128, dtype=np.int64).clip(-128, 127)[::-1].astype(np.int8))
         self.add(Layer(Op.QLUT, shape, shape, tensors={"table": table},
                        attrs={"x_scale": 0.1, "x_zp": 0, "y_scale": 0.1, "y_zp": 0}, inputs=(t,)), shape, "i8")
+
+    def op_gather(self, t, shape, n, dtype="f32"):
+        """A gather table: in range, -1 (fill), or (hostile) out of range / huge outputs."""
+        rnd = self.rnd
+        n_out = rnd.choice((1, n, 2 * n, n + 3)) if not self.extreme(0.2) else rnd.choice(HUGE_COUNTS)
+        if self.weights_ok(n_out):
+            index = np.random.default_rng(n_out).integers(-1, max(n, 1), size=n_out).astype(np.int32)
+            if self.extreme(0.2):
+                index[rnd.randrange(n_out)] = rnd.choice((n, -2, (1 << 31) - 1, -(1 << 31)))
+            ref = self.tensor(index)
+        else:
+            ref = self.tensor(np.zeros(4, np.int32), huge_shape=(n_out,))
+        if dtype == "f32":
+            attrs = {"fill": rnd.choice((0.0, -math.inf) + (EXTREME_FLOATS if self.extreme(0.2) else ()))}
+            self.add(Layer(Op.GATHER, shape, (n_out,), tensors={"index": ref}, attrs=attrs, inputs=(t,)),
+                     (n_out,), "f32")
+        else:
+            attrs = {"fill": self.zp(), "y_scale": self.scale(), "y_zp": self.zp()}
+            self.add(Layer(Op.QGATHER, shape, (n_out,), tensors={"index": ref}, attrs=attrs, inputs=(t,)),
+                     (n_out,), "i8")
+
+    def op_qgather(self, t, shape, n):
+        self.op_gather(t, shape, n, "i8")
+
+    def op_layernorm(self, t, shape, n):
+        attrs = self._axis(shape, n)
+        attrs.pop("inner")
+        if not self.extreme(0.3) and attrs["outer"] * attrs["axis_len"] != n:
+            attrs = {"outer": 1, "axis_len": n}
+        attrs["epsilon"] = self.rnd.choice((1e-5, 1e-12) + (EXTREME_FLOATS if self.extreme(0.3) else ()))
+        k = attrs["axis_len"]
+        if isinstance(k, int) and 0 < k <= 1 << 14:
+            sc, bi = self.tensor(np.ones(k, np.float32)), self.tensor(np.zeros(k, np.float32))
+        else:
+            sc = self.tensor(np.ones(4, np.float32), huge_shape=(self.rnd.choice(HUGE_COUNTS),))
+            bi = self.tensor(np.zeros(4, np.float32))
+        self.add(Layer(Op.LAYERNORM, shape, shape, tensors={"scale": sc, "bias": bi}, attrs=attrs, inputs=(t,)),
+                 shape, "f32")
 
     def op_qbinary(self, t, shape, n):
         self.op_binary(t, shape, n, "i8")

@@ -64,7 +64,7 @@ def result():
 
 
 def test_base_files_load_and_run():
-    assert len(fz.base_files()) == 6
+    assert len(fz.base_files()) == 7
     ops = set()
     for data in fz.base_files():
         fm = from_bytes(data)
