@@ -110,6 +110,7 @@ class Runtime:
         self.in_size = p.in_size
         self.out_size = p.out_size           # elements per sample of all outputs
         self._flat_in = (p.in_size,)
+        self._flat_out = (p.out_size,)
         self._multi = len(self.outputs) > 1
         self._out_one = int(np.prod(self.output_shape, dtype=np.int64))  # elements of the first output
         self._int_out = not self._multi and self.output_dtype == _I64
@@ -296,18 +297,28 @@ class Runtime:
         if out is None:
             if self._multi or self._int_out:
                 return self._predict_one_checked(x, out, nonfinite)
-            out = np.empty(self.output_shape, dtype=_F32)
-        if x.__class__ is not _ND or x.ndim != 1 or out.__class__ is not _ND or out.ndim != 1:
-            # shaped samples, int64 outputs, subclasses: straight to the checked path (a refused
+            ret = out = np.empty(self.output_shape, dtype=_F32)
+            if out.ndim != 1:
+                out = out.reshape(self._flat_out)  # a view; the caller gets the shaped array
+        else:
+            ret = out
+        if x.__class__ is not _ND or out.__class__ is not _ND or out.ndim != 1:
+            # int64 outputs, subclasses, shaped out: straight to the checked path (a refused
             # dispatcher call costs an exception)
-            return self._predict_one_checked(x, out, nonfinite)
+            return self._predict_one_checked(x, ret, nonfinite)
+        xf = x
+        if x.ndim != 1:
+            # a sample in its natural shape (X_test[0]): a flat view of it, when it is one
+            if x.shape != self.input_shape or not x.flags.c_contiguous:
+                return self._predict_one_checked(x, ret, nonfinite)
+            xf = x.reshape(self._flat_in)
         try:
-            status = self._execute_checked(self._state, x, out, 1, self._mode_one, self._no_times)
+            status = self._execute_checked(self._state, xf, out, 1, self._mode_one, self._no_times)
         except TypeError:  # not exactly float32 1-D C-contiguous writable arrays: check it all
-            return self._predict_one_checked(x, out, nonfinite)
+            return self._predict_one_checked(x, ret, nonfinite)
         if status != -1 or nonfinite is not None:
-            self._one_status(status, x, out, nonfinite)
-        return out
+            self._one_status(status, xf, out, nonfinite)
+        return ret
 
     def _predict_one_checked(self, x, out, nonfinite):
         if x.__class__ is not np.ndarray:
