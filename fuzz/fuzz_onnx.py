@@ -23,7 +23,8 @@ model the .rtm reader refuses), ``mismatch`` (entry points disagree), and from t
 ``crash`` and ``hang``. Recorded as notes, not findings: models rtinfer imports that onnxruntime
 refuses to load or run (``ort_refuses``) and outputs that differ from onnxruntime's
 (``ort_differs``; rtol 1e-3, atol 1e-4 for float models, 1 LSB-equivalent for quantized ones
-is not attempted), each with examples to review.
+is not attempted), and workers that died inside onnxruntime (``ort_crashes``), each with
+examples to review.
 
 Families: bytes (bit flips, byte sets, truncations, random bytes), initializer dims (wrong
 rank, 0, negative, 10^12 elements), deleted initializers, initializer dtypes, truncated raw
@@ -626,6 +627,24 @@ def _pick_family(rnd) -> str:
     return FAMILY_WEIGHTS[-1][0]
 
 
+def ort_deaths_as_notes(out: dict) -> dict:
+    """Move workers that died (crash or hang) while onnxruntime ran a model into the notes
+    (``ort_crashes``): rtinfer had imported and run that model already, so the death is
+    onnxruntime's, not a finding (e.g. onnxruntime 1.32 segfaults on a LayerNormalization whose
+    optional bias input is named "")."""
+    dead = [c for kind in ("crashes", "hangs") for c in out[kind] if c.get("stage") == "onnxruntime"]
+    if not dead:
+        return out
+    for kind in ("crashes", "hangs"):
+        out[kind] = [c for c in out[kind] if c.get("stage") != "onnxruntime"]
+    for sig in ("crash:onnxruntime", "hang:onnxruntime"):
+        out.get("signatures", {}).pop(sig, None)
+    out.setdefault("notes", {}).setdefault("ort_crashes", [])
+    out["notes"]["ort_crashes"] += dead[:max(0, 20 - len(out["notes"]["ort_crashes"]))]
+    out.setdefault("n_notes", {})["ort_crashes"] = out.get("n_notes", {}).get("ort_crashes", 0) + len(dead)
+    return out
+
+
 def case(seed: int, index: int):
     """Mutation number ``index`` of run ``seed``: (family, model bytes, output request or None)."""
     rnd = random.Random(f"onnx:{seed}:{index}")
@@ -879,6 +898,7 @@ def main(argv=None):
                          ("max_parse_peak", "max_runtime_bytes", "max_batch_path_bytes", "max_case_seconds"), jobs=args.jobs,
                          case_timeout=args.case_timeout, mem_gb=args.mem_gb, extra=extra, start=args.start,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
+    ort_deaths_as_notes(out)
     from fuzz_rtm import run_survivors, summarize
     surv = run_survivors(args.survivors) if args.survivors else None
     summary = summarize(out, args.seed, surv)

@@ -95,6 +95,20 @@ def test_supervised_run_in_workers():
     assert sum(sum(d.values()) for d in out["counts"].values()) == 60
 
 
+def test_onnxruntime_deaths_are_notes_and_rtinfer_deaths_stay_crashes():
+    """A worker that dies while onnxruntime runs a model (rtinfer already imported and ran it)
+    is onnxruntime's problem: a note, not a crash; one that dies in rtinfer's stages stays a crash."""
+    ort = {"index": 10, "stage": "onnxruntime", "detail": "signal 11"}
+    ours = {"index": 11, "stage": "run", "detail": "signal 11"}
+    hang = {"index": 12, "stage": "onnxruntime", "detail": "no progress"}
+    out = {"crashes": [ort, ours], "hangs": [hang], "signatures": {"crash:onnxruntime": 1, "crash:run": 1,
+                                                                   "hang:onnxruntime": 1}}
+    fz.ort_deaths_as_notes(out)
+    assert out["crashes"] == [ours] and out["hangs"] == []
+    assert out["signatures"] == {"crash:run": 1}
+    assert out["notes"]["ort_crashes"] == [ort, hang] and out["n_notes"]["ort_crashes"] == 2
+
+
 @pytest.mark.parametrize("how", ["concat", "broadcast"])
 def test_computed_tensors_are_bounded_like_declared_ones(how):
     """A Concat of 32 copies of a (N, 2^24) input, or (N, 1, L, 1) * (N, 1, 1, L) with L = 2^16:
