@@ -507,7 +507,7 @@ class _Synth:
         if self.weights_ok(n_out):
             index = np.random.default_rng(n_out).integers(-1, max(n, 1), size=n_out).astype(np.int32)
             if self.extreme(0.2):
-                index[rnd.randrange(n_out)] = rnd.choice((n, -2, (1 << 31) - 1, -(1 << 31)))
+                index[rnd.randrange(n_out)] = rnd.choice((min(n, (1 << 31) - 1), -2, (1 << 31) - 1, -(1 << 31)))
             ref = self.tensor(index)
         else:
             ref = self.tensor(np.zeros(4, np.int32), huge_shape=(n_out,))
