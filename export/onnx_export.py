@@ -22,6 +22,7 @@ Graph layout
   activation; activations map to Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Elu, Selu,
   HardSigmoid, Gelu (approximate "none"/"tanh"), Clip. SOFTMAX / LOG_SOFTMAX / ARGMAX use one
   axis of the (outer, axis_len, inner) view. ARGMAX feeding more layers is followed by Cast.
+  CONST = Expand of the stored value to (N, *out_shape) (int64 when it is an int64 output).
 - int8 in QDQ form, the layout quantization tools and onnxruntime's QDQ fusions recognize:
   QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
   QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
@@ -179,6 +180,8 @@ class _Writer:
             return self.node(kind, [x], [f"{p}.out"], p, axis=axis), view
         if op in (Op.GATHER, Op.QGATHER):
             return self.gather(layer, x, cur, p), layer.out_shape
+        if op == Op.CONST:
+            return self.const(layer, x, p, int64_out), layer.out_shape
         if op == Op.LAYERNORM:
             a = layer.attrs
             view = (int(a["outer"]), int(a["axis_len"]))
@@ -240,6 +243,17 @@ class _Writer:
             idx = np.where(idx < 0, n, idx)
         ind = self.init(f"{p}.index", idx.reshape(layer.out_shape))
         return self.node("Gather", [src, ind], [f"{p}.out"], p, axis=1)
+
+    def const(self, layer: Layer, x: str, p: str, int64_out: bool) -> str:
+        """CONST: the value repeated per sample, Expand(value (1, *out_shape), [N, 1, ...]) with N
+        read from the input's shape (1 without a batch axis); int64 when it is an int64 output."""
+        out = tuple(layer.out_shape)
+        value = np.asarray(self.frozen.tensor(layer, "value"), np.float32).reshape((1,) + out)
+        val = self.init(f"{p}.value", value.astype(np.int64) if int64_out else value)
+        n = self.node("Shape", [x], [f"{p}.batch"], f"{p}.batch", start=0, end=1)
+        ones = self.init(f"{p}.ones", np.ones(len(out), np.int64))
+        shape = self.node("Concat", [n, ones], [f"{p}.shape"], f"{p}.shape", axis=0)
+        return self.node("Expand", [val, shape], [f"{p}.out" if int64_out else f"{p}.float"], p)
 
     def binary(self, layer: Layer, ins: list, p: str) -> str:
         f = self.frozen

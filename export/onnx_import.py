@@ -422,14 +422,18 @@ class _Importer:
         for name in used:
             if name in init_by_name:
                 self.consts[name] = _to_array(init_by_name[name], self.base_dir, "initializer")
-        runtime_inputs = [i for i in g.input if i.name in used and i.name not in init_by_name]
+        declared = [i for i in g.input if i.name not in init_by_name]
+        runtime_inputs = [i for i in declared if i.name in used] or declared[:1]  # unread: still the input
         if not runtime_inputs:
-            raise OnnxImportError(f"output {outs[0].name!r} does not depend on any graph input")
-        if len(runtime_inputs) > 1:
+            # no graph input, only constants (an ONNX Constant): a model without a batch axis whose
+            # input is a placeholder scalar, never read (predict takes a float32 array of shape ())
+            self.lead, self.batch, self.input_shape = 0, None, ()
+        elif len(runtime_inputs) > 1:
             raise OnnxImportError(f"the graph needs {len(runtime_inputs)} runtime inputs "
                                   f"({[i.name for i in runtime_inputs]}); rtinfer models take one "
                                   f"(give the others initializers)")
-        self._add_input(runtime_inputs[0])
+        else:
+            self._add_input(runtime_inputs[0])
 
         for node in nodes:
             self.current = node
@@ -439,7 +443,8 @@ class _Importer:
         results = []
         for out in outs:
             if out.name in self.consts:
-                raise OnnxImportError(f"output {out.name!r} is a constant")
+                results.append(self._const_output(out.name))
+                continue
             d = self.dyn[out.name]
             if d.kind == "index":
                 dtype = "int64"
@@ -467,6 +472,33 @@ class _Importer:
         else:
             meta.pop("batch", None)
         return onnx_ir.build(self.g, self.input_shape, results, meta)
+
+    def _const_output(self, name):
+        """A graph output that does not depend on the input's values (Constant, Shape of a
+        fixed-size tensor): a CONST layer reading the input tensor. Only without a batch axis:
+        a constant has none, so with one the import is retried without it (from_onnx)."""
+        value = self.consts[name]
+        if self.lead:
+            raise BatchAxisError(f"output {name!r} is a constant (it does not depend on the input's values) and has "
+                                 f"no batch axis; rtinfer imports it only from a graph whose input shape is fully "
+                                 f"fixed (the whole input is then one sample)")
+        if value.size == 0:
+            raise OnnxImportError(f"output {name!r} is an empty constant (shape {tuple(value.shape)}); rtinfer "
+                                  f"tensors have at least one element")
+        if value.dtype == np.float32:
+            dtype = "float32"
+        elif value.dtype == np.int64:
+            if np.any(np.abs(value) > 1 << 24):
+                raise OnnxImportError(f"output {name!r} is an int64 constant with values beyond 2^24; rtinfer "
+                                      f"carries int64 outputs as float32, exact up to 2^24")
+            dtype = "int64"
+        else:
+            raise OnnxImportError(f"output {name!r} is a constant of type {value.dtype}; rtinfer models end in "
+                                  f"float32 or int64")
+        s = self.input_shape
+        p = self.g.add(Proto(Op.CONST, s, tuple(value.shape), tensors={"value": value.astype(np.float32)},
+                             name=name, inputs=[None], in_shapes=[s]))
+        return p, tuple(value.shape), dtype
 
     def _rewrite(self, nodes, init_by_name, out_names):
         """Patterns replaced by one node before translation (a decomposed LayerNormalization);

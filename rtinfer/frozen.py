@@ -30,6 +30,10 @@ from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, 
 
 
 
+# float32 holds every integer of magnitude <= 2^24 exactly (an int64 output's values travel as float32)
+F32_EXACT_INT = 1 << 24
+
+
 class FrozenModelError(ValueError):
     """A FrozenModel is inconsistent (bad offsets, shapes, codes or parameters)."""
 
@@ -102,7 +106,7 @@ class Layer:
 @dataclass(frozen=True)
 class Output:
     """One model output: the tensor it reads, the shape the user sees (same size as the
-    tensor's) and the dtype ("float32", or "int64" for an ARGMAX result)."""
+    tensor's) and the dtype ("float32", or "int64" for an ARGMAX result or an integer CONST)."""
     tensor: int
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -122,7 +126,7 @@ class FrozenModel:
     buffers: Mapping[str, np.ndarray]
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...] | None = None  # the (first) output's shape
-    output_dtype: str = "float32"  # "float32", or "int64" when the output is an ARGMAX result
+    output_dtype: str = "float32"  # "float32", or "int64" for an ARGMAX result or an integer CONST
     meta: Mapping[str, str] = field(default_factory=dict)
     outputs: tuple[Output, ...] | None = None  # None: one output, the last layer's tensor
 
@@ -262,13 +266,33 @@ class FrozenModel:
             if self.tensor_dtype(out.tensor) != "f32":
                 raise FrozenModelError(f"{what}: tensor {out.tensor} is int8; outputs must be float32 "
                                        f"(end int8 models with DEQUANTIZE)")
-            if out.dtype == "int64" and self.source_op(out.tensor) != Op.ARGMAX:
-                raise FrozenModelError(f"{what}: dtype int64 needs an ARGMAX result, but tensor {out.tensor} "
-                                       f"comes from {self.source_op(out.tensor).name}")
+            if out.dtype == "int64":
+                self._check_int64_output(what, out.tensor)
         for i in range(len(self.layers)):
             if not used[i + 1]:
                 raise FrozenModelError(f"layer {i} ({self.layers[i].op.name}): its output (tensor {i + 1}) "
                                        f"is never used")
+
+    def _check_int64_output(self, what: str, t: int) -> None:
+        """An int64 output holds float32 values converted at the end: an ARGMAX index, or a
+        CONST whose values are integers that float32 holds exactly (|v| <= 2^24)."""
+        op = self.source_op(t)
+        if op == Op.ARGMAX:
+            return
+        if op == Op.CONST:
+            while self.layers[t - 1].op == Op.RESHAPE:
+                t = self.layers[t - 1].inputs[0]
+            layer = self.layers[t - 1]
+            ref = layer.tensors.get("value")
+            if ref is None or ref.buffer != "f32":  # the planner names the missing tensor
+                return
+            v = self.tensor(layer, "value").astype(np.float64)
+            if not np.all(np.isfinite(v)) or np.any(v != np.round(v)) or np.any(np.abs(v) > F32_EXACT_INT):
+                raise FrozenModelError(f"{what}: dtype int64 from a CONST needs integer values of magnitude "
+                                       f"<= 2^24 (exact in float32); tensor {t} holds others")
+            return
+        raise FrozenModelError(f"{what}: dtype int64 needs an ARGMAX or CONST result, but tensor {t} "
+                               f"comes from {'the input' if op is None else op.name}")
 
     def source_op(self, t: int):
         """The op that computed tensor t's values, looking through RESHAPE (None for the input)."""

@@ -117,6 +117,15 @@ LAYERNORM    f32 -> f32   the sample viewed as (outer, axis_len); per row mean a
                           y = v * scale + bias in float32. attrs outer, axis_len, epsilon (> 0);
                           tensors scale (axis_len,), bias (axis_len,) f32.
 
+Constants (code 30):
+
+CONST        f32 -> f32   y = value for every sample: the stored tensor, independent of the input's
+                          values (an ONNX Constant output, Shape of a fixed-size tensor). It reads
+                          one float32 tensor (importers give it tensor 0, the model input) only so
+                          the graph stays one validated graph; that tensor's values are never read.
+                          tensors value (out_shape) f32. An output of dtype int64 may come from a
+                          CONST whose values are integers of magnitude <= 2^24 (exact in float32).
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -185,6 +194,8 @@ class Op(IntEnum):
     GATHER = 27
     QGATHER = 28
     LAYERNORM = 29
+    # a stored tensor (the output does not depend on the input's values)
+    CONST = 30
 
 
 class Act(IntEnum):

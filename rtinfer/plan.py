@@ -463,6 +463,8 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "scale", "f32", (axis_len,)))
         row[C_T1] = sec.add("f32", _tensor(frozen, layer, where, "bias", "f32", (axis_len,)))
         row[C_I0], row[C_I1] = outer, axis_len
+    elif op == Op.CONST:
+        row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "value", "f32", layer.out_shape))
     elif op in (Op.CONCAT, Op.QCONCAT):
         row[C_FP] = len(fparams)
         fparams.extend([alpha, beta, scale])
@@ -656,6 +658,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_T0] += o_i8
         elif op in (Op.GATHER, Op.QGATHER):
             row[C_T0] += o_i32 // 4
+        elif op == Op.CONST:
+            row[C_T0] += o_f32 // 4
         elif op in (Op.BINARY, Op.QBINARY):
             row[C_I0] += o_i32 // 4
         elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:

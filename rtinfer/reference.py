@@ -204,6 +204,9 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
         return gather(x.astype(np.int8), frozen.tensor(layer, "index"), np.int8(int(layer.attrs.get("fill", 0))))
     if op == Op.LAYERNORM:
         return layernorm(x, frozen.tensor(layer, "scale"), frozen.tensor(layer, "bias"), layer)
+    if op == Op.CONST:  # the stored tensor for every sample; x's values are not read
+        value = frozen.tensor(layer, "value").reshape(1, -1).astype(np.float32)
+        return np.repeat(value, x.shape[0], axis=0)
     if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
         from .reference_conv import run_window_layer  # convolution and pooling
         return run_window_layer(frozen, layer, x)

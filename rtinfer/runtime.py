@@ -23,7 +23,7 @@ whole input tensor is one sample, so ``predict`` takes exactly ``input_shape`` a
 ``output_shape`` (no leading N); predict_one does the same; stream and measure take a sequence
 of whole inputs (N, *input_shape).
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
-ends in ARGMAX (``frozen.output_dtype``). A model with several outputs returns a tuple of arrays
+ends in ARGMAX or an integer CONST (``frozen.output_dtype``). A model with several outputs returns a tuple of arrays
 in ``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
 
 Threads: a Runtime may be shared; every call gives the right answer. A call that touches the
