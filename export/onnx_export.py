@@ -23,6 +23,7 @@ Graph layout
   HardSigmoid, Gelu (approximate "none"/"tanh"), Clip. SOFTMAX / LOG_SOFTMAX / ARGMAX use one
   axis of the (outer, axis_len, inner) view. ARGMAX feeding more layers is followed by Cast.
   CONST = Expand of the stored value to (N, *out_shape) (int64 when it is an int64 output).
+  MATMUL = MatMul of the operands reshaped to (N, a_groups, m, k) and (N, b_groups, k, n).
 - int8 in QDQ form, the layout quantization tools and onnxruntime's QDQ fusions recognize:
   QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
   QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
@@ -182,6 +183,12 @@ class _Writer:
             return self.gather(layer, x, cur, p), layer.out_shape
         if op == Op.CONST:
             return self.const(layer, x, p, int64_out), layer.out_shape
+        if op == Op.MATMUL:  # (N, a_groups, m, k) @ (N, b_groups, k, n): ONNX broadcasts the groups
+            at = layer.attrs
+            g, m, k, n = (int(at[key]) for key in ("groups", "m", "k", "n"))
+            lhs = self.reshape(x, cur, (int(at["a_groups"]), m, k), f"{p}.reshape_a")
+            rhs = self.reshape(ins[1][0], ins[1][1], (int(at["b_groups"]), k, n), f"{p}.reshape_b")
+            return self.node("MatMul", [lhs, rhs], [f"{p}.out"], p), (g, m, n)
         if op == Op.LAYERNORM:
             a = layer.attrs
             view = (int(a["outer"]), int(a["axis_len"]))

@@ -69,7 +69,7 @@ _QOPERATOR_OPS = set(onnx_qop.OPS)  # com.microsoft, rewritten into QDQ form bef
 # ONNX ops accepted on runtime tensors only inside a recognized activation (export.onnx_ir)
 _PSEUDO_OPS = set(onnx_ir.PSEUDO_OPS)
 # ops that may read more than one runtime tensor
-_MULTI_OPS = set(_BINARY_OPS) | {"Concat"} | _PSEUDO_OPS
+_MULTI_OPS = set(_BINARY_OPS) | {"Concat", "MatMul", "Gemm"} | _PSEUDO_OPS
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
@@ -1109,6 +1109,8 @@ class _Importer:
     def _op_Gemm(self, node, x, k):
         self.need_float(node, x)
         a = self.attrs(node)
+        if any(i < len(node.input) and node.input[i] in self.dyn for i in range(k + 1, 3)):
+            return self._gemm_runtime(node, k, a)
         if not self.lead:  # no batch axis: any operand may be the runtime tensor
             A, B = (None if i == k else np.asarray(self.const(node, i), np.float64) for i in range(2))
             alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
@@ -1161,6 +1163,8 @@ class _Importer:
 
     def _op_MatMul(self, node, x, k):
         self.need_float(node, x)
+        if k == 0 and node.input[1] in self.dyn:
+            return self._matmul_runtime(node, x, self.dyn[node.input[1]])
         if not self.lead:  # no batch axis: x @ B or A @ x of fixed shapes
             c = np.asarray(self.const(node, 1 - k), np.float64)
             return self.linear_map(node, x, (lambda v: np.matmul(v, c)) if k == 0 else (lambda v: np.matmul(c, v)))
@@ -1176,6 +1180,93 @@ class _Importer:
                 prov["W"] = wp
         self.emit(node, Op.DENSE, x, out_shape, tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)}, prov=prov)
         return Dyn(out_shape)
+
+    def _matmul_runtime(self, node, a: Dyn, b: Dyn) -> Dyn:
+        """MatMul of two runtime tensors -> MATMUL (per sample, batched over the leading dims;
+        those of one operand may be all 1: one matrix for every group)."""
+        for d in (a, b):
+            self.need_float(node, d)
+        sa, sb = tuple(a.shape), tuple(b.shape)
+        if self.lead and (len(sa) < 2 or len(sa) != len(sb)):
+            raise self.batch_err(node, f"MatMul of runtime tensors {self.full(a)} and {self.full(b)}: per sample "
+                                       f"both must be matrices (or stacks) of one rank, else ONNX contracts or "
+                                       f"broadcasts across the batch axis")
+        va = sa if len(sa) >= 2 else (1,) + sa
+        vb = sb if len(sb) >= 2 else sb + (1,)
+        if not sa or not sb or va[-1] != vb[-2]:
+            raise self.err(node, f"MatMul shapes {self.full(a)} and {self.full(b)} do not align")
+        ga, gb = va[:-2], vb[:-2]
+        try:
+            g = tuple(np.broadcast_shapes(ga, gb))
+        except ValueError:
+            raise self.err(node, f"MatMul batch dims {ga} and {gb} do not broadcast") from None
+        G, Ga, Gb = _prod(g), _prod(ga), _prod(gb)
+        if Ga not in (1, G) or Gb not in (1, G):
+            raise self.unsupported(node, f"MatMul batch dims {ga} and {gb} broadcast against each other in part "
+                                         f"(rtinfer repeats a whole operand, or none)")
+        m, kk, n = va[-2], va[-1], vb[-1]
+        out = g + ((m,) if len(sa) >= 2 else ()) + ((n,) if len(sb) >= 2 else ())
+        self._node_src = a.src
+        self.emit(node, Op.MATMUL, a, out, extra=(b,),
+                  attrs={"groups": G, "m": m, "k": kk, "n": n, "a_groups": Ga, "b_groups": Gb})
+        return Dyn(out)
+
+    def _gemm_runtime(self, node, k, a) -> Dyn:
+        """Gemm with more runtime operands than A: a runtime C is added by a BINARY after the
+        product (scaled by beta with an AFFINE); runtime A and B (only without a batch axis: with
+        one, the product would contract it) are a MATMUL, transposed by a GATHER where transA /
+        transB say, scaled by alpha with an AFFINE."""
+        from onnx import helper
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        C = node.input[2] if len(node.input) > 2 and node.input[2] in self.dyn else None
+        if node.input[0] in self.dyn and node.input[1] in self.dyn:
+            if self.lead:
+                raise self.batch_err(node, "Gemm of two runtime tensors contracts the batch axis")
+            A, B = self.dyn[node.input[0]], self.dyn[node.input[1]]
+            for d in (A, B):
+                self.need_float(node, d)
+                if len(d.shape) != 2:
+                    raise self.err(node, f"Gemm inputs A and B must have rank 2, got {d.shape}")
+            for key, d in (("transA", A), ("transB", B)):
+                if int(a.get(key, 0)):
+                    d = self.gather(node, replace(d, src=self.src(d)), onnx_tables.positions(d.shape).T)
+                    A, B = (d, B) if key == "transA" else (A, d)
+            y = self._matmul_runtime(node, replace(A, src=self.src(A)), replace(B, src=self.src(B)))
+            y = replace(y, src=self.src(y))
+            if alpha != 1.0:
+                y = self._scale(node, y, alpha)
+            if len(node.input) > 2 and node.input[2] and C is None:  # a constant C
+                c = np.broadcast_to(np.asarray(self.const(node, 2), np.float32) * np.float32(beta), y.shape)
+                self.emit(node, Op.AFFINE, y, y.shape, tensors={"s": np.ones(y.shape, np.float32),
+                                                                 "t": np.ascontiguousarray(c, np.float32)})
+                y = Dyn(y.shape, src=self.g.protos[-1])
+        else:  # A or B runtime, the other constant, then a runtime C
+            ab = helper.make_node("Gemm", list(node.input[:2]), [node.output[0] + "/AB"], name=node.name or "Gemm",
+                                  **{key: v for key, v in a.items() if key in ("alpha", "transA", "transB")})
+            y = self._op_Gemm(ab, self.dyn[node.input[k]], k)
+            y = replace(y, src=self.src(y))
+        if C is None:
+            return y
+        c = self.dyn[C]
+        self.need_float(node, c)
+        c = replace(c, src=self.src(c))
+        if beta != 1.0:
+            c = self._scale(node, c, beta)
+        self._sample_rank_match(node, (y, c))
+        try:
+            out = tuple(np.broadcast_shapes(y.shape, c.shape))
+        except ValueError:
+            raise self.err(node, f"Gemm bias C {self.full(c)} does not broadcast to {self.full(y)}") from None
+        if out != tuple(y.shape):
+            raise self.err(node, f"Gemm bias C {self.full(c)} does not broadcast to {self.full(y)}")
+        self.emit(node, Op.BINARY, y, out, extra=(c,), attrs={"fn": int(Bin.ADD)})
+        return Dyn(out, src=self.g.protos[-1])
+
+    def _scale(self, node, d: Dyn, factor: float) -> Dyn:
+        """d * factor as an AFFINE (Gemm's alpha / beta on a runtime operand)."""
+        s = np.full(d.shape, np.float32(factor), np.float32)
+        p = self.emit(node, Op.AFFINE, d, d.shape, tensors={"s": s, "t": np.zeros(d.shape, np.float32)})
+        return Dyn(d.shape, src=p)
 
     def _matmul_weights(self, node, x: Dyn, B: np.ndarray):
         """x (N, *s) @ B as one DENSE: W (prod(s), prod(out)) and the sample output shape."""

@@ -126,6 +126,17 @@ CONST        f32 -> f32   y = value for every sample: the stored tensor, indepen
                           tensors value (out_shape) f32. An output of dtype int64 may come from a
                           CONST whose values are integers of magnitude <= 2^24 (exact in float32).
 
+Two runtime tensors (code 31):
+
+MATMUL       f32, f32 -> f32  y = a @ b per sample, batched over groups: a is viewed as
+                          (a_groups, m, k), b as (b_groups, k, n), y as (groups, m, n); a_groups
+                          and b_groups are each groups or 1 (one matrix for every group). Sums in
+                          float32 over k in order (y[i, j] = ((a[i,0] b[0,j] + a[i,1] b[1,j]) + ...),
+                          no fused multiply-add). attrs groups, m, k, n, a_groups, b_groups. Reads
+                          two tensors (Layer.inputs: a, b); out_shape is any shape of groups*m*n
+                          elements (ONNX MatMul of two runtime tensors, attention's Q K^T and
+                          softmax(.) V).
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -196,6 +207,8 @@ class Op(IntEnum):
     LAYERNORM = 29
     # a stored tensor (the output does not depend on the input's values)
     CONST = 30
+    # matrix product of two runtime tensors
+    MATMUL = 31
 
 
 class Act(IntEnum):
@@ -282,7 +295,7 @@ INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXP
                              Op.QBINARY, Op.QCONCAT, Op.QSLICE, Op.QGATHER})
 
 # How many inputs each op reads: 1 unless listed; CONCAT / QCONCAT take 1 to MAX_CONCAT_INPUTS.
-N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2}
+N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2, Op.MATMUL: 2}
 VARIADIC_OPS = frozenset({Op.CONCAT, Op.QCONCAT})
 MAX_CONCAT_INPUTS = 1 << 16
 # Ops that take a fused activation (``Layer.act``); every other op must leave it IDENTITY.

@@ -147,6 +147,15 @@ def layernorm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer: Layer) 
     return y.reshape(x.shape[0], -1)
 
 
+def matmul(a: np.ndarray, b: np.ndarray, layer: Layer) -> np.ndarray:
+    """MATMUL: a (N, a_groups*m*k) @ b (N, b_groups*k*n) per sample and group, float32."""
+    at = layer.attrs
+    g, m, k, n = (int(at[key]) for key in ("groups", "m", "k", "n"))
+    A = a.astype(np.float32).reshape(a.shape[0], int(at["a_groups"]), m, k)
+    B = b.astype(np.float32).reshape(b.shape[0], int(at["b_groups"]), k, n)
+    return np.matmul(A, B).reshape(a.shape[0], g * m * n)
+
+
 def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     """One layer on a batch; x is its first input (N, in_size) flat, ``more`` its other inputs
     (flat, in Layer.inputs order); returns (N, out_size) flat."""
@@ -163,6 +172,8 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
             alpha, beta = layer.act_params()
             return activation(y, layer.act, alpha, beta).reshape(x.shape[0], -1)
         return qbinary_i8(a, b, layer.attrs).reshape(x.shape[0], -1)
+    if op == Op.MATMUL:
+        return matmul(x, more[0], layer)
     if op in (Op.CONCAT, Op.QCONCAT):
         axis = int(layer.attrs["axis"])
         parts = [v.reshape((v.shape[0],) + frozen.tensor_shape(t)) for v, t in zip((x,) + more, layer.inputs)]

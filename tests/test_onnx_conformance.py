@@ -45,7 +45,6 @@ R_INT_OUTPUT = "integer graph output (uint8/int8/int32); a FrozenModel outputs f
 R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
 R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
-R_TWO_RUNTIME = "a node takes two runtime tensors where rtinfer takes one (MatMul/Gemm of two runtime tensors)"
 R_NOT_TENSOR = "sequence / optional input"
 R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
 R_TRANSPOSE = "Transpose that moves data of the runtime tensor (only constant transposes fold)"
@@ -272,7 +271,6 @@ SKIP_PYTORCH = {
     "pytorch-operator/test_operator_add_size1_right_broadcast": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_add_size1_singleton_broadcast": R_INPUT_DTYPE,
     "pytorch-operator/test_operator_addconstant": R_INPUT_DTYPE,
-    "pytorch-operator/test_operator_addmm": R_TWO_RUNTIME,
     "pytorch-operator/test_operator_non_float_params": R_INPUT_DTYPE,
     # convolution and pooling (export.onnx_conv)
 }
