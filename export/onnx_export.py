@@ -5,7 +5,8 @@
 
 Graph layout
 - One input ``input`` (N, *input_shape) float32 and one output ``output`` (N, *output_shape)
-  float32 (int64 when ``output_dtype`` is "int64"); N is the symbolic dim "N". A model with
+  float32 (int64 / int8 / uint8 as ``output_dtype`` says: a Cast of the exact float values for
+  int8 / uint8); N is the symbolic dim "N". A model with
   several outputs names them ``output``, ``output_1``, ``output_2``, ... in ``frozen.outputs`` order.
 - The graph follows ``Layer.inputs``: a layer reads the ONNX tensors of its input tensors. Each
   layer reads a tensor of shape (N, *in_shape); when the producer's tensor has another shape a
@@ -62,6 +63,7 @@ _ACT_NODE = {
     Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip", Act.SILU: "Sigmoid",
     Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
+_CAST_TO = {"int8": 3, "uint8": 2}  # onnx.TensorProto.INT8 / UINT8: integer outputs other than int64
 _BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 
@@ -384,6 +386,8 @@ class _Writer:
                 x = self.node("Reshape", [x, shape], [f"{oname}.reshape.out"], f"{oname}.reshape")
             else:
                 x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
+            if o.dtype in _CAST_TO:  # int8 / uint8 codes, carried as exact float32 values
+                x = self.node("Cast", [x], [f"{oname}.{o.dtype}"], f"{oname}.cast", to=_CAST_TO[o.dtype])
             producer = self.nodes[-1] if self.nodes else None
             if len(f.outputs) == 1 and x != INPUT_NAME and producer is not None and x in producer.output:
                 for j, out in enumerate(producer.output):  # rename the last node's output
@@ -393,7 +397,7 @@ class _Writer:
                 if o.dtype == "int64" and x.endswith(".float"):
                     x = self.node("Cast", [x], [f"{oname}.int64"], f"{oname}.cast", to=7)
                 self.node("Identity", [x], [oname], oname)
-            out_type = onnx.TensorProto.INT64 if o.dtype == "int64" else onnx.TensorProto.FLOAT
+            out_type = {"int64": onnx.TensorProto.INT64, **_CAST_TO}.get(o.dtype, onnx.TensorProto.FLOAT)
             outs.append(helper.make_tensor_value_info(oname, out_type, ([] if no_batch else [BATCH_DIM]) + list(o.shape)))
         graph = helper.make_graph(
             self.nodes, "rtinfer",

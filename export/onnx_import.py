@@ -450,9 +450,17 @@ class _Importer:
                 dtype = "int64"
             elif d.kind == "f32":
                 dtype = "float32"
+            elif d.kind == "q8" and d.onnx_type in (INT8, UINT8):
+                # the codes themselves: int8 codes q (uint8 values are held as q - 128) -> q - zp
+                dtype = "int8" if d.onnx_type == INT8 else "uint8"
+                p = self.g.add(Proto(Op.DEQUANTIZE, d.shape, d.shape, name=f"{out.name}.codes", inputs=[self.src(d)],
+                                     in_shapes=[d.shape],
+                                     attrs={"x_scale": 1.0, "x_zp": 0 if d.onnx_type == INT8 else -128}))
+                d = replace(d, src=p)
             else:
                 raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
-                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32 or int64 "
+                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32, int64, int8 "
+                                      f"or uint8 "
                                       f"(end the graph with DequantizeLinear)")
             results.append((d.src, d.shape, dtype))
         self.g.outputs = [src for src, _, _ in results]

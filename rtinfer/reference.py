@@ -239,7 +239,7 @@ def run(frozen: FrozenModel, X: np.ndarray, trace: bool = False):
     ys = []
     for out in frozen.outputs:
         y = tensors[out.tensor].reshape((n,) + out.shape)
-        ys.append(y.astype(np.int64) if out.dtype == "int64" else y)
+        ys.append(y if out.dtype == "float32" else y.astype(out.dtype))  # exact integers (FrozenModel)
     y = ys[0] if len(ys) == 1 else tuple(ys)
     if trace:
         return y, [tensors[i + 1].reshape((n,) + layer.out_shape) for i, layer in enumerate(frozen.layers)]
