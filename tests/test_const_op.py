@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import onnx
+from onnx import TensorProto, helper
+from onnx_graphs import graph_model, ort_run
+from optional import needs_onnxruntime
+
 import rtinfer
+from export import from_onnx, to_onnx
+from export.onnx_import import OnnxImportError
 from rtinfer import reference
 from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer, Output
 from rtinfer.ops import Op
@@ -118,26 +125,11 @@ def test_const_rtm_round_trip(tmp_path):
 
 # -- ONNX ----------------------------------------------------------------------------------------
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper  # noqa: E402
-
-from export import from_onnx, to_onnx  # noqa: E402
-from export.onnx_import import OnnxImportError  # noqa: E402
+def _model(nodes, inputs, outputs, inits=()):
+    return graph_model(nodes, inputs, outputs, inits, opset=21)
 
 
-def _model(nodes, inputs, outputs, inits=(), opset=21):
-    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
-
-
-def _ort(model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
+@needs_onnxruntime
 @pytest.mark.parametrize("start,end", [(None, None), (1, None), (None, -1), (-2, 3), (0, 1)])
 def test_shape_of_a_fixed_size_input_matches_onnxruntime(start, end):
     attrs = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
@@ -145,16 +137,17 @@ def test_shape_of_a_fixed_size_input_matches_onnxruntime(start, end):
                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5])],
                [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
     X = np.random.default_rng(4).standard_normal((3, 4, 5)).astype(np.float32)
-    want = _ort(m, {"x": X})[0]
+    want = ort_run(m, {"x": X})[0]
     f = from_onnx(m)
     assert f.meta.get("batch") == "none" and f.layers[-1].op == Op.CONST
     got = rtinfer.load(f).predict(X)
     assert got.dtype == np.int64 and np.array_equal(got, want)
     # and back out through to_onnx: onnxruntime gives the same values and type
-    back = _ort(to_onnx(f), {"input": X})[0]
+    back = ort_run(to_onnx(f), {"input": X})[0]
     assert back.dtype == np.int64 and np.array_equal(back, want)
 
 
+@needs_onnxruntime
 def test_constant_output_beside_a_computed_one_matches_onnxruntime():
     value = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
     m = _model([helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(value)),
@@ -163,12 +156,12 @@ def test_constant_output_beside_a_computed_one_matches_onnxruntime():
                [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 4]),
                 helper.make_tensor_value_info("c", TensorProto.FLOAT, [2, 3])])
     X = np.random.default_rng(5).standard_normal((2, 4)).astype(np.float32)
-    want = _ort(m, {"x": X})
+    want = ort_run(m, {"x": X})
     f = from_onnx(m, output=["r", "c"])
     got = rtinfer.load(f).predict(X)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
-    for g, w in zip(_ort(to_onnx(f), {"input": X}), want):
+    for g, w in zip(ort_run(to_onnx(f), {"input": X}), want):
         assert g.dtype == w.dtype and np.array_equal(g, w)
 
 
@@ -180,28 +173,31 @@ def test_constant_output_with_a_dynamic_batch_is_one_clear_error():
         from_onnx(m)
 
 
+@needs_onnxruntime
 def test_const_in_a_batched_model_exports_per_sample():
     """A hand-built batched model with a CONST output: to_onnx repeats it per sample."""
     f = _const_model(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), in_shape=(3,), with_dense=True)
     X = np.random.default_rng(6).standard_normal((4, 3)).astype(np.float32)
-    got = _ort(to_onnx(f), {"input": X})
+    got = ort_run(to_onnx(f), {"input": X})
     for g, w in zip(got, reference.run(f, X)):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
 
 
+@needs_onnxruntime
 def test_graph_without_inputs_imports_with_a_placeholder_input():
     value = np.random.default_rng(7).standard_normal((5, 5)).astype(np.float32)
     m = _model([helper.make_node("Constant", [], ["values"], value=onnx.numpy_helper.from_array(value))],
                [], [helper.make_tensor_value_info("values", TensorProto.FLOAT, [5, 5])])
-    want = _ort(m, {})[0]
+    want = ort_run(m, {})[0]
     f = from_onnx(m)
     assert f.input_shape == () and f.meta.get("batch") == "none"
     got = rtinfer.load(f).predict(np.zeros((), np.float32))
     assert got.dtype == np.float32 and np.array_equal(got, want)
-    assert np.array_equal(_ort(to_onnx(f), {"input": np.array(3.0, np.float32)})[0], want)
+    assert np.array_equal(ort_run(to_onnx(f), {"input": np.array(3.0, np.float32)})[0], want)
 
 
+@needs_onnxruntime
 def test_declared_but_unread_input_stays_the_input():
     m = _model([helper.make_node("Constant", [], ["c"], value_ints=[4, 2])],
                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
@@ -209,6 +205,6 @@ def test_declared_but_unread_input_stays_the_input():
     f = from_onnx(m)
     assert f.input_shape == (2, 3)
     X = np.ones((2, 3), np.float32)
-    assert np.array_equal(rtinfer.load(f).predict(X), _ort(m, {"x": X})[0])
+    assert np.array_equal(rtinfer.load(f).predict(X), ort_run(m, {"x": X})[0])
     with pytest.raises(Exception, match="shape"):
         rtinfer.load(f).predict(np.ones((3, 3), np.float32))

@@ -8,7 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import graph_model, ort_run
+from optional import needs_onnxruntime
+
 import rtinfer
+from export import from_onnx, to_onnx
 from rtinfer import quant, reference
 from rtinfer.boundary import InputError
 from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer, Output
@@ -95,54 +100,37 @@ def test_codes_output_rtm_round_trip(tmp_path, dtype):
 
 # -- ONNX ----------------------------------------------------------------------------------------
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from export import from_onnx, to_onnx  # noqa: E402
-
-
-def _model(nodes, inputs, outputs, inits=(), opset=21):
-    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
-
-
-def _ort(model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
 def _same(got, want):
     assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("zp", [np.uint8(17), np.int8(-5)])
 def test_quantizelinear_output_matches_onnxruntime(zp):
     otype = TensorProto.UINT8 if zp.dtype == np.uint8 else TensorProto.INT8
-    m = _model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"])],
+    m = graph_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"])],
                [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 3])],
                [helper.make_tensor_value_info("y", otype, ["N", 4, 3])],
                [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(np.array(zp), "z")])
     X = (np.random.default_rng(3).standard_normal((11, 4, 3)) * 3).astype(np.float32)
-    want = _ort(m, {"x": X})[0]
+    want = ort_run(m, {"x": X})[0]
     f = from_onnx(m)
     _same(rtinfer.load(f).predict(X), want)
     _same(reference.run(f, X), want)
-    _same(_ort(to_onnx(f), {"input": X})[0], want)
+    _same(ort_run(to_onnx(f), {"input": X})[0], want)
 
 
+@needs_onnxruntime
 def test_maxpool_on_uint8_output_matches_onnxruntime():
-    m = _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+    m = graph_model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
                [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 2, 6, 6])],
                [helper.make_tensor_value_info("y", TensorProto.UINT8, ["N", 2, 3, 3])])
     Xu = np.random.default_rng(4).integers(0, 256, (5, 2, 6, 6)).astype(np.uint8)
-    want = _ort(m, {"x": Xu})[0]
+    want = ort_run(m, {"x": Xu})[0]
     f = from_onnx(m)
     X = Xu.astype(np.float32)
     _same(rtinfer.load(f).predict(X), want)
-    _same(_ort(to_onnx(f), {"input": X})[0], want)
+    _same(ort_run(to_onnx(f), {"input": X})[0], want)
 
 
 def test_codes_output_through_the_batch_path():

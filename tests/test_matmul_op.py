@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import graph_model, ort_run
+from optional import needs_onnxruntime
+
 import rtinfer
+from export import from_onnx, to_onnx
+from export.onnx_import import OnnxImportError
 from rtinfer import reference
 from rtinfer.frozen import BufferBuilder, FrozenModel, FrozenModelError, Layer
 from rtinfer.ops import Op
@@ -63,24 +69,21 @@ def test_matmul_compiled_matches_reference(groups, m, k, n, ga, gb):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _with_matmul(f, inputs=(1, 3), **attrs):
+    """f with its MATMUL layer replaced by one of these attrs (groups 2, m 3, k 4, n 5 unless given)."""
+    attrs = {"groups": 2, "m": 3, "k": 4, "n": 5, "a_groups": 2, "b_groups": 2, **attrs}
+    mm = Layer(Op.MATMUL, (2, 3, 4), (2, 3, 5), inputs=inputs, attrs=attrs)
+    return FrozenModel(f.layers[:-1] + (mm,), f.buffers, f.input_shape, (2, 3, 5))
+
+
 def test_matmul_plan_errors():
     f = _mm_model(2, 3, 4, 5)
-    bad = FrozenModel(f.layers[:-1] + (Layer(Op.MATMUL, (2, 3, 4), (2, 3, 5), inputs=(1, 3),
-                                             attrs={"groups": 2, "m": 3, "k": 4, "n": 6, "a_groups": 2,
-                                                    "b_groups": 2}),),
-                      f.buffers, f.input_shape, (2, 3, 5))
     with pytest.raises(PlanError, match="do not match"):
-        build_plan(bad)
-    bad = FrozenModel(f.layers[:-1] + (Layer(Op.MATMUL, (2, 3, 4), (2, 3, 5), inputs=(1, 3),
-                                             attrs={"groups": 2, "m": 3, "k": 4, "n": 5, "a_groups": 2,
-                                                    "b_groups": 3}),),
-                      f.buffers, f.input_shape, (2, 3, 5))
+        build_plan(_with_matmul(f, n=6))
     with pytest.raises(PlanError, match="must each be groups"):
-        build_plan(bad)
+        build_plan(_with_matmul(f, b_groups=3))
     with pytest.raises(FrozenModelError, match="takes 2 inputs"):
-        FrozenModel(f.layers[:-1] + (Layer(Op.MATMUL, (2, 3, 4), (2, 3, 5), inputs=(1,),
-                                           attrs={"groups": 2, "m": 3, "k": 4, "n": 5}),),
-                    f.buffers, f.input_shape, (2, 3, 5))
+        _with_matmul(f, inputs=(1,))
 
 
 def test_matmul_rtm_round_trip(tmp_path):
@@ -94,35 +97,19 @@ def test_matmul_rtm_round_trip(tmp_path):
 
 # -- ONNX ----------------------------------------------------------------------------------------
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from export import from_onnx, to_onnx  # noqa: E402
-from export.onnx_import import OnnxImportError  # noqa: E402
-
-
-def _model(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 9
-    return m
-
-
-def _ort(model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+def _model(nodes, inputs, outputs, inits=()):
+    return graph_model(nodes, inputs, outputs, inits, opset=17, ir_version=9)
 
 
 def _check(model, X, tol=1e-5, feed="x"):
-    want = _ort(model, {feed: X})[0]
+    want = ort_run(model, {feed: X})[0]
     f = from_onnx(model)
     assert any(layer.op == Op.MATMUL for layer in f.layers)
     for got in (rtinfer.load(f).predict(X), reference.run(f, X[None])[0] if f.meta.get("batch") == "none"
                 else reference.run(f, X)):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    back = _ort(to_onnx(f), {"input": X})[0]
+    back = ort_run(to_onnx(f), {"input": X})[0]
     np.testing.assert_allclose(back, want, rtol=tol, atol=tol)
     return f
 
@@ -156,6 +143,7 @@ def _attention(T=6, D=8, heads=2):
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", T, D])], inits)
 
 
+@needs_onnxruntime
 def test_attention_block_matches_onnxruntime():
     m = _attention()
     X = np.random.default_rng(12).standard_normal((5, 6, 8)).astype(np.float32)
@@ -164,6 +152,7 @@ def test_attention_block_matches_onnxruntime():
     assert f.meta.get("batch") is None  # per sample: the batch axis stays
 
 
+@needs_onnxruntime
 def test_matmul_of_runtime_tensors_with_a_shared_operand_matches_onnxruntime():
     """(N, 3, 4, 5) @ (N, 5, 2): the right operand is one matrix for all 3 groups... only where
     ranks agree per sample: here both operands are (N, G, ., .) with the right one repeated."""
@@ -179,6 +168,7 @@ def test_matmul_of_runtime_tensors_with_a_shared_operand_matches_onnxruntime():
     assert (mm.attrs["a_groups"], mm.attrs["b_groups"]) == (3, 1)
 
 
+@needs_onnxruntime
 def test_gram_matrix_without_a_batch_axis_matches_onnxruntime():
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]),
              helper.make_node("MatMul", ["xt", "x"], ["y"])]
@@ -189,6 +179,7 @@ def test_gram_matrix_without_a_batch_axis_matches_onnxruntime():
     assert f.meta.get("batch") == "none"
 
 
+@needs_onnxruntime
 def test_vector_dot_without_a_batch_axis_matches_onnxruntime():
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MatMul", ["x", "r"], ["y"])]
     m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
@@ -197,6 +188,7 @@ def test_vector_dot_without_a_batch_axis_matches_onnxruntime():
     _check(m, X)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5)])
 def test_gemm_with_a_runtime_bias_matches_onnxruntime(alpha, beta):
     """PyTorch's addmm: Gemm(x, W, Gemm(x, W, b)) reads a runtime C."""
@@ -208,14 +200,15 @@ def test_gemm_with_a_runtime_bias_matches_onnxruntime(alpha, beta):
     m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
                [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
     X = rng.standard_normal((9, 3)).astype(np.float32)
-    want = _ort(m, {"x": X})[0]
+    want = ort_run(m, {"x": X})[0]
     f = from_onnx(m)
     assert Op.BINARY in [layer.op for layer in f.layers]
     np.testing.assert_allclose(rtinfer.load(f).predict(X), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(reference.run(f, X), want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_ort(to_onnx(f), {"input": X})[0], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ort_run(to_onnx(f), {"input": X})[0], want, rtol=1e-5, atol=1e-5)
 
 
+@needs_onnxruntime
 @pytest.mark.parametrize("tA,tB", [(0, 0), (1, 0), (0, 1), (1, 1)])
 def test_gemm_of_two_runtime_tensors_without_a_batch_axis_matches_onnxruntime(tA, tB):
     """Gemm(x, Sigmoid(x), c) with transposes of the runtime operands, alpha and beta."""
