@@ -13,7 +13,12 @@ Contract
   pruned (e.g. scikit-learn's label branch).
 - Every node whose inputs are all constants is evaluated once with ``onnx.reference`` (NumPy),
   whatever its op type. ``SUPPORTED_OPS`` lists the ops that may act on the runtime tensor.
-  Each of them must have exactly one runtime input; the others are constants.
+  Each of them must have exactly one runtime input, except the elementwise binary ops, Concat,
+  MatMul and Gemm (MATMUL, or a BINARY add of a runtime Gemm bias).
+- Outputs: float32; int64 (ArgMax, or an integer constant); int8 / uint8 codes (a DEQUANTIZE
+  with scale 1 and zero point 0 / -128 is appended). An output that is a constant (Constant,
+  Shape of a fixed-size tensor) becomes a CONST layer, only without a batch axis; a graph
+  without inputs gets a placeholder input of shape ().
 - Importers translate, never compute at run time: Gemm alpha/beta/transB, Transpose and
   BatchNormalization on constants, Add/Sub/Mul/Div by constants (into the preceding DENSE when
   possible, else AFFINE) are folded into weights. A runtime Reshape/Flatten/Squeeze/Unsqueeze
