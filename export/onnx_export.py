@@ -5,8 +5,8 @@
 
 Graph layout
 - One input ``input`` (N, *input_shape) float32 and one output ``output`` (N, *output_shape)
-  float32 (int64 / int8 / uint8 as ``output_dtype`` says: a Cast of the exact float values for
-  int8 / uint8); N is the symbolic dim "N". A model with
+  float32 (int64 / int8 / uint8 / int32 as ``output_dtype`` says: a Cast of the exact float
+  values but for an int64 ArgMax); N is the symbolic dim "N". A model with
   several outputs names them ``output``, ``output_1``, ``output_2``, ... in ``frozen.outputs`` order.
 - The graph follows ``Layer.inputs``: a layer reads the ONNX tensors of its input tensors. Each
   layer reads a tensor of shape (N, *in_shape); when the producer's tensor has another shape a
@@ -63,7 +63,7 @@ _ACT_NODE = {
     Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip", Act.SILU: "Sigmoid",
     Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
-_CAST_TO = {"int8": 3, "uint8": 2}  # onnx.TensorProto.INT8 / UINT8: integer outputs other than int64
+_CAST_TO = {"int8": 3, "uint8": 2, "int32": 6}  # onnx.TensorProto.INT8 / UINT8 / INT32: integer outputs but int64
 _BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 

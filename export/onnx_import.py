@@ -15,8 +15,9 @@ Contract
   whatever its op type. ``SUPPORTED_OPS`` lists the ops that may act on the runtime tensor.
   Each of them must have exactly one runtime input, except the elementwise binary ops, Concat,
   MatMul and Gemm (MATMUL, or a BINARY add of a runtime Gemm bias).
-- Outputs: float32; int64 (ArgMax, or an integer constant); int8 / uint8 codes (a DEQUANTIZE
-  with scale 1 and zero point 0 / -128 is appended). An output that is a constant (Constant,
+- Outputs: float32; int64 (ArgMax, or an integer constant); int32 (MatMulInteger /
+  ConvInteger sums); int8 / uint8 codes (a DEQUANTIZE with scale 1 and zero point 0 / -128 is
+  appended). An output that is a constant (Constant,
   Shape of a fixed-size tensor) becomes a CONST layer, only without a batch axis; a graph
   without inputs gets a placeholder input of shape ().
 - Importers translate, never compute at run time: Gemm alpha/beta/transB, Transpose and
@@ -455,6 +456,8 @@ class _Importer:
                 dtype = "int64"
             elif d.kind == "f32":
                 dtype = "float32"
+            elif d.kind == "int":  # exact integer sums (MatMulInteger / ConvInteger)
+                dtype = "int32"
             elif d.kind == "q8" and d.onnx_type in (INT8, UINT8):
                 # the codes themselves: int8 codes q (uint8 values are held as q - 128) -> q - zp
                 dtype = "int8" if d.onnx_type == INT8 else "uint8"
@@ -464,8 +467,8 @@ class _Importer:
                 d = replace(d, src=p)
             else:
                 raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
-                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32, int64, int8 "
-                                      f"or uint8 "
+                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32, int64, int32, "
+                                      f"int8 or uint8 "
                                       f"(end the graph with DequantizeLinear)")
             results.append((d.src, d.shape, dtype))
         self.g.outputs = [src for src, _, _ in results]

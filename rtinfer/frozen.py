@@ -34,7 +34,8 @@ from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, 
 # float32 holds every integer of magnitude <= 2^24 exactly (an integer output's values travel as float32)
 F32_EXACT_INT = 1 << 24
 
-_INT_RANGE = {"int64": (-F32_EXACT_INT, F32_EXACT_INT), "int8": (-128, 127), "uint8": (0, 255)}
+_INT_RANGE = {"int64": (-F32_EXACT_INT, F32_EXACT_INT), "int32": (-F32_EXACT_INT, F32_EXACT_INT),
+              "int8": (-128, 127), "uint8": (0, 255)}
 # int8 / uint8 outputs: a DEQUANTIZE with x_scale 1 and this zero point (int8 codes q give q - zp)
 _DEQUANTIZE_ZP = {"int8": 0, "uint8": -128}
 
@@ -283,8 +284,9 @@ class FrozenModel:
     def _check_int_output(self, what: str, t: int, dtype: str) -> None:
         """An integer output holds float32 values converted at the end, so they must be exact
         integers of dtype's range by construction: an ARGMAX index (int64), a DEQUANTIZE with
-        x_scale 1 and x_zp 0 / -128 (int8 / uint8: the codes), or a CONST whose values are
-        integers in range (int64: magnitude <= 2^24, exact in float32)."""
+        x_scale 1 and x_zp 0 / -128 (int8 / uint8: the codes), integer sums (int32: see
+        _check_integer_sums), or a CONST whose values are integers in range (int64 / int32:
+        magnitude <= 2^24, exact in float32)."""
         while t > 0 and self.layers[t - 1].op == Op.RESHAPE:
             t = self.layers[t - 1].inputs[0]
         op = None if t == 0 else self.layers[t - 1].op
@@ -296,6 +298,9 @@ class FrozenModel:
                 return
             raise FrozenModelError(f"{what}: dtype {dtype} from a DEQUANTIZE needs x_scale 1 and x_zp "
                                    f"{_DEQUANTIZE_ZP[dtype]}, got {a.get('x_scale')} and {a.get('x_zp')}")
+        if op in (Op.DENSE, Op.CONV) and dtype == "int32":
+            self._check_integer_sums(what, t)
+            return
         if op == Op.CONST:
             layer = self.layers[t - 1]
             ref = layer.tensors.get("value")
@@ -308,10 +313,39 @@ class FrozenModel:
                 raise FrozenModelError(f"{what}: dtype {dtype} from a CONST needs integer values {bound}; "
                                        f"tensor {t} holds others")
             return
-        needs = {"int64": "an ARGMAX or CONST result", "int8": "a DEQUANTIZE (x_scale 1, x_zp 0) or CONST result",
+        needs = {"int64": "an ARGMAX or CONST result", "int32": "an integer DENSE / CONV or CONST result",
+                 "int8": "a DEQUANTIZE (x_scale 1, x_zp 0) or CONST result",
                  "uint8": "a DEQUANTIZE (x_scale 1, x_zp -128) or CONST result"}[dtype]
         raise FrozenModelError(f"{what}: dtype {dtype} needs {needs}, but tensor {t} "
                                f"comes from {'the input' if op is None else op.name}")
+
+    def _check_integer_sums(self, what: str, t: int) -> None:
+        """int32 from a DENSE / CONV (ONNX MatMulInteger / ConvInteger): no activation, integer
+        weights and bias, its input the integers x - x_zp of a DEQUANTIZE with x_scale 1, and
+        every output's worst case sum |W| * max |x - x_zp| + |b| below 2^24, so float32 products
+        and sums in any order are exact."""
+        layer = self.layers[t - 1]
+        src = layer.inputs[0]
+        while src > 0 and self.layers[src - 1].op == Op.RESHAPE:
+            src = self.layers[src - 1].inputs[0]
+        dq = self.layers[src - 1] if src > 0 else None
+        fail = f"{what}: dtype int32 from {layer.op.name} (tensor {t}) needs "
+        if layer.act != Act.IDENTITY:
+            raise FrozenModelError(fail + f"no activation, got {layer.act.name}")
+        if dq is None or dq.op != Op.DEQUANTIZE or float(dq.attrs.get("x_scale", 0.0)) != 1.0:
+            raise FrozenModelError(fail + "its input from a DEQUANTIZE with x_scale 1 (integers)")
+        if {"W", "b"} - set(layer.tensors) or any(layer.tensors[k].buffer != "f32" for k in ("W", "b")):
+            return  # the planner names the missing or misplaced tensor
+        W = self.tensor(layer, "W").astype(np.float64)
+        b = self.tensor(layer, "b").astype(np.float64).reshape(-1)
+        if not (np.all(np.isfinite(W)) and np.all(W == np.round(W)) and np.all(np.isfinite(b))
+                and np.all(b == np.round(b))):
+            raise FrozenModelError(fail + "integer weights and bias")
+        zp = int(dq.attrs.get("x_zp", 0))
+        span = max(127 - zp, zp + 128)  # max |x - x_zp| over int8 codes
+        per_out = np.abs(W).sum(axis=0) if layer.op == Op.DENSE else np.abs(W).reshape(W.shape[0], -1).sum(axis=1)
+        if per_out.size != b.size or (per_out.size and float((per_out * span + np.abs(b)).max()) >= F32_EXACT_INT):
+            raise FrozenModelError(fail + "integer sums below 2^24 in magnitude (exact in float32)")
 
     def source_op(self, t: int):
         """The op that computed tensor t's values, looking through RESHAPE (None for the input)."""

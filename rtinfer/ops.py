@@ -289,10 +289,10 @@ ACT_BY_NAME: dict[str, Act] = {
 }
 
 # The dtypes a model output may have, in the order of their .rtm codes (0 float32, 1 int64, 2 int8,
-# 3 uint8). Outputs are computed as float32; an integer output's values are exact integers of its
-# range by construction (rtinfer.frozen checks which layers may produce them) and are converted
-# at the end.
-OUTPUT_DTYPES = ("float32", "int64", "int8", "uint8")
+# 3 uint8, 4 int32). Outputs are computed as float32; an integer output's values are exact
+# integers of its range by construction (rtinfer.frozen checks which layers may produce them) and
+# are converted at the end.
+OUTPUT_DTYPES = ("float32", "int64", "int8", "uint8", "int32")
 
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
 INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,

@@ -75,8 +75,10 @@ def test_integer_outputs_need_exact_producers():
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "uint8"),))
     with pytest.raises(FrozenModelError, match="dtype int64 needs an ARGMAX or CONST"):
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int64"),))
-    with pytest.raises(FrozenModelError, match="must be one of"):
+    with pytest.raises(FrozenModelError, match="dtype int32 needs an integer DENSE / CONV or CONST"):
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int32"),))
+    with pytest.raises(FrozenModelError, match="must be one of"):
+        FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int16"),))
     for dtype, bad in (("int8", 128.0), ("uint8", -1.0), ("uint8", 2.5)):
         bb = BufferBuilder()
         layer = Layer(Op.CONST, (3,), (2,), tensors={"value": bb.add(np.array([0.0, bad], np.float32))})
@@ -148,3 +150,78 @@ def test_codes_output_through_the_batch_path():
     got, want = rt.predict(X), rtinfer.load(f, batch="exact").predict(X)
     assert got.dtype == np.int8 and np.array_equal(got, want)
     assert np.abs(want.astype(np.int64) - reference.run(f, X).astype(np.int64)).max() <= 1  # float32 sums
+
+
+def _sums_model(W, b=None, x_scale=1.0, act=None):
+    """x (3,) -> QUANTIZE(SCALE, ZP) -> DEQUANTIZE(x_scale, ZP) -> DENSE(W, b) as an int32 output."""
+    bb = BufferBuilder()
+    W = np.asarray(W, np.float32)
+    b = np.zeros(W.shape[1], np.float32) if b is None else np.asarray(b, np.float32)
+    kw = {} if act is None else {"act": act}
+    layers = (Layer(Op.QUANTIZE, (3,), (3,), attrs={"y_scale": SCALE, "y_zp": ZP}),
+              Layer(Op.DEQUANTIZE, (3,), (3,), attrs={"x_scale": x_scale, "x_zp": ZP}),
+              Layer(Op.DENSE, (3,), (W.shape[1],), tensors={"W": bb.add(W), "b": bb.add(b)}, **kw))
+    return FrozenModel(layers, bb.finish(), (3,), outputs=(Output(3, (W.shape[1],), "int32"),))
+
+
+def test_int32_integer_sums_every_path_and_rtm(tmp_path):
+    W = np.array([[1, -2], [3, 4], [-5, 6]], np.float32)
+    f = _sums_model(W, b=[7, -8])
+    X = (np.random.default_rng(6).standard_normal((50, 3)) * 4).astype(np.float32)
+    q = quant.quantize(X, SCALE, ZP).astype(np.int64) - ZP
+    want = (q @ W.astype(np.int64) + np.array([7, -8])).astype(np.int32)
+    assert reference.run(f, X).dtype == np.int32 and np.array_equal(reference.run(f, X), want)
+    f.save(tmp_path / "s.rtm")
+    for model in (f, rtinfer.load_frozen(tmp_path / "s.rtm")):
+        for batch in ("exact", "auto"):
+            rt = rtinfer.load(model, batch=batch)
+            for got in (rt.predict(X), rt.stream(X), np.stack([rt.predict_one(x) for x in X])):
+                assert got.dtype == np.int32 and np.array_equal(got, want)
+
+
+def test_int32_needs_provably_exact_sums():
+    W = np.ones((3, 2), np.float32)
+    with pytest.raises(FrozenModelError, match="input from a DEQUANTIZE with x_scale 1"):
+        _sums_model(W, x_scale=0.5)
+    with pytest.raises(FrozenModelError, match="no activation"):
+        _sums_model(W, act=rtinfer.ops.Act.RELU)
+    with pytest.raises(FrozenModelError, match="integer weights and bias"):
+        _sums_model(W * 0.5)
+    with pytest.raises(FrozenModelError, match="integer weights and bias"):
+        _sums_model(W, b=[0.5, 0])
+    with pytest.raises(FrozenModelError, match="below 2\\^24"):
+        _sums_model(np.full((3, 2), 2.0 ** 16, np.float32))  # 3 * 2^16 * 131 > 2^24
+
+
+@needs_onnxruntime
+def test_matmulinteger_int32_output_matches_onnxruntime():
+    rng = np.random.default_rng(7)
+    B = rng.integers(0, 256, (5, 4)).astype(np.uint8)
+    m = graph_model([helper.make_node("MatMulInteger", ["x", "B", "az", "bz"], ["y"])],
+                    [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 5])],
+                    [helper.make_tensor_value_info("y", TensorProto.INT32, ["N", 4])],
+                    [numpy_helper.from_array(B, "B"), numpy_helper.from_array(np.array(120, np.uint8), "az"),
+                     numpy_helper.from_array(np.array(131, np.uint8), "bz")])
+    Xu = rng.integers(0, 256, (13, 5)).astype(np.uint8)
+    want = ort_run(m, {"x": Xu})[0]
+    f = from_onnx(m)
+    X = Xu.astype(np.float32)
+    _same(rtinfer.load(f).predict(X), want)
+    _same(reference.run(f, X), want)
+    _same(ort_run(to_onnx(f), {"input": X})[0], want)
+
+
+@needs_onnxruntime
+def test_convinteger_int32_output_matches_onnxruntime():
+    rng = np.random.default_rng(8)
+    w = rng.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8)
+    m = graph_model([helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], pads=[1, 1, 1, 1])],
+                    [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", 2, 5, 5])],
+                    [helper.make_tensor_value_info("y", TensorProto.INT32, ["N", 3, 5, 5])],
+                    [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(-3, np.int8), "xz")])
+    Xi = rng.integers(-128, 128, (4, 2, 5, 5)).astype(np.int8)
+    want = ort_run(m, {"x": Xi})[0]
+    f = from_onnx(m)
+    X = Xi.astype(np.float32)
+    _same(rtinfer.load(f).predict(X), want)
+    _same(ort_run(to_onnx(f), {"input": X})[0], want)

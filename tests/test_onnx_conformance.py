@@ -41,7 +41,6 @@ R_BATCH_CONST = "a 'weight' input varies along the batch axis; rtinfer weights a
 R_INT_ARITH = "integer arithmetic on an int8/uint8 tensor (rtinfer only (de)quantizes integer tensors)"
 R_BATCH_AXIS = "reduces or contracts over the batch axis (axis 0 / a 1-D input)"
 R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization training statistics)"
-R_INT_OUTPUT = "int32 graph output (MatMulInteger/ConvInteger); a FrozenModel outputs float32, int64, int8 or uint8"
 R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
 R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
@@ -217,7 +216,6 @@ SKIP_NODE = {
     "test_training_dropout_zero_ratio_mask": R_MULTI_OUT,
     "test_identity_sequence": R_NOT_TENSOR,
     "test_identity_opt": R_NOT_TENSOR,
-    "test_matmulinteger": R_INT_OUTPUT,
     "test_mul_int8": R_INT_ARITH,
     "test_mul_int16": R_INPUT_DTYPE,
     "test_mul_uint8": R_INT_ARITH,
@@ -256,8 +254,6 @@ SKIP_NODE = {
     "test_maxpool_with_argmax_2d_precomputed_pads": R_INDICES,
     "test_maxpool_with_argmax_2d_precomputed_strides": R_INDICES,
     "test_qlinearconv": R_QLCONV_WEIGHTS,
-    "test_convinteger_with_padding": R_INT_OUTPUT,
-    "test_convinteger_without_padding": R_INT_OUTPUT,
 }
 
 SKIP_PYTORCH = {
