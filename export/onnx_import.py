@@ -501,16 +501,14 @@ class _Importer:
         if value.size == 0:
             raise OnnxImportError(f"output {name!r} is an empty constant (shape {tuple(value.shape)}); rtinfer "
                                   f"tensors have at least one element")
-        if value.dtype == np.float32:
-            dtype = "float32"
-        elif value.dtype == np.int64:
-            if np.any(np.abs(value) > 1 << 24):
-                raise OnnxImportError(f"output {name!r} is an int64 constant with values beyond 2^24; rtinfer "
-                                      f"carries int64 outputs as float32, exact up to 2^24")
-            dtype = "int64"
-        else:
+        dtype = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64", np.dtype(np.int32): "int32",
+                 np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}.get(value.dtype)
+        if dtype is None:
             raise OnnxImportError(f"output {name!r} is a constant of type {value.dtype}; rtinfer models end in "
-                                  f"float32 or int64")
+                                  f"float32, int64, int32, int8 or uint8")
+        if dtype in ("int64", "int32") and np.any(np.abs(value.astype(np.int64)) > 1 << 24):
+            raise OnnxImportError(f"output {name!r} is an {dtype} constant with values beyond 2^24; rtinfer "
+                                  f"carries integer outputs as float32, exact up to 2^24")
         s = self.input_shape
         p = self.g.add(Proto(Op.CONST, s, tuple(value.shape), tensors={"value": value.astype(np.float32)},
                              name=name, inputs=[None], in_shapes=[s]))

@@ -23,9 +23,10 @@ whole input tensor is one sample, so ``predict`` takes exactly ``input_shape`` a
 ``output_shape`` (no leading N); predict_one does the same; stream and measure take a sequence
 of whole inputs (N, *input_shape).
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
-ends in ARGMAX or an integer CONST, or int8 / uint8 for the codes of an int8 / uint8 tensor
-(``frozen.output_dtype``; converted from float32 at the end of a call). A model with several outputs returns a tuple of arrays
-in ``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
+ends in ARGMAX or an integer CONST, int8 / uint8 for the codes of an int8 / uint8 tensor, int32
+for exact integer sums (``frozen.output_dtype``; computed as exact float32 values, converted at
+the end of a call). A model with several outputs returns a tuple of arrays in
+``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
 
 Threads: a Runtime may be shared; every call gives the right answer. A call that touches the
 Runtime's arena is one compiled function call, which holds the GIL for its whole duration, so
@@ -114,7 +115,7 @@ class Runtime:
         self._multi = len(self.outputs) > 1
         self._out_one = int(np.prod(self.output_shape, dtype=np.int64))  # elements of the first output
         self._int_out = not self._multi and self.output_dtype == _I64
-        # int8 / uint8: computed into a float32 buffer, then converted (exact integers by construction)
+        # int8 / uint8 / int32: computed into a float32 buffer, then converted (exact integers by construction)
         self._cast_out = not self._multi and self.output_dtype not in (_F32, _I64)
         self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
         self._no_times = np.zeros(1, dtype=np.int64)

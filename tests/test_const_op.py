@@ -208,3 +208,30 @@ def test_declared_but_unread_input_stays_the_input():
     assert np.array_equal(rtinfer.load(f).predict(X), ort_run(m, {"x": X})[0])
     with pytest.raises(Exception, match="shape"):
         rtinfer.load(f).predict(np.ones((3, 3), np.float32))
+
+
+@needs_onnxruntime
+@pytest.mark.parametrize("dtype,otype", [(np.int32, TensorProto.INT32), (np.int8, TensorProto.INT8),
+                                         (np.uint8, TensorProto.UINT8)])
+def test_integer_constant_outputs_keep_their_type(dtype, otype):
+    lo, hi = (-(1 << 24), 1 << 24) if dtype == np.int32 else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    value = np.array([[0, 1, 2], [lo, hi, 7]], dtype)
+    m = _model([helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(value))],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+               [helper.make_tensor_value_info("c", otype, [2, 3])])
+    X = np.zeros(2, np.float32)
+    want = ort_run(m, {"x": X})[0]
+    f = from_onnx(m)
+    got = rtinfer.load(f).predict(X)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    back = ort_run(to_onnx(f), {"input": X})[0]
+    assert back.dtype == want.dtype and np.array_equal(back, want)
+
+
+def test_int32_constant_beyond_2_24_is_one_clear_error():
+    value = np.array([1 << 25], np.int32)
+    m = _model([helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(value))],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+               [helper.make_tensor_value_info("c", TensorProto.INT32, [1])])
+    with pytest.raises(OnnxImportError, match="beyond 2\\^24"):
+        from_onnx(m)
