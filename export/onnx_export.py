@@ -5,7 +5,8 @@
 
 Graph layout
 - One input ``input`` (N, *input_shape) float32 and one output ``output`` (N, *output_shape)
-  float32 (int64 when ``output_dtype`` is "int64"); N is the symbolic dim "N". A model with
+  float32 (int64 / int8 / uint8 / int32 as ``output_dtype`` says: a Cast of the exact float
+  values but for an int64 ArgMax); N is the symbolic dim "N". A model with
   several outputs names them ``output``, ``output_1``, ``output_2``, ... in ``frozen.outputs`` order.
 - The graph follows ``Layer.inputs``: a layer reads the ONNX tensors of its input tensors. Each
   layer reads a tensor of shape (N, *in_shape); when the producer's tensor has another shape a
@@ -22,6 +23,8 @@ Graph layout
   activation; activations map to Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Elu, Selu,
   HardSigmoid, Gelu (approximate "none"/"tanh"), Clip. SOFTMAX / LOG_SOFTMAX / ARGMAX use one
   axis of the (outer, axis_len, inner) view. ARGMAX feeding more layers is followed by Cast.
+  CONST = Expand of the stored value to (N, *out_shape) (int64 when it is an int64 output).
+  MATMUL = MatMul of the operands reshaped to (N, a_groups, m, k) and (N, b_groups, k, n).
 - int8 in QDQ form, the layout quantization tools and onnxruntime's QDQ fusions recognize:
   QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
   QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
@@ -60,6 +63,7 @@ _ACT_NODE = {
     Act.GELU: "Gelu", Act.GELU_TANH: "Gelu", Act.CLIP: "Clip", Act.SILU: "Sigmoid",
     Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
+_CAST_TO = {"int8": 3, "uint8": 2, "int32": 6}  # onnx.TensorProto.INT8 / UINT8 / INT32: integer outputs but int64
 _BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 
@@ -179,6 +183,14 @@ class _Writer:
             return self.node(kind, [x], [f"{p}.out"], p, axis=axis), view
         if op in (Op.GATHER, Op.QGATHER):
             return self.gather(layer, x, cur, p), layer.out_shape
+        if op == Op.CONST:
+            return self.const(layer, x, p, int64_out), layer.out_shape
+        if op == Op.MATMUL:  # (N, a_groups, m, k) @ (N, b_groups, k, n): ONNX broadcasts the groups
+            at = layer.attrs
+            g, m, k, n = (int(at[key]) for key in ("groups", "m", "k", "n"))
+            lhs = self.reshape(x, cur, (int(at["a_groups"]), m, k), f"{p}.reshape_a")
+            rhs = self.reshape(ins[1][0], ins[1][1], (int(at["b_groups"]), k, n), f"{p}.reshape_b")
+            return self.node("MatMul", [lhs, rhs], [f"{p}.out"], p), (g, m, n)
         if op == Op.LAYERNORM:
             a = layer.attrs
             view = (int(a["outer"]), int(a["axis_len"]))
@@ -240,6 +252,17 @@ class _Writer:
             idx = np.where(idx < 0, n, idx)
         ind = self.init(f"{p}.index", idx.reshape(layer.out_shape))
         return self.node("Gather", [src, ind], [f"{p}.out"], p, axis=1)
+
+    def const(self, layer: Layer, x: str, p: str, int64_out: bool) -> str:
+        """CONST: the value repeated per sample, Expand(value (1, *out_shape), [N, 1, ...]) with N
+        read from the input's shape (1 without a batch axis); int64 when it is an int64 output."""
+        out = tuple(layer.out_shape)
+        value = np.asarray(self.frozen.tensor(layer, "value"), np.float32).reshape((1,) + out)
+        val = self.init(f"{p}.value", value.astype(np.int64) if int64_out else value)
+        n = self.node("Shape", [x], [f"{p}.batch"], f"{p}.batch", start=0, end=1)
+        ones = self.init(f"{p}.ones", np.ones(len(out), np.int64))
+        shape = self.node("Concat", [n, ones], [f"{p}.shape"], f"{p}.shape", axis=0)
+        return self.node("Expand", [val, shape], [f"{p}.out" if int64_out else f"{p}.float"], p)
 
     def binary(self, layer: Layer, ins: list, p: str) -> str:
         f = self.frozen
@@ -363,6 +386,8 @@ class _Writer:
                 x = self.node("Reshape", [x, shape], [f"{oname}.reshape.out"], f"{oname}.reshape")
             else:
                 x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
+            if o.dtype in _CAST_TO:  # int8 / uint8 codes, carried as exact float32 values
+                x = self.node("Cast", [x], [f"{oname}.{o.dtype}"], f"{oname}.cast", to=_CAST_TO[o.dtype])
             producer = self.nodes[-1] if self.nodes else None
             if len(f.outputs) == 1 and x != INPUT_NAME and producer is not None and x in producer.output:
                 for j, out in enumerate(producer.output):  # rename the last node's output
@@ -372,7 +397,7 @@ class _Writer:
                 if o.dtype == "int64" and x.endswith(".float"):
                     x = self.node("Cast", [x], [f"{oname}.int64"], f"{oname}.cast", to=7)
                 self.node("Identity", [x], [oname], oname)
-            out_type = onnx.TensorProto.INT64 if o.dtype == "int64" else onnx.TensorProto.FLOAT
+            out_type = {"int64": onnx.TensorProto.INT64, **_CAST_TO}.get(o.dtype, onnx.TensorProto.FLOAT)
             outs.append(helper.make_tensor_value_info(oname, out_type, ([] if no_batch else [BATCH_DIM]) + list(o.shape)))
         graph = helper.make_graph(
             self.nodes, "rtinfer",

@@ -13,7 +13,13 @@ Contract
   pruned (e.g. scikit-learn's label branch).
 - Every node whose inputs are all constants is evaluated once with ``onnx.reference`` (NumPy),
   whatever its op type. ``SUPPORTED_OPS`` lists the ops that may act on the runtime tensor.
-  Each of them must have exactly one runtime input; the others are constants.
+  Each of them must have exactly one runtime input, except the elementwise binary ops, Concat,
+  MatMul and Gemm (MATMUL, or a BINARY add of a runtime Gemm bias).
+- Outputs: float32; int64 (ArgMax, or an integer constant); int32 (MatMulInteger /
+  ConvInteger sums); int8 / uint8 codes (a DEQUANTIZE with scale 1 and zero point 0 / -128 is
+  appended). An output that is a constant (Constant,
+  Shape of a fixed-size tensor) becomes a CONST layer, only without a batch axis; a graph
+  without inputs gets a placeholder input of shape ().
 - Importers translate, never compute at run time: Gemm alpha/beta/transB, Transpose and
   BatchNormalization on constants, Add/Sub/Mul/Div by constants (into the preceding DENSE when
   possible, else AFFINE) are folded into weights. A runtime Reshape/Flatten/Squeeze/Unsqueeze
@@ -69,7 +75,7 @@ _QOPERATOR_OPS = set(onnx_qop.OPS)  # com.microsoft, rewritten into QDQ form bef
 # ONNX ops accepted on runtime tensors only inside a recognized activation (export.onnx_ir)
 _PSEUDO_OPS = set(onnx_ir.PSEUDO_OPS)
 # ops that may read more than one runtime tensor
-_MULTI_OPS = set(_BINARY_OPS) | {"Concat"} | _PSEUDO_OPS
+_MULTI_OPS = set(_BINARY_OPS) | {"Concat", "MatMul", "Gemm"} | _PSEUDO_OPS
 
 # The importer's op table: ops that may act on the runtime tensor (constant-only nodes of any
 # standard op are folded as well).
@@ -422,14 +428,18 @@ class _Importer:
         for name in used:
             if name in init_by_name:
                 self.consts[name] = _to_array(init_by_name[name], self.base_dir, "initializer")
-        runtime_inputs = [i for i in g.input if i.name in used and i.name not in init_by_name]
+        declared = [i for i in g.input if i.name not in init_by_name]
+        runtime_inputs = [i for i in declared if i.name in used] or declared[:1]  # unread: still the input
         if not runtime_inputs:
-            raise OnnxImportError(f"output {outs[0].name!r} does not depend on any graph input")
-        if len(runtime_inputs) > 1:
+            # no graph input, only constants (an ONNX Constant): a model without a batch axis whose
+            # input is a placeholder scalar, never read (predict takes a float32 array of shape ())
+            self.lead, self.batch, self.input_shape = 0, None, ()
+        elif len(runtime_inputs) > 1:
             raise OnnxImportError(f"the graph needs {len(runtime_inputs)} runtime inputs "
                                   f"({[i.name for i in runtime_inputs]}); rtinfer models take one "
                                   f"(give the others initializers)")
-        self._add_input(runtime_inputs[0])
+        else:
+            self._add_input(runtime_inputs[0])
 
         for node in nodes:
             self.current = node
@@ -439,15 +449,26 @@ class _Importer:
         results = []
         for out in outs:
             if out.name in self.consts:
-                raise OnnxImportError(f"output {out.name!r} is a constant")
+                results.append(self._const_output(out.name))
+                continue
             d = self.dyn[out.name]
             if d.kind == "index":
                 dtype = "int64"
             elif d.kind == "f32":
                 dtype = "float32"
+            elif d.kind == "int":  # exact integer sums (MatMulInteger / ConvInteger)
+                dtype = "int32"
+            elif d.kind == "q8" and d.onnx_type in (INT8, UINT8):
+                # the codes themselves: int8 codes q (uint8 values are held as q - 128) -> q - zp
+                dtype = "int8" if d.onnx_type == INT8 else "uint8"
+                p = self.g.add(Proto(Op.DEQUANTIZE, d.shape, d.shape, name=f"{out.name}.codes", inputs=[self.src(d)],
+                                     in_shapes=[d.shape],
+                                     attrs={"x_scale": 1.0, "x_zp": 0 if d.onnx_type == INT8 else -128}))
+                d = replace(d, src=p)
             else:
                 raise OnnxImportError(f"output {out.name!r} is an integer/quantized tensor "
-                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32 or int64 "
+                                      f"({_type_name(d.onnx_type)}); rtinfer models end in float32, int64, int32, "
+                                      f"int8 or uint8 "
                                       f"(end the graph with DequantizeLinear)")
             results.append((d.src, d.shape, dtype))
         self.g.outputs = [src for src, _, _ in results]
@@ -467,6 +488,31 @@ class _Importer:
         else:
             meta.pop("batch", None)
         return onnx_ir.build(self.g, self.input_shape, results, meta)
+
+    def _const_output(self, name):
+        """A graph output that does not depend on the input's values (Constant, Shape of a
+        fixed-size tensor): a CONST layer reading the input tensor. Only without a batch axis:
+        a constant has none, so with one the import is retried without it (from_onnx)."""
+        value = self.consts[name]
+        if self.lead:
+            raise BatchAxisError(f"output {name!r} is a constant (it does not depend on the input's values) and has "
+                                 f"no batch axis; rtinfer imports it only from a graph whose input shape is fully "
+                                 f"fixed (the whole input is then one sample)")
+        if value.size == 0:
+            raise OnnxImportError(f"output {name!r} is an empty constant (shape {tuple(value.shape)}); rtinfer "
+                                  f"tensors have at least one element")
+        dtype = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64", np.dtype(np.int32): "int32",
+                 np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}.get(value.dtype)
+        if dtype is None:
+            raise OnnxImportError(f"output {name!r} is a constant of type {value.dtype}; rtinfer models end in "
+                                  f"float32, int64, int32, int8 or uint8")
+        if dtype in ("int64", "int32") and np.any(np.abs(value.astype(np.int64)) > 1 << 24):
+            raise OnnxImportError(f"output {name!r} is an {dtype} constant with values beyond 2^24; rtinfer "
+                                  f"carries integer outputs as float32, exact up to 2^24")
+        s = self.input_shape
+        p = self.g.add(Proto(Op.CONST, s, tuple(value.shape), tensors={"value": value.astype(np.float32)},
+                             name=name, inputs=[None], in_shapes=[s]))
+        return p, tuple(value.shape), dtype
 
     def _rewrite(self, nodes, init_by_name, out_names):
         """Patterns replaced by one node before translation (a decomposed LayerNormalization);
@@ -1077,6 +1123,8 @@ class _Importer:
     def _op_Gemm(self, node, x, k):
         self.need_float(node, x)
         a = self.attrs(node)
+        if any(i < len(node.input) and node.input[i] in self.dyn for i in range(k + 1, 3)):
+            return self._gemm_runtime(node, k, a)
         if not self.lead:  # no batch axis: any operand may be the runtime tensor
             A, B = (None if i == k else np.asarray(self.const(node, i), np.float64) for i in range(2))
             alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
@@ -1129,6 +1177,8 @@ class _Importer:
 
     def _op_MatMul(self, node, x, k):
         self.need_float(node, x)
+        if k == 0 and node.input[1] in self.dyn:
+            return self._matmul_runtime(node, x, self.dyn[node.input[1]])
         if not self.lead:  # no batch axis: x @ B or A @ x of fixed shapes
             c = np.asarray(self.const(node, 1 - k), np.float64)
             return self.linear_map(node, x, (lambda v: np.matmul(v, c)) if k == 0 else (lambda v: np.matmul(c, v)))
@@ -1144,6 +1194,93 @@ class _Importer:
                 prov["W"] = wp
         self.emit(node, Op.DENSE, x, out_shape, tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)}, prov=prov)
         return Dyn(out_shape)
+
+    def _matmul_runtime(self, node, a: Dyn, b: Dyn) -> Dyn:
+        """MatMul of two runtime tensors -> MATMUL (per sample, batched over the leading dims;
+        those of one operand may be all 1: one matrix for every group)."""
+        for d in (a, b):
+            self.need_float(node, d)
+        sa, sb = tuple(a.shape), tuple(b.shape)
+        if self.lead and (len(sa) < 2 or len(sa) != len(sb)):
+            raise self.batch_err(node, f"MatMul of runtime tensors {self.full(a)} and {self.full(b)}: per sample "
+                                       f"both must be matrices (or stacks) of one rank, else ONNX contracts or "
+                                       f"broadcasts across the batch axis")
+        va = sa if len(sa) >= 2 else (1,) + sa
+        vb = sb if len(sb) >= 2 else sb + (1,)
+        if not sa or not sb or va[-1] != vb[-2]:
+            raise self.err(node, f"MatMul shapes {self.full(a)} and {self.full(b)} do not align")
+        ga, gb = va[:-2], vb[:-2]
+        try:
+            g = tuple(np.broadcast_shapes(ga, gb))
+        except ValueError:
+            raise self.err(node, f"MatMul batch dims {ga} and {gb} do not broadcast") from None
+        G, Ga, Gb = _prod(g), _prod(ga), _prod(gb)
+        if Ga not in (1, G) or Gb not in (1, G):
+            raise self.unsupported(node, f"MatMul batch dims {ga} and {gb} broadcast against each other in part "
+                                         f"(rtinfer repeats a whole operand, or none)")
+        m, kk, n = va[-2], va[-1], vb[-1]
+        out = g + ((m,) if len(sa) >= 2 else ()) + ((n,) if len(sb) >= 2 else ())
+        self._node_src = a.src
+        self.emit(node, Op.MATMUL, a, out, extra=(b,),
+                  attrs={"groups": G, "m": m, "k": kk, "n": n, "a_groups": Ga, "b_groups": Gb})
+        return Dyn(out)
+
+    def _gemm_runtime(self, node, k, a) -> Dyn:
+        """Gemm with more runtime operands than A: a runtime C is added by a BINARY after the
+        product (scaled by beta with an AFFINE); runtime A and B (only without a batch axis: with
+        one, the product would contract it) are a MATMUL, transposed by a GATHER where transA /
+        transB say, scaled by alpha with an AFFINE."""
+        from onnx import helper
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        C = node.input[2] if len(node.input) > 2 and node.input[2] in self.dyn else None
+        if node.input[0] in self.dyn and node.input[1] in self.dyn:
+            if self.lead:
+                raise self.batch_err(node, "Gemm of two runtime tensors contracts the batch axis")
+            A, B = self.dyn[node.input[0]], self.dyn[node.input[1]]
+            for d in (A, B):
+                self.need_float(node, d)
+                if len(d.shape) != 2:
+                    raise self.err(node, f"Gemm inputs A and B must have rank 2, got {d.shape}")
+            for key, d in (("transA", A), ("transB", B)):
+                if int(a.get(key, 0)):
+                    d = self.gather(node, replace(d, src=self.src(d)), onnx_tables.positions(d.shape).T)
+                    A, B = (d, B) if key == "transA" else (A, d)
+            y = self._matmul_runtime(node, replace(A, src=self.src(A)), replace(B, src=self.src(B)))
+            y = replace(y, src=self.src(y))
+            if alpha != 1.0:
+                y = self._scale(node, y, alpha)
+            if len(node.input) > 2 and node.input[2] and C is None:  # a constant C
+                c = np.broadcast_to(np.asarray(self.const(node, 2), np.float32) * np.float32(beta), y.shape)
+                self.emit(node, Op.AFFINE, y, y.shape, tensors={"s": np.ones(y.shape, np.float32),
+                                                                 "t": np.ascontiguousarray(c, np.float32)})
+                y = Dyn(y.shape, src=self.g.protos[-1])
+        else:  # A or B runtime, the other constant, then a runtime C
+            ab = helper.make_node("Gemm", list(node.input[:2]), [node.output[0] + "/AB"], name=node.name or "Gemm",
+                                  **{key: v for key, v in a.items() if key in ("alpha", "transA", "transB")})
+            y = self._op_Gemm(ab, self.dyn[node.input[k]], k)
+            y = replace(y, src=self.src(y))
+        if C is None:
+            return y
+        c = self.dyn[C]
+        self.need_float(node, c)
+        c = replace(c, src=self.src(c))
+        if beta != 1.0:
+            c = self._scale(node, c, beta)
+        self._sample_rank_match(node, (y, c))
+        try:
+            out = tuple(np.broadcast_shapes(y.shape, c.shape))
+        except ValueError:
+            raise self.err(node, f"Gemm bias C {self.full(c)} does not broadcast to {self.full(y)}") from None
+        if out != tuple(y.shape):
+            raise self.err(node, f"Gemm bias C {self.full(c)} does not broadcast to {self.full(y)}")
+        self.emit(node, Op.BINARY, y, out, extra=(c,), attrs={"fn": int(Bin.ADD)})
+        return Dyn(out, src=self.g.protos[-1])
+
+    def _scale(self, node, d: Dyn, factor: float) -> Dyn:
+        """d * factor as an AFFINE (Gemm's alpha / beta on a runtime operand)."""
+        s = np.full(d.shape, np.float32(factor), np.float32)
+        p = self.emit(node, Op.AFFINE, d, d.shape, tensors={"s": s, "t": np.zeros(d.shape, np.float32)})
+        return Dyn(d.shape, src=p)
 
     def _matmul_weights(self, node, x: Dyn, B: np.ndarray):
         """x (N, *s) @ B as one DENSE: W (prod(s), prod(out)) and the sample output shape."""

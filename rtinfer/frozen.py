@@ -25,9 +25,19 @@ from typing import Mapping
 
 import numpy as np
 
-from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, VARIADIC_OPS, Act,
+from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, OUTPUT_DTYPES,
+                  VARIADIC_OPS, Act,
                   Op)
 
+
+
+# float32 holds every integer of magnitude <= 2^24 exactly (an integer output's values travel as float32)
+F32_EXACT_INT = 1 << 24
+
+_INT_RANGE = {"int64": (-F32_EXACT_INT, F32_EXACT_INT), "int32": (-F32_EXACT_INT, F32_EXACT_INT),
+              "int8": (-128, 127), "uint8": (0, 255)}
+# int8 / uint8 outputs: a DEQUANTIZE with x_scale 1 and this zero point (int8 codes q give q - zp)
+_DEQUANTIZE_ZP = {"int8": 0, "uint8": -128}
 
 
 class FrozenModelError(ValueError):
@@ -102,7 +112,9 @@ class Layer:
 @dataclass(frozen=True)
 class Output:
     """One model output: the tensor it reads, the shape the user sees (same size as the
-    tensor's) and the dtype ("float32", or "int64" for an ARGMAX result)."""
+    tensor's) and the dtype: "float32"; "int64" for an ARGMAX result or an integer CONST; "int8" /
+    "uint8" for a DEQUANTIZE with x_scale 1 and x_zp 0 / -128 (the codes of an int8 / uint8 tensor)
+    or a CONST of that range."""
     tensor: int
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -122,7 +134,7 @@ class FrozenModel:
     buffers: Mapping[str, np.ndarray]
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...] | None = None  # the (first) output's shape
-    output_dtype: str = "float32"  # "float32", or "int64" when the output is an ARGMAX result
+    output_dtype: str = "float32"  # one of OUTPUT_DTYPES (see Output)
     meta: Mapping[str, str] = field(default_factory=dict)
     outputs: tuple[Output, ...] | None = None  # None: one output, the last layer's tensor
 
@@ -243,8 +255,8 @@ class FrozenModel:
                     raise FrozenModelError(f"{where}: attr {key!r} must be a number, got {type(val).__name__}")
                 if isinstance(val, (float, np.floating)) and math.isnan(val):
                     raise FrozenModelError(f"{where}: attr {key!r} is NaN")
-        if self.output_dtype not in ("float32", "int64"):
-            raise FrozenModelError(f"output_dtype must be 'float32' or 'int64', got {self.output_dtype!r}")
+        if self.output_dtype not in OUTPUT_DTYPES:
+            raise FrozenModelError(f"output_dtype must be one of {OUTPUT_DTYPES}, got {self.output_dtype!r}")
         used = [False] * n_tensors
         for layer in self.layers:
             for t in layer.inputs:
@@ -254,22 +266,86 @@ class FrozenModel:
             if not 1 <= out.tensor < n_tensors:
                 raise FrozenModelError(f"{what}: tensor {out.tensor} is not a layer's output (1..{n_tensors - 1})")
             used[out.tensor] = True
-            if out.dtype not in ("float32", "int64"):
-                raise FrozenModelError(f"{what}: dtype must be 'float32' or 'int64', got {out.dtype!r}")
+            if out.dtype not in OUTPUT_DTYPES:
+                raise FrozenModelError(f"{what}: dtype must be one of {OUTPUT_DTYPES}, got {out.dtype!r}")
             if math.prod(out.shape) != math.prod(self.tensor_shape(out.tensor)):
                 raise FrozenModelError(f"{what}: shape {out.shape} does not match tensor {out.tensor}'s "
                                        f"shape {self.tensor_shape(out.tensor)}")
             if self.tensor_dtype(out.tensor) != "f32":
                 raise FrozenModelError(f"{what}: tensor {out.tensor} is int8; outputs must be float32 "
                                        f"(end int8 models with DEQUANTIZE)")
-            src = self.source_op(out.tensor)
-            if out.dtype == "int64" and src != Op.ARGMAX:
-                raise FrozenModelError(f"{what}: dtype int64 needs an ARGMAX result, but tensor {out.tensor} "
-                                       f"comes from {'the model input' if src is None else src.name}")
+            if out.dtype != "float32":
+                self._check_int_output(what, out.tensor, out.dtype)
         for i in range(len(self.layers)):
             if not used[i + 1]:
                 raise FrozenModelError(f"layer {i} ({self.layers[i].op.name}): its output (tensor {i + 1}) "
                                        f"is never used")
+
+    def _check_int_output(self, what: str, t: int, dtype: str) -> None:
+        """An integer output holds float32 values converted at the end, so they must be exact
+        integers of dtype's range by construction: an ARGMAX index (int64), a DEQUANTIZE with
+        x_scale 1 and x_zp 0 / -128 (int8 / uint8: the codes), integer sums (int32: see
+        _check_integer_sums), or a CONST whose values are integers in range (int64 / int32:
+        magnitude <= 2^24, exact in float32)."""
+        while t > 0 and self.layers[t - 1].op == Op.RESHAPE:
+            t = self.layers[t - 1].inputs[0]
+        op = None if t == 0 else self.layers[t - 1].op
+        if op == Op.ARGMAX and dtype == "int64":
+            return
+        if op == Op.DEQUANTIZE and dtype in _DEQUANTIZE_ZP:
+            a = self.layers[t - 1].attrs
+            if float(a.get("x_scale", 0.0)) == 1.0 and a.get("x_zp") == _DEQUANTIZE_ZP[dtype]:
+                return
+            raise FrozenModelError(f"{what}: dtype {dtype} from a DEQUANTIZE needs x_scale 1 and x_zp "
+                                   f"{_DEQUANTIZE_ZP[dtype]}, got {a.get('x_scale')} and {a.get('x_zp')}")
+        if op in (Op.DENSE, Op.CONV) and dtype == "int32":
+            self._check_integer_sums(what, t)
+            return
+        if op == Op.CONST:
+            layer = self.layers[t - 1]
+            ref = layer.tensors.get("value")
+            if ref is None or ref.buffer != "f32":  # the planner names the missing tensor
+                return
+            v = self.tensor(layer, "value").astype(np.float64)
+            lo, hi = _INT_RANGE[dtype]
+            if not np.all(np.isfinite(v)) or np.any(v != np.round(v)) or np.any(v < lo) or np.any(v > hi):
+                bound = "of magnitude <= 2^24 (exact in float32)" if dtype == "int64" else f"in [{lo}, {hi}]"
+                raise FrozenModelError(f"{what}: dtype {dtype} from a CONST needs integer values {bound}; "
+                                       f"tensor {t} holds others")
+            return
+        needs = {"int64": "an ARGMAX or CONST result", "int32": "an integer DENSE / CONV or CONST result",
+                 "int8": "a DEQUANTIZE (x_scale 1, x_zp 0) or CONST result",
+                 "uint8": "a DEQUANTIZE (x_scale 1, x_zp -128) or CONST result"}[dtype]
+        raise FrozenModelError(f"{what}: dtype {dtype} needs {needs}, but tensor {t} "
+                               f"comes from {'the input' if op is None else op.name}")
+
+    def _check_integer_sums(self, what: str, t: int) -> None:
+        """int32 from a DENSE / CONV (ONNX MatMulInteger / ConvInteger): no activation, integer
+        weights and bias, its input the integers x - x_zp of a DEQUANTIZE with x_scale 1, and
+        every output's worst case sum |W| * max |x - x_zp| + |b| below 2^24, so float32 products
+        and sums in any order are exact."""
+        layer = self.layers[t - 1]
+        src = layer.inputs[0]
+        while src > 0 and self.layers[src - 1].op == Op.RESHAPE:
+            src = self.layers[src - 1].inputs[0]
+        dq = self.layers[src - 1] if src > 0 else None
+        fail = f"{what}: dtype int32 from {layer.op.name} (tensor {t}) needs "
+        if layer.act != Act.IDENTITY:
+            raise FrozenModelError(fail + f"no activation, got {layer.act.name}")
+        if dq is None or dq.op != Op.DEQUANTIZE or float(dq.attrs.get("x_scale", 0.0)) != 1.0:
+            raise FrozenModelError(fail + "its input from a DEQUANTIZE with x_scale 1 (integers)")
+        if {"W", "b"} - set(layer.tensors) or any(layer.tensors[k].buffer != "f32" for k in ("W", "b")):
+            return  # the planner names the missing or misplaced tensor
+        W = self.tensor(layer, "W").astype(np.float64)
+        b = self.tensor(layer, "b").astype(np.float64).reshape(-1)
+        if not (np.all(np.isfinite(W)) and np.all(W == np.round(W)) and np.all(np.isfinite(b))
+                and np.all(b == np.round(b))):
+            raise FrozenModelError(fail + "integer weights and bias")
+        zp = int(dq.attrs.get("x_zp", 0))
+        span = max(127 - zp, zp + 128)  # max |x - x_zp| over int8 codes
+        per_out = np.abs(W).sum(axis=0) if layer.op == Op.DENSE else np.abs(W).reshape(W.shape[0], -1).sum(axis=1)
+        if per_out.size != b.size or (per_out.size and float((per_out * span + np.abs(b)).max()) >= F32_EXACT_INT):
+            raise FrozenModelError(fail + "integer sums below 2^24 in magnitude (exact in float32)")
 
     def source_op(self, t: int):
         """The op that computed tensor t's values, looking through RESHAPE (None for the input)."""

@@ -163,6 +163,8 @@ O_QAVGPOOL = int(Op.QAVGPOOL)
 O_GATHER = int(Op.GATHER)
 O_QGATHER = int(Op.QGATHER)
 O_LAYERNORM = int(Op.LAYERNORM)
+O_CONST = int(Op.CONST)
+O_MATMUL = int(Op.MATMUL)
 
 # Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
 B_EXEC = 0         # exec_row
@@ -296,6 +298,14 @@ def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
         KX.gather(i8, so, i8, do, i32, h[r + C_T0], n_in, n_out, m, np.int8(h[r + C_I1]))
     elif op == O_LAYERNORM:
         KX.layernorm_f32(src, so, dst, do, f32, h[r + C_T0], h[r + C_T1], h[r + C_I0], h[r + C_I1], m, scale)
+    elif op == O_CONST:
+        KX.const_f32(f32, h[r + C_T0], dst, do, n_out, m)
+    elif op == O_MATMUL:
+        sk2 = h[r + C_SRC2_KIND]
+        so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
+        src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
+        KG.matmul_f32(src, so, src2, so2, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3],
+                      h[r + C_T0], h[r + C_T1])
     if post:
         K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
 

@@ -1090,10 +1090,11 @@ def _dw_plan(geo):
     if not taps:
         return None
     # input column c of the class with column shift s is read by output column c - s: kept when
-    # that output exists, else only reachable by a wrap from the neighbouring row: zeroed
+    # that output exists, else only reachable by a wrap from the neighbouring row: zeroed (also
+    # with one input row: padding rows give more output rows, and a tap of output row i - 1
+    # wraps into row i; a 1-D sample has the one class s = 0, which keeps every column)
     c = np.arange(geo.h * geo.w) % geo.w
-    masks = np.array([np.where((c - s >= 0) & (c - s < geo.w), -1, 0) if geo.h > 1 else np.full(c.size, -1)
-                      for s in shifts], np.int32)
+    masks = np.array([np.where((c - s >= 0) & (c - s < geo.w), -1, 0) for s in shifts], np.int32)
     offs = [t[2] for t in taps]
     zm = _round_up(max(0, -min(offs)), 8)
     zs = _round_up(zm + max(geo.h * geo.w, _round_up(plane, DW_COLS) + max(0, max(offs))), 16)

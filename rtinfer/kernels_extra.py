@@ -1,5 +1,5 @@
-"""Compiled kernels of GATHER / QGATHER and LAYERNORM (rtinfer.ops), with their NumPy twins
-in rtinfer.reference (gather, layernorm).
+"""Compiled kernels of GATHER / QGATHER, LAYERNORM and CONST (rtinfer.ops), with their NumPy
+twins in rtinfer.reference (gather, layernorm, run_layer's CONST).
 
 GATHER is one index table per layer: every data-movement op an importer meets on a fixed-shape
 tensor (Transpose, Pad constant/reflect/edge, Resize/Upsample nearest, Gather with constant
@@ -53,3 +53,13 @@ def layernorm_f32(src, so, dst, do, w, wo, bo, outer, n, m, eps):
         for k in range(n):
             v = np.float32((np.float64(x[k]) - mean) * inv)
             z[k] = v * scale[k] + bias[k]
+
+
+@njit(cache=True, _nrt=False)
+def const_f32(w, wo, dst, do, n, m):
+    """CONST: dst[do + s * n + k] = w[wo + k] for k < n, per sample s < m (the stored tensor)."""
+    v = w[wo:wo + n]
+    for s in range(m):
+        z = dst[do + s * n:do + (s + 1) * n]
+        for k in range(n):
+            z[k] = v[k]

@@ -1,5 +1,5 @@
 """Compiled kernels of the graph ops (rtinfer.ops: BINARY, QBINARY, CONCAT, SLICE and their
-int8 twins) and their plan-time packing.
+int8 twins, MATMUL) and their plan-time packing.
 
 Every kernel takes flat arrays plus element offsets, runs m samples (sample s of an operand of
 n elements per sample starts at offset + s * n) and writes into its output; no checks, no
@@ -12,7 +12,8 @@ per-sample shapes into the int32 table the binary kernels read:
     T_SB .. T_SB + 3            b's element strides
     T_FN, T_AZP, T_BZP, T_YZP, T_QMIN, T_QMAX   fn (ops.Bin) and the int8 parameters (QBINARY)
 
-The NumPy twins are rtinfer.reference.binary_f32 / qbinary_i8 / slice_axis and np.concatenate.
+The NumPy twins are rtinfer.reference.binary_f32 / qbinary_i8 / slice_axis / matmul and
+np.concatenate.
 """
 
 from __future__ import annotations
@@ -248,3 +249,27 @@ def slice_copy(src, so, dst, do, m, outer, axis_len, inner, start, step, count):
                 x = src[i:i + inner]
                 for j in range(inner):
                     z[j] = x[j]
+
+
+@njit(cache=True, _nrt=False)
+def matmul_f32(a, ao, b, bo, dst, do, m, groups, rows, inner, cols, a_step, b_step):
+    """MATMUL: per sample s < m and group g < groups, dst (rows, cols) = a (rows, inner) @
+    b (inner, cols), float32 sums over inner in order. Group g of a starts at g * a_step (0: one
+    matrix for every group: a sample of a then holds rows * inner elements), likewise b."""
+    n_a = (groups if a_step else 1) * rows * inner
+    n_b = (groups if b_step else 1) * inner * cols
+    n_y = groups * rows * cols
+    for s in range(m):
+        for g in range(groups):
+            a0 = ao + s * n_a + g * a_step
+            b0 = bo + s * n_b + g * b_step
+            y0 = do + s * n_y + g * rows * cols
+            for i in range(rows):
+                z = dst[y0 + i * cols:y0 + (i + 1) * cols]
+                for j in range(cols):
+                    z[j] = np.float32(0.0)
+                for p in range(inner):
+                    v = a[a0 + i * inner + p]
+                    br = b[b0 + p * cols:b0 + (p + 1) * cols]
+                    for j in range(cols):
+                        z[j] += v * br[j]

@@ -117,6 +117,26 @@ LAYERNORM    f32 -> f32   the sample viewed as (outer, axis_len); per row mean a
                           y = v * scale + bias in float32. attrs outer, axis_len, epsilon (> 0);
                           tensors scale (axis_len,), bias (axis_len,) f32.
 
+Constants (code 30):
+
+CONST        f32 -> f32   y = value for every sample: the stored tensor, independent of the input's
+                          values (an ONNX Constant output, Shape of a fixed-size tensor). It reads
+                          one float32 tensor (importers give it tensor 0, the model input) only so
+                          the graph stays one validated graph; that tensor's values are never read.
+                          tensors value (out_shape) f32. An output of dtype int64 may come from a
+                          CONST whose values are integers of magnitude <= 2^24 (exact in float32).
+
+Two runtime tensors (code 31):
+
+MATMUL       f32, f32 -> f32  y = a @ b per sample, batched over groups: a is viewed as
+                          (a_groups, m, k), b as (b_groups, k, n), y as (groups, m, n); a_groups
+                          and b_groups are each groups or 1 (one matrix for every group). Sums in
+                          float32 over k in order (y[i, j] = ((a[i,0] b[0,j] + a[i,1] b[1,j]) + ...),
+                          no fused multiply-add). attrs groups, m, k, n, a_groups, b_groups. Reads
+                          two tensors (Layer.inputs: a, b); out_shape is any shape of groups*m*n
+                          elements (ONNX MatMul of two runtime tensors, attention's Q K^T and
+                          softmax(.) V).
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -185,6 +205,10 @@ class Op(IntEnum):
     GATHER = 27
     QGATHER = 28
     LAYERNORM = 29
+    # a stored tensor (the output does not depend on the input's values)
+    CONST = 30
+    # matrix product of two runtime tensors
+    MATMUL = 31
 
 
 class Act(IntEnum):
@@ -264,6 +288,12 @@ ACT_BY_NAME: dict[str, Act] = {
     "abs": Act.ABS,
 }
 
+# The dtypes a model output may have, in the order of their .rtm codes (0 float32, 1 int64, 2 int8,
+# 3 uint8, 4 int32). Outputs are computed as float32; an integer output's values are exact
+# integers of its range by construction (rtinfer.frozen checks which layers may produce them) and
+# are converted at the end.
+OUTPUT_DTYPES = ("float32", "int64", "int8", "uint8", "int32")
+
 # Ops whose input is int8 / whose output is int8 (everything else is float32 -> float32).
 INT8_INPUT_OPS = frozenset({Op.DEQUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXPOOL, Op.QAVGPOOL,
                             Op.QBINARY, Op.QCONCAT, Op.QSLICE, Op.QGATHER})
@@ -271,7 +301,7 @@ INT8_OUTPUT_OPS = frozenset({Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.QCONV, Op.QMAXP
                              Op.QBINARY, Op.QCONCAT, Op.QSLICE, Op.QGATHER})
 
 # How many inputs each op reads: 1 unless listed; CONCAT / QCONCAT take 1 to MAX_CONCAT_INPUTS.
-N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2}
+N_INPUTS = {Op.BINARY: 2, Op.QBINARY: 2, Op.MATMUL: 2}
 VARIADIC_OPS = frozenset({Op.CONCAT, Op.QCONCAT})
 MAX_CONCAT_INPUTS = 1 << 16
 # Ops that take a fused activation (``Layer.act``); every other op must leave it IDENTITY.

@@ -325,6 +325,25 @@ def _slice_row(layer: Layer, where: str, row: list) -> None:
     row[C_I3] = step
 
 
+def _matmul_row(frozen: FrozenModel, layer: Layer, where: str, row: list) -> None:
+    """MATMUL: I0..I3 = groups, m, k, n; T0 / T1 = a's / b's elements between groups (0: one
+    matrix for every group); NIN2 = b's size."""
+    g = _int_attr(layer, where, "groups", 1, lo=1)
+    m, k, n = (_int_attr(layer, where, key, lo=1) for key in ("m", "k", "n"))
+    ga = _int_attr(layer, where, "a_groups", g, lo=1)
+    gb = _int_attr(layer, where, "b_groups", g, lo=1)
+    if ga not in (1, g) or gb not in (1, g):
+        raise PlanError(f"{where}: a_groups {ga} and b_groups {gb} must each be groups ({g}) or 1")
+    n_a, n_b = layer.in_size, math.prod(frozen.tensor_shape(layer.inputs[1]))
+    if n_a != ga * m * k or n_b != gb * k * n or layer.out_size != g * m * n:
+        raise PlanError(f"{where}: sizes {n_a} @ {n_b} -> {layer.out_size} do not match ({ga}, {m}, {k}) @ "
+                        f"({gb}, {k}, {n}) -> ({g}, {m}, {n})")
+    row[C_I0], row[C_I1], row[C_I2], row[C_I3] = g, m, k, n
+    row[C_T0] = m * k if ga > 1 else 0
+    row[C_T1] = k * n if gb > 1 else 0
+    row[C_NIN2] = n_b
+
+
 def _concat_rows(frozen: FrozenModel, layer: Layer, where: str, base: list) -> list:
     """One CONCAT row per input: copy input k's blocks into its columns of the output."""
     out = layer.out_shape
@@ -463,6 +482,10 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "scale", "f32", (axis_len,)))
         row[C_T1] = sec.add("f32", _tensor(frozen, layer, where, "bias", "f32", (axis_len,)))
         row[C_I0], row[C_I1] = outer, axis_len
+    elif op == Op.CONST:
+        row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "value", "f32", layer.out_shape))
+    elif op == Op.MATMUL:
+        _matmul_row(frozen, layer, where, row)
     elif op in (Op.CONCAT, Op.QCONCAT):
         row[C_FP] = len(fparams)
         fparams.extend([alpha, beta, scale])
@@ -659,6 +682,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
             row[C_T0] += o_i8
         elif op in (Op.GATHER, Op.QGATHER):
             row[C_T0] += o_i32 // 4
+        elif op == Op.CONST:
+            row[C_T0] += o_f32 // 4
         elif op in (Op.BINARY, Op.QBINARY):
             row[C_I0] += o_i32 // 4
         elif op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:

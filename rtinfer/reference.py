@@ -147,6 +147,15 @@ def layernorm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer: Layer) 
     return y.reshape(x.shape[0], -1)
 
 
+def matmul(a: np.ndarray, b: np.ndarray, layer: Layer) -> np.ndarray:
+    """MATMUL: a (N, a_groups*m*k) @ b (N, b_groups*k*n) per sample and group, float32."""
+    at = layer.attrs
+    g, m, k, n = (int(at[key]) for key in ("groups", "m", "k", "n"))
+    A = a.astype(np.float32).reshape(a.shape[0], int(at["a_groups"]), m, k)
+    B = b.astype(np.float32).reshape(b.shape[0], int(at["b_groups"]), k, n)
+    return np.matmul(A, B).reshape(a.shape[0], g * m * n)
+
+
 def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     """One layer on a batch; x is its first input (N, in_size) flat, ``more`` its other inputs
     (flat, in Layer.inputs order); returns (N, out_size) flat."""
@@ -163,6 +172,8 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
             alpha, beta = layer.act_params()
             return activation(y, layer.act, alpha, beta).reshape(x.shape[0], -1)
         return qbinary_i8(a, b, layer.attrs).reshape(x.shape[0], -1)
+    if op == Op.MATMUL:
+        return matmul(x, more[0], layer)
     if op in (Op.CONCAT, Op.QCONCAT):
         axis = int(layer.attrs["axis"])
         parts = [v.reshape((v.shape[0],) + frozen.tensor_shape(t)) for v, t in zip((x,) + more, layer.inputs)]
@@ -204,6 +215,9 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
         return gather(x.astype(np.int8), frozen.tensor(layer, "index"), np.int8(int(layer.attrs.get("fill", 0))))
     if op == Op.LAYERNORM:
         return layernorm(x, frozen.tensor(layer, "scale"), frozen.tensor(layer, "bias"), layer)
+    if op == Op.CONST:  # the stored tensor for every sample; x's values are not read
+        value = frozen.tensor(layer, "value").reshape(1, -1).astype(np.float32)
+        return np.repeat(value, x.shape[0], axis=0)
     if op in WINDOW_OPS or op == Op.GLOBAL_AVGPOOL:
         from .reference_conv import run_window_layer  # convolution and pooling
         return run_window_layer(frozen, layer, x)
@@ -225,7 +239,7 @@ def run(frozen: FrozenModel, X: np.ndarray, trace: bool = False):
     ys = []
     for out in frozen.outputs:
         y = tensors[out.tensor].reshape((n,) + out.shape)
-        ys.append(y.astype(np.int64) if out.dtype == "int64" else y)
+        ys.append(y if out.dtype == "float32" else y.astype(out.dtype))  # exact integers (FrozenModel)
     y = ys[0] if len(ys) == 1 else tuple(ys)
     if trace:
         return y, [tensors[i + 1].reshape((n,) + layer.out_shape) for i, layer in enumerate(frozen.layers)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._atomic import atomic_write
-from .ops import BUFFER_DTYPES
+from .ops import BUFFER_DTYPES, OUTPUT_DTYPES  # noqa: F401  (OUTPUT_DTYPES: the output record's codes)
 
 MAGIC = b"\x89RTM\r\n\x1a\n"
 VERSION_MAJOR = 2
@@ -57,7 +57,8 @@ LAYER = struct.Struct("<8I" + _SHAPE + _SHAPE + "II")
 # Inputs table (version 2): one uint32 tensor id per entry (0: the model input, i + 1: layer i's
 # output), padded with zero bytes to a multiple of 8 bytes.
 INPUT = struct.Struct("<I")
-# Output record (version 2), 48 bytes: tensor I | dtype I (0 float32, 1 int64) | shape (I 8I) | 4x
+# Output record (version 2), 48 bytes: tensor I | dtype I (ops.OUTPUT_DTYPES: 0 float32, 1 int64, 2 int8,
+#   3 uint8) | shape (I 8I) | 4x
 OUTPUT = struct.Struct("<II" + _SHAPE + "4x")
 # Tensor record, 64 bytes: name_off I | name_len I | section I | reserved 4x | offset Q (elements)
 #   | shape (I 8I) | reserved 4x
@@ -74,7 +75,6 @@ assert (LAYER.size, TENSOR.size, ATTR.size, META.size, SECTION.size, OUTPUT.size
 
 ATTR_FLOAT, ATTR_INT = 0, 1
 INT8_ATTRS = frozenset({"x_zp", "y_zp", "qmin", "qmax"})  # int8 codes: integers in [-128, 127]
-OUTPUT_DTYPES = ("float32", "int64")
 # Section dtype codes: 1 float32, 2 int8, 3 int32; sections are written in this order.
 SECTION_CODES = {"f32": 1, "i8": 2, "i32": 3}
 SECTION_KEYS = {v: k for k, v in SECTION_CODES.items()}

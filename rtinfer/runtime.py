@@ -23,8 +23,10 @@ whole input tensor is one sample, so ``predict`` takes exactly ``input_shape`` a
 ``output_shape`` (no leading N); predict_one does the same; stream and measure take a sequence
 of whole inputs (N, *input_shape).
 Outputs have shape (N, *output_shape) / output_shape and dtype float32, or int64 when the model
-ends in ARGMAX (``frozen.output_dtype``). A model with several outputs returns a tuple of arrays
-in ``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
+ends in ARGMAX or an integer CONST, int8 / uint8 for the codes of an int8 / uint8 tensor, int32
+for exact integer sums (``frozen.output_dtype``; computed as exact float32 values, converted at
+the end of a call). A model with several outputs returns a tuple of arrays in
+``frozen.outputs`` order (views of one buffer per call; ``out`` is then a tuple too).
 
 Threads: a Runtime may be shared; every call gives the right answer. A call that touches the
 Runtime's arena is one compiled function call, which holds the GIL for its whole duration, so
@@ -114,6 +116,8 @@ class Runtime:
         self._multi = len(self.outputs) > 1
         self._out_one = int(np.prod(self.output_shape, dtype=np.int64))  # elements of the first output
         self._int_out = not self._multi and self.output_dtype == _I64
+        # int8 / uint8 / int32: computed into a float32 buffer, then converted (exact integers by construction)
+        self._cast_out = not self._multi and self.output_dtype not in (_F32, _I64)
         self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
         self._no_times = np.zeros(1, dtype=np.int64)
         self.batch = batch
@@ -215,8 +219,8 @@ class Runtime:
             if out is not None:
                 out[k].reshape(n, size)[...] = v
                 res.append(out[k])
-            elif dtype == _I64:
-                res.append(v.astype(np.int64).reshape((n,) + shape))
+            elif dtype != _F32:
+                res.append(v.astype(dtype).reshape((n,) + shape))
             else:
                 res.append(v.reshape((n,) + shape))
         return tuple(res)
@@ -238,7 +242,7 @@ class Runtime:
         Yp = Y if self._multi or type(Y) is np.ndarray else Y.view(np.ndarray)
         if n == 0:
             return Y if not self._multi else self._split(np.zeros(0, np.float32), 0, out)
-        if self._multi:
+        if self._multi or self._cast_out:
             Yf = np.empty(n * self.out_size, dtype=np.float32)  # per call: no shared scratch
         elif self._int_out:
             Yf = Yp.reshape(-1).view(np.float32)  # converted to int64 in place (interp.I64)
@@ -250,11 +254,19 @@ class Runtime:
             if blas is not None:
                 with self._lock:
                     blas.run(flat, Yf, n, self._int_out)
-                return self._split(Yf, n, out) if self._multi else Y
+                return self._finish(Yf, Yp, Y, n, out)
         status = self._execute(self._state, flat, Yf, n, mode, self._no_times)
         if status != -1:  # pragma: no cover - sizes were checked above
             raise RuntimeError(f"internal error: execute returned {status}")
-        return self._split(Yf, n, out) if self._multi else Y
+        return self._finish(Yf, Yp, Y, n, out)
+
+    def _finish(self, Yf, Yp, Y, n, out):
+        """The result of _run_batch from the float32 buffer Yf (Y itself unless converted)."""
+        if self._multi:
+            return self._split(Yf, n, out)
+        if self._cast_out:
+            Yp.reshape(-1)[...] = Yf
+        return Y
 
     # -- execution ----------------------------------------------------------------------------
     def predict(self, X, out=None, nonfinite=None):
@@ -295,7 +307,7 @@ class Runtime:
         itself checks sizes, overlap and finiteness. Anything else takes the checked path.
         """
         if out is None:
-            if self._multi or self._int_out:
+            if self._multi or self._int_out or self._cast_out:
                 return self._predict_one_checked(x, out, nonfinite)
             ret = out = np.empty(self.output_shape, dtype=_F32)
             if out.ndim != 1:
@@ -350,8 +362,12 @@ class Runtime:
         if self._int_out:
             yf = yf.view(np.float32)
             mode |= self._interp.I64
+        elif self._cast_out:
+            yo, yf = yf, np.empty(self.out_size, dtype=np.float32)
         status = self._execute(self._state, xf, yf, 1, mode, self._no_times)
         self._one_status(status, x, out, nonfinite)
+        if self._cast_out:
+            yo[...] = yf
         return out
 
     def _one_status(self, status, x, out, nonfinite):

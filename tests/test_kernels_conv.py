@@ -279,12 +279,9 @@ def geometries(draw):
     return make_geometry(in_shape, attrs), o, group
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(geometries(), st.integers(0, 2 ** 31 - 1))
-def test_random_conv_geometries_match_twins(case, seed):
-    geo, o, group = case
-    rng = np.random.default_rng(seed)
-    m = 2
+def _conv_paths_match_twins(geo, o, group, rng, m=2):
+    """CONV and QCONV of geo on every kernel path against their twins (random operands from rng);
+    returns the float32 and int8 inputs (m samples, at GUARD)."""
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     x = _buffers(rng, m * n_in, np.float32)
@@ -304,6 +301,25 @@ def test_random_conv_geometries_match_twins(case, seed):
         Wq = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
         got, want, _ = _qconv_both(geo, o, group, xq, Wq, bias, M, m, -3, 7, -128, 127, path)
         np.testing.assert_array_equal(got, want)
+    return x, xq
+
+
+@pytest.mark.parametrize("c,o,group", [(1, 1, 1), (2, 3, 1), (3, 3, 3)])
+def test_one_input_row_padded_to_several_output_rows(c, o, group):
+    """h = 1 with kernel rows reaching several padded output rows (a 2-D geometry, not 1-D): a tap
+    with a column shift must not wrap from padding row i - 1 into the one input row (the shifted
+    plane copies zero the wrapped columns whatever the number of input rows)."""
+    geo = make_geometry((c, 1, 2), geometry_attrs((4, 2), (1, 1), (3, 1), ((1, 9), (0, 1))))
+    assert (geo.h, geo.oh, geo.ow) == (1, 2, 2)
+    _conv_paths_match_twins(geo, o, group, np.random.default_rng(c * 7 + o))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(geometries(), st.integers(0, 2 ** 31 - 1))
+def test_random_conv_geometries_match_twins(case, seed):
+    geo, o, group = case
+    m = 2
+    x, xq = _conv_paths_match_twins(geo, o, group, np.random.default_rng(seed), m)
     if int(pool_counts(geo, False).min()) >= 1:  # a valid pool geometry
         pg = KC.table_from_geometry(geo, geo.c, 1, seed % 2)
         n_pool = geo.c * geo.oh * geo.ow

@@ -301,12 +301,18 @@ def test_x_zero_point_of_another_type_is_refused():
         from_onnx(m)
 
 
-def test_integer_graph_output_is_refused():
+@needs_onnxruntime
+def test_integer_graph_output_is_int32():
+    """ConvInteger as the graph output: the exact sums come back as int32, as onnxruntime gives them."""
     w = RNG.integers(-5, 5, (2, 2, 3)).astype(np.int8)
     m = _model([helper.make_node("ConvInteger", ["x", "w"], ["y"])], {"w": w}, ["N", 2, 8], ["N", 2, 6],
                in_type=TensorProto.UINT8, out_type=TensorProto.INT32)
-    with pytest.raises(OnnxImportError, match="integer/quantized tensor"):
-        from_onnx(m)
+    f = from_onnx(m)
+    assert f.output_dtype == "int32"
+    Xu = RNG.integers(0, 256, (5, 2, 8)).astype(np.uint8)
+    want = _ort(m, Xu)
+    got = rtinfer.load(f).predict(Xu.astype(np.float32))
+    assert got.dtype == np.int32 and np.array_equal(got, want)
 
 
 def test_float_runtime_input_is_refused():
