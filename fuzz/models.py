@@ -5,7 +5,7 @@
 an int64 output), a residual graph (BINARY of two runtime tensors with a fused activation), a
 two-branch graph with two outputs (CONCAT, SLICE, BINARY MUL), a fp32 CNN (CONV, MAXPOOL,
 AVGPOOL, ACT, GLOBAL_AVGPOOL, RESHAPE), an int8 1-D CNN graph (QCONV, QMAXPOOL, QAVGPOOL, QSLICE,
-QCONCAT, QBINARY) and the table ops (GATHER, LAYERNORM, QGATHER). Each is a few KB as an .rtm file.
+QCONCAT, QBINARY) and the table ops (GATHER, LAYERNORM, QGATHER) with MATMUL and a CONST output. Each is a few KB as an .rtm file.
 
 ``synth(rnd)``: a random graph of 1..7 layers over every op, with shapes and attributes that
 are mostly consistent (so the model reaches the planner and the kernels) and, in hostile
@@ -115,8 +115,9 @@ def _cnn_int8(seed=0) -> FrozenModel:
 
 
 def _table_ops(seed=0) -> FrozenModel:
-    """GATHER (a transpose with a padded column), LAYERNORM, and QGATHER between QUANTIZE and
-    DEQUANTIZE: the table ops of the ONNX importer (Transpose, Pad, Resize, LayerNorm...)."""
+    """GATHER (a transpose with a padded column), LAYERNORM, QGATHER between QUANTIZE and
+    DEQUANTIZE (the table ops of the ONNX importer: Transpose, Pad, Resize, LayerNorm...), a
+    MATMUL of two runtime tensors and a CONST output of integers (int64, as ONNX Shape)."""
     rng = np.random.default_rng(seed)
     bb = BufferBuilder()
     idx = np.arange(12, dtype=np.int32).reshape(3, 4).T.reshape(-1)        # (3, 4) -> (4, 3)
@@ -131,9 +132,13 @@ def _table_ops(seed=0) -> FrozenModel:
         Layer(Op.QUANTIZE, (4, 4), (4, 4), attrs={"y_scale": 0.03, "y_zp": 1}, name="q"),
         Layer(Op.QGATHER, (4, 4), (4, 4), tensors={"index": bb.add(rev)}, attrs={"fill": 1, "y_scale": 0.03,
                                                                               "y_zp": 1}, name="qgather"),
-        Layer(Op.DEQUANTIZE, (4, 4), (4, 4), attrs={"x_scale": 0.03, "x_zp": 1}, name="dq"),
+        Layer(Op.DEQUANTIZE, (4, 4), (4, 4), attrs={"x_scale": 0.03, "x_zp": 1}, name="dq"),          # t5
+        Layer(Op.MATMUL, (4, 4), (4, 4), attrs={"groups": 1, "m": 4, "k": 4, "n": 4, "a_groups": 1, "b_groups": 1},
+              name="matmul", inputs=(5, 2)),                                                             # t6
+        Layer(Op.CONST, (3, 4), (2,), tensors={"value": bb.add(np.array([3.0, -7.0], np.float32))},
+              name="shape", inputs=(0,)),                                                                # t7
     )
-    return FrozenModel(layers, bb.finish(), (3, 4), (4, 4))
+    return FrozenModel(layers, bb.finish(), (3, 4), outputs=(Output(6, (4, 4), "float32"), Output(7, (2,), "int64")))
 
 
 def base_models() -> list:
@@ -230,7 +235,7 @@ class _Synth:
         f = self.pick("f32")
         q = self.pick("i8")
         ops = ["act", "affine", "dense", "softmax", "argmax", "reshape", "binary", "concat", "slice", "window",
-               "gap", "quantize", "gather", "layernorm"]
+               "gap", "quantize", "gather", "layernorm", "matmul", "const"]
         if q is not None:
             ops += ["dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow", "qgather"]
         if self.hostile:
@@ -519,6 +524,45 @@ class _Synth:
             attrs = {"fill": self.zp(), "y_scale": self.scale(), "y_zp": self.zp()}
             self.add(Layer(Op.QGATHER, shape, (n_out,), tensors={"index": ref}, attrs=attrs, inputs=(t,)),
                      (n_out,), "i8")
+
+    def op_matmul(self, t, shape, n):
+        """t viewed as (g, m, k) times another tensor (or t itself) viewed as (g or 1, k, nn);
+        hostile: factorizations that do not multiply out, huge groups."""
+        rnd = self.rnd
+        u = self.pick("f32")
+        nu = math.prod(self.shapes[u])
+        k = rnd.choice([d for d in range(1, min(n, 64) + 1) if n % d == 0])
+        m, g = n // k, 1
+        if m > 1 and rnd.random() < 0.5:
+            g = rnd.choice([d for d in range(1, m + 1) if m % d == 0])
+            m //= g
+        if nu % k == 0 and rnd.random() < 0.5:
+            nn, gb = nu // k, 1
+        elif nu % (g * k) == 0:
+            nn, gb = nu // (g * k), g
+        else:
+            u, nn, gb = t, n // k, 1
+            if (n // k) * k != n:
+                return self.op_act(t, shape, n)
+        attrs = {"groups": g, "m": m, "k": k, "n": nn, "a_groups": g, "b_groups": gb}
+        if self.extreme(0.3):
+            key = rnd.choice(list(attrs))
+            attrs[key] = rnd.choice(EXTREME_INTS)
+        out = (max(1, min(g * m * nn, 1 << 40)),) if not self.extreme(0.1) else _huge_shape(rnd)
+        self.add(Layer(Op.MATMUL, shape, out, attrs=attrs, inputs=(t, u)), out, "f32")
+
+    def op_const(self, t, shape, n):
+        """A stored tensor as the output (int64 when integer); hostile: huge declared shapes."""
+        rnd = self.rnd
+        size = rnd.choice((1, 2, 5, 16))
+        v = np.array([rnd.randint(-9, 9) for _ in range(size)], np.float32)
+        if rnd.random() < 0.3:
+            v = v + np.float32(0.5)
+        ref = self.tensor(v, huge_shape=(rnd.choice(HUGE_COUNTS),) if self.extreme(0.2) else None)
+        out = (size,)
+        self.add(Layer(Op.CONST, shape, out, tensors={"value": ref}, inputs=(t,)), out, "f32")
+        if rnd.random() < 0.5 and np.all(v == np.round(v)):
+            self.sources[-1] = Op.ARGMAX  # an integer CONST may be an int64 output, as ARGMAX's
 
     def op_qgather(self, t, shape, n):
         self.op_gather(t, shape, n, "i8")
