@@ -533,7 +533,7 @@ class _Synth:
         nu = math.prod(self.shapes[u])
         k = rnd.choice([d for d in range(1, min(n, 64) + 1) if n % d == 0])
         m, g = n // k, 1
-        if m > 1 and rnd.random() < 0.5:
+        if 1 < m <= 4096 and rnd.random() < 0.5:
             g = rnd.choice([d for d in range(1, m + 1) if m % d == 0])
             m //= g
         if nu % k == 0 and rnd.random() < 0.5:
