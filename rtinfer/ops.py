@@ -315,5 +315,8 @@ WINDOW_OPS = frozenset({Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.QCONV, Op.QMAXPOOL, 
 # Size limits checked from the declared shapes before anything is allocated (a few bytes of a
 # file or graph must not make the planner or importer allocate gigabytes):
 MAX_WINDOW_WORK = 1 << 24   # per sample: output elements x window elements of one window op
+MAX_MATMUL_WORK = 1 << 26   # per sample: groups x m x k x n multiply-adds of one MATMUL (attention
+                            # over 128 tokens of 64 dims is 2^20; three operands of 2^26 elements
+                            # could otherwise ask for 2^39)
 MAX_ARENA_BYTES = 1 << 28   # per sample: the planned activation arena
 MAX_BLOCK_ARENA_BYTES = 1 << 26  # the blocked path runs fewer samples at a time above this

@@ -39,7 +39,8 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_WINDOW_WORK, WINDOW_OPS, Act, Bin, Op
+from .ops import (ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_MATMUL_WORK, MAX_WINDOW_WORK,
+                  WINDOW_OPS, Act, Bin, Op)
 
 # Window geometry values (kernel, stride, dilation, pads) are at most this (int32 tables).
 MAX_GEOMETRY = 1 << 24
@@ -338,6 +339,9 @@ def _matmul_row(frozen: FrozenModel, layer: Layer, where: str, row: list) -> Non
     if n_a != ga * m * k or n_b != gb * k * n or layer.out_size != g * m * n:
         raise PlanError(f"{where}: sizes {n_a} @ {n_b} -> {layer.out_size} do not match ({ga}, {m}, {k}) @ "
                         f"({gb}, {k}, {n}) -> ({g}, {m}, {n})")
+    if g * m * k * n > MAX_MATMUL_WORK:
+        raise PlanError(f"{where}: ({g}, {m}, {k}) @ ({gb}, {k}, {n}) is {g * m * k * n} multiply-adds per sample, "
+                        f"above the limit {MAX_MATMUL_WORK}")
     row[C_I0], row[C_I1], row[C_I2], row[C_I3] = g, m, k, n
     row[C_T0] = m * k if ga > 1 else 0
     row[C_T1] = k * n if gb > 1 else 0

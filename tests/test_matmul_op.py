@@ -86,6 +86,16 @@ def test_matmul_plan_errors():
         _with_matmul(f, inputs=(1,))
 
 
+def test_matmul_work_is_bounded_before_anything_runs():
+    """Three operands of a few MiB each can declare 2^39 multiply-adds per sample (m = n = 2^13,
+    k = 2^13 would be 2^26 elements per operand); the planner refuses above MAX_MATMUL_WORK."""
+    from rtinfer.ops import MAX_MATMUL_WORK
+    m = k = n = 1 << 9  # 2^27 multiply-adds from operands of 2^18 elements
+    with pytest.raises(PlanError, match=f"{m * k * n} multiply-adds per sample, above the limit {MAX_MATMUL_WORK}"):
+        build_plan(_mm_model(1, m, k, n, act_b=False))
+    build_plan(_mm_model(1, m, k, n // 2, act_b=False))  # 2^26: at the limit, planned
+
+
 def test_matmul_rtm_round_trip(tmp_path):
     f = _mm_model(2, 3, 4, 5)
     f.save(tmp_path / "m.rtm")
