@@ -1,9 +1,14 @@
-"""The one compiled interpreter: walks a plan's int64 program and dispatches on op codes.
+"""The compiled interpreter: walks a plan's int64 program and dispatches on op codes.
 
-Everything runs through one compiled entry point, so a first-ever compile builds the
-interpreter once (not once per entry point) and a warm process loads one function from the
-on-disk cache (like ``cache=True``, stamped with the sources of this file, the kernels, the
-plan layout and the op codes): a second model, or a second process, runs without compiling.
+One loop, built by one factory (_make_execute) into a few entry points that differ only in the
+op families they can run (VARIANTS): "dense" (MLP chains, fp32 and int8), "core" (+ graph ops),
+"full" (+ conv/pool), and "dense_batch"/"core_batch" with the batch path's steps (rtinfer.batch).
+A model uses the smallest one its ops need (variant_for), so its first-ever compile builds only
+its family's kernels (an MLP compiles no convolution). Every path of a model (predict_one,
+stream, measure) runs through one entry point, and a warm process loads it from the on-disk
+cache (like ``cache=True``, stamped with the sources of this file, the kernels, the plan layout
+and the op codes): a second model of the family, or a second process, runs without compiling.
+Each variant gives the same bits as the full interpreter on the same plan (tests/test_variants.py).
 
     execute(blob, X, Y, n, mode, T) -> int
         blob  the plan image (rtinfer.plan), or a batch path's blob (rtinfer.batch)
@@ -18,7 +23,8 @@ plan layout and the op codes): a second model, or a second process, runs without
     mode MODE_PER_OP: as MODE_STREAM, T[s * n_ops + k] = nanoseconds of row k on sample s
     mode MODE_NONFINITE: returns the index of the first NaN/inf element of X, or -1
     mode MODE_SEGMENT, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST, MODE_I64:
-                      the compiled steps of the batch path (rtinfer.batch), T = their parameters
+                      the compiled steps of the batch path (rtinfer.batch), T = their parameters;
+                      the first four only in the *_batch variants (the others return -6)
 
 With ``mode | I64`` (a model whose output is int64: ARGMAX) Y is the caller's int64 array viewed
 as float32 (2 * n * out_size elements): the rows write float32 results into its first
@@ -588,6 +594,8 @@ def _make_execute(graph, full, batch, name):
 #   "full"   + WINDOW_OPS (conv/pool: CNNs), every op
 #   "dense_batch", "core_batch": "dense" / "core" with the batch path's steps (rtinfer.batch,
 #            whose AUTO_OPS has no conv/pool), compiled on a model's first batch predict
+DENSE_OPS = frozenset(int(op) for op in (Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
+                                         Op.RESHAPE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT))
 GRAPH_OPS = frozenset(int(op) for op in (Op.BINARY, Op.QBINARY, Op.CONCAT, Op.QCONCAT, Op.SLICE, Op.QSLICE,
                                          Op.GATHER, Op.QGATHER, Op.LAYERNORM))
 WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL, Op.QCONV,
@@ -608,6 +616,10 @@ def variant_for(ops) -> str:
     """The smallest interpreter variant (a key of VARIANTS) that runs a program with these op
     codes."""
     codes = {int(op) for op in ops}
+    unknown = codes - DENSE_OPS - GRAPH_OPS - WINDOW_OPS
+    if unknown:
+        raise ValueError(f"op code {min(unknown)} is in no interpreter family (interp.DENSE_OPS, GRAPH_OPS, "
+                         "WINDOW_OPS)")
     if codes & WINDOW_OPS:
         return "full"
     if codes & GRAPH_OPS:
