@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-demo", action="store_true", help="skip the CLI and demo measurements")
     ap.add_argument("--no-kinds", action="store_true", help="skip the cold/warm row per model kind")
     ap.add_argument("--only-kinds", action="store_true", help="only the cold/warm row per model kind")
+    ap.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                    help="model kinds for the per-kind rows (default: 'mlp fp32' 'mlp int8' 'cnn fp32')")
     ap.add_argument("--source-compile", action="store_true",
                     help="keep the environment's bytecode settings (default: a private .pyc cache)")
     ap.add_argument("--json", help="also write the results to this file")
@@ -186,12 +188,12 @@ def main(argv=None) -> int:
                "loadavg_start": os.getloadavg()}
     if not args.no_kinds:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from bench.suite_startup import KINDS_HEADER, kinds_table, measure_kinds
+        from bench.suite_startup import KINDS, KINDS_HEADER, kinds_table, measure_kinds
         env = dict(os.environ)
         env.pop("NUMBA_DEBUG_CACHE", None)
         if args.src:
             env["PYTHONPATH"] = os.path.abspath(args.src) + os.pathsep + env.get("PYTHONPATH", "")
-        results["kinds"] = measure_kinds(warm_runs=min(args.runs, 5), env=env)
+        results["kinds"] = measure_kinds(tuple(args.kinds or KINDS), warm_runs=min(args.runs, 5), env=env)
         print(f"per model kind (load average at start {results['loadavg_start']}, "
               f"at end {os.getloadavg()}):")
         print(" | ".join(KINDS_HEADER))

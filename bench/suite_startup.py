@@ -145,8 +145,10 @@ def make_kind_models(folder, kinds=KINDS) -> dict:
 def _kind_child(path, cache_dir, batch, env=None) -> dict:
     env = dict(os.environ if env is None else env, NUMBA_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
+    # run in the model's folder: ``-c`` puts the working directory first on sys.path, and a
+    # checkout's own rtinfer/ there would shadow the one under test (PYTHONPATH, --src)
     proc = subprocess.run([sys.executable, "-c", _KIND_CHILD, path, str(batch)], env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, cwd=os.path.dirname(os.path.abspath(path)))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise StartupError(f"start-up child failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -161,10 +163,14 @@ def measure_kinds(kinds=KINDS, warm_runs: int = 3, batch: int = 300, env=None) -
     NUMBA_CACHE_DIR (the first-ever compile of what that model needs: load + first predict_one,
     then the first predict of `batch` samples), then warm_runs children on that cache (medians).
     Each: import_s, first_s / first_cpu_s (rtinfer.load + predict_one), batch_s / batch_cpu_s,
-    to_first_output_s (import .. first output), process_wall_s, variant, batch_path."""
+    to_first_output_s (import .. first output), process_wall_s, variant, batch_path. Children
+    use a private .pyc cache (PYTHONPYCACHEPREFIX, bytecode writing on), as bench_startup does."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="rtinfer-startup-kinds-") as tmp:
         paths = make_kind_models(tmp, kinds)
+        # modules load from .pyc files, as in an installed deployment (bench/bench_startup.py)
+        env = dict(os.environ if env is None else env, PYTHONPYCACHEPREFIX=os.path.join(tmp, "pycache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for kind in kinds:
             cache = os.path.join(tmp, "cache-" + kind.replace(" ", "_"))
             cold = _kind_child(paths[kind], cache, batch, env)

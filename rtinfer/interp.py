@@ -245,8 +245,10 @@ def _make_exec_row(graph, name):
         elif op == O_AFFINE:
             K.affine_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, m)
             post = act != K.A_IDENTITY
-        elif op == O_SOFTMAX or op == O_LOG_SOFTMAX:  # one call site: one compiled softmax, not two
-            K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], np.int64(op == O_LOG_SOFTMAX))
+        elif op == O_SOFTMAX:
+            K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 0)
+        elif op == O_LOG_SOFTMAX:
+            K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 1)
         elif op == O_ARGMAX:
             K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
         elif op == O_QUANTIZE:
