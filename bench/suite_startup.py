@@ -164,13 +164,17 @@ def measure_kinds(kinds=KINDS, warm_runs: int = 3, batch: int = 300, env=None) -
     then the first predict of `batch` samples), then warm_runs children on that cache (medians).
     Each: import_s, first_s / first_cpu_s (rtinfer.load + predict_one), batch_s / batch_cpu_s,
     to_first_output_s (import .. first output), process_wall_s, variant, batch_path. Children
-    use a private .pyc cache (PYTHONPYCACHEPREFIX, bytecode writing on), as bench_startup does."""
+    use a private .pyc cache (PYTHONPYCACHEPREFIX, bytecode writing on), as bench_startup does,
+    filled first by a throwaway cold run of the first kind."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="rtinfer-startup-kinds-") as tmp:
         paths = make_kind_models(tmp, kinds)
         # modules load from .pyc files, as in an installed deployment (bench/bench_startup.py)
         env = dict(os.environ if env is None else env, PYTHONPYCACHEPREFIX=os.path.join(tmp, "pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # a throwaway cold run fills that .pyc cache with every module a compile imports (numba's
+        # compiler is imported lazily), so that no cold row pays for compiling Python bytecode
+        _kind_child(paths[kinds[0]], os.path.join(tmp, "cache-throwaway"), batch, env)
         for kind in kinds:
             cache = os.path.join(tmp, "cache-" + kind.replace(" ", "_"))
             cold = _kind_child(paths[kind], cache, batch, env)
