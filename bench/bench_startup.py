@@ -26,7 +26,7 @@ beside the sources, every rtinfer module is compiled from source in every proces
 ``rtinfer --help`` (the CLI's own start-up) and the demo's "runtime ready in" line (two
 Runtimes built from in-memory FrozenModels, warm cache) are measured too.
 
-Per model kind (bench.suite_startup.measure_kinds: MLP fp32, MLP int8, DS-CNN fp32), a cold row
+Per model kind (bench.suite_startup.measure_kinds: MLP fp32, MLP int8, DS-CNN fp32 and int8), a cold row
 (its own empty cache: the first-ever compile of the interpreter variant that model needs, then
 the first batch predict) and a warm row, wall and CPU seconds.
 
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-kinds", action="store_true", help="skip the cold/warm row per model kind")
     ap.add_argument("--only-kinds", action="store_true", help="only the cold/warm row per model kind")
     ap.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
-                    help="model kinds for the per-kind rows (default: 'mlp fp32' 'mlp int8' 'cnn fp32')")
+                    help="model kinds for the per-kind rows (default: 'mlp fp32' 'mlp int8' 'cnn fp32' 'cnn int8')")
     ap.add_argument("--source-compile", action="store_true",
                     help="keep the environment's bytecode settings (default: a private .pyc cache)")
     ap.add_argument("--json", help="also write the results to this file")

@@ -466,8 +466,8 @@ def render(results) -> str:
             from bench.suite_startup import KINDS_HEADER, kinds_table
             L.append("")
             L.append("Per model kind, each cold row with its own empty cache: a model compiles only the interpreter "
-                     "variant its ops need (`dense` for MLPs, `full` with conv/pool), and an MLP's first batch "
-                     "predict compiles the batch path's variant. CPU = user + sys of the process.")
+                     "variant its ops need (`dense` for MLPs, `conv` / `qconv` for float32 / int8 CNNs), and an MLP's "
+                     "first batch predict compiles the batch path's variant. CPU = user + sys of the process.")
             L.append("")
             L += _table(KINDS_HEADER, kinds_table(su["kinds"]))
     else:

@@ -116,12 +116,13 @@ print("STARTUP-JSON " + json.dumps({
     "to_first_output_s": t2 - t0, "variant": getattr(rt, "variant", None), "batch_path": rt._blas is not None}))
 """
 
-KINDS = ("mlp fp32", "mlp int8", "cnn fp32")
+KINDS = ("mlp fp32", "mlp int8", "cnn fp32", "cnn int8")
 
 
 def make_kind_models(folder, kinds=KINDS) -> dict:
     """.rtm files for the start-up kinds: a 784-128-64-10 MLP in fp32 and int8 (the "dense"
-    interpreter) and MLPerf Tiny's DS-CNN in fp32 (the "full" one); {kind: path}."""
+    interpreter) and MLPerf Tiny's DS-CNN in fp32 ("conv") and int8 ("qconv"); {kind: path}."""
+    import numpy as np
     from rtinfer._testmodels import fp32_mlp, int8_mlp
     from rtinfer.rtm import save_frozen
     paths = {}
@@ -131,10 +132,14 @@ def make_kind_models(folder, kinds=KINDS) -> dict:
             fm = fp32_mlp([784, 128, 64, 10])
         elif kind == "mlp int8":
             fm = int8_mlp([784, 128, 64, 10])
-        elif kind == "cnn fp32":
+        elif kind in ("cnn fp32", "cnn int8"):
             import export
             from bench.suite_models import build_cnn
-            fm = export.freeze(build_cnn("dscnn"))
+            model = build_cnn("dscnn")
+            kw = {} if kind == "cnn fp32" else {
+                "dtype": "int8", "reduce_range": True,
+                "calibration": np.random.default_rng(2).normal(size=(200,) + tuple(model.input_shape))}
+            fm = export.freeze(model, **kw)
         else:
             raise ValueError(f"unknown start-up kind {kind!r}; choose from {KINDS}")
         save_frozen(fm, path)

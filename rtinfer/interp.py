@@ -2,7 +2,8 @@
 
 One loop, built by one factory (_make_execute) into a few entry points that differ only in the
 op families they can run (VARIANTS): "dense" (MLP chains, fp32 and int8), "core" (+ graph ops),
-"full" (+ conv/pool), and "dense_batch"/"core_batch" with the batch path's steps (rtinfer.batch).
+"conv"/"qconv" (+ float32 / int8 conv/pool), "full" (every op), and "dense_batch"/"core_batch"
+with the batch path's steps (rtinfer.batch).
 A model uses the smallest one its ops need (variant_for), so its first-ever compile builds only
 its family's kernels (an MLP compiles no convolution). Every path of a model (predict_one,
 stream, measure) runs through one entry point, and a warm process loads it from the on-disk
@@ -298,43 +299,53 @@ exec_row_dense = _make_exec_row(False, "exec_row_dense")
 exec_row = _make_exec_row(True, "exec_row")
 
 
-@_jit(inline="always")  # one call site (execute_full)
-def exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
-    """Execute the conv/pool program row (WINDOW_OPS) at h[r] for m samples, as exec_row does
-    the others; I0 = the row's int32 table (rtinfer.kernels_conv). CONV applies its own
-    activation (ReLU fused into its tiles' epilogues)."""
-    op = h[r + C_OP]
-    act = h[r + C_ACT]
-    fp = h[r + C_FP]
-    alpha = f64[fp]
-    beta = f64[fp + 1]
-    scale = f64[fp + 2]
-    sk = h[r + C_SRC_KIND]
-    dk = h[r + C_DST_KIND]
-    so = _at(h, sk, h[r + C_SRC], xo, yo, st)
-    do = _at(h, dk, h[r + C_DST], xo, yo, st)
-    src = X if sk == K_X else (Y if sk == K_Y else f32)
-    dst = Y if dk == K_Y else f32
-    if op == O_CONV:
-        KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2],
-                    act, alpha, beta)
-    elif op == O_MAXPOOL:
-        KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
-    elif op == O_AVGPOOL:
-        KC.avgpool_f32(src, so, dst, do, i32, h[r + C_I0], m)
-    elif op == O_GLOBAL_AVGPOOL:
-        KC.global_avgpool_f32(src, so, dst, do, h[r + C_I0], h[r + C_I1], m)
-    elif op == O_QCONV:
-        g = h[r + C_I0]
-        KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
-                    i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
-                    i8, h[r + C_T0] + i32[g + KC.G_COLS], f32, h[r + C_T2] + i32[g + KC.G_FS])
-    elif op == O_QMAXPOOL:
-        KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
-    elif op == O_QAVGPOOL:
-        g = h[r + C_I0]
-        KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
+def _make_exec_window_row(fwin, qwin, name):
+    """exec_window_row of one interpreter variant: ``fwin`` the float32 conv/pool rows
+    (F_WINDOW_OPS), ``qwin`` the int8 ones (Q_WINDOW_OPS); closure constants, as in
+    _make_exec_row."""
+    def exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
+        """Execute the conv/pool program row (WINDOW_OPS) at h[r] for m samples, as exec_row does
+        the others; I0 = the row's int32 table (rtinfer.kernels_conv). CONV applies its own
+        activation (ReLU fused into its tiles' epilogues)."""
+        op = h[r + C_OP]
+        act = h[r + C_ACT]
+        fp = h[r + C_FP]
+        alpha = f64[fp]
+        beta = f64[fp + 1]
+        scale = f64[fp + 2]
+        sk = h[r + C_SRC_KIND]
+        dk = h[r + C_DST_KIND]
+        so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+        do = _at(h, dk, h[r + C_DST], xo, yo, st)
+        src = X if sk == K_X else (Y if sk == K_Y else f32)
+        dst = Y if dk == K_Y else f32
+        if fwin and op == O_CONV:
+            KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2],
+                        act, alpha, beta)
+        elif fwin and op == O_MAXPOOL:
+            KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
+        elif fwin and op == O_AVGPOOL:
+            KC.avgpool_f32(src, so, dst, do, i32, h[r + C_I0], m)
+        elif fwin and op == O_GLOBAL_AVGPOOL:
+            KC.global_avgpool_f32(src, so, dst, do, h[r + C_I0], h[r + C_I1], m)
+        elif qwin and op == O_QCONV:
+            g = h[r + C_I0]
+            KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
+                        i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
+                        i8, h[r + C_T0] + i32[g + KC.G_COLS], f32, h[r + C_T2] + i32[g + KC.G_FS])
+        elif qwin and op == O_QMAXPOOL:
+            KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
+        elif qwin and op == O_QAVGPOOL:
+            g = h[r + C_I0]
+            KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
 
+    exec_window_row.__name__ = exec_window_row.__qualname__ = name
+    return _jit(exec_window_row, inline="always")  # one call site (an execute variant)
+
+
+exec_window_row = _make_exec_window_row(True, True, "exec_window_row")
+exec_window_row_f32 = _make_exec_window_row(True, False, "exec_window_row_f32")
+exec_window_row_i8 = _make_exec_window_row(False, True, "exec_window_row_i8")
 
 @_jit
 def first_nonfinite(X):
@@ -432,13 +443,16 @@ def _overlap(X, Y):
     return x0 < y0 + 4 * Y.size and y0 < x0 + 4 * X.size
 
 
-def _make_execute(graph, full, batch, name):
+def _make_execute(graph, fwin, qwin, batch, name):
     """The entry point of one interpreter variant: ``graph`` False leaves out the graph rows
-    (GRAPH_OPS), ``full`` False the conv/pool rows (WINDOW_OPS), ``batch`` False the batch
+    (GRAPH_OPS), ``fwin`` False the float32 conv/pool rows (F_WINDOW_OPS), ``qwin`` False the
+    int8 ones (Q_WINDOW_OPS), ``batch`` False the batch
     path's steps (MODE_SEGMENT's GEMM rows, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST:
     they return -6), so neither they nor their kernels are compiled. The flags are closure
     constants: Numba prunes the branches they guard before typing, and its on-disk cache keys
     the compiled code on the closure's contents (and on ``name``, its cache file)."""
+    win = fwin or qwin
+
     def execute(blob, X, Y, n, mode, T):
         """The entry point: see the module docstring for the modes.
 
@@ -565,8 +579,13 @@ def _make_execute(graph, full, batch, name):
                     do = _at(h, dk, h[r + C_DST], xo, yo, st)
                     so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
                     G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
-                elif full and h[r + C_OP] >= O_CONV and h[r + C_OP] <= O_QAVGPOOL:  # WINDOW_OPS
-                    exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                elif win and h[r + C_OP] >= O_CONV and h[r + C_OP] <= O_QAVGPOOL:  # WINDOW_OPS
+                    if fwin and qwin:
+                        exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                    elif fwin:
+                        exec_window_row_f32(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                    else:
+                        exec_window_row_i8(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
                 elif graph:
                     exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
                 else:
@@ -593,7 +612,9 @@ def _make_execute(graph, full, batch, name):
 #   "dense"  DENSE, ACT, AFFINE, SOFTMAX, LOG_SOFTMAX, ARGMAX, QUANTIZE, DEQUANTIZE, QDENSE, QLUT
 #            (MLP chains, fp32 and int8)
 #   "core"   + GRAPH_OPS (residual and ONNX graphs without windows)
-#   "full"   + WINDOW_OPS (conv/pool: CNNs), every op
+#   "conv"   "core" + F_WINDOW_OPS (float32 conv/pool: fp32 CNNs)
+#   "qconv"  "core" + Q_WINDOW_OPS (int8 conv/pool: int8 CNNs)
+#   "full"   + WINDOW_OPS (both), every op
 #   "dense_batch", "core_batch": "dense" / "core" with the batch path's steps (rtinfer.batch,
 #            whose AUTO_OPS has no conv/pool), compiled on a model's first batch predict
 DENSE_OPS = frozenset(int(op) for op in (Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
@@ -603,15 +624,19 @@ GRAPH_OPS = frozenset(int(op) for op in (Op.BINARY, Op.QBINARY, Op.CONCAT, Op.QC
 WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL, Op.QCONV,
                                           Op.QMAXPOOL, Op.QAVGPOOL))
 assert WINDOW_OPS == frozenset(range(O_CONV, O_QAVGPOOL + 1))  # execute tests the code range
+F_WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL))
+Q_WINDOW_OPS = WINDOW_OPS - F_WINDOW_OPS
 
-execute_dense = _make_execute(False, False, False, "execute_dense")
-execute_core = _make_execute(True, False, False, "execute_core")
-execute_full = _make_execute(True, True, False, "execute_full")
-execute_dense_batch = _make_execute(False, False, True, "execute_dense_batch")
-execute_core_batch = _make_execute(True, False, True, "execute_core_batch")
+execute_dense = _make_execute(False, False, False, False, "execute_dense")
+execute_core = _make_execute(True, False, False, False, "execute_core")
+execute_conv = _make_execute(True, True, False, False, "execute_conv")
+execute_qconv = _make_execute(True, False, True, False, "execute_qconv")
+execute_full = _make_execute(True, True, True, False, "execute_full")
+execute_dense_batch = _make_execute(False, False, False, True, "execute_dense_batch")
+execute_core_batch = _make_execute(True, False, False, True, "execute_core_batch")
 execute = execute_full
-VARIANTS = {"dense": execute_dense, "core": execute_core, "full": execute_full,
-            "dense_batch": execute_dense_batch, "core_batch": execute_core_batch}
+VARIANTS = {"dense": execute_dense, "core": execute_core, "conv": execute_conv, "qconv": execute_qconv,
+            "full": execute_full, "dense_batch": execute_dense_batch, "core_batch": execute_core_batch}
 
 
 def variant_for(ops) -> str:
@@ -622,8 +647,12 @@ def variant_for(ops) -> str:
     if unknown:
         raise ValueError(f"op code {min(unknown)} is in no interpreter family (interp.DENSE_OPS, GRAPH_OPS, "
                          "WINDOW_OPS)")
-    if codes & WINDOW_OPS:
+    if codes & F_WINDOW_OPS and codes & Q_WINDOW_OPS:
         return "full"
+    if codes & F_WINDOW_OPS:
+        return "conv"
+    if codes & Q_WINDOW_OPS:
+        return "qconv"
     if codes & GRAPH_OPS:
         return "core"
     return "dense"

@@ -1,7 +1,7 @@
 """Interpreter variants (rtinfer.interp.VARIANTS): a model compiles only what its ops need.
 
-A plan's op set picks the smallest variant ("dense" for MLP chains, "core" with graph ops, "full"
-with conv/pool; the batch path "<variant>_batch"); each variant computes the same bits as the full
+A plan's op set picks the smallest variant ("dense" for MLP chains, "core" with graph ops, "conv"
+/ "qconv" with float32 / int8 conv/pool, "full" with both; the batch path "<variant>_batch"); each variant computes the same bits as the full
 interpreter on the same plan, and the compiled code of a variant holds no kernel of a family it
 leaves out (checked on the LLVM module it links). No timings (bench/bench_startup.py measures the
 compile times).
@@ -32,12 +32,14 @@ def test_variant_for_op_sets():
     assert interp.variant_for([Op.AFFINE, Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.DEQUANTIZE, Op.ARGMAX]) == "dense"
     assert interp.variant_for([Op.DENSE, Op.BINARY]) == "core"
     assert interp.variant_for([Op.LAYERNORM]) == "core"
-    assert interp.variant_for([Op.DENSE, Op.CONV]) == "full"
-    assert interp.variant_for([Op.QMAXPOOL, Op.QBINARY]) == "full"
+    assert interp.variant_for([Op.DENSE, Op.CONV]) == "conv"
+    assert interp.variant_for([Op.MAXPOOL, Op.GLOBAL_AVGPOOL, Op.BINARY]) == "conv"
+    assert interp.variant_for([Op.QUANTIZE, Op.QMAXPOOL, Op.QBINARY]) == "qconv"
+    assert interp.variant_for([Op.CONV, Op.QCONV]) == "full"
 
 
 def test_every_op_belongs_to_one_family():
-    families = (interp.DENSE_OPS, interp.GRAPH_OPS, interp.WINDOW_OPS)
+    families = (interp.DENSE_OPS, interp.GRAPH_OPS, interp.F_WINDOW_OPS, interp.Q_WINDOW_OPS)
     for op in Op:
         assert sum(int(op) in f for f in families) == 1, op
         assert interp.variant_for([op]) in interp.VARIANTS
@@ -52,8 +54,8 @@ def test_every_op_belongs_to_one_family():
     (lambda: int8_mlp([12, 9, 4], lut=np.tanh, head=None), "dense"),
     (lambda: residual_mlp(), "core"),
     (lambda: two_branch(), "core"),
-    (lambda: _small_cnn(), "full"),
-    (lambda: _small_cnn("int8"), "full"),
+    (lambda: _small_cnn(), "conv"),
+    (lambda: _small_cnn("int8"), "qconv"),
 ])
 def test_variant_matches_full_interpreter_bit_for_bit(make, variant):
     fm = make()
@@ -91,7 +93,7 @@ def test_batch_steps_refused_outside_batch_variants():
     blob = np.zeros(256, np.uint8)
     x = np.zeros(4, np.float32)
     T = np.zeros(interp.S_LEN, np.int64)
-    for name in ("dense", "core", "full"):
+    for name in ("dense", "core", "conv", "qconv", "full"):
         ex = interp.warm_up(name)
         for mode in (interp.MODE_SEGMENT, interp.MODE_DENSE_POST, interp.MODE_I8_TO_F32, interp.MODE_QDENSE_POST):
             assert ex(blob, x, x, 0, mode, T) == -6, (name, mode)
@@ -114,3 +116,7 @@ def test_variants_leave_out_their_families_kernels():
     assert not [n for n in dense if "kernels_conv" in n or "kernels_graph" in n or "kernels_gemm" in n]
     assert not [n for n in core if "kernels_conv" in n or "kernels_gemm" in n]
     assert [n for n in dense if "kernels" in n], "the module names no kernel at all: the check is void"
+    conv = _linked_names("conv")
+    qconv = _linked_names("qconv")
+    assert not [n for n in conv if "qconv_i8" in n or "qavgpool" in n or "kernels_gemm" in n]
+    assert not [n for n in qconv if "conv_f32" in n or "avgpool_f32" in n or "kernels_gemm" in n]
