@@ -1,7 +1,8 @@
 """Start-up time of the runtime in fresh processes: import, load a .rtm, run the first sample.
 
-    python bench/bench_startup.py                 # 9 warm runs per case, cold compile, demo
-    python bench/bench_startup.py --runs 7 --no-cold --no-demo
+    python bench/bench_startup.py                 # 9 warm runs per case, cold compile, kinds, demo
+    python bench/bench_startup.py --runs 7 --no-cold --no-demo --no-kinds
+    python bench/bench_startup.py --only-kinds    # the cold/warm row per model kind only
 
 Every measurement is a new Python process (``sys.executable -c CHILD``). The child reports its
 own phases with time.perf_counter (import numpy; import rtinfer + rtinfer.runtime, which
@@ -24,6 +25,10 @@ beside the sources, every rtinfer module is compiled from source in every proces
 
 ``rtinfer --help`` (the CLI's own start-up) and the demo's "runtime ready in" line (two
 Runtimes built from in-memory FrozenModels, warm cache) are measured too.
+
+Per model kind (bench.suite_startup.measure_kinds: MLP fp32, MLP int8, DS-CNN fp32 and int8), a cold row
+(its own empty cache: the first-ever compile of the interpreter variant that model needs, then
+the first batch predict) and a warm row, wall and CPU seconds.
 
 Where the time goes (warm cache, 784-128-64-10 MLP): import numpy ~120 ms (~60 ms with
 OPENBLAS_NUM_THREADS=1: OpenBLAS starts its thread pool at import), import numba ~185 ms,
@@ -166,6 +171,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cold", action="store_true", help="skip the first-ever compile measurement "
                                                            "(then the cache is filled untimed)")
     ap.add_argument("--no-demo", action="store_true", help="skip the CLI and demo measurements")
+    ap.add_argument("--no-kinds", action="store_true", help="skip the cold/warm row per model kind")
+    ap.add_argument("--only-kinds", action="store_true", help="only the cold/warm row per model kind")
+    ap.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                    help="model kinds for the per-kind rows (default: 'mlp fp32' 'mlp int8' 'cnn fp32' 'cnn int8')")
     ap.add_argument("--source-compile", action="store_true",
                     help="keep the environment's bytecode settings (default: a private .pyc cache)")
     ap.add_argument("--json", help="also write the results to this file")
@@ -175,7 +184,27 @@ def main(argv=None) -> int:
     if args.runs < 1:
         raise SystemExit("--runs must be >= 1")
     results = {"python": sys.version.split()[0], "runs": args.runs, "src": args.src,
-               "bytecode": "environment" if args.source_compile else "private .pyc cache"}
+               "bytecode": "environment" if args.source_compile else "private .pyc cache",
+               "loadavg_start": os.getloadavg()}
+    if not args.no_kinds:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from bench.suite_startup import KINDS, KINDS_HEADER, kinds_table, measure_kinds
+        env = dict(os.environ)
+        env.pop("NUMBA_DEBUG_CACHE", None)
+        if args.src:
+            env["PYTHONPATH"] = os.path.abspath(args.src) + os.pathsep + env.get("PYTHONPATH", "")
+        results["kinds"] = measure_kinds(tuple(args.kinds or KINDS), warm_runs=min(args.runs, 5), env=env)
+        print(f"per model kind (load average at start {results['loadavg_start']}, "
+              f"at end {os.getloadavg()}):")
+        print(" | ".join(KINDS_HEADER))
+        for row in kinds_table(results["kinds"]):
+            print(" | ".join(row))
+        print()
+    if args.only_kinds:
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(results, fh, indent=2)
+        return 0
     with tempfile.TemporaryDirectory(prefix="rtinfer-startup-") as tmp:
         paths = make_models(tmp)
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))

@@ -218,7 +218,7 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
     from bench.suite_limits import interpreter_floor, machine_info, measure_peaks
     from bench.suite_models import build_models
     from bench.suite_report import evaluate_targets, write_plots, write_report
-    from bench.suite_startup import StartupError, measure_startup, training_comparison
+    from bench.suite_startup import StartupError, measure_kinds, measure_startup, training_comparison
 
     t_start = time.perf_counter()
 
@@ -249,6 +249,8 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
             try:
                 startup = measure_startup(paths, cold=settings["startup"] == "cold",
                                           warm_runs=settings["startup_warm_runs"])
+                if settings["startup"] == "cold":  # a cold/warm row per model kind (interpreter variant)
+                    startup["kinds"] = measure_kinds(warm_runs=settings["startup_warm_runs"])
                 log(f"start-up measured ({settings['startup']})")
             except StartupError as exc:  # reported, not fatal: the latency figures stand on their own
                 startup = {"error": str(exc)}

@@ -462,6 +462,14 @@ def render(results) -> str:
                 rows.append([label, m["file"], f"{s['import_s']:.3f}", f"{m['load_s']:.3f}",
                              f"{1e3 * m['first_sample_s']:.3f}", f"{s['process_wall_s']:.2f}"])
         L += _table(["cache", "model file", "import (s)", "load (s)", "first sample (ms)", "process wall (s)"], rows)
+        if su.get("kinds"):
+            from bench.suite_startup import KINDS_HEADER, kinds_table
+            L.append("")
+            L.append("Per model kind, each cold row with its own empty cache: a model compiles only the interpreter "
+                     "variant its ops need (`dense` for MLPs, `conv` / `qconv` for float32 / int8 CNNs), and an MLP's "
+                     "first batch predict compiles the batch path's variant. CPU = user + sys of the process.")
+            L.append("")
+            L += _table(KINDS_HEADER, kinds_table(su["kinds"]))
     else:
         L.append("Not measured in this run (--startup none).")
     L.append("")

@@ -116,8 +116,9 @@ class BatchPath:
         where exact, else the exact kernel), "f32" (never u8s8), "none" (the exact kernel for
         every QDENSE). dense_gemm: "tiled" (kernels_gemm.dense_f32_tiled) or "blas" (np.matmul
         and an epilogue). The non-default choices exist for tests and benchmarks."""
-        interp.warm_up()
-        self._execute = interp.entry_point(interp.execute)  # X may be read-only: it is only read
+        # the interpreter variant with the batch steps ("dense_batch" or "core_batch": AUTO_OPS has
+        # no conv/pool row), compiled or loaded on the first batch predict of a process
+        self._execute = interp.entry_point(interp.warm_up(interp.variant_for(plan.program[:, C_OP]) + "_batch"))
         self.in_size = plan.in_size
         self.out_size = plan.out_size
         image = plan.image

@@ -1,9 +1,15 @@
-"""The one compiled interpreter: walks a plan's int64 program and dispatches on op codes.
+"""The compiled interpreter: walks a plan's int64 program and dispatches on op codes.
 
-Everything runs through one compiled entry point, so a first-ever compile builds the
-interpreter once (not once per entry point) and a warm process loads one function from the
-on-disk cache (like ``cache=True``, stamped with the sources of this file, the kernels, the
-plan layout and the op codes): a second model, or a second process, runs without compiling.
+One loop, built by one factory (_make_execute) into a few entry points that differ only in the
+op families they can run (VARIANTS): "dense" (MLP chains, fp32 and int8), "core" (+ graph ops),
+"conv"/"qconv" (+ float32 / int8 conv/pool), "full" (every op), and "dense_batch"/"core_batch"
+with the batch path's steps (rtinfer.batch).
+A model uses the smallest one its ops need (variant_for), so its first-ever compile builds only
+its family's kernels (an MLP compiles no convolution). Every path of a model (predict_one,
+stream, measure) runs through one entry point, and a warm process loads it from the on-disk
+cache (like ``cache=True``, stamped with the sources of this file, the kernels, the plan layout
+and the op codes): a second model of the family, or a second process, runs without compiling.
+Each variant gives the same bits as the full interpreter on the same plan (tests/test_variants.py).
 
     execute(blob, X, Y, n, mode, T) -> int
         blob  the plan image (rtinfer.plan), or a batch path's blob (rtinfer.batch)
@@ -18,7 +24,8 @@ plan layout and the op codes): a second model, or a second process, runs without
     mode MODE_PER_OP: as MODE_STREAM, T[s * n_ops + k] = nanoseconds of row k on sample s
     mode MODE_NONFINITE: returns the index of the first NaN/inf element of X, or -1
     mode MODE_SEGMENT, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST, MODE_I64:
-                      the compiled steps of the batch path (rtinfer.batch), T = their parameters
+                      the compiled steps of the batch path (rtinfer.batch), T = their parameters;
+                      the first four only in the *_batch variants (the others return -6)
 
 With ``mode | I64`` (a model whose output is int64: ARGMAX) Y is the caller's int64 array viewed
 as float32 (2 * n * out_size elements): the rows write float32 results into its first
@@ -204,111 +211,151 @@ def _at(h, kind, off, xo, yo, st):
     return h[H_AI] + off * st
 
 
-@_jit(inline="always")  # one call site (execute): no library of its own to optimize and link again
-def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
-    """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
-    arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
-    Y; arena operands at base + offset * st in the arena views (f32 or i8)."""
-    op = h[r + C_OP]
-    act = h[r + C_ACT]
-    n_in = h[r + C_NIN]
-    n_out = h[r + C_NOUT]
-    fp = h[r + C_FP]
-    alpha = f64[fp]
-    beta = f64[fp + 1]
-    scale = f64[fp + 2]
-    sk = h[r + C_SRC_KIND]
-    dk = h[r + C_DST_KIND]
-    so = _at(h, sk, h[r + C_SRC], xo, yo, st)
-    do = _at(h, dk, h[r + C_DST], xo, yo, st)
-    src = X if sk == K_X else (Y if sk == K_Y else f32)
-    dst = Y if dk == K_Y else f32
-    # the activation a DENSE / AFFINE / BINARY / CONV row applies to its output in place, or an
-    # ACT row from its input: one call site (each site is a compiled copy of every activation)
-    a_src = dst
-    a_so = do
-    post = False
-    if op == O_DENSE:
-        K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
-        post = act != K.A_IDENTITY
-    elif op == O_ACT:
-        a_src = src
-        a_so = so
-        post = True
-    elif op == O_AFFINE:
-        K.affine_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, m)
-        post = act != K.A_IDENTITY
-    elif op == O_SOFTMAX:
-        K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 0)
-    elif op == O_LOG_SOFTMAX:
-        K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 1)
-    elif op == O_ARGMAX:
-        K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
-    elif op == O_QUANTIZE:
-        K.quantize_f32_i8(src, so, i8, do, m * n_in, scale, h[r + C_I0])
-    elif op == O_DEQUANTIZE:
-        K.dequantize_i8_f32(i8, so, dst, do, m * n_in, scale, h[r + C_I0])
-    elif op == O_QDENSE:
-        K.qdense_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do,
-                    n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
-    elif op == O_QLUT:
-        K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
-    elif op == O_BINARY:
-        sk2 = h[r + C_SRC2_KIND]
-        so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
-        src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
-        KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m)
-        post = act != K.A_IDENTITY
-    elif op == O_QBINARY:
-        so2 = _at(h, h[r + C_SRC2_KIND], h[r + C_SRC2], xo, yo, st)
-        KG.qbinary_i8(i8, so, i8, so2, i8, do, i32, h[r + C_I0], m, alpha, beta)
-    elif op == O_CONCAT:
-        KG.copy_blocks(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
-    elif op == O_QCONCAT:
-        KG.copy_blocks(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
-    elif op == O_SLICE:
-        KG.slice_copy(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
-                      n_out // (h[r + C_I0] * h[r + C_I2]))
-    elif op == O_QSLICE:
-        KG.slice_copy(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
-                      n_out // (h[r + C_I0] * h[r + C_I2]))
-    elif op == O_CONV:  # conv/pool rows: I0 = the int32 table (rtinfer.kernels_conv)
-        # CONV applies its own activation (ReLU fused into its tiles' epilogues)
-        KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2],
-                    act, alpha, beta)
-    elif op == O_MAXPOOL:
-        KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
-    elif op == O_AVGPOOL:
-        KC.avgpool_f32(src, so, dst, do, i32, h[r + C_I0], m)
-    elif op == O_GLOBAL_AVGPOOL:
-        KC.global_avgpool_f32(src, so, dst, do, h[r + C_I0], h[r + C_I1], m)
-    elif op == O_QCONV:
-        g = h[r + C_I0]
-        KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
-                    i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
-                    i8, h[r + C_T0] + i32[g + KC.G_COLS], f32, h[r + C_T2] + i32[g + KC.G_FS])
-    elif op == O_QMAXPOOL:
-        KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
-    elif op == O_QAVGPOOL:
-        g = h[r + C_I0]
-        KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
-    elif op == O_GATHER:
-        KX.gather(src, so, dst, do, i32, h[r + C_T0], n_in, n_out, m, np.float32(scale))
-    elif op == O_QGATHER:
-        KX.gather(i8, so, i8, do, i32, h[r + C_T0], n_in, n_out, m, np.int8(h[r + C_I1]))
-    elif op == O_LAYERNORM:
-        KX.layernorm_f32(src, so, dst, do, f32, h[r + C_T0], h[r + C_T1], h[r + C_I0], h[r + C_I1], m, scale)
-    elif op == O_CONST:
-        KX.const_f32(f32, h[r + C_T0], dst, do, n_out, m)
-    elif op == O_MATMUL:
-        sk2 = h[r + C_SRC2_KIND]
-        so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
-        src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
-        KG.matmul_f32(src, so, src2, so2, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3],
-                      h[r + C_T0], h[r + C_T1])
-    if post:
-        K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
+def _make_exec_row(graph, name):
+    """exec_row of one interpreter variant: ``graph`` False leaves out the graph rows
+    (GRAPH_OPS: BINARY, CONCAT, SLICE, GATHER, LAYERNORM and their int8 forms, CONST, MATMUL), a closure
+    constant whose branches Numba prunes before typing, so their kernels are not compiled."""
+    def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
+        """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
+        arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
+        Y; arena operands at base + offset * st in the arena views (f32 or i8)."""
+        op = h[r + C_OP]
+        act = h[r + C_ACT]
+        n_in = h[r + C_NIN]
+        n_out = h[r + C_NOUT]
+        fp = h[r + C_FP]
+        alpha = f64[fp]
+        beta = f64[fp + 1]
+        scale = f64[fp + 2]
+        sk = h[r + C_SRC_KIND]
+        dk = h[r + C_DST_KIND]
+        so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+        do = _at(h, dk, h[r + C_DST], xo, yo, st)
+        src = X if sk == K_X else (Y if sk == K_Y else f32)
+        dst = Y if dk == K_Y else f32
+        # the activation a DENSE / AFFINE / BINARY / CONV row applies to its output in place, or an
+        # ACT row from its input: one call site (each site is a compiled copy of every activation)
+        a_src = dst
+        a_so = do
+        post = False
+        if op == O_DENSE:
+            K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
+            post = act != K.A_IDENTITY
+        elif op == O_ACT:
+            a_src = src
+            a_so = so
+            post = True
+        elif op == O_AFFINE:
+            K.affine_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, m)
+            post = act != K.A_IDENTITY
+        elif op == O_SOFTMAX:
+            K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 0)
+        elif op == O_LOG_SOFTMAX:
+            K.softmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], 1)
+        elif op == O_ARGMAX:
+            K.argmax_f32(src, so, dst, do, m * h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
+        elif op == O_QUANTIZE:
+            K.quantize_f32_i8(src, so, i8, do, m * n_in, scale, h[r + C_I0])
+        elif op == O_DEQUANTIZE:
+            K.dequantize_i8_f32(i8, so, dst, do, m * n_in, scale, h[r + C_I0])
+        elif op == O_QDENSE:
+            K.qdense_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do,
+                        n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
+        elif op == O_QLUT:
+            K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
+        elif graph and op == O_BINARY:
+            sk2 = h[r + C_SRC2_KIND]
+            so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
+            src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
+            KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m)
+            post = act != K.A_IDENTITY
+        elif graph and op == O_QBINARY:
+            so2 = _at(h, h[r + C_SRC2_KIND], h[r + C_SRC2], xo, yo, st)
+            KG.qbinary_i8(i8, so, i8, so2, i8, do, i32, h[r + C_I0], m, alpha, beta)
+        elif graph and op == O_CONCAT:
+            KG.copy_blocks(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
+        elif graph and op == O_QCONCAT:
+            KG.copy_blocks(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3])
+        elif graph and op == O_SLICE:
+            KG.slice_copy(src, so, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
+                          n_out // (h[r + C_I0] * h[r + C_I2]))
+        elif graph and op == O_QSLICE:
+            KG.slice_copy(i8, so, i8, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_T0], h[r + C_I3],
+                          n_out // (h[r + C_I0] * h[r + C_I2]))
+        elif graph and op == O_GATHER:
+            KX.gather(src, so, dst, do, i32, h[r + C_T0], n_in, n_out, m, np.float32(scale))
+        elif graph and op == O_QGATHER:
+            KX.gather(i8, so, i8, do, i32, h[r + C_T0], n_in, n_out, m, np.int8(h[r + C_I1]))
+        elif graph and op == O_LAYERNORM:
+            KX.layernorm_f32(src, so, dst, do, f32, h[r + C_T0], h[r + C_T1], h[r + C_I0], h[r + C_I1], m, scale)
+        elif graph and op == O_CONST:
+            KX.const_f32(f32, h[r + C_T0], dst, do, n_out, m)
+        elif graph and op == O_MATMUL:
+            sk2 = h[r + C_SRC2_KIND]
+            so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
+            src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
+            KG.matmul_f32(src, so, src2, so2, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3],
+                          h[r + C_T0], h[r + C_T1])
+        if post:
+            K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
 
+    exec_row.__name__ = exec_row.__qualname__ = name
+    # inlined into its one call site (an execute variant): no library of its own to optimize
+    # and link again
+    return _jit(exec_row, inline="always")
+
+
+exec_row_dense = _make_exec_row(False, "exec_row_dense")
+exec_row = _make_exec_row(True, "exec_row")
+
+
+def _make_exec_window_row(fwin, qwin, name):
+    """exec_window_row of one interpreter variant: ``fwin`` the float32 conv/pool rows
+    (F_WINDOW_OPS), ``qwin`` the int8 ones (Q_WINDOW_OPS); closure constants, as in
+    _make_exec_row."""
+    def exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
+        """Execute the conv/pool program row (WINDOW_OPS) at h[r] for m samples, as exec_row does
+        the others; I0 = the row's int32 table (rtinfer.kernels_conv). CONV applies its own
+        activation (ReLU fused into its tiles' epilogues)."""
+        op = h[r + C_OP]
+        act = h[r + C_ACT]
+        fp = h[r + C_FP]
+        alpha = f64[fp]
+        beta = f64[fp + 1]
+        scale = f64[fp + 2]
+        sk = h[r + C_SRC_KIND]
+        dk = h[r + C_DST_KIND]
+        so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+        do = _at(h, dk, h[r + C_DST], xo, yo, st)
+        src = X if sk == K_X else (Y if sk == K_Y else f32)
+        dst = Y if dk == K_Y else f32
+        if fwin and op == O_CONV:
+            KC.conv_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, i32, h[r + C_I0], m, f32, h[r + C_T2],
+                        act, alpha, beta)
+        elif fwin and op == O_MAXPOOL:
+            KC.maxpool(src, so, dst, do, i32, h[r + C_I0], m)
+        elif fwin and op == O_AVGPOOL:
+            KC.avgpool_f32(src, so, dst, do, i32, h[r + C_I0], m)
+        elif fwin and op == O_GLOBAL_AVGPOOL:
+            KC.global_avgpool_f32(src, so, dst, do, h[r + C_I0], h[r + C_I1], m)
+        elif qwin and op == O_QCONV:
+            g = h[r + C_I0]
+            KC.qconv_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do, i32, g, m,
+                        i32[g + KC.G_XZP], i32[g + KC.G_YZP], i32[g + KC.G_QMIN], i32[g + KC.G_QMAX],
+                        i8, h[r + C_T0] + i32[g + KC.G_COLS], f32, h[r + C_T2] + i32[g + KC.G_FS])
+        elif qwin and op == O_QMAXPOOL:
+            KC.maxpool(i8, so, i8, do, i32, h[r + C_I0], m)
+        elif qwin and op == O_QAVGPOOL:
+            g = h[r + C_I0]
+            KC.qavgpool_i8(i8, so, i8, do, i32, g, m, i32[g + KC.G_XZP], i32[g + KC.G_YZP], scale)
+
+    exec_window_row.__name__ = exec_window_row.__qualname__ = name
+    return _jit(exec_window_row, inline="always")  # one call site (an execute variant)
+
+
+exec_window_row = _make_exec_window_row(True, True, "exec_window_row")
+exec_window_row_f32 = _make_exec_window_row(True, False, "exec_window_row_f32")
+exec_window_row_i8 = _make_exec_window_row(False, True, "exec_window_row_i8")
 
 @_jit
 def first_nonfinite(X):
@@ -406,144 +453,219 @@ def _overlap(X, Y):
     return x0 < y0 + 4 * Y.size and y0 < x0 + 4 * X.size
 
 
-@_jit
-def execute(blob, X, Y, n, mode, T):
-    """The entry point: see the module docstring for the modes.
+def _make_execute(graph, fwin, qwin, batch, name):
+    """The entry point of one interpreter variant: ``graph`` False leaves out the graph rows
+    (GRAPH_OPS), ``fwin`` False the float32 conv/pool rows (F_WINDOW_OPS), ``qwin`` False the
+    int8 ones (Q_WINDOW_OPS), ``batch`` False the batch
+    path's steps (MODE_SEGMENT's GEMM rows, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST:
+    they return -6), so neither they nor their kernels are compiled. The flags are closure
+    constants: Numba prunes the branches they guard before typing, and its on-disk cache keys
+    the compiled code on the closure's contents (and on ``name``, its cache file)."""
+    win = fwin or qwin
 
-    Every running mode goes through one loop (groups of m samples, rows k0..k1) with one call
-    of exec_row: the interpreter is compiled, optimized and linked once, not once per mode."""
-    h = blob.view(np.int64)
-    f64 = blob.view(np.float64)
-    f32 = blob.view(np.float32)
-    i32 = blob.view(np.int32)
-    i8 = blob.view(np.int8)
-    n_in = h[H_IN_SIZE]
-    n_out = h[H_OUT_SIZE]
-    n_ops = h[H_N_OPS]
-    conv = (mode & I64) != 0
-    mode = mode & (I64 - 1)
-    if mode == MODE_NONFINITE:
-        return first_nonfinite(X)
-    if mode == MODE_DENSE_POST:
-        _dense_post(h, f64, f32, Y, T)
-        return -1
-    if mode == MODE_I8_TO_F32:
-        _i8_to_f32(h, i8, Y, T)
-        return -1
-    if mode == MODE_QDENSE_POST:
-        _qdense_post(h, f32, i32, i8, X, T)
-        return -1
-    if mode == MODE_I64:
-        if Y.size < 2 * n:
-            return -3
-        to_int64_inplace(Y, n)
+    def execute(blob, X, Y, n, mode, T):
+        """The entry point: see the module docstring for the modes.
+
+        Every running mode goes through one loop (groups of m samples, rows k0..k1) with one call
+        of exec_row: the interpreter is compiled, optimized and linked once, not once per mode."""
+        h = blob.view(np.int64)
+        f64 = blob.view(np.float64)
+        f32 = blob.view(np.float32)
+        i32 = blob.view(np.int32)
+        i8 = blob.view(np.int8)
+        n_in = h[H_IN_SIZE]
+        n_out = h[H_OUT_SIZE]
+        n_ops = h[H_N_OPS]
+        conv = (mode & I64) != 0
+        mode = mode & (I64 - 1)
+        if mode == MODE_NONFINITE:
+            return first_nonfinite(X)
+        if batch:
+            if mode == MODE_DENSE_POST:
+                _dense_post(h, f64, f32, Y, T)
+                return -1
+            if mode == MODE_I8_TO_F32:
+                _i8_to_f32(h, i8, Y, T)
+                return -1
+            if mode == MODE_QDENSE_POST:
+                _qdense_post(h, f32, i32, i8, X, T)
+                return -1
+        elif mode >= MODE_SEGMENT and mode <= MODE_QDENSE_POST:
+            return -6  # a batch-path step: only the batch variants run them
+        if mode == MODE_I64:
+            if Y.size < 2 * n:
+                return -3
+            to_int64_inplace(Y, n)
+            return -1
+
+        # the running modes: groups of `group` samples (arena stride st), rows k0 .. k1 - 1
+        bad = np.int64(-1)
+        p = h[H_PROG]
+        nc = h[H_NCOLS]
+        k0 = np.int64(0)
+        k1 = n_ops
+        group = np.int64(1)
+        xo0 = np.int64(0)
+        yo0 = np.int64(0)
+        use_tab = False
+        # the batch path's tables (MODE_SEGMENT); empty views otherwise, so every name has one type
+        tab = h[0:0]
+        fpack = f32[0:0]
+        ipack = i8[0:0]
+        bpack = i32[0:0]
+        A = blob[0:0]
+        C = i32[0:0]
+        tile = f32[0:0]
+        if mode == MODE_ONE:
+            if X.size != n_in:
+                return -2
+            if Y.size != (2 * n_out if conv else n_out):
+                return -3
+            if _overlap(X, Y):
+                return -4
+            bad = first_nonfinite(X)
+            n = 1
+        elif batch and mode == MODE_SEGMENT:
+            p, k0, k1 = T[S_P], T[S_K0], T[S_K1]
+            xo0, yo0, n, group = T[S_XO], T[S_YO], T[S_M], T[S_ST]
+            use_tab = True
+            tab = h[T[S_TAB]:T[S_TAB] + 5 * n_ops]
+            fpack = f32[T[S_FPACK]:]
+            ipack = i8[T[S_IPACK]:]
+            bpack = i32[T[S_BPACK]:]
+            A = blob[T[S_A]:T[S_A] + T[S_A + 1]]
+            C = i32[T[S_C]:T[S_C] + T[S_C + 1]]
+            tile = f32[T[S_TILE]:T[S_TILE] + T[S_TILE + 1]]
+        else:
+            if X.size < n * n_in:
+                return -2
+            if Y.size < (2 if conv else 1) * n * n_out:
+                return -3
+            if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * n_ops):
+                return -5
+            if mode == MODE_BATCH:
+                group = h[H_BLOCK]
+        timed = mode == MODE_TIMED
+        per_op = mode == MODE_PER_OP
+        st = group
+        s = np.int64(0)
+        while s < n:
+            m = min(group, n - s)
+            xo = xo0 + s * n_in
+            yo = yo0 + s * n_out
+            t0 = now_ns(h) if timed else np.int64(0)
+            for k in range(k0, k1):
+                r = p + k * nc
+                kind = tab[5 * k] if use_tab else B_EXEC
+                t1 = now_ns(h) if per_op else np.int64(0)
+                if batch and kind == B_DENSE_TILED:
+                    n_i = h[r + C_NIN]
+                    n_o = h[r + C_NOUT]
+                    act = h[r + C_ACT]
+                    sk = h[r + C_SRC_KIND]
+                    dk = h[r + C_DST_KIND]
+                    so = _at(h, sk, h[r + C_SRC], xo, yo, st)
+                    do = _at(h, dk, h[r + C_DST], xo, yo, st)
+                    src = X if sk == K_X else (Y if sk == K_Y else f32)
+                    dst = Y if dk == K_Y else f32
+                    G.dense_f32_tiled(src, so, fpack, tab[5 * k + 1], n_i, n_o, tab[5 * k + 3], f32, h[r + C_T1], dst, do,
+                                      m, act == K.A_RELU, tile)
+                    if act != K.A_IDENTITY and act != K.A_RELU:
+                        fp = h[r + C_FP]
+                        K.act_f32(dst, do, dst, do, m * n_o, act, f64[fp], f64[fp + 1])
+                elif batch and kind == B_QDENSE_U8:
+                    n_i = h[r + C_NIN]
+                    n_o = h[r + C_NOUT]
+                    nq = tab[5 * k + 2]
+                    mo = h[r + C_T2]
+                    so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+                    do = _at(h, h[r + C_DST_KIND], h[r + C_DST], xo, yo, st)
+                    G.qdense_u8s8(i8, so, do, n_i, n_o, m, A, 4 * nq, ipack[tab[5 * k + 1]:], nq, tab[5 * k + 3],
+                                  C, G.TILE_J * tab[5 * k + 3], bpack[tab[5 * k + 4]:], f32[mo:mo + n_o], h[r + C_I0],
+                                  h[r + C_I1], h[r + C_I2])
+                elif batch and kind == B_DEQUANTIZE:
+                    dk = h[r + C_DST_KIND]
+                    dst = Y if dk == K_Y else f32
+                    do = _at(h, dk, h[r + C_DST], xo, yo, st)
+                    so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
+                    G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
+                elif win and h[r + C_OP] >= O_CONV and h[r + C_OP] <= O_QAVGPOOL:  # WINDOW_OPS
+                    if fwin and qwin:
+                        exec_window_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                    elif fwin:
+                        exec_window_row_f32(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                    else:
+                        exec_window_row_i8(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                elif graph:
+                    exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                else:
+                    exec_row_dense(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
+                if per_op:
+                    T[s * n_ops + k] = now_ns(h) - t1
+            if timed:
+                T[s] = now_ns(h) - t0
+            s += m
+        if mode == MODE_ONE:
+            if conv:
+                to_int64_inplace(Y, n_out)
+            return bad
+        if conv and mode != MODE_SEGMENT:
+            to_int64_inplace(Y, n * n_out)
         return -1
 
-    # the running modes: groups of `group` samples (arena stride st), rows k0 .. k1 - 1
-    bad = np.int64(-1)
-    p = h[H_PROG]
-    nc = h[H_NCOLS]
-    k0 = np.int64(0)
-    k1 = n_ops
-    group = np.int64(1)
-    xo0 = np.int64(0)
-    yo0 = np.int64(0)
-    use_tab = False
-    # the batch path's tables (MODE_SEGMENT); empty views otherwise, so every name has one type
-    tab = h[0:0]
-    fpack = f32[0:0]
-    ipack = i8[0:0]
-    bpack = i32[0:0]
-    A = blob[0:0]
-    C = i32[0:0]
-    tile = f32[0:0]
-    if mode == MODE_ONE:
-        if X.size != n_in:
-            return -2
-        if Y.size != (2 * n_out if conv else n_out):
-            return -3
-        if _overlap(X, Y):
-            return -4
-        bad = first_nonfinite(X)
-        n = 1
-    elif mode == MODE_SEGMENT:
-        p, k0, k1 = T[S_P], T[S_K0], T[S_K1]
-        xo0, yo0, n, group = T[S_XO], T[S_YO], T[S_M], T[S_ST]
-        use_tab = True
-        tab = h[T[S_TAB]:T[S_TAB] + 5 * n_ops]
-        fpack = f32[T[S_FPACK]:]
-        ipack = i8[T[S_IPACK]:]
-        bpack = i32[T[S_BPACK]:]
-        A = blob[T[S_A]:T[S_A] + T[S_A + 1]]
-        C = i32[T[S_C]:T[S_C] + T[S_C + 1]]
-        tile = f32[T[S_TILE]:T[S_TILE] + T[S_TILE + 1]]
-    else:
-        if X.size < n * n_in:
-            return -2
-        if Y.size < (2 if conv else 1) * n * n_out:
-            return -3
-        if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * n_ops):
-            return -5
-        if mode == MODE_BATCH:
-            group = h[H_BLOCK]
-    timed = mode == MODE_TIMED
-    per_op = mode == MODE_PER_OP
-    st = group
-    s = np.int64(0)
-    while s < n:
-        m = min(group, n - s)
-        xo = xo0 + s * n_in
-        yo = yo0 + s * n_out
-        t0 = now_ns(h) if timed else np.int64(0)
-        for k in range(k0, k1):
-            r = p + k * nc
-            kind = tab[5 * k] if use_tab else B_EXEC
-            t1 = now_ns(h) if per_op else np.int64(0)
-            if kind == B_DENSE_TILED:
-                n_i = h[r + C_NIN]
-                n_o = h[r + C_NOUT]
-                act = h[r + C_ACT]
-                sk = h[r + C_SRC_KIND]
-                dk = h[r + C_DST_KIND]
-                so = _at(h, sk, h[r + C_SRC], xo, yo, st)
-                do = _at(h, dk, h[r + C_DST], xo, yo, st)
-                src = X if sk == K_X else (Y if sk == K_Y else f32)
-                dst = Y if dk == K_Y else f32
-                G.dense_f32_tiled(src, so, fpack, tab[5 * k + 1], n_i, n_o, tab[5 * k + 3], f32, h[r + C_T1], dst, do,
-                                  m, act == K.A_RELU, tile)
-                if act != K.A_IDENTITY and act != K.A_RELU:
-                    fp = h[r + C_FP]
-                    K.act_f32(dst, do, dst, do, m * n_o, act, f64[fp], f64[fp + 1])
-            elif kind == B_QDENSE_U8:
-                n_i = h[r + C_NIN]
-                n_o = h[r + C_NOUT]
-                nq = tab[5 * k + 2]
-                mo = h[r + C_T2]
-                so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
-                do = _at(h, h[r + C_DST_KIND], h[r + C_DST], xo, yo, st)
-                G.qdense_u8s8(i8, so, do, n_i, n_o, m, A, 4 * nq, ipack[tab[5 * k + 1]:], nq, tab[5 * k + 3],
-                              C, G.TILE_J * tab[5 * k + 3], bpack[tab[5 * k + 4]:], f32[mo:mo + n_o], h[r + C_I0],
-                              h[r + C_I1], h[r + C_I2])
-            elif kind == B_DEQUANTIZE:
-                dk = h[r + C_DST_KIND]
-                dst = Y if dk == K_Y else f32
-                do = _at(h, dk, h[r + C_DST], xo, yo, st)
-                so = _at(h, h[r + C_SRC_KIND], h[r + C_SRC], xo, yo, st)
-                G.dequantize_i8_f32(i8, so, dst, do, m * h[r + C_NIN], f64[h[r + C_FP] + 2], h[r + C_I0])
-            else:
-                exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st)
-            if per_op:
-                T[s * n_ops + k] = now_ns(h) - t1
-        if timed:
-            T[s] = now_ns(h) - t0
-        s += m
-    if mode == MODE_ONE:
-        if conv:
-            to_int64_inplace(Y, n_out)
-        return bad
-    if conv and mode != MODE_SEGMENT:
-        to_int64_inplace(Y, n * n_out)
-    return -1
+    execute.__name__ = execute.__qualname__ = name
+    return _jit(execute)
+
+
+# The interpreter variants (VARIANTS), each compiled (or loaded from the on-disk cache) only when
+# a model needs it, so a model's first run compiles only the kernels of its op family:
+#   "dense"  DENSE, ACT, AFFINE, SOFTMAX, LOG_SOFTMAX, ARGMAX, QUANTIZE, DEQUANTIZE, QDENSE, QLUT
+#            (MLP chains, fp32 and int8)
+#   "core"   + GRAPH_OPS (residual and ONNX graphs without windows)
+#   "conv"   "core" + F_WINDOW_OPS (float32 conv/pool: fp32 CNNs)
+#   "qconv"  "core" + Q_WINDOW_OPS (int8 conv/pool: int8 CNNs)
+#   "full"   + WINDOW_OPS (both), every op
+#   "dense_batch", "core_batch": "dense" / "core" with the batch path's steps (rtinfer.batch,
+#            whose AUTO_OPS has no conv/pool), compiled on a model's first batch predict
+DENSE_OPS = frozenset(int(op) for op in (Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
+                                         Op.RESHAPE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT))
+GRAPH_OPS = frozenset(int(op) for op in (Op.BINARY, Op.QBINARY, Op.CONCAT, Op.QCONCAT, Op.SLICE, Op.QSLICE,
+                                         Op.GATHER, Op.QGATHER, Op.LAYERNORM, Op.CONST, Op.MATMUL))
+WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL, Op.QCONV,
+                                          Op.QMAXPOOL, Op.QAVGPOOL))
+assert WINDOW_OPS == frozenset(range(O_CONV, O_QAVGPOOL + 1))  # execute tests the code range
+F_WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL))
+Q_WINDOW_OPS = WINDOW_OPS - F_WINDOW_OPS
+
+execute_dense = _make_execute(False, False, False, False, "execute_dense")
+execute_core = _make_execute(True, False, False, False, "execute_core")
+execute_conv = _make_execute(True, True, False, False, "execute_conv")
+execute_qconv = _make_execute(True, False, True, False, "execute_qconv")
+execute_full = _make_execute(True, True, True, False, "execute_full")
+execute_dense_batch = _make_execute(False, False, False, True, "execute_dense_batch")
+execute_core_batch = _make_execute(True, False, False, True, "execute_core_batch")
+execute = execute_full
+VARIANTS = {"dense": execute_dense, "core": execute_core, "conv": execute_conv, "qconv": execute_qconv,
+            "full": execute_full, "dense_batch": execute_dense_batch, "core_batch": execute_core_batch}
+
+
+def variant_for(ops) -> str:
+    """The smallest interpreter variant (a key of VARIANTS) that runs a program with these op
+    codes."""
+    codes = {int(op) for op in ops}
+    unknown = codes - DENSE_OPS - GRAPH_OPS - WINDOW_OPS
+    if unknown:
+        raise ValueError(f"op code {min(unknown)} is in no interpreter family (interp.DENSE_OPS, GRAPH_OPS, "
+                         "WINDOW_OPS)")
+    if codes & F_WINDOW_OPS and codes & Q_WINDOW_OPS:
+        return "full"
+    if codes & F_WINDOW_OPS:
+        return "conv"
+    if codes & Q_WINDOW_OPS:
+        return "qconv"
+    if codes & GRAPH_OPS:
+        return "core"
+    return "dense"
 
 
 def entry_point(dispatcher):
@@ -557,16 +679,17 @@ def entry_point(dispatcher):
     return dispatcher
 
 
-_WARM = False
+_WARM = set()  # the variants warmed up in this process
 
 
-def warm_up() -> None:
-    """Compile (or load from the cache) the entry point with its one signature; afterwards a
-    call with other argument types raises TypeError (the runtime's boundary explains why)
-    instead of compiling a new specialization."""
-    global _WARM
-    if _WARM:
-        return
+def warm_up(variant: str = "full"):
+    """Compile (or load from the cache) a variant's entry point ("core" or "full", see
+    variant_for) with its one signature and return its dispatcher; afterwards a call with other
+    argument types raises TypeError (the runtime's boundary explains why) instead of compiling
+    a new specialization."""
+    execute = VARIANTS[variant]
+    if variant in _WARM:
+        return execute
     from .compile_notice import compile_notice
     blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
     x = np.zeros(1, dtype=np.float32)
@@ -578,7 +701,8 @@ def warm_up() -> None:
     # 150 us a call); the runtime's checked path then explains the input in its own words.
     execute._search_new_conversions = _no_conversions
     execute._explain_matching_error = _refuse_types
-    _WARM = True
+    _WARM.add(variant)
+    return execute
 
 
 def _no_conversions(*args, **kws):

@@ -93,13 +93,17 @@ class Runtime:
             raise ValueError(f"Runtime expects a FrozenModel or Plan, got {type(model).__name__}")
         from . import interp
         from .interp import entry_point
-        interp.warm_up()
+        from .plan import C_OP
+        # the interpreter variant the model's ops need ("core": no conv/pool rows, a smaller
+        # first compile), compiled or loaded from the on-disk cache once per process
+        self.variant = interp.variant_for(self.plan.program[:, C_OP])
+        execute = interp.warm_up(self.variant)
         self._interp = interp
         from .batch import AUTO_MIN_BATCH, AUTO_MIN_WORK
         self._auto_min = AUTO_MIN_BATCH
         self._auto_min_work = AUTO_MIN_WORK
-        self._execute = entry_point(interp.execute)  # no type dispatch: callers pass checked arrays
-        self._execute_checked = interp.execute   # the dispatcher: its type check is predict_one's boundary
+        self._execute = entry_point(execute)  # no type dispatch: callers pass checked arrays
+        self._execute_checked = execute   # the dispatcher: its type check is predict_one's boundary
         self._mode_one = interp.MODE_ONE
         self.nonfinite = nonfinite
         p = self.plan

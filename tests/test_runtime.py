@@ -132,7 +132,7 @@ def test_two_models_share_one_compilation():
     from rtinfer import interp
     rtinfer.load(fp32_mlp([5, 3], head=None)).predict(_X((5,), n=3))
     rtinfer.load(int8_mlp([9, 4], head="softmax")).predict(_X((9,), n=3))
-    assert len(interp.execute.signatures) == 1  # the one compiled entry point serves every model
+    assert len(interp.execute_dense.signatures) == 1  # one compiled entry point serves every MLP
 
 
 def test_runtimes_have_private_arenas():
