@@ -411,6 +411,28 @@ CHUNK_MODEL = textwrap.dedent("""
 """)
 
 
+def test_batch_path_is_not_built_for_a_huge_per_sample_arena():
+    """The fast half of the test below: a model whose per-sample arena times CHUNK exceeds
+    MAX_BLOCK_ARENA_BYTES gets no batch path (predict runs it in bounded blocks); a small one
+    still gets one."""
+    from rtinfer.batch import CHUNK, BatchPath
+    from rtinfer.ops import MAX_BLOCK_ARENA_BYTES
+    from rtinfer.plan import build_plan
+    bb = BufferBuilder()
+    w = {"W": bb.add(np.zeros((8, 1024), np.float32)), "b": bb.add(np.zeros(1024, np.float32))}
+    big = (Layer(Op.DENSE, (8,), (1024,), Act.TANH, w, inputs=(0,)),
+           Layer(Op.RESHAPE, (1024,), (1024, 1), inputs=(1,)),
+           Layer(Op.RESHAPE, (1024,), (1, 1024), inputs=(1,)),
+           Layer(Op.BINARY, (1024, 1), (1024, 1024), attrs={"fn": 2}, inputs=(2, 3)),
+           Layer(Op.ACT, (1024, 1024), (1024, 1024), Act.TANH))  # the 4 MiB product lives in the arena
+    plan = build_plan(FrozenModel(big, bb.finish(), (8,), (1024, 1024)))
+    assert CHUNK * plan.arena_bytes > MAX_BLOCK_ARENA_BYTES
+    assert BatchPath.build(plan) is None
+    small = build_plan(FrozenModel(big[:1], bb.finish(), (8,), (1024,)))
+    assert CHUNK * small.arena_bytes <= MAX_BLOCK_ARENA_BYTES and BatchPath.build(small) is not None
+
+
+@pytest.mark.slow
 def test_batch_path_memory_is_bounded(tmp_path):
     """predict's batch path allocated CHUNK (256) samples of arena whatever one sample needs:
     8 MiB per sample (a broadcast product of two small layers) asks for 2 GiB (a per-sample arena at the planner's 256 MiB limit would
