@@ -43,87 +43,27 @@ with its struct timespec in the plan header's scratch slots (no allocation).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import sys
 
 import numpy as np
-from numba import njit, types
-from numba.core import caching
+from numba import types
 
 from . import kernels as K
 from . import kernels_conv as KC
 from . import kernels_gemm as G
 from . import kernels_extra as KX
 from . import kernels_graph as KG
+from .jitcache import KERNEL_SOURCES, make_jit
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NOUT, C_OP, C_SRC,
                    C_SRC2, C_SRC2_KIND, C_SRC_KIND, C_T0, C_T1, C_T2, H_AF, H_AI, H_BLOCK, H_CLOCK,
                    H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_PROG, K_F, K_X, K_Y)
 
 # -- on-disk cache keyed on every source the interpreter compiles in ---------------------------
-# Numba keys a function's cache on the contents of its own file only. The interpreter inlines
-# rtinfer.kernels and bakes in rtinfer.plan's layout constants and rtinfer.ops' codes, so its
-# cache stamp here hashes those files too: editing a kernel invalidates the interpreter.
-_DEPS = ("interp.py", "kernels.py", "plan.py", "ops.py", "kernels_gemm.py", "kernels_conv.py", "kernels_graph.py",
-         "kernels_extra.py", "kernels_tile.py")
-
-
-@functools.lru_cache(maxsize=None)
-def _deps_stamp() -> str:
-    h = hashlib.sha256()
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in _DEPS:
-        with open(os.path.join(here, name), "rb") as fh:
-            h.update(fh.read())
-    return h.hexdigest()
-
-
-class _DepsStamp:
-    def get_source_stamp(self):
-        return _deps_stamp()
-
-
-def _locator(name):
-    base = getattr(caching, name, None) or getattr(caching, "_" + name)
-    return type("Deps" + name, (_DepsStamp, base), {})
-
-
-class _DepsCacheImpl(caching.CompileResultCacheImpl):
-    _locator_classes = [_locator("UserProvidedCacheLocator"), _locator("InTreeCacheLocator"),
-                        _locator("UserWideCacheLocator")]
-
-
-class _DepsFunctionCache(caching.FunctionCache):
-    _impl_class = _DepsCacheImpl
-
-    def load_overload(self, sig, target_context):
-        """The cached compile result for sig, or None (then the dispatcher compiles, and
-        compiling refreshes the target context itself).
-
-        Numba's FunctionCache.load_overload first calls target_context.refresh(), which imports
-        every lowering registry of Numba (numba.np.arraymath among them, whose BLAS probe imports
-        scipy.linalg: 0.2-0.4 s, about half of a warm start-up). Rebuilding a cached library does
-        not use those registries: it unpickles object code and links it against symbols that the
-        target context registers when it is created (Numba's C helpers, libc). Functions made by
-        _jit are compiled without NRT, so their code never references the NRT symbols that
-        refresh() would register. On a Numba without these internals, the stock loader runs."""
-        load = getattr(self, "_load_overload", None)
-        guard = getattr(self, "_guard_against_spurious_io_errors", None)
-        if load is None or guard is None:
-            return super().load_overload(sig, target_context)
-        with guard():
-            return load(sig, target_context)
-
-
-def _jit(fn=None, **options):
-    """@njit without NRT, cached on disk like cache=True but stamped with _deps_stamp()."""
-    if fn is None:
-        return lambda f: _jit(f, **options)
-    disp = njit(_nrt=False, **options)(fn)
-    disp._cache = _DepsFunctionCache(disp.py_func)
-    return disp
+# The interpreter calls every kernel and bakes in rtinfer.plan's layout constants and rtinfer.ops'
+# codes, so its cache stamp hashes those files and its own (rtinfer.jitcache): editing a kernel
+# or the planner recompiles it.
+_jit = make_jit(KERNEL_SOURCES + ("interp.py", "plan.py"))
 
 
 MODE_BATCH = 0

@@ -1,4 +1,5 @@
-"""Compiled kernels of the runtime: one ``@njit(cache=True, _nrt=False)`` function per op family.
+"""Compiled kernels of the runtime: one ``@kernel_jit`` function per op family
+(njit without NRT, cached on disk and stamped with every kernel source: rtinfer.jitcache).
 
 Calling convention (every kernel): flat 1-D C-contiguous arrays, each with an element offset
 (``src, so`` = read ``src[so:]``; ``dst, do`` = write ``dst[do:]``), sizes as ints, float
@@ -31,9 +32,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 from numba.core import config
 
+from .jitcache import kernel_jit
 from .kernels_tile import qdense_rows8
 from .ops import Act
 
@@ -65,7 +66,7 @@ _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def act_scalar(v, act, alpha, beta):
     """One activation value: float64 in, float64 out (the contract of rtinfer.ops.Act)."""
     if act == A_IDENTITY:
@@ -113,7 +114,7 @@ def act_scalar(v, act, alpha, beta):
     return v
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def act_f32(src, so, dst, do, n, act, alpha, beta):
     """dst[do:do+n] = act(src[so:so+n]); float32 -> float32, in place allowed."""
     x = src[so:so + n]
@@ -142,7 +143,7 @@ def act_f32(src, so, dst, do, n, act, alpha, beta):
 _DOT_MATH = {"reassoc", "contract"}
 
 
-@njit(cache=True, _nrt=False, fastmath=_DOT_MATH)
+@kernel_jit(fastmath=_DOT_MATH)
 def dense_f32(src, so, Wt, wo, b, bo, dst, do, n_in, n_out, m):
     """y = x @ W + b for m samples. x (m, n_in) at src[so:]; Wt = W transposed, (n_out, n_in)
     row-major at Wt[wo:]; b (n_out,) at b[bo:]; y (m, n_out) at dst[do:]; float32.
@@ -188,7 +189,7 @@ def dense_f32(src, so, Wt, wo, b, bo, dst, do, n_in, n_out, m):
         j += 1
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
     """y = x * s + t elementwise for m samples; s, t (n,) float32."""
     sv = S[sof:sof + n]
@@ -200,7 +201,7 @@ def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
             y[k] = x[k] * sv[k] + tv[k]
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
     """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner).
     The max is subtracted first (in float32). Softmax: float32 exp (expf, < 1 ulp), stored in
@@ -234,7 +235,7 @@ def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
                     dst[q + a * inner] = np.float32(np.float64(dst[q + a * inner]) * inv)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def argmax_f32(src, so, dst, do, outer, axis_len, inner, last):
     """Index of the first (last != 0: the last) maximum over the middle axis of (outer,
     axis_len, inner), written as float32 into dst (outer, inner)."""
@@ -251,7 +252,7 @@ def argmax_f32(src, so, dst, do, outer, axis_len, inner, last):
             dst[do + o * inner + c] = np.float32(best)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def quantize_f32_i8(src, so, dst, do, n, scale, zp):
     """int8 y = clamp(rint(x / float32(scale)) + zp, -128, 127), division in float32; NaN gives
     -128 (as onnxruntime's MLAS kernel: its clamp maps NaN to the low end). The float -> int8
@@ -269,7 +270,7 @@ def quantize_f32_i8(src, so, dst, do, n, scale, zp):
         y[k] = np.int8(q)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
     """float32 y = float32(int32(x) - zp) * float32(scale). The difference is formed in float32,
     where it is exact (|x - zp| <= 255), so the loop vectorizes (an int64 difference does not)."""
@@ -281,7 +282,7 @@ def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
         y[k] = (np.float32(x[k]) - z32) * s32
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def lut_i8(src, so, table, to, dst, do, n):
     """int8 y = table[x + 128]; table (256,) int8 at table[to:]."""
     t = table[to:to + 256]
@@ -291,7 +292,7 @@ def lut_i8(src, so, table, to, dst, do, n):
         y[k] = t[np.int64(x[k]) + 128]
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _requant(acc, mult, y_zp, qmin, qmax):
     v = np.int64(np.rint(np.float32(acc) * mult)) + y_zp
     if v < qmin:
@@ -301,7 +302,7 @@ def _requant(acc, mult, y_zp, qmin, qmax):
     return np.int8(v)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def qdense_i8(src, so, Wt, wo, bias, bo, M, mo, dst, do, n_in, n_out, m, y_zp, qmin, qmax):
     """int8 dense for m samples with int32 accumulation and requantization.
 

@@ -1,4 +1,4 @@
-"""Compiled convolution and pooling kernels (``@njit(cache=True, _nrt=False)``), their NumPy
+"""Compiled convolution and pooling kernels (``@kernel_jit``: njit without NRT, cached, rtinfer.jitcache), their NumPy
 twins, and the planning that lays out their operands.
 
 Calling convention as rtinfer.kernels: flat 1-D C-contiguous arrays with element offsets
@@ -51,10 +51,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 from numba.core import config
 
 from . import kernels_tile as T
+from .jitcache import kernel_jit
 from .kernels import A_IDENTITY, A_RELU, act_f32
 
 
@@ -135,7 +135,7 @@ def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, i
     return t
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _first_valid(pad, k_off, stride):
     """Smallest output index i with i * stride + k_off - pad >= 0."""
     d = pad - k_off
@@ -144,7 +144,7 @@ def _first_valid(pad, k_off, stride):
     return (d + stride - 1) // stride
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _end_valid(n, pad, k_off, stride, n_out):
     """One past the largest output index i (< n_out) with i * stride + k_off - pad < n."""
     d = n - 1 + pad - k_off
@@ -154,7 +154,7 @@ def _end_valid(n, pad, k_off, stride, n_out):
     return e if e < n_out else n_out
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
     """Window elements of channels c0..c0+cg of one sample (x at src[xs:]) into
     cols[co:] as (cg * kh * kw, oh * ow) rows; padding positions get ``fill``."""
@@ -202,7 +202,7 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
                             seg[k] = xr[k * sw]
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _is_pointwise(g, go):
     """1x1 kernel, stride 1, no padding: the input planes are the im2col rows."""
     return (g[go + G_KH] == 1 and g[go + G_KW] == 1 and g[go + G_SH] == 1 and g[go + G_SW] == 1
@@ -211,14 +211,14 @@ def _is_pointwise(g, go):
 
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _need(arr, lo, hi):
     """Raise IndexError unless arr[lo:hi] lies inside arr (an empty range always does)."""
     if hi > lo and (lo < 0 or hi > arr.size):
         raise IndexError("kernel tile reads or writes outside its array")
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _check_gemm(A, ao, a_len, B, bo, ldb, KS, b_cols, D, do, ldd, rows, ncols, bias, bi, M, mi):
     """The extents a GEMM tile touches (BOUNDS only)."""
     _need(A, ao, ao + a_len)
@@ -229,7 +229,7 @@ def _check_gemm(A, ao, a_len, B, bo, ldb, KS, b_cols, D, do, ldd, rows, ncols, b
     _need(M, mi, mi + rows)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _check_dw(Z, zo, zs, T_, to, nt_offs, W, wo, ws, n_w, D, do, ds, nch, ncols, bias, bi, cols_read):
     """The extents a depthwise tile touches (BOUNDS only): nt_offs tap offsets at T_[to:],
     n_w weights per channel, cols_read positions read per tap."""
@@ -246,7 +246,7 @@ def _check_dw(Z, zo, zs, T_, to, nt_offs, W, wo, ws, n_w, D, do, ds, nch, ncols,
     _need(bias, bi, bi + nch)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _check_gather(X, xo, n_x, I, io, n, D, do):
     """The extents gather32 touches (BOUNDS only): indices in [-1, n_x), X[xo:xo + n_x]."""
     _need(I, io, io + n)
@@ -257,7 +257,7 @@ def _check_gather(X, xo, n_x, I, io, n, D, do):
             raise IndexError("im2col index outside the sample")
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bias, bi, M, mi):
     """The extents s16_rows_tile6 touches (BOUNDS only)."""
     _need(RT, ro, ro + n_rows)
@@ -269,7 +269,7 @@ def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bia
     _need(M, mi, mi + rows)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
     """The extents fill_masked touches (BOUNDS only)."""
     _need(X, xo, xo + n)
@@ -278,7 +278,7 @@ def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
         _need(Z, zo + m * zs, zo + m * zs + n)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
     """kernels_tile.fill_masked, its extents checked first under BOUNDS."""
     if BOUNDS:
@@ -286,7 +286,7 @@ def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
     T.fill_masked(src, xo, hw, g, ma, ncls, zb, zo, zs, zp)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _dw_f32(zb, zo, zs, g, ta, nt, W, wo, b, bo, dst, do, plane, nch, ncols, relu):
     """kernels_tile.dw_tile_f32 (weights nt per channel), its extents checked first under BOUNDS."""
     if BOUNDS:
@@ -294,7 +294,7 @@ def _dw_f32(zb, zo, zs, g, ta, nt, W, wo, b, bo, dst, do, plane, nch, ncols, rel
     T.dw_tile_f32(zb, zo, zs, g, ta, nt, W, wo, nt, b, bo, dst, do, plane, nch, ncols, relu)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax):
     """kernels_tile.dw_tile_i8 (weight pairs npr per channel at g[wa:]), its extents checked first
     under BOUNDS."""
@@ -305,7 +305,7 @@ def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, 
 
 
 # ------------------------------------------------------------------------------ float32 CONV
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
     if BOUNDS:
@@ -323,7 +323,7 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
         T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _windows(X, xb, g, go, Z, zo, fill):
     """BM_WINDOW: for each of the group's input channels c and kernel column q < G_NCLS, the
     (h, ow) window of plane c (X[xb + c * h * w:]) gathered by the indices at g[go + G_GATHER +
@@ -345,7 +345,7 @@ def _windows(X, xb, g, go, Z, zo, fill):
             T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
     with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
@@ -393,7 +393,7 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH
     channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:]: each input plane copied once
@@ -429,7 +429,7 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
                             dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, beta):
     """CONV with its activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at
     dst[do:]. The table g[go:] (conv_layout) gives the path; W at W[wo:] is packed for it
@@ -452,7 +452,7 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 
 
 # ------------------------------------------------------------------------------ int8 QCONV
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels."""
@@ -473,7 +473,7 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
         T.s16_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
     """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
     half 0 when not has1): one row of int16 pairs for the s16 tile."""
@@ -489,7 +489,7 @@ def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
             out[p] = (np.int32(a[p]) - z) & 0xFFFF
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
     rows t >= nrows give 128 (their weights are 0): one row of uint8 quads for the u8 tile
@@ -518,7 +518,7 @@ def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
             out[p] = v | (128 << 24)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _pack_b(X, xb, RT, ro, g, go, sub, add, u8):
     """The int8 GEMM's B words from its G_K rows of P values, row k at X[xb + RT[ro + k]]: into
     g[go + G_ACC:], G_NT rows of G_PPAD words (u8: uint8 quads of x + add; else int16 pairs of
@@ -545,7 +545,7 @@ def _pack_b(X, xb, RT, ro, g, go, sub, add, u8):
                         bw + j * ppad)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co, u8, f32s, fo):
     """PATH_GEMM / PATH_GEMM_U8 int8, one sample, group by group: B rows (G_BMODE) are the
     group's input planes, its int8 im2col rows in cols[co:] (padding x_zp; by runs, or by gather
@@ -635,7 +635,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                          dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, zb, zo):
     """PATH_DW int8, one sample: as _conv_dw_f32 on int16 buffers of x - x_zp (zb an int16
     view, zo in int16 elements), taps in pairs (G_NT pairs at g[go + G_AUX:]), weight pairs
@@ -671,7 +671,7 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
                            qmin, qmax)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co, fs, fo):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
     bias (O,) int32 at bias[bo:], M (O,) float32 requantization multipliers at M[mo:]; the
@@ -693,7 +693,7 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
 
 
 # ------------------------------------------------------------------------------ pooling
-@njit(cache=True, _nrt=False, inline="always")
+@kernel_jit(inline="always")
 def _inside(g, go):
     """True when no window reaches padding: every tap of every output reads an input element."""
     return (g[go + G_PT] == 0 and g[go + G_PL] == 0
@@ -701,7 +701,7 @@ def _inside(g, go):
             and (g[go + G_OW] - 1) * g[go + G_SW] + (g[go + G_KW] - 1) * g[go + G_DW] < g[go + G_W])
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
     the window's input elements (padding ignored; the planner checked every window holds one):
@@ -775,7 +775,7 @@ def maxpool(src, so, dst, do, g, go, m):
                     dst[yc + i * ow + j] = best
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def avgpool_f32(src, so, dst, do, g, go, m):
     """AVGPOOL for m samples: float32 sum over the window's input elements in window order
     (from 0.0, p then q), divided by float32(count) (kh * kw with count_include_pad, else the
@@ -831,7 +831,7 @@ def avgpool_f32(src, so, dst, do, g, go, m):
                     dst[yc + i * ow + j] = acc / np.float32(count)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     """QAVGPOOL for m samples: acc = sum of (x - x_zp) over the window's input elements (int32,
     exact in any order); y = clamp(rint((float32(acc) * mult) / float32(count)) + y_zp, -128,
@@ -887,7 +887,7 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
                     dst[yc + i * ow + j] = np.int8(v)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def global_avgpool_f32(src, so, dst, do, c_n, hw, m):
     """GLOBAL_AVGPOOL for m samples: x (C, hw) -> y (C,), float32 sum in order / float32(hw).
     Each sum runs from 0.0 over k = 0..hw-1 in order; 8 channels side by side in one vector

@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jitcache import kernel_jit
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def gather(src, so, dst, do, idx, io, n_in, n_out, m, fill):
     """dst[k] = src[idx[io + k]] (or fill where the index is negative), k < n_out, per sample;
     float32 or int8 (fill of the arrays' dtype)."""
@@ -32,7 +33,7 @@ def gather(src, so, dst, do, idx, io, n_in, n_out, m, fill):
             z[k] = x[j] if j >= 0 else fill
 
 
-@njit(cache=True, _nrt=False, error_model="numpy")  # epsilon 0 on a constant row: inf, not ZeroDivisionError
+@kernel_jit(error_model="numpy")  # epsilon 0 on a constant row: inf, not ZeroDivisionError
 def layernorm_f32(src, so, dst, do, w, wo, bo, outer, n, m, eps):
     """LAYERNORM: per row of n elements, mean and variance in float64, v = float32((x - mean) /
     sqrt(var + eps)), y = v * scale + bias in float32 (scale at w[wo:], bias at w[bo:])."""
@@ -55,7 +56,7 @@ def layernorm_f32(src, so, dst, do, w, wo, bo, outer, n, m, eps):
             z[k] = v * scale[k] + bias[k]
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def const_f32(w, wo, dst, do, n, m):
     """CONST: dst[do + s * n + k] = w[wo + k] for k < n, per sample s < m (the stored tensor)."""
     v = w[wo:wo + n]

@@ -42,10 +42,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .jitcache import kernel_jit
 from .kernels_tile import codegen_features, quad_madd, target_features
 
 TILE_S = 4    # samples per micro-tile
@@ -127,7 +128,7 @@ def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
     return sig, codegen
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad):
     """C (m_pad, ldc) int32 = A (m_pad, lda) uint8 @ packed W (see module doc); flat arrays,
     m_pad a multiple of TILE_S, ldc = TILE_J * nblk. Weight blocks outer: each block of packed
@@ -138,7 +139,7 @@ def gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad):
             _tile(A, s * lda, lda, Bp, bo, nq, C, s * ldc + jb * TILE_J, ldc)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2, mult, y_zp, qmin, qmax):
     """One QDENSE layer for m samples: x (m, n_in) int8 at i8[so:] -> y (m, n_out) int8 at
     i8[do:]. A and C are scratch of at least m_pad * lda uint8 / m_pad * ldc int32 (m_pad = m
@@ -253,7 +254,7 @@ _F32_TILES = tuple(_make_f32_tile(r) for r in range(1, FT_S + 1))
 _ft1, _ft2, _ft3, _ft4, _ft5, _ft6 = _F32_TILES
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _f32_tile_rows(R, src, ao, n_in, Wp, wb, D, do, ldd, b, bo, relu):
     if R == 6:
         _ft6(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
@@ -269,7 +270,7 @@ def _f32_tile_rows(R, src, ao, n_in, Wp, wb, D, do, ldd, b, bo, relu):
         _ft1(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T):
     """y = x @ W + b (then ReLU if relu) for m samples: x (m, n_in) at src[so:], W packed
     (pack_f32) at Wp[wo:], b (n_out,) at b[bo:], y (m, n_out) at dst[do:]; T: float32 scratch of
@@ -318,7 +319,7 @@ def dense_f32_tiled_ref(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, r
 
 # -- elementwise ---------------------------------------------------------------------------------
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def dequantize_i8_f32(src, so, dst, do, n, scale, zp):
     """float32 y = float32(x - zp) * float32(scale), as kernels.dequantize_i8_f32 computes it:
     x - zp (both in [-128, 127]) is exact in float32, and this form vectorizes (an int64

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from .jitcache import kernel_jit
 from .ops import Bin
 
 T_NA, T_NB, T_NOUT = 0, 1, 2
@@ -89,7 +89,7 @@ def binary_table(a_shape, b_shape, fn: int, a_zp: int = 0, b_zp: int = 0, y_zp: 
 
 # IEEE division (a / 0 is inf or nan, as the op contract says): numba's default Python error
 # model raises ZeroDivisionError from compiled code instead
-@njit(cache=True, _nrt=False, error_model="numpy")
+@kernel_jit(error_model="numpy")
 def _f(x, y, fn):
     if fn == B_ADD:
         return x + y
@@ -109,7 +109,7 @@ def _f(x, y, fn):
     return x if x <= y else y
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def binary_f32(a, ao, b, bo, dst, do, t, g, m):
     """dst = a fn b for m samples, broadcast per the table at t[g:] (float32, no activation)."""
     na, nb, n = t[g + T_NA], t[g + T_NB], t[g + T_NOUT]
@@ -166,7 +166,7 @@ def binary_f32(a, ao, b, bo, dst, do, t, g, m):
                     po += d3
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _q(va, vb, fn):
     if fn == B_ADD:
         return va + vb
@@ -177,13 +177,13 @@ def _q(va, vb, fn):
     return va if va <= vb else vb
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def _q_out(v, y_zp, qmin, qmax):
     q = np.int64(np.rint(v)) + y_zp
     return np.int8(min(max(q, qmin), qmax))
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
     """int8 a fn b for m samples (QBINARY, rtinfer.ops), broadcast per the table at t[g:];
     ma, mb: float32 multipliers (rtinfer.quant.qbinary_multipliers)."""
@@ -221,7 +221,7 @@ def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
                     po += d3
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def copy_blocks(src, so, dst, do, m, outer, chunk, dst_stride, col):
     """One input of a concatenation (or one output into the caller's Y): for m samples, the
     source's outer blocks of chunk elements (src sample size outer * chunk) go to
@@ -236,7 +236,7 @@ def copy_blocks(src, so, dst, do, m, outer, chunk, dst_stride, col):
                 z[k] = x[k]
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def slice_copy(src, so, dst, do, m, outer, axis_len, inner, start, step, count):
     """SLICE: per sample, x viewed as (outer, axis_len, inner); y[o, k] = x[o, start + k * step]."""
     n_in = outer * axis_len * inner
@@ -251,7 +251,7 @@ def slice_copy(src, so, dst, do, m, outer, axis_len, inner, start, step, count):
                     z[j] = x[j]
 
 
-@njit(cache=True, _nrt=False)
+@kernel_jit
 def matmul_f32(a, ao, b, bo, dst, do, m, groups, rows, inner, cols, a_step, b_step):
     """MATMUL: per sample s < m and group g < groups, dst (rows, cols) = a (rows, inner) @
     b (inner, cols), float32 sums over inner in order. Group g of a starts at g * a_step (0: one

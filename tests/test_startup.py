@@ -1,6 +1,6 @@
 """A warm start-up loads the interpreter from Numba's cache without refreshing the target context.
 
-interp._DepsFunctionCache.load_overload skips Numba's target_context.refresh() (which imports
+rtinfer.jitcache (the stamped FunctionCache) load_overload skips Numba's target_context.refresh() (which imports
 every lowering registry, numba.np.arraymath's BLAS probe and so scipy.linalg among them). These
 tests run fresh processes on a warm cache (the cache location the other tests use) and check:
 the entry points really came from the cache, numba.np.arraymath was never imported, every path
