@@ -367,7 +367,7 @@ def _i8_to_f32(h, i8, Y, T):
 def _qdense_post(h, f32, i32, i8, X, T):
     """Epilogue of the QDENSE row at h[T[0]]: X (m * n_out,) float32 holds sum_i x[i] * W[i, j]
     over raw int8 codes as exact integers; y = clamp(rint(float32(int32(acc) + folded bias) *
-    M[j]) + y_zp, qmin, qmax) (kernels._requant's arithmetic), written to the row's output."""
+    M[j]) + y_zp, qmin, qmax) (kernels_tile._requant8's arithmetic), written to the row's output."""
     r, m, st = T[0], T[1], T[2]
     n_out = h[r + C_NOUT]
     do = _at(h, h[r + C_DST_KIND], h[r + C_DST], 0, 0, st)

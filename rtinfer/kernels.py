@@ -293,16 +293,6 @@ def lut_i8(src, so, table, to, dst, do, n):
 
 
 @kernel_jit
-def _requant(acc, mult, y_zp, qmin, qmax):
-    v = np.int64(np.rint(np.float32(acc) * mult)) + y_zp
-    if v < qmin:
-        v = qmin
-    elif v > qmax:
-        v = qmax
-    return np.int8(v)
-
-
-@kernel_jit
 def qdense_i8(src, so, Wt, wo, bias, bo, M, mo, dst, do, n_in, n_out, m, y_zp, qmin, qmax):
     """int8 dense for m samples with int32 accumulation and requantization.
 

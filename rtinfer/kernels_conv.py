@@ -40,7 +40,7 @@ Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
 - ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype).
 - ``qconv_i8`` / ``qavgpool_i8``: exact integer sums of (x - x_zp) (padding adds nothing),
-  requantization as QDENSE (``rtinfer.kernels._requant``): bit-exact on every path.
+  requantization as QDENSE (``rtinfer.kernels_tile._requant8``): bit-exact on every path.
 
 Under NUMBA_BOUNDSCHECK=1 (``BOUNDS``) every call of an LLVM IR tile first checks the extents it
 touches, which Numba's own bounds checking cannot see.

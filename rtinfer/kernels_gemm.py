@@ -144,7 +144,7 @@ def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2,
     """One QDENSE layer for m samples: x (m, n_in) int8 at i8[so:] -> y (m, n_out) int8 at
     i8[do:]. A and C are scratch of at least m_pad * lda uint8 / m_pad * ldc int32 (m_pad = m
     rounded up to TILE_S); bias2 (n_out,) int32 = folded bias - 128 * sum_i W[i, j]; mult (n_out,)
-    float32. y = clamp(rint(float32(acc + bias2) * mult) + y_zp, qmin, qmax), as kernels._requant."""
+    float32. y = clamp(rint(float32(acc + bias2) * mult) + y_zp, qmin, qmax), as kernels_tile._requant8."""
     for s in range(m):
         x = i8[so + s * n_in:so + (s + 1) * n_in]
         a = A[s * lda:s * lda + n_in]
@@ -152,7 +152,7 @@ def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2,
             a[k] = np.uint8(np.int32(x[k]) + 128)
     m_pad = (m + TILE_S - 1) // TILE_S * TILE_S
     gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad)
-    # kernels._requant's clamp(int64(rint(f)) + y_zp, qmin, qmax) in float32, which vectorizes:
+    # kernels_tile._requant8's clamp(int64(rint(f)) + y_zp, qmin, qmax) in float32, which vectorizes:
     # rint(f) + y_zp is exact while |rint(f)| < 2^24 - 128, and beyond that both clamp alike
     zp = np.float32(y_zp)
     lo = np.float32(qmin)

@@ -735,7 +735,7 @@ def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y
     acc[r] = sum over i < n_in of int32(x[xo + i]) * int32(W[wo + r * n_in + i]) (int32, exact:
     pairs of sign-extended products summed with vpmaddwd, 16 inputs per step for the 8 rows side
     by side, the last n_in % 16 one by one), then y[yo + r] = clamp(rint(float32(acc + bias[bo + r])
-    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels._requant; the
+    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels_tile._requant8; the
     8 sums meet in one vector by a tree of pairwise adds, requantized together). Rows >= nrows
     re-read row nrows - 1 and are not stored."""
     sig = types.void(x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax)

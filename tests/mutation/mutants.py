@@ -44,9 +44,15 @@ MUTANTS = [
            ("tests/test_requant_ties.py", "-k", "qconv"),
            "the int8 tiles' requantization rounds half away from zero instead of half to even"),
     # -- requantization and (de)quantization in the other kernels and the reference ---------------
-    Mutant("qdense-requant-half-up", "rtinfer/kernels.py",
-           "v = np.int64(np.rint(np.float32(acc) * mult)) + y_zp",
-           "v = np.int64(np.floor(np.float32(acc) * mult + np.float32(0.5))) + y_zp",
+    Mutant("qdense-requant-half-up", "rtinfer/kernels_tile.py",
+           "        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)",
+           "        _f = builder.fmul(builder.sitofp(accv, _V8F), mvv)\n"
+           "        _r = builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F]),"
+           " \"llvm.round.v8f32\"), [_f])\n"
+           "        _v = builder.fadd(_r, zp)\n"
+           "        _v = builder.select(builder.fcmp_ordered(\"<\", _v, lo), lo, _v)\n"
+           "        _v = builder.select(builder.fcmp_ordered(\">\", _v, hi), hi, _v)\n"
+           "        yq = builder.trunc(builder.fptosi(_v, _V8I), _V8I8)",
            ("tests/test_requant_ties.py", "-k", "qdense_i8"), f"QDENSE requantization {HALF_UP}"),
     Mutant("u8s8-requant-half-up", "rtinfer/kernels_gemm.py",
            "q = np.rint(np.float32(v) * mult[j]) + zp",
