@@ -49,7 +49,7 @@ def _load(name):
 fz = _load("fuzz_rtm")
 SEED = 20240607
 N_RANDOM = 220
-TRUNC_STEP = 5  # every 5th truncation of each base file (the long run takes all)
+TRUNC_STEP = 10  # every 10th truncation of each base file (the long run takes all)
 
 
 @pytest.fixture(scope="module")
