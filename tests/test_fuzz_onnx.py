@@ -41,7 +41,7 @@ def _load(name):
 
 
 fz = _load("fuzz_onnx")
-N_CASES = 300
+N_CASES = 200
 SEED = 424242
 
 

@@ -160,6 +160,7 @@ def test_one_entry_point_serves_every_path(warm):
     assert res["stream_eq_one"]
 
 
+@pytest.mark.slow
 def test_warm_start_without_scipy(warm):
     res = _child(_BLOCK_SCIPY)
     assert all(hits >= 1 for hits in res["cache_hits"].values()), res["cache_hits"]
