@@ -10,7 +10,6 @@ plans (or PlanError) and runs with its entry points agreeing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,23 +23,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_import import OnnxImportError, from_onnx  # noqa: E402
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-_FUZZ = os.path.join(_ROOT, "fuzz")
+from fuzzmods import FUZZ, load  # noqa: E402
 
 
-def _load(name):
-    if _FUZZ not in sys.path:
-        sys.path.insert(0, _FUZZ)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_ROOT, "fuzz", name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
-fz = _load("fuzz_onnx")
+
+fz = load("fuzz_onnx")
 N_CASES = 200
 SEED = 424242
 
@@ -80,14 +69,14 @@ def test_cases_are_reproducible_across_processes():
     """Cases are pure functions of (seed, index), whatever PYTHONHASHSEED is (names are taken
     in graph order, never from a set)."""
     code = ("import sys, zlib; sys.path.insert(0, %r); import fuzz_onnx as g; "
-            "print(zlib.crc32(str([zlib.crc32(g.case(1, i)[1]) for i in range(60)]).encode()))" % _FUZZ)
+            "print(zlib.crc32(str([zlib.crc32(g.case(1, i)[1]) for i in range(60)]).encode()))" % FUZZ)
     outs = {subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=h), capture_output=True,
                            text=True, timeout=300).stdout.strip() for h in ("1", "2")}
     assert len(outs) == 1 and outs != {""}
 
 
 def test_supervised_run_in_workers():
-    out = fz.run_supervised(os.path.join(_FUZZ, "fuzz_onnx.py"), 5, 60, 60, ("max_parse_peak",), start=500,
+    out = fz.run_supervised(os.path.join(FUZZ, "fuzz_onnx.py"), 5, 60, 60, ("max_parse_peak",), start=500,
                             log=lambda s: None)
     from _pipeline import KNOWN_OPEN
     assert out["crashes"] == [] and out["hangs"] == [], out
@@ -138,7 +127,7 @@ def test_long_run_short_version(tmp_path, summary):
     under NUMBA_BOUNDSCHECK=1."""
     from _pipeline import KNOWN_OPEN
     surv = tmp_path / "surv"
-    subprocess.run([sys.executable, os.path.join(_FUZZ, "fuzz_onnx.py"), "--n", "1000", "--seed", "17", "--chunk",
+    subprocess.run([sys.executable, os.path.join(FUZZ, "fuzz_onnx.py"), "--n", "1000", "--seed", "17", "--chunk",
                     "500", "--survivors", str(surv), "--max-survivors", "40", "--json", str(tmp_path / "r.json")],
                    capture_output=True, text=True, timeout=3600)
     res = json.loads((tmp_path / "r.json").read_text())

@@ -13,7 +13,6 @@ memory blow-up when the planner's bound is taken out.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -32,21 +31,11 @@ from rtinfer.ops import Act, Op
 from rtinfer.plan import PlanError, build_plan
 from rtinfer.reference_conv import geometry_attrs
 from rtinfer.rtm import RtmFormatError, from_bytes, to_bytes
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_FUZZ = os.path.join(_ROOT, "fuzz")
+from fuzzmods import FUZZ, load  # noqa: E402
 
 
-def _load(name):
-    if _FUZZ not in sys.path:
-        sys.path.insert(0, _FUZZ)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_FUZZ, name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-fz = _load("fuzz_rtm")
+fz = load("fuzz_rtm")
 SEED = 20240607
 N_RANDOM = 220
 TRUNC_STEP = 10  # every 10th truncation of each base file (the long run takes all)
@@ -208,9 +197,9 @@ _DUMMY = textwrap.dedent("""
 
 
 def test_driver_catches_crash_hang_and_memory(tmp_path):
-    drv = _load("_driver")
+    drv = load("_driver")
     script = tmp_path / "dummy.py"
-    script.write_text(_DUMMY.format(fuzz=_FUZZ))
+    script.write_text(_DUMMY.format(fuzz=FUZZ))
     out = drv.run_supervised(str(script), 0, 10, 10, ("m",), case_timeout=3, mem_gb=2, log=lambda s: None)
     assert [(c["index"], c["stage"]) for c in out["crashes"]] == [(3, "run")]
     assert "signal 11" in out["crashes"][0]["detail"]
@@ -223,7 +212,7 @@ def test_driver_catches_crash_hang_and_memory(tmp_path):
 def test_supervised_run_in_workers(tmp_path):
     """A few hundred cases through the real worker processes (memory limit, progress file)."""
     n0 = sum(len(b) for b in fz.base_files())
-    out = fz.run_supervised(os.path.join(_FUZZ, "fuzz_rtm.py"), 3, 150, 150, ("max_parse_peak",),
+    out = fz.run_supervised(os.path.join(FUZZ, "fuzz_rtm.py"), 3, 150, 150, ("max_parse_peak",),
                             start=n0, log=lambda s: None)
     from _pipeline import KNOWN_OPEN
     assert out["crashes"] == [] and out["hangs"] == [] and set(out.get("signatures", {})) <= set(KNOWN_OPEN), out
@@ -258,7 +247,7 @@ def test_issue_16_pool_file_is_caught(tmp_path, planner):
     pool.save(path)
     assert path.stat().st_size < 1024
     script = tmp_path / "pool_check.py"
-    script.write_text(POOL_2_28.format(fuzz=_FUZZ))
+    script.write_text(POOL_2_28.format(fuzz=FUZZ))
     # the limit: 0.5 GiB above the warmed-up process (the long run's is 2 GiB; the control only
     # has to show that the blow-up is caught and classified, sooner)
     proc = subprocess.run([sys.executable, str(script), planner, str(path), "0.5"], capture_output=True,
@@ -348,7 +337,7 @@ def test_long_run_short_version(tmp_path, summary):
     """The long run's command at 1/20 of its size (fuzz/README.md): 5,000 cases in supervised
     workers, 0 findings, 0 crashes, 0 hangs; survivors run under NUMBA_BOUNDSCHECK=1."""
     surv = tmp_path / "surv"
-    proc = subprocess.run([sys.executable, os.path.join(_FUZZ, "fuzz_rtm.py"), "--n", "5000", "--seed", "17",
+    proc = subprocess.run([sys.executable, os.path.join(FUZZ, "fuzz_rtm.py"), "--n", "5000", "--seed", "17",
                            "--start", str(sum(len(b) for b in fz.base_files())), "--chunk", "2500",
                            "--survivors", str(surv), "--max-survivors", "40", "--json", str(tmp_path / "r.json")],
                           capture_output=True, text=True, timeout=3600)
@@ -439,7 +428,7 @@ def test_batch_path_memory_is_bounded(tmp_path):
     ask for 64 GiB). The blocked path caps its block at MAX_BLOCK_ARENA_BYTES; the batch path
     should too. Run with 2 GiB of headroom, as the fuzz workers."""
     script = tmp_path / "chunk.py"
-    script.write_text(CHUNK_MODEL.format(fuzz=_FUZZ))
+    script.write_text(CHUNK_MODEL.format(fuzz=FUZZ))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok True"), proc.stdout + proc.stderr[-1000:]
 

@@ -9,26 +9,15 @@ fuzz/README.md and docs/RELIABILITY.md.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
 import pytest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_FUZZ = os.path.join(_ROOT, "fuzz")
+from fuzzmods import FUZZ, load  # noqa: E402
 
 
-def _load(name):
-    if _FUZZ not in sys.path:
-        sys.path.insert(0, _FUZZ)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_FUZZ, name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-ft = _load("fuzz_threads")
+ft = load("fuzz_threads")
 MODELS = ft.make_models()
 
 
@@ -62,7 +51,7 @@ def test_shared_runtime_long_run_short_version(summary):
     """The long run (fuzz_threads.py --calls 100000) at a fifth of its length."""
     import json
     import subprocess
-    proc = subprocess.run([sys.executable, os.path.join(_FUZZ, "fuzz_threads.py"), "--calls", "20000"],
+    proc = subprocess.run([sys.executable, os.path.join(FUZZ, "fuzz_threads.py"), "--calls", "20000"],
                           capture_output=True, text=True, timeout=3600)
     res = json.loads(proc.stdout[proc.stdout.index("{"):])
     summary(f"threads (slow): {len(res['models'])} models x 4 entry points x >= 20000 calls, "
