@@ -58,9 +58,14 @@ def _child(paths, cache_dir=None) -> dict:
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
+    return _run_child(_CHILD, list(paths), env, timeout=600)
+
+
+def _run_child(code: str, args: list, env: dict, timeout: float, cwd=None) -> dict:
+    """Run ``python -c code *args``; its last STARTUP-JSON line, plus the process's wall time."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, *paths], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise StartupError(f"start-up child failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -149,18 +154,9 @@ def make_kind_models(folder, kinds=KINDS) -> dict:
 
 def _kind_child(path, cache_dir, batch, env=None) -> dict:
     env = dict(os.environ if env is None else env, NUMBA_CACHE_DIR=cache_dir)
-    t0 = time.perf_counter()
     # run in the model's folder: ``-c`` puts the working directory first on sys.path, and a
     # checkout's own rtinfer/ there would shadow the one under test (PYTHONPATH, --src)
-    proc = subprocess.run([sys.executable, "-c", _KIND_CHILD, path, str(batch)], env=env, capture_output=True,
-                          text=True, timeout=900, cwd=os.path.dirname(os.path.abspath(path)))
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise StartupError(f"start-up child failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("STARTUP-JSON ")][-1]
-    res = json.loads(line[len("STARTUP-JSON "):])
-    res["process_wall_s"] = wall
-    return res
+    return _run_child(_KIND_CHILD, [path, str(batch)], env, timeout=900, cwd=os.path.dirname(os.path.abspath(path)))
 
 
 def measure_kinds(kinds=KINDS, warm_runs: int = 3, batch: int = 300, env=None) -> dict:
