@@ -64,6 +64,8 @@ _ACT_NODE = {
     Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
 _CAST_TO = {"int8": 3, "uint8": 2, "int32": 6}  # onnx.TensorProto.INT8 / UINT8 / INT32: integer outputs but int64
+# WRAP ranges (alpha, beta) by the ONNX type a Cast wraps into: INT8 3, UINT8 2, INT32 6
+_WRAP_TYPES = {3: (-128.0, 256.0), 2: (0.0, 256.0), 6: (-2.0 ** 31, 2.0 ** 32)}
 _BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 
@@ -104,6 +106,15 @@ class _Writer:
     def activation(self, x: str, act: Act, alpha: float, beta: float, p: str) -> str:
         if act == Act.IDENTITY:
             return x
+        if act == Act.WRAP:  # Cast truncates toward zero; int32 -> int8 / uint8 wraps around
+            to = {v: k for k, v in _WRAP_TYPES.items()}.get((float(alpha), float(beta)))
+            if to is None:
+                raise OnnxExportError(f"{p}: WRAP onto [{alpha}, {alpha} + {beta}) has no ONNX form (the int8, "
+                                      f"uint8 and int32 ranges do: a Cast)")
+            y = self.node("Cast", [x], [f"{p}.int32"], f"{p}.cast_int32", to=6)
+            if to != 6:
+                y = self.node("Cast", [y], [f"{p}.int{to}"], f"{p}.cast_int{to}", to=to)
+            return self.node("Cast", [y], [f"{p}.wrapped"], f"{p}.cast_float", to=1)
         op = _ACT_NODE[act]
         out = [f"{p}.{op.lower()}"]
         name = f"{p}.{op.lower()}"

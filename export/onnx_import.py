@@ -91,6 +91,12 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(_ACT_OPS) | _SHAPE_OPS | set(_
 _BATCH_MARK = -(2 ** 30)
 _SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape"}
 
+# integer arithmetic: int8 / uint8 tensors are carried as their exact values in float32 and every
+# result wraps around like two's complement integers (a WRAP activation onto the type's range);
+# a Cast from float32 to an integer type truncates toward zero and wraps the same way
+_INT_ARITH_TYPES = (INT8, UINT8)
+_WRAP = {INT8: (-128.0, 256.0), UINT8: (0.0, 256.0), INT32: (-2.0 ** 31, 2.0 ** 32)}
+
 _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli"}
 
@@ -456,8 +462,16 @@ class _Importer:
                 dtype = "int64"
             elif d.kind == "f32":
                 dtype = "float32"
-            elif d.kind == "int":  # exact integer sums (MatMulInteger / ConvInteger)
-                dtype = "int32"
+            elif d.kind == "int":  # exact integer values (sums of MatMulInteger / ConvInteger, int arithmetic)
+                dtype = {INT32: "int32", INT8: "int8", UINT8: "uint8"}[d.onnx_type]
+                src = self.src(d)
+                sums = d.onnx_type == INT32 and src is not None and src.op in (Op.DENSE, Op.CONV) \
+                    and src.act == Act.IDENTITY
+                if not sums and not _wraps_to(src, d.onnx_type):  # e.g. a Clip: values in range, made provable
+                    lo, m = _WRAP[d.onnx_type]
+                    p = self.g.add(Proto(Op.ACT, d.shape, d.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m},
+                                         name=f"{out.name}.wrap", inputs=[src], in_shapes=[d.shape]))
+                    d = replace(d, src=p)
             elif d.kind == "q8" and d.onnx_type in (INT8, UINT8):
                 # the codes themselves: int8 codes q (uint8 values are held as q - 128) -> q - zp
                 dtype = "int8" if d.onnx_type == INT8 else "uint8"
@@ -705,7 +719,88 @@ class _Importer:
         if x.kind != "f32":
             raise self.unsupported(node, f"its runtime input is not float32 ({_type_name(x.onnx_type)}); "
                                           f"only QuantizeLinear/DequantizeLinear/QLinearMatMul/MatMulInteger/QLinearConv/"
-                                          f"ConvInteger/Cast/Gather act on integer tensors")
+                                          f"ConvInteger/Cast/Gather act on integer tensors, and Add/Sub/Mul/Div/Max/"
+                                          f"Min/Clip/Relu/Abs/Neg on int8/uint8 ones")
+
+    def int_values(self, node, x: Dyn) -> Dyn:
+        """An int8 / uint8 runtime tensor as its exact values in float32 (kind "int"): the codes
+        of a quantized tensor through a DEQUANTIZE with scale 1 (uint8 is held as q - 128)."""
+        if x.kind == "unusable":
+            raise self.unusable(node, x)
+        if x.onnx_type not in _INT_ARITH_TYPES or x.kind not in ("q8", "int"):
+            raise self.unsupported(node, f"integer arithmetic on a {_type_name(x.onnx_type)} runtime tensor "
+                                         f"(rtinfer computes int8 and uint8 exactly; int32/int64 values are not "
+                                         f"exact in float32)")
+        if x.kind == "int":
+            return x
+        p = self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": 0 if x.onnx_type == INT8 else -128})
+        return Dyn(x.shape, "int", x.onnx_type, src=p)
+
+    def _int_binary_const(self, node, fn, x: Dyn, k, cname):
+        """An int8 / uint8 runtime tensor with an integer constant: exact float arithmetic, then
+        WRAP (Add/Sub/Mul as AFFINE; Div, and Max/Min by a non-scalar, as BINARY with a CONST)."""
+        c = np.asarray(self.consts[cname])
+        if x.onnx_type in _INT_ARITH_TYPES and c.dtype != (np.int8 if x.onnx_type == INT8 else np.uint8):
+            raise self.err(node, f"constant of dtype {c.dtype} with a {_type_name(x.onnx_type)} runtime tensor "
+                                 f"(ONNX requires one type)")
+        x = self.int_values(node, x)
+        self._node_src = x.src
+        cf = self._broadcast_const(node, x, c)
+        lo, m = _WRAP[x.onnx_type]
+        wrap = {"alpha": lo, "beta": m}
+        ones, zeros = np.ones(x.shape, np.float32), np.zeros(x.shape, np.float32)
+        affine = {Bin.ADD: (ones, cf), Bin.SUB: (ones, -cf) if k == 0 else (-ones, cf), Bin.MUL: (cf, zeros)}
+        if fn in affine:
+            s, t = affine[fn]
+            self.emit(node, Op.AFFINE, x, x.shape, act=Act.WRAP, tensors={"s": s, "t": t}, attrs=wrap)
+        else:
+            cp = self.g.add(Proto(Op.CONST, self.input_shape, x.shape, tensors={"value": cf},
+                                  name=f"{node.name or node.op_type}.{cname}", inputs=[None], in_shapes=[self.input_shape]))
+            cd = Dyn(x.shape, "int", x.onnx_type, src=cp)
+            a, b = (x, cd) if k == 0 else (cd, x)
+            self.emit(node, Op.BINARY, a, x.shape, extra=(b,), act=Act.WRAP, attrs={"fn": int(fn), **wrap})
+        return Dyn(x.shape, "int", x.onnx_type)
+
+    def _int_binary_runtime(self, node, fn, a: Dyn, b: Dyn):
+        if a.onnx_type != b.onnx_type:
+            raise self.err(node, f"runtime tensors of types {_type_name(a.onnx_type)} and {_type_name(b.onnx_type)} "
+                                 f"(ONNX requires one type)")
+        a, b = self.int_values(node, a), self.int_values(node, b)
+        self._sample_rank_match(node, (a, b))
+        try:
+            out = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise self.err(node, f"runtime tensors of shapes (N, *{a.shape}) and (N, *{b.shape}) do not broadcast") from None
+        lo, m = _WRAP[a.onnx_type]
+        self._node_src = a.src
+        self.emit(node, Op.BINARY, a, out, extra=(b,), act=Act.WRAP, attrs={"fn": int(fn), "alpha": lo, "beta": m})
+        return Dyn(out, "int", a.onnx_type)
+
+    def _int_activation(self, node, x: Dyn, k):
+        """Clip / Relu / Abs on an int8 / uint8 tensor, exactly (Abs(-128) wraps to -128)."""
+        if k != 0:
+            raise self.unsupported(node, "the runtime tensor must be the first input")
+        x = self.int_values(node, x)
+        op = node.op_type
+        if op == "Clip":
+            bounds = []
+            for idx, default in ((1, -math.inf), (2, math.inf)):
+                v = self.const(node, idx)
+                if v is not None and np.asarray(v).size != 1:
+                    raise self.err(node, f"Clip bound must be a scalar, got shape {np.asarray(v).shape}")
+                bounds.append(default if v is None else float(np.asarray(v).reshape(-1)[0]))
+            lo, hi = bounds
+            self.emit(node, Op.ACT, x, x.shape, act=Act.CLIP, attrs={"alpha": min(lo, hi), "beta": hi})
+        elif op == "Relu":
+            self.emit(node, Op.ACT, x, x.shape, act=Act.RELU)
+        elif op == "Abs":
+            p = self.emit(node, Op.ACT, x, x.shape, act=Act.ABS)
+            lo, m = _WRAP[x.onnx_type]
+            self.emit(node, Op.ACT, Dyn(x.shape, src=p), x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m})
+        else:
+            raise self.unsupported(node, f"{op} on a {_type_name(x.onnx_type)} tensor (integer ops: Add, Sub, Mul, "
+                                         f"Div, Max, Min, Clip, Relu, Abs, Neg)")
+        return Dyn(x.shape, "int", x.onnx_type)
 
     # -- constants -----------------------------------------------------------------------------
     def _constant(self, node):
@@ -839,6 +934,8 @@ class _Importer:
 
     # -- elementwise ---------------------------------------------------------------------------
     def _activation(self, node, x: Dyn, k):
+        if x.kind in ("q8", "int"):
+            return self._int_activation(node, x, k)
         self.need_float(node, x)
         if k != 0:
             raise self.unsupported(node, "the runtime tensor must be the first input")
@@ -897,6 +994,12 @@ class _Importer:
         return Dyn(x.shape)
 
     def _op_Neg(self, node, x, k):
+        if x.kind in ("q8", "int"):
+            x = self.int_values(node, x)
+            lo, m = _WRAP[x.onnx_type]
+            self.emit(node, Op.AFFINE, x, x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m},
+                      tensors={"s": np.full(x.shape, -1.0, np.float32), "t": np.zeros(x.shape, np.float32)})
+            return Dyn(x.shape, "int", x.onnx_type)
         self.need_float(node, x)
         s = np.full(x.shape, -1.0, dtype=np.float32)
         self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)})
@@ -940,6 +1043,8 @@ class _Importer:
             if c.size != 1 or c.dtype.kind not in "iu":
                 raise self.unsupported(node, "only a scalar integer offset may be added to a table index")
             return Dyn(x.shape, "qint", x.onnx_type, x.offset + int(c.reshape(-1)[0]))
+        if x.kind in ("q8", "int"):
+            return self._int_binary_const(node, fn, x, k, cname)
         self.need_float(node, x)
         if op in ("Max", "Min"):
             c = np.asarray(self.consts[cname], np.float32)
@@ -981,8 +1086,8 @@ class _Importer:
 
     def _binary_runtime(self, node, fn):
         a, b = self.dyn[node.input[0]], self.dyn[node.input[1]]
-        if a.kind == "q8" or b.kind == "q8":
-            raise self.unsupported(node, "an arithmetic op on int8 runtime tensors (dequantize them first)")
+        if a.kind in ("q8", "int") or b.kind in ("q8", "int"):
+            return self._int_binary_runtime(node, fn, a, b)
         for d in (a, b):
             self.need_float(node, d)
         self._sample_rank_match(node, (a, b))
@@ -1680,6 +1785,16 @@ class _Importer:
             return Dyn(x.shape, "qint", INT32, 128 if x.onnx_type == UINT8 else 0)
         if x.kind == "index" and to in (INT32, INT64):
             return Dyn(x.shape, "index", to)
+        if to in _WRAP and (x.kind in ("f32", "int") or (x.kind == "q8" and x.onnx_type in _INT_ARITH_TYPES)):
+            # float -> integer truncates toward zero; out-of-range values (undefined in ONNX) and
+            # integer -> narrower integer wrap around (two's complement)
+            if x.kind == "q8":
+                x = self.int_values(node, x)
+            if x.kind == "int" and to == INT32:  # int8 / uint8 values fit: nothing to compute
+                return Dyn(x.shape, "int", INT32, src=x.src)
+            lo, m = _WRAP[to]
+            self.emit(node, Op.ACT, x, x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m})
+            return Dyn(x.shape, "int", to)
         raise self.unsupported(node, f"Cast from ONNX type {x.onnx_type} to {to}")
 
     # -- quantization ----------------------------------------------------------------------------
@@ -1725,6 +1840,11 @@ class _Importer:
     def _op_DequantizeLinear(self, node, x, k):
         if k != 0:
             raise self.unsupported(node, "the runtime tensor must be input x")
+        if x.kind == "int" and x.onnx_type in _INT_ARITH_TYPES:  # integer values back to codes (exact)
+            zp = 0 if x.onnx_type == INT8 else -128
+            p = self.emit(node, Op.QUANTIZE, x, x.shape, attrs={"y_scale": 1.0, "y_zp": zp})
+            x = Dyn(x.shape, "q8", x.onnx_type, src=p)
+            self._node_src = p
         if x.kind != "q8":
             raise self.unsupported(node, f"DequantizeLinear of a runtime tensor of ONNX type {x.onnx_type} "
                                           f"(only int8/uint8)")
@@ -1937,6 +2057,12 @@ class _Importer:
                 readers = counts.get(id(p), [])
                 if len(readers) == 1 and readers[0].op in (Op.DEQUANTIZE, Op.QDENSE, Op.QLUT):
                     p.attrs["y_scale"], p.attrs["y_zp"] = readers[0].attrs["x_scale"], readers[0].attrs["x_zp"]
+
+
+def _wraps_to(p, onnx_type) -> bool:
+    """p (a Proto, None for the input) ends in a WRAP onto onnx_type's range."""
+    lo, m = _WRAP[onnx_type]
+    return p is not None and p.act == Act.WRAP and (p.attrs.get("alpha"), p.attrs.get("beta")) == (lo, m)
 
 
 def _pair_rule(a: Proto, b: Proto):

@@ -344,7 +344,7 @@ def case(seed: int, index: int) -> tuple[str, bytes]:
         if rnd.random() < 0.75:
             struct.pack_into("<I", buf, rec, rnd.choice([int(o) for o in Op] + [0, 18, 27, 255]))
         else:
-            struct.pack_into("<I", buf, rec + 4, rnd.choice([int(a) for a in Act] + [18, 255]))
+            struct.pack_into("<I", buf, rec + 4, rnd.choice([int(a) for a in Act] + [max(Act) + 1, 255]))
         return family, reseal(buf)
     if family == "geometry":
         return family, _geometry(rnd, buf, lay)

@@ -57,6 +57,10 @@ def activation(x: np.ndarray, act: Act, alpha: float = 0.0, beta: float = 0.0) -
             y = np.exp(x64)
     elif act == Act.ABS:
         y = np.abs(x64)
+    elif act == Act.WRAP:
+        finite = np.isfinite(x64)
+        t = np.trunc(np.where(finite, x64, 0.0))
+        y = np.where(finite, t - beta * np.floor((t - alpha) / beta), 0.0)
     else:  # pragma: no cover - Act is a closed enum
         raise ValueError(f"unknown activation {act!r}")
     return y.astype(np.float32)

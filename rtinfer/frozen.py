@@ -25,7 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .ops import (ACT_DEFAULTS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, OUTPUT_DTYPES,
+from .ops import (ACT_DEFAULTS, ACT_OPS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, OUTPUT_DTYPES,
                   VARIADIC_OPS, Act,
                   Op)
 
@@ -38,6 +38,8 @@ _INT_RANGE = {"int64": (-F32_EXACT_INT, F32_EXACT_INT), "int32": (-F32_EXACT_INT
               "int8": (-128, 127), "uint8": (0, 255)}
 # int8 / uint8 outputs: a DEQUANTIZE with x_scale 1 and this zero point (int8 codes q give q - zp)
 _DEQUANTIZE_ZP = {"int8": 0, "uint8": -128}
+# integer outputs from a WRAP activation: its (alpha, beta) must be the dtype's range (lo, 2^bits)
+_WRAP_RANGE = {"int8": (-128.0, 256.0), "uint8": (0.0, 256.0), "int32": (-2.0 ** 31, 2.0 ** 32)}
 
 
 class FrozenModelError(ValueError):
@@ -285,8 +287,10 @@ class FrozenModel:
         """An integer output holds float32 values converted at the end, so they must be exact
         integers of dtype's range by construction: an ARGMAX index (int64), a DEQUANTIZE with
         x_scale 1 and x_zp 0 / -128 (int8 / uint8: the codes), integer sums (int32: see
-        _check_integer_sums), or a CONST whose values are integers in range (int64 / int32:
-        magnitude <= 2^24, exact in float32)."""
+        _check_integer_sums), a layer whose activation is WRAP onto the dtype's range (int8 /
+        uint8 / int32 arithmetic and casts: WRAP's results are integers of that range), or a
+        CONST whose values are integers in range (int64 / int32: magnitude <= 2^24, exact in
+        float32)."""
         while t > 0 and self.layers[t - 1].op == Op.RESHAPE:
             t = self.layers[t - 1].inputs[0]
         op = None if t == 0 else self.layers[t - 1].op
@@ -298,6 +302,12 @@ class FrozenModel:
                 return
             raise FrozenModelError(f"{what}: dtype {dtype} from a DEQUANTIZE needs x_scale 1 and x_zp "
                                    f"{_DEQUANTIZE_ZP[dtype]}, got {a.get('x_scale')} and {a.get('x_zp')}")
+        layer = None if t == 0 else self.layers[t - 1]
+        if layer is not None and op in ACT_OPS and layer.act == Act.WRAP and dtype in _WRAP_RANGE:
+            if layer.act_params() == _WRAP_RANGE[dtype]:
+                return
+            raise FrozenModelError(f"{what}: dtype {dtype} from a WRAP activation needs (alpha, beta) = "
+                                   f"{_WRAP_RANGE[dtype]} (the dtype's range), got {layer.act_params()}")
         if op in (Op.DENSE, Op.CONV) and dtype == "int32":
             self._check_integer_sums(what, t)
             return
@@ -313,9 +323,10 @@ class FrozenModel:
                 raise FrozenModelError(f"{what}: dtype {dtype} from a CONST needs integer values {bound}; "
                                        f"tensor {t} holds others")
             return
-        needs = {"int64": "an ARGMAX or CONST result", "int32": "an integer DENSE / CONV or CONST result",
-                 "int8": "a DEQUANTIZE (x_scale 1, x_zp 0) or CONST result",
-                 "uint8": "a DEQUANTIZE (x_scale 1, x_zp -128) or CONST result"}[dtype]
+        needs = {"int64": "an ARGMAX or CONST result",
+                 "int32": "an integer DENSE / CONV, WRAP (int32 range) or CONST result",
+                 "int8": "a DEQUANTIZE (x_scale 1, x_zp 0), WRAP (int8 range) or CONST result",
+                 "uint8": "a DEQUANTIZE (x_scale 1, x_zp -128), WRAP (uint8 range) or CONST result"}[dtype]
         raise FrozenModelError(f"{what}: dtype {dtype} needs {needs}, but tensor {t} "
                                f"comes from {'the input' if op is None else op.name}")
 

@@ -61,6 +61,7 @@ A_MISH = int(Act.MISH)
 A_ERF = int(Act.ERF)
 A_EXP = int(Act.EXP)
 A_ABS = int(Act.ABS)
+A_WRAP = int(Act.WRAP)
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -111,6 +112,11 @@ def act_scalar(v, act, alpha, beta):
         return math.exp(v) if v < 709.0 else math.inf
     if act == A_ABS:
         return abs(v)
+    if act == A_WRAP:
+        if not math.isfinite(v):
+            return 0.0
+        t = float(math.trunc(v))
+        return t - beta * math.floor((t - alpha) / beta)
     return v
 
 

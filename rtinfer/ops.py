@@ -158,6 +158,9 @@ MISH          x * tanh(softplus(x))
 ERF           erf(x)
 EXP           exp(x)                                     (overflows to inf, as float32 does)
 ABS           |x|
+WRAP          trunc(x) wrapped into [alpha, alpha + beta): t - beta * floor((t - alpha) / beta) with
+              t = trunc(x); NaN and +-inf give 0 (alpha -128 / 0 / -2^31 and beta 256 / 256 / 2^32:
+              the wrap-around of int8 / uint8 / int32 arithmetic and of an ONNX Cast to those types)
 """
 
 from __future__ import annotations
@@ -230,6 +233,7 @@ class Act(IntEnum):
     ERF = 15
     EXP = 16
     ABS = 17
+    WRAP = 18
 
 
 class Bin(IntEnum):
@@ -262,6 +266,7 @@ ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
     Act.ERF: (0.0, 0.0),
     Act.EXP: (0.0, 0.0),
     Act.ABS: (0.0, 0.0),
+    Act.WRAP: (-128.0, 256.0),
 }
 
 # Names used by rtinfer.train, the CLI and reports.

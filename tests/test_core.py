@@ -136,9 +136,38 @@ def test_reference_activations_match_closed_forms(act):
         Act.ERF: np.array([math.erf(v) for v in x64]),
         Act.EXP: np.exp(x64),
         Act.ABS: np.abs(x64),
+        Act.WRAP: np.mod(np.trunc(x64) - alpha, beta) + alpha,
     }[act]
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, closed, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32"])
+def test_wrap_is_integer_wraparound(dtype):
+    """WRAP of exact float results equals NumPy's integer arithmetic (two's complement
+    wrap-around), truncates toward zero first (C division), and maps NaN / inf to 0."""
+    info = np.iinfo(dtype)
+    alpha, beta = float(info.min), float(int(info.max) - int(info.min) + 1)
+    rng = np.random.default_rng(5)
+    a = rng.integers(info.min, int(info.max) + 1, 400, dtype=np.int64)
+    b = rng.integers(info.min, int(info.max) + 1, 400, dtype=np.int64)
+    if dtype == "int32":  # float32 holds the operands and results exactly up to 2^24
+        a, b = a >> 8, b >> 16
+    for op in (np.add, np.subtract, np.multiply):
+        want = op(a.astype(dtype), b.astype(dtype)) if dtype != "int32" else op(a, b).astype(np.int32)
+        got = reference.activation(op(a, b).astype(np.float32), Act.WRAP, alpha, beta)
+        if dtype != "int32" or op is not np.multiply:
+            np.testing.assert_array_equal(got, want.astype(np.float32))
+    nz = np.where(b == 0, 1, b)
+    with np.errstate(all="ignore"):
+        q = (np.abs(a) // np.abs(nz)) * np.sign(a) * np.sign(nz)  # C division: toward zero
+    got = reference.activation((a.astype(np.float32) / nz.astype(np.float32)), Act.WRAP, alpha, beta)
+    want = q.astype(dtype) if dtype != "int32" else q
+    if dtype != "int32":
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+    special = np.array([np.nan, np.inf, -np.inf, 2.7, -2.7], np.float32)
+    np.testing.assert_array_equal(reference.activation(special, Act.WRAP, alpha, beta), [0, 0, 0, 2, -2]
+                                  if dtype != "uint8" else [0, 0, 0, 2, 254])
 
 
 def test_reference_sigmoid_and_softplus_stable_at_extremes():
