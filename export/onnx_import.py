@@ -622,6 +622,9 @@ class _Importer:
             if node.op_type in _RANDOM_OPS:
                 raise self.unsupported(node, "a random op cannot be folded into constant weights")
             marked = [i for i in node.input if i in self.batch_marked]
+            if marked and node.op_type == "Expand" and node.input[0] not in self.batch_marked:
+                self.dyn[node.output[0]] = self._expand_to_batch(node)
+                return
             if marked and node.op_type not in _SHAPE_SAFE_OPS:
                 raise self.unsupported(node, f"it computes with the dynamic batch size ({marked[0]!r} comes from "
                                              f"Shape of the runtime tensor)")
@@ -675,6 +678,34 @@ class _Importer:
                 if d.src is AUTO:
                     d = replace(d, src=self.src(d))
                 self.dyn[name] = d
+
+    def _expand_to_batch(self, node) -> Dyn:
+        """Expand(constant, [N, ...]) with N read from the input's shape: the constant repeated for
+        every sample, a CONST layer (what to_onnx writes for one, and PyTorch's expand)."""
+        data = np.asarray(self.consts[node.input[0]])
+        shape = np.asarray(self.consts[node.input[1]]).reshape(-1)
+        if shape.size == 0 or shape[0] != _BATCH_MARK or np.any(shape[1:] == _BATCH_MARK) or \
+                (data.ndim >= shape.size and data.shape[data.ndim - shape.size] != 1):
+            raise self.unsupported(node, "it expands a constant along other than the batch axis by the dynamic "
+                                         "batch size")
+        if data.dtype not in (np.float32, np.int8, np.uint8) or data.size == 0:
+            raise self.unsupported(node, f"an expanded constant of dtype {data.dtype} (float32, int8, uint8)")
+        try:
+            full = np.broadcast_shapes(data.shape, (1,) + tuple(int(d) for d in shape[1:]))
+        except ValueError:
+            raise self.err(node, f"constant of shape {data.shape} does not expand to {list(shape[1:])}") from None
+        if len(full) != len(shape):
+            raise self.unsupported(node, "the expanded constant has a higher rank than the target shape")
+        sample = tuple(full[1:])
+        value = np.broadcast_to(data, (1,) + sample)[0].astype(np.float32)
+        if value.size > MAX_EXPANDED_ELEMENTS:
+            raise self.unsupported(node, f"the expanded constant holds {value.size} elements per sample "
+                                         f"(limit {MAX_EXPANDED_ELEMENTS})")
+        p = self.g.add(Proto(Op.CONST, self.input_shape, sample, tensors={"value": value.copy()},
+                             name=node.name or "Expand", inputs=[None], in_shapes=[self.input_shape]))
+        if data.dtype == np.float32:
+            return Dyn(sample, src=p)
+        return Dyn(sample, "int", INT8 if data.dtype == np.int8 else UINT8, src=p)
 
     def _window(self, node, x: Dyn, k):
         """Conv/pool families on (N, C, *spatial); without a batch axis the first dimension must
