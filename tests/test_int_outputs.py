@@ -75,7 +75,7 @@ def test_integer_outputs_need_exact_producers():
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "uint8"),))
     with pytest.raises(FrozenModelError, match="dtype int64 needs an ARGMAX or CONST"):
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int64"),))
-    with pytest.raises(FrozenModelError, match="dtype int32 needs an integer DENSE / CONV or CONST"):
+    with pytest.raises(FrozenModelError, match="dtype int32 needs an integer DENSE / CONV, WRAP .int32 range. or CONST"):
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int32"),))
     with pytest.raises(FrozenModelError, match="must be one of"):
         FrozenModel((Layer(Op.ACT, (3,), (3,)),), BufferBuilder().finish(), (3,), outputs=(Output(1, (3,), "int16"),))
