@@ -29,7 +29,10 @@ Contract
   activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias;
   MatMulInteger / ConvInteger become DEQUANTIZE (scale 1) + DENSE / CONV with float weights
   w - w_zp (exact integer sums);
-  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Other Q/DQ
+  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Integer
+  arithmetic (Add/Sub/Mul/Div/Max/Min/Clip/Relu/Abs/Neg on int8/uint8, Cast to int8/uint8/int32)
+  runs on the exact values in float32 and ends in a WRAP activation (two's complement wrap,
+  Div toward zero). Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
   int8 exactly (q - 128, zero point - 128).
 - Anything else raises ``OnnxImportError`` (a ValueError) naming the op, the node and the
