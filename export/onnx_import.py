@@ -1903,16 +1903,12 @@ class _Importer:
     def _op_QLinearMatMul(self, node, x, k):
         if k != 0 or x.kind != "q8":
             raise self.unsupported(node, "the runtime tensor must be the quantized input a")
-        if len(x.shape) != 1:
-            raise self.unsupported(node, f"input a of rank {len(x.shape) + 1} (only (N, K))")
         x_scale, x_zp, xt = self.qparams(node, 1, 2, x.onnx_type)
         b = np.asarray(self.const(node, 3))
-        if b.ndim != 2 or b.shape[0] != x.shape[0]:
-            raise self.err(node, f"weights b of shape {b.shape} do not take {x.shape[0]} inputs")
-        n_out = b.shape[1]
-        w = self._int_weights(node, b, self.const(node, 5), n_out)
-        if w.min() < -128 or w.max() > 127:
-            raise self.unsupported(node, "weights minus their zero point exceed the int8 range")
+        if b.ndim < 2 or b.shape[-2] != x.shape[-1]:
+            raise self.err(node, f"weights b of shape {b.shape} do not take {x.shape[-1]} inputs")
+        n_out = b.shape[-1]
+        w = self._int_weights(node, b.reshape(-1, n_out), self.const(node, 5), n_out).reshape(b.shape)
         b_scale = np.asarray(self.const(node, 4), np.float32).reshape(-1)
         if b_scale.size not in (1, n_out):
             raise self.unsupported(node, f"weight scale of shape {b_scale.shape}")
@@ -1921,11 +1917,33 @@ class _Importer:
             raise self.err(node, f"weight scale {b_scale} must be positive and finite")
         y_zp_arr = self.const(node, 7)
         y_scale, y_zp, yt = self.qparams(node, 6, 7, UINT8 if y_zp_arr is None else None)
-        self.emit(node, Op.QDENSE, x, (n_out,),
-                       tensors={"W": w.astype(np.int8), "b": np.zeros(n_out, np.int32), "w_scale": w_scale},
-                       attrs={"x_scale": x_scale, "x_zp": x_zp, "y_scale": y_scale, "y_zp": y_zp,
-                              "qmin": quant.QMIN, "qmax": quant.QMAX})
-        return Dyn((n_out,), "q8", yt)
+        if len(x.shape) == 1 and w.ndim == 2 and w.min() >= -128 and w.max() <= 127:
+            self.emit(node, Op.QDENSE, x, (n_out,),
+                      tensors={"W": w.astype(np.int8), "b": np.zeros(n_out, np.int32), "w_scale": w_scale},
+                      attrs={"x_scale": x_scale, "x_zp": x_zp, "y_scale": y_scale, "y_zp": y_zp,
+                             "qmin": quant.QMIN, "qmax": quant.QMAX})
+            return Dyn((n_out,), "q8", yt)
+        # Weights beyond int8 or a rank > 2 input: the same arithmetic on exact values, as
+        # DEQUANTIZE (scale 1) -> DENSE (w - w_zp: exact integer sums) -> BINARY MUL by M =
+        # x_scale * w_scale / y_scale -> QUANTIZE (scale 1, y_zp): round(acc * M) + y_zp, saturated.
+        self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
+        W, out_shape = self._matmul_weights(node, Dyn(x.shape), w.astype(np.float32))
+        max_dx = max(abs(-128 - x_zp), abs(127 - x_zp))
+        worst = float(np.max(np.abs(W.astype(np.float64)).sum(axis=0)) * max_dx) if W.size else 0.0
+        if worst >= 2.0 ** 24:
+            raise self.unsupported(node, f"integer sums up to {worst:.0f} exceed 2^24, beyond what float32 "
+                                          f"holds exactly")
+        acc = self.emit(node, Op.DENSE, Dyn(x.shape), out_shape,
+                        tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)})
+        m = np.broadcast_to(quant.requant_multiplier(x_scale, w_scale, y_scale), out_shape).astype(np.float32)
+        cp = self.g.add(Proto(Op.CONST, self.input_shape, out_shape, tensors={"value": m.copy()},
+                              name=f"{node.name or node.op_type}.multiplier", inputs=[None],
+                              in_shapes=[self.input_shape]))
+        self._node_src = acc
+        self.emit(node, Op.BINARY, Dyn(out_shape, src=acc), out_shape, extra=(Dyn(out_shape, src=cp),),
+                  attrs={"fn": int(Bin.MUL)})
+        self.emit(node, Op.QUANTIZE, Dyn(out_shape), out_shape, attrs={"y_scale": 1.0, "y_zp": y_zp})
+        return Dyn(out_shape, "q8", yt)
 
     def _op_MatMulInteger(self, node, x, k):
         if k != 0 or x.kind != "q8":

@@ -284,6 +284,42 @@ def test_qlinearmatmul_and_uint8_qdq_map_exactly_to_int8():
     assert steps.max() <= 1 + 1e-6 and np.mean(steps < 0.5) >= 0.99
 
 
+@pytest.mark.parametrize("case", ["uint8_weights", "rank3"])
+def test_qlinearmatmul_beyond_qdense_runs_the_same_arithmetic_exactly(case):
+    """Weights whose w - w_zp leave int8 (uint8 weights, zero point 0) or a rank-3 input: exact
+    integer sums (DEQUANTIZE + DENSE), the float32 multiplier, round half to even and the zero
+    point (BINARY MUL + QUANTIZE), bit for bit the formula; onnxruntime's u8u8 kernel agrees, and
+    so does the model written back by to_onnx."""
+    from export import to_onnx
+    rng = np.random.default_rng(11)
+    if case == "uint8_weights":
+        Wq, wz, in_shape = rng.integers(0, 256, (6, 5)).astype(np.uint8), np.uint8(0), (6,)
+    else:
+        Wq, wz, in_shape = rng.integers(0, 256, (6, 5)).astype(np.uint8), np.uint8(128), (3, 6)
+    inits = {"xs": np.float32(0.02), "xz": np.uint8(130), "ws": np.float32(0.004), "wz": wz,
+             "W": Wq, "ys": np.float32(0.3), "yz": np.uint8(100)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["q"]),
+             helper.make_node("QLinearMatMul", ["q", "xs", "xz", "W", "ws", "wz", "ys", "yz"], ["qy"]),
+             helper.make_node("DequantizeLinear", ["qy", "ys", "yz"], ["y"])]
+    model = make_model(nodes, inits, in_shape=in_shape)
+    X = rand(40, *in_shape)
+    frozen = from_onnx(model)
+    assert Op.QDENSE not in [la.op for la in frozen.layers]
+    got = run_both(frozen, X)
+    q = np.clip(np.rint(X / np.float32(0.02)) + 130, 0, 255).astype(np.int64)
+    acc = (q - 130) @ (Wq.astype(np.int64) - int(wz))
+    M = np.float32(np.float64(np.float32(0.02)) * np.float64(np.float32(0.004)) / np.float64(np.float32(0.3)))
+    yq = np.clip(np.rint(acc.astype(np.float32) * M) + 100, 0, 255)
+    want = (yq - 100).astype(np.float32) * np.float32(0.3)
+    np.testing.assert_array_equal(got, want)
+    if ort is not None:
+        for m in (model, to_onnx(frozen)):
+            sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            y = sess.run(None, {m.graph.input[0].name: X})[0]
+            steps = np.abs(y.astype(np.float64) - got) / 0.3
+            assert steps.max() <= 1 + 1e-6 and np.mean(steps < 0.5) >= 0.999
+
+
 @needs_onnxruntime
 def test_matmulinteger_with_scale_becomes_dense():
     Wq = RNG.integers(-100, 100, (4, 3)).astype(np.int8)
