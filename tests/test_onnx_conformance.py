@@ -41,8 +41,7 @@ R_BATCH_CONST = "a 'weight' input varies along the batch axis; rtinfer weights a
 R_INT_ARITH = "integer arithmetic on an int8/uint8 tensor (rtinfer only (de)quantizes integer tensors)"
 R_BATCH_AXIS = "reduces or contracts over the batch axis (axis 0 / a 1-D input)"
 R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization training statistics)"
-R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
-R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
+R_WIDE_QUANT = "16-, 4- or 2-bit, float8 or float4 quantization (rtinfer quantizes to int8/uint8)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
 R_NOT_TENSOR = "sequence / optional input"
 R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
@@ -187,7 +186,6 @@ SKIP_NODE = {
     "test_clip_default_int8_min": R_INT_ARITH,
     "test_clip_default_int8_max": R_INT_ARITH,
     "test_clip_default_int8_inbounds": R_INT_ARITH,
-    "test_dequantizelinear_axis": R_PER_AXIS,
     "test_dequantizelinear_e4m3fn": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_float16": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_zero_point": R_INPUT_DTYPE,
@@ -199,7 +197,6 @@ SKIP_NODE = {
     "test_dequantizelinear_uint2": R_INPUT_DTYPE,
     "test_dequantizelinear_int2": R_INPUT_DTYPE,
     "test_dequantizelinear_float4e2m1": R_INPUT_DTYPE,
-    "test_dequantizelinear_blocked": R_PER_AXIS,
     "test_div_int8": R_INT_ARITH,
     "test_div_int16": R_INPUT_DTYPE,
     "test_div_int32_trunc": R_INPUT_DTYPE,
@@ -230,17 +227,15 @@ SKIP_NODE = {
     "test_qlinearmatmul_3D_int8_float32": R_QLMM_3D,
     "test_qlinearmatmul_2D_int8_float16": R_QLMM_WEIGHTS,
     "test_qlinearmatmul_3D_int8_float16": R_BATCH_CONST,
-    "test_quantizelinear_axis": R_PER_AXIS,
     "test_quantizelinear_e4m3fn": R_WIDE_QUANT,
     "test_quantizelinear_e5m2": R_WIDE_QUANT,
     "test_quantizelinear_uint16": R_WIDE_QUANT,
     "test_quantizelinear_int16": R_WIDE_QUANT,
-    "test_quantizelinear_uint4": R_PER_AXIS,
-    "test_quantizelinear_int4": R_PER_AXIS,
-    "test_quantizelinear_uint2": R_PER_AXIS,
-    "test_quantizelinear_int2": R_PER_AXIS,
-    "test_quantizelinear_float4e2m1": R_PER_AXIS,
-    "test_quantizelinear_blocked_asymmetric": R_PER_AXIS,
+    "test_quantizelinear_uint4": R_WIDE_QUANT,
+    "test_quantizelinear_int4": R_WIDE_QUANT,
+    "test_quantizelinear_uint2": R_WIDE_QUANT,
+    "test_quantizelinear_int2": R_WIDE_QUANT,
+    "test_quantizelinear_float4e2m1": R_WIDE_QUANT,
     "test_quantizelinear_blocked_symmetric": R_WIDE_QUANT,
     "test_reshape_allowzero_reordered": R_EMPTY,
     "test_sub_int8": R_INT_ARITH,
