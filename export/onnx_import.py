@@ -31,7 +31,12 @@ Contract
   w - w_zp (exact integer sums);
   Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
-  int8 exactly (q - 128, zero point - 128).
+  int8 exactly (q - 128, zero point - 128). Per-axis and blocked Q/DQ of a runtime tensor are
+  rewritten exactly (bit for bit with ONNX): DequantizeLinear as DEQUANTIZE (scale 1) -> AFFINE
+  (- zp) -> AFFINE (* scale); QuantizeLinear as BINARY DIV by a CONST scale -> [AFFINEs that
+  round half to even, then add a per-channel zero point] -> QUANTIZE (scale 1). These AFFINEs
+  never fuse. A per-axis scale along the batch axis, or a blocked scale with a batch axis (its
+  first dimension fixes N), needs the graph imported without a batch axis.
 - Anything else raises ``OnnxImportError`` (a ValueError) naming the op, the node and the
   supported list, or the malformed part of the model. Declared tensor sizes are checked from
   the dims before any allocation; external data is read only from inside the model's folder.

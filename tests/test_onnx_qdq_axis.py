@@ -58,13 +58,18 @@ def _same(got, want, what):
 
 
 def _check(m, x, batch: bool):
-    """onnxruntime's result on x, and every rtinfer path (compiled runtime, NumPy reference,
-    to_onnx in onnxruntime) equal to it bit for bit."""
+    """onnxruntime's result on x, and every rtinfer path (compiled runtime: the batch path for
+    32+ samples and the exact path; NumPy reference; to_onnx in onnxruntime) equal to it bit for
+    bit."""
     want = ort_run(m, {"x": x})[0]
     f = from_onnx(m)
     assert (f.meta.get("batch") != "none") == batch
     X = x.astype(np.float32)
-    _same(rtinfer.load(f).predict(X), want, "runtime")
+    rt = rtinfer.load(f)
+    _same(rt.predict(X), want, "runtime")
+    if batch:
+        _same(rt.predict(X[:3]), want[:3], "runtime, 3 samples")
+        _same(rt.predict_one(X[1]), want[1], "runtime, predict_one")
     _same(reference.run(f, X if batch else X[None]), want if batch else want[None], "reference")
     _same(ort_run(to_onnx(f), {"input": X})[0], want, "to_onnx in onnxruntime")
     return f, want
@@ -86,7 +91,7 @@ def test_quantize_per_axis_with_batch_axis_ties_and_saturation(dtype):
     scale = np.array([0.1, 3.0, 0.7, 1.0 / 3.0], np.float32)
     zp = np.array([-3, 0, 7, 5], np.int64) + (128 if dtype == np.uint8 else 0)  # odd and even
     m = _qdq_model("QuantizeLinear", ["N", 4, 6], dtype, scale, zp.astype(dtype), axis=1)
-    n = 9
+    n = 40
     x = np.empty((n, 4, 6), np.float32)
     for c in range(4):
         x[:, c, :3] = _ties(rng, scale[c], -40, 40, n * 3).reshape(n, 3)
@@ -97,6 +102,10 @@ def test_quantize_per_axis_with_batch_axis_ties_and_saturation(dtype):
     f, want = _check(m, x, batch=True)
     info = np.iinfo(dtype)
     assert want.min() == info.min and want.max() == info.max
+    # zero points added after rounding: round(v + zp) would break some of these ties
+    v = x / scale[None, :, None]
+    late = np.clip(np.rint(v + zp[None, :, None]), info.min, info.max).astype(dtype)
+    assert np.any(late != want)
     ops = [layer.op for layer in f.layers]
     assert Op.BINARY in ops and Op.CONST in ops and ops.count(Op.AFFINE) == 2
 
@@ -118,10 +127,10 @@ def test_quantize_blocked_without_batch_axis(dtype):
     zp = rng.integers(-20, 20, (3, 3)) + (128 if dtype == np.uint8 else 0)
     m = _qdq_model("QuantizeLinear", [3, 8], dtype, scale, zp.astype(dtype), axis=1, block_size=3)
     full = np.repeat(scale, 3, axis=1)[:, :8]
-    x = np.concatenate([_ties(rng, 1.0, -50, 50, 24).reshape(3, 8) * full,
-                        (rng.standard_normal((3, 8)) * 100).astype(np.float32)], axis=0)[:3]
-    x = np.where(x / full == np.rint(x / full * 2) / 2, x, (rng.standard_normal((3, 8)) * 30).astype(np.float32))
-    _check(m, x.astype(np.float32), batch=False)
+    v = (rng.integers(-150, 150, (3, 8)) + 0.5).astype(np.float32)
+    x = (v * full).astype(np.float32)
+    x = np.where(x / full == v, x, (rng.standard_normal((3, 8)) * 30).astype(np.float32))  # ties where exact
+    _check(m, x, batch=False)
 
 
 def test_quantize_blocked_along_first_axis_symmetric_int8():
