@@ -392,13 +392,16 @@ class _Writer:
         for k, o in enumerate(f.outputs):
             oname = OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}_{k}"
             x, cur = names[o.tensor]
+            # integer codes / sums, carried as exact float32 values: cast before any Reshape (a
+            # DequantizeLinear -> Reshape makes onnxruntime's QDQ propagation insert a QuantizeLinear
+            # whose output_dtype contradicts its zero point, and the session fails to load)
+            if o.dtype in _CAST_TO:
+                x = self.node("Cast", [x], [f"{oname}.{o.dtype}"], f"{oname}.cast", to=_CAST_TO[o.dtype])
             if no_batch:
                 shape = self.init(f"{oname}.shape", np.array(o.shape, np.int64))
                 x = self.node("Reshape", [x, shape], [f"{oname}.reshape.out"], f"{oname}.reshape")
             else:
                 x = self.reshape(x, cur, o.shape, f"{oname}.reshape")
-            if o.dtype in _CAST_TO:  # int8 / uint8 codes, carried as exact float32 values
-                x = self.node("Cast", [x], [f"{oname}.{o.dtype}"], f"{oname}.cast", to=_CAST_TO[o.dtype])
             producer = self.nodes[-1] if self.nodes else None
             if len(f.outputs) == 1 and x != INPUT_NAME and producer is not None and x in producer.output:
                 for j, out in enumerate(producer.output):  # rename the last node's output

@@ -34,7 +34,12 @@ Contract
   runs on the exact values in float32 and ends in a WRAP activation (two's complement wrap,
   Div toward zero). Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
-  int8 exactly (q - 128, zero point - 128).
+  int8 exactly (q - 128, zero point - 128). Per-axis and blocked Q/DQ of a runtime tensor are
+  rewritten exactly (bit for bit with ONNX): DequantizeLinear as DEQUANTIZE (scale 1) -> AFFINE
+  (- zp) -> AFFINE (* scale); QuantizeLinear as BINARY DIV by a CONST scale -> [AFFINEs that
+  round half to even, then add a per-channel zero point] -> QUANTIZE (scale 1). These AFFINEs
+  never fuse. A per-axis scale along the batch axis, or a blocked scale with a batch axis (its
+  first dimension fixes N), needs the graph imported without a batch axis.
 - Anything else raises ``OnnxImportError`` (a ValueError) naming the op, the node and the
   supported list, or the malformed part of the model. Declared tensor sizes are checked from
   the dims before any allocation; external data is read only from inside the model's folder.
@@ -1867,6 +1872,9 @@ class _Importer:
         out_type = int(a.get("output_dtype", 0)) or UINT8
         if out_type not in (UINT8, INT8):
             raise self.unsupported(node, f"output_dtype {out_type} (rtinfer quantizes to int8/uint8)")
+        per_axis = self._qaxis_params(node, x, out_type)
+        if per_axis is not None:
+            return self._quantize_axis(node, x, *per_axis)
         scale, zp, ztype = self.qparams(node, 1, 2, out_type)
         self.emit(node, Op.QUANTIZE, x, x.shape, attrs={"y_scale": scale, "y_zp": zp})
         return Dyn(x.shape, "q8", ztype)
@@ -1882,11 +1890,131 @@ class _Importer:
         if x.kind != "q8":
             raise self.unsupported(node, f"DequantizeLinear of a runtime tensor of ONNX type {x.onnx_type} "
                                           f"(only int8/uint8)")
+        per_axis = self._qaxis_params(node, x, x.onnx_type)
+        if per_axis is not None:
+            return self._dequantize_axis(node, x, *per_axis)
         scale, zp, ztype = self.qparams(node, 1, 2, x.onnx_type)
         if ztype != x.onnx_type:
             raise self.err(node, f"zero point type {ztype} differs from the input type {x.onnx_type}")
         self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": scale, "x_zp": zp})
         return Dyn(x.shape)
+
+    def _qaxis_params(self, node, x: Dyn, default_type):
+        """Per-axis (1-D scale along ``axis``) or blocked (``block_size``: the scale has x's rank,
+        ``axis`` cut into blocks) parameters of a QuantizeLinear / DequantizeLinear on runtime
+        tensor x, as ONNX's reshape_input expands them: (scale float32, zero point int64, zero
+        point ONNX type), both of rank len(x.shape) and broadcastable to the sample shape x.shape.
+        None for a per-tensor scale (one value), which qparams handles."""
+        a = self.attrs(node)
+        scale = self.const(node, 1)
+        if scale is None:
+            raise self.err(node, "the scale input is missing")
+        scale = np.asarray(scale)
+        block = int(a.get("block_size", 0))
+        if scale.size == 1:  # per tensor, whatever its rank (ONNX takes its one value)
+            return None
+        zp = self.const(node, 2)
+        if zp is not None:
+            zp = np.asarray(zp)
+            if zp.shape != scale.shape:
+                raise self.err(node, f"zero point of shape {zp.shape} differs from the scale's shape {scale.shape}")
+            if zp.dtype == np.uint8:
+                ztype = UINT8
+            elif zp.dtype == np.int8:
+                ztype = INT8
+            else:
+                raise self.unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+        else:
+            ztype = default_type
+        rank = self.rank(x)
+        full = ((None,) if self.lead else ()) + tuple(x.shape)  # None: the batch dimension
+        axis = self._axis(node, int(a.get("axis", 1)), rank)
+        if block < 0:
+            raise self.err(node, f"block_size {block} must be positive")
+        if block == 0:
+            if scale.ndim != 1:
+                raise self.err(node, f"per-axis scale of shape {scale.shape} must be 1-D (or give block_size)")
+            if axis < self.lead:
+                raise self.batch_err(node, f"per-axis scale of {scale.size} values along the batch axis (axis 0)")
+            if scale.size != full[axis]:
+                raise self.err(node, f"per-axis scale of {scale.size} values does not match axis {axis} of "
+                                     f"{self.full(x)}")
+            shape = [1] * len(x.shape)
+            shape[axis - self.lead] = scale.size
+
+            def expand(v):
+                return v.reshape(shape)
+        else:
+            if scale.ndim != rank:
+                raise self.err(node, f"blocked scale of shape {scale.shape} must have the rank of x {self.full(x)}")
+            if self.lead:
+                raise self.batch_err(node, f"blocked scale of shape {scale.shape} fixes the batch dimension (ONNX "
+                                           f"requires the scale's shape to equal x's except along axis {axis})")
+            want = tuple(-(-d // block) if i == axis else d for i, d in enumerate(full))
+            if scale.shape != want:
+                raise self.err(node, f"blocked scale of shape {scale.shape} does not fit x {self.full(x)} with "
+                                     f"block_size {block} along axis {axis} (ONNX requires shape {want})")
+            n = full[axis]
+
+            def expand(v):
+                return np.repeat(v, block, axis=axis).take(np.arange(n), axis=axis)
+        s = expand(scale.astype(np.float32))
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            raise self.err(node, "every scale must be positive and finite")
+        z = expand(zp.astype(np.int64)) if zp is not None else np.zeros(s.shape, np.int64)
+        return s, z, ztype
+
+    def _exact_affine(self, node, x: Dyn, s: np.ndarray, t: np.ndarray) -> Dyn:
+        """y = x * s + t as an AFFINE that no fusion rewrites (prov "exact"): per-axis Q/DQ need
+        ONNX's float32 rounding step by step (fusing two AFFINEs computes x * (s1 s2) + ...)."""
+        s = np.broadcast_to(np.asarray(s, np.float32), x.shape).copy()
+        t = np.broadcast_to(np.asarray(t, np.float32), x.shape).copy()
+        p = self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": t}, prov={"exact": True})
+        return Dyn(x.shape, src=p)
+
+    def _dequantize_axis(self, node, x: Dyn, s, z, ztype) -> Dyn:
+        """Per-axis / blocked DequantizeLinear of runtime int8/uint8 codes, exactly as ONNX:
+        y = float32(x - zp) * scale. DEQUANTIZE with scale 1 gives x - zp exactly (a uniform zero
+        point) or x itself (then an AFFINE adds -zp, exact on integers); an AFFINE then multiplies
+        by the scale and adds -0.0 (x * s + -0.0 == x * s for every float, signed zeros included)."""
+        if ztype != x.onnx_type:
+            raise self.err(node, f"zero point type {ztype} differs from the input type {x.onnx_type}")
+        shift = -128 if x.onnx_type == UINT8 else 0  # uint8 value v is held as v - 128
+        uniform = z.size == 0 or np.all(z == z.reshape(-1)[0])
+        z0 = int(z.reshape(-1)[0]) if uniform and z.size else 0
+        p = self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": z0 + shift})
+        d = Dyn(x.shape, src=p)
+        if not uniform:
+            d = self._exact_affine(node, d, 1.0, -z.astype(np.float32))
+        self._exact_affine(node, d, s, np.float32(-0.0))
+        return Dyn(x.shape)
+
+    def _quantize_axis(self, node, x: Dyn, s, z, ztype) -> Dyn:
+        """Per-axis / blocked QuantizeLinear of a runtime float tensor, exactly as ONNX:
+        y = saturate(round_half_even(x / scale) + zp). The division is a BINARY DIV by a CONST
+        (AFFINE would multiply by 1/scale, which rounds differently). A uniform zero point goes to
+        the QUANTIZE (scale 1). Otherwise round_half_even(v) + zp is formed in float32 before the
+        saturation: AFFINE v + C with C = 1.5 * 2^23 rounds v to an integer, ties to even (the sum's
+        ulp is 1 for |v| < 2^22; C is even); AFFINE + (zp - C) is then exact. Larger |v| saturate
+        either way. QUANTIZE with scale 1 saturates to int8 / uint8."""
+        x = replace(x, src=self.src(x))  # before the CONST below becomes the node's last layer
+        shape = tuple(s.shape)
+        c = self.g.add(Proto(Op.CONST, tuple(self.input_shape), shape, name=f"{node.name or node.op_type}.scale",
+                             tensors={"value": s.astype(np.float32)}, inputs=[None],
+                             in_shapes=[tuple(self.input_shape)]))
+        p = self.emit(node, Op.BINARY, x, x.shape, extra=(Dyn(shape, src=c),), attrs={"fn": int(Bin.DIV)})
+        d = Dyn(x.shape, src=p)
+        shift = -128 if ztype == UINT8 else 0
+        uniform = np.all(z == z.reshape(-1)[0])
+        if uniform:
+            zq = int(z.reshape(-1)[0]) + shift
+        else:
+            big = np.float32(1.5 * 2.0 ** 23)
+            d = self._exact_affine(node, d, 1.0, big)
+            d = self._exact_affine(node, d, 1.0, (z.astype(np.float64) - float(big)).astype(np.float32))
+            zq = shift
+        self.emit(node, Op.QUANTIZE, d, x.shape, attrs={"y_scale": 1.0, "y_zp": zq})
+        return Dyn(x.shape, "q8", ztype)
 
     def _int_weights(self, node, b, b_zp, n_out):
         """Constant integer weights minus their zero point (scalar or per column)."""
@@ -2096,7 +2224,10 @@ class _Importer:
     # -- fusion ----------------------------------------------------------------------------------
     def _fuse(self):
         from .onnx_conv import pair_rule as conv_pair, quant_rule as conv_quant
-        onnx_ir.fuse(self.g, [conv_pair, _pair_rule], [conv_quant, _quant_rule])
+
+        def exact(rule):  # layers marked "exact" (per-axis Q/DQ) keep ONNX's rounding steps
+            return lambda a, b: None if a.prov.get("exact") or b.prov.get("exact") else rule(a, b)
+        onnx_ir.fuse(self.g, [exact(conv_pair), exact(_pair_rule)], [conv_quant, _quant_rule])
         counts = {}
         for p in self.g.protos:
             for q in p.inputs:

@@ -123,6 +123,25 @@ def test_quantizelinear_output_matches_onnxruntime(zp):
 
 
 @needs_onnxruntime
+@pytest.mark.parametrize("zp", [np.uint8(17), np.int8(-5)])
+def test_codes_output_without_batch_axis_exports_for_onnxruntime(zp):
+    """Without a batch axis to_onnx reshapes the output: the Cast comes first, since
+    DequantizeLinear -> Reshape makes onnxruntime's QDQ propagation build an invalid node."""
+    otype = TensorProto.UINT8 if zp.dtype == np.uint8 else TensorProto.INT8
+    m = graph_model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])],
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+                    [helper.make_tensor_value_info("y", otype, [3, 4])],
+                    [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(np.array(zp), "z")])
+    m.metadata_props.add(key="batch", value="none")
+    X = (np.random.default_rng(9).standard_normal((3, 4)) * 2).astype(np.float32)
+    want = ort_run(m, {"x": X})[0]
+    f = from_onnx(m)
+    assert f.meta["batch"] == "none"
+    _same(rtinfer.load(f).predict(X), want)
+    _same(ort_run(to_onnx(f), {"input": X})[0], want)
+
+
+@needs_onnxruntime
 def test_maxpool_on_uint8_output_matches_onnxruntime():
     m = graph_model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
                [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 2, 6, 6])],

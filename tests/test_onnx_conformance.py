@@ -40,18 +40,15 @@ R_CAST = "Cast to a type other than float32 (fp16, fp64, bfloat16, float8, int4,
 R_BATCH_CONST = "a 'weight' input varies along the batch axis; rtinfer weights are per sample"
 R_BATCH_AXIS = "reduces or contracts over the batch axis (axis 0 / a 1-D input)"
 R_MULTI_OUT = "checks several outputs (Dropout mask / BatchNormalization training statistics)"
-R_PER_AXIS = "per-axis or blocked quantization of the runtime tensor (rtinfer: per tensor)"
-R_WIDE_QUANT = "16-bit or float8 quantization (rtinfer quantizes to int8/uint8)"
+R_WIDE_QUANT = "16-, 4- or 2-bit, float8 or float4 quantization (rtinfer quantizes to int8/uint8)"
 R_TRAINING = "Dropout in training mode with a non-zero ratio (random)"
 R_NOT_TENSOR = "sequence / optional input"
-R_QLMM_WEIGHTS = "QLinearMatMul weights minus zero point leave the int8 range (and the output is uint8/int8)"
 R_TRANSPOSE = "Transpose that moves data of the runtime tensor (only constant transposes fold)"
 R_INDICES = "checks MaxPool's second output (Indices); rtinfer produces one output"
 R_CONST_OPERAND = "a constant operand where rtinfer takes runtime tensors (Concat with a constant, Max/Min with a non-scalar constant)"
 R_VARIADIC = "Max/Min of one or more than two inputs"
 R_DYNAMIC_DIM = "a dynamic non-batch dimension (rtinfer needs fixed per-sample shapes)"
 R_EMPTY = "an empty tensor (a zero-length slice)"
-R_QLMM_3D = "QLinearMatMul on a rank-3 input (rtinfer: (N, K)); the case's output is uint8/int8 too"
 R_QLCONV_WEIGHTS = "QLinearConv weights minus zero point leave the int8 range (and the output is uint8)"
 
 R_LN_STATS = "checks LayerNormalization's Mean / InvStdDev outputs (training statistics; rtinfer computes Y)"
@@ -181,7 +178,6 @@ SKIP_NODE = {
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ_expanded": R_INPUT_DTYPE,
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2_expanded": R_INPUT_DTYPE,
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ_expanded": R_INPUT_DTYPE,
-    "test_dequantizelinear_axis": R_PER_AXIS,
     "test_dequantizelinear_e4m3fn": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_float16": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_zero_point": R_INPUT_DTYPE,
@@ -193,7 +189,6 @@ SKIP_NODE = {
     "test_dequantizelinear_uint2": R_INPUT_DTYPE,
     "test_dequantizelinear_int2": R_INPUT_DTYPE,
     "test_dequantizelinear_float4e2m1": R_INPUT_DTYPE,
-    "test_dequantizelinear_blocked": R_PER_AXIS,
     "test_div_int16": R_INPUT_DTYPE,
     "test_div_int32_trunc": R_INPUT_DTYPE,
     "test_div_uint16": R_INPUT_DTYPE,
@@ -212,25 +207,17 @@ SKIP_NODE = {
     "test_mul_uint16": R_INPUT_DTYPE,
     "test_mul_uint32": R_INPUT_DTYPE,
     "test_mul_uint64": R_INPUT_DTYPE,
-    "test_qlinearmatmul_2D_uint8_float32": R_QLMM_WEIGHTS,
-    "test_qlinearmatmul_3D_uint8_float32": R_QLMM_3D,
-    "test_qlinearmatmul_2D_uint8_float16": R_QLMM_WEIGHTS,
     "test_qlinearmatmul_3D_uint8_float16": R_BATCH_CONST,
-    "test_qlinearmatmul_2D_int8_float32": R_QLMM_WEIGHTS,
-    "test_qlinearmatmul_3D_int8_float32": R_QLMM_3D,
-    "test_qlinearmatmul_2D_int8_float16": R_QLMM_WEIGHTS,
     "test_qlinearmatmul_3D_int8_float16": R_BATCH_CONST,
-    "test_quantizelinear_axis": R_PER_AXIS,
     "test_quantizelinear_e4m3fn": R_WIDE_QUANT,
     "test_quantizelinear_e5m2": R_WIDE_QUANT,
     "test_quantizelinear_uint16": R_WIDE_QUANT,
     "test_quantizelinear_int16": R_WIDE_QUANT,
-    "test_quantizelinear_uint4": R_PER_AXIS,
-    "test_quantizelinear_int4": R_PER_AXIS,
-    "test_quantizelinear_uint2": R_PER_AXIS,
-    "test_quantizelinear_int2": R_PER_AXIS,
-    "test_quantizelinear_float4e2m1": R_PER_AXIS,
-    "test_quantizelinear_blocked_asymmetric": R_PER_AXIS,
+    "test_quantizelinear_uint4": R_WIDE_QUANT,
+    "test_quantizelinear_int4": R_WIDE_QUANT,
+    "test_quantizelinear_uint2": R_WIDE_QUANT,
+    "test_quantizelinear_int2": R_WIDE_QUANT,
+    "test_quantizelinear_float4e2m1": R_WIDE_QUANT,
     "test_quantizelinear_blocked_symmetric": R_WIDE_QUANT,
     "test_reshape_allowzero_reordered": R_EMPTY,
     "test_sub_int16": R_INPUT_DTYPE,
