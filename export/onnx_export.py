@@ -79,6 +79,7 @@ class _Writer:
         self.nodes = []
         self.inits = []
         self.counts: dict[str, int] = {}
+        self.dequantized: dict[str, tuple] = {}  # DequantizeLinear output -> (int8 input, scale, zero point)
 
     def init(self, name: str, array: np.ndarray) -> str:
         from onnx import numpy_helper
@@ -101,6 +102,11 @@ class _Writer:
         if tuple(cur) == tuple(want):
             return x
         shape = self.init(f"{name}.shape", np.array((-1,) + tuple(want), dtype=np.int64))
+        dq = self.dequantized.get(x)
+        if dq is not None:  # reshape the int8 codes, then dequantize: onnxruntime's QDQ propagation
+            q, sc, zp = dq  # fails on DequantizeLinear -> Reshape with an int8 zero point (opset 21)
+            r = self.node("Reshape", [q, shape], [f"{name}.codes"], name)
+            return self.node("DequantizeLinear", [r, sc, zp], [f"{name}.out"], f"{name}.dequantize")
         return self.node("Reshape", [x, shape], [f"{name}.out"], name)
 
     def activation(self, x: str, act: Act, alpha: float, beta: float, p: str) -> str:
@@ -236,7 +242,9 @@ class _Writer:
         if op == Op.DEQUANTIZE:
             sc = self.init(f"{p}.x_scale", np.array(layer.attrs["x_scale"], np.float32))
             zp = self.init(f"{p}.x_zero_point", np.array(int(layer.attrs["x_zp"]), np.int8))
-            return self.node("DequantizeLinear", [x, sc, zp], [f"{p}.out"], p), layer.out_shape
+            y = self.node("DequantizeLinear", [x, sc, zp], [f"{p}.out"], p)
+            self.dequantized[y] = (x, sc, zp)
+            return y, layer.out_shape
         if op == Op.QDENSE:
             return self.qdense(layer, x, p), (layer.out_size,)
         if op == Op.QLUT:

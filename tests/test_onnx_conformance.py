@@ -207,8 +207,6 @@ SKIP_NODE = {
     "test_mul_uint16": R_INPUT_DTYPE,
     "test_mul_uint32": R_INPUT_DTYPE,
     "test_mul_uint64": R_INPUT_DTYPE,
-    "test_qlinearmatmul_3D_uint8_float16": R_BATCH_CONST,
-    "test_qlinearmatmul_3D_int8_float16": R_BATCH_CONST,
     "test_quantizelinear_e4m3fn": R_WIDE_QUANT,
     "test_quantizelinear_e5m2": R_WIDE_QUANT,
     "test_quantizelinear_uint16": R_WIDE_QUANT,
