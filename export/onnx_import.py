@@ -26,7 +26,9 @@ Contract
   moves no data (the arena is flat), so it only changes the tracked shape.
 - Quantization: DequantizeLinear -> Gemm/MatMul (per-output-channel int8 weights, int32 bias at
   x_scale * w_scale) -> [Relu | Clip] -> QuantizeLinear becomes QDENSE; DequantizeLinear ->
-  activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias;
+  activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias (when
+  its weights minus zero point fit int8 and the input is (N, K); else DEQUANTIZE + DENSE on exact
+  integer sums + BINARY MUL by the multiplier + QUANTIZE);
   MatMulInteger / ConvInteger become DEQUANTIZE (scale 1) + DENSE / CONV with float weights
   w - w_zp (exact integer sums);
   Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Integer
