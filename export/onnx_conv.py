@@ -19,7 +19,8 @@ Fusion (``pair_rule`` / ``quant_rule``, run by export.onnx_ir.fuse): CONV + acti
 CONV + a per-channel AFFINE (BatchNormalization, Mul/Add by per-channel constants) folded into W
 and b; DequantizeLinear -> Conv (weights from DequantizeLinear of int8) -> [Relu | Clip] ->
 QuantizeLinear becomes QCONV; DQ -> MaxPool -> Q with one scale and zero point becomes
-QMAXPOOL; DQ -> AveragePool / GlobalAveragePool -> Q becomes QAVGPOOL.
+QMAXPOOL; DQ -> GlobalAveragePool -> Q becomes QAVGPOOL (a windowed AveragePool stays a float
+AVGPOOL between DEQUANTIZE and QUANTIZE: the float mean is the graph's definition).
 
 Export (``export_layer``): CONV = Conv (+ activation node), MAXPOOL = MaxPool, AVGPOOL =
 AveragePool, GLOBAL_AVGPOOL = GlobalAveragePool (+ Reshape to the layer's out_shape); int8 in
@@ -329,7 +330,7 @@ def pair_rule(a, b):
     return None
 
 
-def quant_rule(dqs, mid, q):
+def quant_rule(dqs, mid, q, int_mean: bool = False):
     """DEQUANTIZE -> CONV / MAXPOOL / AVGPOOL / GLOBAL_AVGPOOL -> QUANTIZE as one int8 layer
     (export.onnx_ir.fuse), or None."""
     if len(dqs) != 1:
@@ -355,17 +356,22 @@ def quant_rule(dqs, mid, q):
                      attrs=dict(geo, **io, qmin=qmin, qmax=qmax))
     if mid.op == Op.MAXPOOL and (float(np.float32(xs)), xzp) == (float(np.float32(ys)), yzp):
         return Proto(Op.QMAXPOOL, mid.in_shape, mid.out_shape, name=mid.name, attrs=dict(mid.attrs, x_scale=xs, x_zp=xzp))
-    if mid.op in (Op.AVGPOOL, Op.GLOBAL_AVGPOOL):
-        if mid.op == Op.AVGPOOL:
-            attrs = dict(mid.attrs)
-        else:
-            s = mid.in_shape
-            attrs = dict(geometry_attrs((1, s[1]) if len(s) == 2 else s[1:]), count_include_pad=0)
-            if int(np.prod(window_out_shape(s, attrs))) != int(np.prod(mid.out_shape)):
-                return None
-        return Proto(Op.QAVGPOOL, mid.in_shape, window_out_shape(mid.in_shape, attrs), name=mid.name,
-                     attrs=dict(attrs, **io))
-    return None
+    # DQ -> AveragePool -> Q with a window stays DEQUANTIZE -> AVGPOOL -> QUANTIZE: the float mean
+    # of dequantized values is the graph's definition and what onnxruntime computes (QAVGPOOL's
+    # integer mean is 1 step away on ~0.4% of LeNet-5's pooled codes). Files rtinfer wrote
+    # (int_mean) hold QAVGPOOL layers in that form and get them back; a global mean stays QAVGPOOL,
+    # whose results match onnxruntime's on the DS-CNN.
+    if mid.op == Op.AVGPOOL and int_mean:
+        attrs = dict(mid.attrs)
+    elif mid.op == Op.GLOBAL_AVGPOOL:
+        s = mid.in_shape
+        attrs = dict(geometry_attrs((1, s[1]) if len(s) == 2 else s[1:]), count_include_pad=0)
+        if int(np.prod(window_out_shape(s, attrs))) != int(np.prod(mid.out_shape)):
+            return None
+    else:
+        return None
+    return Proto(Op.QAVGPOOL, mid.in_shape, window_out_shape(mid.in_shape, attrs), name=mid.name,
+                 attrs=dict(attrs, **io))
 
 
 # ------------------------------------------------------------------------------ export

@@ -2229,7 +2229,13 @@ class _Importer:
 
         def exact(rule):  # layers marked "exact" (per-axis Q/DQ) keep ONNX's rounding steps
             return lambda a, b: None if a.prov.get("exact") or b.prov.get("exact") else rule(a, b)
-        onnx_ir.fuse(self.g, [exact(conv_pair), exact(_pair_rule)], [conv_quant, _quant_rule])
+        # rtinfer's exporter writes a QAVGPOOL as DQ -> AveragePool "qavgpoolK" -> Q: its own files
+        # get those layers back (other DQ -> AveragePool -> Q keep the float mean they define)
+        own = self.model.producer_name == "rtinfer"
+
+        def conv_quant_rule(dqs, mid, q):
+            return conv_quant(dqs, mid, q, int_mean=own and mid.name.startswith("qavgpool"))
+        onnx_ir.fuse(self.g, [exact(conv_pair), exact(_pair_rule)], [conv_quant_rule, _quant_rule])
         counts = {}
         for p in self.g.protos:
             for q in p.inputs:

@@ -183,6 +183,28 @@ def test_int8_round_trip_is_exact(cnn):
 
 
 @needs_onnxruntime
+def test_qdq_average_pool_keeps_its_float_mean_unless_rtinfer_wrote_a_qavgpool(cnn):
+    """A foreign DQ -> AveragePool -> Q is the float mean of dequantized values (its definition):
+    DEQUANTIZE -> AVGPOOL -> QUANTIZE, equal to onnxruntime's result code for code. The same
+    nodes in a file rtinfer wrote for a QAVGPOOL (producer rtinfer, node qavgpoolK) come back as
+    that QAVGPOOL (test_int8_round_trip_is_exact)."""
+    model, X = cnn
+    fm = export.freeze(model, dtype="int8", calibration=X)
+    m = to_onnx(fm)
+    assert any(n.op_type == "AveragePool" and n.name.startswith("qavgpool") for n in m.graph.node)
+    m.producer_name = "another-tool"
+    foreign = from_onnx(m)
+    assert Op.QAVGPOOL not in [l.op for l in foreign.layers] and Op.AVGPOOL in [l.op for l in foreign.layers]
+    X32 = X[:200].astype(np.float32)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: X32})[0]
+    got = rtinfer.load(foreign).predict(X32)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@needs_onnxruntime
 def test_qdq_conv_and_qlinearconv_import(cnn):
     rng = np.random.default_rng(4)
     # 7-bit weights: onnxruntime's AVX2 int8 convolution saturates pairs of products otherwise

@@ -113,10 +113,10 @@ def _quantize(tmp_path, m, X, fmt, per_channel, acts, weights):
     return dst
 
 
-def _ort(path, X):
+def _ort(path, X, level="BASIC"):
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level}")
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: X})[0]
 
@@ -130,7 +130,8 @@ def test_quantize_static_matches_onnxruntime(tmp_path, name, opset, fmt, per_cha
     m, in_shape = _float_model(name, opset)
     rng = np.random.default_rng(3)
     cal = rng.standard_normal((16,) + in_shape).astype(np.float32)
-    X = rng.standard_normal((64,) + in_shape).astype(np.float32)
+    # a rate of 99.9% takes thousands of outputs to measure: LeNet-5 (the cheapest CNN) runs 2,000 samples
+    X = rng.standard_normal((2000 if name == "lenet5" else 64,) + in_shape).astype(np.float32)
     q = _quantize(tmp_path, m, cal, fmt, per_channel, acts, weights)
     want = _ort(q, X)
     f = from_onnx(str(q))
@@ -153,13 +154,20 @@ def test_quantize_static_matches_onnxruntime(tmp_path, name, opset, fmt, per_cha
     sname = last.input[1] if last.op_type == "QuantizeLinear" else last.input[7]
     lsb = float(numpy_helper.to_array([t for t in qm.graph.initializer if t.name == sname][0]))
     within = float(np.mean(diff <= lsb * 1.001))
+    assert within >= 0.999 or (name == "lenet5" and fmt == "qdq"), (within, float(diff.max()) / lsb)
     if name == "lenet5" and fmt == "qdq":
-        # Known gap: QAVGPOOL rounds float32(acc) * (x_scale / y_scale) / count, onnxruntime's QDQ
-        # AveragePool the float mean of dequantized values; 1 LSB apart on ~2% of the pooled
-        # codes, which the two Gemms after it can widen to 2 LSB.
-        assert within >= 0.99 and diff.max() <= 2 * lsb * 1.001, (within, float(diff.max()) / lsb)
-    else:
-        assert within >= 0.999, (within, float(diff.max()) / lsb)
+        # onnxruntime at this level computes Conv and Gemm in float between DQ and Q; rtinfer (like
+        # onnxruntime's own fused kernels at ORT_ENABLE_ALL) in integers: one step apart on some
+        # codes, two after both Gemms. Measured: 99.81-100% within 1 step; onnxruntime's two levels
+        # agree with each other less (99.76-99.97% with int8 activations, 92% with uint8 ones, whose
+        # u8s8 kernels saturate int16 pair sums on AVX2). Against ORT_ENABLE_ALL with int8
+        # activations (no saturation) rtinfer is within 1 step on >= 99.9%.
+        fused = _ort(q, X, "ALL")
+        ort_levels = float(np.mean(np.abs(want - fused) <= lsb * 1.001))
+        assert within >= 0.998 and within >= ort_levels, (within, ort_levels)
+        if acts == "s8":
+            assert float(np.mean(np.abs(got - fused) <= lsb * 1.001)) >= 0.999
+        assert diff.max() <= 2 * lsb * 1.001, float(diff.max()) / lsb
 
 
 def test_quantize_dynamic_is_refused_with_the_reason(tmp_path):
