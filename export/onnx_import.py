@@ -533,9 +533,7 @@ class _Importer:
         if dtype in ("int64", "int32") and np.any(np.abs(value.astype(np.int64)) > 1 << 24):
             raise OnnxImportError(f"output {name!r} is an {dtype} constant with values beyond 2^24; rtinfer "
                                   f"carries integer outputs as float32, exact up to 2^24")
-        s = self.input_shape
-        p = self.g.add(Proto(Op.CONST, s, tuple(value.shape), tensors={"value": value.astype(np.float32)},
-                             name=name, inputs=[None], in_shapes=[s]))
+        p = self.const_layer(name, value)
         return p, tuple(value.shape), dtype
 
     def _rewrite(self, nodes, init_by_name, out_names):
@@ -711,8 +709,7 @@ class _Importer:
         if value.size > MAX_EXPANDED_ELEMENTS:
             raise self.unsupported(node, f"the expanded constant holds {value.size} elements per sample "
                                          f"(limit {MAX_EXPANDED_ELEMENTS})")
-        p = self.g.add(Proto(Op.CONST, self.input_shape, sample, tensors={"value": value.copy()},
-                             name=node.name or "Expand", inputs=[None], in_shapes=[self.input_shape]))
+        p = self.const_layer(node.name or "Expand", value)
         if data.dtype == np.float32:
             return Dyn(sample, src=p)
         return Dyn(sample, "int", INT8 if data.dtype == np.int8 else UINT8, src=p)
@@ -750,6 +747,12 @@ class _Importer:
         p = Proto(op, x.shape, tuple(out_shape), name=node.name or node.op_type,
                   inputs=[self.src(d) for d in ins], in_shapes=[d.shape for d in ins], **kw)
         return self.g.add(p)
+
+    def const_layer(self, name: str, value: np.ndarray) -> Proto:
+        """A CONST layer holding value (float32) for every sample; it reads the model input."""
+        s = tuple(self.input_shape)
+        return self.g.add(Proto(Op.CONST, s, tuple(value.shape), tensors={"value": np.array(value, np.float32)},
+                                name=name, inputs=[None], in_shapes=[s]))
 
     def need_float(self, node, x: Dyn):
         if x.kind == "unusable":
@@ -795,8 +798,7 @@ class _Importer:
             s, t = affine[fn]
             self.emit(node, Op.AFFINE, x, x.shape, act=Act.WRAP, tensors={"s": s, "t": t}, attrs=wrap)
         else:
-            cp = self.g.add(Proto(Op.CONST, self.input_shape, x.shape, tensors={"value": cf},
-                                  name=f"{node.name or node.op_type}.{cname}", inputs=[None], in_shapes=[self.input_shape]))
+            cp = self.const_layer(f"{node.name or node.op_type}.{cname}", cf)
             cd = Dyn(x.shape, "int", x.onnx_type, src=cp)
             a, b = (x, cd) if k == 0 else (cd, x)
             self.emit(node, Op.BINARY, a, x.shape, extra=(b,), act=Act.WRAP, attrs={"fn": int(fn), **wrap})
@@ -2001,9 +2003,7 @@ class _Importer:
         either way. QUANTIZE with scale 1 saturates to int8 / uint8."""
         x = replace(x, src=self.src(x))  # before the CONST below becomes the node's last layer
         shape = tuple(s.shape)
-        c = self.g.add(Proto(Op.CONST, tuple(self.input_shape), shape, name=f"{node.name or node.op_type}.scale",
-                             tensors={"value": s.astype(np.float32)}, inputs=[None],
-                             in_shapes=[tuple(self.input_shape)]))
+        c = self.const_layer(f"{node.name or node.op_type}.scale", s)
         p = self.emit(node, Op.BINARY, x, x.shape, extra=(Dyn(shape, src=c),), attrs={"fn": int(Bin.DIV)})
         d = Dyn(x.shape, src=p)
         shift = -128 if ztype == UINT8 else 0
@@ -2066,9 +2066,7 @@ class _Importer:
         acc = self.emit(node, Op.DENSE, Dyn(x.shape), out_shape,
                         tensors={"W": W, "b": np.zeros(W.shape[1], np.float32)})
         m = np.broadcast_to(quant.requant_multiplier(x_scale, w_scale, y_scale), out_shape).astype(np.float32)
-        cp = self.g.add(Proto(Op.CONST, self.input_shape, out_shape, tensors={"value": m.copy()},
-                              name=f"{node.name or node.op_type}.multiplier", inputs=[None],
-                              in_shapes=[self.input_shape]))
+        cp = self.const_layer(f"{node.name or node.op_type}.multiplier", m)
         self._node_src = acc
         self.emit(node, Op.BINARY, Dyn(out_shape, src=acc), out_shape, extra=(Dyn(out_shape, src=cp),),
                   attrs={"fn": int(Bin.MUL)})
