@@ -1,5 +1,5 @@
-"""Compiled kernels of GATHER / QGATHER, LAYERNORM and CONST (rtinfer.ops), with their NumPy
-twins in rtinfer.reference (gather, layernorm, run_layer's CONST).
+"""Compiled kernels of GATHER / QGATHER, LAYERNORM, CONST and DYNQUANT (rtinfer.ops), with their
+NumPy twins in rtinfer.reference (gather, layernorm, run_layer's CONST, dynquant).
 
 GATHER is one index table per layer: every data-movement op an importer meets on a fixed-shape
 tensor (Transpose, Pad constant/reflect/edge, Resize/Upsample nearest, Gather with constant
@@ -64,3 +64,42 @@ def const_f32(w, wo, dst, do, n, m):
         z = dst[do + s * n:do + (s + 1) * n]
         for k in range(n):
             z[k] = v[k]
+
+
+@kernel_jit
+def dynquant_f32(src, so, dst, do, n, m, mode):
+    """DYNQUANT: per sample of n elements, ONNX DynamicQuantizeLinear's range, scale and zero
+    point in float32 (rtinfer.ops); mode 0 writes q = the codes minus the zero point (n floats),
+    mode 1 the scale (one float). NaN elements are skipped by the range and give q = -zp."""
+    for s in range(m):
+        x = src[so + s * n:so + (s + 1) * n]
+        hi = np.float32(0.0)
+        lo = np.float32(0.0)
+        for k in range(n):
+            v = x[k]
+            if v > hi:
+                hi = v
+            elif v < lo:
+                lo = v
+        scale = (hi - lo) / np.float32(255.0)
+        if scale == 0.0:  # all zeros (onnxruntime's scale 1), or a range that underflows
+            scale = np.float32(1.0)
+        if mode == 1:
+            dst[do + s] = scale
+            continue
+        v = -lo / scale
+        if not v < 255.0:  # NaN (infinite inputs) -> 255, as onnxruntime
+            v = np.float32(255.0)
+        if not v > 0.0:
+            v = np.float32(0.0)
+        zp = np.float32(np.rint(v))
+        qlo = -zp
+        qhi = np.float32(255.0) - zp
+        z = dst[do + s * n:do + (s + 1) * n]
+        for k in range(n):
+            q = x[k] / scale
+            if not q >= qlo:  # below the range, or NaN
+                q = qlo
+            elif q > qhi:
+                q = qhi
+            z[k] = np.float32(np.rint(q))
