@@ -255,7 +255,8 @@ class _Importer:
         self.consts: dict[str, np.ndarray] = {}
         self.prov: dict[str, tuple] = {}  # const name -> ("dq", q, scale, zp, axis)
         self.dyn: dict[str, Dyn] = {}
-        self.dq_zp: dict[str, str] = {}  # DynamicQuantizeLinear: y's name -> y_zero_point's name
+        # DynamicQuantizeLinear outputs (y, y_zero_point and their float Casts) -> their node's y
+        self.dq_origin: dict[str, str] = {}
         self.g = IrGraph()
         self._node_start = 0     # len(self.g.protos) when the current node began
         self._node_src = None    # the source Proto of the current node's first runtime input
@@ -460,7 +461,7 @@ class _Importer:
                 dtype = "float32"
             elif d.kind == "int":  # exact integer sums (MatMulInteger / ConvInteger)
                 dtype = "int32"
-            elif d.kind in ("dq8", "dscale", "dzp"):
+            elif d.kind in ("dq8", "dscale", "dzp", "dq8f", "dzpf"):
                 raise OnnxImportError(f"output {out.name!r} is an output of DynamicQuantizeLinear; rtinfer computes "
                                       f"those per sample only to feed MatMulInteger / ConvInteger and Mul "
                                       f"(onnxruntime's quantize_dynamic), not as model outputs")
@@ -639,7 +640,9 @@ class _Importer:
         x = self.dyn[node.input[k]]
         self._node_start = len(self.g.protos)
         self._node_src = x.src
-        if op in _ACT_OPS:
+        if x.kind == "dscale" and op in ("Reshape", "Expand"):
+            y = self._dscale_view(node, x)
+        elif op in _ACT_OPS:
             y = self._activation(node, x, k)
         elif op in _BINARY_OPS:
             y = self._binary(node, x, k, dyn_idx)
@@ -937,6 +940,8 @@ class _Importer:
             raise self.unsupported(node, f"{op} of {len(node.input)} inputs (only 2)")
         if any(self.dyn[node.input[j]].kind == "dscale" for j in dyn_idx):
             return self._dscale_mul(node, dyn_idx)
+        if any(self.dyn[node.input[j]].kind == "dq8f" for j in dyn_idx):  # Cast(y) - Cast(y_zero_point)
+            return Dyn(self.dyn[node.input[0]].shape, src=self.dyn[node.input[0]].src)
         if len(dyn_idx) == 2:
             return self._binary_runtime(node, fn)
         cname = node.input[1 - k]
@@ -1672,6 +1677,9 @@ class _Importer:
         to = int(self.attrs(node).get("to", 0))
         if x.kind == "unusable":
             raise self.unusable(node, x)
+        if to == FLOAT and x.kind in ("dq8", "dzp"):  # DynamicQuantizeLinear's y / y_zero_point
+            self.dq_origin[node.output[0]] = self.dq_origin.get(node.input[0], "")
+            return Dyn(x.shape, x.kind + "f", FLOAT, src=x.src)
         if to == FLOAT:
             if x.kind in ("f32", "index", "int"):
                 return Dyn(x.shape)
@@ -1797,37 +1805,67 @@ class _Importer:
         outs = {}
         if names[0]:
             outs[names[0]] = Dyn(x.shape, "dq8", UINT8, src=q)
-            self.dq_zp[names[0]] = names[2]
         if names[1]:
             outs[names[1]] = Dyn((), "dscale", FLOAT, src=sc)
         if names[2]:
             outs[names[2]] = Dyn((), "dzp", UINT8, src=q)
+        for name in (names[0], names[2]):
+            self.dq_origin[name] = names[0] or f"{base}.y"
         return outs
 
     def _dynamic_quant_inputs(self, node, dyn_idx):
         """The runtime inputs of a node that reads DynamicQuantizeLinear's outputs, checked: y
-        and y_zero_point only as MatMulInteger / ConvInteger's A and a_zero_point (the pair of one
-        node; the zero point is then no separate input), y_scale only in Mul."""
+        and y_zero_point as MatMulInteger / ConvInteger's A and a_zero_point (the pair of one
+        node; the zero point is then no separate input), or as Cast(float) of each followed by
+        their difference (Sub: y - y_zero_point, as to_onnx writes it); y_scale in Mul, Reshape
+        and Expand."""
         kinds = {k: self.dyn[node.input[k]].kind for k in dyn_idx}
         op = node.op_type
-        if not any(v in ("dq8", "dzp", "dscale") for v in kinds.values()):
+        if not any(v in ("dq8", "dzp", "dq8f", "dzpf", "dscale") for v in kinds.values()):
             return dyn_idx
         why = ("its input comes from DynamicQuantizeLinear (onnxruntime's quantize_dynamic), whose y and "
-               "y_zero_point rtinfer takes only as input A and a_zero_point of MatMulInteger / ConvInteger, "
-               "and y_scale only in Mul")
+               "y_zero_point rtinfer takes only as input A and a_zero_point of MatMulInteger / ConvInteger "
+               "(or as Cast(float) of both, subtracted), and y_scale only in Mul, Reshape and Expand")
+        origin = self.dq_origin.get
         if op in ("MatMulInteger", "ConvInteger"):
             a = node.input[0]
             zp = node.input[2] if len(node.input) > 2 else ""
             if kinds.get(0) != "dq8" or set(kinds) - {0, 2} or (2 in kinds and kinds[2] != "dzp"):
                 raise self.unsupported(node, why)
-            if not zp or self.dq_zp.get(a) != zp:
+            if not zp or origin(zp) != origin(a):
                 raise self.unsupported(node, f"input A {a!r} comes from DynamicQuantizeLinear, so a_zero_point must "
-                                             f"be that node's y_zero_point {self.dq_zp.get(a) or '(unnamed)'!r}, got "
-                                             f"{zp or '(none)'!r}")
+                                             f"be that node's y_zero_point, got {zp or '(none)'!r}")
             return [0]
+        if op == "Cast" and kinds in ({0: "dq8"}, {0: "dzp"}):
+            return dyn_idx
+        if op == "Sub" and kinds == {0: "dq8f", 1: "dzpf"}:
+            if origin(node.input[0]) != origin(node.input[1]):
+                raise self.unsupported(node, "it subtracts the zero point of another DynamicQuantizeLinear")
+            return dyn_idx
         if op == "Mul" and all(v in ("dscale", "f32", "int") for v in kinds.values()) and len(node.input) == 2:
             return dyn_idx
+        if op in ("Reshape", "Expand") and kinds == {0: "dscale"}:
+            return dyn_idx
         raise self.unsupported(node, why)
+
+    def _dscale_view(self, node, d: Dyn) -> Dyn:
+        """Reshape of a y_scale (its ONNX shape, no batch axis), or Expand of a one-element y_scale
+        to (N, 1, ..., 1): then a runtime tensor of one value per sample (to_onnx's form)."""
+        target = [int(v) for v in np.asarray(self.const(node, 1)).reshape(-1)]
+        n = _prod(d.shape)
+        if node.op_type == "Reshape":
+            target = [d.shape[i] if v == 0 and i < len(d.shape) else v for i, v in enumerate(target)]
+            try:
+                shape = np.empty(d.shape, np.uint8).reshape(target).shape
+            except ValueError:
+                raise self.err(node, f"y_scale of shape {d.shape} cannot be reshaped to {target}") from None
+            return Dyn(tuple(shape), "dscale", FLOAT, src=d.src)
+        batch = (_BATCH_MARK, self.batch if self.batch is not None else _BATCH_MARK)
+        if n == 1 and self.lead and target and target[0] in batch and all(v == 1 for v in target[1:]) \
+                and len(target) >= len(d.shape):
+            return Dyn(tuple(target[1:]), src=d.src)
+        raise self.unsupported(node, f"Expand of y_scale (shape {d.shape}) to {target}; rtinfer takes only "
+                                     f"(N, 1, ..., 1)")
 
     def _dscale_mul(self, node, dyn_idx):
         """Mul with a DynamicQuantizeLinear y_scale (kind "dscale": one value per sample, whose ONNX
