@@ -29,7 +29,13 @@ Contract
   activation -> QuantizeLinear becomes QLUT; QLinearMatMul becomes QDENSE with a zero bias;
   MatMulInteger / ConvInteger become DEQUANTIZE (scale 1) + DENSE / CONV with float weights
   w - w_zp (exact integer sums);
-  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Other Q/DQ
+  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT.
+  DynamicQuantizeLinear (onnxruntime's quantize_dynamic) becomes DYNQUANT, computed per
+  sample: ONNX takes the range over the whole tensor (the batch too), so rtinfer equals ONNX at
+  a batch of one, and in a batch each sample keeps its own scale. Its y - y_zero_point feeds
+  MatMulInteger / ConvInteger as DENSE / CONV with float weights w - w_zp, and its y_scale
+  (one value per sample) is multiplied with constants and applied by Mul (AFFINE, DENSE,
+  BINARY); any other reader of its outputs is refused. Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
   int8 exactly (q - 128, zero point - 128).
 - Anything else raises ``OnnxImportError`` (a ValueError) naming the op, the node and the
