@@ -58,6 +58,8 @@ R_QLCONV_WEIGHTS = "QLinearConv weights minus zero point leave the int8 range (a
 R_LN_STATS = "checks LayerNormalization's Mean / InvStdDev outputs (training statistics; rtinfer computes Y)"
 R_RESIZE_MODE = "Resize with mode linear or cubic (rtinfer resizes with mode nearest)"
 R_CONVT_OUTPUT_SHAPE = "ConvTranspose output_shape beyond the full transposed output (refused)"
+R_DYNQ_OUTPUTS = ("checks DynamicQuantizeLinear's y / y_scale / y_zero_point as graph outputs (rtinfer computes them "
+                  "only to feed MatMulInteger / ConvInteger and Mul, onnxruntime's quantize_dynamic form)")
 
 SKIP_NODE = {
     "test_add_int8": R_INT_ARITH,
@@ -188,6 +190,9 @@ SKIP_NODE = {
     "test_clip_default_int8_max": R_INT_ARITH,
     "test_clip_default_int8_inbounds": R_INT_ARITH,
     "test_dequantizelinear_axis": R_PER_AXIS,
+    "test_dynamicquantizelinear": R_DYNQ_OUTPUTS,
+    "test_dynamicquantizelinear_max_adjusted": R_DYNQ_OUTPUTS,
+    "test_dynamicquantizelinear_min_adjusted": R_DYNQ_OUTPUTS,
     "test_dequantizelinear_e4m3fn": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_float16": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_zero_point": R_INPUT_DTYPE,
