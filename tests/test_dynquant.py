@@ -248,3 +248,11 @@ def test_its_outputs_are_refused_as_model_outputs():
     m.graph.output.append(helper.make_tensor_value_info("x_scale", TensorProto.FLOAT, None))
     with pytest.raises(OnnxImportError, match="'x_scale' is an output of DynamicQuantizeLinear"):
         from_onnx(m)
+
+
+def test_inspect_marks_dynamic_quantization():
+    from rtinfer.commands.inspect import describe, format_text
+    info = describe(_rescaled_model())
+    dyn = [L["quant"]["dynamic"] for L in info["layers"] if L["op"] == "DYNQUANT"]
+    assert [d["writes"] for d in dyn] == ["codes - zero point", "scale"]
+    assert "dynamic uint8 per sample: codes - zero point" in format_text(info)
