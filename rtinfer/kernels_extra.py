@@ -70,17 +70,37 @@ def const_f32(w, wo, dst, do, n, m):
 def dynquant_f32(src, so, dst, do, n, m, mode):
     """DYNQUANT: per sample of n elements, ONNX DynamicQuantizeLinear's range, scale and zero
     point in float32 (rtinfer.ops); mode 0 writes q = the codes minus the zero point (n floats),
-    mode 1 the scale (one float). NaN elements are skipped by the range and give q = -zp."""
+    mode 1 the scale (one float). NaN elements are skipped by the range (a comparison with NaN
+    is false) and give q = -zp. The range runs in four independent lanes and the codes without
+    branches (selects), so neither loop waits on the previous element."""
     for s in range(m):
         x = src[so + s * n:so + (s + 1) * n]
-        hi = np.float32(0.0)
-        lo = np.float32(0.0)
-        for k in range(n):
-            v = x[k]
-            if v > hi:
-                hi = v
-            elif v < lo:
-                lo = v
+        h0 = h1 = h2 = h3 = np.float32(0.0)
+        l0 = l1 = l2 = l3 = np.float32(0.0)
+        n4 = n - n % 4
+        for k in range(0, n4, 4):
+            a = x[k]
+            h0 = a if a > h0 else h0
+            l0 = a if a < l0 else l0
+            a = x[k + 1]
+            h1 = a if a > h1 else h1
+            l1 = a if a < l1 else l1
+            a = x[k + 2]
+            h2 = a if a > h2 else h2
+            l2 = a if a < l2 else l2
+            a = x[k + 3]
+            h3 = a if a > h3 else h3
+            l3 = a if a < l3 else l3
+        for k in range(n4, n):
+            a = x[k]
+            h0 = a if a > h0 else h0
+            l0 = a if a < l0 else l0
+        h0 = h1 if h1 > h0 else h0
+        h2 = h3 if h3 > h2 else h2
+        hi = h2 if h2 > h0 else h0
+        l0 = l1 if l1 < l0 else l0
+        l2 = l3 if l3 < l2 else l2
+        lo = l2 if l2 < l0 else l0
         scale = (hi - lo) / np.float32(255.0)
         if scale == 0.0:  # all zeros (onnxruntime's scale 1), or a range that underflows
             scale = np.float32(1.0)
@@ -98,8 +118,6 @@ def dynquant_f32(src, so, dst, do, n, m, mode):
         z = dst[do + s * n:do + (s + 1) * n]
         for k in range(n):
             q = x[k] / scale
-            if not q >= qlo:  # below the range, or NaN
-                q = qlo
-            elif q > qhi:
-                q = qhi
-            z[k] = np.float32(np.rint(q))
+            q = q if q >= qlo else qlo  # below the range, or NaN
+            q = q if q <= qhi else qhi
+            z[k] = np.rint(q)
