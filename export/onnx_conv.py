@@ -239,10 +239,12 @@ def _convinteger(imp, node, x, a):
     as integer-valued floats (kind "int"; a following Cast(float) + Mul(scale) [+ Add] folds
     into the CONV). Exact because every product and partial sum is an integer below 2^24 in
     magnitude, checked per output channel as sum |w - w_zp| * max |x - x_zp|; larger weights are
-    refused. Padding reads x_zp (real 0), as in ONNX's reference and onnxruntime."""
-    if x.kind != "q8":
+    refused. Padding reads x_zp (real 0), as in ONNX's reference and onnxruntime. x from
+    DynamicQuantizeLinear (kind "dq8", its y - y_zero_point as floats) needs no DEQUANTIZE."""
+    if x.kind not in ("q8", "dq8"):
         raise imp.unsupported(node, "the runtime tensor must be the quantized input x (int8/uint8)")
-    x_zp_arr = imp.const(node, 2)
+    dynamic = x.kind == "dq8"  # DynamicQuantizeLinear's y - y_zero_point as floats (|q| <= 255)
+    x_zp_arr = None if dynamic else imp.const(node, 2)
     if x_zp_arr is not None and np.asarray(x_zp_arr).size != 1:
         raise imp.unsupported(node, f"x zero point of shape {np.asarray(x_zp_arr).shape} (only per tensor)")
     x_type = np.uint8 if x.onnx_type == UINT8 else np.int8
@@ -268,7 +270,7 @@ def _convinteger(imp, node, x, a):
         raise imp.unsupported(node, f"weight zero point of shape {np.asarray(w_zp_arr).shape} "
                                      f"(per tensor or per output channel)")
     wi = w.astype(np.int64) - w_zp.reshape((-1,) + (1,) * (w.ndim - 1))  # (O, Cg, *kernel)
-    x_span = max(quant.QMAX - x_zp, x_zp - quant.QMIN)  # max |x - x_zp| over int8 codes
+    x_span = 255 if dynamic else max(quant.QMAX - x_zp, x_zp - quant.QMIN)  # max |x - x_zp| over the codes
     bound = int(np.abs(wi).reshape(o, -1).sum(axis=1).max()) * x_span
     if bound >= _EXACT_INT_F32:
         raise imp.unsupported(node, f"its integer sums reach up to {bound} in magnitude (sum |w - w_zp| = "
@@ -282,9 +284,10 @@ def _convinteger(imp, node, x, a):
     # scale s makes them int8 weights at w_scale = s (see fuse_float), so DEQUANTIZE -> CONV ->
     # QuantizeLinear can become QCONV (x_scale 1, as the DEQUANTIZE says).
     prov = {}
-    if wi.min() >= quant.QMIN and wi.max() <= quant.QMAX:
+    if wi.min() >= quant.QMIN and wi.max() <= quant.QMAX and not dynamic:
         prov["W_int"] = wi.reshape(w4).astype(np.int8)
-    imp.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
+    if not dynamic:
+        imp.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": x_zp})
     imp.emit(node, Op.CONV, Dyn(x.shape), out_shape,
               tensors={"W": wi.astype(np.float32).reshape(w4), "b": np.zeros(o, np.float32)}, attrs=attrs,
               prov=prov)

@@ -25,6 +25,9 @@ Graph layout
   axis of the (outer, axis_len, inner) view. ARGMAX feeding more layers is followed by Cast.
   CONST = Expand of the stored value to (N, *out_shape) (int64 when it is an int64 output).
   MATMUL = MatMul of the operands reshaped to (N, a_groups, m, k) and (N, b_groups, k, n).
+  DYNQUANT = DynamicQuantizeLinear; mode 0 = Cast(y) - Cast(y_zero_point) (float), mode 1 =
+  y_scale expanded to (N, 1). ONNX takes the range over the whole tensor, batch included, so the
+  exported graph equals rtinfer (which quantizes each sample alone) at a batch of one.
 - int8 in QDQ form, the layout quantization tools and onnxruntime's QDQ fusions recognize:
   QUANTIZE = QuantizeLinear (int8 zero point), DEQUANTIZE = DequantizeLinear.
   QDENSE = DequantizeLinear(x) -> Gemm(x_f, W_f, b_f) -> [Relu | Clip] -> QuantizeLinear, with
@@ -208,6 +211,8 @@ class _Writer:
             lhs = self.reshape(x, cur, (int(at["a_groups"]), m, k), f"{p}.reshape_a")
             rhs = self.reshape(ins[1][0], ins[1][1], (int(at["b_groups"]), k, n), f"{p}.reshape_b")
             return self.node("MatMul", [lhs, rhs], [f"{p}.out"], p), (g, m, n)
+        if op == Op.DYNQUANT:
+            return self.dynquant(layer, x, cur, p)
         if op == Op.LAYERNORM:
             a = layer.attrs
             view = (int(a["outer"]), int(a["axis_len"]))
@@ -282,6 +287,23 @@ class _Writer:
         ones = self.init(f"{p}.ones", np.ones(len(out), np.int64))
         shape = self.node("Concat", [n, ones], [f"{p}.shape"], f"{p}.shape", axis=0)
         return self.node("Expand", [val, shape], [f"{p}.out" if int64_out else f"{p}.float"], p)
+
+    def dynquant(self, layer: Layer, x: str, cur: tuple, p: str):
+        """DYNQUANT as DynamicQuantizeLinear (see the module doc): mode 0 -> the codes minus the
+        zero point as floats, in x's shape; mode 1 -> the scale, Expand(Reshape(y_scale, (1, 1)),
+        [N, 1]) with N read from x's shape."""
+        outs = [f"{p}.y", f"{p}.y_scale", f"{p}.y_zero_point"]
+        self.node("DynamicQuantizeLinear", [x], outs, f"{p}.dql")
+        if int(layer.attrs.get("mode", 0)) == 0:
+            y = self.node("Cast", [outs[0]], [f"{p}.y_float"], f"{p}.cast_y", to=1)
+            z = self.node("Cast", [outs[2]], [f"{p}.zp_float"], f"{p}.cast_zp", to=1)
+            return self.node("Sub", [y, z], [f"{p}.out"], p), tuple(cur)
+        s11 = self.node("Reshape", [outs[1], self.init(f"{p}.one_one", np.array([1, 1], np.int64))],
+                        [f"{p}.scale"], f"{p}.reshape")
+        n = self.node("Shape", [x], [f"{p}.batch"], f"{p}.batch", start=0, end=1)
+        shape = self.node("Concat", [n, self.init(f"{p}.ones", np.ones(1, np.int64))], [f"{p}.shape"],
+                          f"{p}.shape", axis=0)
+        return self.node("Expand", [s11, shape], [f"{p}.out"], p), (1,)
 
     def binary(self, layer: Layer, ins: list, p: str) -> str:
         f = self.frozen

@@ -31,10 +31,15 @@ Contract
   integer sums + BINARY MUL by the multiplier + QUANTIZE);
   MatMulInteger / ConvInteger become DEQUANTIZE (scale 1) + DENSE / CONV with float weights
   w - w_zp (exact integer sums);
-  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT. Integer
-  arithmetic (Add/Sub/Mul/Div/Max/Min/Clip/Relu/Abs/Neg on int8/uint8, Cast to int8/uint8/int32)
-  runs on the exact values in float32 and ends in a WRAP activation (two's complement wrap,
-  Div toward zero). Other Q/DQ
+  Cast(int32) -> Add(const) -> Gather(table) on a quantized tensor becomes QLUT.
+  DynamicQuantizeLinear (onnxruntime's quantize_dynamic) becomes DYNQUANT, computed per
+  sample: ONNX takes the range over the whole tensor (the batch too), so rtinfer equals ONNX at
+  a batch of one, and in a batch each sample keeps its own scale. Its y - y_zero_point feeds
+  MatMulInteger / ConvInteger as DENSE / CONV with float weights w - w_zp, and its y_scale
+  (one value per sample) is multiplied with constants and applied by Mul (AFFINE, DENSE,
+  BINARY); any other reader of its outputs is refused. Integer arithmetic (Add/Sub/Mul/Div/
+  Max/Min/Clip/Relu/Abs/Neg on int8/uint8, Cast to int8/uint8/int32) runs on the exact values in
+  float32 and ends in a WRAP activation (two's complement wrap, Div toward zero). Other Q/DQ
   pairs on activations stay QUANTIZE / DEQUANTIZE (fake quantization). uint8 tensors map to
   int8 exactly (q - 128, zero point - 128). Per-axis and blocked Q/DQ of a runtime tensor are
   rewritten exactly (bit for bit with ONNX): DequantizeLinear as DEQUANTIZE (scale 1) -> AFFINE
@@ -74,7 +79,8 @@ _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout
 _BINARY_OPS = {"Add": Bin.ADD, "Sub": Bin.SUB, "Mul": Bin.MUL, "Div": Bin.DIV, "Max": Bin.MAX, "Min": Bin.MIN}
 _GRAPH_OPS = {"Concat", "Split", "Slice"}
 _REDUCE_OPS = {"ReduceMean", "ReduceMax", "ReduceSum"}
-_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather"}
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "Gather",
+              "DynamicQuantizeLinear"}
 _OTHER_OPS = {"Gemm", "MatMul", "Softmax", "LogSoftmax", "ArgMax", "BatchNormalization", "Cast", "Shape",
               "Neg", "Constant"}
 _ML_OPS = {"LinearClassifier", "LinearRegressor", "Normalizer", "Scaler", "ZipMap"}  # domain ai.onnx.ml
@@ -270,6 +276,8 @@ class _Importer:
         self.consts: dict[str, np.ndarray] = {}
         self.prov: dict[str, tuple] = {}  # const name -> ("dq", q, scale, zp, axis)
         self.dyn: dict[str, Dyn] = {}
+        # DynamicQuantizeLinear outputs (y, y_zero_point and their float Casts) -> their node's y
+        self.dq_origin: dict[str, str] = {}
         self.g = IrGraph()
         self._node_start = 0     # len(self.g.protos) when the current node began
         self._node_src = None    # the source Proto of the current node's first runtime input
@@ -482,6 +490,10 @@ class _Importer:
                     p = self.g.add(Proto(Op.ACT, d.shape, d.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m},
                                          name=f"{out.name}.wrap", inputs=[src], in_shapes=[d.shape]))
                     d = replace(d, src=p)
+            elif d.kind in ("dq8", "dscale", "dzp", "dq8f", "dzpf"):
+                raise OnnxImportError(f"output {out.name!r} is an output of DynamicQuantizeLinear; rtinfer computes "
+                                      f"those per sample only to feed MatMulInteger / ConvInteger and Mul "
+                                      f"(onnxruntime's quantize_dynamic), not as model outputs")
             elif d.kind == "q8" and d.onnx_type in (INT8, UINT8):
                 # the codes themselves: int8 codes q (uint8 values are held as q - 128) -> q - zp
                 dtype = "int8" if d.onnx_type == INT8 else "uint8"
@@ -642,15 +654,12 @@ class _Importer:
             return
         dyn_idx = [k for k, i in enumerate(node.input) if i and i in self.dyn]
         op = node.op_type
+        dyn_idx = self._dynamic_quant_inputs(node, dyn_idx)
         if len(dyn_idx) > 1 and op not in _MULTI_OPS:
             raise self.unsupported(node, "it takes more than one runtime tensor "
                                          f"({[node.input[k] for k in dyn_idx]}); rtinfer takes several runtime "
                                          f"tensors in {', '.join(sorted(_MULTI_OPS))}")
         ml = (op in _ML_OPS) == (domain == "ai.onnx.ml")
-        if op == "DynamicQuantizeLinear":
-            raise self.unsupported(node, "its scale and zero point come from each input's range at run time "
-                                         "(onnxruntime's quantize_dynamic); rtinfer's int8 layers use fixed scales: "
-                                         "quantize with quantize_static, or import the float model")
         if op == "ArrayFeatureExtractor":
             raise self.unsupported(node, "scikit-learn's label output maps class indices to classes_ with it; "
                                          "import the probabilities (from_onnx's default output) and take "
@@ -661,7 +670,9 @@ class _Importer:
         x = self.dyn[node.input[k]]
         self._node_start = len(self.g.protos)
         self._node_src = x.src
-        if op in _ACT_OPS:
+        if x.kind == "dscale" and op in ("Reshape", "Expand"):
+            y = self._dscale_view(node, x)
+        elif op in _ACT_OPS:
             y = self._activation(node, x, k)
         elif op in _BINARY_OPS:
             y = self._binary(node, x, k, dyn_idx)
@@ -1078,6 +1089,10 @@ class _Importer:
             raise self.err(node, f"{op} takes 2 inputs, got {len(node.input)}")
         if len(node.input) != 2:
             raise self.unsupported(node, f"{op} of {len(node.input)} inputs (only 2)")
+        if any(self.dyn[node.input[j]].kind == "dscale" for j in dyn_idx):
+            return self._dscale_mul(node, dyn_idx)
+        if any(self.dyn[node.input[j]].kind == "dq8f" for j in dyn_idx):  # Cast(y) - Cast(y_zero_point)
+            return Dyn(self.dyn[node.input[0]].shape, src=self.dyn[node.input[0]].src)
         if len(dyn_idx) == 2:
             return self._binary_runtime(node, fn)
         cname = node.input[1 - k]
@@ -1815,6 +1830,9 @@ class _Importer:
         to = int(self.attrs(node).get("to", 0))
         if x.kind == "unusable":
             raise self.unusable(node, x)
+        if to == FLOAT and x.kind in ("dq8", "dzp"):  # DynamicQuantizeLinear's y / y_zero_point
+            self.dq_origin[node.output[0]] = self.dq_origin.get(node.input[0], "")
+            return Dyn(x.shape, x.kind + "f", FLOAT, src=x.src)
         if to == FLOAT:
             if x.kind in ("f32", "index", "int"):
                 return Dyn(x.shape)
@@ -2073,17 +2091,157 @@ class _Importer:
         self.emit(node, Op.QUANTIZE, Dyn(out_shape), out_shape, attrs={"y_scale": 1.0, "y_zp": y_zp})
         return Dyn(out_shape, "q8", yt)
 
+    # -- dynamic quantization (onnxruntime's quantize_dynamic) -----------------------------------
+    def _op_DynamicQuantizeLinear(self, node, x, k):
+        """DynamicQuantizeLinear(x) -> y (uint8), y_scale, y_zero_point, each computed per sample
+        (DYNQUANT; ONNX takes the range over the whole tensor, so a batch of one matches it).
+        y becomes q = y - y_zero_point as floats (kind "dq8"), read only as input A of
+        MatMulInteger / ConvInteger with this node's y_zero_point as a_zero_point (their integer
+        sums are then a DENSE / CONV of q); y_scale is one float per sample that ONNX gives no
+        batch axis (kind "dscale"), read only by Mul (times constants, or rescaling a runtime
+        tensor: AFFINE / DENSE / BINARY); y_zero_point (kind "dzp") only as that a_zero_point."""
+        self.need_float(node, x)
+        base = node.name or node.op_type
+        q = self.emit(node, Op.DYNQUANT, x, x.shape, attrs={"mode": 0})
+        q.name = f"{base}.q"
+        sc = self.emit(node, Op.DYNQUANT, x, (1,), attrs={"mode": 1})
+        sc.name = f"{base}.scale"
+        names = list(node.output) + [""] * (3 - len(node.output))
+        outs = {}
+        if names[0]:
+            outs[names[0]] = Dyn(x.shape, "dq8", UINT8, src=q)
+        if names[1]:
+            outs[names[1]] = Dyn((), "dscale", FLOAT, src=sc)
+        if names[2]:
+            outs[names[2]] = Dyn((), "dzp", UINT8, src=q)
+        for name in (names[0], names[2]):
+            self.dq_origin[name] = names[0] or f"{base}.y"
+        return outs
+
+    def _dynamic_quant_inputs(self, node, dyn_idx):
+        """The runtime inputs of a node that reads DynamicQuantizeLinear's outputs, checked: y
+        and y_zero_point as MatMulInteger / ConvInteger's A and a_zero_point (the pair of one
+        node; the zero point is then no separate input), or as Cast(float) of each followed by
+        their difference (Sub: y - y_zero_point, as to_onnx writes it); y_scale in Mul, Reshape
+        and Expand."""
+        kinds = {k: self.dyn[node.input[k]].kind for k in dyn_idx}
+        op = node.op_type
+        if not any(v in ("dq8", "dzp", "dq8f", "dzpf", "dscale") for v in kinds.values()):
+            return dyn_idx
+        why = ("its input comes from DynamicQuantizeLinear (onnxruntime's quantize_dynamic), whose y and "
+               "y_zero_point rtinfer takes only as input A and a_zero_point of MatMulInteger / ConvInteger "
+               "(or as Cast(float) of both, subtracted), and y_scale only in Mul, Reshape and Expand")
+        origin = self.dq_origin.get
+        if op in ("MatMulInteger", "ConvInteger"):
+            a = node.input[0]
+            zp = node.input[2] if len(node.input) > 2 else ""
+            if kinds.get(0) != "dq8" or set(kinds) - {0, 2} or (2 in kinds and kinds[2] != "dzp"):
+                raise self.unsupported(node, why)
+            if not zp or origin(zp) != origin(a):
+                raise self.unsupported(node, f"input A {a!r} comes from DynamicQuantizeLinear, so a_zero_point must "
+                                             f"be that node's y_zero_point, got {zp or '(none)'!r}")
+            return [0]
+        if op == "Cast" and kinds in ({0: "dq8"}, {0: "dzp"}):
+            return dyn_idx
+        if op == "Sub" and kinds == {0: "dq8f", 1: "dzpf"}:
+            if origin(node.input[0]) != origin(node.input[1]):
+                raise self.unsupported(node, "it subtracts the zero point of another DynamicQuantizeLinear")
+            return dyn_idx
+        if op == "Mul" and all(v in ("dscale", "f32", "int") for v in kinds.values()) and len(node.input) == 2:
+            return dyn_idx
+        if op in ("Reshape", "Expand") and kinds == {0: "dscale"}:
+            return dyn_idx
+        raise self.unsupported(node, why)
+
+    def _dscale_view(self, node, d: Dyn) -> Dyn:
+        """Reshape of a y_scale (its ONNX shape, no batch axis), or Expand of a one-element y_scale
+        to (N, 1, ..., 1): then a runtime tensor of one value per sample (to_onnx's form)."""
+        target = [int(v) for v in np.asarray(self.const(node, 1)).reshape(-1)]
+        n = _prod(d.shape)
+        if node.op_type == "Reshape":
+            target = [d.shape[i] if v == 0 and i < len(d.shape) else v for i, v in enumerate(target)]
+            try:
+                shape = np.empty(d.shape, np.uint8).reshape(target).shape
+            except ValueError:
+                raise self.err(node, f"y_scale of shape {d.shape} cannot be reshaped to {target}") from None
+            return Dyn(tuple(shape), "dscale", FLOAT, src=d.src)
+        batch = (_BATCH_MARK, self.batch if self.batch is not None else _BATCH_MARK)
+        if n == 1 and self.lead and target and target[0] in batch and all(v == 1 for v in target[1:]) \
+                and len(target) >= len(d.shape):
+            return Dyn(tuple(target[1:]), src=d.src)
+        raise self.unsupported(node, f"Expand of y_scale (shape {d.shape}) to {target}; rtinfer takes only "
+                                     f"(N, 1, ..., 1)")
+
+    def _dscale_mul(self, node, dyn_idx):
+        """Mul with a DynamicQuantizeLinear y_scale (kind "dscale": one value per sample, whose ONNX
+        shape has no batch axis). Times a constant c: an AFFINE (c one value) or a DENSE from the
+        scalar to c's values (y[j] = scale * c[j], one float32 product each), still a "dscale" of
+        c's shape. Times a runtime tensor a: a BINARY MUL, the scale's shape right-aligned with a's
+        sample (dims that would reach the batch axis must be 1)."""
+        if len(dyn_idx) == 1:
+            k = dyn_idx[0]
+            d = self.dyn[node.input[k]]
+            c = np.asarray(self.consts[node.input[1 - k]], np.float32)
+            try:
+                out = tuple(np.broadcast_shapes(d.shape, c.shape))
+            except ValueError:
+                raise self.err(node, f"y_scale of shape {d.shape} and a constant of shape {c.shape} do not "
+                                     f"broadcast") from None
+            n_d, n_out = _prod(d.shape), _prod(out)
+            flat = Dyn((n_d,), src=d.src)
+            cb = np.broadcast_to(c, out).reshape(-1).astype(np.float32)
+            if n_out == n_d:
+                s = cb if tuple(d.shape) == out else None
+                if s is None:
+                    raise self.unsupported(node, f"a constant of shape {c.shape} reorders y_scale of shape {d.shape}")
+                self.emit(node, Op.AFFINE, flat, (n_d,), tensors={"s": s, "t": np.zeros(n_d, np.float32)})
+            elif n_d == 1:
+                self.emit(node, Op.DENSE, flat, (n_out,), tensors={"W": cb.reshape(1, n_out),
+                                                                    "b": np.zeros(n_out, np.float32)})
+            else:
+                raise self.unsupported(node, f"a constant of shape {c.shape} enlarges a y_scale product of shape "
+                                             f"{d.shape}")
+            return Dyn(out, "dscale", FLOAT)
+        a, b = self.dyn[node.input[0]], self.dyn[node.input[1]]
+        if a.kind == "dscale" and b.kind == "dscale":
+            raise self.unsupported(node, "a product of two DynamicQuantizeLinear scales")
+        t, sc = (b, a) if a.kind == "dscale" else (a, b)
+        self.need_float(node, t)
+        st, ss = tuple(t.shape), tuple(sc.shape)
+        if len(ss) > len(st):
+            extra = ss[:len(ss) - len(st)]
+            if self.lead and any(v != 1 for v in extra):
+                raise self.batch_err(node, f"y_scale of shape {ss} would broadcast across the batch axis of "
+                                           f"{self.full(t)}")
+            if self.lead:
+                ss = ss[len(ss) - len(st):]
+            else:
+                st = (1,) * len(extra) + st
+        ss = (1,) * (len(st) - len(ss)) + ss
+        try:
+            out = tuple(np.broadcast_shapes(st, ss))
+        except ValueError:
+            raise self.err(node, f"{self.full(t)} and y_scale of shape {sc.shape} do not broadcast") from None
+        ta, sa = Dyn(st, src=t.src), Dyn(ss, src=sc.src)
+        first, second = (ta, sa) if t is a else (sa, ta)
+        self._node_src = first.src
+        self.emit(node, Op.BINARY, first, out, extra=(second,), attrs={"fn": int(Bin.MUL)})
+        return Dyn(out)
+
     def _op_MatMulInteger(self, node, x, k):
-        if k != 0 or x.kind != "q8":
+        if k != 0 or x.kind not in ("q8", "dq8"):
             raise self.unsupported(node, "the runtime tensor must be the quantized input A")
         if len(x.shape) != 1:
             raise self.unsupported(node, f"input A of rank {len(x.shape) + 1} (only (N, K))")
-        a_zp = self.const(node, 2)
-        if a_zp is not None and np.asarray(a_zp).size != 1:
-            raise self.unsupported(node, "per-row zero point of A")
-        zp = int(np.asarray(a_zp).reshape(-1)[0]) if a_zp is not None else 0
-        if x.onnx_type == UINT8:
-            zp -= 128
+        if x.kind == "dq8":  # DynamicQuantizeLinear's y - y_zero_point, already float
+            zp = 0
+        else:
+            a_zp = self.const(node, 2)
+            if a_zp is not None and np.asarray(a_zp).size != 1:
+                raise self.unsupported(node, "per-row zero point of A")
+            zp = int(np.asarray(a_zp).reshape(-1)[0]) if a_zp is not None else 0
+            if x.onnx_type == UINT8:
+                zp -= 128
         b = np.asarray(self.const(node, 1))
         if b.ndim != 2 or b.shape[0] != x.shape[0]:
             raise self.err(node, f"weights B of shape {b.shape} do not take {x.shape[0]} inputs")
@@ -2091,12 +2249,13 @@ class _Importer:
         w = self._int_weights(node, b, self.const(node, 3), n_out)
         # The integer sums run as float32 products and sums, exact while every partial sum
         # stays below 2^24: bound each output column by sum_i |w[i, j]| * max |x - zp|.
-        max_dx = max(abs(-128 - zp), abs(127 - zp))
+        max_dx = 255 if x.kind == "dq8" else max(abs(-128 - zp), abs(127 - zp))
         worst = float(np.max(np.abs(np.asarray(w, dtype=np.float64)).sum(axis=0) * max_dx)) if w.size else 0.0
         if worst >= 2.0 ** 24:
             raise self.unsupported(node, f"integer sums up to {worst:.0f} exceed 2^24, beyond what float32 "
                                           f"holds exactly (weights too large for an exact import)")
-        self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
+        if x.kind == "q8":
+            self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
         x_f = Dyn(x.shape)
         self.emit(node, Op.DENSE, x_f, (n_out,), tensors={"W": w.astype(np.float32), "b": np.zeros(n_out, np.float32)})
         return Dyn((n_out,), "int", INT32)

@@ -5,7 +5,8 @@
 an int64 output), a residual graph (BINARY of two runtime tensors with a fused activation), a
 two-branch graph with two outputs (CONCAT, SLICE, BINARY MUL), a fp32 CNN (CONV, MAXPOOL,
 AVGPOOL, ACT, GLOBAL_AVGPOOL, RESHAPE), an int8 1-D CNN graph (QCONV, QMAXPOOL, QAVGPOOL, QSLICE,
-QCONCAT, QBINARY) and the table ops (GATHER, LAYERNORM, QGATHER) with MATMUL and a CONST output. Each is a few KB as an .rtm file.
+QCONCAT, QBINARY) and the table ops (GATHER, LAYERNORM, QGATHER) with MATMUL, DYNQUANT (both
+modes, rescaled by a BINARY MUL) and a CONST output. Each is a few KB as an .rtm file.
 
 ``synth(rnd)``: a random graph of 1..7 layers over every op, with shapes and attributes that
 are mostly consistent (so the model reaches the planner and the kernels) and, in hostile
@@ -117,7 +118,8 @@ def _cnn_int8(seed=0) -> FrozenModel:
 def _table_ops(seed=0) -> FrozenModel:
     """GATHER (a transpose with a padded column), LAYERNORM, QGATHER between QUANTIZE and
     DEQUANTIZE (the table ops of the ONNX importer: Transpose, Pad, Resize, LayerNorm...), a
-    MATMUL of two runtime tensors and a CONST output of integers (int64, as ONNX Shape)."""
+    MATMUL of two runtime tensors, DYNQUANT's codes times its scale (onnxruntime's
+    quantize_dynamic) and a CONST output of integers (int64, as ONNX Shape)."""
     rng = np.random.default_rng(seed)
     bb = BufferBuilder()
     idx = np.arange(12, dtype=np.int32).reshape(3, 4).T.reshape(-1)        # (3, 4) -> (4, 3)
@@ -137,8 +139,12 @@ def _table_ops(seed=0) -> FrozenModel:
               name="matmul", inputs=(5, 2)),                                                             # t6
         Layer(Op.CONST, (3, 4), (2,), tensors={"value": bb.add(np.array([3.0, -7.0], np.float32))},
               name="shape", inputs=(0,)),                                                                # t7
+        Layer(Op.DYNQUANT, (4, 4), (4, 4), attrs={"mode": 0}, name="dq.q", inputs=(6,)),               # t8
+        Layer(Op.DYNQUANT, (4, 4), (1,), attrs={"mode": 1}, name="dq.scale", inputs=(6,)),             # t9
+        Layer(Op.RESHAPE, (1,), (1, 1), name="dq.view", inputs=(9,)),                                  # t10
+        Layer(Op.BINARY, (4, 4), (4, 4), attrs={"fn": int(Bin.MUL)}, name="rescale", inputs=(8, 10)),  # t11
     )
-    return FrozenModel(layers, bb.finish(), (3, 4), outputs=(Output(6, (4, 4), "float32"), Output(7, (2,), "int64")))
+    return FrozenModel(layers, bb.finish(), (3, 4), outputs=(Output(11, (4, 4), "float32"), Output(7, (2,), "int64")))
 
 
 def base_models() -> list:
@@ -235,7 +241,7 @@ class _Synth:
         f = self.pick("f32")
         q = self.pick("i8")
         ops = ["act", "affine", "dense", "softmax", "argmax", "reshape", "binary", "concat", "slice", "window",
-               "gap", "quantize", "gather", "layernorm", "matmul", "const"]
+               "gap", "quantize", "gather", "layernorm", "matmul", "const", "dynquant"]
         if q is not None:
             ops += ["dequantize", "qdense", "qlut", "qbinary", "qconcat", "qslice", "qwindow", "qgather"]
         if self.hostile:
@@ -563,6 +569,18 @@ class _Synth:
         self.add(Layer(Op.CONST, shape, out, tensors={"value": ref}, inputs=(t,)), out, "f32")
         if rnd.random() < 0.5 and np.all(v == np.round(v)):
             self.sources[-1] = Op.ARGMAX  # an integer CONST may be an int64 output, as ARGMAX's
+
+    def op_dynquant(self, t, shape, n):
+        """DYNQUANT mode 0 (t's shape) or 1 (one scale); hostile: other modes, declared shapes
+        that do not match the mode."""
+        rnd = self.rnd
+        mode = rnd.choice((0, 1))
+        out = shape if mode == 0 else (1,)
+        if self.extreme(0.2):
+            mode = rnd.choice((2, -1) + EXTREME_INTS)
+        if self.extreme(0.1):
+            out = rnd.choice(((1,), shape, _huge_shape(rnd)))
+        self.add(Layer(Op.DYNQUANT, shape, out, attrs={"mode": mode}, inputs=(t,)), out, "f32")
 
     def op_qgather(self, t, shape, n):
         self.op_gather(t, shape, n, "i8")

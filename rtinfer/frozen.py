@@ -332,9 +332,10 @@ class FrozenModel:
 
     def _check_integer_sums(self, what: str, t: int) -> None:
         """int32 from a DENSE / CONV (ONNX MatMulInteger / ConvInteger): no activation, integer
-        weights and bias, its input the integers x - x_zp of a DEQUANTIZE with x_scale 1, and
-        every output's worst case sum |W| * max |x - x_zp| + |b| below 2^24, so float32 products
-        and sums in any order are exact."""
+        weights and bias, its input the integers x - x_zp of a DEQUANTIZE with x_scale 1 (or the
+        codes minus zero point of a DYNQUANT mode 0, |q| <= 255), and every output's worst case
+        sum |W| * max |x - x_zp| + |b| below 2^24, so float32 products and sums in any order are
+        exact."""
         layer = self.layers[t - 1]
         src = layer.inputs[0]
         while src > 0 and self.layers[src - 1].op == Op.RESHAPE:
@@ -343,8 +344,10 @@ class FrozenModel:
         fail = f"{what}: dtype int32 from {layer.op.name} (tensor {t}) needs "
         if layer.act != Act.IDENTITY:
             raise FrozenModelError(fail + f"no activation, got {layer.act.name}")
-        if dq is None or dq.op != Op.DEQUANTIZE or float(dq.attrs.get("x_scale", 0.0)) != 1.0:
-            raise FrozenModelError(fail + "its input from a DEQUANTIZE with x_scale 1 (integers)")
+        dynamic = dq is not None and dq.op == Op.DYNQUANT and dq.attrs.get("mode", 0) == 0
+        if not dynamic and (dq is None or dq.op != Op.DEQUANTIZE or float(dq.attrs.get("x_scale", 0.0)) != 1.0):
+            raise FrozenModelError(fail + "its input from a DEQUANTIZE with x_scale 1 or a DYNQUANT mode 0 "
+                                          "(integers)")
         if {"W", "b"} - set(layer.tensors) or any(layer.tensors[k].buffer != "f32" for k in ("W", "b")):
             return  # the planner names the missing or misplaced tensor
         W = self.tensor(layer, "W").astype(np.float64)
@@ -352,8 +355,8 @@ class FrozenModel:
         if not (np.all(np.isfinite(W)) and np.all(W == np.round(W)) and np.all(np.isfinite(b))
                 and np.all(b == np.round(b))):
             raise FrozenModelError(fail + "integer weights and bias")
-        zp = int(dq.attrs.get("x_zp", 0))
-        span = max(127 - zp, zp + 128)  # max |x - x_zp| over int8 codes
+        zp = 0 if dynamic else int(dq.attrs.get("x_zp", 0))
+        span = 255 if dynamic else max(127 - zp, zp + 128)  # max |x - x_zp| over the codes
         per_out = np.abs(W).sum(axis=0) if layer.op == Op.DENSE else np.abs(W).reshape(W.shape[0], -1).sum(axis=1)
         if per_out.size != b.size or (per_out.size and float((per_out * span + np.abs(b)).max()) >= F32_EXACT_INT):
             raise FrozenModelError(fail + "integer sums below 2^24 in magnitude (exact in float32)")

@@ -112,6 +112,7 @@ O_QGATHER = int(Op.QGATHER)
 O_LAYERNORM = int(Op.LAYERNORM)
 O_CONST = int(Op.CONST)
 O_MATMUL = int(Op.MATMUL)
+O_DYNQUANT = int(Op.DYNQUANT)
 
 # Kinds of the batch path's row table (rtinfer.batch): columns kind, w_off, nq, nblk, b_off.
 B_EXEC = 0         # exec_row
@@ -153,8 +154,9 @@ def _at(h, kind, off, xo, yo, st):
 
 def _make_exec_row(graph, name):
     """exec_row of one interpreter variant: ``graph`` False leaves out the graph rows
-    (GRAPH_OPS: BINARY, CONCAT, SLICE, GATHER, LAYERNORM and their int8 forms, CONST, MATMUL), a closure
-    constant whose branches Numba prunes before typing, so their kernels are not compiled."""
+    (GRAPH_OPS: BINARY, CONCAT, SLICE, GATHER, LAYERNORM and their int8 forms, CONST, MATMUL,
+    DYNQUANT), a closure constant whose branches Numba prunes before typing, so their kernels
+    are not compiled."""
     def exec_row(h, f64, f32, i32, i8, r, X, xo, Y, yo, m, st):
         """Execute the program row starting at h[r] for m samples. X/Y: the caller's float32
         arrays, sample 0 of the row's input/output at X[xo] / Y[yo] when the row reads X / writes
@@ -236,6 +238,8 @@ def _make_exec_row(graph, name):
             src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
             KG.matmul_f32(src, so, src2, so2, dst, do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2], h[r + C_I3],
                           h[r + C_T0], h[r + C_T1])
+        elif graph and op == O_DYNQUANT:
+            KX.dynquant_f32(src, so, dst, do, n_in, m, h[r + C_I0])
         if post:
             K.act_f32(a_src, a_so, dst, do, m * n_out, act, alpha, beta)
 
@@ -570,7 +574,8 @@ def _make_execute(graph, fwin, qwin, batch, name):
 DENSE_OPS = frozenset(int(op) for op in (Op.DENSE, Op.ACT, Op.AFFINE, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.ARGMAX,
                                          Op.RESHAPE, Op.QUANTIZE, Op.DEQUANTIZE, Op.QDENSE, Op.QLUT))
 GRAPH_OPS = frozenset(int(op) for op in (Op.BINARY, Op.QBINARY, Op.CONCAT, Op.QCONCAT, Op.SLICE, Op.QSLICE,
-                                         Op.GATHER, Op.QGATHER, Op.LAYERNORM, Op.CONST, Op.MATMUL))
+                                         Op.GATHER, Op.QGATHER, Op.LAYERNORM, Op.CONST, Op.MATMUL,
+                                         Op.DYNQUANT))
 WINDOW_OPS = frozenset(int(op) for op in (Op.CONV, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBAL_AVGPOOL, Op.QCONV,
                                           Op.QMAXPOOL, Op.QAVGPOOL))
 assert WINDOW_OPS == frozenset(range(O_CONV, O_QAVGPOOL + 1))  # execute tests the code range

@@ -137,6 +137,23 @@ MATMUL       f32, f32 -> f32  y = a @ b per sample, batched over groups: a is vi
                           elements (ONNX MatMul of two runtime tensors, attention's Q K^T and
                           softmax(.) V).
 
+Dynamic quantization (code 32):
+
+DYNQUANT     f32 -> f32   ONNX DynamicQuantizeLinear (uint8) of the whole sample, one of its outputs
+                          per attr mode. Per sample, in float32: hi = max(0, max x), lo = min(0, min x)
+                          (NaN elements are skipped), scale = float32(hi - lo) / 255, and scale = 1
+                          where that is 0 (an all-zero sample, as onnxruntime; also a range that
+                          underflows), zp = round_half_even(clamp(-lo / scale, 0, 255)),
+                          q = clamp(round_half_even(x / scale), -zp, 255 - zp) (NaN: -zp), so
+                          q + zp is ONNX's uint8 y.
+                            mode 0: y = q (float32 integers in [-255, 255]), out_shape = in_shape
+                            mode 1: y = scale, out_shape (1,)
+                          attr mode (0 or 1). ONNX takes the range over the whole tensor, batch
+                          included; rtinfer runs each sample alone, so a batch of one equals ONNX.
+                          (onnxruntime's quantize_dynamic: q feeds MatMulInteger / ConvInteger,
+                          which import as DENSE / CONV with float weights w - w_zp; scale times the
+                          weight scale rescales the sums.)
+
 Activations (``Act``) and their parameters (``Layer.attrs`` keys ``alpha`` and ``beta``):
 
 IDENTITY      x
@@ -212,6 +229,8 @@ class Op(IntEnum):
     CONST = 30
     # matrix product of two runtime tensors
     MATMUL = 31
+    # ONNX DynamicQuantizeLinear per sample: the codes minus the zero point, or the scale
+    DYNQUANT = 32
 
 
 class Act(IntEnum):

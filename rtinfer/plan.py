@@ -490,6 +490,13 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         row[C_T0] = sec.add("f32", _tensor(frozen, layer, where, "value", "f32", layer.out_shape))
     elif op == Op.MATMUL:
         _matmul_row(frozen, layer, where, row)
+    elif op == Op.DYNQUANT:
+        mode = _int_attr(layer, where, "mode", 0, lo=0, hi=1)
+        want = 1 if mode == 1 else n_in
+        if n_out != want:
+            raise PlanError(f"{where}: DYNQUANT mode {mode} writes {want} element(s) per sample, out_shape "
+                            f"{layer.out_shape} holds {n_out}")
+        row[C_I0] = mode
     elif op in (Op.CONCAT, Op.QCONCAT):
         row[C_FP] = len(fparams)
         fparams.extend([alpha, beta, scale])

@@ -156,6 +156,28 @@ def matmul(a: np.ndarray, b: np.ndarray, layer: Layer) -> np.ndarray:
     return np.matmul(A, B).reshape(a.shape[0], g * m * n)
 
 
+def dynquant(x: np.ndarray, mode: int) -> np.ndarray:
+    """DYNQUANT (rtinfer.ops): ONNX DynamicQuantizeLinear of each sample (row of x (N, n)) in
+    float32; mode 0 -> the codes minus the zero point (N, n), mode 1 -> the scale (N, 1)."""
+    x = np.asarray(x, dtype=np.float32).reshape(x.shape[0], -1)
+    n = x.shape[1]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        finite_or_inf = np.where(np.isnan(x), np.float32(0.0), x)  # NaN elements are skipped
+        hi = np.maximum(np.float32(0.0), finite_or_inf.max(axis=1) if n else np.float32(0.0)).astype(np.float32)
+        lo = np.minimum(np.float32(0.0), finite_or_inf.min(axis=1) if n else np.float32(0.0)).astype(np.float32)
+        scale = ((hi - lo) / np.float32(255.0)).astype(np.float32)
+        scale[scale == 0] = np.float32(1.0)  # all zeros (onnxruntime's 1), or a range that underflows
+        if mode == 1:
+            return scale.reshape(-1, 1)
+        v = (-lo / scale).astype(np.float32)
+        v = np.where(v < 255.0, v, np.float32(255.0))  # NaN (infinite inputs) -> 255, as onnxruntime
+        zp = np.rint(np.where(v > 0.0, v, np.float32(0.0))).astype(np.float32)
+        q = (x / scale[:, None]).astype(np.float32)
+        q = np.where(q >= -zp[:, None], q, -zp[:, None])  # below the range, or NaN
+        q = np.where(q > 255.0 - zp[:, None], 255.0 - zp[:, None], q)
+        return np.rint(q).astype(np.float32)
+
+
 def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     """One layer on a batch; x is its first input (N, in_size) flat, ``more`` its other inputs
     (flat, in Layer.inputs order); returns (N, out_size) flat."""
@@ -215,6 +237,8 @@ def run_layer(frozen: FrozenModel, layer: Layer, x: np.ndarray, *more: np.ndarra
         return gather(x.astype(np.int8), frozen.tensor(layer, "index"), np.int8(int(layer.attrs.get("fill", 0))))
     if op == Op.LAYERNORM:
         return layernorm(x, frozen.tensor(layer, "scale"), frozen.tensor(layer, "bias"), layer)
+    if op == Op.DYNQUANT:
+        return dynquant(x, int(layer.attrs.get("mode", 0)))
     if op == Op.CONST:  # the stored tensor for every sample; x's values are not read
         value = frozen.tensor(layer, "value").reshape(1, -1).astype(np.float32)
         return np.repeat(value, x.shape[0], axis=0)

@@ -54,6 +54,8 @@ R_QLCONV_WEIGHTS = "QLinearConv weights minus zero point leave the int8 range (a
 R_LN_STATS = "checks LayerNormalization's Mean / InvStdDev outputs (training statistics; rtinfer computes Y)"
 R_RESIZE_MODE = "Resize with mode linear or cubic (rtinfer resizes with mode nearest)"
 R_CONVT_OUTPUT_SHAPE = "ConvTranspose output_shape beyond the full transposed output (refused)"
+R_DYNQ_OUTPUTS = ("checks DynamicQuantizeLinear's y / y_scale / y_zero_point as graph outputs (rtinfer computes them "
+                  "only to feed MatMulInteger / ConvInteger and Mul, onnxruntime's quantize_dynamic form)")
 
 SKIP_NODE = {
     "test_add_int16": R_INPUT_DTYPE,
@@ -178,6 +180,9 @@ SKIP_NODE = {
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ_expanded": R_INPUT_DTYPE,
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2_expanded": R_INPUT_DTYPE,
     "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ_expanded": R_INPUT_DTYPE,
+    "test_dynamicquantizelinear": R_DYNQ_OUTPUTS,
+    "test_dynamicquantizelinear_max_adjusted": R_DYNQ_OUTPUTS,
+    "test_dynamicquantizelinear_min_adjusted": R_DYNQ_OUTPUTS,
     "test_dequantizelinear_e4m3fn": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_float16": R_INPUT_DTYPE,
     "test_dequantizelinear_e4m3fn_zero_point": R_INPUT_DTYPE,

@@ -69,6 +69,10 @@ def describe(frozen) -> dict:
             qmin, qmax = int(a.get("qmin", -128)), int(a.get("qmax", 127))
             quant["output"] = {"scale": a["y_scale"], "zero_point": int(a["y_zp"]), "qmin": qmin, "qmax": qmax,
                                "range": _range(a["y_scale"], int(a["y_zp"]), qmin, qmax)}
+        if layer.op.name == "DYNQUANT":  # scale and zero point from each sample's own range
+            quant["dynamic"] = {"mode": int(a.get("mode", 0)),
+                                "writes": "codes - zero point" if int(a.get("mode", 0)) == 0 else "scale",
+                                "range": "per sample (ONNX DynamicQuantizeLinear: the whole batch)"}
         if "w_scale" in layer.tensors:
             ws = frozen.tensor(layer, "w_scale")
             quant["weight_scale"] = {"min": float(ws.min()), "max": float(ws.max()), "per_channel": int(ws.size)}
@@ -111,6 +115,8 @@ def _quant_text(q: dict) -> str:
         lo, hi = o["range"]
         clamp = "" if (o["qmin"], o["qmax"]) == (-128, 127) else f" q[{o['qmin']},{o['qmax']}]"
         parts.append(f"out s={_g(o['scale'])} zp={o['zero_point']}{clamp} [{_g(lo)}, {_g(hi)}]")
+    if "dynamic" in q:
+        parts.append(f"dynamic uint8 per sample: {q['dynamic']['writes']}")
     if "weight_scale" in q:
         w = q["weight_scale"]
         parts.append(f"w_s {_g(w['min'])}..{_g(w['max'])}")
