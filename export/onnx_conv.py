@@ -35,7 +35,7 @@ import numpy as np
 
 from rtinfer import quant
 from rtinfer.ops import MAX_WINDOW_WORK, Act, Op
-from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts, window_out_shape
+from rtinfer.reference_conv import geometry_attrs, make_geometry, min_pool_count, window_out_shape
 
 from .onnx_ir import INT32, UINT8, Dyn, Proto, qclamp, window_attrs
 
@@ -84,7 +84,7 @@ def _window_geometry(imp, node, x, kernel, a, is_pool: bool) -> dict:
     if work > MAX_WINDOW_WORK:  # before anything is sized from the window
         raise imp.unsupported(node, f"{int(np.prod(out))} outputs x a {int(np.prod(kernel))}-element window is "
                                     f"{work} window reads per sample, above the limit {MAX_WINDOW_WORK}")
-    if is_pool and int(pool_counts(make_geometry(tuple(x.shape), attrs), False).min()) < 1:
+    if is_pool and min_pool_count(make_geometry(tuple(x.shape), attrs)) < 1:
         raise imp.unsupported(node, f"pads {begins + ends} leave a window of padding only (kernel {list(kernel)}, "
                                      f"dilations {list(dilations)})")
     return attrs

@@ -118,18 +118,33 @@ def make_geometry(in_shape: tuple[int, ...], attrs: dict) -> Geometry:
                     attrs["pad_bottom"], attrs["pad_right"], oh, ow)
 
 
+def _taps(i: np.ndarray, n_in: int, k: int, s: int, d: int, pad: int) -> np.ndarray:
+    """Per output index i: how many of the window's taps p = i * s + t * d - pad (t < k) fall
+    inside the input, as an interval count (no (outputs x taps) table)."""
+    start = i * s - pad  # tap t is inside when 0 <= start + t * d <= n_in - 1
+    lo = np.maximum(0, -(start // d))  # ceil(-start / d)
+    hi = np.minimum(k - 1, (n_in - 1 - start) // d)
+    return np.maximum(hi - lo + 1, 0)
+
+
 def pool_counts(g: Geometry, count_include_pad: bool) -> np.ndarray:
     """(oh, ow) int64 divisors of an average pool."""
     if count_include_pad:
         return np.full((g.oh, g.ow), g.kh * g.kw, dtype=np.int64)
-
-    def taps(n_out, n_in, k, s, d, pad):  # per output index: window taps inside the input
-        pos = np.arange(n_out)[:, None] * s + np.arange(k)[None, :] * d - pad
-        return ((pos >= 0) & (pos < n_in)).sum(axis=1)
-
-    rows = taps(g.oh, g.h, g.kh, g.sh, g.dh, g.pt)
-    cols = taps(g.ow, g.w, g.kw, g.sw, g.dw, g.pl)
+    rows = _taps(np.arange(g.oh, dtype=np.int64), g.h, g.kh, g.sh, g.dh, g.pt)
+    cols = _taps(np.arange(g.ow, dtype=np.int64), g.w, g.kw, g.sw, g.dw, g.pl)
     return (rows[:, None] * cols[None, :]).astype(np.int64)
+
+
+def min_pool_count(g: Geometry) -> int:
+    """The smallest window count of an average / max pool without padding in the count (the
+    product of the smallest row and column counts), in blocks of outputs: memory stays small
+    whatever the geometry (validation must not allocate per output)."""
+    def least(n_out, n_in, k, s, d, pad):
+        block = 1 << 16
+        return min(int(_taps(np.arange(a, min(a + block, n_out), dtype=np.int64), n_in, k, s, d, pad).min())
+                   for a in range(0, n_out, block)) if n_out > 0 else 0
+    return least(g.oh, g.h, g.kh, g.sh, g.dh, g.pt) * least(g.ow, g.w, g.kw, g.sw, g.dw, g.pl)
 
 
 def conv_sum(cols: np.ndarray, W: np.ndarray, g: Geometry, group: int) -> np.ndarray:
@@ -141,7 +156,7 @@ def conv_sum(cols: np.ndarray, W: np.ndarray, g: Geometry, group: int) -> np.nda
 def check_pool_pads(layer: Layer, g: Geometry) -> None:
     """Every pooling window must hold at least one input element (a max or mean of padding only
     is undefined)."""
-    if int(pool_counts(g, False).min()) < 1:
+    if min_pool_count(g) < 1:
         raise ConvSpecError(f"{layer.op.name} {layer.name!r}: some window holds padding only; each window must "
                             f"reach an input element (pads t{g.pt} l{g.pl} b{g.pb} r{g.pr} are too large for "
                             f"kernel ({g.kh}, {g.kw}) dilation ({g.dh}, {g.dw}))")

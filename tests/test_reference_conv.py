@@ -249,3 +249,34 @@ def test_conv_models_round_trip_through_rtm(tmp_path):
     assert back.layers[0].op == Op.CONV and dict(back.layers[0].attrs) == dict(fm.layers[0].attrs)
     X = rng.normal(size=(3, 2, 5, 5)).astype(np.float32)
     np.testing.assert_array_equal(reference.run(back, X), reference.run(fm, X))
+
+
+def test_pool_counts_equal_counting_every_tap_and_validation_allocates_little():
+    """pool_counts / min_pool_count count taps by interval arithmetic: equal to enumerating every
+    (output, tap) pair on random small geometries; validating a pool over 4M outputs (a fuzz case:
+    a 100-byte ONNX model) stays within a few MB instead of a table per output and tap."""
+    import tracemalloc
+
+    from rtinfer.reference_conv import make_geometry, min_pool_count, pool_counts
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        kh, kw, sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 6))
+        pt, pb, pl, pr = (int(v) for v in rng.integers(0, 5, 4))
+        attrs = geometry_attrs((kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
+        g = make_geometry((1, h, w), attrs)
+        if g.oh < 1 or g.ow < 1:
+            continue
+        rows = ((np.arange(g.oh)[:, None] * sh + np.arange(kh)[None, :] * dh - pt >= 0)
+                & (np.arange(g.oh)[:, None] * sh + np.arange(kh)[None, :] * dh - pt < h)).sum(axis=1)
+        cols = ((np.arange(g.ow)[:, None] * sw + np.arange(kw)[None, :] * dw - pl >= 0)
+                & (np.arange(g.ow)[:, None] * sw + np.arange(kw)[None, :] * dw - pl < w)).sum(axis=1)
+        want = rows[:, None] * cols[None, :]
+        np.testing.assert_array_equal(pool_counts(g, False), want)
+        assert min_pool_count(g) == int(want.min())
+    g = make_geometry((1, 1 << 22), geometry_attrs((1, 3)))
+    tracemalloc.start()
+    assert min_pool_count(g) == 3
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20, peak
