@@ -113,6 +113,11 @@ _SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", 
 _INT_ARITH_TYPES = (INT8, UINT8)
 _WRAP = {INT8: (-128.0, 256.0), UINT8: (0.0, 256.0), INT32: (-2.0 ** 31, 2.0 ** 32)}
 
+# constant nodes whose outputs hold no more elements than their inputs together (the fold-size
+# check after evaluation still applies)
+_NON_EXPANDING_OPS = {"Slice", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity", "Cast", "Transpose",
+                      "Concat", "Shape", "Size"}
+
 _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli"}
 
@@ -963,6 +968,10 @@ class _Importer:
         from onnx import numpy_helper, shape_inference
         if self.fold_budget is None:  # the initializers read so far: backed by bytes in the file
             self.fold_budget = MAX_EXPANDED_ELEMENTS + 4 * sum(int(a.size) for a in self.consts.values())
+        if node.op_type in _NON_EXPANDING_OPS:
+            # outputs no larger than the inputs: nothing to predict (and onnx's data propagation
+            # crashes the process on a Slice of a shape with starts / steps of +-2^63)
+            return
         probe = type(m)()
         probe.CopyFrom(m)
         for name, arr in feeds.items():

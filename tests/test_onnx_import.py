@@ -551,3 +551,28 @@ def test_corrupted_files_raise_only_onnx_import_error():
             with np.errstate(all="ignore"):  # damaged weights may overflow
                 assert reference.run(frozen, X).shape == (3,) + frozen.output_shape
         assert refused >= 50, (name, refused)
+
+
+def test_slice_of_a_shape_with_extreme_starts_and_steps_is_refused_without_a_crash(tmp_path):
+    """onnx's shape inference (data propagation) crashes the process (SIGSEGV) on Slice(Shape(x))
+    with starts -2^63 and steps 2^63 - 1 (a fuzz_onnx case): the importer does not run it on
+    nodes whose outputs cannot exceed their inputs. In a child process, so a crash fails the test."""
+    import subprocess
+    import sys
+    i64 = np.iinfo(np.int64)
+    inits = {"st": np.array([i64.min], np.int64), "en": np.array([1], np.int64), "ax": np.array([0], np.int64),
+             "sp": np.array([i64.max], np.int64)}
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "st", "en", "ax", "sp"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "slice.onnx"
+    path.write_bytes(m.SerializeToString())
+    code = ("import sys\nfrom export import from_onnx, OnnxImportError\n"
+            f"try:\n    from_onnx({str(path)!r})\nexcept OnnxImportError as e:\n    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, (r.returncode, r.stderr[-500:])
+    assert "refused:" in r.stdout and "constant" in r.stdout, r.stdout
