@@ -228,8 +228,15 @@ POOL_2_28 = textwrap.dedent("""
     import rtinfer.plan
     fuzz_rtm.warm_up()
     _driver.set_memory_limit(float(sys.argv[3]))
-    if sys.argv[1] == "unbounded":  # the planner before issue 16: no window-work or geometry bound
+    if sys.argv[1] == "unbounded":  # the planner before issue 16: no window-work or geometry bound,
         rtinfer.plan.MAX_WINDOW_WORK = rtinfer.plan.MAX_GEOMETRY = 1 << 62
+        import numpy as np
+        import rtinfer.reference_conv as rc
+
+        def table_min(g):  # and pool windows counted with an (outputs x taps) table, as then
+            pos = np.arange(g.ow)[:, None] * g.sw + np.arange(g.kw)[None, :] * g.dw - g.pl
+            return int(((pos >= 0) & (pos < g.w)).sum(axis=1).min())
+        rc.min_pool_count = table_min
     data = open(sys.argv[2], "rb").read()
     res = fuzz_rtm.check(data, 0)
     print(json.dumps({{"outcome": res["outcome"], "detail": res["detail"][:200]}}))
@@ -239,7 +246,8 @@ POOL_2_28 = textwrap.dedent("""
 @pytest.mark.parametrize("planner", ["bounded", "unbounded"])
 def test_issue_16_pool_file_is_caught(tmp_path, planner):
     """The issue's 832-byte .rtm with a pool kernel of 2^28 (4.2 GB and 30 s in rtinfer.load
-    before the bound): refused by the planner now; with the bound taken out, the fuzzer's
+    before the bound): refused by the planner now; with the bound taken out and the windows
+    counted as they were then (a table per output and tap; now interval arithmetic), the fuzzer's
     pipeline reports it as a memory blow-up (MemoryError under the worker's RLIMIT_AS)."""
     k = 1 << 28
     pool = FrozenModel((Layer(Op.MAXPOOL, (1, k), (1, 1), attrs=geometry_attrs((1, k))),), BufferBuilder().finish(),
