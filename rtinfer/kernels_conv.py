@@ -452,6 +452,18 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 
 
 # ------------------------------------------------------------------------------ int8 QCONV
+@kernel_jit(inline="always")
+def _last_full(p0, plane, width):
+    """(start, count) of the int8 tile at p0 of the tiles at 0, width, 2 width, ... over plane
+    positions: the last, partial one starts at plane - width instead when plane >= width, so it
+    is a full tile recomputing a few positions of the one before it (the same values: the
+    sources are the layer's own copies, never its output) and stores whole vectors (a partial
+    tile stores through a stack buffer and a memcpy call)."""
+    if p0 + width > plane and plane >= width:
+        return plane - width, width
+    return p0, min(width, plane - p0)
+
+
 @kernel_jit
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
@@ -604,7 +616,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                     _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
                           zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
             for p0 in range(0, plane, COLS):
-                nc = min(COLS, plane - p0)
+                p0, nc = _last_full(p0, plane, COLS)
                 for o0 in range(0, og, ROWS):
                     o = gi * og + o0
                     if BOUNDS:
@@ -628,7 +640,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
         for p0 in range(0, plane, COLS):
-            nc = min(COLS, plane - p0)
+            p0, nc = _last_full(p0, plane, COLS)
             for o0 in range(0, og, ROWS):
                 o = gi * og + o0
                 _i8_rows(u8, min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, g, bw + p0, ppad, ks,
@@ -658,17 +670,18 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
             for c in range(nch):
                 _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
             for k0 in range(0, plane, DW_COLS):
+                k0, nc = _last_full(k0, plane, DW_COLS)
                 _dw_i8(zb, zo + k0, cs, g, ta, npr, wa + c0 * npr, bias, bo + c0,
-                       dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + c0, y_zp, qmin, qmax)
+                       dst, ys + c0 * plane + k0, plane, nch, nc, M, mo + c0, y_zp, qmin, qmax)
     else:
         for c in range(c_n):
             _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
+                    k0, nc = _last_full(k0, plane, DW_COLS)
                     _dw_i8(zb, zo + k0, 0, g, ta, npr, wa + o0 * npr, bias, bo + o0,
-                           dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + o0, y_zp,
-                           qmin, qmax)
+                           dst, ys + o0 * plane + k0, plane, nch, nc, M, mo + o0, y_zp, qmin, qmax)
 
 
 @kernel_jit
