@@ -90,7 +90,7 @@ G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the pack
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
-               # of the DW path and of GEMM BM_SHIFT
+               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word)
 G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
 G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
@@ -280,10 +280,23 @@ def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
 
 @kernel_jit(inline="always")
 def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
-    """kernels_tile.fill_masked, its extents checked first under BOUNDS."""
+    """kernels_tile.fill_masked for float32 (int32 masks at g[ma:]), its extents checked first
+    under BOUNDS."""
     if BOUNDS:
         _check_fill(src, xo, hw, g, ma, ncls, zb, zo, zs)
     T.fill_masked(src, xo, hw, g, ma, ncls, zb, zo, zs, zp)
+
+
+@kernel_jit(inline="always")
+def _fill16(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
+    """kernels_tile.fill_masked for int8 (int16 masks from the int32 word g[ma] on, as
+    _mask_words packs them), its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _need(g, ma, ma + (ncls * hw + 1) // 2)
+        _check_fill(src, xo, hw, g, ma, 0, zb, zo, zs)
+        for m in range(ncls):
+            _need(zb, zo + m * zs, zo + m * zs + hw)
+    T.fill_masked(src, xo, hw, g, 2 * ma, ncls, zb, zo, zs, zp)
 
 
 @kernel_jit(inline="always")
@@ -613,7 +626,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
                 for c in range(cg):
-                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
+                    _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
                           zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
             for p0 in range(0, plane, COLS):
                 p0, nc = _last_full(p0, plane, COLS)
@@ -668,14 +681,14 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
+                _fill16(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
             for k0 in range(0, plane, DW_COLS):
                 k0, nc = _last_full(k0, plane, DW_COLS)
                 _dw_i8(zb, zo + k0, cs, g, ta, npr, wa + c0 * npr, bias, bo + c0,
                        dst, ys + c0 * plane + k0, plane, nch, nc, M, mo + c0, y_zp, qmin, qmax)
     else:
         for c in range(c_n):
-            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
+            _fill16(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
@@ -1020,6 +1033,15 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 MAX_SCRATCH = 1 << 26  # elements of conv scratch one layer may ask the planner for
 
 
+def _mask_words(masks: np.ndarray) -> np.ndarray:
+    """The int8 paths' column class masks (classes, h w) as int16 -1 / 0, two to an int32 word
+    (padded to an even count): fill_masked reads them as int16."""
+    m16 = np.asarray(masks, np.int16).reshape(-1)
+    if m16.size % 2:
+        m16 = np.concatenate([m16, np.zeros(1, np.int16)])
+    return m16.view(np.int32)
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -1205,7 +1227,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
         table[G_NCLS] = len(masks)
-        table[G_AUX2] = put(masks)
+        table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm
         table[G_ZS] = zs
         offs = [cls * zs + zm + off for _, cls, off in taps]
@@ -1239,7 +1261,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         taps, masks, zm, zs = shift
         table[G_BMODE] = BM_SHIFT
         table[G_NCLS] = len(masks)
-        table[G_AUX2] = put(masks)
+        table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm
         table[G_ZS] = zs
         per = len(masks) * zs  # elements of one channel's copies

@@ -608,9 +608,10 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
     """The depthwise planes of one input plane, one per column class: for m < ncls and k < n,
     Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
-    (X float32, Z float32) or as int16 x - zp (X int8, Z any array addressed in int16
-    elements: zo, zs in int16 units). 16 elements per step, the last step overlapping the one
-    before (idempotent: no scalar tail) when n >= 16, element by element below that."""
+    (X float32, Z float32, MK int32) or as int16 x - zp (X int8; MK and Z any arrays addressed
+    in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0). 16 elements per step,
+    the last step overlapping the one before (idempotent: no scalar tail) when n >= 16, element
+    by element below that."""
     i16 = isinstance(X.dtype, types.Integer)
     sig = types.void(X, xo, n, MK, mo, ncls, Z, zo, zs, zp)
 
@@ -619,22 +620,47 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         st = signature.args
         i64 = nv_.type
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
-        pm = builder.gep(_array(context, builder, st[3], mv).data, [moff])
+        mdata = _array(context, builder, st[3], mv).data
+        pm = builder.gep(builder.bitcast(mdata, _I16.as_pointer()) if i16 else mdata, [moff])
         zdata = _array(context, builder, st[6], zv).data
         zbase = builder.bitcast(zdata, (_I16 if i16 else _F32).as_pointer())
         v16 = ir.VectorType(_I32, 16)
-        zp16 = _splat(builder, builder.trunc(zpv, _I32), v16)
+        if i16:
+            zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
+            zrow0 = builder.gep(zbase, [zoff])
+            big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
+            with builder.if_else(big) as (then, otherwise):
+                with then:
+                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 15)), ir.Constant(i64, 16))
+                    last = builder.sub(nv_, ir.Constant(i64, 16))
+                    with cgutils.for_range(builder, ncv) as cls:
+                        m = cls.index
+                        mrow = builder.gep(pm, [builder.mul(m, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
+                        with cgutils.for_range(builder, nblk) as loop:
+                            k = builder.mul(loop.index, ir.Constant(i64, 16))
+                            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                            x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
+                            mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
+                            builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
+                with otherwise:
+                    with cgutils.for_range(builder, ncv) as cls:
+                        m = cls.index
+                        mrow = builder.gep(pm, [builder.mul(m, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
+                        with cgutils.for_range(builder, nv_) as loop:
+                            k = loop.index
+                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I16),
+                                            builder.trunc(zpv, _I16))
+                            builder.store(builder.and_(x, builder.load(builder.gep(mrow, [k]))),
+                                          builder.gep(zrow, [k]))
+            return context.get_dummy_value()
 
         def step(k, mrow, zrow):
             mk = builder.load(_ptr(builder, mrow, k, v16), align=4)
-            if i16:
-                x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), v16)
-                v = builder.trunc(builder.and_(builder.sub(x, zp16), mk), _V16S)
-                builder.store(v, _ptr(builder, zrow, k, _V16S), align=2)
-            else:
-                x = builder.bitcast(builder.load(_ptr(builder, px, k, ir.VectorType(_F32, 16)), align=4), v16)
-                v = builder.bitcast(builder.and_(x, mk), ir.VectorType(_F32, 16))
-                builder.store(v, _ptr(builder, zrow, k, ir.VectorType(_F32, 16)), align=4)
+            x = builder.bitcast(builder.load(_ptr(builder, px, k, ir.VectorType(_F32, 16)), align=4), v16)
+            v = builder.bitcast(builder.and_(x, mk), ir.VectorType(_F32, 16))
+            builder.store(v, _ptr(builder, zrow, k, ir.VectorType(_F32, 16)), align=4)
 
         with cgutils.for_range(builder, ncv) as cls:
             m = cls.index
@@ -653,12 +679,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                     with cgutils.for_range(builder, nv_) as loop:
                         k = loop.index
                         keep = builder.icmp_signed("!=", builder.load(builder.gep(mrow, [k])), _c(0))
-                        if i16:
-                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I32),
-                                            builder.trunc(zpv, _I32))
-                            v = builder.trunc(builder.select(keep, x, _c(0)), _I16)
-                        else:
-                            v = builder.select(keep, builder.load(builder.gep(px, [k])), ir.Constant(_F32, 0.0))
+                        v = builder.select(keep, builder.load(builder.gep(px, [k])), ir.Constant(_F32, 0.0))
                         builder.store(v, builder.gep(zrow, [k]))
         return context.get_dummy_value()
 
