@@ -728,11 +728,42 @@ def _inside(g, go):
 
 
 @kernel_jit
+def _maxpool2_i8(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
+    """maxpool's int8 2-wide, stride-2 windows that never reach padding, one or two rows each
+    (the second r1 elements after the first; r1 = 0: one row), over ``planes`` planes back to
+    back: kernels_tile.maxpool2_i8 gives 16 outputs of a row per step. A step's last outputs
+    may spill past the row into outputs computed after it (rows and planes run in order), so a
+    step runs only where its reads end by x_end and its writes by y_end; the rest one by one."""
+    for c in range(planes):
+        xc = so + c * h * w
+        yc = do + c * oh * ow
+        for i in range(oh):
+            xr = xc + i * sh * w
+            yr = yc + i * ow
+            for j0 in range(0, ow, 16):
+                if xr + r1 + 2 * j0 + 32 <= x_end and yr + j0 + 16 <= y_end:
+                    if BOUNDS:
+                        _need(src, xr + 2 * j0, xr + r1 + 2 * j0 + 32)
+                        _need(dst, yr + j0, yr + j0 + 16)
+                    T.maxpool2_i8(src, xr + 2 * j0, r1, dst, yr + j0)
+                else:
+                    for j in range(j0, min(ow, j0 + 16)):
+                        a = src[xr + 2 * j]
+                        v = src[xr + 2 * j + 1]
+                        a = v if v > a else a
+                        v = src[xr + r1 + 2 * j]
+                        a = v if v > a else a
+                        v = src[xr + r1 + 2 * j + 1]
+                        dst[yr + j] = v if v > a else a
+
+
+@kernel_jit
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
     the window's input elements (padding ignored; the planner checked every window holds one):
     the first input element in (p, q) order, then each later one replaces it if greater.
-    Windows that never reach padding run row by row over the output columns (vectorized)."""
+    Windows that never reach padding run row by row over the output columns (vectorized); int8
+    2-wide, stride-2 ones over one or two rows 16 outputs per vector step (_maxpool2_i8)."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -750,6 +781,9 @@ def maxpool(src, so, dst, do, g, go, m):
     n_out = c_n * oh * ow
     inside = _inside(g, go)
     pairs = inside and kw == 2 and sw == 2 and dw == 1
+    if pairs and kh <= 2 and src.itemsize == 1:  # int8: 16 outputs per vector step
+        _maxpool2_i8(src, so, dst, do, m * c_n, h, w, oh, ow, sh, (kh - 1) * dh * w, so + m * n_in, do + m * n_out)
+        return
     for s in range(m):
         for c in range(c_n):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]

@@ -27,6 +27,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
+- ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
 ``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
@@ -549,6 +550,34 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                         v = builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F)
                         vals.append(_requant8(builder, v, mult, zp, lo, hi))
                 _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8I8, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def maxpool2_i8(typingctx, X, xo, r1, D, do):
+    """Sixteen outputs of a 2-wide, stride-2 int8 max pool over one or two rows: for j < 16,
+    D[do + j] = max(X[xo + 2j], X[xo + 2j + 1], X[xo + r1 + 2j], X[xo + r1 + 2j + 1]) (r1 = 0:
+    one row). Reads X[xo:xo + 32] and X[xo + r1:xo + r1 + 32], writes D[do:do + 16]. Any other
+    dtype compiles to nothing (callers take this path for int8 only)."""
+    sig = types.void(X, xo, r1, D, do)
+
+    def codegen(context, builder, signature, args):
+        if signature.args[0].dtype != types.int8:
+            return context.get_dummy_value()
+        xv, xoff, r1v, dv, doff = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[3], dv).data, [doff])
+        v32 = ir.VectorType(_I8, 32)
+        a = builder.load(_ptr(builder, px, ir.Constant(r1v.type, 0), v32), align=1)
+        b = builder.load(_ptr(builder, px, r1v, v32), align=1)
+        a = builder.select(builder.icmp_signed(">", b, a), b, a)
+        even = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(0, 32, 2))))
+        odd = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(1, 32, 2))))
+        y = builder.select(builder.icmp_signed(">", odd, even), odd, even)
+        builder.store(y, _ptr(builder, pd, ir.Constant(r1v.type, 0), ir.VectorType(_I8, 16)), align=1)
         return context.get_dummy_value()
 
     return sig, codegen
