@@ -57,6 +57,7 @@ _V8B = ir.VectorType(_I1, 8)
 _V8I8 = ir.VectorType(_I8, 8)
 _V16S = ir.VectorType(_I16, 16)
 _V16I = ir.VectorType(_I32, 16)
+_V4I = ir.VectorType(_I32, 4)
 
 
 def target_features() -> frozenset:
@@ -125,21 +126,22 @@ def _masked_load(builder, ptr, vty, mask, align):
 
 
 def _store_cols(builder, vals, row, ncols, vty, align):
-    """Store the vectors ``vals`` (8 lanes each) at row[0:8 * len(vals)] when ncols covers them
+    """Store the vectors ``vals`` (of ``vty``) at row[0:lanes * len(vals)] when ncols covers them
     all, else only row[0:ncols]: the vectors go to a stack buffer and ncols elements are copied
     (no masked store: vmaskmovps stores are slow on some CPUs, and there is none for bytes)."""
     i64 = ncols.type
-    n = 8 * len(vals)
+    lanes = vty.count
+    n = lanes * len(vals)
     full = builder.icmp_signed("==", ncols, ir.Constant(i64, n))
     with _if_else(builder, full) as (then, otherwise):
         with then:
             for h, v in enumerate(vals):
-                builder.store(v, _ptr(builder, row, ir.Constant(i64, 8 * h), vty), align=align)
+                builder.store(v, _ptr(builder, row, ir.Constant(i64, lanes * h), vty), align=align)
         with otherwise:
             buf = cgutils.alloca_once(builder, ir.ArrayType(vty.element, n))
             base = builder.bitcast(buf, vty.element.as_pointer())
             for h, v in enumerate(vals):
-                builder.store(v, _ptr(builder, base, ir.Constant(i64, 8 * h), vty), align=1)
+                builder.store(v, _ptr(builder, base, ir.Constant(i64, lanes * h), vty), align=1)
             with cgutils.for_range(builder, ncols) as loop:
                 k = loop.index
                 builder.store(builder.load(builder.gep(base, [k])), builder.gep(row, [k]))
@@ -171,6 +173,64 @@ def _requant8(builder, acc_f, mult, zp, lo, hi):
     v = builder.select(builder.fcmp_ordered("<", v, lo), lo, v)
     v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
     return builder.trunc(builder.fptosi(v, _V8I), _V8I8)
+
+
+def _requant_i32(builder, acc_f, mult, lo, hi, x86):
+    """<8 x float> exact integers -> <8 x i32>: rint(clamp(acc * mult, lo, hi)), lo and hi the
+    float32 integers qmin - y_zp and qmax - y_zp. Equal to _requant8's clamp(rint(acc * mult) +
+    y_zp, qmin, qmax) - y_zp: rint is monotonic and keeps the integers lo and hi, so clamping
+    before or after it gives the same integer (acc * mult is never NaN: M is finite). x86: the
+    clamped product converted by vcvtps2dq (round to nearest even, the default MXCSR mode, as
+    rint); else rint then fptosi."""
+    v = builder.fmul(acc_f, mult)
+    v = builder.select(builder.fcmp_ordered("<", v, lo), lo, v)
+    v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
+    if x86:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8F]),
+                                            "llvm.x86.avx.cvt.ps2dq.256")
+        return builder.call(fn, [v])
+    return builder.fptosi(_rint(builder, v), _V8I)
+
+
+_UNPCK_ORDER = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15]  # (lo, hi) of _LO16/_HI16 -> positions
+
+
+def _narrow_rows(builder, rows, zp, x86, unpck):
+    """Rows of 16 requantized positions, each a pair (a, b) of <8 x i32> from _requant_i32 (y_zp
+    not yet added), -> one <16 x i8> per row, positions in order, + y_zp (zp an i32): the values
+    then lie in [qmin, qmax], so narrowing is exact. Pair order: a = positions 0..7, b = 8..15,
+    or with ``unpck`` a = positions 0..3, 8..11 and b = 4..7, 12..15 (vpunpck*wd accumulators).
+    x86: vpackssdw per row, y_zp added as int16, vpacksswb per two rows, vpermq (and vpshufd for
+    the in-order pairs); else the same values by shuffles, an add and a truncation."""
+    out = []
+    if not x86:
+        zv = _splat(builder, zp, _V16I)
+        order = ir.Constant(_V16I, _UNPCK_ORDER if unpck else list(range(16)))
+        for a, b in rows:
+            v = builder.add(builder.shuffle_vector(a, b, order), zv)
+            out.append(builder.trunc(v, ir.VectorType(_I8, 16)))
+        return out
+    packd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16S, [_V8I, _V8I]), "llvm.x86.avx2.packssdw")
+    v32 = ir.VectorType(_I8, 32)
+    packw = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [_V16S, _V16S]), "llvm.x86.avx2.packsswb")
+    z16 = _splat(builder, builder.trunc(zp, _I16), _V16S)
+    words = [builder.add(builder.call(packd, [a, b]), z16) for a, b in rows]
+    v4q = ir.VectorType(ir.IntType(64), 4)
+    lo16 = ir.Constant(_V16I, list(range(16)))
+    hi16 = ir.Constant(_V16I, list(range(16, 32)))
+    for k in range(0, len(words), 2):
+        p = words[k]
+        q = words[k + 1] if k + 1 < len(words) else p
+        w = builder.bitcast(builder.call(packw, [p, q]), v4q)
+        w = builder.shuffle_vector(w, w, ir.Constant(_V4I, [0, 2, 1, 3]))  # row k | row k + 1
+        w = builder.bitcast(w, _V8I)
+        if not unpck:  # dwords 0..3, 8..11, 4..7, 12..15 of each row -> in order
+            w = builder.shuffle_vector(w, w, ir.Constant(_V8I, [0, 2, 1, 3, 4, 6, 5, 7]))
+        w = builder.bitcast(w, v32)
+        out.append(builder.shuffle_vector(w, w, lo16))
+        if k + 1 < len(words):
+            out.append(builder.shuffle_vector(w, w, hi16))
+    return out
 
 
 def _array(context, builder, sig_arg, val):
@@ -293,6 +353,31 @@ def quad_madd(builder, x, w, x86):
                        builder.shuffle_vector(t, t, ir.Constant(_V8I, list(range(1, 16, 2)))))
 
 
+def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols, x86, unpck):
+    """The int8 GEMM tiles' epilogue: for row r < nrows (accs[r] = two <8 x i32> of 16 positions,
+    in order or, with ``unpck``, as _narrow_rows says), D row r = pd + r * ldd, ncols of its 16
+    positions: clamp(rint(float32(acc + bias[r]) * M[r]) + y_zp, qmin, qmax) as int8, by
+    _requant_i32 and _narrow_rows (two rows per narrowing step; a row past nrows is computed
+    from row nrows - 1's bias and multiplier and not stored)."""
+    i64 = ldd.type
+    zp32 = builder.trunc(zpv, _I32)
+    lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+    hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
+    last = builder.sub(nrows, ir.Constant(nrows.type, 1))
+    rows = []
+    for r in range(len(accs)):
+        rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), nrows), ir.Constant(i64, r), last)
+        b = _splat(builder, builder.load(_ptr(builder, pbias, rr, _I32), align=4), _V8I)
+        mult = _splat(builder, builder.load(builder.gep(pm, [rr])), _V8F)
+        rows.append([_requant_i32(builder, builder.sitofp(builder.add(v, b), _V8F), mult, lo, hi, x86)
+                     for v in accs[r]])
+    ys = _narrow_rows(builder, rows, zp32, x86, unpck)
+    for r in range(len(accs)):
+        with builder.if_then(builder.icmp_signed(">", nrows, ir.Constant(nrows.type, r))):
+            _store_cols(builder, [ys[r]], builder.gep(pd, [builder.mul(ldd, ir.Constant(i64, r))]), ncols,
+                        ir.VectorType(_I8, 16), 1)
+
+
 def _make_i8_tile(R, u8):
     @intrinsic
     def i8_tile(typingctx, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
@@ -334,17 +419,8 @@ def _make_i8_tile(R, u8):
                     for h in range(2):
                         d = quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
                         builder.store(builder.add(builder.load(accs[r][h]), d), accs[r][h])
-            zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-            lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-            hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-            for r in range(R):
-                with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
-                    b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
-                    mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
-                    row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
-                    ys = [_requant8(builder, builder.sitofp(builder.add(builder.load(accs[r][h]), b), _V8F),
-                                    mult, zp, lo, hi) for h in range(2)]
-                    _store_cols(builder, ys, row, ncolsv, _V8I8, 1)
+            _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
+                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -391,20 +467,8 @@ def s16_rows_tile6(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M,
                 w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
                 for h in range(2):
                     builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
-        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
-        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
-        for r in range(R):
-            with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(i64, r))):
-                b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
-                mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
-                a_lo = builder.add(builder.load(accs[r][0]), b)
-                a_hi = builder.add(builder.load(accs[r][1]), b)
-                ys = [_requant8(builder, builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F), mult, zp, lo, hi)
-                      for idx in (first, second)]
-                _store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))]), ncolsv, _V8I8, 1)
+        _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
+                       zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), True)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -533,23 +597,21 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                         v = builder.shuffle_vector(x0, x1, idx)
                         a = accs[c][2 * h + k]
                         builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
-        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
-        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
+        x86 = "avx2" in codegen_features(context)
+        zp32 = builder.trunc(zpv, _I32)
+        lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
         for c in range(DW_CH):
             with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
                 b = _splat(builder, builder.load(builder.gep(pbias, [chz[c][1]])), _V8I)
                 mult = _splat(builder, builder.load(builder.gep(pm, [chz[c][1]])), _V8F)
-                vals = []
+                rows = []
                 for h in range(nv):
-                    a_lo = builder.add(builder.load(accs[c][2 * h]), b)
-                    a_hi = builder.add(builder.load(accs[c][2 * h + 1]), b)
-                    for idx in (first, second):
-                        v = builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F)
-                        vals.append(_requant8(builder, v, mult, zp, lo, hi))
-                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8I8, 1)
+                    rows.append([_requant_i32(builder, builder.sitofp(builder.add(builder.load(accs[c][2 * h + k]), b),
+                                                                     _V8F), mult, lo, hi, x86) for k in range(2)])
+                vals = _narrow_rows(builder, rows, zp32, x86, True)
+                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
+                            ir.VectorType(_I8, 16), 1)
         return context.get_dummy_value()
 
     return sig, codegen
