@@ -358,6 +358,69 @@ def _windows(X, xb, g, go, Z, zo, fill):
             T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
 
 
+@kernel_jit(inline="always")
+def _rows16(X, xo, w, Z, zo, ow, nrows, zp):
+    """Z[zo + r * ow + j] = int16(X[xo + r * w + j]) - zp for r < nrows, j < ow, 16 values per
+    kernels_tile.widen16_i8 step: reads up to X[xo + (nrows - 1) * w + ow + 15], writes up to
+    Z[zo + nrows * ow + 15] (a row's last step spills into the next, written after it)."""
+    for r in range(nrows):
+        for j0 in range(0, ow, 16):
+            if BOUNDS:
+                _need(X, xo + r * w + j0, xo + r * w + j0 + 16)
+                _need(Z, zo + r * ow + j0, zo + r * ow + j0 + 16)
+            T.widen16_i8(X, xo + r * w + j0, Z, zo + r * ow + j0, zp)
+
+
+@kernel_jit(inline="always")
+def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
+    """Rows r0 <= r < r1 one value at a time: Z[zo + r * ow + j] = X[xo + r * w + j] - zp for
+    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16)."""
+    for r in range(r0, r1):
+        zr = Z[zo + r * ow:zo + (r + 1) * ow]
+        for j in range(ow):
+            zr[j] = 0
+        if j_hi > j_lo:
+            xr = X[xo + r * w + j_lo:xo + r * w + j_hi]
+            zr = Z[zo + r * ow + j_lo:zo + r * ow + j_hi]
+            for j in range(j_hi - j_lo):
+                zr[j] = np.int16(np.int32(xr[j]) - np.int32(zp))
+
+
+@kernel_jit
+def _windows16(X, xb, g, go, Z, zo, x_zp):
+    """BM_WINDOW for int8 with column stride 1: the windows _windows gathers, as int16 x - x_zp
+    straight from the int8 sample (X[xb:] the group's planes) into the int16 array Z at zo +
+    (c * G_NCLS + q) * G_ZS + G_ZM, 0 where a column is padding. Each window row is a run of the
+    input row: _rows16 (16 values per vector step) for the rows whose steps read inside X and
+    write inside the window's rows, when the window's columns all lie inside the input; the
+    other rows one value at a time."""
+    h = g[go + G_H]
+    w = g[go + G_W]
+    ow = g[go + G_OW]
+    dw = g[go + G_DW]
+    pl = g[go + G_PL]
+    cg = g[go + G_C] // g[go + G_GROUP]
+    ncls = g[go + G_NCLS]
+    zs = g[go + G_ZS]
+    zm = g[go + G_ZM]
+    zp = np.int16(x_zp)
+    span = (ow + 15) // 16 * 16  # values a row's steps read and write
+    for c in range(cg):
+        for q in range(ncls):
+            col0 = q * dw - pl  # input column of output column 0
+            j_lo = min(ow, max(0, -col0))  # output columns j_lo..j_hi - 1 read the input
+            j_hi = max(j_lo, min(ow, w - col0))
+            xo = xb + c * h * w + col0
+            d = zo + (c * ncls + q) * zs + zm
+            n_fast = 0
+            if j_lo == 0 and j_hi == ow:
+                n_fast = h
+                while n_fast > 0 and ((n_fast - 1) * ow + span > h * ow or xo + (n_fast - 1) * w + span > X.size):
+                    n_fast -= 1
+                _rows16(X, xo, w, Z, d, ow, n_fast, zp)
+            _window_rows16(X, xo, w, Z, d, ow, n_fast, h, j_lo, j_hi, zp)
+
+
 @kernel_jit
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
@@ -601,7 +664,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
         Bias = bias
         bb = bo
     w32 = f32s.view(np.int32)
-    if mode == BM_GATHER or mode == BM_WINDOW:  # the sample as int32: the gathers read 32-bit elements
+    runs = mode == BM_WINDOW and g[go + G_SW] == 1  # windows widened from the int8 sample (_windows16)
+    if mode == BM_GATHER or (mode == BM_WINDOW and not runs):  # the sample as int32: gathers read 32 bits
         xw = w32[fo:fo + c_in * hw]
         xr = src[xs:xs + c_in * hw]
         zsub = np.int32(x_zp) if mode == BM_WINDOW else np.int32(0)
@@ -612,7 +676,12 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
         elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
-            if mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
+            if runs:  # int16 windows straight from the int8 sample, where the gathered ones go
+                wz = fo + c_in * hw
+                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
+                zb = 2 * (wz + nz)
+                _windows16(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)
+            elif mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
                 wz = fo + c_in * hw
                 nz = cg * g[go + G_NCLS] * g[go + G_ZS]
                 _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))

@@ -28,6 +28,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
 - ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
+- ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
 ``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
@@ -612,6 +613,25 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                 vals = _narrow_rows(builder, rows, zp32, x86, True)
                 _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
                             ir.VectorType(_I8, 16), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def widen16_i8(typingctx, X, xo, Z, zo, zp):
+    """Z[zo + j] = int16(X[xo + j]) - zp for j < 16: X int8, Z any array addressed in int16
+    elements. Reads X[xo:xo + 16], writes 16 int16 (vpmovsxbw, vpsubw)."""
+    sig = types.void(X, xo, Z, zo, zp)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, zv, zoff, zpv = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+        x = builder.sext(builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1), _V16S)
+        y = builder.sub(x, _splat(builder, builder.trunc(zpv, _I16), _V16S))
+        builder.store(y, builder.bitcast(pz, _V16S.as_pointer()), align=2)
         return context.get_dummy_value()
 
     return sig, codegen
