@@ -540,7 +540,7 @@ def _last_full(p0, plane, width):
     return p0, min(width, plane - p0)
 
 
-@kernel_jit
+@kernel_jit(inline="always")
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels."""
