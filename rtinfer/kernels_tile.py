@@ -29,6 +29,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
 - ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
 - ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
+- ``pack_quads16``: 16 uint8 quads of four int8 rows (the u8 GEMM's B words).
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
 ``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
@@ -613,6 +614,31 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                 vals = _narrow_rows(builder, rows, zp32, x86, True)
                 _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
                             ir.VectorType(_I8, 16), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
+    """Sixteen uint8 quads: for p < 16, the int32 word Bw[bo + p] has the bytes (X[r_t + p] + add)
+    mod 256 for t = 0..3, t = 0 in the low byte (X int8; Bw int32). Byte interleaves in
+    registers (vpunpck*bw, vpunpck*wd on x86)."""
+    sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
+
+    def codegen(context, builder, signature, args):
+        xv, o0, o1, o2, o3, addv, bv, boff = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = _array(context, builder, st[0], xv).data
+        pb = builder.gep(_array(context, builder, st[6], bv).data, [boff])
+        v16b = ir.VectorType(_I8, 16)
+        a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
+        rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
+        inter8 = ir.Constant(ir.VectorType(_I32, 32), [k for p in range(16) for k in (p, p + 16)])
+        v01 = builder.bitcast(builder.shuffle_vector(rows[0], rows[1], inter8), _V16S)
+        v23 = builder.bitcast(builder.shuffle_vector(rows[2], rows[3], inter8), _V16S)
+        w = builder.shuffle_vector(v01, v23, inter8)  # <32 x i16>: (b0 b1), (b2 b3) per position
+        builder.store(builder.bitcast(w, _V16I), builder.bitcast(pb, _V16I.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
