@@ -90,7 +90,7 @@ G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the pack
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
-               # of the DW path and of GEMM BM_SHIFT
+               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word)
 G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
 G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
@@ -280,10 +280,23 @@ def _check_fill(X, xo, n, MK, mo, ncls, Z, zo, zs):
 
 @kernel_jit(inline="always")
 def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
-    """kernels_tile.fill_masked, its extents checked first under BOUNDS."""
+    """kernels_tile.fill_masked for float32 (int32 masks at g[ma:]), its extents checked first
+    under BOUNDS."""
     if BOUNDS:
         _check_fill(src, xo, hw, g, ma, ncls, zb, zo, zs)
     T.fill_masked(src, xo, hw, g, ma, ncls, zb, zo, zs, zp)
+
+
+@kernel_jit(inline="always")
+def _fill16(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
+    """kernels_tile.fill_masked for int8 (int16 masks from the int32 word g[ma] on, as
+    _mask_words packs them), its extents checked first under BOUNDS."""
+    if BOUNDS:
+        _need(g, ma, ma + (ncls * hw + 1) // 2)
+        _check_fill(src, xo, hw, g, ma, 0, zb, zo, zs)
+        for m in range(ncls):
+            _need(zb, zo + m * zs, zo + m * zs + hw)
+    T.fill_masked(src, xo, hw, g, 2 * ma, ncls, zb, zo, zs, zp)
 
 
 @kernel_jit(inline="always")
@@ -343,6 +356,69 @@ def _windows(X, xb, g, go, Z, zo, fill):
             if BOUNDS:
                 _check_gather(X, xb + c * hw, hw, g, ix + q * n, n, Z, d)
             T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
+
+
+@kernel_jit(inline="always")
+def _rows16(X, xo, w, Z, zo, ow, nrows, zp):
+    """Z[zo + r * ow + j] = int16(X[xo + r * w + j]) - zp for r < nrows, j < ow, 16 values per
+    kernels_tile.widen16_i8 step: reads up to X[xo + (nrows - 1) * w + ow + 15], writes up to
+    Z[zo + nrows * ow + 15] (a row's last step spills into the next, written after it)."""
+    for r in range(nrows):
+        for j0 in range(0, ow, 16):
+            if BOUNDS:
+                _need(X, xo + r * w + j0, xo + r * w + j0 + 16)
+                _need(Z, zo + r * ow + j0, zo + r * ow + j0 + 16)
+            T.widen16_i8(X, xo + r * w + j0, Z, zo + r * ow + j0, zp)
+
+
+@kernel_jit(inline="always")
+def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
+    """Rows r0 <= r < r1 one value at a time: Z[zo + r * ow + j] = X[xo + r * w + j] - zp for
+    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16)."""
+    for r in range(r0, r1):
+        zr = Z[zo + r * ow:zo + (r + 1) * ow]
+        for j in range(ow):
+            zr[j] = 0
+        if j_hi > j_lo:
+            xr = X[xo + r * w + j_lo:xo + r * w + j_hi]
+            zr = Z[zo + r * ow + j_lo:zo + r * ow + j_hi]
+            for j in range(j_hi - j_lo):
+                zr[j] = np.int16(np.int32(xr[j]) - np.int32(zp))
+
+
+@kernel_jit
+def _windows16(X, xb, g, go, Z, zo, x_zp):
+    """BM_WINDOW for int8 with column stride 1: the windows _windows gathers, as int16 x - x_zp
+    straight from the int8 sample (X[xb:] the group's planes) into the int16 array Z at zo +
+    (c * G_NCLS + q) * G_ZS + G_ZM, 0 where a column is padding. Each window row is a run of the
+    input row: _rows16 (16 values per vector step) for the rows whose steps read inside X and
+    write inside the window's rows, when the window's columns all lie inside the input; the
+    other rows one value at a time."""
+    h = g[go + G_H]
+    w = g[go + G_W]
+    ow = g[go + G_OW]
+    dw = g[go + G_DW]
+    pl = g[go + G_PL]
+    cg = g[go + G_C] // g[go + G_GROUP]
+    ncls = g[go + G_NCLS]
+    zs = g[go + G_ZS]
+    zm = g[go + G_ZM]
+    zp = np.int16(x_zp)
+    span = (ow + 15) // 16 * 16  # values a row's steps read and write
+    for c in range(cg):
+        for q in range(ncls):
+            col0 = q * dw - pl  # input column of output column 0
+            j_lo = min(ow, max(0, -col0))  # output columns j_lo..j_hi - 1 read the input
+            j_hi = max(j_lo, min(ow, w - col0))
+            xo = xb + c * h * w + col0
+            d = zo + (c * ncls + q) * zs + zm
+            n_fast = 0
+            if j_lo == 0 and j_hi == ow:
+                n_fast = h
+                while n_fast > 0 and ((n_fast - 1) * ow + span > h * ow or xo + (n_fast - 1) * w + span > X.size):
+                    n_fast -= 1
+                _rows16(X, xo, w, Z, d, ow, n_fast, zp)
+            _window_rows16(X, xo, w, Z, d, ow, n_fast, h, j_lo, j_hi, zp)
 
 
 @kernel_jit
@@ -452,7 +528,19 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 
 
 # ------------------------------------------------------------------------------ int8 QCONV
-@kernel_jit
+@kernel_jit(inline="always")
+def _last_full(p0, plane, width):
+    """(start, count) of the int8 tile at p0 of the tiles at 0, width, 2 width, ... over plane
+    positions: the last, partial one starts at plane - width instead when plane >= width, so it
+    is a full tile recomputing a few positions of the one before it (the same values: the
+    sources are the layer's own copies, never its output) and stores whole vectors (a partial
+    tile stores through a stack buffer and a memcpy call)."""
+    if p0 + width > plane and plane >= width:
+        return plane - width, width
+    return p0, min(width, plane - p0)
+
+
+@kernel_jit(inline="always")
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels."""
@@ -497,7 +585,15 @@ def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     out = Bw[bo:bo + n]
     z = np.int32(add)
     a = x[r0:r0 + n]
-    if nrows == 4:
+    if nrows == 4 and n >= 16 and x.itemsize == 1:  # int8 rows: 16 quads per step, the last overlapping
+        for p0 in range(0, n, 16):
+            p = min(p0, n - 16)
+            if BOUNDS:
+                for r in (r0, r1, r2, r3):
+                    _need(x, r + p, r + p + 16)
+                _need(Bw, bo + p, bo + p + 16)
+            T.pack_quads16(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
+    elif nrows == 4:
         b = x[r1:r1 + n]
         c = x[r2:r2 + n]
         d = x[r3:r3 + n]
@@ -576,7 +672,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
         Bias = bias
         bb = bo
     w32 = f32s.view(np.int32)
-    if mode == BM_GATHER or mode == BM_WINDOW:  # the sample as int32: the gathers read 32-bit elements
+    runs = mode == BM_WINDOW and g[go + G_SW] == 1  # windows widened from the int8 sample (_windows16)
+    if mode == BM_GATHER or (mode == BM_WINDOW and not runs):  # the sample as int32: gathers read 32 bits
         xw = w32[fo:fo + c_in * hw]
         xr = src[xs:xs + c_in * hw]
         zsub = np.int32(x_zp) if mode == BM_WINDOW else np.int32(0)
@@ -587,7 +684,12 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
         elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
-            if mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
+            if runs:  # int16 windows straight from the int8 sample, where the gathered ones go
+                wz = fo + c_in * hw
+                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
+                zb = 2 * (wz + nz)
+                _windows16(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)
+            elif mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
                 wz = fo + c_in * hw
                 nz = cg * g[go + G_NCLS] * g[go + G_ZS]
                 _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
@@ -601,10 +703,10 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
                 for c in range(cg):
-                    _fill(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
+                    _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
                           zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
             for p0 in range(0, plane, COLS):
-                nc = min(COLS, plane - p0)
+                p0, nc = _last_full(p0, plane, COLS)
                 for o0 in range(0, og, ROWS):
                     o = gi * og + o0
                     if BOUNDS:
@@ -628,7 +730,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
         for p0 in range(0, plane, COLS):
-            nc = min(COLS, plane - p0)
+            p0, nc = _last_full(p0, plane, COLS)
             for o0 in range(0, og, ROWS):
                 o = gi * og + o0
                 _i8_rows(u8, min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, g, bw + p0, ppad, ks,
@@ -656,19 +758,20 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
         for c0 in range(0, c_n, DW_CH):
             nch = min(DW_CH, c_n - c0)
             for c in range(nch):
-                _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
+                _fill16(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, x_zp)
             for k0 in range(0, plane, DW_COLS):
+                k0, nc = _last_full(k0, plane, DW_COLS)
                 _dw_i8(zb, zo + k0, cs, g, ta, npr, wa + c0 * npr, bias, bo + c0,
-                       dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + c0, y_zp, qmin, qmax)
+                       dst, ys + c0 * plane + k0, plane, nch, nc, M, mo + c0, y_zp, qmin, qmax)
     else:
         for c in range(c_n):
-            _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
+            _fill16(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, x_zp)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
+                    k0, nc = _last_full(k0, plane, DW_COLS)
                     _dw_i8(zb, zo + k0, 0, g, ta, npr, wa + o0 * npr, bias, bo + o0,
-                           dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), M, mo + o0, y_zp,
-                           qmin, qmax)
+                           dst, ys + o0 * plane + k0, plane, nch, nc, M, mo + o0, y_zp, qmin, qmax)
 
 
 @kernel_jit
@@ -702,11 +805,42 @@ def _inside(g, go):
 
 
 @kernel_jit
+def _maxpool2_i8(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
+    """maxpool's int8 2-wide, stride-2 windows that never reach padding, one or two rows each
+    (the second r1 elements after the first; r1 = 0: one row), over ``planes`` planes back to
+    back: kernels_tile.maxpool2_i8 gives 16 outputs of a row per step. A step's last outputs
+    may spill past the row into outputs computed after it (rows and planes run in order), so a
+    step runs only where its reads end by x_end and its writes by y_end; the rest one by one."""
+    for c in range(planes):
+        xc = so + c * h * w
+        yc = do + c * oh * ow
+        for i in range(oh):
+            xr = xc + i * sh * w
+            yr = yc + i * ow
+            for j0 in range(0, ow, 16):
+                if xr + r1 + 2 * j0 + 32 <= x_end and yr + j0 + 16 <= y_end:
+                    if BOUNDS:
+                        _need(src, xr + 2 * j0, xr + r1 + 2 * j0 + 32)
+                        _need(dst, yr + j0, yr + j0 + 16)
+                    T.maxpool2_i8(src, xr + 2 * j0, r1, dst, yr + j0)
+                else:
+                    for j in range(j0, min(ow, j0 + 16)):
+                        a = src[xr + 2 * j]
+                        v = src[xr + 2 * j + 1]
+                        a = v if v > a else a
+                        v = src[xr + r1 + 2 * j]
+                        a = v if v > a else a
+                        v = src[xr + r1 + 2 * j + 1]
+                        dst[yr + j] = v if v > a else a
+
+
+@kernel_jit
 def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
     the window's input elements (padding ignored; the planner checked every window holds one):
     the first input element in (p, q) order, then each later one replaces it if greater.
-    Windows that never reach padding run row by row over the output columns (vectorized)."""
+    Windows that never reach padding run row by row over the output columns (vectorized); int8
+    2-wide, stride-2 ones over one or two rows 16 outputs per vector step (_maxpool2_i8)."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -724,6 +858,9 @@ def maxpool(src, so, dst, do, g, go, m):
     n_out = c_n * oh * ow
     inside = _inside(g, go)
     pairs = inside and kw == 2 and sw == 2 and dw == 1
+    if pairs and kh <= 2 and src.itemsize == 1:  # int8: 16 outputs per vector step
+        _maxpool2_i8(src, so, dst, do, m * c_n, h, w, oh, ow, sh, (kh - 1) * dh * w, so + m * n_in, do + m * n_out)
+        return
     for s in range(m):
         for c in range(c_n):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
@@ -1007,6 +1144,15 @@ def table_from_geometry(geo, out_channels: int, group: int = 1, include_pad: int
 MAX_SCRATCH = 1 << 26  # elements of conv scratch one layer may ask the planner for
 
 
+def _mask_words(masks: np.ndarray) -> np.ndarray:
+    """The int8 paths' column class masks (classes, h w) as int16 -1 / 0, two to an int32 word
+    (padded to an even count): fill_masked reads them as int16."""
+    m16 = np.asarray(masks, np.int16).reshape(-1)
+    if m16.size % 2:
+        m16 = np.concatenate([m16, np.zeros(1, np.int16)])
+    return m16.view(np.int32)
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -1192,7 +1338,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
         table[G_NCLS] = len(masks)
-        table[G_AUX2] = put(masks)
+        table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm
         table[G_ZS] = zs
         offs = [cls * zs + zm + off for _, cls, off in taps]
@@ -1226,7 +1372,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         taps, masks, zm, zs = shift
         table[G_BMODE] = BM_SHIFT
         table[G_NCLS] = len(masks)
-        table[G_AUX2] = put(masks)
+        table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm
         table[G_ZS] = zs
         per = len(masks) * zs  # elements of one channel's copies

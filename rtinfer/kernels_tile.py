@@ -27,6 +27,9 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
+- ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
+- ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
+- ``pack_quads16``: 16 uint8 quads of four int8 rows (the u8 GEMM's B words).
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
 ``target_features()`` tells the planner which CPU features the compiled code may use (Numba's
@@ -56,6 +59,7 @@ _V8B = ir.VectorType(_I1, 8)
 _V8I8 = ir.VectorType(_I8, 8)
 _V16S = ir.VectorType(_I16, 16)
 _V16I = ir.VectorType(_I32, 16)
+_V4I = ir.VectorType(_I32, 4)
 
 
 def target_features() -> frozenset:
@@ -124,21 +128,22 @@ def _masked_load(builder, ptr, vty, mask, align):
 
 
 def _store_cols(builder, vals, row, ncols, vty, align):
-    """Store the vectors ``vals`` (8 lanes each) at row[0:8 * len(vals)] when ncols covers them
+    """Store the vectors ``vals`` (of ``vty``) at row[0:lanes * len(vals)] when ncols covers them
     all, else only row[0:ncols]: the vectors go to a stack buffer and ncols elements are copied
     (no masked store: vmaskmovps stores are slow on some CPUs, and there is none for bytes)."""
     i64 = ncols.type
-    n = 8 * len(vals)
+    lanes = vty.count
+    n = lanes * len(vals)
     full = builder.icmp_signed("==", ncols, ir.Constant(i64, n))
     with _if_else(builder, full) as (then, otherwise):
         with then:
             for h, v in enumerate(vals):
-                builder.store(v, _ptr(builder, row, ir.Constant(i64, 8 * h), vty), align=align)
+                builder.store(v, _ptr(builder, row, ir.Constant(i64, lanes * h), vty), align=align)
         with otherwise:
             buf = cgutils.alloca_once(builder, ir.ArrayType(vty.element, n))
             base = builder.bitcast(buf, vty.element.as_pointer())
             for h, v in enumerate(vals):
-                builder.store(v, _ptr(builder, base, ir.Constant(i64, 8 * h), vty), align=1)
+                builder.store(v, _ptr(builder, base, ir.Constant(i64, lanes * h), vty), align=1)
             with cgutils.for_range(builder, ncols) as loop:
                 k = loop.index
                 builder.store(builder.load(builder.gep(base, [k])), builder.gep(row, [k]))
@@ -170,6 +175,64 @@ def _requant8(builder, acc_f, mult, zp, lo, hi):
     v = builder.select(builder.fcmp_ordered("<", v, lo), lo, v)
     v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
     return builder.trunc(builder.fptosi(v, _V8I), _V8I8)
+
+
+def _requant_i32(builder, acc_f, mult, lo, hi, x86):
+    """<8 x float> exact integers -> <8 x i32>: rint(clamp(acc * mult, lo, hi)), lo and hi the
+    float32 integers qmin - y_zp and qmax - y_zp. Equal to _requant8's clamp(rint(acc * mult) +
+    y_zp, qmin, qmax) - y_zp: rint is monotonic and keeps the integers lo and hi, so clamping
+    before or after it gives the same integer (acc * mult is never NaN: M is finite). x86: the
+    clamped product converted by vcvtps2dq (round to nearest even, the default MXCSR mode, as
+    rint); else rint then fptosi."""
+    v = builder.fmul(acc_f, mult)
+    v = builder.select(builder.fcmp_ordered("<", v, lo), lo, v)
+    v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
+    if x86:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8F]),
+                                            "llvm.x86.avx.cvt.ps2dq.256")
+        return builder.call(fn, [v])
+    return builder.fptosi(_rint(builder, v), _V8I)
+
+
+_UNPCK_ORDER = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15]  # (lo, hi) of _LO16/_HI16 -> positions
+
+
+def _narrow_rows(builder, rows, zp, x86, unpck):
+    """Rows of 16 requantized positions, each a pair (a, b) of <8 x i32> from _requant_i32 (y_zp
+    not yet added), -> one <16 x i8> per row, positions in order, + y_zp (zp an i32): the values
+    then lie in [qmin, qmax], so narrowing is exact. Pair order: a = positions 0..7, b = 8..15,
+    or with ``unpck`` a = positions 0..3, 8..11 and b = 4..7, 12..15 (vpunpck*wd accumulators).
+    x86: vpackssdw per row, y_zp added as int16, vpacksswb per two rows, vpermq (and vpshufd for
+    the in-order pairs); else the same values by shuffles, an add and a truncation."""
+    out = []
+    if not x86:
+        zv = _splat(builder, zp, _V16I)
+        order = ir.Constant(_V16I, _UNPCK_ORDER if unpck else list(range(16)))
+        for a, b in rows:
+            v = builder.add(builder.shuffle_vector(a, b, order), zv)
+            out.append(builder.trunc(v, ir.VectorType(_I8, 16)))
+        return out
+    packd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16S, [_V8I, _V8I]), "llvm.x86.avx2.packssdw")
+    v32 = ir.VectorType(_I8, 32)
+    packw = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [_V16S, _V16S]), "llvm.x86.avx2.packsswb")
+    z16 = _splat(builder, builder.trunc(zp, _I16), _V16S)
+    words = [builder.add(builder.call(packd, [a, b]), z16) for a, b in rows]
+    v4q = ir.VectorType(ir.IntType(64), 4)
+    lo16 = ir.Constant(_V16I, list(range(16)))
+    hi16 = ir.Constant(_V16I, list(range(16, 32)))
+    for k in range(0, len(words), 2):
+        p = words[k]
+        q = words[k + 1] if k + 1 < len(words) else p
+        w = builder.bitcast(builder.call(packw, [p, q]), v4q)
+        w = builder.shuffle_vector(w, w, ir.Constant(_V4I, [0, 2, 1, 3]))  # row k | row k + 1
+        w = builder.bitcast(w, _V8I)
+        if not unpck:  # dwords 0..3, 8..11, 4..7, 12..15 of each row -> in order
+            w = builder.shuffle_vector(w, w, ir.Constant(_V8I, [0, 2, 1, 3, 4, 6, 5, 7]))
+        w = builder.bitcast(w, v32)
+        out.append(builder.shuffle_vector(w, w, lo16))
+        if k + 1 < len(words):
+            out.append(builder.shuffle_vector(w, w, hi16))
+    return out
 
 
 def _array(context, builder, sig_arg, val):
@@ -292,6 +355,31 @@ def quad_madd(builder, x, w, x86):
                        builder.shuffle_vector(t, t, ir.Constant(_V8I, list(range(1, 16, 2)))))
 
 
+def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols, x86, unpck):
+    """The int8 GEMM tiles' epilogue: for row r < nrows (accs[r] = two <8 x i32> of 16 positions,
+    in order or, with ``unpck``, as _narrow_rows says), D row r = pd + r * ldd, ncols of its 16
+    positions: clamp(rint(float32(acc + bias[r]) * M[r]) + y_zp, qmin, qmax) as int8, by
+    _requant_i32 and _narrow_rows (two rows per narrowing step; a row past nrows is computed
+    from row nrows - 1's bias and multiplier and not stored)."""
+    i64 = ldd.type
+    zp32 = builder.trunc(zpv, _I32)
+    lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+    hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
+    last = builder.sub(nrows, ir.Constant(nrows.type, 1))
+    rows = []
+    for r in range(len(accs)):
+        rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), nrows), ir.Constant(i64, r), last)
+        b = _splat(builder, builder.load(_ptr(builder, pbias, rr, _I32), align=4), _V8I)
+        mult = _splat(builder, builder.load(builder.gep(pm, [rr])), _V8F)
+        rows.append([_requant_i32(builder, builder.sitofp(builder.add(v, b), _V8F), mult, lo, hi, x86)
+                     for v in accs[r]])
+    ys = _narrow_rows(builder, rows, zp32, x86, unpck)
+    for r in range(len(accs)):
+        with builder.if_then(builder.icmp_signed(">", nrows, ir.Constant(nrows.type, r))):
+            _store_cols(builder, [ys[r]], builder.gep(pd, [builder.mul(ldd, ir.Constant(i64, r))]), ncols,
+                        ir.VectorType(_I8, 16), 1)
+
+
 def _make_i8_tile(R, u8):
     @intrinsic
     def i8_tile(typingctx, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
@@ -333,17 +421,8 @@ def _make_i8_tile(R, u8):
                     for h in range(2):
                         d = quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
                         builder.store(builder.add(builder.load(accs[r][h]), d), accs[r][h])
-            zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-            lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-            hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-            for r in range(R):
-                with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
-                    b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
-                    mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
-                    row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
-                    ys = [_requant8(builder, builder.sitofp(builder.add(builder.load(accs[r][h]), b), _V8F),
-                                    mult, zp, lo, hi) for h in range(2)]
-                    _store_cols(builder, ys, row, ncolsv, _V8I8, 1)
+            _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
+                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -390,20 +469,8 @@ def s16_rows_tile6(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M,
                 w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
                 for h in range(2):
                     builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
-        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
-        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
-        for r in range(R):
-            with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(i64, r))):
-                b = _splat(builder, builder.load(_ptr(builder, pbias, ir.Constant(i64, r), _I32), align=4), _V8I)
-                mult = _splat(builder, builder.load(builder.gep(pm, [ir.Constant(i64, r)])), _V8F)
-                a_lo = builder.add(builder.load(accs[r][0]), b)
-                a_hi = builder.add(builder.load(accs[r][1]), b)
-                ys = [_requant8(builder, builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F), mult, zp, lo, hi)
-                      for idx in (first, second)]
-                _store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))]), ncolsv, _V8I8, 1)
+        _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
+                       zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), True)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -532,23 +599,93 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                         v = builder.shuffle_vector(x0, x1, idx)
                         a = accs[c][2 * h + k]
                         builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
-        zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
-        lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
-        hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-        first = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11])    # positions 0..7 of (lo, hi)
-        second = ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])  # positions 8..15
+        x86 = "avx2" in codegen_features(context)
+        zp32 = builder.trunc(zpv, _I32)
+        lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
         for c in range(DW_CH):
             with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
                 b = _splat(builder, builder.load(builder.gep(pbias, [chz[c][1]])), _V8I)
                 mult = _splat(builder, builder.load(builder.gep(pm, [chz[c][1]])), _V8F)
-                vals = []
+                rows = []
                 for h in range(nv):
-                    a_lo = builder.add(builder.load(accs[c][2 * h]), b)
-                    a_hi = builder.add(builder.load(accs[c][2 * h + 1]), b)
-                    for idx in (first, second):
-                        v = builder.sitofp(builder.shuffle_vector(a_lo, a_hi, idx), _V8F)
-                        vals.append(_requant8(builder, v, mult, zp, lo, hi))
-                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8I8, 1)
+                    rows.append([_requant_i32(builder, builder.sitofp(builder.add(builder.load(accs[c][2 * h + k]), b),
+                                                                     _V8F), mult, lo, hi, x86) for k in range(2)])
+                vals = _narrow_rows(builder, rows, zp32, x86, True)
+                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
+                            ir.VectorType(_I8, 16), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
+    """Sixteen uint8 quads: for p < 16, the int32 word Bw[bo + p] has the bytes (X[r_t + p] + add)
+    mod 256 for t = 0..3, t = 0 in the low byte (X int8; Bw int32). Byte interleaves in
+    registers (vpunpck*bw, vpunpck*wd on x86)."""
+    sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
+
+    def codegen(context, builder, signature, args):
+        xv, o0, o1, o2, o3, addv, bv, boff = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = _array(context, builder, st[0], xv).data
+        pb = builder.gep(_array(context, builder, st[6], bv).data, [boff])
+        v16b = ir.VectorType(_I8, 16)
+        a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
+        rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
+        inter8 = ir.Constant(ir.VectorType(_I32, 32), [k for p in range(16) for k in (p, p + 16)])
+        v01 = builder.bitcast(builder.shuffle_vector(rows[0], rows[1], inter8), _V16S)
+        v23 = builder.bitcast(builder.shuffle_vector(rows[2], rows[3], inter8), _V16S)
+        w = builder.shuffle_vector(v01, v23, inter8)  # <32 x i16>: (b0 b1), (b2 b3) per position
+        builder.store(builder.bitcast(w, _V16I), builder.bitcast(pb, _V16I.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def widen16_i8(typingctx, X, xo, Z, zo, zp):
+    """Z[zo + j] = int16(X[xo + j]) - zp for j < 16: X int8, Z any array addressed in int16
+    elements. Reads X[xo:xo + 16], writes 16 int16 (vpmovsxbw, vpsubw)."""
+    sig = types.void(X, xo, Z, zo, zp)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, zv, zoff, zpv = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+        x = builder.sext(builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1), _V16S)
+        y = builder.sub(x, _splat(builder, builder.trunc(zpv, _I16), _V16S))
+        builder.store(y, builder.bitcast(pz, _V16S.as_pointer()), align=2)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def maxpool2_i8(typingctx, X, xo, r1, D, do):
+    """Sixteen outputs of a 2-wide, stride-2 int8 max pool over one or two rows: for j < 16,
+    D[do + j] = max(X[xo + 2j], X[xo + 2j + 1], X[xo + r1 + 2j], X[xo + r1 + 2j + 1]) (r1 = 0:
+    one row). Reads X[xo:xo + 32] and X[xo + r1:xo + r1 + 32], writes D[do:do + 16]. Any other
+    dtype compiles to nothing (callers take this path for int8 only)."""
+    sig = types.void(X, xo, r1, D, do)
+
+    def codegen(context, builder, signature, args):
+        if signature.args[0].dtype != types.int8:
+            return context.get_dummy_value()
+        xv, xoff, r1v, dv, doff = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[3], dv).data, [doff])
+        v32 = ir.VectorType(_I8, 32)
+        a = builder.load(_ptr(builder, px, ir.Constant(r1v.type, 0), v32), align=1)
+        b = builder.load(_ptr(builder, px, r1v, v32), align=1)
+        a = builder.select(builder.icmp_signed(">", b, a), b, a)
+        even = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(0, 32, 2))))
+        odd = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(1, 32, 2))))
+        y = builder.select(builder.icmp_signed(">", odd, even), odd, even)
+        builder.store(y, _ptr(builder, pd, ir.Constant(r1v.type, 0), ir.VectorType(_I8, 16)), align=1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -608,9 +745,10 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
     """The depthwise planes of one input plane, one per column class: for m < ncls and k < n,
     Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
-    (X float32, Z float32) or as int16 x - zp (X int8, Z any array addressed in int16
-    elements: zo, zs in int16 units). 16 elements per step, the last step overlapping the one
-    before (idempotent: no scalar tail) when n >= 16, element by element below that."""
+    (X float32, Z float32, MK int32) or as int16 x - zp (X int8; MK and Z any arrays addressed
+    in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0). 16 elements per step,
+    the last step overlapping the one before (idempotent: no scalar tail) when n >= 16, element
+    by element below that."""
     i16 = isinstance(X.dtype, types.Integer)
     sig = types.void(X, xo, n, MK, mo, ncls, Z, zo, zs, zp)
 
@@ -619,22 +757,47 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         st = signature.args
         i64 = nv_.type
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
-        pm = builder.gep(_array(context, builder, st[3], mv).data, [moff])
+        mdata = _array(context, builder, st[3], mv).data
+        pm = builder.gep(builder.bitcast(mdata, _I16.as_pointer()) if i16 else mdata, [moff])
         zdata = _array(context, builder, st[6], zv).data
         zbase = builder.bitcast(zdata, (_I16 if i16 else _F32).as_pointer())
         v16 = ir.VectorType(_I32, 16)
-        zp16 = _splat(builder, builder.trunc(zpv, _I32), v16)
+        if i16:
+            zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
+            zrow0 = builder.gep(zbase, [zoff])
+            big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
+            with builder.if_else(big) as (then, otherwise):
+                with then:
+                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 15)), ir.Constant(i64, 16))
+                    last = builder.sub(nv_, ir.Constant(i64, 16))
+                    with cgutils.for_range(builder, ncv) as cls:
+                        m = cls.index
+                        mrow = builder.gep(pm, [builder.mul(m, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
+                        with cgutils.for_range(builder, nblk) as loop:
+                            k = builder.mul(loop.index, ir.Constant(i64, 16))
+                            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                            x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
+                            mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
+                            builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
+                with otherwise:
+                    with cgutils.for_range(builder, ncv) as cls:
+                        m = cls.index
+                        mrow = builder.gep(pm, [builder.mul(m, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
+                        with cgutils.for_range(builder, nv_) as loop:
+                            k = loop.index
+                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I16),
+                                            builder.trunc(zpv, _I16))
+                            builder.store(builder.and_(x, builder.load(builder.gep(mrow, [k]))),
+                                          builder.gep(zrow, [k]))
+            return context.get_dummy_value()
 
         def step(k, mrow, zrow):
             mk = builder.load(_ptr(builder, mrow, k, v16), align=4)
-            if i16:
-                x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), v16)
-                v = builder.trunc(builder.and_(builder.sub(x, zp16), mk), _V16S)
-                builder.store(v, _ptr(builder, zrow, k, _V16S), align=2)
-            else:
-                x = builder.bitcast(builder.load(_ptr(builder, px, k, ir.VectorType(_F32, 16)), align=4), v16)
-                v = builder.bitcast(builder.and_(x, mk), ir.VectorType(_F32, 16))
-                builder.store(v, _ptr(builder, zrow, k, ir.VectorType(_F32, 16)), align=4)
+            x = builder.bitcast(builder.load(_ptr(builder, px, k, ir.VectorType(_F32, 16)), align=4), v16)
+            v = builder.bitcast(builder.and_(x, mk), ir.VectorType(_F32, 16))
+            builder.store(v, _ptr(builder, zrow, k, ir.VectorType(_F32, 16)), align=4)
 
         with cgutils.for_range(builder, ncv) as cls:
             m = cls.index
@@ -653,12 +816,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                     with cgutils.for_range(builder, nv_) as loop:
                         k = loop.index
                         keep = builder.icmp_signed("!=", builder.load(builder.gep(mrow, [k])), _c(0))
-                        if i16:
-                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I32),
-                                            builder.trunc(zpv, _I32))
-                            v = builder.trunc(builder.select(keep, x, _c(0)), _I16)
-                        else:
-                            v = builder.select(keep, builder.load(builder.gep(px, [k])), ir.Constant(_F32, 0.0))
+                        v = builder.select(keep, builder.load(builder.gep(px, [k])), ir.Constant(_F32, 0.0))
                         builder.store(v, builder.gep(zrow, [k]))
         return context.get_dummy_value()
 

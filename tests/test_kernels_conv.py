@@ -191,6 +191,36 @@ POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
 ]
 
 
+INT8_PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the int8 vector steps (16 outputs)
+    ((6, 28, 28), (2, 2), (2, 2), (1, 1)),    # LeNet-5 pool 1
+    ((16, 10, 10), (2, 2), (2, 2), (1, 1)),   # LeNet-5 pool 2 (rows of 5: steps spill into the next rows)
+    ((2, 8, 40), (2, 2), (2, 2), (1, 1)),     # 20 outputs a row: a second, partial step
+    ((3, 9, 11), (2, 2), (2, 2), (1, 1)),     # odd sizes: the last row and column unread
+    ((2, 9, 8), (2, 2), (3, 2), (2, 1)),      # dilated rows, row stride 3
+    ((32, 1, 64), (1, 2), (1, 2), (1, 1)),    # 1-D (the sensor CNN's pools)
+    ((3, 1, 7), (1, 2), (1, 2), (1, 1)),      # 1-D, shorter than one step
+]
+
+
+@pytest.mark.parametrize("case", INT8_PAIR_POOLS)
+@pytest.mark.parametrize("m", [1, 3])
+def test_int8_pair_pools_match_twin(case, m):
+    """QMAXPOOL's int8 vector steps (kernels_tile.maxpool2_i8): exact, nothing written outside
+    the destination, nothing read past the input (steps that would fall back to scalars)."""
+    rng = np.random.default_rng(11)
+    shape, kernel, stride, dil = case
+    geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, dil, ((0, 0), (0, 0))))
+    g = KC.table_from_geometry(geo, geo.c, 1, 0)
+    n_in, n_out = geo.c * geo.h * geo.w, geo.c * geo.oh * geo.ow
+    xq = _buffers(rng, m * n_in, np.int8)
+    got, want = _run_both(KC.maxpool, KC.maxpool_ref, lambda d: (xq, GUARD, d, GUARD, g, 0, m), m * n_out, np.int8)
+    np.testing.assert_array_equal(got, want)
+    exact = xq[:GUARD + m * n_in].copy()  # the input ends the array: no step may read past it
+    got = np.full(m * n_out, 99, np.int8)
+    KC.maxpool(exact, GUARD, got, 0, g, 0, m)
+    np.testing.assert_array_equal(got, want[GUARD:GUARD + m * n_out])
+
+
 @pytest.mark.parametrize("case", POOL_CASES)
 @pytest.mark.parametrize("include_pad", [0, 1])
 def test_pools_match_twins(case, include_pad):
