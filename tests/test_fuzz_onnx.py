@@ -75,6 +75,7 @@ def test_cases_are_reproducible_across_processes():
     assert len(outs) == 1 and outs != {""}
 
 
+@pytest.mark.slow  # a child process per case or worker: runs in the slow pass
 def test_supervised_run_in_workers():
     out = fz.run_supervised(os.path.join(FUZZ, "fuzz_onnx.py"), 5, 60, 60, ("max_parse_peak",), start=500,
                             log=lambda s: None)

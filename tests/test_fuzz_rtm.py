@@ -197,6 +197,7 @@ _DUMMY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a child process per case or worker: runs in the slow pass
 def test_driver_catches_crash_hang_and_memory(tmp_path):
     drv = load("_driver")
     script = tmp_path / "dummy.py"
@@ -210,6 +211,7 @@ def test_driver_catches_crash_hang_and_memory(tmp_path):
     assert out["rlimit_as_bytes"] > 2 << 30
 
 
+@pytest.mark.slow  # a child process per case or worker: runs in the slow pass
 def test_supervised_run_in_workers(tmp_path):
     """A few hundred cases through the real worker processes (memory limit, progress file)."""
     n0 = sum(len(b) for b in fz.base_files())
@@ -243,6 +245,7 @@ POOL_2_28 = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a child process per case or worker: runs in the slow pass
 @pytest.mark.parametrize("planner", ["bounded", "unbounded"])
 def test_issue_16_pool_file_is_caught(tmp_path, planner):
     """The issue's 832-byte .rtm with a pool kernel of 2^28 (4.2 GB and 30 s in rtinfer.load
