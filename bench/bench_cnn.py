@@ -13,7 +13,8 @@ Reported per model and dtype, medians over --rounds rounds of --n samples, the e
 order alternating every round: rtinfer in-loop p50 / p99 (timed inside compiled code),
 rtinfer predict_one p50 with the sample in its natural shape (X[i], e.g. (1, 49, 10)) and flat
 (X[i].reshape(-1)), onnxruntime InferenceSession.run p50 for one sample (intra_op_num_threads=1,
-sequential), the ratio onnxruntime / predict_one, and int8 in-loop speed-up over fp32. Outputs
+sequential), the ratio onnxruntime / predict_one, and int8 in-loop speed-up over fp32 (fp32 and
+int8 rounds interleaved: the median of the per-round ratios). Outputs
 are cross-checked first (rtinfer against its reference executor: fp32 1e-5, int8 exact codes;
 onnxruntime within 1e-4 / a few output LSB). The header names the CPU, its features and the
 int8 kernel path rtinfer compiled (VNNI, AVX2 or portable), and the load average before/after.
@@ -77,12 +78,58 @@ def kernel_path() -> str:
     return kernel_path_name()
 
 
-def run(n: int, rounds: int, models=MODELS) -> list[dict]:
+def _prepare(model, name: str, dtype: str, X, calib) -> dict:
+    """One model in one dtype, cross-checked, ready to time: runtime, onnxruntime session, rows."""
     import export
     import rtinfer
-    from bench.suite_models import build_cnn
     from export.onnx_export import to_onnx
     from rtinfer import reference
+    kw = {"calibration": calib, "reduce_range": True} if dtype == "int8" else {}
+    fm = export.freeze(model, dtype=dtype, **kw)
+    rt = rtinfer.load(fm)
+    sess = _ort_session(to_onnx(fm))
+    in_name = sess.get_inputs()[0].name
+    # cross-check before timing
+    ref = reference.run(fm, X[:64])
+    err_ours = float(np.abs(rt.predict(X[:64]) - ref).max())
+    err_ort = float(np.abs(sess.run(None, {in_name: X[:64]})[0] - ref).max())
+    tol = 1e-4 if dtype == "float32" else 0.05
+    if err_ours > 1e-5 or err_ort > tol:
+        raise SystemExit(f"{name} {dtype}: cross-check failed (rtinfer {err_ours:.3g}, onnxruntime {err_ort:.3g})")
+    n = len(X)
+    return {"name": name, "dtype": dtype, "fm": fm, "rt": rt, "sess": sess, "in_name": in_name, "X": X,
+            "y": np.empty(rt.output_shape, np.float32), "rows": [X[i] for i in range(n)],
+            "flat_rows": [X[i].reshape(-1) for i in range(n)], "ort_rows": [X[i:i + 1] for i in range(n)],
+            "checks": (err_ours, err_ort),
+            "per": {"in_loop_p50": [], "in_loop_p99": [], "predict_one_p50": [], "predict_one_flat_p50": [],
+                    "ort_p50": []}}
+
+
+def _round(c: dict, r: int) -> None:
+    """One timing round of every engine on c, in an order that alternates with r."""
+    rt, sess, in_name, y, per = c["rt"], c["sess"], c["in_name"], c["y"], c["per"]
+    for k in ([0, 1, 2, 3] if r % 2 == 0 else [3, 2, 1, 0]):
+        if k == 0:
+            rep = rt.measure(c["X"], budget_us=1e6, warmup=min(200, len(c["X"])))
+            per["in_loop_p50"].append(float(np.percentile(rep.samples_us, 50)))
+            per["in_loop_p99"].append(float(np.percentile(rep.samples_us, 99)))
+        elif k in (1, 2):
+            rows = c["rows"] if k == 1 else c["flat_rows"]
+            for x in rows[:50]:
+                rt.predict_one(x, out=y)
+            t = _time_calls(lambda x: rt.predict_one(x, out=y), rows)
+            per["predict_one_p50" if k == 1 else "predict_one_flat_p50"].append(float(np.median(t)) / 1e3)
+        else:
+            for x in c["ort_rows"][:50]:
+                sess.run(None, {in_name: x})
+            t = _time_calls(lambda x: sess.run(None, {in_name: x}), c["ort_rows"])
+            per["ort_p50"].append(float(np.median(t)) / 1e3)
+
+
+def run(n: int, rounds: int, models=MODELS) -> list[dict]:
+    """Per model, fp32 and int8 rounds interleaved (their order alternating), so the int8
+    speed-up is the median of ratios taken within a round, not across a change of machine load."""
+    from bench.suite_models import build_cnn
 
     results = []
     for name in models:
@@ -90,59 +137,20 @@ def run(n: int, rounds: int, models=MODELS) -> list[dict]:
         rng = np.random.default_rng(2)
         X = rng.normal(size=(n,) + model.input_shape).astype(np.float32)
         calib = rng.normal(size=(200,) + model.input_shape)
-        for dtype in ("float32", "int8"):
-            kw = {"calibration": calib, "reduce_range": True} if dtype == "int8" else {}
-            fm = export.freeze(model, dtype=dtype, **kw)
-            rt = rtinfer.load(fm)
-            sess = _ort_session(to_onnx(fm))
-            in_name = sess.get_inputs()[0].name
-            # cross-check before timing
-            ref = reference.run(fm, X[:64])
-            ours = rt.predict(X[:64])
-            theirs = sess.run(None, {in_name: X[:64]})[0]
-            err_ours = float(np.abs(ours - ref).max())
-            err_ort = float(np.abs(theirs - ref).max())
-            tol = 1e-4 if dtype == "float32" else 0.05
-            if err_ours > 1e-5 or err_ort > tol:
-                raise SystemExit(f"{name} {dtype}: cross-check failed (rtinfer {err_ours:.3g}, onnxruntime {err_ort:.3g})")
-            y = np.empty(rt.output_shape, np.float32)
-            rows = [X[i] for i in range(n)]
-            flat_rows = [X[i].reshape(-1) for i in range(n)]
-            ort_rows = [X[i:i + 1] for i in range(n)]
-            per = {"in_loop_p50": [], "in_loop_p99": [], "predict_one_p50": [], "predict_one_flat_p50": [],
-                   "ort_p50": []}
-            for r in range(rounds):
-                order = [0, 1, 2, 3] if r % 2 == 0 else [3, 2, 1, 0]
-                for k in order:
-                    if k == 0:
-                        rep = rt.measure(X, budget_us=1e6, warmup=min(200, n))
-                        per["in_loop_p50"].append(float(np.percentile(rep.samples_us, 50)))
-                        per["in_loop_p99"].append(float(np.percentile(rep.samples_us, 99)))
-                    elif k == 1:
-                        for x in rows[:50]:
-                            rt.predict_one(x, out=y)
-                        t = _time_calls(lambda x: rt.predict_one(x, out=y), rows)
-                        per["predict_one_p50"].append(float(np.median(t)) / 1e3)
-                    elif k == 2:
-                        for x in flat_rows[:50]:
-                            rt.predict_one(x, out=y)
-                        t = _time_calls(lambda x: rt.predict_one(x, out=y), flat_rows)
-                        per["predict_one_flat_p50"].append(float(np.median(t)) / 1e3)
-                    else:
-                        for x in ort_rows[:50]:
-                            sess.run(None, {in_name: x})
-                        t = _time_calls(lambda x: sess.run(None, {in_name: x}), ort_rows)
-                        per["ort_p50"].append(float(np.median(t)) / 1e3)
+        ctx = [_prepare(model, name, dtype, X, calib) for dtype in ("float32", "int8")]
+        for r in range(rounds):
+            for c in (ctx if r % 2 == 0 else ctx[::-1]):
+                _round(c, r)
+        for c in ctx:
+            fm, per = c["fm"], c["per"]
             med = {k: float(np.median(v)) for k, v in per.items()}
-            med.update(model=name, dtype=dtype, macs=int(fm.macs), weight_bytes=int(fm.weight_bytes),
+            med.update(model=name, dtype=c["dtype"], macs=int(fm.macs), weight_bytes=int(fm.weight_bytes),
                        ort_over_predict_one=med["ort_p50"] / med["predict_one_p50"],
-                       check_rtinfer=err_ours, check_onnxruntime=err_ort)
+                       check_rtinfer=c["checks"][0], check_onnxruntime=c["checks"][1])
+            if c["dtype"] == "int8":
+                ratios = np.array(ctx[0]["per"]["in_loop_p50"]) / np.array(per["in_loop_p50"])
+                med["int8_speedup_in_loop"] = float(np.median(ratios))
             results.append(med)
-    by = {(r["model"], r["dtype"]): r for r in results}
-    for r in results:
-        f = by.get((r["model"], "float32"))
-        if r["dtype"] == "int8" and f is not None:
-            r["int8_speedup_in_loop"] = f["in_loop_p50"] / r["in_loop_p50"]
     return results
 
 
