@@ -40,9 +40,12 @@ MUTANTS = [
            "        try:\n            status = self._execute_checked(self._state, xf, out, 1, self._mode_one, self._no_times)",
            ("tests/test_alloc_per_call.py",), "predict_one allocates a 16 KB temporary on every call"),
     Mutant("qconv-requant-half-up", "rtinfer/kernels_tile.py",
-           '"llvm.rint.v8f32")', '"llvm.round.v8f32")',
+           "        return builder.call(fn, [v])",
+           "        return builder.fptosi(builder.call(cgutils.get_or_insert_function(builder.module, "
+           "ir.FunctionType(_V8F, [_V8F]), \"llvm.round.v8f32\"), [v]), _V8I)",
            ("tests/test_requant_ties.py", "-k", "qconv"),
-           "the int8 tiles' requantization rounds half away from zero instead of half to even"),
+           "the int8 conv tiles' requantization (vcvtps2dq on x86) rounds half away from zero instead of half "
+           "to even"),
     # -- requantization and (de)quantization in the other kernels and the reference ---------------
     Mutant("qdense-requant-half-up", "rtinfer/kernels_tile.py",
            "        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)",
