@@ -51,7 +51,7 @@ import numpy as np
 from rtinfer import quant
 from rtinfer._atomic import atomic_write
 from rtinfer.frozen import FrozenModel, Layer
-from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, Act, Bin, Op
+from rtinfer.ops import ACT_DEFAULTS, WINDOW_OPS, WRAP_RANGES, Act, Bin, Op
 
 from .onnx_common import BATCH_DIM, EXPORT_IR_VERSION, EXPORT_OPSET, INPUT_NAME, OUTPUT_NAME
 
@@ -67,8 +67,6 @@ _ACT_NODE = {
     Act.HARD_SWISH: "HardSwish", Act.MISH: "Mish", Act.ERF: "Erf", Act.EXP: "Exp", Act.ABS: "Abs",
 }
 _CAST_TO = {"int8": 3, "uint8": 2, "int32": 6}  # onnx.TensorProto.INT8 / UINT8 / INT32: integer outputs but int64
-# WRAP ranges (alpha, beta) by the ONNX type a Cast wraps into: INT8 3, UINT8 2, INT32 6
-_WRAP_TYPES = {3: (-128.0, 256.0), 2: (0.0, 256.0), 6: (-2.0 ** 31, 2.0 ** 32)}
 _BIN_NODE = {Bin.ADD: "Add", Bin.SUB: "Sub", Bin.MUL: "Mul", Bin.DIV: "Div", Bin.MAX: "Max", Bin.MIN: "Min"}
 
 
@@ -116,7 +114,7 @@ class _Writer:
         if act == Act.IDENTITY:
             return x
         if act == Act.WRAP:  # Cast truncates toward zero; int32 -> int8 / uint8 wraps around
-            to = {v: k for k, v in _WRAP_TYPES.items()}.get((float(alpha), float(beta)))
+            to = {WRAP_RANGES[name]: code for name, code in _CAST_TO.items()}.get((float(alpha), float(beta)))
             if to is None:
                 raise OnnxExportError(f"{p}: WRAP onto [{alpha}, {alpha} + {beta}) has no ONNX form (the int8, "
                                       f"uint8 and int32 ranges do: a Cast)")

@@ -63,7 +63,7 @@ import numpy as np
 
 from rtinfer import quant
 from rtinfer.frozen import FrozenModel
-from rtinfer.ops import ACT_DEFAULTS, Act, Bin, Op
+from rtinfer.ops import ACT_DEFAULTS, WRAP_RANGES, Act, Bin, Op
 
 from . import onnx_gather, onnx_ir, onnx_norm, onnx_qop, onnx_tables
 from .onnx_common import MAX_EXPANDED_ELEMENTS, MAX_TENSOR_BYTES, MAX_TENSOR_ELEMENTS
@@ -111,7 +111,13 @@ _SHAPE_SAFE_OPS = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", 
 # result wraps around like two's complement integers (a WRAP activation onto the type's range);
 # a Cast from float32 to an integer type truncates toward zero and wraps the same way
 _INT_ARITH_TYPES = (INT8, UINT8)
-_WRAP = {INT8: (-128.0, 256.0), UINT8: (0.0, 256.0), INT32: (-2.0 ** 31, 2.0 ** 32)}
+_INT_NAMES = {INT8: "int8", UINT8: "uint8", INT32: "int32"}
+
+
+def _wrap(onnx_type) -> dict:
+    """The attrs of a WRAP onto an integer ONNX type's range (rtinfer.ops.WRAP_RANGES)."""
+    lo, m = WRAP_RANGES[_INT_NAMES[onnx_type]]
+    return {"alpha": lo, "beta": m}
 
 # constant nodes whose outputs hold no more elements than their inputs together (the fold-size
 # check after evaluation still applies)
@@ -486,13 +492,12 @@ class _Importer:
             elif d.kind == "f32":
                 dtype = "float32"
             elif d.kind == "int":  # exact integer values (sums of MatMulInteger / ConvInteger, int arithmetic)
-                dtype = {INT32: "int32", INT8: "int8", UINT8: "uint8"}[d.onnx_type]
+                dtype = _INT_NAMES[d.onnx_type]
                 src = self.src(d)
                 sums = d.onnx_type == INT32 and src is not None and src.op in (Op.DENSE, Op.CONV) \
                     and src.act == Act.IDENTITY
                 if not sums and not _wraps_to(src, d.onnx_type):  # e.g. a Clip: values in range, made provable
-                    lo, m = _WRAP[d.onnx_type]
-                    p = self.g.add(Proto(Op.ACT, d.shape, d.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m},
+                    p = self.g.add(Proto(Op.ACT, d.shape, d.shape, act=Act.WRAP, attrs=_wrap(d.onnx_type),
                                          name=f"{out.name}.wrap", inputs=[src], in_shapes=[d.shape]))
                     d = replace(d, src=p)
             elif d.kind in ("dq8", "dscale", "dzp", "dq8f", "dzpf"):
@@ -806,8 +811,7 @@ class _Importer:
         x = self.int_values(node, x)
         self._node_src = x.src
         cf = self._broadcast_const(node, x, c)
-        lo, m = _WRAP[x.onnx_type]
-        wrap = {"alpha": lo, "beta": m}
+        wrap = _wrap(x.onnx_type)
         ones, zeros = np.ones(x.shape, np.float32), np.zeros(x.shape, np.float32)
         affine = {Bin.ADD: (ones, cf), Bin.SUB: (ones, -cf) if k == 0 else (-ones, cf), Bin.MUL: (cf, zeros)}
         if fn in affine:
@@ -830,9 +834,8 @@ class _Importer:
             out = tuple(np.broadcast_shapes(a.shape, b.shape))
         except ValueError:
             raise self.err(node, f"runtime tensors of shapes (N, *{a.shape}) and (N, *{b.shape}) do not broadcast") from None
-        lo, m = _WRAP[a.onnx_type]
         self._node_src = a.src
-        self.emit(node, Op.BINARY, a, out, extra=(b,), act=Act.WRAP, attrs={"fn": int(fn), "alpha": lo, "beta": m})
+        self.emit(node, Op.BINARY, a, out, extra=(b,), act=Act.WRAP, attrs={"fn": int(fn), **_wrap(a.onnx_type)})
         return Dyn(out, "int", a.onnx_type)
 
     def _int_activation(self, node, x: Dyn, k):
@@ -854,8 +857,7 @@ class _Importer:
             self.emit(node, Op.ACT, x, x.shape, act=Act.RELU)
         elif op == "Abs":
             p = self.emit(node, Op.ACT, x, x.shape, act=Act.ABS)
-            lo, m = _WRAP[x.onnx_type]
-            self.emit(node, Op.ACT, Dyn(x.shape, src=p), x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m})
+            self.emit(node, Op.ACT, Dyn(x.shape, src=p), x.shape, act=Act.WRAP, attrs=_wrap(x.onnx_type))
         else:
             raise self.unsupported(node, f"{op} on a {_type_name(x.onnx_type)} tensor (integer ops: Add, Sub, Mul, "
                                          f"Div, Max, Min, Clip, Relu, Abs, Neg)")
@@ -1057,16 +1059,15 @@ class _Importer:
         return Dyn(x.shape)
 
     def _op_Neg(self, node, x, k):
-        if x.kind in ("q8", "int"):
+        kw, y = {}, Dyn(x.shape)
+        if x.kind in ("q8", "int"):  # integers: -(-128) wraps to -128
             x = self.int_values(node, x)
-            lo, m = _WRAP[x.onnx_type]
-            self.emit(node, Op.AFFINE, x, x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m},
-                      tensors={"s": np.full(x.shape, -1.0, np.float32), "t": np.zeros(x.shape, np.float32)})
-            return Dyn(x.shape, "int", x.onnx_type)
-        self.need_float(node, x)
+            kw, y = {"act": Act.WRAP, "attrs": _wrap(x.onnx_type)}, Dyn(x.shape, "int", x.onnx_type)
+        else:
+            self.need_float(node, x)
         s = np.full(x.shape, -1.0, dtype=np.float32)
-        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)})
-        return Dyn(x.shape)
+        self.emit(node, Op.AFFINE, x, x.shape, tensors={"s": s, "t": np.zeros(x.shape, np.float32)}, **kw)
+        return y
 
     def _broadcast_const(self, node, x: Dyn, c: np.ndarray) -> np.ndarray:
         """A constant operand broadcast to the sample shape (N, *shape) -> (*shape), float32."""
@@ -1846,24 +1847,21 @@ class _Importer:
             if x.kind in ("f32", "index", "int"):
                 return Dyn(x.shape)
             if x.kind == "q8":
-                zp = -128 if x.onnx_type == UINT8 else 0
-                self.emit(node, Op.DEQUANTIZE, x, x.shape, attrs={"x_scale": 1.0, "x_zp": zp})
-                return Dyn(x.shape)
+                return Dyn(x.shape, src=self.int_values(node, x).src)
         if to == x.onnx_type:
             return x
         if x.kind == "q8" and to == INT32:
             return Dyn(x.shape, "qint", INT32, 128 if x.onnx_type == UINT8 else 0)
         if x.kind == "index" and to in (INT32, INT64):
             return Dyn(x.shape, "index", to)
-        if to in _WRAP and (x.kind in ("f32", "int") or (x.kind == "q8" and x.onnx_type in _INT_ARITH_TYPES)):
+        if to in _INT_NAMES and (x.kind in ("f32", "int") or (x.kind == "q8" and x.onnx_type in _INT_ARITH_TYPES)):
             # float -> integer truncates toward zero; out-of-range values (undefined in ONNX) and
             # integer -> narrower integer wrap around (two's complement)
             if x.kind == "q8":
                 x = self.int_values(node, x)
             if x.kind == "int" and to == INT32:  # int8 / uint8 values fit: nothing to compute
                 return Dyn(x.shape, "int", INT32, src=x.src)
-            lo, m = _WRAP[to]
-            self.emit(node, Op.ACT, x, x.shape, act=Act.WRAP, attrs={"alpha": lo, "beta": m})
+            self.emit(node, Op.ACT, x, x.shape, act=Act.WRAP, attrs=_wrap(to))
             return Dyn(x.shape, "int", to)
         raise self.unsupported(node, f"Cast from ONNX type {x.onnx_type} to {to}")
 
@@ -1885,15 +1883,16 @@ class _Importer:
             zp = np.asarray(zp)
             if zp.size != 1:
                 raise self.unsupported(node, f"per-axis zero point of shape {zp.shape} on the runtime tensor")
-            if zp.dtype == np.uint8:
-                ztype = UINT8
-            elif zp.dtype == np.int8:
-                ztype = INT8
-            else:
-                raise self.unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+            ztype = self._zp_type(node, zp)
             zval = int(zp.reshape(-1)[0])
         internal = zval - 128 if ztype == UINT8 else zval
         return scale, internal, ztype
+
+    def _zp_type(self, node, zp: np.ndarray) -> int:
+        """The ONNX type (UINT8 / INT8) of a zero point; other dtypes are refused."""
+        if zp.dtype not in (np.uint8, np.int8):
+            raise self.unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+        return UINT8 if zp.dtype == np.uint8 else INT8
 
     def _op_QuantizeLinear(self, node, x, k):
         self.need_float(node, x)
@@ -1949,12 +1948,7 @@ class _Importer:
             zp = np.asarray(zp)
             if zp.shape != scale.shape:
                 raise self.err(node, f"zero point of shape {zp.shape} differs from the scale's shape {scale.shape}")
-            if zp.dtype == np.uint8:
-                ztype = UINT8
-            elif zp.dtype == np.int8:
-                ztype = INT8
-            else:
-                raise self.unsupported(node, f"zero point of dtype {zp.dtype} (rtinfer quantizes to int8/uint8)")
+            ztype = self._zp_type(node, zp)
         else:
             ztype = default_type
         rank = self.rank(x)
@@ -2418,8 +2412,8 @@ class _Importer:
 
 def _wraps_to(p, onnx_type) -> bool:
     """p (a Proto, None for the input) ends in a WRAP onto onnx_type's range."""
-    lo, m = _WRAP[onnx_type]
-    return p is not None and p.act == Act.WRAP and (p.attrs.get("alpha"), p.attrs.get("beta")) == (lo, m)
+    w = _wrap(onnx_type)
+    return p is not None and p.act == Act.WRAP and {k: p.attrs.get(k) for k in w} == w
 
 
 def _pair_rule(a: Proto, b: Proto):

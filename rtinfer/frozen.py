@@ -26,7 +26,7 @@ from typing import Mapping
 import numpy as np
 
 from .ops import (ACT_DEFAULTS, ACT_OPS, BUFFER_DTYPES, INT8_INPUT_OPS, INT8_OUTPUT_OPS, MAX_CONCAT_INPUTS, N_INPUTS, OUTPUT_DTYPES,
-                  VARIADIC_OPS, Act,
+                  VARIADIC_OPS, WRAP_RANGES, Act,
                   Op)
 
 
@@ -38,8 +38,6 @@ _INT_RANGE = {"int64": (-F32_EXACT_INT, F32_EXACT_INT), "int32": (-F32_EXACT_INT
               "int8": (-128, 127), "uint8": (0, 255)}
 # int8 / uint8 outputs: a DEQUANTIZE with x_scale 1 and this zero point (int8 codes q give q - zp)
 _DEQUANTIZE_ZP = {"int8": 0, "uint8": -128}
-# integer outputs from a WRAP activation: its (alpha, beta) must be the dtype's range (lo, 2^bits)
-_WRAP_RANGE = {"int8": (-128.0, 256.0), "uint8": (0.0, 256.0), "int32": (-2.0 ** 31, 2.0 ** 32)}
 
 
 class FrozenModelError(ValueError):
@@ -303,11 +301,11 @@ class FrozenModel:
             raise FrozenModelError(f"{what}: dtype {dtype} from a DEQUANTIZE needs x_scale 1 and x_zp "
                                    f"{_DEQUANTIZE_ZP[dtype]}, got {a.get('x_scale')} and {a.get('x_zp')}")
         layer = None if t == 0 else self.layers[t - 1]
-        if layer is not None and op in ACT_OPS and layer.act == Act.WRAP and dtype in _WRAP_RANGE:
-            if layer.act_params() == _WRAP_RANGE[dtype]:
+        if layer is not None and op in ACT_OPS and layer.act == Act.WRAP and dtype in WRAP_RANGES:
+            if layer.act_params() == WRAP_RANGES[dtype]:
                 return
             raise FrozenModelError(f"{what}: dtype {dtype} from a WRAP activation needs (alpha, beta) = "
-                                   f"{_WRAP_RANGE[dtype]} (the dtype's range), got {layer.act_params()}")
+                                   f"{WRAP_RANGES[dtype]} (the dtype's range), got {layer.act_params()}")
         if op in (Op.DENSE, Op.CONV) and dtype == "int32":
             self._check_integer_sums(what, t)
             return

@@ -265,6 +265,10 @@ class Bin(IntEnum):
     MIN = 5
 
 
+# WRAP's (alpha, beta) for the integer dtypes whose arithmetic it wraps: (lowest value, 2^bits).
+WRAP_RANGES: dict[str, tuple[float, float]] = {"int8": (-128.0, 256.0), "uint8": (0.0, 256.0),
+                                               "int32": (-2.0 ** 31, 2.0 ** 32)}
+
 # Default (alpha, beta) per activation, used when a Layer's attrs leave them out.
 ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
     Act.IDENTITY: (0.0, 0.0),
@@ -285,7 +289,7 @@ ACT_DEFAULTS: dict[Act, tuple[float, float]] = {
     Act.ERF: (0.0, 0.0),
     Act.EXP: (0.0, 0.0),
     Act.ABS: (0.0, 0.0),
-    Act.WRAP: (-128.0, 256.0),
+    Act.WRAP: WRAP_RANGES["int8"],
 }
 
 # Names used by rtinfer.train, the CLI and reports.
