@@ -53,6 +53,8 @@ SPECS = (
               "MLPerf Tiny keyword-spotting DS-CNN on 49x10 MFCCs (10 ms audio frame)", cnn=True),
     ModelSpec("lenet5", ("1x28x28", "c6k5", "p2", "c16k5", "p2", "120", "84", "10"), "softmax", 1000.0,
               "LeNet-5 on 28x28 images (1 ms budget)", cnn=True),
+    ModelSpec("resnet8", ("3x32x32", "c16k3", "res16", "res32s2", "res64s2", "gap", "10"), "softmax", 10000.0,
+              "MLPerf Tiny image-classification ResNet-8 on 32x32 RGB (10 ms frame)", cnn=True),
 )
 SPEC_KEYS = tuple(s.key for s in SPECS)
 
@@ -122,9 +124,13 @@ def build_cnn(key: str):
       ReLU -> 4 x [depthwise 3x3 + BN + ReLU, pointwise 64 + BN + ReLU] -> GlobalAvgPool -> Dense 12
       (2.66 M MACs)
     - lenet5: (1, 28, 28) -> Conv2D 6x5x5 pad 2, ReLU, MaxPool 2 -> Conv2D 16x5x5, ReLU, MaxPool 2
-      -> Flatten -> Dense 120, ReLU -> Dense 84, ReLU -> Dense 10 (0.42 M MACs)"""
+      -> Flatten -> Dense 120, ReLU -> Dense 84, ReLU -> Dense 10 (0.42 M MACs)
+    - resnet8: MLPerf Tiny image classification, (3, 32, 32) -> Conv2D 16 3x3 same, BN, ReLU -> three
+      residual stacks of [Conv2D 3x3 (stride 2 from the second), BN, ReLU, Conv2D 3x3, BN] + skip
+      (identity, then 1x1 stride-2 projections), each followed by ReLU, at 16, 32, 64 channels ->
+      GlobalAvgPool -> Dense 10 (12.5 M MACs)"""
     from rtinfer.train import (CNN, Activation, BatchNorm, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,
-                               MaxPool1D, MaxPool2D)
+                               MaxPool1D, MaxPool2D, Residual)
     if key == "cnn1d":
         layers = [Conv1D(1, 16, 7, padding="same"), BatchNorm(16), Activation("relu"), MaxPool1D(2),
                   Conv1D(16, 32, 5, padding="same"), BatchNorm(32), Activation("relu"), MaxPool1D(2),
@@ -143,10 +149,24 @@ def build_cnn(key: str):
                   Conv2D(6, 16, 5), Activation("relu"), MaxPool2D(2), Flatten(),
                   Dense(400, 120), Activation("relu"), Dense(120, 84), Activation("relu"), Dense(84, 10)]
         model = CNN((1, 28, 28), layers, seed=0)
+    elif key == "resnet8":
+        layers = [Conv2D(3, 16, 3, padding=1), BatchNorm(16), Activation("relu")]
+        c_in = 16
+        for c, s in ((16, 1), (32, 2), (64, 2)):
+            body = [Conv2D(c_in, c, 3, stride=s, padding=1), BatchNorm(c), Activation("relu"),
+                    Conv2D(c, c, 3, padding=1), BatchNorm(c)]
+            skip = None if s == 1 and c == c_in else Conv2D(c_in, c, 1, stride=s)
+            layers += [Residual(body, shortcut=skip), Activation("relu")]
+            c_in = c
+        layers += [GlobalAvgPool(), Dense(64, 10)]
+        model = CNN((3, 32, 32), layers, seed=0)
     else:
-        raise BenchConfigError(f"unknown CNN {key!r}; choose from cnn1d, dscnn, lenet5")
+        raise BenchConfigError(f"unknown CNN {key!r}; choose from cnn1d, dscnn, lenet5, resnet8")
     rng = np.random.default_rng(1)
+    flat = []
     for layer in model.layers:
+        flat += ([*layer.body, layer.shortcut] if isinstance(layer, Residual) else [layer])
+    for layer in flat:
         if isinstance(layer, BatchNorm):
             c = layer.num_features
             layer.gamma[...] = rng.uniform(0.8, 1.2, c)

@@ -166,21 +166,34 @@ def binary_f32(a, ao, b, bo, dst, do, t, g, m):
                     po += d3
 
 
-@kernel_jit
-def _q(va, vb, fn):
+@kernel_jit(inline="always")
+def _q_out(v, y_zp, lo, hi):
+    """int8(clamp(rint(v), lo, hi) + y_zp) with lo = qmin - y_zp, hi = qmax - y_zp and y_zp as
+    float32: for finite v the same as clamp(int(rint(v)) + y_zp, qmin, qmax), but all in float32
+    (small integers, exact) a loop of these vectorizes (numba's integer arithmetic is int64, and
+    float <-> int64 has no AVX2 instruction)."""
+    r = np.rint(v)
+    r = min(max(r, lo), hi) + y_zp
+    return np.int8(np.int32(r))
+
+
+@kernel_jit(inline="always")
+def _q_val(xa, xb, fn, azp, bzp, ma, mb):
+    """QBINARY's float32 value of int8 codes xa fn xb before rounding (rtinfer.reference.qbinary_i8);
+    azp, bzp as float32: x - zp of int8 codes is exact in float32, and so is the product of two."""
+    da = np.float32(xa) - azp
+    db = np.float32(xb) - bzp
+    if fn == B_MUL:
+        return da * db * ma
+    va = da * ma
+    vb = db * mb
     if fn == B_ADD:
         return va + vb
     if fn == B_SUB:
         return va - vb
     if fn == B_MAX:
-        return va if va >= vb else vb
-    return va if va <= vb else vb
-
-
-@kernel_jit
-def _q_out(v, y_zp, qmin, qmax):
-    q = np.int64(np.rint(v)) + y_zp
-    return np.int8(min(max(q, qmin), qmax))
+        return max(va, vb)
+    return min(va, vb)
 
 
 @kernel_jit
@@ -189,8 +202,10 @@ def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
     ma, mb: float32 multipliers (rtinfer.quant.qbinary_multipliers)."""
     na, nb, n = t[g + T_NA], t[g + T_NB], t[g + T_NOUT]
     fn = t[g + T_FN]
-    azp, bzp = t[g + T_AZP], t[g + T_BZP]
-    yzp, qmin, qmax = np.int64(t[g + T_YZP]), np.int64(t[g + T_QMIN]), np.int64(t[g + T_QMAX])
+    azp, bzp = np.float32(t[g + T_AZP]), np.float32(t[g + T_BZP])
+    yzp = np.float32(t[g + T_YZP])
+    lo = np.float32(t[g + T_QMIN] - t[g + T_YZP])
+    hi = np.float32(t[g + T_QMAX] - t[g + T_YZP])
     ma = np.float32(ma)
     mb = np.float32(mb)
     d0, d1, d2, d3 = t[g + T_D], t[g + T_D + 1], t[g + T_D + 2], t[g + T_D + 3]
@@ -204,20 +219,26 @@ def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
                     pa = ao + s * na + i0 * a0 + i1 * a1 + i2 * a2
                     pb = bo + s * nb + i0 * b0 + i1 * b1 + i2 * b2
                     z = dst[po:po + d3]
-                    if fn == B_MUL:
+                    # slices, not a[pa + k]: the index cannot be negative, so no wraparound
+                    # select per element and the loops vectorize
+                    if a3 == 1 and b3 == 1:
+                        x = a[pa:pa + d3]
+                        y = b[pb:pb + d3]
                         for k in range(d3):
-                            p = np.int32(np.int32(a[pa + k * a3]) - azp) * np.int32(np.int32(b[pb + k * b3]) - bzp)
-                            z[k] = _q_out(np.float32(p) * ma, yzp, qmin, qmax)
-                    elif fn == B_ADD and a3 == 1 and b3 == 1:
+                            z[k] = _q_out(_q_val(x[k], y[k], fn, azp, bzp, ma, mb), yzp, lo, hi)
+                    elif a3 == 1 and b3 == 0:
+                        x = a[pa:pa + d3]
+                        yb = b[pb]
                         for k in range(d3):
-                            va = np.float32(np.int32(a[pa + k]) - azp) * ma
-                            vb = np.float32(np.int32(b[pb + k]) - bzp) * mb
-                            z[k] = _q_out(va + vb, yzp, qmin, qmax)
+                            z[k] = _q_out(_q_val(x[k], yb, fn, azp, bzp, ma, mb), yzp, lo, hi)
+                    elif a3 == 0 and b3 == 1:
+                        xb = a[pa]
+                        y = b[pb:pb + d3]
+                        for k in range(d3):
+                            z[k] = _q_out(_q_val(xb, y[k], fn, azp, bzp, ma, mb), yzp, lo, hi)
                     else:
                         for k in range(d3):
-                            va = np.float32(np.int32(a[pa + k * a3]) - azp) * ma
-                            vb = np.float32(np.int32(b[pb + k * b3]) - bzp) * mb
-                            z[k] = _q_out(_q(va, vb, fn), yzp, qmin, qmax)
+                            z[k] = _q_out(_q_val(a[pa + k * a3], b[pb + k * b3], fn, azp, bzp, ma, mb), yzp, lo, hi)
                     po += d3
 
 
