@@ -1,11 +1,12 @@
 """CNN benchmark: rtinfer vs onnxruntime on the CNNs small models use, side by side in one run.
 
-    python bench/bench_cnn.py [--n 2000] [--rounds 5] [--models cnn1d dscnn lenet5] [--json out.json]
+    python bench/bench_cnn.py [--n 2000] [--rounds 5] [--models cnn1d dscnn lenet5 resnet8] [--json out.json]
     python bench/bench_cnn.py --src /path/to/other/checkout ...   # the same benchmark on another rtinfer
 
 Models (bench.suite_models.build_cnn: random weights, batch norms with non-trivial statistics,
 folded at freeze): the 1-D sensor CNN (0.21 M MACs), MLPerf Tiny's keyword-spotting DS-CNN on
-49x10 MFCCs (2.66 M MACs), LeNet-5 on 28x28 (0.42 M MACs). Each in float32 and int8
+49x10 MFCCs (2.66 M MACs), LeNet-5 on 28x28 (0.42 M MACs), MLPerf Tiny's ResNet-8 on 32x32 RGB
+(12.5 M MACs; residual adds). Each in float32 and int8
 (post-training quantized on 200 random inputs with reduce_range: 7-bit weights, which
 onnxruntime's AVX2 int8 kernels need for exact results and rtinfer's vpmaddubsw GEMM uses).
 
@@ -47,7 +48,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-MODELS = ("cnn1d", "dscnn", "lenet5")
+MODELS = ("cnn1d", "dscnn", "lenet5", "resnet8")
 
 
 def _ort_session(onnx_model):
