@@ -45,8 +45,12 @@ from .ops import (ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA
 # Window geometry values (kernel, stride, dilation, pads) are at most this (int32 tables).
 MAX_GEOMETRY = 1 << 24
 
-# Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK.
+# Samples processed together by the blocked path (predict, batch="exact"): the arena holds BLOCK,
+# or fewer where BLOCK samples' activations would not fit in BLOCK_CACHE_BYTES (CNNs: a conv runs
+# sample by sample anyway, so a block only saves dispatch, and a block of activations larger than
+# the L2 cache costs more than that saves: ResNet-8's 16-sample arena is 3 MB).
 BLOCK = 16
+BLOCK_CACHE_BYTES = 1 << 17
 
 # Header slots (int64 view).
 H_N_OPS = 0
@@ -120,7 +124,7 @@ class Plan:
     in_size: int
     out_size: int                # elements of Y per sample (all outputs)
     arena_bytes: int             # working memory for one sample (both arenas)
-    batch_arena_bytes: int       # the arena as allocated, for BLOCK samples
+    batch_arena_bytes: int       # the arena as allocated, for a block of samples (block_size)
     weight_bytes: int            # packed weights, biases, scales, tables and float params
     macs: int
     row_layers: tuple            # FrozenModel layer index executed by each program row (-1: output copy)
@@ -130,6 +134,11 @@ class Plan:
     tensor_bytes: int = 0        # per sample: the sum of all intermediate tensors (no arena reuse)
     arena_f32: int = 0           # per-sample arena elements, float32
     arena_i8: int = 0            # per-sample arena elements, int8
+
+    @property
+    def block_size(self) -> int:
+        """Samples per blocked run (predict, batch="exact"): BLOCK, or fewer for large activations."""
+        return int(self.image.view(np.int64)[H_BLOCK])
 
     @property
     def program(self) -> np.ndarray:
@@ -143,7 +152,7 @@ class Plan:
 
     def describe(self) -> str:
         lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "
-                 f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {BLOCK}), "
+                 f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {self.block_size}), "
                  f"{self.macs} MACs"]
         for label in self.row_labels:
             lines.append(f"  {label}")
@@ -654,7 +663,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
     per_sample = peak_f * 4 + peak_i
     if per_sample > MAX_ARENA_BYTES:
         raise PlanError(f"the activations need {per_sample} bytes per sample, above the limit {MAX_ARENA_BYTES}")
-    block = max(1, min(BLOCK, MAX_BLOCK_ARENA_BYTES // max(per_sample, 1)))  # samples per blocked run
+    block = max(1, min(BLOCK, min(MAX_BLOCK_ARENA_BYTES, BLOCK_CACHE_BYTES) // max(per_sample, 1)))  # per blocked run
 
     # Byte layout.
     def align(n):

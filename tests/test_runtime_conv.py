@@ -213,3 +213,20 @@ def test_conv_kernels_and_runtime_under_boundscheck():
         capture_output=True, text=True, env=env, timeout=900, cwd=str(here.parent))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_large_activations_run_in_smaller_blocks():
+    """A CNN whose 16-sample block of activations would not fit BLOCK_CACHE_BYTES runs predict
+    in fewer samples per block (the plan header says how many), with the same results as one
+    sample at a time, for batches that are not a multiple of the block."""
+    from rtinfer.plan import BLOCK, BLOCK_CACHE_BYTES
+    model = CNN((1, 24, 24), [Conv2D(1, 16, 3, padding=1), Activation("relu"), Conv2D(16, 8, 3, stride=2),
+                              Activation("relu"), GlobalAvgPool(), Dense(8, 3)], seed=4)
+    X = np.random.default_rng(5).normal(size=(11,) + model.input_shape).astype(np.float32)
+    for fm in (export.freeze(model), export.freeze(model, dtype="int8", calibration=X)):
+        rt = rtinfer.load(fm)
+        block = rt.plan.block_size
+        assert 1 <= block < BLOCK and block == BLOCK_CACHE_BYTES // rt.plan.arena_bytes
+        got = rt.predict(X)
+        np.testing.assert_array_equal(got, rt.stream(X))
+        np.testing.assert_allclose(got, reference.run(fm, X), rtol=1e-5, atol=1e-6)
