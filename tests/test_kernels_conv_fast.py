@@ -226,4 +226,5 @@ def test_b_row_sources_for_the_benchmark_shapes():
     assert mode((16, 64), 32, (1, 5), pads=((0, 0), (2, 2))) == KC.BM_SHIFT   # 1-D CNN conv 2
     assert mode((6, 14, 14), 16, (5, 5)) == KC.BM_WINDOW                      # LeNet-5 conv 2 (ow < w)
     assert mode((1, 49, 10), 64, (10, 4), (2, 2), ((4, 5), (1, 2))) == KC.BM_GATHER  # DS-CNN stem
-    assert mode((16, 40, 40), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
+    assert mode((16, 32, 32), 32, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_GATHER  # ResNet-8 stride 2
+    assert mode((16, 64, 64), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
