@@ -138,7 +138,8 @@ MUTANTS = [
            ("tests/test_rtm.py",), "sections that overlap the previous one are accepted"),
     # -- graph models -------------------------------------------------------------------------------
     Mutant("qbinary-half-up", "rtinfer/kernels_graph.py",
-           "q = np.int64(np.rint(v)) + y_zp", "q = np.int64(np.floor(v + np.float32(0.5))) + y_zp",
+           "    r = np.rint(v)\n    r = min(max(r, lo), hi) + y_zp",
+           "    r = np.floor(v + np.float32(0.5))\n    r = min(max(r, lo), hi) + y_zp",
            ("tests/test_graph.py", "-k", "qbinary"), f"QBINARY requantization {HALF_UP}"),
     Mutant("binary-broadcast-merges-b", "rtinfer/kernels_graph.py",
            "if px == x * d and py == y * d:", "if px == x * d:",
