@@ -4,13 +4,20 @@ batch="exact" (compiled blocks) vs onnxruntime with one thread, at batch sizes 1
     python bench/bench_batch.py                  # all models, fp32 and int8, markdown table
     python bench/bench_batch.py --models 16-32-4 784-128-64-10 --reps 101 --json out.json
     python bench/bench_batch.py --blas           # also auto with NumPy's BLAS for DENSE layers
+    python bench/bench_batch.py --allow          # also auto without the input NaN/inf check
 
 Models: rtinfer.train.MLP (He init, ReLU hidden layers, seeded) frozen by export.freeze; int8
 with reduce_range=True, calibrated on N(0, 1) data; timed on other N(0, 1) samples. onnxruntime
 runs export.to_onnx of the same FrozenModel (intra/inter-op threads 1, sequential).
 Method: samples/s = B / median time of one call on a batch of B samples; engines interleaved
 call by call (the order rotated every round), outputs preallocated where the engine allows
-(rtinfer ``out=``). BLAS is limited to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here
+(rtinfer ``out=``). The "÷ onnxruntime" column is the median over rounds of the per-round ratio
+(onnxruntime's time / the engine's time, the two calls of one round run back to back): on a
+shared machine a load change moves both calls of a round alike, so this ratio swings much less
+than the ratio of two medians (both are in the JSON). ``--allow`` adds "rtinfer auto allow":
+the same batch path with ``nonfinite="allow"``, i.e. without the pass over the input that
+refuses NaN/inf (``nonfinite="raise"``, the default; onnxruntime has no such check): the
+difference between the two rows is what that check costs. BLAS is limited to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here
 before NumPy is imported); in the library the user's BLAS thread settings apply. Each engine's outputs at B = 256 are checked
 against rtinfer.reference (fp32: 1e-4 relative; int8: within one output step) before timing.
 """
@@ -37,7 +44,7 @@ MODELS = {  # key: (sizes, output head)
     "ad-640": ((640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity"),
 }
 BATCHES = (1, 32, 256)
-ENGINES = ("rtinfer auto", "rtinfer auto-blas", "rtinfer exact", "onnxruntime")
+ENGINES = ("rtinfer auto", "rtinfer auto allow", "rtinfer auto-blas", "rtinfer exact", "onnxruntime")
 
 
 def build(key: str, dtype: str, seed: int = 0):
@@ -54,9 +61,10 @@ def build(key: str, dtype: str, seed: int = 0):
     return freeze(model, "int8", calibration=calibration, reduce_range=True), X
 
 
-def engines(frozen, blas: bool = False):
+def engines(frozen, blas: bool = False, allow: bool = False):
     """name -> f(B) returning a callable that runs one batch Xb of B samples. blas: add
-    "rtinfer auto-blas", the batch path with np.matmul for DENSE (BatchPath dense_gemm="blas")."""
+    "rtinfer auto-blas", the batch path with np.matmul for DENSE (BatchPath dense_gemm="blas");
+    allow: add "rtinfer auto allow", batch="auto" with nonfinite="allow" (no input check)."""
     import onnxruntime as ort
 
     import rtinfer
@@ -68,8 +76,10 @@ def engines(frozen, blas: bool = False):
     modes = [("rtinfer auto", "auto"), ("rtinfer exact", "exact")]
     if blas:
         modes.insert(1, ("rtinfer auto-blas", "auto"))
+    if allow:
+        modes.insert(1, ("rtinfer auto allow", "auto"))
     for name, mode in modes:
-        rt = rtinfer.load(frozen, batch=mode)
+        rt = rtinfer.load(frozen, batch=mode, nonfinite="allow" if name == "rtinfer auto allow" else "raise")
         if name == "rtinfer auto-blas":
             rt._blas, rt._blas_built = BatchPath.build(rt.plan, dense_gemm="blas"), True
 
@@ -106,9 +116,11 @@ def check_outputs(frozen, calls, X) -> dict:
     return diffs
 
 
-def time_batches(calls, X, reps: int) -> dict:
-    """{engine: {B: samples/s}} from the median of reps interleaved calls per batch size."""
+def time_batches(calls, X, reps: int):
+    """({engine: {B: samples/s}} from the median of reps interleaved calls per batch size,
+    {engine: {B: median over rounds of onnxruntime's time / the engine's time}})."""
     res = {name: {} for name in calls}
+    paired = {name: {} for name in calls}
     for B in BATCHES:
         Xb = np.ascontiguousarray(X[:B])
         fns = {name: make(B) for name, make in calls.items()}
@@ -123,9 +135,11 @@ def time_batches(calls, X, reps: int) -> dict:
                 t0 = time.perf_counter_ns()
                 fn(Xb)
                 times[name].append(time.perf_counter_ns() - t0)
+        t_ort = np.array(times["onnxruntime"], dtype=np.float64)
         for name in fns:
             res[name][B] = B / (float(np.median(times[name])) * 1e-9)
-    return res
+            paired[name][B] = float(np.median(t_ort / np.array(times[name], dtype=np.float64)))
+    return res, paired
 
 
 def _rate(v: float) -> str:
@@ -133,15 +147,14 @@ def _rate(v: float) -> str:
 
 
 def table(results: list) -> str:
-    lines = ["| model | engine | B=1 | B=32 | B=256 | B=256 ÷ onnxruntime |", "|---|---|---|---|---|---|"]
+    lines = ["| model | engine | B=1 | B=32 | B=256 | B=256 ÷ onnxruntime (paired) |", "|---|---|---|---|---|---|"]
     for r in results:
-        ort256 = r["rates"]["onnxruntime"][256]
         for name in ENGINES:
             if name not in r["rates"]:
                 continue
             rates = r["rates"][name]
             cells = " | ".join(_rate(rates[B]) for B in BATCHES)
-            lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {rates[256] / ort256:.2f} |")
+            lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {r['paired'][name][256]:.2f} |")
     return "\n".join(lines)
 
 
@@ -152,6 +165,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=51, help="timed calls per engine and batch size")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--blas", action="store_true", help="also time auto with BLAS for DENSE layers")
+    ap.add_argument("--allow", action="store_true",
+                    help='also time auto with nonfinite="allow" (without the input NaN/inf check)')
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -159,12 +174,14 @@ def main(argv=None) -> int:
     for key in args.models:
         for dtype in args.dtypes:
             frozen, X = build(key, dtype)
-            calls = engines(frozen, blas=args.blas)
+            calls = engines(frozen, blas=args.blas, allow=args.allow)
             diffs = check_outputs(frozen, calls, X)
-            rates = time_batches(calls, X, args.reps)
-            results.append({"model": key, "dtype": dtype, "rates": rates, "max_abs_diff_vs_reference": diffs})
+            rates, paired = time_batches(calls, X, args.reps)
+            results.append({"model": key, "dtype": dtype, "rates": rates, "paired": paired,
+                            "max_abs_diff_vs_reference": diffs})
             ratio = rates["rtinfer auto"][256] / rates["onnxruntime"][256]
-            print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f}", file=sys.stderr, flush=True)
+            print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f} (paired {paired['rtinfer auto'][256]:.2f})",
+                  file=sys.stderr, flush=True)
     print(table(results))
     if args.json:
         with open(args.json, "w") as fh:
