@@ -5,6 +5,7 @@ batch="exact" (compiled blocks) vs onnxruntime with one thread, at batch sizes 1
     python bench/bench_batch.py --models 16-32-4 784-128-64-10 --reps 101 --json out.json
     python bench/bench_batch.py --blas           # also auto with NumPy's BLAS for DENSE layers
     python bench/bench_batch.py --allow          # also auto without the input NaN/inf check
+    python bench/bench_batch.py --layers --models ad-640 --dtypes fp32   # where the time goes
 
 Models: rtinfer.train.MLP (He init, ReLU hidden layers, seeded) frozen by export.freeze; int8
 with reduce_range=True, calibrated on N(0, 1) data; timed on other N(0, 1) samples. onnxruntime
@@ -142,6 +143,83 @@ def time_batches(calls, X, reps: int):
     return res, paired
 
 
+def layer_times(frozen, X, rounds: int) -> list:
+    """Where the time of one B = len(X) batch goes, as lines of text: each rtinfer batch-path row
+    run alone (a one-row segment of BatchPath, its inputs left by the previous full run) and
+    onnxruntime's own per-node profile (SessionOptions.enable_profiling, the "_kernel_time"
+    events), medians over rounds; every round runs onnxruntime once, then rtinfer's full batch
+    path and each row, so both see the caches the other engine leaves. Rows that are BLAS steps
+    (outside the segments) are listed without a time."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    import rtinfer
+    from export import to_onnx
+    from rtinfer import interp
+    from rtinfer.batch import _SEGMENT
+    from rtinfer.ops import Op
+    from rtinfer.plan import C_NIN, C_NOUT, C_OP
+
+    rt = rtinfer.load(frozen, batch="auto")
+    rt.predict(X)  # builds the batch path
+    path = rt._blas
+    if path is None:
+        return ["(no batch path for this model)"]
+    n = len(X)
+    flat = np.ascontiguousarray(X).reshape(-1)
+    Y = np.empty(n * path.out_size, dtype=np.float32)
+    seg = path.seg
+    prog = rt.plan.program
+    in_seg = {k for step in path.steps if step[0] == _SEGMENT for k in range(step[1], step[2])}
+
+    def row(k):
+        seg[interp.S_K0], seg[interp.S_K1] = k, k + 1
+        seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = 0, 0, n
+        path._execute(path.blob, flat, Y, 0, interp.MODE_SEGMENT, seg)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(to_onnx(frozen).SerializeToString(), so, providers=["CPUExecutionProvider"])
+        in_name = sess.get_inputs()[0].name
+        rows = {k: [] for k in sorted(in_seg)}
+        full = []
+        for _ in range(rounds):
+            sess.run(None, {in_name: X})
+            t0 = time.perf_counter_ns()
+            path.run(flat, Y, n)
+            full.append(time.perf_counter_ns() - t0)
+            for k in rows:
+                t0 = time.perf_counter_ns()
+                row(k)
+                rows[k].append(time.perf_counter_ns() - t0)
+        with open(sess.end_profiling()) as fh:
+            events = json.load(fh)
+    nodes, runs = {}, []
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            key = f"{e['name'][:-len('_kernel_time')]} ({e['args'].get('op_name', '?')})"
+            nodes.setdefault(key, []).append(e["dur"])
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            runs.append(e["dur"])
+    lines = [f"rtinfer BatchPath.run: {np.median(full) / 1e3:.0f} us"]
+    for k in range(len(prog)):
+        what = f"row {k} {Op(int(prog[k, C_OP])).name} {int(prog[k, C_NIN])}x{int(prog[k, C_NOUT])}"
+        kind = path.row_kinds.get(k, "")
+        t = f"{np.median(rows[k]) / 1e3:.0f} us" if k in rows else "(BLAS step)"
+        lines.append(f"  {what} {kind}: {t}")
+    lines.append(f"onnxruntime model_run: {np.median(runs):.0f} us" if runs else "onnxruntime model_run: ?")
+    for key, v in nodes.items():
+        lines.append(f"  {key}: {np.median(v):.0f} us")
+    return lines
+
+
 def _rate(v: float) -> str:
     return f"{v / 1e6:.2f} M/s" if v >= 1e6 else f"{v / 1e3:.1f} k/s"
 
@@ -167,6 +245,8 @@ def main(argv=None) -> int:
     ap.add_argument("--blas", action="store_true", help="also time auto with BLAS for DENSE layers")
     ap.add_argument("--allow", action="store_true",
                     help='also time auto with nonfinite="allow" (without the input NaN/inf check)')
+    ap.add_argument("--layers", action="store_true",
+                    help="instead of the table: per-layer times at B=256, rtinfer rows vs onnxruntime nodes")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -174,6 +254,10 @@ def main(argv=None) -> int:
     for key in args.models:
         for dtype in args.dtypes:
             frozen, X = build(key, dtype)
+            if args.layers:
+                print(f"## {key} {dtype}")
+                print("\n".join(layer_times(frozen, X, args.reps)), flush=True)
+                continue
             calls = engines(frozen, blas=args.blas, allow=args.allow)
             diffs = check_outputs(frozen, calls, X)
             rates, paired = time_batches(calls, X, args.reps)
@@ -182,6 +266,8 @@ def main(argv=None) -> int:
             ratio = rates["rtinfer auto"][256] / rates["onnxruntime"][256]
             print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f} (paired {paired['rtinfer auto'][256]:.2f})",
                   file=sys.stderr, flush=True)
+    if args.layers:
+        return 0
     print(table(results))
     if args.json:
         with open(args.json, "w") as fh:
