@@ -4,13 +4,21 @@ batch="exact" (compiled blocks) vs onnxruntime with one thread, at batch sizes 1
     python bench/bench_batch.py                  # all models, fp32 and int8, markdown table
     python bench/bench_batch.py --models 16-32-4 784-128-64-10 --reps 101 --json out.json
     python bench/bench_batch.py --blas           # also auto with NumPy's BLAS for DENSE layers
+    python bench/bench_batch.py --allow          # also auto without the input NaN/inf check
+    python bench/bench_batch.py --layers --models ad-640 --dtypes fp32   # where the time goes
 
 Models: rtinfer.train.MLP (He init, ReLU hidden layers, seeded) frozen by export.freeze; int8
 with reduce_range=True, calibrated on N(0, 1) data; timed on other N(0, 1) samples. onnxruntime
 runs export.to_onnx of the same FrozenModel (intra/inter-op threads 1, sequential).
 Method: samples/s = B / median time of one call on a batch of B samples; engines interleaved
 call by call (the order rotated every round), outputs preallocated where the engine allows
-(rtinfer ``out=``). BLAS is limited to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here
+(rtinfer ``out=``). The "÷ onnxruntime" column is the median over rounds of the per-round ratio
+(onnxruntime's time / the engine's time, the two calls of one round run back to back): on a
+shared machine a load change moves both calls of a round alike, so this ratio swings much less
+than the ratio of two medians (both are in the JSON). ``--allow`` adds "rtinfer auto allow":
+the same batch path with ``nonfinite="allow"``, i.e. without the pass over the input that
+refuses NaN/inf (``nonfinite="raise"``, the default; onnxruntime has no such check): the
+difference between the two rows is what that check costs. BLAS is limited to one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here
 before NumPy is imported); in the library the user's BLAS thread settings apply. Each engine's outputs at B = 256 are checked
 against rtinfer.reference (fp32: 1e-4 relative; int8: within one output step) before timing.
 """
@@ -37,7 +45,7 @@ MODELS = {  # key: (sizes, output head)
     "ad-640": ((640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640), "identity"),
 }
 BATCHES = (1, 32, 256)
-ENGINES = ("rtinfer auto", "rtinfer auto-blas", "rtinfer exact", "onnxruntime")
+ENGINES = ("rtinfer auto", "rtinfer auto allow", "rtinfer auto-blas", "rtinfer exact", "onnxruntime")
 
 
 def build(key: str, dtype: str, seed: int = 0):
@@ -54,9 +62,10 @@ def build(key: str, dtype: str, seed: int = 0):
     return freeze(model, "int8", calibration=calibration, reduce_range=True), X
 
 
-def engines(frozen, blas: bool = False):
+def engines(frozen, blas: bool = False, allow: bool = False):
     """name -> f(B) returning a callable that runs one batch Xb of B samples. blas: add
-    "rtinfer auto-blas", the batch path with np.matmul for DENSE (BatchPath dense_gemm="blas")."""
+    "rtinfer auto-blas", the batch path with np.matmul for DENSE (BatchPath dense_gemm="blas");
+    allow: add "rtinfer auto allow", batch="auto" with nonfinite="allow" (no input check)."""
     import onnxruntime as ort
 
     import rtinfer
@@ -68,8 +77,10 @@ def engines(frozen, blas: bool = False):
     modes = [("rtinfer auto", "auto"), ("rtinfer exact", "exact")]
     if blas:
         modes.insert(1, ("rtinfer auto-blas", "auto"))
+    if allow:
+        modes.insert(1, ("rtinfer auto allow", "auto"))
     for name, mode in modes:
-        rt = rtinfer.load(frozen, batch=mode)
+        rt = rtinfer.load(frozen, batch=mode, nonfinite="allow" if name == "rtinfer auto allow" else "raise")
         if name == "rtinfer auto-blas":
             rt._blas, rt._blas_built = BatchPath.build(rt.plan, dense_gemm="blas"), True
 
@@ -106,9 +117,11 @@ def check_outputs(frozen, calls, X) -> dict:
     return diffs
 
 
-def time_batches(calls, X, reps: int) -> dict:
-    """{engine: {B: samples/s}} from the median of reps interleaved calls per batch size."""
+def time_batches(calls, X, reps: int):
+    """({engine: {B: samples/s}} from the median of reps interleaved calls per batch size,
+    {engine: {B: median over rounds of onnxruntime's time / the engine's time}})."""
     res = {name: {} for name in calls}
+    paired = {name: {} for name in calls}
     for B in BATCHES:
         Xb = np.ascontiguousarray(X[:B])
         fns = {name: make(B) for name, make in calls.items()}
@@ -123,9 +136,88 @@ def time_batches(calls, X, reps: int) -> dict:
                 t0 = time.perf_counter_ns()
                 fn(Xb)
                 times[name].append(time.perf_counter_ns() - t0)
+        t_ort = np.array(times["onnxruntime"], dtype=np.float64)
         for name in fns:
             res[name][B] = B / (float(np.median(times[name])) * 1e-9)
-    return res
+            paired[name][B] = float(np.median(t_ort / np.array(times[name], dtype=np.float64)))
+    return res, paired
+
+
+def layer_times(frozen, X, rounds: int) -> list:
+    """Where the time of one B = len(X) batch goes, as lines of text: each rtinfer batch-path row
+    run alone (a one-row segment of BatchPath, its inputs left by the previous full run) and
+    onnxruntime's own per-node profile (SessionOptions.enable_profiling, the "_kernel_time"
+    events), medians over rounds; every round runs onnxruntime once, then rtinfer's full batch
+    path and each row, so both see the caches the other engine leaves. Rows that are BLAS steps
+    (outside the segments) are listed without a time."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    import rtinfer
+    from export import to_onnx
+    from rtinfer import interp
+    from rtinfer.batch import _SEGMENT
+    from rtinfer.ops import Op
+    from rtinfer.plan import C_NIN, C_NOUT, C_OP
+
+    rt = rtinfer.load(frozen, batch="auto")
+    rt.predict(X)  # builds the batch path
+    path = rt._blas
+    if path is None:
+        return ["(no batch path for this model)"]
+    n = len(X)
+    flat = np.ascontiguousarray(X).reshape(-1)
+    Y = np.empty(n * path.out_size, dtype=np.float32)
+    seg = path.seg
+    prog = rt.plan.program
+    in_seg = {k for step in path.steps if step[0] == _SEGMENT for k in range(step[1], step[2])}
+
+    def row(k):
+        seg[interp.S_K0], seg[interp.S_K1] = k, k + 1
+        seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = 0, 0, n
+        path._execute(path.blob, flat, Y, 0, interp.MODE_SEGMENT, seg)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(to_onnx(frozen).SerializeToString(), so, providers=["CPUExecutionProvider"])
+        in_name = sess.get_inputs()[0].name
+        rows = {k: [] for k in sorted(in_seg)}
+        full = []
+        for _ in range(rounds):
+            sess.run(None, {in_name: X})
+            t0 = time.perf_counter_ns()
+            path.run(flat, Y, n)
+            full.append(time.perf_counter_ns() - t0)
+            for k in rows:
+                t0 = time.perf_counter_ns()
+                row(k)
+                rows[k].append(time.perf_counter_ns() - t0)
+        with open(sess.end_profiling()) as fh:
+            events = json.load(fh)
+    nodes, runs = {}, []
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            key = f"{e['name'][:-len('_kernel_time')]} ({e['args'].get('op_name', '?')})"
+            nodes.setdefault(key, []).append(e["dur"])
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            runs.append(e["dur"])
+    lines = [f"rtinfer BatchPath.run: {np.median(full) / 1e3:.0f} us"]
+    for k in range(len(prog)):
+        what = f"row {k} {Op(int(prog[k, C_OP])).name} {int(prog[k, C_NIN])}x{int(prog[k, C_NOUT])}"
+        kind = path.row_kinds.get(k, "")
+        t = f"{np.median(rows[k]) / 1e3:.0f} us" if k in rows else "(BLAS step)"
+        lines.append(f"  {what} {kind}: {t}")
+    lines.append(f"onnxruntime model_run: {np.median(runs):.0f} us" if runs else "onnxruntime model_run: ?")
+    for key, v in nodes.items():
+        lines.append(f"  {key}: {np.median(v):.0f} us")
+    return lines
 
 
 def _rate(v: float) -> str:
@@ -133,15 +225,14 @@ def _rate(v: float) -> str:
 
 
 def table(results: list) -> str:
-    lines = ["| model | engine | B=1 | B=32 | B=256 | B=256 ÷ onnxruntime |", "|---|---|---|---|---|---|"]
+    lines = ["| model | engine | B=1 | B=32 | B=256 | B=256 ÷ onnxruntime (paired) |", "|---|---|---|---|---|---|"]
     for r in results:
-        ort256 = r["rates"]["onnxruntime"][256]
         for name in ENGINES:
             if name not in r["rates"]:
                 continue
             rates = r["rates"][name]
             cells = " | ".join(_rate(rates[B]) for B in BATCHES)
-            lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {rates[256] / ort256:.2f} |")
+            lines.append(f"| {r['model']} {r['dtype']} | {name} | {cells} | {r['paired'][name][256]:.2f} |")
     return "\n".join(lines)
 
 
@@ -152,6 +243,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=51, help="timed calls per engine and batch size")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--blas", action="store_true", help="also time auto with BLAS for DENSE layers")
+    ap.add_argument("--allow", action="store_true",
+                    help='also time auto with nonfinite="allow" (without the input NaN/inf check)')
+    ap.add_argument("--layers", action="store_true",
+                    help="instead of the table: per-layer times at B=256, rtinfer rows vs onnxruntime nodes")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -159,12 +254,20 @@ def main(argv=None) -> int:
     for key in args.models:
         for dtype in args.dtypes:
             frozen, X = build(key, dtype)
-            calls = engines(frozen, blas=args.blas)
+            if args.layers:
+                print(f"## {key} {dtype}")
+                print("\n".join(layer_times(frozen, X, args.reps)), flush=True)
+                continue
+            calls = engines(frozen, blas=args.blas, allow=args.allow)
             diffs = check_outputs(frozen, calls, X)
-            rates = time_batches(calls, X, args.reps)
-            results.append({"model": key, "dtype": dtype, "rates": rates, "max_abs_diff_vs_reference": diffs})
+            rates, paired = time_batches(calls, X, args.reps)
+            results.append({"model": key, "dtype": dtype, "rates": rates, "paired": paired,
+                            "max_abs_diff_vs_reference": diffs})
             ratio = rates["rtinfer auto"][256] / rates["onnxruntime"][256]
-            print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f}", file=sys.stderr, flush=True)
+            print(f"{key} {dtype}: auto/onnxruntime at B=256 {ratio:.2f} (paired {paired['rtinfer auto'][256]:.2f})",
+                  file=sys.stderr, flush=True)
+    if args.layers:
+        return 0
     print(table(results))
     if args.json:
         with open(args.json, "w") as fh:
