@@ -166,7 +166,7 @@ def bench_model(bm, settings, engine_names, workdir, peaks, log) -> tuple[dict, 
     bm.frozen.save(rtm_path)
     fz = bm.frozen
     record = {
-        "name": bm.name, "key": bm.spec.key, "dtype": bm.dtype, "role": bm.spec.role,
+        "name": bm.name, "key": bm.spec.key, "dtype": bm.dtype, "role": bm.spec.role, "cnn": bm.spec.cnn,
         "sizes": list(bm.spec.sizes), "budget_us": bm.budget_us, "n_layers": len(fz.layers),
         "params": int(fz.n_params), "frozen_weight_bytes": int(fz.weight_bytes),
         "plan_weight_bytes": int(rt.weight_bytes), "arena_bytes": int(rt.arena_bytes),
