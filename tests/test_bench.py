@@ -136,9 +136,9 @@ def test_cross_checks_ran_and_passed(quick_run):
 def test_targets_startup_and_training_reported(quick_run):
     _, _, text, results = quick_run
     targets = results["targets"]
-    assert len(targets) == 5
+    assert len(targets) == 8
     assert all(t["met"] in (True, False, None) and t["measured"] for t in targets)
-    assert _section(text, "Targets").count("\n| ") == 1 + 5  # header + one row per target
+    assert _section(text, "Targets").count("\n| ") == 1 + 8  # header + one row per target
     warm = results["startup"]["warm"]
     assert warm["models"][0]["file"].endswith(".rtm") and warm["models"][0]["load_s"] > 0
     assert "warm cache" in _section(text, "Start-up")
@@ -229,3 +229,31 @@ def test_round_robin_chunks_rotate_the_engine_order():
     tput = bench_run.throughput_interleaved(engines, X, (1, 32, 4), seconds=0.001, p50_hint_us=1.0)
     for name in "abc":  # B = 32 has no batch call: no entry
         assert set(tput[name]) == {1, 4} and all(v > 0 for v in tput[name].values())
+
+
+def test_cnn_targets_follow_the_measurements():
+    """The CNN targets' verdicts come from the figures: a CNN behind onnxruntime, an fp32 CNN
+    over 1.5x its limit or an int8 CNN under 1.5x its fp32 speed each turns its row to missed."""
+    from bench.suite_report import evaluate_targets
+
+    def rec(key, dtype, inloop, one, ort, limit):
+        lat = {"rtinfer in-loop": {"p50_us": inloop}, "rtinfer predict_one": {"p50_us": one},
+               "onnxruntime": {"p50_us": ort}}
+        return {"name": f"{key} {dtype}", "key": key, "dtype": dtype, "cnn": True, "latency": lat,
+                "limit": {"limit_us": limit, "stream_us": 1.0, "compute_us": limit, "macs": 1},
+                "throughput": {}, "plan_weight_bytes": 10 ** 9, "per_op": [], "n_layers": 3}
+
+    def verdicts(models):
+        res = {"meta": {"machine": {"L2": 512 * 1024}}, "models": models,
+               "peaks": {"fp32_gflops": 60.0, "int8_gmacs_njit": 60.0, "floor_1op_us": 0.08, "per_op_us": 0.05}}
+        return {t["target"].split(" ")[1] + t["target"].split(" ")[2]: t["met"] for t in evaluate_targets(res)
+                if "CNN" in t["target"]}
+
+    good = [rec("a", "fp32", 12.0, 13.0, 20.0, 10.0), rec("a", "int8", 7.0, 8.0, 20.0, 5.0)]
+    assert verdicts(good) == {"predict_oneahead": True, "fp32CNNs": True, "int8in-loop": True}
+    behind = [rec("a", "fp32", 12.0, 21.0, 20.0, 10.0), rec("a", "int8", 7.0, 8.0, 20.0, 5.0)]
+    assert verdicts(behind)["predict_oneahead"] is False
+    slow = [rec("a", "fp32", 16.0, 17.0, 20.0, 10.0), rec("a", "int8", 7.0, 8.0, 20.0, 5.0)]
+    assert verdicts(slow)["fp32CNNs"] is False and verdicts(slow)["int8in-loop"] is True
+    close = [rec("a", "fp32", 12.0, 13.0, 20.0, 10.0), rec("a", "int8", 8.5, 9.0, 20.0, 5.0)]
+    assert verdicts(close)["int8in-loop"] is False
