@@ -196,6 +196,10 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
                         xr = xv[r * w + j0 + col:r * w + j0 + col + n]
                         for k in range(n):
                             seg[k] = xr[k]
+                    elif sw == 2:  # a constant stride: LLVM vectorizes the copy (loads and shuffles)
+                        xr = xv[r * w + j0 * 2 + col:r * w + (j1 - 1) * 2 + col + 1]
+                        for k in range(n):
+                            seg[k] = xr[2 * k]
                     else:
                         xr = xv[r * w + j0 * sw + col:r * w + (j1 - 1) * sw + col + 1]
                         for k in range(n):
