@@ -196,6 +196,10 @@ def _im2col(src, xs, c0, cg, g, go, cols, co, fill):
                         xr = xv[r * w + j0 + col:r * w + j0 + col + n]
                         for k in range(n):
                             seg[k] = xr[k]
+                    elif sw == 2:  # a constant stride: LLVM vectorizes the copy (loads and shuffles)
+                        xr = xv[r * w + j0 * 2 + col:r * w + (j1 - 1) * 2 + col + 1]
+                        for k in range(n):
+                            seg[k] = xr[2 * k]
                     else:
                         xr = xv[r * w + j0 * sw + col:r * w + (j1 - 1) * sw + col + 1]
                         for k in range(n):
@@ -317,8 +321,21 @@ def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, 
     T.dw_tile_i8(zb, zo, zs, g, ta, npr, g, wa, npr, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax)
 
 
+@kernel_jit(inline="always")
+def _last_full(p0, plane, width):
+    """(start, count) of the tile at p0 of the tiles at 0, width, 2 width, ... over plane
+    positions (GEMM and depthwise, float32 and int8): the last, partial one starts at plane -
+    width instead when plane >= width, so it is a full tile recomputing a few positions of the
+    one before it (the same values in the same order: the sources are the layer's input or its
+    own scratch copies, never its output) and loads and stores whole vectors (a partial tile
+    masks its loads and stores through a stack buffer and a copy loop)."""
+    if p0 + width > plane and plane >= width:
+        return plane - width, width
+    return p0, min(width, plane - p0)
+
+
 # ------------------------------------------------------------------------------ float32 CONV
-@kernel_jit
+@kernel_jit(inline="always")
 def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
     if BOUNDS:
@@ -462,7 +479,7 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
             B = cols
             bb = co
         for p0 in range(0, plane, COLS):
-            nc = min(COLS, plane - p0)
+            p0, nc = _last_full(p0, plane, COLS)
             for o0 in range(0, og, ROWS):
                 o = gi * og + o0
                 _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, g, ro, k_n,
@@ -493,16 +510,18 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
             for c in range(nch):
                 _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
             for k0 in range(0, plane, DW_COLS):
+                k0, nc = _last_full(k0, plane, DW_COLS)
                 _dw_f32(zb, zo + k0, cs, g, ta, nt, W, wo + c0 * nt, b, bo + c0,
-                        dst, ys + c0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+                        dst, ys + c0 * plane + k0, plane, nch, nc, relu)
     else:  # og outputs per input channel: the tile's channels share one buffer (stride 0)
         for c in range(c_n):
             _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
             for o0 in range(c * og, (c + 1) * og, DW_CH):
                 nch = min(DW_CH, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
+                    k0, nc = _last_full(k0, plane, DW_COLS)
                     _dw_f32(zb, zo + k0, 0, g, ta, nt, W, wo + o0 * nt, b, bo + o0,
-                            dst, ys + o0 * plane + k0, plane, nch, min(DW_COLS, plane - k0), relu)
+                            dst, ys + o0 * plane + k0, plane, nch, nc, relu)
 
 
 @kernel_jit
@@ -528,18 +547,6 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 
 
 # ------------------------------------------------------------------------------ int8 QCONV
-@kernel_jit(inline="always")
-def _last_full(p0, plane, width):
-    """(start, count) of the int8 tile at p0 of the tiles at 0, width, 2 width, ... over plane
-    positions: the last, partial one starts at plane - width instead when plane >= width, so it
-    is a full tile recomputing a few positions of the one before it (the same values: the
-    sources are the layer's own copies, never its output) and stores whole vectors (a partial
-    tile stores through a stack buffer and a memcpy call)."""
-    if p0 + width > plane and plane >= width:
-        return plane - width, width
-    return p0, min(width, plane - p0)
-
-
 @kernel_jit(inline="always")
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)

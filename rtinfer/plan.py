@@ -147,8 +147,16 @@ class Plan:
         return h[p:p + self.n_ops * NCOLS].reshape(self.n_ops, NCOLS)
 
     def new_state(self) -> np.ndarray:
-        """A private, writable copy of the image (own arena and clock scratch)."""
-        return self.image.copy()
+        """A private, writable copy of the image (own arena and clock scratch) whose data starts
+        on a 64-byte boundary, so the image's 64-byte aligned sections are aligned in memory and
+        a kernel's 16-float rows (conv tiles, scratch copies, the arena) do not straddle cache
+        lines (NumPy's allocator only guarantees 16 bytes; measured 3-6% of the in-loop time of
+        the benchmark CNNs)."""
+        buf = np.empty(self.image.nbytes + _ALIGN, dtype=np.uint8)
+        at = (-buf.ctypes.data) % _ALIGN
+        state = buf[at:at + self.image.nbytes]
+        state[:] = self.image
+        return state
 
     def describe(self) -> str:
         lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "
