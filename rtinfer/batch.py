@@ -54,7 +54,7 @@ from . import interp
 from . import kernels_gemm as G
 from .ops import MAX_BLOCK_ARENA_BYTES, Op
 from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_PROG,
-                   K_X, K_Y, NCOLS, Plan)
+                   K_X, K_Y, NCOLS, Plan, aligned_bytes)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
 AUTO_MIN_WORK = 2 ** 16  # nor do batches of fewer than this many MACs (samples x model MACs):
@@ -206,7 +206,7 @@ class BatchPath:
         o_af = _align(o_tile + 4 * n_tile)
         o_ai = _align(o_af + 4 * CHUNK * plan.arena_f32)
         total = _align(o_ai + CHUNK * plan.arena_i8 + 8)
-        blob = np.zeros(total, dtype=np.uint8)
+        blob = aligned_bytes(total)  # 64-byte aligned: the packed weights' 16-float rows in one cache line
         blob[:image.nbytes] = image
         blob[o_tab:o_tab + tab.nbytes] = tab.reshape(-1).view(np.uint8)
         blob[o_fpack:o_fpack + fpack.nbytes] = fpack.view(np.uint8)

@@ -114,6 +114,15 @@ class TensorSlot:
     last: int          # last program row that reads it
 
 
+def aligned_bytes(nbytes: int) -> np.ndarray:
+    """A zeroed uint8 array of nbytes whose data starts on a 64-byte boundary (NumPy's allocator
+    only guarantees 16): the memory a plan image or a batch path's blob is copied into, so their
+    64-byte aligned sections are aligned in memory."""
+    buf = np.zeros(nbytes + _ALIGN, dtype=np.uint8)
+    at = (-buf.ctypes.data) % _ALIGN
+    return buf[at:at + nbytes]
+
+
 @dataclass(frozen=True)
 class Plan:
     image: np.ndarray            # uint8, the whole plan (see module docstring)
@@ -152,9 +161,7 @@ class Plan:
         a kernel's 16-float rows (conv tiles, scratch copies, the arena) do not straddle cache
         lines (NumPy's allocator only guarantees 16 bytes; measured 3-6% of the in-loop time of
         the benchmark CNNs)."""
-        buf = np.empty(self.image.nbytes + _ALIGN, dtype=np.uint8)
-        at = (-buf.ctypes.data) % _ALIGN
-        state = buf[at:at + self.image.nbytes]
+        state = aligned_bytes(self.image.nbytes)
         state[:] = self.image
         return state
 

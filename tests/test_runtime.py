@@ -290,3 +290,15 @@ def test_load_onnx_path(tmp_path):
     rt = rtinfer.load(path)
     X = _X((10,), n=7)
     _assert_close(rt.predict(X), reference.run(fm, X))
+
+
+def test_state_and_blobs_start_on_a_cache_line():
+    """Plan images are laid out in 64-byte sections; the runtime's copies must start on a
+    64-byte boundary for those sections to be aligned in memory (NumPy guarantees only 16)."""
+    from rtinfer.plan import aligned_bytes
+    for n in (1, 63, 64, 1000, 1 << 20):
+        a = aligned_bytes(n)
+        assert a.ctypes.data % 64 == 0 and a.nbytes == n and not a.any()
+    plan = build_plan(fp32_mlp([8, 16, 4]))
+    states = [plan.new_state() for _ in range(8)]
+    assert all(s.ctypes.data % 64 == 0 and np.array_equal(s, plan.image) for s in states)
