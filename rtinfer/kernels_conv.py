@@ -15,8 +15,10 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
 - PATH_GEMM / PATH_GEMM_U8 (every convolution the DW path does not take), group by group: a
   register-tiled GEMM y (O/group, P) = W (O/group, K) . B (K, P) over the P = oh * ow output
   positions, K = C/group kh kw. B is the group's input planes themselves (pointwise: 1x1, stride 1,
-  no padding) or im2col rows in scratch (padding 0, or x_zp for int8, which adds 0), made by
-  precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
+  no padding), zero-margined shifted copies or column (and row-phase) windows of them read in
+  place (BM_SHIFT, BM_WINDOW: taps become row offsets, stride 2 columns copied eight at a time
+  by kernels_tile.stride2_8), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
+  0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output), W packed by
   ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
   quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
@@ -90,7 +92,8 @@ G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the pack
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
-               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word)
+               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word);
+               # GEMM BM_WINDOW: its G_NCLS window classes (q, ph) as int32 pairs
 G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
 G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
@@ -103,8 +106,9 @@ BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
 BM_RUNS = 2    # im2col rows in scratch, by runs
 BM_SHIFT = 3   # shifted zero-margined copies of the group's input planes (stride 1: an implicit GEMM)
-BM_WINDOW = 4  # per kernel column q, the (h, ow) window x[:, j * sw + q * dw - pl] of each input
-               # plane, zero-margined (stride 1 down the rows; gathered, no im2col)
+BM_WINDOW = 4  # per kernel column q and row phase ph, the (ceil(h / sh), ow) window x[ph::sh,
+               # j * sw + q * dw - pl] of each input plane, zero-margined (stride 1 down the
+               # window rows; copied by strided runs, no im2col)
 
 PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
@@ -114,7 +118,8 @@ ROWS = T.ROWS
 COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
-GATHER_MAX = 1 << 16  # im2col elements up to which gather indices replace runs (ResNet-8 stride 2: 36,864)
+GATHER_MAX = 1 << 16  # im2col elements up to which gather indices replace runs; window elements per input
+                      # channel up to which BM_WINDOW applies (ResNet-8 3x3 stride 2: 6 x 16 x 16 = 1,536)
 
 # Under NUMBA_BOUNDSCHECK=1 every call of an LLVM IR tile (kernels_tile, whose loads and stores
 # Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
@@ -355,24 +360,72 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
 
 @kernel_jit
 def _windows(X, xb, g, go, Z, zo, fill):
-    """BM_WINDOW: for each of the group's input channels c and kernel column q < G_NCLS, the
-    (h, ow) window of plane c (X[xb + c * h * w:]) gathered by the indices at g[go + G_GATHER +
-    q * h * ow:] (fill where they are -1) into Z[zo + (c * G_NCLS + q) * G_ZS + G_ZM:]; the
-    margins around each window stay zero from the planner's zeroed scratch. X and Z float32, or
-    int32 (the int8 path's copy of x - x_zp)."""
-    hw = g[go + G_H] * g[go + G_W]
+    """BM_WINDOW: for each of the group's input channels c and window class m < G_NCLS (kernel
+    column q and row phase ph, the pair at g[go + G_AUX2 + 2 m:]), the (ceil(h / sh), ow) window
+    of plane c (X[xb + c * h * w:]) whose row r' holds input row r' * sh + ph at the columns
+    j * sw + q * dw - pl, copied row by row (strided runs) into Z[zo + (c * G_NCLS + m) * G_ZS +
+    G_ZM:]. Padding columns, rows past the plane and the margins around each window are never
+    written: they stay zero from the planner's zeroed scratch (``fill`` must be 0). X and Z
+    float32, or int32 (the int8 path's copy of x - x_zp)."""
+    h = g[go + G_H]
+    w = g[go + G_W]
+    ow = g[go + G_OW]
+    sh = g[go + G_SH]
+    sw = g[go + G_SW]
+    dw = g[go + G_DW]
+    pl = g[go + G_PL]
     cg = g[go + G_C] // g[go + G_GROUP]
     ncls = g[go + G_NCLS]
     zs = g[go + G_ZS]
     zm = g[go + G_ZM]
-    n = g[go + G_H] * g[go + G_OW]
-    ix = go + g[go + G_GATHER]
+    ca = go + g[go + G_AUX2]
     for c in range(cg):
-        for q in range(ncls):
-            d = zo + (c * ncls + q) * zs + zm
-            if BOUNDS:
-                _check_gather(X, xb + c * hw, hw, g, ix + q * n, n, Z, d)
-            T.gather32(X, xb + c * hw, g, ix + q * n, n, Z, d, fill)
+        xc = xb + c * h * w
+        for m in range(ncls):
+            q = g[ca + 2 * m]
+            ph = g[ca + 2 * m + 1]
+            j0 = _first_valid(pl, q * dw, sw)
+            j1 = _end_valid(w, pl, q * dw, sw, ow)
+            if j1 <= j0:
+                continue
+            n = j1 - j0
+            col = j0 * sw + q * dw - pl  # input column of output column j0
+            d = zo + (c * ncls + m) * zs + zm
+            nr = (h - ph + sh - 1) // sh  # rows of this phase
+            if sw == 2:  # 8 columns per kernels_tile.stride2_8 step, padding lanes 0. A row's last
+                # step spills zeros past ow into the next row's first 8 columns (or the zero tail):
+                # the column blocks run last to first, each down all rows, so block 0 comes after
+                xr = xc + ph * w + q * dw - pl  # input column of output column 0 in the row
+                for jb in range((ow - 1) // 8 * 8, -1, -8):
+                    lo = max(j0 - jb, 0)
+                    hi = min(j1 - jb, 8)
+                    if hi <= lo:
+                        continue
+                    xj = xr + 2 * jb
+                    zj = d + jb
+                    for rr in range(nr):
+                        full = xj >= 0 and xj + 16 <= X.size  # plain loads
+                        if BOUNDS:
+                            if full:
+                                _need(X, xj, xj + 16)
+                            _need(X, xj + 2 * lo, xj + 2 * (hi - 1) + 1)
+                            _need(Z, zj, zj + 8)
+                        T.stride2_8(X, xj, lo, hi, full, Z, zj)
+                        xj += sh * w
+                        zj += ow
+                continue
+            for r in range(ph, h, sh):
+                zr = d + (r - ph) // sh * ow  # the window row
+                seg = Z[zr + j0:zr + j0 + n]
+                x0 = xc + r * w + col
+                if sw == 1:
+                    xr = X[x0:x0 + n]
+                    for k in range(n):
+                        seg[k] = xr[k]
+                else:
+                    xr = X[x0:x0 + (n - 1) * sw + 1]
+                    for k in range(n):
+                        seg[k] = xr[k * sw]
 
 
 @kernel_jit(inline="always")
@@ -1255,35 +1308,40 @@ def _dw_plan(geo):
 
 
 def _window_plan(geo):
-    """BM_WINDOW's plan for a geometry with stride 1 down the rows, else None: (taps [(p, q,
-    offset of the tap's first output in its window buffer)], gather indices (kw, h, ow) int32
-    (r * w + col within the plane, -1 where col = j * sw + q * dw - pl is padding), front margin
-    zm, elements per window buffer zs). Taps that only ever read padding are left out."""
-    if geo.sh != 1 or geo.h * geo.ow * geo.kw > GATHER_MAX:
-        return None
+    """BM_WINDOW's plan, else None: (taps [(p, q, window class, offset of the tap's first
+    output in its window buffer)], classes [(q, ph)], front margin zm, elements per window
+    buffer zs). The window of class (q, ph) holds the input rows ph, ph + sh, ... (ceil(h / sh)
+    rows, zero past the plane) at the columns j * sw + q * dw - pl (0 where padding), so tap (p,
+    q) of output row i reads its window's row i + floor((p dh - pt) / sh) in phase (p dh - pt)
+    mod sh: stride 1 down the window rows, padding rows in the zero margins. Stride 1 keeps
+    every column's class (q, 0) in order (the int8 path's _windows16 relies on it); larger
+    strides build only the classes a tap reads. Taps that only ever read padding are left out."""
+    sh = geo.sh
+    hr = -(-geo.h // sh)  # rows per window
     plane = geo.oh * geo.ow
     taps = []
+    classes = [(q, 0) for q in range(geo.kw)] if sh == 1 else []
+    i = np.arange(geo.oh)
     for p in range(geo.kh):
-        rows = _valid_range(geo.h, geo.oh, geo.pt, p * geo.dh)
-        if rows[1] <= rows[0]:
+        r = i * sh + p * geo.dh - geo.pt
+        if not np.any((r >= 0) & (r < geo.h)):
             continue
         for q in range(geo.kw):
             col = np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl
             if not np.any((col >= 0) & (col < geo.w)):
                 continue
-            taps.append((p, q, (p * geo.dh - geo.pt) * geo.ow))
-    if not taps:
+            off = p * geo.dh - geo.pt
+            ph = off % sh
+            if (q, ph) not in classes:
+                classes.append((q, ph))
+            taps.append((p, q, classes.index((q, ph)), (off // sh) * geo.ow))
+    if not taps or hr * geo.ow * len(classes) > GATHER_MAX:
         return None
-    r = np.arange(geo.h)[:, None]
-    idx = []
-    for q in range(geo.kw):
-        col = (np.arange(geo.ow) * geo.sw + q * geo.dw - geo.pl)[None, :]
-        ok = (col >= 0) & (col < geo.w) & (r >= 0)
-        idx.append(np.where(ok, r * geo.w + col, -1))
-    offs = [t[2] for t in taps]
+    offs = [t[3] for t in taps]
     zm = _round_up(max(0, -min(offs)), 8)
-    zs = _round_up(zm + max(geo.h * geo.ow, _round_up(plane, COLS) + max(0, max(offs))), 16)
-    return taps, np.array(idx, np.int32).reshape(-1), zm, zs
+    tail = 8 if geo.sw == 2 else 0  # stride2_8's last step per row writes up to 7 zeros past it
+    zs = _round_up(zm + max(hr * geo.ow + tail, _round_up(plane, COLS) + max(0, max(offs))), 16)
+    return taps, classes, zm, zs
 
 
 @dataclass
@@ -1369,6 +1427,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     # or im2col rows by gathers (small) or runs; row k of B at rows[k] (relative to the group)
     shift = None if pointwise else _dw_plan(geo)
     window = None if pointwise or shift is not None else _window_plan(geo)
+    if window is not None and int8 and geo.sw == 1 and geo.sh > 1:
+        window = None  # the int8 windows of column stride 1 (_windows16) are input rows in order
     kept = np.arange(k_n)
     f32_shift = 0
     if pointwise:
@@ -1388,15 +1448,15 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         cols = 1
         f32_shift = cg * per
     elif window is not None:
-        taps, idx, zm, zs = window
+        taps, classes, zm, zs = window
         table[G_BMODE] = BM_WINDOW
-        table[G_NCLS] = geo.kw
-        table[G_GATHER] = put(idx)
+        table[G_NCLS] = len(classes)
+        table[G_AUX2] = put(np.array(classes, np.int32).reshape(-1))
         table[G_ZM] = zm
         table[G_ZS] = zs
-        per = geo.kw * zs
-        kept = np.array([c * geo.kh * geo.kw + p * geo.kw + q for c in range(cg) for p, q, _ in taps])
-        rows = np.array([c * per + q * zs + zm + off for c in range(cg) for _, q, off in taps])
+        per = len(classes) * zs
+        kept = np.array([c * geo.kh * geo.kw + p * geo.kw + q for c in range(cg) for p, q, _, _ in taps])
+        rows = np.array([c * per + m * zs + zm + off for c in range(cg) for _, _, m, off in taps])
         cols = 1
         f32_shift = cg * per
     else:

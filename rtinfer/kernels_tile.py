@@ -25,7 +25,8 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
-- ``gather32``: im2col and plane windows by index (vgatherdps / vpgatherdd).
+- ``gather32``: im2col by index (vgatherdps / vpgatherdd).
+- ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
 - ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
 - ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
@@ -736,6 +737,48 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
                     builder.store(builder.load(builder.gep(px, [builder.sext(i, i64)])), builder.gep(pd, [k]))
                 with otherwise:
                     builder.store(fillv, builder.gep(pd, [k]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def stride2_8(typingctx, X, xo, lo, hi, full, D, do):
+    """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
+    arrays (the same dtype). With ``full`` reads X[xo:xo + 16] (two plain 8-lane loads),
+    else only X[xo + 2k] for lo <= k < hi (masked loads); the even lanes are shuffled together
+    and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one vector store): a plane
+    window's row of column stride 2."""
+    if X.dtype.bitwidth != 32 or D.dtype != X.dtype:
+        return None
+    sig = types.void(X, xo, lo, hi, full, D, do)
+    elt = X.dtype
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, lov, hiv, fullv, dv, doff = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[5], dv).data, [doff])
+        vty = ir.VectorType(context.get_value_type(elt), 8)
+        zero = ir.Constant(vty, [0.0 if isinstance(elt, types.Float) else 0] * 8)
+        k = ir.Constant(_V8I, list(range(8)))
+        on = builder.and_(builder.icmp_signed(">=", k, _splat(builder, builder.trunc(lov, _I32), _V8I)),
+                          builder.icmp_signed("<", k, _splat(builder, builder.trunc(hiv, _I32), _V8I)))
+        p0 = _ptr(builder, px, ir.Constant(xoff.type, 0), vty)
+        p1 = _ptr(builder, px, ir.Constant(xoff.type, 8), vty)
+        even = ir.Constant(_V8I, list(range(0, 16, 2)))
+        pout = _ptr(builder, pd, ir.Constant(doff.type, 0), vty)
+        with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
+            with then:
+                y = builder.shuffle_vector(builder.load(p0, align=4), builder.load(p1, align=4), even)
+                builder.store(builder.select(on, y, zero), pout, align=4)
+            with otherwise:
+                off = ir.Constant(_V8B, [0] * 8)
+                m0 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [0, 8, 1, 8, 2, 8, 3, 8]))
+                m1 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [4, 8, 5, 8, 6, 8, 7, 8]))
+                y = builder.shuffle_vector(_masked_load(builder, p0, vty, m0, 4), _masked_load(builder, p1, vty, m1, 4),
+                                           even)
+                builder.store(y, pout, align=4)
         return context.get_dummy_value()
 
     return sig, codegen

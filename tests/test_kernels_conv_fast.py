@@ -61,8 +61,8 @@ def test_conv_f32_fast_paths_match_twin(case):
     assert lay.path == case[-1]
     Wk = _guarded(lay.W, 0)
     cols = np.zeros(lay.f32 + 2, np.float32)
-    if lay.path != KC.PATH_DW and lay.table[KC.G_BMODE] != KC.BM_SHIFT:
-        cols[:] = np.nan  # only the shifted planes rely on their scratch starting zero (the margins)
+    if lay.path != KC.PATH_DW and lay.table[KC.G_BMODE] not in (KC.BM_SHIFT, KC.BM_WINDOW):
+        cols[:] = np.nan  # only the plane copies and windows rely on their scratch starting zero (the margins)
     got = np.full(m * n_out + 2 * GUARD, 99, np.float32)
     want = got.copy()
     KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, got, GUARD, lay.table, 0, m, cols, 2, 1, 0.0, 0.0)  # ReLU
@@ -216,15 +216,21 @@ def test_tile_extents_are_checked_under_boundscheck():
 
 def test_b_row_sources_for_the_benchmark_shapes():
     """Where the GEMM's B rows come from: input planes (pointwise), shifted plane copies (stride
-    1, 1-D or ow == w), per-column windows of the planes (stride 1 down the rows): no im2col;
-    else im2col by gathers (small) or by runs (large)."""
-    def mode(shape, o, k, stride=(1, 1), pads=((0, 0), (0, 0))):
+    1, 1-D or ow == w), per-column (and per row phase) windows of the planes: no im2col; else
+    im2col by gathers (small) or by runs (large)."""
+    def mode(shape, o, k, stride=(1, 1), pads=((0, 0), (0, 0)), int8=False):
         geo = make_geometry(shape, geometry_attrs(k, stride, (1, 1), pads))
-        return int(KC.conv_layout(geo, o, 1, np.zeros(o * shape[0] * k[0] * k[1], np.float32)).table[KC.G_BMODE])
+        W = np.zeros(o * shape[0] * k[0] * k[1], np.int8 if int8 else np.float32)
+        kw = dict(bias=np.zeros(o, np.int32), int8=True) if int8 else {}
+        return int(KC.conv_layout(geo, o, 1, W, **kw).table[KC.G_BMODE])
     assert mode((64, 25, 5), 64, (1, 1)) == KC.BM_PLANES                      # DS-CNN pointwise
     assert mode((1, 28, 28), 6, (5, 5), pads=((2, 2), (2, 2))) == KC.BM_SHIFT  # LeNet-5 conv 1
     assert mode((16, 64), 32, (1, 5), pads=((0, 0), (2, 2))) == KC.BM_SHIFT   # 1-D CNN conv 2
     assert mode((6, 14, 14), 16, (5, 5)) == KC.BM_WINDOW                      # LeNet-5 conv 2 (ow < w)
-    assert mode((1, 49, 10), 64, (10, 4), (2, 2), ((4, 5), (1, 2))) == KC.BM_GATHER  # DS-CNN stem
-    assert mode((16, 32, 32), 32, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_GATHER  # ResNet-8 stride 2
-    assert mode((16, 64, 64), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
+    assert mode((1, 49, 10), 64, (10, 4), (2, 2), ((4, 5), (1, 2))) == KC.BM_WINDOW  # DS-CNN stem
+    assert mode((16, 32, 32), 32, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_WINDOW  # ResNet-8 stride 2
+    assert mode((16, 32, 32), 32, (1, 1), (2, 2)) == KC.BM_WINDOW                    # ResNet-8 projection
+    assert mode((16, 32, 32), 32, (3, 3), (2, 2), ((1, 1), (1, 1)), int8=True) == KC.BM_WINDOW
+    assert mode((3, 9, 7), 5, (3, 3), (2, 1), ((1, 1), (0, 1))) == KC.BM_WINDOW
+    assert mode((3, 9, 7), 5, (3, 3), (2, 1), ((1, 1), (0, 1)), int8=True) == KC.BM_GATHER  # int8 column stride 1
+    assert mode((1, 260, 260), 2, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
