@@ -209,8 +209,8 @@ def _make_exec_row(graph, name):
             sk2 = h[r + C_SRC2_KIND]
             so2 = _at(h, sk2, h[r + C_SRC2], xo, yo, st)
             src2 = X if sk2 == K_X else (Y if sk2 == K_Y else f32)
-            KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m)
-            post = act != K.A_IDENTITY
+            fused = KG.binary_f32(src, so, src2, so2, dst, do, i32, h[r + C_I0], m, act == K.A_RELU)
+            post = act != K.A_IDENTITY and not fused
         elif graph and op == O_QBINARY:
             so2 = _at(h, h[r + C_SRC2_KIND], h[r + C_SRC2], xo, yo, st)
             KG.qbinary_i8(i8, so, i8, so2, i8, do, i32, h[r + C_I0], m, alpha, beta)

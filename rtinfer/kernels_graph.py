@@ -110,8 +110,10 @@ def _f(x, y, fn):
 
 
 @kernel_jit
-def binary_f32(a, ao, b, bo, dst, do, t, g, m):
-    """dst = a fn b for m samples, broadcast per the table at t[g:] (float32, no activation)."""
+def binary_f32(a, ao, b, bo, dst, do, t, g, m, relu):
+    """dst = a fn b for m samples, broadcast per the table at t[g:] (float32). With ``relu``, a
+    same-shape ADD (a residual add) applies ReLU (0 if v < 0 else v: NaN passes) in the same
+    loop and returns True; otherwise no activation is applied and it returns False."""
     na, nb, n = t[g + T_NA], t[g + T_NB], t[g + T_NOUT]
     fn = t[g + T_FN]
     if na == n and nb == n:  # same shape: one flat run per sample (residual adds)
@@ -119,7 +121,11 @@ def binary_f32(a, ao, b, bo, dst, do, t, g, m):
             x = a[ao + s * na:ao + s * na + n]
             y = b[bo + s * nb:bo + s * nb + n]
             z = dst[do + s * n:do + s * n + n]
-            if fn == B_ADD:
+            if fn == B_ADD and relu:
+                for k in range(n):
+                    v = x[k] + y[k]
+                    z[k] = np.float32(0.0) if v < 0.0 else v
+            elif fn == B_ADD:
                 for k in range(n):
                     z[k] = x[k] + y[k]
             elif fn == B_MUL:
@@ -131,7 +137,7 @@ def binary_f32(a, ao, b, bo, dst, do, t, g, m):
             else:
                 for k in range(n):
                     z[k] = _f(x[k], y[k], fn)
-        return
+        return relu and fn == B_ADD
     d0, d1, d2, d3 = t[g + T_D], t[g + T_D + 1], t[g + T_D + 2], t[g + T_D + 3]
     a0, a1, a2, a3 = t[g + T_SA], t[g + T_SA + 1], t[g + T_SA + 2], t[g + T_SA + 3]
     b0, b1, b2, b3 = t[g + T_SB], t[g + T_SB + 1], t[g + T_SB + 2], t[g + T_SB + 3]
@@ -164,6 +170,7 @@ def binary_f32(a, ao, b, bo, dst, do, t, g, m):
                         for k in range(d3):
                             z[k] = _f(a[pa + k * a3], b[pb + k * b3], fn)
                     po += d3
+    return False
 
 
 @kernel_jit(inline="always")

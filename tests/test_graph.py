@@ -185,6 +185,27 @@ def test_binary_fused_activation_and_independent_check():
     np.testing.assert_array_equal(rtinfer.load(fm).predict(X), np.maximum(a + b, 0))
 
 
+@pytest.mark.parametrize("act", [Act.RELU, Act.SIGMOID, Act.IDENTITY])
+@pytest.mark.parametrize("fn", [Bin.ADD, Bin.SUB])
+def test_same_shape_binary_with_activation(act, fn):
+    """A same-shape residual add fuses ReLU into its loop; every other activation and fn runs
+    after it: all match the reference executor bit for bit, NaN and -0.0 included."""
+    fm = _binary_model((3, 4), (3, 4), fn, act=act)
+    X = _X(fm.input_shape, n=9)
+    X[0, 0] = np.nan
+    X[1, 0], X[1, 12] = -0.0, 0.0
+    X[2, 1], X[2, 13] = -1.5, 1.5
+    rt = rtinfer.load(fm, nonfinite="allow")
+    want = reference.run(fm, X)
+    np.testing.assert_array_equal(rt.stream(X), want)
+    np.testing.assert_array_equal(rt.predict(X), want)
+    if act == Act.RELU:
+        a, b = X[:, :12], X[:, 12:]
+        v = a + b if fn == Bin.ADD else a - b
+        np.testing.assert_array_equal(rt.predict(X).reshape(9, 12)[1:], np.where(v < 0, 0, v)[1:])
+        assert np.isnan(rt.predict(X).reshape(9, 12)[0, 0])
+
+
 def _q_expect(a, b, fn, p):
     """Independent QBINARY: exact rationals for the multipliers' float32 values, Python's
     round (half to even)."""
