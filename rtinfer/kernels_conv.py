@@ -263,7 +263,7 @@ def _check_gather(X, xo, n_x, I, io, n, D, do):
 
 @kernel_jit(inline="always")
 def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bias, bi, M, mi):
-    """The extents s16_rows_tile6 touches (BOUNDS only)."""
+    """The extents s16_rows_tile* touches (BOUNDS only)."""
     _need(RT, ro, ro + n_rows)
     for k in range(n_rows):
         _need(Z, zo + RT[ro + k], zo + RT[ro + k] + COLS)
@@ -568,6 +568,18 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
         T.s16_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
+@kernel_jit(inline="always")
+def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
+    """The in-place int16 tile (kernels_tile.s16_rows_tile*) with the fewest rows (2, 4 or 6)
+    covering ``rows`` output channels."""
+    if rows > 4:
+        T.s16_rows_tile6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif rows > 2:
+        T.s16_rows_tile4(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    else:
+        T.s16_rows_tile2(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+
+
 @kernel_jit
 def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
     """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
@@ -656,7 +668,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8; the u8 tile's bias at g[go + G_BIAS8:]
     has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
     int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
-    windows) that kernels_tile.s16_rows_tile6 reads in place, pairs of rows interleaved in
+    windows) that kernels_tile.s16_rows_tile* reads in place, pairs of rows interleaved in
     registers (no packing pass; W as int16 pairs)."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
@@ -719,8 +731,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                     if BOUNDS:
                         _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
                                       ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
-                    T.s16_rows_tile6(g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst, ys + o * plane + p0,
-                                     plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, min(ROWS, og - o0), nc)
+                    _s16_rows(min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst,
+                              ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
             continue
         else:
             if mode == BM_GATHER:
