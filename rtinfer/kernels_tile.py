@@ -626,8 +626,8 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
 @intrinsic
 def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
     """Sixteen uint8 quads: for p < 16, the int32 word Bw[bo + p] has the bytes (X[r_t + p] + add)
-    mod 256 for t = 0..3, t = 0 in the low byte (X int8; Bw int32). Byte interleaves in
-    registers (vpunpck*bw, vpunpck*wd on x86)."""
+    mod 256 for t = 0..3, t = 0 in the low byte (X int8, or int16 added in int16 then truncated;
+    Bw int32). Byte interleaves in registers (vpunpck*bw, vpunpck*wd on x86)."""
     sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
 
     def codegen(context, builder, signature, args):
@@ -636,8 +636,13 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
         px = _array(context, builder, st[0], xv).data
         pb = builder.gep(_array(context, builder, st[6], bv).data, [boff])
         v16b = ir.VectorType(_I8, 16)
-        a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
-        rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
+        if st[0].dtype.bitwidth == 16:  # int16 rows: + add in int16, then the low bytes
+            a16 = _splat(builder, builder.trunc(addv, _I16), _V16S)
+            rows = [builder.trunc(builder.add(builder.load(_ptr(builder, px, o, _V16S), align=2), a16), v16b)
+                    for o in (o0, o1, o2, o3)]
+        else:
+            a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
+            rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
         inter8 = ir.Constant(ir.VectorType(_I32, 32), [k for p in range(16) for k in (p, p + 16)])
         v01 = builder.bitcast(builder.shuffle_vector(rows[0], rows[1], inter8), _V16S)
         v23 = builder.bitcast(builder.shuffle_vector(rows[2], rows[3], inter8), _V16S)
