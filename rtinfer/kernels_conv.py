@@ -24,7 +24,11 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
   consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
-  requantizes in its epilogue.
+  requantizes in its epilogue. Stride-1 int8 convolutions with padding (BM_SHIFT, BM_WINDOW)
+  first make zero-margined int16 copies of x - x_zp; PATH_GEMM reads pairs of their rows in
+  place (kernels_tile.s16_rows_tile*), PATH_GEMM_U8 packs their rows into quads first (taken
+  when two or more blocks of ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does
+  16 multiply-adds and vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
 - PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
   copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
   a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
@@ -268,7 +272,7 @@ def _check_gather(X, xo, n_x, I, io, n, D, do):
 
 @kernel_jit(inline="always")
 def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bias, bi, M, mi):
-    """The extents s16_rows_tile6 touches (BOUNDS only)."""
+    """The extents s16_rows_tile* touches (BOUNDS only)."""
     _need(RT, ro, ro + n_rows)
     for k in range(n_rows):
         _need(Z, zo + RT[ro + k], zo + RT[ro + k] + COLS)
@@ -621,6 +625,18 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
         T.s16_tile2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
+@kernel_jit(inline="always")
+def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
+    """The in-place int16 tile (kernels_tile.s16_rows_tile*) with the fewest rows (2, 4 or 6)
+    covering ``rows`` output channels."""
+    if rows > 4:
+        T.s16_rows_tile6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif rows > 2:
+        T.s16_rows_tile4(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    else:
+        T.s16_rows_tile2(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+
+
 @kernel_jit
 def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
     """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
@@ -640,12 +656,13 @@ def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
 @kernel_jit
 def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
-    rows t >= nrows give 128 (their weights are 0): one row of uint8 quads for the u8 tile
-    (add = 128 for int8 codes, 128 + x_zp for int16 x - x_zp)."""
+    rows t >= nrows give 128, or with 16 or more quads the bytes of the row r_t (r_t = the last
+    row when t >= nrows; their weights are 0): one row of uint8 quads for the u8 tile (add = 128
+    for int8 codes, 128 + x_zp for int16 x - x_zp)."""
     out = Bw[bo:bo + n]
     z = np.int32(add)
     a = x[r0:r0 + n]
-    if nrows == 4 and n >= 16 and x.itemsize == 1:  # int8 rows: 16 quads per step, the last overlapping
+    if n >= 16 and x.itemsize <= 2:  # int8 / int16 rows: 16 quads per step, the last overlapping
         for p0 in range(0, n, 16):
             p = min(p0, n - 16)
             if BOUNDS:
@@ -709,7 +726,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     group at g[go + G_AUX:] (pack_pairs_i16 / pack_quads_i8; the u8 tile's bias at g[go + G_BIAS8:]
     has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
     int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
-    windows) that kernels_tile.s16_rows_tile6 reads in place, pairs of rows interleaved in
+    windows) that kernels_tile.s16_rows_tile* reads in place, pairs of rows interleaved in
     registers (no packing pass; W as int16 pairs)."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
@@ -765,16 +782,19 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                 for c in range(cg):
                     _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
                           zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
-            for p0 in range(0, plane, COLS):
-                p0, nc = _last_full(p0, plane, COLS)
-                for o0 in range(0, og, ROWS):
-                    o = gi * og + o0
-                    if BOUNDS:
-                        _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
-                                      ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
-                    T.s16_rows_tile6(g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst, ys + o * plane + p0,
-                                     plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, min(ROWS, og - o0), nc)
-            continue
+            if u8:  # uint8 quads of the copies, packed as _pack_b packs im2col rows (x + 128)
+                _pack_b(z16, zb, g, ro, g, go, 0, 128 + x_zp, True)
+            else:
+                for p0 in range(0, plane, COLS):
+                    p0, nc = _last_full(p0, plane, COLS)
+                    for o0 in range(0, og, ROWS):
+                        o = gi * og + o0
+                        if BOUNDS:
+                            _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
+                                          ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
+                        _s16_rows(min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst,
+                                  ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
+                continue
         else:
             if mode == BM_GATHER:
                 ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
@@ -1469,26 +1489,27 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     W2 = W2[:, kept]
     k_n = len(kept)
     table[G_K] = k_n
-    in_place = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # s16_rows_tile6: rows read in place
+    copies = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # int16 copies of x - x_zp in f32 scratch
+    if int8 and u8 is None:  # copies packed into quads pay off once two row blocks share them
+        u8 = "avx2" in T.target_features() and u8_exact(W2) and (not copies or (og > ROWS and k_n >= 16))
+    in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies
     if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
         rows = np.concatenate([rows, rows[-1:]])
     table[G_ROWS] = put(rows)
+    if copies and table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
+        f32_copies = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
+    else:
+        f32_copies = -(-f32_shift // 2)  # int16 copies in float32 scratch
     if in_place:
         table[G_PATH] = PATH_GEMM
         table[G_NT] = -(-k_n // 2)
         table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
-        if table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
-            f32 = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
-        else:
-            f32 = -(-f32_shift // 2)  # int16 copies in float32 scratch
-        return ConvLayout(PATH_GEMM, np.concatenate(parts), np.zeros(1, np.int8), f32, 1)
+        return ConvLayout(PATH_GEMM, np.concatenate(parts), np.zeros(1, np.int8), f32_copies, 1)
     if not int8:
         table[G_PATH] = PATH_GEMM
         table[G_NT] = k_n
         return ConvLayout(PATH_GEMM, np.concatenate(parts), per_group(lambda w: pack_rows_f32(w.astype(np.float32))),
                           max(cols, f32_shift, 1), 0)
-    if u8 is None:
-        u8 = "avx2" in T.target_features() and u8_exact(W2)
     ppad = _round_up(plane, COLS)
     if u8:
         ks = -(-k_n // 4)
@@ -1505,6 +1526,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_PPAD] = ppad
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
     f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
+    if copies:
+        f32 = f32_copies
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
 
 

@@ -20,7 +20,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   FMA chain per output, bias and ReLU in the epilogue, masked tails.
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
   pairs: vpmaddwd, exact for any int8; uint8 quads: vpmaddubsw, exact for weights whose pairs
-  cannot saturate), requantization in the epilogue. ``s16_rows_tile6``: the int16-pair tile
+  cannot saturate), requantization in the epilogue. ``s16_rows_tile{2,4,6}``: the int16-pair tiles
   reading two int16 rows in place and interleaving them in registers (no packing pass).
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
@@ -430,53 +430,57 @@ def _make_i8_tile(R, u8):
     return i8_tile
 
 
-@intrinsic
-def s16_rows_tile6(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
-    """int8 GEMM tile of ROWS output channels x 16 positions reading B in place: row k of B is
-    16 int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16 elements), rows 2s
-    and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with the weight pair
-    A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no packing pass (an
-    implicit GEMM for the shifted / windowed plane copies). For r < nrows, j < ncols:
-    D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
-    qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS offsets (an odd row
-    count repeats a row with weight 0); 16 values are read per row."""
-    sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
-    R = ROWS
+def _make_s16_rows_tile(R):
+    @intrinsic
+    def s16_rows_tile(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
+        """int8 GEMM tile of R (<= ROWS) output channels x 16 positions reading B in place: row k of B is
+        16 int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16 elements), rows 2s
+        and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with the weight pair
+        A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no packing pass (an
+        implicit GEMM for the shifted / windowed plane copies). For r < nrows (<= R), j < ncols:
+        D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
+        qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS offsets (an odd row
+        count repeats a row with weight 0); 16 values are read per row, A rows r < R of every s."""
+        sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
 
-    def codegen(context, builder, signature, args):
-        (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
-         nrowsv, ncolsv) = _ints64(context, builder, signature, args)
-        st = signature.args
-        i64 = kn.type
-        pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
-        z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
-        prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
-        pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
-        pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
-        pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
-        lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
-        hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
-        with cgutils.for_range(builder, kn) as loop:
-            s_ = loop.index
-            k0 = builder.mul(s_, ir.Constant(i64, 2))
-            r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
-            r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
-            x0 = builder.load(_ptr(builder, z16, r0, _V16S), align=2)
-            x1 = builder.load(_ptr(builder, z16, r1, _V16S), align=2)
-            bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
-            arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
-            for r in range(R):
-                w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
-                for h in range(2):
-                    builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
-        _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
-                       zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), True)
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
+             nrowsv, ncolsv) = _ints64(context, builder, signature, args)
+            st = signature.args
+            i64 = kn.type
+            pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+            z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+            prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+            pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+            pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+            pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
+            lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
+            hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
+            with cgutils.for_range(builder, kn) as loop:
+                s_ = loop.index
+                k0 = builder.mul(s_, ir.Constant(i64, 2))
+                r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
+                r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
+                x0 = builder.load(_ptr(builder, z16, r0, _V16S), align=2)
+                x1 = builder.load(_ptr(builder, z16, r1, _V16S), align=2)
+                bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
+                arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
+                for r in range(R):
+                    w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
+                    for h in range(2):
+                        builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
+            _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
+                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), True)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+    return s16_rows_tile
 
 
+s16_rows_tile2 = _make_s16_rows_tile(2)
+s16_rows_tile4 = _make_s16_rows_tile(4)
+s16_rows_tile6 = _make_s16_rows_tile(ROWS)
 s16_tile2 = _make_i8_tile(2, False)
 s16_tile4 = _make_i8_tile(4, False)
 s16_tile6 = _make_i8_tile(6, False)
@@ -623,8 +627,8 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
 @intrinsic
 def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
     """Sixteen uint8 quads: for p < 16, the int32 word Bw[bo + p] has the bytes (X[r_t + p] + add)
-    mod 256 for t = 0..3, t = 0 in the low byte (X int8; Bw int32). Byte interleaves in
-    registers (vpunpck*bw, vpunpck*wd on x86)."""
+    mod 256 for t = 0..3, t = 0 in the low byte (X int8, or int16 added in int16 then truncated;
+    Bw int32). Byte interleaves in registers (vpunpck*bw, vpunpck*wd on x86)."""
     sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
 
     def codegen(context, builder, signature, args):
@@ -633,8 +637,13 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
         px = _array(context, builder, st[0], xv).data
         pb = builder.gep(_array(context, builder, st[6], bv).data, [boff])
         v16b = ir.VectorType(_I8, 16)
-        a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
-        rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
+        if st[0].dtype.bitwidth == 16:  # int16 rows: + add in int16, then the low bytes
+            a16 = _splat(builder, builder.trunc(addv, _I16), _V16S)
+            rows = [builder.trunc(builder.add(builder.load(_ptr(builder, px, o, _V16S), align=2), a16), v16b)
+                    for o in (o0, o1, o2, o3)]
+        else:
+            a8 = _splat(builder, builder.trunc(addv, _I8), v16b)
+            rows = [builder.add(builder.load(_ptr(builder, px, o, v16b), align=1), a8) for o in (o0, o1, o2, o3)]
         inter8 = ir.Constant(ir.VectorType(_I32, 32), [k for p in range(16) for k in (p, p + 16)])
         v01 = builder.bitcast(builder.shuffle_vector(rows[0], rows[1], inter8), _V16S)
         v23 = builder.bitcast(builder.shuffle_vector(rows[2], rows[3], inter8), _V16S)

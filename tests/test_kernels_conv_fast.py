@@ -95,9 +95,7 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
         lay = KC.conv_layout(geo, o, group, W, bias=bias[GUARD:GUARD + o], int8=True, u8=u8,
                              x_zp=x_zp, y_zp=y_zp, qmin=qmin, qmax=qmax)
-        if case[-1] == KC.PATH_GEMM and lay.table[KC.G_BMODE] in (KC.BM_SHIFT, KC.BM_WINDOW):
-            assert lay.path == KC.PATH_GEMM  # int16 plane copies read in place (s16_rows_tile6)
-        elif case[-1] == KC.PATH_GEMM:
+        if case[-1] == KC.PATH_GEMM:  # int16 copies (BM_SHIFT / BM_WINDOW): read in place (s16) or packed (u8)
             want_path = {True: KC.PATH_GEMM_U8, False: KC.PATH_GEMM}.get(u8)
             assert lay.path == (want_path or lay.path) and lay.path in (KC.PATH_GEMM, KC.PATH_GEMM_U8)
         else:
