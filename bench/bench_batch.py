@@ -156,8 +156,6 @@ def layer_times(frozen, X, rounds: int) -> list:
 
     import rtinfer
     from export import to_onnx
-    from rtinfer import interp
-    from rtinfer.batch import _SEGMENT
     from rtinfer.ops import Op
     from rtinfer.plan import C_NIN, C_NOUT, C_OP
 
@@ -169,14 +167,7 @@ def layer_times(frozen, X, rounds: int) -> list:
     n = len(X)
     flat = np.ascontiguousarray(X).reshape(-1)
     Y = np.empty(n * path.out_size, dtype=np.float32)
-    seg = path.seg
     prog = rt.plan.program
-    in_seg = {k for step in path.steps if step[0] == _SEGMENT for k in range(step[1], step[2])}
-
-    def row(k):
-        seg[interp.S_K0], seg[interp.S_K1] = k, k + 1
-        seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = 0, 0, n
-        path._execute(path.blob, flat, Y, 0, interp.MODE_SEGMENT, seg)
 
     with tempfile.TemporaryDirectory() as tmp:
         so = ort.SessionOptions()
@@ -188,7 +179,7 @@ def layer_times(frozen, X, rounds: int) -> list:
         so.profile_file_prefix = os.path.join(tmp, "ort")
         sess = ort.InferenceSession(to_onnx(frozen).SerializeToString(), so, providers=["CPUExecutionProvider"])
         in_name = sess.get_inputs()[0].name
-        rows = {k: [] for k in sorted(in_seg)}
+        rows = {k: [] for k in path.segment_rows()}
         full = []
         for _ in range(rounds):
             sess.run(None, {in_name: X})
@@ -197,7 +188,7 @@ def layer_times(frozen, X, rounds: int) -> list:
             full.append(time.perf_counter_ns() - t0)
             for k in rows:
                 t0 = time.perf_counter_ns()
-                row(k)
+                path.run_row(flat, Y, n, k)
                 rows[k].append(time.perf_counter_ns() - t0)
         with open(sess.end_profiling()) as fh:
             events = json.load(fh)

@@ -79,13 +79,22 @@ def _target_in_loop_vs_stream(results):
             "met": _verdict(oks), "why": " ".join(whys)}
 
 
+def _int8_pair(results, key):
+    """(fp32 record, int8 record, int8 speed-up in-loop) of model key, or None when either
+    dtype's in-loop time is missing."""
+    f, q = _model(results, key, "fp32"), _model(results, key, "int8")
+    if f is None or q is None or _p50(f, "rtinfer in-loop") is None or _p50(q, "rtinfer in-loop") is None:
+        return None
+    return f, q, _p50(f, "rtinfer in-loop") / _p50(q, "rtinfer in-loop")
+
+
 def _target_int8_speedup(results):
     parts, oks, whys = [], [], []
     for key in ("784-128-64-10", "ad-640"):
-        f, q = _model(results, key, "fp32"), _model(results, key, "int8")
-        if f is None or q is None or _p50(f, "rtinfer in-loop") is None or _p50(q, "rtinfer in-loop") is None:
+        pair = _int8_pair(results, key)
+        if pair is None:
             continue
-        s = _p50(f, "rtinfer in-loop") / _p50(q, "rtinfer in-loop")
+        f, q, s = pair
         ok = s >= 1.7
         oks.append(ok)
         parts.append(f"{key} {s:.2f}x (fp32 {_p50(f, 'rtinfer in-loop'):.2f} us, int8 {_p50(q, 'rtinfer in-loop'):.2f} us)")
@@ -200,11 +209,11 @@ def _target_cnn_limit(results):
 
 def _target_cnn_int8(results):
     parts, oks, whys = [], [], []
-    for q in _cnns(results, "int8"):
-        f = _model(results, q["key"], "fp32")
-        if f is None or _p50(f, "rtinfer in-loop") is None or _p50(q, "rtinfer in-loop") is None:
+    for r in _cnns(results, "int8"):
+        pair = _int8_pair(results, r["key"])
+        if pair is None:
             continue
-        s = _p50(f, "rtinfer in-loop") / _p50(q, "rtinfer in-loop")
+        f, q, s = pair
         oks.append(s >= 1.5)
         parts.append(f"{q['key']} {s:.2f}x")
         if s < 1.5:

@@ -278,6 +278,23 @@ class BatchPath:
             return None
         return bias2.astype(np.int32)
 
+    def _segment(self, X, Y, k0, k1, xo, yo, c):
+        """Program rows k0..k1-1 in one compiled call on c samples from X[xo:] / Y[yo:]."""
+        seg = self.seg
+        seg[interp.S_K0], seg[interp.S_K1] = k0, k1
+        seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = xo, yo, c
+        self._execute(self.blob, X, Y, 0, interp.MODE_SEGMENT, seg)
+
+    def segment_rows(self) -> list:
+        """The program rows that run inside compiled segments (all but the BLAS steps' rows)."""
+        return [k for step in self.steps if step[0] == _SEGMENT for k in range(step[1], step[2])]
+
+    def run_row(self, X: np.ndarray, Y: np.ndarray, n: int, k: int) -> None:
+        """Program row k (one of segment_rows()) alone on the first n <= CHUNK samples, its
+        inputs as the previous ``run`` left them in the chunk arena: for profiling
+        (bench/bench_batch.py --layers), not for results."""
+        self._segment(X, Y, k, k + 1, 0, 0, min(n, CHUNK))
+
     def run(self, X: np.ndarray, Y: np.ndarray, n: int, to_int64: bool = False) -> None:
         """X (n * in_size,) float32 -> Y (n * out_size,) float32 (with to_int64: the caller's
         int64 array viewed as float32, 2 * n * out_size elements, converted in place at the end).
@@ -288,7 +305,7 @@ class BatchPath:
         in_size, out_size = self.in_size, self.out_size
         X2 = X.reshape(n, in_size)
         Y2 = Y[:n * out_size].reshape(n, out_size)
-        seg, post = self.seg, self.post
+        post = self.post
         for s in range(0, n, CHUNK):
             c = min(CHUNK, n - s)
             xo = s * in_size
@@ -296,9 +313,7 @@ class BatchPath:
             for step in self.steps:
                 kind = step[0]
                 if kind == _SEGMENT:
-                    seg[interp.S_K0], seg[interp.S_K1] = step[1], step[2]
-                    seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = xo, yo, c
-                    ex(blob, X, Y, 0, interp.MODE_SEGMENT, seg)
+                    self._segment(X, Y, step[1], step[2], xo, yo, c)
                 elif kind == _DENSE:
                     _, r, WT, src, dst = step
                     np.matmul(X2[s:s + c] if src is None else src[:c], WT,

@@ -122,8 +122,9 @@ ROWS = T.ROWS
 COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
-GATHER_MAX = 1 << 16  # im2col elements up to which gather indices replace runs; window elements per input
-                      # channel up to which BM_WINDOW applies (ResNet-8 3x3 stride 2: 6 x 16 x 16 = 1,536)
+GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
+WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW applies (ResNet-8 3x3
+                      # stride 2: 6 x 16 x 16 = 1,536)
 
 # Under NUMBA_BOUNDSCHECK=1 every call of an LLVM IR tile (kernels_tile, whose loads and stores
 # Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
@@ -363,13 +364,13 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
 
 
 @kernel_jit
-def _windows(X, xb, g, go, Z, zo, fill):
+def _windows(X, xb, g, go, Z, zo):
     """BM_WINDOW: for each of the group's input channels c and window class m < G_NCLS (kernel
     column q and row phase ph, the pair at g[go + G_AUX2 + 2 m:]), the (ceil(h / sh), ow) window
     of plane c (X[xb + c * h * w:]) whose row r' holds input row r' * sh + ph at the columns
     j * sw + q * dw - pl, copied row by row (strided runs) into Z[zo + (c * G_NCLS + m) * G_ZS +
     G_ZM:]. Padding columns, rows past the plane and the margins around each window are never
-    written: they stay zero from the planner's zeroed scratch (``fill`` must be 0). X and Z
+    written: they stay zero from the planner's zeroed scratch. X and Z
     float32, or int32 (the int8 path's copy of x - x_zp)."""
     h = g[go + G_H]
     w = g[go + G_W]
@@ -526,7 +527,7 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
             elif mode == BM_RUNS:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
             elif mode == BM_WINDOW:
-                _windows(src, xs + gi * cg * hw, g, go, cols, co, np.float32(0.0))
+                _windows(src, xs + gi * cg * hw, g, go, cols, co)
             else:
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
@@ -769,7 +770,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             elif mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
                 wz = fo + c_in * hw
                 nz = cg * g[go + G_NCLS] * g[go + G_ZS]
-                _windows(w32, fo + gi * cg * hw, g, go, w32, wz, np.int32(0))
+                _windows(w32, fo + gi * cg * hw, g, go, w32, wz)
                 zb = 2 * (wz + nz)
                 zr = z16[zb:zb + nz]
                 wr = w32[wz:wz + nz]
@@ -1355,7 +1356,7 @@ def _window_plan(geo):
             if (q, ph) not in classes:
                 classes.append((q, ph))
             taps.append((p, q, classes.index((q, ph)), (off // sh) * geo.ow))
-    if not taps or hr * geo.ow * len(classes) > GATHER_MAX:
+    if not taps or hr * geo.ow * len(classes) > WINDOW_MAX:
         return None
     offs = [t[3] for t in taps]
     zm = _round_up(max(0, -min(offs)), 8)
@@ -1525,9 +1526,10 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_NT] = ks
     table[G_PPAD] = ppad
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
-    f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
     if copies:
         f32 = f32_copies
+    else:
+        f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
 
 

@@ -347,4 +347,4 @@ MAX_MATMUL_WORK = 1 << 26   # per sample: groups x m x k x n multiply-adds of on
                             # over 128 tokens of 64 dims is 2^20; three operands of 2^26 elements
                             # could otherwise ask for 2^39)
 MAX_ARENA_BYTES = 1 << 28   # per sample: the planned activation arena
-MAX_BLOCK_ARENA_BYTES = 1 << 26  # the blocked path runs fewer samples at a time above this
+MAX_BLOCK_ARENA_BYTES = 1 << 26  # no batch path (rtinfer.batch) when its chunk arena would exceed this

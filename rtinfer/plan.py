@@ -39,7 +39,7 @@ import numpy as np
 
 from . import quant
 from .frozen import FrozenModel, Layer
-from .ops import (ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_BLOCK_ARENA_BYTES, MAX_MATMUL_WORK, MAX_WINDOW_WORK,
+from .ops import (ACT_OPS, CONV_GEOMETRY_ATTRS, MAX_ARENA_BYTES, MAX_MATMUL_WORK, MAX_WINDOW_WORK,
                   WINDOW_OPS, Act, Bin, Op)
 
 # Window geometry values (kernel, stride, dilation, pads) are at most this (int32 tables).
@@ -678,7 +678,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
     per_sample = peak_f * 4 + peak_i
     if per_sample > MAX_ARENA_BYTES:
         raise PlanError(f"the activations need {per_sample} bytes per sample, above the limit {MAX_ARENA_BYTES}")
-    block = max(1, min(BLOCK, min(MAX_BLOCK_ARENA_BYTES, BLOCK_CACHE_BYTES) // max(per_sample, 1)))  # per blocked run
+    block = max(1, min(BLOCK, BLOCK_CACHE_BYTES // max(per_sample, 1)))  # samples per blocked run
 
     # Byte layout.
     def align(n):

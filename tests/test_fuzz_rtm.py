@@ -437,8 +437,8 @@ def test_batch_path_is_not_built_for_a_huge_per_sample_arena():
 def test_batch_path_memory_is_bounded(tmp_path):
     """predict's batch path allocated CHUNK (256) samples of arena whatever one sample needs:
     8 MiB per sample (a broadcast product of two small layers) asks for 2 GiB (a per-sample arena at the planner's 256 MiB limit would
-    ask for 64 GiB). The blocked path caps its block at MAX_BLOCK_ARENA_BYTES; the batch path
-    should too. Run with 2 GiB of headroom, as the fuzz workers."""
+    ask for 64 GiB). The blocked path caps its block at plan.BLOCK_CACHE_BYTES; the batch path
+    at MAX_BLOCK_ARENA_BYTES. Run with 2 GiB of headroom, as the fuzz workers."""
     script = tmp_path / "chunk.py"
     script.write_text(CHUNK_MODEL.format(fuzz=FUZZ))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
