@@ -24,8 +24,9 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
   consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
-  requantizes in its epilogue. Stride-1 int8 convolutions with padding (BM_SHIFT, BM_WINDOW)
-  first make zero-margined int16 copies of x - x_zp; PATH_GEMM reads pairs of their rows in
+  requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
+  first make zero-margined int16 copies of x - x_zp straight from the int8 sample (stride-2
+  columns eight at a time by kernels_tile.stride2_8, sign-extended); PATH_GEMM reads pairs of their rows in
   place (kernels_tile.s16_rows_tile*), PATH_GEMM_U8 packs their rows into quads first (taken
   when two or more blocks of ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does
   16 multiply-adds and vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
@@ -57,7 +58,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import types
 from numba.core import config
+from numba.extending import overload
 
 from . import kernels_tile as T
 from .jitcache import kernel_jit
@@ -363,15 +366,27 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
         T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
 
 
+def _window_value(x, zp):
+    """A window element: x itself (float32), or int16(x) - zp (an int8 code)."""
+    return x
+
+
+@overload(_window_value, inline="always")
+def _window_value_typed(x, zp):
+    if isinstance(x, types.Integer):
+        return lambda x, zp: np.int16(np.int16(x) - np.int16(zp))
+    return lambda x, zp: x
+
+
 @kernel_jit
-def _windows(X, xb, g, go, Z, zo):
+def _windows(X, xb, g, go, Z, zo, zp):
     """BM_WINDOW: for each of the group's input channels c and window class m < G_NCLS (kernel
     column q and row phase ph, the pair at g[go + G_AUX2 + 2 m:]), the (ceil(h / sh), ow) window
     of plane c (X[xb + c * h * w:]) whose row r' holds input row r' * sh + ph at the columns
     j * sw + q * dw - pl, copied row by row (strided runs) into Z[zo + (c * G_NCLS + m) * G_ZS +
     G_ZM:]. Padding columns, rows past the plane and the margins around each window are never
-    written: they stay zero from the planner's zeroed scratch. X and Z
-    float32, or int32 (the int8 path's copy of x - x_zp)."""
+    written: they stay zero from the planner's zeroed scratch. X and Z float32 (zp unused), or
+    X the int8 sample and Z int16: the windows of x - zp (padding 0, i.e. x_zp)."""
     h = g[go + G_H]
     w = g[go + G_W]
     ow = g[go + G_OW]
@@ -415,7 +430,7 @@ def _windows(X, xb, g, go, Z, zo):
                                 _need(X, xj, xj + 16)
                             _need(X, xj + 2 * lo, xj + 2 * (hi - 1) + 1)
                             _need(Z, zj, zj + 8)
-                        T.stride2_8(X, xj, lo, hi, full, Z, zj)
+                        T.stride2_8(X, xj, lo, hi, full, Z, zj, zp)
                         xj += sh * w
                         zj += ow
                 continue
@@ -426,11 +441,11 @@ def _windows(X, xb, g, go, Z, zo):
                 if sw == 1:
                     xr = X[x0:x0 + n]
                     for k in range(n):
-                        seg[k] = xr[k]
+                        seg[k] = _window_value(xr[k], zp)
                 else:
                     xr = X[x0:x0 + (n - 1) * sw + 1]
                     for k in range(n):
-                        seg[k] = xr[k * sw]
+                        seg[k] = _window_value(xr[k * sw], zp)
 
 
 @kernel_jit(inline="always")
@@ -463,7 +478,7 @@ def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
 
 @kernel_jit
 def _windows16(X, xb, g, go, Z, zo, x_zp):
-    """BM_WINDOW for int8 with column stride 1: the windows _windows gathers, as int16 x - x_zp
+    """BM_WINDOW for int8 with stride 1: the windows _windows gathers, as int16 x - x_zp
     straight from the int8 sample (X[xb:] the group's planes) into the int16 array Z at zo +
     (c * G_NCLS + q) * G_ZS + G_ZM, 0 where a column is padding. Each window row is a run of the
     input row: _rows16 (16 values per vector step) for the rows whose steps read inside X and
@@ -527,7 +542,7 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
             elif mode == BM_RUNS:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.float32(0.0))
             elif mode == BM_WINDOW:
-                _windows(src, xs + gi * cg * hw, g, go, cols, co)
+                _windows(src, xs + gi * cg * hw, g, go, cols, co, 0)
             else:
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
@@ -750,34 +765,22 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
         Bias = bias
         bb = bo
     w32 = f32s.view(np.int32)
-    runs = mode == BM_WINDOW and g[go + G_SW] == 1  # windows widened from the int8 sample (_windows16)
-    if mode == BM_GATHER or (mode == BM_WINDOW and not runs):  # the sample as int32: gathers read 32 bits
+    if mode == BM_GATHER:  # the sample as int32: gathers read 32 bits
         xw = w32[fo:fo + c_in * hw]
         xr = src[xs:xs + c_in * hw]
-        zsub = np.int32(x_zp) if mode == BM_WINDOW else np.int32(0)
         for k in range(c_in * hw):
-            xw[k] = np.int32(xr[k]) - zsub
+            xw[k] = np.int32(xr[k])
     for gi in range(group):
         if mode == BM_PLANES:
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
         elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
-            if runs:  # int16 windows straight from the int8 sample, where the gathered ones go
-                wz = fo + c_in * hw
-                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
-                zb = 2 * (wz + nz)
-                _windows16(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)
-            elif mode == BM_WINDOW:  # int32 windows after the int32 copy, then as int16
-                wz = fo + c_in * hw
-                nz = cg * g[go + G_NCLS] * g[go + G_ZS]
-                _windows(w32, fo + gi * cg * hw, g, go, w32, wz)
-                zb = 2 * (wz + nz)
-                zr = z16[zb:zb + nz]
-                wr = w32[wz:wz + nz]
-                for k in range(nz):
-                    zr[k] = wr[k]
+            zb = 2 * fo
+            if mode == BM_WINDOW and g[go + G_SH] == 1 and g[go + G_SW] == 1:
+                _windows16(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)  # rows, 16 values a step
+            elif mode == BM_WINDOW:  # strided: int16 windows of x - x_zp straight from the int8 sample
+                _windows(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)
             else:
-                zb = 2 * fo
                 ncls = g[go + G_NCLS]
                 zs = g[go + G_ZS]
                 for c in range(cg):
@@ -1448,8 +1451,6 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     # or im2col rows by gathers (small) or runs; row k of B at rows[k] (relative to the group)
     shift = None if pointwise else _dw_plan(geo)
     window = None if pointwise or shift is not None else _window_plan(geo)
-    if window is not None and int8 and geo.sw == 1 and geo.sh > 1:
-        window = None  # the int8 windows of column stride 1 (_windows16) are input rows in order
     kept = np.arange(k_n)
     f32_shift = 0
     if pointwise:
@@ -1497,10 +1498,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
         rows = np.concatenate([rows, rows[-1:]])
     table[G_ROWS] = put(rows)
-    if copies and table[G_BMODE] == BM_WINDOW:  # int32 sample, int32 windows, then the windows as int16
-        f32_copies = geo.c * geo.h * geo.w + f32_shift + -(-f32_shift // 2)
-    else:
-        f32_copies = -(-f32_shift // 2)  # int16 copies in float32 scratch
+    f32_copies = -(-f32_shift // 2)  # int16 copies in float32 scratch
     if in_place:
         table[G_PATH] = PATH_GEMM
         table[G_NT] = -(-k_n // 2)

@@ -752,42 +752,67 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 
 
 @intrinsic
-def stride2_8(typingctx, X, xo, lo, hi, full, D, do):
+def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
     """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
-    arrays (the same dtype). With ``full`` reads X[xo:xo + 16] (two plain 8-lane loads),
-    else only X[xo + 2k] for lo <= k < hi (masked loads); the even lanes are shuffled together
-    and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one vector store): a plane
-    window's row of column stride 2."""
-    if X.dtype.bitwidth != 32 or D.dtype != X.dtype:
+    arrays (the same dtype; zp unused), or X int8 and D int16 (D[do + k] = int16(X[xo + 2k]) -
+    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0). With ``full`` reads
+    X[xo:xo + 16] (plain loads), else only X[xo + 2k] for lo <= k < hi (masked loads); the even
+    lanes are shuffled together and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one
+    vector store): a plane window's row of column stride 2."""
+    narrow = X.dtype == types.int8 and D.dtype == types.int16
+    if not narrow and (X.dtype.bitwidth != 32 or D.dtype != X.dtype):
         return None
-    sig = types.void(X, xo, lo, hi, full, D, do)
+    sig = types.void(X, xo, lo, hi, full, D, do, zp)
     elt = X.dtype
 
     def codegen(context, builder, signature, args):
-        xv, xoff, lov, hiv, fullv, dv, doff = _ints64(context, builder, signature, args)
+        xv, xoff, lov, hiv, fullv, dv, doff, zpv = _ints64(context, builder, signature, args)
         st = signature.args
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
         pd = builder.gep(_array(context, builder, st[5], dv).data, [doff])
-        vty = ir.VectorType(context.get_value_type(elt), 8)
-        zero = ir.Constant(vty, [0.0 if isinstance(elt, types.Float) else 0] * 8)
+        ety = context.get_value_type(elt)
+        vty = ir.VectorType(ety, 8)  # one load's lanes (32-bit) / the shuffled result (int8)
+        lty = ir.VectorType(ety, 16) if narrow else vty
+        oty = ir.VectorType(_I16, 8) if narrow else vty
+        zero = ir.Constant(oty, [0.0 if isinstance(elt, types.Float) else 0] * 8)
         k = ir.Constant(_V8I, list(range(8)))
         on = builder.and_(builder.icmp_signed(">=", k, _splat(builder, builder.trunc(lov, _I32), _V8I)),
                           builder.icmp_signed("<", k, _splat(builder, builder.trunc(hiv, _I32), _V8I)))
-        p0 = _ptr(builder, px, ir.Constant(xoff.type, 0), vty)
-        p1 = _ptr(builder, px, ir.Constant(xoff.type, 8), vty)
         even = ir.Constant(_V8I, list(range(0, 16, 2)))
-        pout = _ptr(builder, pd, ir.Constant(doff.type, 0), vty)
+        pout = _ptr(builder, pd, ir.Constant(doff.type, 0), oty)
+
+        def finish(y):
+            if narrow:
+                y = builder.sub(builder.sext(y, oty), _splat(builder, builder.trunc(zpv, _I16), oty))
+            builder.store(builder.select(on, y, zero), pout, align=2 if narrow else 4)
+
         with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
             with then:
-                y = builder.shuffle_vector(builder.load(p0, align=4), builder.load(p1, align=4), even)
-                builder.store(builder.select(on, y, zero), pout, align=4)
+                if narrow:
+                    v = builder.load(_ptr(builder, px, ir.Constant(xoff.type, 0), lty), align=1)
+                    finish(builder.shuffle_vector(v, v, even))
+                else:
+                    p0 = _ptr(builder, px, ir.Constant(xoff.type, 0), vty)
+                    p1 = _ptr(builder, px, ir.Constant(xoff.type, 8), vty)
+                    finish(builder.shuffle_vector(builder.load(p0, align=4), builder.load(p1, align=4), even))
             with otherwise:
-                off = ir.Constant(_V8B, [0] * 8)
-                m0 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [0, 8, 1, 8, 2, 8, 3, 8]))
-                m1 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [4, 8, 5, 8, 6, 8, 7, 8]))
-                y = builder.shuffle_vector(_masked_load(builder, p0, vty, m0, 4), _masked_load(builder, p1, vty, m1, 4),
-                                           even)
-                builder.store(y, pout, align=4)
+                if narrow:  # lane by lane: a byte-masked load has no AVX2 instruction
+                    y = builder.alloca(vty)
+                    builder.store(ir.Constant(vty, [0] * 8), y)
+                    for j in range(8):
+                        inside = builder.extract_element(on, ir.Constant(_I32, j))
+                        with builder.if_then(inside):
+                            x = builder.load(builder.gep(px, [ir.Constant(xoff.type, 2 * j)]))
+                            builder.store(builder.insert_element(builder.load(y), x, ir.Constant(_I32, j)), y)
+                    finish(builder.load(y))
+                else:
+                    p0 = _ptr(builder, px, ir.Constant(xoff.type, 0), vty)
+                    p1 = _ptr(builder, px, ir.Constant(xoff.type, 8), vty)
+                    off = ir.Constant(_V8B, [0] * 8)
+                    m0 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [0, 8, 1, 8, 2, 8, 3, 8]))
+                    m1 = builder.shuffle_vector(on, off, ir.Constant(_V8I, [4, 8, 5, 8, 6, 8, 7, 8]))
+                    finish(builder.shuffle_vector(_masked_load(builder, p0, vty, m0, 4),
+                                                  _masked_load(builder, p1, vty, m1, 4), even))
         return context.get_dummy_value()
 
     return sig, codegen

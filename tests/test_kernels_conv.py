@@ -39,7 +39,7 @@ CONV_CASES = [
     ((2, 11, 9), 7, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),          # strided im2col by gathers
     ((16, 40, 40), 4, 2, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),        # stride-2 windows per group
     ((1, 260, 260), 2, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),       # im2col by runs (too big for windows, gathers)
-    ((3, 9, 7), 5, 1, (3, 3), (2, 1), (1, 1), ((1, 1), (0, 1))),           # stride (2, 1): windows (int8: gathers)
+    ((3, 9, 7), 5, 1, (3, 3), (2, 1), (1, 1), ((1, 1), (0, 1))),           # stride (2, 1): windows (int8 too: int16 straight from the codes)
     ((3, 13, 11), 5, 1, (3, 3), (2, 2), (2, 2), ((2, 1), (0, 3))),         # stride-2 windows, dilated, asymmetric
     ((5, 10, 17), 6, 1, (1, 1), (2, 2), (1, 1), ((0, 0), (0, 0))),         # 1x1 stride 2 (ow 9: two 8-column steps)
     ((3, 7, 37), 4, 1, (3, 4), (2, 2), (1, 2), ((1, 1), (3, 0))),          # stride 2, ow 17, dilated columns
