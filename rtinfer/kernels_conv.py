@@ -19,8 +19,9 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   place (BM_SHIFT, BM_WINDOW: taps become row offsets, stride 2 columns copied eight at a time
   by kernels_tile.stride2_8), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
   0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
-  kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output), W packed by
-  ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
+  kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
+  channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``), W packed by ``pack_rows_f32``, bias and
+  ReLU in the epilogue. int8: B is packed into int32 words of uint8
   quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
   consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
@@ -334,6 +335,24 @@ def _dw_i8(zb, zo, zs, g, ta, npr, wa, bias, bo, dst, do, plane, nch, ncols, M, 
     T.dw_tile_i8(zb, zo, zs, g, ta, npr, g, wa, npr, bias, bo, dst, do, plane, nch, ncols, M, mo, y_zp, qmin, qmax)
 
 
+def row_tile(t, og):
+    """(first channel, channels) of GEMM row tile t of a group of og output channels: tiles of ROWS
+    channels, except that a remainder of 1 or 2 after at least one full tile shares the last two
+    tiles as 4 + 3 or 4 + 4 (a 2-row tile has too few accumulators to keep both FMA pipes busy).
+    There are ceil(og / ROWS) tiles either way; the packers (pack_rows_f32, pack_pairs_i16,
+    pack_quads_i8) lay tile t's weights out at t * ROWS rows, zero-padded."""
+    n6 = og // ROWS
+    rem = og - n6 * ROWS
+    if (rem == 1 or rem == 2) and n6 >= 1 and t >= n6 - 1:
+        if t == n6 - 1:
+            return ROWS * t, 4
+        return ROWS * t - 2, rem + 2
+    return ROWS * t, min(ROWS, og - ROWS * t)
+
+
+_row_tile = kernel_jit(inline="always")(row_tile)
+
+
 @kernel_jit(inline="always")
 def _last_full(p0, plane, width):
     """(start, count) of the tile at p0 of the tiles at 0, width, 2 width, ... over plane
@@ -553,9 +572,10 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
             bb = co
         for p0 in range(0, plane, COLS):
             p0, nc = _last_full(p0, plane, COLS)
-            for o0 in range(0, og, ROWS):
+            for t in range((og + ROWS - 1) // ROWS):
+                o0, rows = _row_tile(t, og)
                 o = gi * og + o0
-                _cf32_rows(min(ROWS, og - o0), W, wo + gi * wg + o0 * k_n, B, bb + p0, g, ro, k_n,
+                _cf32_rows(rows, W, wo + gi * wg + t * ROWS * k_n, B, bb + p0, g, ro, k_n,
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
 
 
@@ -791,12 +811,13 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             else:
                 for p0 in range(0, plane, COLS):
                     p0, nc = _last_full(p0, plane, COLS)
-                    for o0 in range(0, og, ROWS):
+                    for t in range((og + ROWS - 1) // ROWS):
+                        o0, rows = _row_tile(t, og)
                         o = gi * og + o0
                         if BOUNDS:
-                            _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + o0 * ks, ks, dst,
-                                          ys + o * plane + p0, plane, min(ROWS, og - o0), nc, bias, bo + o, M, mo + o)
-                        _s16_rows(min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, z16, zb + p0, g, ro, ks, dst,
+                            _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + t * ROWS * ks, ks, dst,
+                                          ys + o * plane + p0, plane, rows, nc, bias, bo + o, M, mo + o)
+                        _s16_rows(rows, g, aw + gi * wg + t * ROWS * ks, z16, zb + p0, g, ro, ks, dst,
                                   ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
                 continue
         else:
@@ -815,9 +836,10 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
         for p0 in range(0, plane, COLS):
             p0, nc = _last_full(p0, plane, COLS)
-            for o0 in range(0, og, ROWS):
+            for t in range((og + ROWS - 1) // ROWS):
+                o0, rows = _row_tile(t, og)
                 o = gi * og + o0
-                _i8_rows(u8, min(ROWS, og - o0), g, aw + gi * wg + o0 * ks, g, bw + p0, ppad, ks,
+                _i8_rows(u8, rows, g, aw + gi * wg + t * ROWS * ks, g, bw + p0, ppad, ks,
                          dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
 
 
@@ -1242,38 +1264,44 @@ def _round_up(n: int, k: int) -> int:
 
 
 def pack_rows_f32(W2: np.ndarray) -> np.ndarray:
-    """W (O, K) float32 -> the cf32 tile's layout: for each block of ROWS output channels, K
-    rows of ROWS weights (k-major; channels past O are 0)."""
+    """W (O, K) float32 -> the cf32 tile's layout: for each row tile (row_tile), K rows of ROWS
+    weights (k-major; rows past the tile's channels are 0)."""
+    o, k = W2.shape
+    P = _by_row_tiles(W2, np.float32)
+    return np.ascontiguousarray(P.reshape(-1, ROWS, k).transpose(0, 2, 1)).reshape(-1)
+
+
+def _by_row_tiles(W2: np.ndarray, dtype, k_pad: int = 0) -> np.ndarray:
+    """W (O, K) -> (ceil(O / ROWS) * ROWS, K + k_pad) of dtype: row tile t's channels at rows
+    t * ROWS.., zero elsewhere (row_tile)."""
     o, k = W2.shape
     nb = -(-o // ROWS)
-    P = np.zeros((nb * ROWS, k), np.float32)
-    P[:o] = W2
-    return np.ascontiguousarray(P.reshape(nb, ROWS, k).transpose(0, 2, 1)).reshape(-1)
+    P = np.zeros((nb * ROWS, k + k_pad), dtype)
+    for t in range(nb):
+        o0, rows = row_tile(t, o)
+        P[t * ROWS:t * ROWS + rows, :k] = W2[o0:o0 + rows]
+    return P
 
 
 def pack_pairs_i16(W2: np.ndarray) -> np.ndarray:
-    """W (O, K) int8 -> the s16 tile's layout, int32 words: for each block of ROWS output
-    channels, K2 = ceil(K / 2) rows of ROWS words, word = W[o, 2j] | W[o, 2j + 1] << 16 (int16
-    halves; k = K and channels past O are 0)."""
+    """W (O, K) int8 -> the s16 tile's layout, int32 words: for each row tile (row_tile),
+    K2 = ceil(K / 2) rows of ROWS words, word = W[o, 2j] | W[o, 2j + 1] << 16 (int16
+    halves; k = K and rows past the tile's channels are 0)."""
     o, k = W2.shape
     k2 = -(-k // 2)
-    nb = -(-o // ROWS)
-    P = np.zeros((nb * ROWS, 2 * k2), np.int16)
-    P[:o, :k] = W2
-    P = np.ascontiguousarray(P.reshape(nb, ROWS, k2, 2).transpose(0, 2, 1, 3))
+    P = _by_row_tiles(W2, np.int16, 2 * k2 - k)
+    P = np.ascontiguousarray(P.reshape(-1, ROWS, k2, 2).transpose(0, 2, 1, 3))
     return P.reshape(-1).view(np.int32).copy()
 
 
 def pack_quads_i8(W2: np.ndarray) -> np.ndarray:
-    """W (O, K) int8 -> the u8 tile's layout, int32 words: for each block of ROWS output
-    channels, KS = ceil(K / 4) rows of ROWS words, word = the bytes W[o, 4j .. 4j + 3] (first in
-    the low byte; k >= K and channels past O are 0)."""
+    """W (O, K) int8 -> the u8 tile's layout, int32 words: for each row tile (row_tile),
+    KS = ceil(K / 4) rows of ROWS words, word = the bytes W[o, 4j .. 4j + 3] (first in
+    the low byte; k >= K and rows past the tile's channels are 0)."""
     o, k = W2.shape
     ks = -(-k // 4)
-    nb = -(-o // ROWS)
-    P = np.zeros((nb * ROWS, 4 * ks), np.int8)
-    P[:o, :k] = W2
-    P = np.ascontiguousarray(P.reshape(nb, ROWS, ks, 4).transpose(0, 2, 1, 3))
+    P = _by_row_tiles(W2, np.int8, 4 * ks - k)
+    P = np.ascontiguousarray(P.reshape(-1, ROWS, ks, 4).transpose(0, 2, 1, 3))
     return P.reshape(-1).view(np.int32).copy()
 
 
