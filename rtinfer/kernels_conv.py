@@ -974,6 +974,19 @@ def maxpool(src, so, dst, do, g, go, m):
             if inside:
                 for i in range(oh):
                     yr = dst[yc + i * ow:yc + (i + 1) * ow]
+                    if pairs and kh == 2:  # the common 2x2 window: its two rows in one pass
+                        r = i * sh * w
+                        x0 = xv[r:r + 2 * ow]
+                        x1 = xv[r + dh * w:r + dh * w + 2 * ow]
+                        for j in range(ow):
+                            a = x0[2 * j]
+                            v = x0[2 * j + 1]
+                            a = v if v > a else a
+                            v = x1[2 * j]
+                            a = v if v > a else a
+                            v = x1[2 * j + 1]
+                            yr[j] = v if v > a else a
+                        continue
                     for p in range(kh):
                         r = (i * sh + p * dh) * w
                         if pairs:  # the common 2-wide, stride-2 window: both taps in one pass

@@ -212,21 +212,50 @@ INT8_PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the int8 vecto
 
 @pytest.mark.parametrize("case", INT8_PAIR_POOLS)
 @pytest.mark.parametrize("m", [1, 3])
-def test_int8_pair_pools_match_twin(case, m):
-    """QMAXPOOL's int8 vector steps (kernels_tile.maxpool2_i8): exact, nothing written outside
-    the destination, nothing read past the input (steps that would fall back to scalars)."""
+@pytest.mark.parametrize("dtype", [np.int8, np.float32])
+def test_pair_pools_match_twin(case, m, dtype):
+    """MAXPOOL / QMAXPOOL's 2-wide, stride-2 windows (int8: kernels_tile.maxpool2_i8, 16 outputs
+    a vector step; float32: a 2x2 window's two rows in one pass): exact, nothing written outside
+    the destination, nothing read past the input (int8 steps that would fall back to scalars)."""
     rng = np.random.default_rng(11)
     shape, kernel, stride, dil = case
     geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, dil, ((0, 0), (0, 0))))
     g = KC.table_from_geometry(geo, geo.c, 1, 0)
     n_in, n_out = geo.c * geo.h * geo.w, geo.c * geo.oh * geo.ow
-    xq = _buffers(rng, m * n_in, np.int8)
-    got, want = _run_both(KC.maxpool, KC.maxpool_ref, lambda d: (xq, GUARD, d, GUARD, g, 0, m), m * n_out, np.int8)
+    xq = _buffers(rng, m * n_in, dtype)
+    got, want = _run_both(KC.maxpool, KC.maxpool_ref, lambda d: (xq, GUARD, d, GUARD, g, 0, m), m * n_out, dtype)
     np.testing.assert_array_equal(got, want)
     exact = xq[:GUARD + m * n_in].copy()  # the input ends the array: no step may read past it
-    got = np.full(m * n_out, 99, np.int8)
+    got = np.full(m * n_out, 99, dtype)
     KC.maxpool(exact, GUARD, got, 0, g, 0, m)
     np.testing.assert_array_equal(got, want[GUARD:GUARD + m * n_out])
+
+
+@pytest.mark.parametrize("case", INT8_PAIR_POOLS)
+def test_float_pair_pools_keep_the_order_of_comparisons(case):
+    """float32 pair windows compare in the contract's order: the window's first element, then
+    each later one replaces it only if greater, so a leading NaN stays, a later NaN is skipped,
+    and of 0.0 and -0.0 the first seen stays (np.max would differ on all three)."""
+    rng = np.random.default_rng(3)
+    shape, kernel, stride, dil = case
+    geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, dil, ((0, 0), (0, 0))))
+    g = KC.table_from_geometry(geo, geo.c, 1, 0)
+    n_in = geo.c * geo.h * geo.w
+    x = rng.choice(np.array([np.nan, 0.0, -0.0, 1.0, -1.0], np.float32), size=n_in)
+    got = np.full(geo.c * geo.oh * geo.ow, 99, np.float32)
+    KC.maxpool(x, 0, got, 0, g, 0, 1)
+    planes = x.reshape(geo.c, geo.h, geo.w)
+    want = np.empty((geo.c, geo.oh, geo.ow), np.float32)
+    for c in range(geo.c):
+        for i in range(geo.oh):
+            for j in range(geo.ow):
+                seq = [planes[c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw]
+                       for p in range(geo.kh) for q in range(geo.kw)]
+                best = seq[0]
+                for v in seq[1:]:
+                    best = v if v > best else best
+                want[c, i, j] = best
+    np.testing.assert_array_equal(got.view(np.uint32), want.reshape(-1).view(np.uint32))
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
