@@ -127,6 +127,50 @@ def throughput_interleaved(engines, X, batch_sizes, seconds: float, p50_hint_us:
     return out
 
 
+def paired_speedups(pairs: dict, rounds: int) -> dict:
+    """{key: fp32 p50 / int8 p50 measured side by side}: pairs maps a model key to two callables,
+    each timing one in-loop pass of that dtype and returning its p50 (us); they alternate round by
+    round (fp32 first in even rounds), so a change in the machine's speed hits both dtypes of a
+    round alike. The speed-up is the median of the per-round ratios."""
+    import numpy as np
+    out = {}
+    for key, (time_fp32, time_int8) in pairs.items():
+        f, q = [], []
+        for r in range(rounds):
+            for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                (f if which == 0 else q).append(float((time_fp32, time_int8)[which]()))
+        f, q = np.array(f), np.array(q)
+        out[key] = {"fp32_p50_us": float(np.median(f)), "int8_p50_us": float(np.median(q)),
+                    "speedup": float(np.median(f / q)), "rounds": rounds}
+    return out
+
+
+def _int8_pairs(models, rounds: int, n: int) -> dict:
+    """paired_speedups of every model built in both dtypes: rtinfer in-loop p50 over the first n
+    samples, a fresh Runtime per dtype."""
+    import numpy as np
+
+    import rtinfer
+    by_key = {}
+    for bm in models:
+        by_key.setdefault(bm.spec.key, {})[bm.dtype] = bm
+    pairs = {}
+    for key, d in by_key.items():
+        if "fp32" not in d or "int8" not in d:
+            continue
+        calls = []
+        for dt in ("fp32", "int8"):
+            rt = rtinfer.load(d[dt].frozen)
+            X = d[dt].X[:n]
+
+            def p50(rt=rt, X=X):
+                return float(np.percentile(rt.measure(X, budget_us=1e9, warmup=min(50, len(X))).samples_us, 50))
+            p50()  # compiled and warm before the first round
+            calls.append(p50)
+        pairs[key] = tuple(calls)
+    return paired_speedups(pairs, rounds)
+
+
 def latency_stats(ns, budget_us: float) -> dict:
     import numpy as np
     us = np.asarray(ns, dtype=np.float64) / 1000.0
@@ -243,6 +287,9 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
             samples[bm.name] = times
             lat = rec["latency"]
             log("  " + bm.name + ": p50 " + ", ".join(f"{k} {v['p50_us']:.2f}" for k, v in lat.items()) + " us")
+        int8_pairs = _int8_pairs(models, rounds=5 if settings["quick"] else 9, n=min(300, settings["n"]))
+        if int8_pairs:
+            log("int8 vs fp32 side by side: " + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in int8_pairs.items()))
         startup = {}
         if settings["startup"] != "none":
             paths = [r["rtm_path"] for r in records if r["key"] == "784-128-64-10"] or [records[0]["rtm_path"]]
@@ -269,7 +316,7 @@ def _run(args, settings, specs, dtypes, engine_names, argv_list) -> int:
                  "settings": settings, "dtypes": list(dtypes), "engines": list(engine_names),
                  "machine": machine, "loadavg_end": load_end,
                  "wall_seconds": time.perf_counter() - t_start},
-        "peaks": peaks, "models": records, "startup": startup, "training": training,
+        "peaks": peaks, "models": records, "startup": startup, "training": training, "int8_pairs": int8_pairs,
     }
     results["targets"] = evaluate_targets(results)
     if not args.no_plots:
