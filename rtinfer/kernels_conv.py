@@ -307,7 +307,7 @@ def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
 
 @kernel_jit(inline="always")
 def _fill16(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
-    """kernels_tile.fill_masked for int8 (int16 masks from the int32 word g[ma] on, as
+    """kernels_tile.fill_masked for int8 into int16 or byte copies (int16 masks from the int32 word g[ma] on, as
     _mask_words packs them), its extents checked first under BOUNDS."""
     if BOUNDS:
         _need(g, ma, ma + (ncls * hw + 1) // 2)
@@ -763,7 +763,9 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
     int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
     windows) that kernels_tile.s16_rows_tile* reads in place, pairs of rows interleaved in
-    registers (no packing pass; W as int16 pairs)."""
+    registers (no packing pass; W as int16 pairs), or that _pack_b packs for the u8 tile; with
+    x_zp = -128 (inputs after a ReLU) the u8 tile's copies are bytes x + 128, half the size and
+    packed without arithmetic."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
@@ -793,6 +795,20 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     for gi in range(group):
         if mode == BM_PLANES:
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
+        elif (mode == BM_WINDOW or mode == BM_SHIFT) and u8 and x_zp == -128:
+            # the copies as bytes x - x_zp = x + 128 (padding 0 as in the int16 copies), which
+            # are the u8 tile's own bytes: packed into quads with nothing added
+            z8 = f32s.view(np.uint8)
+            zb = 4 * fo
+            if mode == BM_WINDOW:
+                _windows(src, xs + gi * cg * hw, g, go, z8, zb, x_zp)
+            else:
+                ncls = g[go + G_NCLS]
+                zs = g[go + G_ZS]
+                for c in range(cg):
+                    _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z8,
+                            zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            _pack_b(z8, zb, g, ro, g, go, 0, 0, True)
         elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
             zb = 2 * fo

@@ -755,11 +755,12 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
     """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
     arrays (the same dtype; zp unused), or X int8 and D int16 (D[do + k] = int16(X[xo + 2k]) -
-    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0). With ``full`` reads
+    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0) or D uint8 (the low byte of
+    that: x + 128 for zp = -128). With ``full`` reads
     X[xo:xo + 16] (plain loads), else only X[xo + 2k] for lo <= k < hi (masked loads); the even
     lanes are shuffled together and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one
     vector store): a plane window's row of column stride 2."""
-    narrow = X.dtype == types.int8 and D.dtype == types.int16
+    narrow = X.dtype == types.int8 and D.dtype in (types.int16, types.uint8)
     if not narrow and (X.dtype.bitwidth != 32 or D.dtype != X.dtype):
         return None
     sig = types.void(X, xo, lo, hi, full, D, do, zp)
@@ -773,7 +774,8 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
         ety = context.get_value_type(elt)
         vty = ir.VectorType(ety, 8)  # one load's lanes (32-bit) / the shuffled result (int8)
         lty = ir.VectorType(ety, 16) if narrow else vty
-        oty = ir.VectorType(_I16, 8) if narrow else vty
+        out8 = narrow and D.dtype == types.uint8  # the low byte of x - zp (zp = -128: x + 128)
+        oty = ir.VectorType(_I8 if out8 else _I16, 8) if narrow else vty
         zero = ir.Constant(oty, [0.0 if isinstance(elt, types.Float) else 0] * 8)
         k = ir.Constant(_V8I, list(range(8)))
         on = builder.and_(builder.icmp_signed(">=", k, _splat(builder, builder.trunc(lov, _I32), _V8I)),
@@ -783,8 +785,11 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
 
         def finish(y):
             if narrow:
-                y = builder.sub(builder.sext(y, oty), _splat(builder, builder.trunc(zpv, _I16), oty))
-            builder.store(builder.select(on, y, zero), pout, align=2 if narrow else 4)
+                w16 = ir.VectorType(_I16, 8)
+                y = builder.sub(builder.sext(y, w16), _splat(builder, builder.trunc(zpv, _I16), w16))
+                if out8:
+                    y = builder.trunc(y, oty)
+            builder.store(builder.select(on, y, zero), pout, align=1 if out8 else (2 if narrow else 4))
 
         with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
             with then:
@@ -823,10 +828,13 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
     """The depthwise planes of one input plane, one per column class: for m < ncls and k < n,
     Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
     (X float32, Z float32, MK int32) or as int16 x - zp (X int8; MK and Z any arrays addressed
-    in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0). 16 elements per step,
+    in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0), or with Z uint8 as
+    the low byte of x - zp (zo, zs in bytes: exact when x - zp lies in [0, 255], i.e. zp =
+    -128, the u8 tile's bytes x + 128 with 0 where masked). 16 elements per step,
     the last step overlapping the one before (idempotent: no scalar tail) when n >= 16, element
     by element below that."""
     i16 = isinstance(X.dtype, types.Integer)
+    out8 = i16 and Z.dtype.bitwidth == 8
     sig = types.void(X, xo, n, MK, mo, ncls, Z, zo, zs, zp)
 
     def codegen(context, builder, signature, args):
@@ -837,8 +845,9 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         mdata = _array(context, builder, st[3], mv).data
         pm = builder.gep(builder.bitcast(mdata, _I16.as_pointer()) if i16 else mdata, [moff])
         zdata = _array(context, builder, st[6], zv).data
-        zbase = builder.bitcast(zdata, (_I16 if i16 else _F32).as_pointer())
+        zbase = builder.bitcast(zdata, ((_I8 if out8 else _I16) if i16 else _F32).as_pointer())
         v16 = ir.VectorType(_I32, 16)
+        v16b = ir.VectorType(_I8, 16)
         if i16:
             zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
             zrow0 = builder.gep(zbase, [zoff])
@@ -856,7 +865,11 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                             k = builder.select(builder.icmp_signed(">", k, last), last, k)
                             x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
                             mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
-                            builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
+                            y = builder.and_(builder.sub(x, zps), mk)
+                            if out8:
+                                builder.store(builder.trunc(y, v16b), _ptr(builder, zrow, k, v16b), align=1)
+                            else:
+                                builder.store(y, _ptr(builder, zrow, k, _V16S), align=2)
                 with otherwise:
                     with cgutils.for_range(builder, ncv) as cls:
                         m = cls.index
@@ -866,8 +879,8 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                             k = loop.index
                             x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I16),
                                             builder.trunc(zpv, _I16))
-                            builder.store(builder.and_(x, builder.load(builder.gep(mrow, [k]))),
-                                          builder.gep(zrow, [k]))
+                            y = builder.and_(x, builder.load(builder.gep(mrow, [k])))
+                            builder.store(builder.trunc(y, _I8) if out8 else y, builder.gep(zrow, [k]))
             return context.get_dummy_value()
 
         def step(k, mrow, zrow):

@@ -149,7 +149,8 @@ def test_qconv_i8_is_bit_exact(case):
         # full-range weights (the u8 tile forced onto them would saturate: 7-bit weights there)
         hi = 64 if path == "u8" else 128
         W = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
-        for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
+        # x_zp = -128 (inputs after a ReLU): the u8 tile's copies are bytes x + 128
+        for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120), (-128, 3, -128, 127)]:
             for mult in (M_big, M):
                 got, want, lay = _qconv_both(geo, o, group, x, W, bias, mult, m, x_zp, y_zp, qmin, qmax, path)
                 np.testing.assert_array_equal(got, want, err_msg=f"path {path} (layout {lay.path})")
