@@ -483,7 +483,7 @@ def _rows16(X, xo, w, Z, zo, ow, nrows, zp):
 @kernel_jit(inline="always")
 def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
     """Rows r0 <= r < r1 one value at a time: Z[zo + r * ow + j] = X[xo + r * w + j] - zp for
-    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16)."""
+    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16, or its low byte into uint8)."""
     for r in range(r0, r1):
         zr = Z[zo + r * ow:zo + (r + 1) * ow]
         for j in range(ow):
@@ -497,8 +497,9 @@ def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
 
 @kernel_jit
 def _windows16(X, xb, g, go, Z, zo, x_zp):
-    """BM_WINDOW for int8 with stride 1: the windows _windows gathers, as int16 x - x_zp
-    straight from the int8 sample (X[xb:] the group's planes) into the int16 array Z at zo +
+    """BM_WINDOW for int8 with stride 1: the windows _windows gathers, as int16 x - x_zp (or
+    its low byte, Z uint8: x + 128 for x_zp = -128)
+    straight from the int8 sample (X[xb:] the group's planes) into the array Z at zo +
     (c * G_NCLS + q) * G_ZS + G_ZM, 0 where a column is padding. Each window row is a run of the
     input row: _rows16 (16 values per vector step) for the rows whose steps read inside X and
     write inside the window's rows, when the window's columns all lie inside the input; the
@@ -800,7 +801,9 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             # are the u8 tile's own bytes: packed into quads with nothing added
             z8 = f32s.view(np.uint8)
             zb = 4 * fo
-            if mode == BM_WINDOW:
+            if mode == BM_WINDOW and g[go + G_SH] == 1 and g[go + G_SW] == 1:
+                _windows16(src, xs + gi * cg * hw, g, go, z8, zb, x_zp)
+            elif mode == BM_WINDOW:
                 _windows(src, xs + gi * cg * hw, g, go, z8, zb, x_zp)
             else:
                 ncls = g[go + G_NCLS]

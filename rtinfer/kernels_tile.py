@@ -657,17 +657,22 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
 @intrinsic
 def widen16_i8(typingctx, X, xo, Z, zo, zp):
     """Z[zo + j] = int16(X[xo + j]) - zp for j < 16: X int8, Z any array addressed in int16
-    elements. Reads X[xo:xo + 16], writes 16 int16 (vpmovsxbw, vpsubw)."""
+    elements (vpmovsxbw, vpsubw), or Z uint8: the low byte of that (x + 128 for zp = -128).
+    Reads X[xo:xo + 16], writes 16 elements."""
     sig = types.void(X, xo, Z, zo, zp)
+    out8 = Z.dtype == types.uint8
 
     def codegen(context, builder, signature, args):
         xv, xoff, zv, zoff, zpv = _ints64(context, builder, signature, args)
         st = signature.args
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
-        pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+        ety = _I8 if out8 else _I16
+        pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, ety.as_pointer()), [zoff])
         x = builder.sext(builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1), _V16S)
         y = builder.sub(x, _splat(builder, builder.trunc(zpv, _I16), _V16S))
-        builder.store(y, builder.bitcast(pz, _V16S.as_pointer()), align=2)
+        if out8:
+            y = builder.trunc(y, ir.VectorType(_I8, 16))
+        builder.store(y, builder.bitcast(pz, y.type.as_pointer()), align=1 if out8 else 2)
         return context.get_dummy_value()
 
     return sig, codegen
