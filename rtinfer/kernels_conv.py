@@ -37,7 +37,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   first, ReLU or requantization in the epilogue; int8 sums pairs of taps with vpmaddwd. Taps that
   only ever read padding are dropped. The margins are zeroed once by the planner (its scratch
   starts zero) and never written.
-  Planes of at least DW8 input and output positions take DW8 instead (``_dw8_plan``): eight
+  Planes of at least DW8 input and output positions take DW8 instead (``_dw8_plan``; with one
+  column class, 1-D, only below DW8_ONE_CLASS_MAX outputs): eight
   output channels at a time, kernels_tile.dw8_pack lays their input planes out as one
   zero-margined grid of <8 x float> (channels in the lanes), so every
   kept tap of every output is one aligned load at a fixed offset; kernels_tile.dw8_f32 then runs
@@ -132,6 +133,8 @@ COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
 DW8 = T.DW8
+DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
+                        # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
 GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
 WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW applies (ResNet-8 3x3
                       # stride 2: 6 x 16 x 16 = 1,536)
@@ -1510,7 +1513,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
         kept = [t[0] for t in taps]
-        plan8 = _dw8_plan(geo, kept) if dw8 and not int8 else None
+        dw8 = dw8 and not int8 and (len(masks) > 1 or plane < DW8_ONE_CLASS_MAX)
+        plan8 = _dw8_plan(geo, kept) if dw8 else None
         if plan8 is not None:
             pos, offs8, zs8 = plan8
             table[G_DW8] = put(pos)

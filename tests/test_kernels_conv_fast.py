@@ -296,7 +296,8 @@ def test_dw8_equals_the_masked_copy_tiles_bit_for_bit(case):
 
 def test_dw8_is_chosen_for_planes_of_eight_positions_or_more():
     """DW8 needs DW8 input and output positions (its steps of eight never read or write past a
-    plane); smaller planes keep the masked-copy tiles, as does int8."""
+    plane); smaller planes keep the masked-copy tiles, as do int8 and 1-D planes of
+    DW8_ONE_CLASS_MAX outputs or more (one plain copy, no transposes)."""
     def dw8(shape, k, pads, int8=False):
         geo = make_geometry(shape, geometry_attrs(k, (1, 1), (1, 1), pads))
         W = np.ones(shape[0] * k[0] * k[1], np.int8 if int8 else np.float32)
@@ -309,6 +310,9 @@ def test_dw8_is_chosen_for_planes_of_eight_positions_or_more():
     assert not dw8((4, 7), (1, 3), ((0, 0), (1, 1)))           # 7 positions
     assert not dw8((4, 9), (1, 3), ((0, 0), (0, 0)))           # 7 outputs
     assert not dw8((64, 25, 5), (3, 3), ((1, 1), (1, 1)), int8=True)
+    assert dw8((16, 63), (1, 5), ((0, 0), (2, 2)))
+    assert not dw8((16, 64), (1, 5), ((0, 0), (2, 2)))            # 1-D from DW8_ONE_CLASS_MAX outputs
+    assert dw8((16, 64, 64), (3, 3), ((1, 1), (1, 1)))            # 2-D: column classes, any size
 
 
 def _dw8_run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds,
