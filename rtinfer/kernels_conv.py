@@ -39,6 +39,15 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   first, ReLU or requantization in the epilogue; int8 sums pairs of taps with vpmaddwd. Taps that
   only ever read padding are dropped. The margins are zeroed once by the planner (its scratch
   starts zero) and never written.
+  Planes of at least DW8 input and output positions take DW8 instead (``_dw8_plan``; with one
+  column class, 1-D, only below DW8_ONE_CLASS_MAX outputs): eight
+  output channels at a time, kernels_tile.dw8_pack lays their input planes out as one
+  zero-margined grid of <8 x float> (channels in the lanes), so every
+  kept tap of every output is one aligned load at a fixed offset; kernels_tile.dw8_f32 then runs
+  eight positions per step (one weight vector per tap for all eight), bias first, ReLU, and
+  transposes the tile back to channel
+  rows. Same FMA order per output as the tiles above (bit-identical float32). float32 only: int8
+  keeps the int16 tiles (the same grid of exact float32 sums measured slower than vpmaddwd pairs).
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
@@ -94,7 +103,7 @@ G_PATH = 21    # CONV / QCONV kernel path (PATH_*)
 G_AUX = 22     # offset from the table of its int32 data: DW taps and masks; int8 GEMM packed W
 G_NT = 23      # DW: kept taps; GEMM: K (float32) or K2 = ceil(K / 2) pairs (int8)
 G_ZM = 24      # DW: front margin of each zero-margined plane buffer
-G_ZS = 25      # DW: elements per plane buffer
+G_ZS = 25      # DW: elements per plane buffer (DW8: floats of its grid)
 G_PPAD = 26    # positions oh * ow rounded up to 16: DW mask row stride, int8 GEMM B row stride
 G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the packed B rows)
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
@@ -108,7 +117,8 @@ G_BMODE = 33   # GEMM: where its B rows come from (BM_*)
 G_ROWS = 34    # GEMM: offset from the table of its B row offsets (int32, G_K of them)
 G_K = 35       # GEMM: rows of B (C/group kh kw, less the taps that only read padding)
 G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input shift folded in
-G_LEN = 37
+G_DW8 = 37     # DW: offset from the table of its DW8 grid positions (0: the masked-copy tiles instead)
+G_LEN = 38
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -126,6 +136,9 @@ ROWS = T.ROWS
 COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
+DW8 = T.DW8
+DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
+                        # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
 GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
 WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW applies (ResNet-8 3x3
                       # stride 2: 6 x 16 x 16 = 1,536)
@@ -580,13 +593,65 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
 
 
+@kernel_jit(inline="always")
+def _check_dw8(X, xs, n_x, Z, zo, zs, g, pa, hw, plane, ta, nt, W, wo, D, do, ds, nch, bias, bi):
+    """The extents DW8 touches for one group of nch channels (BOUNDS only; Z, zo, zs in Z's own
+    elements, the grid offsets g[pa:] and taps g[ta:] in float32 elements of a float32 Z)."""
+    _need(X, xs, xs + n_x)
+    _need(Z, zo, zo + zs)
+    _need(g, pa, pa + hw + plane)
+    _need(g, ta, ta + nt)
+    cap = zs * Z.itemsize // 4  # float32 elements of the grid
+    for k in range(hw):
+        if g[pa + k] < 0 or g[pa + k] + DW8 > cap:
+            raise IndexError("kernel tile reads or writes outside its array")
+    for k in range(plane):
+        for t in range(nt):
+            at = g[pa + hw + k] + g[ta + t]
+            if at < 0 or at + DW8 > cap:
+                raise IndexError("kernel tile reads or writes outside its array")
+    _need(W, wo, wo + nt * DW8)
+    _need(D, do, do + (nch - 1) * ds + plane)
+    _need(bias, bi, bi + nch)
+
+
+@kernel_jit
+def _conv_dw8_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
+    """PATH_DW by DW8 (g[go + G_DW8] != 0), one sample: for each group of DW8 output channels,
+    kernels_tile.dw8_pack (the grid: G_ZS floats at zb[zo:] from its first 32-byte boundary,
+    positions g[go + G_DW8:], hw input then oh ow output) and kernels_tile.dw8_f32 (taps
+    g[go + G_AUX:], W packed (groups, taps, DW8) at W[wo:])."""
+    c_n = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    o_n = g[go + G_O]
+    og = o_n // c_n
+    plane = g[go + G_OH] * g[go + G_OW]
+    nt = g[go + G_NT]
+    ta = go + g[go + G_AUX]
+    pa = go + g[go + G_DW8]
+    zs = g[go + G_ZS]
+    z0 = T.align8(zb, zo)
+    for o0 in range(0, o_n, DW8):
+        nch = min(DW8, o_n - o0)
+        if BOUNDS:
+            _check_dw8(src, xs, c_n * hw, zb, z0, zs, g, pa, hw, plane, ta, nt, W, wo + o0 * nt, dst,
+                       ys + o0 * plane, plane, nch, b, bo + o0)
+        T.dw8_pack(src, xs, hw, o0, og, o_n - 1, zb, z0, g, pa)
+        T.dw8_f32(zb, z0, g, pa + hw, plane, g, ta, nt, W, wo + o0 * nt, b, bo + o0, nch, dst, ys + o0 * plane,
+                  plane, relu)
+
+
 @kernel_jit
 def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH
     channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:]: each input plane copied once
     per column class with that class's mask (g[go + G_AUX2:], kernels_tile.fill_masked: 0 where
     a tap of that column shift would wrap into the next or previous row). The margins around the
-    copies are never written: they stay zero from the planner's zeroed scratch."""
+    copies are never written: they stay zero from the planner's zeroed scratch. DW8 layouts go
+    to _conv_dw8_f32."""
+    if g[go + G_DW8] != 0:
+        _conv_dw8_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu)
+        return
     c_n = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     og = g[go + G_O] // c_n
@@ -1391,6 +1456,29 @@ def _dw_plan(geo):
     return taps, masks, zm, zs
 
 
+def _dw8_plan(geo, kept):
+    """DW8's plan for a geometry _dw_plan took, with the kept taps ``kept`` (p * kw + q), else
+    None (fewer than DW8 input or output positions): (grid positions int32 -- hw input positions
+    (r, c) at ((r + pt) * wp + c + pl) * DW8, then oh ow output positions (i, j) at (i * wp + j) *
+    DW8 --, tap offsets (p * dh * wp + q * dw) * DW8, floats of the grid). The grid has the plane
+    padded by pt rows above, pl columns left and as many below and right as the taps reach (wp
+    columns): output (i, j)'s tap (p, q) reads grid element (i + p dh, j + q dw), zero where
+    that is padding."""
+    hw, plane = geo.h * geo.w, geo.oh * geo.ow
+    if hw < DW8 or plane < DW8:
+        return None
+    mb = max(0, geo.oh - 1 + (geo.kh - 1) * geo.dh - geo.pt - (geo.h - 1))
+    mr = max(0, geo.ow - 1 + (geo.kw - 1) * geo.dw - geo.pl - (geo.w - 1))
+    hp, wp = geo.h + geo.pt + mb, geo.w + geo.pl + mr
+    if hp * wp * DW8 + DW8 > scratch_bound(geo, geo.c):
+        return None  # keep the planner's scratch bound an upper bound
+    r, c = np.divmod(np.arange(hw), geo.w)
+    i, j = np.divmod(np.arange(plane), geo.ow)
+    pos = np.concatenate([(r + geo.pt) * wp + c + geo.pl, i * wp + j]) * DW8
+    offs = [((t // geo.kw) * geo.dh * wp + (t % geo.kw) * geo.dw) * DW8 for t in kept]
+    return pos.astype(np.int32), np.array(offs, np.int32), hp * wp * DW8
+
+
 def _window_plan(geo):
     """BM_WINDOW's plan, else None: (taps [(p, q, window class, offset of the tap's first
     output in its window buffer)], classes [(q, ph)], front margin zm, elements per window
@@ -1453,11 +1541,12 @@ def _gather_indices(geo, cg: int) -> np.ndarray:
 
 
 def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
-                **int8_attrs) -> ConvLayout:
+                dw8: bool = True, **int8_attrs) -> ConvLayout:
     """The kernel path of a convolution and its operands: geometry geo (reference_conv.Geometry),
     o output channels, W (O, C/group, kh, kw) float32 (int8 with ``int8``: then ``bias`` (O,)
     int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
-    channel per group where _dw_plan applies (unless ``dw`` is False), else GEMM, group by group
+    channel per group where _dw_plan applies (unless ``dw`` is False; float32 by DW8 where
+    _dw8_plan applies, unless ``dw8`` is False), else GEMM, group by group
     (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and u8_exact(W)
     -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
     the plan image; tests pass them directly)."""
@@ -1486,6 +1575,20 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     if plan_dw is not None:
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
+        kept = [t[0] for t in taps]
+        dw8 = dw8 and not int8 and (len(masks) > 1 or plane < DW8_ONE_CLASS_MAX)
+        plan8 = _dw8_plan(geo, kept) if dw8 else None
+        if plan8 is not None:
+            pos, offs8, zs8 = plan8
+            table[G_DW8] = put(pos)
+            table[G_AUX] = put(offs8)
+            table[G_NT] = len(kept)
+            table[G_ZS] = zs8
+            groups = -(-o // DW8)
+            W8 = np.zeros((groups * DW8, len(kept)), np.float32)
+            W8[:o] = W2[:, kept]
+            W8 = np.ascontiguousarray(W8.reshape(groups, DW8, len(kept)).transpose(0, 2, 1)).reshape(-1)
+            return ConvLayout(PATH_DW, np.concatenate(parts), W8, zs8 + DW8, 1)
         table[G_NCLS] = len(masks)
         table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm

@@ -24,6 +24,8 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   reading two int16 rows in place and interleaving them in registers (no packing pass).
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
+- ``dw8_pack`` / ``dw8_f32``: float32 depthwise with eight channels in the lanes of a
+  zero-margined grid of the planes (aligned loads, no masks), eight positions per step.
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
@@ -619,6 +621,191 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                 vals = _narrow_rows(builder, rows, zp32, x86, True)
                 _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
                             ir.VectorType(_I8, 16), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# -- depthwise, channels in lanes (DW8) --------------------------------------------------------
+# Eight output channels per vector: each input position of the eight channels' planes is one
+# <8 x float> of a zero-margined, padded grid (dw8_pack), so every tap of every output is one
+# aligned vector load at a fixed offset (no column masks, no misaligned loads), eight outputs
+# (positions) per step share one weight vector, and the register tile is transposed back to
+# channel rows on the way out.
+
+DW8 = 8  # channels (lanes) per DW8 group, and positions per DW8 step
+
+
+def _tr4(builder, rows):
+    """Four <8 x T> vectors -> four: each 128-bit half transposed as a 4 x 4 block (out[k]
+    holds element k of rows 0..3 in its low half and element 4 + k in its high half)."""
+    def shuf(a, b, idx):
+        return builder.shuffle_vector(a, b, ir.Constant(_V8I, idx))
+    a, b, c, d = rows
+    t0 = shuf(a, b, [0, 8, 1, 9, 4, 12, 5, 13])
+    t1 = shuf(a, b, [2, 10, 3, 11, 6, 14, 7, 15])
+    t2 = shuf(c, d, [0, 8, 1, 9, 4, 12, 5, 13])
+    t3 = shuf(c, d, [2, 10, 3, 11, 6, 14, 7, 15])
+    lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    return [shuf(t0, t2, lo), shuf(t0, t2, hi), shuf(t1, t3, lo), shuf(t1, t3, hi)]
+
+
+def _channel_rows(builder, accs):
+    """Eight <8 x T> position vectors (lanes: channels) -> eight channel vectors (lanes: the
+    eight positions): out[l][r] = accs[r][l]."""
+    o = _tr4(builder, accs[:4])
+    p = _tr4(builder, accs[4:])
+    first, second = ir.Constant(_V8I, [0, 1, 2, 3, 8, 9, 10, 11]), ir.Constant(_V8I, [4, 5, 6, 7, 12, 13, 14, 15])
+    out = [None] * 8
+    for k in range(4):
+        out[k] = builder.shuffle_vector(o[k], p[k], first)
+        out[k + 4] = builder.shuffle_vector(o[k], p[k], second)
+    return out
+
+
+def _lane_vector(builder, ptr, n, i64):
+    """<8 x T> of ptr[min(l, n - 1)] for lanes l (n >= 1): ptr[0:8] when n == 8."""
+    ety = ptr.type.pointee
+    vty = ir.VectorType(ety, 8)
+    out = cgutils.alloca_once(builder, vty)
+    with _if_else(builder, builder.icmp_signed("==", n, ir.Constant(i64, 8))) as (then, otherwise):
+        with then:
+            builder.store(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4), out)
+        with otherwise:
+            last = builder.sub(n, ir.Constant(i64, 1))
+            v = ir.Constant(vty, ir.Undefined)
+            for lane in range(8):
+                li = builder.select(builder.icmp_signed("<", ir.Constant(i64, lane), n), ir.Constant(i64, lane), last)
+                v = builder.insert_element(v, builder.load(builder.gep(ptr, [li])), _c(lane))
+            builder.store(v, out)
+    return builder.load(out)
+
+
+@intrinsic
+def align8(typingctx, Z, zo):
+    """The least offset >= zo (in float32 elements of Z's data, whatever Z's dtype) at which Z's
+    data is 32-byte aligned, for data 4-byte aligned: zo + 0..7."""
+    sig = types.int64(Z, zo)
+
+    def codegen(context, builder, signature, args):
+        zv, zoff = _ints64(context, builder, signature, args)
+        z32 = builder.bitcast(_array(context, builder, signature.args[0], zv).data, _F32.as_pointer())
+        p = builder.ptrtoint(builder.gep(z32, [zoff]), zoff.type)
+        k = builder.and_(builder.lshr(builder.sub(ir.Constant(zoff.type, 0), p), ir.Constant(zoff.type, 2)),
+                         ir.Constant(zoff.type, 7))
+        return builder.add(zoff, k)
+
+    return sig, codegen
+
+
+@intrinsic
+def dw8_pack(typingctx, X, xo, hw, o0, og, olast, Z, zo, PI, pio):
+    """The DW8 grid of one group of eight output channels: lane l is output channel o =
+    min(o0 + l, olast), reading input plane o // og (X[xo + (o // og) * hw:], hw >= 8
+    positions). For k < hw: Z[zo + PI[pio + k] + l] = x[k] (float32; Z any array, addressed in
+    float32 elements). Eight positions per step (two 4 x 4 transposes per 128-bit half, from half-row loads),
+    the last step overlapping the one before. Writes nothing else of Z (its margins stay as they
+    are)."""
+    sig = types.void(X, xo, hw, o0, og, olast, Z, zo, PI, pio)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, hwv, o0v, ogv, olv, zv, zoff, pv, poff = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = hwv.type
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pz = builder.gep(builder.bitcast(_array(context, builder, st[6], zv).data, _F32.as_pointer()), [zoff])
+        pi = builder.gep(_array(context, builder, st[8], pv).data, [poff])
+        lanes = []
+        for lane in range(8):
+            o = builder.add(o0v, ir.Constant(i64, lane))
+            o = builder.select(builder.icmp_signed(">", o, olv), olv, o)
+            lanes.append(builder.gep(px, [builder.mul(builder.sdiv(o, ogv), hwv)]))
+        half = ir.VectorType(_F32, 4)
+        cat = ir.Constant(_V8I, list(range(8)))
+        nblk = builder.sdiv(builder.add(hwv, ir.Constant(i64, 7)), ir.Constant(i64, 8))
+        last = builder.sub(hwv, ir.Constant(i64, 8))
+        with cgutils.for_range(builder, nblk) as loop:
+            k = builder.mul(loop.index, ir.Constant(i64, 8))
+            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+            for h in range(2):
+                kh_ = builder.add(k, ir.Constant(i64, 4 * h))
+                rows = []
+                for r in range(4):
+                    a = builder.load(_ptr(builder, lanes[r], kh_, half), align=4)
+                    b = builder.load(_ptr(builder, lanes[r + 4], kh_, half), align=4)
+                    rows.append(builder.shuffle_vector(a, b, cat))  # lanes r | r + 4, positions kh_ .. kh_ + 3
+                for j, v in enumerate(_tr4(builder, rows)):
+                    at = builder.load(builder.gep(pi, [builder.add(kh_, ir.Constant(i64, j))]))
+                    builder.store(v, _ptr(builder, pz, builder.sext(at, i64), _V8F), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _dw8_loop(builder, context, st, args, i64, init, epilogue):
+    """dw8_f32's step loop: for each step of eight output positions k0
+    (k0 = 0, 8, ...; the last min(k0, plane - 8)), acc[r] = init, then for t < nt in order
+    acc[r] = fma(W[wo + 8 t:][:8], Z[zo + PB[pbo + k0 + r] + T[to + t]:][:8], acc[r]);
+    epilogue(accs, k0)."""
+    zv, zoff, pbv, pboff, planev, tv, toff, ntv, wv, woff = args
+    pz = builder.gep(builder.bitcast(_array(context, builder, st[0], zv).data, _F32.as_pointer()), [zoff])
+    ppb = builder.gep(_array(context, builder, st[2], pbv).data, [pboff])
+    pt = builder.gep(_array(context, builder, st[5], tv).data, [toff])
+    wdata = _array(context, builder, st[8], wv).data
+    pw = builder.gep(builder.bitcast(wdata, _F32.as_pointer()), [woff])
+    nstep = builder.sdiv(builder.add(planev, ir.Constant(i64, 7)), ir.Constant(i64, 8))
+    last = builder.sub(planev, ir.Constant(i64, 8))
+    with cgutils.for_range(builder, nstep) as steps:
+        k0 = builder.mul(steps.index, ir.Constant(i64, 8))
+        k0 = builder.select(builder.icmp_signed(">", k0, last), last, k0)
+        pk = builder.gep(ppb, [k0])
+        bases = [builder.gep(pz, [builder.sext(builder.load(builder.gep(pk, [ir.Constant(i64, r)])), i64)])
+                 for r in range(8)]
+        accs = [cgutils.alloca_once(builder, _V8F) for _ in range(8)]
+        for a in accs:
+            builder.store(init, a)
+        with cgutils.for_range(builder, ntv) as loop:
+            t = loop.index
+            off = builder.sext(builder.load(builder.gep(pt, [t])), i64)
+            w = builder.load(_ptr(builder, pw, builder.mul(t, ir.Constant(i64, 8)), _V8F), align=4)
+            for r in range(8):
+                x = builder.load(_ptr(builder, bases[r], off, _V8F), align=4)
+                builder.store(_fma(builder, w, x, builder.load(accs[r])), accs[r])
+        epilogue([builder.load(a) for a in accs], k0)
+
+
+def _store_channels(builder, rows, pd, dsv, k0, nch, i64, vty, align):
+    """rows[l] (eight positions of channel l) -> pd[l * ds + k0:][:8] for l < nch."""
+    for lane in range(8):
+        with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, lane)), likely=True):
+            at = builder.add(builder.mul(dsv, ir.Constant(i64, lane)), k0)
+            builder.store(rows[lane], _ptr(builder, pd, at, vty), align=align)
+
+
+@intrinsic
+def dw8_f32(typingctx, Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu):
+    """DW8 float32, one group of nch <= 8 output channels (lanes) over plane >= 8 output
+    positions: for k < plane, lane l < nch: acc = bias[bi + l], then for t < nt in order acc =
+    fma(W[wo + 8 t + l], Z[zo + PB[pbo + k] + T[to + t] + l], acc); D[do + l * ds + k] = act(acc),
+    ReLU (0 if v < 0 else v) when relu != 0. Eight positions per step (the last overlapping the
+    one before: the same values again)."""
+    sig = types.void(Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu)
+
+    def codegen(context, builder, signature, args):
+        args = _ints64(context, builder, signature, args)
+        st = signature.args
+        biasv, bioff, nchv, dv, doff, dsv, reluv = args[10:]
+        i64 = args[1].type
+        bvec = _lane_vector(builder, builder.gep(_array(context, builder, st[10], biasv).data, [bioff]), nchv, i64)
+        pd = builder.gep(_array(context, builder, st[13], dv).data, [doff])
+        zero = ir.Constant(_V8F, [0.0] * 8)
+        relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(i64, 0)), _V8B)
+
+        def epilogue(accs, k0):
+            vals = [builder.select(builder.and_(builder.fcmp_ordered("<", v, zero), relu_on), zero, v) for v in accs]
+            _store_channels(builder, _channel_rows(builder, vals), pd, dsv, k0, nchv, i64, _V8F, 4)
+
+        _dw8_loop(builder, context, st, args[:10], i64, bvec, epilogue)
         return context.get_dummy_value()
 
     return sig, codegen

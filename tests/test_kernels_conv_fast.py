@@ -210,6 +210,13 @@ def test_tile_extents_are_checked_under_boundscheck():
     with pytest.raises(IndexError):
         KC.conv_f32(x, 0, lay.W, 0, np.zeros(o, np.float32), 0, np.zeros(o * geo.oh * geo.ow, np.float32), 0,
                     lay.table, 0, 1, np.zeros(lay.f32, np.float32), 0, 0, 0.0, 0.0)
+    assert lay.table[KC.G_DW8] != 0  # DW8: destination, grid scratch and packed weights one short
+    x = np.ones(geo.c * geo.h * geo.w, np.float32)
+    for y_n, z_n, w_n in [(o * geo.oh * geo.ow - 1, lay.f32, lay.W.size), (o * geo.oh * geo.ow, lay.table[KC.G_ZS] - 1,
+                          lay.W.size), (o * geo.oh * geo.ow, lay.f32, lay.W.size - 1)]:
+        with pytest.raises(IndexError):
+            KC.conv_f32(x, 0, lay.W[:w_n].copy(), 0, np.zeros(o, np.float32), 0, np.zeros(y_n, np.float32), 0,
+                        lay.table, 0, 1, np.zeros(z_n, np.float32), 0, 0, 0.0, 0.0)
 
 
 def test_b_row_sources_for_the_benchmark_shapes():
@@ -232,3 +239,132 @@ def test_b_row_sources_for_the_benchmark_shapes():
     assert mode((3, 9, 7), 5, (3, 3), (2, 1), ((1, 1), (0, 1))) == KC.BM_WINDOW
     assert mode((3, 9, 7), 5, (3, 3), (2, 1), ((1, 1), (0, 1)), int8=True) == KC.BM_WINDOW  # int8 column stride 1
     assert mode((1, 260, 260), 2, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
+
+
+# -- DW8: eight channels in the lanes of a zero-margined grid -------------------------------------
+# (in_shape (C, H, W), out channels, kernel, dilation, pads ((t, b), (l, r)))
+DW8_CASES = [
+    ((64, 25, 5), 64, (3, 3), (1, 1), ((1, 1), (1, 1))),     # DS-CNN depthwise
+    ((32, 1, 32), 32, (1, 3), (1, 1), ((0, 0), (1, 1))),     # 1-D CNN depthwise
+    ((13, 5, 7), 13, (3, 3), (1, 1), ((1, 1), (1, 1))),      # channels not a multiple of 8, odd plane
+    ((3, 3, 3), 3, (3, 3), (1, 1), ((1, 1), (1, 1))),        # 9 positions, one partial group
+    ((5, 6, 9), 5, (3, 3), (1, 1), ((0, 0), (1, 1))),        # no row padding (oh < h)
+    ((4, 6, 7), 4, (3, 5), (1, 1), ((2, 0), (2, 2))),        # asymmetric rows, kw 5
+    ((4, 1, 20), 8, (1, 5), (1, 2), ((0, 0), (4, 4))),       # 1-D, 2 outputs per channel, dilated
+    ((7, 1, 23), 7, (1, 5), (1, 3), ((0, 0), (6, 6))),       # 1-D dilated, wide padding
+    ((3, 1, 30), 3, (1, 4), (1, 1), ((0, 0), (0, 0))),       # 1-D valid (ow < w)
+    ((11, 1, 9), 22, (1, 3), (1, 1), ((0, 0), (2, 0))),      # 1-D, left padding only, x2
+    ((17, 2, 4), 17, (3, 3), (1, 1), ((1, 1), (1, 1))),      # plane of 8, taps over padding rows
+    ((6, 4, 5), 12, (2, 3), (2, 1), ((1, 1), (1, 1))),       # dilated rows, 2 outputs per channel
+]
+
+
+def _dw8_geometry(case):
+    shape, o, kernel, dil, pads = case
+    return _geometry((shape, o, shape[0], kernel, (1, 1), dil, pads, None))
+
+
+@pytest.mark.parametrize("case", DW8_CASES)
+def test_dw8_equals_the_masked_copy_tiles_bit_for_bit(case):
+    """DW8 (the planner's choice for planes of at least 8 positions) gives the same bits as the
+    masked-copy tiles (dw8=False), with and without ReLU, one sample and a batch, writing nothing
+    outside the destination; both within 1e-5 of the NumPy twin."""
+    rng = np.random.default_rng(21)
+    geo, o, group = _dw8_geometry(case)
+    m = 3
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    x = _guarded(rng.normal(size=m * n_in).astype(np.float32), 0)
+    W = rng.normal(size=o * geo.kh * geo.kw).astype(np.float32)
+    b = _guarded(rng.normal(size=o).astype(np.float32), 0)
+    lay8 = KC.conv_layout(geo, o, group, W)
+    lay = KC.conv_layout(geo, o, group, W, dw8=False)
+    assert lay8.path == lay.path == KC.PATH_DW
+    assert lay8.table[KC.G_DW8] != 0 and lay.table[KC.G_DW8] == 0
+    for relu in (0, 1):
+        outs = []
+        for ly in (lay8, lay):
+            y = np.full(m * n_out + 2 * GUARD, 99, np.float32)
+            cols = np.zeros(ly.f32 + 3, np.float32)
+            KC.conv_f32(x, GUARD, _guarded(ly.W, 0), GUARD, b, GUARD, y, GUARD, ly.table, 0, m, cols, 3, relu, 0.0, 0.0)
+            assert np.all(y[:GUARD] == 99) and np.all(y[GUARD + m * n_out:] == 99)
+            outs.append(y)
+        np.testing.assert_array_equal(outs[0].view(np.int32), outs[1].view(np.int32))
+        want = np.full_like(outs[0], 99)
+        KC.conv_f32_ref(x, GUARD, _guarded(W, 0), GUARD, b, GUARD, want, GUARD, lay8.table, 0, m, act=relu)
+        np.testing.assert_allclose(outs[0], want, rtol=0, atol=1e-5 * (geo.kh * geo.kw + 1))
+
+
+def test_dw8_is_chosen_for_planes_of_eight_positions_or_more():
+    """DW8 needs DW8 input and output positions (its steps of eight never read or write past a
+    plane); smaller planes keep the masked-copy tiles, as do int8 and 1-D planes of
+    DW8_ONE_CLASS_MAX outputs or more (one plain copy, no transposes)."""
+    def dw8(shape, k, pads, int8=False):
+        geo = make_geometry(shape, geometry_attrs(k, (1, 1), (1, 1), pads))
+        W = np.ones(shape[0] * k[0] * k[1], np.int8 if int8 else np.float32)
+        kw = dict(bias=np.zeros(shape[0], np.int32), int8=True) if int8 else {}
+        lay = KC.conv_layout(geo, shape[0], shape[0], W, **kw)
+        assert lay.path == KC.PATH_DW
+        return bool(lay.table[KC.G_DW8])
+    assert dw8((64, 25, 5), (3, 3), ((1, 1), (1, 1)))
+    assert dw8((4, 8), (1, 3), ((0, 0), (1, 1)))
+    assert not dw8((4, 7), (1, 3), ((0, 0), (1, 1)))           # 7 positions
+    assert not dw8((4, 9), (1, 3), ((0, 0), (0, 0)))           # 7 outputs
+    assert not dw8((64, 25, 5), (3, 3), ((1, 1), (1, 1)), int8=True)
+    assert dw8((16, 63), (1, 5), ((0, 0), (2, 2)))
+    assert not dw8((16, 64), (1, 5), ((0, 0), (2, 2)))            # 1-D from DW8_ONE_CLASS_MAX outputs
+    assert dw8((16, 64, 64), (3, 3), ((1, 1), (1, 1)))            # 2-D: column classes, any size
+
+
+def _dw8_run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds,
+             relu):
+    from numba import njit
+
+    @njit(_nrt=False)
+    def run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu):
+        T.dw8_pack(X, xo, hw, o0, og, olast, Z, zo, PI, pio)
+        T.dw8_f32(Z, zo, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu)
+    run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu)
+
+
+@pytest.mark.parametrize("case", [DW8_CASES[2], DW8_CASES[6], DW8_CASES[10], DW8_CASES[11]])
+@pytest.mark.parametrize("o0", [0, 8, 16])
+def test_dw8_pack_and_tile_match_numpy(case, o0):
+    """kernels_tile.dw8_pack writes lane l of grid position PI[k] with plane (min(o0 + l, olast)
+    // og)'s x[k] and nothing else; dw8_f32 is bias, then fma(W[t, l], grid[PB[k] + T[t]], acc)
+    over the taps in order, ReLU, for lanes l < nch only: against NumPy (float64 products and sums
+    rounded to float32 once per tap: an FMA), on a partial last group of channels."""
+    rng = np.random.default_rng(22)
+    geo, o, group = _dw8_geometry(case)
+    og = o // geo.c
+    hw, plane = geo.h * geo.w, geo.oh * geo.ow
+    W = rng.normal(size=o * geo.kh * geo.kw).astype(np.float32)
+    lay = KC.conv_layout(geo, o, group, W)
+    g = lay.table
+    pa, ta, nt, zs = g[KC.G_DW8], g[KC.G_AUX], g[KC.G_NT], g[KC.G_ZS]
+    PI, PB, offs = g[pa:pa + hw], g[pa + hw:pa + hw + plane], g[ta:ta + nt]
+    if o0 >= o:
+        pytest.skip("no such group")
+    nch = min(8, o - o0)
+    x = rng.normal(size=geo.c * hw + 4).astype(np.float32)
+    b = rng.normal(size=o).astype(np.float32)
+    Z = np.full(zs + 8, 0.0, np.float32)
+    Z[-8:] = 77.0
+    D = np.full(o * plane + 8, 55.0, np.float32)
+    _dw8_run(x, 4, hw, o0, og, o - 1, Z, 0, g, pa, g, pa + hw, plane, g, ta, nt, lay.W, o0 * nt, b, o0, nch,
+             D, o0 * plane, plane, 1)
+    # the pack
+    grid = np.zeros(zs, np.float32)
+    for lane in range(8):
+        c = min(o0 + lane, o - 1) // og
+        grid[PI + lane] = x[4 + c * hw:4 + (c + 1) * hw]
+    np.testing.assert_array_equal(Z[:zs], grid)
+    assert np.all(Z[zs:] == 77.0)
+    # the tile
+    W8 = lay.W[o0 * nt:(o0 + 8) * nt].reshape(nt, 8)  # (groups, taps, 8 lanes), zero past o
+    acc = np.repeat(b[o0:o0 + nch][:, None], plane, axis=1)
+    for t in range(nt):
+        xs = np.stack([grid[PB + offs[t] + lane] for lane in range(nch)])
+        acc = (W8[t, :nch].astype(np.float64)[:, None] * xs + acc.astype(np.float64)).astype(np.float32)
+    want = D.copy()
+    want[o0 * plane:(o0 + nch) * plane] = np.where(acc < 0, np.float32(0), acc).reshape(-1)  # ReLU
+    np.testing.assert_array_equal(D, want)
