@@ -182,13 +182,18 @@ def test_gather32_matches_indexing():
             assert np.all(got[:2] == 77) and np.all(got[2 + n:] == 77)
 
 
-def _run_gather(X, idx, out, fill):
-    from numba import njit
+_GATHER_RUN = []  # the compiled driver, built once per test process (one compile per dtype)
 
-    @njit(_nrt=False)
-    def run(X, idx, out, fill):
-        T.gather32(X, 0, idx, 0, idx.size, out, 2, fill)
-    run(X, idx, out, fill)
+
+def _run_gather(X, idx, out, fill):
+    if not _GATHER_RUN:
+        from numba import njit
+
+        @njit(_nrt=False)
+        def run(X, idx, out, fill):
+            T.gather32(X, 0, idx, 0, idx.size, out, 2, fill)
+        _GATHER_RUN.append(run)
+    _GATHER_RUN[0](X, idx, out, fill)
 
 
 @pytest.mark.skipif(not KC.BOUNDS, reason="runs in the NUMBA_BOUNDSCHECK=1 pass (test_runtime_conv)")
@@ -315,15 +320,22 @@ def test_dw8_is_chosen_for_planes_of_eight_positions_or_more():
     assert dw8((16, 64, 64), (3, 3), ((1, 1), (1, 1)))            # 2-D: column classes, any size
 
 
+_DW8_RUN = []  # the compiled driver, built once per test process
+
+
 def _dw8_run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds,
              relu):
-    from numba import njit
+    if not _DW8_RUN:
+        from numba import njit
 
-    @njit(_nrt=False)
-    def run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu):
-        T.dw8_pack(X, xo, hw, o0, og, olast, Z, zo, PI, pio)
-        T.dw8_f32(Z, zo, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu)
-    run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu)
+        @njit(_nrt=False)
+        def run(X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds,
+                relu):
+            T.dw8_pack(X, xo, hw, o0, og, olast, Z, zo, PI, pio)
+            T.dw8_f32(Z, zo, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds, relu)
+        _DW8_RUN.append(run)
+    _DW8_RUN[0](X, xo, hw, o0, og, olast, Z, zo, PI, pio, PB, pbo, plane, Tt, to, nt, W, wo, b, bo, nch, D, do, ds,
+                relu)
 
 
 @pytest.mark.parametrize("case", [DW8_CASES[2], DW8_CASES[6], DW8_CASES[10], DW8_CASES[11]])
