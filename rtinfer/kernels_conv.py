@@ -27,7 +27,9 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
   first make zero-margined int16 copies of x - x_zp straight from the int8 sample (stride-2
-  columns eight at a time by kernels_tile.stride2_8, sign-extended); PATH_GEMM reads pairs of their rows in
+  columns eight at a time by kernels_tile.stride2_8, sign-extended; for PATH_GEMM_U8 with
+  x_zp = -128, an input after a ReLU, bytes x + 128 instead: the tile's own bytes, padding
+  still 0); PATH_GEMM reads pairs of their rows in
   place (kernels_tile.s16_rows_tile*), PATH_GEMM_U8 packs their rows into quads first (taken
   when two or more blocks of ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does
   16 multiply-adds and vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
