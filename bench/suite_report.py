@@ -225,7 +225,7 @@ def _target_cnn_int8(results):
         pair = _int8_pair(results, r["key"])
         if pair is None:
             continue
-        tf, tq, s, f, q = pair
+        tf, tq, s, _, q = pair
         oks.append(s >= 1.5)
         parts.append(f"{q['key']} {s:.2f}x")
         if s < 1.5:

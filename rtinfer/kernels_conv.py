@@ -1365,7 +1365,7 @@ def _round_up(n: int, k: int) -> int:
 def pack_rows_f32(W2: np.ndarray) -> np.ndarray:
     """W (O, K) float32 -> the cf32 tile's layout: for each row tile (row_tile), K rows of ROWS
     weights (k-major; rows past the tile's channels are 0)."""
-    o, k = W2.shape
+    k = W2.shape[1]
     P = _by_row_tiles(W2, np.float32)
     return np.ascontiguousarray(P.reshape(-1, ROWS, k).transpose(0, 2, 1)).reshape(-1)
 
@@ -1386,7 +1386,7 @@ def pack_pairs_i16(W2: np.ndarray) -> np.ndarray:
     """W (O, K) int8 -> the s16 tile's layout, int32 words: for each row tile (row_tile),
     K2 = ceil(K / 2) rows of ROWS words, word = W[o, 2j] | W[o, 2j + 1] << 16 (int16
     halves; k = K and rows past the tile's channels are 0)."""
-    o, k = W2.shape
+    k = W2.shape[1]
     k2 = -(-k // 2)
     P = _by_row_tiles(W2, np.int16, 2 * k2 - k)
     P = np.ascontiguousarray(P.reshape(-1, ROWS, k2, 2).transpose(0, 2, 1, 3))
@@ -1397,7 +1397,7 @@ def pack_quads_i8(W2: np.ndarray) -> np.ndarray:
     """W (O, K) int8 -> the u8 tile's layout, int32 words: for each row tile (row_tile),
     KS = ceil(K / 4) rows of ROWS words, word = the bytes W[o, 4j .. 4j + 3] (first in
     the low byte; k >= K and rows past the tile's channels are 0)."""
-    o, k = W2.shape
+    k = W2.shape[1]
     ks = -(-k // 4)
     P = _by_row_tiles(W2, np.int8, 4 * ks - k)
     P = np.ascontiguousarray(P.reshape(-1, ROWS, ks, 4).transpose(0, 2, 1, 3))
