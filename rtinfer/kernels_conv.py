@@ -547,6 +547,24 @@ def _windows16(X, xb, g, go, Z, zo, x_zp):
 
 
 @kernel_jit
+def _copies16(X, xb, cg, hw, g, go, Z, zo, x_zp):
+    """The int8 GEMM's zero-margined copies of x - x_zp of one group's cg planes (X[xb:]) at
+    Z[zo:]: windows (BM_WINDOW; stride 1 by 16-value rows, _windows16) or shifted planes with
+    their column masks (BM_SHIFT, _fill16). Z int16, or uint8 for the low bytes (x + 128 when
+    x_zp = -128)."""
+    if g[go + G_BMODE] == BM_WINDOW:
+        if g[go + G_SH] == 1 and g[go + G_SW] == 1:
+            _windows16(X, xb, g, go, Z, zo, x_zp)
+        else:
+            _windows(X, xb, g, go, Z, zo, x_zp)
+        return
+    ncls = g[go + G_NCLS]
+    zs = g[go + G_ZS]
+    for c in range(cg):
+        _fill16(X, xb + c * hw, hw, g, go + g[go + G_AUX2], ncls, Z, zo + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+
+
+@kernel_jit
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
     with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
@@ -868,30 +886,12 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             # are the u8 tile's own bytes: packed into quads with nothing added
             z8 = f32s.view(np.uint8)
             zb = 4 * fo
-            if mode == BM_WINDOW and g[go + G_SH] == 1 and g[go + G_SW] == 1:
-                _windows16(src, xs + gi * cg * hw, g, go, z8, zb, x_zp)
-            elif mode == BM_WINDOW:
-                _windows(src, xs + gi * cg * hw, g, go, z8, zb, x_zp)
-            else:
-                ncls = g[go + G_NCLS]
-                zs = g[go + G_ZS]
-                for c in range(cg):
-                    _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z8,
-                            zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z8, zb, x_zp)
             _pack_b(z8, zb, g, ro, g, go, 0, 0, True)
         elif mode == BM_WINDOW or mode == BM_SHIFT:  # int16 copies of x - x_zp, read in place
             z16 = f32s.view(np.int16)
             zb = 2 * fo
-            if mode == BM_WINDOW and g[go + G_SH] == 1 and g[go + G_SW] == 1:
-                _windows16(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)  # rows, 16 values a step
-            elif mode == BM_WINDOW:  # strided: int16 windows of x - x_zp straight from the int8 sample
-                _windows(src, xs + gi * cg * hw, g, go, z16, zb, x_zp)
-            else:
-                ncls = g[go + G_NCLS]
-                zs = g[go + G_ZS]
-                for c in range(cg):
-                    _fill16(src, xs + (gi * cg + c) * hw, hw, g, go + g[go + G_AUX2], ncls, z16,
-                          zb + c * ncls * zs + g[go + G_ZM], zs, x_zp)
+            _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z16, zb, x_zp)
             if u8:  # uint8 quads of the copies, packed as _pack_b packs im2col rows (x + 128)
                 _pack_b(z16, zb, g, ro, g, go, 0, 128 + x_zp, True)
             else:

@@ -994,7 +994,7 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
                     finish(builder.shuffle_vector(builder.load(p0, align=4), builder.load(p1, align=4), even))
             with otherwise:
                 if narrow:  # lane by lane: a byte-masked load has no AVX2 instruction
-                    y = builder.alloca(vty)
+                    y = cgutils.alloca_once(builder, vty)  # in the entry block: no stack growth per call
                     builder.store(ir.Constant(vty, [0] * 8), y)
                     for j in range(8):
                         inside = builder.extract_element(on, ir.Constant(_I32, j))
