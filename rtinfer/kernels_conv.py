@@ -997,33 +997,41 @@ def _inside(g, go):
 
 
 @kernel_jit
-def _maxpool2_i8(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
-    """maxpool's int8 2-wide, stride-2 windows that never reach padding, one or two rows each
-    (the second r1 elements after the first; r1 = 0: one row), over ``planes`` planes back to
-    back: kernels_tile.maxpool2_i8 gives 16 outputs of a row per step. A step's last outputs
-    may spill past the row into outputs computed after it (rows and planes run in order), so a
-    step runs only where its reads end by x_end and its writes by y_end; the rest one by one."""
-    for c in range(planes):
-        xc = so + c * h * w
-        yc = do + c * oh * ow
-        for i in range(oh):
-            xr = xc + i * sh * w
-            yr = yc + i * ow
-            for j0 in range(0, ow, 16):
-                if xr + r1 + 2 * j0 + 32 <= x_end and yr + j0 + 16 <= y_end:
-                    if BOUNDS:
-                        _need(src, xr + 2 * j0, xr + r1 + 2 * j0 + 32)
-                        _need(dst, yr + j0, yr + j0 + 16)
-                    T.maxpool2_i8(src, xr + 2 * j0, r1, dst, yr + j0)
-                else:
-                    for j in range(j0, min(ow, j0 + 16)):
-                        a = src[xr + 2 * j]
-                        v = src[xr + 2 * j + 1]
-                        a = v if v > a else a
-                        v = src[xr + r1 + 2 * j]
-                        a = v if v > a else a
-                        v = src[xr + r1 + 2 * j + 1]
-                        dst[yr + j] = v if v > a else a
+def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
+    """maxpool's 2-wide, stride-2 windows that never reach padding, one or two rows each (the
+    second r1 elements after the first; r1 = 0: one row), over ``planes`` planes back to back
+    (int8 or float32): kernels_tile.maxpool2_rows runs the rows in order, V outputs per step
+    (int8 16, float32 8). A row's last step may spill past the row into the next one, written
+    after it; the last rows, whose steps would read past x_end or write past y_end, run one
+    output at a time in the same comparison order."""
+    lanes = 16 if src.itemsize == 1 else 8
+    last = (ow - 1) // lanes * lanes  # a row's last step
+    rows = planes * oh
+    safe = rows
+    while safe > 0:
+        p = (safe - 1) // oh
+        i = (safe - 1) % oh
+        xr = so + p * h * w + i * sh * w
+        if xr + r1 + 2 * last + 2 * lanes <= x_end and do + (safe - 1) * ow + last + lanes <= y_end:
+            break
+        safe -= 1
+    if BOUNDS:
+        for k in range(safe):
+            xr = so + k // oh * h * w + k % oh * sh * w
+            _need(src, xr, xr + r1 + 2 * last + 2 * lanes)
+            _need(dst, do + k * ow, do + k * ow + last + lanes)
+    T.maxpool2_rows(src, so, r1, dst, do, safe, oh, h * w, sh * w, ow)
+    for k in range(safe, rows):
+        xr = so + k // oh * h * w + k % oh * sh * w
+        yr = do + k * ow
+        for j in range(ow):
+            a = src[xr + 2 * j]
+            v = src[xr + 2 * j + 1]
+            a = v if v > a else a
+            v = src[xr + r1 + 2 * j]
+            a = v if v > a else a
+            v = src[xr + r1 + 2 * j + 1]
+            dst[yr + j] = v if v > a else a
 
 
 @kernel_jit
@@ -1031,8 +1039,9 @@ def maxpool(src, so, dst, do, g, go, m):
     """MAXPOOL / QMAXPOOL for m samples (float32 or int8, dst of the same dtype): the max over
     the window's input elements (padding ignored; the planner checked every window holds one):
     the first input element in (p, q) order, then each later one replaces it if greater.
-    Windows that never reach padding run row by row over the output columns (vectorized); int8
-    2-wide, stride-2 ones over one or two rows 16 outputs per vector step (_maxpool2_i8)."""
+    Windows that never reach padding run row by row over the output columns (vectorized);
+    2-wide, stride-2 ones over one or two rows 16 (int8) or 8 (float32) outputs per vector step
+    (_maxpool2)."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -1050,8 +1059,8 @@ def maxpool(src, so, dst, do, g, go, m):
     n_out = c_n * oh * ow
     inside = _inside(g, go)
     pairs = inside and kw == 2 and sw == 2 and dw == 1
-    if pairs and kh <= 2 and src.itemsize == 1:  # int8: 16 outputs per vector step
-        _maxpool2_i8(src, so, dst, do, m * c_n, h, w, oh, ow, sh, (kh - 1) * dh * w, so + m * n_in, do + m * n_out)
+    if pairs and kh <= 2:  # the common 2-wide, stride-2 window: vector steps over whole rows
+        _maxpool2(src, so, dst, do, m * c_n, h, w, oh, ow, sh, (kh - 1) * dh * w, so + m * n_in, do + m * n_out)
         return
     for s in range(m):
         for c in range(c_n):
@@ -1060,22 +1069,9 @@ def maxpool(src, so, dst, do, g, go, m):
             if inside:
                 for i in range(oh):
                     yr = dst[yc + i * ow:yc + (i + 1) * ow]
-                    if pairs and kh == 2:  # the common 2x2 window: its two rows in one pass
-                        r = i * sh * w
-                        x0 = xv[r:r + 2 * ow]
-                        x1 = xv[r + dh * w:r + dh * w + 2 * ow]
-                        for j in range(ow):
-                            a = x0[2 * j]
-                            v = x0[2 * j + 1]
-                            a = v if v > a else a
-                            v = x1[2 * j]
-                            a = v if v > a else a
-                            v = x1[2 * j + 1]
-                            yr[j] = v if v > a else a
-                        continue
                     for p in range(kh):
                         r = (i * sh + p * dh) * w
-                        if pairs:  # the common 2-wide, stride-2 window: both taps in one pass
+                        if pairs:  # a 2-wide, stride-2 window over more rows: both taps in one pass
                             xr = xv[r:r + 2 * ow]
                             if p == 0:
                                 for j in range(ow):

@@ -30,7 +30,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
-- ``maxpool2_i8``: 16 outputs of a 2-wide, stride-2 int8 max pool per step.
+- ``maxpool2_rows``: rows of a 2-wide, stride-2 max pool, 16 int8 / 8 float32 outputs per step.
 - ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
 - ``pack_quads16``: 16 uint8 quads of four int8 rows (the u8 GEMM's B words).
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
@@ -866,28 +866,59 @@ def widen16_i8(typingctx, X, xo, Z, zo, zp):
 
 
 @intrinsic
-def maxpool2_i8(typingctx, X, xo, r1, D, do):
-    """Sixteen outputs of a 2-wide, stride-2 int8 max pool over one or two rows: for j < 16,
-    D[do + j] = max(X[xo + 2j], X[xo + 2j + 1], X[xo + r1 + 2j], X[xo + r1 + 2j + 1]) (r1 = 0:
-    one row). Reads X[xo:xo + 32] and X[xo + r1:xo + r1 + 32], writes D[do:do + 16]. Any other
-    dtype compiles to nothing (callers take this path for int8 only)."""
-    sig = types.void(X, xo, r1, D, do)
+def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
+    """A 2-wide, stride-2 max pool over one or two rows, ``nrows`` output rows of ow outputs
+    in order: output row k = p * oh + i (plane p, row i) at D[do + k * ow:], its input row at
+    x = X[xo + p * hw + i * rs:] (and x + r1, r1 = 0: one row). Output j: a = x[2j], then each
+    of x[2j + 1], x[r1 + 2j], x[r1 + 2j + 1] replaces a if greater (the reference's window order;
+    with float32 NaN a NaN first stays, a later NaN never replaces). V outputs per step (int8:
+    16, float32: 8), steps j0 = 0, V, ... below ow, so a row's last step reads up to
+    x[r1 + 2 j0 + 2V] and writes up to D[k * ow + j0 + V]: the outputs past ow land in the next
+    row, which is written after it (callers keep the last rows' steps inside the arrays). X and
+    D int8 or float32 (the same dtype)."""
+    sig = types.void(X, xo, r1, D, do, nrows, oh, hw, rs, ow)
+    f32 = X.dtype == types.float32
 
     def codegen(context, builder, signature, args):
-        if signature.args[0].dtype != types.int8:
-            return context.get_dummy_value()
-        xv, xoff, r1v, dv, doff = _ints64(context, builder, signature, args)
+        xv, xoff, r1v, dv, doff, nr, ohv, hwv, rsv, owv = _ints64(context, builder, signature, args)
         st = signature.args
-        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
-        pd = builder.gep(_array(context, builder, st[3], dv).data, [doff])
-        v32 = ir.VectorType(_I8, 32)
-        a = builder.load(_ptr(builder, px, ir.Constant(r1v.type, 0), v32), align=1)
-        b = builder.load(_ptr(builder, px, r1v, v32), align=1)
-        a = builder.select(builder.icmp_signed(">", b, a), b, a)
-        even = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(0, 32, 2))))
-        odd = builder.shuffle_vector(a, a, ir.Constant(_V16I, list(range(1, 32, 2))))
-        y = builder.select(builder.icmp_signed(">", odd, even), odd, even)
-        builder.store(y, _ptr(builder, pd, ir.Constant(r1v.type, 0), ir.VectorType(_I8, 16)), align=1)
+        i64 = nr.type
+        px0 = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd0 = builder.gep(_array(context, builder, st[3], dv).data, [doff])
+        el = _F32 if f32 else _I8
+        lanes = 8 if f32 else 16
+        vin = ir.VectorType(el, 2 * lanes)
+        vout = ir.VectorType(el, lanes)
+        even = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
+        odd = ir.Constant(ir.VectorType(_I32, lanes), list(range(1, 2 * lanes, 2)))
+
+        def gt(b, a):
+            return builder.fcmp_ordered(">", b, a) if f32 else builder.icmp_signed(">", b, a)
+
+        zero = ir.Constant(i64, 0)
+        one = ir.Constant(i64, 1)
+        plane_x = cgutils.alloca_once_value(builder, zero)  # p * hw
+        row_i = cgutils.alloca_once_value(builder, zero)    # i
+        nsteps = builder.sdiv(builder.add(owv, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, nr) as rows:
+            k = rows.index
+            i = builder.load(row_i)
+            px = builder.gep(px0, [builder.add(builder.load(plane_x), builder.mul(i, rsv))])
+            pd = builder.gep(pd0, [builder.mul(k, owv)])
+            with cgutils.for_range(builder, nsteps) as steps:
+                j0 = builder.mul(steps.index, ir.Constant(i64, lanes))
+                x0 = builder.load(_ptr(builder, px, builder.add(j0, j0), vin), align=1)
+                x1 = builder.load(_ptr(builder, px, builder.add(r1v, builder.add(j0, j0)), vin), align=1)
+                a = builder.shuffle_vector(x0, x0, even)
+                for v in (builder.shuffle_vector(x0, x0, odd), builder.shuffle_vector(x1, x1, even),
+                          builder.shuffle_vector(x1, x1, odd)):
+                    a = builder.select(gt(v, a), v, a)
+                builder.store(a, _ptr(builder, pd, j0, vout), align=1)
+            nxt = builder.add(i, one)
+            wrap = builder.icmp_signed("==", nxt, ohv)
+            builder.store(builder.select(wrap, zero, nxt), row_i)
+            builder.store(builder.select(wrap, builder.add(builder.load(plane_x), hwv), builder.load(plane_x)),
+                          plane_x)
         return context.get_dummy_value()
 
     return sig, codegen

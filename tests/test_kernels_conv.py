@@ -200,7 +200,7 @@ POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
 ]
 
 
-INT8_PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the int8 vector steps (16 outputs)
+PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the vector steps (int8 16, float32 8 outputs)
     ((6, 28, 28), (2, 2), (2, 2), (1, 1)),    # LeNet-5 pool 1
     ((16, 10, 10), (2, 2), (2, 2), (1, 1)),   # LeNet-5 pool 2 (rows of 5: steps spill into the next rows)
     ((2, 8, 40), (2, 2), (2, 2), (1, 1)),     # 20 outputs a row: a second, partial step
@@ -208,16 +208,17 @@ INT8_PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the int8 vecto
     ((2, 9, 8), (2, 2), (3, 2), (2, 1)),      # dilated rows, row stride 3
     ((32, 1, 64), (1, 2), (1, 2), (1, 1)),    # 1-D (the sensor CNN's pools)
     ((3, 1, 7), (1, 2), (1, 2), (1, 1)),      # 1-D, shorter than one step
+    ((2, 6, 18), (2, 2), (2, 2), (1, 1)),     # 9 outputs a row: one full float32 step and a spilling one
 ]
 
 
-@pytest.mark.parametrize("case", INT8_PAIR_POOLS)
+@pytest.mark.parametrize("case", PAIR_POOLS)
 @pytest.mark.parametrize("m", [1, 3])
 @pytest.mark.parametrize("dtype", [np.int8, np.float32])
 def test_pair_pools_match_twin(case, m, dtype):
-    """MAXPOOL / QMAXPOOL's 2-wide, stride-2 windows (int8: kernels_tile.maxpool2_i8, 16 outputs
-    a vector step; float32: a 2x2 window's two rows in one pass): exact, nothing written outside
-    the destination, nothing read past the input (int8 steps that would fall back to scalars)."""
+    """MAXPOOL / QMAXPOOL's 2-wide, stride-2 windows (kernels_tile.maxpool2_rows: 16 int8 or 8
+    float32 outputs a vector step, spilling into the next row): exact, nothing written outside
+    the destination, nothing read past the input (the last rows' steps fall back to scalars)."""
     rng = np.random.default_rng(11)
     shape, kernel, stride, dil = case
     geo, _, _ = _case_geometry((shape, shape[0], 1, kernel, stride, dil, ((0, 0), (0, 0))))
@@ -232,7 +233,7 @@ def test_pair_pools_match_twin(case, m, dtype):
     np.testing.assert_array_equal(got, want[GUARD:GUARD + m * n_out])
 
 
-@pytest.mark.parametrize("case", INT8_PAIR_POOLS)
+@pytest.mark.parametrize("case", PAIR_POOLS)
 def test_float_pair_pools_keep_the_order_of_comparisons(case):
     """float32 pair windows compare in the contract's order: the window's first element, then
     each later one replaces it only if greater, so a leading NaN stays, a later NaN is skipped,
