@@ -1173,7 +1173,7 @@ def avgpool_f32(src, so, dst, do, g, go, m):
 def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
     """QAVGPOOL for m samples: acc = sum of (x - x_zp) over the window's input elements (int32,
     exact in any order); y = clamp(rint((float32(acc) * mult) / float32(count)) + y_zp, -128,
-    127). A window over the whole input (a global average pool) is one vectorized sum."""
+    127). A window over the whole input (a global average pool) is one kernels_tile.sum_i8 per plane."""
     c_n = g[go + G_C]
     h = g[go + G_H]
     w = g[go + G_W]
@@ -1198,10 +1198,9 @@ def qavgpool_i8(src, so, dst, do, g, go, m, x_zp, y_zp, mult):
             xv = src[so + s * n_in + c * h * w:so + s * n_in + (c + 1) * h * w]
             yc = do + s * n_out + c * oh * ow
             if whole:
-                acc = np.int32(0)
-                for k in range(h * w):
-                    acc += np.int32(xv[k])
-                acc = np.int32(acc - zp * np.int32(h * w))
+                if BOUNDS:
+                    _need(src, so + s * n_in + c * h * w, so + s * n_in + (c + 1) * h * w)
+                acc = np.int32(T.sum_i8(src, so + s * n_in + c * h * w, h * w) - zp * np.int32(h * w))
                 v = np.int64(np.rint((np.float32(acc) * m32) / np.float32(h * w))) + y_zp
                 dst[yc] = np.int8(min(max(v, -128), 127))
                 continue

@@ -30,6 +30,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
+- ``sum_i8``: the sum of n int8 values, 32 a step (vpsadbw on x ^ 0x80).
 - ``maxpool2_rows``: rows of a 2-wide, stride-2 max pool, 16 int8 / 8 float32 outputs per step.
 - ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
 - ``pack_quads16``: 16 uint8 quads of four int8 rows (the u8 GEMM's B words).
@@ -1189,6 +1190,67 @@ def channel_sums8(typingctx, X, xo, hw, D, do):
             builder.store(builder.fadd(builder.load(acc), v), acc)
         builder.store(builder.load(acc), _ptr(builder, pd, ir.Constant(i64, 0), _V8F), align=4)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def sum_i8(typingctx, X, xo, n):
+    """The int64 sum of the n int8 values X[xo:xo + n] (exact, any order). n >= 32: 32 bytes a
+    step as unsigned bytes x + 128 (x ^ 0x80) summed by vpsadbw against zero (AVX2 targets;
+    plain IR widening adds otherwise), the last n % 32 by one more load that ends at n with its
+    lanes already counted zeroed, then 128 n taken off; n < 32: one value at a time."""
+    sig = types.int64(X, xo, n)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, nv_ = _ints64(context, builder, signature, args)
+        i64 = nv_.type
+        px = builder.gep(_array(context, builder, signature.args[0], xv).data, [xoff])
+        x86 = "avx2" in codegen_features(context)
+        v32 = ir.VectorType(_I8, 32)
+        v4 = ir.VectorType(i64, 4)
+        flip = ir.Constant(v32, [-128] * 32)
+        total = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
+
+        def sad(u):  # <32 x i8> unsigned bytes -> <4 x i64> sums of 8 consecutive bytes
+            if x86:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v4, [v32, v32]),
+                                                    "llvm.x86.avx2.psad.bw")
+                return builder.call(fn, [u, ir.Constant(v32, [0] * 32)])
+            w = builder.zext(u, ir.VectorType(i64, 32))
+            acc = None
+            for q in range(8):
+                part = builder.shuffle_vector(w, w, ir.Constant(ir.VectorType(_I32, 4), [8 * j + q for j in range(4)]))
+                acc = part if acc is None else builder.add(acc, part)
+            return acc
+
+        big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 32))
+        with builder.if_else(big) as (then, otherwise):
+            with then:
+                acc = cgutils.alloca_once_value(builder, ir.Constant(v4, [0] * 4))
+                nblk = builder.sdiv(nv_, ir.Constant(i64, 32))
+                with cgutils.for_range(builder, nblk) as loop:
+                    u = builder.xor(builder.load(_ptr(builder, px, builder.mul(loop.index, ir.Constant(i64, 32)), v32),
+                                                 align=1), flip)
+                    builder.store(builder.add(builder.load(acc), sad(u)), acc)
+                rem = builder.sub(nv_, builder.mul(nblk, ir.Constant(i64, 32)))
+                with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(i64, 0))):
+                    u = builder.xor(builder.load(_ptr(builder, px, builder.sub(nv_, ir.Constant(i64, 32)), v32),
+                                                 align=1), flip)
+                    # lanes below 32 - rem were counted by the last full step: zero them
+                    lim = _splat(builder, builder.trunc(builder.sub(ir.Constant(i64, 32), rem), _I8), v32)
+                    keep = builder.icmp_unsigned(">=", ir.Constant(v32, list(range(32))), lim)
+                    u = builder.select(keep, u, ir.Constant(v32, [0] * 32))
+                    builder.store(builder.add(builder.load(acc), sad(u)), acc)
+                a = builder.load(acc)
+                t = builder.add(builder.add(builder.extract_element(a, _c(0)), builder.extract_element(a, _c(1))),
+                                builder.add(builder.extract_element(a, _c(2)), builder.extract_element(a, _c(3))))
+                builder.store(builder.sub(t, builder.mul(nv_, ir.Constant(i64, 128))), total)
+            with otherwise:
+                with cgutils.for_range(builder, nv_) as loop:
+                    v = builder.sext(builder.load(builder.gep(px, [loop.index])), i64)
+                    builder.store(builder.add(builder.load(total), v), total)
+        return builder.load(total)
 
     return sig, codegen
 

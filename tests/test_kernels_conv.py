@@ -284,6 +284,37 @@ def test_pools_match_twins(case, include_pad):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("hw", [1, 7, 31, 32, 33, 63, 64, 65, 125, 200])
+def test_global_qavgpool_sums_whole_planes_exactly(hw):
+    """QAVGPOOL over a whole plane (a global average pool: kernels_tile.sum_i8, 32 bytes a step
+    and one overlapping last step with its counted lanes zeroed): bit-exact against the twin for
+    plane sizes below, at and around the 32-byte step, on extreme codes, at odd offsets; and
+    sum_i8 itself equals NumPy's sum."""
+    from numba import njit
+
+    from rtinfer import kernels_tile as T
+
+    rng = np.random.default_rng(hw)
+    m, c = 2, 3
+    geo, _, _ = _case_geometry(((c, 1, hw), c, 1, (1, hw), (1, 1), (1, 1), ((0, 0), (0, 0))))
+    g = KC.table_from_geometry(geo, geo.c, 1, 0)
+    for lo, hi in ((-128, 128), (-128, -127), (127, 128)):
+        xq = rng.integers(lo, hi, size=m * c * hw + 2 * GUARD).astype(np.int8)
+        for x_zp, y_zp, mult in [(0, 0, 1.0), (-128, 5, 0.37), (77, -100, 1.9)]:
+            got, want = _run_both(KC.qavgpool_i8, KC.qavgpool_i8_ref,
+                                  lambda d: (xq, GUARD, d, GUARD, g, 0, m, x_zp, y_zp, mult), m * c, np.int8)
+            np.testing.assert_array_equal(got, want)
+
+    @njit(_nrt=False)
+    def total(x, xo, n):
+        return T.sum_i8(x, xo, n)
+
+    x = rng.integers(-128, 128, hw + 40).astype(np.int8)
+    for xo in (0, 1, 7, 40):
+        n = min(hw, x.size - xo)
+        assert total(x, xo, n) == int(x[xo:xo + n].astype(np.int64).sum())
+
+
 def test_global_avgpool_matches_twin_and_mean():
     rng = np.random.default_rng(6)
     m, c, hw = 3, 5, 37

@@ -50,7 +50,14 @@ SCRIPT = textwrap.dedent("""
     G.gemm_u8s8_ref(A, 4 * nq, Bp, nq, nblk, C2, 16 * nblk, m_pad)
     out["u8s8_exact"] = bool(np.array_equal(C, C2))
 
-    # 3. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
+    # 3. the int8 plane sum (vpsadbw on AVX2) in its portable form: exact, below and past 32
+    from numba import njit
+    sum_i8 = njit(_nrt=False)(lambda x, xo, n: T.sum_i8(x, xo, n))
+    xs = rng.integers(-128, 128, 300).astype(np.int8)
+    out["sum_i8_exact"] = all(sum_i8(xs, o, n) == int(xs[o:o + n].astype(np.int64).sum())
+                              for o in (0, 3) for n in (5, 32, 45, 125, 297))
+
+    # 4. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
     layers = [Conv2D(1, 6, 3, padding=1), Activation("relu"), Conv2D(6, 6, 3, padding=1, groups=6),
               Activation("relu"), Conv2D(6, 8, 1), Activation("relu"), Conv2D(8, 8, 3, stride=2, groups=4),
               MaxPool2D(2, padding=((0, 1), (0, 1))), GlobalAvgPool(), Dense(8, 3)]
@@ -78,7 +85,7 @@ def test_batch_predict_and_conv_kernels_compile_for_a_generic_cpu():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
     assert "avx2" not in res["features"] and res["path"] == "portable" and not res["u8s8_available"]
-    assert res["mlp_exact"] and res["u8s8_exact"]
+    assert res["mlp_exact"] and res["u8s8_exact"] and res["sum_i8_exact"]
     assert res["float32_err"] <= 1e-5 and res["float32_one"]
     assert res["int8_err"] <= 1e-6 and res["int8_one"]  # dequantized int8 outputs: bit-exact codes
     assert res["int8r_err"] <= 1e-6 and res["int8r_one"]
