@@ -400,16 +400,32 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
         T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
 
 
-def _window_value(x, zp):
-    """A window element: x itself (float32), or int16(x) - zp (an int8 code)."""
+def _window_value(Z, x, zp):
+    """A copy's element in Z's dtype: x itself (float32), int16(x) - zp (an int8 code into the
+    int16 copies), or x + 128 (into the u8 tile's byte copies)."""
     return x
 
 
 @overload(_window_value, inline="always")
-def _window_value_typed(x, zp):
+def _window_value_typed(Z, x, zp):
+    if Z.dtype == types.uint8:
+        return lambda Z, x, zp: np.uint8(np.int16(x) + np.int16(128))
     if isinstance(x, types.Integer):
-        return lambda x, zp: np.int16(np.int16(x) - np.int16(zp))
-    return lambda x, zp: x
+        return lambda Z, x, zp: np.int16(np.int16(x) - np.int16(zp))
+    return lambda Z, x, zp: x
+
+
+def _pad_value(Z, zp):
+    """A padding element of a copy in Z's dtype: 0 (x - x_zp of the int16 copies, or float32),
+    or x_zp + 128 (the byte of x = x_zp in the u8 tile's byte copies)."""
+    return 0
+
+
+@overload(_pad_value, inline="always")
+def _pad_value_typed(Z, zp):
+    if Z.dtype == types.uint8:
+        return lambda Z, zp: np.uint8(np.int16(zp) + np.int16(128))
+    return lambda Z, zp: 0
 
 
 @kernel_jit
@@ -419,8 +435,9 @@ def _windows(X, xb, g, go, Z, zo, zp):
     of plane c (X[xb + c * h * w:]) whose row r' holds input row r' * sh + ph at the columns
     j * sw + q * dw - pl, copied row by row (strided runs) into Z[zo + (c * G_NCLS + m) * G_ZS +
     G_ZM:]. Padding columns, rows past the plane and the margins around each window are never
-    written: they stay zero from the planner's zeroed scratch. X and Z float32 (zp unused), or
-    X the int8 sample and Z int16: the windows of x - zp (padding 0, i.e. x_zp)."""
+    written: they keep the planner's prefilled scratch (ConvLayout.fill). X and Z float32 (zp
+    unused), or X the int8 sample and Z int16: the windows of x - zp (padding 0, i.e. x_zp), or
+    Z uint8: the u8 tile's bytes x + 128 (padding zp + 128)."""
     h = g[go + G_H]
     w = g[go + G_W]
     ow = g[go + G_OW]
@@ -475,11 +492,11 @@ def _windows(X, xb, g, go, Z, zo, zp):
                 if sw == 1:
                     xr = X[x0:x0 + n]
                     for k in range(n):
-                        seg[k] = _window_value(xr[k], zp)
+                        seg[k] = _window_value(Z, xr[k], zp)
                 else:
                     xr = X[x0:x0 + (n - 1) * sw + 1]
                     for k in range(n):
-                        seg[k] = _window_value(xr[k * sw], zp)
+                        seg[k] = _window_value(Z, xr[k * sw], zp)
 
 
 @kernel_jit(inline="always")
@@ -498,24 +515,26 @@ def _rows16(X, xo, w, Z, zo, ow, nrows, zp):
 @kernel_jit(inline="always")
 def _window_rows16(X, xo, w, Z, zo, ow, r0, r1, j_lo, j_hi, zp):
     """Rows r0 <= r < r1 one value at a time: Z[zo + r * ow + j] = X[xo + r * w + j] - zp for
-    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16, or its low byte into uint8)."""
+    j_lo <= j < j_hi, else 0 (padding columns), j < ow (int8 -> int16; into uint8: x + 128,
+    padding zp + 128)."""
+    pad = _pad_value(Z, zp)
     for r in range(r0, r1):
         zr = Z[zo + r * ow:zo + (r + 1) * ow]
         for j in range(ow):
-            zr[j] = 0
+            zr[j] = pad
         if j_hi > j_lo:
             xr = X[xo + r * w + j_lo:xo + r * w + j_hi]
             zr = Z[zo + r * ow + j_lo:zo + r * ow + j_hi]
             for j in range(j_hi - j_lo):
-                zr[j] = np.int16(np.int32(xr[j]) - np.int32(zp))
+                zr[j] = _window_value(Z, xr[j], zp)
 
 
 @kernel_jit
 def _windows16(X, xb, g, go, Z, zo, x_zp):
-    """BM_WINDOW for int8 with stride 1: the windows _windows gathers, as int16 x - x_zp (or
-    its low byte, Z uint8: x + 128 for x_zp = -128)
-    straight from the int8 sample (X[xb:] the group's planes) into the array Z at zo +
-    (c * G_NCLS + q) * G_ZS + G_ZM, 0 where a column is padding. Each window row is a run of the
+    """BM_WINDOW for int8 with stride 1: the windows _windows gathers, as int16 x - x_zp (or,
+    Z uint8, the u8 tile's bytes x + 128) straight from the int8 sample (X[xb:] the group's
+    planes) into the array Z at zo + (c * G_NCLS + q) * G_ZS + G_ZM, padding columns 0 (bytes:
+    x_zp + 128). Each window row is a run of the
     input row: _rows16 (16 values per vector step) for the rows whose steps read inside X and
     write inside the window's rows, when the window's columns all lie inside the input; the
     other rows one value at a time."""
@@ -550,8 +569,8 @@ def _windows16(X, xb, g, go, Z, zo, x_zp):
 def _copies16(X, xb, cg, hw, g, go, Z, zo, x_zp):
     """The int8 GEMM's zero-margined copies of x - x_zp of one group's cg planes (X[xb:]) at
     Z[zo:]: windows (BM_WINDOW; stride 1 by 16-value rows, _windows16) or shifted planes with
-    their column masks (BM_SHIFT, _fill16). Z int16, or uint8 for the low bytes (x + 128 when
-    x_zp = -128)."""
+    their column masks (BM_SHIFT, _fill16). Z int16, or uint8 for the u8 tile's bytes x + 128
+    (padding x_zp + 128; the margins no call writes are prefilled with it, ConvLayout.fill)."""
     if g[go + G_BMODE] == BM_WINDOW:
         if g[go + G_SH] == 1 and g[go + G_SW] == 1:
             _windows16(X, xb, g, go, Z, zo, x_zp)
@@ -849,9 +868,9 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     has (128 + x_zp) * sum_k W[o, k] taken off, the s16 tile's is the layer's own); or zero-margined
     int16 copies of x - x_zp in f32s[fo:] (BM_SHIFT: shifted planes; BM_WINDOW: gathered column
     windows) that kernels_tile.s16_rows_tile* reads in place, pairs of rows interleaved in
-    registers (no packing pass; W as int16 pairs), or that _pack_b packs for the u8 tile; with
-    x_zp = -128 (inputs after a ReLU) the u8 tile's copies are bytes x + 128, half the size and
-    packed without arithmetic."""
+    registers (no packing pass; W as int16 pairs); for the u8 tile the copies are its own bytes
+    x + 128 (padding x_zp + 128, prefilled by the planner: ConvLayout.fill), packed into quads
+    without arithmetic."""
     c_in = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     group = g[go + G_GROUP]
@@ -881,9 +900,9 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
     for gi in range(group):
         if mode == BM_PLANES:
             _pack_b(src, xs + gi * cg * plane, g, ro, g, go, x_zp, 128, u8)
-        elif (mode == BM_WINDOW or mode == BM_SHIFT) and u8 and x_zp == -128:
-            # the copies as bytes x - x_zp = x + 128 (padding 0 as in the int16 copies), which
-            # are the u8 tile's own bytes: packed into quads with nothing added
+        elif (mode == BM_WINDOW or mode == BM_SHIFT) and u8:
+            # the copies as the u8 tile's own bytes x + 128 (padding x_zp + 128, the byte of
+            # x = x_zp): packed into quads with nothing added
             z8 = f32s.view(np.uint8)
             zb = 4 * fo
             _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z8, zb, x_zp)
@@ -892,20 +911,17 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             z16 = f32s.view(np.int16)
             zb = 2 * fo
             _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z16, zb, x_zp)
-            if u8:  # uint8 quads of the copies, packed as _pack_b packs im2col rows (x + 128)
-                _pack_b(z16, zb, g, ro, g, go, 0, 128 + x_zp, True)
-            else:
-                for p0 in range(0, plane, COLS):
-                    p0, nc = _last_full(p0, plane, COLS)
-                    for t in range((og + ROWS - 1) // ROWS):
-                        o0, rows = _row_tile(t, og)
-                        o = gi * og + o0
-                        if BOUNDS:
-                            _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + t * ROWS * ks, ks, dst,
-                                          ys + o * plane + p0, plane, rows, nc, bias, bo + o, M, mo + o)
-                        _s16_rows(rows, g, aw + gi * wg + t * ROWS * ks, z16, zb + p0, g, ro, ks, dst,
-                                  ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
-                continue
+            for p0 in range(0, plane, COLS):
+                p0, nc = _last_full(p0, plane, COLS)
+                for t in range((og + ROWS - 1) // ROWS):
+                    o0, rows = _row_tile(t, og)
+                    o = gi * og + o0
+                    if BOUNDS:
+                        _check_rows16(z16, zb + p0, g, ro, 2 * ks, g, aw + gi * wg + t * ROWS * ks, ks, dst,
+                                      ys + o * plane + p0, plane, rows, nc, bias, bo + o, M, mo + o)
+                    _s16_rows(rows, g, aw + gi * wg + t * ROWS * ks, z16, zb + p0, g, ro, ks, dst,
+                              ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
+            continue
         else:
             if mode == BM_GATHER:
                 ci = fo + c_in * hw  # int32 im2col rows after the int32 sample
@@ -1521,6 +1537,12 @@ class ConvLayout:
     W: np.ndarray       # the weights the kernel reads at W[wo:]: float32 (CONV) or int8 (QCONV)
     f32: int            # float32 scratch elements (CONV: cols at T2; QCONV: after its M)
     i8: int             # int8 scratch elements (QCONV: cols after its W)
+    fill: int = 0       # the byte every byte of the float32 scratch starts as (u8 byte copies: x_zp + 128)
+
+    def scratch_f32(self, extra: int = 0) -> np.ndarray:
+        """The float32 scratch as the kernels expect it before the first call: f32 + extra
+        elements, every byte ``fill`` (the padding the copies never write)."""
+        return np.full(4 * (self.f32 + extra), self.fill, np.uint8).view(np.float32)
 
 
 def _gather_indices(geo, cg: int) -> np.ndarray:
@@ -1684,11 +1706,13 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_NT] = ks
     table[G_PPAD] = ppad
     table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
-    if copies:
-        f32 = f32_copies
+    fill = 0
+    if copies:  # the u8 tile's byte copies: padding is the byte of x = x_zp
+        f32 = -(-f32_shift // 4)
+        fill = 128 + int(int8_attrs.get("x_zp", 0))
     else:
         f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
-    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols)
+    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols, fill)
 
 
 def scratch_bound(geo, group: int) -> int:
@@ -1803,7 +1827,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         table[G_COLS] = sec.add("i8", np.zeros(lay.i8, np.int8)) - row[cols["T0"]]
         row[cols["T1"]] = sec.add("i32", bq)
         row[cols["T2"]] = sec.add("f32", M)
-        table[G_FS] = sec.add("f32", np.zeros(lay.f32, np.float32)) - row[cols["T2"]]
+        table[G_FS] = sec.add("f32", lay.scratch_f32()) - row[cols["T2"]]
         row[cols["I0"]] = sec.add("i32", table)
         return mult
     row[cols["I0"]] = sec.add("i32", table_from_geometry(geo, geo.c, 1, include_pad, **int8))

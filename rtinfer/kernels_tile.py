@@ -845,7 +845,7 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
 @intrinsic
 def widen16_i8(typingctx, X, xo, Z, zo, zp):
     """Z[zo + j] = int16(X[xo + j]) - zp for j < 16: X int8, Z any array addressed in int16
-    elements (vpmovsxbw, vpsubw), or Z uint8: the low byte of that (x + 128 for zp = -128).
+    elements (vpmovsxbw, vpsubw), or Z uint8: x + 128 (the u8 tile's byte; zp unused).
     Reads X[xo:xo + 16], writes 16 elements."""
     sig = types.void(X, xo, Z, zo, zp)
     out8 = Z.dtype == types.uint8
@@ -856,10 +856,11 @@ def widen16_i8(typingctx, X, xo, Z, zo, zp):
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
         ety = _I8 if out8 else _I16
         pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, ety.as_pointer()), [zoff])
-        x = builder.sext(builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1), _V16S)
-        y = builder.sub(x, _splat(builder, builder.trunc(zpv, _I16), _V16S))
+        x = builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1)
         if out8:
-            y = builder.trunc(y, ir.VectorType(_I8, 16))
+            y = builder.xor(x, ir.Constant(x.type, [-128] * 16))  # x + 128 as a byte
+        else:
+            y = builder.sub(builder.sext(x, _V16S), _splat(builder, builder.trunc(zpv, _I16), _V16S))
         builder.store(y, builder.bitcast(pz, y.type.as_pointer()), align=1 if out8 else 2)
         return context.get_dummy_value()
 
@@ -979,8 +980,8 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
     """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
     arrays (the same dtype; zp unused), or X int8 and D int16 (D[do + k] = int16(X[xo + 2k]) -
-    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0) or D uint8 (the low byte of
-    that: x + 128 for zp = -128). With ``full`` reads
+    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0) or D uint8 (the u8 tile's
+    bytes: x + 128, and zp + 128 outside [lo, hi): padding is x = zp). With ``full`` reads
     X[xo:xo + 16] (plain loads), else only X[xo + 2k] for lo <= k < hi (masked loads); the even
     lanes are shuffled together and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one
     vector store): a plane window's row of column stride 2."""
@@ -1008,12 +1009,14 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
         pout = _ptr(builder, pd, ir.Constant(doff.type, 0), oty)
 
         def finish(y):
-            if narrow:
+            pad = zero
+            if out8:
+                y = builder.xor(y, ir.Constant(oty, [-128] * 8))  # x + 128 as a byte
+                pad = _splat(builder, builder.trunc(builder.add(zpv, ir.Constant(zpv.type, 128)), _I8), oty)
+            elif narrow:
                 w16 = ir.VectorType(_I16, 8)
                 y = builder.sub(builder.sext(y, w16), _splat(builder, builder.trunc(zpv, _I16), w16))
-                if out8:
-                    y = builder.trunc(y, oty)
-            builder.store(builder.select(on, y, zero), pout, align=1 if out8 else (2 if narrow else 4))
+            builder.store(builder.select(on, y, pad), pout, align=1 if out8 else (2 if narrow else 4))
 
         with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
             with then:
@@ -1053,8 +1056,8 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
     Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
     (X float32, Z float32, MK int32) or as int16 x - zp (X int8; MK and Z any arrays addressed
     in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0), or with Z uint8 as
-    the low byte of x - zp (zo, zs in bytes: exact when x - zp lies in [0, 255], i.e. zp =
-    -128, the u8 tile's bytes x + 128 with 0 where masked). 16 elements per step,
+    the u8 tile's bytes (zo, zs in bytes): x + 128, and zp + 128 where masked (padding is x =
+    zp). 16 elements per step,
     the last step overlapping the one before (idempotent: no scalar tail) when n >= 16, element
     by element below that."""
     i16 = isinstance(X.dtype, types.Integer)
@@ -1074,6 +1077,8 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         v16b = ir.VectorType(_I8, 16)
         if i16:
             zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
+            c128 = ir.Constant(_V16S, [128] * 16)
+            pad16 = _splat(builder, builder.trunc(builder.add(zpv, ir.Constant(zpv.type, 128)), _I16), _V16S)
             zrow0 = builder.gep(zbase, [zoff])
             big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
             with builder.if_else(big) as (then, otherwise):
@@ -1089,11 +1094,11 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                             k = builder.select(builder.icmp_signed(">", k, last), last, k)
                             x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
                             mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
-                            y = builder.and_(builder.sub(x, zps), mk)
-                            if out8:
+                            if out8:  # (x + 128) where kept, zp + 128 where masked
+                                y = builder.or_(builder.and_(builder.add(x, c128), mk), builder.and_(pad16, builder.not_(mk)))
                                 builder.store(builder.trunc(y, v16b), _ptr(builder, zrow, k, v16b), align=1)
                             else:
-                                builder.store(y, _ptr(builder, zrow, k, _V16S), align=2)
+                                builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
                 with otherwise:
                     with cgutils.for_range(builder, ncv) as cls:
                         m = cls.index
@@ -1101,10 +1106,14 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                         zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
                         with cgutils.for_range(builder, nv_) as loop:
                             k = loop.index
-                            x = builder.sub(builder.sext(builder.load(builder.gep(px, [k])), _I16),
-                                            builder.trunc(zpv, _I16))
-                            y = builder.and_(x, builder.load(builder.gep(mrow, [k])))
-                            builder.store(builder.trunc(y, _I8) if out8 else y, builder.gep(zrow, [k]))
+                            x = builder.sext(builder.load(builder.gep(px, [k])), _I16)
+                            mk = builder.load(builder.gep(mrow, [k]))
+                            if out8:
+                                y = builder.or_(builder.and_(builder.add(x, _c(128, _I16)), mk),
+                                                builder.and_(builder.extract_element(pad16, _c(0)), builder.not_(mk)))
+                                builder.store(builder.trunc(y, _I8), builder.gep(zrow, [k]))
+                            else:
+                                builder.store(builder.and_(builder.sub(x, builder.trunc(zpv, _I16)), mk), builder.gep(zrow, [k]))
             return context.get_dummy_value()
 
         def step(k, mrow, zrow):

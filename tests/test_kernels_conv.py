@@ -81,8 +81,8 @@ def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs)
     u8 = {"u8": True, "s16": False}.get(path)
     lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path == "auto", **attrs)
     Wg = np.concatenate([np.zeros(GUARD, lay.W.dtype), lay.W, np.zeros(GUARD, lay.W.dtype)])
-    # scratch as the planner allocates it: zeroed once (the DW path keeps its margins zero)
-    return lay, lay.table, Wg, np.zeros(lay.f32 + 3, np.float32), np.zeros(lay.i8 + 3, np.int8)
+    # scratch as the planner allocates it: prefilled once (the copies' padding is never written)
+    return lay, lay.table, Wg, lay.scratch_f32(3), np.zeros(lay.i8 + 3, np.int8)
 
 
 def paths_for(group, int8):

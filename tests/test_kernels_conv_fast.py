@@ -101,7 +101,7 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
         else:
             assert lay.path == case[-1]
         cols = np.full(lay.i8, 55, np.int8)
-        fs = np.zeros(lay.f32, np.float32)
+        fs = lay.scratch_f32()
         got = np.full(m * n_out + 2 * GUARD, 99, np.int8)
         want = got.copy()
         KC.qconv_i8(x, GUARD, _guarded(lay.W, 0), GUARD, bias, GUARD, M, GUARD, got, GUARD, lay.table, 0, m,
