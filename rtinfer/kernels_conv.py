@@ -26,13 +26,13 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
-  first make zero-margined int16 copies of x - x_zp straight from the int8 sample (stride-2
-  columns eight at a time by kernels_tile.stride2_8, sign-extended; for PATH_GEMM_U8 with
-  x_zp = -128, an input after a ReLU, bytes x + 128 instead: the tile's own bytes, padding
-  still 0); PATH_GEMM reads pairs of their rows in
-  place (kernels_tile.s16_rows_tile*), PATH_GEMM_U8 packs their rows into quads first (taken
-  when two or more blocks of ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does
-  16 multiply-adds and vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
+  first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
+  kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
+  kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128
+  (padding x_zp + 128, the byte of x = x_zp; the planner prefills the scratch with it,
+  ``ConvLayout.fill``), packed into quads without arithmetic (taken when two or more blocks of
+  ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does 16 multiply-adds and
+  vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
 - PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
   copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
   a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
@@ -57,7 +57,9 @@ Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
   + bias; DW bias first, then one FMA per kept tap in (p, q) order. Versus the float64 golden it
   differs in the last bits (tested within 1e-5 relative to the summed magnitudes).
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
-- ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype).
+- ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype); its 2-wide,
+  stride-2 windows run as whole rows in LLVM IR (kernels_tile.maxpool2_rows) in the same
+  comparison order.
 - ``qconv_i8`` / ``qavgpool_i8``: exact integer sums of (x - x_zp) (padding adds nothing),
   requantization as QDENSE (``rtinfer.kernels_tile._requant8``): bit-exact on every path.
 
