@@ -154,7 +154,7 @@ MUTANTS = [
     Mutant("u8-byte-copies-shifted", "rtinfer/kernels_conv.py",
            "_pack_b(z8, zb, g, ro, g, go, 0, 0, True)", "_pack_b(z8, zb, g, ro, g, go, 0, 1, True)",
            ("tests/test_kernels_conv.py", "-k", "qconv_i8_is_bit_exact"),
-           "the byte copies (x_zp = -128) packed one step off"),
+           "the u8 tile's byte copies packed one step off"),
     Mutant("row-tile-overlap", "rtinfer/kernels_conv.py",
            "        return ROWS * t - 2, rem + 2", "        return ROWS * t - 1, rem + 2",
            ("tests/test_kernels_conv.py", "-k", "conv_f32_matches_twin or qconv_i8_is_bit_exact"),
