@@ -1014,6 +1014,12 @@ def _inside(g, go):
             and (g[go + G_OW] - 1) * g[go + G_SW] + (g[go + G_KW] - 1) * g[go + G_DW] < g[go + G_W])
 
 
+@kernel_jit(inline="always")
+def _pool_row(so, k, oh, hw, rs):
+    """Where output row k = p * oh + i (plane p, row i) of a pool reads its first input row."""
+    return so + k // oh * hw + k % oh * rs
+
+
 @kernel_jit
 def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
     """maxpool's 2-wide, stride-2 windows that never reach padding, one or two rows each (the
@@ -1023,24 +1029,20 @@ def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
     after it; the last rows, whose steps would read past x_end or write past y_end, run one
     output at a time in the same comparison order."""
     lanes = 16 if src.itemsize == 1 else 8
-    last = (ow - 1) // lanes * lanes  # a row's last step
+    x_read = r1 + (ow - 1) // lanes * lanes * 2 + 2 * lanes  # what a row's steps read, from its start
+    y_write = (ow - 1) // lanes * lanes + lanes               # and write
     rows = planes * oh
-    safe = rows
-    while safe > 0:
-        p = (safe - 1) // oh
-        i = (safe - 1) % oh
-        xr = so + p * h * w + i * sh * w
-        if xr + r1 + 2 * last + 2 * lanes <= x_end and do + (safe - 1) * ow + last + lanes <= y_end:
-            break
+    safe = rows  # rows start further on as k grows: the last row whose steps fit bounds them all
+    while safe > 0 and not (_pool_row(so, safe - 1, oh, h * w, sh * w) + x_read <= x_end
+                            and do + (safe - 1) * ow + y_write <= y_end):
         safe -= 1
     if BOUNDS:
         for k in range(safe):
-            xr = so + k // oh * h * w + k % oh * sh * w
-            _need(src, xr, xr + r1 + 2 * last + 2 * lanes)
-            _need(dst, do + k * ow, do + k * ow + last + lanes)
+            _need(src, _pool_row(so, k, oh, h * w, sh * w), _pool_row(so, k, oh, h * w, sh * w) + x_read)
+            _need(dst, do + k * ow, do + k * ow + y_write)
     T.maxpool2_rows(src, so, r1, dst, do, safe, oh, h * w, sh * w, ow)
     for k in range(safe, rows):
-        xr = so + k // oh * h * w + k % oh * sh * w
+        xr = _pool_row(so, k, oh, h * w, sh * w)
         yr = do + k * ow
         for j in range(ow):
             a = src[xr + 2 * j]

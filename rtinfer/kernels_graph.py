@@ -231,10 +231,9 @@ def qbinary_i8(a, ao, b, bo, dst, do, t, g, m, ma, mb):
                     if a3 == 1 and b3 == 1:
                         x = a[pa:pa + d3]
                         y = b[pb:pb + d3]
-                        if fn == B_ADD:  # the residual add: fn out of the loop, so it vectorizes
+                        if fn == B_ADD:  # the residual add: fn a constant in the loop, so it vectorizes
                             for k in range(d3):
-                                z[k] = _q_out((np.float32(x[k]) - azp) * ma + (np.float32(y[k]) - bzp) * mb,
-                                              yzp, lo, hi)
+                                z[k] = _q_out(_q_val(x[k], y[k], B_ADD, azp, bzp, ma, mb), yzp, lo, hi)
                         else:
                             for k in range(d3):
                                 z[k] = _q_out(_q_val(x[k], y[k], fn, azp, bzp, ma, mb), yzp, lo, hi)

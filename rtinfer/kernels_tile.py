@@ -112,6 +112,16 @@ def _splat(builder, v, vty):
     return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
 
 
+def _u8_byte(builder, x):
+    """int8 lanes x -> the u8 tile's bytes x + 128 (x ^ 0x80, same vector type)."""
+    return builder.xor(x, ir.Constant(x.type, [-128] * x.type.count))
+
+
+def _pad_byte(builder, zp, vty):
+    """The u8 tile's byte of padding (x = zp: zp + 128), splat to vty (i8 or i16 lanes)."""
+    return _splat(builder, builder.trunc(builder.add(zp, ir.Constant(zp.type, 128)), vty.element), vty)
+
+
 def _ptr(builder, base, off, ty):
     """Pointer to element ``off`` of ``base`` (an array data pointer), cast to ``ty``*."""
     return builder.bitcast(builder.gep(base, [off]), ty.as_pointer())
@@ -858,7 +868,7 @@ def widen16_i8(typingctx, X, xo, Z, zo, zp):
         pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, ety.as_pointer()), [zoff])
         x = builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1)
         if out8:
-            y = builder.xor(x, ir.Constant(x.type, [-128] * 16))  # x + 128 as a byte
+            y = _u8_byte(builder, x)
         else:
             y = builder.sub(builder.sext(x, _V16S), _splat(builder, builder.trunc(zpv, _I16), _V16S))
         builder.store(y, builder.bitcast(pz, y.type.as_pointer()), align=1 if out8 else 2)
@@ -1011,8 +1021,8 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
         def finish(y):
             pad = zero
             if out8:
-                y = builder.xor(y, ir.Constant(oty, [-128] * 8))  # x + 128 as a byte
-                pad = _splat(builder, builder.trunc(builder.add(zpv, ir.Constant(zpv.type, 128)), _I8), oty)
+                y = _u8_byte(builder, y)
+                pad = _pad_byte(builder, zpv, oty)
             elif narrow:
                 w16 = ir.VectorType(_I16, 8)
                 y = builder.sub(builder.sext(y, w16), _splat(builder, builder.trunc(zpv, _I16), w16))
@@ -1078,7 +1088,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         if i16:
             zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
             c128 = ir.Constant(_V16S, [128] * 16)
-            pad16 = _splat(builder, builder.trunc(builder.add(zpv, ir.Constant(zpv.type, 128)), _I16), _V16S)
+            pad16 = _pad_byte(builder, zpv, _V16S)
             zrow0 = builder.gep(zbase, [zoff])
             big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
             with builder.if_else(big) as (then, otherwise):
@@ -1218,7 +1228,6 @@ def sum_i8(typingctx, X, xo, n):
         x86 = "avx2" in codegen_features(context)
         v32 = ir.VectorType(_I8, 32)
         v4 = ir.VectorType(i64, 4)
-        flip = ir.Constant(v32, [-128] * 32)
         total = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
 
         def sad(u):  # <32 x i8> unsigned bytes -> <4 x i64> sums of 8 consecutive bytes
@@ -1239,13 +1248,13 @@ def sum_i8(typingctx, X, xo, n):
                 acc = cgutils.alloca_once_value(builder, ir.Constant(v4, [0] * 4))
                 nblk = builder.sdiv(nv_, ir.Constant(i64, 32))
                 with cgutils.for_range(builder, nblk) as loop:
-                    u = builder.xor(builder.load(_ptr(builder, px, builder.mul(loop.index, ir.Constant(i64, 32)), v32),
-                                                 align=1), flip)
+                    u = _u8_byte(builder, builder.load(_ptr(builder, px, builder.mul(loop.index, ir.Constant(i64, 32)), v32),
+                                                       align=1))
                     builder.store(builder.add(builder.load(acc), sad(u)), acc)
                 rem = builder.sub(nv_, builder.mul(nblk, ir.Constant(i64, 32)))
                 with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(i64, 0))):
-                    u = builder.xor(builder.load(_ptr(builder, px, builder.sub(nv_, ir.Constant(i64, 32)), v32),
-                                                 align=1), flip)
+                    u = _u8_byte(builder, builder.load(_ptr(builder, px, builder.sub(nv_, ir.Constant(i64, 32)), v32),
+                                                       align=1))
                     # lanes below 32 - rem were counted by the last full step: zero them
                     lim = _splat(builder, builder.trunc(builder.sub(ir.Constant(i64, 32), rem), _I8), v32)
                     keep = builder.icmp_unsigned(">=", ir.Constant(v32, list(range(32))), lim)
