@@ -28,3 +28,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("rtinfer summary")
         for line in _SUMMARY:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _settled_heap():
+    """Before each test module: collect, then freeze what survives, so the cyclic collector
+    stops re-walking every earlier module's compiled dispatchers, plans and ONNX graphs.
+    Without it the fuzz and conformance fixtures, which allocate many small objects, ran
+    5x slower late in a full run than alone (26 s against 4.7 s)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    yield
