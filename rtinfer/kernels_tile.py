@@ -112,6 +112,19 @@ def _splat(builder, v, vty):
     return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
 
 
+def _relu_floor(builder, relu):
+    """The float32 epilogues' ReLU switch as a vector floor: 0.0 when relu != 0, else -inf."""
+    on = builder.icmp_signed("!=", relu, ir.Constant(relu.type, 0))
+    return _splat(builder, builder.select(on, ir.Constant(_F32, 0.0), ir.Constant(_F32, float("-inf"))), _V8F)
+
+
+def _relu(builder, v, floor):
+    """floor if v < floor else v: ReLU (0 if v < 0 else v; NaN and -0.0 pass) under a floor of 0.0,
+    v itself under -inf. One vmaxps(floor, v); the former select on (v < 0) & a splat of the
+    i1 switch lowered to eight instructions a vector."""
+    return builder.select(builder.fcmp_ordered("<", v, floor), floor, v)
+
+
 def _u8_byte(builder, x):
     """int8 lanes x -> the u8 tile's bytes x + 128 (x ^ 0x80, same vector type)."""
     return builder.xor(x, ir.Constant(x.type, [-128] * x.type.count))
@@ -316,17 +329,14 @@ def _make_cf32_tile(R):
                     k_loop(False)
                 with otherwise:
                     k_loop(True)
-            zero = ir.Constant(_V8F, [0.0] * 8)
-            relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(reluv.type, 0)), _V8B)
+            floor = _relu_floor(builder, reluv)
             for r in range(R):
                 with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
                     b = _splat(builder, builder.load(builder.gep(pbias, [ir.Constant(i64, r)])), _V8F)
                     row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
                     vals = []
                     for h in range(2):
-                        v = builder.fadd(builder.load(accs[r][h]), b)
-                        neg = builder.fcmp_ordered("<", v, zero)
-                        vals.append(builder.select(builder.and_(neg, relu_on), zero, v))
+                        vals.append(_relu(builder, builder.fadd(builder.load(accs[r][h]), b), floor))
                     _store_cols(builder, vals, row, ncolsv, _V8F, 4)
             return context.get_dummy_value()
 
@@ -552,14 +562,12 @@ def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, 
                 for h in range(nv):
                     x = builder.load(_ptr(builder, xp, ir.Constant(i64, 8 * h), _V8F), align=4)
                     builder.store(_fma(builder, w, x, builder.load(accs[c][h])), accs[c][h])
-        zero = ir.Constant(_V8F, [0.0] * 8)
-        relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(i64, 0)), _V8B)
+        floor = _relu_floor(builder, reluv)
         for c in range(DW_CH):
             with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
                 vals = []
                 for h in range(nv):
-                    v = builder.load(accs[c][h])
-                    vals.append(builder.select(builder.and_(builder.fcmp_ordered("<", v, zero), relu_on), zero, v))
+                    vals.append(_relu(builder, builder.load(accs[c][h]), floor))
                 _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8F, 4)
         return context.get_dummy_value()
 
@@ -809,11 +817,10 @@ def dw8_f32(typingctx, Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D
         i64 = args[1].type
         bvec = _lane_vector(builder, builder.gep(_array(context, builder, st[10], biasv).data, [bioff]), nchv, i64)
         pd = builder.gep(_array(context, builder, st[13], dv).data, [doff])
-        zero = ir.Constant(_V8F, [0.0] * 8)
-        relu_on = _splat(builder, builder.icmp_signed("!=", reluv, ir.Constant(i64, 0)), _V8B)
+        floor = _relu_floor(builder, reluv)
 
         def epilogue(accs, k0):
-            vals = [builder.select(builder.and_(builder.fcmp_ordered("<", v, zero), relu_on), zero, v) for v in accs]
+            vals = [_relu(builder, v, floor) for v in accs]
             _store_channels(builder, _channel_rows(builder, vals), pd, dsv, k0, nchv, i64, _V8F, 4)
 
         _dw8_loop(builder, context, st, args[:10], i64, bvec, epilogue)

@@ -380,3 +380,35 @@ def test_dw8_pack_and_tile_match_numpy(case, o0):
     want = D.copy()
     want[o0 * plane:(o0 + nch) * plane] = np.where(acc < 0, np.float32(0), acc).reshape(-1)  # ReLU
     np.testing.assert_array_equal(D, want)
+
+
+@pytest.mark.parametrize("case,dw8", [(FAST_CASES[0], True), (FAST_CASES[4], True), (FAST_CASES[8], True),
+                                      (FAST_CASES[8], False), (FAST_CASES[9], True)])
+def test_fused_relu_passes_nan_and_negative_zero_and_floors_minus_inf(case, dw8):
+    """The float32 epilogues' ReLU is 0 if v < 0 else v (one vmaxps(floor, v)): NaN and +inf
+    pass, -inf becomes 0 (stays -inf without ReLU), and a depthwise output of -0.0 (bias -0.0,
+    then fma(-0.0, x > 0, acc) per tap) keeps its sign, with and without ReLU; a max(v, 0) or a
+    select with the operands swapped would turn NaN into 0 or -0.0 into +0.0."""
+    geo, o, group = _geometry(case)
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    plane = geo.oh * geo.ow
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.1, 1.0, n_in).astype(np.float32)
+    W = rng.uniform(-1, 1, (o, (geo.c // group) * geo.kh * geo.kw)).astype(np.float32)
+    b = rng.uniform(-1, 1, o).astype(np.float32)
+    b[:3] = [np.nan, -np.inf, np.inf]
+    dw = case[-1] == KC.PATH_DW
+    if dw:
+        W[3] = -0.0
+        b[3] = -0.0
+    lay = KC.conv_layout(geo, o, group, W.reshape(-1), dw8=dw8)
+    assert (lay.table[KC.G_DW8] != 0) == (dw and dw8)
+    for relu in (0, 1):
+        y = np.full(n_out, 99, np.float32)
+        KC.conv_f32(x, 0, lay.W, 0, b, 0, y, 0, lay.table, 0, 1, np.zeros(lay.f32 + 8, np.float32), 0, relu, 0.0, 0.0)
+        y = y.reshape(o, plane)
+        assert np.all(np.isnan(y[0]))
+        assert np.all(y[1] == (0.0 if relu else -np.inf))
+        assert np.all(y[2] == np.inf)
+        if dw:
+            assert np.all(y[3] == 0.0) and np.all(np.signbit(y[3])), (relu, y[3][:4])
