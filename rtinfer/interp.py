@@ -13,7 +13,8 @@ Each variant gives the same bits as the full interpreter on the same plan (tests
 
     execute(blob, X, Y, n, mode, T) -> int
         blob  the plan image (rtinfer.plan), or a batch path's blob (rtinfer.batch)
-        X, Y  the caller's flat float32 input (n * in_size,) and output (n * out_size,)
+        X, Y  the caller's flat float32 input (n * in_size,), compiled read-only (never written),
+              and output (n * out_size,)
         T     int64: per-sample times (MODE_TIMED, MODE_PER_OP) or parameters (below)
     mode MODE_ONE:    one sample; returns -2 (X has the wrong size), -3 (Y has the wrong size),
                       -4 (X and Y overlap) without running, else runs and returns the index of
@@ -46,7 +47,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from numba import types
+from numba import typeof, types
 
 from . import kernels as K
 from . import kernels_conv as KC
@@ -637,10 +638,17 @@ def warm_up(variant: str = "full"):
         return execute
     from .compile_notice import compile_notice
     blob = np.zeros(256, dtype=np.uint8)  # a header with n_ops = 0: runs nothing
-    x = np.zeros(1, dtype=np.float32)
+    y = np.zeros(1, dtype=np.float32)
+    x = y.view()
+    x.flags.writeable = False  # X compiles read-only: no path may write it (Numba refuses to)
     with compile_notice(stream=False):  # a first compile is logged ("rtinfer" logger, INFO)
-        execute(blob, x, x, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+        execute(blob, x, y, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
     execute.disable_compile()
+    # A writable X matches the read-only signature by Numba's safe mutable -> read-only
+    # conversion, registered here (a compile-disabled dispatcher does not search for it), so
+    # a writable and a read-only sample both take the dispatcher's C type check, within
+    # 0.1 us of each other; a read-only Y has no such conversion and is refused.
+    execute.typingctx.install_possible_conversions([typeof(y)], [typeof(x)])
     # A call whose argument types differ from the one signature is refused at once: Numba's own
     # refusal types every argument twice to search conversions and word an explanation (about
     # 150 us a call); the runtime's checked path then explains the input in its own words.
@@ -656,7 +664,8 @@ def _no_conversions(*args, **kws):
 
 def _refuse_types(*args, **kws):
     raise TypeError("rtinfer.interp.execute: the arguments do not match its compiled signature "
-                    "(uint8 blob, 1-D C-contiguous writable float32 X and Y, int, int, 1-D int64 T)")
+                    "(uint8 blob, 1-D C-contiguous float32 X (read-only or not) and writable Y, int, int, "
+                    "1-D int64 T)")
 
 
 # the names the runtime used before one entry point served everything

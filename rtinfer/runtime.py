@@ -105,6 +105,7 @@ class Runtime:
         self._execute = entry_point(execute)  # no type dispatch: callers pass checked arrays
         self._execute_checked = execute   # the dispatcher: its type check is predict_one's boundary
         self._mode_one = interp.MODE_ONE
+        self._mode_one_i64 = interp.MODE_ONE | interp.I64
         self.nonfinite = nonfinite
         p = self.plan
         self._state = p.new_state()
@@ -306,31 +307,42 @@ class Runtime:
         """One sample x (input_shape or (in_size,), float32, C-contiguous) -> output_shape.
 
         With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
-        Fast path: 1-D x and out go straight to the compiled dispatcher, whose C type check
-        (ndarray, dtype, ndim, C layout, writable) is the boundary check; the compiled call
-        itself checks sizes, overlap and finiteness. Anything else takes the checked path.
+        Fast path: x (1-D, or a C-contiguous array of input_shape: a flat view of it; read-only
+        or not) and 1-D out go straight to the compiled dispatcher, whose C type check (ndarray,
+        dtype, ndim, C layout, out writable) is the boundary check; the compiled call itself
+        checks sizes, overlap and finiteness. Anything else takes the checked path.
         """
         if out is None:
-            if self._multi or self._int_out or self._cast_out:
+            if self._multi or self._cast_out:
                 return self._predict_one_checked(x, out, nonfinite)
-            ret = out = np.empty(self.output_shape, dtype=_F32)
+            ret = out = np.empty(self.output_shape, dtype=self.output_dtype)
             if out.ndim != 1:
                 out = out.reshape(self._flat_out)  # a view; the caller gets the shaped array
         else:
             ret = out
         if x.__class__ is not _ND or out.__class__ is not _ND or out.ndim != 1:
-            # int64 outputs, subclasses, shaped out: straight to the checked path (a refused
-            # dispatcher call costs an exception)
+            # subclasses, shaped out: straight to the checked path (a refused dispatcher call
+            # costs an exception)
             return self._predict_one_checked(x, ret, nonfinite)
         xf = x
         if x.ndim != 1:
             # a sample in its natural shape (X_test[0]): a flat view of it, when it is one
             if x.shape != self.input_shape or not x.flags.c_contiguous:
                 return self._predict_one_checked(x, ret, nonfinite)
-            xf = x.reshape(self._flat_in)
+            xf = x.ravel()  # a view (C-contiguous: checked above), cheaper than reshape
+        mode = self._mode_one
+        yf = out
+        if self._int_out:
+            # int64 out, seen as float32 (twice the elements): the compiled call writes float32
+            # results and converts them in place (mode | I64); the view erases the dtype, so it
+            # is checked here (a non-contiguous out cannot be viewed: the checked path says why)
+            if out.dtype is not _I64 or not out.flags.c_contiguous:
+                return self._predict_one_checked(x, ret, nonfinite)
+            yf = out.view(_F32)
+            mode = self._mode_one_i64
         try:
-            status = self._execute_checked(self._state, xf, out, 1, self._mode_one, self._no_times)
-        except TypeError:  # not exactly float32 1-D C-contiguous writable arrays: check it all
+            status = self._execute_checked(self._state, xf, yf, 1, mode, self._no_times)
+        except TypeError:  # not float32 1-D C-contiguous arrays (out writable): check it all
             return self._predict_one_checked(x, ret, nonfinite)
         if status != -1 or nonfinite is not None:
             self._one_status(status, xf, out, nonfinite)

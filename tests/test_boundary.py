@@ -310,3 +310,80 @@ def test_load_refuses_devices_and_fifos(tmp_path, suffix):
     if suffix == ".rtm":
         with pytest.raises(ValueError, match="not a regular file"):
             rtinfer.load_frozen(fifo, mmap=True)
+
+
+class PathSpy:
+    """Records how predict_one ran: calls of the dispatcher (``_execute_checked``, the fast
+    path's type check), its refusals (TypeError), and calls of the unchecked entry point
+    (``_execute``: the checked path, after Python's own checks)."""
+
+    def __init__(self, rt):
+        self.fast = self.refused = self.checked = 0
+        disp, entry = rt._execute_checked, rt._execute
+
+        def fast(*args):
+            self.fast += 1
+            try:
+                return disp(*args)
+            except TypeError:
+                self.refused += 1
+                raise
+
+        def checked(*args):
+            self.checked += 1
+            return entry(*args)
+
+        rt._execute_checked, rt._execute = fast, checked
+
+
+def test_read_only_sample_takes_the_fast_path():
+    """A read-only sample (np.frombuffer, a read-only memory map, flags.writeable = False), flat
+    or in its natural shape, passes the dispatcher's C type check (execute compiles X read-only
+    and registers the safe writable -> read-only conversion) instead of being refused and
+    re-checked in Python; a read-only out is still refused there."""
+    rt = rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
+    X = np.random.default_rng(4).standard_normal((2,) + IN).astype(np.float32)
+    want = rt.predict_one(X[0].copy())
+    spy = PathSpy(rt)
+    flat = np.frombuffer(X[0].tobytes(), np.float32)
+    shaped = X[0].copy()
+    shaped.flags.writeable = False
+    for x in (flat, shaped):
+        assert not x.flags.writeable
+        assert np.array_equal(rt.predict_one(x), want)
+        assert np.array_equal(rt.predict_one(x, np.empty(3, np.float32)), want)
+    assert (spy.fast, spy.refused, spy.checked) == (4, 0, 0)
+    out = np.zeros(3, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="expected out"):
+        rt.predict_one(X[1].reshape(-1), out)
+    assert spy.refused == 1 and spy.checked == 0 and not out.any()
+
+
+@pytest.mark.parametrize("make", ["fp32", "int8"])
+def test_int64_output_takes_the_fast_path_and_checks_out_dtype(make):
+    """An argmax model's int64 output is written through a float32 view of ``out`` (converted
+    in place by the compiled call), so predict_one checks out's dtype itself: an out of another
+    8-byte dtype (float64) or of the same bytes as float32 would pass the view and be
+    overwritten with codes; it is refused and left untouched, as is a read-only one."""
+    from rtinfer._testmodels import int8_mlp
+    fm = fp32_mlp([5, 33, 4], head="argmax") if make == "fp32" else int8_mlp([5, 17, 4], head="argmax")
+    rt = rtinfer.load(fm)
+    X = np.random.default_rng(9).standard_normal((6, 5)).astype(np.float32)
+    want = rt.predict(X)
+    assert want.dtype == np.int64 and len(set(want.reshape(-1).tolist())) > 1
+    spy = PathSpy(rt)
+    out = np.full(rt.output_shape, -7, np.int64)
+    for k, x in enumerate(X):
+        y = rt.predict_one(x)
+        assert y.dtype == np.int64 and y.shape == rt.output_shape and np.array_equal(y, want[k])
+        assert rt.predict_one(x, out) is out and np.array_equal(out, want[k])
+    assert (spy.fast, spy.refused, spy.checked) == (2 * len(X), 0, 0)
+    n = int(np.prod(rt.output_shape))
+    read_only = np.full(n, 5, np.int64)
+    read_only.flags.writeable = False
+    for bad in (np.full(n, 5.0, np.float64), np.full(2 * n, 5.0, np.float32), read_only, np.full(n, 5, np.int32)):
+        before = bad.copy()
+        with pytest.raises(ValueError, match="expected out as a writable C-contiguous int64"):
+            rt.predict_one(X[0], bad)
+        assert np.array_equal(bad, before), bad.dtype
