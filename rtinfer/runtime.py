@@ -375,9 +375,9 @@ class Runtime:
                 self._explain_out(out)
         yf = (out if type(out) is np.ndarray else out.view(np.ndarray)).reshape(-1)
         mode = self._mode_one
-        if self._int_out:
-            yf = yf.view(np.float32)
-            mode |= self._interp.I64
+        if self._int_out:  # as the fast path: a float32 view, converted in place
+            yf = yf.view(_F32)
+            mode = self._mode_one_i64
         elif self._cast_out:
             yo, yf = yf, np.empty(self.out_size, dtype=np.float32)
         status = self._execute(self._state, xf, yf, 1, mode, self._no_times)
