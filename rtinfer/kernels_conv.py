@@ -49,7 +49,11 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   eight positions per step (one weight vector per tap for all eight), bias first, ReLU, and
   transposes the tile back to channel
   rows. Same FMA order per output as the tiles above (bit-identical float32). float32 only: int8
-  keeps the int16 tiles (the same grid of exact float32 sums measured slower than vpmaddwd pairs).
+  keeps the int16 tiles. A DW8 grid of exact float32 sums of x - x_zp with a requantizing
+  epilogue (bit-exact below 2**24) was built and measured twice: slower than the vpmaddwd pairs
+  at first, and with one 8-byte load a lane and vcvtps2dq no faster than them (DS-CNN depthwise
+  7.50 against 7.48 us alone, 0.98-1.00x in the model): requantizing and transposing bytes back
+  costs what the grid saves.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
