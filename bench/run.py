@@ -192,17 +192,19 @@ def bench_model(bm, settings, engine_names, workdir, peaks, log) -> tuple[dict, 
     import numpy as np
 
     from bench.suite_engines import BATCH_SIZES, cross_check, make_engines
-    from bench.suite_limits import StreamProbe, model_limit, stream_ns
+    from bench.suite_limits import ComputeProbe, StreamProbe, model_limit, stream_ns
 
     engines, skipped, rt = make_engines(bm, engine_names, workdir)
     checks = cross_check(bm, engines, settings["check"])
     log(f"  {bm.name}: cross-check ok ({len(checks)} comparisons); engines: {', '.join(e.name for e in engines)}")
-    # the limit: pick the faster read pattern, then sample it inside the round-robin with the engines
+    # the limit: pick the faster read pattern, then sample it inside the round-robin with the engines,
+    # and the compute peak's drift beside it (the machine's speed while this model ran)
     stream = stream_ns(rt, settings["limit_passes"])
     probe = StreamProbe(rt, stream["pattern"])
-    times = latency_interleaved(engines + [probe], bm.X, settings["chunk"], settings["warmup"])
+    cprobe = ComputeProbe(bm.dtype, peaks)
+    times = latency_interleaved(engines + [probe, cprobe], bm.X, settings["chunk"], settings["warmup"])
     stream["median_ns"] = float(np.median(times.pop(probe.name)))
-    limit = model_limit(rt, bm.dtype, peaks, stream)
+    limit = model_limit(rt, bm.dtype, peaks, stream, float(np.median(times.pop(cprobe.name))))
     lat = {e.name: dict(latency_stats(times[e.name], bm.budget_us), kind=e.kind) for e in engines}
     hint = min(v["p50_us"] for v in lat.values())
     tput = throughput_interleaved(engines, bm.X, BATCH_SIZES, settings["throughput_seconds"], hint)

@@ -4,6 +4,7 @@
     peaks = measure_peaks(quick=False)          # fp32 FMA peak (njit loop, sgemm), int8 MAC rate
     st = stream_ns(rt)                          # median ns to read a Runtime's weights once
     lim = model_limit(rt, dtype, peaks, st)     # dict: stream_us, compute_us, limit_us, ...
+    probe = ComputeProbe(dtype, peaks)          # the peak's drift, sampled in the engines' round robin
 
 Weight streaming: a read-only njit pass (integer sum, vectorized) over the weight section of the
 Runtime's own plan image, the very bytes its kernels read, timed pass by pass inside compiled
@@ -181,6 +182,104 @@ def _u8_tile_passes(iters, A, B, D, bias, M):
     for _ in range(iters):
         for blk in range(8):
             _u8_tile(A, 0, B, 0, 16, 32, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
+
+
+@njit(cache=True)
+def _probe_fp32(iters, acc, times, ts):
+    """times[r] = ns of one _fma_chains(iters) pass (2 * 128 * iters flops), timed in compiled
+    code like an in-loop sample."""
+    for r in range(times.size):
+        t0 = _now(ts)
+        _fma_chains(iters, acc, np.float32(0.999), np.float32(0.001))
+        times[r] = _now(ts) - t0
+
+
+@njit(cache=True)
+def _probe_u8(iters, A, B, D, bias, M, times, ts):
+    """times[r] = ns of one _u8_tile_passes(iters) pass."""
+    for r in range(times.size):
+        t0 = _now(ts)
+        _u8_tile_passes(iters, A, B, D, bias, M)
+        times[r] = _now(ts) - t0
+
+
+@njit(cache=True)
+def _probe_pmaddwd(iters, W, x, times, ts):
+    """times[r] = ns of one _i8_dots_pmaddwd(iters) pass (W flat; compiled only on AVX2 hosts)."""
+    total = np.int64(0)
+    for r in range(times.size):
+        t0 = _now(ts)
+        total += _i8_dots_pmaddwd(iters, W, x)
+        times[r] = _now(ts) - t0
+    return total
+
+
+@njit(cache=True)
+def _probe_i8_loop(iters, W, x, times, ts):
+    """times[r] = ns of one _i8_dots(iters) pass."""
+    total = np.int64(0)
+    for r in range(times.size):
+        t0 = _now(ts)
+        total += _i8_dots(iters, W, x)
+        times[r] = _now(ts) - t0
+    return total
+
+
+class ComputeProbe:
+    """The compute peak's drift, as a pseudo-engine for the round-robin latency loop (as
+    StreamProbe for the weight stream): time_samples(X, warmup) returns len(X) pass times (ns) of
+    the kernel that set the peak (fp32: the njit FMA chains; int8: the fastest int8 kernel of
+    measure_peaks), each pass a fixed amount of work of about 5 us. On a shared machine the rate
+    moves by up to 2x within minutes; a peak measured once at the start of a run would judge
+    every model against the speed of that moment. model_limit scales the run's peak by (median
+    pass at peak time) / (median pass in the model's own round robin)."""
+    name = "compute peak (limit)"
+    kind = "in-loop"
+
+    def __init__(self, dtype: str, peaks: dict):
+        self.ts = np.zeros(2, dtype=np.int64)
+        self.dtype = dtype
+        kernel = peaks["fp32_probe"] if dtype == "fp32" else peaks["int8_probe"]
+        self.kernel = kernel
+        if kernel == "fma":
+            acc = np.ones(128, dtype=np.float32)
+            self._run = lambda times: _probe_fp32(1500, acc, times, self.ts)
+        elif kernel == "u8s8_tile":
+            args = _u8_probe_operands()
+            self._run = lambda times: _probe_u8(6, *args, times, self.ts)
+        elif kernel == "pmaddwd":
+            W, x = _i8_probe_operands()
+            Wf = W.reshape(-1)
+            self._run = lambda times: _probe_pmaddwd(15, Wf, x, times, self.ts)
+        else:
+            W, x = _i8_probe_operands()
+            self._run = lambda times: _probe_i8_loop(3, W, x, times, self.ts)
+
+    def time_samples(self, X, warmup):
+        if warmup:
+            self._run(np.zeros(min(warmup, 50), dtype=np.int64))
+        times = np.zeros(len(X), dtype=np.int64)
+        self._run(times)
+        return times
+
+    def median_ns(self, passes: int = 400) -> float:
+        """Median of ``passes`` timed passes (the first tenth dropped), measured now."""
+        times = np.zeros(passes, dtype=np.int64)
+        self._run(times)
+        return float(np.median(times[passes // 10:]))
+
+
+def _u8_probe_operands():
+    rng = np.random.default_rng(3)
+    A = rng.integers(-2 ** 31, 2 ** 31, size=32 * 6, dtype=np.int64).astype(np.int32)
+    A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)  # 7-bit weights: the tile is exact
+    B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
+    return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
+
+
+def _i8_probe_operands():
+    rng = np.random.default_rng(2)
+    return (rng.integers(-127, 128, size=(32, 512), dtype=np.int8), rng.integers(-128, 128, size=512, dtype=np.int8))
 
 
 def _read(path):
@@ -388,7 +487,8 @@ def measure_peaks(quick: bool = False) -> dict:
         _u8_tile_passes(1, A, B, D, bias, M)
         i8_u8s8 = _best_rate(lambda: _u8_tile_passes(tile_iters, A, B, D, bias, M),
                              8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
-    return {
+    int8_rates = {"loop": i8_loop, "pmaddwd": i8_pmaddwd, "u8s8_tile": i8_u8s8}
+    peaks = {
         "fp32_gflops_njit": njit_gflops,
         "fp32_gflops_sgemm": sgemm_gflops,
         "sgemm_single_thread": limiter is not None,
@@ -396,9 +496,15 @@ def measure_peaks(quick: bool = False) -> dict:
         "int8_gmacs_loop": i8_loop,
         "int8_gmacs_pmaddwd": i8_pmaddwd,
         "int8_gmacs_u8s8_tile": i8_u8s8,
-        "int8_gmacs_njit": max(i8_loop, i8_pmaddwd, i8_u8s8),
+        "int8_gmacs_njit": max(int8_rates.values()),
         "clock_overhead_ns": clock_overhead_ns(),
+        "fp32_probe": "fma",
+        "int8_probe": max(int8_rates, key=int8_rates.get),
     }
+    # the probes' pass times now, right after the peaks: the reference each model's drift is taken against
+    peaks["fp32_probe_ns"] = ComputeProbe("fp32", peaks).median_ns()
+    peaks["int8_probe_ns"] = ComputeProbe("int8", peaks).median_ns()
+    return peaks
 
 
 def _chain_model(n_ops: int):
@@ -449,16 +555,23 @@ class StreamProbe:
         return times
 
 
-def model_limit(rt, dtype: str, peaks: dict, stream: dict) -> dict:
+def model_limit(rt, dtype: str, peaks: dict, stream: dict, probe_ns: float | None = None) -> dict:
     """The per-sample floor of a model: max(weight streaming time, compute time at peak).
-    stream: a stream_ns() result, whose median_ns may have been replaced by StreamProbe samples."""
+    stream: a stream_ns() result, whose median_ns may have been replaced by StreamProbe samples.
+    probe_ns: the median ComputeProbe pass in the model's round robin; the peak is then scaled by
+    drift = (median pass at peak time) / probe_ns, the machine's speed while this model ran
+    relative to when the peak was measured (None: drift 1)."""
     macs = int(rt.macs)
+    ref = peaks["fp32_probe_ns"] if dtype == "fp32" else peaks["int8_probe_ns"]
+    drift = ref / probe_ns if probe_ns else 1.0
     if dtype == "fp32":
-        compute_us = 2.0 * macs / (peaks["fp32_gflops"] * 1e9) * 1e6
+        compute_start = 2.0 * macs / (peaks["fp32_gflops"] * 1e9) * 1e6
     else:
-        compute_us = macs / (peaks["int8_gmacs_njit"] * 1e9) * 1e6
+        compute_start = macs / (peaks["int8_gmacs_njit"] * 1e9) * 1e6
+    compute_us = compute_start / drift
     stream_us = stream["median_ns"] / 1000.0
     return {"weight_bytes": int(rt.weight_bytes), "streamed_bytes": stream["bytes"], "stream_us": stream_us,
             "stream_gbps": stream["bytes"] / stream["median_ns"] if stream["median_ns"] > 0 else float("nan"),
             "stream_pattern": stream["pattern"], "macs": macs, "compute_us": compute_us,
+            "compute_us_at_start": compute_start, "peak_drift": drift,
             "limit_us": max(stream_us, compute_us), "bound": "weights" if stream_us >= compute_us else "compute"}

@@ -212,7 +212,8 @@ def _target_cnn_limit(results):
         oks.append(ratio <= 1.5)
         parts.append(f"{r['key']} {ratio:.2f}x ({p50:.1f} vs {r['limit']['limit_us']:.1f} us)")
     why = ("" if _verdict(oks) in (None, True) else
-           f"the limit is MACs at this run's measured fp32 peak ({results['peaks']['fp32_gflops']:.1f} GFLOP/s); "
+           f"the limit is MACs at this run's measured fp32 peak ({results['peaks']['fp32_gflops']:.1f} GFLOP/s, "
+           f"scaled by each model's peak drift, the Limits table); "
            f"the per-op rows under Per-sample latency show which layers are above it (window copies, "
            f"per-op fixed cost on the small layers)")
     return {"target": "rtinfer fp32 CNNs in-loop p50 within 1.5x of their compute limit",
@@ -456,16 +457,20 @@ def render(results) -> str:
     for r in results["models"]:
         lim = r["limit"]
         rows.append([r["name"], _fmt_bytes(lim["streamed_bytes"]), lim["stream_pattern"], f"{lim['stream_us']:.3f}",
-                     f"{lim['stream_gbps']:.0f}", f"{lim['macs']:,}", f"{lim['compute_us']:.3f}",
-                     f"{lim['limit_us']:.3f}", lim["bound"]])
+                     f"{lim['stream_gbps']:.0f}", f"{lim['macs']:,}", f"{lim.get('peak_drift', 1.0):.2f}",
+                     f"{lim['compute_us']:.3f}", f"{lim['limit_us']:.3f}", lim["bound"]])
     L += _table(["model", "weight bytes streamed", "read pattern", "stream (us)", "stream GB/s", "MACs",
-                 "compute at peak (us)", "limit (us)", "bound by"], rows)
+                 "peak drift", "compute at peak (us)", "limit (us)", "bound by"], rows)
     L.append("")
     L.append("Stream: median time of one read-only pass over the Runtime's packed weights (the bytes its kernels "
              "read, with alignment padding), timed in compiled code like an in-loop sample, one pass per sample "
              "slot inside the same round-robin chunks as the engines; read pattern: one sequential stream or "
              "four concurrent ones, whichever was faster in a pre-run. Compute: MACs at the fp32 FMA peak "
-             "(2 flops per MAC) or at the int8 rate above. limit = max(stream, compute).")
+             "(2 flops per MAC) or at the int8 rate above, times the model's peak drift: a pass of the "
+             "kernel that set the peak (about 5 us of work) runs in the same round-robin chunks, and "
+             "drift = its median pass time when the peaks were measured / its median pass time there "
+             "(below 1: the machine ran slower while this model was timed; this shared machine's speed "
+             "moves by up to 2x within minutes). limit = max(stream, compute).")
     L.append("")
 
     L.append("## Per-sample latency")

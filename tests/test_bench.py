@@ -101,6 +101,9 @@ def test_latency_tables_have_a_row_per_engine_and_the_limit_row(quick_run):
             assert 0 < stats["p50_us"] <= stats["p99_us"] <= stats["p999_us"] <= stats["max_us"]
         lim = rec["limit"]
         assert lim["limit_us"] == max(lim["stream_us"], lim["compute_us"]) > 0
+        # the compute limit follows the machine's speed while the model ran (its probe's drift)
+        assert 0.2 < lim["peak_drift"] < 5
+        assert lim["compute_us"] == pytest.approx(lim["compute_us_at_start"] / lim["peak_drift"], rel=1e-12)
         # the streamed region holds every weight byte plus at most 64 bytes of padding per tensor
         assert rec["plan_weight_bytes"] - 64 <= lim["streamed_bytes"] <= rec["plan_weight_bytes"] + 64 * 8
         assert lim["macs"] == 16 * 32 + 32 * 4
@@ -216,6 +219,29 @@ class _FakeEngine:
 
     def batch_call(self, B):
         return (lambda Xb: Xb) if B != 32 else None
+
+
+def test_compute_limit_scales_with_the_probe_drift():
+    """model_limit: the peak is scaled by drift = (probe pass at peak time) / (probe pass in the
+    model's round robin): a machine running at half speed while the model is timed doubles the
+    compute limit, twice as fast halves it; no probe, no scaling; each dtype takes its own probe."""
+    from types import SimpleNamespace
+
+    from bench.suite_limits import ComputeProbe, model_limit
+    rt = SimpleNamespace(macs=1_000_000, weight_bytes=4000)
+    peaks = {"fp32_gflops": 100.0, "int8_gmacs_njit": 50.0, "fp32_probe_ns": 5000.0, "int8_probe_ns": 4000.0}
+    stream = {"bytes": 4000, "median_ns": 100.0, "pattern": "1way"}
+    base = model_limit(rt, "fp32", peaks, stream)
+    assert base["peak_drift"] == 1.0 and base["compute_us"] == pytest.approx(20.0)
+    slow = model_limit(rt, "fp32", peaks, stream, probe_ns=10000.0)
+    assert slow["peak_drift"] == pytest.approx(0.5) and slow["compute_us"] == pytest.approx(40.0)
+    assert slow["limit_us"] == slow["compute_us"] and slow["bound"] == "compute"
+    fast = model_limit(rt, "int8", peaks, stream, probe_ns=2000.0)
+    assert fast["peak_drift"] == pytest.approx(2.0) and fast["compute_us"] == pytest.approx(10.0)
+    # the probe is a pseudo-engine of fixed work: one time per sample, each a few microseconds
+    probe = ComputeProbe("fp32", {"fp32_probe": "fma"})
+    times = probe.time_samples(np.zeros((7, 3)), warmup=2)
+    assert times.shape == (7,) and np.all(times > 0)
 
 
 def test_round_robin_chunks_rotate_the_engine_order():
