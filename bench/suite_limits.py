@@ -233,10 +233,10 @@ class ComputeProbe:
     moves by up to 2x within minutes; a peak measured once at the start of a run would judge
     every model against the speed of that moment. model_limit scales the run's peak by (median
     pass at peak time) / (median pass in the model's own round robin)."""
-    name = "compute peak (limit)"
     kind = "in-loop"
 
     def __init__(self, dtype: str, peaks: dict):
+        self.name = f"compute peak {dtype} (limit)"
         self.ts = np.zeros(2, dtype=np.int64)
         self.dtype = dtype
         kernel = peaks["fp32_probe"] if dtype == "fp32" else peaks["int8_probe"]
