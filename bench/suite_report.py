@@ -214,8 +214,9 @@ def _target_cnn_limit(results):
     why = ("" if _verdict(oks) in (None, True) else
            f"the limit is MACs at this run's measured fp32 peak ({results['peaks']['fp32_gflops']:.1f} GFLOP/s, "
            f"scaled by each model's peak drift, the Limits table); "
-           f"the per-op rows under Per-sample latency show which layers are above it (window copies, "
-           f"per-op fixed cost on the small layers)")
+           f"the per-op rows under Per-sample latency show which layers are above it (GEMM tiles of small "
+           f"convolutions: short K, partial tiles; dense layers whose float32 weights stream from L2; per-op "
+           f"fixed cost on the small layers)")
     return {"target": "rtinfer fp32 CNNs in-loop p50 within 1.5x of their compute limit",
             "measured": "; ".join(parts) or "not run", "met": _verdict(oks), "why": why}
 
@@ -232,8 +233,10 @@ def _target_cnn_int8(results):
         if s < 1.5:
             whys.append(f"{q['key']}: fp32 {tf:.1f} us, int8 {tq:.1f} us (int8 limit {q['limit']['limit_us']:.1f} us).")
     if whys:
-        whys.append("No VNNI on this CPU: an int8 product step is vpmaddubsw/vpmaddwd plus a separate add, and "
-                    "the small layers' fixed per-op cost (dispatch, window copies) is the same in both dtypes.")
+        whys.append("Without VNNI (see Machine) an int8 product step is vpmaddubsw/vpmaddwd plus a separate add; "
+                    "depthwise layers (the DS-CNN's and the 1-D CNN's) run no faster in int8 than in float32 there "
+                    "(two int8 designs measured, rtinfer/kernels_conv.py: requantizing and narrowing cost what the "
+                    "narrower data saves); and each op's fixed cost (dispatch, clock read) is the same in both dtypes.")
     return {"target": "rtinfer int8 in-loop >= 1.5x faster than fp32 on every CNN",
             "measured": _pair_note(results) + "fp32 p50 / int8 p50: " + "; ".join(parts) if parts else "not run",
             "met": _verdict(oks), "why": " ".join(whys)}
