@@ -446,7 +446,8 @@ def render(results) -> str:
     L.append("## Limits")
     L.append("")
     L.append(f"Measured peaks on one core: fp32 {peaks['fp32_gflops']:.1f} GFLOP/s (njit FMA chains "
-             f"{peaks['fp32_gflops_njit']:.1f}, sgemm {peaks['fp32_gflops_sgemm']:.1f}"
+             f"{peaks['fp32_gflops_njit']:.1f}, sgemm {peaks['fp32_gflops_sgemm']:.1f}, rtinfer's float32 conv "
+             f"tile on L1-resident operands {peaks.get('fp32_gflops_tile', float('nan')):.1f}"
              f"{'' if peaks['sgemm_single_thread'] else ' (BLAS threads not pinned)'}); int8 "
              f"{peaks['int8_gmacs_njit']:.1f} GMAC/s (int8 dot products, L1-resident, four rows per x load: "
              f"vpmaddwd loop in LLVM IR {peaks['int8_gmacs_pmaddwd']:.1f}, plain njit loop "
@@ -469,9 +470,11 @@ def render(results) -> str:
              "read, with alignment padding), timed in compiled code like an in-loop sample, one pass per sample "
              "slot inside the same round-robin chunks as the engines; read pattern: one sequential stream or "
              "four concurrent ones, whichever was faster in a pre-run. Compute: MACs at the fp32 FMA peak "
-             "(2 flops per MAC) or at the int8 rate above, times the model's peak drift: a pass of the "
-             "kernel that set the peak (about 5 us of work) runs in the same round-robin chunks, and "
-             "drift = its median pass time when the peaks were measured / its median pass time there "
+             "(2 flops per MAC) or at the int8 rate above, times the model's peak drift: a pass of a peak "
+             "kernel (fp32: rtinfer's conv tile, or the FMA chains when faster; int8: the fastest int8 kernel; "
+             "about 5 us of work) runs in the same round-robin chunks, and "
+             "drift = its fastest median pass time when the peaks were measured (as the peaks are the best of a "
+             "few runs) / its median pass time there "
              "(below 1: the machine ran slower while this model was timed; this shared machine's speed "
              "moves by up to 2x within minutes). limit = max(stream, compute).")
     L.append("")
