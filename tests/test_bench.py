@@ -244,6 +244,33 @@ def test_compute_limit_scales_with_the_probe_drift():
     assert times.shape == (7,) and np.all(times > 0)
 
 
+def test_peaks_take_the_best_kernel_and_its_probe(monkeypatch):
+    """measure_peaks: the fp32 peak is the best of the FMA chains, sgemm and rtinfer's float32
+    conv tile (a low sgemm reading alone once put ResNet-8 below its limit), the int8 peak the
+    best int8 kernel; the drift probes are the tile (unless the FMA chains were faster) and the
+    fastest int8 kernel, with a positive reference pass time each."""
+    import bench.suite_limits as SL
+    def rates(values):
+        it = iter(values)
+        return lambda fn, work, repeats: next(it)
+    # call order: FMA chains, conv tile, sgemm, int8 loop, then the int8 pmaddwd loop and the u8 tile
+    # where the host and the compiled code have AVX2
+    int8 = {"loop": 10.0}
+    if "avx2" in SL.machine_info_flags():
+        int8["pmaddwd"] = 20.0
+    if "avx2" in SL.target_features():
+        int8["u8s8_tile"] = 30.0
+    monkeypatch.setattr(SL, "_best_rate", rates([50.0, 90.0, 60.0] + list(int8.values())))
+    p = SL.measure_peaks(quick=True)
+    assert p["fp32_gflops"] == 90.0 and p["fp32_gflops_tile"] == 90.0 and p["fp32_probe"] == "cf32_tile"
+    assert p["int8_gmacs_njit"] == max(int8.values())
+    assert p["int8_probe"] == max(int8, key=int8.get)
+    assert p["fp32_probe_ns"] > 0 and p["int8_probe_ns"] > 0
+    monkeypatch.setattr(SL, "_best_rate", rates([95.0, 90.0, 60.0] + list(int8.values())))
+    p = SL.measure_peaks(quick=True)
+    assert p["fp32_gflops"] == 95.0 and p["fp32_probe"] == "fma"
+
+
 def test_round_robin_chunks_rotate_the_engine_order():
     calls = []
     engines = [_FakeEngine(n, calls) for n in "abc"]

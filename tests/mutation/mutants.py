@@ -210,4 +210,12 @@ MUTANTS = [
            '"speedup": float(np.median(f / q))', '"speedup": float(np.median(f) / np.median(q))',
            ("tests/test_bench.py", "-k", "int8_speedups"),
            "the side-by-side int8 speed-up as a ratio of medians, not the median of per-round ratios"),
+    Mutant("limit-drift-inverted", "bench/suite_limits.py",
+           "    compute_us = compute_start / drift", "    compute_us = compute_start * drift",
+           ("tests/test_bench.py", "-k", "probe_drift"),
+           "a machine running slower while the model is timed lowers its compute limit instead of raising it"),
+    Mutant("fp32-peak-without-tile", "bench/suite_limits.py",
+           '"fp32_gflops": max(njit_gflops, sgemm_gflops, tile_gflops),', '"fp32_gflops": max(njit_gflops, sgemm_gflops),',
+           ("tests/test_bench.py", "-k", "best_kernel"),
+           "the fp32 peak ignores rtinfer's own conv tile: one low sgemm reading puts a model below its limit"),
 ]
