@@ -201,7 +201,7 @@ def bench_model(bm, settings, engine_names, workdir, peaks, log) -> tuple[dict, 
     # and the compute peak's drift beside it (the machine's speed while this model ran)
     stream = stream_ns(rt, settings["limit_passes"])
     probe = StreamProbe(rt, stream["pattern"])
-    cprobe = ComputeProbe(bm.dtype, peaks)
+    cprobe = ComputeProbe(bm.dtype)
     times = latency_interleaved(engines + [probe, cprobe], bm.X, settings["chunk"], settings["warmup"])
     stream["median_ns"] = float(np.median(times.pop(probe.name)))
     limit = model_limit(rt, bm.dtype, peaks, stream, float(np.median(times.pop(cprobe.name))))

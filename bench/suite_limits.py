@@ -4,7 +4,7 @@
     peaks = measure_peaks(quick=False)          # fp32 FMA peak (njit loop, sgemm), int8 MAC rate
     st = stream_ns(rt)                          # median ns to read a Runtime's weights once
     lim = model_limit(rt, dtype, peaks, st)     # dict: stream_us, compute_us, limit_us, ...
-    probe = ComputeProbe(dtype, peaks)          # the peak's drift, sampled in the engines' round robin
+    probe = ComputeProbe(dtype)                 # the peak's drift, sampled in the engines' round robin
 
 Weight streaming: a read-only njit pass (integer sum, vectorized) over the weight section of the
 Runtime's own plan image, the very bytes its kernels read, timed pass by pass inside compiled
@@ -205,16 +205,6 @@ def _f32_tile_operands():
 
 
 @njit(cache=True)
-def _probe_fp32(iters, acc, times, ts):
-    """times[r] = ns of one _fma_chains(iters) pass (2 * 128 * iters flops), timed in compiled
-    code like an in-loop sample."""
-    for r in range(times.size):
-        t0 = _now(ts)
-        _fma_chains(iters, acc, np.float32(0.999), np.float32(0.001))
-        times[r] = _now(ts) - t0
-
-
-@njit(cache=True)
 def _probe_f32_tile(iters, A, B, RT, D, bias, times, ts):
     """times[r] = ns of one _f32_tile_passes(iters) pass."""
     for r in range(times.size):
@@ -232,60 +222,26 @@ def _probe_u8(iters, A, B, D, bias, M, times, ts):
         times[r] = _now(ts) - t0
 
 
-@njit(cache=True)
-def _probe_pmaddwd(iters, W, x, times, ts):
-    """times[r] = ns of one _i8_dots_pmaddwd(iters) pass (W flat; compiled only on AVX2 hosts)."""
-    total = np.int64(0)
-    for r in range(times.size):
-        t0 = _now(ts)
-        total += _i8_dots_pmaddwd(iters, W, x)
-        times[r] = _now(ts) - t0
-    return total
-
-
-@njit(cache=True)
-def _probe_i8_loop(iters, W, x, times, ts):
-    """times[r] = ns of one _i8_dots(iters) pass."""
-    total = np.int64(0)
-    for r in range(times.size):
-        t0 = _now(ts)
-        total += _i8_dots(iters, W, x)
-        times[r] = _now(ts) - t0
-    return total
-
-
 class ComputeProbe:
     """The compute peak's drift, as a pseudo-engine for the round-robin latency loop (as
     StreamProbe for the weight stream): time_samples(X, warmup) returns len(X) pass times (ns) of
-    a peak kernel of measure_peaks (fp32: rtinfer's conv tile, or the njit FMA chains when they
-    were faster; int8: the fastest int8 kernel), each pass a fixed amount of work of about 5 us. On a shared machine the rate
-    moves by up to 2x within minutes; a peak measured once at the start of a run would judge
-    every model against the speed of that moment. model_limit scales the run's peak by (median
-    pass at peak time: the fastest of a few) / (median pass in the model's own round robin)."""
+    rtinfer's own register tile (fp32: the float32 conv tile; int8: the uint8 x int8 tile, portable
+    IR where the target lacks AVX2) on L1-resident operands, each pass a fixed amount of work of
+    about 5 us. On a shared machine the rate moves by up to 2x within minutes; a peak measured
+    once at the start of a run would judge every model against the speed of that moment.
+    model_limit scales the run's peak by (median pass at peak time: the fastest of a few) /
+    (median pass in the model's own round robin)."""
     kind = "in-loop"
 
-    def __init__(self, dtype: str, peaks: dict):
+    def __init__(self, dtype: str):
         self.name = f"compute peak {dtype} (limit)"
         self.ts = np.zeros(2, dtype=np.int64)
-        self.dtype = dtype
-        kernel = peaks["fp32_probe"] if dtype == "fp32" else peaks["int8_probe"]
-        self.kernel = kernel
-        if kernel == "fma":
-            acc = np.ones(128, dtype=np.float32)
-            self._run = lambda times: _probe_fp32(1500, acc, times, self.ts)
-        elif kernel == "cf32_tile":
+        if dtype == "fp32":
             args = _f32_tile_operands()
             self._run = lambda times: _probe_f32_tile(2, *args, times, self.ts)
-        elif kernel == "u8s8_tile":
+        else:
             args = _u8_probe_operands()
             self._run = lambda times: _probe_u8(6, *args, times, self.ts)
-        elif kernel == "pmaddwd":
-            W, x = _i8_probe_operands()
-            Wf = W.reshape(-1)
-            self._run = lambda times: _probe_pmaddwd(15, Wf, x, times, self.ts)
-        else:
-            W, x = _i8_probe_operands()
-            self._run = lambda times: _probe_i8_loop(3, W, x, times, self.ts)
 
     def time_samples(self, X, warmup):
         if warmup:
@@ -307,11 +263,6 @@ def _u8_probe_operands():
     A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)  # 7-bit weights: the tile is exact
     B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
     return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
-
-
-def _i8_probe_operands():
-    rng = np.random.default_rng(2)
-    return (rng.integers(-127, 128, size=(32, 512), dtype=np.int8), rng.integers(-128, 128, size=512, dtype=np.int8))
 
 
 def _read(path):
@@ -526,7 +477,6 @@ def measure_peaks(quick: bool = False) -> dict:
         _u8_tile_passes(1, A, B, D, bias, M)
         i8_u8s8 = _best_rate(lambda: _u8_tile_passes(tile_iters, A, B, D, bias, M),
                              8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
-    int8_rates = {"loop": i8_loop, "pmaddwd": i8_pmaddwd, "u8s8_tile": i8_u8s8}
     peaks = {
         "fp32_gflops_njit": njit_gflops,
         "fp32_gflops_sgemm": sgemm_gflops,
@@ -536,15 +486,13 @@ def measure_peaks(quick: bool = False) -> dict:
         "int8_gmacs_loop": i8_loop,
         "int8_gmacs_pmaddwd": i8_pmaddwd,
         "int8_gmacs_u8s8_tile": i8_u8s8,
-        "int8_gmacs_njit": max(int8_rates.values()),
+        "int8_gmacs_njit": max(i8_loop, i8_pmaddwd, i8_u8s8),
         "clock_overhead_ns": clock_overhead_ns(),
-        "fp32_probe": "cf32_tile" if tile_gflops >= njit_gflops else "fma",
-        "int8_probe": max(int8_rates, key=int8_rates.get),
     }
     # the reference each model's drift is taken against: the probes' fastest median of a few short
     # runs, as the peaks are the best of a few (right after the sgemm one pass measured 1.28x slower)
     for dtype in ("fp32", "int8"):
-        probe = ComputeProbe(dtype, peaks)
+        probe = ComputeProbe(dtype)
         peaks[f"{dtype}_probe_ns"] = min(probe.median_ns(100) for _ in range(3 if quick else 7))
     return peaks
 
