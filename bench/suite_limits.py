@@ -204,21 +204,23 @@ def _f32_tile_operands():
     return A, B, (np.arange(128) * 16).astype(np.int32), np.zeros(6 * 16, np.float32), np.zeros(6, np.float32)
 
 
-@njit(cache=True)
-def _probe_f32_tile(iters, A, B, RT, D, bias, times, ts):
-    """times[r] = ns of one _f32_tile_passes(iters) pass."""
-    for r in range(times.size):
-        t0 = _now(ts)
-        _f32_tile_passes(iters, A, B, RT, D, bias)
-        times[r] = _now(ts) - t0
+def _u8_tile_operands():
+    """_u8_tile_passes' operands: A (32 * 6,) packed 7-bit weights (the tile is exact on them), B (32 *
+    16,) packed activations, D, bias, M."""
+    rng = np.random.default_rng(2)
+    A = rng.integers(-2 ** 31, 2 ** 31, size=32 * 6, dtype=np.int64).astype(np.int32)
+    A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)
+    B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
+    return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
 
 
 @njit(cache=True)
-def _probe_u8(iters, A, B, D, bias, M, times, ts):
-    """times[r] = ns of one _u8_tile_passes(iters) pass."""
+def _timed_passes(passes, iters, args, times, ts):
+    """times[r] = ns of one passes(iters, *args) call (a tile-pass function above), timed in
+    compiled code like an in-loop sample."""
     for r in range(times.size):
         t0 = _now(ts)
-        _u8_tile_passes(iters, A, B, D, bias, M)
+        passes(iters, *args)
         times[r] = _now(ts) - t0
 
 
@@ -236,12 +238,9 @@ class ComputeProbe:
     def __init__(self, dtype: str):
         self.name = f"compute peak {dtype} (limit)"
         self.ts = np.zeros(2, dtype=np.int64)
-        if dtype == "fp32":
-            args = _f32_tile_operands()
-            self._run = lambda times: _probe_f32_tile(2, *args, times, self.ts)
-        else:
-            args = _u8_probe_operands()
-            self._run = lambda times: _probe_u8(6, *args, times, self.ts)
+        passes, iters, args = ((_f32_tile_passes, 2, _f32_tile_operands()) if dtype == "fp32"
+                               else (_u8_tile_passes, 6, _u8_tile_operands()))
+        self._run = lambda times: _timed_passes(passes, iters, args, times, self.ts)
 
     def time_samples(self, X, warmup):
         if warmup:
@@ -255,14 +254,6 @@ class ComputeProbe:
         times = np.zeros(passes, dtype=np.int64)
         self._run(times)
         return float(np.median(times[passes // 10:]))
-
-
-def _u8_probe_operands():
-    rng = np.random.default_rng(3)
-    A = rng.integers(-2 ** 31, 2 ** 31, size=32 * 6, dtype=np.int64).astype(np.int32)
-    A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)  # 7-bit weights: the tile is exact
-    B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
-    return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
 
 
 def _read(path):
@@ -467,16 +458,10 @@ def measure_peaks(quick: bool = False) -> dict:
         i8_pmaddwd = _best_rate(lambda: _i8_dots_pmaddwd(i8_iters, Wf, x), 32 * 512 * i8_iters / 1e9, reps)
     i8_u8s8 = 0.0
     if "avx2" in target_features():
-        A = rng.integers(-2 ** 31, 2 ** 31, size=32 * 6, dtype=np.int64).astype(np.int32)
-        A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)  # 7-bit weights: the tile is exact
-        B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
-        D = np.zeros(6 * 16, np.int8)
-        bias = np.zeros(6, np.int32)
-        M = np.full(6, 1e-4, np.float32)
+        uargs = _u8_tile_operands()
         tile_iters = 2 * i8_iters
-        _u8_tile_passes(1, A, B, D, bias, M)
-        i8_u8s8 = _best_rate(lambda: _u8_tile_passes(tile_iters, A, B, D, bias, M),
-                             8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
+        _u8_tile_passes(1, *uargs)
+        i8_u8s8 = _best_rate(lambda: _u8_tile_passes(tile_iters, *uargs), 8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
     peaks = {
         "fp32_gflops_njit": njit_gflops,
         "fp32_gflops_sgemm": sgemm_gflops,

@@ -447,7 +447,7 @@ def render(results) -> str:
     L.append("")
     L.append(f"Measured peaks on one core: fp32 {peaks['fp32_gflops']:.1f} GFLOP/s (njit FMA chains "
              f"{peaks['fp32_gflops_njit']:.1f}, sgemm {peaks['fp32_gflops_sgemm']:.1f}, rtinfer's float32 conv "
-             f"tile on L1-resident operands {peaks.get('fp32_gflops_tile', float('nan')):.1f}"
+             f"tile on L1-resident operands {peaks['fp32_gflops_tile']:.1f}"
              f"{'' if peaks['sgemm_single_thread'] else ' (BLAS threads not pinned)'}); int8 "
              f"{peaks['int8_gmacs_njit']:.1f} GMAC/s (int8 dot products, L1-resident, four rows per x load: "
              f"vpmaddwd loop in LLVM IR {peaks['int8_gmacs_pmaddwd']:.1f}, plain njit loop "
@@ -461,7 +461,7 @@ def render(results) -> str:
     for r in results["models"]:
         lim = r["limit"]
         rows.append([r["name"], _fmt_bytes(lim["streamed_bytes"]), lim["stream_pattern"], f"{lim['stream_us']:.3f}",
-                     f"{lim['stream_gbps']:.0f}", f"{lim['macs']:,}", f"{lim.get('peak_drift', 1.0):.2f}",
+                     f"{lim['stream_gbps']:.0f}", f"{lim['macs']:,}", f"{lim['peak_drift']:.2f}",
                      f"{lim['compute_us']:.3f}", f"{lim['limit_us']:.3f}", lim["bound"]])
     L += _table(["model", "weight bytes streamed", "read pattern", "stream (us)", "stream GB/s", "MACs",
                  "peak drift", "compute at peak (us)", "limit (us)", "bound by"], rows)
