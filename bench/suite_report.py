@@ -109,7 +109,8 @@ def _target_int8_speedup(results):
             whys.append(f"{key}: fp32 is bound by its weight stream ({fl['stream_us']:.2f} us); int8 streams its "
                         f"weights in {ql['stream_us']:.2f} us but its {ql['macs']} MACs take {ql['compute_us']:.2f} us "
                         f"at the measured int8 rate ({results['peaks']['int8_gmacs_njit']:.0f} GMAC/s vs "
-                        f"{results['peaks']['fp32_gflops'] / 2:.0f} GMAC/s for fp32 FMA; no VNNI on this CPU), so "
+                        f"{results['peaks']['fp32_gflops'] / 2:.0f} GMAC/s for fp32 FMA; int8 kernel path "
+                        f"{results['meta']['machine']['kernel_path']}), so "
                         f"int8 can be at most {fl['limit_us'] / ql['limit_us']:.2f}x faster than fp32 at their "
                         f"limits; measured int8 in-loop is {tq / ql['limit_us']:.2f}x its "
                         f"limit.")
@@ -232,11 +233,14 @@ def _target_cnn_int8(results):
         parts.append(f"{q['key']} {s:.2f}x")
         if s < 1.5:
             whys.append(f"{q['key']}: fp32 {tf:.1f} us, int8 {tq:.1f} us (int8 limit {q['limit']['limit_us']:.1f} us).")
-    if whys:
+    if whys and results["meta"]["machine"]["kernel_path"] != "VNNI":
         whys.append("Without VNNI (see Machine) an int8 product step is vpmaddubsw/vpmaddwd plus a separate add; "
                     "depthwise layers (the DS-CNN's and the 1-D CNN's) run no faster in int8 than in float32 there "
                     "(two int8 designs measured, rtinfer/kernels_conv.py: requantizing and narrowing cost what the "
                     "narrower data saves); and each op's fixed cost (dispatch, clock read) is the same in both dtypes.")
+    elif whys:
+        whys.append("The int8 tiles ran on VNNI (vpdpbusd, see Machine); each op's fixed cost (dispatch, clock "
+                    "read) is the same in both dtypes.")
     return {"target": "rtinfer int8 in-loop >= 1.5x faster than fp32 on every CNN",
             "measured": _pair_note(results) + "fp32 p50 / int8 p50: " + "; ".join(parts) if parts else "not run",
             "met": _verdict(oks), "why": " ".join(whys)}

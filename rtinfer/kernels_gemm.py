@@ -14,7 +14,9 @@ int8 (``qdense_u8s8``):
     acc[s, j] = sum_i (x[s, i] + 128) * W[i, j]        x int8 codes, W int8 weights
 
 computed with vpmaddubsw (uint8 x int8 -> pairwise int16 sums, *saturating*) and vpmaddwd
-(int16 pairs -> int32), the instruction pair onnxruntime's MLAS uses on AVX2 CPUs without VNNI.
+(int16 pairs -> int32), the instruction pair onnxruntime's MLAS uses on AVX2 CPUs without VNNI;
+on VNNI CPUs with one vpdpbusd per step (the four products summed into int32 without
+saturation: the same sums under the bound below; kernels_tile.quad_dot).
 It is exact only when no int16 pair sum can saturate: with activations in [0, 255],
 ``255 * (|W[2p, j]| + |W[2p + 1, j]|) <= 32767``, i.e. ``|W[2p, j]| + |W[2p + 1, j]| <= 128`` for
 every pair of consecutive inputs (2p, 2p + 1) and every output j (``u8s8_exact``; int8 weights
@@ -28,10 +30,10 @@ for each block of TILE_J = 16 outputs, for each quad q of inputs, 64 bytes: outp
 8..15 of the block, each as its 4 weights W[4q .. 4q + 3, j] (zero padded). C (m_pad, ldc)
 int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile of int32 sums in
 8 ymm registers; each quad of inputs costs 2 weight loads, 4 broadcasts, 8 vpmaddubsw, 8
-vpmaddwd and 8 adds (256 MACs).
+vpmaddwd and 8 adds (256 MACs); on VNNI 8 vpdpbusd in place of the last three.
 
-The u8s8 micro-kernel emits vpmaddubsw/vpmaddwd (``llvm.x86.avx2.*``) only when the target
-Numba compiles for has AVX2 (checked as its IR is generated), else the same saturating
+The u8s8 micro-kernel emits vpdpbusd or vpmaddubsw/vpmaddwd (``llvm.x86.*``) only when the
+target Numba compiles for has VNNI or AVX2 (checked as its IR is generated), else the same saturating
 arithmetic in portable IR: every entry point compiles on every target (NUMBA_CPU_NAME=generic,
 non-x86 hosts) and computes the same integers. ``available()`` says whether it is the fast
 choice; the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
@@ -47,7 +49,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import codegen_features, quad_madd, target_features
+from .kernels_tile import codegen_features, quad_dot, target_features
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -98,7 +100,7 @@ def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
         i32 = ir.IntType(32)
         v32i8 = ir.VectorType(ir.IntType(8), 32)
         v8i32 = ir.VectorType(i32, 8)
-        x86 = "avx2" in codegen_features(context)  # else the same arithmetic in portable IR
+        feats = codegen_features(context)  # VNNI, AVX2 or the same arithmetic in portable IR
         pa = builder.gep(aarr.data, [aoff])
         pb = builder.gep(barr.data, [boff])
         rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(TILE_S)]
@@ -115,8 +117,7 @@ def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
                 splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), a4, ir.Constant(i32, 0))
                 a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
                 for h in range(2):
-                    p32 = quad_madd(builder, a, w[h], x86)
-                    builder.store(builder.add(builder.load(accs[r][h]), p32), accs[r][h])
+                    builder.store(quad_dot(builder, builder.load(accs[r][h]), a, w[h], feats), accs[r][h])
         pc = builder.gep(carr.data, [coff])
         for r in range(TILE_S):
             row = builder.gep(pc, [builder.mul(ldcv, ir.Constant(ldcv.type, r))])

@@ -5,11 +5,12 @@ compiled code targets.
 The IR is portable: vector loads, FMA (``llvm.fma``), integer multiply-adds written as the
 pattern LLVM lowers to ``vpmaddwd`` (pairs of sign-extended int16 products summed into int32;
 ``vpdpwssd`` where LLVM fuses it with the add on VNNI targets), masked loads and gathers
-(``llvm.masked.*``). The one exception is ``quad_madd`` (uint8 x int8 quads, vpmaddubsw +
-vpmaddwd), which has no IR pattern LLVM turns into vpmaddubsw followed by an exact widening: it
-emits the ``llvm.x86.avx2.*`` intrinsics only when the target being compiled for has AVX2
-(``codegen_features``, checked as the IR is generated) and the same saturating arithmetic in
-plain IR otherwise. So every entry point compiles for any target Numba supports (an x86 CPU
+(``llvm.masked.*``). The one exception is the uint8 x int8 quad step of the u8 tiles
+(``quad_dot``), which has no IR pattern LLVM turns into the instructions for it: on a VNNI
+target it emits one ``llvm.x86.avx512.vpdpbusd.256`` (AVX512-VNNI with VL, or the VEX form on
+AVX-VNNI), on AVX2 ``quad_madd``'s ``llvm.x86.avx2.*`` vpmaddubsw + vpmaddwd, each only when the
+target being compiled for has it (``codegen_features``, checked as the IR is generated), and
+the same arithmetic in plain IR otherwise. So every entry point compiles for any target Numba supports (an x86 CPU
 without AVX2, NUMBA_CPU_NAME=generic, other architectures) with the same results, and a path the
 planner chose can never reference an instruction the host lacks.
 
@@ -19,8 +20,8 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   through an int32 row-offset table (im2col rows, input planes, or shifted plane copies), one
   FMA chain per output, bias and ReLU in the epilogue, masked tails.
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
-  pairs: vpmaddwd, exact for any int8; uint8 quads: vpmaddubsw, exact for weights whose pairs
-  cannot saturate), requantization in the epilogue. ``s16_rows_tile{2,4,6}``: the int16-pair tiles
+  pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, else vpmaddubsw, exact for
+  weights whose pairs cannot saturate), requantization in the epilogue. ``s16_rows_tile{2,4,6}``: the int16-pair tiles
   reading two int16 rows in place and interleaving them in registers (no packing pass).
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
@@ -89,12 +90,18 @@ def codegen_features(context) -> frozenset:
     return frozenset(f[1:] for f in feats.split(",") if f.startswith("+"))
 
 
+def has_vnni(features) -> bool:
+    """Whether a target with these features has 256-bit 8-bit dot products (vpdpbusd, vpdpwssd):
+    AVX-VNNI, or AVX512-VNNI with AVX512VL."""
+    return "avxvnni" in features or {"avx512vnni", "avx512vl"} <= features
+
+
 def kernel_path_name() -> str:
-    """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (the
-    vpmaddwd patterns fuse into vpdpwssd; uint8 quads still vpmaddubsw), "AVX2" (vpmaddubsw /
+    """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (uint8
+    quads by vpdpbusd; the vpmaddwd patterns fuse into vpdpwssd), "AVX2" (vpmaddubsw /
     vpmaddwd), or "portable" (plain IR: whatever the target has)."""
     f = target_features()
-    if "avxvnni" in f or {"avx512vnni", "avx512vl"} <= f:
+    if has_vnni(f):
         return "VNNI"
     if "avx2" in f:
         return "AVX2"
@@ -351,6 +358,20 @@ cf32_tile6 = _make_cf32_tile(6)
 
 # -- int8 GEMM tiles ------------------------------------------------------------------------------
 
+def quad_dot(builder, acc, x, w, features):
+    """acc (<8 x i32>) + quad_madd(x, w): the u8 tiles' product step. On a VNNI target
+    (has_vnni(features)) one vpdpbusd, which sums the four u8 x s8 products of each group exactly,
+    without quad_madd's int16 saturation of pair sums: the two agree wherever the u8 tiles run
+    (the planner's bound: no pair sum can saturate); else vpmaddubsw + vpmaddwd + vpaddd (AVX2)
+    or quad_madd's portable IR. The intrinsic is emitted only for targets that have it: LLVM
+    aborts the process on one that does not."""
+    if has_vnni(features):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I, _V8I, _V8I]),
+                                            "llvm.x86.avx512.vpdpbusd.256")
+        return builder.call(fn, [acc, builder.bitcast(x, _V8I), builder.bitcast(w, _V8I)])
+    return builder.add(acc, quad_madd(builder, x, w, "avx2" in features))
+
+
 def quad_madd(builder, x, w, x86):
     """<32 x i8> x (unsigned), w (signed) -> <8 x i32>: for each group of 4 bytes,
     sat16(x[4i] w[4i] + x[4i+1] w[4i+1]) + sat16(x[4i+2] w[4i+2] + x[4i+3] w[4i+3]), sat16 the
@@ -414,8 +435,8 @@ def _make_i8_tile(R, u8):
         qmax) as int8 (float32 arithmetic as kernels_conv._requant_run). s16 tiles: a word is
         two int16 (k = 2s, 2s + 1), dot = lo * lo + hi * hi (exact; vpmaddwd). u8 tiles: a word
         is four bytes (k = 4s..4s + 3), A int8 weights and B uint8 activations, dot = the
-        vpmaddubsw/vpmaddwd sum (quad_madd: exact when every pair of consecutive weights
-        has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is read
+        vpdpbusd or vpmaddubsw/vpmaddwd sum (quad_dot: exact when every pair of consecutive
+        weights has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is read
         for all 16 columns (the packed buffer is padded); D outside the tile is not written."""
         sig = types.void(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
 
@@ -423,7 +444,7 @@ def _make_i8_tile(R, u8):
             (av, aoff, bv, boff, ldbv, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
              nrowsv, ncolsv) = _ints64(context, builder, signature, args)
             st = signature.args
-            x86 = u8 and "avx2" in codegen_features(context)
+            feats = codegen_features(context)
             vin = ir.VectorType(_I8, 32) if u8 else _V16S
             pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
             pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
@@ -443,10 +464,11 @@ def _make_i8_tile(R, u8):
                     w = builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4)
                     a = builder.bitcast(_splat(builder, w, _V8I), vin)
                     for h in range(2):
-                        d = quad_madd(builder, bvec[h], a, x86) if u8 else _pair_madd(builder, a, bvec[h])
-                        builder.store(builder.add(builder.load(accs[r][h]), d), accs[r][h])
+                        acc = builder.load(accs[r][h])
+                        builder.store(quad_dot(builder, acc, bvec[h], a, feats) if u8
+                                      else builder.add(acc, _pair_madd(builder, a, bvec[h])), accs[r][h])
             _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
-                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), False)
+                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in feats, False)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -297,7 +297,7 @@ def test_cnn_targets_follow_the_measurements():
                 "throughput": {}, "plan_weight_bytes": 10 ** 9, "per_op": [], "n_layers": 3}
 
     def verdicts(models):
-        res = {"meta": {"machine": {"L2": 512 * 1024}}, "models": models,
+        res = {"meta": {"machine": {"L2": 512 * 1024, "kernel_path": "AVX2"}}, "models": models,
                "peaks": {"fp32_gflops": 60.0, "int8_gmacs_njit": 60.0, "floor_1op_us": 0.08, "per_op_us": 0.05}}
         return {t["target"].split(" ")[1] + t["target"].split(" ")[2]: t["met"] for t in evaluate_targets(res)
                 if "CNN" in t["target"]}
@@ -341,8 +341,9 @@ def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios(
                 "limit": {"limit_us": 1.0, "stream_us": 1.0, "compute_us": 1.0, "macs": 1},
                 "throughput": {}, "plan_weight_bytes": 10 ** 9, "per_op": [], "n_layers": 3}
 
-    def int8_row(pairs):
-        res = {"meta": {"machine": {"L2": 512 * 1024}}, "models": [rec("fp32", 20.0), rec("int8", 10.0)],
+    def int8_row(pairs, path="AVX2"):
+        res = {"meta": {"machine": {"L2": 512 * 1024, "kernel_path": path}},
+               "models": [rec("fp32", 20.0), rec("int8", 10.0)],
                "peaks": {"fp32_gflops": 60.0, "int8_gmacs_njit": 60.0, "floor_1op_us": 0.08, "per_op_us": 0.05},
                "int8_pairs": pairs}
         return next(t for t in evaluate_targets(res) if t["target"].startswith("rtinfer int8 in-loop"))
@@ -350,3 +351,7 @@ def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios(
     assert int8_row({})["met"] is True  # phases: 20 / 10 = 2x
     row = int8_row({"a": {"fp32_p50_us": 20.0, "int8_p50_us": 15.0, "speedup": 1.3, "rounds": 9}})
     assert row["met"] is False and "a 1.30x" in row["measured"] and "side by side" in row["measured"]
+    # the reason given names the instruction family the int8 tiles ran on
+    assert "Without VNNI" in row["why"]
+    vnni = int8_row({"a": {"fp32_p50_us": 20.0, "int8_p50_us": 15.0, "speedup": 1.3, "rounds": 9}}, "VNNI")
+    assert "Without VNNI" not in vnni["why"] and "vpdpbusd" in vnni["why"]

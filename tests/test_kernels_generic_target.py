@@ -117,3 +117,48 @@ def test_vnni_targets_get_vpdpwssd_from_the_int16_pair_patterns():
         return asm.count(f"\t{name}\t")
     assert count("icelake-server", "vpdpwssd") >= 8 and count("icelake-server", "vpmaddwd") == 0
     assert count("haswell", "vpdpwssd") == 0 and count("haswell", "vpmaddwd") >= 8
+
+
+VNNI_SCRIPT = textwrap.dedent("""
+    import json
+    from numba import njit, types
+    from rtinfer import kernels_gemm as G, kernels_tile as T
+    a1 = lambda dt: types.Array(dt, 1, "C")
+    i8, i32, u8, f32, i64 = types.int8, types.int32, types.uint8, types.float32, types.int64
+
+    @njit(types.void(a1(i32), a1(i32), a1(i8), a1(i32), a1(f32)), _nrt=False)
+    def conv_tile(A, B, D, bias, M):
+        T.u8_tile6(A, 0, B, 0, 16, 8, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
+
+    gemm = njit(types.void(a1(u8), i64, a1(i8), i64, i64, a1(i32), i64, i64), _nrt=False)(G.gemm_u8s8.py_func)
+    out = {"path": T.kernel_path_name()}
+    for name, f in (("conv", conv_tile), ("gemm", gemm)):
+        asm = f.inspect_asm(f.signatures[0])
+        out[name] = {k: asm.count(k) for k in ("vpdpbusd", "vpmaddubsw")}
+    print("RESULT" + json.dumps(out))
+""")
+
+_BASE = "+avx,+avx2,+fma,+sse4.2,+ssse3"
+
+
+def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
+    """The u8 tiles (convolution and batch GEMM) are compiled, not run, for CPUs this machine
+    may not have (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES in a subprocess): on AVX512-VNNI and
+    AVX-VNNI targets each uint8 x int8 quad step is one vpdpbusd, with no vpmaddubsw left; on
+    AVX2 without VNNI, vpmaddubsw and no vpdpbusd (LLVM aborts when it meets the intrinsic
+    there). vpdpbusd sums the four products without int16 saturation, so it computes what the
+    AVX2 form does wherever the planner lets the u8 tiles run (kernels_tile.quad_dot)."""
+    cache = os.path.join(tempfile.gettempdir(), f"rtinfer-vnni-cache-{os.getuid()}")
+    targets = {"icelake-server": _BASE + ",+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512vnni",
+               "alderlake": _BASE + ",+avxvnni", "haswell": _BASE}
+    for cpu, feats in targets.items():
+        env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=feats, NUMBA_CACHE_DIR=cache)
+        proc = subprocess.run([sys.executable, "-c", VNNI_SCRIPT], capture_output=True, text=True, env=env,
+                              timeout=900, cwd=str(Path(__file__).resolve().parent.parent))
+        assert proc.returncode == 0, cpu + proc.stdout[-3000:] + proc.stderr[-3000:]
+        res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+        for name in ("conv", "gemm"):
+            if cpu == "haswell":
+                assert res["path"] == "AVX2" and res[name]["vpdpbusd"] == 0 and res[name]["vpmaddubsw"] >= 8, res
+            else:
+                assert res["path"] == "VNNI" and res[name]["vpdpbusd"] >= 8 and res[name]["vpmaddubsw"] == 0, res

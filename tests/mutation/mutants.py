@@ -218,4 +218,12 @@ MUTANTS = [
            '"fp32_gflops": max(njit_gflops, sgemm_gflops, tile_gflops),', '"fp32_gflops": max(njit_gflops, sgemm_gflops),',
            ("tests/test_bench.py", "-k", "best_kernel"),
            "the fp32 peak ignores rtinfer's own conv tile: one low sgemm reading puts a model below its limit"),
+    Mutant("u8-tiles-ignore-vnni", "rtinfer/kernels_tile.py",
+           "    if has_vnni(features):\n        fn = cgutils", "    if False:\n        fn = cgutils",
+           ("tests/test_kernels_generic_target.py", "-k", "vpdpbusd"),
+           "the u8 tiles keep vpmaddubsw + vpmaddwd + vpaddd on VNNI CPUs instead of one vpdpbusd"),
+    Mutant("u8-tiles-vnni-on-avx2", "rtinfer/kernels_tile.py",
+           "    if has_vnni(features):\n        fn = cgutils", "    if \"avx2\" in features:\n        fn = cgutils",
+           ("tests/test_kernels_generic_target.py", "-k", "vpdpbusd"),
+           "vpdpbusd emitted for AVX2 CPUs without VNNI (LLVM aborts the process compiling it)"),
 ]
