@@ -148,6 +148,11 @@ def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
     AVX2 without VNNI, vpmaddubsw and no vpdpbusd (LLVM aborts when it meets the intrinsic
     there). vpdpbusd sums the four products without int16 saturation, so it computes what the
     AVX2 form does wherever the planner lets the u8 tiles run (kernels_tile.quad_dot)."""
+    import platform
+
+    import pytest
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("x86 CPU targets: Numba on this host compiles for another architecture")
     cache = os.path.join(tempfile.gettempdir(), f"rtinfer-vnni-cache-{os.getuid()}")
     targets = {"icelake-server": _BASE + ",+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512vnni",
                "alderlake": _BASE + ",+avxvnni", "haswell": _BASE}
