@@ -33,8 +33,8 @@ int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile o
 vpmaddwd and 8 adds (256 MACs); on VNNI 8 vpdpbusd in place of the last three.
 
 The u8s8 micro-kernel emits vpdpbusd or vpmaddubsw/vpmaddwd (``llvm.x86.*``) only when the
-target Numba compiles for has VNNI or AVX2 (checked as its IR is generated), else the same saturating
-arithmetic in portable IR: every entry point compiles on every target (NUMBA_CPU_NAME=generic,
+target Numba compiles for has VNNI or AVX2 (checked as its IR is generated), else the same
+saturating arithmetic in portable IR: every entry point compiles on every target (NUMBA_CPU_NAME=generic,
 non-x86 hosts) and computes the same integers. ``available()`` says whether it is the fast
 choice; the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
 ``dense_f32_tiled_ref`` are the NumPy twins.

@@ -8,11 +8,11 @@ pattern LLVM lowers to ``vpmaddwd`` (pairs of sign-extended int16 products summe
 (``llvm.masked.*``). The one exception is the uint8 x int8 quad step of the u8 tiles
 (``quad_dot``), which has no IR pattern LLVM turns into the instructions for it: on a VNNI
 target it emits one ``llvm.x86.avx512.vpdpbusd.256`` (AVX512-VNNI with VL, or the VEX form on
-AVX-VNNI), on AVX2 ``quad_madd``'s ``llvm.x86.avx2.*`` vpmaddubsw + vpmaddwd, each only when the
-target being compiled for has it (``codegen_features``, checked as the IR is generated), and
-the same arithmetic in plain IR otherwise. So every entry point compiles for any target Numba supports (an x86 CPU
-without AVX2, NUMBA_CPU_NAME=generic, other architectures) with the same results, and a path the
-planner chose can never reference an instruction the host lacks.
+AVX-VNNI), on AVX2 ``quad_madd``'s ``llvm.x86.avx2.*`` vpmaddubsw + vpmaddwd, each only when
+the target being compiled for has it (``codegen_features``, checked as the IR is generated),
+and the same arithmetic in plain IR otherwise. So every entry point compiles for any target
+Numba supports (an x86 CPU without AVX2, NUMBA_CPU_NAME=generic, other architectures) with the
+same results, and a path the planner chose can never reference an instruction the host lacks.
 
 Tiles and helpers (flat 1-D arrays and element offsets; each docstring states the exact sums):
 
@@ -20,9 +20,10 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   through an int32 row-offset table (im2col rows, input planes, or shifted plane copies), one
   FMA chain per output, bias and ReLU in the epilogue, masked tails.
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
-  pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, else vpmaddubsw, exact for
-  weights whose pairs cannot saturate), requantization in the epilogue. ``s16_rows_tile{2,4,6}``: the int16-pair tiles
-  reading two int16 rows in place and interleaving them in registers (no packing pass).
+  pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, else vpmaddubsw, exact
+  for weights whose pairs cannot saturate), requantization in the epilogue.
+  ``s16_rows_tile{2,4,6}``: the int16-pair tiles reading two int16 rows in place and
+  interleaving them in registers (no packing pass).
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
 - ``dw8_pack`` / ``dw8_f32``: float32 depthwise with eight channels in the lanes of a
@@ -436,8 +437,9 @@ def _make_i8_tile(R, u8):
         two int16 (k = 2s, 2s + 1), dot = lo * lo + hi * hi (exact; vpmaddwd). u8 tiles: a word
         is four bytes (k = 4s..4s + 3), A int8 weights and B uint8 activations, dot = the
         vpdpbusd or vpmaddubsw/vpmaddwd sum (quad_dot: exact when every pair of consecutive
-        weights has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is read
-        for all 16 columns (the packed buffer is padded); D outside the tile is not written."""
+        weights has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is
+        read for all 16 columns (the packed buffer is padded); D outside the tile is not
+        written."""
         sig = types.void(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
 
         def codegen(context, builder, signature, args):
