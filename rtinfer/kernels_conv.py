@@ -22,8 +22,9 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``), W packed by ``pack_rows_f32``, bias and
   ReLU in the epilogue. int8: B is packed into int32 words of uint8
-  quads x + 128 (PATH_GEMM_U8: vpmaddubsw + vpmaddwd, taken on AVX2 targets for weights whose
-  consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded into the bias)
+  quads x + 128 (PATH_GEMM_U8: one vpdpbusd per quad on VNNI targets, vpmaddubsw + vpmaddwd
+  on AVX2, taken for weights whose consecutive pairs cannot saturate int16, ``u8_exact``; the
+  +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
   first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
@@ -1551,6 +1552,28 @@ class ConvLayout:
         """The float32 scratch as the kernels expect it before the first call: f32 + extra
         elements, every byte ``fill`` (the padding the copies never write)."""
         return np.full(4 * (self.f32 + extra), self.fill, np.uint8).view(np.float32)
+
+
+_B_MODES = {BM_PLANES: "input planes", BM_GATHER: "im2col by gathers", BM_RUNS: "im2col",
+            BM_SHIFT: "shifted plane copies", BM_WINDOW: "column windows"}
+
+
+def kernel_name(table, int8: bool) -> str:
+    """The kernel path a CONV (int8: QCONV) geometry table records, in words, with the
+    instruction its product step compiles to on this target (rtinfer inspect's kernel column)."""
+    path = int(table[G_PATH])
+    vnni = T.kernel_path_name() == "VNNI"
+    if path == PATH_DW:
+        if not int8:
+            return "depthwise float32 FMA, 8 channels in lanes (DW8)" if int(table[G_DW8]) else "depthwise float32 FMA tiles"
+        return f"depthwise int8, int16 pairs of taps ({'vpdpwssd' if vnni else 'vpmaddwd'})"
+    b = _B_MODES.get(int(table[G_BMODE]), "?")
+    if path == PATH_GEMM_U8:
+        instr = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(T.kernel_path_name(), "portable")
+        return f"GEMM int8, uint8 quads ({instr}), {b}"
+    if int8:
+        return f"GEMM int8, int16 pairs ({'vpdpwssd' if vnni else 'vpmaddwd'}), {b}"
+    return f"GEMM float32 FMA, {b}"
 
 
 def _gather_indices(geo, cg: int) -> np.ndarray:

@@ -165,6 +165,16 @@ class Plan:
         state[:] = self.image
         return state
 
+    def row_kernels(self) -> tuple:
+        """Per program row, the kernel path a CONV / QCONV row runs (kernels_conv.kernel_name),
+        else ""."""
+        from .kernels_conv import kernel_name
+        from .ops import Op
+
+        i32 = self.image.view(np.int32)
+        return tuple(kernel_name(i32[int(row[C_I0]):], Op(int(row[C_OP])) == Op.QCONV)
+                     if Op(int(row[C_OP])) in (Op.CONV, Op.QCONV) else "" for row in self.program)
+
     def describe(self) -> str:
         lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "
                  f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {self.block_size}), "

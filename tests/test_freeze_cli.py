@@ -156,3 +156,37 @@ def test_inspect_onnx(tmp_path, capsys):
     assert info["file"]["format"] == "onnx"
     assert [l["op"] for l in info["layers"]] == ["DENSE"] and info["layers"][0]["act"] == "RELU"
     assert info["macs"] == 12
+
+
+def test_inspect_names_each_convolutions_kernel_path(tmp_path, capsys):
+    """rtinfer inspect says which kernel each convolution runs on this CPU: depthwise layers the
+    depthwise kernels, a 1x1 conv the GEMM on its input planes, a padded 3x3 the GEMM on shifted
+    copies; int8 GEMMs with 7-bit weights and at least two row blocks the uint8 quads under the
+    instruction this CPU has (kernels_tile.kernel_path_name), one block the int16 pairs."""
+    from rtinfer.kernels_tile import kernel_path_name
+    from rtinfer.train import CNN, Activation, Conv2D, Dense, Flatten
+
+    layers = [Conv2D(2, 16, 3, padding=1), Activation("relu"), Conv2D(16, 16, 3, padding=1, groups=16),
+              Activation("relu"), Conv2D(16, 16, 1), Activation("relu"), Conv2D(16, 4, 3, padding=1),
+              Flatten(), Dense(4 * 8 * 8, 3)]
+    model = CNN((2, 8, 8), layers, seed=0)
+    X = np.random.default_rng(0).standard_normal((32, 2, 8, 8))
+    quads = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(kernel_path_name(), "portable")
+    pairs = "vpdpwssd" if kernel_path_name() == "VNNI" else "vpmaddwd"
+    for dtype, kw in (("float32", {}), ("int8", {"calibration": X, "reduce_range": True})):
+        path = tmp_path / f"{dtype}.rtm"
+        export.freeze(model, dtype, **kw).save(path)
+        assert main(["inspect", str(path), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["int8_kernel_path"] == kernel_path_name()
+        kernels = [L.get("kernel") for L in info["layers"] if L["op"] in ("CONV", "QCONV")]
+        assert len(kernels) == 4 and all(kernels), kernels
+        stem, dw, pw, last = kernels
+        assert "depthwise" in dw and "shifted plane copies" in stem and "input planes" in pw
+        if dtype == "int8":
+            assert f"uint8 quads ({quads})" in pw and f"int16 pairs ({pairs})" in last  # 16 rows vs 4
+        else:
+            assert all("float32 FMA" in k for k in kernels)
+        assert main(["inspect", str(path)]) == 0
+        text = capsys.readouterr().out
+        assert f"int8 instructions: {kernel_path_name()}" in text and all(k in text for k in kernels)

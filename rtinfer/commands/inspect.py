@@ -46,6 +46,10 @@ def describe(frozen) -> dict:
     "weight_bytes") and "weights_packed_bytes" (Plan.weight_bytes, what the runtime reads)."""
     from rtinfer.frozen import BUFFER_DTYPES
 
+    plan, why = plan_of(frozen)
+    kernels = {}  # layer index -> the kernel path its convolution runs (Plan.row_kernels)
+    if plan is not None:
+        kernels = {i: k for i, k in zip(plan.row_layers, plan.row_kernels()) if k}
     layers = []
     for i, layer in enumerate(frozen.layers):
         params = sum(r.size for n, r in layer.tensors.items() if n in ("W", "b", "s", "t"))
@@ -78,8 +82,9 @@ def describe(frozen) -> dict:
             quant["weight_scale"] = {"min": float(ws.min()), "max": float(ws.max()), "per_channel": int(ws.size)}
         if quant:
             entry["quant"] = quant
+        if i in kernels:
+            entry["kernel"] = kernels[i]
         layers.append(entry)
-    plan, why = plan_of(frozen)
     packed = None if plan is None else int(plan.weight_bytes)
     memory = None
     if plan is not None:  # each activation tensor: where it lives, its size and lifetime (program rows)
@@ -87,8 +92,11 @@ def describe(frozen) -> dict:
                   "tensors": [{"tensor": t.tensor, "dtype": t.dtype, "place": t.place, "offset": t.offset,
                                "bytes": t.nbytes, "first_row": t.first, "last_row": t.last}
                               for t in plan.tensors]}
+    from rtinfer.kernels_tile import kernel_path_name
+
     return {
         "input_shape": list(frozen.input_shape), "output_shape": list(frozen.output_shape),
+        "int8_kernel_path": kernel_path_name(),
         "output_dtype": frozen.output_dtype, "quantized": frozen.is_quantized,
         "graph": not frozen.is_chain,
         "outputs": [{"tensor": o.tensor, "shape": list(o.shape), "dtype": o.dtype} for o in frozen.outputs],
@@ -152,6 +160,10 @@ def format_text(info: dict) -> str:
                      f"{'x'.join(map(str, L['in_shape'])):>9} {'x'.join(map(str, L['out_shape'])):>9} "
                      f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  "
                      + (f"{','.join('t%d' % t for t in L['inputs']):<8} " if graph else "") + q)
+    conv = [L for L in info["layers"] if "kernel" in L]
+    if conv:  # the convolution kernels this CPU runs (their int8 instructions depend on it)
+        lines.append(f"kernels     on this CPU (int8 instructions: {info['int8_kernel_path']})")
+        lines.extend(f"{L['index']:>3} {L['name'][:16]:<16} {L['kernel']}" for L in conv)
     stored, packed = info["weights_stored_bytes"], info["weights_packed_bytes"]
     if packed is None:
         weights = f"weights (stored) {stored} B, (packed) n/a: {info.get('weights_packed_error')}"
