@@ -505,10 +505,11 @@ def render(results) -> str:
         L += _table(["engine", "kind", "p50", "p99", "p99.9", "max", "mean", "misses", "÷ predict_one",
                      "× limit"], rows)
         if r["per_op"]:
-            ops = ", ".join(f"{o['label']} {o['p50_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
+            ops = ", ".join(f"{o['label']}{' [' + o['kernel'] + ']' if o.get('kernel') else ''} "
+                            f"{o['p50_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
             L.append("")
             L.append(f"rtinfer in-loop per-op p50 (a separate pass timing every op; each op's time includes one "
-                     f"clock read): {ops}.")
+                     f"clock read; a convolution's kernel path in brackets, as `rtinfer inspect` names it): {ops}.")
         L.append("")
 
     L.append("## Throughput")

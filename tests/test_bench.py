@@ -355,3 +355,22 @@ def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios(
     assert "Without VNNI" in row["why"]
     vnni = int8_row({"a": {"fp32_p50_us": 20.0, "int8_p50_us": 15.0, "speedup": 1.3, "rounds": 9}}, "VNNI")
     assert "Without VNNI" not in vnni["why"] and "vpdpbusd" in vnni["why"]
+
+
+def test_per_op_rows_name_each_convolutions_kernel():
+    """The per-op breakdown carries the kernel path of every convolution row (the same names as
+    rtinfer inspect) and nothing for the other ops."""
+    import export
+    import rtinfer
+    from rtinfer.train import CNN, Activation, Conv2D, Dense, Flatten
+
+    model = CNN((1, 8, 8), [Conv2D(1, 8, 3, padding=1), Activation("relu"), Conv2D(8, 8, 3, padding=1, groups=8),
+                            Flatten(), Dense(8 * 8 * 8, 3)], seed=0)
+    rt = rtinfer.load(export.freeze(model, "float32"))
+    X = np.random.default_rng(0).standard_normal((50, 1, 8, 8)).astype(np.float32)
+    ops = bench_run.per_op_breakdown(rt, X, 1e6)
+    by_label = dict(zip(rt.plan.row_labels, rt.plan.row_kernels()))
+    assert [o["kernel"] for o in ops] == [by_label[o["label"]] for o in ops]
+    conv = [o for o in ops if ":CONV" in o["label"]]
+    assert len(conv) == 2 and "GEMM float32" in conv[0]["kernel"] and "depthwise" in conv[1]["kernel"]
+    assert all(o["kernel"] == "" for o in ops if ":CONV" not in o["label"])
