@@ -508,8 +508,10 @@ def render(results) -> str:
             ops = ", ".join(f"{o['label']}{' [' + o['kernel'] + ']' if o.get('kernel') else ''} "
                             f"{o['p50_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
             L.append("")
+            named = ("; a convolution's kernel path in brackets, as `rtinfer inspect` names it"
+                     if any(o.get("kernel") for o in r["per_op"]) else "")
             L.append(f"rtinfer in-loop per-op p50 (a separate pass timing every op; each op's time includes one "
-                     f"clock read; a convolution's kernel path in brackets, as `rtinfer inspect` names it): {ops}.")
+                     f"clock read{named}): {ops}.")
         L.append("")
 
     L.append("## Throughput")
