@@ -53,8 +53,8 @@ import numpy as np
 from . import interp
 from . import kernels_gemm as G
 from .ops import MAX_BLOCK_ARENA_BYTES, Op
-from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_PROG,
-                   K_X, K_Y, NCOLS, Plan, aligned_bytes)
+from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_POST,
+                   H_PROG, H_SEG, K_X, K_Y, NCOLS, Plan, aligned_bytes)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
 AUTO_MIN_WORK = 2 ** 16  # nor do batches of fewer than this many MACs (samples x model MACs):
@@ -127,7 +127,6 @@ class BatchPath:
         ops = [Op(int(op)) for op in prog[:, C_OP]]
         h0 = image.view(np.int64)
         i8_img = image.view(np.int8)
-        f32_img = image.view(np.float32)
         i32_img = image.view(np.int32)
         use_u8 = int8_gemm == "auto" and u8s8_available()
 
@@ -148,15 +147,15 @@ class BatchPath:
             w0 = int(prog[k, C_T0])
             blas = None
             if ops[k] == Op.DENSE:
-                Wt = f32_img[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                W, _ = plan.dense_weights(k)  # (n_in, n_out), whichever layout the plan holds
                 if dense_gemm == "tiled":
-                    Wp, nblk = G.pack_f32(Wt.T)
+                    Wp, nblk = G.pack_f32(W)
                     tab[k] = (interp.B_DENSE_TILED, foff, 0, nblk, 0)
                     fparts.append(Wp)
                     foff += Wp.size
                     self.row_kinds[k] = "f32-tiled"
                 else:
-                    blas = (_DENSE, k, np.ascontiguousarray(Wt.T))
+                    blas = (_DENSE, k, W)
                     self.row_kinds[k] = "f32-blas"
             elif ops[k] == Op.QDENSE:
                 Wt = i8_img[w0:w0 + n_out * n_in].reshape(n_out, n_in)
@@ -203,7 +202,8 @@ class BatchPath:
         o_a = _align(o_bpack + bpack.nbytes)
         o_c = _align(o_a + n_a)
         o_tile = _align(o_c + 4 * n_c)
-        o_af = _align(o_tile + 4 * n_tile)
+        o_par = _align(o_tile + 4 * n_tile)  # MODE_SEGMENT's and the epilogues' parameters (int64)
+        o_af = _align(o_par + 8 * (interp.S_LEN + interp.POST_LEN))
         o_ai = _align(o_af + 4 * CHUNK * plan.arena_f32)
         total = _align(o_ai + CHUNK * plan.arena_i8 + 8)
         blob = aligned_bytes(total)  # 64-byte aligned: the packed weights' 16-float rows in one cache line
@@ -215,12 +215,14 @@ class BatchPath:
         h = blob.view(np.int64)
         h[H_AF] = o_af // 4
         h[H_AI] = o_ai
+        h[H_SEG] = o_par // 8
+        h[H_POST] = o_par // 8 + interp.S_LEN
         self.blob = blob
         self.tab = tab
         self.fpack, self.ipack, self.bpack = fpack, ipack, bpack
         p = int(h0[H_PROG])
         # MODE_SEGMENT parameters; S_K0, S_K1, S_XO, S_YO, S_M are set per call
-        seg = np.zeros(interp.S_LEN, dtype=np.int64)
+        seg = h[h[H_SEG]:h[H_SEG] + interp.S_LEN]  # views of the blob: written here, read by execute
         seg[interp.S_P] = p
         seg[interp.S_ST] = CHUNK
         seg[interp.S_TAB] = o_tab // 8
@@ -231,7 +233,7 @@ class BatchPath:
         seg[interp.S_C], seg[interp.S_C + 1] = o_c // 4, n_c
         seg[interp.S_TILE], seg[interp.S_TILE + 1] = o_tile // 4, n_tile
         self.seg = seg
-        self.post = np.zeros(4, dtype=np.int64)  # the epilogue modes' parameters
+        self.post = h[h[H_POST]:h[H_POST] + interp.POST_LEN]  # the epilogue modes' parameters
 
         # BLAS QDENSE buffers: float32 input codes and accumulators, CHUNK samples.
         self.xf = np.zeros(CHUNK * q_in, dtype=np.float32)
@@ -283,7 +285,7 @@ class BatchPath:
         seg = self.seg
         seg[interp.S_K0], seg[interp.S_K1] = k0, k1
         seg[interp.S_XO], seg[interp.S_YO], seg[interp.S_M] = xo, yo, c
-        self._execute(self.blob, X, Y, 0, interp.MODE_SEGMENT, seg)
+        self._execute(self.blob, X, Y, 0, interp.MODE_SEGMENT)
 
     def segment_rows(self) -> list:
         """The program rows that run inside compiled segments (all but the BLAS steps' rows)."""
@@ -319,12 +321,12 @@ class BatchPath:
                     np.matmul(X2[s:s + c] if src is None else src[:c], WT,
                               out=Y2[s:s + c] if dst is None else dst[:c])
                     post[0], post[1], post[2], post[3] = r, yo, c, CHUNK
-                    ex(blob, X, Y, 0, interp.MODE_DENSE_POST, post)
+                    ex(blob, X, Y, 0, interp.MODE_DENSE_POST)
                 else:
                     _, r, WfT, xf2, acc2 = step
                     post[0], post[1], post[2] = r, c, CHUNK
-                    ex(blob, X, self.xf, 0, interp.MODE_I8_TO_F32, post)
+                    ex(blob, X, self.xf, 0, interp.MODE_I8_TO_F32)
                     np.matmul(xf2[:c], WfT, out=acc2[:c])
-                    ex(blob, self.acc, Y, 0, interp.MODE_QDENSE_POST, post)
+                    ex(blob, self.acc, Y, 0, interp.MODE_QDENSE_POST)
         if to_int64:
-            ex(blob, X, Y, n * out_size, interp.MODE_I64, post)
+            ex(blob, X, Y, n * out_size, interp.MODE_I64)

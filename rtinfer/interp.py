@@ -11,22 +11,26 @@ cache (like ``cache=True``, stamped with the sources of this file, the kernels, 
 and the op codes): a second model of the family, or a second process, runs without compiling.
 Each variant gives the same bits as the full interpreter on the same plan (tests/test_variants.py).
 
-    execute(blob, X, Y, n, mode, T) -> int
+    execute(blob, X, Y, n, mode) -> int
         blob  the plan image (rtinfer.plan), or a batch path's blob (rtinfer.batch)
         X, Y  the caller's flat float32 input (n * in_size,), compiled read-only (never written),
               and output (n * out_size,)
-        T     int64: per-sample times (MODE_TIMED, MODE_PER_OP) or parameters (below)
+    Five arguments, three of them arrays: each array argument costs a Python call about 50 ns
+    (Numba types and unboxes it), so the times of the timed modes ride in Y's tail and the batch
+    path's parameters in its blob instead of a sixth argument.
     mode MODE_ONE:    one sample; returns -2 (X has the wrong size), -3 (Y has the wrong size),
                       -4 (X and Y overlap) without running, else runs and returns the index of
                       the first non-finite element of X, or -1
     mode MODE_BATCH:  n samples in blocks of plan.BLOCK (blocked matrix-matrix kernels)
     mode MODE_STREAM: n samples one at a time (the embedded loop)
-    mode MODE_TIMED:  as MODE_STREAM, T[s] = nanoseconds of sample s
-    mode MODE_PER_OP: as MODE_STREAM, T[s * n_ops + k] = nanoseconds of row k on sample s
+    mode MODE_TIMED:  as MODE_STREAM, T[s] = nanoseconds of sample s, where T is the int64 view
+                      of Y from element times_at(n * out_size) on (timed_buffer makes such a Y)
+    mode MODE_PER_OP: as MODE_TIMED, T[s * n_ops + k] = nanoseconds of row k on sample s
     mode MODE_NONFINITE: returns the index of the first NaN/inf element of X, or -1
     mode MODE_SEGMENT, MODE_DENSE_POST, MODE_I8_TO_F32, MODE_QDENSE_POST, MODE_I64:
-                      the compiled steps of the batch path (rtinfer.batch), T = their parameters;
-                      the first four only in the *_batch variants (the others return -6)
+                      the compiled steps of the batch path (rtinfer.batch), their parameters T
+                      in the blob (at h[h[H_SEG]:] and h[h[H_POST]:]); the first four only in the
+                      *_batch variants (the others return -6)
 
 With ``mode | I64`` (a model whose output is int64: ARGMAX) Y is the caller's int64 array viewed
 as float32 (2 * n * out_size elements): the rows write float32 results into its first
@@ -34,7 +38,7 @@ n * out_size elements and the entry point converts them to int64 in place at the
 last element backwards, so no value is overwritten before it is read). No scratch buffer: the
 whole call is one compiled function that holds the GIL, so concurrent calls on one Runtime
 cannot interleave inside it. Sizes are checked first in every running mode (-2: X too small,
--3: Y too small, -5: T too small; nothing runs).
+-3: Y too small, -5: no room for the times in Y; nothing runs).
 
 Arena operands sit at base + offset * st (rtinfer.plan): st = 1 for one sample at a time,
 BLOCK for MODE_BATCH, the batch path's CHUNK for MODE_SEGMENT.
@@ -58,7 +62,7 @@ from .jitcache import KERNEL_SOURCES, make_jit
 from .ops import Op
 from .plan import (C_ACT, C_DST, C_DST_KIND, C_FP, C_I0, C_I1, C_I2, C_I3, C_NIN, C_NOUT, C_OP, C_SRC,
                    C_SRC2, C_SRC2_KIND, C_SRC_KIND, C_T0, C_T1, C_T2, H_AF, H_AI, H_BLOCK, H_CLOCK,
-                   H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_PROG, K_F, K_X, K_Y)
+                   H_IN_SIZE, H_N_OPS, H_NCOLS, H_OUT_SIZE, H_POST, H_PROG, H_SEG, K_F, K_X, K_Y)
 
 # -- on-disk cache keyed on every source the interpreter compiles in ---------------------------
 # The interpreter calls every kernel and bakes in rtinfer.plan's layout constants and rtinfer.ops'
@@ -122,7 +126,8 @@ B_QDENSE_U8 = 2    # kernels_gemm.qdense_u8s8: weights at ipack[w_off:], nq quad
                    # shifted bias at bpack[b_off:]
 B_DEQUANTIZE = 3   # kernels_gemm.dequantize_i8_f32 (the same values as the interpreter's kernel)
 
-# MODE_SEGMENT parameters (T): where the batch path's tables and scratch sit in its blob.
+# MODE_SEGMENT parameters (S_LEN int64 at h[h[H_SEG]:] in the batch path's blob): where its
+# tables and scratch sit in the blob and which rows and samples a call runs.
 S_P, S_K0, S_K1, S_XO, S_YO, S_M, S_ST = 0, 1, 2, 3, 4, 5, 6
 S_TAB = 7      # int64 offset of the (n_ops, 5) row table
 S_FPACK = 8    # float32 offset of the packed float32 weights
@@ -132,6 +137,22 @@ S_A = 11       # uint8 offset of the u8s8 input scratch, S_A + 1: its size
 S_C = 13       # int32 offset of the u8s8 sum scratch, S_C + 1: its size
 S_TILE = 15    # float32 offset of the tile scratch, S_TILE + 1: its size
 S_LEN = 17
+POST_LEN = 4   # the epilogue modes' parameters, at h[h[H_POST]:] in the batch path's blob
+
+
+@_jit
+def times_at(ny):
+    """Element offset in Y (float32) of the int64 times of MODE_TIMED / MODE_PER_OP: right after
+    the ny output elements, rounded up to an even offset (8-byte aligned in an np.empty buffer)."""
+    return ny + (ny & 1)
+
+
+def timed_buffer(ny: int, count: int):
+    """(Y, T): a float32 buffer for MODE_TIMED / MODE_PER_OP with room for ny output elements and
+    count int64 times after them, and the int64 view of those times."""
+    a = times_at.py_func(ny)
+    Y = np.empty(a + 2 * count, dtype=np.float32)
+    return Y, Y[a:].view(np.int64)
 
 
 @_jit
@@ -182,8 +203,13 @@ def _make_exec_row(graph, name):
         a_so = do
         post = False
         if op == O_DENSE:
-            K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
-            post = act != K.A_IDENTITY
+            if h[r + C_I0] != 0:  # packed in blocks of 16 outputs (plan.dense_packed), ReLU fused
+                G.dense_f32_wide(src, so, f32, h[r + C_T0], n_in, n_out, f32, h[r + C_T1], dst, do, m,
+                                 act == K.A_RELU)
+                post = act != K.A_IDENTITY and act != K.A_RELU
+            else:
+                K.dense_f32(src, so, f32, h[r + C_T0], f32, h[r + C_T1], dst, do, n_in, n_out, m)
+                post = act != K.A_IDENTITY
         elif op == O_ACT:
             a_src = src
             a_so = so
@@ -408,7 +434,7 @@ def _make_execute(graph, fwin, qwin, batch, name):
     the compiled code on the closure's contents (and on ``name``, its cache file)."""
     win = fwin or qwin
 
-    def execute(blob, X, Y, n, mode, T):
+    def execute(blob, X, Y, n, mode):
         """The entry point: see the module docstring for the modes.
 
         Every running mode goes through one loop (groups of m samples, rows k0..k1) with one call
@@ -425,7 +451,12 @@ def _make_execute(graph, fwin, qwin, batch, name):
         mode = mode & (I64 - 1)
         if mode == MODE_NONFINITE:
             return first_nonfinite(X)
+        T = h[0:0]  # the mode's int64 parameters or times (see the module docstring)
         if batch:
+            if mode == MODE_SEGMENT:
+                T = h[h[H_SEG]:h[H_SEG] + S_LEN]
+            elif mode >= MODE_DENSE_POST and mode <= MODE_QDENSE_POST:
+                T = h[h[H_POST]:h[H_POST] + POST_LEN]
             if mode == MODE_DENSE_POST:
                 _dense_post(h, f64, f32, Y, T)
                 return -1
@@ -486,8 +517,12 @@ def _make_execute(graph, fwin, qwin, batch, name):
                 return -2
             if Y.size < (2 if conv else 1) * n * n_out:
                 return -3
-            if (mode == MODE_TIMED and T.size < n) or (mode == MODE_PER_OP and T.size < n * n_ops):
-                return -5
+            if mode == MODE_TIMED or mode == MODE_PER_OP:
+                a = times_at(n * n_out * (2 if conv else 1))
+                cnt = n if mode == MODE_TIMED else n * n_ops
+                if Y.size < a + 2 * cnt:
+                    return -5
+                T = Y[a:a + 2 * cnt].view(np.int64)
             if mode == MODE_BATCH:
                 group = h[H_BLOCK]
         timed = mode == MODE_TIMED
@@ -642,7 +677,7 @@ def warm_up(variant: str = "full"):
     x = y.view()
     x.flags.writeable = False  # X compiles read-only: no path may write it (Numba refuses to)
     with compile_notice(stream=False):  # a first compile is logged ("rtinfer" logger, INFO)
-        execute(blob, x, y, 0, MODE_BATCH, np.zeros(1, dtype=np.int64))
+        execute(blob, x, y, 0, MODE_BATCH)
     execute.disable_compile()
     # A writable X matches the read-only signature by Numba's safe mutable -> read-only
     # conversion, registered here (a compile-disabled dispatcher does not search for it), so
@@ -664,8 +699,7 @@ def _no_conversions(*args, **kws):
 
 def _refuse_types(*args, **kws):
     raise TypeError("rtinfer.interp.execute: the arguments do not match its compiled signature "
-                    "(uint8 blob, 1-D C-contiguous float32 X (read-only or not) and writable Y, int, int, "
-                    "1-D int64 T)")
+                    "(uint8 blob, 1-D C-contiguous float32 X (read-only or not) and writable Y, int, int)")
 
 
 # the names the runtime used before one entry point served everything

@@ -1,5 +1,6 @@
 """Register-tiled GEMM kernels of the batch path (rtinfer.batch), written as small LLVM IR
-micro-kernels: an exact int8 GEMM for QDENSE (x86 AVX2) and a float32 GEMM for DENSE.
+micro-kernels: an exact int8 GEMM for QDENSE (x86 AVX2) and a float32 GEMM for DENSE; and the
+one-sample float32 kernel the interpreter runs packed DENSE rows with (``dense_f32_wide``).
 
 float32 (``dense_f32_tiled``, any x86-64 or other LLVM target with FMA lowering): a tile of
 FT_S = 6 samples x 16 outputs in 12 vector accumulators of 8 lanes; each output is one FMA
@@ -8,6 +9,10 @@ chain over the inputs in order (acc = fma(x[i], W[i, j], acc), one rounding per 
 the chunk or the tile position, so results are the same for a sample in any batch; versus the
 exact kernel (kernels.dense_f32: vector partial sums) they differ in the last bits. Weights are
 packed once (``pack_f32``): for each block of 16 outputs, n_in rows of 16 floats (zero padded).
+The planner lays out wide DENSE layers this way in the plan itself (plan.dense_packed), and
+``dense_f32_wide`` runs them one sample at a time: one row of up to 4 blocks (64 outputs, 8
+accumulators, so the FMA latency is hidden) per micro-kernel call, the same FMA chain per output
+as the tile, so a sample gets the same bits from predict_one and from the batch path.
 
 int8 (``qdense_u8s8``):
 
@@ -300,6 +305,123 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
                             v = np.float32(0.0)
                         dst[d + j] = v
             s += R
+
+
+WIDE_NB = 4         # blocks of 16 outputs per wide micro-kernel call (8 accumulators)
+
+
+def _make_f32_wide(NB):
+    @intrinsic
+    def _f32_wide(typingctx, A, ao, B, bo, ps, n, D, do, ncols, bias, bias_o, relu):
+        """For one sample: D[do + j] = act(fma chain over k < n of A[ao + k] * B[bo + (j // 16) ps
+        + 16 k + j % 16], in k order from 0.0, + bias[bias_o + j]) for j < ncols <= 16 NB (float32,
+        NB panels of 16 outputs ps floats apart; bias readable to 16 NB); act as _f32_tile's."""
+        sig = types.void(A, ao, B, bo, ps, n, D, do, ncols, bias, bias_o, relu)
+
+        def codegen(context, builder, signature, args):
+            av, aoff, bv, boff, psv, nk, dv, doff, ncv, biasv, biasoff, reluv = args
+            aarr = context.make_array(signature.args[0])(context, builder, av)
+            barr = context.make_array(signature.args[2])(context, builder, bv)
+            darr = context.make_array(signature.args[6])(context, builder, dv)
+            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
+            i32 = ir.IntType(32)
+            i64 = ir.IntType(64)
+            v8 = ir.VectorType(ir.FloatType(), 8)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
+                                                 "llvm.fma.v8f32")
+            pa = builder.gep(aarr.data, [aoff])
+            pb = builder.gep(barr.data, [boff])
+            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2 * NB)]
+            with cgutils.for_range(builder, nk) as loop:
+                k = loop.index
+                x = builder.load(builder.gep(pa, [k]))
+                splat = builder.insert_element(ir.Constant(v8, ir.Undefined), x, ir.Constant(i32, 0))
+                splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+                k16 = builder.mul(k, ir.Constant(k.type, TILE_J))
+                for q in range(NB):
+                    wk = builder.gep(panels[q], [k16])
+                    for h in range(2):
+                        w = builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(k.type, 8 * h)]),
+                                                         v8.as_pointer()), align=4)
+                        builder.store(builder.call(fma, [splat, w, builder.load(accs[2 * q + h])]), accs[2 * q + h])
+            zero = ir.Constant(v8, [0.0] * 8)
+            relu_on = builder.icmp_unsigned("!=", context.cast(builder, reluv, signature.args[11], types.int64),
+                                            ir.Constant(i64, 0))
+            pbias = builder.gep(biasarr.data, [biasoff])
+            pd = builder.gep(darr.data, [doff])
+            nc = context.cast(builder, ncv, signature.args[8], types.int64)
+            for v in range(2 * NB):
+                bvec = builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * v)]),
+                                                    v8.as_pointer()), align=4)
+                y = builder.fadd(builder.load(accs[v]), bvec)
+                neg = builder.fcmp_ordered("<", y, zero)
+                y = builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, y)
+                # all 8 lanes below ncols: one vector store; some: lane by lane; none: nothing
+                full = builder.icmp_signed(">=", nc, ir.Constant(i64, 8 * v + 8))
+                with builder.if_else(full) as (then, otherwise):
+                    with then:
+                        dst = builder.bitcast(builder.gep(pd, [ir.Constant(doff.type, 8 * v)]), v8.as_pointer())
+                        builder.store(y, dst, align=4)
+                    with otherwise:
+                        for lane in range(8):
+                            on = builder.icmp_signed(">", nc, ir.Constant(i64, 8 * v + lane))
+                            with builder.if_then(on):
+                                builder.store(builder.extract_element(y, ir.Constant(i32, lane)),
+                                              builder.gep(pd, [ir.Constant(doff.type, 8 * v + lane)]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return _f32_wide
+
+
+_fw1, _fw2, _fw3, _fw4 = (_make_f32_wide(q) for q in range(1, WIDE_NB + 1))
+
+
+@kernel_jit
+def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
+    """y = x @ W + b (then ReLU if relu) for m samples, one sample at a time: x (m, n_in) at
+    src[so:], W packed (pack_f32) at Wp[wo:], b at b[bo:] zero padded to a multiple of 16
+    (pack_bias), y (m, n_out) at dst[do:]. Up to WIDE_NB blocks of 16 outputs per micro-kernel
+    call: one broadcast of x[k] feeds 2 WIDE_NB independent FMA chains, with no horizontal sums
+    (the dot-product kernel, kernels.dense_f32, ends every output with one). Each output is the
+    FMA chain of dense_f32_tiled, so both give the same bits for a sample. Groups of blocks
+    outer: a group's packed weights are applied to all m samples while they sit in cache."""
+    nblk = (n_out + TILE_J - 1) // TILE_J
+    ps = n_in * TILE_J
+    q = 0
+    while q < nblk:
+        nb = min(WIDE_NB, nblk - q)
+        j0 = q * TILE_J
+        nc = min(TILE_J * nb, n_out - j0)
+        wb = wo + q * ps
+        for s in range(m):
+            ao = so + s * n_in
+            d = do + s * n_out + j0
+            if nb == 4:
+                _fw4(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+            elif nb == 3:
+                _fw3(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+            elif nb == 2:
+                _fw2(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+            else:
+                _fw1(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+        q += nb
+
+
+def pack_bias(b: np.ndarray) -> np.ndarray:
+    """b (n_out,) float32 zero padded to a multiple of 16 (dense_f32_wide reads whole blocks)."""
+    n = -(-b.size // TILE_J) * TILE_J
+    out = np.zeros(n, np.float32)
+    out[:b.size] = b
+    return out
+
+
+def unpack_f32(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    """The inverse of pack_f32: W (n_in, n_out) float32 from its packed blocks."""
+    nblk = -(-n_out // TILE_J)
+    W = Wp[:nblk * n_in * TILE_J].reshape(nblk, n_in, TILE_J).transpose(1, 0, 2).reshape(n_in, nblk * TILE_J)
+    return np.ascontiguousarray(W[:, :n_out])
 
 
 def dense_f32_tiled_ref(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T=None):

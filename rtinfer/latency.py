@@ -342,13 +342,14 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
         done = 0
         while done < warmup:  # cyclically over X, in place: no copy of X grows with warmup
             m = min(n, warmup - done)
-            runtime._execute(runtime._state, flat[:m * in_size], out_n, m, interp.MODE_STREAM, runtime._no_times)
+            runtime._execute(runtime._state, flat[:m * in_size], out_n, m, interp.MODE_STREAM)
             done += m
         if mode == "in-loop":
+            Yt, T = interp.timed_buffer(n * out_size, n)  # the outputs, then the times
+
             def one_pass():
-                times = np.zeros(n, dtype=np.int64)
-                runtime._execute(runtime._state, flat, out_n, n, interp.MODE_TIMED, times)
-                return times
+                runtime._execute(runtime._state, flat, Yt, n, interp.MODE_TIMED)
+                return T.copy()
         else:
             rows = [X[i] for i in range(n)]
             out = _outputs(runtime, ())
@@ -384,8 +385,8 @@ def measure(runtime, X, budget_us: float, warmup: int = 1000, percentile: float 
     layers = []
     if per_layer:
         n_ops = runtime.plan.n_ops
-        op_times = np.zeros(n * n_ops, dtype=np.int64)
-        runtime._execute(runtime._state, flat, np.empty(n * out_size, np.float32), n, interp.MODE_PER_OP, op_times)
+        Yt, op_times = interp.timed_buffer(n * out_size, n * n_ops)
+        runtime._execute(runtime._state, flat, Yt, n, interp.MODE_PER_OP)
         per = op_times.reshape(n, n_ops).astype(np.float64) / 1000.0
         total_mean = per.mean(axis=0).sum()
         for k, label in enumerate(runtime.plan.row_labels):

@@ -8,7 +8,8 @@ array for the whole model:
     header      int64     HEADER_LEN slots (see H_* below), two of them scratch for the clock
     program     int64     (n_ops, NCOLS) one row per executed op (columns C_* below)
     fparams     float64   per-op float parameters (activation alpha, beta; quant scales)
-    weights     float32   DENSE W transposed (n_out, n_in) and b; AFFINE s, t; QDENSE multipliers M
+    weights     float32   DENSE W and b (plan.dense_packed: blocks of 16 outputs, b padded; else W
+                          transposed (n_out, n_in)); AFFINE s, t; QDENSE multipliers M
     weights     int32     QDENSE bias with the input zero point folded in; conv/binary tables
     weights     int8      QDENSE W transposed to (n_out, n_in); QLUT tables (256,)
     arena       float32   BLOCK x ARENA_F32 elements (the float32 activations)
@@ -62,6 +63,8 @@ H_BLOCK = 5
 H_CLOCK = 6     # slots 6 and 7: struct timespec scratch for clock_gettime
 H_AF = 8        # float32 arena base (element offset in the float32 view)
 H_AI = 9        # int8 arena base (element offset in the int8 view)
+H_SEG = 10      # a batch path's blob (rtinfer.batch): int64 offset of its MODE_SEGMENT parameters
+H_POST = 11     # ... and of its epilogue modes' parameters (0 in a plan image)
 HEADER_LEN = 16
 
 # Program columns.
@@ -96,6 +99,29 @@ K_I = 3   # int8 arena
 _CONV_COLS = {"OP": C_OP, "T0": C_T0, "T1": C_T1, "T2": C_T2, "I0": C_I0, "I1": C_I1}
 
 _ALIGN = 64
+
+
+# A float32 DENSE with at least this many outputs is laid out in blocks of 16 outputs (row[C_I0]
+# = 1) for kernels_gemm.dense_f32_wide: each x[k] feeds up to 8 vector FMA chains and no output
+# ends in a horizontal sum. Narrower layers keep W transposed for kernels.dense_f32's dot
+# products, which win there (bench/bench_dense_layout.py, one sample, wide / dot time: 16x32
+# 0.40, 64x64 0.71, 128x64 0.88, 640x128 0.88, 784x128 0.98; 16x16 0.76 but 64x16 1.66, 64x10
+# 2.05, 640x8 3.42: a 16-output block is one FMA chain pair, latency-bound on long inputs).
+DENSE_WIDE_MIN_OUT = 32
+
+
+def dense_packed(n_out: int) -> bool:
+    """Whether the planner packs a float32 DENSE of n_out outputs for dense_f32_wide."""
+    return n_out >= DENSE_WIDE_MIN_OUT
+
+
+def dense_sizes(row) -> tuple:
+    """(W elements, b elements) a float32 DENSE row's tensors take in the image, per layout."""
+    n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
+    if int(row[C_I0]):
+        padded = -(-n_out // 16) * 16
+        return n_in * padded, padded
+    return n_in * n_out, n_out
 
 
 class PlanError(ValueError):
@@ -154,6 +180,21 @@ class Plan:
         h = self.image.view(np.int64)
         p = int(h[H_PROG])
         return h[p:p + self.n_ops * NCOLS].reshape(self.n_ops, NCOLS)
+
+    def dense_weights(self, k: int) -> tuple:
+        """(W (n_in, n_out), b (n_out,)) float32 copies of the float32 DENSE at program row k,
+        whichever layout the planner chose for it."""
+        row = self.program[k]
+        n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
+        f32 = self.image.view(np.float32)
+        w0, b0 = int(row[C_T0]), int(row[C_T1])
+        nw, _ = dense_sizes(row)
+        if int(row[C_I0]):
+            from .kernels_gemm import unpack_f32
+            W = unpack_f32(f32[w0:w0 + nw], n_in, n_out)
+        else:
+            W = f32[w0:w0 + nw].reshape(n_out, n_in).T.copy()
+        return W, f32[b0:b0 + n_out].copy()
 
     def new_state(self) -> np.ndarray:
         """A private, writable copy of the image (own arena and clock scratch) whose data starts
@@ -433,8 +474,14 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
     if op == Op.DENSE:
         W = _tensor(frozen, layer, where, "W", "f32", (n_in, n_out), exact=True)
         b = _tensor(frozen, layer, where, "b", "f32", (n_out,))
-        row[C_T0] = sec.add("f32", np.ascontiguousarray(W.T))
-        row[C_T1] = sec.add("f32", b)
+        if dense_packed(n_out):  # blocks of 16 outputs for kernels_gemm.dense_f32_wide
+            from .kernels_gemm import pack_bias, pack_f32
+            row[C_I0] = 1
+            row[C_T0] = sec.add("f32", pack_f32(W)[0])
+            row[C_T1] = sec.add("f32", pack_bias(b))
+        else:  # W transposed, (n_out, n_in), for the dot products of kernels.dense_f32
+            row[C_T0] = sec.add("f32", np.ascontiguousarray(W.T))
+            row[C_T1] = sec.add("f32", b)
     elif op == Op.ACT:
         pass
     elif op == Op.AFFINE:

@@ -124,7 +124,6 @@ class Runtime:
         # int8 / uint8 / int32: computed into a float32 buffer, then converted (exact integers by construction)
         self._cast_out = not self._multi and self.output_dtype not in (_F32, _I64)
         self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
-        self._no_times = np.zeros(1, dtype=np.int64)
         self.batch = batch
         self._lock = threading.Lock()  # held by the batch path (several calls and BLAS products)
         self._blas = None  # rtinfer.batch.BatchPath, built on the first predict that uses it
@@ -176,7 +175,7 @@ class Runtime:
                              "(use np.ascontiguousarray(X))")
         flat = X.reshape(-1)
         if self._policy(nonfinite) == "raise":
-            bad = self._execute(self._state, flat, flat, 0, self._interp.MODE_NONFINITE, self._no_times)
+            bad = self._execute(self._state, flat, flat, 0, self._interp.MODE_NONFINITE)
             if bad >= 0:
                 raise InputError(f"expected finite inputs, got {flat[bad]} at sample {bad // self.in_size}, "
                                  f"element {bad % self.in_size} (pass nonfinite='allow' to run it anyway)")
@@ -260,7 +259,7 @@ class Runtime:
                 with self._lock:
                     blas.run(flat, Yf, n, self._int_out)
                 return self._finish(Yf, Yp, Y, n, out)
-        status = self._execute(self._state, flat, Yf, n, mode, self._no_times)
+        status = self._execute(self._state, flat, Yf, n, mode)
         if status != -1:  # pragma: no cover - sizes were checked above
             raise RuntimeError(f"internal error: execute returned {status}")
         return self._finish(Yf, Yp, Y, n, out)
@@ -341,7 +340,7 @@ class Runtime:
             yf = out.view(_F32)
             mode = self._mode_one_i64
         try:
-            status = self._execute_checked(self._state, xf, yf, 1, mode, self._no_times)
+            status = self._execute_checked(self._state, xf, yf, 1, mode)
         except TypeError:  # not float32 1-D C-contiguous arrays (out writable): check it all
             return self._predict_one_checked(x, ret, nonfinite)
         if status != -1 or nonfinite is not None:
@@ -359,7 +358,7 @@ class Runtime:
             if out is not None:
                 out = self._multi_out(1, tuple(o.reshape((1,) + o.shape) if isinstance(o, np.ndarray) else o
                                                 for o in out), xf)
-            status = self._execute(self._state, xf, Yf, 1, self._mode_one, self._no_times)
+            status = self._execute(self._state, xf, Yf, 1, self._mode_one)
             self._one_status(status, x, None, nonfinite)
             res = self._split(Yf, 1, out)
             return tuple(r[0] for r in res)
@@ -380,7 +379,7 @@ class Runtime:
             mode = self._mode_one_i64
         elif self._cast_out:
             yo, yf = yf, np.empty(self.out_size, dtype=np.float32)
-        status = self._execute(self._state, xf, yf, 1, mode, self._no_times)
+        status = self._execute(self._state, xf, yf, 1, mode)
         self._one_status(status, x, out, nonfinite)
         if self._cast_out:
             yo[...] = yf

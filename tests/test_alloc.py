@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba.core.runtime import rtsys
     import rtinfer
+    from rtinfer import interp
     from rtinfer._testmodels import fp32_mlp, int8_mlp, residual_mlp
 
     def allocs(fn):
@@ -70,10 +71,10 @@ SCRIPT = textwrap.dedent("""
                 rt.predict_one(x, out=y)
         res[name + "_one_x100"] = allocs(many)
         rep = rt.measure(X[:200], budget_us=1e6, warmup=10)
-        res[name + "_measure200"] = allocs(lambda: rt._execute(rt._state, X.reshape(-1), out.reshape(-1),
-                                                               200, 2, np.zeros(200, np.int64)))
-        res[name + "_measure10000"] = allocs(lambda: rt._execute(rt._state, X.reshape(-1), out.reshape(-1),
-                                                                 10000, 2, np.zeros(10000, np.int64)))
+        Yt, _ = interp.timed_buffer(10000 * rt.out_size, 10000)  # outputs, then the times
+        res[name + "_measure200"] = allocs(lambda: rt._execute(rt._state, X.reshape(-1), Yt, 200, interp.MODE_TIMED))
+        res[name + "_measure10000"] = allocs(lambda: rt._execute(rt._state, X.reshape(-1), Yt, 10000,
+                                                                 interp.MODE_TIMED))
 
     rt = rtinfer.load(models["fp32_6"])
     x = X[0].copy()

@@ -384,6 +384,59 @@ def test_dense_f32_tiled_matches_its_twin_and_ignores_batch_size(n_in, n_out, m)
             assert np.array_equal(y1, Y[k * n_out:(k + 1) * n_out])
 
 
+@pytest.mark.parametrize("n_in,n_out", [(1, 32), (3, 33), (16, 32), (37, 64), (64, 65), (5, 84), (29, 120),
+                                         (130, 128), (7, 200), (64, 16), (9, 3)])
+def test_dense_f32_wide_matches_the_tiled_kernel_bit_for_bit(n_in, n_out):
+    """dense_f32_wide (one sample, up to 4 blocks of 16 outputs per micro-kernel call) runs each
+    output's FMA chain of dense_f32_tiled: the same bits, at any offsets, for 1..4 blocks per
+    call and a partial last block, and nothing written outside y; its twin within 1e-6."""
+    rng = np.random.default_rng(3 * n_in + n_out)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    Wp, nblk = U8.pack_f32(W)
+    bp = U8.pack_bias(b)
+    assert bp.size == 16 * nblk and np.array_equal(bp[:n_out], b) and not bp[n_out:].any()
+    assert np.array_equal(U8.unpack_f32(Wp, n_in, n_out), W)
+    tile = np.zeros((U8.FT_S + 1) * U8.TILE_J, np.float32)
+    for m in (1, 3):
+        X = rng.standard_normal(m * n_in + 5).astype(np.float32)
+        Wo = np.concatenate([np.full(16, np.nan, np.float32), Wp])  # offsets 16 and 3: honoured
+        bo = np.concatenate([np.full(3, np.nan, np.float32), bp])
+        for relu in (False, True):
+            Y = np.full(m * n_out + 9, 7.0, np.float32)
+            U8.dense_f32_wide(X, 5, Wo, 16, n_in, n_out, bo, 3, Y, 4, m, relu)
+            assert (Y[:4] == 7.0).all() and (Y[4 + m * n_out:] == 7.0).all()  # only y is written
+            want = np.zeros(m * n_out, np.float32)
+            U8.dense_f32_tiled(X, 5, Wp, 0, n_in, n_out, nblk, b, 0, want, 0, m, relu, tile)
+            assert np.array_equal(Y[4:4 + m * n_out], want)
+            twin = np.zeros(m * n_out, np.float32)
+            U8.dense_f32_tiled_ref(X, 5, Wp, 0, n_in, n_out, nblk, b, 0, twin, 0, m, relu)
+            np.testing.assert_allclose(Y[4:4 + m * n_out], twin, rtol=1e-6, atol=1e-6)
+
+
+def test_planner_packs_wide_dense_layers_and_keeps_their_weights():
+    """From plan.DENSE_WIDE_MIN_OUT outputs a float32 DENSE is packed (row C_I0 = 1) and runs on
+    dense_f32_wide; narrower ones keep W transposed. Plan.dense_weights gives back each layer's
+    W and b in either layout; a model of packed layers gives predict_one's bits in the batch
+    path's tiled GEMM (the same FMA chains), and every layout agrees with the reference."""
+    from rtinfer.plan import C_I0, DENSE_WIDE_MIN_OUT, build_plan
+    sizes = [20, DENSE_WIDE_MIN_OUT + 1, 64, DENSE_WIDE_MIN_OUT - 1, 40]
+    fm = fp32_mlp(sizes)
+    plan = build_plan(fm)
+    dense_rows = [k for k in range(plan.n_ops) if int(plan.program[k][0]) == int(Op.DENSE)]
+    assert [int(plan.program[k][C_I0]) for k in dense_rows] == [1, 1, 0, 1]
+    for k, layer in zip(dense_rows, [lay for lay in fm.layers if lay.op == Op.DENSE]):
+        W, b = plan.dense_weights(k)
+        assert np.array_equal(W, fm.tensor(layer, "W")) and np.array_equal(b, fm.tensor(layer, "b"))
+    rt = rtinfer.load(fm)
+    X = np.random.default_rng(5).standard_normal((300, 20)).astype(np.float32)
+    one = np.stack([rt.predict_one(x) for x in X])
+    np.testing.assert_allclose(one, reference.run(fm, X), rtol=1e-5, atol=1e-5)
+    packed = fp32_mlp([20, 48, 32, 64])
+    rp = rtinfer.load(packed)
+    assert np.array_equal(rp.predict(X), np.stack([rp.predict_one(x) for x in X]))
+
+
 def test_fp32_auto_results_do_not_depend_on_the_batch(built):
     """The tiled float32 GEMM sums every output in input order: a sample's auto result is the
     same in any batch that takes the batch path."""

@@ -65,16 +65,15 @@ def test_variant_matches_full_interpreter_bit_for_bit(make, variant):
     full = interp.entry_point(interp.warm_up("full"))
     n = 37
     X = np.random.default_rng(0).standard_normal((n, rt.in_size)).astype(np.float32)
-    no_t = np.zeros(1, np.int64)
     for i in range(n):
         a, b = np.zeros(rt.out_size, np.float32), np.ones(rt.out_size, np.float32)
-        assert ours(rt._state, X[i], a, 0, interp.MODE_ONE, no_t) == -1
-        assert full(rt._state, X[i], b, 0, interp.MODE_ONE, no_t) == -1
+        assert ours(rt._state, X[i], a, 0, interp.MODE_ONE) == -1
+        assert full(rt._state, X[i], b, 0, interp.MODE_ONE) == -1
         assert np.array_equal(a, b)
     for mode in (interp.MODE_STREAM, interp.MODE_BATCH):
         a, b = np.zeros(n * rt.out_size, np.float32), np.ones(n * rt.out_size, np.float32)
-        assert ours(rt._state, X.reshape(-1), a, n, mode, no_t) == -1
-        assert full(rt._state, X.reshape(-1), b, n, mode, no_t) == -1
+        assert ours(rt._state, X.reshape(-1), a, n, mode) == -1
+        assert full(rt._state, X.reshape(-1), b, n, mode) == -1
         assert np.array_equal(a, b), mode
     one = rt.predict_one(X[0].reshape(rt.input_shape))  # the public path agrees too
     first = one[0] if isinstance(one, tuple) else one
@@ -92,11 +91,10 @@ def test_batch_path_uses_its_variant():
 def test_batch_steps_refused_outside_batch_variants():
     blob = np.zeros(256, np.uint8)
     x = np.zeros(4, np.float32)
-    T = np.zeros(interp.S_LEN, np.int64)
     for name in ("dense", "core", "conv", "qconv", "full"):
         ex = interp.warm_up(name)
         for mode in (interp.MODE_SEGMENT, interp.MODE_DENSE_POST, interp.MODE_I8_TO_F32, interp.MODE_QDENSE_POST):
-            assert ex(blob, x, x, 0, mode, T) == -6, (name, mode)
+            assert ex(blob, x, x, 0, mode) == -6, (name, mode)
 
 
 def _linked_names(variant):
@@ -110,13 +108,23 @@ def _linked_names(variant):
     return [f.name for f in get().functions]
 
 
+def _batch_gemm(name):
+    """A batch-path kernel of kernels_gemm (every one but dense_f32_wide, which runs packed
+    DENSE rows in every variant)."""
+    return "kernels_gemm" in name and "dense_f32_wide" not in name
+
+
 def test_variants_leave_out_their_families_kernels():
     dense = _linked_names("dense")
     core = _linked_names("core")
-    assert not [n for n in dense if "kernels_conv" in n or "kernels_graph" in n or "kernels_gemm" in n]
-    assert not [n for n in core if "kernels_conv" in n or "kernels_gemm" in n]
+    assert not [n for n in dense if "kernels_conv" in n or "kernels_graph" in n or _batch_gemm(n)]
+    assert not [n for n in core if "kernels_conv" in n or _batch_gemm(n)]
     assert [n for n in dense if "kernels" in n], "the module names no kernel at all: the check is void"
+    assert [n for n in dense if "dense_f32_wide" in n], "the dense variant runs packed DENSE rows"
     conv = _linked_names("conv")
     qconv = _linked_names("qconv")
-    assert not [n for n in conv if "qconv_i8" in n or "qavgpool" in n or "kernels_gemm" in n]
-    assert not [n for n in qconv if "conv_f32" in n or "avgpool_f32" in n or "kernels_gemm" in n]
+    assert not [n for n in conv if "qconv_i8" in n or "qavgpool" in n or _batch_gemm(n)]
+    assert not [n for n in qconv if "conv_f32" in n or "avgpool_f32" in n or _batch_gemm(n)]
+    batch = _linked_names("dense_batch")
+    assert [n for n in batch if "dense_f32_tiled" in n], "the batch variant's GEMM: the check is void"
+    assert [n for n in batch if _batch_gemm(n)]

@@ -35,9 +35,9 @@ MUTANTS = [
            "percentile=args.percentile,", "percentile=99.9,",
            ("tests/test_latency_stats.py", "-k", "bench"), "rtinfer bench passes 99.9 instead of --percentile"),
     Mutant("predict-one-16kb-temporary", "rtinfer/runtime.py",
-           "        try:\n            status = self._execute_checked(self._state, xf, yf, 1, mode, self._no_times)",
+           "        try:\n            status = self._execute_checked(self._state, xf, yf, 1, mode)",
            "        _scratch = np.zeros(4096, np.float32)\n        _scratch[0] = 1.0\n"
-           "        try:\n            status = self._execute_checked(self._state, xf, yf, 1, mode, self._no_times)",
+           "        try:\n            status = self._execute_checked(self._state, xf, yf, 1, mode)",
            ("tests/test_alloc_per_call.py",), "predict_one allocates a 16 KB temporary on every call"),
     Mutant("qconv-requant-half-up", "rtinfer/kernels_tile.py",
            "        return builder.call(fn, [v])",
