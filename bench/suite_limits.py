@@ -346,20 +346,22 @@ def weight_region(rt) -> tuple[int, int]:
     padding between them (at most 63 bytes per tensor; for convolutions also their scratch where it
     lies between tensors)."""
     from rtinfer.ops import Op
-    from rtinfer.plan import C_I0, C_NIN, C_NOUT, C_OP, C_T0, C_T1, C_T2, H_N_OPS, H_NCOLS, H_PROG, dense_sizes
+    from rtinfer.plan import (C_I0, C_NIN, C_OP, C_T0, C_T1, C_T2, H_N_OPS, H_NCOLS, H_PROG, dense_sizes,
+                              qdense_sizes)
     h = rt._state.view(np.int64)
     o_prog = int(h[H_PROG]) * 8
     start = (o_prog + int(h[H_N_OPS]) * int(h[H_NCOLS]) * 8 + 63) // 64 * 64
     end = start
     for row in rt.plan.program:
-        op, n_in, n_out = int(row[C_OP]), int(row[C_NIN]), int(row[C_NOUT])
+        op, n_in = int(row[C_OP]), int(row[C_NIN])
         if op == Op.DENSE:     # W and b f32 (either layout, plan.dense_sizes): f32 element offsets
             nw, nb = dense_sizes(row)
             ends = [4 * (row[C_T0] + nw), 4 * (row[C_T1] + nb)]
         elif op == Op.AFFINE:  # s, t (n_in,) f32
             ends = [4 * (row[C_T0] + n_in), 4 * (row[C_T1] + n_in)]
-        elif op == Op.QDENSE:  # Wt i8 byte offset, bias i32 and M f32 element offsets
-            ends = [row[C_T0] + n_in * n_out, 4 * (row[C_T1] + n_out), 4 * (row[C_T2] + n_out)]
+        elif op == Op.QDENSE:  # W i8 byte offset, bias i32 and M f32 element offsets (plan.qdense_sizes)
+            nw, nb, nm = qdense_sizes(row)
+            ends = [row[C_T0] + nw, 4 * (row[C_T1] + nb), 4 * (row[C_T2] + nm)]
         elif op == Op.QLUT:    # table (256,) i8
             ends = [row[C_T0] + 256]
         elif op in (Op.CONV, Op.QCONV):  # packed W, bias (and M), and the table with its data

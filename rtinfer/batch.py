@@ -53,7 +53,7 @@ import numpy as np
 from . import interp
 from . import kernels_gemm as G
 from .ops import MAX_BLOCK_ARENA_BYTES, Op
-from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T0, C_T1, H_AF, H_AI, H_POST,
+from .plan import (C_DST, C_DST_KIND, C_NIN, C_NOUT, C_OP, C_SRC, C_SRC_KIND, C_T1, H_AF, H_AI, H_POST,
                    H_PROG, H_SEG, K_X, K_Y, NCOLS, Plan, aligned_bytes)
 
 AUTO_MIN_BATCH = 32   # batches of fewer samples take the exact path
@@ -126,7 +126,6 @@ class BatchPath:
         n_ops = len(prog)
         ops = [Op(int(op)) for op in prog[:, C_OP]]
         h0 = image.view(np.int64)
-        i8_img = image.view(np.int8)
         i32_img = image.view(np.int32)
         use_u8 = int8_gemm == "auto" and u8s8_available()
 
@@ -144,7 +143,6 @@ class BatchPath:
         start = 0
         for k in range(n_ops):
             n_in, n_out = int(prog[k, C_NIN]), int(prog[k, C_NOUT])
-            w0 = int(prog[k, C_T0])
             blas = None
             if ops[k] == Op.DENSE:
                 W, _ = plan.dense_weights(k)  # (n_in, n_out), whichever layout the plan holds
@@ -158,7 +156,7 @@ class BatchPath:
                     blas = (_DENSE, k, W)
                     self.row_kinds[k] = "f32-blas"
             elif ops[k] == Op.QDENSE:
-                Wt = i8_img[w0:w0 + n_out * n_in].reshape(n_out, n_in)
+                Wt = plan.qdense_weights(k).T  # (n_out, n_in), whichever layout the plan holds
                 bias2 = self._u8_bias(prog[k], Wt, i32_img) if use_u8 and G.u8s8_exact(Wt.T) else None
                 if bias2 is not None:
                     Bp, nq, nblk = G.pack_weights(np.ascontiguousarray(Wt.T))

@@ -228,8 +228,12 @@ def _make_exec_row(graph, name):
         elif op == O_DEQUANTIZE:
             K.dequantize_i8_f32(i8, so, dst, do, m * n_in, scale, h[r + C_I0])
         elif op == O_QDENSE:
-            K.qdense_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do,
-                        n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
+            if h[r + C_I3] != 0:  # packed quads (plan.qdense_packed): bias2 after the folded bias
+                G.qdense_u8_wide(i8, so, i8, h[r + C_T0], n_in, n_out, i32, h[r + C_T1] + (n_out + 15) // 16 * 16,
+                                 f32, h[r + C_T2], do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
+            else:
+                K.qdense_i8(i8, so, i8, h[r + C_T0], i32, h[r + C_T1], f32, h[r + C_T2], i8, do,
+                            n_in, n_out, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
         elif op == O_QLUT:
             K.lut_i8(i8, so, i8, h[r + C_T0], i8, do, m * n_in)
         elif graph and op == O_BINARY:
@@ -398,7 +402,7 @@ def _i8_to_f32(h, i8, Y, T):
 def _qdense_post(h, f32, i32, i8, X, T):
     """Epilogue of the QDENSE row at h[T[0]]: X (m * n_out,) float32 holds sum_i x[i] * W[i, j]
     over raw int8 codes as exact integers; y = clamp(rint(float32(int32(acc) + folded bias) *
-    M[j]) + y_zp, qmin, qmax) (kernels_tile._requant8's arithmetic), written to the row's output."""
+    M[j]) + y_zp, qmin, qmax) (kernels_tile.requant8's arithmetic), written to the row's output."""
     r, m, st = T[0], T[1], T[2]
     n_out = h[r + C_NOUT]
     do = _at(h, h[r + C_DST_KIND], h[r + C_DST], 0, 0, st)

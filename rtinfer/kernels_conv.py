@@ -66,7 +66,7 @@ Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
   stride-2 windows run as whole rows in LLVM IR (kernels_tile.maxpool2_rows) in the same
   comparison order.
 - ``qconv_i8`` / ``qavgpool_i8``: exact integer sums of (x - x_zp) (padding adds nothing),
-  requantization as QDENSE (``rtinfer.kernels_tile._requant8``): bit-exact on every path.
+  requantization as QDENSE (``rtinfer.kernels_tile.requant8``): bit-exact on every path.
 
 Under NUMBA_BOUNDSCHECK=1 (``BOUNDS``) every call of an LLVM IR tile first checks the extents it
 touches, which Numba's own bounds checking cannot see.

@@ -54,7 +54,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import codegen_features, quad_dot, target_features
+from .kernels_tile import codegen_features, quad_dot, requant8, target_features
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -89,6 +89,14 @@ def pack_weights(W: np.ndarray):
     # packed[jb, q, h, jj, t] = Wp[4q + t, 16 jb + 8 h + jj]
     P = Wp.reshape(nq, 4, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
     return np.ascontiguousarray(P).reshape(-1), nq, nblk
+
+
+def unpack_weights(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    """The inverse of pack_weights: W (n_in, n_out) int8 from its packed quads."""
+    nq = -(-n_in // 4)
+    nblk = -(-n_out // TILE_J)
+    P = Wp[:nblk * nq * 64].reshape(nblk, nq, 2, 8, 4).transpose(1, 4, 0, 2, 3)  # -> [q, t, jb, h, jj]
+    return np.ascontiguousarray(P.reshape(nq * 4, nblk * TILE_J)[:n_in, :n_out])
 
 
 @intrinsic
@@ -150,7 +158,7 @@ def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2,
     """One QDENSE layer for m samples: x (m, n_in) int8 at i8[so:] -> y (m, n_out) int8 at
     i8[do:]. A and C are scratch of at least m_pad * lda uint8 / m_pad * ldc int32 (m_pad = m
     rounded up to TILE_S); bias2 (n_out,) int32 = folded bias - 128 * sum_i W[i, j]; mult (n_out,)
-    float32. y = clamp(rint(float32(acc + bias2) * mult) + y_zp, qmin, qmax), as kernels_tile._requant8."""
+    float32. y = clamp(rint(float32(acc + bias2) * mult) + y_zp, qmin, qmax), as kernels_tile.requant8."""
     for s in range(m):
         x = i8[so + s * n_in:so + (s + 1) * n_in]
         a = A[s * lda:s * lda + n_in]
@@ -158,7 +166,7 @@ def qdense_u8s8(i8, so, do, n_in, n_out, m, A, lda, Bp, nq, nblk, C, ldc, bias2,
             a[k] = np.uint8(np.int32(x[k]) + 128)
     m_pad = (m + TILE_S - 1) // TILE_S * TILE_S
     gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad)
-    # kernels_tile._requant8's clamp(int64(rint(f)) + y_zp, qmin, qmax) in float32, which vectorizes:
+    # kernels_tile.requant8's clamp(int64(rint(f)) + y_zp, qmin, qmax) in float32, which vectorizes:
     # rint(f) + y_zp is exact while |rint(f)| < 2^24 - 128, and beyond that both clamp alike
     zp = np.float32(y_zp)
     lo = np.float32(qmin)
@@ -406,6 +414,130 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
                 _fw2(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
             else:
                 _fw1(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+        q += nb
+
+
+def _make_u8_wide(NB):
+    @intrinsic
+    def _u8_wide(typingctx, X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax):
+        """For one sample of int8 codes x = X[xo:xo + n_in]: acc[j] = sum_i (x[i] + 128) * W[i, j]
+        over the packed quads (pack_weights) of NB blocks of 16 outputs, ps bytes apart, as the u8
+        tile computes it (quad_dot), then D[do + j] = clamp(rint(float32(acc[j] + bias[bias_o + j])
+        * M[mo + j]) + y_zp, qmin, qmax) as int8 (requant8) for j < ncols <= 16 NB; bias (the
+        shifted bias2) and M readable to 16 NB. x[i] + 128 is x XOR 0x80 on each byte; the last
+        quad of an n_in % 4 != 0 layer repeats x[n_in - 1] in its padding (its weights are 0)."""
+        sig = types.void(X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax)
+
+        def codegen(context, builder, signature, args):
+            (xv, xoff, nin, bv, boff, psv, dv, doff, ncv, biasv, biasoff, mv, moff,
+             zpv, lov, hiv) = args
+            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+            v32i8 = ir.VectorType(i8, 32)
+            v8i32 = ir.VectorType(i32, 8)
+            v8f = ir.VectorType(ir.FloatType(), 8)
+            feats = codegen_features(context)
+            xarr = context.make_array(signature.args[0])(context, builder, xv)
+            barr = context.make_array(signature.args[3])(context, builder, bv)
+            darr = context.make_array(signature.args[6])(context, builder, dv)
+            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
+            marr = context.make_array(signature.args[11])(context, builder, mv)
+            px = builder.gep(xarr.data, [xoff])
+            pb = builder.gep(barr.data, [boff])
+            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(2 * NB)]
+            flip = ir.Constant(i32, 0x80808080 - (1 << 32))  # x + 128 on each byte
+
+            def step(q, a4):
+                splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), builder.xor(a4, flip),
+                                               ir.Constant(i32, 0))
+                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
+                wq = builder.mul(q, ir.Constant(q.type, 64))
+                for p in range(NB):
+                    for h in range(2):
+                        w = builder.load(builder.bitcast(builder.gep(panels[p], [builder.add(wq, ir.Constant(
+                            q.type, 32 * h))]), v32i8.as_pointer()), align=1)
+                        acc = accs[2 * p + h]
+                        builder.store(quad_dot(builder, builder.load(acc), a, w, feats), acc)
+
+            nq_full = builder.sdiv(nin, ir.Constant(nin.type, 4))
+            with cgutils.for_range(builder, nq_full) as loop:
+                q = loop.index
+                a4 = builder.load(builder.bitcast(builder.gep(px, [builder.mul(q, ir.Constant(q.type, 4))]),
+                                                  i32.as_pointer()), align=1)
+                step(q, a4)
+            rem = builder.srem(nin, ir.Constant(nin.type, 4))
+            with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(rem.type, 0))):
+                base = builder.mul(nq_full, ir.Constant(nin.type, 4))
+                last = builder.sub(nin, ir.Constant(nin.type, 1))
+                a4 = ir.Constant(i32, 0)
+                for t in range(4):
+                    idx = builder.add(base, ir.Constant(nin.type, t))
+                    idx = builder.select(builder.icmp_signed("<", idx, nin), idx, last)
+                    byte = builder.zext(builder.load(builder.gep(px, [idx])), i32)
+                    a4 = builder.or_(a4, builder.shl(byte, ir.Constant(i32, 8 * t)))
+                step(nq_full, a4)
+
+            def splat_f(v):
+                e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
+                return builder.shuffle_vector(e, e, ir.Constant(v8i32, [0] * 8))
+            zp = splat_f(builder.sitofp(zpv, ir.FloatType()))
+            lo = splat_f(builder.sitofp(lov, ir.FloatType()))
+            hi = splat_f(builder.sitofp(hiv, ir.FloatType()))
+            pbias = builder.gep(biasarr.data, [biasoff])
+            pm = builder.gep(marr.data, [moff])
+            pd = builder.gep(darr.data, [doff])
+            nc = context.cast(builder, ncv, signature.args[8], types.int64)
+            v8i8 = ir.VectorType(i8, 8)
+            for v in range(2 * NB):
+                off = ir.Constant(i64, 8 * v)
+                bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
+                mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
+                y = requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec, zp, lo, hi)
+                full = builder.icmp_signed(">=", nc, ir.Constant(i64, 8 * v + 8))
+                with builder.if_else(full) as (then, otherwise):
+                    with then:
+                        builder.store(y, builder.bitcast(builder.gep(pd, [off]), v8i8.as_pointer()), align=1)
+                    with otherwise:
+                        for lane in range(8):
+                            with builder.if_then(builder.icmp_signed(">", nc, ir.Constant(i64, 8 * v + lane))):
+                                builder.store(builder.extract_element(y, ir.Constant(i32, lane)),
+                                              builder.gep(pd, [ir.Constant(i64, 8 * v + lane)]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return _u8_wide
+
+
+_uw1, _uw2, _uw3, _uw4 = (_make_u8_wide(q) for q in range(1, WIDE_NB + 1))
+
+
+@kernel_jit
+def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, qmin, qmax):
+    """One QDENSE layer for m samples, one sample at a time: x (m, n_in) int8 at i8[so:] ->
+    y (m, n_out) int8 at i8[do:]; W packed (pack_weights) at Wp[wo:]; bias2 (the folded bias
+    - 128 sum_i W[i, j]) at bias2[bo:] and M at M[mo:], both zero padded to 16 nblk. Up to
+    WIDE_NB blocks of 16 outputs per micro-kernel call; the sums and their requantization are
+    qdense_u8s8's (and so kernels.qdense_i8's): the same int8 outputs. Exact under u8s8_exact."""
+    nq = (n_in + 3) // 4
+    nblk = (n_out + TILE_J - 1) // TILE_J
+    ps = nq * 64
+    q = 0
+    while q < nblk:
+        nb = min(WIDE_NB, nblk - q)
+        j0 = q * TILE_J
+        nc = min(TILE_J * nb, n_out - j0)
+        wb = wo + q * ps
+        for s in range(m):
+            xo = so + s * n_in
+            d = do + s * n_out + j0
+            if nb == 4:
+                _uw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            elif nb == 3:
+                _uw3(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            elif nb == 2:
+                _uw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            else:
+                _uw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
         q += nb
 
 

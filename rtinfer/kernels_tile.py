@@ -203,7 +203,7 @@ def _pair_madd(builder, a, b):
     return builder.add(even, odd)
 
 
-def _requant8(builder, acc_f, mult, zp, lo, hi):
+def requant8(builder, acc_f, mult, zp, lo, hi):
     """<8 x float> exact integers -> <8 x i8>: clamp(rint(acc * mult) + zp, lo, hi), float32
     arithmetic as kernels_conv._requant_run (exact: see there)."""
     v = builder.fadd(_rint(builder, builder.fmul(acc_f, mult)), zp)
@@ -214,7 +214,7 @@ def _requant8(builder, acc_f, mult, zp, lo, hi):
 
 def _requant_i32(builder, acc_f, mult, lo, hi, x86):
     """<8 x float> exact integers -> <8 x i32>: rint(clamp(acc * mult, lo, hi)), lo and hi the
-    float32 integers qmin - y_zp and qmax - y_zp. Equal to _requant8's clamp(rint(acc * mult) +
+    float32 integers qmin - y_zp and qmax - y_zp. Equal to requant8's clamp(rint(acc * mult) +
     y_zp, qmin, qmax) - y_zp: rint is monotonic and keeps the integers lo and hi, so clamping
     before or after it gives the same integer (acc * mult is never NaN: M is finite). x86: the
     clamped product converted by vcvtps2dq (round to nearest even, the default MXCSR mode, as
@@ -1317,7 +1317,7 @@ def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y
     acc[r] = sum over i < n_in of int32(x[xo + i]) * int32(W[wo + r * n_in + i]) (int32, exact:
     pairs of sign-extended products summed with vpmaddwd, 16 inputs per step for the 8 rows side
     by side, the last n_in % 16 one by one), then y[yo + r] = clamp(rint(float32(acc + bias[bo + r])
-    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels_tile._requant8; the
+    * M[mo + r]) + y_zp, qmin, qmax) as int8 (float32 arithmetic as kernels_tile.requant8; the
     8 sums meet in one vector by a tree of pairwise adds, requantized together). Rows >= nrows
     re-read row nrows - 1 and are not stored."""
     sig = types.void(x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y_zp, qmin, qmax)
@@ -1371,7 +1371,7 @@ def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y
         zp = _splat(builder, builder.sitofp(zpv, _F32), _V8F)
         lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
         hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
-        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)
+        yq = requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)
         _store_cols(builder, [yq], py, nrowsv, _V8I8, 1)
         return context.get_dummy_value()
 

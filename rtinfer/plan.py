@@ -115,6 +115,25 @@ def dense_packed(n_out: int) -> bool:
     return n_out >= DENSE_WIDE_MIN_OUT
 
 
+def qdense_packed(Wq: np.ndarray) -> bool:
+    """Whether the planner packs a QDENSE with int8 weights Wq (n_in, n_out) for
+    kernels_gemm.qdense_u8_wide: on CPUs where its u8 x s8 products are fast (kernels_gemm.
+    available: AVX2) and exact (u8s8_exact: no int16 pair sum can saturate; weights frozen with
+    reduce_range always pass), at every width (bench/bench_dense_layout.py --int8: one sample,
+    0.33-0.6x the time of kernels.qdense_i8 from 16 outputs up, 0.9x at 8)."""
+    from .kernels_gemm import available, u8s8_exact
+    return available() and u8s8_exact(Wq)
+
+
+def qdense_sizes(row) -> tuple:
+    """(W bytes, bias int32 elements, M float32 elements) a QDENSE row's tensors take in the image."""
+    n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
+    if int(row[C_I3]):
+        padded = -(-n_out // 16) * 16
+        return -(-n_in // 4) * 4 * padded, 2 * padded, padded
+    return n_in * n_out, n_out, n_out
+
+
 def dense_sizes(row) -> tuple:
     """(W elements, b elements) a float32 DENSE row's tensors take in the image, per layout."""
     n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
@@ -195,6 +214,19 @@ class Plan:
         else:
             W = f32[w0:w0 + nw].reshape(n_out, n_in).T.copy()
         return W, f32[b0:b0 + n_out].copy()
+
+    def qdense_weights(self, k: int) -> np.ndarray:
+        """W (n_in, n_out) int8, a copy, of the QDENSE at program row k, either layout; its
+        folded bias (n_out int32) sits at row C_T1 in both."""
+        row = self.program[k]
+        n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
+        w0 = int(row[C_T0])
+        nw, _, _ = qdense_sizes(row)
+        Wb = self.image.view(np.int8)[w0:w0 + nw]
+        if int(row[C_I3]):
+            from .kernels_gemm import unpack_weights
+            return unpack_weights(Wb, n_in, n_out)
+        return Wb.reshape(n_out, n_in).T.copy()
 
     def new_state(self) -> np.ndarray:
         """A private, writable copy of the image (own arena and clock scratch) whose data starts
@@ -526,9 +558,21 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         M = quant.requant_multiplier(x_scale, w_scale, y_scale)
         if not np.all(np.isfinite(M)):
             raise PlanError(f"{where}: requantization multiplier is not finite")
-        row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))
-        row[C_T1] = sec.add("i32", folded.astype(np.int32))
-        row[C_T2] = sec.add("f32", M)
+        bias2 = folded - 128 * W64.sum(axis=0)  # the u8 kernel's bias: + 128 on every input
+        if qdense_packed(Wq) and np.abs(bias2).max(initial=0) <= np.iinfo(np.int32).max:
+            # packed quads for kernels_gemm.qdense_u8_wide (row C_I3 = 1): the folded bias (for the
+            # batch path) then the shifted one, each padded to 16 nblk as M is
+            from .kernels_gemm import pack_weights
+            row[C_I3] = 1
+            pad = -(-n_out // 16) * 16 - n_out
+            row[C_T0] = sec.add("i8", pack_weights(Wq)[0])
+            row[C_T1] = sec.add("i32", np.concatenate([folded, np.zeros(pad, np.int64), bias2,
+                                                       np.zeros(pad, np.int64)]).astype(np.int32))
+            row[C_T2] = sec.add("f32", np.concatenate([M, np.zeros(pad, np.float32)]))
+        else:  # W transposed, (n_out, n_in), for kernels.qdense_i8's dot products
+            row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))
+            row[C_T1] = sec.add("i32", folded.astype(np.int32))
+            row[C_T2] = sec.add("f32", M)
         row[C_I0] = y_zp
         row[C_I1] = qmin
         row[C_I2] = qmax

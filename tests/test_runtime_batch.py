@@ -17,6 +17,7 @@ import pytest
 import rtinfer
 from rtinfer import quant, reference
 from rtinfer._testmodels import fp32_mlp, int8_mlp
+from rtinfer import kernels as K
 from rtinfer import kernels_gemm as U8
 from rtinfer.batch import (AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact,
                            u8s8_available)
@@ -412,6 +413,66 @@ def test_dense_f32_wide_matches_the_tiled_kernel_bit_for_bit(n_in, n_out):
             twin = np.zeros(m * n_out, np.float32)
             U8.dense_f32_tiled_ref(X, 5, Wp, 0, n_in, n_out, nblk, b, 0, twin, 0, m, relu)
             np.testing.assert_allclose(Y[4:4 + m * n_out], twin, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(1, 1), (5, 32), (16, 33), (3, 8), (37, 84), (64, 16), (130, 200)])
+def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
+    """qdense_u8_wide ((x + 128) x W in u8 quads, one sample, up to 4 blocks of 16 outputs per
+    call, the shifted bias) writes the int8 outputs of kernels.qdense_i8 (tested against its
+    twin), at offsets, for inputs not a multiple of 4, pair sums at the u8s8 bound, every
+    zero-point and clamp setting, and nothing outside y."""
+    rng = np.random.default_rng(11 * n_in + n_out)
+    W = rng.integers(-63, 64, (n_in, n_out)).astype(np.int8)
+    W[: n_in // 2 * 2:2, 0] = 64  # pairs (64, 64) and (64, -64): 255 * 128 fits int16
+    W[1: n_in // 2 * 2:2, 0] = 64 if n_out == 1 else -64
+    assert U8.u8s8_exact(W)
+    folded = rng.integers(-40000, 40000, n_out).astype(np.int32)
+    M = (rng.random(n_out) * 0.02).astype(np.float32)
+    Wp, nq, nblk = U8.pack_weights(W)
+    assert np.array_equal(U8.unpack_weights(Wp, n_in, n_out), W)
+    pad = 16 * nblk - n_out
+    bias2 = np.concatenate([np.zeros(3), folded - 128 * W.astype(np.int64).sum(0), np.zeros(pad)]).astype(np.int32)
+    Mp = np.concatenate([np.zeros(2), M, np.zeros(pad)]).astype(np.float32)
+    Wt = np.ascontiguousarray(W.T).reshape(-1)
+    for m in (1, 3):
+        for zp, lo, hi in [(0, -128, 127), (-7, -128, 127), (5, 5, 127), (10, -20, 40)]:
+            buf = rng.integers(-128, 128, 9 + m * (n_in + n_out) + 6).astype(np.int8)
+            buf[9:13] = [-128, 127, -128, 127]  # extreme codes
+            so, do = 9, 9 + m * n_in + 2
+            want = buf.copy()
+            K.qdense_i8(want, so, Wt, 0, folded, 0, M, 0, want, do, n_in, n_out, m, zp, lo, hi)
+            got = buf.copy()
+            U8.qdense_u8_wide(got, so, Wp, 0, n_in, n_out, bias2, 3, Mp, 2, do, m, zp, lo, hi)
+            assert np.array_equal(got, want), (m, zp, lo, hi)
+            assert np.array_equal(got[:do], buf[:do]) and np.array_equal(got[do + m * n_out:], buf[do + m * n_out:])
+
+
+def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
+    """A QDENSE whose weights pass u8s8_exact is packed (row C_I3 = 1) on AVX2 hosts and runs on
+    qdense_u8_wide; one that does not keeps W transposed. Plan.qdense_weights gives back W in
+    either layout; the runtime (one sample, stream, batch) matches the reference bit for bit."""
+    from rtinfer.plan import C_I3, build_plan
+    import dataclasses
+    fm = int8_mlp([33, 40, 17, 5], head=None, seed=4)
+    i8 = fm.buffers["i8"].copy()
+    for lay in fm.layers:
+        if lay.op == Op.QDENSE and lay.name != "qdense1":  # reduce-range weights: u8s8_exact
+            ref = lay.tensors["W"]
+            n = int(np.prod(ref.shape))
+            i8[ref.offset:ref.offset + n] = np.clip(i8[ref.offset:ref.offset + n], -63, 63)
+    q = dataclasses.replace(fm, buffers={**fm.buffers, "i8": i8})
+    plan = build_plan(q)
+    rows = [k for k in range(plan.n_ops) if int(plan.program[k][0]) == int(Op.QDENSE)]
+    exact = [U8.u8s8_exact(q.tensor(lay, "W")) for lay in q.layers if lay.op == Op.QDENSE]
+    want_flags = [int(e and U8.available()) for e in exact]
+    assert [int(plan.program[k][C_I3]) for k in rows] == want_flags and exact == [True, False, True]
+    for k, lay in zip(rows, [lay for lay in q.layers if lay.op == Op.QDENSE]):
+        assert np.array_equal(plan.qdense_weights(k), q.tensor(lay, "W"))
+    rt = rtinfer.load(q)
+    X = np.random.default_rng(6).standard_normal((300, 33)).astype(np.float32)
+    want = reference.run(q, X)
+    assert np.array_equal(np.stack([rt.predict_one(x) for x in X]), want)
+    assert np.array_equal(rt.stream(X), want) and np.array_equal(rt.predict(X), want)
 
 
 def test_planner_packs_wide_dense_layers_and_keeps_their_weights():

@@ -48,7 +48,7 @@ MUTANTS = [
            "to even"),
     # -- requantization and (de)quantization in the other kernels and the reference ---------------
     Mutant("qdense-requant-half-up", "rtinfer/kernels_tile.py",
-           "        yq = _requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)",
+           "        yq = requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)",
            "        _f = builder.fmul(builder.sitofp(accv, _V8F), mvv)\n"
            "        _r = builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F]),"
            " \"llvm.round.v8f32\"), [_f])\n"
