@@ -1,6 +1,6 @@
-"""One sample through one float32 DENSE layer: the two kernels the planner chooses between.
+"""One sample through one DENSE / QDENSE layer: the two kernels the planner chooses between.
 
-    python bench/bench_dense_layout.py [--rounds 15]
+    python bench/bench_dense_layout.py [--rounds 15] [--int8]
 
 kernels.dense_f32 (W transposed, four dot products at a time, each ending in a horizontal sum)
 against kernels_gemm.dense_f32_wide (W packed in blocks of 16 outputs, x[k] broadcast into up
@@ -9,6 +9,11 @@ more. Each kernel runs in a compiled loop over the same sample (weights warm in 
 alternated round by round; the table gives the median ns per call and their ratio. The planner
 packs a layer from plan.DENSE_WIDE_MIN_OUT outputs up (rtinfer.plan.dense_packed): the column
 "planner" says which one it picks.
+
+With --int8: kernels.qdense_i8 (W transposed, eight rows of vpmaddwd dot products, a reduction
+tree) against kernels_gemm.qdense_u8_wide (W in u8 x s8 quads, vpmaddubsw, no reductions), on
+reduce-range weights ([-63, 63], which u8s8_exact accepts); the planner packs a QDENSE from
+plan.QDENSE_WIDE_MIN_OUT outputs up when its weights are exact and the CPU has AVX2.
 """
 
 from __future__ import annotations
@@ -71,13 +76,67 @@ def run(rounds: int) -> list:
     return rows
 
 
+def run_int8(rounds: int) -> list:
+    from numba import njit
+
+    from rtinfer import kernels as K
+    from rtinfer import kernels_gemm as G
+    from rtinfer.plan import QDENSE_WIDE_MIN_OUT
+
+    @njit(cache=False)
+    def loop_rows(buf, Wt, bias, M, n_in, n_out, reps):
+        for _ in range(reps):
+            K.qdense_i8(buf, 0, Wt, 0, bias, 0, M, 0, buf, n_in, n_in, n_out, 1, 0, -128, 127)
+
+    @njit(cache=False)
+    def loop_wide(buf, Wp, bias2, M, n_in, n_out, reps):
+        for _ in range(reps):
+            G.qdense_u8_wide(buf, 0, Wp, 0, n_in, n_out, bias2, 0, M, 0, n_in, 1, 0, -128, 127)
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n_in, n_out in SHAPES:
+        W = rng.integers(-63, 64, (n_in, n_out)).astype(np.int8)
+        bias = rng.integers(-5000, 5000, n_out).astype(np.int32)
+        M = (rng.random(n_out) * 0.01).astype(np.float32)
+        Wt = np.ascontiguousarray(W.T).reshape(-1)
+        Wp, _, nblk = G.pack_weights(W)
+        pad = 16 * nblk - n_out
+        bias2 = np.concatenate([bias - 128 * W.astype(np.int64).sum(0), np.zeros(pad)]).astype(np.int32)
+        Mp = np.concatenate([M, np.zeros(pad, np.float32)])
+        buf = rng.integers(-128, 128, n_in + n_out).astype(np.int8)
+        reps = max(20, 400_000 // (n_in * n_out))
+        a, b = buf.copy(), buf.copy()
+        loop_rows(a, Wt, bias, M, n_in, n_out, 1)
+        loop_wide(b, Wp, bias2, Mp, n_in, n_out, 1)
+        assert np.array_equal(a, b)
+        ta, tb = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            loop_rows(a, Wt, bias, M, n_in, n_out, reps)
+            ta.append((time.perf_counter_ns() - t0) / reps)
+            t0 = time.perf_counter_ns()
+            loop_wide(b, Wp, bias2, Mp, n_in, n_out, reps)
+            tb.append((time.perf_counter_ns() - t0) / reps)
+        ratio = float(np.median(np.array(tb) / np.array(ta)))
+        pick = "wide" if n_out >= QDENSE_WIDE_MIN_OUT and G.available() else "rows"
+        rows.append((n_in, n_out, float(np.median(ta)), float(np.median(tb)), ratio, pick))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--int8", action="store_true", help="QDENSE: kernels.qdense_i8 vs kernels_gemm.qdense_u8_wide")
     args = ap.parse_args(argv)
-    print("| n_in x n_out | dot (W^T) ns | wide (packed) ns | wide / dot | planner |")
+    if args.int8:
+        print("| n_in x n_out | rows (W^T, vpmaddwd) ns | wide (u8 quads) ns | wide / rows | planner |")
+        rows = run_int8(args.rounds)
+    else:
+        print("| n_in x n_out | dot (W^T) ns | wide (packed) ns | wide / dot | planner |")
+        rows = run(args.rounds)
     print("|---|---|---|---|---|")
-    for n_in, n_out, a, b, r, pick in run(args.rounds):
+    for n_in, n_out, a, b, r, pick in rows:
         print(f"| {n_in} x {n_out} | {a:.1f} | {b:.1f} | {r:.2f} | {pick} |")
     return 0
 

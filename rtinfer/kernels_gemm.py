@@ -393,11 +393,22 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
     (pack_bias), y (m, n_out) at dst[do:]. Up to WIDE_NB blocks of 16 outputs per micro-kernel
     call: one broadcast of x[k] feeds 2 WIDE_NB independent FMA chains, with no horizontal sums
     (the dot-product kernel, kernels.dense_f32, ends every output with one). Each output is the
-    FMA chain of dense_f32_tiled, so both give the same bits for a sample. Groups of blocks
-    outer: a group's packed weights are applied to all m samples while they sit in cache."""
+    FMA chain of dense_f32_tiled, so both give the same bits for a sample. Several samples (the
+    interpreter's blocks) take the batch GEMM's tiles of FT_S samples x 16 outputs for the full
+    blocks, so a block's weights are applied to all m samples from L1, and the wide kernel for
+    the last, partial one."""
     nblk = (n_out + TILE_J - 1) // TILE_J
     ps = n_in * TILE_J
     q = 0
+    if m > 1:
+        q = n_out // TILE_J
+        for jb in range(q):
+            s = 0
+            while s < m:
+                R = min(FT_S, m - s)
+                _f32_tile_rows(R, src, so + s * n_in, n_in, Wp, wo + jb * ps, dst, do + s * n_out + jb * TILE_J,
+                               n_out, b, bo + jb * TILE_J, relu)
+                s += R
     while q < nblk:
         nb = min(WIDE_NB, nblk - q)
         j0 = q * TILE_J

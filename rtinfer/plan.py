@@ -108,6 +108,7 @@ _ALIGN = 64
 # 0.40, 64x64 0.71, 128x64 0.88, 640x128 0.88, 784x128 0.98; 16x16 0.76 but 64x16 1.66, 64x10
 # 2.05, 640x8 3.42: a 16-output block is one FMA chain pair, latency-bound on long inputs).
 DENSE_WIDE_MIN_OUT = 32
+QDENSE_WIDE_MIN_OUT = 16  # the same for an int8 QDENSE (see qdense_packed)
 
 
 def dense_packed(n_out: int) -> bool:
@@ -119,10 +120,13 @@ def qdense_packed(Wq: np.ndarray) -> bool:
     """Whether the planner packs a QDENSE with int8 weights Wq (n_in, n_out) for
     kernels_gemm.qdense_u8_wide: on CPUs where its u8 x s8 products are fast (kernels_gemm.
     available: AVX2) and exact (u8s8_exact: no int16 pair sum can saturate; weights frozen with
-    reduce_range always pass), at every width (bench/bench_dense_layout.py --int8: one sample,
-    0.33-0.6x the time of kernels.qdense_i8 from 16 outputs up, 0.9x at 8)."""
+    reduce_range always pass), from QDENSE_WIDE_MIN_OUT outputs up (bench/bench_dense_layout.py
+    --int8, one sample, wide / rows time: 0.39 on 16x32, 0.32 on 64x64, 0.5 on 64x16, 0.6 on
+    400x120 and 784x128). Narrower heads stay on the rows kernel: alone the wide one is 0.44-0.67x
+    there too, but in the 1-D CNN its 32 -> 6 head measured 130 ns packed against 90 ns (per-op
+    in-loop p50; the whole model 1.005x), and 640x8 is 1.23x."""
     from .kernels_gemm import available, u8s8_exact
-    return available() and u8s8_exact(Wq)
+    return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8s8_exact(Wq)
 
 
 def qdense_sizes(row) -> tuple:

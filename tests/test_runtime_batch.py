@@ -399,7 +399,7 @@ def test_dense_f32_wide_matches_the_tiled_kernel_bit_for_bit(n_in, n_out):
     assert bp.size == 16 * nblk and np.array_equal(bp[:n_out], b) and not bp[n_out:].any()
     assert np.array_equal(U8.unpack_f32(Wp, n_in, n_out), W)
     tile = np.zeros((U8.FT_S + 1) * U8.TILE_J, np.float32)
-    for m in (1, 3):
+    for m in (1, 3, 8):  # 8: two rows of the batch tiles (6 + 2) for the full blocks
         X = rng.standard_normal(m * n_in + 5).astype(np.float32)
         Wo = np.concatenate([np.full(16, np.nan, np.float32), Wp])  # offsets 16 and 3: honoured
         bo = np.concatenate([np.full(3, np.nan, np.float32), bp])
@@ -448,12 +448,14 @@ def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
 
 
 def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
-    """A QDENSE whose weights pass u8s8_exact is packed (row C_I3 = 1) on AVX2 hosts and runs on
-    qdense_u8_wide; one that does not keeps W transposed. Plan.qdense_weights gives back W in
-    either layout; the runtime (one sample, stream, batch) matches the reference bit for bit."""
-    from rtinfer.plan import C_I3, build_plan
+    """A QDENSE of >= QDENSE_WIDE_MIN_OUT outputs whose weights pass u8s8_exact is packed (row
+    C_I3 = 1) on AVX2 hosts and runs on qdense_u8_wide; one that does not, or a narrower one,
+    keeps W transposed. Plan.qdense_weights gives back W in either layout; the runtime (one
+    sample, stream, batch) matches the reference bit for bit."""
+    from rtinfer.plan import C_I3, QDENSE_WIDE_MIN_OUT, build_plan
     import dataclasses
-    fm = int8_mlp([33, 40, 17, 5], head=None, seed=4)
+    assert QDENSE_WIDE_MIN_OUT <= 17
+    fm = int8_mlp([33, 40, 17, 24, 5], head=None, seed=4)
     i8 = fm.buffers["i8"].copy()
     for lay in fm.layers:
         if lay.op == Op.QDENSE and lay.name != "qdense1":  # reduce-range weights: u8s8_exact
@@ -464,8 +466,9 @@ def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
     plan = build_plan(q)
     rows = [k for k in range(plan.n_ops) if int(plan.program[k][0]) == int(Op.QDENSE)]
     exact = [U8.u8s8_exact(q.tensor(lay, "W")) for lay in q.layers if lay.op == Op.QDENSE]
-    want_flags = [int(e and U8.available()) for e in exact]
-    assert [int(plan.program[k][C_I3]) for k in rows] == want_flags and exact == [True, False, True]
+    assert exact == [True, False, True, True]
+    fast = int(U8.available())
+    assert [int(plan.program[k][C_I3]) for k in rows] == [fast, 0, fast, 0]  # the last: 5 outputs
     for k, lay in zip(rows, [lay for lay in q.layers if lay.op == Op.QDENSE]):
         assert np.array_equal(plan.qdense_weights(k), q.tensor(lay, "W"))
     rt = rtinfer.load(q)

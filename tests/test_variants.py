@@ -109,9 +109,11 @@ def _linked_names(variant):
 
 
 def _batch_gemm(name):
-    """A batch-path kernel of kernels_gemm (every one but dense_f32_wide and qdense_u8_wide, which
-    run packed DENSE / QDENSE rows in every variant)."""
-    return "kernels_gemm" in name and "dense_f32_wide" not in name and "qdense_u8_wide" not in name
+    """A batch-path kernel of kernels_gemm (every one but dense_f32_wide with the float32 tiles it
+    runs blocks of samples on, and qdense_u8_wide: they run packed DENSE / QDENSE rows in every
+    variant)."""
+    return "kernels_gemm" in name and not any(k in name for k in ("dense_f32_wide", "_f32_tile_rows",
+                                                                  "qdense_u8_wide"))
 
 
 def test_variants_leave_out_their_families_kernels():
