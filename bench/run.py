@@ -181,7 +181,7 @@ def latency_stats(ns, budget_us: float) -> dict:
 
 def per_op_breakdown(rt, X, budget_us: float) -> list:
     """Per-op p50 (us) of rtinfer in-loop from a separate timed pass; share = p50 / sum of p50s;
-    kernel: the kernel path a convolution row runs (Plan.row_kernels), else ""."""
+    kernel: the kernel path a convolution or dense row runs (Plan.row_kernels), else ""."""
     n = min(len(X), 2000)
     rep = rt.measure(X[:n], budget_us=budget_us, warmup=min(200, n), mode="in-loop", per_layer=True)
     total = sum(r["p50_us"] for r in rep.per_layer) or 1.0

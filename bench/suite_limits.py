@@ -34,24 +34,30 @@ import time
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from rtinfer.jitcache import KERNEL_SOURCES, make_jit
 from rtinfer.kernels_tile import kernel_path_name, target_features
 from rtinfer.kernels_tile import cf32_tile6 as _cf32_tile
 from rtinfer.kernels_tile import u8_tile6 as _u8_tile
+
+# The probes inline rtinfer's kernel tiles: their on-disk cache is stamped with the kernel sources
+# (rtinfer.jitcache), so a changed kernel recompiles them (Numba's cache=True keys on this file
+# only: a stale entry would run the old tile, or fail to load a renamed helper).
+_jit = make_jit(KERNEL_SOURCES + (os.path.abspath(__file__),))  # an absolute name: this file
 
 _clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.intp))
 _CLOCK_MONOTONIC = 1
 
 
-@njit(cache=True)
+@_jit
 def _now(ts):
     _clock_gettime(_CLOCK_MONOTONIC, ts.ctypes.data)
     return ts[0] * 1000000000 + ts[1]
 
 
-@njit(cache=True)
+@_jit
 def _stream_passes(words, times, ts):
     """times[r] = ns of one read of every int64 word of `words`; returns a checksum."""
     total = np.int64(0)
@@ -66,7 +72,7 @@ def _stream_passes(words, times, ts):
     return total
 
 
-@njit(cache=True)
+@_jit
 def _stream_passes_4way(words, times, ts):
     """As _stream_passes, reading the four quarters of `words` side by side (four concurrent
     sequential streams, like a kernel that walks four weight rows at once)."""
@@ -91,7 +97,7 @@ def _stream_passes_4way(words, times, ts):
     return total
 
 
-@njit(cache=True, fastmath={"contract"})
+@_jit(fastmath={"contract"})
 def _fma_chains(iters, acc, a, b):
     """acc (128,) float32: 16 independent 8-wide FMA chains, iters steps; 2 * 128 * iters flops."""
     for _ in range(iters):
@@ -103,7 +109,7 @@ def _fma_chains(iters, acc, a, b):
     return s
 
 
-@njit(cache=True)
+@_jit
 def _i8_dots(iters, W, x):
     """W (rows, n) int8 (rows a multiple of 4) and x (n,) int8 in L1: iters sweeps of int32 dot
     products, four rows sharing each load of x, written as plain loops (what Numba's vectorizer
@@ -167,7 +173,7 @@ def _pmaddwd_dot4(typingctx, x, w, wo, stride, nblk):
     return sig, codegen
 
 
-@njit(cache=True)
+@_jit
 def _i8_dots_pmaddwd(iters, W, x):
     """As _i8_dots (W flat (rows * n,), n a multiple of 16), through _pmaddwd_dot4."""
     n = x.size
@@ -179,7 +185,7 @@ def _i8_dots_pmaddwd(iters, W, x):
     return total
 
 
-@njit(cache=True)
+@_jit
 def _u8_tile_passes(iters, A, B, D, bias, M):
     """iters x 8 calls of the 6 x 16 uint8 x int8 conv tile over K = 4 * 32: 8 * 6 * 16 * 128 MACs
     per pass; A (32 * 6,) int32 packed weights, B (32 * 16,) int32 packed activations."""
@@ -188,7 +194,7 @@ def _u8_tile_passes(iters, A, B, D, bias, M):
             _u8_tile(A, 0, B, 0, 16, 32, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
 
 
-@njit(cache=True)
+@_jit
 def _f32_tile_passes(iters, A, B, RT, D, bias):
     """iters x 8 calls of the 6 x 16 float32 conv tile over K = 128 (L1-resident operands): 8 * 6 *
     16 * 128 MACs per pass. A (128 * 6,) packed weights, B (128 * 16,) rows at RT[k] = 16 k."""
@@ -214,7 +220,7 @@ def _u8_tile_operands():
     return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
 
 
-@njit(cache=True)
+@_jit
 def _timed_passes(passes, iters, args, times, ts):
     """times[r] = ns of one passes(iters, *args) call (a tile-pass function above), timed in
     compiled code like an in-loop sample."""

@@ -508,7 +508,7 @@ def render(results) -> str:
             ops = ", ".join(f"{o['label']}{' [' + o['kernel'] + ']' if o.get('kernel') else ''} "
                             f"{o['p50_us']:.3f} us ({100 * o['share']:.0f}%)" for o in r["per_op"])
             L.append("")
-            named = ("; a convolution's kernel path in brackets, as `rtinfer inspect` names it"
+            named = ("; a convolution's or dense layer's kernel path in brackets, as `rtinfer inspect` names it"
                      if any(o.get("kernel") for o in r["per_op"]) else "")
             L.append(f"rtinfer in-loop per-op p50 (a separate pass timing every op; each op's time includes one "
                      f"clock read{named}): {ops}.")

@@ -19,9 +19,10 @@ weights, GEMM scratch and a chunk arena of CHUNK x the plan's per-sample arena, 
 arena bases pointing there (no batch path when that arena would exceed MAX_BLOCK_ARENA_BYTES:
 the blocked path runs such models); rows run with arena stride st = CHUNK (rtinfer.plan), so exec_row
 runs unchanged on CHUNK samples and every intermediate keeps the planner's lifetime layout. A tiled
-DENSE gets its float32 weights packed (a copy, padded to 16 outputs; BLAS DENSE views the plan's
-transposed W, no copy); a u8s8 QDENSE gets its weights packed (int8, padded to 16 outputs
-and 4 inputs) and a float32 BLAS QDENSE a float32 copy of its int8 weights (n_out, n_in).
+DENSE gets its float32 weights packed (a copy, padded to 16 outputs; BLAS DENSE a copy of W
+(n_in, n_out)), whichever layout the plan holds them in (Plan.dense_weights); a u8s8 QDENSE gets
+its weights packed (int8, padded to 16 outputs and 4 inputs) and a float32 BLAS QDENSE a float32
+copy of its int8 weights (n_out, n_in) (Plan.qdense_weights).
 Everything is allocated once, when the path is built (on the first qualifying predict); a call
 allocates nothing but array views.
 

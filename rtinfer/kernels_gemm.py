@@ -54,7 +54,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import codegen_features, quad_dot, requant8, target_features
+from .kernels_tile import codegen_features, kernel_path_name, quad_dot, requant8, store_cols, target_features
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -359,31 +359,21 @@ def _make_f32_wide(NB):
             pbias = builder.gep(biasarr.data, [biasoff])
             pd = builder.gep(darr.data, [doff])
             nc = context.cast(builder, ncv, signature.args[8], types.int64)
+            ys = []
             for v in range(2 * NB):
                 bvec = builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * v)]),
                                                     v8.as_pointer()), align=4)
                 y = builder.fadd(builder.load(accs[v]), bvec)
                 neg = builder.fcmp_ordered("<", y, zero)
-                y = builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, y)
-                # all 8 lanes below ncols: one vector store; some: lane by lane; none: nothing
-                full = builder.icmp_signed(">=", nc, ir.Constant(i64, 8 * v + 8))
-                with builder.if_else(full) as (then, otherwise):
-                    with then:
-                        dst = builder.bitcast(builder.gep(pd, [ir.Constant(doff.type, 8 * v)]), v8.as_pointer())
-                        builder.store(y, dst, align=4)
-                    with otherwise:
-                        for lane in range(8):
-                            on = builder.icmp_signed(">", nc, ir.Constant(i64, 8 * v + lane))
-                            with builder.if_then(on):
-                                builder.store(builder.extract_element(y, ir.Constant(i32, lane)),
-                                              builder.gep(pd, [ir.Constant(doff.type, 8 * v + lane)]))
+                ys.append(builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, y))
+            store_cols(builder, ys, pd, nc, v8, 4)  # all 16 NB columns, or the first ncols through a buffer
             return context.get_dummy_value()
 
         return sig, codegen
     return _f32_wide
 
 
-_fw1, _fw2, _fw3, _fw4 = (_make_f32_wide(q) for q in range(1, WIDE_NB + 1))
+_fw1, _fw2, _fw4 = (_make_f32_wide(q) for q in (1, 2, WIDE_NB))
 
 
 @kernel_jit
@@ -393,24 +383,29 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
     (pack_bias), y (m, n_out) at dst[do:]. Up to WIDE_NB blocks of 16 outputs per micro-kernel
     call: one broadcast of x[k] feeds 2 WIDE_NB independent FMA chains, with no horizontal sums
     (the dot-product kernel, kernels.dense_f32, ends every output with one). Each output is the
-    FMA chain of dense_f32_tiled, so both give the same bits for a sample. Several samples (the
-    interpreter's blocks) take the batch GEMM's tiles of FT_S samples x 16 outputs for the full
-    blocks, so a block's weights are applied to all m samples from L1, and the wide kernel for
-    the last, partial one."""
+    FMA chain of dense_f32_tiled, so both give the same bits for a sample. A block of m >= FT_S
+    samples (the interpreter's MODE_BATCH) takes the batch GEMM's tile of FT_S samples x 16
+    outputs for the full blocks, so a block's weights are applied to all m samples from L1 (its
+    last m % FT_S samples and the partial block one sample at a time); only that one tile size is
+    compiled in, for the first-compile time."""
     nblk = (n_out + TILE_J - 1) // TILE_J
     ps = n_in * TILE_J
     q = 0
-    if m > 1:
+    if m >= FT_S:
         q = n_out // TILE_J
         for jb in range(q):
+            wb = wo + jb * ps
+            j0 = jb * TILE_J
             s = 0
-            while s < m:
-                R = min(FT_S, m - s)
-                _f32_tile_rows(R, src, so + s * n_in, n_in, Wp, wo + jb * ps, dst, do + s * n_out + jb * TILE_J,
-                               n_out, b, bo + jb * TILE_J, relu)
-                s += R
+            while s + FT_S <= m:
+                _ft6(src, so + s * n_in, n_in, Wp, wb, n_in, dst, do + s * n_out + j0, n_out, b, bo + j0, relu)
+                s += FT_S
+            while s < m:  # the last m % 6 samples, one block of 16 at a time (the same FMA chains)
+                _fw1(src, so + s * n_in, Wp, wb, ps, n_in, dst, do + s * n_out + j0, TILE_J, b, bo + j0, relu)
+                s += 1
     while q < nblk:
-        nb = min(WIDE_NB, nblk - q)
+        left = nblk - q
+        nb = 4 if left >= 4 else (2 if left >= 2 else 1)  # 3 blocks: 2 + 1 (fewer variants to compile)
         j0 = q * TILE_J
         nc = min(TILE_J * nb, n_out - j0)
         wb = wo + q * ps
@@ -419,8 +414,6 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
             d = do + s * n_out + j0
             if nb == 4:
                 _fw4(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
-            elif nb == 3:
-                _fw3(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
             elif nb == 2:
                 _fw2(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
             else:
@@ -470,23 +463,28 @@ def _make_u8_wide(NB):
                         acc = accs[2 * p + h]
                         builder.store(quad_dot(builder, builder.load(acc), a, w, feats), acc)
 
-            nq_full = builder.sdiv(nin, ir.Constant(nin.type, 4))
-            with cgutils.for_range(builder, nq_full) as loop:
+            nq = builder.sdiv(builder.add(nin, ir.Constant(nin.type, 3)), ir.Constant(nin.type, 4))
+            last = builder.sub(nin, ir.Constant(nin.type, 1))
+            with cgutils.for_range(builder, nq) as loop:  # one copy of the product step
                 q = loop.index
-                a4 = builder.load(builder.bitcast(builder.gep(px, [builder.mul(q, ir.Constant(q.type, 4))]),
-                                                  i32.as_pointer()), align=1)
+                base = builder.mul(q, ir.Constant(q.type, 4))
+                whole = builder.icmp_signed("<=", builder.add(base, ir.Constant(q.type, 4)), nin)
+                with builder.if_else(whole, likely=True) as (then, otherwise):
+                    with then:
+                        a_whole = builder.load(builder.bitcast(builder.gep(px, [base]), i32.as_pointer()), align=1)
+                        b_whole = builder.block
+                    with otherwise:  # the last quad of n_in % 4 != 0 inputs
+                        a_tail = ir.Constant(i32, 0)
+                        for t in range(4):
+                            idx = builder.add(base, ir.Constant(nin.type, t))
+                            idx = builder.select(builder.icmp_signed("<", idx, nin), idx, last)
+                            byte = builder.zext(builder.load(builder.gep(px, [idx])), i32)
+                            a_tail = builder.or_(a_tail, builder.shl(byte, ir.Constant(i32, 8 * t)))
+                        b_tail = builder.block
+                a4 = builder.phi(i32)
+                a4.add_incoming(a_whole, b_whole)
+                a4.add_incoming(a_tail, b_tail)
                 step(q, a4)
-            rem = builder.srem(nin, ir.Constant(nin.type, 4))
-            with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(rem.type, 0))):
-                base = builder.mul(nq_full, ir.Constant(nin.type, 4))
-                last = builder.sub(nin, ir.Constant(nin.type, 1))
-                a4 = ir.Constant(i32, 0)
-                for t in range(4):
-                    idx = builder.add(base, ir.Constant(nin.type, t))
-                    idx = builder.select(builder.icmp_signed("<", idx, nin), idx, last)
-                    byte = builder.zext(builder.load(builder.gep(px, [idx])), i32)
-                    a4 = builder.or_(a4, builder.shl(byte, ir.Constant(i32, 8 * t)))
-                step(nq_full, a4)
 
             def splat_f(v):
                 e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
@@ -498,28 +496,21 @@ def _make_u8_wide(NB):
             pm = builder.gep(marr.data, [moff])
             pd = builder.gep(darr.data, [doff])
             nc = context.cast(builder, ncv, signature.args[8], types.int64)
-            v8i8 = ir.VectorType(i8, 8)
+            ys = []
             for v in range(2 * NB):
                 off = ir.Constant(i64, 8 * v)
                 bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
                 mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
-                y = requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec, zp, lo, hi)
-                full = builder.icmp_signed(">=", nc, ir.Constant(i64, 8 * v + 8))
-                with builder.if_else(full) as (then, otherwise):
-                    with then:
-                        builder.store(y, builder.bitcast(builder.gep(pd, [off]), v8i8.as_pointer()), align=1)
-                    with otherwise:
-                        for lane in range(8):
-                            with builder.if_then(builder.icmp_signed(">", nc, ir.Constant(i64, 8 * v + lane))):
-                                builder.store(builder.extract_element(y, ir.Constant(i32, lane)),
-                                              builder.gep(pd, [ir.Constant(i64, 8 * v + lane)]))
+                ys.append(requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec,
+                                   zp, lo, hi))
+            store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
             return context.get_dummy_value()
 
         return sig, codegen
     return _u8_wide
 
 
-_uw1, _uw2, _uw3, _uw4 = (_make_u8_wide(q) for q in range(1, WIDE_NB + 1))
+_uw1, _uw2, _uw4 = (_make_u8_wide(q) for q in (1, 2, WIDE_NB))
 
 
 @kernel_jit
@@ -534,7 +525,8 @@ def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, q
     ps = nq * 64
     q = 0
     while q < nblk:
-        nb = min(WIDE_NB, nblk - q)
+        left = nblk - q
+        nb = 4 if left >= 4 else (2 if left >= 2 else 1)  # 3 blocks: 2 + 1 (fewer variants to compile)
         j0 = q * TILE_J
         nc = min(TILE_J * nb, n_out - j0)
         wb = wo + q * ps
@@ -543,13 +535,25 @@ def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, q
             d = do + s * n_out + j0
             if nb == 4:
                 _uw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
-            elif nb == 3:
-                _uw3(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
             elif nb == 2:
                 _uw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
             else:
                 _uw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
         q += nb
+
+
+def dense_kernel_name(packed: bool, int8: bool) -> str:
+    """The kernel a DENSE (int8: QDENSE) row runs, in words, with the instruction its product
+    step compiles to on this target (rtinfer inspect's kernel column)."""
+    path = kernel_path_name()
+    if int8 and packed:
+        instr = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(path, "portable")
+        return f"dense int8, uint8 quads ({instr}), up to 64 outputs per step (packed)"
+    if int8:
+        return f"dense int8, int16 pairs ({'vpdpwssd' if path == 'VNNI' else 'vpmaddwd'}), 8 outputs per step (W transposed)"
+    if packed:
+        return "dense float32 FMA, up to 64 outputs per step (packed)"
+    return "dense float32 dot products, 4 outputs per step (W transposed)"
 
 
 def pack_bias(b: np.ndarray) -> np.ndarray:

@@ -162,7 +162,7 @@ def _masked_load(builder, ptr, vty, mask, align):
     return builder.call(fn, [ptr, _c(align), mask, zero])
 
 
-def _store_cols(builder, vals, row, ncols, vty, align):
+def store_cols(builder, vals, row, ncols, vty, align):
     """Store the vectors ``vals`` (of ``vty``) at row[0:lanes * len(vals)] when ncols covers them
     all, else only row[0:ncols]: the vectors go to a stack buffer and ncols elements are copied
     (no masked store: vmaskmovps stores are slow on some CPUs, and there is none for bytes)."""
@@ -345,7 +345,7 @@ def _make_cf32_tile(R):
                     vals = []
                     for h in range(2):
                         vals.append(_relu(builder, builder.fadd(builder.load(accs[r][h]), b), floor))
-                    _store_cols(builder, vals, row, ncolsv, _V8F, 4)
+                    store_cols(builder, vals, row, ncolsv, _V8F, 4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -422,7 +422,7 @@ def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncol
     ys = _narrow_rows(builder, rows, zp32, x86, unpck)
     for r in range(len(accs)):
         with builder.if_then(builder.icmp_signed(">", nrows, ir.Constant(nrows.type, r))):
-            _store_cols(builder, [ys[r]], builder.gep(pd, [builder.mul(ldd, ir.Constant(i64, r))]), ncols,
+            store_cols(builder, [ys[r]], builder.gep(pd, [builder.mul(ldd, ir.Constant(i64, r))]), ncols,
                         ir.VectorType(_I8, 16), 1)
 
 
@@ -592,7 +592,7 @@ def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, 
                 vals = []
                 for h in range(nv):
                     vals.append(_relu(builder, builder.load(accs[c][h]), floor))
-                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8F, 4)
+                store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols, _V8F, 4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -662,7 +662,7 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                     rows.append([_requant_i32(builder, builder.sitofp(builder.add(builder.load(accs[c][2 * h + k]), b),
                                                                      _V8F), mult, lo, hi, x86) for k in range(2)])
                 vals = _narrow_rows(builder, rows, zp32, x86, True)
-                _store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
+                store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
                             ir.VectorType(_I8, 16), 1)
         return context.get_dummy_value()
 
@@ -1372,7 +1372,7 @@ def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y
         lo = _splat(builder, builder.sitofp(lov, _F32), _V8F)
         hi = _splat(builder, builder.sitofp(hiv, _F32), _V8F)
         yq = requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)
-        _store_cols(builder, [yq], py, nrowsv, _V8I8, 1)
+        store_cols(builder, [yq], py, nrowsv, _V8I8, 1)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -243,14 +243,25 @@ class Plan:
         return state
 
     def row_kernels(self) -> tuple:
-        """Per program row, the kernel path a CONV / QCONV row runs (kernels_conv.kernel_name),
-        else ""."""
+        """Per program row, the kernel path a CONV / QCONV row (kernels_conv.kernel_name) or a
+        DENSE / QDENSE row (kernels_gemm.dense_kernel_name) runs, else ""."""
         from .kernels_conv import kernel_name
+        from .kernels_gemm import dense_kernel_name
         from .ops import Op
 
         i32 = self.image.view(np.int32)
-        return tuple(kernel_name(i32[int(row[C_I0]):], Op(int(row[C_OP])) == Op.QCONV)
-                     if Op(int(row[C_OP])) in (Op.CONV, Op.QCONV) else "" for row in self.program)
+        names = []
+        for row in self.program:
+            op = Op(int(row[C_OP]))
+            if op in (Op.CONV, Op.QCONV):
+                names.append(kernel_name(i32[int(row[C_I0]):], op == Op.QCONV))
+            elif op == Op.DENSE:
+                names.append(dense_kernel_name(bool(row[C_I0]), False))
+            elif op == Op.QDENSE:
+                names.append(dense_kernel_name(bool(row[C_I3]), True))
+            else:
+                names.append("")
+        return tuple(names)
 
     def describe(self) -> str:
         lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "

@@ -358,8 +358,8 @@ def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios(
 
 
 def test_per_op_rows_name_each_convolutions_kernel():
-    """The per-op breakdown carries the kernel path of every convolution row (the same names as
-    rtinfer inspect) and nothing for the other ops."""
+    """The per-op breakdown carries the kernel path of every convolution and dense row (the same
+    names as rtinfer inspect) and nothing for the other ops."""
     import export
     import rtinfer
     from rtinfer.train import CNN, Activation, Conv2D, Dense, Flatten
@@ -373,4 +373,6 @@ def test_per_op_rows_name_each_convolutions_kernel():
     assert [o["kernel"] for o in ops] == [by_label[o["label"]] for o in ops]
     conv = [o for o in ops if ":CONV" in o["label"]]
     assert len(conv) == 2 and "GEMM float32" in conv[0]["kernel"] and "depthwise" in conv[1]["kernel"]
-    assert all(o["kernel"] == "" for o in ops if ":CONV" not in o["label"])
+    dense = [o for o in ops if ":DENSE" in o["label"]]
+    assert len(dense) == 1 and "dense float32 dot products" in dense[0]["kernel"]  # 3 outputs: W transposed
+    assert all(o["kernel"] == "" for o in ops if ":CONV" not in o["label"] and ":DENSE" not in o["label"])

@@ -181,6 +181,9 @@ def test_inspect_names_each_convolutions_kernel_path(tmp_path, capsys):
         assert info["int8_kernel_path"] == kernel_path_name()
         kernels = [L.get("kernel") for L in info["layers"] if L["op"] in ("CONV", "QCONV")]
         assert len(kernels) == 4 and all(kernels), kernels
+        dense = [L.get("kernel") for L in info["layers"] if L["op"] in ("DENSE", "QDENSE")]
+        assert len(dense) == 1 and dense[0].startswith("dense " + dtype), dense  # 3 outputs: W transposed
+        assert "W transposed" in dense[0]
         stem, dw, pw, last = kernels
         assert "depthwise" in dw and "shifted plane copies" in stem and "input planes" in pw
         if dtype == "int8":

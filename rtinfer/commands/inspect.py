@@ -47,7 +47,7 @@ def describe(frozen) -> dict:
     from rtinfer.frozen import BUFFER_DTYPES
 
     plan, why = plan_of(frozen)
-    kernels = {}  # layer index -> the kernel path its convolution runs (Plan.row_kernels)
+    kernels = {}  # layer index -> the kernel path its convolution or dense layer runs (Plan.row_kernels)
     if plan is not None:
         kernels = {i: k for i, k in zip(plan.row_layers, plan.row_kernels()) if k}
     layers = []
@@ -161,7 +161,7 @@ def format_text(info: dict) -> str:
                      f"{L['params']:>8} {L['bytes']:>8} {L['macs']:>8}  "
                      + (f"{','.join('t%d' % t for t in L['inputs']):<8} " if graph else "") + q)
     conv = [L for L in info["layers"] if "kernel" in L]
-    if conv:  # the convolution kernels this CPU runs (their int8 instructions depend on it)
+    if conv:  # the convolution and dense kernels this CPU runs (their int8 instructions depend on it)
         lines.append(f"kernels     on this CPU (int8 instructions: {info['int8_kernel_path']})")
         lines.extend(f"{L['index']:>3} {L['name'][:16]:<16} {L['kernel']}" for L in conv)
     stored, packed = info["weights_stored_bytes"], info["weights_packed_bytes"]
