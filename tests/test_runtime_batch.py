@@ -404,7 +404,7 @@ def test_dense_f32_wide_matches_the_tiled_kernel_bit_for_bit(n_in, n_out):
         Wo = np.concatenate([np.full(16, np.nan, np.float32), Wp])  # offsets 16 and 3: honoured
         bo = np.concatenate([np.full(3, np.nan, np.float32), bp])
         for relu in (False, True):
-            Y = np.full(m * n_out + 9, 7.0, np.float32)
+            Y = np.full(m * n_out + 4 + 64, 7.0, np.float32)  # guards: a whole block past y
             U8.dense_f32_wide(X, 5, Wo, 16, n_in, n_out, bo, 3, Y, 4, m, relu)
             assert (Y[:4] == 7.0).all() and (Y[4 + m * n_out:] == 7.0).all()  # only y is written
             want = np.zeros(m * n_out, np.float32)
