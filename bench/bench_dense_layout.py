@@ -31,6 +31,18 @@ SHAPES = [(16, 32), (32, 4), (64, 64), (64, 32), (32, 10), (64, 10), (8, 64), (1
           (128, 64), (120, 84), (84, 10), (400, 120), (640, 128), (784, 128), (512, 512), (640, 8)]
 
 
+def _side_by_side(fa, fb, rounds: int, reps: int) -> tuple:
+    """(median ns per call of fa, of fb, median of the per-round ratios fb / fa): fa() and fb()
+    each make reps calls, alternated round by round."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        for f, t in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter_ns()
+            f()
+            t.append((time.perf_counter_ns() - t0) / reps)
+    return float(np.median(ta)), float(np.median(tb)), float(np.median(np.array(tb) / np.array(ta)))
+
+
 def run(rounds: int) -> list:
     from numba import njit
 
@@ -62,17 +74,9 @@ def run(rounds: int) -> list:
         loop_dot(x, Wt, b, ya, n_in, n_out, 1)
         loop_wide(x, Wp, bp, yb, n_in, n_out, 1)
         np.testing.assert_allclose(ya, yb, rtol=1e-4, atol=1e-4)
-        ta, tb = [], []
-        for _ in range(rounds):
-            t0 = time.perf_counter_ns()
-            loop_dot(x, Wt, b, ya, n_in, n_out, reps)
-            ta.append((time.perf_counter_ns() - t0) / reps)
-            t0 = time.perf_counter_ns()
-            loop_wide(x, Wp, bp, yb, n_in, n_out, reps)
-            tb.append((time.perf_counter_ns() - t0) / reps)
-        ratio = float(np.median(np.array(tb) / np.array(ta)))
-        rows.append((n_in, n_out, float(np.median(ta)), float(np.median(tb)), ratio,
-                     "wide" if dense_packed(n_out) else "dot"))
+        ta, tb, ratio = _side_by_side(lambda: loop_dot(x, Wt, b, ya, n_in, n_out, reps),
+                                      lambda: loop_wide(x, Wp, bp, yb, n_in, n_out, reps), rounds, reps)
+        rows.append((n_in, n_out, ta, tb, ratio, "wide" if dense_packed(n_out) else "dot"))
     return rows
 
 
@@ -110,17 +114,10 @@ def run_int8(rounds: int) -> list:
         loop_rows(a, Wt, bias, M, n_in, n_out, 1)
         loop_wide(b, Wp, bias2, Mp, n_in, n_out, 1)
         assert np.array_equal(a, b)
-        ta, tb = [], []
-        for _ in range(rounds):
-            t0 = time.perf_counter_ns()
-            loop_rows(a, Wt, bias, M, n_in, n_out, reps)
-            ta.append((time.perf_counter_ns() - t0) / reps)
-            t0 = time.perf_counter_ns()
-            loop_wide(b, Wp, bias2, Mp, n_in, n_out, reps)
-            tb.append((time.perf_counter_ns() - t0) / reps)
-        ratio = float(np.median(np.array(tb) / np.array(ta)))
+        ta, tb, ratio = _side_by_side(lambda: loop_rows(a, Wt, bias, M, n_in, n_out, reps),
+                                      lambda: loop_wide(b, Wp, bias2, Mp, n_in, n_out, reps), rounds, reps)
         pick = "wide" if n_out >= QDENSE_WIDE_MIN_OUT and G.available() else "rows"
-        rows.append((n_in, n_out, float(np.median(ta)), float(np.median(tb)), ratio, pick))
+        rows.append((n_in, n_out, ta, tb, ratio, pick))
     return rows
 
 

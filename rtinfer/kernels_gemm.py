@@ -202,20 +202,23 @@ def pack_f32(W: np.ndarray):
     return np.ascontiguousarray(Wp.reshape(n_in, nblk, TILE_J).transpose(1, 0, 2)).reshape(-1), nblk
 
 
-def _make_f32_tile(R):
+def _make_f32_tile(R, NB=1):
     @intrinsic
-    def _f32_tile(typingctx, A, ao, lda, B, bo, n, D, do, ldd, bias, bias_o, relu):
-        """D[do + r * ldd + j] = act(fma chain over k < n of A[ao + r * lda + k] * B[bo + 16 k + j],
-        in k order from 0.0, + bias[bias_o + j]) for r < R, j < 16 (float32); act = ReLU (0 if
-        y < 0 else y) when relu, else identity."""
-        sig = types.void(A, ao, lda, B, bo, n, D, do, ldd, bias, bias_o, relu)
+    def _f32_tile(typingctx, A, ao, lda, B, bo, ps, n, D, do, ldd, ncols, bias, bias_o, relu):
+        """D[do + r * ldd + j] = act(fma chain over k < n of A[ao + r * lda + k] * B[bo + (j // 16)
+        ps + 16 k + j % 16], in k order from 0.0, + bias[bias_o + j]) for r < R samples and
+        j < ncols <= 16 NB outputs (float32: NB packed blocks of 16 outputs, ps floats apart; bias
+        readable to 16 NB); act = ReLU (0 if y < 0 else y) when relu, else identity. The batch
+        GEMM's tiles are R x 1 block (R <= FT_S: 2 R accumulators); the one-sample wide kernel's
+        1 x NB blocks (NB <= WIDE_NB: 2 NB accumulators). Each output's chain is the same in both."""
+        sig = types.void(A, ao, lda, B, bo, ps, n, D, do, ldd, ncols, bias, bias_o, relu)
 
         def codegen(context, builder, signature, args):
-            av, aoff, ldav, bv, boff, nk, dv, doff, lddv, biasv, biasoff, reluv = args
+            av, aoff, ldav, bv, boff, psv, nk, dv, doff, lddv, ncv, biasv, biasoff, reluv = args
             aarr = context.make_array(signature.args[0])(context, builder, av)
             barr = context.make_array(signature.args[3])(context, builder, bv)
-            darr = context.make_array(signature.args[6])(context, builder, dv)
-            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
+            darr = context.make_array(signature.args[7])(context, builder, dv)
+            biasarr = context.make_array(signature.args[11])(context, builder, biasv)
             i32 = ir.IntType(32)
             v8 = ir.VectorType(ir.FloatType(), 8)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
@@ -223,34 +226,35 @@ def _make_f32_tile(R):
             pa = builder.gep(aarr.data, [aoff])
             pb = builder.gep(barr.data, [boff])
             rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(R)]
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2)]
+            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2 * NB)]
                     for _ in range(R)]
             with cgutils.for_range(builder, nk) as loop:
                 k = loop.index
-                wk = builder.gep(pb, [builder.mul(k, ir.Constant(k.type, TILE_J))])
-                w = [builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(k.type, 8 * h)]), v8.as_pointer()),
-                                  align=4) for h in range(2)]
+                k16 = builder.mul(k, ir.Constant(k.type, TILE_J))
+                w = [builder.load(builder.bitcast(builder.gep(panels[v // 2], [builder.add(
+                    k16, ir.Constant(k.type, 8 * (v % 2)))]), v8.as_pointer()), align=4) for v in range(2 * NB)]
                 for r in range(R):
                     x = builder.load(builder.gep(rows[r], [k]))
                     splat = builder.insert_element(ir.Constant(v8, ir.Undefined), x, ir.Constant(i32, 0))
                     splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
-                    for h in range(2):
-                        builder.store(builder.call(fma, [splat, w[h], builder.load(accs[r][h])]), accs[r][h])
+                    for v in range(2 * NB):
+                        builder.store(builder.call(fma, [splat, w[v], builder.load(accs[r][v])]), accs[r][v])
             zero = ir.Constant(v8, [0.0] * 8)
-            relu_on = builder.icmp_unsigned("!=", context.cast(builder, reluv, signature.args[11], types.int64),
-                                            ir.Constant(ir.IntType(64), 0))
+            relu_on = _splat_i1(builder, builder.icmp_unsigned(
+                "!=", context.cast(builder, reluv, signature.args[13], types.int64), ir.Constant(ir.IntType(64), 0)))
             pbias = builder.gep(biasarr.data, [biasoff])
-            bvec = [builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * h)]),
-                                                 v8.as_pointer()), align=4) for h in range(2)]
+            bvec = [builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * v)]),
+                                                 v8.as_pointer()), align=4) for v in range(2 * NB)]
             pd = builder.gep(darr.data, [doff])
+            nc = context.cast(builder, ncv, signature.args[10], types.int64)
             for r in range(R):
-                row = builder.gep(pd, [builder.mul(lddv, ir.Constant(lddv.type, r))])
-                for h in range(2):
-                    v = builder.fadd(builder.load(accs[r][h]), bvec[h])
-                    neg = builder.fcmp_ordered("<", v, zero)
-                    v = builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, v)
-                    dst = builder.bitcast(builder.gep(row, [ir.Constant(lddv.type, 8 * h)]), v8.as_pointer())
-                    builder.store(v, dst, align=4)
+                ys = []
+                for v in range(2 * NB):
+                    y = builder.fadd(builder.load(accs[r][v]), bvec[v])
+                    ys.append(builder.select(builder.and_(builder.fcmp_ordered("<", y, zero), relu_on), zero, y))
+                # all 16 NB columns, or the first ncols through a buffer (a partial last block)
+                store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(lddv.type, r))]), nc, v8, 4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -271,17 +275,17 @@ _ft1, _ft2, _ft3, _ft4, _ft5, _ft6 = _F32_TILES
 @kernel_jit
 def _f32_tile_rows(R, src, ao, n_in, Wp, wb, D, do, ldd, b, bo, relu):
     if R == 6:
-        _ft6(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft6(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
     elif R == 5:
-        _ft5(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft5(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
     elif R == 4:
-        _ft4(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft4(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
     elif R == 3:
-        _ft3(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft3(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
     elif R == 2:
-        _ft2(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft2(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
     else:
-        _ft1(src, ao, n_in, Wp, wb, n_in, D, do, ldd, b, bo, relu)
+        _ft1(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
 
 
 @kernel_jit
@@ -318,62 +322,7 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
 WIDE_NB = 4         # blocks of 16 outputs per wide micro-kernel call (8 accumulators)
 
 
-def _make_f32_wide(NB):
-    @intrinsic
-    def _f32_wide(typingctx, A, ao, B, bo, ps, n, D, do, ncols, bias, bias_o, relu):
-        """For one sample: D[do + j] = act(fma chain over k < n of A[ao + k] * B[bo + (j // 16) ps
-        + 16 k + j % 16], in k order from 0.0, + bias[bias_o + j]) for j < ncols <= 16 NB (float32,
-        NB panels of 16 outputs ps floats apart; bias readable to 16 NB); act as _f32_tile's."""
-        sig = types.void(A, ao, B, bo, ps, n, D, do, ncols, bias, bias_o, relu)
-
-        def codegen(context, builder, signature, args):
-            av, aoff, bv, boff, psv, nk, dv, doff, ncv, biasv, biasoff, reluv = args
-            aarr = context.make_array(signature.args[0])(context, builder, av)
-            barr = context.make_array(signature.args[2])(context, builder, bv)
-            darr = context.make_array(signature.args[6])(context, builder, dv)
-            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
-            i32 = ir.IntType(32)
-            i64 = ir.IntType(64)
-            v8 = ir.VectorType(ir.FloatType(), 8)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
-                                                 "llvm.fma.v8f32")
-            pa = builder.gep(aarr.data, [aoff])
-            pb = builder.gep(barr.data, [boff])
-            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2 * NB)]
-            with cgutils.for_range(builder, nk) as loop:
-                k = loop.index
-                x = builder.load(builder.gep(pa, [k]))
-                splat = builder.insert_element(ir.Constant(v8, ir.Undefined), x, ir.Constant(i32, 0))
-                splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
-                k16 = builder.mul(k, ir.Constant(k.type, TILE_J))
-                for q in range(NB):
-                    wk = builder.gep(panels[q], [k16])
-                    for h in range(2):
-                        w = builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(k.type, 8 * h)]),
-                                                         v8.as_pointer()), align=4)
-                        builder.store(builder.call(fma, [splat, w, builder.load(accs[2 * q + h])]), accs[2 * q + h])
-            zero = ir.Constant(v8, [0.0] * 8)
-            relu_on = builder.icmp_unsigned("!=", context.cast(builder, reluv, signature.args[11], types.int64),
-                                            ir.Constant(i64, 0))
-            pbias = builder.gep(biasarr.data, [biasoff])
-            pd = builder.gep(darr.data, [doff])
-            nc = context.cast(builder, ncv, signature.args[8], types.int64)
-            ys = []
-            for v in range(2 * NB):
-                bvec = builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * v)]),
-                                                    v8.as_pointer()), align=4)
-                y = builder.fadd(builder.load(accs[v]), bvec)
-                neg = builder.fcmp_ordered("<", y, zero)
-                ys.append(builder.select(builder.and_(neg, _splat_i1(builder, relu_on)), zero, y))
-            store_cols(builder, ys, pd, nc, v8, 4)  # all 16 NB columns, or the first ncols through a buffer
-            return context.get_dummy_value()
-
-        return sig, codegen
-    return _f32_wide
-
-
-_fw1, _fw2, _fw4 = (_make_f32_wide(q) for q in (1, 2, WIDE_NB))
+_fw1, _fw2, _fw4 = (_make_f32_tile(1, q) for q in (1, 2, WIDE_NB))  # one sample, 1/2/4 blocks
 
 
 @kernel_jit
@@ -398,10 +347,11 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
             j0 = jb * TILE_J
             s = 0
             while s + FT_S <= m:
-                _ft6(src, so + s * n_in, n_in, Wp, wb, n_in, dst, do + s * n_out + j0, n_out, b, bo + j0, relu)
+                _ft6(src, so + s * n_in, n_in, Wp, wb, 0, n_in, dst, do + s * n_out + j0, n_out, TILE_J, b, bo + j0,
+                     relu)
                 s += FT_S
             while s < m:  # the last m % 6 samples, one block of 16 at a time (the same FMA chains)
-                _fw1(src, so + s * n_in, Wp, wb, ps, n_in, dst, do + s * n_out + j0, TILE_J, b, bo + j0, relu)
+                _fw1(src, so + s * n_in, 0, Wp, wb, ps, n_in, dst, do + s * n_out + j0, 0, TILE_J, b, bo + j0, relu)
                 s += 1
     while q < nblk:
         left = nblk - q
@@ -413,11 +363,11 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
             ao = so + s * n_in
             d = do + s * n_out + j0
             if nb == 4:
-                _fw4(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+                _fw4(src, ao, 0, Wp, wb, ps, n_in, dst, d, 0, nc, b, bo + j0, relu)
             elif nb == 2:
-                _fw2(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+                _fw2(src, ao, 0, Wp, wb, ps, n_in, dst, d, 0, nc, b, bo + j0, relu)
             else:
-                _fw1(src, ao, Wp, wb, ps, n_in, dst, d, nc, b, bo + j0, relu)
+                _fw1(src, ao, 0, Wp, wb, ps, n_in, dst, d, 0, nc, b, bo + j0, relu)
         q += nb
 
 
