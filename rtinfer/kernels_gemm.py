@@ -326,6 +326,17 @@ _fw1, _fw2, _fw4 = (_make_f32_tile(1, q) for q in (1, 2, WIDE_NB))  # one sample
 
 
 @kernel_jit
+def _wide_group(q, nblk, n_out, wo, ps):
+    """The next call of a wide kernel from block q of nblk: (blocks nb, first output j0, outputs
+    to store nc, weight offset wb). 4 blocks while 4 are left, then 2, then 1 (3 blocks: 2 + 1,
+    one variant fewer to compile)."""
+    left = nblk - q
+    nb = 4 if left >= 4 else (2 if left >= 2 else 1)
+    j0 = q * TILE_J
+    return nb, j0, min(TILE_J * nb, n_out - j0), wo + q * ps
+
+
+@kernel_jit
 def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
     """y = x @ W + b (then ReLU if relu) for m samples, one sample at a time: x (m, n_in) at
     src[so:], W packed (pack_f32) at Wp[wo:], b at b[bo:] zero padded to a multiple of 16
@@ -354,11 +365,7 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
                 _fw1(src, so + s * n_in, 0, Wp, wb, ps, n_in, dst, do + s * n_out + j0, 0, TILE_J, b, bo + j0, relu)
                 s += 1
     while q < nblk:
-        left = nblk - q
-        nb = 4 if left >= 4 else (2 if left >= 2 else 1)  # 3 blocks: 2 + 1 (fewer variants to compile)
-        j0 = q * TILE_J
-        nc = min(TILE_J * nb, n_out - j0)
-        wb = wo + q * ps
+        nb, j0, nc, wb = _wide_group(q, nblk, n_out, wo, ps)
         for s in range(m):
             ao = so + s * n_in
             d = do + s * n_out + j0
@@ -475,11 +482,7 @@ def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, q
     ps = nq * 64
     q = 0
     while q < nblk:
-        left = nblk - q
-        nb = 4 if left >= 4 else (2 if left >= 2 else 1)  # 3 blocks: 2 + 1 (fewer variants to compile)
-        j0 = q * TILE_J
-        nc = min(TILE_J * nb, n_out - j0)
-        wb = wo + q * ps
+        nb, j0, nc, wb = _wide_group(q, nblk, n_out, wo, ps)
         for s in range(m):
             xo = so + s * n_in
             d = do + s * n_out + j0
