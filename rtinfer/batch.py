@@ -273,11 +273,7 @@ class BatchPath:
         folded[j] - 128 * sum_i W[i, j]; None if it would not fit int32 (the planner's bound
         255 * sum|W| + |b| <= 2^31 - 1 makes that impossible)."""
         n_out = int(row[C_NOUT])
-        folded = i32[int(row[C_T1]):int(row[C_T1]) + n_out].astype(np.int64)
-        bias2 = folded - 128 * Wt.astype(np.int64).sum(axis=1)
-        if np.abs(bias2).max(initial=0) > np.iinfo(np.int32).max:
-            return None
-        return bias2.astype(np.int32)
+        return G.shifted_bias(i32[int(row[C_T1]):int(row[C_T1]) + n_out], Wt.T)
 
     def _segment(self, X, Y, k0, k1, xo, yo, c):
         """Program rows k0..k1-1 in one compiled call on c samples from X[xo:] / Y[yo:]."""

@@ -509,12 +509,28 @@ def dense_kernel_name(packed: bool, int8: bool) -> str:
     return "dense float32 dot products, 4 outputs per step (W transposed)"
 
 
+@kernel_jit
+def padded_outputs(n_out):
+    """n_out rounded up to whole blocks of 16 outputs: the length of a packed layer's bias and
+    multipliers (the wide kernels read whole blocks)."""
+    return (n_out + TILE_J - 1) // TILE_J * TILE_J
+
+
 def pack_bias(b: np.ndarray) -> np.ndarray:
-    """b (n_out,) float32 zero padded to a multiple of 16 (dense_f32_wide reads whole blocks)."""
-    n = -(-b.size // TILE_J) * TILE_J
-    out = np.zeros(n, np.float32)
+    """b (n_out,) (a bias or multipliers, any dtype) zero padded to padded_outputs(n_out)."""
+    out = np.zeros(padded_outputs.py_func(b.size), b.dtype)
     out[:b.size] = b
     return out
+
+
+def shifted_bias(folded: np.ndarray, W: np.ndarray):
+    """The int32 bias of a u8 kernel, whose inputs are x + 128: folded[j] - 128 * sum_i W[i, j]
+    for W (n_in, n_out) int8; None if it would not fit int32 (the planner's bound 255 * sum|W| +
+    |b| <= 2^31 - 1 makes that impossible)."""
+    bias2 = folded.astype(np.int64) - 128 * W.astype(np.int64).sum(axis=0)
+    if np.abs(bias2).max(initial=0) > np.iinfo(np.int32).max:
+        return None
+    return bias2.astype(np.int32)
 
 
 def unpack_f32(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:

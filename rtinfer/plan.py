@@ -133,7 +133,8 @@ def qdense_sizes(row) -> tuple:
     """(W bytes, bias int32 elements, M float32 elements) a QDENSE row's tensors take in the image."""
     n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
     if int(row[C_I3]):
-        padded = -(-n_out // 16) * 16
+        from .kernels_gemm import padded_outputs
+        padded = padded_outputs.py_func(n_out)
         return -(-n_in // 4) * 4 * padded, 2 * padded, padded
     return n_in * n_out, n_out, n_out
 
@@ -142,7 +143,8 @@ def dense_sizes(row) -> tuple:
     """(W elements, b elements) a float32 DENSE row's tensors take in the image, per layout."""
     n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
     if int(row[C_I0]):
-        padded = -(-n_out // 16) * 16
+        from .kernels_gemm import padded_outputs
+        padded = padded_outputs.py_func(n_out)
         return n_in * padded, padded
     return n_in * n_out, n_out
 
@@ -573,17 +575,17 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
         M = quant.requant_multiplier(x_scale, w_scale, y_scale)
         if not np.all(np.isfinite(M)):
             raise PlanError(f"{where}: requantization multiplier is not finite")
-        bias2 = folded - 128 * W64.sum(axis=0)  # the u8 kernel's bias: + 128 on every input
-        if qdense_packed(Wq) and np.abs(bias2).max(initial=0) <= np.iinfo(np.int32).max:
+        bias2 = None
+        if qdense_packed(Wq):
+            from .kernels_gemm import pack_bias, pack_weights, shifted_bias
+            bias2 = shifted_bias(folded, Wq)  # the u8 kernel's bias: + 128 on every input
+        if bias2 is not None:
             # packed quads for kernels_gemm.qdense_u8_wide (row C_I3 = 1): the folded bias (for the
-            # batch path) then the shifted one, each padded to 16 nblk as M is
-            from .kernels_gemm import pack_weights
+            # batch path) then the shifted one, each padded to whole blocks as M is
             row[C_I3] = 1
-            pad = -(-n_out // 16) * 16 - n_out
             row[C_T0] = sec.add("i8", pack_weights(Wq)[0])
-            row[C_T1] = sec.add("i32", np.concatenate([folded, np.zeros(pad, np.int64), bias2,
-                                                       np.zeros(pad, np.int64)]).astype(np.int32))
-            row[C_T2] = sec.add("f32", np.concatenate([M, np.zeros(pad, np.float32)]))
+            row[C_T1] = sec.add("i32", np.concatenate([pack_bias(folded.astype(np.int32)), pack_bias(bias2)]))
+            row[C_T2] = sec.add("f32", pack_bias(M.astype(np.float32)))
         else:  # W transposed, (n_out, n_in), for kernels.qdense_i8's dot products
             row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))
             row[C_T1] = sec.add("i32", folded.astype(np.int32))
