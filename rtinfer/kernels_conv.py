@@ -156,7 +156,10 @@ WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW 
 # Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
 # the checks compile away (a constant False).
 BOUNDS = bool(config.BOUNDSCHECK)
-F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
+F32_EXACT = 1 << 24
+# float32 GEMM column tiles of 32 positions (two zmm a row, twelve accumulators) on AVX-512
+# targets; AVX2 keeps 16 (the 32-wide tile's 24 ymm accumulators would spill)
+WIDE_COLS = "avx512f" in T.target_features()  # integers of magnitude below this are exact in float32
 
 
 def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,
@@ -391,7 +394,8 @@ def _last_full(p0, plane, width):
 # ------------------------------------------------------------------------------ float32 CONV
 @kernel_jit(inline="always")
 def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
-    """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels."""
+    """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels; ncols ==
+    2 COLS takes the 32-column tile (AVX-512 targets only, WIDE_COLS)."""
     if BOUNDS:
         _need(RT, ro, ro + K)
         _need(A, ao, ao + K * ROWS)
@@ -399,12 +403,30 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
             _need(B, bo + RT[ro + k], bo + RT[ro + k] + ncols)
         _need(D, do, do + (rows - 1) * ldd + ncols)
         _need(bias, bi, bi + rows)
-    if rows > 4:
+    if ncols == 2 * COLS:
+        if rows > 4:
+            T.cf32_wide6(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+        elif rows > 2:
+            T.cf32_wide4(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+        else:
+            T.cf32_wide2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+    elif rows > 4:
         T.cf32_tile6(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
     elif rows > 2:
         T.cf32_tile4(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
     else:
         T.cf32_tile2(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, rows, ncols)
+
+
+@kernel_jit(inline="always")
+def _col_tile(p0, plane):
+    """(start, count) of the GEMM column tile at p0 (the next starts at start + count): on
+    AVX-512 targets (WIDE_COLS) 32 positions while more than 16 remain of a plane of at least 32
+    (the last one moved back to end at the plane's end, recomputing a few positions as
+    _last_full's), else _last_full's 16."""
+    if WIDE_COLS and plane - p0 > COLS and plane >= 2 * COLS:
+        return min(p0, plane - 2 * COLS), 2 * COLS
+    return _last_full(p0, plane, COLS)
 
 
 def _window_value(Z, x, zp):
@@ -630,13 +652,15 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                           co + c * ncls * zs + g[go + G_ZM], zs, 0)
             B = cols
             bb = co
-        for p0 in range(0, plane, COLS):
-            p0, nc = _last_full(p0, plane, COLS)
+        p0 = 0
+        while p0 < plane:
+            p0, nc = _col_tile(p0, plane)
             for t in range((og + ROWS - 1) // ROWS):
                 o0, rows = _row_tile(t, og)
                 o = gi * og + o0
                 _cf32_rows(rows, W, wo + gi * wg + t * ROWS * k_n, B, bb + p0, g, ro, k_n,
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
+            p0 += nc
 
 
 @kernel_jit(inline="always")

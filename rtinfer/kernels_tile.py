@@ -65,6 +65,7 @@ _V8B = ir.VectorType(_I1, 8)
 _V8I8 = ir.VectorType(_I8, 8)
 _V16S = ir.VectorType(_I16, 16)
 _V16I = ir.VectorType(_I32, 16)
+_V16F = ir.VectorType(_F32, 16)  # one row of a 16-column float32 tile: one zmm on AVX-512, two ymm on AVX2
 _V4I = ir.VectorType(_I32, 4)
 
 
@@ -120,10 +121,10 @@ def _splat(builder, v, vty):
     return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
 
 
-def _relu_floor(builder, relu):
+def _relu_floor(builder, relu, vty=_V8F):
     """The float32 epilogues' ReLU switch as a vector floor: 0.0 when relu != 0, else -inf."""
     on = builder.icmp_signed("!=", relu, ir.Constant(relu.type, 0))
-    return _splat(builder, builder.select(on, ir.Constant(_F32, 0.0), ir.Constant(_F32, float("-inf"))), _V8F)
+    return _splat(builder, builder.select(on, ir.Constant(_F32, 0.0), ir.Constant(_F32, float("-inf"))), vty)
 
 
 def _relu(builder, v, floor):
@@ -148,10 +149,11 @@ def _ptr(builder, base, off, ty):
     return builder.bitcast(builder.gep(base, [off]), ty.as_pointer())
 
 
-def _lane_mask(builder, n, first):
-    """<8 x i1>: lane i is on when first + i < n (n an i64)."""
-    nv = _splat(builder, builder.trunc(n, _I32), _V8I)
-    return builder.icmp_signed("<", ir.Constant(_V8I, list(range(first, first + 8))), nv)
+def _lane_mask(builder, n, first, lanes=8):
+    """<lanes x i1>: lane i is on when first + i < n (n an i64)."""
+    vty = ir.VectorType(_I32, lanes)
+    nv = _splat(builder, builder.trunc(n, _I32), vty)
+    return builder.icmp_signed("<", ir.Constant(vty, list(range(first, first + lanes))), nv)
 
 
 def _masked_load(builder, ptr, vty, mask, align):
@@ -185,7 +187,10 @@ def store_cols(builder, vals, row, ncols, vty, align):
 
 
 def _fma(builder, a, b, c):
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F, _V8F, _V8F]), "llvm.fma.v8f32")
+    """a * b + c, one rounding, lane by lane (<8 x float> or <16 x float>)."""
+    vty = a.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                        f"llvm.fma.v{vty.count}f32")
     return builder.call(fn, [a, b, c])
 
 
@@ -290,16 +295,17 @@ def _if_else(builder, cond):
 
 # -- float32 GEMM tile -------------------------------------------------------------------------
 
-def _make_cf32_tile(R):
+def _make_cf32_tile(R, NB=1):
     @intrinsic
     def cf32_tile(typingctx, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols):
-        """For r < nrows (<= R) and j < ncols (<= 16):
+        """For r < nrows (<= R) and j < ncols (<= 16 NB):
         D[do + r * ldd + j] = act(acc + bias[bi + r]), acc = fma(A[ao + ROWS * k + r],
         B[bo + RT[ro + k] + j], acc) for k = 0..K-1 from 0.0 (one rounding per term), + in float32;
         act = ReLU (0 if v < 0 else v: NaN passes) when relu != 0. Row k of B starts at the int32
         offset RT[ro + k] (im2col rows, input planes, or shifted copies of them: an implicit GEMM).
         B columns >= ncols are not read, D outside the tile is not written. A rows r < R of every k
-        are read."""
+        are read. NB = 2 (the 32-column tile of AVX-512 targets, WIDE_COLS) takes full tiles only:
+        ncols == 32."""
         sig = types.void(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols)
 
         def codegen(context, builder, signature, args):
@@ -312,40 +318,42 @@ def _make_cf32_tile(R):
             pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
             pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
             i64 = kn.type
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8F, [0.0] * 8)) for _ in range(2)]
+            # one <16 x float> per row and block of 16 columns: one zmm register on AVX-512 targets,
+            # split by LLVM into two ymm on AVX2 (the same per-lane FMA chain either way)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16F, [0.0] * 16)) for _ in range(NB)]
                     for _ in range(R)]
-            full = builder.icmp_signed("==", ncolsv, ir.Constant(ncolsv.type, COLS))
-            masks = [_lane_mask(builder, ncolsv, 8 * h) for h in range(2)]
+            full = builder.icmp_signed("==", ncolsv, ir.Constant(ncolsv.type, COLS * NB))
+            mask = _lane_mask(builder, ncolsv, 0, 16)
 
             def k_loop(masked):
                 with cgutils.for_range(builder, kn) as loop:
                     k = loop.index
                     brow = builder.gep(pb, [builder.sext(builder.load(builder.gep(prt, [k])), i64)])
                     bvec = []
-                    for h in range(2):
-                        p = _ptr(builder, brow, ir.Constant(i64, 8 * h), _V8F)
-                        bvec.append(_masked_load(builder, p, _V8F, masks[h], 4) if masked
-                                    else builder.load(p, align=4))
+                    for h in range(NB):
+                        p = _ptr(builder, brow, ir.Constant(i64, 16 * h), _V16F)
+                        bvec.append(_masked_load(builder, p, _V16F, mask, 4) if masked else builder.load(p, align=4))
                     arow = builder.gep(pa, [builder.mul(k, ir.Constant(i64, ROWS))])
                     for r in range(R):
-                        a = _splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8F)
-                        for h in range(2):
+                        a = _splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V16F)
+                        for h in range(NB):
                             builder.store(_fma(builder, a, bvec[h], builder.load(accs[r][h])), accs[r][h])
 
-            with _if_else(builder, full) as (then, otherwise):
-                with then:
-                    k_loop(False)
-                with otherwise:
-                    k_loop(True)
-            floor = _relu_floor(builder, reluv)
+            if NB == 1:
+                with _if_else(builder, full) as (then, otherwise):
+                    with then:
+                        k_loop(False)
+                    with otherwise:
+                        k_loop(True)
+            else:
+                k_loop(False)
+            floor = _relu_floor(builder, reluv, _V16F)
             for r in range(R):
                 with builder.if_then(builder.icmp_signed(">", nrowsv, ir.Constant(nrowsv.type, r))):
-                    b = _splat(builder, builder.load(builder.gep(pbias, [ir.Constant(i64, r)])), _V8F)
+                    b = _splat(builder, builder.load(builder.gep(pbias, [ir.Constant(i64, r)])), _V16F)
                     row = builder.gep(pd, [builder.mul(lddv, ir.Constant(i64, r))])
-                    vals = []
-                    for h in range(2):
-                        vals.append(_relu(builder, builder.fadd(builder.load(accs[r][h]), b), floor))
-                    store_cols(builder, vals, row, ncolsv, _V8F, 4)
+                    vals = [_relu(builder, builder.fadd(builder.load(accs[r][h]), b), floor) for h in range(NB)]
+                    store_cols(builder, vals, row, ncolsv, _V16F, 4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -355,6 +363,9 @@ def _make_cf32_tile(R):
 cf32_tile2 = _make_cf32_tile(2)
 cf32_tile4 = _make_cf32_tile(4)
 cf32_tile6 = _make_cf32_tile(6)
+cf32_wide2 = _make_cf32_tile(2, 2)
+cf32_wide4 = _make_cf32_tile(4, 2)
+cf32_wide6 = _make_cf32_tile(6, 2)
 
 
 # -- int8 GEMM tiles ------------------------------------------------------------------------------
