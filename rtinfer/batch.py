@@ -158,7 +158,7 @@ class BatchPath:
                     self.row_kinds[k] = "f32-blas"
             elif ops[k] == Op.QDENSE:
                 Wt = plan.qdense_weights(k).T  # (n_out, n_in), whichever layout the plan holds
-                bias2 = self._u8_bias(prog[k], Wt, i32_img) if use_u8 and G.u8s8_exact(Wt.T) else None
+                bias2 = self._u8_bias(prog[k], Wt, i32_img) if use_u8 and G.u8_quads_exact(Wt.T) else None
                 if bias2 is not None:
                     Bp, nq, nblk = G.pack_weights(np.ascontiguousarray(Wt.T))
                     tab[k] = (interp.B_QDENSE_U8, ioff, nq, nblk, boff)

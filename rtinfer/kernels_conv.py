@@ -1621,7 +1621,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
     channel per group where _dw_plan applies (unless ``dw`` is False; float32 by DW8 where
     _dw8_plan applies, unless ``dw8`` is False), else GEMM, group by group
-    (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and u8_exact(W)
+    (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and its quads are exact for W: any W on VNNI
+    (kernels_tile.quads_exact_any), else u8_exact(W)
     -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
     the plan image; tests pass them directly)."""
     cg = geo.c // group
@@ -1730,7 +1731,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     table[G_K] = k_n
     copies = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # int16 copies of x - x_zp in f32 scratch
     if int8 and u8 is None:  # copies packed into quads pay off once two row blocks share them
-        u8 = "avx2" in T.target_features() and u8_exact(W2) and (not copies or (og > ROWS and k_n >= 16))
+        u8 = ("avx2" in T.target_features() and (T.quads_exact_any() or u8_exact(W2))
+              and (not copies or (og > ROWS and k_n >= 16)))
     in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies
     if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
         rows = np.concatenate([rows, rows[-1:]])

@@ -54,7 +54,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import codegen_features, kernel_path_name, quad_dot, requant8, store_cols, target_features
+from .kernels_tile import (codegen_features, kernel_path_name, quad_dot, quads_exact_any, requant8, store_cols,
+                           target_features)
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -77,6 +78,12 @@ def u8s8_exact(W: np.ndarray) -> bool:
         a = np.vstack([a, np.zeros((1, a.shape[1]), np.int64)])
     pairs = a[0::2] + a[1::2]
     return pairs.size == 0 or int(pairs.max()) * 255 <= I16_MAX
+
+
+def u8_quads_exact(W: np.ndarray) -> bool:
+    """Whether the u8 x s8 kernels give exact sums for W (n_in, n_out) int8 here: any weights on
+    VNNI targets (kernels_tile.quads_exact_any), else those that pass u8s8_exact."""
+    return quads_exact_any() or u8s8_exact(W)
 
 
 def pack_weights(W: np.ndarray):

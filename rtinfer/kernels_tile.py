@@ -98,6 +98,14 @@ def has_vnni(features) -> bool:
     return "avxvnni" in features or {"avx512vnni", "avx512vl"} <= features
 
 
+def quads_exact_any() -> bool:
+    """Whether the uint8 x int8 quad kernels (quad_dot) sum any int8 weights exactly on this
+    target: VNNI's vpdpbusd adds the four products straight into int32 (no int16 pair sum to
+    saturate, as vpmaddubsw's); elsewhere only weights that pass the kernels' pair bound
+    (kernels_gemm.u8s8_exact, kernels_conv.u8_exact)."""
+    return has_vnni(target_features())
+
+
 def kernel_path_name() -> str:
     """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (uint8
     quads by vpdpbusd; the vpmaddwd patterns fuse into vpdpwssd), "AVX2" (vpmaddubsw /

@@ -119,14 +119,14 @@ def dense_packed(n_out: int) -> bool:
 def qdense_packed(Wq: np.ndarray) -> bool:
     """Whether the planner packs a QDENSE with int8 weights Wq (n_in, n_out) for
     kernels_gemm.qdense_u8_wide: on CPUs where its u8 x s8 products are fast (kernels_gemm.
-    available: AVX2) and exact (u8s8_exact: no int16 pair sum can saturate; weights frozen with
-    reduce_range always pass), from QDENSE_WIDE_MIN_OUT outputs up (bench/bench_dense_layout.py
+    available: AVX2) and exact (u8_quads_exact: any weights on VNNI, else u8s8_exact: no int16 pair
+    sum can saturate; weights frozen with reduce_range always pass), from QDENSE_WIDE_MIN_OUT outputs up (bench/bench_dense_layout.py
     --int8, one sample, wide / rows time: 0.39 on 16x32, 0.32 on 64x64, 0.5 on 64x16, 0.6 on
     400x120 and 784x128). Narrower heads stay on the rows kernel: alone the wide one is 0.44-0.67x
     there too, but in the 1-D CNN its 32 -> 6 head measured 130 ns packed against 90 ns (per-op
     in-loop p50; the whole model 1.005x), and 640x8 is 1.23x."""
-    from .kernels_gemm import available, u8s8_exact
-    return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8s8_exact(Wq)
+    from .kernels_gemm import available, u8_quads_exact
+    return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8_quads_exact(Wq)
 
 
 def qdense_sizes(row) -> tuple:

@@ -88,7 +88,9 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     wsize = o * (geo.c // group) * geo.kh * geo.kw
     x = _guarded(rng.integers(-128, 128, m * n_in).astype(np.int8), 0)
-    hi = 64 if u8 else 128  # 7-bit weights where the u8 tile is forced; full range elsewhere
+    # 7-bit weights where the u8 tile is forced without VNNI (vpmaddubsw saturates); full range
+    # elsewhere (VNNI's vpdpbusd sums any int8 weights exactly)
+    hi = 64 if u8 and not T.quads_exact_any() else 128
     W = rng.integers(-hi + 1, hi, wsize).astype(np.int8)
     bias = _guarded(rng.integers(-5000, 5000, o).astype(np.int32), 0)
     M = _guarded(rng.uniform(1e-3, 2e-2, o).astype(np.float32), 0)
@@ -113,8 +115,9 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
 
 
 def test_u8_path_is_chosen_only_where_exact():
-    """The u8 tile (vpmaddubsw) saturates int16 pair sums: the planner takes it only for
-    weights whose consecutive pairs have |w0| + |w1| <= 128 (and on AVX2 targets)."""
+    """Without VNNI the u8 tile (vpmaddubsw) saturates int16 pair sums: the planner takes it only
+    for weights whose consecutive pairs have |w0| + |w1| <= 128 (and on AVX2 targets); on VNNI
+    targets (vpdpbusd: no int16 step) for any weights. Either way the layer is bit-exact."""
     geo = make_geometry((8, 4, 4), geometry_attrs((1, 1)))
     W7 = np.full((4, 8), 63, np.int8)
     W8 = W7.copy()
@@ -122,8 +125,25 @@ def test_u8_path_is_chosen_only_where_exact():
     assert KC.u8_exact(W7) and not KC.u8_exact(W8)
     lay7 = KC.conv_layout(geo, 4, 1, W7, bias=np.zeros(4, np.int32), int8=True)
     lay8 = KC.conv_layout(geo, 4, 1, W8, bias=np.zeros(4, np.int32), int8=True)
-    assert lay8.path == KC.PATH_GEMM
-    assert lay7.path == (KC.PATH_GEMM_U8 if "avx2" in T.target_features() else KC.PATH_GEMM)
+    avx2 = "avx2" in T.target_features()
+    assert lay8.path == (KC.PATH_GEMM_U8 if avx2 and T.quads_exact_any() else KC.PATH_GEMM)
+    assert lay7.path == (KC.PATH_GEMM_U8 if avx2 else KC.PATH_GEMM)
+    W9 = W7.copy()
+    W9[2, 4:6] = 127  # with x = 127 in channels 4 and 5: a pair sum of 255 * 254, past int16
+    lay9 = KC.conv_layout(geo, 4, 1, W9, bias=np.zeros(4, np.int32), int8=True)
+    assert lay9.path == lay8.path
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, 2 * 8 * 16).astype(np.int8)
+    x[4 * 16:6 * 16] = 127
+    bias = np.zeros(4, np.int32)
+    M = np.full(4, 1e-4, np.float32)
+    for W, lay in ((W7, lay7), (W9, lay9)):
+        got = np.zeros(2 * 4 * 16, np.int8)
+        want = np.ones_like(got)
+        KC.qconv_i8(x, 0, lay.W, 0, bias, 0, M, 0, got, 0, lay.table, 0, 2, 0, 0, -128, 127,
+                    np.zeros(lay.i8 + 1, np.int8), 0, lay.scratch_f32(), 0)
+        KC.qconv_i8_ref(x, 0, W.reshape(-1), 0, bias, 0, M, 0, want, 0, lay.table, 0, 2, 0, 0, -128, 127)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_pointwise_tile_is_one_fma_chain_then_bias():

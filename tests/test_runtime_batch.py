@@ -19,6 +19,7 @@ from rtinfer import quant, reference
 from rtinfer._testmodels import fp32_mlp, int8_mlp
 from rtinfer import kernels as K
 from rtinfer import kernels_gemm as U8
+from rtinfer.kernels_tile import quads_exact_any
 from rtinfer.batch import (AUTO_MIN_BATCH, AUTO_MIN_WORK, CHUNK, F32_EXACT_INT, BatchPath, qdense_gemm_exact,
                            u8s8_available)
 from rtinfer.frozen import BufferBuilder, FrozenModel, Layer
@@ -196,14 +197,21 @@ def test_each_qdense_takes_the_expected_strategy(built):
     def kinds(name):
         return built[name][1]._blas_path().row_kinds
     u8 = "u8s8" if u8s8_available() else "f32-blas"
-    # row 0 is QUANTIZE; the 1100-input layer fails both bounds, the small one is +-127 (u8s8 fails)
-    assert kinds("int8_bound_fails") == {1: "exact", 2: "f32-blas"}
-    assert built["int8_bound_fails"][1]._blas_path().fallback_rows == [1]
-    assert kinds("int8_at_bound") == {1: "f32-blas", 2: "f32-blas"}
-    assert kinds("int8_u8_only") == {1: u8 if u8s8_available() else "exact", 2: "f32-blas"}
-    assert kinds("int8_u8_pairs_at_bound") == {1: u8}
-    assert set(kinds("int8_rr_wide").values()) == {u8}
-    assert set(kinds("int8_relu").values()) == {"f32-blas"}  # int8_mlp weights reach +-127
+    if u8s8_available() and quads_exact_any():
+        # VNNI: vpdpbusd sums any int8 weights exactly, so every QDENSE takes the u8s8 GEMM
+        for name in ("int8_bound_fails", "int8_at_bound", "int8_u8_only", "int8_u8_pairs_at_bound",
+                     "int8_rr_wide", "int8_relu"):
+            assert set(kinds(name).values()) == {"u8s8"}, name
+        assert built["int8_bound_fails"][1]._blas_path().fallback_rows == []
+    else:
+        # row 0 is QUANTIZE; the 1100-input layer fails both bounds, the small one is +-127 (u8s8 fails)
+        assert kinds("int8_bound_fails") == {1: "exact", 2: "f32-blas"}
+        assert built["int8_bound_fails"][1]._blas_path().fallback_rows == [1]
+        assert kinds("int8_at_bound") == {1: "f32-blas", 2: "f32-blas"}
+        assert kinds("int8_u8_only") == {1: u8 if u8s8_available() else "exact", 2: "f32-blas"}
+        assert kinds("int8_u8_pairs_at_bound") == {1: u8}
+        assert set(kinds("int8_rr_wide").values()) == {u8}
+        assert set(kinds("int8_relu").values()) == {"f32-blas"}  # int8_mlp weights reach +-127
     assert set(kinds("int8_rr_wide:f32").values()) == {"f32-blas"}
     assert set(kinds("mnist_shape").values()) == {"f32-tiled"}
     assert set(kinds("mnist_shape:blas").values()) == {"f32-blas"}
@@ -448,9 +456,9 @@ def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
 
 
 def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
-    """A QDENSE of >= QDENSE_WIDE_MIN_OUT outputs whose weights pass u8s8_exact is packed (row
-    C_I3 = 1) on AVX2 hosts and runs on qdense_u8_wide; one that does not, or a narrower one,
-    keeps W transposed. Plan.qdense_weights gives back W in either layout; the runtime (one
+    """A QDENSE of >= QDENSE_WIDE_MIN_OUT outputs whose weights pass u8s8_exact (on VNNI: any
+    weights) is packed (row C_I3 = 1) on AVX2 hosts and runs on qdense_u8_wide; one that does
+    not, or a narrower one, keeps W transposed. Plan.qdense_weights gives back W in either layout; the runtime (one
     sample, stream, batch) matches the reference bit for bit."""
     from rtinfer.plan import C_I3, QDENSE_WIDE_MIN_OUT, build_plan
     import dataclasses
@@ -468,7 +476,8 @@ def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
     exact = [U8.u8s8_exact(q.tensor(lay, "W")) for lay in q.layers if lay.op == Op.QDENSE]
     assert exact == [True, False, True, True]
     fast = int(U8.available())
-    assert [int(plan.program[k][C_I3]) for k in rows] == [fast, 0, fast, 0]  # the last: 5 outputs
+    # the second: packed only on VNNI (vpdpbusd sums any int8 weights exactly); the last: 5 outputs
+    assert [int(plan.program[k][C_I3]) for k in rows] == [fast, fast * int(quads_exact_any()), fast, 0]
     for k, lay in zip(rows, [lay for lay in q.layers if lay.op == Op.QDENSE]):
         assert np.array_equal(plan.qdense_weights(k), q.tensor(lay, "W"))
     rt = rtinfer.load(q)
