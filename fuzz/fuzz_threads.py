@@ -25,8 +25,9 @@ ARGMAX), int8_int64 (int8 ARGMAX), graph (residual BINARY adds), multi (two outp
 SLICE, MUL), conv (CONV/pool: the blocked path only).
 
 ``--unlocked`` replaces the shared Runtime's lock with a no-op (the batch path then shares its
-chunk buffers between threads): a positive control that the hammer sees races (int8 predict on
-40-sample batches goes wrong). Exit code 1 when anything is wrong (0 with --unlocked only if
+chunk buffers between threads) and runs the int8 layers of the batch path as float32 BLAS
+products (which release the GIL, on every CPU): a positive control that the hammer sees races
+(int8 predict on 40-sample batches goes wrong). Exit code 1 when anything is wrong (0 with --unlocked only if
 the control found wrong answers).
 """
 
@@ -157,9 +158,14 @@ def hammer(fm, calls: int, threads: int = 8, unlocked: bool = False, switch: flo
     X = np.random.default_rng(seed).standard_normal((N_POOL,) + tuple(fm.input_shape)).astype(np.float32)
     want = _expected(fm, X)
     rt = rtinfer.load(fm)
+    rt.predict(X[:BATCH])  # build the batch path before the threads start (its own build is locked too)
     if unlocked:
         rt._lock = _NoLock()
-    rt.predict(X[:BATCH])  # build the batch path before the threads start (its own build is locked too)
+        if rt._blas is not None:
+            # the control needs a window between steps of one batch call: float32 BLAS products
+            # for the int8 layers (on VNNI CPUs the default puts every row in one compiled call)
+            from rtinfer.batch import BatchPath
+            rt._blas = BatchPath.build(rt.plan, int8_gemm="f32")
     assign = [entries[k % len(entries)] for k in range(threads)]
     per_entry = {e: assign.count(e) for e in entries}
     res = [{"entry": e, "calls": 0, "wrong": 0, "errors": 0, "examples": []} for e in assign]

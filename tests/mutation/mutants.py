@@ -103,8 +103,10 @@ MUTANTS = [
            ("tests/test_plan_bounds.py",), "the int32 overflow proof assumes |x - x_zp| <= 127 (it is <= 255)"),
     # -- the batch path and the runtime boundary ----------------------------------------------------
     Mutant("batch-u8s8-without-saturation-check", "rtinfer/batch.py",
-           "if use_u8 and G.u8s8_exact(Wt.T) else None", "if use_u8 else None",
-           ("tests/test_runtime_batch.py",), "the u8s8 GEMM runs weights whose int16 pair sums saturate"),
+           "if use_u8 and G.u8_quads_exact(Wt.T) else None", "if use_u8 else None",
+           ("tests/test_runtime_batch.py",),
+           "the u8s8 GEMM runs weights whose int16 pair sums saturate (an equivalent mutant on VNNI "
+           "CPUs, where vpdpbusd makes every int8 weight exact)"),
     Mutant("predict-one-ignores-nonfinite", "rtinfer/runtime.py",
            "if status != -1 or nonfinite is not None:", "if status < -1:",
            ("tests/test_boundary.py",), "predict_one's fast path lets NaN/inf inputs through"),
@@ -240,9 +242,15 @@ MUTANTS = [
            "flip = ir.Constant(i32, 0x80808080 - (1 << 32))", "flip = ir.Constant(i32, 0)",
            ("tests/test_runtime_batch.py", "-k", "qdense_u8_wide"),
            "the one-sample u8 kernel forgets the +128 shift of its inputs (the bias assumes it)"),
+    Mutant("quads-exact-without-vnni", "rtinfer/kernels_tile.py",
+           "    return has_vnni(target_features())\n", "    return True\n",
+           ("tests/test_kernels_conv_fast.py", "tests/test_runtime_batch.py"),
+           "CPUs without VNNI take the uint8 quad kernels for any int8 weights: vpmaddubsw's int16 pair "
+           "sums saturate (equivalent on VNNI CPUs)"),
     Mutant("qdense-packed-inexact", "rtinfer/plan.py",
-           "return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8s8_exact(Wq)",
+           "return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8_quads_exact(Wq)",
            "return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available()",
            ("tests/test_runtime_batch.py", "-k", "exact_int8"),
-           "full-range int8 weights packed for vpmaddubsw, whose int16 pair sums can saturate: wrong int8 outputs"),
+           "full-range int8 weights packed for vpmaddubsw, whose int16 pair sums can saturate: wrong int8 outputs "
+           "(equivalent on VNNI CPUs)"),
 ]
