@@ -14,7 +14,8 @@ sequential stream and four concurrent ones (more memory-level parallelism beyond
 
 Compute: fp32 models at the measured FMA peak (2 flops per MAC); the peak is the best of an njit
 loop of independent FMA chains (8-wide vectors, 16 chains), a single-threaded float32 sgemm and
-rtinfer's own float32 conv tile (rtinfer.kernels_tile.cf32_tile6, 6 x 16 outputs, K = 128) over
+rtinfer's own float32 conv tile (rtinfer.kernels_tile.cf32_tile6, 6 x 16 outputs, K = 128; on
+AVX-512 targets cf32_wide6, 6 x 32, the tile the conv GEMM takes there) over
 L1-resident operands: a model that ran faster than the two others allowed showed they can be
 measured low (59 GFLOP/s in one run, against ResNet-8 computing at 59.2 in-loop).
 int8 models at the best measured rate of int8 x int8 -> int32 dot products over L1-resident data,
@@ -40,6 +41,7 @@ from numba.extending import intrinsic
 from rtinfer.jitcache import KERNEL_SOURCES, make_jit
 from rtinfer.kernels_tile import kernel_path_name, target_features
 from rtinfer.kernels_tile import cf32_tile6 as _cf32_tile
+from rtinfer.kernels_tile import cf32_wide6 as _cf32_wide
 from rtinfer.kernels_tile import u8_tile6 as _u8_tile
 
 # The probes inline rtinfer's kernel tiles: their on-disk cache is stamped with the kernel sources
@@ -203,11 +205,32 @@ def _f32_tile_passes(iters, A, B, RT, D, bias):
             _cf32_tile(A, 0, B, 0, RT, 0, 128, D, 0, 16, bias, 0, 0, 6, 16)
 
 
+@_jit
+def _f32_wide_passes(iters, A, B, RT, D, bias):
+    """As _f32_tile_passes with the 6 x 32 tile (AVX-512 targets, kernels_conv.WIDE_COLS): iters x
+    4 calls, the same MACs per pass. B (128 * 32,) rows at RT[k] = 32 k."""
+    for _ in range(iters):
+        for blk in range(4):
+            _cf32_wide(A, 0, B, 0, RT, 0, 128, D, 0, 32, bias, 0, 0, 6, 32)
+
+
+def _wide_tile() -> bool:
+    """Whether the float32 conv GEMM takes the 32-column tile on this target."""
+    from rtinfer.kernels_conv import WIDE_COLS
+    return WIDE_COLS
+
+
 def _f32_tile_operands():
+    """The fp32 tile passes and their operands: the 32-column tile where the conv GEMM takes it."""
+    cols = 32 if _wide_tile() else 16
     rng = np.random.default_rng(4)
     A = rng.uniform(-1, 1, 128 * 6).astype(np.float32)
-    B = rng.uniform(-1, 1, 128 * 16).astype(np.float32)
-    return A, B, (np.arange(128) * 16).astype(np.int32), np.zeros(6 * 16, np.float32), np.zeros(6, np.float32)
+    B = rng.uniform(-1, 1, 128 * cols).astype(np.float32)
+    return A, B, (np.arange(128) * cols).astype(np.int32), np.zeros(6 * cols, np.float32), np.zeros(6, np.float32)
+
+
+def _f32_passes():
+    return _f32_wide_passes if _wide_tile() else _f32_tile_passes
 
 
 def _u8_tile_operands():
@@ -244,7 +267,7 @@ class ComputeProbe:
     def __init__(self, dtype: str):
         self.name = f"compute peak {dtype} (limit)"
         self.ts = np.zeros(2, dtype=np.int64)
-        passes, iters, args = ((_f32_tile_passes, 2, _f32_tile_operands()) if dtype == "fp32"
+        passes, iters, args = ((_f32_passes(), 2, _f32_tile_operands()) if dtype == "fp32"
                                else (_u8_tile_passes, 6, _u8_tile_operands()))
         self._run = lambda times: _timed_passes(passes, iters, args, times, self.ts)
 
@@ -433,8 +456,9 @@ def measure_peaks(quick: bool = False) -> dict:
 
     fargs = _f32_tile_operands()
     f_iters = 200 if quick else 2000
-    _f32_tile_passes(1, *fargs)
-    tile_gflops = _best_rate(lambda: _f32_tile_passes(f_iters, *fargs), 2 * 8 * 6 * 16 * 128 * f_iters / 1e9,
+    f_passes = _f32_passes()
+    f_passes(1, *fargs)
+    tile_gflops = _best_rate(lambda: f_passes(f_iters, *fargs), 2 * 8 * 6 * 16 * 128 * f_iters / 1e9,
                              3 if quick else 5)
 
     n = 512 if quick else 1024

@@ -20,11 +20,13 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   by kernels_tile.stride2_8), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
   0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
-  channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``), W packed by ``pack_rows_f32``, bias and
-  ReLU in the epilogue. int8: B is packed into int32 words of uint8
-  quads x + 128 (PATH_GEMM_U8: one vpdpbusd per quad on VNNI targets, vpmaddubsw + vpmaddwd
-  on AVX2, taken for weights whose consecutive pairs cannot saturate int16, ``u8_exact``; the
-  +128 shift folded into the bias)
+  channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
+  takes 32 positions a step, one zmm pair per row, ``_col_tile``), W packed by
+  ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
+  quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, one zmm per row on AVX512-VNNI, taken
+  there for any int8 weights since vpdpbusd sums into int32 without an int16 step; vpmaddubsw +
+  vpmaddwd on AVX2, taken for weights whose consecutive pairs cannot saturate int16,
+  ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
   first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
@@ -156,10 +158,10 @@ WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW 
 # Numba cannot check) first checks the extents it will touch and raises IndexError; otherwise
 # the checks compile away (a constant False).
 BOUNDS = bool(config.BOUNDSCHECK)
-F32_EXACT = 1 << 24
+F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
 # float32 GEMM column tiles of 32 positions (two zmm a row, twelve accumulators) on AVX-512
 # targets; AVX2 keeps 16 (the 32-wide tile's 24 ymm accumulators would spill)
-WIDE_COLS = "avx512f" in T.target_features()  # integers of magnitude below this are exact in float32
+WIDE_COLS = "avx512f" in T.target_features()
 
 
 def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,

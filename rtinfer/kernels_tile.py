@@ -16,12 +16,16 @@ same results, and a path the planner chose can never reference an instruction th
 
 Tiles and helpers (flat 1-D arrays and element offsets; each docstring states the exact sums):
 
-- ``cf32_tile{2,4,6}``: float32 GEMM tile, R output channels x 16 positions, B rows found
-  through an int32 row-offset table (im2col rows, input planes, or shifted plane copies), one
-  FMA chain per output, bias and ReLU in the epilogue, masked tails.
+- ``cf32_tile{2,4,6}``: float32 GEMM tile, R output channels x 16 positions (a row is one
+  <16 x float>: a zmm on AVX-512, two ymm on AVX2), B rows found through an int32 row-offset
+  table (im2col rows, input planes, or shifted plane copies), one FMA chain per output, bias
+  and ReLU in the epilogue, masked tails. ``cf32_wide{2,4,6}``: the same over 32 positions
+  (AVX-512 targets only: twelve zmm accumulators; on AVX2 they would spill).
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
-  pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, else vpmaddubsw, exact
-  for weights whose pairs cannot saturate), requantization in the epilogue.
+  pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, one 512-bit vpdpbusd per
+  row and step on AVX512-VNNI, ``_i8_tile_zmm``, exact for any int8 weights there
+  (``quads_exact_any``); else vpmaddubsw + vpmaddwd, exact for weights whose pairs cannot
+  saturate int16), requantization in the epilogue.
   ``s16_rows_tile{2,4,6}``: the int16-pair tiles reading two int16 rows in place and
   interleaving them in registers (no packing pass).
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap

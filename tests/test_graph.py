@@ -319,14 +319,22 @@ def test_version_1_files_still_load(name):
     fm = load_frozen(os.path.join(d, name + ".rtm"))
     ref = np.load(os.path.join(d, name + ".npz"))
     assert fm.is_chain
-    np.testing.assert_array_equal(reference.run(fm, ref["X"]), ref["Y"])
+    # int8 is bit-exact everywhere; the float32 reference's dense layers go through the BLAS, whose
+    # summation order depends on the CPU (against the stored Y, made on another machine, ten of
+    # thirty outputs differed in the last bit on a Zen 4), so float32 is compared to a few ulps
+    if name == "mlp_int8":
+        same = np.testing.assert_array_equal
+    else:
+        def same(a, b):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    same(reference.run(fm, ref["X"]), ref["Y"])
     got = rtinfer.load(fm).predict(ref["X"])
     if name == "mlp_int8":
         np.testing.assert_array_equal(got, ref["Y"])
     else:
         np.testing.assert_allclose(got, ref["Y"], rtol=1e-5, atol=1e-7)
     again = from_bytes(to_bytes(fm))  # written as version 2, read back the same
-    np.testing.assert_array_equal(reference.run(again, ref["X"]), ref["Y"])
+    np.testing.assert_array_equal(reference.run(again, ref["X"]), reference.run(fm, ref["X"]))
 
 
 def _reseal(data: bytearray) -> bytes:
