@@ -209,6 +209,12 @@ def pack_f32(W: np.ndarray):
     return np.ascontiguousarray(Wp.reshape(n_in, nblk, TILE_J).transpose(1, 0, 2)).reshape(-1), nblk
 
 
+# AVX-512 targets: float32 tile rows as <16 x float> (zmm) and the FT_S x 32 batch tile (twelve zmm
+# accumulators: AVX-512 has the 32 registers for it; on AVX2 its 24 ymm accumulators would spill)
+WIDE_TILE = "avx512f" in target_features()
+F32_LANES = 16 if WIDE_TILE else 8
+
+
 def _make_f32_tile(R, NB=1):
     @intrinsic
     def _f32_tile(typingctx, A, ao, lda, B, bo, ps, n, D, do, ldd, ncols, bias, bias_o, relu):
@@ -227,56 +233,64 @@ def _make_f32_tile(R, NB=1):
             darr = context.make_array(signature.args[7])(context, builder, dv)
             biasarr = context.make_array(signature.args[11])(context, builder, biasv)
             i32 = ir.IntType(32)
-            v8 = ir.VectorType(ir.FloatType(), 8)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
-                                                 "llvm.fma.v8f32")
+            # per row and block of 16 outputs: one <16 x float> (a zmm) on AVX-512 targets, two
+            # <8 x float> (ymm) otherwise, as LLVM schedules best for each (the same per-lane FMA
+            # chain either way)
+            nv = TILE_J // F32_LANES
+            vty = ir.VectorType(ir.FloatType(), F32_LANES)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                 f"llvm.fma.v{F32_LANES}f32")
             pa = builder.gep(aarr.data, [aoff])
             pb = builder.gep(barr.data, [boff])
             rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(R)]
             panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8)) for _ in range(2 * NB)]
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * F32_LANES)) for _ in range(nv * NB)]
                     for _ in range(R)]
             with cgutils.for_range(builder, nk) as loop:
                 k = loop.index
                 k16 = builder.mul(k, ir.Constant(k.type, TILE_J))
-                w = [builder.load(builder.bitcast(builder.gep(panels[v // 2], [builder.add(
-                    k16, ir.Constant(k.type, 8 * (v % 2)))]), v8.as_pointer()), align=4) for v in range(2 * NB)]
+                w = [builder.load(builder.bitcast(builder.gep(panels[v // nv], [builder.add(
+                    k16, ir.Constant(k.type, F32_LANES * (v % nv)))]), vty.as_pointer()), align=4)
+                     for v in range(nv * NB)]
                 for r in range(R):
                     x = builder.load(builder.gep(rows[r], [k]))
-                    splat = builder.insert_element(ir.Constant(v8, ir.Undefined), x, ir.Constant(i32, 0))
-                    splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
-                    for v in range(2 * NB):
+                    splat = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, splat,
+                                                   ir.Constant(ir.VectorType(i32, F32_LANES), [0] * F32_LANES))
+                    for v in range(nv * NB):
                         builder.store(builder.call(fma, [splat, w[v], builder.load(accs[r][v])]), accs[r][v])
-            zero = ir.Constant(v8, [0.0] * 8)
+            zero = ir.Constant(vty, [0.0] * F32_LANES)
             relu_on = _splat_i1(builder, builder.icmp_unsigned(
-                "!=", context.cast(builder, reluv, signature.args[13], types.int64), ir.Constant(ir.IntType(64), 0)))
+                "!=", context.cast(builder, reluv, signature.args[13], types.int64), ir.Constant(ir.IntType(64), 0)),
+                F32_LANES)
             pbias = builder.gep(biasarr.data, [biasoff])
-            bvec = [builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, 8 * v)]),
-                                                 v8.as_pointer()), align=4) for v in range(2 * NB)]
+            bvec = [builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(biasoff.type, F32_LANES * v)]),
+                                                 vty.as_pointer()), align=4) for v in range(nv * NB)]
             pd = builder.gep(darr.data, [doff])
             nc = context.cast(builder, ncv, signature.args[10], types.int64)
             for r in range(R):
                 ys = []
-                for v in range(2 * NB):
+                for v in range(nv * NB):
                     y = builder.fadd(builder.load(accs[r][v]), bvec[v])
                     ys.append(builder.select(builder.and_(builder.fcmp_ordered("<", y, zero), relu_on), zero, y))
                 # all 16 NB columns, or the first ncols through a buffer (a partial last block)
-                store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(lddv.type, r))]), nc, v8, 4)
+                store_cols(builder, ys, builder.gep(pd, [builder.mul(lddv, ir.Constant(lddv.type, r))]), nc, vty, 4)
             return context.get_dummy_value()
 
         return sig, codegen
     return _f32_tile
 
 
-def _splat_i1(builder, bit):
-    """An i1 value broadcast to <8 x i1>."""
-    v = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(1), 8), [0] * 8), bit,
+def _splat_i1(builder, bit, lanes=8):
+    """An i1 value broadcast to <lanes x i1>."""
+    v = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(1), lanes), [0] * lanes), bit,
                                ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
 _F32_TILES = tuple(_make_f32_tile(r) for r in range(1, FT_S + 1))
 _ft1, _ft2, _ft3, _ft4, _ft5, _ft6 = _F32_TILES
+_ft6w = _make_f32_tile(FT_S, 2)
 
 
 @kernel_jit
@@ -304,10 +318,25 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
     the micro-kernel with bias and ReLU; a last partial block goes through T (zero bias), then
     + b and ReLU here. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
     zb = FT_S * TILE_J  # T[zb:zb + 16]: zeros, the partial block's bias inside the micro-kernel
-    for jb in range(nblk):
-        wb = wo + jb * n_in * TILE_J
+    ps = n_in * TILE_J
+    jb = 0
+    while jb < nblk:
+        wb = wo + jb * ps
         j0 = jb * TILE_J
         nj = min(TILE_J, n_out - j0)
+        if WIDE_TILE and n_out - j0 >= 2 * TILE_J:  # two full blocks: FT_S x 32 tiles (AVX-512)
+            s = 0
+            while s + FT_S <= m:
+                _ft6w(src, so + s * n_in, n_in, Wp, wb, ps, n_in, dst, do + s * n_out + j0, n_out, 2 * TILE_J, b,
+                      bo + j0, relu)
+                s += FT_S
+            if s < m:
+                R = m - s
+                for h in range(2):
+                    _f32_tile_rows(R, src, so + s * n_in, n_in, Wp, wb + h * ps, dst, do + s * n_out + j0 + h * TILE_J,
+                                   n_out, b, bo + j0 + h * TILE_J, relu)
+            jb += 2
+            continue
         s = 0
         while s < m:
             R = min(FT_S, m - s)
@@ -324,6 +353,7 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
                             v = np.float32(0.0)
                         dst[d + j] = v
             s += R
+        jb += 1
 
 
 WIDE_NB = 4         # blocks of 16 outputs per wide micro-kernel call (8 accumulators)
