@@ -23,8 +23,7 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
   takes 32 positions a step, one zmm pair per row, ``_col_tile``), W packed by
   ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
-  quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, one zmm per row on AVX512-VNNI, taken
-  there for any int8 weights since vpdpbusd sums into int32 without an int16 step; vpmaddubsw +
+  quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, taken there for any int8 weights since vpdpbusd sums into int32 without an int16 step; vpmaddubsw +
   vpmaddwd on AVX2, taken for weights whose consecutive pairs cannot saturate int16,
   ``u8_exact``; the +128 shift folded into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
