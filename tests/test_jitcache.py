@@ -57,3 +57,43 @@ def test_the_stamp_follows_every_source(tmp_path, monkeypatch):
         assert jitcache.sources_stamp(jitcache.KERNEL_SOURCES) == base
     finally:
         jitcache.sources_stamp.cache_clear()
+
+
+def test_an_index_that_cannot_be_unpickled_is_a_cache_miss(tmp_path):
+    """Numba unpickles a cache index before it compares the stamp; an index whose keys name a
+    function that no longer exists (written before an upgrade removed a helper: the limits'
+    probes, which take compiled functions as arguments, hit it) must compile anew, not raise
+    AttributeError on every call, and leave a readable index behind."""
+    import importlib.util
+    import os
+    import pickle
+    import sys
+    import types as pytypes
+
+    gone_mod = pytypes.ModuleType("rtinfer_test_gone_helper")
+
+    def gone():
+        return None
+
+    gone.__module__, gone.__qualname__ = gone_mod.__name__, "gone"
+    gone_mod.gone = gone
+    sys.modules[gone_mod.__name__] = gone_mod
+    try:
+        blob = pickle.dumps(("an old stamp", {("a key", gone): "old.nbc"}))
+    finally:
+        del sys.modules[gone_mod.__name__]
+    src = tmp_path / "jit_probe.py"
+    src.write_text("import os\nfrom rtinfer.jitcache import make_jit\n"
+                   "jit = make_jit((os.path.abspath(__file__),))\n\n\n"
+                   "@jit\ndef add1(x):\n    return x + 1\n")
+    spec = importlib.util.spec_from_file_location("jit_probe", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    index = mod.add1._cache._cache_file
+    os.makedirs(os.path.dirname(index._index_path), exist_ok=True)
+    with open(index._index_path, "wb") as fh:
+        fh.write(pickle.dumps(index._version) + blob)
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(blob)  # the index really cannot be read
+    assert mod.add1(41) == 42
+    assert index._load_index(), "the new index was not saved over the unreadable one"
