@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pickle
 
 from numba import njit
 from numba.core import caching
@@ -47,8 +46,7 @@ class _TolerantIndex(caching.IndexDataCacheFile):
     def _load_index(self):
         try:
             return super()._load_index()
-        except (AttributeError, ImportError, EOFError, IndexError, TypeError, ValueError,
-                pickle.UnpicklingError):
+        except Exception:  # AttributeError, ModuleNotFoundError, a truncated file: any unreadable index
             return {}
 
 
