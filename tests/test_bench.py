@@ -376,3 +376,23 @@ def test_per_op_rows_name_each_convolutions_kernel():
     dense = [o for o in ops if ":DENSE" in o["label"]]
     assert len(dense) == 1 and "dense float32 dot products" in dense[0]["kernel"]  # 3 outputs: W transposed
     assert all(o["kernel"] == "" for o in ops if ":CONV" not in o["label"] and ":DENSE" not in o["label"])
+
+
+def test_ab_copies_run_their_own_code(tmp_path):
+    """bench_ab's renamed copy of a checkout's rtinfer resolves its lazy API (load, Runtime) to
+    its own modules: unrewritten, both copies ran the installed rtinfer and every before/after
+    read 1.00 (a planted 2x slowdown in the old copy showed no change)."""
+    import importlib
+
+    from bench.bench_ab import HERE, copy_package
+    copy_package(HERE, "rt_ab_probe", str(tmp_path))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("rt_ab_probe")
+        assert mod.load.__module__ == "rt_ab_probe.runtime"
+        assert mod.Runtime.__module__ == "rt_ab_probe.runtime"
+        assert mod.runtime.__file__.startswith(str(tmp_path))
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.split(".")[0] == "rt_ab_probe"]:
+            del sys.modules[name]
