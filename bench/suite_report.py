@@ -266,7 +266,7 @@ def _target_batch256(results):
     whys = []
     if dense:
         whys.append(f"Behind on {', '.join(dense)}: at batch 256 both engines run these layers as register-tiled "
-                    f"GEMMs at the core's FMA peak (rtinfer's 6x16 fp32 tile vs onnxruntime's MLAS sgemm), so the "
+                    f"GEMMs at the core's FMA peak (rtinfer's 6x16 fp32 tile, 6x32 on AVX-512, vs onnxruntime's MLAS sgemm), so the "
                     f"two are at parity within run-to-run noise of a few percent; the default input check "
                     f"(NaN/inf refused before running) is one more pass over the batch (see Throughput and "
                     f"bench/bench_batch.py --allow).")
