@@ -141,7 +141,10 @@ VNNI_SCRIPT = textwrap.dedent("""
         T.u8_tile6(A, 0, B, 0, 16, 8, D, 0, 16, bias, 0, M, 0, 0, -128, 127, 6, 16)
 
     gemm = njit(types.void(a1(u8), i64, a1(i8), i64, i64, a1(i32), i64, i64), _nrt=False)(G.gemm_u8s8.py_func)
-    out = {"path": T.kernel_path_name()}
+    import numpy as np
+    out = {"path": T.kernel_path_name(), "quads_exact_any": T.quads_exact_any(),
+           # weights whose consecutive pair (127, 127) saturates vpmaddubsw's int16 sum
+           "saturating_takes_quads": bool(G.u8_quads_exact(np.full((4, 16), 127, np.int8)))}
     for name, f in (("conv", conv_tile), ("gemm", gemm)):
         asm = f.inspect_asm(f.signatures[0])
         out[name] = {k: asm.count(k) for k in ("vpdpbusd", "vpmaddubsw")}
@@ -177,3 +180,6 @@ def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
                 assert res["path"] == "AVX2" and res[name]["vpdpbusd"] == 0 and res[name]["vpmaddubsw"] >= 8, res
             else:
                 assert res["path"] == "VNNI" and res[name]["vpdpbusd"] >= 8 and res[name]["vpmaddubsw"] == 0, res
+        # the planner's choice: any int8 weights take the quads on VNNI, saturating ones never on AVX2
+        vnni = cpu != "haswell"
+        assert res["quads_exact_any"] == vnni and res["saturating_takes_quads"] == vnni, (cpu, res)

@@ -244,13 +244,24 @@ MUTANTS = [
            "the one-sample u8 kernel forgets the +128 shift of its inputs (the bias assumes it)"),
     Mutant("quads-exact-without-vnni", "rtinfer/kernels_tile.py",
            "    return has_vnni(target_features())\n", "    return True\n",
-           ("tests/test_kernels_conv_fast.py", "tests/test_runtime_batch.py"),
+           ("tests/test_kernels_conv_fast.py", "tests/test_runtime_batch.py", "tests/test_kernels_generic_target.py",
+            "-k", "not generic_cpu"),
            "CPUs without VNNI take the uint8 quad kernels for any int8 weights: vpmaddubsw's int16 pair "
-           "sums saturate (equivalent on VNNI CPUs)"),
+           "sums saturate (on a VNNI CPU only the haswell cross-compile check sees it)"),
     Mutant("qdense-packed-inexact", "rtinfer/plan.py",
            "return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8_quads_exact(Wq)",
            "return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available()",
            ("tests/test_runtime_batch.py", "-k", "exact_int8"),
            "full-range int8 weights packed for vpmaddubsw, whose int16 pair sums can saturate: wrong int8 outputs "
            "(equivalent on VNNI CPUs)"),
+    Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
+           "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
+           ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
+           "the 6 x 32 batch tile's pairs of blocks leave the last m % 6 samples unwritten (equivalent on "
+           "AVX2 CPUs, which do not take that tile)"),
+    Mutant("stale-cache-index-raises", "rtinfer/jitcache.py",
+           "any unreadable index\n            return {}", "any unreadable index\n            raise",
+           ("tests/test_jitcache.py", "-k", "unpickled"),
+           "a Numba cache index naming a function that is gone (an upgrade) raises on every load instead of "
+           "compiling anew"),
 ]
