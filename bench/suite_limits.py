@@ -39,7 +39,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from rtinfer.jitcache import KERNEL_SOURCES, make_jit
-from rtinfer.kernels_tile import kernel_path_name, target_features
+from rtinfer.kernels_tile import WIDE_F32, kernel_path_name, target_features
 from rtinfer.kernels_tile import cf32_tile6 as _cf32_tile
 from rtinfer.kernels_tile import cf32_wide6 as _cf32_wide
 from rtinfer.kernels_tile import u8_tile6 as _u8_tile
@@ -207,22 +207,16 @@ def _f32_tile_passes(iters, A, B, RT, D, bias):
 
 @_jit
 def _f32_wide_passes(iters, A, B, RT, D, bias):
-    """As _f32_tile_passes with the 6 x 32 tile (AVX-512 targets, kernels_conv.WIDE_COLS): iters x
+    """As _f32_tile_passes with the 6 x 32 tile (AVX-512 targets, kernels_tile.WIDE_F32): iters x
     4 calls, the same MACs per pass. B (128 * 32,) rows at RT[k] = 32 k."""
     for _ in range(iters):
         for blk in range(4):
             _cf32_wide(A, 0, B, 0, RT, 0, 128, D, 0, 32, bias, 0, 0, 6, 32)
 
 
-def _wide_tile() -> bool:
-    """Whether the float32 conv GEMM takes the 32-column tile on this target."""
-    from rtinfer.kernels_conv import WIDE_COLS
-    return WIDE_COLS
-
-
 def _f32_tile_operands():
     """The fp32 tile passes and their operands: the 32-column tile where the conv GEMM takes it."""
-    cols = 32 if _wide_tile() else 16
+    cols = 32 if WIDE_F32 else 16
     rng = np.random.default_rng(4)
     A = rng.uniform(-1, 1, 128 * 6).astype(np.float32)
     B = rng.uniform(-1, 1, 128 * cols).astype(np.float32)
@@ -230,7 +224,7 @@ def _f32_tile_operands():
 
 
 def _f32_passes():
-    return _f32_wide_passes if _wide_tile() else _f32_tile_passes
+    return _f32_wide_passes if WIDE_F32 else _f32_tile_passes
 
 
 def _u8_tile_operands():

@@ -23,9 +23,10 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
   takes 32 positions a step, one zmm pair per row, ``_col_tile``), W packed by
   ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
-  quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, taken there for any int8 weights since vpdpbusd sums into int32 without an int16 step; vpmaddubsw +
-  vpmaddwd on AVX2, taken for weights whose consecutive pairs cannot saturate int16,
-  ``u8_exact``; the +128 shift folded into the bias)
+  quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, taken there for any int8 weights, since
+  vpdpbusd sums into int32 without an int16 step; vpmaddubsw + vpmaddwd on AVX2, taken for
+  weights whose consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded
+  into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
   first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
@@ -158,9 +159,6 @@ WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW 
 # the checks compile away (a constant False).
 BOUNDS = bool(config.BOUNDSCHECK)
 F32_EXACT = 1 << 24  # integers of magnitude below this are exact in float32
-# float32 GEMM column tiles of 32 positions (two zmm a row, twelve accumulators) on AVX-512
-# targets; AVX2 keeps 16 (the 32-wide tile's 24 ymm accumulators would spill)
-WIDE_COLS = "avx512f" in T.target_features()
 
 
 def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, include_pad=0,
@@ -396,7 +394,7 @@ def _last_full(p0, plane, width):
 @kernel_jit(inline="always")
 def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols):
     """The cf32 tile with the fewest rows (2, 4 or 6) covering ``rows`` output channels; ncols ==
-    2 COLS takes the 32-column tile (AVX-512 targets only, WIDE_COLS)."""
+    2 COLS takes the 32-column tile (AVX-512 targets only, kernels_tile.WIDE_F32)."""
     if BOUNDS:
         _need(RT, ro, ro + K)
         _need(A, ao, ao + K * ROWS)
@@ -422,10 +420,10 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
 @kernel_jit(inline="always")
 def _col_tile(p0, plane):
     """(start, count) of the GEMM column tile at p0 (the next starts at start + count): on
-    AVX-512 targets (WIDE_COLS) 32 positions while more than 16 remain of a plane of at least 32
+    AVX-512 targets (kernels_tile.WIDE_F32) 32 positions while more than 16 remain of a plane of at least 32
     (the last one moved back to end at the plane's end, recomputing a few positions as
     _last_full's), else _last_full's 16."""
-    if WIDE_COLS and plane - p0 > COLS and plane >= 2 * COLS:
+    if T.WIDE_F32 and plane - p0 > COLS and plane >= 2 * COLS:
         return min(p0, plane - 2 * COLS), 2 * COLS
     return _last_full(p0, plane, COLS)
 

@@ -54,8 +54,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import (codegen_features, kernel_path_name, quad_dot, quads_exact_any, requant8, store_cols,
-                           target_features)
+from .kernels_tile import (WIDE_F32, codegen_features, kernel_path_name, quad_dot, quads_exact_any, requant8,
+                           store_cols, target_features)
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -209,10 +209,9 @@ def pack_f32(W: np.ndarray):
     return np.ascontiguousarray(Wp.reshape(n_in, nblk, TILE_J).transpose(1, 0, 2)).reshape(-1), nblk
 
 
-# AVX-512 targets: float32 tile rows as <16 x float> (zmm) and the FT_S x 32 batch tile (twelve zmm
-# accumulators: AVX-512 has the 32 registers for it; on AVX2 its 24 ymm accumulators would spill)
-WIDE_TILE = "avx512f" in target_features()
-F32_LANES = 16 if WIDE_TILE else 8
+# float32 tile rows as one <16 x float> (zmm) and the FT_S x 32 batch tile on AVX-512 targets
+# (kernels_tile.WIDE_F32); two <8 x float> and FT_S x 16 tiles elsewhere
+F32_LANES = 16 if WIDE_F32 else 8
 
 
 def _make_f32_tile(R, NB=1):
@@ -281,7 +280,7 @@ def _make_f32_tile(R, NB=1):
     return _f32_tile
 
 
-def _splat_i1(builder, bit, lanes=8):
+def _splat_i1(builder, bit, lanes):
     """An i1 value broadcast to <lanes x i1>."""
     v = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(1), lanes), [0] * lanes), bit,
                                ir.Constant(ir.IntType(32), 0))
@@ -324,7 +323,7 @@ def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu,
         wb = wo + jb * ps
         j0 = jb * TILE_J
         nj = min(TILE_J, n_out - j0)
-        if WIDE_TILE and n_out - j0 >= 2 * TILE_J:  # two full blocks: FT_S x 32 tiles (AVX-512)
+        if WIDE_F32 and n_out - j0 >= 2 * TILE_J:  # two full blocks: FT_S x 32 tiles (AVX-512)
             s = 0
             while s + FT_S <= m:
                 _ft6w(src, so + s * n_in, n_in, Wp, wb, ps, n_in, dst, do + s * n_out + j0, n_out, 2 * TILE_J, b,

@@ -111,6 +111,12 @@ def quads_exact_any() -> bool:
     return has_vnni(target_features())
 
 
+# float32 tiles 32 columns wide (twelve zmm accumulators) on AVX-512 targets, which have the 32
+# registers for them; on AVX2 their 24 ymm accumulators would spill. Read by the conv GEMM's column
+# tiles (kernels_conv._col_tile) and the dense GEMM's tiles (kernels_gemm)
+WIDE_F32 = "avx512f" in target_features()
+
+
 def kernel_path_name() -> str:
     """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (uint8
     quads by vpdpbusd; the vpmaddwd patterns fuse into vpdpwssd), "AVX2" (vpmaddubsw /
@@ -317,7 +323,7 @@ def _make_cf32_tile(R, NB=1):
         act = ReLU (0 if v < 0 else v: NaN passes) when relu != 0. Row k of B starts at the int32
         offset RT[ro + k] (im2col rows, input planes, or shifted copies of them: an implicit GEMM).
         B columns >= ncols are not read, D outside the tile is not written. A rows r < R of every k
-        are read. NB = 2 (the 32-column tile of AVX-512 targets, WIDE_COLS) takes full tiles only:
+        are read. NB = 2 (the 32-column tile of AVX-512 targets, WIDE_F32) takes full tiles only:
         ncols == 32."""
         sig = types.void(A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, nrows, ncols)
 
