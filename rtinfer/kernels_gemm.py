@@ -54,8 +54,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import (WIDE_F32, codegen_features, kernel_path_name, quad_dot, quads_exact_any, requant8,
-                           store_cols, target_features)
+from .kernels_tile import (WIDE_F32, WIDE_I8, codegen_features, halves16, kernel_path_name, quad_dot,
+                           quads_exact_any, requant8, store_cols, target_features, wide_i8)
 
 TILE_S = 4    # samples per micro-tile
 TILE_J = 16   # outputs per micro-tile (two 8-lane int32 halves)
@@ -106,58 +106,81 @@ def unpack_weights(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(P.reshape(nq * 4, nblk * TILE_J)[:n_in, :n_out])
 
 
-@intrinsic
-def _tile(typingctx, A, ao, lda, B, bo, nq, C, co, ldc):
-    """C[co + r * ldc + j] (int32) = sum_{q < nq, t < 4} A[ao + r * lda + 4q + t] (uint8) *
-    B[bo + 64q + 32h + 4jj + t] (int8), for r < TILE_S and j = 8h + jj < TILE_J."""
-    sig = types.void(A, ao, lda, B, bo, nq, C, co, ldc)
+def _make_tile(NB):
+    @intrinsic
+    def _tile(typingctx, A, ao, lda, B, bo, ps, nq, C, co, ldc):
+        """C[co + r * ldc + 16b + j] (int32) = sum_{q < nq, t < 4} A[ao + r * lda + 4q + t] (uint8) *
+        B[bo + b * ps + 64q + 32h + 4jj + t] (int8), for r < TILE_S, b < NB blocks of 16 outputs ps
+        bytes apart and j = 8h + jj < TILE_J. A row of a block is two <8 x i32> accumulators, or
+        one <16 x i32> (512-bit vpdpbusd) on WIDE_I8 targets."""
+        sig = types.void(A, ao, lda, B, bo, ps, nq, C, co, ldc)
 
-    def codegen(context, builder, signature, args):
-        av, aoff, ldav, bv, boff, n, cv, coff, ldcv = args
-        aarr = context.make_array(signature.args[0])(context, builder, av)
-        barr = context.make_array(signature.args[3])(context, builder, bv)
-        carr = context.make_array(signature.args[6])(context, builder, cv)
-        i32 = ir.IntType(32)
-        v32i8 = ir.VectorType(ir.IntType(8), 32)
-        v8i32 = ir.VectorType(i32, 8)
-        feats = codegen_features(context)  # VNNI, AVX2 or the same arithmetic in portable IR
-        pa = builder.gep(aarr.data, [aoff])
-        pb = builder.gep(barr.data, [boff])
-        rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(TILE_S)]
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(2)]
-                for _ in range(TILE_S)]
-        with cgutils.for_range(builder, n) as loop:
-            q = loop.index
-            wq = builder.gep(pb, [builder.mul(q, ir.Constant(q.type, 64))])
-            w = [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(q.type, 32 * h)]), v32i8.as_pointer()),
-                              align=1) for h in range(2)]
-            off = builder.mul(q, ir.Constant(q.type, 4))
+        def codegen(context, builder, signature, args):
+            av, aoff, ldav, bv, boff, psv, n, cv, coff, ldcv = args
+            aarr = context.make_array(signature.args[0])(context, builder, av)
+            barr = context.make_array(signature.args[3])(context, builder, bv)
+            carr = context.make_array(signature.args[7])(context, builder, cv)
+            i32 = ir.IntType(32)
+            feats = codegen_features(context)  # VNNI, AVX2 or the same arithmetic in portable IR
+            lanes = 16 if wide_i8(feats) else 8  # int32 lanes per accumulator
+            vi = ir.VectorType(i32, lanes)
+            vb = ir.VectorType(ir.IntType(8), 4 * lanes)
+            nh = TILE_J // lanes
+            pa = builder.gep(aarr.data, [aoff])
+            pb = builder.gep(barr.data, [boff])
+            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, b))]) for b in range(NB)]
+            rows = [builder.gep(pa, [builder.mul(ldav, ir.Constant(ldav.type, r))]) for r in range(TILE_S)]
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vi, [0] * lanes)) for _ in range(NB * nh)]
+                    for _ in range(TILE_S)]
+            with cgutils.for_range(builder, n) as loop:
+                q = loop.index
+                w = []
+                for b in range(NB):
+                    wq = builder.gep(panels[b], [builder.mul(q, ir.Constant(q.type, 64))])
+                    w += [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(q.type, 4 * lanes * h)]),
+                                                       vb.as_pointer()), align=1) for h in range(nh)]
+                off = builder.mul(q, ir.Constant(q.type, 4))
+                for r in range(TILE_S):
+                    a4 = builder.load(builder.bitcast(builder.gep(rows[r], [off]), i32.as_pointer()), align=1)
+                    splat = builder.insert_element(ir.Constant(vi, ir.Undefined), a4, ir.Constant(i32, 0))
+                    a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(vi, [0] * lanes)), vb)
+                    for v in range(NB * nh):
+                        builder.store(quad_dot(builder, builder.load(accs[r][v]), a, w[v], feats), accs[r][v])
+            pc = builder.gep(carr.data, [coff])
             for r in range(TILE_S):
-                a4 = builder.load(builder.bitcast(builder.gep(rows[r], [off]), i32.as_pointer()), align=1)
-                splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), a4, ir.Constant(i32, 0))
-                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
-                for h in range(2):
-                    builder.store(quad_dot(builder, builder.load(accs[r][h]), a, w[h], feats), accs[r][h])
-        pc = builder.gep(carr.data, [coff])
-        for r in range(TILE_S):
-            row = builder.gep(pc, [builder.mul(ldcv, ir.Constant(ldcv.type, r))])
-            for h in range(2):
-                dst = builder.bitcast(builder.gep(row, [ir.Constant(ldcv.type, 8 * h)]), v8i32.as_pointer())
-                builder.store(builder.load(accs[r][h]), dst, align=4)
-        return context.get_dummy_value()
+                row = builder.gep(pc, [builder.mul(ldcv, ir.Constant(ldcv.type, r))])
+                for v in range(NB * nh):
+                    dst = builder.bitcast(builder.gep(row, [ir.Constant(ldcv.type, lanes * v)]), vi.as_pointer())
+                    builder.store(builder.load(accs[r][v]), dst, align=4)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+    return _tile
+
+
+# one block of 16 outputs per tile; two on WIDE_I8 targets (eight zmm accumulators), where AVX-512's
+# 32 registers hold them (on AVX2 the two blocks' 16 ymm accumulators would spill)
+_tile1, _tile2 = _make_tile(1), _make_tile(2)
 
 
 @kernel_jit
 def gemm_u8s8(A, lda, Bp, nq, nblk, C, ldc, m_pad):
     """C (m_pad, ldc) int32 = A (m_pad, lda) uint8 @ packed W (see module doc); flat arrays,
     m_pad a multiple of TILE_S, ldc = TILE_J * nblk. Weight blocks outer: each block of packed
-    weights (nq * 64 bytes) is applied to all samples while it stays in cache."""
-    for jb in range(nblk):
-        bo = jb * nq * 64
-        for s in range(0, m_pad, TILE_S):
-            _tile(A, s * lda, lda, Bp, bo, nq, C, s * ldc + jb * TILE_J, ldc)
+    weights (nq * 64 bytes; pairs of blocks on WIDE_I8 targets) is applied to all samples while it
+    stays in cache."""
+    ps = nq * 64
+    jb = 0
+    while jb < nblk:
+        bo = jb * ps
+        if WIDE_I8 and jb + 1 < nblk:
+            for s in range(0, m_pad, TILE_S):
+                _tile2(A, s * lda, lda, Bp, bo, ps, nq, C, s * ldc + jb * TILE_J, ldc)
+            jb += 2
+        else:
+            for s in range(0, m_pad, TILE_S):
+                _tile1(A, s * lda, lda, Bp, bo, ps, nq, C, s * ldc + jb * TILE_J, ldc)
+            jb += 1
 
 
 @kernel_jit
@@ -429,7 +452,6 @@ def _make_u8_wide(NB):
             (xv, xoff, nin, bv, boff, psv, dv, doff, ncv, biasv, biasoff, mv, moff,
              zpv, lov, hiv) = args
             i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-            v32i8 = ir.VectorType(i8, 32)
             v8i32 = ir.VectorType(i32, 8)
             v8f = ir.VectorType(ir.FloatType(), 8)
             feats = codegen_features(context)
@@ -441,19 +463,23 @@ def _make_u8_wide(NB):
             px = builder.gep(xarr.data, [xoff])
             pb = builder.gep(barr.data, [boff])
             panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(2 * NB)]
+            lanes = 16 if wide_i8(feats) else 8  # int32 lanes per accumulator (a zmm on WIDE_I8 targets)
+            vi = ir.VectorType(i32, lanes)
+            vb = ir.VectorType(i8, 4 * lanes)
+            nh = TILE_J // lanes
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vi, [0] * lanes)) for _ in range(nh * NB)]
             flip = ir.Constant(i32, 0x80808080 - (1 << 32))  # x + 128 on each byte
 
             def step(q, a4):
-                splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), builder.xor(a4, flip),
+                splat = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.xor(a4, flip),
                                                ir.Constant(i32, 0))
-                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v32i8)
+                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(vi, [0] * lanes)), vb)
                 wq = builder.mul(q, ir.Constant(q.type, 64))
                 for p in range(NB):
-                    for h in range(2):
+                    for h in range(nh):
                         w = builder.load(builder.bitcast(builder.gep(panels[p], [builder.add(wq, ir.Constant(
-                            q.type, 32 * h))]), v32i8.as_pointer()), align=1)
-                        acc = accs[2 * p + h]
+                            q.type, 4 * lanes * h))]), vb.as_pointer()), align=1)
+                        acc = accs[nh * p + h]
                         builder.store(quad_dot(builder, builder.load(acc), a, w, feats), acc)
 
             nq = builder.sdiv(builder.add(nin, ir.Constant(nin.type, 3)), ir.Constant(nin.type, 4))
@@ -489,12 +515,15 @@ def _make_u8_wide(NB):
             pm = builder.gep(marr.data, [moff])
             pd = builder.gep(darr.data, [doff])
             nc = context.cast(builder, ncv, signature.args[8], types.int64)
+            sums = [builder.load(a) for a in accs]
+            if lanes == 16:
+                sums = [h for v in sums for h in halves16(builder, v)]
             ys = []
             for v in range(2 * NB):
                 off = ir.Constant(i64, 8 * v)
                 bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
                 mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
-                ys.append(requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec,
+                ys.append(requant8(builder, builder.sitofp(builder.add(sums[v], bvec), v8f), mvec,
                                    zp, lo, hi))
             store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
             return context.get_dummy_value()

@@ -117,6 +117,38 @@ def quads_exact_any() -> bool:
 WIDE_F32 = "avx512f" in target_features()
 
 
+def target_cpu_name() -> str:
+    """The CPU Numba compiles for: NUMBA_CPU_NAME if set, else the host's (LLVM's name: "znver4",
+    "sapphirerapids", ...; "" where LLVM cannot tell)."""
+    from numba.core import config
+    if config.CPU_NAME:
+        return config.CPU_NAME
+    import llvmlite.binding as ll
+    try:
+        return ll.get_host_cpu_name()
+    except RuntimeError:
+        return ""
+
+
+# CPUs whose 512-bit integer ops run as two 256-bit halves: AMD Zen 4. There a u8 tile with one
+# 512-bit vpdpbusd per row measured 1.5-6 % slower than two 256-bit ones (int8 CNNs side by side in
+# one process); on Zen 5, which runs them at full width, 4-12 % faster
+_HALF_WIDTH_512 = frozenset({"znver4"})
+
+
+def wide_i8(features, cpu: str | None = None) -> bool:
+    """Whether the uint8 x int8 tiles keep one <16 x i32> (a zmm, 512-bit vpdpbusd) per row on a
+    target with these features: AVX512-VNNI on AVX512F, on a CPU that does not split 512-bit ops
+    (_HALF_WIDTH_512)."""
+    cpu = target_cpu_name() if cpu is None else cpu
+    return {"avx512vnni", "avx512f"} <= features and cpu not in _HALF_WIDTH_512
+
+
+# the int8 u8 tiles 512 bits wide (conv GEMM tile, dense batch GEMM, one-sample dense): read by
+# kernels_gemm's loops (which pair blocks of 16 outputs there) and the limits' probe
+WIDE_I8 = wide_i8(target_features())
+
+
 def kernel_path_name() -> str:
     """Which int8 instruction family the compiled kernels reach on this target: "VNNI" (uint8
     quads by vpdpbusd; the vpmaddwd patterns fuse into vpdpwssd), "AVX2" (vpmaddubsw /
@@ -138,6 +170,12 @@ def _c(v, ty=_I32):
 def _splat(builder, v, vty):
     s = builder.insert_element(ir.Constant(vty, ir.Undefined), v, _c(0))
     return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
+
+
+def halves16(builder, v):
+    """A 16-lane vector as its two 8-lane halves [lanes 0..7, lanes 8..15]."""
+    lo, hi = ir.Constant(_V8I, list(range(8))), ir.Constant(_V8I, list(range(8, 16)))
+    return [builder.shuffle_vector(v, v, lo), builder.shuffle_vector(v, v, hi)]
 
 
 def _relu_floor(builder, relu, vty=_V8F):
@@ -390,12 +428,18 @@ cf32_wide6 = _make_cf32_tile(6, 2)
 # -- int8 GEMM tiles ------------------------------------------------------------------------------
 
 def quad_dot(builder, acc, x, w, features):
-    """acc (<8 x i32>) + quad_madd(x, w): the u8 tiles' product step. On a VNNI target
+    """acc (<8 x i32>, or <16 x i32> on WIDE_I8 targets: one 512-bit vpdpbusd) + quad_madd(x, w):
+    the u8 tiles' product step. On a VNNI target
     (has_vnni(features)) one vpdpbusd, which sums the four u8 x s8 products of each group exactly,
     without quad_madd's int16 saturation of pair sums: the two agree wherever the u8 tiles run
     (the planner's bound: no pair sum can saturate); else vpmaddubsw + vpmaddwd + vpaddd (AVX2)
     or quad_madd's portable IR. The intrinsic is emitted only for targets that have it: LLVM
     aborts the process on one that does not."""
+    if acc.type.count == 16:  # a zmm accumulator: WIDE_I8 targets only
+        assert wide_i8(features), "512-bit quad_dot on a target without full-width AVX512-VNNI"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16I, [_V16I, _V16I, _V16I]),
+                                            "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, [acc, builder.bitcast(x, _V16I), builder.bitcast(w, _V16I)])
     if has_vnni(features):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I, _V8I, _V8I]),
                                             "llvm.x86.avx512.vpdpbusd.256")
@@ -456,6 +500,23 @@ def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncol
                         ir.VectorType(_I8, 16), 1)
 
 
+def _i8_tile_zmm(builder, R, pa, pb, ldb, kn, feats, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
+    """The u8 i8_tile on WIDE_I8 targets: per row one <16 x i32> accumulator (a zmm), one 512-bit
+    vpdpbusd per row and step (quad_dot; the same exact int32 sums as the two 256-bit ones), then
+    the halves through _epilogue_rows."""
+    i64 = ldb.type
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(R)]
+    with cgutils.for_range(builder, kn) as loop:
+        p = loop.index
+        bvec = builder.load(_ptr(builder, builder.gep(pb, [builder.mul(p, ldb)]), ir.Constant(i64, 0), _V16I), align=4)
+        arow = builder.gep(pa, [builder.mul(p, ir.Constant(i64, ROWS))])
+        for r in range(R):
+            a = _splat(builder, builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4), _V16I)
+            builder.store(quad_dot(builder, builder.load(accs[r]), bvec, a, feats), accs[r])
+    _epilogue_rows(builder, [halves16(builder, builder.load(a)) for a in accs], pbias, pm, pd, ldd, zpv, lov, hiv,
+                   nrows, ncols, True, False)
+
+
 def _make_i8_tile(R, u8):
     @intrinsic
     def i8_tile(typingctx, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
@@ -484,6 +545,9 @@ def _make_i8_tile(R, u8):
             pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
             pm = builder.gep(_array(context, builder, st[11], mv).data, [moff])
             i64 = ldbv.type
+            if u8 and wide_i8(feats):  # one zmm vpdpbusd per row and step
+                _i8_tile_zmm(builder, R, pa, pb, ldbv, kn, feats, pbias, pm, pd, lddv, zpv, lov, hiv, nrowsv, ncolsv)
+                return context.get_dummy_value()
             accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)]
                     for _ in range(R)]
             with cgutils.for_range(builder, kn) as loop:

@@ -148,6 +148,8 @@ VNNI_SCRIPT = textwrap.dedent("""
     for name, f in (("conv", conv_tile), ("gemm", gemm)):
         asm = f.inspect_asm(f.signatures[0])
         out[name] = {k: asm.count(k) for k in ("vpdpbusd", "vpmaddubsw")}
+        out[name]["zmm"] = sum(1 for ln in asm.splitlines() if "vpdpbusd" in ln and "%zmm" in ln)
+    out["wide_i8"] = T.WIDE_I8
     print("RESULT" + json.dumps(out))
 """)
 
@@ -160,15 +162,17 @@ def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
     AVX-VNNI targets each uint8 x int8 quad step is one vpdpbusd, with no vpmaddubsw left; on
     AVX2 without VNNI, vpmaddubsw and no vpdpbusd (LLVM aborts when it meets the intrinsic
     there). vpdpbusd sums the four products without int16 saturation, so it computes what the
-    AVX2 form does wherever the planner lets the u8 tiles run (kernels_tile.quad_dot)."""
+    AVX2 form does wherever the planner lets the u8 tiles run (kernels_tile.quad_dot). On
+    AVX512-VNNI the tiles' rows are one zmm (512-bit vpdpbusd, kernels_tile.WIDE_I8), except on
+    Zen 4 (znver4), which splits 512-bit ops in two: there they stay ymm."""
     import platform
 
     import pytest
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("x86 CPU targets: Numba on this host compiles for another architecture")
     cache = os.path.join(tempfile.gettempdir(), f"rtinfer-vnni-cache-{os.getuid()}")
-    targets = {"icelake-server": _BASE + ",+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512vnni",
-               "alderlake": _BASE + ",+avxvnni", "haswell": _BASE}
+    avx512vnni = _BASE + ",+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512vnni"
+    targets = {"icelake-server": avx512vnni, "znver4": avx512vnni, "alderlake": _BASE + ",+avxvnni", "haswell": _BASE}
     for cpu, feats in targets.items():
         env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=feats, NUMBA_CACHE_DIR=cache)
         proc = subprocess.run([sys.executable, "-c", VNNI_SCRIPT], capture_output=True, text=True, env=env,
@@ -180,6 +184,11 @@ def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
                 assert res["path"] == "AVX2" and res[name]["vpdpbusd"] == 0 and res[name]["vpmaddubsw"] >= 8, res
             else:
                 assert res["path"] == "VNNI" and res[name]["vpdpbusd"] >= 8 and res[name]["vpmaddubsw"] == 0, res
+        # 512-bit rows where AVX512-VNNI runs at full width: the conv tile's 6 rows, the GEMM's 4 x 2 blocks
+        wide = cpu == "icelake-server"
+        assert res["wide_i8"] == wide, (cpu, res)
+        assert (res["conv"]["zmm"] >= 6 and res["gemm"]["zmm"] >= 8) if wide else (
+            res["conv"]["zmm"] == 0 and res["gemm"]["zmm"] == 0), (cpu, res)
         # the planner's choice: any int8 weights take the quads on VNNI, saturating ones never on AVX2
         vnni = cpu != "haswell"
         assert res["quads_exact_any"] == vnni and res["saturating_takes_quads"] == vnni, (cpu, res)

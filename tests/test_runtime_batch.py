@@ -341,7 +341,7 @@ def test_auto_call_allocates_no_buffers(built, name):
 
 
 @pytest.mark.skipif(not u8s8_available(), reason="the u8s8 GEMM needs x86 AVX2")
-@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 4), (3, 5, 4), (37, 17, 12), (64, 16, 256), (130, 33, 8)])
+@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 4), (3, 5, 4), (37, 17, 12), (64, 16, 256), (130, 33, 8), (9, 50, 8)])
 def test_u8s8_gemm_matches_its_twin(n_in, n_out, m):
     rng = np.random.default_rng(n_in * 1000 + n_out)
     W = rng.integers(-64, 65, (n_in, n_out)).astype(np.int8)  # |w| <= 64: pair sums <= 128
