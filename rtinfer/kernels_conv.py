@@ -428,6 +428,18 @@ def _col_tile(p0, plane):
     return _last_full(p0, plane, COLS)
 
 
+@kernel_jit(inline="always")
+def _i8_col_tile(p0, plane, u8):
+    """(start, count) of the int8 GEMM column tile at p0 (the next starts at start + count): for
+    the u8 tiles on WIDE_I8 targets 32 positions while more than 16 remain of a plane of at
+    least 32 (the last one moved back to end at the plane's end, as _col_tile's), else
+    _last_full's 16. The packed B rows are G_PPAD >= plane words long, so 32 columns from
+    plane - 32 on stay inside them."""
+    if u8 and T.WIDE_I8 and plane - p0 > COLS and plane >= 2 * COLS:
+        return min(p0, plane - 2 * COLS), 2 * COLS
+    return _last_full(p0, plane, COLS)
+
+
 def _window_value(Z, x, zp):
     """A copy's element in Z's dtype: x itself (float32), int16(x) - zp (an int8 code into the
     int16 copies), or x + 128 (into the u8 tile's byte copies)."""
@@ -778,10 +790,18 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 @kernel_jit(inline="always")
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
-    covering ``rows`` output channels."""
+    covering ``rows`` output channels; ncols == 2 COLS takes the 32-column u8 tile (WIDE_I8
+    targets only, _i8_col_tile)."""
     if BOUNDS:
-        _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, COLS, D, do, ldd, rows, ncols, bias, bi, M, mi)
-    if u8:
+        _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, max(COLS, ncols), D, do, ldd, rows, ncols, bias, bi, M, mi)
+    if u8 and ncols == 2 * COLS:  # WIDE_I8 targets only (_i8_col_tile)
+        if rows > 4:
+            T.u8_wide6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        elif rows > 2:
+            T.u8_wide4(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        else:
+            T.u8_wide2(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif u8:
         if rows > 4:
             T.u8_tile6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
         elif rows > 2:
@@ -966,13 +986,15 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             else:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
-        for p0 in range(0, plane, COLS):
-            p0, nc = _last_full(p0, plane, COLS)
+        p0 = 0
+        while p0 < plane:
+            p0, nc = _i8_col_tile(p0, plane, u8)
             for t in range((og + ROWS - 1) // ROWS):
                 o0, rows = _row_tile(t, og)
                 o = gi * og + o0
                 _i8_rows(u8, rows, g, aw + gi * wg + t * ROWS * ks, g, bw + p0, ppad, ks,
                          dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
+            p0 += nc
 
 
 @kernel_jit

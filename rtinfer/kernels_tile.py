@@ -500,28 +500,67 @@ def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncol
                         ir.VectorType(_I8, 16), 1)
 
 
-def _i8_tile_zmm(builder, R, pa, pb, ldb, kn, feats, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
-    """The u8 i8_tile on WIDE_I8 targets: per row one <16 x i32> accumulator (a zmm), one 512-bit
-    vpdpbusd per row and step (quad_dot; the same exact int32 sums as the two 256-bit ones), then
-    the halves through _epilogue_rows."""
+def _i8_tile_zmm(builder, R, NB, pa, pb, ldb, kn, feats, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
+    """The u8 i8_tile on WIDE_I8 targets: NB blocks of 16 positions, per row and block one
+    <16 x i32> accumulator (a zmm), one 512-bit vpdpbusd per row, block and step (quad_dot; the
+    same exact int32 sums as the two 256-bit ones), then each block's halves through
+    _epilogue_rows (block b: positions 16 b.., ncols - 16 b of them, at most 16)."""
     i64 = ldb.type
-    accs = [cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(R)]
+    accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(NB)] for _ in range(R)]
     with cgutils.for_range(builder, kn) as loop:
         p = loop.index
-        bvec = builder.load(_ptr(builder, builder.gep(pb, [builder.mul(p, ldb)]), ir.Constant(i64, 0), _V16I), align=4)
+        brow = builder.gep(pb, [builder.mul(p, ldb)])
+        bvec = [builder.load(_ptr(builder, brow, ir.Constant(i64, 16 * b), _V16I), align=4) for b in range(NB)]
         arow = builder.gep(pa, [builder.mul(p, ir.Constant(i64, ROWS))])
         for r in range(R):
             a = _splat(builder, builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4), _V16I)
-            builder.store(quad_dot(builder, builder.load(accs[r]), bvec, a, feats), accs[r])
-    _epilogue_rows(builder, [halves16(builder, builder.load(a)) for a in accs], pbias, pm, pd, ldd, zpv, lov, hiv,
-                   nrows, ncols, True, False)
+            for b in range(NB):
+                builder.store(quad_dot(builder, builder.load(accs[r][b]), bvec[b], a, feats), accs[r][b])
+    for b in range(NB):
+        _epilogue_rows(builder, [halves16(builder, builder.load(accs[r][b])) for r in range(R)], pbias, pm,
+                       builder.gep(pd, [ir.Constant(i64, 16 * b)]), ldd, zpv, lov, hiv, nrows,
+                       _block_cols(builder, ncols, b, NB), True, False)
 
 
-def _make_i8_tile(R, u8):
+def _block_cols(builder, ncols, b, NB):
+    """Block b's share of a tile's ncols positions (blocks of 16): clamp(ncols - 16 b, 0, 16)."""
+    if NB == 1:
+        return ncols
+    i64 = ncols.type
+    nc = builder.sub(ncols, ir.Constant(i64, 16 * b))
+    nc = builder.select(builder.icmp_signed("<", nc, ir.Constant(i64, 0)), ir.Constant(i64, 0), nc)
+    return builder.select(builder.icmp_signed(">", nc, ir.Constant(i64, 16)), ir.Constant(i64, 16), nc)
+
+
+def _i8_tile_ymm(builder, R, u8, feats, pa, pb, ldb, kn, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
+    """The i8_tile of 16 positions with two <8 x i32> accumulators per row (quad_dot for u8,
+    vpmaddwd for s16), then _epilogue_rows."""
+    vin = ir.VectorType(_I8, 32) if u8 else _V16S
+    i64 = ldb.type
+    accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
+    with cgutils.for_range(builder, kn) as loop:
+        p = loop.index
+        brow = builder.gep(pb, [builder.mul(p, ldb)])
+        bvec = [builder.bitcast(builder.load(_ptr(builder, brow, ir.Constant(i64, 8 * h), _V8I), align=4), vin)
+                for h in range(2)]
+        arow = builder.gep(pa, [builder.mul(p, ir.Constant(i64, ROWS))])
+        for r in range(R):
+            w = builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4)
+            a = builder.bitcast(_splat(builder, w, _V8I), vin)
+            for h in range(2):
+                acc = builder.load(accs[r][h])
+                builder.store(quad_dot(builder, acc, bvec[h], a, feats) if u8
+                              else builder.add(acc, _pair_madd(builder, a, bvec[h])), accs[r][h])
+    _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, ldd,
+                   zpv, lov, hiv, nrows, ncols, "avx2" in feats, False)
+
+
+def _make_i8_tile(R, u8, NB=1):
     @intrinsic
     def i8_tile(typingctx, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
-        """int8 GEMM tile of R output channels x 16 positions on int32 words, each packing
-        consecutive k of one channel (A) or one position (B). For r < nrows, j < ncols:
+        """int8 GEMM tile of R output channels x 16 NB positions on int32 words, each packing
+        consecutive k of one channel (A) or one position (B) (NB = 2: the u8 tiles u8_wide*, for
+        WIDE_I8 targets, twelve zmm accumulators for R = 6). For r < nrows, j < ncols:
         acc = sum over steps s < KS of dot(A[ao + ROWS * s + r], B[bo + s * ldb + j]) in int32,
         D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
         qmax) as int8 (float32 arithmetic as kernels_conv._requant_run). s16 tiles: a word is
@@ -529,7 +568,7 @@ def _make_i8_tile(R, u8):
         is four bytes (k = 4s..4s + 3), A int8 weights and B uint8 activations, dot = the
         vpdpbusd or vpmaddubsw/vpmaddwd sum (quad_dot: exact when every pair of consecutive
         weights has |w0| + |w1| <= 128). int32 wraps; the planner proves the true sums fit. B is
-        read for all 16 columns (the packed buffer is padded); D outside the tile is not
+        read for all 16 NB columns (the packed buffer is padded); D outside the tile is not
         written."""
         sig = types.void(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
 
@@ -538,33 +577,20 @@ def _make_i8_tile(R, u8):
              nrowsv, ncolsv) = _ints64(context, builder, signature, args)
             st = signature.args
             feats = codegen_features(context)
-            vin = ir.VectorType(_I8, 32) if u8 else _V16S
             pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
             pb = builder.gep(_array(context, builder, st[2], bv).data, [boff])
             pd = builder.gep(_array(context, builder, st[6], dv).data, [doff])
             pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
             pm = builder.gep(_array(context, builder, st[11], mv).data, [moff])
-            i64 = ldbv.type
-            if u8 and wide_i8(feats):  # one zmm vpdpbusd per row and step
-                _i8_tile_zmm(builder, R, pa, pb, ldbv, kn, feats, pbias, pm, pd, lddv, zpv, lov, hiv, nrowsv, ncolsv)
-                return context.get_dummy_value()
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)]
-                    for _ in range(R)]
-            with cgutils.for_range(builder, kn) as loop:
-                p = loop.index
-                brow = builder.gep(pb, [builder.mul(p, ldbv)])
-                bvec = [builder.bitcast(builder.load(_ptr(builder, brow, ir.Constant(i64, 8 * h), _V8I), align=4),
-                                        vin) for h in range(2)]
-                arow = builder.gep(pa, [builder.mul(p, ir.Constant(i64, ROWS))])
-                for r in range(R):
-                    w = builder.load(_ptr(builder, arow, ir.Constant(i64, r), _I32), align=4)
-                    a = builder.bitcast(_splat(builder, w, _V8I), vin)
-                    for h in range(2):
-                        acc = builder.load(accs[r][h])
-                        builder.store(quad_dot(builder, acc, bvec[h], a, feats) if u8
-                                      else builder.add(acc, _pair_madd(builder, a, bvec[h])), accs[r][h])
-            _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
-                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in feats, False)
+            if u8 and wide_i8(feats):  # one zmm vpdpbusd per row, block and step
+                _i8_tile_zmm(builder, R, NB, pa, pb, ldbv, kn, feats, pbias, pm, pd, lddv, zpv, lov, hiv, nrowsv,
+                             ncolsv)
+            else:  # block by block (NB > 1 is only called on WIDE_I8 targets: elsewhere it would spill)
+                for b in range(NB):
+                    off = ir.Constant(ldbv.type, 16 * b)
+                    _i8_tile_ymm(builder, R, u8, feats, pa, builder.gep(pb, [off]), ldbv, kn, pbias, pm,
+                                 builder.gep(pd, [off]), lddv, zpv, lov, hiv, nrowsv,
+                                 _block_cols(builder, ncolsv, b, NB))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -628,6 +654,9 @@ s16_tile6 = _make_i8_tile(6, False)
 u8_tile2 = _make_i8_tile(2, True)
 u8_tile4 = _make_i8_tile(4, True)
 u8_tile6 = _make_i8_tile(6, True)
+u8_wide2 = _make_i8_tile(2, True, 2)
+u8_wide4 = _make_i8_tile(4, True, 2)
+u8_wide6 = _make_i8_tile(6, True, 2)
 
 
 # -- depthwise tiles ---------------------------------------------------------------------------
