@@ -22,8 +22,10 @@ int8 models at the best measured rate of int8 x int8 -> int32 dot products over 
 four rows sharing each x load: a plain njit loop, and (on AVX2) a loop written in LLVM IR around
 vpmaddwd (sign-extend to int16, multiply pairs into int32), the fastest exact instruction for full-
 range int8 without VNNI; and the int8 convolution GEMM's own register tile (rtinfer.kernels_tile:
-uint8 x int8 quads through vpmaddubsw + vpmaddwd, exact for the 7-bit weights the int8 benchmark
-models have) over L1-resident operands. The int8 peak is the best of these.
+uint8 x int8 quads through vpdpbusd on VNNI, vpmaddubsw + vpmaddwd on AVX2, exact for the 7-bit
+weights the int8 benchmark models have; 6 x 16 outputs, on WIDE_I8 targets u8_wide6, 6 x 32 in
+zmm rows, the tile the conv GEMM takes there) over L1-resident operands. The int8 peak is the best
+of these.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from rtinfer.jitcache import KERNEL_SOURCES, make_jit
-from rtinfer.kernels_tile import WIDE_F32, kernel_path_name, target_features
+from rtinfer.kernels_tile import WIDE_F32, WIDE_I8, kernel_path_name, target_features
 from rtinfer.kernels_tile import cf32_tile6 as _cf32_tile
 from rtinfer.kernels_tile import cf32_wide6 as _cf32_wide
 from rtinfer.kernels_tile import u8_tile6 as _u8_tile
+from rtinfer.kernels_tile import u8_wide6 as _u8_wide
 
 # The probes inline rtinfer's kernel tiles: their on-disk cache is stamped with the kernel sources
 # (rtinfer.jitcache), so a changed kernel recompiles them (Numba's cache=True keys on this file
@@ -197,6 +200,19 @@ def _u8_tile_passes(iters, A, B, D, bias, M):
 
 
 @_jit
+def _u8_wide_passes(iters, A, B, D, bias, M):
+    """As _u8_tile_passes with the 6 x 32 tile (WIDE_I8 targets, kernels_tile.u8_wide6): iters x 4
+    calls, the same MACs per pass; B (32 * 32,) int32."""
+    for _ in range(iters):
+        for blk in range(4):
+            _u8_wide(A, 0, B, 0, 32, 32, D, 0, 32, bias, 0, M, 0, 0, -128, 127, 6, 32)
+
+
+def _u8_passes():
+    return _u8_wide_passes if WIDE_I8 else _u8_tile_passes
+
+
+@_jit
 def _f32_tile_passes(iters, A, B, RT, D, bias):
     """iters x 8 calls of the 6 x 16 float32 conv tile over K = 128 (L1-resident operands): 8 * 6 *
     16 * 128 MACs per pass. A (128 * 6,) packed weights, B (128 * 16,) rows at RT[k] = 16 k."""
@@ -228,13 +244,14 @@ def _f32_passes():
 
 
 def _u8_tile_operands():
-    """_u8_tile_passes' operands: A (32 * 6,) packed 7-bit weights (the tile is exact on them), B (32 *
-    16,) packed activations, D, bias, M."""
+    """_u8_passes()' operands: A (32 * 6,) packed 7-bit weights (the tile is exact on them), B (32 *
+    cols,) packed activations, D, bias, M; cols 32 where the conv GEMM takes the 32-column tile."""
+    cols = 32 if WIDE_I8 else 16
     rng = np.random.default_rng(2)
     A = rng.integers(-2 ** 31, 2 ** 31, size=32 * 6, dtype=np.int64).astype(np.int32)
     A = (A.view(np.int8).reshape(-1) // 2).view(np.int32)
-    B = rng.integers(-2 ** 31, 2 ** 31, size=32 * 16, dtype=np.int64).astype(np.int32)
-    return A, B, np.zeros(6 * 16, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
+    B = rng.integers(-2 ** 31, 2 ** 31, size=32 * cols, dtype=np.int64).astype(np.int32)
+    return A, B, np.zeros(6 * cols, np.int8), np.zeros(6, np.int32), np.full(6, 1e-4, np.float32)
 
 
 @_jit
@@ -262,7 +279,7 @@ class ComputeProbe:
         self.name = f"compute peak {dtype} (limit)"
         self.ts = np.zeros(2, dtype=np.int64)
         passes, iters, args = ((_f32_passes(), 2, _f32_tile_operands()) if dtype == "fp32"
-                               else (_u8_tile_passes, 6, _u8_tile_operands()))
+                               else (_u8_passes(), 6, _u8_tile_operands()))
         self._run = lambda times: _timed_passes(passes, iters, args, times, self.ts)
 
     def time_samples(self, X, warmup):
@@ -487,8 +504,9 @@ def measure_peaks(quick: bool = False) -> dict:
     if "avx2" in target_features():
         uargs = _u8_tile_operands()
         tile_iters = 2 * i8_iters
-        _u8_tile_passes(1, *uargs)
-        i8_u8s8 = _best_rate(lambda: _u8_tile_passes(tile_iters, *uargs), 8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
+        passes = _u8_passes()
+        passes(1, *uargs)
+        i8_u8s8 = _best_rate(lambda: passes(tile_iters, *uargs), 8 * 6 * 16 * 128 * tile_iters / 1e9, reps)
     peaks = {
         "fp32_gflops_njit": njit_gflops,
         "fp32_gflops_sgemm": sgemm_gflops,
