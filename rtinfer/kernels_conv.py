@@ -304,7 +304,7 @@ def _check_rows16(Z, zo, RT, ro, n_rows, A, ao, KS, D, do, ldd, rows, ncols, bia
     """The extents s16_rows_tile* touches (BOUNDS only)."""
     _need(RT, ro, ro + n_rows)
     for k in range(n_rows):
-        _need(Z, zo + RT[ro + k], zo + RT[ro + k] + COLS)
+        _need(Z, zo + RT[ro + k], zo + RT[ro + k] + max(COLS, ncols))
     _need(A, ao, ao + KS * ROWS)
     _need(D, do, do + (rows - 1) * ldd + ncols)
     _need(bias, bi, bi + rows)
@@ -429,13 +429,14 @@ def _col_tile(p0, plane):
 
 
 @kernel_jit(inline="always")
-def _i8_col_tile(p0, plane, u8):
+def _i8_col_tile(p0, plane, wide):
     """(start, count) of the int8 GEMM column tile at p0 (the next starts at start + count): for
-    the u8 tiles on WIDE_I8 targets 32 positions while more than 16 remain of a plane of at
-    least 32 (the last one moved back to end at the plane's end, as _col_tile's), else
-    _last_full's 16. The packed B rows are G_PPAD >= plane words long, so 32 columns from
+    the tiles with a 32-column form (wide: the u8 tiles and the in-place int16 tiles) on WIDE_I8
+    targets 32 positions while more than 16 remain of a plane of at least 32 (the last one moved
+    back to end at the plane's end, as _col_tile's), else _last_full's 16. The packed B rows are
+    G_PPAD >= plane words long and the int16 copies hold the plane, so 32 columns from
     plane - 32 on stay inside them."""
-    if u8 and T.WIDE_I8 and plane - p0 > COLS and plane >= 2 * COLS:
+    if wide and T.WIDE_I8 and plane - p0 > COLS and plane >= 2 * COLS:
         return min(p0, plane - 2 * COLS), 2 * COLS
     return _last_full(p0, plane, COLS)
 
@@ -794,7 +795,7 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
     targets only, _i8_col_tile)."""
     if BOUNDS:
         _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, max(COLS, ncols), D, do, ldd, rows, ncols, bias, bi, M, mi)
-    if u8 and ncols == 2 * COLS:  # WIDE_I8 targets only (_i8_col_tile)
+    if T.WIDE_I8 and u8 and ncols == 2 * COLS:  # (_i8_col_tile; a constant False elsewhere: not compiled in)
         if rows > 4:
             T.u8_wide6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
         elif rows > 2:
@@ -819,8 +820,16 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
 @kernel_jit(inline="always")
 def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The in-place int16 tile (kernels_tile.s16_rows_tile*) with the fewest rows (2, 4 or 6)
-    covering ``rows`` output channels."""
-    if rows > 4:
+    covering ``rows`` output channels; ncols == 2 COLS takes the 32-column tile (WIDE_I8 targets
+    only, _i8_col_tile)."""
+    if T.WIDE_I8 and ncols == 2 * COLS:
+        if rows > 4:
+            T.s16_rows_wide6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        elif rows > 2:
+            T.s16_rows_wide4(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+        else:
+            T.s16_rows_wide2(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
+    elif rows > 4:
         T.s16_rows_tile6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
     elif rows > 2:
         T.s16_rows_tile4(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
@@ -961,8 +970,9 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             z16 = f32s.view(np.int16)
             zb = 2 * fo
             _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z16, zb, x_zp)
-            for p0 in range(0, plane, COLS):
-                p0, nc = _last_full(p0, plane, COLS)
+            p0 = 0
+            while p0 < plane:
+                p0, nc = _i8_col_tile(p0, plane, True)
                 for t in range((og + ROWS - 1) // ROWS):
                     o0, rows = _row_tile(t, og)
                     o = gi * og + o0
@@ -971,6 +981,7 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                                       ys + o * plane + p0, plane, rows, nc, bias, bo + o, M, mo + o)
                     _s16_rows(rows, g, aw + gi * wg + t * ROWS * ks, z16, zb + p0, g, ro, ks, dst,
                               ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
+                p0 += nc
             continue
         else:
             if mode == BM_GATHER:

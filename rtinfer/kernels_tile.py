@@ -257,11 +257,14 @@ def _rint(builder, v):
 
 
 def _pair_madd(builder, a, b):
-    """<16 x i16> a, b -> <8 x i32>: a[2i] * b[2i] + a[2i+1] * b[2i+1] (exact), the pattern LLVM
-    lowers to one vpmaddwd on x86 (vpdpwssd when fused with the add on VNNI targets)."""
-    p = builder.mul(builder.sext(a, _V16I), builder.sext(b, _V16I))
-    even = builder.shuffle_vector(p, p, ir.Constant(_V8I, list(range(0, 16, 2))))
-    odd = builder.shuffle_vector(p, p, ir.Constant(_V8I, list(range(1, 16, 2))))
+    """<2n x i16> a, b -> <n x i32> (n = 8, or 16 on WIDE_I8 targets): a[2i] * b[2i] + a[2i+1] *
+    b[2i+1] (exact), the pattern LLVM lowers to one vpmaddwd on x86 (vpdpwssd when fused with the
+    add on VNNI targets)."""
+    n2 = a.type.count
+    wide, half = ir.VectorType(_I32, n2), ir.VectorType(_I32, n2 // 2)
+    p = builder.mul(builder.sext(a, wide), builder.sext(b, wide))
+    even = builder.shuffle_vector(p, p, ir.Constant(half, list(range(0, n2, 2))))
+    odd = builder.shuffle_vector(p, p, ir.Constant(half, list(range(1, n2, 2))))
     return builder.add(even, odd)
 
 
@@ -645,6 +648,71 @@ def _make_s16_rows_tile(R):
     return s16_rows_tile
 
 
+_V32S = ir.VectorType(_I16, 32)
+# vpunpck{l,h}wd on zmm: within each 128-bit lane (positions 8l .. 8l + 7) the low / high four
+# positions of rows x0 and x1, interleaved
+_LO32 = [i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in range(2)]
+_HI32 = [4 + i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in range(2)]
+
+
+def _make_s16_rows_wide(R):
+    @intrinsic
+    def s16_rows_wide(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows,
+                      ncols):
+        """s16_rows_tile over 32 positions (WIDE_I8 targets: per row two zmm accumulators, twelve
+        for R = 6; vpunpck*wd and vpmaddwd / vpdpwssd on 512-bit vectors; elsewhere the same
+        integers in whatever the target has). 32 values are read per row; for j < ncols <= 32 D
+        gets the tile's values, the rest of D is not written."""
+        sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
+
+        def codegen(context, builder, signature, args):
+            (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
+             nrowsv, ncolsv) = _ints64(context, builder, signature, args)
+            st = signature.args
+            i64 = kn.type
+            pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
+            z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
+            prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
+            pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
+            pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
+            pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
+            lo_idx = ir.Constant(ir.VectorType(_I32, 32), _LO32)
+            hi_idx = ir.Constant(ir.VectorType(_I32, 32), _HI32)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(2)]
+                    for _ in range(R)]
+            with cgutils.for_range(builder, kn) as loop:
+                s_ = loop.index
+                k0 = builder.mul(s_, ir.Constant(i64, 2))
+                r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
+                r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
+                x0 = builder.load(_ptr(builder, z16, r0, _V32S), align=2)
+                x1 = builder.load(_ptr(builder, z16, r1, _V32S), align=2)
+                bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
+                arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
+                for r in range(R):
+                    w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V16I),
+                                        _V32S)
+                    for h in range(2):
+                        builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
+            # lo holds positions 0-3, 8-11 | 16-19, 24-27 and hi 4-7, 12-15 | 20-23, 28-31: their
+            # 256-bit halves pair up as _narrow_rows' unpck order for positions 0-15, then 16-31
+            x86 = "avx2" in codegen_features(context)
+            for b in range(2):
+                rows = []
+                for r in range(R):
+                    lo, hi = (halves16(builder, builder.load(accs[r][h])) for h in range(2))
+                    rows.append([lo[b], hi[b]])
+                _epilogue_rows(builder, rows, pbias, pm, builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv, lov,
+                               hiv, nrowsv, _block_cols(builder, ncolsv, b, 2), x86, True)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return s16_rows_wide
+
+
+s16_rows_wide2 = _make_s16_rows_wide(2)
+s16_rows_wide4 = _make_s16_rows_wide(4)
+s16_rows_wide6 = _make_s16_rows_wide(ROWS)
 s16_rows_tile2 = _make_s16_rows_tile(2)
 s16_rows_tile4 = _make_s16_rows_tile(4)
 s16_rows_tile6 = _make_s16_rows_tile(ROWS)
