@@ -148,6 +148,7 @@ COLS = T.COLS
 DW_CH = T.DW_CH
 DW_COLS = T.DW_COLS
 DW8 = T.DW8
+DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm)
 DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
                         # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
 GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
@@ -685,24 +686,24 @@ def _check_dw8(X, xs, n_x, Z, zo, zs, g, pa, hw, plane, ta, nt, W, wo, D, do, ds
     _need(g, ta, ta + nt)
     cap = zs * Z.itemsize // 4  # float32 elements of the grid
     for k in range(hw):
-        if g[pa + k] < 0 or g[pa + k] + DW8 > cap:
+        if g[pa + k] < 0 or g[pa + k] + DWL > cap:
             raise IndexError("kernel tile reads or writes outside its array")
     for k in range(plane):
         for t in range(nt):
             at = g[pa + hw + k] + g[ta + t]
-            if at < 0 or at + DW8 > cap:
+            if at < 0 or at + DWL > cap:
                 raise IndexError("kernel tile reads or writes outside its array")
-    _need(W, wo, wo + nt * DW8)
+    _need(W, wo, wo + nt * DWL)
     _need(D, do, do + (nch - 1) * ds + plane)
     _need(bias, bi, bi + nch)
 
 
 @kernel_jit
 def _conv_dw8_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
-    """PATH_DW by DW8 (g[go + G_DW8] != 0), one sample: for each group of DW8 output channels,
-    kernels_tile.dw8_pack (the grid: G_ZS floats at zb[zo:] from its first 32-byte boundary,
-    positions g[go + G_DW8:], hw input then oh ow output) and kernels_tile.dw8_f32 (taps
-    g[go + G_AUX:], W packed (groups, taps, DW8) at W[wo:])."""
+    """PATH_DW by DW8 (g[go + G_DW8] != 0), one sample: for each group of DWL output channels,
+    kernels_tile.dw8_pack (the grid: G_ZS floats at zb[zo:] from its first 4 DWL-byte boundary,
+    positions g[go + G_DW8:], hw input then oh ow output; DWL = 16: two packs of eight lanes) and
+    kernels_tile.dw8_f32 / dw16_f32 (taps g[go + G_AUX:], W packed (groups, taps, DWL) at W[wo:])."""
     c_n = g[go + G_C]
     hw = g[go + G_H] * g[go + G_W]
     o_n = g[go + G_O]
@@ -712,15 +713,20 @@ def _conv_dw8_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     ta = go + g[go + G_AUX]
     pa = go + g[go + G_DW8]
     zs = g[go + G_ZS]
-    z0 = T.align8(zb, zo)
-    for o0 in range(0, o_n, DW8):
-        nch = min(DW8, o_n - o0)
+    z0 = T.align16(zb, zo) if DWL == 16 else T.align8(zb, zo)
+    for o0 in range(0, o_n, DWL):
+        nch = min(DWL, o_n - o0)
         if BOUNDS:
             _check_dw8(src, xs, c_n * hw, zb, z0, zs, g, pa, hw, plane, ta, nt, W, wo + o0 * nt, dst,
                        ys + o0 * plane, plane, nch, b, bo + o0)
         T.dw8_pack(src, xs, hw, o0, og, o_n - 1, zb, z0, g, pa)
-        T.dw8_f32(zb, z0, g, pa + hw, plane, g, ta, nt, W, wo + o0 * nt, b, bo + o0, nch, dst, ys + o0 * plane,
-                  plane, relu)
+        if DWL == 16:
+            T.dw8_pack(src, xs, hw, o0 + DW8, og, o_n - 1, zb, z0 + DW8, g, pa)
+            T.dw16_f32(zb, z0, g, pa + hw, plane, g, ta, nt, W, wo + o0 * nt, b, bo + o0, nch, dst, ys + o0 * plane,
+                       plane, relu)
+        else:
+            T.dw8_f32(zb, z0, g, pa + hw, plane, g, ta, nt, W, wo + o0 * nt, b, bo + o0, nch, dst,
+                      ys + o0 * plane, plane, relu)
 
 
 @kernel_jit
@@ -1534,27 +1540,33 @@ def _dw_plan(geo):
     return taps, masks, zm, zs
 
 
+def _dw8_grid(geo) -> tuple[int, int]:
+    """Rows and columns of a DW8 grid: the plane padded by pt rows above, pl columns left and as
+    many below and right as the taps reach."""
+    mb = max(0, geo.oh - 1 + (geo.kh - 1) * geo.dh - geo.pt - (geo.h - 1))
+    mr = max(0, geo.ow - 1 + (geo.kw - 1) * geo.dw - geo.pl - (geo.w - 1))
+    return geo.h + geo.pt + mb, geo.w + geo.pl + mr
+
+
 def _dw8_plan(geo, kept):
     """DW8's plan for a geometry _dw_plan took, with the kept taps ``kept`` (p * kw + q), else
     None (fewer than DW8 input or output positions): (grid positions int32 -- hw input positions
-    (r, c) at ((r + pt) * wp + c + pl) * DW8, then oh ow output positions (i, j) at (i * wp + j) *
-    DW8 --, tap offsets (p * dh * wp + q * dw) * DW8, floats of the grid). The grid has the plane
+    (r, c) at ((r + pt) * wp + c + pl) * DWL, then oh ow output positions (i, j) at (i * wp + j) *
+    DWL --, tap offsets (p * dh * wp + q * dw) * DWL, floats of the grid). The grid has the plane
     padded by pt rows above, pl columns left and as many below and right as the taps reach (wp
     columns): output (i, j)'s tap (p, q) reads grid element (i + p dh, j + q dw), zero where
     that is padding."""
     hw, plane = geo.h * geo.w, geo.oh * geo.ow
     if hw < DW8 or plane < DW8:
         return None
-    mb = max(0, geo.oh - 1 + (geo.kh - 1) * geo.dh - geo.pt - (geo.h - 1))
-    mr = max(0, geo.ow - 1 + (geo.kw - 1) * geo.dw - geo.pl - (geo.w - 1))
-    hp, wp = geo.h + geo.pt + mb, geo.w + geo.pl + mr
-    if hp * wp * DW8 + DW8 > scratch_bound(geo, geo.c):
+    hp, wp = _dw8_grid(geo)
+    if hp * wp * DWL + DWL > scratch_bound(geo, geo.c):
         return None  # keep the planner's scratch bound an upper bound
     r, c = np.divmod(np.arange(hw), geo.w)
     i, j = np.divmod(np.arange(plane), geo.ow)
-    pos = np.concatenate([(r + geo.pt) * wp + c + geo.pl, i * wp + j]) * DW8
-    offs = [((t // geo.kw) * geo.dh * wp + (t % geo.kw) * geo.dw) * DW8 for t in kept]
-    return pos.astype(np.int32), np.array(offs, np.int32), hp * wp * DW8
+    pos = np.concatenate([(r + geo.pt) * wp + c + geo.pl, i * wp + j]) * DWL
+    offs = [((t // geo.kw) * geo.dh * wp + (t % geo.kw) * geo.dw) * DWL for t in kept]
+    return pos.astype(np.int32), np.array(offs, np.int32), hp * wp * DWL
 
 
 def _window_plan(geo):
@@ -1621,7 +1633,7 @@ def kernel_name(table, int8: bool) -> str:
     vnni = T.kernel_path_name() == "VNNI"
     if path == PATH_DW:
         if not int8:
-            return "depthwise float32 FMA, 8 channels in lanes (DW8)" if int(table[G_DW8]) else "depthwise float32 FMA tiles"
+            return f"depthwise float32 FMA, {DWL} channels in lanes (DW8)" if int(table[G_DW8]) else "depthwise float32 FMA tiles"
         return f"depthwise int8, int16 pairs of taps ({'vpdpwssd' if vnni else 'vpmaddwd'})"
     b = _B_MODES.get(int(table[G_BMODE]), "?")
     if path == PATH_GEMM_U8:
@@ -1691,11 +1703,11 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
             table[G_AUX] = put(offs8)
             table[G_NT] = len(kept)
             table[G_ZS] = zs8
-            groups = -(-o // DW8)
-            W8 = np.zeros((groups * DW8, len(kept)), np.float32)
+            groups = -(-o // DWL)
+            W8 = np.zeros((groups * DWL, len(kept)), np.float32)
             W8[:o] = W2[:, kept]
-            W8 = np.ascontiguousarray(W8.reshape(groups, DW8, len(kept)).transpose(0, 2, 1)).reshape(-1)
-            return ConvLayout(PATH_DW, np.concatenate(parts), W8, zs8 + DW8, 1)
+            W8 = np.ascontiguousarray(W8.reshape(groups, DWL, len(kept)).transpose(0, 2, 1)).reshape(-1)
+            return ConvLayout(PATH_DW, np.concatenate(parts), W8, zs8 + DWL, 1)
         table[G_NCLS] = len(masks)
         table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
         table[G_ZM] = zm
@@ -1809,7 +1821,8 @@ def scratch_bound(geo, group: int) -> int:
     depthwise plane copies with their masks), checked before anything is allocated."""
     cols = (geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow
     planes = (geo.kw + 1) * (geo.h * geo.w + 2 * (geo.oh * geo.ow + (geo.kh * geo.dh + 1) * geo.w + geo.kw * geo.dw))
-    return max(cols, planes, geo.c * geo.h * geo.w)
+    hp, wp = _dw8_grid(geo)
+    return max(cols, planes, geo.c * geo.h * geo.w, (hp * wp + 1) * DWL)
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:

@@ -115,6 +115,8 @@ def quads_exact_any() -> bool:
 # registers for them; on AVX2 their 24 ymm accumulators would spill. Read by the conv GEMM's column
 # tiles (kernels_conv._col_tile) and the dense GEMM's tiles (kernels_gemm)
 WIDE_F32 = "avx512f" in target_features()
+# channels in the lanes of the float32 depthwise grid (DW8 path): a zmm of 16 on AVX-512 targets
+DW_LANES = 16 if WIDE_F32 else 8
 
 
 def target_cpu_name() -> str:
@@ -897,39 +899,45 @@ def _channel_rows(builder, accs):
     return out
 
 
-def _lane_vector(builder, ptr, n, i64):
-    """<8 x T> of ptr[min(l, n - 1)] for lanes l (n >= 1): ptr[0:8] when n == 8."""
+def _lane_vector(builder, ptr, n, i64, lanes=8):
+    """<lanes x T> of ptr[min(l, n - 1)] for lanes l (n >= 1): ptr[0:lanes] when n == lanes."""
     ety = ptr.type.pointee
-    vty = ir.VectorType(ety, 8)
+    vty = ir.VectorType(ety, lanes)
     out = cgutils.alloca_once(builder, vty)
-    with _if_else(builder, builder.icmp_signed("==", n, ir.Constant(i64, 8))) as (then, otherwise):
+    with _if_else(builder, builder.icmp_signed("==", n, ir.Constant(i64, lanes))) as (then, otherwise):
         with then:
             builder.store(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4), out)
         with otherwise:
             last = builder.sub(n, ir.Constant(i64, 1))
             v = ir.Constant(vty, ir.Undefined)
-            for lane in range(8):
+            for lane in range(lanes):
                 li = builder.select(builder.icmp_signed("<", ir.Constant(i64, lane), n), ir.Constant(i64, lane), last)
                 v = builder.insert_element(v, builder.load(builder.gep(ptr, [li])), _c(lane))
             builder.store(v, out)
     return builder.load(out)
 
 
-@intrinsic
-def align8(typingctx, Z, zo):
-    """The least offset >= zo (in float32 elements of Z's data, whatever Z's dtype) at which Z's
-    data is 32-byte aligned, for data 4-byte aligned: zo + 0..7."""
-    sig = types.int64(Z, zo)
+def _make_align(L):
+    @intrinsic
+    def align(typingctx, Z, zo):
+        """The least offset >= zo (in float32 elements of Z's data, whatever Z's dtype) at which
+        Z's data is 4 L-byte aligned, for data 4-byte aligned: zo + 0..L - 1."""
+        sig = types.int64(Z, zo)
 
-    def codegen(context, builder, signature, args):
-        zv, zoff = _ints64(context, builder, signature, args)
-        z32 = builder.bitcast(_array(context, builder, signature.args[0], zv).data, _F32.as_pointer())
-        p = builder.ptrtoint(builder.gep(z32, [zoff]), zoff.type)
-        k = builder.and_(builder.lshr(builder.sub(ir.Constant(zoff.type, 0), p), ir.Constant(zoff.type, 2)),
-                         ir.Constant(zoff.type, 7))
-        return builder.add(zoff, k)
+        def codegen(context, builder, signature, args):
+            zv, zoff = _ints64(context, builder, signature, args)
+            z32 = builder.bitcast(_array(context, builder, signature.args[0], zv).data, _F32.as_pointer())
+            p = builder.ptrtoint(builder.gep(z32, [zoff]), zoff.type)
+            k = builder.and_(builder.lshr(builder.sub(ir.Constant(zoff.type, 0), p), ir.Constant(zoff.type, 2)),
+                             ir.Constant(zoff.type, L - 1))
+            return builder.add(zoff, k)
 
-    return sig, codegen
+        return sig, codegen
+    return align
+
+
+align8 = _make_align(8)    # 32-byte boundaries: the <8 x float> DW8 grid
+align16 = _make_align(16)  # 64-byte boundaries: the <16 x float> grid (DW_LANES = 16)
 
 
 @intrinsic
@@ -976,11 +984,12 @@ def dw8_pack(typingctx, X, xo, hw, o0, og, olast, Z, zo, PI, pio):
     return sig, codegen
 
 
-def _dw8_loop(builder, context, st, args, i64, init, epilogue):
-    """dw8_f32's step loop: for each step of eight output positions k0
+def _dw8_loop(builder, context, st, args, i64, init, epilogue, L=8):
+    """dw8_f32's step loop (L lanes: channels): for each step of eight output positions k0
     (k0 = 0, 8, ...; the last min(k0, plane - 8)), acc[r] = init, then for t < nt in order
-    acc[r] = fma(W[wo + 8 t:][:8], Z[zo + PB[pbo + k0 + r] + T[to + t]:][:8], acc[r]);
+    acc[r] = fma(W[wo + L t:][:L], Z[zo + PB[pbo + k0 + r] + T[to + t]:][:L], acc[r]);
     epilogue(accs, k0)."""
+    vf = ir.VectorType(_F32, L)
     zv, zoff, pbv, pboff, planev, tv, toff, ntv, wv, woff = args
     pz = builder.gep(builder.bitcast(_array(context, builder, st[0], zv).data, _F32.as_pointer()), [zoff])
     ppb = builder.gep(_array(context, builder, st[2], pbv).data, [pboff])
@@ -995,53 +1004,67 @@ def _dw8_loop(builder, context, st, args, i64, init, epilogue):
         pk = builder.gep(ppb, [k0])
         bases = [builder.gep(pz, [builder.sext(builder.load(builder.gep(pk, [ir.Constant(i64, r)])), i64)])
                  for r in range(8)]
-        accs = [cgutils.alloca_once(builder, _V8F) for _ in range(8)]
+        accs = [cgutils.alloca_once(builder, vf) for _ in range(8)]
         for a in accs:
             builder.store(init, a)
         with cgutils.for_range(builder, ntv) as loop:
             t = loop.index
             off = builder.sext(builder.load(builder.gep(pt, [t])), i64)
-            w = builder.load(_ptr(builder, pw, builder.mul(t, ir.Constant(i64, 8)), _V8F), align=4)
+            w = builder.load(_ptr(builder, pw, builder.mul(t, ir.Constant(i64, L)), vf), align=4)
             for r in range(8):
-                x = builder.load(_ptr(builder, bases[r], off, _V8F), align=4)
+                x = builder.load(_ptr(builder, bases[r], off, vf), align=4)
                 builder.store(_fma(builder, w, x, builder.load(accs[r])), accs[r])
         epilogue([builder.load(a) for a in accs], k0)
 
 
 def _store_channels(builder, rows, pd, dsv, k0, nch, i64, vty, align):
     """rows[l] (eight positions of channel l) -> pd[l * ds + k0:][:8] for l < nch."""
-    for lane in range(8):
+    for lane in range(len(rows)):
         with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, lane)), likely=True):
             at = builder.add(builder.mul(dsv, ir.Constant(i64, lane)), k0)
             builder.store(rows[lane], _ptr(builder, pd, at, vty), align=align)
 
 
-@intrinsic
-def dw8_f32(typingctx, Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu):
-    """DW8 float32, one group of nch <= 8 output channels (lanes) over plane >= 8 output
-    positions: for k < plane, lane l < nch: acc = bias[bi + l], then for t < nt in order acc =
-    fma(W[wo + 8 t + l], Z[zo + PB[pbo + k] + T[to + t] + l], acc); D[do + l * ds + k] = act(acc),
-    ReLU (0 if v < 0 else v) when relu != 0. Eight positions per step (the last overlapping the
-    one before: the same values again)."""
-    sig = types.void(Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu)
+def _make_dw8_f32(L):
+    @intrinsic
+    def dw8_f32(typingctx, Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu):
+        """DW8 float32, one group of nch <= L output channels (lanes: L = 8, or 16 for the grid of
+        AVX-512 targets, DW_LANES) over plane >= 8 output positions: for k < plane, lane l < nch:
+        acc = bias[bi + l], then for t < nt in order acc = fma(W[wo + L t + l], Z[zo + PB[pbo + k]
+        + T[to + t] + l], acc); D[do + l * ds + k] = act(acc), ReLU (0 if v < 0 else v) when
+        relu != 0. Eight positions per step (the last overlapping the one before: the same values
+        again)."""
+        sig = types.void(Z, zo, PB, pbo, plane, T, to, nt, W, wo, bias, bi, nch, D, do, ds, relu)
 
-    def codegen(context, builder, signature, args):
-        args = _ints64(context, builder, signature, args)
-        st = signature.args
-        biasv, bioff, nchv, dv, doff, dsv, reluv = args[10:]
-        i64 = args[1].type
-        bvec = _lane_vector(builder, builder.gep(_array(context, builder, st[10], biasv).data, [bioff]), nchv, i64)
-        pd = builder.gep(_array(context, builder, st[13], dv).data, [doff])
-        floor = _relu_floor(builder, reluv)
+        def codegen(context, builder, signature, args):
+            args = _ints64(context, builder, signature, args)
+            st = signature.args
+            biasv, bioff, nchv, dv, doff, dsv, reluv = args[10:]
+            i64 = args[1].type
+            bvec = _lane_vector(builder, builder.gep(_array(context, builder, st[10], biasv).data, [bioff]), nchv, i64,
+                                L)
+            pd = builder.gep(_array(context, builder, st[13], dv).data, [doff])
+            floor = _relu_floor(builder, reluv, ir.VectorType(_F32, L))
 
-        def epilogue(accs, k0):
-            vals = [_relu(builder, v, floor) for v in accs]
-            _store_channels(builder, _channel_rows(builder, vals), pd, dsv, k0, nchv, i64, _V8F, 4)
+            def epilogue(accs, k0):
+                vals = [_relu(builder, v, floor) for v in accs]
+                if L == 8:
+                    rows = _channel_rows(builder, vals)
+                else:  # channels 0..7 from the low halves, 8..15 from the high ones
+                    halves = [[builder.shuffle_vector(v, v, ir.Constant(_V8I, list(range(8 * h, 8 * h + 8))))
+                               for v in vals] for h in range(2)]
+                    rows = _channel_rows(builder, halves[0]) + _channel_rows(builder, halves[1])
+                _store_channels(builder, rows, pd, dsv, k0, nchv, i64, _V8F, 4)
 
-        _dw8_loop(builder, context, st, args[:10], i64, bvec, epilogue)
-        return context.get_dummy_value()
+            _dw8_loop(builder, context, st, args[:10], i64, bvec, epilogue, L)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+    return dw8_f32
+
+
+dw8_f32 = _make_dw8_f32(8)
+dw16_f32 = _make_dw8_f32(16)
 
 
 @intrinsic
