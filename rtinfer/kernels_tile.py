@@ -821,10 +821,17 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
         pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
         pm = builder.gep(_array(context, builder, st[16], mv).data, [moff])
         pd = builder.gep(_array(context, builder, st[11], dv).data, [doff])
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2 * nv)]
+        # zmm rows on WIDE_I8 targets: 32 int16 a load, vpunpck*wd and vpdpwssd on 512 bits (lo
+        # holds positions 0-3, 8-11 | 16-19, 24-27, hi 4-7, 12-15 | 20-23, 28-31; their 256-bit
+        # halves are the ymm form's accumulators for positions 0-15 and 16-31)
+        zmm = wide_i8(codegen_features(context)) and DW_COLS == 32
+        lanes, per = (16, 1) if zmm else (8, nv)  # int32 lanes per accumulator, loads per tap row
+        vs = ir.VectorType(_I16, 2 * lanes)
+        vi = ir.VectorType(_I32, lanes)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vi, [0] * lanes)) for _ in range(2 * per)]
                 for _ in range(DW_CH)]
-        lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
-        hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
+        lo_idx = ir.Constant(ir.VectorType(_I32, 2 * lanes), _LO32 if zmm else _LO16)
+        hi_idx = ir.Constant(ir.VectorType(_I32, 2 * lanes), _HI32 if zmm else _HI16)
         with cgutils.for_range(builder, np_) as loop:
             p = loop.index
             two = ir.Constant(i64, 2)
@@ -832,16 +839,21 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
             off1 = builder.sext(builder.load(builder.gep(pt, [builder.add(builder.mul(p, two),
                                                                           ir.Constant(i64, 1))])), i64)
             for c in range(DW_CH):
-                w = builder.bitcast(_splat(builder, builder.load(builder.gep(chw[c][0], [p])), _V8I), _V16S)
+                w = builder.bitcast(_splat(builder, builder.load(builder.gep(chw[c][0], [p])), vi), vs)
                 x0p = builder.gep(chz[c][0], [off0])
                 x1p = builder.gep(chz[c][0], [off1])
-                for h in range(nv):
-                    x0 = builder.load(_ptr(builder, x0p, ir.Constant(i64, 16 * h), _V16S), align=2)
-                    x1 = builder.load(_ptr(builder, x1p, ir.Constant(i64, 16 * h), _V16S), align=2)
+                for h in range(per):
+                    x0 = builder.load(_ptr(builder, x0p, ir.Constant(i64, 2 * lanes * h), vs), align=2)
+                    x1 = builder.load(_ptr(builder, x1p, ir.Constant(i64, 2 * lanes * h), vs), align=2)
                     for k, idx in enumerate((lo_idx, hi_idx)):
                         v = builder.shuffle_vector(x0, x1, idx)
                         a = accs[c][2 * h + k]
                         builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
+        if zmm:  # as the ymm form's: [lo, hi] of positions 0-15, then of 16-31
+            accs = [[cgutils.alloca_once_value(builder, v) for v in
+                     (lambda lo, hi: [lo[0], hi[0], lo[1], hi[1]])(halves16(builder, builder.load(accs[c][0])),
+                                                                  halves16(builder, builder.load(accs[c][1])))]
+                    for c in range(DW_CH)]
         x86 = "avx2" in codegen_features(context)
         zp32 = builder.trunc(zpv, _I32)
         lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
