@@ -35,7 +35,7 @@ import numpy as np
 from numba.core import config
 
 from .jitcache import kernel_jit
-from .kernels_tile import qdense_rows8
+from .kernels_tile import f32_from_bits, qdense_rows8
 from .ops import Act
 
 # Under NUMBA_BOUNDSCHECK=1, kernels built on LLVM IR tiles (whose loads and stores Numba cannot
@@ -65,6 +65,46 @@ A_WRAP = int(Act.WRAP)
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+# expf for x <= 0 (Cephes' single-precision exp: x = k ln2 + r, |r| <= ln2 / 2, a degree-7
+# polynomial for e^r, then 2^k), branch-free so that a softmax row's loop vectorizes
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)      # 9 significant bits: k * _LN2_HI is exact for |k| < 2^15
+_LN2_LO = np.float32(-2.12194440e-4)
+_P0 = np.float32(1.9875691500e-4)
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+_EXP_FLOOR = np.float32(-110.0)        # e^-110 is 0 in float32 (the least subnormal is e^-103.3)
+
+
+@kernel_jit(inline="always")
+def exp_le0_f32(x):
+    """e^x in float32 for float32 x <= 0 (softmax after its max is taken off): within 2 float32 ulp
+    of the exact value, e^0 = 1 exactly, subnormal results rounded once, 0 below e^-103.97, NaN
+    for NaN (tests/test_kernels.py sweeps it against float64 exp). No branch and no call, so a
+    loop of them vectorizes (libm's expf is a call per element)."""
+    x = x if not (x < _EXP_FLOOR) else _EXP_FLOOR  # NaN stays NaN
+    k = np.floor(x * _LOG2E + _HALF)
+    r = x - k * _LN2_HI
+    r = r - k * _LN2_LO
+    p = _P0 * r + _P1
+    p = p * r + _P2
+    p = p * r + _P3
+    p = p * r + _P4
+    p = p * r + _P5
+    y = p * (r * r) + r + _ONE
+    ki = np.int32(k)  # in [-159, 0] (NaN: anything; y is NaN then)
+    k1 = ki >> np.int32(1)
+    k2 = ki - k1  # 2^k = 2^k1 2^k2, each a normal float32 down to k = -252
+    s1 = f32_from_bits(np.int32((k1 + np.int32(127)) << np.int32(23)))
+    s2 = f32_from_bits(np.int32((k2 + np.int32(127)) << np.int32(23)))
+    return (y * s1) * s2
 
 
 @kernel_jit
@@ -210,10 +250,36 @@ def affine_f32(src, so, S, sof, T, to, dst, do, n, m):
 @kernel_jit
 def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
     """Softmax (log != 0: log-softmax) over the middle axis of (outer, axis_len, inner).
-    The max is subtracted first (in float32). Softmax: float32 exp (expf, < 1 ulp), stored in
-    dst on the first pass and summed in float64, then scaled by 1/sum in float64 and rounded
-    once more (one exp per element; within a few float32 ulp of the reference, which computes
-    in float64). Log-softmax: exps, sum and log in float64. src and dst must not overlap."""
+    The max is subtracted first (in float32). Softmax: float32 exp (exp_le0_f32, within 2 ulp),
+    stored in dst on the first pass, then summed in float64 in order, scaled by 1/sum in float64
+    and rounded once more (one exp per element; within a few float32 ulp of the reference, which
+    computes in float64). Log-softmax: exps, sum and log in float64. src and dst must not overlap.
+    Softmax over contiguous rows (inner == 1; outer rows, a batch of them) runs pass by pass:
+    x - max of every row into dst, then one exp loop over all of dst (it vectorizes across rows),
+    then each row's sum and scaling: the same values in the same order as row by row."""
+    if inner == 1 and not log:
+        n = axis_len
+        for o in range(outer):
+            x = src[so + o * n:so + (o + 1) * n]
+            y = dst[do + o * n:do + (o + 1) * n]
+            mx = x[0]
+            for a in range(1, n):
+                if x[a] > mx:
+                    mx = x[a]
+            for a in range(n):
+                y[a] = x[a] - mx
+        ys = dst[do:do + outer * n]
+        for i in range(outer * n):
+            ys[i] = exp_le0_f32(ys[i])
+        for o in range(outer):
+            y = dst[do + o * n:do + (o + 1) * n]
+            total = 0.0
+            for a in range(n):
+                total += np.float64(y[a])
+            inv = 1.0 / total
+            for a in range(n):
+                y[a] = np.float32(np.float64(y[a]) * inv)
+        return
     for o in range(outer):
         base = o * axis_len * inner
         for c in range(inner):
@@ -233,9 +299,9 @@ def softmax_f32(src, so, dst, do, outer, axis_len, inner, log):
                     dst[q + a * inner] = np.float32(np.float64(src[p + a * inner] - mx) - lt)
             else:
                 for a in range(axis_len):
-                    e = math.exp(src[p + a * inner] - mx)  # float32 exp (expf)
-                    total += np.float64(e)
-                    dst[q + a * inner] = e
+                    dst[q + a * inner] = exp_le0_f32(src[p + a * inner] - mx)
+                for a in range(axis_len):
+                    total += np.float64(dst[q + a * inner])
                 inv = 1.0 / total
                 for a in range(axis_len):
                     dst[q + a * inner] = np.float32(np.float64(dst[q + a * inner]) * inv)

@@ -165,6 +165,23 @@ def kernel_path_name() -> str:
 
 # -- IR helpers ----------------------------------------------------------------------------------
 
+@intrinsic
+def f32_from_bits(typingctx, i):
+    """The float32 whose bit pattern is the low 32 bits of the integer i (a bitcast: vectorizes)."""
+    if not isinstance(i, types.Integer):
+        return None
+    sig = types.float32(i)
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if v.type.width != 32:
+            v = builder.trunc(v, _I32) if v.type.width > 32 else builder.zext(v, _I32)
+        return builder.bitcast(v, _F32)
+
+    return sig, codegen
+
+
+
 def _c(v, ty=_I32):
     return ir.Constant(ty, v)
 
