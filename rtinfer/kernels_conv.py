@@ -28,7 +28,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   weights whose consecutive pairs cannot saturate int16, ``u8_exact``; the +128 shift folded
   into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
-  requantizes in its epilogue. int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
+  requantizes in its epilogue. On kernels_tile.WIDE_I8 targets (512-bit vpdpbusd at full width)
+  the u8 tiles and the in-place int16 tiles take 32 positions a step (``_i8_col_tile``). int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
   first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
   kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
   kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128

@@ -35,7 +35,10 @@ for each block of TILE_J = 16 outputs, for each quad q of inputs, 64 bytes: outp
 8..15 of the block, each as its 4 weights W[4q .. 4q + 3, j] (zero padded). C (m_pad, ldc)
 int32 with ldc = 16 * nblk. The micro-kernel keeps a 4-sample x 16-output tile of int32 sums in
 8 ymm registers; each quad of inputs costs 2 weight loads, 4 broadcasts, 8 vpmaddubsw, 8
-vpmaddwd and 8 adds (256 MACs); on VNNI 8 vpdpbusd in place of the last three.
+vpmaddwd and 8 adds (256 MACs); on VNNI 8 vpdpbusd in place of the last three. On WIDE_I8
+targets (kernels_tile: 512-bit vpdpbusd at full width) a sample's 16 outputs are one zmm and
+the tile covers two blocks (4 x 32, eight zmm: 2 weight loads, 4 broadcasts, 8 vpdpbusd per quad,
+512 MACs); the one-sample kernel's accumulators are zmm there too.
 
 The u8s8 micro-kernel emits vpdpbusd or vpmaddubsw/vpmaddwd (``llvm.x86.*``) only when the
 target Numba compiles for has VNNI or AVX2 (checked as its IR is generated), else the same

@@ -24,15 +24,19 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
   pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, exact for any int8
   weights there (``quads_exact_any``); else vpmaddubsw + vpmaddwd, exact for weights whose pairs
-  cannot saturate int16), requantization in the epilogue. Their rows stay two <8 x i32>
-  (ymm) on AVX-512 too: one 512-bit vpdpbusd per row (six zmm accumulators) measured 1.5-6 %
-  slower on a Zen 4's int8 CNNs, side by side in one process.
+  cannot saturate int16), requantization in the epilogue. On ``WIDE_I8`` targets (AVX512-VNNI
+  on a CPU that runs 512-bit ops at full width: not Zen 4, where it measured 1.5-6 % slower)
+  a u8 row is one zmm (512-bit vpdpbusd), and ``u8_wide{2,4,6}`` cover 32 positions (twelve
+  zmm accumulators for 6 rows); elsewhere rows are two <8 x i32> (ymm).
   ``s16_rows_tile{2,4,6}``: the int16-pair tiles reading two int16 rows in place and
-  interleaving them in registers (no packing pass).
+  interleaving them in registers (no packing pass); ``s16_rows_wide{2,4,6}`` the same over 32
+  positions on WIDE_I8 targets.
 - ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
-  (int8: each pair of taps, vpmaddwd) one shifted load from zero-margined plane copies.
-- ``dw8_pack`` / ``dw8_f32``: float32 depthwise with eight channels in the lanes of a
-  zero-margined grid of the planes (aligned loads, no masks), eight positions per step.
+  (int8: each pair of taps, vpmaddwd; zmm rows on WIDE_I8 targets) one shifted load from
+  zero-margined plane copies.
+- ``dw8_pack`` / ``dw8_f32`` / ``dw16_f32``: float32 depthwise with eight channels (sixteen on
+  AVX-512 targets, DW_LANES) in the lanes of a zero-margined grid of the planes (aligned loads,
+  no masks), eight positions per step.
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
