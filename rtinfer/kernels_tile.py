@@ -623,70 +623,32 @@ def _make_i8_tile(R, u8, NB=1):
     return i8_tile
 
 
-def _make_s16_rows_tile(R):
-    @intrinsic
-    def s16_rows_tile(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
-        """int8 GEMM tile of R (<= ROWS) output channels x 16 positions reading B in place: row k of B is
-        16 int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16 elements), rows 2s
-        and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with the weight pair
-        A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no packing pass (an
-        implicit GEMM for the shifted / windowed plane copies). For r < nrows (<= R), j < ncols:
-        D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi + r]) + y_zp, qmin,
-        qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS offsets (an odd row
-        count repeats a row with weight 0); 16 values are read per row, A rows r < R of every s."""
-        sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
-
-        def codegen(context, builder, signature, args):
-            (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
-             nrowsv, ncolsv) = _ints64(context, builder, signature, args)
-            st = signature.args
-            i64 = kn.type
-            pa = builder.gep(_array(context, builder, st[0], av).data, [aoff])
-            z16 = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I16.as_pointer()), [zoff])
-            prt = builder.gep(_array(context, builder, st[4], rtv).data, [roff])
-            pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
-            pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
-            pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
-            lo_idx = ir.Constant(ir.VectorType(_I32, 16), _LO16)
-            hi_idx = ir.Constant(ir.VectorType(_I32, 16), _HI16)
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8)) for _ in range(2)] for _ in range(R)]
-            with cgutils.for_range(builder, kn) as loop:
-                s_ = loop.index
-                k0 = builder.mul(s_, ir.Constant(i64, 2))
-                r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
-                r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
-                x0 = builder.load(_ptr(builder, z16, r0, _V16S), align=2)
-                x1 = builder.load(_ptr(builder, z16, r1, _V16S), align=2)
-                bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
-                arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
-                for r in range(R):
-                    w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V8I), _V16S)
-                    for h in range(2):
-                        builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
-            _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, lddv,
-                           zpv, lov, hiv, nrowsv, ncolsv, "avx2" in codegen_features(context), True)
-            return context.get_dummy_value()
-
-        return sig, codegen
-    return s16_rows_tile
-
-
-_V32S = ir.VectorType(_I16, 32)
+_LO16 = [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27]   # vpunpcklwd
+_HI16 = [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31]  # vpunpckhwd
 # vpunpck{l,h}wd on zmm: within each 128-bit lane (positions 8l .. 8l + 7) the low / high four
 # positions of rows x0 and x1, interleaved
 _LO32 = [i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in range(2)]
 _HI32 = [4 + i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in range(2)]
 
 
-def _make_s16_rows_wide(R):
+def _make_s16_rows_tile(R, NB=1):
     @intrinsic
-    def s16_rows_wide(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows,
-                      ncols):
-        """s16_rows_tile over 32 positions (WIDE_I8 targets: per row two zmm accumulators, twelve
-        for R = 6; vpunpck*wd and vpmaddwd / vpdpwssd on 512-bit vectors; elsewhere the same
-        integers in whatever the target has). 32 values are read per row; for j < ncols <= 32 D
-        gets the tile's values, the rest of D is not written."""
+    def s16_rows_tile(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
+        """int8 GEMM tile of R (<= ROWS) output channels x 16 NB positions reading B in place: row k
+        of B is 16 NB int16 values (x - x_zp) at Z[zo + RT[ro + k]:] (Z addressed in int16
+        elements), rows 2s and 2s + 1 interleaved in registers (vpunpck*wd) and multiplied with
+        the weight pair A[ao + ROWS * s + r] (int16 pair in an int32 word) by vpmaddwd, s < KS: no
+        packing pass (an implicit GEMM for the shifted / windowed plane copies). For r < nrows
+        (<= R), j < ncols: D[do + r * ldd + j] = clamp(rint(float32(acc + bias[bi + r]) * M[mi +
+        r]) + y_zp, qmin, qmax), acc exact in int32 (the planner proves it fits). RT holds 2 KS
+        offsets (an odd row count repeats a row with weight 0); 16 NB values are read per row, A
+        rows r < R of every s. NB = 2 (s16_rows_wide*, for WIDE_I8 targets): 512-bit vectors, two
+        zmm accumulators per row (lo holds positions 0-3, 8-11 | 16-19, 24-27, hi 4-7, 12-15 |
+        20-23, 28-31: their 256-bit halves are _narrow_rows' unpck order for positions 0-15, then
+        16-31); elsewhere the same integers in whatever the target has."""
         sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
+        lanes = 8 * NB  # int32 lanes per accumulator
+        vs, vi = ir.VectorType(_I16, 2 * lanes), ir.VectorType(_I32, lanes)
 
         def codegen(context, builder, signature, args):
             (av, aoff, zv, zoff, rtv, roff, kn, dv, doff, lddv, biasv, bioff, mv, moff, zpv, lov, hiv,
@@ -699,43 +661,39 @@ def _make_s16_rows_wide(R):
             pd = builder.gep(_array(context, builder, st[7], dv).data, [doff])
             pbias = builder.gep(_array(context, builder, st[10], biasv).data, [bioff])
             pm = builder.gep(_array(context, builder, st[12], mv).data, [moff])
-            lo_idx = ir.Constant(ir.VectorType(_I32, 32), _LO32)
-            hi_idx = ir.Constant(ir.VectorType(_I32, 32), _HI32)
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(2)]
+            lo_idx = ir.Constant(ir.VectorType(_I32, 2 * lanes), _LO16 if NB == 1 else _LO32)
+            hi_idx = ir.Constant(ir.VectorType(_I32, 2 * lanes), _HI16 if NB == 1 else _HI32)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vi, [0] * lanes)) for _ in range(2)]
                     for _ in range(R)]
             with cgutils.for_range(builder, kn) as loop:
                 s_ = loop.index
                 k0 = builder.mul(s_, ir.Constant(i64, 2))
                 r0 = builder.sext(builder.load(builder.gep(prt, [k0])), i64)
                 r1 = builder.sext(builder.load(builder.gep(prt, [builder.add(k0, ir.Constant(i64, 1))])), i64)
-                x0 = builder.load(_ptr(builder, z16, r0, _V32S), align=2)
-                x1 = builder.load(_ptr(builder, z16, r1, _V32S), align=2)
+                x0 = builder.load(_ptr(builder, z16, r0, vs), align=2)
+                x1 = builder.load(_ptr(builder, z16, r1, vs), align=2)
                 bv = [builder.shuffle_vector(x0, x1, lo_idx), builder.shuffle_vector(x0, x1, hi_idx)]
                 arow = builder.gep(pa, [builder.mul(s_, ir.Constant(i64, ROWS))])
                 for r in range(R):
-                    w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), _V16I),
-                                        _V32S)
+                    w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), vi), vs)
                     for h in range(2):
                         builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
-            # lo holds positions 0-3, 8-11 | 16-19, 24-27 and hi 4-7, 12-15 | 20-23, 28-31: their
-            # 256-bit halves pair up as _narrow_rows' unpck order for positions 0-15, then 16-31
             x86 = "avx2" in codegen_features(context)
-            for b in range(2):
-                rows = []
-                for r in range(R):
-                    lo, hi = (halves16(builder, builder.load(accs[r][h])) for h in range(2))
-                    rows.append([lo[b], hi[b]])
-                _epilogue_rows(builder, rows, pbias, pm, builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv, lov,
-                               hiv, nrowsv, _block_cols(builder, ncolsv, b, 2), x86, True)
+            parts = [[halves16(builder, builder.load(a)) if NB == 2 else [builder.load(a)] for a in accs[r]]
+                     for r in range(R)]
+            for b in range(NB):
+                _epilogue_rows(builder, [[lo[b], hi[b]] for lo, hi in parts], pbias, pm,
+                               builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv, lov, hiv, nrowsv,
+                               _block_cols(builder, ncolsv, b, NB), x86, True)
             return context.get_dummy_value()
 
         return sig, codegen
-    return s16_rows_wide
+    return s16_rows_tile
 
 
-s16_rows_wide2 = _make_s16_rows_wide(2)
-s16_rows_wide4 = _make_s16_rows_wide(4)
-s16_rows_wide6 = _make_s16_rows_wide(ROWS)
+s16_rows_wide2 = _make_s16_rows_tile(2, 2)
+s16_rows_wide4 = _make_s16_rows_tile(4, 2)
+s16_rows_wide6 = _make_s16_rows_tile(ROWS, 2)
 s16_rows_tile2 = _make_s16_rows_tile(2)
 s16_rows_tile4 = _make_s16_rows_tile(4)
 s16_rows_tile6 = _make_s16_rows_tile(ROWS)
@@ -812,8 +770,6 @@ def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, 
     return sig, codegen
 
 
-_LO16 = [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27]   # vpunpcklwd
-_HI16 = [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31]  # vpunpckhwd
 
 
 @intrinsic
