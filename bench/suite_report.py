@@ -265,9 +265,15 @@ def _target_batch256(results):
     conv = [n for n in whys if n in cnn]
     whys = []
     if dense:
+        tiles = []
+        if any(n.endswith("fp32") for n in dense):
+            tiles.append("fp32: rtinfer's 6x16 tile, 6x32 on AVX-512, vs onnxruntime's MLAS sgemm")
+        if any(n.endswith("int8") for n in dense):
+            tiles.append("int8: rtinfer's uint8 x int8 quad tile, 4 samples x 16 outputs, x 32 in zmm rows on "
+                         "full-width AVX512-VNNI CPUs, vs MLAS's QGEMM")
         whys.append(f"Behind on {', '.join(dense)}: at batch 256 both engines run these layers as register-tiled "
-                    f"GEMMs at the core's FMA peak (rtinfer's 6x16 fp32 tile, 6x32 on AVX-512, vs onnxruntime's MLAS sgemm), so the "
-                    f"two are at parity within run-to-run noise of a few percent; the default input check "
+                    f"GEMMs ({'; '.join(tiles)}), and the two land within run-to-run noise of each other "
+                    f"(bench/bench_batch.py --layers shows where each spends its time); the default input check "
                     f"(NaN/inf refused before running) is one more pass over the batch (see Throughput and "
                     f"bench/bench_batch.py --allow).")
     if conv:

@@ -29,8 +29,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. On kernels_tile.WIDE_I8 targets (512-bit vpdpbusd at full width)
-  the u8 tiles and the in-place int16 tiles take 32 positions a step (``_i8_col_tile``). int8 convolutions with padding or stride (BM_SHIFT, BM_WINDOW)
-  first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
+  the u8 tiles and the in-place int16 tiles take 32 positions a step (``_i8_col_at``). int8
+  convolutions with padding or stride (BM_SHIFT, BM_WINDOW) first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
   kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
   kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128
   (padding x_zp + 128, the byte of x = x_zp; the planner prefills the scratch with it,
@@ -431,16 +431,27 @@ def _col_tile(p0, plane):
 
 
 @kernel_jit(inline="always")
-def _i8_col_tile(p0, plane, wide):
-    """(start, count) of the int8 GEMM column tile at p0 (the next starts at start + count): for
-    the tiles with a 32-column form (wide: the u8 tiles and the in-place int16 tiles) on WIDE_I8
-    targets 32 positions while more than 16 remain of a plane of at least 32 (the last one moved
-    back to end at the plane's end, as _col_tile's), else _last_full's 16. The packed B rows are
-    G_PPAD >= plane words long and the int16 copies hold the plane, so 32 columns from
-    plane - 32 on stay inside them."""
-    if wide and T.WIDE_I8 and plane - p0 > COLS and plane >= 2 * COLS:
-        return min(p0, plane - 2 * COLS), 2 * COLS
-    return _last_full(p0, plane, COLS)
+def _i8_col_tiles(plane, wide):
+    """How many int8 GEMM column tiles cover a plane (_i8_col_at gives each)."""
+    if wide and T.WIDE_I8 and plane >= 2 * COLS:
+        return (plane + 2 * COLS - 1) // (2 * COLS)
+    return (plane + COLS - 1) // COLS
+
+
+@kernel_jit(inline="always")
+def _i8_col_at(t, plane, wide):
+    """(start, count) of int8 GEMM column tile t: for the tiles with a 32-column form (wide: the
+    u8 tiles and the in-place int16 tiles) on WIDE_I8 targets, 32 positions while more than 16
+    remain of a plane of at least 32 (the last one moved back to end at the plane's end, as
+    _col_tile's), then _last_full's 16; else _last_full's 16 (the loop of a plain range over
+    16-column steps, as on every other target). The packed B rows are G_PPAD >= plane words long
+    and the int16 copies hold the plane, so 32 columns from plane - 32 on stay inside them."""
+    if wide and T.WIDE_I8 and plane >= 2 * COLS:
+        p0 = 2 * COLS * t
+        if plane - p0 > COLS:
+            return min(p0, plane - 2 * COLS), 2 * COLS
+        return _last_full(p0, plane, COLS)
+    return _last_full(COLS * t, plane, COLS)
 
 
 def _window_value(Z, x, zp):
@@ -799,10 +810,10 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels; ncols == 2 COLS takes the 32-column u8 tile (WIDE_I8
-    targets only, _i8_col_tile)."""
+    targets only, _i8_col_at)."""
     if BOUNDS:
         _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, max(COLS, ncols), D, do, ldd, rows, ncols, bias, bi, M, mi)
-    if T.WIDE_I8 and u8 and ncols == 2 * COLS:  # (_i8_col_tile; a constant False elsewhere: not compiled in)
+    if T.WIDE_I8 and u8 and ncols == 2 * COLS:  # (_i8_col_at; a constant False elsewhere: not compiled in)
         if rows > 4:
             T.u8_wide6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
         elif rows > 2:
@@ -828,7 +839,7 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
 def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The in-place int16 tile (kernels_tile.s16_rows_tile*) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels; ncols == 2 COLS takes the 32-column tile (WIDE_I8 targets
-    only, _i8_col_tile)."""
+    only, _i8_col_at)."""
     if T.WIDE_I8 and ncols == 2 * COLS:
         if rows > 4:
             T.s16_rows_wide6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
@@ -977,9 +988,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             z16 = f32s.view(np.int16)
             zb = 2 * fo
             _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z16, zb, x_zp)
-            p0 = 0
-            while p0 < plane:
-                p0, nc = _i8_col_tile(p0, plane, True)
+            for tc in range(_i8_col_tiles(plane, True)):
+                p0, nc = _i8_col_at(tc, plane, True)
                 for t in range((og + ROWS - 1) // ROWS):
                     o0, rows = _row_tile(t, og)
                     o = gi * og + o0
@@ -988,7 +998,6 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
                                       ys + o * plane + p0, plane, rows, nc, bias, bo + o, M, mo + o)
                     _s16_rows(rows, g, aw + gi * wg + t * ROWS * ks, z16, zb + p0, g, ro, ks, dst,
                               ys + o * plane + p0, plane, bias, bo + o, M, mo + o, y_zp, qmin, qmax, nc)
-                p0 += nc
             continue
         else:
             if mode == BM_GATHER:
@@ -1004,15 +1013,13 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             else:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
-        p0 = 0
-        while p0 < plane:
-            p0, nc = _i8_col_tile(p0, plane, u8)
+        for tc in range(_i8_col_tiles(plane, u8)):
+            p0, nc = _i8_col_at(tc, plane, u8)
             for t in range((og + ROWS - 1) // ROWS):
                 o0, rows = _row_tile(t, og)
                 o = gi * og + o0
                 _i8_rows(u8, rows, g, aw + gi * wg + t * ROWS * ks, g, bw + p0, ppad, ks,
                          dst, ys + o * plane + p0, plane, Bias, bb + o, M, mo + o, y_zp, qmin, qmax, nc)
-            p0 += nc
 
 
 @kernel_jit

@@ -136,9 +136,10 @@ def target_cpu_name() -> str:
         return ""
 
 
-# CPUs whose 512-bit integer ops run as two 256-bit halves: AMD Zen 4. There a u8 tile with one
-# 512-bit vpdpbusd per row measured 1.5-6 % slower than two 256-bit ones (int8 CNNs side by side in
-# one process); on Zen 5, which runs them at full width, 4-12 % faster
+# CPUs whose 512-bit integer ops run as two 256-bit halves: AMD Zen 4. There a u8 conv tile of 16
+# positions with one 512-bit vpdpbusd per row measured 1.5-6 % slower than two 256-bit ones (int8
+# CNNs side by side in one process); on Zen 5, which runs them at full width, 4-12 % faster (the
+# 32-position tiles and the zmm batch GEMM came after, measured on Zen 5 only)
 _HALF_WIDTH_512 = frozenset({"znver4"})
 
 
@@ -679,12 +680,11 @@ def _make_s16_rows_tile(R, NB=1):
                     for h in range(2):
                         builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
             x86 = "avx2" in codegen_features(context)
-            parts = [[halves16(builder, builder.load(a)) if NB == 2 else [builder.load(a)] for a in accs[r]]
-                     for r in range(R)]
-            for b in range(NB):
-                _epilogue_rows(builder, [[lo[b], hi[b]] for lo, hi in parts], pbias, pm,
-                               builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv, lov, hiv, nrowsv,
-                               _block_cols(builder, ncolsv, b, NB), x86, True)
+            for b in range(NB):  # each block's halves taken from the accumulators as it is stored
+                parts = [[halves16(builder, builder.load(a))[b] if NB == 2 else builder.load(a) for a in accs[r]]
+                         for r in range(R)]
+                _epilogue_rows(builder, parts, pbias, pm, builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv,
+                               lov, hiv, nrowsv, _block_cols(builder, ncolsv, b, NB), x86, True)
             return context.get_dummy_value()
 
         return sig, codegen
