@@ -30,13 +30,14 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. On kernels_tile.WIDE_I8 targets (512-bit vpdpbusd at full width)
   the u8 tiles and the in-place int16 tiles take 32 positions a step (``_i8_col_at``). int8
-  convolutions with padding or stride (BM_SHIFT, BM_WINDOW) first make margined copies straight from the int8 sample (stride-2 columns eight at a time by
-  kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
+  convolutions with padding or stride (BM_SHIFT, BM_WINDOW) first make margined copies straight
+  from the int8 sample (stride-2 columns eight at a time by kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
   kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128
   (padding x_zp + 128, the byte of x = x_zp; the planner prefills the scratch with it,
   ``ConvLayout.fill``), packed into quads without arithmetic (taken when two or more blocks of
-  ROWS channels reuse them and K >= 16: without VNNI a vpmaddwd does 16 multiply-adds and
-  vpmaddubsw + vpmaddwd 32, so the packing pass is paid back).
+  ROWS channels reuse them and K >= 16, K >= 4 on WIDE_I8 targets: without VNNI a vpmaddwd does
+  16 multiply-adds and vpmaddubsw + vpmaddwd 32, a zmm vpdpbusd 64, so the packing pass is paid
+  back).
 - PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
   copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
   a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
@@ -1782,9 +1783,11 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     k_n = len(kept)
     table[G_K] = k_n
     copies = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # int16 copies of x - x_zp in f32 scratch
-    if int8 and u8 is None:  # copies packed into quads pay off once two row blocks share them
+    if int8 and u8 is None:  # copies packed into quads pay off once two row blocks share them and
+        # K >= 16 (K >= 4 on WIDE_I8 targets, where a zmm vpdpbusd does twice a vpdpwssd's
+        # multiply-adds: the 1-D CNN's first layer, K = 7, measured 0.94-0.97 of its time so)
         u8 = ("avx2" in T.target_features() and (T.quads_exact_any() or u8_exact(W2))
-              and (not copies or (og > ROWS and k_n >= 16)))
+              and (not copies or (og > ROWS and k_n >= (4 if T.WIDE_I8 else 16))))
     in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies
     if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
         rows = np.concatenate([rows, rows[-1:]])
