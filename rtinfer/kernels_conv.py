@@ -21,7 +21,7 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
-  takes 32 positions a step, one zmm pair per row, ``_col_tile``), W packed by
+  takes 32 positions a step, one zmm pair per row, ``_col_at``), W packed by
   ``pack_rows_f32``, bias and ReLU in the epilogue. int8: B is packed into int32 words of uint8
   quads x + 128 (PATH_GEMM_U8: vpdpbusd on VNNI targets, taken there for any int8 weights, since
   vpdpbusd sums into int32 without an int16 step; vpmaddubsw + vpmaddwd on AVX2, taken for
@@ -29,7 +29,7 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   into the bias)
   or of int16 pairs x - x_zp (PATH_GEMM: vpmaddwd, exact for any int8 weights); the tile
   requantizes in its epilogue. On kernels_tile.WIDE_I8 targets (512-bit vpdpbusd at full width)
-  the u8 tiles and the in-place int16 tiles take 32 positions a step (``_i8_col_at``). int8
+  the u8 tiles and the in-place int16 tiles take 32 positions a step (``_col_at``). int8
   convolutions with padding or stride (BM_SHIFT, BM_WINDOW) first make margined copies straight
   from the int8 sample (stride-2 columns eight at a time by kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
   kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128
@@ -421,33 +421,23 @@ def _cf32_rows(rows, A, ao, B, bo, RT, ro, K, D, do, ldd, bias, bi, relu, ncols)
 
 
 @kernel_jit(inline="always")
-def _col_tile(p0, plane):
-    """(start, count) of the GEMM column tile at p0 (the next starts at start + count): on
-    AVX-512 targets (kernels_tile.WIDE_F32) 32 positions while more than 16 remain of a plane of at least 32
-    (the last one moved back to end at the plane's end, recomputing a few positions as
-    _last_full's), else _last_full's 16."""
-    if T.WIDE_F32 and plane - p0 > COLS and plane >= 2 * COLS:
-        return min(p0, plane - 2 * COLS), 2 * COLS
-    return _last_full(p0, plane, COLS)
-
-
-@kernel_jit(inline="always")
-def _i8_col_tiles(plane, wide):
-    """How many int8 GEMM column tiles cover a plane (_i8_col_at gives each)."""
-    if wide and T.WIDE_I8 and plane >= 2 * COLS:
+def _col_tiles(plane, wide):
+    """How many GEMM column tiles cover a plane (_col_at gives each); wide: the layer's tiles
+    have a 32-column form on this target (float32: kernels_tile.WIDE_F32; the int8 u8 and
+    in-place int16 tiles: WIDE_I8)."""
+    if wide and plane >= 2 * COLS:
         return (plane + 2 * COLS - 1) // (2 * COLS)
     return (plane + COLS - 1) // COLS
 
 
 @kernel_jit(inline="always")
-def _i8_col_at(t, plane, wide):
-    """(start, count) of int8 GEMM column tile t: for the tiles with a 32-column form (wide: the
-    u8 tiles and the in-place int16 tiles) on WIDE_I8 targets, 32 positions while more than 16
-    remain of a plane of at least 32 (the last one moved back to end at the plane's end, as
-    _col_tile's), then _last_full's 16; else _last_full's 16 (the loop of a plain range over
-    16-column steps, as on every other target). The packed B rows are G_PPAD >= plane words long
-    and the int16 copies hold the plane, so 32 columns from plane - 32 on stay inside them."""
-    if wide and T.WIDE_I8 and plane >= 2 * COLS:
+def _col_at(t, plane, wide):
+    """(start, count) of GEMM column tile t (float32 and int8): with ``wide`` (see _col_tiles), 32
+    positions while more than 16 remain of a plane of at least 32 (the last one moved back to end
+    at the plane's end, recomputing a few positions as _last_full's), then _last_full's 16; else
+    _last_full's 16 (a plain range of 16-column steps). Packed B rows are G_PPAD >= plane words
+    long and the copies hold the plane, so 32 columns from plane - 32 on stay inside them."""
+    if wide and plane >= 2 * COLS:
         p0 = 2 * COLS * t
         if plane - p0 > COLS:
             return min(p0, plane - 2 * COLS), 2 * COLS
@@ -678,15 +668,13 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                           co + c * ncls * zs + g[go + G_ZM], zs, 0)
             B = cols
             bb = co
-        p0 = 0
-        while p0 < plane:
-            p0, nc = _col_tile(p0, plane)
+        for tc in range(_col_tiles(plane, T.WIDE_F32)):
+            p0, nc = _col_at(tc, plane, T.WIDE_F32)
             for t in range((og + ROWS - 1) // ROWS):
                 o0, rows = _row_tile(t, og)
                 o = gi * og + o0
                 _cf32_rows(rows, W, wo + gi * wg + t * ROWS * k_n, B, bb + p0, g, ro, k_n,
                            dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
-            p0 += nc
 
 
 @kernel_jit(inline="always")
@@ -811,10 +799,10 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
 def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The int8 tile (u8: uint8 quads, else int16 pairs) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels; ncols == 2 COLS takes the 32-column u8 tile (WIDE_I8
-    targets only, _i8_col_at)."""
+    targets only, _col_at)."""
     if BOUNDS:
         _check_gemm(A, ao, KS * ROWS, B, bo, ldb, KS, max(COLS, ncols), D, do, ldd, rows, ncols, bias, bi, M, mi)
-    if T.WIDE_I8 and u8 and ncols == 2 * COLS:  # (_i8_col_at; a constant False elsewhere: not compiled in)
+    if T.WIDE_I8 and u8 and ncols == 2 * COLS:  # (_col_at; a constant False elsewhere: not compiled in)
         if rows > 4:
             T.u8_wide6(A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
         elif rows > 2:
@@ -840,7 +828,7 @@ def _i8_rows(u8, rows, A, ao, B, bo, ldb, KS, D, do, ldd, bias, bi, M, mi, y_zp,
 def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, ncols):
     """The in-place int16 tile (kernels_tile.s16_rows_tile*) with the fewest rows (2, 4 or 6)
     covering ``rows`` output channels; ncols == 2 COLS takes the 32-column tile (WIDE_I8 targets
-    only, _i8_col_at)."""
+    only, _col_at)."""
     if T.WIDE_I8 and ncols == 2 * COLS:
         if rows > 4:
             T.s16_rows_wide6(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
@@ -989,8 +977,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             z16 = f32s.view(np.int16)
             zb = 2 * fo
             _copies16(src, xs + gi * cg * hw, cg, hw, g, go, z16, zb, x_zp)
-            for tc in range(_i8_col_tiles(plane, True)):
-                p0, nc = _i8_col_at(tc, plane, True)
+            for tc in range(_col_tiles(plane, T.WIDE_I8)):
+                p0, nc = _col_at(tc, plane, T.WIDE_I8)
                 for t in range((og + ROWS - 1) // ROWS):
                     o0, rows = _row_tile(t, og)
                     o = gi * og + o0
@@ -1014,8 +1002,8 @@ def _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax
             else:
                 _im2col(src, xs, gi * cg, cg, g, go, cols, co, np.int8(x_zp))
             _pack_b(cols, co, g, ro, g, go, x_zp, 128, u8)
-        for tc in range(_i8_col_tiles(plane, u8)):
-            p0, nc = _i8_col_at(tc, plane, u8)
+        for tc in range(_col_tiles(plane, u8 and T.WIDE_I8)):
+            p0, nc = _col_at(tc, plane, u8 and T.WIDE_I8)
             for t in range((og + ROWS - 1) // ROWS):
                 o0, rows = _row_tile(t, og)
                 o = gi * og + o0
@@ -1568,9 +1556,7 @@ def _dw8_plan(geo, kept):
     hw, plane = geo.h * geo.w, geo.oh * geo.ow
     if hw < DW8 or plane < DW8:
         return None
-    hp, wp = _dw8_grid(geo)
-    if hp * wp * DWL + DWL > scratch_bound(geo, geo.c):
-        return None  # keep the planner's scratch bound an upper bound
+    hp, wp = _dw8_grid(geo)  # scratch_bound counts this grid
     r, c = np.divmod(np.arange(hw), geo.w)
     i, j = np.divmod(np.arange(plane), geo.ow)
     pos = np.concatenate([(r + geo.pt) * wp + c + geo.pl, i * wp + j]) * DWL

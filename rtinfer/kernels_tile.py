@@ -117,7 +117,7 @@ def quads_exact_any() -> bool:
 
 # float32 tiles 32 columns wide (twelve zmm accumulators) on AVX-512 targets, which have the 32
 # registers for them; on AVX2 their 24 ymm accumulators would spill. Read by the conv GEMM's column
-# tiles (kernels_conv._col_tile) and the dense GEMM's tiles (kernels_gemm)
+# tiles (kernels_conv._col_at) and the dense GEMM's tiles (kernels_gemm)
 WIDE_F32 = "avx512f" in target_features()
 # channels in the lanes of the float32 depthwise grid (DW8 path): a zmm of 16 on AVX-512 targets
 DW_LANES = 16 if WIDE_F32 else 8
@@ -827,10 +827,9 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                         a = accs[c][2 * h + k]
                         builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
         if zmm:  # as the ymm form's: [lo, hi] of positions 0-15, then of 16-31
-            accs = [[cgutils.alloca_once_value(builder, v) for v in
-                     (lambda lo, hi: [lo[0], hi[0], lo[1], hi[1]])(halves16(builder, builder.load(accs[c][0])),
-                                                                  halves16(builder, builder.load(accs[c][1])))]
-                    for c in range(DW_CH)]
+            for c in range(DW_CH):
+                lo, hi = (halves16(builder, builder.load(a)) for a in accs[c])
+                accs[c] = [cgutils.alloca_once_value(builder, v) for v in (lo[0], hi[0], lo[1], hi[1])]
         x86 = "avx2" in codegen_features(context)
         zp32 = builder.trunc(zpv, _I32)
         lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
