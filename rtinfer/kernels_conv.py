@@ -530,7 +530,19 @@ def _windows(X, xb, g, go, Z, zo, zp):
                         xj += sh * w
                         zj += ow
                 continue
-            for r in range(ph, h, sh):
+            r0 = ph
+            if sw == 1 and n == ow:
+                # whole rows of the input: 16 values per kernels_tile.run16 step (_rows16) for the
+                # rows whose steps stay inside the window (a row's last step spills into the next
+                # row, written after it) and inside X; the rest value by value below
+                span = (ow + 15) // 16 * 16
+                n_fast = nr
+                while n_fast > 0 and ((n_fast - 1) * ow + span > nr * ow
+                                      or xc + (ph + (n_fast - 1) * sh) * w + col + span > X.size):
+                    n_fast -= 1
+                _rows16(X, xc + ph * w + col, sh * w, Z, d, ow, n_fast, zp)
+                r0 = ph + n_fast * sh
+            for r in range(r0, h, sh):
                 zr = d + (r - ph) // sh * ow  # the window row
                 seg = Z[zr + j0:zr + j0 + n]
                 x0 = xc + r * w + col
@@ -546,15 +558,15 @@ def _windows(X, xb, g, go, Z, zo, zp):
 
 @kernel_jit(inline="always")
 def _rows16(X, xo, w, Z, zo, ow, nrows, zp):
-    """Z[zo + r * ow + j] = int16(X[xo + r * w + j]) - zp for r < nrows, j < ow, 16 values per
-    kernels_tile.widen16_i8 step: reads up to X[xo + (nrows - 1) * w + ow + 15], writes up to
+    """Z[zo + r * ow + j] = _window_value(Z, X[xo + r * w + j], zp) for r < nrows, j < ow, 16
+    values per kernels_tile.run16 step: reads up to X[xo + (nrows - 1) * w + ow + 15], writes up to
     Z[zo + nrows * ow + 15] (a row's last step spills into the next, written after it)."""
     for r in range(nrows):
         for j0 in range(0, ow, 16):
             if BOUNDS:
                 _need(X, xo + r * w + j0, xo + r * w + j0 + 16)
                 _need(Z, zo + r * ow + j0, zo + r * ow + j0 + 16)
-            T.widen16_i8(X, xo + r * w + j0, Z, zo + r * ow + j0, zp)
+            T.run16(X, xo + r * w + j0, Z, zo + r * ow + j0, zp)
 
 
 @kernel_jit(inline="always")

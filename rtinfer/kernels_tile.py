@@ -43,7 +43,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
 - ``sum_i8``: the sum of n int8 values, 32 a step (vpsadbw on x ^ 0x80).
 - ``maxpool2_rows``: rows of a 2-wide, stride-2 max pool, 16 int8 / 8 float32 outputs per step.
-- ``widen16_i8``: 16 int8 values as int16 x - x_zp (plane windows of the int8 GEMM).
+- ``run16``: 16 values of a plane window (float32 copies, int8 as int16 x - x_zp or u8 bytes).
 - ``pack_quads16``: 16 uint8 quads of four int8 rows (the u8 GEMM's B words).
 - ``qdense_rows8``: eight int8 dense outputs per x load, requantized as one vector.
 
@@ -527,11 +527,51 @@ def _epilogue_rows(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncol
                         ir.VectorType(_I8, 16), 1)
 
 
+class _ZmmRequant:
+    """_requant_i32 and _narrow_rows for AVX-512 targets, a row of 16 positions (in order) in one
+    <16 x i32>: the same float32 arithmetic (clamp before rounding, rint by vrndscaleps, y_zp
+    added in int32) on whole zmm, narrowed by one vpmovdb (exact: the values lie in [qmin,
+    qmax]) in place of the pack / permute chain on 256-bit halves."""
+
+    def __init__(self, builder, zpv, lov, hiv):
+        self.builder = builder
+        self.zp = _splat(builder, builder.trunc(zpv, _I32), _V16I)
+        self.lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V16F)
+        self.hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V16F)
+        self.rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F]),
+                                                   "llvm.rint.v16f32")
+
+    def __call__(self, acc, bias, mult):
+        """<16 x i8>: clamp(rint(float32(acc + bias) * mult) + y_zp, qmin, qmax); bias an i32,
+        mult a float."""
+        builder = self.builder
+        v = builder.fmul(builder.sitofp(builder.add(acc, _splat(builder, bias, _V16I)), _V16F),
+                         _splat(builder, mult, _V16F))
+        v = builder.select(builder.fcmp_ordered("<", v, self.lo), self.lo, v)
+        v = builder.select(builder.fcmp_ordered(">", v, self.hi), self.hi, v)
+        return builder.trunc(builder.add(builder.fptosi(builder.call(self.rint, [v]), _V16I), self.zp),
+                             ir.VectorType(_I8, 16))
+
+
+def _epilogue_zmm(builder, accs, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
+    """_epilogue_rows for AVX-512 targets, row r's 16 positions in order in accs[r] (a
+    <16 x i32>), requantized by _ZmmRequant."""
+    i64 = ldd.type
+    req = _ZmmRequant(builder, zpv, lov, hiv)
+    last = builder.sub(nrows, ir.Constant(nrows.type, 1))
+    for r, acc in enumerate(accs):
+        rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), nrows), ir.Constant(i64, r), last)
+        y = req(acc, builder.load(_ptr(builder, pbias, rr, _I32), align=4), builder.load(builder.gep(pm, [rr])))
+        with builder.if_then(builder.icmp_signed(">", nrows, ir.Constant(nrows.type, r))):
+            store_cols(builder, [y], builder.gep(pd, [builder.mul(ldd, ir.Constant(i64, r))]), ncols,
+                       ir.VectorType(_I8, 16), 1)
+
+
 def _i8_tile_zmm(builder, R, NB, pa, pb, ldb, kn, feats, pbias, pm, pd, ldd, zpv, lov, hiv, nrows, ncols):
     """The u8 i8_tile on WIDE_I8 targets: NB blocks of 16 positions, per row and block one
     <16 x i32> accumulator (a zmm), one 512-bit vpdpbusd per row, block and step (quad_dot; the
-    same exact int32 sums as the two 256-bit ones), then each block's halves through
-    _epilogue_rows (block b: positions 16 b.., ncols - 16 b of them, at most 16)."""
+    same exact int32 sums as the two 256-bit ones), then each block through
+    _epilogue_zmm (block b: positions 16 b.., ncols - 16 b of them, at most 16)."""
     i64 = ldb.type
     accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16I, [0] * 16)) for _ in range(NB)] for _ in range(R)]
     with cgutils.for_range(builder, kn) as loop:
@@ -544,9 +584,9 @@ def _i8_tile_zmm(builder, R, NB, pa, pb, ldb, kn, feats, pbias, pm, pd, ldd, zpv
             for b in range(NB):
                 builder.store(quad_dot(builder, builder.load(accs[r][b]), bvec[b], a, feats), accs[r][b])
     for b in range(NB):
-        _epilogue_rows(builder, [halves16(builder, builder.load(accs[r][b])) for r in range(R)], pbias, pm,
-                       builder.gep(pd, [ir.Constant(i64, 16 * b)]), ldd, zpv, lov, hiv, nrows,
-                       _block_cols(builder, ncols, b, NB), True, False)
+        _epilogue_zmm(builder, [builder.load(accs[r][b]) for r in range(R)], pbias, pm,
+                      builder.gep(pd, [ir.Constant(i64, 16 * b)]), ldd, zpv, lov, hiv, nrows,
+                      _block_cols(builder, ncols, b, NB))
 
 
 def _block_cols(builder, ncols, b, NB):
@@ -632,6 +672,12 @@ _LO32 = [i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in r
 _HI32 = [4 + i + 8 * lane + 32 * r for lane in range(4) for i in range(4) for r in range(2)]
 
 
+# the wide s16 tile's accumulators (lo: positions 0-3, 8-11, 16-19, 24-27; hi: 4-7, 12-15, 20-23,
+# 28-31) -> positions 16 b .. 16 b + 15 in order, as a shuffle of (lo, hi) lanes (hi = 16 + lane)
+_ZMM_ORDER = [[(16 if (p // 4) % 2 else 0) + 4 * (p // 8) + p % 4 for p in range(16 * b, 16 * b + 16)]
+              for b in range(2)]
+
+
 def _make_s16_rows_tile(R, NB=1):
     @intrinsic
     def s16_rows_tile(typingctx, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols):
@@ -645,8 +691,8 @@ def _make_s16_rows_tile(R, NB=1):
         offsets (an odd row count repeats a row with weight 0); 16 NB values are read per row, A
         rows r < R of every s. NB = 2 (s16_rows_wide*, for WIDE_I8 targets): 512-bit vectors, two
         zmm accumulators per row (lo holds positions 0-3, 8-11 | 16-19, 24-27, hi 4-7, 12-15 |
-        20-23, 28-31: their 256-bit halves are _narrow_rows' unpck order for positions 0-15, then
-        16-31); elsewhere the same integers in whatever the target has."""
+        20-23, 28-31, put in order by _ZMM_ORDER for the zmm epilogue); elsewhere the same
+        integers in whatever the target has."""
         sig = types.void(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, nrows, ncols)
         lanes = 8 * NB  # int32 lanes per accumulator
         vs, vi = ir.VectorType(_I16, 2 * lanes), ir.VectorType(_I32, lanes)
@@ -680,11 +726,17 @@ def _make_s16_rows_tile(R, NB=1):
                     for h in range(2):
                         builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
             x86 = "avx2" in codegen_features(context)
-            for b in range(NB):  # each block's halves taken from the accumulators as it is stored
-                parts = [[halves16(builder, builder.load(a))[b] if NB == 2 else builder.load(a) for a in accs[r]]
-                         for r in range(R)]
-                _epilogue_rows(builder, parts, pbias, pm, builder.gep(pd, [ir.Constant(i64, 16 * b)]), lddv, zpv,
-                               lov, hiv, nrowsv, _block_cols(builder, ncolsv, b, NB), x86, True)
+            for b in range(NB):  # each block of 16 positions as it is stored
+                pb_ = builder.gep(pd, [ir.Constant(i64, 16 * b)])
+                nc = _block_cols(builder, ncolsv, b, NB)
+                if NB == 2:  # in order by one two-source permute per row (vpermt2d), then whole zmm
+                    order = ir.Constant(_V16I, _ZMM_ORDER[b])
+                    rows = [builder.shuffle_vector(builder.load(accs[r][0]), builder.load(accs[r][1]), order)
+                            for r in range(R)]
+                    _epilogue_zmm(builder, rows, pbias, pm, pb_, lddv, zpv, lov, hiv, nrowsv, nc)
+                else:
+                    parts = [[builder.load(a) for a in accs[r]] for r in range(R)]
+                    _epilogue_rows(builder, parts, pbias, pm, pb_, lddv, zpv, lov, hiv, nrowsv, nc, x86, True)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -799,8 +851,7 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
         pm = builder.gep(_array(context, builder, st[16], mv).data, [moff])
         pd = builder.gep(_array(context, builder, st[11], dv).data, [doff])
         # zmm rows on WIDE_I8 targets: 32 int16 a load, vpunpck*wd and vpdpwssd on 512 bits (lo
-        # holds positions 0-3, 8-11 | 16-19, 24-27, hi 4-7, 12-15 | 20-23, 28-31; their 256-bit
-        # halves are the ymm form's accumulators for positions 0-15 and 16-31)
+        # holds positions 0-3, 8-11 | 16-19, 24-27, hi 4-7, 12-15 | 20-23, 28-31: _ZMM_ORDER)
         zmm = wide_i8(codegen_features(context)) and DW_COLS == 32
         lanes, per = (16, 1) if zmm else (8, nv)  # int32 lanes per accumulator, loads per tap row
         vs = ir.VectorType(_I16, 2 * lanes)
@@ -826,10 +877,18 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                         v = builder.shuffle_vector(x0, x1, idx)
                         a = accs[c][2 * h + k]
                         builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
-        if zmm:  # as the ymm form's: [lo, hi] of positions 0-15, then of 16-31
+        if zmm:  # positions 0-15 and 16-31 in order (_ZMM_ORDER), requantized as whole zmm
+            req = _ZmmRequant(builder, zpv, lov, hiv)
             for c in range(DW_CH):
-                lo, hi = (halves16(builder, builder.load(a)) for a in accs[c])
-                accs[c] = [cgutils.alloca_once_value(builder, v) for v in (lo[0], hi[0], lo[1], hi[1])]
+                with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
+                    b = builder.load(builder.gep(pbias, [chz[c][1]]))
+                    mult = builder.load(builder.gep(pm, [chz[c][1]]))
+                    lo, hi = (builder.load(a) for a in accs[c])
+                    vals = [req(builder.shuffle_vector(lo, hi, ir.Constant(_V16I, order)), b, mult)
+                            for order in _ZMM_ORDER]
+                    store_cols(builder, vals, builder.gep(pd, [builder.mul(dsv, ir.Constant(i64, c))]), ncols,
+                               ir.VectorType(_I8, 16), 1)
+            return context.get_dummy_value()
         x86 = "avx2" in codegen_features(context)
         zp32 = builder.trunc(zpv, _I32)
         lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
@@ -1086,17 +1145,25 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
 
 
 @intrinsic
-def widen16_i8(typingctx, X, xo, Z, zo, zp):
-    """Z[zo + j] = int16(X[xo + j]) - zp for j < 16: X int8, Z any array addressed in int16
-    elements (vpmovsxbw, vpsubw), or Z uint8: x + 128 (the u8 tile's byte; zp unused).
-    Reads X[xo:xo + 16], writes 16 elements."""
+def run16(typingctx, X, xo, Z, zo, zp):
+    """Sixteen copy values: Z[zo + j] = the value of X[xo + j] in Z's form for j < 16 (as
+    kernels_conv._window_value): X int8 into Z addressed in int16 elements, int16(x) - zp
+    (vpmovsxbw, vpsubw), or into Z uint8, x + 128 (the u8 tile's byte; zp unused); X and Z
+    float32: x itself (one 512-bit or two 256-bit moves; zp unused). Reads X[xo:xo + 16],
+    writes 16 elements."""
     sig = types.void(X, xo, Z, zo, zp)
     out8 = Z.dtype == types.uint8
+    f32 = X.dtype == types.float32
 
     def codegen(context, builder, signature, args):
         xv, xoff, zv, zoff, zpv = _ints64(context, builder, signature, args)
         st = signature.args
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        if f32:
+            pz = builder.gep(_array(context, builder, st[2], zv).data, [zoff])
+            x = builder.load(builder.bitcast(px, _V16F.as_pointer()), align=4)
+            builder.store(x, builder.bitcast(pz, _V16F.as_pointer()), align=4)
+            return context.get_dummy_value()
         ety = _I8 if out8 else _I16
         pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, ety.as_pointer()), [zoff])
         x = builder.load(builder.bitcast(px, ir.VectorType(_I8, 16).as_pointer()), align=1)
