@@ -177,12 +177,20 @@ def pack_geometry(c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, group=1, i
 
 
 @kernel_jit(inline="always")
+def _div(a, b):
+    """a // b (b >= 1) without the integer division when b == 1 (a stride or dilation: mostly 1;
+    a 64-bit division costs tens of cycles, the per-window bookkeeping of a small convolution
+    several of them)."""
+    return a if b == 1 else a // b
+
+
+@kernel_jit(inline="always")
 def _first_valid(pad, k_off, stride):
     """Smallest output index i with i * stride + k_off - pad >= 0."""
     d = pad - k_off
     if d <= 0:
         return 0
-    return (d + stride - 1) // stride
+    return _div(d + stride - 1, stride)
 
 
 @kernel_jit(inline="always")
@@ -191,7 +199,7 @@ def _end_valid(n, pad, k_off, stride, n_out):
     d = n - 1 + pad - k_off
     if d < 0:
         return 0
-    e = d // stride + 1
+    e = _div(d, stride) + 1
     return e if e < n_out else n_out
 
 
@@ -460,6 +468,31 @@ def _window_value_typed(Z, x, zp):
     return lambda Z, x, zp: x
 
 
+def _run(X, x0, Z, z0, n, zp):
+    """Z[z0 + k] = _window_value(Z, X[x0 + k], zp) for k < n: a window row's run."""
+    for k in range(n):
+        Z[z0 + k] = _window_value(Z, X[x0 + k], zp)
+
+
+@overload(_run, inline="always")
+def _run_typed(X, x0, Z, z0, n, zp):
+    if T.WIDE_F32 and X.dtype == types.float32 and Z.dtype == types.float32:
+        def run(X, x0, Z, z0, n, zp):  # 16 values per step, the last step masked
+            for k in range(0, n, 16):
+                if BOUNDS:
+                    _need(X, x0 + k, x0 + min(n, k + 16))
+                    _need(Z, z0 + k, z0 + min(n, k + 16))
+                T.run16_f32(X, x0 + k, Z, z0 + k, min(16, n - k))
+        return run
+
+    def run(X, x0, Z, z0, n, zp):
+        xr = X[x0:x0 + n]
+        zr = Z[z0:z0 + n]
+        for k in range(n):
+            zr[k] = _window_value(Z, xr[k], zp)
+    return run
+
+
 def _pad_value(Z, zp):
     """A padding element of a copy in Z's dtype: 0 (x - x_zp of the int16 copies, or float32),
     or x_zp + 128 (the byte of x = x_zp in the u8 tile's byte copies)."""
@@ -507,7 +540,7 @@ def _windows(X, xb, g, go, Z, zo, zp):
             n = j1 - j0
             col = j0 * sw + q * dw - pl  # input column of output column j0
             d = zo + (c * ncls + m) * zs + zm
-            nr = (h - ph + sh - 1) // sh  # rows of this phase
+            nr = _div(h - ph + sh - 1, sh)  # rows of this phase
             if sw == 2:  # 8 columns per kernels_tile.stride2_8 step, padding lanes 0. A row's last
                 # step spills zeros past ow into the next row's first 8 columns (or the zero tail):
                 # the column blocks run last to first, each down all rows, so block 0 comes after
@@ -534,7 +567,7 @@ def _windows(X, xb, g, go, Z, zo, zp):
             if sw == 1 and n == ow:
                 # whole rows of the input: 16 values per kernels_tile.run16 step (_rows16) for the
                 # rows whose steps stay inside the window (a row's last step spills into the next
-                # row, written after it) and inside X; the rest value by value below
+                # row, written after it) and inside X; the rest run by run (_run) below
                 span = (ow + 15) // 16 * 16
                 n_fast = nr
                 while n_fast > 0 and ((n_fast - 1) * ow + span > nr * ow
@@ -542,18 +575,17 @@ def _windows(X, xb, g, go, Z, zo, zp):
                     n_fast -= 1
                 _rows16(X, xc + ph * w + col, sh * w, Z, d, ow, n_fast, zp)
                 r0 = ph + n_fast * sh
+            zr = d + _div(r0 - ph, sh) * ow  # the window row of input row r0
             for r in range(r0, h, sh):
-                zr = d + (r - ph) // sh * ow  # the window row
-                seg = Z[zr + j0:zr + j0 + n]
                 x0 = xc + r * w + col
                 if sw == 1:
-                    xr = X[x0:x0 + n]
-                    for k in range(n):
-                        seg[k] = _window_value(Z, xr[k], zp)
+                    _run(X, x0, Z, zr + j0, n, zp)
                 else:
+                    seg = Z[zr + j0:zr + j0 + n]
                     xr = X[x0:x0 + (n - 1) * sw + 1]
                     for k in range(n):
                         seg[k] = _window_value(Z, xr[k * sw], zp)
+                zr += ow
 
 
 @kernel_jit(inline="always")

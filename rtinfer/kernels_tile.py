@@ -1178,6 +1178,27 @@ def run16(typingctx, X, xo, Z, zo, zp):
 
 
 @intrinsic
+def run16_f32(typingctx, X, xo, Z, zo, n):
+    """Z[zo + j] = X[xo + j] for j < n <= 16 (float32): one masked 512-bit load and store (AVX-512
+    targets: kernels_tile.WIDE_F32; lanes past n are neither read nor written)."""
+    sig = types.void(X, xo, Z, zo, n)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, zv, zoff, nv = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = _ptr(builder, _array(context, builder, st[0], xv).data, xoff, _V16F)
+        pz = _ptr(builder, _array(context, builder, st[2], zv).data, zoff, _V16F)
+        mask = _lane_mask(builder, nv, 0, 16)
+        x = _masked_load(builder, px, _V16F, mask, 4)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_V16F, pz.type, _I32, mask.type]), "llvm.masked.store.v16f32.p0")
+        builder.call(fn, [x, pz, _c(4), mask])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
     """A 2-wide, stride-2 max pool over one or two rows, ``nrows`` output rows of ow outputs
     in order: output row k = p * oh + i (plane p, row i) at D[do + k * ow:], its input row at
