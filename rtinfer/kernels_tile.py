@@ -1004,11 +1004,14 @@ def dw8_pack(typingctx, X, xo, hw, o0, og, olast, Z, zo, PI, pio):
         px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
         pz = builder.gep(builder.bitcast(_array(context, builder, st[6], zv).data, _F32.as_pointer()), [zoff])
         pi = builder.gep(_array(context, builder, st[8], pv).data, [poff])
-        lanes = []
+        chans = []  # each lane's input channel o // og (no division for og == 1, the usual depthwise)
         for lane in range(8):
             o = builder.add(o0v, ir.Constant(i64, lane))
-            o = builder.select(builder.icmp_signed(">", o, olv), olv, o)
-            lanes.append(builder.gep(px, [builder.mul(builder.sdiv(o, ogv), hwv)]))
+            chans.append(cgutils.alloca_once_value(builder, builder.select(builder.icmp_signed(">", o, olv), olv, o)))
+        with builder.if_then(builder.icmp_signed("!=", ogv, ir.Constant(i64, 1))):
+            for c in chans:
+                builder.store(builder.sdiv(builder.load(c), ogv), c)
+        lanes = [builder.gep(px, [builder.mul(builder.load(c), hwv)]) for c in chans]
         half = ir.VectorType(_F32, 4)
         cat = ir.Constant(_V8I, list(range(8)))
         nblk = builder.sdiv(builder.add(hwv, ir.Constant(i64, 7)), ir.Constant(i64, 8))
