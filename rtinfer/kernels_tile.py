@@ -120,11 +120,6 @@ def quads_exact_any() -> bool:
 WIDE_F32 = "avx512f" in target_features()
 # channels in the lanes of the float32 depthwise grid (DW8 path): a zmm of 16 on AVX-512 targets
 DW_LANES = 16 if WIDE_F32 else 8
-# channels per depthwise tile (dw_tile_f32 / dw_tile_i8): four on AVX-512 targets, whose 32
-# registers hold the eight accumulators of four channels' 32 positions with room to spare (their
-# chains of vpdpwssd / FMA per tap pair are latency-bound with two: DS-CNN's int8 depthwise layer
-# 2.7 -> 2.3 us on a Zen 5; eight measured slower); two on AVX2, where four would spill
-DW_CH = 4 if WIDE_F32 else 2
 
 
 def target_cpu_name() -> str:
@@ -158,6 +153,12 @@ def wide_i8(features, cpu: str | None = None) -> bool:
 # the int8 u8 tiles 512 bits wide (conv GEMM tile, dense batch GEMM, one-sample dense): read by
 # kernels_gemm's loops (which pair blocks of 16 outputs there) and the limits' probe
 WIDE_I8 = wide_i8(target_features())
+# channels per depthwise tile (dw_tile_f32 / dw_tile_i8): four on WIDE_I8 targets, where the
+# int8 tile's zmm rows give four channels eight accumulators (two channels' four vpdpwssd chains
+# per tap pair were latency-bound: DS-CNN's int8 depthwise layer 2.7 -> 2.3 us on a Zen 5; eight
+# channels measured slower); two elsewhere (AVX2: four would spill; Zen 4's 256-bit int8 form
+# measured no better under emulation)
+DW_CH = 4 if WIDE_I8 else 2
 
 
 def kernel_path_name() -> str:
