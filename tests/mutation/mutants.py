@@ -46,6 +46,25 @@ MUTANTS = [
            ("tests/test_requant_ties.py", "-k", "qconv"),
            "the int8 conv tiles' requantization (vcvtps2dq on x86) rounds half away from zero instead of half "
            "to even"),
+    Mutant("qconv-zmm-requant-half-up", "rtinfer/kernels_tile.py",
+           "        return builder.trunc(builder.add(builder.fptosi(builder.call(self.rint, [v]), _V16I), self.zp),",
+           "        _rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F]), "
+           "\"llvm.round.v16f32\")\n"
+           "        return builder.trunc(builder.add(builder.fptosi(builder.call(_rnd, [v]), _V16I), self.zp),",
+           ("tests/test_requant_ties.py", "-k", "qconv"),
+           "the int8 conv tiles' zmm requantization (WIDE_I8 targets: _ZmmRequant) rounds half away from zero "
+           "instead of half to even"),
+    Mutant("window-run-one-past", "rtinfer/kernels_conv.py",
+           "                T.run16_f32(X, x0 + k, Z, z0 + k, min(16, n - k))",
+           "                T.run16_f32(X, x0 + k, Z, z0 + k, min(16, n - k + 1))",
+           ("tests/test_kernels_conv_fast.py", "tests/test_kernels_conv.py"),
+           "a window row's masked run (AVX-512) copies one value past its end, over a padding column"),
+    Mutant("zmm-order-lo-hi-swapped", "rtinfer/kernels_tile.py",
+           "_ZMM_ORDER = [[(16 if (p // 4) % 2 else 0)",
+           "_ZMM_ORDER = [[(0 if (p // 4) % 2 else 16)",
+           ("tests/test_kernels_conv_fast.py", "tests/test_kernels_conv.py"),
+           "the wide int16 tiles (s16_rows_wide*, the int8 depthwise tile) put positions 4-7 before 0-3 when "
+           "ordering their zmm accumulators for the epilogue"),
     # -- requantization and (de)quantization in the other kernels and the reference ---------------
     Mutant("qdense-requant-half-up", "rtinfer/kernels_tile.py",
            "        yq = requant8(builder, builder.sitofp(accv, _V8F), mvv, zp, lo, hi)",
