@@ -386,6 +386,7 @@ def row_tile(t, og):
 
 
 _row_tile = kernel_jit(inline="always")(row_tile)
+_pool_f32_lanes = kernel_jit(inline="always")(T.pool_f32_lanes)
 
 
 @kernel_jit(inline="always")
@@ -1133,10 +1134,10 @@ def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
     """maxpool's 2-wide, stride-2 windows that never reach padding, one or two rows each (the
     second r1 elements after the first; r1 = 0: one row), over ``planes`` planes back to back
     (int8 or float32): kernels_tile.maxpool2_rows runs the rows in order, V outputs per step
-    (int8 16, float32 8). A row's last step may spill past the row into the next one, written
+    (int8 16, float32 kernels_tile.pool_f32_lanes(ow)). A row's last step may spill past the row into the next one, written
     after it; the last rows, whose steps would read past x_end or write past y_end, run one
     output at a time in the same comparison order."""
-    lanes = 16 if src.itemsize == 1 else 8
+    lanes = 16 if src.itemsize == 1 else _pool_f32_lanes(ow)
     x_read = r1 + (ow - 1) // lanes * lanes * 2 + 2 * lanes  # what a row's steps read, from its start
     y_write = (ow - 1) // lanes * lanes + lanes               # and write
     rows = planes * oh
@@ -1168,7 +1169,7 @@ def maxpool(src, so, dst, do, g, go, m):
     the window's input elements (padding ignored; the planner checked every window holds one):
     the first input element in (p, q) order, then each later one replaces it if greater.
     Windows that never reach padding run row by row over the output columns (vectorized);
-    2-wide, stride-2 ones over one or two rows 16 (int8) or 8 (float32) outputs per vector step
+    2-wide, stride-2 ones over one or two rows 16 (int8) or pool_f32_lanes(ow) (float32) outputs per vector step
     (_maxpool2)."""
     c_n = g[go + G_C]
     h = g[go + G_H]

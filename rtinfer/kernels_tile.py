@@ -159,6 +159,15 @@ WIDE_I8 = wide_i8(target_features())
 # channels measured slower); two elsewhere (AVX2: four would spill; Zen 4's 256-bit int8 form
 # measured no better under emulation)
 DW_CH = 4 if WIDE_I8 else 2
+# float32 outputs per maxpool2_rows step: a zmm on AVX-512 targets (WIDE_F32) for rows of more
+# than 8 outputs (pool_f32_lanes), else a ymm
+POOL_F32_LANES = 16 if WIDE_F32 else 8
+
+
+def pool_f32_lanes(ow):
+    """float32 outputs per maxpool2_rows step for rows of ow outputs (16-lane steps on rows of
+    8 or fewer computed twice the outputs they keep: LeNet-5's second pool 1.08x slower)."""
+    return POOL_F32_LANES if ow > 8 else 8
 
 
 def kernel_path_name() -> str:
@@ -1213,7 +1222,7 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
     x = X[xo + p * hw + i * rs:] (and x + r1, r1 = 0: one row). Output j: a = x[2j], then each
     of x[2j + 1], x[r1 + 2j], x[r1 + 2j + 1] replaces a if greater (the reference's window order;
     with float32 NaN a NaN first stays, a later NaN never replaces). V outputs per step (int8:
-    16, float32: 8), steps j0 = 0, V, ... below ow, so a row's last step reads up to
+    16, float32: pool_f32_lanes(ow)), steps j0 = 0, V, ... below ow, so a row's last step reads up to
     x[r1 + 2 j0 + 2V] and writes up to D[k * ow + j0 + V]: the outputs past ow land in the next
     row, which is written after it (callers keep the last rows' steps inside the arrays). X and
     D int8 or float32 (the same dtype)."""
@@ -1227,39 +1236,48 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
         px0 = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
         pd0 = builder.gep(_array(context, builder, st[3], dv).data, [doff])
         el = _F32 if f32 else _I8
-        lanes = 8 if f32 else 16
-        vin = ir.VectorType(el, 2 * lanes)
-        vout = ir.VectorType(el, lanes)
-        even = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
-        odd = ir.Constant(ir.VectorType(_I32, lanes), list(range(1, 2 * lanes, 2)))
 
         def gt(b, a):
             return builder.fcmp_ordered(">", b, a) if f32 else builder.icmp_signed(">", b, a)
 
-        zero = ir.Constant(i64, 0)
-        one = ir.Constant(i64, 1)
-        plane_x = cgutils.alloca_once_value(builder, zero)  # p * hw
-        row_i = cgutils.alloca_once_value(builder, zero)    # i
-        nsteps = builder.sdiv(builder.add(owv, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
-        with cgutils.for_range(builder, nr) as rows:
-            k = rows.index
-            i = builder.load(row_i)
-            px = builder.gep(px0, [builder.add(builder.load(plane_x), builder.mul(i, rsv))])
-            pd = builder.gep(pd0, [builder.mul(k, owv)])
-            with cgutils.for_range(builder, nsteps) as steps:
-                j0 = builder.mul(steps.index, ir.Constant(i64, lanes))
-                x0 = builder.load(_ptr(builder, px, builder.add(j0, j0), vin), align=1)
-                x1 = builder.load(_ptr(builder, px, builder.add(r1v, builder.add(j0, j0)), vin), align=1)
-                a = builder.shuffle_vector(x0, x0, even)
-                for v in (builder.shuffle_vector(x0, x0, odd), builder.shuffle_vector(x1, x1, even),
-                          builder.shuffle_vector(x1, x1, odd)):
-                    a = builder.select(gt(v, a), v, a)
-                builder.store(a, _ptr(builder, pd, j0, vout), align=1)
-            nxt = builder.add(i, one)
-            wrap = builder.icmp_signed("==", nxt, ohv)
-            builder.store(builder.select(wrap, zero, nxt), row_i)
-            builder.store(builder.select(wrap, builder.add(builder.load(plane_x), hwv), builder.load(plane_x)),
-                          plane_x)
+        def rows_of(lanes):
+            vin = ir.VectorType(el, 2 * lanes)
+            vout = ir.VectorType(el, lanes)
+            even = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
+            odd = ir.Constant(ir.VectorType(_I32, lanes), list(range(1, 2 * lanes, 2)))
+            zero = ir.Constant(i64, 0)
+            one = ir.Constant(i64, 1)
+            plane_x = cgutils.alloca_once_value(builder, zero)  # p * hw
+            row_i = cgutils.alloca_once_value(builder, zero)    # i
+            nsteps = builder.sdiv(builder.add(owv, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+            with cgutils.for_range(builder, nr) as rows:
+                k = rows.index
+                i = builder.load(row_i)
+                px = builder.gep(px0, [builder.add(builder.load(plane_x), builder.mul(i, rsv))])
+                pd = builder.gep(pd0, [builder.mul(k, owv)])
+                with cgutils.for_range(builder, nsteps) as steps:
+                    j0 = builder.mul(steps.index, ir.Constant(i64, lanes))
+                    x0 = builder.load(_ptr(builder, px, builder.add(j0, j0), vin), align=1)
+                    x1 = builder.load(_ptr(builder, px, builder.add(r1v, builder.add(j0, j0)), vin), align=1)
+                    a = builder.shuffle_vector(x0, x0, even)
+                    for v in (builder.shuffle_vector(x0, x0, odd), builder.shuffle_vector(x1, x1, even),
+                              builder.shuffle_vector(x1, x1, odd)):
+                        a = builder.select(gt(v, a), v, a)
+                    builder.store(a, _ptr(builder, pd, j0, vout), align=1)
+                nxt = builder.add(i, one)
+                wrap = builder.icmp_signed("==", nxt, ohv)
+                builder.store(builder.select(wrap, zero, nxt), row_i)
+                builder.store(builder.select(wrap, builder.add(builder.load(plane_x), hwv), builder.load(plane_x)),
+                              plane_x)
+
+        if f32 and POOL_F32_LANES == 16:  # 16 lanes for rows of more than 8 outputs, else 8
+            with builder.if_else(builder.icmp_signed(">", owv, ir.Constant(i64, 8))) as (wide, narrow):
+                with wide:
+                    rows_of(16)
+                with narrow:
+                    rows_of(8)
+        else:
+            rows_of(8 if f32 else 16)
         return context.get_dummy_value()
 
     return sig, codegen

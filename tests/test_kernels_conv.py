@@ -209,6 +209,7 @@ PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the vector steps (i
     ((32, 1, 64), (1, 2), (1, 2), (1, 1)),    # 1-D (the sensor CNN's pools)
     ((3, 1, 7), (1, 2), (1, 2), (1, 1)),      # 1-D, shorter than one step
     ((2, 6, 18), (2, 2), (2, 2), (1, 1)),     # 9 outputs a row: one full float32 step and a spilling one
+    ((2, 5, 66), (2, 2), (2, 2), (1, 1)),     # 33 outputs a row: two full 16-lane steps and a spilling one
 ]
 
 
@@ -216,8 +217,8 @@ PAIR_POOLS = [  # 2-wide, stride-2 windows inside the input: the vector steps (i
 @pytest.mark.parametrize("m", [1, 3])
 @pytest.mark.parametrize("dtype", [np.int8, np.float32])
 def test_pair_pools_match_twin(case, m, dtype):
-    """MAXPOOL / QMAXPOOL's 2-wide, stride-2 windows (kernels_tile.maxpool2_rows: 16 int8 or 8
-    float32 outputs a vector step, spilling into the next row): exact, nothing written outside
+    """MAXPOOL / QMAXPOOL's 2-wide, stride-2 windows (kernels_tile.maxpool2_rows: 16 int8 or
+    kernels_tile.pool_f32_lanes(ow) float32 outputs a vector step, spilling into the next row): exact, nothing written outside
     the destination, nothing read past the input (the last rows' steps fall back to scalars)."""
     rng = np.random.default_rng(11)
     shape, kernel, stride, dil = case
