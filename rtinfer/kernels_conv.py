@@ -570,14 +570,15 @@ def _windows(X, xb, g, go, Z, zo, zp):
                 # rows whose steps stay inside the window (a row's last step spills into the next
                 # row, written after it) and inside X; the rest run by run (_run) below
                 span = (ow + 15) // 16 * 16
-                n_fast = nr
+                n_fast = nr if span == ow else (nr - 1 if span - ow <= ow else nr)  # the usual answer first
                 while n_fast > 0 and ((n_fast - 1) * ow + span > nr * ow
                                       or xc + (ph + (n_fast - 1) * sh) * w + col + span > X.size):
                     n_fast -= 1
                 _rows16(X, xc + ph * w + col, sh * w, Z, d, ow, n_fast, zp)
                 r0 = ph + n_fast * sh
             zr = d + _div(r0 - ph, sh) * ow  # the window row of input row r0
-            for r in range(r0, h, sh):
+            r = r0
+            while r < h:  # (a range with a run-time step divides to count its trips)
                 x0 = xc + r * w + col
                 if sw == 1:
                     _run(X, x0, Z, zr + j0, n, zp)
@@ -587,6 +588,7 @@ def _windows(X, xb, g, go, Z, zo, zp):
                     for k in range(n):
                         seg[k] = _window_value(Z, xr[k * sw], zp)
                 zr += ow
+                r += sh
 
 
 @kernel_jit(inline="always")
