@@ -148,6 +148,7 @@ PATH_GEMM_U8 = 3  # int8 on uint8 x int8 quads (vpmaddubsw): weights whose pair 
 ROWS = T.ROWS
 COLS = T.COLS
 DW_CH = T.DW_CH
+DW_CH_F32 = T.DW_CH_F32
 DW_COLS = T.DW_COLS
 DW8 = T.DW8
 DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm)
@@ -779,7 +780,7 @@ def _conv_dw8_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
 
 @kernel_jit
 def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
-    """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH
+    """PATH_DW, one sample (one input channel per group); W (O, taps kept) at W[wo:]; for DW_CH_F32
     channels G_NCLS * G_ZS floats of plane buffers each at zb[zo:]: each input plane copied once
     per column class with that class's mask (g[go + G_AUX2:], kernels_tile.fill_masked: 0 where
     a tap of that column shift would wrap into the next or previous row). The margins around the
@@ -799,9 +800,9 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     cs = ncls * zs  # floats per channel
     ma = go + g[go + G_AUX2]
     ta = go + g[go + G_AUX]
-    if og == 1:  # DW_CH channels per tile, each with its own buffers
-        for c0 in range(0, c_n, DW_CH):
-            nch = min(DW_CH, c_n - c0)
+    if og == 1:  # DW_CH_F32 channels per tile, each with its own buffers
+        for c0 in range(0, c_n, DW_CH_F32):
+            nch = min(DW_CH_F32, c_n - c0)
             for c in range(nch):
                 _fill(src, xs + (c0 + c) * hw, hw, g, ma, ncls, zb, zo + c * cs + zm, zs, 0)
             for k0 in range(0, plane, DW_COLS):
@@ -811,8 +812,8 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
     else:  # og outputs per input channel: the tile's channels share one buffer (stride 0)
         for c in range(c_n):
             _fill(src, xs + c * hw, hw, g, ma, ncls, zb, zo + zm, zs, 0)
-            for o0 in range(c * og, (c + 1) * og, DW_CH):
-                nch = min(DW_CH, (c + 1) * og - o0)
+            for o0 in range(c * og, (c + 1) * og, DW_CH_F32):
+                nch = min(DW_CH_F32, (c + 1) * og - o0)
                 for k0 in range(0, plane, DW_COLS):
                     k0, nc = _last_full(k0, plane, DW_COLS)
                     _dw_f32(zb, zo + k0, 0, g, ta, nt, W, wo + o0 * nt, b, bo + o0,
@@ -1760,7 +1761,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
             table[G_NT] = len(taps)
             table[G_AUX] = put(offs)
             Wd = np.ascontiguousarray(W2[:, cols_kept].astype(np.float32)).reshape(-1)
-            return ConvLayout(PATH_DW, np.concatenate(parts), Wd, DW_CH * len(masks) * zs, 1)
+            return ConvLayout(PATH_DW, np.concatenate(parts), Wd, DW_CH_F32 * len(masks) * zs, 1)
         npr = -(-len(taps) // 2)
         if len(taps) % 2:  # the last pair's second tap: the first again, with weight 0
             offs.append(offs[-1])

@@ -31,7 +31,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   ``s16_rows_tile{2,4,6}``: the int16-pair tiles reading two int16 rows in place and
   interleaving them in registers (no packing pass); ``s16_rows_wide{2,4,6}`` the same over 32
   positions on WIDE_I8 targets.
-- ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH channels x DW_COLS positions, each tap
+- ``dw_tile_f32`` / ``dw_tile_i8``: depthwise tiles, DW_CH_F32 / DW_CH channels x DW_COLS positions, each tap
   (int8: each pair of taps, vpmaddwd; zmm rows on WIDE_I8 targets) one shifted load from
   zero-margined plane copies.
 - ``dw8_pack`` / ``dw8_f32`` / ``dw16_f32``: float32 depthwise with eight channels (sixteen on
@@ -153,12 +153,13 @@ def wide_i8(features, cpu: str | None = None) -> bool:
 # the int8 u8 tiles 512 bits wide (conv GEMM tile, dense batch GEMM, one-sample dense): read by
 # kernels_gemm's loops (which pair blocks of 16 outputs there) and the limits' probe
 WIDE_I8 = wide_i8(target_features())
-# channels per depthwise tile (dw_tile_f32 / dw_tile_i8): four on WIDE_I8 targets, where the
+# channels per int8 depthwise tile (dw_tile_i8): four on WIDE_I8 targets, where the
 # int8 tile's zmm rows give four channels eight accumulators (two channels' four vpdpwssd chains
 # per tap pair were latency-bound: DS-CNN's int8 depthwise layer 2.7 -> 2.3 us on a Zen 5; eight
 # channels measured slower); two elsewhere (AVX2: four would spill; Zen 4's 256-bit int8 form
 # measured no better under emulation)
 DW_CH = 4 if WIDE_I8 else 2
+DW_CH_F32 = 2  # channels per float32 depthwise tile (dw_tile_f32: planes too small for DW8)
 # float32 outputs per maxpool2_rows step: a zmm on AVX-512 targets (WIDE_F32) for rows of more
 # than 8 outputs (pool_f32_lanes), else a ymm
 POOL_F32_LANES = 16 if WIDE_F32 else 8
@@ -781,11 +782,12 @@ u8_wide6 = _make_i8_tile(6, True, 2)
 DW_COLS = 32
 
 
-def _dw_channels(builder, nch, i64, base, stride):
-    """Per tile channel c: base + min(c, nch - 1) * stride (channels past nch re-read the last)."""
+def _dw_channels(builder, nch, i64, base, stride, n=None):
+    """Per tile channel c < n (default DW_CH): base + min(c, nch - 1) * stride (channels past nch
+    re-read the last)."""
     last = builder.sub(nch, ir.Constant(i64, 1))
     out = []
-    for c in range(DW_CH):
+    for c in range(DW_CH if n is None else n):
         cc = builder.select(builder.icmp_signed("<", ir.Constant(i64, c), nch), ir.Constant(i64, c), last)
         out.append((builder.gep(base, [builder.mul(cc, stride)]), cc))
     return out
@@ -793,7 +795,7 @@ def _dw_channels(builder, nch, i64, base, stride):
 
 @intrinsic
 def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, ds, nch, ncols, relu):
-    """Depthwise float32 tile: nch <= DW_CH channels x ncols <= DW_COLS output positions. For
+    """Depthwise float32 tile: nch <= DW_CH_F32 channels x ncols <= DW_COLS output positions. For
     channel c < nch and position j < ncols: acc = bias[bi + c], then for t < ntaps in order
     acc = fma(W[wo + c * ws + t], Z[zo + c * zs + T[to + t] + j], acc); D[do + c * ds + j] =
     act(acc), act = ReLU (0 if v < 0 else v) when relu != 0. Reads DW_COLS positions of every
@@ -806,26 +808,26 @@ def dw_tile_f32(typingctx, Z, zo, zs, T, to, ntaps, W, wo, ws, bias, bi, D, do, 
          reluv) = _ints64(context, builder, signature, args)
         st = signature.args
         i64 = zsv.type
-        chz = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[0], zv).data, [zoff]), zsv)
-        chw = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[6], wv).data, [woff]), wsv)
+        chz = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[0], zv).data, [zoff]), zsv, DW_CH_F32)
+        chw = _dw_channels(builder, nch, i64, builder.gep(_array(context, builder, st[6], wv).data, [woff]), wsv, DW_CH_F32)
         pt = builder.gep(_array(context, builder, st[3], tv).data, [toff])
         pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
         pd = builder.gep(_array(context, builder, st[11], dv).data, [doff])
         accs = []
-        for c in range(DW_CH):
+        for c in range(DW_CH_F32):
             b = _splat(builder, builder.load(builder.gep(pbias, [chz[c][1]])), _V8F)
             accs.append([cgutils.alloca_once_value(builder, b) for _ in range(nv)])
         with cgutils.for_range(builder, nt) as loop:
             t = loop.index
             off = builder.sext(builder.load(builder.gep(pt, [t])), i64)
-            for c in range(DW_CH):
+            for c in range(DW_CH_F32):
                 w = _splat(builder, builder.load(builder.gep(chw[c][0], [t])), _V8F)
                 xp = builder.gep(chz[c][0], [off])
                 for h in range(nv):
                     x = builder.load(_ptr(builder, xp, ir.Constant(i64, 8 * h), _V8F), align=4)
                     builder.store(_fma(builder, w, x, builder.load(accs[c][h])), accs[c][h])
         floor = _relu_floor(builder, reluv)
-        for c in range(DW_CH):
+        for c in range(DW_CH_F32):
             with builder.if_then(builder.icmp_signed(">", nch, ir.Constant(i64, c))):
                 vals = []
                 for h in range(nv):
