@@ -396,3 +396,33 @@ def test_ab_copies_run_their_own_code(tmp_path):
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.split(".")[0] == "rt_ab_probe"]:
             del sys.modules[name]
+
+
+def _conv_signatures(key):
+    """(in_shape (C, H, W), out channels, group, kernel, stride, dilation, pads) of every
+    convolution of the benchmark CNN ``key``, as bench/bench_layers.py writes its LAYERS."""
+    from bench.suite_models import build_cnn
+    from export import freeze
+    from rtinfer.ops import Op
+    out = set()
+    for layer in freeze(build_cnn(key), "float32").layers:
+        if layer.op != Op.CONV:
+            continue
+        a = layer.attrs
+        shape = layer.in_shape if len(layer.in_shape) == 3 else (layer.in_shape[0], 1, layer.in_shape[1])
+        out.add((tuple(shape), layer.out_shape[0], a["group"], (a["kernel_h"], a["kernel_w"]),
+                 (a["stride_h"], a["stride_w"]), (a["dilation_h"], a["dilation_w"]),
+                 ((a["pad_top"], a["pad_bottom"]), (a["pad_left"], a["pad_right"]))))
+    return out
+
+
+def test_layer_benchmark_times_the_suites_own_conv_layers():
+    """bench/bench_layers.py's LAYERS are convolutions of the suite's CNNs (its numbers are about
+    those models' layers, not look-alikes), and each suite CNN has at least one there."""
+    from bench.bench_layers import LAYERS
+    sigs = {key: _conv_signatures(key) for key in ("cnn1d", "dscnn", "lenet5", "resnet8")}
+    for name, layer in LAYERS.items():
+        key = name.split("_")[0]
+        assert key in sigs, name
+        assert layer in sigs[key], (name, layer, sorted(sigs[key]))
+    assert {name.split("_")[0] for name in LAYERS} == set(sigs)
