@@ -571,7 +571,7 @@ def _windows(X, xb, g, go, Z, zo, zp):
                 # rows whose steps stay inside the window (a row's last step spills into the next
                 # row, written after it) and inside X; the rest run by run (_run) below
                 span = (ow + 15) // 16 * 16
-                n_fast = nr if span == ow else (nr - 1 if span - ow <= ow else nr)  # the usual answer first
+                n_fast = nr
                 while n_fast > 0 and ((n_fast - 1) * ow + span > nr * ow
                                       or xc + (ph + (n_fast - 1) * sh) * w + col + span > X.size):
                     n_fast -= 1
@@ -1152,7 +1152,7 @@ def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
         for k in range(safe):
             _need(src, _pool_row(so, k, oh, h * w, sh * w), _pool_row(so, k, oh, h * w, sh * w) + x_read)
             _need(dst, do + k * ow, do + k * ow + y_write)
-    T.maxpool2_rows(src, so, r1, dst, do, safe, oh, h * w, sh * w, ow)
+    T.maxpool2_rows(src, so, r1, dst, do, safe, oh, h * w, sh * w, ow, lanes)
     for k in range(safe, rows):
         xr = _pool_row(so, k, oh, h * w, sh * w)
         yr = do + k * ow

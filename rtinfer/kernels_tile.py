@@ -291,7 +291,9 @@ def _fma(builder, a, b, c):
 
 
 def _rint(builder, v):
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F]), "llvm.rint.v8f32")
+    """Round to the nearest integer, ties to even, lane by lane (<8 x float> or <16 x float>)."""
+    vty = v.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]), f"llvm.rint.v{vty.count}f32")
     return builder.call(fn, [v])
 
 
@@ -553,8 +555,6 @@ class _ZmmRequant:
         self.zp = _splat(builder, builder.trunc(zpv, _I32), _V16I)
         self.lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V16F)
         self.hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V16F)
-        self.rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F]),
-                                                   "llvm.rint.v16f32")
 
     def __call__(self, acc, bias, mult):
         """<16 x i8>: clamp(rint(float32(acc + bias) * mult) + y_zp, qmin, qmax); bias an i32,
@@ -564,7 +564,7 @@ class _ZmmRequant:
                          _splat(builder, mult, _V16F))
         v = builder.select(builder.fcmp_ordered("<", v, self.lo), self.lo, v)
         v = builder.select(builder.fcmp_ordered(">", v, self.hi), self.hi, v)
-        return builder.trunc(builder.add(builder.fptosi(builder.call(self.rint, [v]), _V16I), self.zp),
+        return builder.trunc(builder.add(builder.fptosi(_rint(builder, v), _V16I), self.zp),
                              ir.VectorType(_I8, 16))
 
 
@@ -782,12 +782,12 @@ u8_wide6 = _make_i8_tile(6, True, 2)
 DW_COLS = 32
 
 
-def _dw_channels(builder, nch, i64, base, stride, n=None):
-    """Per tile channel c < n (default DW_CH): base + min(c, nch - 1) * stride (channels past nch
-    re-read the last)."""
+def _dw_channels(builder, nch, i64, base, stride, n):
+    """Per tile channel c < n (the tile's channel count): base + min(c, nch - 1) * stride
+    (channels past nch re-read the last)."""
     last = builder.sub(nch, ir.Constant(i64, 1))
     out = []
-    for c in range(DW_CH if n is None else n):
+    for c in range(n):
         cc = builder.select(builder.icmp_signed("<", ir.Constant(i64, c), nch), ir.Constant(i64, c), last)
         out.append((builder.gep(base, [builder.mul(cc, stride)]), cc))
     return out
@@ -859,9 +859,9 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
         st = signature.args
         i64 = zsv.type
         z16 = builder.bitcast(_array(context, builder, st[0], zv).data, _I16.as_pointer())
-        chz = _dw_channels(builder, nch, i64, builder.gep(z16, [zoff]), zsv)
+        chz = _dw_channels(builder, nch, i64, builder.gep(z16, [zoff]), zsv, DW_CH)
         w32 = builder.bitcast(_array(context, builder, st[6], wv).data, _I32.as_pointer())
-        chw = _dw_channels(builder, nch, i64, builder.gep(w32, [woff]), wsv)
+        chw = _dw_channels(builder, nch, i64, builder.gep(w32, [woff]), wsv, DW_CH)
         pt = builder.gep(_array(context, builder, st[3], tv).data, [toff])
         pbias = builder.gep(_array(context, builder, st[9], biasv).data, [bioff])
         pm = builder.gep(_array(context, builder, st[16], mv).data, [moff])
@@ -1218,21 +1218,21 @@ def run16_f32(typingctx, X, xo, Z, zo, n):
 
 
 @intrinsic
-def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
+def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes):
     """A 2-wide, stride-2 max pool over one or two rows, ``nrows`` output rows of ow outputs
     in order: output row k = p * oh + i (plane p, row i) at D[do + k * ow:], its input row at
     x = X[xo + p * hw + i * rs:] (and x + r1, r1 = 0: one row). Output j: a = x[2j], then each
     of x[2j + 1], x[r1 + 2j], x[r1 + 2j + 1] replaces a if greater (the reference's window order;
-    with float32 NaN a NaN first stays, a later NaN never replaces). V outputs per step (int8:
-    16, float32: pool_f32_lanes(ow)), steps j0 = 0, V, ... below ow, so a row's last step reads up to
-    x[r1 + 2 j0 + 2V] and writes up to D[k * ow + j0 + V]: the outputs past ow land in the next
+    with float32 NaN a NaN first stays, a later NaN never replaces). V = ``lanes`` outputs per
+    step (int8: 16; float32: the caller's pool_f32_lanes(ow), 8 or POOL_F32_LANES), steps j0 =
+    0, V, ... below ow, so a row's last step reads up to x[r1 + 2 j0 + 2V] and writes up to D[k * ow + j0 + V]: the outputs past ow land in the next
     row, which is written after it (callers keep the last rows' steps inside the arrays). X and
     D int8 or float32 (the same dtype)."""
-    sig = types.void(X, xo, r1, D, do, nrows, oh, hw, rs, ow)
+    sig = types.void(X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes)
     f32 = X.dtype == types.float32
 
     def codegen(context, builder, signature, args):
-        xv, xoff, r1v, dv, doff, nr, ohv, hwv, rsv, owv = _ints64(context, builder, signature, args)
+        xv, xoff, r1v, dv, doff, nr, ohv, hwv, rsv, owv, lanesv = _ints64(context, builder, signature, args)
         st = signature.args
         i64 = nr.type
         px0 = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
@@ -1272,8 +1272,8 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow):
                 builder.store(builder.select(wrap, builder.add(builder.load(plane_x), hwv), builder.load(plane_x)),
                               plane_x)
 
-        if f32 and POOL_F32_LANES == 16:  # 16 lanes for rows of more than 8 outputs, else 8
-            with builder.if_else(builder.icmp_signed(">", owv, ir.Constant(i64, 8))) as (wide, narrow):
+        if f32 and POOL_F32_LANES == 16:  # both forms; the caller's lanes picks
+            with builder.if_else(builder.icmp_signed("==", lanesv, ir.Constant(i64, 16))) as (wide, narrow):
                 with wide:
                     rows_of(16)
                 with narrow:

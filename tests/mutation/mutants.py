@@ -47,7 +47,7 @@ MUTANTS = [
            "the int8 conv tiles' requantization (vcvtps2dq on x86) rounds half away from zero instead of half "
            "to even"),
     Mutant("qconv-zmm-requant-half-up", "rtinfer/kernels_tile.py",
-           "        return builder.trunc(builder.add(builder.fptosi(builder.call(self.rint, [v]), _V16I), self.zp),",
+           "        return builder.trunc(builder.add(builder.fptosi(_rint(builder, v), _V16I), self.zp),",
            "        _rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F]), "
            "\"llvm.round.v16f32\")\n"
            "        return builder.trunc(builder.add(builder.fptosi(builder.call(_rnd, [v]), _V16I), self.zp),",
