@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import select
 import signal
 import time
 
@@ -134,6 +135,12 @@ def test_sigkill_during_writes_never_loses_the_file(kind, tmp_path, summary):
             _child_loop(write, path, wfd)
         os.close(wfd)
         if i % 2 == 0:  # blind: anywhere in the loop (building, writing, fsync, rename)
+            if i % 4 == 2:  # after the child's first completed write (a forked child of a large
+                # process can write slower than write_s: blind sleeps alone may all land in its
+                # first write, and the check below that writes complete between kills needs one)
+                ready, _, _ = select.select([rfd], [], [], 60 * write_s + 10.0)
+                if ready:
+                    completed += len(os.read(rfd, 1))
             time.sleep(rnd.uniform(0.0, 3.0 * write_s))
         else:  # once a temp file exists: inside the write, fsync or just before the rename
             deadline = time.perf_counter() + 10 * write_s + 1.0
