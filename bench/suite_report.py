@@ -234,10 +234,20 @@ def _target_cnn_int8(results):
         if s < 1.5:
             whys.append(f"{q['key']}: fp32 {tf:.1f} us, int8 {tq:.1f} us (int8 limit {q['limit']['limit_us']:.1f} us).")
     if whys and results["meta"]["machine"]["kernel_path"] != "VNNI":
+        peaks = results.get("peaks", {})
+        ceiling = ""
+        if peaks.get("int8_gmacs_njit") and peaks.get("fp32_gflops"):
+            ceiling = (f" This run's measured peaks put int8's compute ceiling at "
+                       f"{peaks['int8_gmacs_njit'] / (peaks['fp32_gflops'] / 2):.2f}x float32's "
+                       f"({peaks['int8_gmacs_njit']:.1f} GMAC/s against {peaks['fp32_gflops'] / 2:.1f}): "
+                       f"a vpmaddwd, like a vpmaddubsw + vpmaddwd pair, does 16 multiply-adds per multiply-unit "
+                       f"instruction against an FMA's 8, so requantization, int16 widening and packing have "
+                       f"little room before they eat the gain.")
         whys.append("Without VNNI (see Machine) an int8 product step is vpmaddubsw/vpmaddwd plus a separate add; "
                     "depthwise layers (the DS-CNN's and the 1-D CNN's) run no faster in int8 than in float32 there "
                     "(two int8 designs measured, rtinfer/kernels_conv.py: requantizing and narrowing cost what the "
-                    "narrower data saves); and each op's fixed cost (dispatch, clock read) is the same in both dtypes.")
+                    "narrower data saves); and each op's fixed cost (dispatch, clock read) is the same in both dtypes."
+                    + ceiling)
     elif whys:
         whys.append("The int8 tiles ran on VNNI (vpdpbusd, see Machine); each op's fixed cost (dispatch, clock "
                     "read) is the same in both dtypes.")

@@ -310,6 +310,12 @@ def test_cnn_targets_follow_the_measurements():
     assert verdicts(slow)["fp32CNNs"] is False and verdicts(slow)["int8in-loop"] is True
     close = [rec("a", "fp32", 12.0, 13.0, 20.0, 10.0), rec("a", "int8", 8.5, 9.0, 20.0, 5.0)]
     assert verdicts(close)["int8in-loop"] is False
+    # without VNNI the miss names the int8 ceiling the run's own peaks give: 60 GMAC/s int8
+    # against 60 GFLOP/s = 30 GMAC/s float32 is 2.00x
+    res = {"meta": {"machine": {"L2": 512 * 1024, "kernel_path": "AVX2"}}, "models": close,
+           "peaks": {"fp32_gflops": 60.0, "int8_gmacs_njit": 60.0, "floor_1op_us": 0.08, "per_op_us": 0.05}}
+    why = next(t["why"] for t in evaluate_targets(res) if t["target"].startswith("rtinfer int8 in-loop"))
+    assert "ceiling at 2.00x float32's (60.0 GMAC/s against 30.0)" in why
 
 
 def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios():
