@@ -20,6 +20,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json
     import numpy as np
@@ -161,6 +163,7 @@ VNNI_SCRIPT = textwrap.dedent("""
 _BASE = "+avx,+avx2,+fma,+sse4.2,+ssse3"
 
 
+@pytest.mark.slow  # four subprocess compiles for CPUs this host may not have: ~9 s on a Zen 3
 def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
     """The u8 tiles (convolution and batch GEMM) are compiled, not run, for CPUs this machine
     may not have (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES in a subprocess): on AVX512-VNNI and
@@ -172,7 +175,6 @@ def test_vnni_targets_run_the_uint8_quad_tiles_on_vpdpbusd():
     Zen 4 (znver4), which splits 512-bit ops in two: there they stay ymm."""
     import platform
 
-    import pytest
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("x86 CPU targets: Numba on this host compiles for another architecture")
     cache = os.path.join(tempfile.gettempdir(), f"rtinfer-vnni-cache-{os.getuid()}")
