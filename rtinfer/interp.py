@@ -228,7 +228,10 @@ def _make_exec_row(graph, name):
         elif op == O_DEQUANTIZE:
             K.dequantize_i8_f32(i8, so, dst, do, m * n_in, scale, h[r + C_I0])
         elif op == O_QDENSE:
-            if h[r + C_I3] != 0:  # packed quads (plan.qdense_packed): bias2 after the folded bias
+            if h[r + C_I3] == 2:  # packed int16 pairs (plan.qdense_pairs)
+                G.qdense_s16_wide(i8, so, i8, h[r + C_T0], n_in, n_out, i32, h[r + C_T1], f32, h[r + C_T2], do, m,
+                                  h[r + C_I0], h[r + C_I1], h[r + C_I2])
+            elif h[r + C_I3] != 0:  # packed quads (plan.qdense_packed): bias2 after the folded bias
                 G.qdense_u8_wide(i8, so, i8, h[r + C_T0], n_in, n_out, i32, h[r + C_T1] + G.padded_outputs(n_out),
                                  f32, h[r + C_T2], do, m, h[r + C_I0], h[r + C_I1], h[r + C_I2])
             else:

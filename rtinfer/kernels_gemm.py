@@ -46,6 +46,14 @@ saturating arithmetic in portable IR: every entry point compiles on every target
 non-x86 hosts) and computes the same integers. ``available()`` says whether it is the fast
 choice; the batch path otherwise uses a float32 GEMM or the exact kernel. ``gemm_u8s8_ref`` and
 ``dense_f32_tiled_ref`` are the NumPy twins.
+
+One sample of a packed QDENSE row: ``qdense_u8_wide`` on the quads above (the planner packs a
+layer so where its weights pass u8s8_exact, or on any VNNI CPU), and for the other weights on
+AVX2 CPUs without VNNI ``qdense_s16_wide`` on int16 pairs (``pack_pairs``: per block of 16
+outputs and pair of inputs, 64 bytes of (W[2p, j], W[2p + 1, j]) as int16 for eight outputs
+j, twice): acc[j] = sum_i x[i] * W[i, j], one vpmaddwd per pair and 8 outputs, exact for any
+int8, as many multiply-adds per instruction as a vpmaddubsw + vpmaddwd pair. Both requantize
+as kernels.qdense_i8 does, so all three give the same int8 outputs.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jitcache import kernel_jit
-from .kernels_tile import (WIDE_F32, WIDE_I8, codegen_features, halves16, kernel_path_name, quad_dot,
+from .kernels_tile import (WIDE_F32, WIDE_I8, codegen_features, halves16, kernel_path_name, pair_madd, quad_dot,
                            quads_exact_any, requant8, store_cols, target_features, wide_i8)
 
 TILE_S = 4    # samples per micro-tile
@@ -99,6 +107,28 @@ def pack_weights(W: np.ndarray):
     # packed[jb, q, h, jj, t] = Wp[4q + t, 16 jb + 8 h + jj]
     P = Wp.reshape(nq, 4, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
     return np.ascontiguousarray(P).reshape(-1), nq, nblk
+
+
+def pack_pairs(W: np.ndarray) -> np.ndarray:
+    """W (n_in, n_out) int8 -> int16 pairs for qdense_s16_wide, as bytes: (nblk * np_ * 64,) int8
+    of packed[jb, p, h, jj, t] = int16 W[2p + t, 16 jb + 8 h + jj] (np_ = ceil(n_in / 2) pairs,
+    zero padded): per block of 16 outputs and pair of inputs, two <16 x i16> vectors of
+    (W[2p, j], W[2p + 1, j]) for eight outputs j each."""
+    n_in, n_out = W.shape
+    npr = -(-n_in // 2)
+    nblk = -(-n_out // TILE_J)
+    Wp = np.zeros((npr * 2, nblk * TILE_J), np.int16)
+    Wp[:n_in, :n_out] = W
+    P = Wp.reshape(npr, 2, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
+    return np.ascontiguousarray(P).reshape(-1).view(np.int8)
+
+
+def unpack_pairs(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    """The inverse of pack_pairs: W (n_in, n_out) int8 from its packed int16 pairs (bytes)."""
+    npr = -(-n_in // 2)
+    nblk = -(-n_out // TILE_J)
+    P = np.ascontiguousarray(Wp[:nblk * npr * 64]).view(np.int16).reshape(nblk, npr, 2, 8, 2).transpose(1, 4, 0, 2, 3)
+    return np.ascontiguousarray(P.reshape(npr * 2, nblk * TILE_J)[:n_in, :n_out]).astype(np.int8)
 
 
 def unpack_weights(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
@@ -538,6 +568,80 @@ def _make_u8_wide(NB):
 _uw1, _uw2, _uw4 = (_make_u8_wide(q) for q in (1, 2, WIDE_NB))
 
 
+def _make_s16_wide(NB):
+    @intrinsic
+    def _s16_wide(typingctx, X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax):
+        """For one sample of int8 codes x = X[xo:xo + n_in]: acc[j] = sum_i x[i] * W[i, j] over
+        the packed int16 pairs (pack_pairs) of NB blocks of 16 outputs, ps bytes apart (one
+        vpmaddwd per pair and 8 outputs: exact for any int8 x and W), then D[do + j] =
+        clamp(rint(float32(acc[j] + bias[bias_o + j]) * M[mo + j]) + y_zp, qmin, qmax) as int8
+        (requant8) for j < ncols <= 16 NB; bias (the folded bias) and M readable to 16 NB. The
+        last pair of an odd n_in repeats x[n_in - 1] (its weight is 0)."""
+        sig = types.void(X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax)
+
+        def codegen(context, builder, signature, args):
+            (xv, xoff, nin, bv, boff, psv, dv, doff, ncv, biasv, biasoff, mv, moff,
+             zpv, lov, hiv) = args
+            i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            v8i32 = ir.VectorType(i32, 8)
+            v16 = ir.VectorType(i16, 16)
+            v8f = ir.VectorType(ir.FloatType(), 8)
+            xarr = context.make_array(signature.args[0])(context, builder, xv)
+            barr = context.make_array(signature.args[3])(context, builder, bv)
+            darr = context.make_array(signature.args[6])(context, builder, dv)
+            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
+            marr = context.make_array(signature.args[11])(context, builder, mv)
+            px = builder.gep(xarr.data, [xoff])
+            pb = builder.gep(barr.data, [boff])
+            panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8i32, [0] * 8)) for _ in range(2 * NB)]
+            npr = builder.sdiv(builder.add(nin, ir.Constant(nin.type, 1)), ir.Constant(nin.type, 2))
+            last = builder.sub(nin, ir.Constant(nin.type, 1))
+            with cgutils.for_range(builder, npr) as loop:
+                p = loop.index
+                i0 = builder.mul(p, ir.Constant(p.type, 2))
+                i1 = builder.add(i0, ir.Constant(p.type, 1))
+                i1 = builder.select(builder.icmp_signed("<", i1, nin), i1, last)
+                x0 = builder.zext(builder.sext(builder.load(builder.gep(px, [i0])), i16), i32)
+                x1 = builder.zext(builder.sext(builder.load(builder.gep(px, [i1])), i16), i32)
+                word = builder.or_(x0, builder.shl(x1, ir.Constant(i32, 16)))
+                splat = builder.insert_element(ir.Constant(v8i32, ir.Undefined), word, ir.Constant(i32, 0))
+                a = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8i32, [0] * 8)), v16)
+                wp = builder.mul(p, ir.Constant(p.type, 64))
+                for q in range(NB):
+                    for h in range(2):
+                        w = builder.load(builder.bitcast(builder.gep(panels[q], [builder.add(wp, ir.Constant(
+                            p.type, 32 * h))]), v16.as_pointer()), align=1)
+                        acc = accs[2 * q + h]
+                        builder.store(builder.add(builder.load(acc), pair_madd(builder, a, w)), acc)
+
+            def splat_f(v):
+                e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
+                return builder.shuffle_vector(e, e, ir.Constant(v8i32, [0] * 8))
+            zp = splat_f(builder.sitofp(zpv, ir.FloatType()))
+            lo = splat_f(builder.sitofp(lov, ir.FloatType()))
+            hi = splat_f(builder.sitofp(hiv, ir.FloatType()))
+            pbias = builder.gep(biasarr.data, [biasoff])
+            pm = builder.gep(marr.data, [moff])
+            pd = builder.gep(darr.data, [doff])
+            nc = context.cast(builder, ncv, signature.args[8], types.int64)
+            ys = []
+            for v in range(2 * NB):
+                off = ir.Constant(i64, 8 * v)
+                bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
+                mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
+                ys.append(requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec,
+                                   zp, lo, hi))
+            store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return _s16_wide
+
+
+_sw1, _sw2, _sw4 = (_make_s16_wide(q) for q in (1, 2, WIDE_NB))
+
+
 @kernel_jit
 def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, qmin, qmax):
     """One QDENSE layer for m samples, one sample at a time: x (m, n_in) int8 at i8[so:] ->
@@ -563,10 +667,39 @@ def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, q
         q += nb
 
 
-def dense_kernel_name(packed: bool, int8: bool) -> str:
+@kernel_jit
+def qdense_s16_wide(i8, so, Wp, wo, n_in, n_out, bias, bo, M, mo, do, m, y_zp, qmin, qmax):
+    """One QDENSE layer for m samples, one sample at a time, on packed int16 pairs (pack_pairs,
+    bytes at Wp[wo:]): x (m, n_in) int8 at i8[so:] -> y (m, n_out) int8 at i8[do:]; the folded
+    bias at bias[bo:] and M at M[mo:], both zero padded to 16 nblk. Up to WIDE_NB blocks of 16
+    outputs per micro-kernel call; exact for any int8 weights (the int8 layers whose pair sums
+    could saturate vpmaddubsw on AVX2 without VNNI: qdense_u8_wide's packed form for them), the
+    same int8 outputs as kernels.qdense_i8."""
+    npr = (n_in + 1) // 2
+    nblk = (n_out + TILE_J - 1) // TILE_J
+    ps = npr * 64
+    q = 0
+    while q < nblk:
+        nb, j0, nc, wb = _wide_group(q, nblk, n_out, wo, ps)
+        for s in range(m):
+            xo = so + s * n_in
+            d = do + s * n_out + j0
+            if nb == 4:
+                _sw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            elif nb == 2:
+                _sw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            else:
+                _sw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+        q += nb
+
+
+def dense_kernel_name(packed: int, int8: bool) -> str:
     """The kernel a DENSE (int8: QDENSE) row runs, in words, with the instruction its product
-    step compiles to on this target (rtinfer inspect's kernel column)."""
+    step compiles to on this target (rtinfer inspect's kernel column); packed: the row's layout
+    (0 W transposed, 1 packed: float32 blocks / uint8 quads, 2 packed int16 pairs)."""
     path = kernel_path_name()
+    if int8 and packed == 2:
+        return "dense int8, int16 pairs (vpmaddwd), up to 64 outputs per step (packed)"
     if int8 and packed:
         instr = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(path, "portable")
         return f"dense int8, uint8 quads ({instr}), up to 64 outputs per step (packed)"

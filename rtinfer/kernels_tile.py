@@ -297,7 +297,7 @@ def _rint(builder, v):
     return builder.call(fn, [v])
 
 
-def _pair_madd(builder, a, b):
+def pair_madd(builder, a, b):
     """<2n x i16> a, b -> <n x i32> (n = 8, or 16 on WIDE_I8 targets): a[2i] * b[2i] + a[2i+1] *
     b[2i+1] (exact), the pattern LLVM lowers to one vpmaddwd on x86 (vpdpwssd when fused with the
     add on VNNI targets)."""
@@ -632,7 +632,7 @@ def _i8_tile_ymm(builder, R, u8, feats, pa, pb, ldb, kn, pbias, pm, pd, ldd, zpv
             for h in range(2):
                 acc = builder.load(accs[r][h])
                 builder.store(quad_dot(builder, acc, bvec[h], a, feats) if u8
-                              else builder.add(acc, _pair_madd(builder, a, bvec[h])), accs[r][h])
+                              else builder.add(acc, pair_madd(builder, a, bvec[h])), accs[r][h])
     _epilogue_rows(builder, [[builder.load(a) for a in accs[r]] for r in range(R)], pbias, pm, pd, ldd,
                    zpv, lov, hiv, nrows, ncols, "avx2" in feats, False)
 
@@ -739,7 +739,7 @@ def _make_s16_rows_tile(R, NB=1):
                 for r in range(R):
                     w = builder.bitcast(_splat(builder, builder.load(builder.gep(arow, [ir.Constant(i64, r)])), vi), vs)
                     for h in range(2):
-                        builder.store(builder.add(builder.load(accs[r][h]), _pair_madd(builder, bv[h], w)), accs[r][h])
+                        builder.store(builder.add(builder.load(accs[r][h]), pair_madd(builder, bv[h], w)), accs[r][h])
             x86 = "avx2" in codegen_features(context)
             for b in range(NB):  # each block of 16 positions as it is stored
                 pb_ = builder.gep(pd, [ir.Constant(i64, 16 * b)])
@@ -892,7 +892,7 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
                     for k, idx in enumerate((lo_idx, hi_idx)):
                         v = builder.shuffle_vector(x0, x1, idx)
                         a = accs[c][2 * h + k]
-                        builder.store(builder.add(builder.load(a), _pair_madd(builder, v, w)), a)
+                        builder.store(builder.add(builder.load(a), pair_madd(builder, v, w)), a)
         if zmm:  # positions 0-15 and 16-31 in order (_ZMM_ORDER), requantized as whole zmm
             req = _ZmmRequant(builder, zpv, lov, hiv)
             for c in range(DW_CH):
@@ -1664,7 +1664,7 @@ def qdense_rows8(typingctx, x, xo, W, wo, n_in, bias, bo, M, mo, y, yo, nrows, y
             xa = builder.sext(builder.load(_ptr(builder, px, off, v16i8), align=1), _V16S)
             for r in range(8):
                 wb = builder.sext(builder.load(_ptr(builder, rows[r], off, v16i8), align=1), _V16S)
-                builder.store(builder.add(builder.load(accs[r]), _pair_madd(builder, xa, wb)), accs[r])
+                builder.store(builder.add(builder.load(accs[r]), pair_madd(builder, xa, wb)), accs[r])
         tails = [cgutils.alloca_once_value(builder, _c(0)) for _ in range(8)]
         t0 = builder.mul(nblk, ir.Constant(i64, 16))
         with cgutils.for_range(builder, builder.sub(nin, t0)) as loop:

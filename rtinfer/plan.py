@@ -129,12 +129,33 @@ def qdense_packed(Wq: np.ndarray) -> bool:
     return Wq.shape[1] >= QDENSE_WIDE_MIN_OUT and available() and u8_quads_exact(Wq)
 
 
+QDENSE_PAIRS_MAX_BYTES = 32 * 1024  # packed int16 pairs up to the size of an L1 data cache (see qdense_pairs)
+
+
+def qdense_pairs(Wq: np.ndarray) -> bool:
+    """Whether the planner packs a QDENSE with int8 weights Wq (n_in, n_out) as int16 pairs for
+    kernels_gemm.qdense_s16_wide (row C_I3 = 2): where the packed uint8 quads are not exact
+    (AVX2 without VNNI, weights not frozen with reduce_range: vpmaddubsw's pair sums could
+    saturate), from QDENSE_WIDE_MIN_OUT outputs up, while the pairs (two bytes a weight) fit
+    QDENSE_PAIRS_MAX_BYTES. A vpmaddwd there does as many multiply-adds per instruction as a
+    vpmaddubsw + vpmaddwd pair; bench/bench_dense_layout.py --pairs on a Zen 3, one sample,
+    pairs / rows time: 0.18 (8x64), 0.42 (16x32), 0.47 (64x64), 0.57 (64x32), 0.60 (120x84, 23 KB
+    of pairs), 0.68 (128x64), 0.76 (64x16), 0.92 (128x16); but 1.12-1.24 from 400x120 (100 KB) up,
+    where the doubled weight bytes stream from L2."""
+    from .kernels_gemm import available, padded_outputs
+    n_in, n_out = Wq.shape
+    small = -(-n_in // 2) * 4 * padded_outputs.py_func(n_out) <= QDENSE_PAIRS_MAX_BYTES
+    return n_out >= QDENSE_WIDE_MIN_OUT and small and available() and not qdense_packed(Wq)
+
+
 def qdense_sizes(row) -> tuple:
     """(W bytes, bias int32 elements, M float32 elements) a QDENSE row's tensors take in the image."""
     n_in, n_out = int(row[C_NIN]), int(row[C_NOUT])
     if int(row[C_I3]):
         from .kernels_gemm import padded_outputs
         padded = padded_outputs.py_func(n_out)
+        if int(row[C_I3]) == 2:  # int16 pairs, the folded bias alone
+            return -(-n_in // 2) * 4 * padded, padded, padded
         return -(-n_in // 4) * 4 * padded, 2 * padded, padded
     return n_in * n_out, n_out, n_out
 
@@ -229,6 +250,9 @@ class Plan:
         w0 = int(row[C_T0])
         nw, _, _ = qdense_sizes(row)
         Wb = self.image.view(np.int8)[w0:w0 + nw]
+        if int(row[C_I3]) == 2:
+            from .kernels_gemm import unpack_pairs
+            return unpack_pairs(Wb, n_in, n_out)
         if int(row[C_I3]):
             from .kernels_gemm import unpack_weights
             return unpack_weights(Wb, n_in, n_out)
@@ -260,7 +284,7 @@ class Plan:
             elif op == Op.DENSE:
                 names.append(dense_kernel_name(bool(row[C_I0]), False))
             elif op == Op.QDENSE:
-                names.append(dense_kernel_name(bool(row[C_I3]), True))
+                names.append(dense_kernel_name(int(row[C_I3]), True))
             else:
                 names.append("")
         return tuple(names)
@@ -585,6 +609,12 @@ def _layer_row(frozen: FrozenModel, li: int, layer: Layer, sec: "_Sections", fpa
             row[C_I3] = 1
             row[C_T0] = sec.add("i8", pack_weights(Wq)[0])
             row[C_T1] = sec.add("i32", np.concatenate([pack_bias(folded.astype(np.int32)), pack_bias(bias2)]))
+            row[C_T2] = sec.add("f32", pack_bias(M.astype(np.float32)))
+        elif qdense_pairs(Wq):  # packed int16 pairs for kernels_gemm.qdense_s16_wide (row C_I3 = 2)
+            from .kernels_gemm import pack_bias, pack_pairs
+            row[C_I3] = 2
+            row[C_T0] = sec.add("i8", pack_pairs(Wq))
+            row[C_T1] = sec.add("i32", pack_bias(folded.astype(np.int32)))
             row[C_T2] = sec.add("f32", pack_bias(M.astype(np.float32)))
         else:  # W transposed, (n_out, n_in), for kernels.qdense_i8's dot products
             row[C_T0] = sec.add("i8", np.ascontiguousarray(Wq.T))

@@ -455,11 +455,45 @@ def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
             assert np.array_equal(got[:do], buf[:do]) and np.array_equal(got[do + m * n_out:], buf[do + m * n_out:])
 
 
+@pytest.mark.parametrize("n_in,n_out", [(1, 1), (5, 32), (16, 33), (3, 8), (37, 84), (64, 16), (130, 200)])
+def test_qdense_s16_wide_gives_qdense_i8s_bytes(n_in, n_out):
+    """qdense_s16_wide (x x W in int16 pairs, one vpmaddwd per pair and 8 outputs, up to 4 blocks
+    of 16 outputs per call, the folded bias) writes the int8 outputs of kernels.qdense_i8 for
+    full-range weights (pairs (-128, -128) and (127, 127) that saturate vpmaddubsw), odd input
+    counts, every zero-point and clamp setting, at offsets, and nothing outside y."""
+    rng = np.random.default_rng(13 * n_in + n_out)
+    W = rng.integers(-128, 128, (n_in, n_out)).astype(np.int8)
+    W[: n_in // 2 * 2, 0] = -128
+    if n_out > 1:
+        W[: n_in // 2 * 2, 1] = 127
+    assert n_in < 2 or not U8.u8s8_exact(W)
+    folded = rng.integers(-40000, 40000, n_out).astype(np.int32)
+    M = (rng.random(n_out) * 0.02).astype(np.float32)
+    Wp = U8.pack_pairs(W)
+    assert Wp.dtype == np.int8 and np.array_equal(U8.unpack_pairs(Wp, n_in, n_out), W)
+    pad = 16 * (-(-n_out // 16)) - n_out
+    bias = np.concatenate([np.zeros(3), folded, np.zeros(pad)]).astype(np.int32)
+    Mp = np.concatenate([np.zeros(2), M, np.zeros(pad)]).astype(np.float32)
+    Wt = np.ascontiguousarray(W.T).reshape(-1)
+    for m in (1, 3):
+        for zp, lo, hi in [(0, -128, 127), (-7, -128, 127), (5, 5, 127), (10, -20, 40)]:
+            buf = rng.integers(-128, 128, 9 + m * (n_in + n_out) + 6).astype(np.int8)
+            buf[9:13] = [-128, 127, -128, 127]  # extreme codes
+            so, do = 9, 9 + m * n_in + 2
+            want = buf.copy()
+            K.qdense_i8(want, so, Wt, 0, folded, 0, M, 0, want, do, n_in, n_out, m, zp, lo, hi)
+            got = buf.copy()
+            U8.qdense_s16_wide(got, so, Wp, 0, n_in, n_out, bias, 3, Mp, 2, do, m, zp, lo, hi)
+            assert np.array_equal(got, want), (m, zp, lo, hi)
+            assert np.array_equal(got[:do], buf[:do]) and np.array_equal(got[do + m * n_out:], buf[do + m * n_out:])
+
+
 def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
     """A QDENSE of >= QDENSE_WIDE_MIN_OUT outputs whose weights pass u8s8_exact (on VNNI: any
     weights) is packed (row C_I3 = 1) on AVX2 hosts and runs on qdense_u8_wide; one that does
-    not, or a narrower one, keeps W transposed. Plan.qdense_weights gives back W in either layout; the runtime (one
-    sample, stream, batch) matches the reference bit for bit."""
+    not is packed as int16 pairs (row C_I3 = 2, qdense_s16_wide) there; a narrower one, or any
+    on a CPU without AVX2, keeps W transposed. Plan.qdense_weights gives back W in every layout;
+    the runtime (one sample, stream, batch) matches the reference bit for bit."""
     from rtinfer.plan import C_I3, QDENSE_WIDE_MIN_OUT, build_plan
     import dataclasses
     assert QDENSE_WIDE_MIN_OUT <= 17
@@ -476,8 +510,9 @@ def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
     exact = [U8.u8s8_exact(q.tensor(lay, "W")) for lay in q.layers if lay.op == Op.QDENSE]
     assert exact == [True, False, True, True]
     fast = int(U8.available())
-    # the second: packed only on VNNI (vpdpbusd sums any int8 weights exactly); the last: 5 outputs
-    assert [int(plan.program[k][C_I3]) for k in rows] == [fast, fast * int(quads_exact_any()), fast, 0]
+    # the second: quads only on VNNI (vpdpbusd sums any int8 weights exactly), int16 pairs on
+    # AVX2 without it; the last: 5 outputs
+    assert [int(plan.program[k][C_I3]) for k in rows] == [fast, fast * (1 if quads_exact_any() else 2), fast, 0]
     for k, lay in zip(rows, [lay for lay in q.layers if lay.op == Op.QDENSE]):
         assert np.array_equal(plan.qdense_weights(k), q.tensor(lay, "W"))
     rt = rtinfer.load(q)

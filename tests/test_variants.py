@@ -110,10 +110,10 @@ def _linked_names(variant):
 
 def _batch_gemm(name):
     """A batch-path kernel of kernels_gemm (every one but dense_f32_wide with the float32 tiles it
-    runs blocks of samples on, and qdense_u8_wide: they run packed DENSE / QDENSE rows in every
-    variant)."""
+    runs blocks of samples on, qdense_u8_wide and qdense_s16_wide: they run packed DENSE / QDENSE
+    rows in every variant)."""
     return "kernels_gemm" in name and not any(k in name for k in ("dense_f32_wide", "_f32_tile_rows",
-                                                                  "qdense_u8_wide"))
+                                                                  "qdense_u8_wide", "qdense_s16_wide"))
 
 
 def test_variants_leave_out_their_families_kernels():
