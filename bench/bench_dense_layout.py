@@ -14,6 +14,10 @@ With --int8: kernels.qdense_i8 (W transposed, eight rows of vpmaddwd dot product
 tree) against kernels_gemm.qdense_u8_wide (W in u8 x s8 quads, vpmaddubsw, no reductions), on
 reduce-range weights ([-63, 63], which u8s8_exact accepts); the planner packs a QDENSE from
 plan.QDENSE_WIDE_MIN_OUT outputs up when its weights are exact and the CPU has AVX2.
+
+With --pairs: the same on full-range weights ([-128, 127], which vpmaddubsw could saturate on
+AVX2 without VNNI) against kernels_gemm.qdense_s16_wide (W in int16 pairs, vpmaddwd); the
+planner takes the pairs there while they fit plan.QDENSE_PAIRS_MAX_BYTES (plan.qdense_pairs).
 """
 
 from __future__ import annotations
@@ -80,12 +84,14 @@ def run(rounds: int) -> list:
     return rows
 
 
-def run_int8(rounds: int) -> list:
+def run_int8(rounds: int, pairs: bool = False) -> list:
+    """pairs: full-range weights ([-128, 127], not u8s8_exact) on qdense_s16_wide (int16 pairs)
+    instead of reduce-range ones on qdense_u8_wide."""
     from numba import njit
 
     from rtinfer import kernels as K
     from rtinfer import kernels_gemm as G
-    from rtinfer.plan import QDENSE_WIDE_MIN_OUT
+    from rtinfer.plan import QDENSE_WIDE_MIN_OUT, qdense_pairs
 
     @njit(cache=False)
     def loop_rows(buf, Wt, bias, M, n_in, n_out, reps):
@@ -97,16 +103,26 @@ def run_int8(rounds: int) -> list:
         for _ in range(reps):
             G.qdense_u8_wide(buf, 0, Wp, 0, n_in, n_out, bias2, 0, M, 0, n_in, 1, 0, -128, 127)
 
+    @njit(cache=False)
+    def loop_pairs(buf, Wp, bias, M, n_in, n_out, reps):
+        for _ in range(reps):
+            G.qdense_s16_wide(buf, 0, Wp, 0, n_in, n_out, bias, 0, M, 0, n_in, 1, 0, -128, 127)
+
+    if pairs:
+        loop_wide = loop_pairs  # noqa: F811 (the kernel under test)
     rng = np.random.default_rng(0)
     rows = []
     for n_in, n_out in SHAPES:
-        W = rng.integers(-63, 64, (n_in, n_out)).astype(np.int8)
+        W = rng.integers(-128, 128, (n_in, n_out)).astype(np.int8) if pairs else \
+            rng.integers(-63, 64, (n_in, n_out)).astype(np.int8)
         bias = rng.integers(-5000, 5000, n_out).astype(np.int32)
         M = (rng.random(n_out) * 0.01).astype(np.float32)
         Wt = np.ascontiguousarray(W.T).reshape(-1)
         Wp, _, nblk = G.pack_weights(W)
         pad = 16 * nblk - n_out
         bias2 = np.concatenate([bias - 128 * W.astype(np.int64).sum(0), np.zeros(pad)]).astype(np.int32)
+        if pairs:
+            Wp, bias2 = G.pack_pairs(W), np.concatenate([bias, np.zeros(pad)]).astype(np.int32)
         Mp = np.concatenate([M, np.zeros(pad, np.float32)])
         buf = rng.integers(-128, 128, n_in + n_out).astype(np.int8)
         reps = max(20, 400_000 // (n_in * n_out))
@@ -116,7 +132,7 @@ def run_int8(rounds: int) -> list:
         assert np.array_equal(a, b)
         ta, tb, ratio = _side_by_side(lambda: loop_rows(a, Wt, bias, M, n_in, n_out, reps),
                                       lambda: loop_wide(b, Wp, bias2, Mp, n_in, n_out, reps), rounds, reps)
-        pick = "wide" if n_out >= QDENSE_WIDE_MIN_OUT and G.available() else "rows"
+        pick = "wide" if (qdense_pairs(W) if pairs else n_out >= QDENSE_WIDE_MIN_OUT and G.available()) else "rows"
         rows.append((n_in, n_out, ta, tb, ratio, pick))
     return rows
 
@@ -125,8 +141,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--int8", action="store_true", help="QDENSE: kernels.qdense_i8 vs kernels_gemm.qdense_u8_wide")
+    ap.add_argument("--pairs", action="store_true",
+                    help="QDENSE, full-range weights: kernels.qdense_i8 vs kernels_gemm.qdense_s16_wide")
     args = ap.parse_args(argv)
-    if args.int8:
+    if args.pairs:
+        print("| n_in x n_out | rows (W^T, vpmaddwd) ns | wide (int16 pairs) ns | wide / rows | planner |")
+        rows = run_int8(args.rounds, pairs=True)
+    elif args.int8:
         print("| n_in x n_out | rows (W^T, vpmaddwd) ns | wide (u8 quads) ns | wide / rows | planner |")
         rows = run_int8(args.rounds)
     else:
