@@ -97,16 +97,29 @@ def u8_quads_exact(W: np.ndarray) -> bool:
     return quads_exact_any() or u8s8_exact(W)
 
 
-def pack_weights(W: np.ndarray):
-    """W (n_in, n_out) int8 -> (packed (nblk * nq * 64,) int8, nq, nblk), zero padded."""
+def _pack_groups(W: np.ndarray, k: int, dtype) -> np.ndarray:
+    """W (n_in, n_out) -> flat packed[jb, g, h, jj, t] = W[k g + t, 16 jb + 8 h + jj] as dtype
+    (groups of k consecutive inputs for 8 outputs at a time, zero padded)."""
     n_in, n_out = W.shape
-    nq = -(-n_in // 4)
+    ng = -(-n_in // k)
     nblk = -(-n_out // TILE_J)
-    Wp = np.zeros((nq * 4, nblk * TILE_J), np.int8)
+    Wp = np.zeros((ng * k, nblk * TILE_J), dtype)
     Wp[:n_in, :n_out] = W
-    # packed[jb, q, h, jj, t] = Wp[4q + t, 16 jb + 8 h + jj]
-    P = Wp.reshape(nq, 4, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
-    return np.ascontiguousarray(P).reshape(-1), nq, nblk
+    return np.ascontiguousarray(Wp.reshape(ng, k, nblk, 2, 8).transpose(2, 0, 3, 4, 1)).reshape(-1)
+
+
+def _unpack_groups(P: np.ndarray, n_in: int, n_out: int, k: int) -> np.ndarray:
+    """The inverse of _pack_groups (P already viewed as its dtype): W (n_in, n_out) int8."""
+    ng = -(-n_in // k)
+    nblk = -(-n_out // TILE_J)
+    W = P[:nblk * ng * k * TILE_J].reshape(nblk, ng, 2, 8, k).transpose(1, 4, 0, 2, 3)
+    return np.ascontiguousarray(W.reshape(ng * k, nblk * TILE_J)[:n_in, :n_out]).astype(np.int8)
+
+
+def pack_weights(W: np.ndarray):
+    """W (n_in, n_out) int8 -> (packed (nblk * nq * 64,) int8, nq, nblk), zero padded:
+    packed[jb, q, h, jj, t] = W[4q + t, 16 jb + 8 h + jj]."""
+    return _pack_groups(W, 4, np.int8), -(-W.shape[0] // 4), -(-W.shape[1] // TILE_J)
 
 
 def pack_pairs(W: np.ndarray) -> np.ndarray:
@@ -114,29 +127,18 @@ def pack_pairs(W: np.ndarray) -> np.ndarray:
     of packed[jb, p, h, jj, t] = int16 W[2p + t, 16 jb + 8 h + jj] (np_ = ceil(n_in / 2) pairs,
     zero padded): per block of 16 outputs and pair of inputs, two <16 x i16> vectors of
     (W[2p, j], W[2p + 1, j]) for eight outputs j each."""
-    n_in, n_out = W.shape
-    npr = -(-n_in // 2)
-    nblk = -(-n_out // TILE_J)
-    Wp = np.zeros((npr * 2, nblk * TILE_J), np.int16)
-    Wp[:n_in, :n_out] = W
-    P = Wp.reshape(npr, 2, nblk, 2, 8).transpose(2, 0, 3, 4, 1)
-    return np.ascontiguousarray(P).reshape(-1).view(np.int8)
+    return _pack_groups(W, 2, np.int16).view(np.int8)
 
 
 def unpack_pairs(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
     """The inverse of pack_pairs: W (n_in, n_out) int8 from its packed int16 pairs (bytes)."""
-    npr = -(-n_in // 2)
-    nblk = -(-n_out // TILE_J)
-    P = np.ascontiguousarray(Wp[:nblk * npr * 64]).view(np.int16).reshape(nblk, npr, 2, 8, 2).transpose(1, 4, 0, 2, 3)
-    return np.ascontiguousarray(P.reshape(npr * 2, nblk * TILE_J)[:n_in, :n_out]).astype(np.int8)
+    npr, nblk = -(-n_in // 2), -(-n_out // TILE_J)
+    return _unpack_groups(np.ascontiguousarray(Wp[:nblk * npr * 64]).view(np.int16), n_in, n_out, 2)
 
 
 def unpack_weights(Wp: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
     """The inverse of pack_weights: W (n_in, n_out) int8 from its packed quads."""
-    nq = -(-n_in // 4)
-    nblk = -(-n_out // TILE_J)
-    P = Wp[:nblk * nq * 64].reshape(nblk, nq, 2, 8, 4).transpose(1, 4, 0, 2, 3)  # -> [q, t, jb, h, jj]
-    return np.ascontiguousarray(P.reshape(nq * 4, nblk * TILE_J)[:n_in, :n_out])
+    return _unpack_groups(Wp, n_in, n_out, 4)
 
 
 def _make_tile(NB):
@@ -470,6 +472,37 @@ def dense_f32_wide(src, so, Wp, wo, n_in, n_out, b, bo, dst, do, m, relu):
         q += nb
 
 
+def _requant_row(context, builder, signature, args, sums):
+    """The epilogue of the one-sample wide int8 kernels (args as theirs: ..., D, do, ncols, bias,
+    bias_o, M, mo, y_zp, qmin, qmax): D[do + 8v + l] = requant8(float32(sums[v][l] + bias[bias_o
+    + 8v + l]) * M[mo + 8v + l]) for the <8 x i32> sums of 16 NB outputs, stored up to ncols."""
+    (_, _, _, _, _, _, dv, doff, ncv, biasv, biasoff, mv, moff, zpv, lov, hiv) = args
+    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    v8i32 = ir.VectorType(i32, 8)
+    v8f = ir.VectorType(ir.FloatType(), 8)
+    darr = context.make_array(signature.args[6])(context, builder, dv)
+    biasarr = context.make_array(signature.args[9])(context, builder, biasv)
+    marr = context.make_array(signature.args[11])(context, builder, mv)
+
+    def splat_f(v):
+        e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
+        return builder.shuffle_vector(e, e, ir.Constant(v8i32, [0] * 8))
+    zp = splat_f(builder.sitofp(zpv, ir.FloatType()))
+    lo = splat_f(builder.sitofp(lov, ir.FloatType()))
+    hi = splat_f(builder.sitofp(hiv, ir.FloatType()))
+    pbias = builder.gep(biasarr.data, [biasoff])
+    pm = builder.gep(marr.data, [moff])
+    pd = builder.gep(darr.data, [doff])
+    nc = context.cast(builder, ncv, signature.args[8], types.int64)
+    ys = []
+    for v, acc in enumerate(sums):
+        off = ir.Constant(i64, 8 * v)
+        bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
+        mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
+        ys.append(requant8(builder, builder.sitofp(builder.add(acc, bvec), v8f), mvec, zp, lo, hi))
+    store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
+
+
 def _make_u8_wide(NB):
     @intrinsic
     def _u8_wide(typingctx, X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax):
@@ -482,17 +515,11 @@ def _make_u8_wide(NB):
         sig = types.void(X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax)
 
         def codegen(context, builder, signature, args):
-            (xv, xoff, nin, bv, boff, psv, dv, doff, ncv, biasv, biasoff, mv, moff,
-             zpv, lov, hiv) = args
-            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-            v8i32 = ir.VectorType(i32, 8)
-            v8f = ir.VectorType(ir.FloatType(), 8)
+            xv, xoff, nin, bv, boff, psv = args[:6]
+            i8, i32 = ir.IntType(8), ir.IntType(32)
             feats = codegen_features(context)
             xarr = context.make_array(signature.args[0])(context, builder, xv)
             barr = context.make_array(signature.args[3])(context, builder, bv)
-            darr = context.make_array(signature.args[6])(context, builder, dv)
-            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
-            marr = context.make_array(signature.args[11])(context, builder, mv)
             px = builder.gep(xarr.data, [xoff])
             pb = builder.gep(barr.data, [boff])
             panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
@@ -538,27 +565,10 @@ def _make_u8_wide(NB):
                 a4.add_incoming(a_tail, b_tail)
                 step(q, a4)
 
-            def splat_f(v):
-                e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
-                return builder.shuffle_vector(e, e, ir.Constant(v8i32, [0] * 8))
-            zp = splat_f(builder.sitofp(zpv, ir.FloatType()))
-            lo = splat_f(builder.sitofp(lov, ir.FloatType()))
-            hi = splat_f(builder.sitofp(hiv, ir.FloatType()))
-            pbias = builder.gep(biasarr.data, [biasoff])
-            pm = builder.gep(marr.data, [moff])
-            pd = builder.gep(darr.data, [doff])
-            nc = context.cast(builder, ncv, signature.args[8], types.int64)
             sums = [builder.load(a) for a in accs]
             if lanes == 16:
                 sums = [h for v in sums for h in halves16(builder, v)]
-            ys = []
-            for v in range(2 * NB):
-                off = ir.Constant(i64, 8 * v)
-                bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
-                mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
-                ys.append(requant8(builder, builder.sitofp(builder.add(sums[v], bvec), v8f), mvec,
-                                   zp, lo, hi))
-            store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
+            _requant_row(context, builder, signature, args, sums)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -580,17 +590,12 @@ def _make_s16_wide(NB):
         sig = types.void(X, xo, n_in, B, bo, ps, D, do, ncols, bias, bias_o, M, mo, y_zp, qmin, qmax)
 
         def codegen(context, builder, signature, args):
-            (xv, xoff, nin, bv, boff, psv, dv, doff, ncv, biasv, biasoff, mv, moff,
-             zpv, lov, hiv) = args
-            i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            xv, xoff, nin, bv, boff, psv = args[:6]
+            i16, i32 = ir.IntType(16), ir.IntType(32)
             v8i32 = ir.VectorType(i32, 8)
             v16 = ir.VectorType(i16, 16)
-            v8f = ir.VectorType(ir.FloatType(), 8)
             xarr = context.make_array(signature.args[0])(context, builder, xv)
             barr = context.make_array(signature.args[3])(context, builder, bv)
-            darr = context.make_array(signature.args[6])(context, builder, dv)
-            biasarr = context.make_array(signature.args[9])(context, builder, biasv)
-            marr = context.make_array(signature.args[11])(context, builder, mv)
             px = builder.gep(xarr.data, [xoff])
             pb = builder.gep(barr.data, [boff])
             panels = [builder.gep(pb, [builder.mul(psv, ir.Constant(psv.type, q))]) for q in range(NB)]
@@ -615,24 +620,7 @@ def _make_s16_wide(NB):
                         acc = accs[2 * q + h]
                         builder.store(builder.add(builder.load(acc), pair_madd(builder, a, w)), acc)
 
-            def splat_f(v):
-                e = builder.insert_element(ir.Constant(v8f, ir.Undefined), v, ir.Constant(i32, 0))
-                return builder.shuffle_vector(e, e, ir.Constant(v8i32, [0] * 8))
-            zp = splat_f(builder.sitofp(zpv, ir.FloatType()))
-            lo = splat_f(builder.sitofp(lov, ir.FloatType()))
-            hi = splat_f(builder.sitofp(hiv, ir.FloatType()))
-            pbias = builder.gep(biasarr.data, [biasoff])
-            pm = builder.gep(marr.data, [moff])
-            pd = builder.gep(darr.data, [doff])
-            nc = context.cast(builder, ncv, signature.args[8], types.int64)
-            ys = []
-            for v in range(2 * NB):
-                off = ir.Constant(i64, 8 * v)
-                bvec = builder.load(builder.bitcast(builder.gep(pbias, [off]), v8i32.as_pointer()), align=4)
-                mvec = builder.load(builder.bitcast(builder.gep(pm, [off]), v8f.as_pointer()), align=4)
-                ys.append(requant8(builder, builder.sitofp(builder.add(builder.load(accs[v]), bvec), v8f), mvec,
-                                   zp, lo, hi))
-            store_cols(builder, ys, pd, nc, ir.VectorType(i8, 8), 1)
+            _requant_row(context, builder, signature, args, [builder.load(a) for a in accs])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -649,21 +637,35 @@ def qdense_u8_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, q
     - 128 sum_i W[i, j]) at bias2[bo:] and M at M[mo:], both zero padded to 16 nblk. Up to
     WIDE_NB blocks of 16 outputs per micro-kernel call; the sums and their requantization are
     qdense_u8s8's (and so kernels.qdense_i8's): the same int8 outputs. Exact under u8s8_exact."""
-    nq = (n_in + 3) // 4
+    _qdense_wide(i8, so, Wp, wo, n_in, n_out, bias2, bo, M, mo, do, m, y_zp, qmin, qmax, False)
+
+
+@kernel_jit(inline="always")
+def _qdense_wide(i8, so, Wp, wo, n_in, n_out, bias, bo, M, mo, do, m, y_zp, qmin, qmax, pairs):
+    """qdense_u8_wide (uint8 quads, 64 bytes per quad and block) or, with ``pairs``,
+    qdense_s16_wide (int16 pairs, 64 bytes per pair and block): up to WIDE_NB blocks of 16
+    outputs per micro-kernel call, sample by sample."""
+    ps = ((n_in + 1) // 2 if pairs else (n_in + 3) // 4) * 64
     nblk = (n_out + TILE_J - 1) // TILE_J
-    ps = nq * 64
     q = 0
     while q < nblk:
         nb, j0, nc, wb = _wide_group(q, nblk, n_out, wo, ps)
         for s in range(m):
             xo = so + s * n_in
             d = do + s * n_out + j0
-            if nb == 4:
-                _uw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            if pairs:
+                if nb == 4:
+                    _sw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+                elif nb == 2:
+                    _sw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+                else:
+                    _sw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+            elif nb == 4:
+                _uw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
             elif nb == 2:
-                _uw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+                _uw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
             else:
-                _uw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias2, bo + j0, M, mo + j0, y_zp, qmin, qmax)
+                _uw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
         q += nb
 
 
@@ -675,22 +677,7 @@ def qdense_s16_wide(i8, so, Wp, wo, n_in, n_out, bias, bo, M, mo, do, m, y_zp, q
     outputs per micro-kernel call; exact for any int8 weights (the int8 layers whose pair sums
     could saturate vpmaddubsw on AVX2 without VNNI: qdense_u8_wide's packed form for them), the
     same int8 outputs as kernels.qdense_i8."""
-    npr = (n_in + 1) // 2
-    nblk = (n_out + TILE_J - 1) // TILE_J
-    ps = npr * 64
-    q = 0
-    while q < nblk:
-        nb, j0, nc, wb = _wide_group(q, nblk, n_out, wo, ps)
-        for s in range(m):
-            xo = so + s * n_in
-            d = do + s * n_out + j0
-            if nb == 4:
-                _sw4(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
-            elif nb == 2:
-                _sw2(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
-            else:
-                _sw1(i8, xo, n_in, Wp, wb, ps, i8, d, nc, bias, bo + j0, M, mo + j0, y_zp, qmin, qmax)
-        q += nb
+    _qdense_wide(i8, so, Wp, wo, n_in, n_out, bias, bo, M, mo, do, m, y_zp, qmin, qmax, True)
 
 
 def dense_kernel_name(packed: int, int8: bool) -> str:

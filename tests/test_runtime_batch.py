@@ -441,6 +441,14 @@ def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
     pad = 16 * nblk - n_out
     bias2 = np.concatenate([np.zeros(3), folded - 128 * W.astype(np.int64).sum(0), np.zeros(pad)]).astype(np.int32)
     Mp = np.concatenate([np.zeros(2), M, np.zeros(pad)]).astype(np.float32)
+    _check_wide_qdense(U8.qdense_u8_wide, rng, W, Wp, bias2, Mp, folded, M)
+
+
+def _check_wide_qdense(kernel, rng, W, Wp, bias, Mp, folded, M):
+    """kernel (qdense_u8_wide / qdense_s16_wide, its bias at bias[3:] and M at Mp[2:]) writes
+    kernels.qdense_i8's bytes for 1 and 3 samples, extreme codes, every zero-point and clamp
+    setting, at offsets, and nothing outside y."""
+    n_in, n_out = W.shape
     Wt = np.ascontiguousarray(W.T).reshape(-1)
     for m in (1, 3):
         for zp, lo, hi in [(0, -128, 127), (-7, -128, 127), (5, 5, 127), (10, -20, 40)]:
@@ -450,7 +458,7 @@ def test_qdense_u8_wide_gives_qdense_i8s_bytes(n_in, n_out):
             want = buf.copy()
             K.qdense_i8(want, so, Wt, 0, folded, 0, M, 0, want, do, n_in, n_out, m, zp, lo, hi)
             got = buf.copy()
-            U8.qdense_u8_wide(got, so, Wp, 0, n_in, n_out, bias2, 3, Mp, 2, do, m, zp, lo, hi)
+            kernel(got, so, Wp, 0, n_in, n_out, bias, 3, Mp, 2, do, m, zp, lo, hi)
             assert np.array_equal(got, want), (m, zp, lo, hi)
             assert np.array_equal(got[:do], buf[:do]) and np.array_equal(got[do + m * n_out:], buf[do + m * n_out:])
 
@@ -474,18 +482,7 @@ def test_qdense_s16_wide_gives_qdense_i8s_bytes(n_in, n_out):
     pad = 16 * (-(-n_out // 16)) - n_out
     bias = np.concatenate([np.zeros(3), folded, np.zeros(pad)]).astype(np.int32)
     Mp = np.concatenate([np.zeros(2), M, np.zeros(pad)]).astype(np.float32)
-    Wt = np.ascontiguousarray(W.T).reshape(-1)
-    for m in (1, 3):
-        for zp, lo, hi in [(0, -128, 127), (-7, -128, 127), (5, 5, 127), (10, -20, 40)]:
-            buf = rng.integers(-128, 128, 9 + m * (n_in + n_out) + 6).astype(np.int8)
-            buf[9:13] = [-128, 127, -128, 127]  # extreme codes
-            so, do = 9, 9 + m * n_in + 2
-            want = buf.copy()
-            K.qdense_i8(want, so, Wt, 0, folded, 0, M, 0, want, do, n_in, n_out, m, zp, lo, hi)
-            got = buf.copy()
-            U8.qdense_s16_wide(got, so, Wp, 0, n_in, n_out, bias, 3, Mp, 2, do, m, zp, lo, hi)
-            assert np.array_equal(got, want), (m, zp, lo, hi)
-            assert np.array_equal(got[:do], buf[:do]) and np.array_equal(got[do + m * n_out:], buf[do + m * n_out:])
+    _check_wide_qdense(U8.qdense_s16_wide, rng, W, Wp, bias, Mp, folded, M)
 
 
 def test_planner_packs_exact_int8_layers_and_the_runtime_stays_exact():
