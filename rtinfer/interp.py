@@ -687,9 +687,9 @@ def warm_up(variant: str = "full"):
         execute(blob, x, y, 0, MODE_BATCH)
     execute.disable_compile()
     # A writable X matches the read-only signature by Numba's safe mutable -> read-only
-    # conversion, registered here (a compile-disabled dispatcher does not search for it), so
-    # a writable and a read-only sample both take the dispatcher's C type check, within
-    # 0.1 us of each other; a read-only Y has no such conversion and is refused.
+    # conversion, registered here (a compile-disabled dispatcher does not search for it), so a
+    # direct dispatcher call takes a writable or a read-only X; a read-only Y has no such
+    # conversion and is refused. (The Runtime calls entry_point(): its own checks are cheaper.)
     execute.typingctx.install_possible_conversions([typeof(y)], [typeof(x)])
     # A call whose argument types differ from the one signature is refused at once: Numba's own
     # refusal types every argument twice to search conversions and word an explanation (about

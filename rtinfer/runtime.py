@@ -47,12 +47,11 @@ Batch option (``rtinfer.load(model, batch=...)``, checked at construction):
 predict with ``batch="exact"`` (or ``"auto"`` below those sizes), predict_one and stream give
 bit-identical results for the same sample; int8 layers are bit-identical on every path.
 
-predict_one's fastest path is a 1-D float32 x and a 1-D float32 ``out``: they go straight to the
-compiled function (Numba's C-level type check is the boundary check; sizes, overlap and
-finiteness are checked inside). Shaped samples and int64 outputs take a checked Python path that
-calls the compiled entry point without type dispatch (a few hundred nanoseconds more); a
-read-only or non-contiguous 1-D array is refused by the type check first (about a microsecond
-more, measured in bench/bench_boundary.py).
+predict_one's fast path is a plain float32 C-contiguous x (flat or in input_shape, read-only or
+not) and no ``out`` or a 1-D one of the output dtype: Python identity and flag tests (cheaper
+than Numba's type dispatch), then the compiled entry point, which checks sizes, overlap and
+finiteness. Anything else takes a checked path that explains what it refuses (costs per input
+form: bench/bench_call_forms.py).
 """
 
 from __future__ import annotations
@@ -67,6 +66,7 @@ from .frozen import FrozenModel
 from .plan import Plan, build_plan
 
 _ND = np.ndarray
+_empty = np.empty
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
 _NONFINITE = ("raise", "allow")
@@ -103,7 +103,6 @@ class Runtime:
         self._auto_min = AUTO_MIN_BATCH
         self._auto_min_work = AUTO_MIN_WORK
         self._execute = entry_point(execute)  # no type dispatch: callers pass checked arrays
-        self._execute_checked = execute   # the dispatcher: its type check is predict_one's boundary
         self._mode_one = interp.MODE_ONE
         self._mode_one_i64 = interp.MODE_ONE | interp.I64
         self.nonfinite = nonfinite
@@ -121,6 +120,16 @@ class Runtime:
         self._multi = len(self.outputs) > 1
         self._out_one = int(np.prod(self.output_shape, dtype=np.int64))  # elements of the first output
         self._int_out = not self._multi and self.output_dtype == _I64
+        # predict_one's fast path (one float32 or int64 output): the entry point, the arena, the
+        # output's np.empty shape (an int for a 1-D output: the cheapest call) and dtype, whether
+        # to flatten it, the mode, whether it is int64
+        self._one = None
+        self._i64_view = (None, None)  # predict_one's last int64 out and its float32 view
+        if not self._multi and self.output_dtype in (_F32, _I64):
+            one_d = len(self.output_shape) == 1
+            self._one = (self._execute, self._state, self.output_shape[0] if one_d else self.output_shape,
+                         self.output_dtype, not one_d,
+                         self._mode_one_i64 if self._int_out else self._mode_one, self._int_out)
         # int8 / uint8 / int32: computed into a float32 buffer, then converted (exact integers by construction)
         self._cast_out = not self._multi and self.output_dtype not in (_F32, _I64)
         self._cols = [(col, int(np.prod(shape, dtype=np.int64))) for shape, _, col in p.outputs] or [(0, p.out_size)]
@@ -306,45 +315,48 @@ class Runtime:
         """One sample x (input_shape or (in_size,), float32, C-contiguous) -> output_shape.
 
         With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
-        Fast path: x (1-D, or a C-contiguous array of input_shape: a flat view of it; read-only
-        or not) and 1-D out go straight to the compiled dispatcher, whose C type check (ndarray,
-        dtype, ndim, C layout, out writable) is the boundary check; the compiled call itself
-        checks sizes, overlap and finiteness. Anything else takes the checked path.
+        Fast path: a plain float32 C-contiguous x (flat, or in input_shape: a flat view of it;
+        read-only or not) and a 1-D out of the output dtype (writable, C-contiguous) are checked
+        here by identity and flag tests and go to the compiled entry point without Numba's type
+        dispatch; the compiled call itself checks sizes, overlap and finiteness. Anything else
+        takes the checked path, which explains what it refuses.
         """
-        if out is None:
-            if self._multi or self._cast_out:
-                return self._predict_one_checked(x, out, nonfinite)
-            ret = out = np.empty(self.output_shape, dtype=self.output_dtype)
-            if out.ndim != 1:
-                out = out.reshape(self._flat_out)  # a view; the caller gets the shaped array
-        else:
-            ret = out
-        if x.__class__ is not _ND or out.__class__ is not _ND or out.ndim != 1:
-            # subclasses, shaped out: straight to the checked path (a refused dispatcher call
-            # costs an exception)
-            return self._predict_one_checked(x, ret, nonfinite)
-        xf = x
+        if x.__class__ is not _ND or x.dtype is not _F32 or not x.flags.c_contiguous or self._one is None:
+            return self._predict_one_checked(x, out, nonfinite)
+        # one attribute read for the path's constants (each read costs ~20 ns at this scale)
+        execute, state, alloc, dtype, reshape, mode, int_out = self._one
         if x.ndim != 1:
-            # a sample in its natural shape (X_test[0]): a flat view of it, when it is one
-            if x.shape != self.input_shape or not x.flags.c_contiguous:
-                return self._predict_one_checked(x, ret, nonfinite)
-            xf = x.ravel()  # a view (C-contiguous: checked above), cheaper than reshape
-        mode = self._mode_one
-        yf = out
-        if self._int_out:
-            # int64 out, seen as float32 (twice the elements): the compiled call writes float32
-            # results and converts them in place (mode | I64); the view erases the dtype, so it
-            # is checked here (a non-contiguous out cannot be viewed: the checked path says why)
-            if out.dtype is not _I64 or not out.flags.c_contiguous:
-                return self._predict_one_checked(x, ret, nonfinite)
-            yf = out.view(_F32)
-            mode = self._mode_one_i64
-        try:
-            status = self._execute_checked(self._state, xf, yf, 1, mode)
-        except TypeError:  # not float32 1-D C-contiguous arrays (out writable): check it all
-            return self._predict_one_checked(x, ret, nonfinite)
+            # a sample in its natural shape (X_test[0]): its flat view
+            if x.shape != self.input_shape:
+                return self._predict_one_checked(x, out, nonfinite)
+            x = x.ravel()  # a view (C-contiguous: checked above), cheaper than reshape
+        if out is None:
+            ret = yf = _empty(alloc, dtype)
+            if reshape:
+                yf = ret.reshape(-1)  # a view; the caller gets the shaped array
+        else:
+            # the entry point takes the arrays as they are: 1-D, of the dtype it was compiled for
+            if out.__class__ is not _ND or out.ndim != 1 or out.dtype is not dtype:
+                return self._predict_one_checked(x, out, nonfinite)
+            f = out.flags
+            if not (f.c_contiguous and f.writeable):
+                return self._predict_one_checked(x, out, nonfinite)
+            ret = yf = out
+        if int_out:
+            # an int64 out is seen as float32 (twice the elements): the compiled call writes
+            # float32 results and converts them in place (mode | I64). A dtype-changing view
+            # costs ~0.2 us, so the view of the last out passed is kept (callers reuse one out;
+            # the pair is replaced whole, so a thread never pairs another thread's out and view)
+            if out is None:
+                yf = yf.view(_F32)
+            else:
+                last = self._i64_view
+                if last[0] is not out:
+                    last = self._i64_view = (out, out.view(_F32))
+                yf = last[1]
+        status = execute(state, x, yf, 1, mode)
         if status != -1 or nonfinite is not None:
-            self._one_status(status, xf, out, nonfinite)
+            self._one_status(status, x, ret, nonfinite)
         return ret
 
     def _predict_one_checked(self, x, out, nonfinite):

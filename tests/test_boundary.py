@@ -37,19 +37,19 @@ def rt():
 
 class Spy:
     """Wraps a runtime's compiled entry point and counts the calls that run the model: not the
-    finiteness scan (MODE_NONFINITE), not a dispatcher call refused by its type check."""
+    finiteness scan (MODE_NONFINITE), not a call refused for its sizes or overlap."""
 
     def __init__(self, rt):
         from rtinfer import interp
         self.calls = 0
         self.scan = interp.MODE_NONFINITE
-        for name in ("_execute", "_execute_checked"):
-            real = getattr(rt, name)
-            setattr(rt, name, self._wrap(real))
+        rt._execute = self._wrap(rt._execute)
+        if rt._one is not None:  # predict_one's fast path holds the entry point too
+            rt._one = (rt._execute,) + rt._one[1:]
 
     def _wrap(self, real):
         def call(*args):
-            status = real(*args)  # a TypeError (refused by the type check) propagates uncounted
+            status = real(*args)
             if args[4] != self.scan and status not in (-2, -3, -4):  # -2..-4: refused, nothing ran
                 self.calls += 1
             return status
@@ -313,34 +313,36 @@ def test_load_refuses_devices_and_fifos(tmp_path, suffix):
 
 
 class PathSpy:
-    """Records how predict_one ran: calls of the dispatcher (``_execute_checked``, the fast
-    path's type check), its refusals (TypeError), and calls of the unchecked entry point
-    (``_execute``: the checked path, after Python's own checks)."""
+    """Records how predict_one ran: calls of the checked path (``_predict_one_checked``, taken
+    when the fast path's identity and flag tests do not all pass) and calls of the compiled
+    entry point (``_execute``), split into those made from the fast path and the rest."""
 
     def __init__(self, rt):
-        self.fast = self.refused = self.checked = 0
-        disp, entry = rt._execute_checked, rt._execute
+        self.calls = self.checked = self.fast = 0
+        self._inside = False
+        entry, slow = rt._execute, rt._predict_one_checked
 
-        def fast(*args):
-            self.fast += 1
-            try:
-                return disp(*args)
-            except TypeError:
-                self.refused += 1
-                raise
+        def call(*args):
+            self.calls += 1
+            self.fast += not self._inside
+            return entry(*args)
 
         def checked(*args):
             self.checked += 1
-            return entry(*args)
+            self._inside = True
+            try:
+                return slow(*args)
+            finally:
+                self._inside = False
 
-        rt._execute_checked, rt._execute = fast, checked
+        rt._execute, rt._predict_one_checked = call, checked
+        rt._one = (call,) + rt._one[1:]  # predict_one's fast path holds the entry point too
 
 
 def test_read_only_sample_takes_the_fast_path():
     """A read-only sample (np.frombuffer, a read-only memory map, flags.writeable = False), flat
-    or in its natural shape, passes the dispatcher's C type check (execute compiles X read-only
-    and registers the safe writable -> read-only conversion) instead of being refused and
-    re-checked in Python; a read-only out is still refused there."""
+    or in its natural shape, takes the fast path (the compiled entry point compiles X read-only)
+    instead of the checked one; a read-only out is refused by the checked path, untouched."""
     rt = rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
     X = np.random.default_rng(4).standard_normal((2,) + IN).astype(np.float32)
     want = rt.predict_one(X[0].copy())
@@ -352,12 +354,45 @@ def test_read_only_sample_takes_the_fast_path():
         assert not x.flags.writeable
         assert np.array_equal(rt.predict_one(x), want)
         assert np.array_equal(rt.predict_one(x, np.empty(3, np.float32)), want)
-    assert (spy.fast, spy.refused, spy.checked) == (4, 0, 0)
+    assert (spy.calls, spy.checked) == (4, 0)
     out = np.zeros(3, np.float32)
     out.flags.writeable = False
     with pytest.raises(ValueError, match="expected out"):
         rt.predict_one(X[1].reshape(-1), out)
-    assert spy.refused == 1 and spy.checked == 0 and not out.any()
+    assert (spy.calls, spy.checked) == (4, 1) and not out.any()
+    # the entry point takes a read-only sample as it is: what makes that safe is that it was
+    # compiled with X read-only, so Numba refused any path that writes it
+    from rtinfer import interp
+    (sig,) = interp.warm_up(rt.variant).signatures
+    assert not sig[1].mutable and sig[2].mutable
+
+
+def test_fast_path_routes_every_other_form_to_the_checked_path():
+    """The fast path hands the compiled entry point only what it was compiled for (1-D float32
+    C-contiguous arrays, a writable out): a non-contiguous, byte-swapped, float64, wrong-shape
+    or subclassed x, a shaped, non-contiguous or wrong-dtype out each go to the checked path,
+    which runs what is valid (the same answer) and refuses the rest, out untouched."""
+    rt = rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
+    X = np.random.default_rng(5).standard_normal((2,) + IN).astype(np.float32)
+    want = rt.predict_one(X[0].reshape(-1).copy())
+    spy = PathSpy(rt)
+    # valid, through the checked path: an ndarray subclass (read through a plain view), a shaped out
+    assert np.array_equal(rt.predict_one(X[0].reshape(-1).view(np.memmap)), want)
+    out = np.zeros((1, 3), np.float32)
+    assert rt.predict_one(X[0], out) is out and np.array_equal(out[0], want)
+    assert (spy.fast, spy.checked) == (0, 2)
+    pairs = np.zeros((12, 2), np.float32)
+    pairs[:, 0] = X[0].reshape(-1)
+    for x in (pairs[:, 0], X[0].reshape(-1).astype(">f4"), X[0].astype(np.float64), X[0].reshape(2, 6)):
+        before = spy.checked
+        with pytest.raises(ValueError, match="expected"):
+            rt.predict_one(x)
+        assert (spy.fast, spy.checked) == (0, before + 1), (x.dtype, x.shape)
+    for out in (np.zeros(6, np.float32)[::2], np.zeros(3, np.float64), np.zeros(3, np.int64)):
+        before, kept = spy.checked, out.copy()
+        with pytest.raises(ValueError, match="expected out"):
+            rt.predict_one(X[0], out)
+        assert np.array_equal(out, kept) and (spy.fast, spy.checked) == (0, before + 1)
 
 
 @pytest.mark.parametrize("make", ["fp32", "int8"])
@@ -378,7 +413,7 @@ def test_int64_output_takes_the_fast_path_and_checks_out_dtype(make):
         y = rt.predict_one(x)
         assert y.dtype == np.int64 and y.shape == rt.output_shape and np.array_equal(y, want[k])
         assert rt.predict_one(x, out) is out and np.array_equal(out, want[k])
-    assert (spy.fast, spy.refused, spy.checked) == (2 * len(X), 0, 0)
+    assert (spy.calls, spy.checked) == (2 * len(X), 0)
     n = int(np.prod(rt.output_shape))
     read_only = np.full(n, 5, np.int64)
     read_only.flags.writeable = False
