@@ -500,9 +500,11 @@ def _make_execute(graph, fwin, qwin, batch, name):
         C = i32[0:0]
         tile = f32[0:0]
         if mode == MODE_ONE:
-            if X.size != n_in:
+            # sizes, and contiguity from the strides (predict_one's fast path leaves that check
+            # of a flat x and out to this call: the unboxed arrays keep their real strides)
+            if X.size != n_in or (n_in > 1 and X.strides[0] != 4):
                 return -2
-            if Y.size != (2 * n_out if conv else n_out):
+            if Y.size != (2 * n_out if conv else n_out) or (Y.size > 1 and Y.strides[0] != 4):
                 return -3
             if _overlap(X, Y):
                 return -4

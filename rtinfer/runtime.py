@@ -319,19 +319,20 @@ class Runtime:
         """One sample x (input_shape or (in_size,), float32, C-contiguous) -> output_shape.
 
         With ``out`` (a float32/int64 array of output_shape or (out_size,)) nothing is allocated.
-        Fast path: a plain float32 C-contiguous x (flat, or in input_shape: a flat view of it;
-        read-only or not) and a 1-D out of the output dtype (writable, C-contiguous) are checked
-        here by identity and flag tests and go to the compiled entry point without Numba's type
-        dispatch; the compiled call itself checks sizes, overlap and finiteness. Anything else
-        takes the checked path, which explains what it refuses.
+        Fast path: a plain float32 x (flat, or C-contiguous in input_shape: a flat view of it;
+        read-only or not) and a 1-D writable out of the output dtype are checked here by
+        identity and flag tests and go to the compiled entry point without Numba's type
+        dispatch; the compiled call itself checks sizes, the flat arrays' strides (C-contiguous),
+        overlap and finiteness. Anything else takes the checked path, which explains what it
+        refuses.
         """
-        if x.__class__ is not _ND or x.dtype is not _F32 or not x.flags.c_contiguous or self._one is None:
+        if x.__class__ is not _ND or x.dtype is not _F32 or self._one is None:
             return self._predict_one_checked(x, out, nonfinite)
         # one attribute read for the path's constants (each read costs ~20 ns at this scale)
         execute, state, alloc, dtype, reshape, mode, int_out = self._one
         if x.ndim != 1:
             # a sample in its natural shape (X_test[0]): its flat view
-            if x.shape != self.input_shape:
+            if x.shape != self.input_shape or not x.flags.c_contiguous:
                 return self._predict_one_checked(x, out, nonfinite)
             x = x.ravel()  # a view (C-contiguous: checked above), cheaper than reshape
         if out is None:
@@ -342,8 +343,7 @@ class Runtime:
             # the entry point takes the arrays as they are: 1-D, of the dtype it was compiled for
             if out.__class__ is not _ND or out.ndim != 1 or out.dtype is not dtype:
                 return self._predict_one_checked(x, out, nonfinite)
-            f = out.flags
-            if not (f.c_contiguous and f.writeable):
+            if not out.flags.writeable:
                 return self._predict_one_checked(x, out, nonfinite)
             ret = yf = out
         if int_out:

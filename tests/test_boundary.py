@@ -368,10 +368,11 @@ def test_read_only_sample_takes_the_fast_path():
 
 
 def test_fast_path_routes_every_other_form_to_the_checked_path():
-    """The fast path hands the compiled entry point only what it was compiled for (1-D float32
-    C-contiguous arrays, a writable out): a non-contiguous, byte-swapped, float64, wrong-shape
-    or subclassed x, a shaped, non-contiguous or wrong-dtype out each go to the checked path,
-    which runs what is valid (the same answer) and refuses the rest, out untouched."""
+    """The fast path hands the compiled entry point only arrays of the types it was compiled
+    for (1-D float32, a writable out): a byte-swapped, float64, wrong-shape, Fortran-ordered or
+    subclassed x, a shaped or wrong-dtype out each go to the checked path, which runs what is
+    valid (the same answer) and refuses the rest, out untouched; a strided flat x or out is
+    refused by the compiled call from its strides."""
     rt = rtinfer.load(fp32_mlp([12, 8, 3], head="softmax", reshape_in=IN))
     X = np.random.default_rng(5).standard_normal((2,) + IN).astype(np.float32)
     want = rt.predict_one(X[0].reshape(-1).copy())
@@ -381,18 +382,29 @@ def test_fast_path_routes_every_other_form_to_the_checked_path():
     out = np.zeros((1, 3), np.float32)
     assert rt.predict_one(X[0], out) is out and np.array_equal(out[0], want)
     assert (spy.fast, spy.checked) == (0, 2)
-    pairs = np.zeros((12, 2), np.float32)
-    pairs[:, 0] = X[0].reshape(-1)
-    for x in (pairs[:, 0], X[0].reshape(-1).astype(">f4"), X[0].astype(np.float64), X[0].reshape(2, 6)):
+    for x in (X[0].reshape(-1).astype(">f4"), X[0].astype(np.float64), X[0].reshape(2, 6),
+              np.asfortranarray(X[0])):
         before = spy.checked
         with pytest.raises(ValueError, match="expected"):
             rt.predict_one(x)
         assert (spy.fast, spy.checked) == (0, before + 1), (x.dtype, x.shape)
-    for out in (np.zeros(6, np.float32)[::2], np.zeros(3, np.float64), np.zeros(3, np.int64)):
+    for out in (np.zeros(3, np.float64), np.zeros(3, np.int64), np.zeros((1, 3), np.float32)[:, ::-1]):
         before, kept = spy.checked, out.copy()
         with pytest.raises(ValueError, match="expected out"):
             rt.predict_one(X[0], out)
         assert np.array_equal(out, kept) and (spy.fast, spy.checked) == (0, before + 1)
+    # flat strided arrays pass the Python tests; the compiled call refuses them by their strides
+    # before running anything (a 'C' array type with real strides: Numba would read them wrong)
+    pairs = np.zeros((12, 2), np.float32)
+    pairs[:, 0] = X[0].reshape(-1)
+    calls = spy.calls
+    for x, out, what in ((pairs[:, 0], None, "C-contiguous array"),
+                         (X[0].reshape(-1), np.zeros(6, np.float32)[::2], "expected out as a writable C-contiguous")):
+        kept = None if out is None else out.copy()
+        with pytest.raises(ValueError, match=what):
+            rt.predict_one(x, out)
+        assert out is None or np.array_equal(out, kept)
+    assert spy.calls == calls + 2 and spy.checked == before + 1
 
 
 @pytest.mark.parametrize("make", ["fp32", "int8"])
