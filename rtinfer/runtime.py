@@ -354,6 +354,10 @@ class Runtime:
             if out is None:
                 yf = yf.view(_F32)
             else:
+                # the view needs a contiguous out (numpy refuses a strided one), and a kept view is
+                # only right while out stays contiguous (strides can be reassigned): checked here
+                if not out.flags.c_contiguous:
+                    return self._predict_one_checked(x, out, nonfinite)
                 last = self._i64_view
                 if last[0] is not out:
                     last = self._i64_view = (out, out.view(_F32))

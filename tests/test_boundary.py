@@ -407,6 +407,24 @@ def test_fast_path_routes_every_other_form_to_the_checked_path():
     assert spy.calls == calls + 2 and spy.checked == before + 1
 
 
+def test_strided_int64_out_is_refused_and_a_kept_view_follows_its_out():
+    """An int64 out of several elements that is not contiguous cannot be seen as float32: it is
+    refused with the boundary's message (not numpy's view error), untouched; a contiguous out
+    passed again, or another one, gets its own view (the fast path keeps the last out's)."""
+    rt = rtinfer.load(fp32_mlp([5, 16, 12], head="argmax", axis=(3, None, 1)))
+    assert rt.output_shape == (3,) and rt.output_dtype == np.int64
+    X = np.random.default_rng(11).standard_normal((4, 5)).astype(np.float32)
+    want = rt.predict(X)
+    strided = np.full(6, 7, np.int64)[::2]
+    with pytest.raises(ValueError, match="expected out as a writable C-contiguous int64"):
+        rt.predict_one(X[0], strided)
+    assert (strided == 7).all()
+    a, b = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    for k, x in enumerate(X):
+        for out in (a, b, a):
+            assert rt.predict_one(x, out) is out and np.array_equal(out, want[k])
+
+
 @pytest.mark.parametrize("make", ["fp32", "int8"])
 def test_int64_output_takes_the_fast_path_and_checks_out_dtype(make):
     """An argmax model's int64 output is written through a float32 view of ``out`` (converted
