@@ -17,7 +17,8 @@ class Mutant:
     file: str          # repository-relative path
     find: str          # exact snippet, occurring once in the file
     replace: str
-    tests: tuple       # pytest arguments (files, -k expressions) that must fail
+    tests: tuple       # pytest arguments (files, -k expressions; "-m", "slow" for a slow test, since the
+                       # runner passes -m "not slow" first and the last -m wins) that must fail
     why: str
 
 
@@ -246,11 +247,11 @@ MUTANTS = [
            "the fp32 peak ignores rtinfer's own conv tile: one low sgemm reading puts a model below its limit"),
     Mutant("u8-tiles-ignore-vnni", "rtinfer/kernels_tile.py",
            "    if has_vnni(features):\n        fn = cgutils", "    if False:\n        fn = cgutils",
-           ("tests/test_kernels_generic_target.py", "-k", "vpdpbusd"),
+           ("tests/test_kernels_generic_target.py", "-m", "slow", "-k", "vpdpbusd"),
            "the u8 tiles keep vpmaddubsw + vpmaddwd + vpaddd on VNNI CPUs instead of one vpdpbusd"),
     Mutant("u8-tiles-vnni-on-avx2", "rtinfer/kernels_tile.py",
            "    if has_vnni(features):\n        fn = cgutils", "    if \"avx2\" in features:\n        fn = cgutils",
-           ("tests/test_kernels_generic_target.py", "-k", "vpdpbusd"),
+           ("tests/test_kernels_generic_target.py", "-m", "slow", "-k", "vpdpbusd"),
            "vpdpbusd emitted for AVX2 CPUs without VNNI (LLVM aborts the process compiling it)"),
     # -- the wide (packed) DENSE / QDENSE kernels ---------------------------------------------------
     Mutant("wide-partial-block-stores-16", "rtinfer/kernels_gemm.py",
@@ -286,7 +287,7 @@ MUTANTS = [
     Mutant("wide-i8-on-half-width-cpus", "rtinfer/kernels_tile.py",
            '    return {"avx512vnni", "avx512f"} <= features and cpu not in _HALF_WIDTH_512',
            '    return {"avx512vnni", "avx512f"} <= features',
-           ("tests/test_kernels_generic_target.py", "-k", "uint8_quad_tiles"),
+           ("tests/test_kernels_generic_target.py", "-m", "slow", "-k", "uint8_quad_tiles"),
            "Zen 4 (znver4), which splits 512-bit ops and measured the zmm int8 tiles slower, gets them anyway"),
     Mutant("u8-wide-tile-second-block-misread", "rtinfer/kernels_tile.py",
            "        bvec = [builder.load(_ptr(builder, brow, ir.Constant(i64, 16 * b), _V16I), align=4) for b in range(NB)]",
