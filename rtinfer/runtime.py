@@ -187,7 +187,7 @@ class Runtime:
             raise InputError("expected a C-contiguous array, got a non-contiguous view "
                              "(use np.ascontiguousarray(X))")
         flat = X.reshape(-1)
-        if (self.nonfinite if nonfinite is None else self._policy(nonfinite)) == "raise":
+        if self._policy(nonfinite) == "raise":
             bad = self._execute(self._state, flat, flat, 0, self._interp.MODE_NONFINITE)
             if bad >= 0:
                 raise InputError(f"expected finite inputs, got {flat[bad]} at sample {bad // self.in_size}, "
@@ -341,9 +341,7 @@ class Runtime:
                 yf = ret.reshape(-1)  # a view; the caller gets the shaped array
         else:
             # the entry point takes the arrays as they are: 1-D, of the dtype it was compiled for
-            if out.__class__ is not _ND or out.ndim != 1 or out.dtype is not dtype:
-                return self._predict_one_checked(x, out, nonfinite)
-            if not out.flags.writeable:
+            if out.__class__ is not _ND or out.ndim != 1 or out.dtype is not dtype or not out.flags.writeable:
                 return self._predict_one_checked(x, out, nonfinite)
             ret = yf = out
         if int_out:
