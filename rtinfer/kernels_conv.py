@@ -38,6 +38,13 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   ROWS channels reuse them and K >= 16, K >= 4 on WIDE_I8 targets: without VNNI a vpmaddwd does
   16 multiply-adds and vpmaddubsw + vpmaddwd 32, a zmm vpdpbusd 64, so the packing pass is paid
   back).
+- PATH_WINO (float32, 3 x 3, stride 1, undilated, one group; the planner takes it where it was
+  measured to pay, ``wino_applies``): Winograd F(2x2, 3x3), 16 multiplies per 2 x 2 outputs and
+  channel pair instead of 36. The input planes are copied into zero-padded planes; per block of
+  tile rows (``wino_rows``: V and M near 128 KB) kernels_tile.wino_in8 transforms eight 4 x 4
+  tiles a step (B^T d B) into 16 rows V[x] (C, tiles), the cf32 tile runs the 16 products
+  M[x] = U[x] . V[x] with U = G W G^T pre-transformed by the planner (``wino_weights``), and
+  kernels_tile.wino_out8 takes each tile's 2 x 2 outputs back (A^T M A) with bias and ReLU.
 - PATH_DW (one input channel per group, stride 1, and either 1-D or ow == w): each input plane is
   copied into zero-margined buffers, one per column shift of the taps ("class"), with the columns
   a tap of that shift would reach only by wrapping into the next or previous row zeroed (int8:
@@ -64,7 +71,13 @@ Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
   bits of one sample at a time): GEMM one FMA chain from 0.0 over k = (c, p, q) in order, then
   + bias; DW bias first, then one FMA per kept tap in (p, q) order. Versus the float64 golden it
-  differs in the last bits (tested within 1e-5 relative to the summed magnitudes).
+  differs in the last bits (tested within 1e-5 relative to the summed magnitudes). WINO: the
+  transforms' float32 adds in a fixed order (kernels_tile.wino_in8 / wino_out8), one FMA chain
+  from 0.0 over the channels per transformed product, bias added last; a few more roundings than
+  the GEMM (measured 2-4e-8 of the summed magnitudes, 1e-6 of the output range), the same bits for
+  any batch. A non-finite value reaches every output of each tile whose 4 x 4 input block holds
+  it (an inf may become NaN there), and intermediate sums are a few times larger than the
+  direct ones (they overflow sooner, near float32's limit only).
 - ``avgpool_f32`` / ``global_avgpool_f32``: float32 sums in window order, as the contract.
 - ``maxpool`` is exact for float32 and int8 (one function, compiled per dtype); its 2-wide,
   stride-2 windows run as whole rows in LLVM IR (kernels_tile.maxpool2_rows) in the same
@@ -131,7 +144,8 @@ G_ROWS = 34    # GEMM: offset from the table of its B row offsets (int32, G_K of
 G_K = 35       # GEMM: rows of B (C/group kh kw, less the taps that only read padding)
 G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input shift folded in
 G_DW8 = 37     # DW: offset from the table of its DW8 grid positions (0: the masked-copy tiles instead)
-G_LEN = 38
+G_WBR = 38     # WINO: tile rows per block (wino_shape)
+G_LEN = 39
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -144,6 +158,7 @@ BM_WINDOW = 4  # per kernel column q and row phase ph, the (ceil(h / sh), ow) wi
 PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
 PATH_GEMM_U8 = 3  # int8 on uint8 x int8 quads (vpmaddubsw): weights whose pair sums cannot saturate
+PATH_WINO = 4     # float32 3x3 stride 1: Winograd F(2x2, 3x3)
 
 ROWS = T.ROWS
 COLS = T.COLS
@@ -155,6 +170,11 @@ DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm
 DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
                         # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
 GATHER_MAX = 1 << 15  # im2col elements up to which gather indices replace runs
+WINO_MIN_CH = 16       # Winograd (wino=None: the planner's choice) for at least this many input and
+WINO_MIN_MACS = 1 << 20  # output channels and multiply-adds of the direct convolution (measured on a Zen 3:
+                       # ResNet-8's 16/32/64-channel 3x3 layers 1.30-1.65x the GEMM path; 16 x 16 x 16
+                       # at 0.59 M 1.07x, 24 x 12 x 12 at 0.75 M 0.85x, 8 channels 0.7x, 3 channels 0.2x)
+WINO_BLOCK = 2048      # tiles per block times (C + O): V and M of a block in about 128 KB
 WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW applies (ResNet-8 3x3
                       # stride 2: 6 x 16 x 16 = 1,536)
 
@@ -820,6 +840,92 @@ def _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, zb, zo, relu):
                             dst, ys + o0 * plane + k0, plane, nch, nc, relu)
 
 
+def wino_shape(c, o, oh, ow, nbr):
+    """PATH_WINO's scratch for c input and o output channels, an (oh, ow) output and nbr tile rows
+    per block: (th, tw, hp, wp, nbp, vo, mo, total). Tiles are 2 x 2 outputs, th x tw of them; the
+    zero-padded input planes (hp x wp each, the top-left pads at their margins) start at 0, V (16
+    rows of c x nbp: the transformed input of one block, tile rows tw apart) at vo, M (16 rows of
+    o x nbp: their products) at mo, in float32 elements. nbp = ceil16(nbr tw) + 8 >= a block's
+    tiles + 8 (wino_in8's last step writes, and wino_out8's reads, up to 7 past a block's tiles;
+    an odd multiple of 8 floats keeps the 16 rows of a step off one L1 set); the planes have 16
+    floats of slack after them (wino_in8 reads up to 14 past a row)."""
+    th = (oh + 1) // 2
+    tw = (ow + 1) // 2
+    hp = 2 * th + 2
+    wp = 2 * tw + 2
+    nbp = (nbr * tw + 15) // 16 * 16 + 8
+    vo = (c * hp * wp + 16 + 15) // 16 * 16
+    mo = vo + 16 * c * nbp
+    return th, tw, hp, wp, nbp, vo, mo, mo + 16 * o * nbp
+
+
+_wino_shape = kernel_jit(inline="always")(wino_shape)
+
+
+@kernel_jit
+def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
+    """PATH_WINO, one sample: a 3 x 3, stride 1, undilated, ungrouped convolution as Winograd
+    F(2x2, 3x3). The input planes are copied into zero-padded planes (cols[co:], the margins the
+    planner zeroed are never written); then per block of G_WBR tile rows: each 4 x 4 input tile of
+    each channel is transformed (kernels_tile.wino_in8, eight tiles a step) into the 16 rows of V,
+    the 16 products M[x] (O, tiles) = U[x] (O, C) . V[x] (C, tiles) run on the cf32 tile (U = G W
+    G^T packed by pack_rows_f32 per x at W[wo:], then ROWS zeros as its bias; V rows through the
+    row table at G_ROWS), and each tile's 2 x 2 outputs come back by kernels_tile.wino_out8 with
+    bias and ReLU."""
+    c_n = g[go + G_C]
+    h = g[go + G_H]
+    w = g[go + G_W]
+    o_n = g[go + G_O]
+    pt = g[go + G_PT]
+    pl = g[go + G_PL]
+    oh = g[go + G_OH]
+    ow = g[go + G_OW]
+    nbr = g[go + G_WBR]
+    ro = go + g[go + G_ROWS]
+    th, tw, hp, wp, nbp, vo, mo, _ = _wino_shape(c_n, o_n, oh, ow, nbr)
+    upx = (o_n + ROWS - 1) // ROWS * ROWS * c_n  # packed U per x
+    wz = wo + 16 * upx  # ROWS zeros: the products' bias
+    for c in range(c_n):  # the planes into their margins (hp >= h + pt and wp >= w + pl, oh = h + pt + pb - 2)
+        for r in range(h):
+            d = cols[co + (c * hp + r + pt) * wp + pl:co + (c * hp + r + pt) * wp + pl + w]
+            x = src[xs + (c * h + r) * w:xs + (c * h + r + 1) * w]
+            for j in range(w):
+                d[j] = x[j]
+    sv = c_n * nbp
+    sm = o_n * nbp
+    for tb in range(0, th, nbr):
+        nr = min(nbr, th - tb)
+        nb = nr * tw
+        for c in range(c_n):
+            for i in range(nr):
+                p = co + (c * hp + 2 * (tb + i)) * wp
+                v = co + vo + c * nbp + i * tw
+                for t in range(0, tw, 8):
+                    if BOUNDS:
+                        _need(cols, p + 2 * t, p + 3 * wp + 2 * t + 18)
+                        _need(cols, v + t, v + t + 15 * sv + 8)
+                    T.wino_in8(cols, p + 2 * t, wp, cols, v + t, sv)
+        for x in range(16):
+            for tc in range(_col_tiles(nb, T.WIDE_F32)):
+                p0, nc = _col_at(tc, nb, T.WIDE_F32)
+                for t in range((o_n + ROWS - 1) // ROWS):
+                    o0, rows = _row_tile(t, o_n)
+                    _cf32_rows(rows, W, wo + x * upx + t * ROWS * c_n, cols, co + vo + x * sv + p0, g, ro, c_n,
+                               cols, co + mo + x * sm + o0 * nbp + p0, nbp, W, wz, False, nc)
+        for k in range(o_n):
+            bk = b[bo + k]
+            for i in range(nr):
+                two = 2 * (tb + i) + 1 < oh
+                m = co + mo + k * nbp + i * tw
+                y = ys + (k * oh + 2 * (tb + i)) * ow
+                for t in range(0, tw, 8):
+                    nc = min(16, ow - 2 * t)
+                    if BOUNDS:
+                        _need(cols, m + t, m + t + 15 * sm + 8)
+                        _need(dst, y + 2 * t, y + 2 * t + nc + (ow if two else 0))
+                    T.wino_out8(cols, m + t, sm, dst, y + 2 * t, ow, nc, two, bk, relu)
+
+
 @kernel_jit
 def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, beta):
     """CONV with its activation for m samples: x (C, H, W) at src[so:] -> y (O, oh, ow) at
@@ -836,6 +942,8 @@ def conv_f32(src, so, W, wo, b, bo, dst, do, g, go, m, cols, co, act, alpha, bet
         ys = do + s * n_out
         if path == PATH_DW:
             _conv_dw_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
+        elif path == PATH_WINO:
+            _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
         else:
             _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu)
     if act != A_IDENTITY and not relu:
@@ -1674,6 +1782,8 @@ def kernel_name(table, int8: bool) -> str:
     instruction its product step compiles to on this target (rtinfer inspect's kernel column)."""
     path = int(table[G_PATH])
     vnni = T.kernel_path_name() == "VNNI"
+    if path == PATH_WINO:
+        return "Winograd F(2x2, 3x3) float32 FMA"
     if path == PATH_DW:
         if not int8:
             return f"depthwise float32 FMA, {DWL} channels in lanes (DW8)" if int(table[G_DW8]) else "depthwise float32 FMA tiles"
@@ -1701,14 +1811,46 @@ def _gather_indices(geo, cg: int) -> np.ndarray:
     return np.where(ok, idx, -1).astype(np.int32).reshape(-1)
 
 
+_WINO_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def wino_applies(geo, o: int, group: int, measured: bool = True) -> bool:
+    """Whether PATH_WINO can run this float32 convolution (3 x 3, stride 1, no dilation, one group)
+    and, with ``measured``, pays: at least 16 tiles (a full cf32 tile of columns; fewer pad the
+    tile's 16 lanes), WINO_MIN_CH input and output channels and WINO_MIN_MACS direct
+    multiply-adds."""
+    if (geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, group) != (3, 3, 1, 1, 1, 1, 1):
+        return False
+    tiles = ((geo.oh + 1) // 2) * ((geo.ow + 1) // 2)
+    return not measured or (tiles >= 16 and min(geo.c, o) >= WINO_MIN_CH
+                            and 9 * geo.c * o * geo.oh * geo.ow >= WINO_MIN_MACS)
+
+
+def wino_rows(geo, o: int) -> int:
+    """PATH_WINO's tile rows per block: at least 16 tiles (a full cf32 tile of columns), else as
+    many as keep a block's V and M near 128 KB (WINO_BLOCK tiles x channels), all rows at most."""
+    th, tw = (geo.oh + 1) // 2, (geo.ow + 1) // 2
+    return min(th, max(-(-16 // tw), WINO_BLOCK // ((geo.c + o) * tw), 1))
+
+
+def wino_weights(W: np.ndarray) -> np.ndarray:
+    """PATH_WINO's weights: U[x] = (G W[o, c] G^T)[x // 4, x % 4] (computed in float64, rounded
+    once to float32) packed by pack_rows_f32 per x = 0..15, then ROWS zeros (the products' bias)."""
+    U = np.einsum("ai,ocij,bj->aboc", _WINO_G, np.asarray(W, np.float64), _WINO_G)
+    U = U.reshape(16, W.shape[0], W.shape[1]).astype(np.float32)
+    return np.concatenate([pack_rows_f32(U[x]) for x in range(16)] + [np.zeros(ROWS, np.float32)])
+
+
 def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
-                dw8: bool = True, **int8_attrs) -> ConvLayout:
+                dw8: bool = True, wino=None, **int8_attrs) -> ConvLayout:
     """The kernel path of a convolution and its operands: geometry geo (reference_conv.Geometry),
     o output channels, W (O, C/group, kh, kw) float32 (int8 with ``int8``: then ``bias`` (O,)
     int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
     channel per group where _dw_plan applies (unless ``dw`` is False; float32 by DW8 where
     _dw8_plan applies, unless ``dw8`` is False), else GEMM, group by group
-    (int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and its quads are exact for W: any W on VNNI
+    (float32 3 x 3 stride 1 by WINO instead where wino_applies, with ``wino`` None; True: wherever
+    the geometry allows it; False: never;
+    int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and its quads are exact for W: any W on VNNI
     (kernels_tile.quads_exact_any), else u8_exact(W)
     -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
     the plan image; tests pass them directly)."""
@@ -1734,6 +1876,13 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     def per_group(pack):
         return np.concatenate([pack(W2[gi * og:(gi + 1) * og]) for gi in range(group)])
 
+    if not int8 and wino is not False and wino_applies(geo, o, group, wino is None):
+        nbr = wino_rows(geo, o)
+        table[G_PATH] = PATH_WINO
+        table[G_WBR] = nbr
+        nbp, total = wino_shape(geo.c, o, geo.oh, geo.ow, nbr)[4::3]
+        table[G_ROWS] = put(np.arange(geo.c) * nbp)
+        return ConvLayout(PATH_WINO, np.concatenate(parts), wino_weights(np.reshape(W, (o, geo.c, 3, 3))), total, 1)
     if plan_dw is not None:
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
@@ -1861,13 +2010,15 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols, fill)
 
 
-def scratch_bound(geo, group: int) -> int:
-    """An upper bound of the elements any part of a convolution's layout holds (im2col rows, the
-    depthwise plane copies with their masks), checked before anything is allocated."""
+def scratch_bound(geo, group: int, o: int) -> int:
+    """An upper bound of the elements any part of a convolution with o output channels lays out
+    (im2col rows, the depthwise plane copies with their masks, Winograd's planes and blocks),
+    checked before anything is allocated."""
     cols = (geo.c // group) * geo.kh * geo.kw * geo.oh * geo.ow
     planes = (geo.kw + 1) * (geo.h * geo.w + 2 * (geo.oh * geo.ow + (geo.kh * geo.dh + 1) * geo.w + geo.kw * geo.dw))
     hp, wp = _dw8_grid(geo)
-    return max(cols, planes, geo.c * geo.h * geo.w, (hp * wp + 1) * DWL)
+    wino = wino_shape(geo.c, o, geo.oh, geo.ow, wino_rows(geo, o))[-1] if wino_applies(geo, o, group, False) else 0
+    return max(cols, planes, geo.c * geo.h * geo.w, (hp * wp + 1) * DWL, wino)
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
@@ -1936,7 +2087,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
             raise error(f"{where}: qmin {int8['qmin']} > qmax {int8['qmax']}")
     if op in (Op.CONV, Op.QCONV):
         # scratch bound before anything is packed or allocated (every path needs at most this)
-        need = scratch_bound(geo, group)
+        need = scratch_bound(geo, group, o)
         if need > MAX_SCRATCH:
             raise error(f"{where}: the convolution needs {need} elements of scratch "
                         f"(limit {MAX_SCRATCH}); kernel ({geo.kh}, {geo.kw}) over a ({geo.oh}, {geo.ow}) output "

@@ -21,6 +21,8 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   table (im2col rows, input planes, or shifted plane copies), one FMA chain per output, bias
   and ReLU in the epilogue, masked tails. ``cf32_wide{2,4,6}``: the same over 32 positions
   (AVX-512 targets only: twelve zmm accumulators; on AVX2 they would spill).
+- ``wino_in8`` / ``wino_out8``: the input and output transforms of Winograd F(2x2, 3x3) for eight
+  tiles side by side (tile t in lane t; even/odd column splits by shuffles, exact adds).
 - ``s16_tile{2,4,6}`` / ``u8_tile{2,4,6}``: int8 GEMM tiles on packed int32 words (int16
   pairs: vpmaddwd, exact for any int8; uint8 quads: vpdpbusd on VNNI, exact for any int8
   weights there (``quads_exact_any``); else vpmaddubsw + vpmaddwd, exact for weights whose pairs
@@ -467,6 +469,86 @@ cf32_tile6 = _make_cf32_tile(6)
 cf32_wide2 = _make_cf32_tile(2, 2)
 cf32_wide4 = _make_cf32_tile(4, 2)
 cf32_wide6 = _make_cf32_tile(6, 2)
+
+
+
+# -- float32 Winograd F(2x2, 3x3) transforms ------------------------------------------------------
+
+_EVEN8 = ir.Constant(_V8I, list(range(0, 16, 2)))
+_ODD8 = ir.Constant(_V8I, list(range(1, 16, 2)))
+_ZIP16 = ir.Constant(_V16I, [i // 2 + 8 * (i % 2) for i in range(16)])  # a0 b0 a1 b1 ... a7 b7
+
+
+@intrinsic
+def wino_in8(typingctx, P, po, wp, V, vo, st):
+    """Winograd F(2x2, 3x3) input transform of eight adjacent tiles: tile t < 8 is the 4 x 4 block
+    d[r][j] = P[po + r * wp + 2 t + j] of a zero-padded plane (rows wp apart), and
+    V[vo + (4 a + j) * st + t] = (B^T d B)[a][j] with B^T = [[1, 0, -1, 0], [0, 1, 1, 0],
+    [0, -1, 1, 0], [0, 1, 0, -1]], computed as the row sums of the column sums: per row r,
+    (d0 - d2, d1 + d2, d2 - d1, d1 - d3), then down the rows (r0 - r2, r1 + r2, r2 - r1, r1 - r3)
+    (exact float32 adds, one rounding each). Reads P[po + r * wp : + 18] for r < 4 (two 16-float
+    loads per row, split into even and odd columns), writes eight floats at each of the 16 V
+    rows."""
+    sig = types.void(P, po, wp, V, vo, st)
+
+    def codegen(context, builder, signature, args):
+        pv, poff, wpv, vv, voff, stv = _ints64(context, builder, signature, args)
+        sa = signature.args
+        pp = builder.gep(_array(context, builder, sa[0], pv).data, [poff])
+        pvv = builder.gep(_array(context, builder, sa[3], vv).data, [voff])
+        i64 = poff.type
+        rows = []
+        for r in range(4):
+            base = builder.gep(pp, [builder.mul(wpv, ir.Constant(i64, r))])
+            a = builder.load(_ptr(builder, base, ir.Constant(i64, 0), _V16F), align=4)
+            b = builder.load(_ptr(builder, base, ir.Constant(i64, 2), _V16F), align=4)
+            d0, d1 = builder.shuffle_vector(a, a, _EVEN8), builder.shuffle_vector(a, a, _ODD8)
+            d2, d3 = builder.shuffle_vector(b, b, _EVEN8), builder.shuffle_vector(b, b, _ODD8)
+            rows.append([builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)])
+        for j in range(4):
+            col = [builder.fsub(rows[0][j], rows[2][j]), builder.fadd(rows[1][j], rows[2][j]),
+                   builder.fsub(rows[2][j], rows[1][j]), builder.fsub(rows[1][j], rows[3][j])]
+            for a, v in enumerate(col):
+                builder.store(v, _ptr(builder, pvv, builder.mul(stv, ir.Constant(i64, 4 * a + j)), _V8F), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def wino_out8(typingctx, M, mo, st, D, do, ow, ncols, two, bias, relu):
+    """Winograd F(2x2, 3x3) output transform of eight adjacent tiles: with m[x] the eight floats
+    M[mo + x * st:] (tile t in lane t) for x = 4 a + j < 16, s_j = (m[j] + m[4 + j]) + m[8 + j]
+    and u_j = (m[4 + j] - m[8 + j]) - m[12 + j]; output row 0 of tile t is
+    ((s0 + s1) + s2 + bias, (s1 - s2) - s3 + bias), row 1 the same of u (A^T m A with
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]), ReLU after when relu != 0 (NaN passes). Row 0 goes
+    to D[do:do + ncols] (ncols <= 16 columns, tile t at 2 t), row 1, when two != 0, to
+    D[do + ow:do + ow + ncols]; nothing else is written."""
+    sig = types.void(M, mo, st, D, do, ow, ncols, two, bias, relu)
+
+    def codegen(context, builder, signature, args):
+        mv, moff, stv, dv, doff, owv, ncv, twov, biasv, reluv = _ints64(context, builder, signature, args)
+        sa = signature.args
+        pm = builder.gep(_array(context, builder, sa[0], mv).data, [moff])
+        pd = builder.gep(_array(context, builder, sa[3], dv).data, [doff])
+        i64 = moff.type
+        m = [builder.load(_ptr(builder, pm, builder.mul(stv, ir.Constant(i64, x)), _V8F), align=4) for x in range(16)]
+        s = [builder.fadd(builder.fadd(m[j], m[4 + j]), m[8 + j]) for j in range(4)]
+        u = [builder.fsub(builder.fsub(m[4 + j], m[8 + j]), m[12 + j]) for j in range(4)]
+        bv = _splat(builder, biasv, _V8F)
+        floor = _relu_floor(builder, reluv, _V16F)
+
+        def out_row(v):
+            y0 = builder.fadd(builder.fadd(builder.fadd(v[0], v[1]), v[2]), bv)
+            y1 = builder.fadd(builder.fsub(builder.fsub(v[1], v[2]), v[3]), bv)
+            return _relu(builder, builder.shuffle_vector(y0, y1, _ZIP16), floor)
+
+        store_cols(builder, [out_row(s)], pd, ncv, _V16F, 4)
+        with builder.if_then(builder.icmp_signed("!=", twov, ir.Constant(twov.type, 0))):
+            store_cols(builder, [out_row(u)], builder.gep(pd, [owv]), ncv, _V16F, 4)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # -- int8 GEMM tiles ------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ CONV_CASES = [
     ((3, 1, 40), 5, 1, (1, 7), (1, 1), (1, 1), ((0, 0), (3, 3))),          # 1-D im2col by runs
     ((4, 6, 5), 14, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),          # shifted copies, rows 6 + 4 + 4
     ((4, 9, 9), 16, 2, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),          # windows per group, rows 4 + 4
+    ((5, 9, 11), 7, 1, (3, 3), (1, 1), (1, 1), ((0, 2), (2, 1))),          # Winograd: odd oh, ow, asymmetric pads
+    ((2, 6, 3), 4, 1, (3, 3), (1, 1), (1, 1), ((0, 0), (0, 0))),           # Winograd: one tile column, 4 x 1 outputs
+    ((3, 5, 37), 9, 1, (3, 3), (1, 1), (1, 1), ((2, 2), (0, 0))),          # Winograd: 3 x 18 tiles (8 + 8 + 2 a row)
 ]
 
 
@@ -76,10 +79,13 @@ def _run_both(kernel, twin, args_for, dst_size, dst_dtype):
 
 def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs):
     """(layout, table, W at GUARD, f32 scratch, i8 scratch) as the planner lays them out; path
-    "auto" (conv_layout's choice), "gemm" (the GEMM path even where DW applies), "u8" / "s16"
-    (int8 GEMM on uint8 quads / int16 pairs)."""
+    "auto" (conv_layout's choice), "gemm" (the GEMM path even where DW or Winograd applies), "wino"
+    (float32 Winograd wherever the geometry allows it), "u8" / "s16" (int8 GEMM on uint8 quads /
+    int16 pairs)."""
     u8 = {"u8": True, "s16": False}.get(path)
-    lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path == "auto", **attrs)
+    wino = {"auto": None, "wino": True}.get(path, False)
+    lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path == "auto", wino=wino,
+                         **attrs)
     Wg = np.concatenate([np.zeros(GUARD, lay.W.dtype), lay.W, np.zeros(GUARD, lay.W.dtype)])
     # scratch as the planner allocates it: prefilled once (the copies' padding is never written)
     return lay, lay.table, Wg, lay.scratch_f32(3), np.zeros(lay.i8 + 3, np.int8)
@@ -87,12 +93,16 @@ def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs)
 
 def paths_for(group, int8):
     """The kernel paths a test runs: the planner's choice, GEMM forced, and for int8 both GEMM tiles."""
-    return ["auto", "gemm"] + (["u8", "s16"] if int8 else [])
+    return ["auto", "gemm"] + (["u8", "s16"] if int8 else ["wino"])
 
 
-@pytest.mark.parametrize("case", CONV_CASES)
+def _winograd_geometry(case):
+    return case[2:6] == (1, (3, 3), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("case,path", [(case, path) for case in CONV_CASES for path in ("auto", "gemm", "wino")
+                                       if path != "wino" or _winograd_geometry(case)])
 @pytest.mark.parametrize("m", [1, 3])
-@pytest.mark.parametrize("path", ["auto", "gemm"])
 def test_conv_f32_matches_twin(case, m, path):
     rng = np.random.default_rng(len(case[0]) + m)
     geo, o, group = _case_geometry(case)
@@ -102,6 +112,7 @@ def test_conv_f32_matches_twin(case, m, path):
     W = _buffers(rng, wsize, np.float32)
     b = _buffers(rng, o, np.float32)
     lay, g, Wk, cols, _ = conv_operands(geo, o, group, W[GUARD:GUARD + wsize], path=path)
+    assert lay.path == KC.PATH_WINO or path != "wino"
     g = np.concatenate([np.zeros(5, np.int32), g])  # the table at an offset
     scale = np.abs(W).max() * (geo.c // group) * geo.kh * geo.kw + 1.0
     for act, alpha, beta in ((0, 0.0, 0.0), (int(Act.RELU), 0.0, 0.0), (int(Act.TANH), 0.0, 0.0)):
@@ -391,13 +402,15 @@ def _conv_paths_match_twins(geo, o, group, rng, m=2):
     xq = _buffers(rng, m * n_in, np.int8)
     bias = rng.integers(-3000, 3000, size=o + 2 * GUARD).astype(np.int32)
     M = rng.uniform(1e-3, 2e-2, size=o + 2 * GUARD).astype(np.float32)
-    for path in paths_for(group, True):
-        if path in ("auto", "gemm"):
+    for path in paths_for(group, True) + ["wino"]:
+        if path in ("auto", "gemm", "wino"):
             _, g, Wk, cols, _ = conv_operands(geo, o, group, W[GUARD:GUARD + wsize], path=path)
             got, want = _run_both(lambda *a: KC.conv_f32(*a[:2], Wk, *a[3:]), KC.conv_f32_ref,
                                   lambda d: (x, GUARD, W, GUARD, b, GUARD, d, GUARD, g, 0, m, cols, 0, 0, 0.0, 0.0),
                                   m * n_out, np.float32)
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (geo.kh * geo.kw * geo.c + 1))
+        if path == "wino":  # float32 only
+            continue
         hi = 64 if path == "u8" else 128
         Wq = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
         got, want, _ = _qconv_both(geo, o, group, xq, Wq, bias, M, m, -3, 7, -128, 127, path)

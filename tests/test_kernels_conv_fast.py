@@ -32,6 +32,11 @@ FAST_CASES = [
     ((3, 9, 4), 3, 3, (3, 3), (1, 1), (3, 2), ((3, 3), (2, 2)), KC.PATH_DW),         # dilated 2-D, taps dropped
     ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # 2 channels per group
     ((4, 6, 7), 4, 4, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # strided depthwise (GEMM per group)
+    ((16, 32, 32), 16, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_WINO),   # ResNet-8 3x3, 16 channels
+    ((32, 16, 16), 32, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_WINO),   # ResNet-8 3x3, 32 channels
+    ((64, 8, 8), 64, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_WINO),     # ResNet-8 3x3, 64 channels
+    ((16, 21, 19), 22, 1, (3, 3), (1, 1), (1, 1), ((2, 0), (0, 1)), KC.PATH_WINO),   # odd oh, ow; O % 6 = 4; 3 blocks
+    ((3, 32, 32), 16, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),    # ResNet-8 stem: 3 channels, direct
 ]
 
 
@@ -61,7 +66,9 @@ def test_conv_f32_fast_paths_match_twin(case):
     assert lay.path == case[-1]
     Wk = _guarded(lay.W, 0)
     cols = np.zeros(lay.f32 + 2, np.float32)
-    if lay.path != KC.PATH_DW and lay.table[KC.G_BMODE] not in (KC.BM_SHIFT, KC.BM_WINDOW):
+    if lay.path == KC.PATH_WINO:  # only the padded planes' margins rely on the scratch starting zero
+        cols[2 + KC.wino_shape(geo.c, o, geo.oh, geo.ow, int(lay.table[KC.G_WBR]))[5]:] = np.nan
+    elif lay.path != KC.PATH_DW and lay.table[KC.G_BMODE] not in (KC.BM_SHIFT, KC.BM_WINDOW):
         cols[:] = np.nan  # only the plane copies and windows rely on their scratch starting zero (the margins)
     got = np.full(m * n_out + 2 * GUARD, 99, np.float32)
     want = got.copy()
@@ -82,7 +89,8 @@ def test_conv_f32_fast_paths_match_twin(case):
 def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     rng = np.random.default_rng(13)
     geo, o, group = _geometry(case)
-    if u8 is not None and case[-1] != KC.PATH_GEMM:
+    gemm = case[-1] in (KC.PATH_GEMM, KC.PATH_WINO)  # Winograd is float32 only: int8 runs the GEMM there
+    if u8 is not None and not gemm:
         pytest.skip("the u8 / s16 choice is the int8 GEMM's")
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
@@ -97,7 +105,7 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120)]:
         lay = KC.conv_layout(geo, o, group, W, bias=bias[GUARD:GUARD + o], int8=True, u8=u8,
                              x_zp=x_zp, y_zp=y_zp, qmin=qmin, qmax=qmax)
-        if case[-1] == KC.PATH_GEMM:  # int16 copies (BM_SHIFT / BM_WINDOW): read in place (s16) or packed (u8)
+        if gemm:  # int16 copies (BM_SHIFT / BM_WINDOW): read in place (s16) or packed (u8)
             want_path = {True: KC.PATH_GEMM_U8, False: KC.PATH_GEMM}.get(u8)
             assert lay.path == (want_path or lay.path) and lay.path in (KC.PATH_GEMM, KC.PATH_GEMM_U8)
         else:
@@ -189,6 +197,82 @@ def test_depthwise_tile_is_bias_then_one_fma_per_tap():
     np.testing.assert_array_equal(y, acc.reshape(-1))
 
 
+def _wino_twin(x, W, b, geo, o):
+    """NumPy twin of PATH_WINO in its own order of float32 operations: zero-padded planes; per
+    4 x 4 tile and channel, column differences/sums of each row, then down the rows (B^T d B);
+    U = G W G^T in float64 rounded once; M[x] one FMA chain over the channels from 0.0 (+ a zero
+    bias); per output row pair ((s0 + s1) + s2) + b and ((s1 - s2) - s3) + b of the column sums
+    s (A^T M A); ReLU."""
+    f64 = np.float64
+    c = geo.c
+    th, tw = (geo.oh + 1) // 2, (geo.ow + 1) // 2
+    P = np.zeros((c, 2 * th + 2, 2 * tw + 2), np.float32)
+    P[:, geo.pt:geo.pt + geo.h, geo.pl:geo.pl + geo.w] = x.reshape(c, geo.h, geo.w)
+    d = np.stack([np.stack([P[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4] for j in range(tw)]) for i in range(th)])
+    R = np.stack([d[..., 0] - d[..., 2], d[..., 1] + d[..., 2], d[..., 2] - d[..., 1], d[..., 1] - d[..., 3]], -1)
+    V = np.stack([R[..., 0, :] - R[..., 2, :], R[..., 1, :] + R[..., 2, :], R[..., 2, :] - R[..., 1, :],
+                  R[..., 1, :] - R[..., 3, :]], -2)  # (th, tw, c, 4, 4)
+    V = V.reshape(th * tw, c, 16).transpose(2, 1, 0)  # (16, c, tiles)
+    G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    U = np.einsum("ai,ocij,bj->aboc", G, W.reshape(o, c, 3, 3).astype(f64), G).reshape(16, o, c).astype(np.float32)
+    M = np.zeros((16, o, th * tw), np.float32)
+    for k in range(c):  # float32 fma: the exact product-sum rounded once (exact in float64 here)
+        M = (U[:, :, k:k + 1].astype(f64) * V[:, None, k, :].astype(f64) + M.astype(f64)).astype(np.float32)
+    M = M + np.float32(0.0)
+    m = M.reshape(4, 4, o, th, tw)
+    s = (m[0] + m[1]) + m[2]  # (4 j, o, th, tw)
+    u = (m[1] - m[2]) - m[3]
+    bb = b[:, None, None]
+    y = np.zeros((o, 2 * th, 2 * tw), np.float32)
+    for r, v in ((0, s), (1, u)):
+        y[:, r::2, 0::2] = ((v[0] + v[1]) + v[2]) + bb
+        y[:, r::2, 1::2] = ((v[1] - v[2]) - v[3]) + bb
+    return np.maximum(y[:, :geo.oh, :geo.ow], 0).reshape(-1)
+
+
+@pytest.mark.parametrize("case", [c for c in FAST_CASES if c[-1] == KC.PATH_WINO]
+                         + [((5, 9, 11), 7, 1, (3, 3), (1, 1), (1, 1), ((0, 2), (2, 1)), None)])
+def test_winograd_is_its_twins_order_of_operations(case):
+    """PATH_WINO gives the bits of its NumPy twin (_wino_twin), which does the same float32
+    operations in the same order: the transforms of kernels_tile.wino_in8 / wino_out8 and the
+    GEMM's FMA chains; within 1e-6 of the float64 golden (the transforms add a few roundings)."""
+    rng = np.random.default_rng(8)
+    geo, o, group = _geometry(case)
+    x = rng.normal(size=geo.c * geo.h * geo.w).astype(np.float32)
+    W = rng.normal(size=(o, geo.c, 3, 3)).astype(np.float32)
+    b = rng.normal(size=o).astype(np.float32)
+    lay = KC.conv_layout(geo, o, group, W, wino=True)
+    assert lay.path == KC.PATH_WINO
+    y = np.zeros(o * geo.oh * geo.ow, np.float32)
+    KC.conv_f32(x, 0, lay.W, 0, b, 0, y, 0, lay.table, 0, 1, lay.scratch_f32(), 0, 1, 0.0, 0.0)
+    np.testing.assert_array_equal(y, _wino_twin(x, W, b, geo, o))
+    want = np.zeros_like(y)
+    KC.conv_f32_ref(x, 0, W.reshape(-1), 0, b, 0, want, 0, lay.table, 0, 1, act=1)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-6 * np.abs(W).max() * np.abs(x).max() * geo.c * 9)
+
+
+def test_winograd_is_planned_where_it_was_measured_to_pay():
+    """Winograd for float32 3 x 3 stride 1 layers of >= 16 channels in and out and >= 2**20
+    multiply-adds (ResNet-8's); not for the 3-channel stem, small layers, int8, strides,
+    dilation, groups or other kernels; the planner's block keeps >= 16 tiles."""
+    def path(shape, o, kernel=(3, 3), stride=(1, 1), dil=(1, 1), group=1, int8=False):
+        geo = make_geometry(shape, geometry_attrs(kernel, stride, dil, ((1, 1), (1, 1))))
+        W = np.ones((o, shape[0] // group) + kernel, np.int8 if int8 else np.float32)
+        return KC.conv_layout(geo, o, group, W, bias=np.zeros(o, np.int32) if int8 else None, int8=int8).path
+    for shape, o in (((16, 32, 32), 16), ((32, 16, 16), 32), ((64, 8, 8), 64), ((16, 32, 32), 32)):
+        assert path(shape, o) == KC.PATH_WINO
+        assert path(shape, o, int8=True) != KC.PATH_WINO
+    assert path((3, 32, 32), 16) == KC.PATH_GEMM             # stem: 3 channels
+    assert path((16, 16, 16), 16) == KC.PATH_GEMM            # 0.59 M multiply-adds
+    assert path((8, 64, 64), 8) == KC.PATH_GEMM              # 8 channels
+    assert path((16, 32, 32), 32, stride=(2, 2)) == KC.PATH_GEMM
+    assert path((16, 32, 32), 16, dil=(2, 2)) == KC.PATH_GEMM
+    assert path((32, 32, 32), 32, group=2) == KC.PATH_GEMM
+    assert path((16, 32, 32), 16, kernel=(5, 5)) == KC.PATH_GEMM
+    geo = make_geometry((64, 8, 8), geometry_attrs((3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))))
+    assert KC.wino_rows(geo, 64) * 4 >= 16
+
+
 def test_gather32_matches_indexing():
     rng = np.random.default_rng(7)
     for n in (1, 7, 8, 9, 61):
@@ -238,6 +322,15 @@ def test_tile_extents_are_checked_under_boundscheck():
     assert lay.table[KC.G_DW8] != 0  # DW8: destination, grid scratch and packed weights one short
     x = np.ones(geo.c * geo.h * geo.w, np.float32)
     for y_n, z_n, w_n in [(o * geo.oh * geo.ow - 1, lay.f32, lay.W.size), (o * geo.oh * geo.ow, lay.table[KC.G_ZS] - 1,
+                          lay.W.size), (o * geo.oh * geo.ow, lay.f32, lay.W.size - 1)]:
+        with pytest.raises(IndexError):
+            KC.conv_f32(x, 0, lay.W[:w_n].copy(), 0, np.zeros(o, np.float32), 0, np.zeros(y_n, np.float32), 0,
+                        lay.table, 0, 1, np.zeros(z_n, np.float32), 0, 0, 0.0, 0.0)
+    geo, o, group = _geometry(FAST_CASES[-2])  # Winograd: destination and weights one short, scratch
+    lay = KC.conv_layout(geo, o, group, np.ones(o * geo.c * 9, np.float32))  # 24 short (its last M row
+    assert lay.path == KC.PATH_WINO  # has up to 23 floats of slack no call touches)
+    x = np.ones(geo.c * geo.h * geo.w, np.float32)
+    for y_n, z_n, w_n in [(o * geo.oh * geo.ow - 1, lay.f32, lay.W.size), (o * geo.oh * geo.ow, lay.f32 - 24,
                           lay.W.size), (o * geo.oh * geo.ow, lay.f32, lay.W.size - 1)]:
         with pytest.raises(IndexError):
             KC.conv_f32(x, 0, lay.W[:w_n].copy(), 0, np.zeros(o, np.float32), 0, np.zeros(y_n, np.float32), 0,
