@@ -697,6 +697,19 @@ def _copies16(X, xb, cg, hw, g, go, Z, zo, x_zp):
 
 
 @kernel_jit
+def _gemm_f32(A, ao, B, bo, RT, ro, k_n, D, do, ldd, og, ncols, bias, bi, relu):
+    """D (og, ncols) at D[do:] (rows ldd apart) = act(A (og, k_n) . B (k_n, ncols) + bias[bi:bi + og]) on
+    the cf32 tiles: A packed by pack_rows_f32 at A[ao:], row k of B at B[bo + RT[ro + k]:]. One
+    compiled copy of the tile dispatch for the GEMM and Winograd paths (not inlined: each
+    inlined copy of _cf32_rows' six tiles costs first-compile time)."""
+    for tc in range(_col_tiles(ncols, T.WIDE_F32)):
+        p0, nc = _col_at(tc, ncols, T.WIDE_F32)
+        for t in range((og + ROWS - 1) // ROWS):
+            o0, rows = _row_tile(t, og)
+            _cf32_rows(rows, A, ao + t * ROWS * k_n, B, bo + p0, RT, ro, k_n, D, do + o0 * ldd + p0, ldd, bias,
+                       bi + o0, relu, nc)
+
+@kernel_jit
 def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     """PATH_GEMM, one sample, group by group: y (O/group, P) = act(W_g (O/group, K) . B (K, P) + b)
     with row k of B at an offset from the table's row list (G_ROWS): the group's input planes
@@ -736,13 +749,7 @@ def _conv_gemm_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                           co + c * ncls * zs + g[go + G_ZM], zs, 0)
             B = cols
             bb = co
-        for tc in range(_col_tiles(plane, T.WIDE_F32)):
-            p0, nc = _col_at(tc, plane, T.WIDE_F32)
-            for t in range((og + ROWS - 1) // ROWS):
-                o0, rows = _row_tile(t, og)
-                o = gi * og + o0
-                _cf32_rows(rows, W, wo + gi * wg + t * ROWS * k_n, B, bb + p0, g, ro, k_n,
-                           dst, ys + o * plane + p0, plane, b, bo + o, relu, nc)
+        _gemm_f32(W, wo + gi * wg, B, bb, g, ro, k_n, dst, ys + gi * og * plane, plane, og, plane, b, bo + gi * og, relu)
 
 
 @kernel_jit(inline="always")
@@ -869,7 +876,7 @@ def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     planner zeroed are never written); then per block of G_WBR tile rows: each 4 x 4 input tile of
     each channel is transformed (kernels_tile.wino_in8, eight tiles a step) into the 16 rows of V,
     the 16 products M[x] (O, tiles) = U[x] (O, C) . V[x] (C, tiles) run on the cf32 tile (U = G W
-    G^T packed by pack_rows_f32 per x at W[wo:], then ROWS zeros as its bias; V rows through the
+    G^T packed by pack_rows_f32 per x at W[wo:], then O zeros as its bias; V rows through the
     row table at G_ROWS), and each tile's 2 x 2 outputs come back by kernels_tile.wino_out8 with
     bias and ReLU."""
     c_n = g[go + G_C]
@@ -884,7 +891,7 @@ def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     ro = go + g[go + G_ROWS]
     th, tw, hp, wp, nbp, vo, mo, _ = _wino_shape(c_n, o_n, oh, ow, nbr)
     upx = (o_n + ROWS - 1) // ROWS * ROWS * c_n  # packed U per x
-    wz = wo + 16 * upx  # ROWS zeros: the products' bias
+    wz = wo + 16 * upx  # O zeros: the products' bias
     for c in range(c_n):  # the planes into their margins (hp >= h + pt and wp >= w + pl, oh = h + pt + pb - 2)
         for r in range(h):
             d = cols[co + (c * hp + r + pt) * wp + pl:co + (c * hp + r + pt) * wp + pl + w]
@@ -906,12 +913,8 @@ def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
                         _need(cols, v + t, v + t + 15 * sv + 8)
                     T.wino_in8(cols, p + 2 * t, wp, cols, v + t, sv)
         for x in range(16):
-            for tc in range(_col_tiles(nb, T.WIDE_F32)):
-                p0, nc = _col_at(tc, nb, T.WIDE_F32)
-                for t in range((o_n + ROWS - 1) // ROWS):
-                    o0, rows = _row_tile(t, o_n)
-                    _cf32_rows(rows, W, wo + x * upx + t * ROWS * c_n, cols, co + vo + x * sv + p0, g, ro, c_n,
-                               cols, co + mo + x * sm + o0 * nbp + p0, nbp, W, wz, False, nc)
+            _gemm_f32(W, wo + x * upx, cols, co + vo + x * sv, g, ro, c_n, cols, co + mo + x * sm, nbp, o_n, nb, W, wz,
+                      False)
         for k in range(o_n):
             bk = b[bo + k]
             for i in range(nr):
@@ -1835,10 +1838,10 @@ def wino_rows(geo, o: int) -> int:
 
 def wino_weights(W: np.ndarray) -> np.ndarray:
     """PATH_WINO's weights: U[x] = (G W[o, c] G^T)[x // 4, x % 4] (computed in float64, rounded
-    once to float32) packed by pack_rows_f32 per x = 0..15, then ROWS zeros (the products' bias)."""
+    once to float32) packed by pack_rows_f32 per x = 0..15, then O zeros (the products' bias)."""
     U = np.einsum("ai,ocij,bj->aboc", _WINO_G, np.asarray(W, np.float64), _WINO_G)
     U = U.reshape(16, W.shape[0], W.shape[1]).astype(np.float32)
-    return np.concatenate([pack_rows_f32(U[x]) for x in range(16)] + [np.zeros(ROWS, np.float32)])
+    return np.concatenate([pack_rows_f32(U[x]) for x in range(16)] + [np.zeros(W.shape[0], np.float32)])
 
 
 def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
