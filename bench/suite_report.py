@@ -211,7 +211,9 @@ def _target_cnn_limit(results):
             continue
         ratio = p50 / r["limit"]["limit_us"]
         oks.append(ratio <= 1.5)
-        parts.append(f"{r['key']} {ratio:.2f}x ({p50:.1f} vs {r['limit']['limit_us']:.1f} us)")
+        parts.append(f"{r['key']} {ratio:.2f}x ({p50:.1f} vs {r['limit']['limit_us']:.1f} us)"
+                     + ("; below 1: its 3x3 layers run Winograd, 2.25x fewer multiplies than the MACs counted"
+                        if ratio < 1 else ""))
     why = ("" if _verdict(oks) in (None, True) else
            f"the limit is MACs at this run's measured fp32 peak ({results['peaks']['fp32_gflops']:.1f} GFLOP/s, "
            f"scaled by each model's peak drift, the Limits table); "
@@ -490,7 +492,9 @@ def render(results) -> str:
              "read, with alignment padding), timed in compiled code like an in-loop sample, one pass per sample "
              "slot inside the same round-robin chunks as the engines; read pattern: one sequential stream or "
              "four concurrent ones, whichever was faster in a pre-run. Compute: MACs at the fp32 FMA peak "
-             "(2 flops per MAC) or at the int8 rate above, times the model's peak drift: a pass of rtinfer's "
+             "(2 flops per MAC; a direct convolution's MACs: float32 3x3 stride-1 layers that run Winograd "
+             "F(2x2, 3x3), named so in the per-op rows, do 2.25x fewer multiplies, so a model with them can run "
+             "below its limit) or at the int8 rate above, times the model's peak drift: a pass of rtinfer's "
              "own register tile (float32 conv tile; int8: the uint8 x int8 tile) on L1-resident operands, "
              "about 5 us of work, runs in the same round-robin chunks, and "
              "drift = its fastest median pass time when the peaks were measured (as the peaks are the best of a "
