@@ -314,4 +314,20 @@ MUTANTS = [
            ("tests/test_jitcache.py", "-k", "unpickled"),
            "a Numba cache index naming a function that is gone (an upgrade) raises on every load instead of "
            "compiling anew"),
+    Mutant("wino-out-drops-second-row", "rtinfer/kernels_conv.py",
+           "T.wino_out8(cols, m + t, sm, dst, y + 2 * t, ow, nc, two, bk, relu)",
+           "T.wino_out8(cols, m + t, sm, dst, y + 2 * t, ow, nc, False, bk, relu)",
+           ("tests/test_kernels_conv_fast.py", "-k", "winograd"),
+           "Winograd writes only the first output row of each 2 x 2 tile"),
+    Mutant("wino-in-last-row-sign", "rtinfer/kernels_tile.py",
+           "builder.fsub(rows[2][j], rows[1][j]), builder.fsub(rows[1][j], rows[3][j])]",
+           "builder.fsub(rows[2][j], rows[1][j]), builder.fadd(rows[1][j], rows[3][j])]",
+           ("tests/test_kernels_conv_fast.py", "-k", "winograd"),
+           "Winograd's input transform adds the fourth row instead of subtracting it (B^T wrong in one entry)"),
+    Mutant("wino-block-without-slack", "rtinfer/kernels_conv.py",
+           "    nbp = (nbr * tw + 15) // 16 * 16 + 8\n",
+           "    nbp = (nbr * tw + 15) // 16 * 16\n",
+           ("tests/test_kernels_conv_fast.py", "-k", "winograd"),
+           "Winograd's block rows lose their 8 floats of slack: a block of 16k tiles spills its last eight-tile "
+           "step into the next transformed row, already written"),
 ]
