@@ -175,6 +175,8 @@ WINO_MIN_MACS = 1 << 20  # output channels and multiply-adds of the direct convo
                        # ResNet-8's 16/32/64-channel 3x3 layers 1.30-1.65x the GEMM path; 16 x 16 x 16
                        # at 0.59 M 1.07x, 24 x 12 x 12 at 0.75 M 0.85x, 8 channels 0.7x, 3 channels 0.2x)
 WINO_BLOCK = 2048      # tiles per block times (C + O): V and M of a block in about 128 KB
+                       # (256 KB measured 0.91-0.98x the time of a 16- or 32-channel layer alone but
+                       # 0.99x in ResNet-8, where other layers' data share the L2: kept the smaller)
 WINDOW_MAX = 1 << 16  # window elements per input channel up to which BM_WINDOW applies (ResNet-8 3x3
                       # stride 2: 6 x 16 x 16 = 1,536)
 
