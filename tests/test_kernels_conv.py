@@ -50,6 +50,7 @@ CONV_CASES = [
     ((5, 9, 11), 7, 1, (3, 3), (1, 1), (1, 1), ((0, 2), (2, 1))),          # Winograd: odd oh, ow, asymmetric pads
     ((2, 6, 3), 4, 1, (3, 3), (1, 1), (1, 1), ((0, 0), (0, 0))),           # Winograd: one tile column, 4 x 1 outputs
     ((3, 5, 37), 9, 1, (3, 3), (1, 1), (1, 1), ((2, 2), (0, 0))),          # Winograd: 3 x 18 tiles (8 + 8 + 2 a row)
+    ((3, 4, 5), 4, 1, (3, 3), (1, 1), (1, 1), ((5, 3), (0, 6))),           # Winograd: pads past the kernel, outputs of padding only
 ]
 
 
