@@ -39,7 +39,7 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   16 multiply-adds and vpmaddubsw + vpmaddwd 32, a zmm vpdpbusd 64, so the packing pass is paid
   back).
 - PATH_WINO (float32, 3 x 3, stride 1, undilated, one group; the planner takes it where it was
-  measured to pay, ``wino_applies``): Winograd F(2x2, 3x3), 16 multiplies per 2 x 2 outputs and
+  measured to pay, ``wino_applies``: AVX2 targets, not yet AVX-512 ones, WINO_AUTO): Winograd F(2x2, 3x3), 16 multiplies per 2 x 2 outputs and
   channel pair instead of 36. The input planes are copied into zero-padded planes; per block of
   tile rows (``wino_rows``: V and M near 128 KB) kernels_tile.wino_in8 transforms eight 4 x 4
   tiles a step (B^T d B) into 16 rows V[x] (C, tiles), the cf32 tile runs the 16 products
@@ -174,6 +174,10 @@ WINO_MIN_CH = 16       # Winograd (wino=None: the planner's choice) for at least
 WINO_MIN_MACS = 1 << 20  # output channels and multiply-adds of the direct convolution (measured on a Zen 3:
                        # ResNet-8's 16/32/64-channel 3x3 layers 1.30-1.65x the GEMM path; 16 x 16 x 16
                        # at 0.59 M 1.07x, 24 x 12 x 12 at 0.75 M 0.85x, 8 channels 0.7x, 3 channels 0.2x)
+WINO_AUTO = not T.WIDE_F32  # the planner takes Winograd on its own on targets where it was measured to pay:
+                           # AVX2 (a Zen 3). On AVX-512 targets the direct tile is 32 positions wide and the
+                           # transforms stay 8 wide, so the trade differs; not measured there yet: the direct
+                           # path stays (conv_layout(wino=True) still forces Winograd, and tests run it)
 WINO_BLOCK = 2048      # tiles per block times (C + O): V and M of a block in about 128 KB
                        # (256 KB measured 0.91-0.98x the time of a 16- or 32-channel layer alone but
                        # 0.99x in ResNet-8, where other layers' data share the L2: kept the smaller)
@@ -1821,13 +1825,13 @@ _WINO_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.
 
 def wino_applies(geo, o: int, group: int, measured: bool = True) -> bool:
     """Whether PATH_WINO can run this float32 convolution (3 x 3, stride 1, no dilation, one group)
-    and, with ``measured``, pays: at least 16 tiles (a full cf32 tile of columns; fewer pad the
-    tile's 16 lanes), WINO_MIN_CH input and output channels and WINO_MIN_MACS direct
-    multiply-adds."""
+    and, with ``measured``, pays: on a WINO_AUTO target, at least 16 tiles (a full cf32 tile of
+    columns; fewer pad the tile's 16 lanes), WINO_MIN_CH input and output channels and
+    WINO_MIN_MACS direct multiply-adds."""
     if (geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, group) != (3, 3, 1, 1, 1, 1, 1):
         return False
     tiles = ((geo.oh + 1) // 2) * ((geo.ow + 1) // 2)
-    return not measured or (tiles >= 16 and min(geo.c, o) >= WINO_MIN_CH
+    return not measured or (WINO_AUTO and tiles >= 16 and min(geo.c, o) >= WINO_MIN_CH
                             and 9 * geo.c * o * geo.oh * geo.ow >= WINO_MIN_MACS)
 
 
