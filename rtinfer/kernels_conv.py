@@ -898,7 +898,9 @@ def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     th, tw, hp, wp, nbp, vo, mo, _ = _wino_shape(c_n, o_n, oh, ow, nbr)
     upx = (o_n + ROWS - 1) // ROWS * ROWS * c_n  # packed U per x
     wz = wo + 16 * upx  # O zeros: the products' bias
-    for c in range(c_n):  # the planes into their margins (hp >= h + pt and wp >= w + pl, oh = h + pt + pb - 2)
+    # the planes into their margins (hp >= h + pt and wp >= w + pl, oh = h + pt + pb - 2); a plain
+    # copy loop: _run's dtype-generic one measured 1.09-1.11x the layer's time on ResNet-8's 16-channel 3x3
+    for c in range(c_n):
         for r in range(h):
             d = cols[co + (c * hp + r + pt) * wp + pl:co + (c * hp + r + pt) * wp + pl + w]
             x = src[xs + (c * h + r) * w:xs + (c * h + r + 1) * w]
