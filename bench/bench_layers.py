@@ -3,6 +3,7 @@
     python bench/bench_layers.py                                  # every layer, both dtypes
     python bench/bench_layers.py --layers dscnn_dw lenet5_conv1 --dtypes int8 --rounds 9
     python bench/bench_layers.py --old /path/to/old/checkout      # before/after, one process
+    python bench/bench_layers.py --weights full                   # int8 weights over the full range
 
 Each layer's kernel (kernels_conv.conv_f32 / qconv_i8, the path the planner picks on this
 machine) runs on one sample, called from a compiled loop so the sample, weights, scratch and
@@ -48,7 +49,7 @@ LAYERS = {
 class LayerRunner:
     """One layer on one package (``pkg``: rtinfer or a renamed copy): call(n) runs it n times."""
 
-    def __init__(self, pkg: str, key: str, dtype: str):
+    def __init__(self, pkg: str, key: str, dtype: str, wmax: int = 63):
         import numba
         KC = importlib.import_module(f"{pkg}.kernels_conv")
         rc = importlib.import_module(f"{pkg}.reference_conv")
@@ -61,7 +62,7 @@ class LayerRunner:
         n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
         if dtype == "int8":
             x = rng.integers(-128, 128, n_in).astype(np.int8)
-            W = rng.integers(-127, 128, o * cg * geo.kh * geo.kw).astype(np.int8)
+            W = rng.integers(-wmax, wmax + 1, o * cg * geo.kh * geo.kw).astype(np.int8)
             bias = rng.integers(-5000, 5000, o).astype(np.int32)
             M = rng.uniform(1e-3, 2e-2, o).astype(np.float32)
             lay = KC.conv_layout(geo, o, group, W, bias=bias, int8=True, x_zp=3, y_zp=-128, qmin=-128, qmax=127)
@@ -104,6 +105,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--ms", type=float, default=20.0, help="milliseconds per timed run (default 20)")
     ap.add_argument("--old", help="another checkout to compare with (its rtinfer package)")
+    ap.add_argument("--weights", choices=["reduce_range", "full"], default="reduce_range",
+                    help="int8 weights in [-63, 63] as the suite's models (frozen with reduce_range: the "
+                         "uint8-quad kernels are exact for them on AVX2), or full range [-127, 127] (default "
+                         "reduce_range)")
     args = ap.parse_args(argv)
     pkgs = ["rtinfer"]
     if args.old:
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
           + ("   new/old" if args.old else "") + "   GMAC/s  kernel", flush=True)
     for key in args.layers:
         for dtype in args.dtypes:
-            runners = [LayerRunner(p, key, dtype) for p in pkgs]
+            runners = [LayerRunner(p, key, dtype, 63 if args.weights == "reduce_range" else 127) for p in pkgs]
             n = max(10, int(args.ms * 1000 / max(runners[-1].time_us(50), 1e-3)))
             times = [[] for _ in runners]
             ratios = []

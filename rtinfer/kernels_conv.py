@@ -145,7 +145,11 @@ G_K = 35       # GEMM: rows of B (C/group kh kw, less the taps that only read pa
 G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input shift folded in
 G_DW8 = 37     # DW: offset from the table of its DW8 grid positions (0: the masked-copy tiles instead)
 G_WBR = 38     # WINO: tile rows per block (wino_shape)
-G_LEN = 39
+G_QOFF = 39    # DWQ: offset from the table of its build offsets (4 per quad group: column shift of each slot)
+G_QN = 40      # DWQ: quads built per plane (h * ow rounded up to DWQ_COLS): mask row stride
+G_QS = 41      # DWQ: int32 words per quad buffer (front margin, the quads, back margin)
+G_QM = 42      # DWQ: front margin of each quad buffer (words of padding quads)
+G_LEN = 43
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -159,6 +163,7 @@ PATH_GEMM = 1     # float32 tile, or int8 on int16 pairs (s16)
 PATH_DW = 2
 PATH_GEMM_U8 = 3  # int8 on uint8 x int8 quads (vpmaddubsw): weights whose pair sums cannot saturate
 PATH_WINO = 4     # float32 3x3 stride 1: Winograd F(2x2, 3x3)
+PATH_DWQ = 5      # int8 depthwise on uint8 quads of taps (a kernel row per quad_dot)
 
 ROWS = T.ROWS
 COLS = T.COLS
@@ -166,6 +171,7 @@ DW_CH = T.DW_CH
 DW_CH_F32 = T.DW_CH_F32
 DW_COLS = T.DW_COLS
 DW8 = T.DW8
+DWQ_COLS = T.DWQ_COLS
 DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm)
 DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
                         # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
@@ -1215,6 +1221,82 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
                            dst, ys + o0 * plane + k0, plane, nch, nc, M, mo + o0, y_zp, qmin, qmax)
 
 
+@kernel_jit(inline="always")
+def _check_dwq(S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
+    """The extents PATH_DWQ touches for one sample (BOUNDS only; S the float32 scratch's bytes, its
+    stage at S[sb:] and quads from int32 word qw on)."""
+    nk = g[go + G_NT]
+    ngq = g[go + G_NCLS]
+    npad = g[go + G_QN]
+    qs = g[go + G_QS]
+    _need(S, sb, sb + zs)
+    _need(S, 4 * qw, 4 * (qw + ngq * qs))
+    _need(g, go + g[go + G_AUX], go + g[go + G_AUX] + nk)
+    _need(g, go + g[go + G_WDW], go + g[go + G_WDW] + o_n * nk)
+    _need(g, go + g[go + G_BIAS8], go + g[go + G_BIAS8] + o_n)
+    _need(g, go + g[go + G_QOFF], go + g[go + G_QOFF] + 4 * ngq)
+    _need(g, go + g[go + G_AUX2], go + g[go + G_AUX2] + ngq * npad)  # 4 mask rows of npad bytes a group
+    _need(M, mo, mo + o_n)
+    _need(dst, ys, ys + o_n * plane)
+    for k in range(4 * ngq):
+        off = g[go + g[go + G_QOFF] + k]
+        if sm + off < 0 or sm + (g[go + G_C] - 1) * g[go + G_H] * g[go + G_W] + npad + off > zs:
+            raise IndexError("kernel tile reads or writes outside its array")
+    for k in range(ngq):
+        if g[go + G_QM] + npad > qs:
+            raise IndexError("kernel tile reads or writes outside its array")
+    for k in range(nk):
+        at = g[go + g[go + G_AUX] + k]
+        if at < 0 or at + max(plane, DWQ_COLS) > ngq * qs:
+            raise IndexError("kernel tile reads or writes outside its array")
+
+
+@kernel_jit
+def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
+    """PATH_DWQ, one sample (one input channel per group): the sample's planes are copied into the
+    stage (G_ZS bytes of the float32 scratch at fs[fo:], from byte G_ZM on); per input channel
+    kernels_tile.dwq_build lays out G_NCLS quad buffers (G_QS int32 words each, after the
+    stage: quad group k holds kernel columns 4k .. 4k + 3 of every position, uint8 x + 128, the
+    padding byte x_zp + 128 where a column falls outside the row, masks g[go + G_AUX2:]), and
+    kernels_tile.dwq_tile runs each of its output channels, DWQ_COLS positions at a time: G_NT
+    steps (kernel row, quad group) at word offsets g[go + G_AUX:] from the first buffer, weight
+    words (O, G_NT) at g[go + G_WDW:], the bias with the input shift folded in at
+    g[go + G_BIAS8:]. The buffers' margins hold padding quads from the planner's fill
+    (ConvLayout.fill) and are never written."""
+    c_n = g[go + G_C]
+    hw = g[go + G_H] * g[go + G_W]
+    o_n = g[go + G_O]
+    og = o_n // c_n
+    plane = g[go + G_OH] * g[go + G_OW]
+    nk = g[go + G_NT]
+    ngq = g[go + G_NCLS]
+    kw = g[go + G_KW]
+    npad = g[go + G_QN]
+    qs = g[go + G_QS]
+    sm = g[go + G_ZM]
+    zs = g[go + G_ZS]
+    ta = go + g[go + G_AUX]
+    wa = go + g[go + G_WDW]
+    ba = go + g[go + G_BIAS8]
+    oa = go + g[go + G_QOFF]
+    ma = 4 * (go + g[go + G_AUX2])
+    s8 = fs.view(np.int8)
+    sb = 4 * fo
+    qw = fo + zs // 4  # the first quad buffer, in int32 words of fs
+    if BOUNDS:
+        _check_dwq(s8, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane)
+    T.copy_bytes(src, xs, s8, sb + sm, c_n * hw)  # all planes at once: long stored before the builds load them
+    for c in range(c_n):
+        for k in range(ngq):
+            T.dwq_build(s8, sb + sm + c * hw, npad, g, ma + 4 * k * npad, g, oa + 4 * k, min(4, kw - 4 * k), fs,
+                        4 * (qw + k * qs + g[go + G_QM]), x_zp)
+        for o in range(c * og, (c + 1) * og):
+            for k0 in range(0, plane, DWQ_COLS):
+                k0, nc = _last_full(k0, plane, DWQ_COLS)
+                T.dwq_tile(fs, qw + k0, g, ta, nk, g, wa + o * nk, g, ba + o, M, mo + o, dst, ys + o * plane + k0,
+                           nc, y_zp, qmin, qmax)
+
+
 @kernel_jit
 def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmin, qmax, cols, co, fs, fo):
     """QCONV for m samples: x int8 (C, H, W) at src[so:] -> y int8 (O, oh, ow) at dst[do:].
@@ -1231,6 +1313,8 @@ def qconv_i8(src, so, W, wo, bias, bo, M, mo, dst, do, g, go, m, x_zp, y_zp, qmi
         ys = do + s * n_out
         if path == PATH_DW:
             _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs.view(np.int16), 2 * fo)
+        elif path == PATH_DWQ:
+            _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo)
         else:
             _qconv_gemm(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, cols, co,
                         path == PATH_GEMM_U8, fs, fo)
@@ -1704,6 +1788,49 @@ def _dw_plan(geo):
     return taps, masks, zm, zs
 
 
+def _dwq_sizes(geo, rows):
+    """PATH_DWQ's sizes for the kernel rows ``rows`` it keeps: (quad groups ngq, positions built
+    per plane npad, word offset of each kept row's quads from a quad buffer's first built word,
+    stage margin sm and bytes zs, quad buffer front margin qm and words qs). Quads are built for
+    every input row r and output column j (h ow positions, flat; ow == w in 2-D): kernel row p of
+    flat output position k reads quad k + (p dh - pt) ow (1-D: the one kept row, offset 0)."""
+    one_d = geo.h == 1 and geo.oh == 1
+    ngq = -(-geo.kw // 4)
+    npad = _round_up(geo.h * geo.ow, DWQ_COLS)
+    offs = [0 if one_d else (p * geo.dh - geo.pt) * geo.ow for p in rows]
+    shifts = [q * geo.dw - geo.pl for q in range(geo.kw)] + [0]
+    sm = _round_up(max(0, -min(shifts)), 16)
+    zs = _round_up(sm + max(geo.c * geo.h * geo.w, (geo.c - 1) * geo.h * geo.w + npad + max(shifts)), 64)
+    qm = _round_up(max(0, -min(offs)), 8)
+    qs = _round_up(qm + max(npad, max(0, max(offs)) + max(geo.oh * geo.ow, DWQ_COLS)), 16)
+    return ngq, npad, offs, sm, zs, qm, qs
+
+
+def _dwq_plan(geo, taps, W2):
+    """PATH_DWQ's plan for a geometry _dw_plan took (its kept taps ``taps``) and int8 weights W2
+    (O, kh kw): (the _dwq_sizes, build offsets (ngq, 4) int32 -- slot t of quad group k is kernel
+    column q = 4k + t, the input column shift q dw - pl; 0 for slots past kw --, masks (ngq, 4,
+    npad) int8 -- -1 where flat position k's column + shift lies in the row, 0 where it is
+    padding, past kw or past the plane --, step offsets (kept row p, group k) in words from the
+    first quad buffer, weight words (O, steps) int8 (the row's columns 4k .. 4k + 3, 0 past kw)).
+    Rows whose every tap reads padding are left out, as on the DW path."""
+    rows = sorted({t[0] // geo.kw for t in taps})
+    ngq, npad, offs, sm, zs, qm, qs = _dwq_sizes(geo, rows)
+    col = np.arange(npad) % geo.ow
+    live = np.arange(npad) < geo.h * geo.ow
+    shifts = np.zeros((ngq, 4), np.int32)
+    masks = np.zeros((ngq, 4, npad), np.int8)
+    for q in range(geo.kw):
+        s = q * geo.dw - geo.pl
+        shifts[q // 4, q % 4] = s
+        masks[q // 4, q % 4] = np.where(live & (col + s >= 0) & (col + s < geo.w), -1, 0)
+    steps = [k * qs + qm + off for off in offs for k in range(ngq)]
+    o = W2.shape[0]
+    Wk = np.zeros((o, len(rows), 4 * ngq), np.int8)
+    Wk[:, :, :geo.kw] = np.asarray(W2).reshape(o, geo.kh, geo.kw)[:, rows, :]
+    return (ngq, npad, sm, zs, qm, qs), shifts, masks, np.array(steps, np.int32), Wk.reshape(o, -1)
+
+
 def _dw8_grid(geo) -> tuple[int, int]:
     """Rows and columns of a DW8 grid: the plane padded by pt rows above, pl columns left and as
     many below and right as the taps reach."""
@@ -1799,6 +1926,9 @@ def kernel_name(table, int8: bool) -> str:
         if not int8:
             return f"depthwise float32 FMA, {DWL} channels in lanes (DW8)" if int(table[G_DW8]) else "depthwise float32 FMA tiles"
         return f"depthwise int8, int16 pairs of taps ({'vpdpwssd' if vnni else 'vpmaddwd'})"
+    if path == PATH_DWQ:
+        instr = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(T.kernel_path_name(), "portable")
+        return f"depthwise int8, uint8 quads of taps ({instr})"
     b = _B_MODES.get(int(table[G_BMODE]), "?")
     if path == PATH_GEMM_U8:
         instr = {"VNNI": "vpdpbusd", "AVX2": "vpmaddubsw"}.get(T.kernel_path_name(), "portable")
@@ -1894,6 +2024,32 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         nbp, total = wino_shape(geo.c, o, geo.oh, geo.ow, nbr)[4::3]
         table[G_ROWS] = put(np.arange(geo.c) * nbp)
         return ConvLayout(PATH_WINO, np.concatenate(parts), wino_weights(np.reshape(W, (o, geo.c, 3, 3))), total, 1)
+    if plan_dw is not None and int8 and u8 is not False:
+        sizes, shifts, qmasks, steps, Wq = _dwq_plan(geo, plan_dw[0], W2)
+        # by default for two or more kernel rows (a 2-D filter: its rows share one build of the
+        # quads; measured on a Zen 3, bench_layers --old: 0.77-0.93 of the int16-pair tiles' time on
+        # 6x6 to 16x16 planes and the DS-CNN's 25x5; with one row, 1-D, 1.0-2.1 of it: the build is
+        # not shared and a tile has one step)
+        if u8 or (len(steps) >= 2 * sizes[0] and "avx2" in T.target_features()
+                  and (T.quads_exact_any() or u8_exact(Wq))):
+            ngq, npad, sm, zs, qm, qs = sizes
+            table[G_PATH] = PATH_DWQ
+            table[G_NCLS] = ngq
+            table[G_QN] = npad
+            table[G_QS] = qs
+            table[G_QM] = qm
+            table[G_ZM] = sm
+            table[G_ZS] = zs
+            table[G_NT] = len(steps)
+            table[G_AUX] = put(steps)
+            table[G_QOFF] = put(shifts)
+            table[G_AUX2] = put(qmasks.reshape(-1).view(np.int32))
+            table[G_WDW] = put(np.ascontiguousarray(Wq).reshape(-1).view(np.int32))
+            x_zp = int(int8_attrs.get("x_zp", 0))
+            folded = np.asarray(bias, np.int64) - (128 + x_zp) * Wq.astype(np.int64).sum(axis=1)
+            table[G_BIAS8] = put(folded.astype(np.int32))
+            return ConvLayout(PATH_DWQ, np.concatenate(parts), np.zeros(1, np.int8), zs // 4 + ngq * qs, 1,
+                              128 + x_zp)
     if plan_dw is not None:
         taps, masks, zm, zs = plan_dw
         table[G_PATH] = PATH_DW
@@ -2029,7 +2185,8 @@ def scratch_bound(geo, group: int, o: int) -> int:
     planes = (geo.kw + 1) * (geo.h * geo.w + 2 * (geo.oh * geo.ow + (geo.kh * geo.dh + 1) * geo.w + geo.kw * geo.dw))
     hp, wp = _dw8_grid(geo)
     wino = wino_shape(geo.c, o, geo.oh, geo.ow, wino_rows(geo, o))[-1] if wino_applies(geo, o, group, False) else 0
-    return max(cols, planes, geo.c * geo.h * geo.w, (hp * wp + 1) * DWL, wino)
+    ngq, _, _, _, zs, _, qs = _dwq_sizes(geo, range(geo.kh))
+    return max(cols, planes, geo.c * geo.h * geo.w, (hp * wp + 1) * DWL, wino, zs // 4 + ngq * qs)
 
 
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:

@@ -1007,6 +1007,148 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
     return sig, codegen
 
 
+# -- depthwise int8 on uint8 quads of taps (DWQ) -----------------------------------------------
+# One input plane at a time: dwq_build lays each position's (up to) four taps of one kernel row
+# out as a uint8 quad (x + 128, the byte of padding where a tap falls outside the row), so a
+# kernel row of a depthwise filter becomes one quad_dot per eight positions (vpdpbusd on VNNI,
+# vpmaddubsw + vpmaddwd on AVX2) and the other kernel rows are the same quads read whole rows
+# further on. dwq_tile sums the rows and requantizes 32 positions of one output channel.
+
+DWQ_COLS = 32  # positions per dwq_build step and per dwq_tile
+
+
+@intrinsic
+def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
+    """Quads of one plane: for k < npad (a multiple of DWQ_COLS) and slot t < 4, byte
+    Q[qo + 4 k + t] = S[so + k + OF[ofo + t]] + 128 (mod 256: x ^ 0x80) where t < nt and byte
+    MK[mo + t npad + k] is negative (-1), else zp + 128 (the byte of x = zp: padding; slots t >= nt
+    hold it without a load). S int8, Q any array addressed in bytes, MK and OF int32 arrays (mo
+    counts MK's bytes). 32 positions a step, the slots interleaved in registers (vpunpck*bw /
+    vpunpck*wd on x86), one loop per slot count nt = 1 .. 4."""
+    sig = types.void(S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp)
+
+    def codegen(context, builder, signature, args):
+        sv, soff, npv, mv, moff, ofv, ofoff, ntv, qv, qoff, zpv = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = npv.type
+        v32b = ir.VectorType(_I8, 32)
+        ps = builder.gep(_array(context, builder, st[0], sv).data, [soff])
+        pm = builder.gep(builder.bitcast(_array(context, builder, st[3], mv).data, _I8.as_pointer()), [moff])
+        pof = builder.gep(_array(context, builder, st[5], ofv).data, [ofoff])
+        pq = builder.gep(builder.bitcast(_array(context, builder, st[8], qv).data, _I8.as_pointer()), [qoff])
+        pad = _pad_byte(builder, zpv, v32b)
+        zero = ir.Constant(v32b, [0] * 32)
+        nblk = builder.sdiv(npv, ir.Constant(i64, DWQ_COLS))
+        v16w = ir.VectorType(_I16, 16)
+        v4q = ir.VectorType(ir.IntType(64), 4)
+
+        def unpck(a, b, n, hi):
+            """vpunpck{l,h}{bw,wd} on 256 bits: per 128-bit lane, the low (hi: high) halves of a
+            and b interleaved, n elements a vector (32 bytes or 16 words)."""
+            h = n // 2  # elements a lane
+            base = h // 2 if hi else 0
+            idx = [lane * h + base + i + k * n for lane in range(2) for i in range(h // 2) for k in range(2)]
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, n), idx))
+
+        def build(n_used):
+            offs = [builder.sext(builder.load(builder.gep(pof, [ir.Constant(i64, t)])), i64) for t in range(n_used)]
+            with cgutils.for_range(builder, nblk) as loop:
+                k = builder.mul(loop.index, ir.Constant(i64, DWQ_COLS))
+                slots = []
+                for t in range(4):
+                    if t >= n_used:
+                        slots.append(pad)
+                        continue
+                    x = _u8_byte(builder, builder.load(_ptr(builder, ps, builder.add(k, offs[t]), v32b), align=1))
+                    mk = builder.load(_ptr(builder, pm, builder.add(k, builder.mul(npv, ir.Constant(i64, t))), v32b),
+                                      align=1)
+                    slots.append(builder.select(builder.icmp_signed("<", mk, zero), x, pad))  # vpblendvb on the sign
+                # in-lane unpacks (8 shuffles): r[0] = quads of positions 0-3 | 16-19, r[1] 4-7 |
+                # 20-23, r[2] 8-11 | 24-27, r[3] 12-15 | 28-31; then vperm2i128 puts them in order
+                p01 = [builder.bitcast(unpck(slots[0], slots[1], 32, hi), v16w) for hi in (False, True)]
+                p23 = [builder.bitcast(unpck(slots[2], slots[3], 32, hi), v16w) for hi in (False, True)]
+                r = [builder.bitcast(unpck(p01[j], p23[j], 16, hi), v4q) for j in range(2) for hi in (False, True)]
+                dst = builder.gep(pq, [builder.mul(k, ir.Constant(i64, 4))])
+                for n_out, (a, b, sel) in enumerate(((0, 1, (0, 1, 4, 5)), (2, 3, (0, 1, 4, 5)),
+                                                     (0, 1, (2, 3, 6, 7)), (2, 3, (2, 3, 6, 7)))):
+                    v = builder.shuffle_vector(r[a], r[b], ir.Constant(_V4I, list(sel)))
+                    builder.store(v, _ptr(builder, dst, ir.Constant(i64, 32 * n_out), v4q), align=1)
+
+        sw = builder.switch(ntv, None)
+        done = builder.append_basic_block("dwq_done")
+        sw.default = done
+        for n_used in range(1, 5):
+            bb = builder.append_basic_block(f"dwq_slots{n_used}")
+            sw.add_case(ir.Constant(i64, n_used), bb)
+            builder.position_at_end(bb)
+            build(n_used)
+            builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def copy_bytes(typingctx, X, xo, Z, zo, n):
+    """Z[zo + k] = X[xo + k] for k < n, byte for byte (llvm.memcpy: X and Z any arrays, offsets
+    and n in bytes; the two ranges must not overlap). A Numba loop over the elements keeps a
+    negative-index check per access and copies a byte at a time."""
+    sig = types.void(X, xo, Z, zo, n)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, zv, zoff, nv_ = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(builder.bitcast(_array(context, builder, st[0], xv).data, _I8.as_pointer()), [xoff])
+        pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I8.as_pointer()), [zoff])
+        cgutils.raw_memcpy(builder, pz, px, nv_, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def dwq_tile(typingctx, Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax):
+    """One output channel, ncols <= DWQ_COLS positions of it: for j < DWQ_COLS, acc[j] = bias[bi] +
+    sum over steps k < nk of the quad (Q int32 word qo + T[to + k] + j, uint8 bytes) . (W word
+    wo + k, int8 bytes) by quad_dot (exact where the planner takes this path); then
+    D[do + j] = clamp(rint(float32(acc[j]) * M[mi]) + y_zp, qmin, qmax) (int8) for
+    j < ncols. Q is any array addressed in int32 words; T, W, bias int32."""
+    sig = types.void(Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax)
+    nv = DWQ_COLS // 8
+
+    def codegen(context, builder, signature, args):
+        (qv, qoff, tv, toff, nkv, wv, woff, biasv, bioff, mv, moff, dv, doff, ncols, zpv, lov,
+         hiv) = _ints64(context, builder, signature, args)
+        st = signature.args
+        i64 = nkv.type
+        feats = codegen_features(context)
+        x86 = "avx2" in feats
+        v32b = ir.VectorType(_I8, 32)
+        pq = builder.gep(builder.bitcast(_array(context, builder, st[0], qv).data, _I32.as_pointer()), [qoff])
+        pt = builder.gep(_array(context, builder, st[2], tv).data, [toff])
+        pw = builder.gep(builder.bitcast(_array(context, builder, st[5], wv).data, _I32.as_pointer()), [woff])
+        b = _splat(builder, builder.load(builder.gep(_array(context, builder, st[7], biasv).data, [bioff])), _V8I)
+        accs = [cgutils.alloca_once_value(builder, b) for _ in range(nv)]  # the bias first (exact in int32)
+        with cgutils.for_range(builder, nkv) as loop:
+            k = loop.index
+            row = builder.gep(pq, [builder.sext(builder.load(builder.gep(pt, [k])), i64)])
+            w = builder.bitcast(_splat(builder, builder.load(builder.gep(pw, [k])), _V8I), v32b)
+            for h in range(nv):
+                x = builder.bitcast(builder.load(_ptr(builder, row, ir.Constant(i64, 8 * h), _V8I), align=4), v32b)
+                builder.store(quad_dot(builder, builder.load(accs[h]), x, w, feats), accs[h])
+        mult = _splat(builder, builder.load(builder.gep(_array(context, builder, st[9], mv).data, [moff])), _V8F)
+        lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+        hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
+        req = [_requant_i32(builder, builder.sitofp(builder.load(a), _V8F), mult, lo, hi, x86) for a in accs]
+        vals = _narrow_rows(builder, [req[2 * r:2 * r + 2] for r in range(nv // 2)], builder.trunc(zpv, _I32), x86, False)
+        store_cols(builder, vals, builder.gep(_array(context, builder, st[11], dv).data, [doff]), ncols,
+                   ir.VectorType(_I8, 16), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # -- depthwise, channels in lanes (DW8) --------------------------------------------------------
 # Eight output channels per vector: each input position of the eight channels' planes is one
 # <8 x float> of a zero-margined, padded grid (dw8_pack), so every tap of every output is one

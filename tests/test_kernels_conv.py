@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtinfer import kernels_conv as KC
+from rtinfer import kernels_tile as T
 from rtinfer.ops import Act
 from rtinfer.reference_conv import geometry_attrs, make_geometry, pool_counts
 
@@ -35,6 +36,8 @@ CONV_CASES = [
     ((3, 6, 4), 6, 3, (3, 2), (1, 1), (2, 1), ((2, 2), (1, 0))),           # 2 outputs per channel, dilated (DW)
     ((7, 1, 23), 7, 7, (1, 5), (1, 1), (1, 3), ((0, 0), (6, 6))),          # 1-D depthwise, dilated (DW)
     ((3, 1, 30), 3, 3, (1, 4), (1, 1), (1, 1), ((0, 0), (0, 0))),          # 1-D depthwise valid (DW, ow < w)
+    ((6, 25, 5), 6, 6, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),          # DS-CNN depthwise shape (DWQ: 4 tiles, the last overlapping)
+    ((4, 1, 70), 8, 4, (1, 7), (1, 1), (1, 1), ((0, 0), (4, 2))),          # 1-D depthwise k7, 2 outputs per channel (DWQ: 2 quad groups)
     ((9, 5, 3), 13, 1, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),          # pointwise, K odd, O % 6 != 0
     ((2, 11, 9), 7, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),          # strided im2col by gathers
     ((16, 40, 40), 4, 2, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),        # stride-2 windows per group
@@ -83,9 +86,10 @@ def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs)
     "auto" (conv_layout's choice), "gemm" (the GEMM path even where DW or Winograd applies), "wino"
     (float32 Winograd wherever the geometry allows it), "u8" / "s16" (int8 GEMM on uint8 quads /
     int16 pairs)."""
-    u8 = {"u8": True, "s16": False}.get(path)
+    u8 = {"u8": True, "s16": False, "dwq": True, "dw16": False}.get(path)
     wino = {"auto": None, "wino": True}.get(path, False)
-    lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path == "auto", wino=wino,
+    lay = KC.conv_layout(geo, o, group, np.asarray(W), bias=bias, int8=int8, u8=u8, dw=path in ("auto", "dwq", "dw16"),
+                         wino=wino,
                          **attrs)
     Wg = np.concatenate([np.zeros(GUARD, lay.W.dtype), lay.W, np.zeros(GUARD, lay.W.dtype)])
     # scratch as the planner allocates it: prefilled once (the copies' padding is never written)
@@ -93,8 +97,9 @@ def conv_operands(geo, o, group, W, bias=None, int8=False, path="auto", **attrs)
 
 
 def paths_for(group, int8):
-    """The kernel paths a test runs: the planner's choice, GEMM forced, and for int8 both GEMM tiles."""
-    return ["auto", "gemm"] + (["u8", "s16"] if int8 else ["wino"])
+    """The kernel paths a test runs: the planner's choice, GEMM forced, and for int8 both GEMM tiles
+    and, for grouped convolutions, both depthwise tiles (where the DW path takes the geometry)."""
+    return ["auto", "gemm"] + (["u8", "s16"] + (["dwq", "dw16"] if group > 1 else []) if int8 else ["wino"])
 
 
 def _winograd_geometry(case):
@@ -159,7 +164,7 @@ def test_qconv_i8_is_bit_exact(case):
     M_big = (M.astype(np.float64) * 3e4).astype(np.float32)  # |acc * M| beyond 2^24: saturates exactly
     for path in paths_for(group, True):
         # full-range weights (the u8 tile forced onto them would saturate: 7-bit weights there)
-        hi = 64 if path == "u8" else 128
+        hi = 64 if path in ("u8", "dwq") and not T.quads_exact_any() else 128
         W = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
         # x_zp = -128 (inputs after a ReLU): the u8 tile's copies are bytes x + 128
         for x_zp, y_zp, qmin, qmax in [(0, 0, -128, 127), (-7, 5, 5, 127), (100, -128, -128, 120), (-128, 3, -128, 127)]:
@@ -412,7 +417,7 @@ def _conv_paths_match_twins(geo, o, group, rng, m=2):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (geo.kh * geo.kw * geo.c + 1))
         if path == "wino":  # float32 only
             continue
-        hi = 64 if path == "u8" else 128
+        hi = 64 if path in ("u8", "dwq") and not T.quads_exact_any() else 128  # forced quads: 7-bit weights
         Wq = rng.integers(-hi + 1, hi, size=wsize + 2 * GUARD).astype(np.int8)
         got, want, _ = _qconv_both(geo, o, group, xq, Wq, bias, M, m, -3, 7, -128, 127, path)
         np.testing.assert_array_equal(got, want)

@@ -94,8 +94,6 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
     rng = np.random.default_rng(13)
     geo, o, group = _geometry(case)
     gemm = case[-1] in (KC.PATH_GEMM, WINO)  # Winograd is float32 only: int8 runs the GEMM there
-    if u8 is not None and not gemm:
-        pytest.skip("the u8 / s16 choice is the int8 GEMM's")
     m = 2
     n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
     wsize = o * (geo.c // group) * geo.kh * geo.kw
@@ -112,8 +110,10 @@ def test_qconv_i8_fast_paths_are_bit_exact(case, u8):
         if gemm:  # int16 copies (BM_SHIFT / BM_WINDOW): read in place (s16) or packed (u8)
             want_path = {True: KC.PATH_GEMM_U8, False: KC.PATH_GEMM}.get(u8)
             assert lay.path == (want_path or lay.path) and lay.path in (KC.PATH_GEMM, KC.PATH_GEMM_U8)
-        else:
-            assert lay.path == case[-1]
+        else:  # depthwise: uint8 quads of taps (DWQ) or int16 pairs of taps (DW) (the planner's
+            # choice: test_dwq_is_planned_for_2d_depthwise_filters_where_its_quads_are_exact)
+            assert lay.path == {True: KC.PATH_DWQ, False: KC.PATH_DW}.get(u8, lay.path)
+            assert lay.path in (KC.PATH_DWQ, KC.PATH_DW) and (u8 or geo.h > 1 or lay.path == KC.PATH_DW)
         cols = np.full(lay.i8, 55, np.int8)
         fs = lay.scratch_f32()
         got = np.full(m * n_out + 2 * GUARD, 99, np.int8)
@@ -156,6 +156,30 @@ def test_u8_path_is_chosen_only_where_exact():
                     np.zeros(lay.i8 + 1, np.int8), 0, lay.scratch_f32(), 0)
         KC.qconv_i8_ref(x, 0, W.reshape(-1), 0, bias, 0, M, 0, want, 0, lay.table, 0, 2, 0, 0, -128, 127)
         np.testing.assert_array_equal(got, want)
+
+
+def test_dwq_is_planned_for_2d_depthwise_filters_where_its_quads_are_exact():
+    """int8 depthwise layers run on uint8 quads of taps (PATH_DWQ) where it was measured to pay --
+    2-D filters, whose kernel rows share one build of the quads -- on AVX2 targets, and only where
+    vpmaddubsw's pair sums cannot saturate (7-bit weights; any weights on VNNI); 1-D filters and
+    other weights keep the int16-pair tiles (PATH_DW). The bias the tile adds has the +128 input
+    shift folded in."""
+    def lay(shape, kernel, pads, w, x_zp=0):
+        geo = make_geometry(shape, geometry_attrs(kernel, (1, 1), (1, 1), pads))
+        W = np.full((shape[0], 1) + kernel, w, np.int8)
+        return KC.conv_layout(geo, shape[0], shape[0], W, bias=np.arange(shape[0], dtype=np.int32), int8=True,
+                              x_zp=x_zp)
+    avx2 = "avx2" in T.target_features()
+    ds = lay((64, 25, 5), (3, 3), ((1, 1), (1, 1)), 63, x_zp=-3)
+    assert ds.path == (KC.PATH_DWQ if avx2 else KC.PATH_DW)
+    if avx2:
+        assert "uint8 quads of taps" in KC.kernel_name(ds.table, True)
+        folded = ds.table[ds.table[KC.G_BIAS8]:][:64]
+        np.testing.assert_array_equal(folded, np.arange(64) - (128 - 3) * 63 * 9)
+        assert ds.fill == 128 - 3  # padding quads: the byte of x = x_zp
+    assert lay((32, 32), (1, 3), ((0, 0), (1, 1)), 63).path == KC.PATH_DW  # 1-D: one kernel row
+    full = lay((8, 6, 6), (3, 3), ((1, 1), (1, 1)), 127)  # |127| + |127| > 128: a pair sum can saturate
+    assert full.path == (KC.PATH_DWQ if avx2 and T.quads_exact_any() else KC.PATH_DW)
 
 
 def test_pointwise_tile_is_one_fma_chain_then_bias():
@@ -331,6 +355,14 @@ def test_tile_extents_are_checked_under_boundscheck():
         with pytest.raises(IndexError):
             KC.conv_f32(x, 0, lay.W[:w_n].copy(), 0, np.zeros(o, np.float32), 0, np.zeros(y_n, np.float32), 0,
                         lay.table, 0, 1, np.zeros(z_n, np.float32), 0, 0, 0.0, 0.0)
+    geo, o, group = _geometry(FAST_CASES[8])  # int8 depthwise on quads (DWQ): destination, scratch one short
+    lay = KC.conv_layout(geo, o, group, np.ones(o * 9, np.int8), bias=np.zeros(o, np.int32), int8=True, u8=True)
+    assert lay.path == KC.PATH_DWQ
+    xq = np.ones(geo.c * geo.h * geo.w, np.int8)
+    for y_n, z_n in [(o * geo.oh * geo.ow - 1, lay.f32), (o * geo.oh * geo.ow, lay.f32 - 1)]:
+        with pytest.raises(IndexError):
+            KC.qconv_i8(xq, 0, lay.W, 0, np.zeros(o, np.int32), 0, np.ones(o, np.float32), 0, np.zeros(y_n, np.int8),
+                        0, lay.table, 0, 1, 0, 0, -128, 127, np.zeros(2, np.int8), 0, np.zeros(z_n, np.float32), 0)
     geo, o, group = _geometry(FAST_CASES[-2])  # Winograd: destination and weights one short, scratch
     lay = KC.conv_layout(geo, o, group, np.ones(o * geo.c * 9, np.float32), wino=True)  # 24 short (last M row
     assert lay.path == KC.PATH_WINO  # has up to 23 floats of slack no call touches)
@@ -424,7 +456,7 @@ def test_dw8_is_chosen_for_planes_of_eight_positions_or_more():
     def dw8(shape, k, pads, int8=False):
         geo = make_geometry(shape, geometry_attrs(k, (1, 1), (1, 1), pads))
         W = np.ones(shape[0] * k[0] * k[1], np.int8 if int8 else np.float32)
-        kw = dict(bias=np.zeros(shape[0], np.int32), int8=True) if int8 else {}
+        kw = dict(bias=np.zeros(shape[0], np.int32), int8=True, u8=False) if int8 else {}  # u8: DWQ instead
         lay = KC.conv_layout(geo, shape[0], shape[0], W, **kw)
         assert lay.path == KC.PATH_DW
         return bool(lay.table[KC.G_DW8])
