@@ -66,6 +66,19 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   at first, and with one 8-byte load a lane and vcvtps2dq no faster than them (DS-CNN depthwise
   7.50 against 7.48 us alone, 0.98-1.00x in the model): requantizing and transposing bytes back
   costs what the grid saves.
+- PATH_DWQ (int8, the same geometries as PATH_DW; the planner takes it for 2-D filters -- two or
+  more kernel rows kept -- on AVX2 targets where its quads are exact: ``u8_exact`` of the weight
+  quads, any weights on VNNI): the sample's planes are copied once into a stage; per input
+  channel kernels_tile.dwq_build lays out one uint8 quad per position and group of four kernel
+  columns (x + 128 of the four taps of one kernel row, the padding byte x_zp + 128 where a column
+  falls outside the row; column masks precomputed per position), for every input row, so kernel
+  row p of output position k is quad k + (p dh - pt) ow: one build serves every row of the
+  filter. kernels_tile.dwq_tile then runs each output channel 32 positions at a time, one
+  quad_dot per kernel row and 8 positions (vpmaddubsw + vpmaddwd on AVX2, vpdpbusd on VNNI: 4
+  taps a lane where the int16 pairs do 2), the bias (with the +128 shift folded in) first,
+  requantization in the epilogue. The quad buffers' margins hold padding quads from the
+  planner's fill (ConvLayout.fill) and are never written. 1-D filters keep PATH_DW: with one
+  kernel row a build is not shared and each tile has one step (measured 1.0-2.1x slower there).
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the

@@ -39,6 +39,9 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``dw8_pack`` / ``dw8_f32`` / ``dw16_f32``: float32 depthwise with eight channels (sixteen on
   AVX-512 targets, DW_LANES) in the lanes of a zero-margined grid of the planes (aligned loads,
   no masks), eight positions per step.
+- ``dwq_build`` / ``dwq_tile``: int8 depthwise on uint8 quads of taps (a kernel row's four
+  columns a quad, built once per plane; quad_dot per kernel row, requantization in the
+  epilogue); ``copy_bytes``: llvm.memcpy between arrays (the stage of the planes they read).
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
