@@ -1025,9 +1025,10 @@ def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
     """Quads of one plane: for k < npad (a multiple of DWQ_COLS) and slot t < 4, byte
     Q[qo + 4 k + t] = S[so + k + OF[ofo + t]] + 128 (mod 256: x ^ 0x80) where t < nt and byte
     MK[mo + t npad + k] is negative (-1), else zp + 128 (the byte of x = zp: padding; slots t >= nt
-    hold it without a load). S int8, Q any array addressed in bytes, MK and OF int32 arrays (mo
-    counts MK's bytes). 32 positions a step, the slots interleaved in registers (vpunpck*bw /
-    vpunpck*wd on x86), one loop per slot count nt = 1 .. 4."""
+    hold it; the planner's masks are 0 there too). S int8, Q any array addressed in bytes, MK and
+    OF int32 arrays (mo counts MK's bytes). 32 positions a step, the slots interleaved in
+    registers (vpunpck*bw / vpunpck*wd on x86); two loops: nt = 3 (3-wide kernels: the fourth
+    slot without a load) and any other nt (every slot loaded and masked)."""
     sig = types.void(S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp)
 
     def codegen(context, builder, signature, args):
@@ -1077,16 +1078,11 @@ def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
                     v = builder.shuffle_vector(r[a], r[b], ir.Constant(_V4I, list(sel)))
                     builder.store(v, _ptr(builder, dst, ir.Constant(i64, 32 * n_out), v4q), align=1)
 
-        sw = builder.switch(ntv, None)
-        done = builder.append_basic_block("dwq_done")
-        sw.default = done
-        for n_used in range(1, 5):
-            bb = builder.append_basic_block(f"dwq_slots{n_used}")
-            sw.add_case(ir.Constant(i64, n_used), bb)
-            builder.position_at_end(bb)
-            build(n_used)
-            builder.branch(done)
-        builder.position_at_end(done)
+        with builder.if_else(builder.icmp_signed("==", ntv, ir.Constant(i64, 3))) as (three, other):
+            with three:
+                build(3)  # a 3-wide kernel: the fourth slot is padding, no load
+            with other:
+                build(4)  # the masks hold padding for the slots past nt
         return context.get_dummy_value()
 
     return sig, codegen
