@@ -34,6 +34,7 @@ FAST_CASES = [
     ((4, 6, 7), 4, 4, (3, 5), (1, 1), (1, 1), ((2, 0), (2, 2)), KC.PATH_DW),         # asymmetric rows, kw 5
     ((4, 1, 20), 8, 4, (1, 5), (1, 1), (1, 2), ((0, 0), (4, 4)), KC.PATH_DW),        # 1-D depthwise x2, dilated
     ((3, 9, 4), 3, 3, (3, 3), (1, 1), (3, 2), ((3, 3), (2, 2)), KC.PATH_DW),         # dilated 2-D, taps dropped
+    ((3, 4, 16), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_DW),        # rows of 16: DWQ's top margin is a whole row
     ((6, 5, 5), 3, 3, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # 2 channels per group
     ((4, 6, 7), 4, 4, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),       # strided depthwise (GEMM per group)
     ((16, 32, 32), 16, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), WINO),           # ResNet-8 3x3, 16 channels
