@@ -246,9 +246,11 @@ def _target_cnn_int8(results):
                        f"instruction against an FMA's 8, so requantization, int16 widening and packing have "
                        f"little room before they eat the gain.")
         whys.append("Without VNNI (see Machine) an int8 product step is vpmaddubsw/vpmaddwd plus a separate add; "
-                    "depthwise layers (the DS-CNN's and the 1-D CNN's) run no faster in int8 than in float32 there "
-                    "(two int8 designs measured, rtinfer/kernels_conv.py: requantizing and narrowing cost what the "
-                    "narrower data saves); and each op's fixed cost (dispatch, clock read) is the same in both dtypes."
+                    "a 3x3 depthwise layer on uint8 quads of taps (the DS-CNN's, kernels_conv.PATH_DWQ) takes 3 "
+                    "quads, 6 multiply-unit instructions, per 8 positions of a channel against float32's 9 FMAs per "
+                    "8 channels of a position, so at most 1.5x float32 before its requantization; the 1-D CNN's "
+                    "depthwise layer runs int16 pairs of taps, no faster than float32 (one kernel row: quads measured "
+                    "slower there); and each op's fixed cost (dispatch, clock read) is the same in both dtypes."
                     + ceiling)
     elif whys:
         whys.append("The int8 tiles ran on VNNI (vpdpbusd, see Machine); each op's fixed cost (dispatch, clock "
