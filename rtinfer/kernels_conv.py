@@ -68,8 +68,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   costs what the grid saves.
 - PATH_DWQ (int8, the same geometries as PATH_DW; the planner takes it for 2-D filters -- two or
   more kernel rows kept -- on AVX2 targets where its quads are exact: ``u8_exact`` of the weight
-  quads, any weights on VNNI): the sample's planes are copied once into a stage; per input
-  channel kernels_tile.dwq_build lays out one uint8 quad per position and group of four kernel
+  quads, any weights on VNNI): per input channel kernels_tile.dwq_build (reading the plane in
+  place, or from a stage copy for the planes at the ends of a sample) lays out one uint8 quad per position and group of four kernel
   columns (x + 128 of the four taps of one kernel row, the padding byte x_zp + 128 where a column
   falls outside the row; column masks precomputed per position), for every input row, so kernel
   row p of output position k is quad k + (p dh - pt) ow: one build serves every row of the
@@ -1235,7 +1235,7 @@ def _qconv_dw(src, xs, bias, bo, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, 
 
 
 @kernel_jit(inline="always")
-def _check_dwq(S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
+def _check_dwq(src, xs, S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
     """The extents PATH_DWQ touches for one sample (BOUNDS only; S the float32 scratch's bytes, its
     stage at S[sb:] and quads from int32 word qw on)."""
     nk = g[go + G_NT]
@@ -1243,6 +1243,7 @@ def _check_dwq(S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
     npad = g[go + G_QN]
     qs = g[go + G_QS]
     _need(S, sb, sb + zs)
+    _need(src, xs, xs + g[go + G_C] * g[go + G_H] * g[go + G_W])
     _need(S, 4 * qw, 4 * (qw + ngq * qs))
     _need(g, go + g[go + G_AUX], go + g[go + G_AUX] + nk)
     _need(g, go + g[go + G_WDW], go + g[go + G_WDW] + o_n * nk)
@@ -1253,7 +1254,7 @@ def _check_dwq(S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
     _need(dst, ys, ys + o_n * plane)
     for k in range(4 * ngq):
         off = g[go + g[go + G_QOFF] + k]
-        if sm + off < 0 or sm + (g[go + G_C] - 1) * g[go + G_H] * g[go + G_W] + npad + off > zs:
+        if sm + off < 0 or sm + npad + off > zs:
             raise IndexError("kernel tile reads or writes outside its array")
     for k in range(ngq):
         if g[go + G_QM] + npad > qs:
@@ -1266,9 +1267,10 @@ def _check_dwq(S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
 
 @kernel_jit
 def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
-    """PATH_DWQ, one sample (one input channel per group): the sample's planes are copied into the
-    stage (G_ZS bytes of the float32 scratch at fs[fo:], from byte G_ZM on); per input channel
-    kernels_tile.dwq_build lays out G_NCLS quad buffers (G_QS int32 words each, after the
+    """PATH_DWQ, one sample (one input channel per group): per input channel kernels_tile.dwq_build
+    reads its plane where it is or, for a plane at an end of the sample whose reach may leave it,
+    from the stage (G_ZS bytes of the float32 scratch at fs[fo:], the plane copied G_ZM bytes in)
+    and lays out G_NCLS quad buffers (G_QS int32 words each, after the
     stage: quad group k holds kernel columns 4k .. 4k + 3 of every position, uint8 x + 128, the
     padding byte x_zp + 128 where a column falls outside the row, masks g[go + G_AUX2:]), and
     kernels_tile.dwq_tile runs each of its output channels, DWQ_COLS positions at a time: G_NT
@@ -1297,12 +1299,28 @@ def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
     sb = 4 * fo
     qw = fo + zs // 4  # the first quad buffer, in int32 words of fs
     if BOUNDS:
-        _check_dwq(s8, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane)
-    T.copy_bytes(src, xs, s8, sb + sm, c_n * hw)  # all planes at once: long stored before the builds load them
+        _check_dwq(src, xs, s8, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane)
+    lo = 0  # the build's reach around a plane: [lo, npad + hi) from its first element
+    hi = 0
+    for k in range(4 * ngq):
+        lo = min(lo, g[oa + k])
+        hi = max(hi, g[oa + k])
     for c in range(c_n):
+        # a plane whose reach lies inside the sample is read where it is (what the build reads
+        # outside the plane it masks); the first and last planes, whose reach may leave the
+        # sample (and the array), are copied into the stage first
+        x0 = xs + c * hw
+        inside = x0 + lo >= xs and x0 + npad + hi <= xs + c_n * hw
+        if not inside:
+            T.copy_bytes(src, x0, s8, sb + sm, hw)
         for k in range(ngq):
-            T.dwq_build(s8, sb + sm + c * hw, npad, g, ma + 4 * k * npad, g, oa + 4 * k, min(4, kw - 4 * k), fs,
-                        4 * (qw + k * qs + g[go + G_QM]), x_zp)
+            nt = min(4, kw - 4 * k)
+            if inside:
+                T.dwq_build(src, x0, npad, g, ma + 4 * k * npad, g, oa + 4 * k, nt, fs,
+                            4 * (qw + k * qs + g[go + G_QM]), x_zp)
+            else:
+                T.dwq_build(s8, sb + sm, npad, g, ma + 4 * k * npad, g, oa + 4 * k, nt, fs,
+                            4 * (qw + k * qs + g[go + G_QM]), x_zp)
         for o in range(c * og, (c + 1) * og):
             for k0 in range(0, plane, DWQ_COLS):
                 k0, nc = _last_full(k0, plane, DWQ_COLS)
@@ -1813,7 +1831,7 @@ def _dwq_sizes(geo, rows):
     offs = [0 if one_d else (p * geo.dh - geo.pt) * geo.ow for p in rows]
     shifts = [q * geo.dw - geo.pl for q in range(geo.kw)] + [0]
     sm = _round_up(max(0, -min(shifts)), 16)
-    zs = _round_up(sm + max(geo.c * geo.h * geo.w, (geo.c - 1) * geo.h * geo.w + npad + max(shifts)), 64)
+    zs = _round_up(sm + max(geo.h * geo.w, npad + max(shifts)), 64)
     qm = _round_up(max(0, -min(offs)), 8)
     qs = _round_up(qm + max(npad, max(0, max(offs)) + max(geo.oh * geo.ow, DWQ_COLS)), 16)
     return ngq, npad, offs, sm, zs, qm, qs

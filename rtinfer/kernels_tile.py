@@ -41,7 +41,7 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
   no masks), eight positions per step.
 - ``dwq_build`` / ``dwq_tile``: int8 depthwise on uint8 quads of taps (a kernel row's four
   columns a quad, built once per plane; quad_dot per kernel row, requantization in the
-  epilogue); ``copy_bytes``: llvm.memcpy between arrays (the stage of the planes they read).
+  epilogue); ``copy_bytes``: a plane copied 32 bytes a step (the stage the build reads).
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
@@ -1090,17 +1090,31 @@ def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
 
 @intrinsic
 def copy_bytes(typingctx, X, xo, Z, zo, n):
-    """Z[zo + k] = X[xo + k] for k < n, byte for byte (llvm.memcpy: X and Z any arrays, offsets
-    and n in bytes; the two ranges must not overlap). A Numba loop over the elements keeps a
-    negative-index check per access and copies a byte at a time."""
+    """Z[zo + k] = X[xo + k] for k < n, byte for byte (X and Z any arrays, offsets and n in
+    bytes; the two ranges must not overlap): 32 bytes a step, the last step overlapping the one
+    before when n >= 32, a byte at a time below that, inline (a Numba loop over the elements
+    keeps a negative-index check per access and copies a byte at a time; llvm.memcpy of a
+    variable size is a call into libc, ~10 ns for a small plane)."""
     sig = types.void(X, xo, Z, zo, n)
 
     def codegen(context, builder, signature, args):
         xv, xoff, zv, zoff, nv_ = _ints64(context, builder, signature, args)
         st = signature.args
+        i64 = nv_.type
+        v32b = ir.VectorType(_I8, 32)
         px = builder.gep(builder.bitcast(_array(context, builder, st[0], xv).data, _I8.as_pointer()), [xoff])
         pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I8.as_pointer()), [zoff])
-        cgutils.raw_memcpy(builder, pz, px, nv_, 1)
+        with builder.if_else(builder.icmp_signed(">=", nv_, ir.Constant(i64, 32))) as (big, small):
+            with big:
+                nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 31)), ir.Constant(i64, 32))
+                last = builder.sub(nv_, ir.Constant(i64, 32))
+                with cgutils.for_range(builder, nblk) as loop:
+                    k = builder.mul(loop.index, ir.Constant(i64, 32))
+                    k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                    builder.store(builder.load(_ptr(builder, px, k, v32b), align=1), _ptr(builder, pz, k, v32b), align=1)
+            with small:
+                with cgutils.for_range(builder, nv_) as loop:
+                    builder.store(builder.load(builder.gep(px, [loop.index])), builder.gep(pz, [loop.index]))
         return context.get_dummy_value()
 
     return sig, codegen
