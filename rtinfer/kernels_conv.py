@@ -162,7 +162,9 @@ G_QOFF = 39    # DWQ: offset from the table of its build offsets (4 per quad gro
 G_QN = 40      # DWQ: quads built per plane (h * ow rounded up to DWQ_COLS): mask row stride
 G_QS = 41      # DWQ: int32 words per quad buffer (front margin, the quads, back margin)
 G_QM = 42      # DWQ: front margin of each quad buffer (words of padding quads)
-G_LEN = 43
+G_QIN0 = 43    # DWQ: the channels [G_QIN0, G_QIN1) are read in place (the build's reach stays in the
+G_QIN1 = 44    #      sample); the others go through the stage
+G_LEN = 45
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -1256,9 +1258,8 @@ def _check_dwq(src, xs, S, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane):
         off = g[go + g[go + G_QOFF] + k]
         if sm + off < 0 or sm + npad + off > zs:
             raise IndexError("kernel tile reads or writes outside its array")
-    for k in range(ngq):
-        if g[go + G_QM] + npad > qs:
-            raise IndexError("kernel tile reads or writes outside its array")
+    if g[go + G_QM] + npad > qs:
+        raise IndexError("kernel tile reads or writes outside its array")
     for k in range(nk):
         at = g[go + g[go + G_AUX] + k]
         if at < 0 or at + max(plane, DWQ_COLS) > ngq * qs:
@@ -1300,27 +1301,17 @@ def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
     qw = fo + zs // 4  # the first quad buffer, in int32 words of fs
     if BOUNDS:
         _check_dwq(src, xs, s8, sb, sm, zs, g, go, qw, M, mo, dst, ys, o_n, plane)
-    lo = 0  # the build's reach around a plane: [lo, npad + hi) from its first element
-    hi = 0
-    for k in range(4 * ngq):
-        lo = min(lo, g[oa + k])
-        hi = max(hi, g[oa + k])
     for c in range(c_n):
-        # a plane whose reach lies inside the sample is read where it is (what the build reads
-        # outside the plane it masks); the first and last planes, whose reach may leave the
-        # sample (and the array), are copied into the stage first
-        x0 = xs + c * hw
-        inside = x0 + lo >= xs and x0 + npad + hi <= xs + c_n * hw
-        if not inside:
-            T.copy_bytes(src, x0, s8, sb + sm, hw)
+        # a plane whose reach lies inside the sample (the planner's [G_QIN0, G_QIN1)) is read where
+        # it is (what the build reads outside the plane it masks); the planes at the ends, whose
+        # reach may leave the sample and the array, are copied into the stage first
+        S, s0 = src, xs + c * hw
+        if c < g[go + G_QIN0] or c >= g[go + G_QIN1]:
+            T.copy_bytes(src, s0, s8, sb + sm, hw)
+            S, s0 = s8, sb + sm
         for k in range(ngq):
-            nt = min(4, kw - 4 * k)
-            if inside:
-                T.dwq_build(src, x0, npad, g, ma + 4 * k * npad, g, oa + 4 * k, nt, fs,
-                            4 * (qw + k * qs + g[go + G_QM]), x_zp)
-            else:
-                T.dwq_build(s8, sb + sm, npad, g, ma + 4 * k * npad, g, oa + 4 * k, nt, fs,
-                            4 * (qw + k * qs + g[go + G_QM]), x_zp)
+            T.dwq_build(S, s0, npad, g, ma + 4 * k * npad, g, oa + 4 * k, min(4, kw - 4 * k), fs,
+                        4 * (qw + k * qs + g[go + G_QM]), x_zp)
         for o in range(c * og, (c + 1) * og):
             for k0 in range(0, plane, DWQ_COLS):
                 k0, nc = _last_full(k0, plane, DWQ_COLS)
@@ -2061,9 +2052,9 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         # quads; measured on a Zen 3, bench_layers --old: 0.77-0.93 of the int16-pair tiles' time on
         # 6x6 to 16x16 planes and the DS-CNN's 25x5; with one row, 1-D, 1.0-2.1 of it: the build is
         # not shared and a tile has one step)
-        if u8 or (len(steps) >= 2 * sizes[0] and "avx2" in T.target_features()
+        ngq, npad, sm, zs, qm, qs = sizes
+        if u8 or (len(steps) >= 2 * ngq and "avx2" in T.target_features()
                   and (T.quads_exact_any() or u8_exact(Wq))):
-            ngq, npad, sm, zs, qm, qs = sizes
             table[G_PATH] = PATH_DWQ
             table[G_NCLS] = ngq
             table[G_QN] = npad
@@ -2074,6 +2065,11 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
             table[G_NT] = len(steps)
             table[G_AUX] = put(steps)
             table[G_QOFF] = put(shifts)
+            # channels read in place: reach [c hw + lo, c hw + npad + hi) inside [0, C hw)
+            hw = geo.h * geo.w
+            lo, hi = min(0, int(shifts.min())), max(0, int(shifts.max()))
+            table[G_QIN0] = -(lo // hw)  # ceil(-lo / hw)
+            table[G_QIN1] = max(table[G_QIN0], geo.c - -(-(npad + hi) // hw) + 1)
             table[G_AUX2] = put(qmasks.reshape(-1).view(np.int32))
             table[G_WDW] = put(np.ascontiguousarray(Wq).reshape(-1).view(np.int32))
             x_zp = int(int8_attrs.get("x_zp", 0))
