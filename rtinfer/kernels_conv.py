@@ -80,6 +80,15 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   planner's fill (ConvLayout.fill) and are never written. 1-D filters keep PATH_DW: with one
   kernel row a build is not shared and each tile has one step (measured 1.0-2.1x slower there).
 
+Work: the part of a path's buffers that every call writes before it reads -- the int8 GEMM's
+packed B rows (int32 words at G_ACC from the table) and Winograd's V and M (float32 at G_WORK
+from its scratch) -- holds nothing from one call to the next, so the planner lays out one work
+region per dtype section for every convolution of a model, as large as the largest
+(``conv_layout(shared_work=True)``, ``ConvLayout.work``): any layer may find another's values
+there (wino_out8's last step of a block reads up to 7 tiles past the block's products: they
+reach only outputs that are not stored). The rest of the scratch stays per layer: its zero or
+fill-byte margins are written once by the planner and never by the copies.
+
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
   bits of one sample at a time): GEMM one FMA chain from 0.0 over k = (c, p, q) in order, then
@@ -144,7 +153,7 @@ G_NT = 23      # DW: kept taps; GEMM: K (float32) or K2 = ceil(K / 2) pairs (int
 G_ZM = 24      # DW: front margin of each zero-margined plane buffer
 G_ZS = 25      # DW: elements per plane buffer (DW8: floats of its grid)
 G_PPAD = 26    # positions oh * ow rounded up to 16: DW mask row stride, int8 GEMM B row stride
-G_ACC = 27     # offset from the table of its int32 scratch (int8 GEMM: the packed B rows)
+G_ACC = 27     # int8 GEMM: offset from the table of its work words (the packed B rows; int32)
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
@@ -164,7 +173,8 @@ G_QS = 41      # DWQ: int32 words per quad buffer (front margin, the quads, back
 G_QM = 42      # DWQ: front margin of each quad buffer (words of padding quads)
 G_QIN0 = 43    # DWQ: the channels [G_QIN0, G_QIN1) are read in place (the build's reach stays in the
 G_QIN1 = 44    #      sample); the others go through the stage
-G_LEN = 45
+G_WORK = 45    # WINO: offset from its float32 scratch of its work (V, then M; float32 elements)
+G_LEN = 46
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -916,7 +926,9 @@ def _conv_wino_f32(src, xs, W, wo, b, bo, dst, ys, g, go, cols, co, relu):
     ow = g[go + G_OW]
     nbr = g[go + G_WBR]
     ro = go + g[go + G_ROWS]
-    th, tw, hp, wp, nbp, vo, mo, _ = _wino_shape(c_n, o_n, oh, ow, nbr)
+    th, tw, hp, wp, nbp, _, _, _ = _wino_shape(c_n, o_n, oh, ow, nbr)
+    vo = g[go + G_WORK]  # V, then M: work, written before it is read
+    mo = vo + 16 * c_n * nbp
     upx = (o_n + ROWS - 1) // ROWS * ROWS * c_n  # packed U per x
     wz = wo + 16 * upx  # O zeros: the products' bias
     # the planes into their margins (hp >= h + pt and wp >= w + pl, oh = h + pt + pb - 2); a plain
@@ -1926,6 +1938,7 @@ class ConvLayout:
     f32: int            # float32 scratch elements (CONV: cols at T2; QCONV: after its M)
     i8: int             # int8 scratch elements (QCONV: cols after its W)
     fill: int = 0       # the byte every byte of the float32 scratch starts as (u8 byte copies: x_zp + 128)
+    work: int = 0       # with shared_work: elements of work the caller lays out (module doc, Work)
 
     def scratch_f32(self, extra: int = 0) -> np.ndarray:
         """The float32 scratch as the kernels expect it before the first call: f32 + extra
@@ -2005,7 +2018,7 @@ def wino_weights(W: np.ndarray) -> np.ndarray:
 
 
 def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = False, u8=None, dw: bool = True,
-                dw8: bool = True, wino=None, **int8_attrs) -> ConvLayout:
+                dw8: bool = True, wino=None, shared_work: bool = False, **int8_attrs) -> ConvLayout:
     """The kernel path of a convolution and its operands: geometry geo (reference_conv.Geometry),
     o output channels, W (O, C/group, kh, kw) float32 (int8 with ``int8``: then ``bias`` (O,)
     int32 and int8_attrs x_zp, y_zp, qmin, qmax as pack_geometry). Paths: DW for one input
@@ -2016,7 +2029,9 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     int8: GEMM_U8 when ``u8`` -- by default when the compiled code targets AVX2 and its quads are exact for W: any W on VNNI
     (kernels_tile.quads_exact_any), else u8_exact(W)
     -- else on int16 pairs). The kernels read exactly these arrays (the planner copies them into
-    the plan image; tests pass them directly)."""
+    the plan image; tests pass them directly). A path's work (module doc, Work) is laid out in
+    the table (int8 GEMM) or the scratch (WINO), unless ``shared_work``: then ``work`` counts its
+    elements and the caller places it and sets the slot (G_ACC / G_WORK), as the planner does."""
     cg = geo.c // group
     og = o // group
     k_n = cg * geo.kh * geo.kw
@@ -2043,9 +2058,11 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         nbr = wino_rows(geo, o)
         table[G_PATH] = PATH_WINO
         table[G_WBR] = nbr
-        nbp, total = wino_shape(geo.c, o, geo.oh, geo.ow, nbr)[4::3]
+        nbp, vo, _, total = wino_shape(geo.c, o, geo.oh, geo.ow, nbr)[4:]
         table[G_ROWS] = put(np.arange(geo.c) * nbp)
-        return ConvLayout(PATH_WINO, np.concatenate(parts), wino_weights(np.reshape(W, (o, geo.c, 3, 3))), total, 1)
+        table[G_WORK] = vo  # after the planes (shared_work: the caller's offset)
+        return ConvLayout(PATH_WINO, np.concatenate(parts), wino_weights(np.reshape(W, (o, geo.c, 3, 3))),
+                          vo if shared_work else total, 1, work=total - vo if shared_work else 0)
     if plan_dw is not None and int8 and u8 is not False:
         sizes, shifts, qmasks, steps, Wq = _dwq_plan(geo, plan_dw[0], W2)
         # by default for two or more kernel rows (a 2-D filter: its rows share one build of the
@@ -2194,14 +2211,16 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         table[G_AUX] = put(per_group(lambda w: pack_pairs_i16(w.astype(np.int8))))
     table[G_NT] = ks
     table[G_PPAD] = ppad
-    table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
+    work = ks * ppad if shared_work else 0
+    if not shared_work:
+        table[G_ACC] = put(np.zeros(ks * ppad, np.int32))
     fill = 0
     if copies:  # the u8 tile's byte copies: padding is the byte of x = x_zp
         f32 = -(-f32_shift // 4)
         fill = 128 + int(int8_attrs.get("x_zp", 0))
     else:
         f32 = geo.c * geo.h * geo.w + k_n * plane if table[G_BMODE] == BM_GATHER else 1  # int32 sample + rows
-    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols, fill)
+    return ConvLayout(int(table[G_PATH]), np.concatenate(parts), np.zeros(1, np.int8), f32, cols, fill, work)
 
 
 def scratch_bound(geo, group: int, o: int) -> int:
@@ -2219,7 +2238,9 @@ def scratch_bound(geo, group: int, o: int) -> int:
 def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error) -> float:
     """Validate one conv/pool layer and fill its program row (rtinfer.plan calls this).
 
-    sec: the planner's sections (``add(key, array) -> element offset`` in that section);
+    sec: the planner's sections (``add(key, array) -> element offset`` in that section;
+    ``work(key, n, slot, base)``: n elements of the section's shared work region, whose offset
+    less ``base`` goes into int32 element ``slot``);
     cols: the planner's column indices {"T0", "T1", "T2", "I0", "I1"}; offsets written are
     section-relative (``relocate_window_row`` adds the section bases). Row layout:
     CONV T0 = W packed for its path (f32), T1 = b (f32), T2 = its float32 scratch;
@@ -2293,11 +2314,13 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         b = frozen.tensor(layer, "b")
         if W.dtype != np.float32 or b.dtype != np.float32:
             raise error(f"{where}: W and b must be float32 tensors")
-        lay = conv_layout(geo, o, group, W)
+        lay = conv_layout(geo, o, group, W, shared_work=True)
         row[cols["T0"]] = sec.add("f32", lay.W)
         row[cols["T1"]] = sec.add("f32", b)
         row[cols["T2"]] = sec.add("f32", np.zeros(lay.f32, np.float32))  # scratch
         row[cols["I0"]] = sec.add("i32", lay.table)
+        if lay.work:  # Winograd's V and M in the model's float32 work region
+            sec.work("f32", lay.work, row[cols["I0"]] + G_WORK, row[cols["T2"]])
         return mult
     if op == Op.QCONV:
         Wq = frozen.tensor(layer, "W")
@@ -2314,7 +2337,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         M = quant.requant_multiplier(a["x_scale"], w_scale, a["y_scale"])
         if not np.all(np.isfinite(M)):
             raise error(f"{where}: requantization multiplier is not finite")
-        lay = conv_layout(geo, o, group, Wq, bias=bq, int8=True, **int8)
+        lay = conv_layout(geo, o, group, Wq, bias=bq, int8=True, shared_work=True, **int8)
         table = lay.table
         row[cols["T0"]] = sec.add("i8", lay.W)
         table[G_COLS] = sec.add("i8", np.zeros(lay.i8, np.int8)) - row[cols["T0"]]
@@ -2322,6 +2345,8 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         row[cols["T2"]] = sec.add("f32", M)
         table[G_FS] = sec.add("f32", lay.scratch_f32()) - row[cols["T2"]]
         row[cols["I0"]] = sec.add("i32", table)
+        if lay.work:  # the GEMM's packed B rows in the model's int32 work region
+            sec.work("i32", lay.work, row[cols["I0"]] + G_ACC, row[cols["I0"]])
         return mult
     row[cols["I0"]] = sec.add("i32", table_from_geometry(geo, geo.c, 1, include_pad, **int8))
     return mult

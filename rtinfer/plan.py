@@ -206,7 +206,7 @@ class Plan:
     out_size: int                # elements of Y per sample (all outputs)
     arena_bytes: int             # working memory for one sample (both arenas)
     batch_arena_bytes: int       # the arena as allocated, for a block of samples (block_size)
-    weight_bytes: int            # packed weights, biases, scales, tables and float params
+    weight_bytes: int            # packed weights, biases, scales, tables and float params, and scratch
     macs: int
     row_layers: tuple            # FrozenModel layer index executed by each program row (-1: output copy)
     row_labels: tuple            # "i:OP[:name]" per row, for reports
@@ -215,6 +215,7 @@ class Plan:
     tensor_bytes: int = 0        # per sample: the sum of all intermediate tensors (no arena reuse)
     arena_f32: int = 0           # per-sample arena elements, float32
     arena_i8: int = 0            # per-sample arena elements, int8
+    work_bytes: int = 0          # of weight_bytes: the convolutions' work regions, one for every layer
 
     @property
     def block_size(self) -> int:
@@ -290,7 +291,8 @@ class Plan:
         return tuple(names)
 
     def describe(self) -> str:
-        lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B, arena {self.arena_bytes} B per sample "
+        work = f" ({self.work_bytes} B of them work shared by the convolutions)" if self.work_bytes else ""
+        lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B{work}, arena {self.arena_bytes} B per sample "
                  f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {self.block_size}), "
                  f"{self.macs} MACs"]
         for label in self.row_labels:
@@ -381,12 +383,16 @@ def _tensor(frozen: FrozenModel, layer: Layer, where: str, name: str, dtype: str
 
 
 class _Sections:
-    """Collects arrays per dtype section with 64-byte alignment inside each section."""
+    """Collects arrays per dtype section with 64-byte alignment inside each section, and the
+    section's work region: one for every op whose work holds nothing between calls
+    (kernels_conv, Work), as large as the largest, laid out after the arrays (``arrays``)."""
 
     def __init__(self):
         self.parts = {"f32": [], "i32": [], "i8": []}
         self.sizes = {"f32": 0, "i32": 0, "i8": 0}
         self.dtypes = {"f32": np.float32, "i32": np.int32, "i8": np.int8}
+        self.work_size = {"f32": 0, "i32": 0, "i8": 0}
+        self.work_slots: list[tuple[str, int, int]] = []
 
     def add(self, key: str, arr: np.ndarray) -> int:
         """Append arr; returns its element offset inside the section."""
@@ -402,9 +408,24 @@ class _Sections:
         self.sizes[key] += a.size
         return off
 
+    def work(self, key: str, n: int, slot: int, base: int) -> None:
+        """n elements of section key's work region for one op: ``arrays`` writes the region's
+        offset less ``base`` into int32 element ``slot`` (an op's table slot)."""
+        self.work_size[key] = max(self.work_size[key], int(n))
+        self.work_slots.append((key, int(slot), int(base)))
+
     def array(self, key: str) -> np.ndarray:
         dt = self.dtypes[key]
         return np.concatenate(self.parts[key]) if self.parts[key] else np.zeros(0, dt)
+
+    def arrays(self) -> tuple[dict, int]:
+        """({key: section array}, work bytes): the work regions appended (zeros) and their
+        offsets written into the slots ``work`` named."""
+        at = {k: self.add(k, np.zeros(n, self.dtypes[k])) for k, n in self.work_size.items() if n}
+        out = {k: self.array(k) for k in self.parts}
+        for key, slot, base in self.work_slots:
+            out["i32"][slot] = at[key] - base
+        return out, sum(n * np.dtype(self.dtypes[k]).itemsize for k, n in self.work_size.items())
 
 
 def _act_params(layer: Layer, where: str) -> tuple[float, float]:
@@ -833,7 +854,8 @@ def build_plan(frozen: FrozenModel) -> Plan:
         return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
     n_ops = len(rows)
-    f32w, i32w, i8w = sec.array("f32"), sec.array("i32"), sec.array("i8")
+    arrays, work_bytes = sec.arrays()
+    f32w, i32w, i8w = arrays["f32"], arrays["i32"], arrays["i8"]
     fp = np.asarray(fparams, dtype=np.float64)
     o_prog = off = align(HEADER_LEN * 8)
     o_fp = off = align(off + n_ops * NCOLS * 8)
@@ -898,6 +920,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
         arena_bytes=int(peak_f * 4 + peak_i),
         batch_arena_bytes=int(block * (peak_f * 4 + peak_i)),
         weight_bytes=int(f32w.nbytes + i32w.nbytes + i8w.nbytes + fp.nbytes),
+        work_bytes=int(work_bytes),
         macs=frozen.macs,
         row_layers=tuple(int(r[C_LAYER]) for r in rows),
         row_labels=tuple(labels),

@@ -206,6 +206,67 @@ def test_qconv_i8_rounds_exact_ties_half_to_even(case):
             np.testing.assert_array_equal(y[ties], even[ties])
 
 
+def _garbage(rng, n, dtype):
+    """n elements of random bits (float32: NaNs, infinities and subnormals among them)."""
+    return rng.integers(0, 256, 4 * n, dtype=np.uint8).view(np.int32 if dtype == np.int32 else np.float32)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_work_holds_nothing_between_calls(case):
+    """The work the planner shares between layers (kernels_conv, Work: the int8 GEMM's packed B
+    rows, Winograd's V and M) starts as random bits before every call: the outputs are the bits
+    of the layout that keeps its work to itself (float32) and of the twin (int8)."""
+    rng = np.random.default_rng(21)
+    geo, o, group = _case_geometry(case)
+    m = 2
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
+    ran = 0
+    x = _buffers(rng, m * n_in, np.float32)
+    W = _buffers(rng, wsize, np.float32)[GUARD:GUARD + wsize]
+    b = _buffers(rng, o, np.float32)
+    for path in ("auto", "gemm", "wino") if _winograd_geometry(case) else ("auto",):
+        wino = {"auto": None, "wino": True}.get(path, False)
+        lay = KC.conv_layout(geo, o, group, W, wino=wino, shared_work=True)
+        assert (lay.work > 0) == (lay.path == KC.PATH_WINO)
+        if not lay.work:
+            continue
+        own, g0, Wk, cols0, _ = conv_operands(geo, o, group, W, path=path)
+        want = np.zeros(m * n_out, np.float32)
+        KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, want, 0, g0, 0, m, cols0, 3, int(Act.RELU), 0.0, 0.0)
+        g = lay.table.copy()
+        g[KC.G_WORK] = lay.f32  # relative to the scratch: right after it
+        for _ in range(2):
+            cols = np.concatenate([lay.scratch_f32(), _garbage(rng, lay.work, np.float32)])
+            got = np.zeros_like(want)
+            KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, got, 0, g, 0, m, cols, 0, int(Act.RELU), 0.0, 0.0)
+            np.testing.assert_array_equal(got, want)
+        ran += 1
+    xq = _buffers(rng, m * n_in, np.int8)
+    bias = rng.integers(-5000, 5000, size=o).astype(np.int32)
+    M = rng.uniform(1e-4, 3e-3, size=o).astype(np.float32)
+    for u8 in (True, False):
+        hi = 64 if u8 and not T.quads_exact_any() else 128
+        Wq = rng.integers(-hi + 1, hi, size=wsize).astype(np.int8)
+        attrs = dict(x_zp=-7, y_zp=5, qmin=-128, qmax=127)
+        lay = KC.conv_layout(geo, o, group, Wq, bias=bias, int8=True, u8=u8, dw=False, shared_work=True, **attrs)
+        want = np.zeros(m * n_out, np.int8)
+        KC.qconv_i8_ref(xq, GUARD, Wq, 0, bias, 0, M, 0, want, 0, lay.table, 0, m, -7, 5, -128, 127)
+        if not lay.work:  # the in-place int16 tiles read copies, not packed rows
+            assert not u8 and lay.table[KC.G_BMODE] in (KC.BM_SHIFT, KC.BM_WINDOW)
+            continue
+        g = np.concatenate([lay.table, np.zeros(lay.work, np.int32)])
+        g[KC.G_ACC] = lay.table.size  # relative to the table: right after it
+        for _ in range(2):
+            g[lay.table.size:] = _garbage(rng, lay.work, np.int32)
+            got = np.zeros_like(want)
+            KC.qconv_i8(xq, GUARD, lay.W, 0, bias, 0, M, 0, got, 0, g, 0, m, -7, 5, -128, 127,
+                        np.zeros(lay.i8, np.int8), 0, lay.scratch_f32(), 0)
+            np.testing.assert_array_equal(got, want, err_msg=f"u8 {u8}")
+        ran += 1
+    assert ran >= 1
+
+
 POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
     ((3, 1, 17), (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1)),
     ((3, 1, 16), (1, 3), (1, 2), ((0, 0), (1, 1)), (1, 1)),

@@ -230,3 +230,54 @@ def test_large_activations_run_in_smaller_blocks():
         got = rt.predict(X)
         np.testing.assert_array_equal(got, rt.stream(X))
         np.testing.assert_allclose(got, reference.run(fm, X), rtol=1e-5, atol=1e-6)
+
+
+def _conv_work(plan):
+    """Per CONV / QCONV program row with work (kernels_conv, Work): (section, elements it needs,
+    absolute element offset of its work), read back from the plan's tables."""
+    from rtinfer import kernels_conv as KC
+    from rtinfer.plan import C_I0, C_OP, C_T2
+    i32 = plan.image.view(np.int32)
+    out = []
+    for row in plan.program:
+        op, go = Op(int(row[C_OP])), int(row[C_I0])
+        t = i32[go:go + KC.G_LEN]
+        if op == Op.CONV and t[KC.G_PATH] == KC.PATH_WINO:
+            vo, total = KC.wino_shape(t[KC.G_C], t[KC.G_O], t[KC.G_OH], t[KC.G_OW], t[KC.G_WBR])[5::2]
+            out.append(("f32", total - vo, int(row[C_T2]) + int(t[KC.G_WORK])))
+        elif op == Op.QCONV and t[KC.G_PATH] in (KC.PATH_GEMM, KC.PATH_GEMM_U8) and t[KC.G_PPAD]:
+            out.append(("i32", int(t[KC.G_NT] * t[KC.G_PPAD]), go + int(t[KC.G_ACC])))
+    return out
+
+
+def test_convolutions_share_one_work_region():
+    """Every convolution's work (the int8 GEMM's packed B rows, Winograd's V and M) is one region
+    per section, as large as the largest layer's (a small one first, so neither the first nor the
+    last layer's size is enough), after every table and scratch; the model still gives the
+    reference's bits (int8) and values (float32), sample by sample and in blocks."""
+    from rtinfer.plan import C_I0, C_OP
+    model = CNN((16, 32, 32), [Conv2D(16, 16, 1), Activation("relu"), Conv2D(16, 16, 3, padding=1), Activation("relu"),
+                               Conv2D(16, 16, 3, padding=1), Activation("relu"), Conv2D(16, 24, 3, stride=2, padding=1),
+                               Activation("relu"), GlobalAvgPool(), Dense(24, 3)], seed=6)
+    X = np.random.default_rng(7).normal(size=(5,) + model.input_shape).astype(np.float32)
+    # reduce_range: 7-bit weights, which the uint8-quad tiles take on AVX2 too (packed rows each)
+    for fm in (export.freeze(model), export.freeze(model, dtype="int8", calibration=X, reduce_range=True)):
+        rt = rtinfer.load(fm)
+        work = _conv_work(rt.plan)
+        need = {}
+        for sec, n, at in work:
+            need.setdefault(sec, []).append((n, at))
+        assert rt.plan.work_bytes == 4 * sum(max(n for n, _ in v) for v in need.values())
+        for sec, v in need.items():
+            assert len({at for _, at in v}) == 1, v  # one region
+        if any(layer.op == Op.QCONV for layer in fm.layers):
+            sizes = [n for n, _ in need["i32"]]
+            assert len(sizes) == 4 and sizes[0] < max(sizes) and sizes[-1] < max(sizes)
+            at = need["i32"][0][1]
+            i32_tables = [int(r[C_I0]) for r in rt.plan.program if Op(int(r[C_OP])) == Op.QCONV]
+            assert at > max(i32_tables)  # after the tables
+            np.testing.assert_array_equal(rt.predict(X), reference.run(fm, X))
+        else:
+            np.testing.assert_allclose(rt.predict(X), reference.run(fm, X), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(rt.stream(X), rt.predict(X))
+        assert rt.plan.work_bytes < rt.plan.weight_bytes

@@ -350,4 +350,16 @@ MUTANTS = [
            "min(4, kw - 4 * k)", "min(3, kw - 4 * k)",
            ("tests/test_kernels_conv_fast.py", "-k", "qconv or dwq"),
            "the int8 depthwise quads of four kernel columns build only three (kernels 4 or more columns wide)"),
+    # -- the convolutions' shared work region ------------------------------------------------------
+    Mutant("work-region-first-layers-size", "rtinfer/plan.py",
+           "self.work_size[key] = max(self.work_size[key], int(n))",
+           "self.work_size[key] = self.work_size[key] or int(n)",
+           ("tests/test_runtime_conv.py", "-k", "share"),
+           "the convolutions' shared work region is sized for the first layer that needs one, not the largest"),
+    Mutant("work-region-offset-from-the-slot", "rtinfer/plan.py",
+           'out["i32"][slot] = at[key] - base',
+           'out["i32"][slot] = at[key] - slot',
+           ("tests/test_runtime_conv.py", "-k", "share"),
+           "a layer's work offset taken from its table slot instead of its base (int8: 27 words past the region's "
+           "start, past its end in the largest layer)"),
 ]
