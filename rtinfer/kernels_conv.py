@@ -31,7 +31,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   requantizes in its epilogue. On kernels_tile.WIDE_I8 targets (512-bit vpdpbusd at full width)
   the u8 tiles and the in-place int16 tiles take 32 positions a step (``_col_at``). int8
   convolutions with padding or stride (BM_SHIFT, BM_WINDOW) first make margined copies straight
-  from the int8 sample (stride-2 columns eight at a time by kernels_tile.stride2_8): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
+  from the int8 sample (stride-2 columns eight at a time by kernels_tile.stride2_8, sixteen by
+  stride2_16b into byte copies): for PATH_GEMM int16 x - x_zp (padding 0), whose pairs of rows
   kernels_tile.s16_rows_tile* reads in place; for PATH_GEMM_U8 the tile's own bytes x + 128
   (padding x_zp + 128, the byte of x = x_zp; the planner prefills the scratch with it,
   ``ConvLayout.fill``), packed into quads without arithmetic (taken when two or more blocks of
@@ -157,7 +158,8 @@ G_ACC = 27     # int8 GEMM: offset from the table of its work words (the packed 
 G_FS = 28      # QCONV: offset of its float32 scratch relative to its M (DW plane buffers)
 G_NCLS = 29    # DW: column classes (pre-masked copies of each input plane)
 G_AUX2 = 30    # offset from the table of the column class masks (G_NCLS x h w, -1 keep, 0 zero)
-               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word);
+               # of the DW path and of GEMM BM_SHIFT (int32; int8 ops: int16, two to a word, or
+               # bytes, four to a word, for the u8 tile's copies);
                # GEMM BM_WINDOW: its G_NCLS window classes (q, ph) as int32 pairs
 G_GATHER = 31  # offset from the table of the im2col gather indices (0: im2col by runs)
 G_WDW = 32     # QCONV DW: offset from the table of its weight pairs (int32 words)
@@ -400,14 +402,16 @@ def _fill(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
 
 @kernel_jit(inline="always")
 def _fill16(src, xo, hw, g, ma, ncls, zb, zo, zs, zp):
-    """kernels_tile.fill_masked for int8 into int16 or byte copies (int16 masks from the int32 word g[ma] on, as
-    _mask_words packs them), its extents checked first under BOUNDS."""
+    """kernels_tile.fill_masked for int8 into int16 copies (int16 masks from the int32 word g[ma]
+    on, as _mask_words packs them) or into the u8 tile's byte copies (byte masks, _mask_bytes),
+    its extents checked first under BOUNDS."""
+    per = 4 // zb.itemsize  # masks to a word
     if BOUNDS:
-        _need(g, ma, ma + (ncls * hw + 1) // 2)
+        _need(g, ma, ma + (ncls * hw + per - 1) // per)
         _check_fill(src, xo, hw, g, ma, 0, zb, zo, zs)
         for m in range(ncls):
             _need(zb, zo + m * zs, zo + m * zs + hw)
-    T.fill_masked(src, xo, hw, g, 2 * ma, ncls, zb, zo, zs, zp)
+    T.fill_masked(src, xo, hw, g, per * ma, ncls, zb, zo, zs, zp)
 
 
 @kernel_jit(inline="always")
@@ -552,6 +556,30 @@ def _run_typed(X, x0, Z, z0, n, zp):
     return run
 
 
+def _stride2_width(Z):
+    """Columns per _stride2 step: 16 for the u8 tile's byte copies, else 8."""
+    return 8
+
+
+@overload(_stride2_width, inline="always")
+def _stride2_width_typed(Z):
+    if Z.dtype == types.uint8:
+        return lambda Z: 16
+    return lambda Z: 8
+
+
+def _stride2(X, xo, lo, hi, full, Z, zo, zp):
+    """One window row step of column stride 2: kernels_tile.stride2_16b into the u8 tile's byte
+    copies, else kernels_tile.stride2_8."""
+
+
+@overload(_stride2, inline="always")
+def _stride2_typed(X, xo, lo, hi, full, Z, zo, zp):
+    if Z.dtype == types.uint8:
+        return lambda X, xo, lo, hi, full, Z, zo, zp: T.stride2_16b(X, xo, lo, hi, full, Z, zo, zp)
+    return lambda X, xo, lo, hi, full, Z, zo, zp: T.stride2_8(X, xo, lo, hi, full, Z, zo, zp)
+
+
 def _pad_value(Z, zp):
     """A padding element of a copy in Z's dtype: 0 (x - x_zp of the int16 copies, or float32),
     or x_zp + 128 (the byte of x = x_zp in the u8 tile's byte copies)."""
@@ -600,25 +628,27 @@ def _windows(X, xb, g, go, Z, zo, zp):
             col = j0 * sw + q * dw - pl  # input column of output column j0
             d = zo + (c * ncls + m) * zs + zm
             nr = _div(h - ph + sh - 1, sh)  # rows of this phase
-            if sw == 2:  # 8 columns per kernels_tile.stride2_8 step, padding lanes 0. A row's last
-                # step spills zeros past ow into the next row's first 8 columns (or the zero tail):
-                # the column blocks run last to first, each down all rows, so block 0 comes after
+            if sw == 2:  # s2 columns per _stride2 step (16 bytes of the u8 tile's copies, else 8),
+                # padding lanes as the fill. A row's last step spills padding past ow into the next
+                # row's first columns (or the tail): the column blocks run last to first, each down
+                # all rows, so block 0 comes after
+                s2 = _stride2_width(Z)
                 xr = xc + ph * w + q * dw - pl  # input column of output column 0 in the row
-                for jb in range((ow - 1) // 8 * 8, -1, -8):
+                for jb in range((ow - 1) // s2 * s2, -1, -s2):
                     lo = max(j0 - jb, 0)
-                    hi = min(j1 - jb, 8)
+                    hi = min(j1 - jb, s2)
                     if hi <= lo:
                         continue
                     xj = xr + 2 * jb
                     zj = d + jb
                     for rr in range(nr):
-                        full = xj >= 0 and xj + 16 <= X.size  # plain loads
+                        full = xj >= 0 and xj + 2 * s2 <= X.size  # plain loads
                         if BOUNDS:
                             if full:
-                                _need(X, xj, xj + 16)
+                                _need(X, xj, xj + 2 * s2)
                             _need(X, xj + 2 * lo, xj + 2 * (hi - 1) + 1)
-                            _need(Z, zj, zj + 8)
-                        T.stride2_8(X, xj, lo, hi, full, Z, zj, zp)
+                            _need(Z, zj, zj + s2)
+                        _stride2(X, xj, lo, hi, full, Z, zj, zp)
                         xj += sh * w
                         zj += ow
                 continue
@@ -1069,7 +1099,15 @@ def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     out = Bw[bo:bo + n]
     z = np.int32(add)
     a = x[r0:r0 + n]
-    if n >= 16 and x.itemsize <= 2:  # int8 / int16 rows: 16 quads per step, the last overlapping
+    if n >= 32 and x.itemsize == 1:  # int8 rows: 32 quads per step, the last overlapping
+        for p0 in range(0, n, 32):
+            p = min(p0, n - 32)
+            if BOUNDS:
+                for r in (r0, r1, r2, r3):
+                    _need(x, r + p, r + p + 32)
+                _need(Bw, bo + p, bo + p + 32)
+            T.pack_quads32(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
+    elif n >= 16 and x.itemsize <= 2:  # int8 / int16 rows: 16 quads per step, the last overlapping
         for p0 in range(0, n, 16):
             p = min(p0, n - 16)
             if BOUNDS:
@@ -1722,6 +1760,13 @@ def _mask_words(masks: np.ndarray) -> np.ndarray:
     return m16.view(np.int32)
 
 
+def _mask_bytes(masks: np.ndarray) -> np.ndarray:
+    """The u8 copies' column class masks (classes, h w) as bytes -1 / 0, four to an int32 word
+    (padded to a multiple of 4): fill_masked reads them as bytes."""
+    m8 = np.asarray(masks, np.int8).reshape(-1)
+    return np.concatenate([m8, np.zeros(-m8.size % 4, np.int8)]).view(np.int32)
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -1924,7 +1969,7 @@ def _window_plan(geo):
         return None
     offs = [t[3] for t in taps]
     zm = _round_up(max(0, -min(offs)), 8)
-    tail = 8 if geo.sw == 2 else 0  # stride2_8's last step per row writes up to 7 zeros past it
+    tail = 16 if geo.sw == 2 else 0  # a stride-2 row's last step writes up to 15 (bytes; floats 7) past it
     zs = _round_up(zm + max(hr * geo.ow + tail, _round_up(plane, COLS) + max(0, max(offs))), 16)
     return taps, classes, zm, zs
 
@@ -2145,8 +2190,7 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     elif shift is not None:
         taps, masks, zm, zs = shift
         table[G_BMODE] = BM_SHIFT
-        table[G_NCLS] = len(masks)
-        table[G_AUX2] = put(_mask_words(masks) if int8 else masks)
+        table[G_NCLS] = len(masks)  # the masks are put below, once the int8 tile is chosen
         table[G_ZM] = zm
         table[G_ZS] = zs
         per = len(masks) * zs  # elements of one channel's copies
@@ -2182,6 +2226,8 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         # multiply-adds: the 1-D CNN's first layer, K = 7, measured 0.94-0.97 of its time so)
         u8 = ("avx2" in T.target_features() and (T.quads_exact_any() or u8_exact(W2))
               and (not copies or (og > ROWS and k_n >= (4 if T.WIDE_I8 else 16))))
+    if shift is not None:  # float32 int32 masks; int8: int16 for the int16 copies, bytes for the u8 tile's
+        table[G_AUX2] = put(_mask_bytes(masks) if u8 else _mask_words(masks) if int8 else masks)
     in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies
     if in_place and k_n % 2:  # pairs of rows: an odd count repeats its last row (with weight 0)
         rows = np.concatenate([rows, rows[-1:]])

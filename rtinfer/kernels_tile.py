@@ -250,6 +250,31 @@ def _ptr(builder, base, off, ty):
     return builder.bitcast(builder.gep(base, [off]), ty.as_pointer())
 
 
+def _unpck(builder, a, b, n, hi):
+    """vpunpck{l,h}{bw,wd} on 256 bits: per 128-bit lane, the low (hi: high) halves of a and b
+    interleaved, n elements a vector (32 bytes or 16 words)."""
+    h = n // 2  # elements a lane
+    base = h // 2 if hi else 0
+    idx = [lane * h + base + i + k * n for lane in range(2) for i in range(h // 2) for k in range(2)]
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, n), idx))
+
+
+def _store_quads32(builder, slots, dst, i64):
+    """The 32 uint8 quads of four <32 x i8> slot vectors (slot t: byte t of each quad) stored as
+    128 bytes at dst (an i8 pointer): in-lane unpacks (8 shuffles) give r[0] = quads of positions
+    0-3 | 16-19, r[1] 4-7 | 20-23, r[2] 8-11 | 24-27, r[3] 12-15 | 28-31; then four vperm2i128
+    put them in order (12 shuffles: LLVM made ~35 of the generic 4-way interleave)."""
+    v16w = ir.VectorType(_I16, 16)
+    v4q = ir.VectorType(ir.IntType(64), 4)
+    p01 = [builder.bitcast(_unpck(builder, slots[0], slots[1], 32, hi), v16w) for hi in (False, True)]
+    p23 = [builder.bitcast(_unpck(builder, slots[2], slots[3], 32, hi), v16w) for hi in (False, True)]
+    r = [builder.bitcast(_unpck(builder, p01[j], p23[j], 16, hi), v4q) for j in range(2) for hi in (False, True)]
+    for n_out, (a, b, sel) in enumerate(((0, 1, (0, 1, 4, 5)), (2, 3, (0, 1, 4, 5)),
+                                         (0, 1, (2, 3, 6, 7)), (2, 3, (2, 3, 6, 7)))):
+        v = builder.shuffle_vector(r[a], r[b], ir.Constant(_V4I, list(sel)))
+        builder.store(v, _ptr(builder, dst, ir.Constant(i64, 32 * n_out), v4q), align=1)
+
+
 def _lane_mask(builder, n, first, lanes=8):
     """<lanes x i1>: lane i is on when first + i < n (n an i64)."""
     vty = ir.VectorType(_I32, lanes)
@@ -1043,16 +1068,6 @@ def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
         pad = _pad_byte(builder, zpv, v32b)
         zero = ir.Constant(v32b, [0] * 32)
         nblk = builder.sdiv(npv, ir.Constant(i64, DWQ_COLS))
-        v16w = ir.VectorType(_I16, 16)
-        v4q = ir.VectorType(ir.IntType(64), 4)
-
-        def unpck(a, b, n, hi):
-            """vpunpck{l,h}{bw,wd} on 256 bits: per 128-bit lane, the low (hi: high) halves of a
-            and b interleaved, n elements a vector (32 bytes or 16 words)."""
-            h = n // 2  # elements a lane
-            base = h // 2 if hi else 0
-            idx = [lane * h + base + i + k * n for lane in range(2) for i in range(h // 2) for k in range(2)]
-            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, n), idx))
 
         def build(n_used):
             offs = [builder.sext(builder.load(builder.gep(pof, [ir.Constant(i64, t)])), i64) for t in range(n_used)]
@@ -1067,16 +1082,7 @@ def dwq_build(typingctx, S, so, npad, MK, mo, OF, ofo, nt, Q, qo, zp):
                     mk = builder.load(_ptr(builder, pm, builder.add(k, builder.mul(npv, ir.Constant(i64, t))), v32b),
                                       align=1)
                     slots.append(builder.select(builder.icmp_signed("<", mk, zero), x, pad))  # vpblendvb on the sign
-                # in-lane unpacks (8 shuffles): r[0] = quads of positions 0-3 | 16-19, r[1] 4-7 |
-                # 20-23, r[2] 8-11 | 24-27, r[3] 12-15 | 28-31; then vperm2i128 puts them in order
-                p01 = [builder.bitcast(unpck(slots[0], slots[1], 32, hi), v16w) for hi in (False, True)]
-                p23 = [builder.bitcast(unpck(slots[2], slots[3], 32, hi), v16w) for hi in (False, True)]
-                r = [builder.bitcast(unpck(p01[j], p23[j], 16, hi), v4q) for j in range(2) for hi in (False, True)]
-                dst = builder.gep(pq, [builder.mul(k, ir.Constant(i64, 4))])
-                for n_out, (a, b, sel) in enumerate(((0, 1, (0, 1, 4, 5)), (2, 3, (0, 1, 4, 5)),
-                                                     (0, 1, (2, 3, 6, 7)), (2, 3, (2, 3, 6, 7)))):
-                    v = builder.shuffle_vector(r[a], r[b], ir.Constant(_V4I, list(sel)))
-                    builder.store(v, _ptr(builder, dst, ir.Constant(i64, 32 * n_out), v4q), align=1)
+                _store_quads32(builder, slots, builder.gep(pq, [builder.mul(k, ir.Constant(i64, 4))]), i64)
 
         with builder.if_else(builder.icmp_signed("==", ntv, ir.Constant(i64, 3))) as (three, other):
             with three:
@@ -1401,6 +1407,27 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
 
 
 @intrinsic
+def pack_quads32(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
+    """Thirty-two uint8 quads: for p < 32, the int32 word Bw[bo + p] has the bytes (X[r_t + p] +
+    add) mod 256 for t = 0..3, t = 0 in the low byte (X int8, Bw int32): pack_quads16's words,
+    32 a step with the in-lane byte interleave (_store_quads32)."""
+    sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
+
+    def codegen(context, builder, signature, args):
+        xv, o0, o1, o2, o3, addv, bv, boff = _ints64(context, builder, signature, args)
+        st = signature.args
+        v32b = ir.VectorType(_I8, 32)
+        px = _array(context, builder, st[0], xv).data
+        pb = builder.bitcast(builder.gep(_array(context, builder, st[6], bv).data, [boff]), _I8.as_pointer())
+        a8 = _splat(builder, builder.trunc(addv, _I8), v32b)
+        slots = [builder.add(builder.load(_ptr(builder, px, o, v32b), align=1), a8) for o in (o0, o1, o2, o3)]
+        _store_quads32(builder, slots, pb, boff.type)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def run16(typingctx, X, xo, Z, zo, zp):
     """Sixteen copy values: Z[zo + j] = the value of X[xo + j] in Z's form for j < 16 (as
     kernels_conv._window_value): X int8 into Z addressed in int16 elements, int16(x) - zp
@@ -1573,6 +1600,48 @@ def gather32(typingctx, X, xo, I, io, n, D, do, fill):
 
 
 @intrinsic
+def stride2_16b(typingctx, X, xo, lo, hi, full, D, do, zp):
+    """stride2_8 for the u8 tile's byte copies, 16 lanes: D[do + k] = X[xo + 2k] + 128 (x ^
+    0x80) for lo <= k < hi, else zp + 128, for k < 16 (X int8, D uint8). With ``full`` reads
+    X[xo:xo + 32] (one load, the even bytes shuffled together), else only X[xo + 2k] for lo <= k
+    < hi; writes D[do:do + 16] (one store)."""
+    if X.dtype != types.int8 or D.dtype != types.uint8:
+        return None
+    sig = types.void(X, xo, lo, hi, full, D, do, zp)
+
+    def codegen(context, builder, signature, args):
+        xv, xoff, lov, hiv, fullv, dv, doff, zpv = _ints64(context, builder, signature, args)
+        st = signature.args
+        px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+        pd = builder.gep(_array(context, builder, st[5], dv).data, [doff])
+        v16b = ir.VectorType(_I8, 16)
+        k = ir.Constant(_V16I, list(range(16)))
+        on = builder.and_(builder.icmp_signed(">=", k, _splat(builder, builder.trunc(lov, _I32), _V16I)),
+                          builder.icmp_signed("<", k, _splat(builder, builder.trunc(hiv, _I32), _V16I)))
+        pad = _pad_byte(builder, zpv, v16b)
+        pout = _ptr(builder, pd, ir.Constant(doff.type, 0), v16b)
+
+        def finish(y):
+            builder.store(builder.select(on, _u8_byte(builder, y), pad), pout, align=1)
+
+        with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
+            with then:
+                v = builder.load(_ptr(builder, px, ir.Constant(xoff.type, 0), ir.VectorType(_I8, 32)), align=1)
+                finish(builder.shuffle_vector(v, v, ir.Constant(_V16I, list(range(0, 32, 2)))))
+            with otherwise:  # lane by lane: a byte-masked load has no AVX2 instruction
+                y = cgutils.alloca_once(builder, v16b)  # in the entry block: no stack growth per call
+                builder.store(ir.Constant(v16b, [0] * 16), y)
+                for j in range(16):
+                    with builder.if_then(builder.extract_element(on, ir.Constant(_I32, j))):
+                        x = builder.load(builder.gep(px, [ir.Constant(xoff.type, 2 * j)]))
+                        builder.store(builder.insert_element(builder.load(y), x, ir.Constant(_I32, j)), y)
+                finish(builder.load(y))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
     """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
     arrays (the same dtype; zp unused), or X int8 and D int16 (D[do + k] = int16(X[xo + 2k]) -
@@ -1652,10 +1721,10 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
     Z[zo + m * zs + k] = (x[k] if MK[mo + m * n + k] != 0 else 0) where x = X[xo:], as float32
     (X float32, Z float32, MK int32) or as int16 x - zp (X int8; MK and Z any arrays addressed
     in int16 elements: mo, zo, zs in int16 units, the masks int16 -1 / 0), or with Z uint8 as
-    the u8 tile's bytes (zo, zs in bytes): x + 128, and zp + 128 where masked (padding is x =
-    zp). 16 elements per step,
-    the last step overlapping the one before (idempotent: no scalar tail) when n >= 16, element
-    by element below that."""
+    the u8 tile's bytes: x + 128 (x ^ 0x80), and zp + 128 where masked (padding is x = zp; MK
+    addressed in bytes, the masks bytes -1 / 0: mo, zo, zs in bytes). 16 elements per step (the
+    bytes: 32), the last step overlapping the one before (idempotent: no scalar tail) when n is
+    at least one step, element by element below that."""
     i16 = isinstance(X.dtype, types.Integer)
     out8 = i16 and Z.dtype.bitwidth == 8
     sig = types.void(X, xo, n, MK, mo, ncls, Z, zo, zs, zp)
@@ -1670,11 +1739,39 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
         zdata = _array(context, builder, st[6], zv).data
         zbase = builder.bitcast(zdata, ((_I8 if out8 else _I16) if i16 else _F32).as_pointer())
         v16 = ir.VectorType(_I32, 16)
-        v16b = ir.VectorType(_I8, 16)
+        if out8:
+            v32b = ir.VectorType(_I8, 32)
+            pm8 = builder.gep(builder.bitcast(mdata, _I8.as_pointer()), [moff])
+            pad = _pad_byte(builder, zpv, v32b)
+            zero = ir.Constant(v32b, [0] * 32)
+            zrow0 = builder.gep(zbase, [zoff])
+            with builder.if_else(builder.icmp_signed(">=", nv_, ir.Constant(i64, 32))) as (then, otherwise):
+                with then:
+                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 31)), ir.Constant(i64, 32))
+                    last = builder.sub(nv_, ir.Constant(i64, 32))
+                    with cgutils.for_range(builder, ncv) as cls:
+                        mrow = builder.gep(pm8, [builder.mul(cls.index, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(cls.index, zsv)])
+                        with cgutils.for_range(builder, nblk) as loop:
+                            k = builder.mul(loop.index, ir.Constant(i64, 32))
+                            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                            x = _u8_byte(builder, builder.load(_ptr(builder, px, k, v32b), align=1))
+                            mk = builder.load(_ptr(builder, mrow, k, v32b), align=1)
+                            y = builder.select(builder.icmp_signed("<", mk, zero), x, pad)  # vpblendvb on the sign
+                            builder.store(y, _ptr(builder, zrow, k, v32b), align=1)
+                with otherwise:
+                    with cgutils.for_range(builder, ncv) as cls:
+                        mrow = builder.gep(pm8, [builder.mul(cls.index, nv_)])
+                        zrow = builder.gep(zrow0, [builder.mul(cls.index, zsv)])
+                        with cgutils.for_range(builder, nv_) as loop:
+                            k = loop.index
+                            keep = builder.icmp_signed("<", builder.load(builder.gep(mrow, [k])), _c(0, _I8))
+                            x = builder.xor(builder.load(builder.gep(px, [k])), _c(-128, _I8))
+                            builder.store(builder.select(keep, x, builder.extract_element(pad, _c(0))),
+                                          builder.gep(zrow, [k]))
+            return context.get_dummy_value()
         if i16:
             zps = _splat(builder, builder.trunc(zpv, _I16), _V16S)
-            c128 = ir.Constant(_V16S, [128] * 16)
-            pad16 = _pad_byte(builder, zpv, _V16S)
             zrow0 = builder.gep(zbase, [zoff])
             big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
             with builder.if_else(big) as (then, otherwise):
@@ -1690,11 +1787,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                             k = builder.select(builder.icmp_signed(">", k, last), last, k)
                             x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
                             mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
-                            if out8:  # (x + 128) where kept, zp + 128 where masked
-                                y = builder.or_(builder.and_(builder.add(x, c128), mk), builder.and_(pad16, builder.not_(mk)))
-                                builder.store(builder.trunc(y, v16b), _ptr(builder, zrow, k, v16b), align=1)
-                            else:
-                                builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
+                            builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
                 with otherwise:
                     with cgutils.for_range(builder, ncv) as cls:
                         m = cls.index
@@ -1704,12 +1797,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
                             k = loop.index
                             x = builder.sext(builder.load(builder.gep(px, [k])), _I16)
                             mk = builder.load(builder.gep(mrow, [k]))
-                            if out8:
-                                y = builder.or_(builder.and_(builder.add(x, _c(128, _I16)), mk),
-                                                builder.and_(builder.extract_element(pad16, _c(0)), builder.not_(mk)))
-                                builder.store(builder.trunc(y, _I8), builder.gep(zrow, [k]))
-                            else:
-                                builder.store(builder.and_(builder.sub(x, builder.trunc(zpv, _I16)), mk), builder.gep(zrow, [k]))
+                            builder.store(builder.and_(builder.sub(x, builder.trunc(zpv, _I16)), mk), builder.gep(zrow, [k]))
             return context.get_dummy_value()
 
         def step(k, mrow, zrow):

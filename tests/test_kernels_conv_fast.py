@@ -330,6 +330,48 @@ def _run_gather(X, idx, out, fill):
     _GATHER_RUN[0](X, idx, out, fill)
 
 
+def test_quad_packing_and_byte_copies_match_numpy():
+    """kernels_tile.pack_quads32 and pack_quads16 (uint8 quads of four int8 rows, + add) and
+    fill_masked into the u8 tile's bytes with byte masks (x ^ 0x80 where kept, zp + 128 where
+    masked; 32 a step, the last overlapping, element by element below 32), against NumPy."""
+    from numba import njit
+
+    @njit(_nrt=False)
+    def pack(X, offs, add, B, wide):
+        if wide:
+            T.pack_quads32(X, offs[0], offs[1], offs[2], offs[3], add, B, 3)
+        else:
+            T.pack_quads16(X, offs[0], offs[1], offs[2], offs[3], add, B, 3)
+
+    @njit(_nrt=False)
+    def fill(X, xo, n, MK, ncls, Z, zs, zp):
+        T.fill_masked(X, xo, n, MK, 4, ncls, Z, 5, zs, zp)
+
+    rng = np.random.default_rng(8)
+    X = rng.integers(-128, 128, 300).astype(np.int8)
+    for wide, n in ((True, 32), (False, 16)):
+        for add in (0, 128, 3):
+            offs = rng.integers(0, 300 - n, 4).astype(np.int64)
+            B = np.full(n + 6, 77, np.int32)
+            pack(X, offs, add, B, wide)
+            rows = [(X[o:o + n].astype(np.int64) + add) & 0xFF for o in offs]
+            want = rows[0] | rows[1] << 8 | rows[2] << 16 | rows[3] << 24
+            np.testing.assert_array_equal(B[3:3 + n].view(np.uint32), want.astype(np.uint32))
+            assert np.all(B[:3] == 77) and np.all(B[3 + n:] == 77)
+    for n in (1, 5, 31, 32, 33, 64, 70):
+        ncls, zs, zp = 3, n + 9, -7
+        masks = np.where(rng.random((ncls, n)) < 0.3, 0, -1).astype(np.int8)
+        MK = np.concatenate([np.zeros(4, np.int8), masks.reshape(-1), np.zeros(4, np.int8)])
+        Z = np.full(5 + ncls * zs + 4, 55, np.uint8)
+        fill(X, 10, n, MK, ncls, Z, zs, zp)
+        x8 = (X[10:10 + n].astype(np.int64) + 128).astype(np.uint8)
+        for m in range(ncls):
+            want = np.where(masks[m] < 0, x8, np.uint8(zp + 128))
+            np.testing.assert_array_equal(Z[5 + m * zs:5 + m * zs + n], want)
+            assert np.all(Z[5 + m * zs + n:5 + (m + 1) * zs] == 55)  # nothing past the plane
+        assert np.all(Z[:5] == 55)
+
+
 @pytest.mark.skipif(not KC.BOUNDS, reason="runs in the NUMBA_BOUNDSCHECK=1 pass (test_runtime_conv)")
 def test_tile_extents_are_checked_under_boundscheck():
     """The LLVM IR tiles' loads and stores are invisible to Numba's bounds checking; under

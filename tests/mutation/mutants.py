@@ -201,8 +201,9 @@ MUTANTS = [
            ("tests/test_kernels_conv.py", "-k", "qconv_i8_is_bit_exact"),
            "the u8 tile's byte windows pad their edge columns with the byte of x_zp - 1"),
     Mutant("u8-shift-pad-byte", "rtinfer/kernels_tile.py",
-           "pad16 = _pad_byte(builder, zpv, _V16S)",
-           "pad16 = builder.add(_pad_byte(builder, zpv, _V16S), ir.Constant(_V16S, [1] * 16))",
+           "pm8 = builder.gep(builder.bitcast(mdata, _I8.as_pointer()), [moff])\n            pad = _pad_byte(builder, zpv, v32b)",
+           "pm8 = builder.gep(builder.bitcast(mdata, _I8.as_pointer()), [moff])\n"
+           "            pad = builder.add(_pad_byte(builder, zpv, v32b), ir.Constant(v32b, [1] * 32))",
            ("tests/test_kernels_conv.py", "-k", "qconv_i8_is_bit_exact"),
            "the u8 tile's shifted byte copies fill masked (wrapped) columns with the byte of x_zp + 1"),
     Mutant("u8-stride2-pad-byte", "rtinfer/kernels_tile.py",
@@ -350,6 +351,16 @@ MUTANTS = [
            "min(4, kw - 4 * k)", "min(3, kw - 4 * k)",
            ("tests/test_kernels_conv_fast.py", "-k", "qconv or dwq"),
            "the int8 depthwise quads of four kernel columns build only three (kernels 4 or more columns wide)"),
+    # -- the u8 tile's byte copies and 32-quad packing ----------------------------------------------
+    Mutant("u8-copies-read-int16-masks", "rtinfer/kernels_conv.py",
+           "put(_mask_bytes(masks) if u8 else", "put(_mask_words(masks) if u8 else",
+           ("tests/test_kernels_conv_fast.py", "-k", "qconv"),
+           "the u8 tile's shifted byte copies get the int16 column masks, read as bytes (half of them shifted)"),
+    Mutant("quads32-blocks-swapped", "rtinfer/kernels_tile.py",
+           "for n_out, (a, b, sel) in enumerate(((0, 1, (0, 1, 4, 5)), (2, 3, (0, 1, 4, 5)),",
+           "for n_out, (a, b, sel) in enumerate(((2, 3, (0, 1, 4, 5)), (0, 1, (0, 1, 4, 5)),",
+           ("tests/test_kernels_conv_fast.py", "-k", "quad_packing"),
+           "32 packed quads stored with their first two groups of eight swapped"),
     # -- the convolutions' shared work region ------------------------------------------------------
     Mutant("work-region-first-layers-size", "rtinfer/plan.py",
            "self.work_size[key] = max(self.work_size[key], int(n))",
