@@ -1645,12 +1645,12 @@ def stride2_16b(typingctx, X, xo, lo, hi, full, D, do, zp):
 def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
     """D[do + k] = X[xo + 2k] for lo <= k < hi, else 0, for k < 8: X and D float32 or int32
     arrays (the same dtype; zp unused), or X int8 and D int16 (D[do + k] = int16(X[xo + 2k]) -
-    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0) or D uint8 (the u8 tile's
-    bytes: x + 128, and zp + 128 outside [lo, hi): padding is x = zp). With ``full`` reads
+    zp, 0 outside [lo, hi): the int8 path's x - x_zp, padding 0; the u8 tile's byte copies take
+    stride2_16b). With ``full`` reads
     X[xo:xo + 16] (plain loads), else only X[xo + 2k] for lo <= k < hi (masked loads); the even
     lanes are shuffled together and the lanes outside [lo, hi) zeroed; writes D[do:do + 8] (one
     vector store): a plane window's row of column stride 2."""
-    narrow = X.dtype == types.int8 and D.dtype in (types.int16, types.uint8)
+    narrow = X.dtype == types.int8 and D.dtype == types.int16
     if not narrow and (X.dtype.bitwidth != 32 or D.dtype != X.dtype):
         return None
     sig = types.void(X, xo, lo, hi, full, D, do, zp)
@@ -1664,8 +1664,7 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
         ety = context.get_value_type(elt)
         vty = ir.VectorType(ety, 8)  # one load's lanes (32-bit) / the shuffled result (int8)
         lty = ir.VectorType(ety, 16) if narrow else vty
-        out8 = narrow and D.dtype == types.uint8  # the low byte of x - zp (zp = -128: x + 128)
-        oty = ir.VectorType(_I8 if out8 else _I16, 8) if narrow else vty
+        oty = ir.VectorType(_I16, 8) if narrow else vty
         zero = ir.Constant(oty, [0.0 if isinstance(elt, types.Float) else 0] * 8)
         k = ir.Constant(_V8I, list(range(8)))
         on = builder.and_(builder.icmp_signed(">=", k, _splat(builder, builder.trunc(lov, _I32), _V8I)),
@@ -1674,14 +1673,10 @@ def stride2_8(typingctx, X, xo, lo, hi, full, D, do, zp):
         pout = _ptr(builder, pd, ir.Constant(doff.type, 0), oty)
 
         def finish(y):
-            pad = zero
-            if out8:
-                y = _u8_byte(builder, y)
-                pad = _pad_byte(builder, zpv, oty)
-            elif narrow:
+            if narrow:
                 w16 = ir.VectorType(_I16, 8)
                 y = builder.sub(builder.sext(y, w16), _splat(builder, builder.trunc(zpv, _I16), w16))
-            builder.store(builder.select(on, y, pad), pout, align=1 if out8 else (2 if narrow else 4))
+            builder.store(builder.select(on, y, zero), pout, align=2 if narrow else 4)
 
         with builder.if_else(builder.icmp_signed("!=", fullv, ir.Constant(fullv.type, 0)), likely=True) as (then, otherwise):
             with then:
