@@ -1094,27 +1094,23 @@ def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
 def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
     rows t >= nrows give 128, or with 16 or more quads the bytes of the row r_t (r_t = the last
-    row when t >= nrows; their weights are 0): one row of uint8 quads for the u8 tile (add = 128
-    for int8 codes, 128 + x_zp for int16 x - x_zp)."""
+    row when t >= nrows; their weights are 0): one row of uint8 quads for the u8 tile (x int8 codes
+    with add = 128, or the copies' bytes with add = 0)."""
     out = Bw[bo:bo + n]
     z = np.int32(add)
     a = x[r0:r0 + n]
-    if n >= 32 and x.itemsize == 1:  # int8 rows: 32 quads per step, the last overlapping
-        for p0 in range(0, n, 32):
-            p = min(p0, n - 32)
+    if n >= 16:  # 32 quads per step (16 below 32), the last overlapping
+        q = 32 if n >= 32 else 16
+        for p0 in range(0, n, q):
+            p = min(p0, n - q)
             if BOUNDS:
                 for r in (r0, r1, r2, r3):
-                    _need(x, r + p, r + p + 32)
-                _need(Bw, bo + p, bo + p + 32)
-            T.pack_quads32(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
-    elif n >= 16 and x.itemsize <= 2:  # int8 / int16 rows: 16 quads per step, the last overlapping
-        for p0 in range(0, n, 16):
-            p = min(p0, n - 16)
-            if BOUNDS:
-                for r in (r0, r1, r2, r3):
-                    _need(x, r + p, r + p + 16)
-                _need(Bw, bo + p, bo + p + 16)
-            T.pack_quads16(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
+                    _need(x, r + p, r + p + q)
+                _need(Bw, bo + p, bo + p + q)
+            if q == 32:
+                T.pack_quads32(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
+            else:
+                T.pack_quads16(x, r0 + p, r1 + p, r2 + p, r3 + p, add, Bw, bo + p)
     elif nrows == 4:
         b = x[r1:r1 + n]
         c = x[r2:r2 + n]

@@ -1409,8 +1409,10 @@ def pack_quads16(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
 @intrinsic
 def pack_quads32(typingctx, X, r0, r1, r2, r3, add, Bw, bo):
     """Thirty-two uint8 quads: for p < 32, the int32 word Bw[bo + p] has the bytes (X[r_t + p] +
-    add) mod 256 for t = 0..3, t = 0 in the low byte (X int8, Bw int32): pack_quads16's words,
+    add) mod 256 for t = 0..3, t = 0 in the low byte (X int8 or uint8, Bw int32): pack_quads16's words,
     32 a step with the in-lane byte interleave (_store_quads32)."""
+    if X.dtype.bitwidth != 8:
+        return None
     sig = types.void(X, r0, r1, r2, r3, add, Bw, bo)
 
     def codegen(context, builder, signature, args):
