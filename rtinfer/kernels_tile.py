@@ -59,6 +59,8 @@ own choice: NUMBA_CPU_FEATURES, none for NUMBA_CPU_NAME=generic, else the host's
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -248,6 +250,19 @@ def _pad_byte(builder, zp, vty):
 def _ptr(builder, base, off, ty):
     """Pointer to element ``off`` of ``base`` (an array data pointer), cast to ``ty``*."""
     return builder.bitcast(builder.gep(base, [off]), ty.as_pointer())
+
+
+@contextmanager
+def _overlapping_steps(builder, n, width):
+    """A loop over the steps k = 0, width, 2 width, ... covering n >= width elements (an i64),
+    the last step moved back to n - width so it stays inside them (it redoes a few elements of
+    the one before; for idempotent steps, with no scalar tail): yields k."""
+    i64 = n.type
+    nblk = builder.sdiv(builder.add(n, ir.Constant(i64, width - 1)), ir.Constant(i64, width))
+    last = builder.sub(n, ir.Constant(i64, width))
+    with cgutils.for_range(builder, nblk) as loop:
+        k = builder.mul(loop.index, ir.Constant(i64, width))
+        yield builder.select(builder.icmp_signed(">", k, last), last, k)
 
 
 def _unpck(builder, a, b, n, hi):
@@ -1112,11 +1127,7 @@ def copy_bytes(typingctx, X, xo, Z, zo, n):
         pz = builder.gep(builder.bitcast(_array(context, builder, st[2], zv).data, _I8.as_pointer()), [zoff])
         with builder.if_else(builder.icmp_signed(">=", nv_, ir.Constant(i64, 32))) as (big, small):
             with big:
-                nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 31)), ir.Constant(i64, 32))
-                last = builder.sub(nv_, ir.Constant(i64, 32))
-                with cgutils.for_range(builder, nblk) as loop:
-                    k = builder.mul(loop.index, ir.Constant(i64, 32))
-                    k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                with _overlapping_steps(builder, nv_, 32) as k:
                     builder.store(builder.load(_ptr(builder, px, k, v32b), align=1), _ptr(builder, pz, k, v32b), align=1)
             with small:
                 with cgutils.for_range(builder, nv_) as loop:
@@ -1273,11 +1284,7 @@ def dw8_pack(typingctx, X, xo, hw, o0, og, olast, Z, zo, PI, pio):
         lanes = [builder.gep(px, [builder.mul(builder.load(c), hwv)]) for c in chans]
         half = ir.VectorType(_F32, 4)
         cat = ir.Constant(_V8I, list(range(8)))
-        nblk = builder.sdiv(builder.add(hwv, ir.Constant(i64, 7)), ir.Constant(i64, 8))
-        last = builder.sub(hwv, ir.Constant(i64, 8))
-        with cgutils.for_range(builder, nblk) as loop:
-            k = builder.mul(loop.index, ir.Constant(i64, 8))
-            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+        with _overlapping_steps(builder, hwv, 8) as k:
             for h in range(2):
                 kh_ = builder.add(k, ir.Constant(i64, 4 * h))
                 rows = []
@@ -1744,14 +1751,10 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
             zrow0 = builder.gep(zbase, [zoff])
             with builder.if_else(builder.icmp_signed(">=", nv_, ir.Constant(i64, 32))) as (then, otherwise):
                 with then:
-                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 31)), ir.Constant(i64, 32))
-                    last = builder.sub(nv_, ir.Constant(i64, 32))
                     with cgutils.for_range(builder, ncv) as cls:
                         mrow = builder.gep(pm8, [builder.mul(cls.index, nv_)])
                         zrow = builder.gep(zrow0, [builder.mul(cls.index, zsv)])
-                        with cgutils.for_range(builder, nblk) as loop:
-                            k = builder.mul(loop.index, ir.Constant(i64, 32))
-                            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                        with _overlapping_steps(builder, nv_, 32) as k:
                             x = _u8_byte(builder, builder.load(_ptr(builder, px, k, v32b), align=1))
                             mk = builder.load(_ptr(builder, mrow, k, v32b), align=1)
                             y = builder.select(builder.icmp_signed("<", mk, zero), x, pad)  # vpblendvb on the sign
@@ -1773,15 +1776,11 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
             big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
             with builder.if_else(big) as (then, otherwise):
                 with then:
-                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 15)), ir.Constant(i64, 16))
-                    last = builder.sub(nv_, ir.Constant(i64, 16))
                     with cgutils.for_range(builder, ncv) as cls:
                         m = cls.index
                         mrow = builder.gep(pm, [builder.mul(m, nv_)])
                         zrow = builder.gep(zrow0, [builder.mul(m, zsv)])
-                        with cgutils.for_range(builder, nblk) as loop:
-                            k = builder.mul(loop.index, ir.Constant(i64, 16))
-                            k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                        with _overlapping_steps(builder, nv_, 16) as k:
                             x = builder.sext(builder.load(_ptr(builder, px, k, ir.VectorType(_I8, 16)), align=1), _V16S)
                             mk = builder.load(_ptr(builder, mrow, k, _V16S), align=2)
                             builder.store(builder.and_(builder.sub(x, zps), mk), _ptr(builder, zrow, k, _V16S), align=2)
@@ -1810,11 +1809,7 @@ def fill_masked(typingctx, X, xo, n, MK, mo, ncls, Z, zo, zs, zp):
             big = builder.icmp_signed(">=", nv_, ir.Constant(i64, 16))
             with builder.if_else(big) as (then, otherwise):
                 with then:
-                    nblk = builder.sdiv(builder.add(nv_, ir.Constant(i64, 15)), ir.Constant(i64, 16))
-                    with cgutils.for_range(builder, nblk) as loop:
-                        k = builder.mul(loop.index, ir.Constant(i64, 16))
-                        last = builder.sub(nv_, ir.Constant(i64, 16))
-                        k = builder.select(builder.icmp_signed(">", k, last), last, k)
+                    with _overlapping_steps(builder, nv_, 16) as k:
                         step(k, mrow, zrow)
                 with otherwise:
                     with cgutils.for_range(builder, nv_) as loop:
