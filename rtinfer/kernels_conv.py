@@ -87,8 +87,14 @@ from its scratch) -- holds nothing from one call to the next, so the planner lay
 region per dtype section for every convolution of a model, as large as the largest
 (``conv_layout(shared_work=True)``, ``ConvLayout.work``): any layer may find another's values
 there (wino_out8's last step of a block reads up to 7 tiles past the block's products: they
-reach only outputs that are not stored). The rest of the scratch stays per layer: its zero or
-fill-byte margins are written once by the planner and never by the copies.
+reach only outputs that are not stored).
+
+Scratch: the rest of a layer's buffers (its copies, windows and padded planes) has zero or
+fill-byte margins that the planner writes once and the copies never write; every call rewrites
+the elements inside them before reading them. Two layers whose tables agree on geometry and path
+(``scratch_signature``) touch the same elements, so the planner gives them one scratch when its
+initial bytes agree too (``plan._Sections.add_shared``): ResNet-8's two 16-channel 3 x 3
+layers, the DS-CNN's depthwise layers.
 
 Numerics (contracts in rtinfer.ops, golden semantics in rtinfer.reference_conv):
 - ``conv_f32``: a fixed summation order per output, the same for any batch (a batch gives the
@@ -2359,7 +2365,7 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
         lay = conv_layout(geo, o, group, W, shared_work=True)
         row[cols["T0"]] = sec.add("f32", lay.W)
         row[cols["T1"]] = sec.add("f32", b)
-        row[cols["T2"]] = sec.add("f32", np.zeros(lay.f32, np.float32))  # scratch
+        row[cols["T2"]] = sec.add_shared("f32", np.zeros(lay.f32, np.float32), scratch_signature(op, lay.table))
         row[cols["I0"]] = sec.add("i32", lay.table)
         if lay.work:  # Winograd's V and M in the model's float32 work region
             sec.work("f32", lay.work, row[cols["I0"]] + G_WORK, row[cols["T2"]])
@@ -2381,17 +2387,32 @@ def plan_window_row(frozen, layer, where: str, sec, row: list, cols: dict, error
             raise error(f"{where}: requantization multiplier is not finite")
         lay = conv_layout(geo, o, group, Wq, bias=bq, int8=True, shared_work=True, **int8)
         table = lay.table
+        sig = scratch_signature(op, table)
         row[cols["T0"]] = sec.add("i8", lay.W)
-        table[G_COLS] = sec.add("i8", np.zeros(lay.i8, np.int8)) - row[cols["T0"]]
+        table[G_COLS] = sec.add_shared("i8", np.zeros(lay.i8, np.int8), sig) - row[cols["T0"]]
         row[cols["T1"]] = sec.add("i32", bq)
         row[cols["T2"]] = sec.add("f32", M)
-        table[G_FS] = sec.add("f32", lay.scratch_f32()) - row[cols["T2"]]
+        table[G_FS] = sec.add_shared("f32", lay.scratch_f32(), sig) - row[cols["T2"]]
         row[cols["I0"]] = sec.add("i32", table)
         if lay.work:  # the GEMM's packed B rows in the model's int32 work region
             sec.work("i32", lay.work, row[cols["I0"]] + G_ACC, row[cols["I0"]])
         return mult
     row[cols["I0"]] = sec.add("i32", table_from_geometry(geo, geo.c, 1, include_pad, **int8))
     return mult
+
+
+# the table slots that may differ between two layers whose kernels touch the same scratch elements
+_NOT_SCRATCH = (G_XZP, G_YZP, G_QMIN, G_QMAX, G_COLS, G_FS, G_ACC, G_WORK)
+
+
+def scratch_signature(op: int, table: np.ndarray) -> bytes:
+    """A conv layer's scratch signature (Scratch in the module doc): two layers of one op whose
+    conv_layout tables agree on every geometry and path slot (all of table[:G_LEN] but the zero
+    points, clamps and offsets, _NOT_SCRATCH) run the same copies over the same scratch elements,
+    so with the same initial bytes they may share it."""
+    t = np.array(table[:G_LEN], dtype=np.int32)
+    t[list(_NOT_SCRATCH)] = 0
+    return bytes([op]) + t.tobytes()
 
 
 def relocate_window_row(row: list, cols: dict, base_f32: int, base_i32: int, base_i8: int) -> None:

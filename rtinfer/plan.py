@@ -383,9 +383,10 @@ def _tensor(frozen: FrozenModel, layer: Layer, where: str, name: str, dtype: str
 
 
 class _Sections:
-    """Collects arrays per dtype section with 64-byte alignment inside each section, and the
-    section's work region: one for every op whose work holds nothing between calls
-    (kernels_conv, Work), as large as the largest, laid out after the arrays (``arrays``)."""
+    """Collects arrays per dtype section with 64-byte alignment inside each section (scratch that
+    ops may share is added once, ``add_shared``), and the section's work region: one for every
+    op whose work holds nothing between calls (kernels_conv, Work), as large as the largest,
+    laid out after the arrays (``arrays``)."""
 
     def __init__(self):
         self.parts = {"f32": [], "i32": [], "i8": []}
@@ -393,6 +394,7 @@ class _Sections:
         self.dtypes = {"f32": np.float32, "i32": np.int32, "i8": np.int8}
         self.work_size = {"f32": 0, "i32": 0, "i8": 0}
         self.work_slots: list[tuple[str, int, int]] = []
+        self.shared: dict[tuple, int] = {}
 
     def add(self, key: str, arr: np.ndarray) -> int:
         """Append arr; returns its element offset inside the section."""
@@ -407,6 +409,17 @@ class _Sections:
         self.parts[key].append(a)
         self.sizes[key] += a.size
         return off
+
+    def add_shared(self, key: str, arr: np.ndarray, sig: bytes) -> int:
+        """Append arr, or return the offset of an earlier array of section key added here with
+        the same signature ``sig`` and the same bytes: scratch that two ops may share (the
+        caller's sig says their kernels write the same elements of it and read the rest as
+        left; kernels_conv, Scratch)."""
+        a = np.ascontiguousarray(arr, dtype=self.dtypes[key]).reshape(-1)
+        k = (key, sig, a.tobytes())
+        if k not in self.shared:
+            self.shared[k] = self.add(key, a)
+        return self.shared[k]
 
     def work(self, key: str, n: int, slot: int, base: int) -> None:
         """n elements of section key's work region for one op: ``arrays`` writes the region's

@@ -267,6 +267,72 @@ def test_work_holds_nothing_between_calls(case):
     assert ran >= 1
 
 
+def _dirty(rng, now, before, *after):
+    """Make ``now`` (in place: the depthwise grids align to its address) ``before`` with random
+    bytes where it or any of ``after`` differs from ``before`` (the copies write bytes, int16 and
+    float32 elements: a float32 scratch element may hold written bytes beside margin bytes)."""
+    b = before.view(np.uint8)
+    changed = now.view(np.uint8) != b
+    for a in after:
+        changed |= a.view(np.uint8) != b
+    d = b.copy()
+    d[changed] = rng.integers(0, 256, size=int(changed.sum()), dtype=np.uint8)
+    now.view(np.uint8)[:] = d
+    return now
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_scratch_is_rewritten_before_it_is_read(case):
+    """What lets the planner share one scratch between two layers of the same geometry
+    (kernels_conv, Scratch): every element a call writes is written before it is read. Two
+    calls on different inputs find the elements the copies write (the rest, the prefilled
+    margins, stay as the planner left them); those elements then hold random bits, and a third
+    input gives the bits of a fresh scratch, on every path and both dtypes (the same buffers
+    throughout, as in a plan: the depthwise grids align to the buffer's address)."""
+    rng = np.random.default_rng(22)
+    geo, o, group = _case_geometry(case)
+    n_in, n_out = geo.c * geo.h * geo.w, o * geo.oh * geo.ow
+    wsize = o * (geo.c // group) * geo.kh * geo.kw
+    xs = [_buffers(rng, n_in, np.float32) for _ in range(3)]
+    W = _buffers(rng, wsize, np.float32)[GUARD:GUARD + wsize]
+    b = _buffers(rng, o, np.float32)
+    for path in ("auto", "gemm") + (("wino",) if _winograd_geometry(case) else ()):
+        lay, g, Wk, _, _ = conv_operands(geo, o, group, W, path=path)
+
+        def run(x, cols):
+            y = np.zeros(n_out, np.float32)
+            KC.conv_f32(x, GUARD, Wk, GUARD, b, GUARD, y, 0, g, 0, 1, cols, 0, int(Act.RELU), 0.0, 0.0)
+            return y
+        init = lay.scratch_f32()
+        cols = init.copy()
+        run(xs[0], cols)
+        c1 = cols.copy()
+        run(xs[1], cols)
+        want = run(xs[2], init.copy())
+        np.testing.assert_array_equal(run(xs[2], _dirty(rng, cols, init, c1)), want, err_msg=path)
+    xq = [_buffers(rng, n_in, np.int8) for _ in range(3)]
+    bias = rng.integers(-5000, 5000, size=o).astype(np.int32)
+    M = rng.uniform(1e-4, 3e-3, size=o).astype(np.float32)
+    for path in ("auto", "u8", "s16") + (("dwq", "dw16") if group > 1 else ()):
+        hi = 64 if path in ("u8", "dwq") and not T.quads_exact_any() else 128
+        Wq = rng.integers(-hi + 1, hi, size=wsize).astype(np.int8)
+        lay, g0, Wk, _, _ = conv_operands(geo, o, group, Wq, bias=bias, int8=True, path=path,
+                                          x_zp=-7, y_zp=5, qmin=-128, qmax=127)
+
+        def qrun(x, g, c8, f32):
+            y = np.zeros(n_out, np.int8)
+            KC.qconv_i8(x, GUARD, Wk, GUARD, bias, 0, M, 0, y, 0, g, 0, 1, -7, 5, -128, 127, c8, 0, f32, 0)
+            return y
+        init = (g0.copy(), np.zeros(lay.i8, np.int8), lay.scratch_f32())
+        state = tuple(a.copy() for a in init)
+        qrun(xq[0], *state)
+        s1 = tuple(a.copy() for a in state)
+        qrun(xq[1], *state)
+        want = qrun(xq[2], *(a.copy() for a in init))
+        dirty = [_dirty(rng, a2, a0, a1) for a0, a1, a2 in zip(init, s1, state)]
+        np.testing.assert_array_equal(qrun(xq[2], *dirty), want, err_msg=path)
+
+
 POOL_CASES = [  # (in_shape (C, H, W), kernel, stride, pads, dilation)
     ((3, 1, 17), (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1)),
     ((3, 1, 16), (1, 3), (1, 2), ((0, 0), (1, 1)), (1, 1)),

@@ -250,6 +250,62 @@ def _conv_work(plan):
     return out
 
 
+def _conv_scratch(plan):
+    """Per CONV / QCONV program row: (label, absolute offset of its float32 scratch, of its int8
+    scratch or -1, its x_zp), read back from the plan's tables."""
+    from rtinfer import kernels_conv as KC
+    from rtinfer.plan import C_I0, C_OP, C_T0, C_T2
+    i32 = plan.image.view(np.int32)
+    out = []
+    for row, label in zip(plan.program, plan.row_labels):
+        op, go = Op(int(row[C_OP])), int(row[C_I0])
+        t = i32[go:go + KC.G_LEN]
+        if op == Op.CONV:
+            out.append((label, int(row[C_T2]), -1, 0))
+        elif op == Op.QCONV:
+            out.append((label, int(row[C_T2]) + int(t[KC.G_FS]), int(row[C_T0]) + int(t[KC.G_COLS]), int(t[KC.G_XZP])))
+    return out
+
+
+def test_convolutions_of_one_geometry_share_their_scratch():
+    """Layers whose kernels touch the same scratch elements (kernels_conv, Scratch: the same
+    geometry and path, the same prefilled margins) get one scratch: three 3 x 3 layers of one
+    shape (int8: the two whose inputs share the zero point after a ReLU) and two depthwise layers
+    (after ReLUs: in int8 their padding quads hold that zero point);
+    the layer of the same shapes padded otherwise, and the 1 x 1 one, keep their own. The model
+    still gives the reference's bits (int8) and values (float32), sample after sample (each
+    layer finds the other's copies in the shared scratch) and in blocks."""
+    pad = ((1, 1), (2, 0))  # the output shape and scratch size of padding=1, other margins
+    model = CNN((8, 12, 12), [Conv2D(8, 8, 3, padding=1), Activation("relu"), Conv2D(8, 8, 3, padding=1),
+                              Activation("relu"), Conv2D(8, 8, 3, padding=1), Activation("relu"),
+                              Conv2D(8, 8, 3, padding=pad), Activation("relu"),
+                              Conv2D(8, 8, 3, padding=1, groups=8), Activation("relu"), Conv2D(8, 8, 1),
+                              Activation("relu"), Conv2D(8, 8, 3, padding=1, groups=8), Activation("relu"),
+                              GlobalAvgPool(), Dense(8, 3)], seed=8)
+    model.output = "identity"  # the int8 model's outputs are then dequantized codes, comparable bit for bit
+    X = np.random.default_rng(9).normal(size=(6,) + model.input_shape).astype(np.float32)
+    for fm in (export.freeze(model), export.freeze(model, dtype="int8", calibration=X, reduce_range=True)):
+        rt = rtinfer.load(fm)
+        sc = _conv_scratch(rt.plan)
+        assert len(sc) == 7
+        f32 = [at for _, at, _, _ in sc]
+        i8 = [at for _, _, at, _ in sc]
+        if fm.layers[0].op == Op.CONV:
+            assert f32[0] == f32[1] == f32[2], sc
+        else:  # the first layer reads the model's input zero point, the next two a ReLU's
+            assert sc[1][3] == sc[2][3] and (f32[1], i8[1]) == (f32[2], i8[2]), sc
+        assert f32[3] not in f32[:3] and f32[3] not in f32[4:], sc  # other padding
+        assert f32[4] == f32[6] and f32[5] not in f32[:5] + f32[6:], sc  # the depthwise pair; the 1 x 1
+        want = reference.run(fm, X)
+        got = np.stack([rt.predict_one(x) for x in X])
+        if any(layer.op == Op.QCONV for layer in fm.layers):
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(rt.predict(X), got)
+        np.testing.assert_array_equal(rt.stream(X), got)
+
+
 def test_convolutions_share_one_work_region():
     """Every convolution's work (the int8 GEMM's packed B rows, Winograd's V and M) is one region
     per section, as large as the largest layer's (a small one first, so neither the first nor the

@@ -373,4 +373,17 @@ MUTANTS = [
            ("tests/test_runtime_conv.py", "-k", "share"),
            "a layer's work offset taken from its table slot instead of its base (int8: 27 words past the region's "
            "start, past its end in the largest layer)"),
+    # -- scratch shared by layers of one geometry ---------------------------------------------------
+    Mutant("scratch-signature-without-geometry", "rtinfer/kernels_conv.py",
+           "    t[list(_NOT_SCRATCH)] = 0\n",
+           "    t[:] = 0\n",
+           ("tests/test_runtime_conv.py", "-k", "share_their_scratch"),
+           "layers share a scratch whenever its size and initial bytes agree: the same shapes padded "
+           "otherwise find the other's copies in their margins"),
+    Mutant("scratch-shared-whatever-its-fill", "rtinfer/plan.py",
+           "k = (key, sig, a.tobytes())",
+           "k = (key, sig, a.size)",
+           ("tests/test_runtime_conv.py", "-k", "share_their_scratch"),
+           "int8 layers of one geometry share a scratch whose prefilled padding bytes (x_zp + 128) are the "
+           "first layer's"),
 ]
