@@ -225,7 +225,10 @@ def _q_expect(a, b, fn, p):
 
 
 @pytest.mark.parametrize("fn", [Bin.ADD, Bin.SUB, Bin.MUL, Bin.MAX, Bin.MIN])
-@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)), ((4,), (2, 3, 4))])
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)), ((4,), (2, 3, 4)),
+                                    # runs of 32 and more: ADD's 32-code steps (kernels_tile.qadd32), the last
+                                    # overlapping, and one exact step
+                                    ((3, 37), (3, 37)), ((32,), (32,)), ((2, 65), (2, 65))])
 def test_qbinary_bit_exact_with_ties(fn, shapes):
     # a_scale = y_scale / 2 puts half the sums exactly on .5: round half to even decides them
     p = (0.05, 3, 0.1, -7, 0.1, 5) if fn != Bin.MUL else (0.25, 1, 0.5, -2, 0.25, 0)

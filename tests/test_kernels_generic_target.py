@@ -59,7 +59,20 @@ SCRIPT = textwrap.dedent("""
     out["sum_i8_exact"] = all(sum_i8(xs, o, n) == int(xs[o:o + n].astype(np.int64).sum())
                               for o in (0, 3) for n in (5, 32, 45, 125, 297))
 
-    # 4. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
+    # 4. QBINARY's residual add 32 codes a step (kernels_tile.qadd32) in its portable form: exact
+    from rtinfer import kernels_graph as KG
+    f32 = np.float32
+    ok = True
+    for n in (32, 77):
+        a8, b8 = (rng.integers(-128, 128, n).astype(np.int8) for _ in range(2))
+        t8 = KG.binary_table((n,), (n,), int(KG.B_ADD), 3, -5, 7)[0].astype(np.int32)
+        d8 = np.zeros(n, np.int8)
+        KG.qbinary_i8(a8, 0, b8, 0, d8, 0, t8, 0, 1, 0.37, 1.61)
+        v = (a8.astype(f32) - f32(3)) * f32(0.37) + (b8.astype(f32) - f32(-5)) * f32(1.61)
+        ok &= bool(np.array_equal(d8, np.clip(np.rint(v) + 7, -128, 127).astype(np.int8)))
+    out["qadd_exact"] = ok
+
+    # 5. CNNs on every conv path: GEMM (pointwise, im2col, gathers), DW, GENERIC; int8 u8 and s16
     layers = [Conv2D(1, 6, 3, padding=1), Activation("relu"), Conv2D(6, 6, 3, padding=1, groups=6),
               Activation("relu"), Conv2D(6, 8, 1), Activation("relu"), Conv2D(8, 8, 3, stride=2, groups=4),
               MaxPool2D(2, padding=((0, 1), (0, 1))), GlobalAvgPool(), Dense(8, 3)]
@@ -87,7 +100,7 @@ def test_batch_predict_and_conv_kernels_compile_for_a_generic_cpu():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
     assert "avx2" not in res["features"] and res["path"] == "portable" and not res["u8s8_available"]
-    assert res["mlp_exact"] and res["u8s8_exact"] and res["sum_i8_exact"]
+    assert res["mlp_exact"] and res["u8s8_exact"] and res["sum_i8_exact"] and res["qadd_exact"]
     assert res["float32_err"] <= 1e-5 and res["float32_one"]
     assert res["int8_err"] <= 1e-6 and res["int8_one"]  # dequantized int8 outputs: bit-exact codes
     assert res["int8r_err"] <= 1e-6 and res["int8r_one"]

@@ -373,6 +373,18 @@ MUTANTS = [
            ("tests/test_runtime_conv.py", "-k", "share"),
            "a layer's work offset taken from its table slot instead of its base (int8: 27 words past the region's "
            "start, past its end in the largest layer)"),
+    # -- QBINARY's residual add, 32 codes a step ------------------------------------------------------
+    Mutant("qadd32-b-takes-a-zero-point", "rtinfer/kernels_tile.py",
+           "builder.fmul(builder.fsub(xb, f[1]), f[3])",
+           "builder.fmul(builder.fsub(xb, f[0]), f[3])",
+           ("tests/test_graph.py", "-k", "qbinary"),
+           "the 32-code residual add subtracts a's zero point from b's codes"),
+    Mutant("qadd32-last-step-not-moved-back", "rtinfer/kernels_tile.py",
+           "        with _overlapping_steps(builder, nv_, 32) as k:\n            rows = []",
+           "        with cgutils.for_range(builder, builder.sdiv(nv_, ir.Constant(i64, 32))) as loop:\n"
+           "            k = builder.mul(loop.index, ir.Constant(i64, 32))\n            rows = []",
+           ("tests/test_graph.py", "-k", "qbinary"),
+           "the 32-code residual add leaves the codes past the last whole step unwritten"),
     # -- scratch shared by layers of one geometry ---------------------------------------------------
     Mutant("scratch-signature-without-geometry", "rtinfer/kernels_conv.py",
            "    t[list(_NOT_SCRATCH)] = 0\n",
