@@ -26,7 +26,8 @@ Weight bytes are named the same way in every rtinfer report:
   ``.rtm`` file and ``rtinfer inspect`` count them;
 - ``weights (packed)`` = ``Plan.weight_bytes``: what the compiled runtime reads (weights
   re-laid-out and aligned, biases, scales, tables and float parameters, and the convolutions'
-  scratch, whose work region all of them share: ``Plan.work_bytes``).
+  scratch, whose work region all of them share: ``Plan.work_bytes``; layers of one geometry
+  share the rest of it too: ``Plan.shared_scratch_bytes`` less).
 
 How many samples a percentile needs: about n·(1 − p/100) samples lie above the p-th percentile
 (a binomial count), and the estimate is only as good as that count. With fewer than

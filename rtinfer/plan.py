@@ -216,6 +216,7 @@ class Plan:
     arena_f32: int = 0           # per-sample arena elements, float32
     arena_i8: int = 0            # per-sample arena elements, int8
     work_bytes: int = 0          # of weight_bytes: the convolutions' work regions, one for every layer
+    shared_scratch_bytes: int = 0  # scratch not in weight_bytes: convolutions of one geometry share one
 
     @property
     def block_size(self) -> int:
@@ -292,6 +293,8 @@ class Plan:
 
     def describe(self) -> str:
         work = f" ({self.work_bytes} B of them work shared by the convolutions)" if self.work_bytes else ""
+        if self.shared_scratch_bytes:
+            work += f" ({self.shared_scratch_bytes} B less: convolutions of one geometry share their scratch)"
         lines = [f"Plan: {self.n_ops} ops, weights {self.weight_bytes} B{work}, arena {self.arena_bytes} B per sample "
                  f"(all tensors: {self.tensor_bytes} B; {self.batch_arena_bytes} B for blocks of {self.block_size}), "
                  f"{self.macs} MACs"]
@@ -395,6 +398,7 @@ class _Sections:
         self.work_size = {"f32": 0, "i32": 0, "i8": 0}
         self.work_slots: list[tuple[str, int, int]] = []
         self.shared: dict[tuple, int] = {}
+        self.shared_bytes = 0  # what add_shared did not add again
 
     def add(self, key: str, arr: np.ndarray) -> int:
         """Append arr; returns its element offset inside the section."""
@@ -419,6 +423,8 @@ class _Sections:
         k = (key, sig, a.tobytes())
         if k not in self.shared:
             self.shared[k] = self.add(key, a)
+        else:
+            self.shared_bytes += a.nbytes
         return self.shared[k]
 
     def work(self, key: str, n: int, slot: int, base: int) -> None:
@@ -934,6 +940,7 @@ def build_plan(frozen: FrozenModel) -> Plan:
         batch_arena_bytes=int(block * (peak_f * 4 + peak_i)),
         weight_bytes=int(f32w.nbytes + i32w.nbytes + i8w.nbytes + fp.nbytes),
         work_bytes=int(work_bytes),
+        shared_scratch_bytes=int(sec.shared_bytes),
         macs=frozen.macs,
         row_layers=tuple(int(r[C_LAYER]) for r in rows),
         row_labels=tuple(labels),

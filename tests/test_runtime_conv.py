@@ -296,6 +296,7 @@ def test_convolutions_of_one_geometry_share_their_scratch():
             assert sc[1][3] == sc[2][3] and (f32[1], i8[1]) == (f32[2], i8[2]), sc
         assert f32[3] not in f32[:3] and f32[3] not in f32[4:], sc  # other padding
         assert f32[4] == f32[6] and f32[5] not in f32[:5] + f32[6:], sc  # the depthwise pair; the 1 x 1
+        assert rt.plan.shared_scratch_bytes > 0 and f"{rt.plan.shared_scratch_bytes} B less" in rt.plan.describe()
         want = reference.run(fm, X)
         got = np.stack([rt.predict_one(x) for x in X])
         if any(layer.op == Op.QCONV for layer in fm.layers):
