@@ -2225,9 +2225,10 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
     copies = int8 and table[G_BMODE] in (BM_SHIFT, BM_WINDOW)  # int16 copies of x - x_zp in f32 scratch
     if int8 and u8 is None:  # copies packed into quads pay off once two row blocks share them and
         # K >= 16 (K >= 4 on WIDE_I8 targets, where a zmm vpdpbusd does twice a vpdpwssd's
-        # multiply-adds: the 1-D CNN's first layer, K = 7, measured 0.94-0.97 of its time so)
+        # multiply-adds: the 1-D CNN's first layer, K = 7, measured 0.94-0.97 of its time so), on
+        # CPUs where the quads outrun the int16 pairs (kernels_tile.QUADS_FOR_COPIES)
         u8 = ("avx2" in T.target_features() and (T.quads_exact_any() or u8_exact(W2))
-              and (not copies or (og > ROWS and k_n >= (4 if T.WIDE_I8 else 16))))
+              and (not copies or (T.QUADS_FOR_COPIES and og > ROWS and k_n >= (4 if T.WIDE_I8 else 16))))
     if shift is not None:  # float32 int32 masks; int8: int16 for the int16 copies, bytes for the u8 tile's
         table[G_AUX2] = put(_mask_bytes(masks) if u8 else _mask_words(masks) if int8 else masks)
     in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies

@@ -157,6 +157,15 @@ def wide_i8(features, cpu: str | None = None) -> bool:
     return {"avx512vnni", "avx512f"} <= features and cpu not in _HALF_WIDTH_512
 
 
+# CPUs whose vpmaddubsw + vpmaddwd steps give no more multiply-adds a second than vpmaddwd alone: AMD
+# Zen 2 (its measured int8 peak 49.9 G/s against its FMAs' 51.9 G multiply-adds). There the int16
+# pairs read a conv layer's copies in place and skip the uint8 quads' packing: 0.87-0.95 of the quad
+# path's time on stride-1 copies and windows, level on stride-2 windows (bench/bench_layers.py, one
+# layer at a time). On the Zen 3 the quads measured faster, as the planner's rule there says
+_SLOW_QUADS = frozenset({"znver2"})
+# whether the uint8-quad conv tiles take layers whose B rows are copies (kernels_conv.conv_layout)
+QUADS_FOR_COPIES = target_cpu_name() not in _SLOW_QUADS
+
 # the int8 u8 tiles 512 bits wide (conv GEMM tile, dense batch GEMM, one-sample dense): read by
 # kernels_gemm's loops (which pair blocks of 16 outputs there) and the limits' probe
 WIDE_I8 = wide_i8(target_features())

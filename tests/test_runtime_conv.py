@@ -307,12 +307,45 @@ def test_convolutions_of_one_geometry_share_their_scratch():
         np.testing.assert_array_equal(rt.stream(X), got)
 
 
-def test_convolutions_share_one_work_region():
+@pytest.mark.parametrize("quads", [True, False])
+def test_int16_pairs_take_the_copies_where_quads_do_not_pay(monkeypatch, quads):
+    """The planner's choice for an int8 layer whose B rows are copies (3 x 3 stride 1: shifted
+    plane copies; 5 x 5 with ow < w: column windows): uint8 quads packed from the copies where
+    they outrun the int16 pairs (kernels_tile.QUADS_FOR_COPIES), else the pairs read the copies
+    in place, no packing and no work. A pointwise layer reads its input planes and keeps the
+    quads either way. Every choice gives the reference's bits."""
+    from rtinfer import kernels_conv as KC
+    from rtinfer import kernels_tile as T
+    from rtinfer.plan import C_I0, C_OP
+    if "avx2" not in T.target_features():
+        pytest.skip("the uint8-quad tiles need AVX2")
+    monkeypatch.setattr(T, "QUADS_FOR_COPIES", quads)
+    model = CNN((16, 14, 14), [Conv2D(16, 16, 3, padding=1), Activation("relu"), Conv2D(16, 16, 5),
+                               Activation("relu"), Conv2D(16, 16, 1), Activation("relu"), GlobalAvgPool(),
+                               Dense(16, 3)], seed=10)
+    model.output = "identity"
+    X = np.random.default_rng(11).normal(size=(4,) + model.input_shape).astype(np.float32)
+    fm = export.freeze(model, dtype="int8", calibration=X, reduce_range=True)
+    rt = rtinfer.load(fm)
+    i32 = rt.plan.image.view(np.int32)
+    tables = [i32[int(r[C_I0]):int(r[C_I0]) + KC.G_LEN] for r in rt.plan.program if Op(int(r[C_OP])) == Op.QCONV]
+    assert [int(t[KC.G_BMODE]) for t in tables[:2]] == [KC.BM_SHIFT, KC.BM_WINDOW]
+    copies = KC.PATH_GEMM_U8 if quads else KC.PATH_GEMM
+    assert [int(t[KC.G_PATH]) for t in tables] == [copies, copies, KC.PATH_GEMM_U8]
+    assert ("uint8 quads" in KC.kernel_name(tables[0], True)) == quads
+    np.testing.assert_array_equal(np.stack([rt.predict_one(x) for x in X]), reference.run(fm, X))
+
+
+def test_convolutions_share_one_work_region(monkeypatch):
     """Every convolution's work (the int8 GEMM's packed B rows, Winograd's V and M) is one region
     per section, as large as the largest layer's (a small one first, so neither the first nor the
     last layer's size is enough), after every table and scratch; the model still gives the
-    reference's bits (int8) and values (float32), sample by sample and in blocks."""
+    reference's bits (int8) and values (float32), sample by sample and in blocks. The 3 x 3
+    layers pack their copies into uint8 quads, as the planner has them do where quads pay
+    (kernels_tile.QUADS_FOR_COPIES: not on a Zen 2)."""
+    from rtinfer import kernels_tile as T
     from rtinfer.plan import C_I0, C_OP
+    monkeypatch.setattr(T, "QUADS_FOR_COPIES", True)
     model = CNN((16, 32, 32), [Conv2D(16, 16, 1), Activation("relu"), Conv2D(16, 16, 3, padding=1), Activation("relu"),
                                Conv2D(16, 16, 3, padding=1), Activation("relu"), Conv2D(16, 24, 3, stride=2, padding=1),
                                Activation("relu"), GlobalAvgPool(), Dense(24, 3)], seed=6)

@@ -373,6 +373,13 @@ MUTANTS = [
            ("tests/test_runtime_conv.py", "-k", "share"),
            "a layer's work offset taken from its table slot instead of its base (int8: 27 words past the region's "
            "start, past its end in the largest layer)"),
+    # -- the planner's int8 path for layers with copies ---------------------------------------------
+    Mutant("quads-for-copies-everywhere", "rtinfer/kernels_conv.py",
+           "(not copies or (T.QUADS_FOR_COPIES and og > ROWS",
+           "(not copies or (og > ROWS",
+           ("tests/test_runtime_conv.py", "-k", "quads_do_not_pay"),
+           "the planner packs a layer's copies into uint8 quads on a CPU where the int16 pairs, reading "
+           "them in place, are faster (Zen 2)"),
     # -- QBINARY's residual add, 32 codes a step ------------------------------------------------------
     Mutant("qadd32-b-takes-a-zero-point", "rtinfer/kernels_tile.py",
            "builder.fmul(builder.fsub(xb, f[1]), f[3])",
