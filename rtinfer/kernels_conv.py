@@ -1080,7 +1080,7 @@ def _s16_rows(rows, A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp,
         T.s16_rows_tile2(A, ao, Z, zo, RT, ro, KS, D, do, ldd, bias, bi, M, mi, y_zp, qmin, qmax, rows, ncols)
 
 
-@kernel_jit
+@kernel_jit(inline="always")
 def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
     """Bw[bo + p] = int16(x[r0 + p] - sub) | int16(x[r1 + p] - sub) << 16 for p < n (the high
     half 0 when not has1): one row of int16 pairs for the s16 tile."""
@@ -1096,7 +1096,7 @@ def _pack_pairs(x, r0, r1, has1, n, sub, Bw, bo):
             out[p] = (np.int32(a[p]) - z) & 0xFFFF
 
 
-@kernel_jit
+@kernel_jit(inline="always")
 def _pack_quads(x, r0, r1, r2, r3, nrows, n, add, Bw, bo):
     """Bw[bo + p] = the bytes x[r_t + p] + add (as uint8) for t = 0..3, t = 0 in the low byte;
     rows t >= nrows give 128, or with 16 or more quads the bytes of the row r_t (r_t = the last
