@@ -366,36 +366,14 @@ def _f32_tile_rows(R, src, ao, n_in, Wp, wb, D, do, ldd, b, bo, relu):
         _ft1(src, ao, n_in, Wp, wb, 0, n_in, D, do, ldd, TILE_J, b, bo, relu)
 
 
-F32_MB = 60  # samples per block of dense_f32_tiled (10 tiles of FT_S; see there)
-
-
 @kernel_jit
 def dense_f32_tiled(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T):
     """y = x @ W + b (then ReLU if relu) for m samples: x (m, n_in) at src[so:], W packed
     (pack_f32) at Wp[wo:], b (n_out,) at b[bo:], y (m, n_out) at dst[do:]; T: float32 scratch of
-    (FT_S + 1) * 16 whose last 16 values are 0. Blocks of F32_MB samples, each through
-    _dense_f32_block, so that a block's inputs and outputs (F32_MB (n_in + n_out) floats, at most
-    311 KB for the suite's largest layer) stay in L2 while every block of outputs passes over
-    them: 1.03-1.08x the speed of one pass over all 256 samples of a chunk on the suite's
-    layers with more than 16 outputs, on a Zen 3 (neutral on 128 x 128; not used for a single
-    block of outputs, which reads its inputs once either way). A multiple of FT_S, so only the
-    last block has a partial tile; each output's FMA chain, and so every bit, is unchanged."""
-    if nblk == 1:
-        _dense_f32_block(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T)
-        return
-    s = 0
-    while s < m:
-        mb = min(F32_MB, m - s)
-        _dense_f32_block(src, so + s * n_in, Wp, wo, n_in, n_out, nblk, b, bo, dst, do + s * n_out, mb, relu, T)
-        s += mb
-
-
-@kernel_jit
-def _dense_f32_block(src, so, Wp, wo, n_in, n_out, nblk, b, bo, dst, do, m, relu, T):
-    """dense_f32_tiled on m samples, output blocks outer: a block's packed weights (16 n_in
-    floats) stay in cache for all m samples. Full blocks of 16 outputs are stored by the
-    micro-kernel with bias and ReLU; a last partial block goes through T (zero bias), then + b
-    and ReLU here. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
+    (FT_S + 1) * 16 whose last 16 values are 0. Output blocks outer: a block's packed weights
+    (16 n_in floats) stay in cache for all m samples. Full blocks of 16 outputs are stored by
+    the micro-kernel with bias and ReLU; a last partial block goes through T (zero bias), then
+    + b and ReLU here. ReLU as kernels.act_f32: 0 if y < 0 else y (NaN passes)."""
     zb = FT_S * TILE_J  # T[zb:zb + 16]: zeros, the partial block's bias inside the micro-kernel
     ps = n_in * TILE_J
     jb = 0

@@ -370,8 +370,7 @@ def test_u8s8_exact_bound():
     assert U8.u8s8_exact(np.full((5, 3), -63, np.int8))  # reduce_range weights always pass
 
 
-@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 1), (3, 17, 7), (37, 16, 13), (64, 33, 256), (130, 5, 6), (20, 80, 13),
-                                         (70, 40, 131)])
+@pytest.mark.parametrize("n_in,n_out,m", [(1, 1, 1), (3, 17, 7), (37, 16, 13), (64, 33, 256), (130, 5, 6), (20, 80, 13)])
 def test_dense_f32_tiled_matches_its_twin_and_ignores_batch_size(n_in, n_out, m):
     rng = np.random.default_rng(n_in + 7 * n_out)
     W = rng.standard_normal((n_in, n_out)).astype(np.float32)
