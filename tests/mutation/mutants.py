@@ -280,6 +280,11 @@ MUTANTS = [
            ("tests/test_runtime_batch.py", "-k", "exact_int8"),
            "full-range int8 weights packed for vpmaddubsw, whose int16 pair sums can saturate: wrong int8 outputs "
            "(equivalent on VNNI CPUs)"),
+    Mutant("nonfinite-carry-misses-exponent", "rtinfer/interp.py",
+           "+ np.uint64(0x0080000000800000)", "+ np.uint64(0x0040000000400000)",
+           ("tests/test_boundary.py", "-k", "first_nonfinite"),
+           "the input check's add no longer carries an all-ones exponent into bit 31: NaN and inf inputs "
+           "run instead of being refused"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
