@@ -1569,7 +1569,10 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes):
         def gt(b, a):
             return builder.fcmp_ordered(">", b, a) if f32 else builder.icmp_signed(">", b, a)
 
-        def rows_of(lanes):
+        def rows_of(lanes, two):
+            """The row loop for V = lanes; two: windows of two rows (r1 != 0). One row (1-D
+            pools) compares x[2j] and x[2j + 1] alone: with r1 = 0 the second pair repeats
+            the first and cannot change a (not greater than itself, nor than a NaN kept)."""
             vin = ir.VectorType(el, 2 * lanes)
             vout = ir.VectorType(el, lanes)
             even = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
@@ -1587,10 +1590,12 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes):
                 with cgutils.for_range(builder, nsteps) as steps:
                     j0 = builder.mul(steps.index, ir.Constant(i64, lanes))
                     x0 = builder.load(_ptr(builder, px, builder.add(j0, j0), vin), align=1)
-                    x1 = builder.load(_ptr(builder, px, builder.add(r1v, builder.add(j0, j0)), vin), align=1)
                     a = builder.shuffle_vector(x0, x0, even)
-                    for v in (builder.shuffle_vector(x0, x0, odd), builder.shuffle_vector(x1, x1, even),
-                              builder.shuffle_vector(x1, x1, odd)):
+                    later = [builder.shuffle_vector(x0, x0, odd)]
+                    if two:
+                        x1 = builder.load(_ptr(builder, px, builder.add(r1v, builder.add(j0, j0)), vin), align=1)
+                        later += [builder.shuffle_vector(x1, x1, even), builder.shuffle_vector(x1, x1, odd)]
+                    for v in later:
                         a = builder.select(gt(v, a), v, a)
                     builder.store(a, _ptr(builder, pd, j0, vout), align=1)
                 nxt = builder.add(i, one)
@@ -1599,14 +1604,21 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes):
                 builder.store(builder.select(wrap, builder.add(builder.load(plane_x), hwv), builder.load(plane_x)),
                               plane_x)
 
+        def rows_by_height(lanes):
+            with builder.if_else(builder.icmp_signed("==", r1v, ir.Constant(i64, 0))) as (one_row, two_rows):
+                with one_row:
+                    rows_of(lanes, False)
+                with two_rows:
+                    rows_of(lanes, True)
+
         if f32 and POOL_F32_LANES == 16:  # both forms; the caller's lanes picks
             with builder.if_else(builder.icmp_signed("==", lanesv, ir.Constant(i64, 16))) as (wide, narrow):
                 with wide:
-                    rows_of(16)
+                    rows_by_height(16)
                 with narrow:
-                    rows_of(8)
+                    rows_by_height(8)
         else:
-            rows_of(8 if f32 else 16)
+            rows_by_height(8 if f32 else 16)
         return context.get_dummy_value()
 
     return sig, codegen
