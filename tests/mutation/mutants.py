@@ -285,6 +285,11 @@ MUTANTS = [
            ("tests/test_boundary.py", "-k", "first_nonfinite"),
            "the input check's add no longer carries an all-ones exponent into bit 31: NaN and inf inputs "
            "run instead of being refused"),
+    Mutant("pool-one-row-skips-odd", "rtinfer/kernels_tile.py",
+           "later = [builder.shuffle_vector(x0, x0, odd)]",
+           "later = [builder.shuffle_vector(x0, x0, odd)] if two else []",
+           ("tests/test_kernels_conv.py", "-k", "pair_pools"),
+           "1-D max pools (one-row windows) keep x[2j] and never compare x[2j + 1]"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
