@@ -1437,10 +1437,12 @@ def _maxpool2(src, so, dst, do, planes, h, w, oh, ow, sh, r1, x_end, y_end):
             a = src[xr + 2 * j]
             v = src[xr + 2 * j + 1]
             a = v if v > a else a
-            v = src[xr + r1 + 2 * j]
-            a = v if v > a else a
-            v = src[xr + r1 + 2 * j + 1]
-            dst[yr + j] = v if v > a else a
+            if r1 != 0:  # one row (r1 = 0): the second pair would repeat the first
+                v = src[xr + r1 + 2 * j]
+                a = v if v > a else a
+                v = src[xr + r1 + 2 * j + 1]
+                a = v if v > a else a
+            dst[yr + j] = a
 
 
 @kernel_jit

@@ -1550,7 +1550,8 @@ def maxpool2_rows(typingctx, X, xo, r1, D, do, nrows, oh, hw, rs, ow, lanes):
     in order: output row k = p * oh + i (plane p, row i) at D[do + k * ow:], its input row at
     x = X[xo + p * hw + i * rs:] (and x + r1, r1 = 0: one row). Output j: a = x[2j], then each
     of x[2j + 1], x[r1 + 2j], x[r1 + 2j + 1] replaces a if greater (the reference's window order;
-    with float32 NaN a NaN first stays, a later NaN never replaces). V = ``lanes`` outputs per
+    with float32 NaN a NaN first stays, a later NaN never replaces; one row compares only
+    x[2j + 1], as the repeated pair cannot change a). V = ``lanes`` outputs per
     step (int8: 16; float32: the caller's pool_f32_lanes(ow), 8 or POOL_F32_LANES), steps j0 =
     0, V, ... below ow, so a row's last step reads up to x[r1 + 2 j0 + 2V] and writes up to D[k * ow + j0 + V]: the outputs past ow land in the next
     row, which is written after it (callers keep the last rows' steps inside the arrays). X and
