@@ -290,6 +290,12 @@ MUTANTS = [
            "later = [builder.shuffle_vector(x0, x0, odd)] if two else []",
            ("tests/test_kernels_conv.py", "-k", "pair_pools"),
            "1-D max pools (one-row windows) keep x[2j] and never compare x[2j + 1]"),
+    Mutant("short-window-rows-wrong-stride", "rtinfer/kernels_conv.py",
+           "            T.run16(X, xo + r * w, Z, zo + r * ow, zp)",
+           "            T.run16(X, xo + r * ow, Z, zo + r * ow, zp)",
+           ("tests/test_kernels_conv.py",),
+           "stride-1 window copies of at most 16 columns read input row r at r * ow instead of r * w: "
+           "every row after the first comes from the wrong columns"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
