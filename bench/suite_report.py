@@ -224,6 +224,34 @@ def _target_cnn_limit(results):
             "measured": "; ".join(parts) or "not run", "met": _verdict(oks), "why": why}
 
 
+def _short_layers(f, q, top: int = 4) -> str:
+    """Where int8 model q falls short of 1.5x its fp32 twin f, from the two per-op passes: the
+    layers (matched by name) whose fp32 / int8 p50 is below 1.5, most time short first (at most
+    ``top``), each with its int8 kernel path, and the ops only int8 runs (QUANTIZE, DEQUANTIZE);
+    "" without per-op rows."""
+    if not f or not f.get("per_op") or not q.get("per_op"):
+        return ""
+    fp = {o["label"].split(":")[-1]: o["p50_us"] for o in f["per_op"]}
+    wino = {o["label"].split(":")[-1] for o in f["per_op"] if o.get("kernel", "").startswith("Winograd")}
+    short, own = [], []
+    for o in q["per_op"]:
+        name = o["label"].split(":")[-1]
+        if name not in fp:
+            own.append(f"{name} {o['p50_us']:.2f}")
+        elif fp[name] < 1.5 * o["p50_us"]:
+            short.append((o["p50_us"] - fp[name] / 1.5, name, fp[name], o))
+    short.sort(key=lambda t: -t[0])
+    parts = [f"{name} {ff / o['p50_us']:.2f}x ({ff:.2f} / {o['p50_us']:.2f} us"
+             + (f", {o['kernel']}" if o.get("kernel") else "")
+             + (" against fp32's Winograd" if name in wino else "") + ")" for _, name, ff, o in short[:top]]
+    out = ""
+    if parts:
+        out += "; layers under 1.5x (fp32 / int8 p50 of the per-op passes): " + ", ".join(parts)
+    if own:
+        out += "; int8's own ops " + ", ".join(own) + " us"
+    return out
+
+
 def _target_cnn_int8(results):
     parts, oks, whys = [], [], []
     for r in _cnns(results, "int8"):
@@ -234,17 +262,24 @@ def _target_cnn_int8(results):
         oks.append(s >= 1.5)
         parts.append(f"{q['key']} {s:.2f}x")
         if s < 1.5:
-            whys.append(f"{q['key']}: fp32 {tf:.1f} us, int8 {tq:.1f} us (int8 limit {q['limit']['limit_us']:.1f} us).")
+            whys.append(f"{q['key']}: fp32 {tf:.1f} us, int8 {tq:.1f} us (int8 limit {q['limit']['limit_us']:.1f} us)"
+                        + _short_layers(_model(results, q["key"], "fp32"), q) + ".")
     if whys and results["meta"]["machine"]["kernel_path"] != "VNNI":
         peaks = results.get("peaks", {})
         ceiling = ""
         if peaks.get("int8_gmacs_njit") and peaks.get("fp32_gflops"):
-            ceiling = (f" This run's measured peaks put int8's compute ceiling at "
-                       f"{peaks['int8_gmacs_njit'] / (peaks['fp32_gflops'] / 2):.2f}x float32's "
+            c = peaks['int8_gmacs_njit'] / (peaks['fp32_gflops'] / 2)
+            ceiling = (f" This run's measured peaks put int8's compute ceiling at {c:.2f}x float32's "
                        f"({peaks['int8_gmacs_njit']:.1f} GMAC/s against {peaks['fp32_gflops'] / 2:.1f}): "
                        f"a vpmaddwd, like a vpmaddubsw + vpmaddwd pair, does 16 multiply-adds per multiply-unit "
-                       f"instruction against an FMA's 8, so requantization, int16 widening and packing have "
-                       f"little room before they eat the gain.")
+                       f"instruction against an FMA's 8, "
+                       + ("so requantization, int16 widening and packing have little room before they eat the "
+                          "gain." if c < 1.5 else
+                          "so the GEMM tile alone could carry 1.5x; the layers named above fall short where an "
+                          "output has few multiply-adds to spread its requantization and copies over (first layers "
+                          "of one input channel, depthwise layers), run on int16 pairs (vpmaddwd, float32's rate), "
+                          "or face float32's Winograd F(2x2, 3x3) (2.25x fewer multiplies than the direct int8 GEMM; "
+                          "an exact int8 Winograd needs int16 products, at half the uint8 tile's rate)."))
         whys.append("Without VNNI (see Machine) an int8 product step is vpmaddubsw/vpmaddwd plus a separate add; "
                     "a 3x3 depthwise layer on uint8 quads of taps (the DS-CNN's, kernels_conv.PATH_DWQ) takes 3 "
                     "quads, 6 multiply-unit instructions, per 8 positions of a channel against float32's 9 FMAs per "
@@ -475,7 +510,8 @@ def render(results) -> str:
              f"{'' if peaks['sgemm_single_thread'] else ' (BLAS threads not pinned)'}); int8 "
              f"{peaks['int8_gmacs_njit']:.1f} GMAC/s (int8 dot products, L1-resident, four rows per x load: "
              f"vpmaddwd loop in LLVM IR {peaks['int8_gmacs_pmaddwd']:.1f}, plain njit loop "
-             f"{peaks['int8_gmacs_loop']:.1f}); "
+             f"{peaks['int8_gmacs_loop']:.1f}; rtinfer's uint8 x int8 conv tile "
+             f"{peaks.get('int8_gmacs_u8s8_tile', 0.0):.1f}); "
              f"clock read in compiled code: {peaks['clock_overhead_ns']:.0f} ns between two reads (included in "
              f"every in-loop sample and in the streaming time alike). Interpreter floor (in-loop p50 of DENSE 1->1 "
              f"chains): {1000 * peaks['floor_1op_us']:.0f} ns for one op, +{1000 * peaks['per_op_us']:.0f} ns per "

@@ -363,6 +363,46 @@ def test_int8_speedups_alternate_the_dtypes_and_take_the_median_of_round_ratios(
     assert "Without VNNI" not in vnni["why"] and "vpdpbusd" in vnni["why"]
 
 
+def test_int8_cnn_miss_names_the_layers_that_fall_short():
+    """A missed int8-over-fp32 CNN target lists, from the two per-op passes, the layers whose fp32 /
+    int8 ratio is under 1.5 (most time short first; the ones at or above 1.5 left out, Winograd on
+    the fp32 side named) and the ops only int8 runs; the ceiling sentence follows the run's peaks."""
+    from bench.suite_report import evaluate_targets
+
+    def rec(dtype, inloop, ops):
+        return {"name": f"a {dtype}", "key": "a", "dtype": dtype, "cnn": True,
+                "latency": {"rtinfer in-loop": {"p50_us": inloop}, "rtinfer predict_one": {"p50_us": inloop},
+                            "onnxruntime": {"p50_us": 100.0}},
+                "limit": {"limit_us": 1.0, "stream_us": 1.0, "compute_us": 1.0, "macs": 1},
+                "throughput": {}, "plan_weight_bytes": 10 ** 9, "n_layers": len(ops),
+                "per_op": [{"label": lab, "p50_us": t, "kernel": k, "share": 0.0} for lab, t, k in ops]}
+
+    f = rec("fp32", 7.0, [("0:CONV:RELU:conv_0", 1.0, "GEMM float32 FMA"),
+                          ("1:CONV:conv_1", 3.0, "Winograd F(2x2, 3x3) float32 FMA"),
+                          ("2:CONV:conv_2", 3.0, "GEMM float32 FMA")])
+    q = rec("int8", 5.0, [("0:QUANTIZE:quantize", 0.1, ""), ("1:QCONV:conv_0", 1.2, "GEMM int8, int16 pairs"),
+                          ("2:QCONV:conv_1", 2.5, "GEMM int8, uint8 quads"), ("3:QCONV:conv_2", 1.0, "GEMM int8")])
+
+    def why(int8_gmacs):
+        res = {"meta": {"machine": {"L2": 512 * 1024, "kernel_path": "AVX2"}}, "models": [f, q],
+               "peaks": {"fp32_gflops": 60.0, "int8_gmacs_njit": int8_gmacs, "floor_1op_us": 0.08,
+                         "per_op_us": 0.05}, "int8_pairs": {}}
+        row = next(t for t in evaluate_targets(res) if t["target"].startswith("rtinfer int8 in-loop"))
+        assert row["met"] is False  # 7 / 5 = 1.4x
+        return row["why"]
+
+    w = why(60.0)
+    # conv_0 loses 1.2 - 1.0 / 1.5 = 0.53 us, conv_1 2.5 - 2.0 = 0.5 us: in that order
+    assert "conv_0 0.83x (1.00 / 1.20 us, GEMM int8, int16 pairs)" in w
+    assert "conv_1 1.20x (3.00 / 2.50 us, GEMM int8, uint8 quads against fp32's Winograd)" in w
+    assert w.index("conv_0 0.83x") < w.index("conv_1 1.20x")
+    assert "conv_2 " not in w  # 3.0 / 1.0 = 3x: not short
+    assert "int8's own ops quantize 0.10 us" in w
+    assert "ceiling at 2.00x" in w and "could carry 1.5x" in w
+    w = why(36.0)  # 36 GMAC/s against 30: 1.20x
+    assert "ceiling at 1.20x" in w and "little room" in w and "could carry" not in w
+
+
 def test_per_op_rows_name_each_convolutions_kernel():
     """The per-op breakdown carries the kernel path of every convolution and dense row (the same
     names as rtinfer inspect) and nothing for the other ops."""
