@@ -74,7 +74,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   columns (x + 128 of the four taps of one kernel row, the padding byte x_zp + 128 where a column
   falls outside the row; column masks precomputed per position), for every input row, so kernel
   row p of output position k is quad k + (p dh - pt) ow: one build serves every row of the
-  filter. kernels_tile.dwq_tile then runs each output channel 32 positions at a time, one
+  filter. kernels_tile.dwq_tile64 then runs each output channel 64 positions at a time (dwq_tile32
+  for planes of at most 32 outputs), one
   quad_dot per kernel row and 8 positions (vpmaddubsw + vpmaddwd on AVX2, vpdpbusd on VNNI: 4
   taps a lane where the int16 pairs do 2), the bias (with the +128 shift folded in) first,
   requantization in the epilogue. The quad buffers' margins hold padding quads from the
@@ -176,7 +177,7 @@ G_BIAS8 = 36   # u8 GEMM: offset from the table of its bias with the +128 input 
 G_DW8 = 37     # DW: offset from the table of its DW8 grid positions (0: the masked-copy tiles instead)
 G_WBR = 38     # WINO: tile rows per block (wino_shape)
 G_QOFF = 39    # DWQ: offset from the table of its build offsets (4 per quad group: column shift of each slot)
-G_QN = 40      # DWQ: quads built per plane (h * ow rounded up to DWQ_COLS): mask row stride
+G_QN = 40      # DWQ: quads built per plane (h * ow rounded up to DWQ_STEP): mask row stride
 G_QS = 41      # DWQ: int32 words per quad buffer (front margin, the quads, back margin)
 G_QM = 42      # DWQ: front margin of each quad buffer (words of padding quads)
 G_QIN0 = 43    # DWQ: the channels [G_QIN0, G_QIN1) are read in place (the build's reach stays in the
@@ -204,7 +205,8 @@ DW_CH = T.DW_CH
 DW_CH_F32 = T.DW_CH_F32
 DW_COLS = T.DW_COLS
 DW8 = T.DW8
-DWQ_COLS = T.DWQ_COLS
+DWQ_COLS = T.DWQ_COLS  # the widest DWQ tile (the quad buffers' margins cover its reach)
+DWQ_STEP = T.DWQ_STEP
 DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm)
 DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
                         # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
@@ -1335,7 +1337,8 @@ def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
     and lays out G_NCLS quad buffers (G_QS int32 words each, after the
     stage: quad group k holds kernel columns 4k .. 4k + 3 of every position, uint8 x + 128, the
     padding byte x_zp + 128 where a column falls outside the row, masks g[go + G_AUX2:]), and
-    kernels_tile.dwq_tile runs each of its output channels, DWQ_COLS positions at a time: G_NT
+    kernels_tile.dwq_tile64 runs each of its output channels, DWQ_COLS (64) positions at a time
+    (dwq_tile32 for planes of at most 32 outputs): G_NT
     steps (kernel row, quad group) at word offsets g[go + G_AUX:] from the first buffer, weight
     words (O, G_NT) at g[go + G_WDW:], the bias with the input shift folded in at
     g[go + G_BIAS8:]. The buffers' margins hold padding quads from the planner's fill
@@ -1374,10 +1377,14 @@ def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
             T.dwq_build(S, s0, npad, g, ma + 4 * k * npad, g, oa + 4 * k, min(4, kw - 4 * k), fs,
                         4 * (qw + k * qs + g[go + G_QM]), x_zp)
         for o in range(c * og, (c + 1) * og):
-            for k0 in range(0, plane, DWQ_COLS):
-                k0, nc = _last_full(k0, plane, DWQ_COLS)
-                T.dwq_tile(fs, qw + k0, g, ta, nk, g, wa + o * nk, g, ba + o, M, mo + o, dst, ys + o * plane + k0,
-                           nc, y_zp, qmin, qmax)
+            if plane > 32:
+                for k0 in range(0, plane, DWQ_COLS):
+                    k0, nc = _last_full(k0, plane, DWQ_COLS)
+                    T.dwq_tile64(fs, qw + k0, g, ta, nk, g, wa + o * nk, g, ba + o, M, mo + o, dst,
+                                 ys + o * plane + k0, nc, y_zp, qmin, qmax)
+            else:  # one 32-position tile: a 64 one would compute twice the positions kept
+                T.dwq_tile32(fs, qw, g, ta, nk, g, wa + o * nk, g, ba + o, M, mo + o, dst, ys + o * plane, plane,
+                             y_zp, qmin, qmax)
 
 
 @kernel_jit
@@ -1888,7 +1895,7 @@ def _dwq_sizes(geo, rows):
     flat output position k reads quad k + (p dh - pt) ow (1-D: the one kept row, offset 0)."""
     one_d = geo.h == 1 and geo.oh == 1
     ngq = -(-geo.kw // 4)
-    npad = _round_up(geo.h * geo.ow, DWQ_COLS)
+    npad = _round_up(geo.h * geo.ow, DWQ_STEP)
     offs = [0 if one_d else (p * geo.dh - geo.pt) * geo.ow for p in rows]
     shifts = [q * geo.dw - geo.pl for q in range(geo.kw)] + [0]
     sm = _round_up(max(0, -min(shifts)), 16)

@@ -296,6 +296,18 @@ MUTANTS = [
            ("tests/test_kernels_conv.py",),
            "stride-1 window copies of at most 16 columns read input row r at r * ow instead of r * w: "
            "every row after the first comes from the wrong columns"),
+    Mutant("dwq-small-plane-shifted", "rtinfer/kernels_conv.py",
+           "dst, ys + o * plane, plane,",
+           "dst, ys + o * plane + 1, plane - 1,",
+           ("tests/test_kernels_conv.py", "-k", "qconv"),
+           "int8 depthwise layers on uint8 quads with planes of at most 32 outputs (the 32-position tile) "
+           "store each channel's outputs one position late"),
+    Mutant("dwq-wide-tile-skips-last", "rtinfer/kernels_conv.py",
+           "                for k0 in range(0, plane, DWQ_COLS):\n                    k0, nc = _last_full(k0, plane, DWQ_COLS)",
+           "                for k0 in range(0, plane - 1, DWQ_COLS):\n                    k0, nc = _last_full(k0, plane - 1, DWQ_COLS)",
+           ("tests/test_kernels_conv.py", "-k", "qconv"),
+           "int8 depthwise layers on uint8 quads with planes over 32 outputs (the 64-position tile) never "
+           "store a channel's last output"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
