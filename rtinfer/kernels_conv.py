@@ -207,6 +207,7 @@ DW_COLS = T.DW_COLS
 DW8 = T.DW8
 DWQ_COLS = T.DWQ_COLS  # the widest DWQ tile (the quad buffers' margins cover its reach)
 DWQ_STEP = T.DWQ_STEP
+DWQ_NARROW = T.DWQ_NARROW
 DWL = T.DW_LANES  # channels per DW8 grid position (16 on AVX-512 targets: a zmm)
 DW8_ONE_CLASS_MAX = 64  # DW8 for planes of one column class (1-D) below this many outputs only: above
                         # it the tiles' single plain copy beat the grid's transposes (16 x 256, k 5)
@@ -1377,7 +1378,7 @@ def _qconv_dwq(src, xs, M, mo, dst, ys, g, go, x_zp, y_zp, qmin, qmax, fs, fo):
             T.dwq_build(S, s0, npad, g, ma + 4 * k * npad, g, oa + 4 * k, min(4, kw - 4 * k), fs,
                         4 * (qw + k * qs + g[go + G_QM]), x_zp)
         for o in range(c * og, (c + 1) * og):
-            if plane > 32:
+            if plane > DWQ_NARROW:
                 for k0 in range(0, plane, DWQ_COLS):
                     k0, nc = _last_full(k0, plane, DWQ_COLS)
                     T.dwq_tile64(fs, qw + k0, g, ta, nk, g, wa + o * nk, g, ba + o, M, mo + o, dst,

@@ -1070,7 +1070,8 @@ def dw_tile_i8(typingctx, Z, zo, zs, T, to, npairs, W, wo, ws, bias, bi, D, do, 
 # further on. dwq_tile sums the rows and requantizes 32 positions of one output channel.
 
 DWQ_STEP = 32   # positions per dwq_build step (npad, the quads built per plane, is a multiple)
-DWQ_COLS = 64   # positions per dwq_tile64 (dwq_tile32: 32, for planes of at most 32 outputs)
+DWQ_COLS = 64   # positions per dwq_tile64
+DWQ_NARROW = 32  # positions per dwq_tile32: planes of at most this many outputs take it
 
 
 @intrinsic
@@ -1201,51 +1202,48 @@ def _make_dwq_tile(cols):
         where the planner takes this path); then D[do + j] = clamp(rint(float32(acc[j]) * M[mi]) +
         y_zp, qmin, qmax) (int8) for j < ncols. Q is any array addressed in int32 words; T, W,
         bias int32."""
-        return _dwq_tile_sig(cols, Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax)
+        sig = types.void(Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax)
+        nv = cols // 8
+
+        def codegen(context, builder, signature, args):
+            (qv, qoff, tv, toff, nkv, wv, woff, biasv, bioff, mv, moff, dv, doff, ncols, zpv, lov,
+             hiv) = _ints64(context, builder, signature, args)
+            st = signature.args
+            i64 = nkv.type
+            feats = codegen_features(context)
+            x86 = "avx2" in feats
+            v32b = ir.VectorType(_I8, 32)
+            pq = builder.gep(builder.bitcast(_array(context, builder, st[0], qv).data, _I32.as_pointer()), [qoff])
+            pt = builder.gep(_array(context, builder, st[2], tv).data, [toff])
+            pw = builder.gep(builder.bitcast(_array(context, builder, st[5], wv).data, _I32.as_pointer()), [woff])
+            b = _splat(builder, builder.load(builder.gep(_array(context, builder, st[7], biasv).data, [bioff])), _V8I)
+            accs = [cgutils.alloca_once_value(builder, b) for _ in range(nv)]  # the bias first (exact in int32)
+            with cgutils.for_range(builder, nkv) as loop:
+                k = loop.index
+                row = builder.gep(pq, [builder.sext(builder.load(builder.gep(pt, [k])), i64)])
+                w = builder.bitcast(_splat(builder, builder.load(builder.gep(pw, [k])), _V8I), v32b)
+                for h in range(nv):
+                    x = builder.bitcast(builder.load(_ptr(builder, row, ir.Constant(i64, 8 * h), _V8I), align=4), v32b)
+                    builder.store(quad_dot(builder, builder.load(accs[h]), x, w, feats), accs[h])
+            mult = _splat(builder, builder.load(builder.gep(_array(context, builder, st[9], mv).data, [moff])), _V8F)
+            lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
+            hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
+            req = [_requant_i32(builder, builder.sitofp(builder.load(a), _V8F), mult, lo, hi, x86) for a in accs]
+            vals = _narrow_rows(builder, [req[2 * r:2 * r + 2] for r in range(nv // 2)], builder.trunc(zpv, _I32),
+                                x86, False)
+            store_cols(builder, vals, builder.gep(_array(context, builder, st[11], dv).data, [doff]), ncols,
+                       ir.VectorType(_I8, 16), 1)
+            return context.get_dummy_value()
+
+        return sig, codegen
     return dwq_tile
 
 
-def _dwq_tile_sig(cols, Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax):
-    sig = types.void(Q, qo, T, to, nk, W, wo, bias, bi, M, mi, D, do, ncols, y_zp, qmin, qmax)
-    nv = cols // 8
-
-    def codegen(context, builder, signature, args):
-        (qv, qoff, tv, toff, nkv, wv, woff, biasv, bioff, mv, moff, dv, doff, ncols, zpv, lov,
-         hiv) = _ints64(context, builder, signature, args)
-        st = signature.args
-        i64 = nkv.type
-        feats = codegen_features(context)
-        x86 = "avx2" in feats
-        v32b = ir.VectorType(_I8, 32)
-        pq = builder.gep(builder.bitcast(_array(context, builder, st[0], qv).data, _I32.as_pointer()), [qoff])
-        pt = builder.gep(_array(context, builder, st[2], tv).data, [toff])
-        pw = builder.gep(builder.bitcast(_array(context, builder, st[5], wv).data, _I32.as_pointer()), [woff])
-        b = _splat(builder, builder.load(builder.gep(_array(context, builder, st[7], biasv).data, [bioff])), _V8I)
-        accs = [cgutils.alloca_once_value(builder, b) for _ in range(nv)]  # the bias first (exact in int32)
-        with cgutils.for_range(builder, nkv) as loop:
-            k = loop.index
-            row = builder.gep(pq, [builder.sext(builder.load(builder.gep(pt, [k])), i64)])
-            w = builder.bitcast(_splat(builder, builder.load(builder.gep(pw, [k])), _V8I), v32b)
-            for h in range(nv):
-                x = builder.bitcast(builder.load(_ptr(builder, row, ir.Constant(i64, 8 * h), _V8I), align=4), v32b)
-                builder.store(quad_dot(builder, builder.load(accs[h]), x, w, feats), accs[h])
-        mult = _splat(builder, builder.load(builder.gep(_array(context, builder, st[9], mv).data, [moff])), _V8F)
-        lo = _splat(builder, builder.sitofp(builder.sub(lov, zpv), _F32), _V8F)
-        hi = _splat(builder, builder.sitofp(builder.sub(hiv, zpv), _F32), _V8F)
-        req = [_requant_i32(builder, builder.sitofp(builder.load(a), _V8F), mult, lo, hi, x86) for a in accs]
-        vals = _narrow_rows(builder, [req[2 * r:2 * r + 2] for r in range(nv // 2)], builder.trunc(zpv, _I32), x86, False)
-        store_cols(builder, vals, builder.gep(_array(context, builder, st[11], dv).data, [doff]), ncols,
-                   ir.VectorType(_I8, 16), 1)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 # 64 positions a tile: eight accumulators, the per-tile setup (step offsets, weight words, the
-# requantization constants) paid half as often as at 32 (the DS-CNN's 25 x 5 depthwise layer alone
-# 0.86-0.88 of its time with 32); 32 for planes of at most 32 outputs, where 64 would compute twice
-# the positions kept
-dwq_tile32 = _make_dwq_tile(32)
+# requantization constants) paid half as often as with 32 (the DS-CNN's 25 x 5 depthwise layer
+# alone 0.81-0.88x its time with 32-position tiles); 32 for planes of at most DWQ_NARROW outputs,
+# where 64 would compute twice the positions kept
+dwq_tile32 = _make_dwq_tile(DWQ_NARROW)
 dwq_tile64 = _make_dwq_tile(DWQ_COLS)
 
 
