@@ -17,7 +17,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   positions, K = C/group kh kw. B is the group's input planes themselves (pointwise: 1x1, stride 1,
   no padding), zero-margined shifted copies or column (and row-phase) windows of them read in
   place (BM_SHIFT, BM_WINDOW: taps become row offsets, stride 2 columns copied eight at a time
-  by kernels_tile.stride2_8), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
+  by kernels_tile.stride2_8; for 3-wide, stride-2, pad-1 filters over rows of 2 ow columns, each
+  input row's three windows in one pass by kernels_tile.s2k3_row8/16), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
   0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
@@ -602,6 +603,50 @@ def _pad_value_typed(Z, zp):
     return lambda Z, zp: 0
 
 
+def _s2k3_lanes(Z, ow):
+    """Outputs per kernels_tile.s2k3_row step for a copy of Z's dtype and ow output columns: 16
+    (u8 tile bytes, ow a multiple of 16) or 8 (bytes or float32, ow a multiple of 8), else 0
+    (not taken; the int16 copies never take it)."""
+    return 0
+
+
+@overload(_s2k3_lanes, inline="always")
+def _s2k3_lanes_typed(Z, ow):
+    if Z.dtype == types.uint8:
+        return lambda Z, ow: 16 if ow % 16 == 0 else (8 if ow % 8 == 0 else 0)
+    if Z.dtype == types.float32:
+        return lambda Z, ow: 8 if ow % 8 == 0 else 0
+    return lambda Z, ow: 0
+
+
+def _s2k3(X, xo, nb, Z, d0, d1, d2, zp, lanes):
+    """One input row's three windows (kernels_tile.s2k3_row16 / s2k3_row8, ``lanes`` as
+    _s2k3_lanes gave)."""
+
+
+@overload(_s2k3, inline="always")
+def _s2k3_typed(X, xo, nb, Z, d0, d1, d2, zp, lanes):
+    if Z.dtype == types.uint8:
+        def row(X, xo, nb, Z, d0, d1, d2, zp, lanes):
+            if lanes == 16:
+                T.s2k3_row16(X, xo, nb, Z, d0, d1, d2, zp)
+            else:
+                T.s2k3_row8(X, xo, nb, Z, d0, d1, d2, zp)
+        return row
+    if Z.dtype == types.float32:
+        return lambda X, xo, nb, Z, d0, d1, d2, zp, lanes: T.s2k3_row8(X, xo, nb, Z, d0, d1, d2, zp)
+    return lambda X, xo, nb, Z, d0, d1, d2, zp, lanes: None  # _s2k3_lanes is 0: never called
+
+
+@kernel_jit(inline="always")
+def _s2k3_class(g, ca, ncls, q, ph):
+    """The index of window class (kernel column q, row phase ph), or -1 where there is none."""
+    for k in range(ncls):
+        if g[ca + 2 * k] == q and g[ca + 2 * k + 1] == ph:
+            return k
+    return -1
+
+
 @kernel_jit
 def _windows(X, xb, g, go, Z, zo, zp):
     """BM_WINDOW: for each of the group's input channels c and window class m < G_NCLS (kernel
@@ -624,6 +669,35 @@ def _windows(X, xb, g, go, Z, zo, zp):
     zs = g[go + G_ZS]
     zm = g[go + G_ZM]
     ca = go + g[go + G_AUX2]
+    lanes = _s2k3_lanes(Z, ow)
+    if (sw == 2 and dw == 1 and pl == 1 and g[go + G_KW] == 3 and w == 2 * ow and lanes > 0
+            and sh <= 2 and ncls == 3 * sh):
+        # a 3-wide, stride-2, pad-1 filter over rows of twice ow columns (ResNet's stride-2 3 x 3
+        # layers): each input row's three windows in one pass (kernels_tile.s2k3_row*: one load
+        # per step instead of one per window, no lane masks); rows of phase ph are rows ph, ph + sh, ...
+        m00, m01, m02 = _s2k3_class(g, ca, ncls, 0, 0), _s2k3_class(g, ca, ncls, 1, 0), _s2k3_class(g, ca, ncls, 2, 0)
+        m10, m11, m12 = _s2k3_class(g, ca, ncls, 0, 1), _s2k3_class(g, ca, ncls, 1, 1), _s2k3_class(g, ca, ncls, 2, 1)
+        if m00 >= 0 and m01 >= 0 and m02 >= 0 and (sh == 1 or (m10 >= 0 and m11 >= 0 and m12 >= 0)):
+            nb = ow // lanes
+            for c in range(cg):
+                xc = xb + c * h * w
+                dc = zo + c * ncls * zs + zm
+                for ph in range(sh):
+                    d0 = dc + (m10 if ph else m00) * zs
+                    d1 = dc + (m11 if ph else m01) * zs
+                    d2 = dc + (m12 if ph else m02) * zs
+                    xr = xc + ph * w
+                    for rr in range(_div(h - ph + sh - 1, sh)):
+                        if BOUNDS:
+                            _need(X, xr, xr + w)
+                            for d in (d0, d1, d2):
+                                _need(Z, d, d + ow)
+                        _s2k3(X, xr, nb, Z, d0, d1, d2, zp, lanes)
+                        xr += sh * w
+                        d0 += ow
+                        d1 += ow
+                        d2 += ow
+            return
     for c in range(cg):
         xc = xb + c * h * w
         for m in range(ncls):

@@ -45,6 +45,8 @@ Tiles and helpers (flat 1-D arrays and element offsets; each docstring states th
 - ``fill_masked``: those plane copies (one per column class, masked, int8 -> int16 x - x_zp).
 - ``gather32``: im2col by index (vgatherdps / vpgatherdd).
 - ``stride2_8``: eight elements of column stride 2 (plane windows of strided convolutions).
+- ``s2k3_row8`` / ``s2k3_row16``: one input row's three column windows of a 3-wide, stride-2,
+  pad-1 filter (even columns, odd columns, odd columns one lane later), one load per step.
 - ``channel_sums8``: 8 channel sums side by side (8x8 register transposes, order kept).
 - ``sum_i8``: the sum of n int8 values, 32 a step (vpsadbw on x ^ 0x80).
 - ``maxpool2_rows``: rows of a 2-wide, stride-2 max pool, 16 int8 / 8 float32 outputs per step.
@@ -1729,6 +1731,57 @@ def stride2_16b(typingctx, X, xo, lo, hi, full, D, do, zp):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _make_s2k3_row(L):
+    @intrinsic
+    def s2k3_row(typingctx, X, xo, nb, D, d0, d1, d2, zp):
+        """The three column windows of one input row for a 3-wide filter of column stride 2,
+        dilation 1 and left padding 1 over a row of w = 2 n columns (n = L nb outputs): for
+        j < n, D[d1 + j] = v(X[xo + 2 j]) (kernel column 1), D[d2 + j] = v(X[xo + 2 j + 1])
+        (column 2), D[d0 + j] = v(X[xo + 2 j - 1]) for j >= 1 and the padding value for j = 0
+        (column 0). v: X int8 and D uint8, the u8 tile's bytes x + 128 (padding zp + 128); X
+        and D float32, x itself (padding 0). Reads exactly X[xo:xo + 2 n] (one 2L-lane load per
+        step, even and odd lanes shuffled apart; column 0's window is the odd lanes moved one lane
+        on, the step before's last odd lane carried in front) and writes D[dk:dk + n]."""
+        byte = X.dtype == types.int8 and D.dtype == types.uint8
+        if not byte and not (X.dtype == types.float32 and D.dtype == types.float32):
+            return None
+        sig = types.void(X, xo, nb, D, d0, d1, d2, zp)
+
+        def codegen(context, builder, signature, args):
+            xv, xoff, nbv, dv, d0v, d1v, d2v, zpv = _ints64(context, builder, signature, args)
+            st = signature.args
+            i64 = nbv.type
+            ety = _I8 if byte else _F32
+            vin, vout = ir.VectorType(ety, 2 * L), ir.VectorType(ety, L)
+            px = builder.gep(_array(context, builder, st[0], xv).data, [xoff])
+            pd = _array(context, builder, st[3], dv).data
+            pad = _pad_byte(builder, zpv, vout) if byte else ir.Constant(vout, [0.0] * L)
+            prev = cgutils.alloca_once_value(builder, pad)
+            al = 1 if byte else 4
+            even = ir.Constant(ir.VectorType(_I32, L), list(range(0, 2 * L, 2)))
+            odd = ir.Constant(ir.VectorType(_I32, L), list(range(1, 2 * L, 2)))
+            later = ir.Constant(ir.VectorType(_I32, L), [L - 1] + list(range(L, 2 * L - 1)))
+            with cgutils.for_range(builder, nbv) as loop:
+                j = builder.mul(loop.index, ir.Constant(i64, L))
+                v = builder.load(_ptr(builder, px, builder.mul(j, ir.Constant(i64, 2)), vin), align=al)
+                if byte:
+                    v = _u8_byte(builder, v)
+                e = builder.shuffle_vector(v, v, even)
+                o = builder.shuffle_vector(v, v, odd)
+                c0 = builder.shuffle_vector(builder.load(prev), o, later)
+                builder.store(o, prev)
+                for dk, val in ((d0v, c0), (d1v, e), (d2v, o)):
+                    builder.store(val, _ptr(builder, pd, builder.add(dk, j), vout), align=al)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return s2k3_row
+
+
+s2k3_row8 = _make_s2k3_row(8)
+s2k3_row16 = _make_s2k3_row(16)
 
 
 @intrinsic

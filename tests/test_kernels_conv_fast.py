@@ -42,6 +42,11 @@ FAST_CASES = [
     ((64, 8, 8), 64, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), WINO),             # ResNet-8 3x3, 64 channels
     ((16, 21, 19), 22, 1, (3, 3), (1, 1), (1, 1), ((2, 0), (0, 1)), WINO),           # odd oh, ow; O % 6 = 4; 3 blocks
     ((3, 32, 32), 16, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),    # ResNet-8 stem: 3 channels, direct
+    # 3-wide, stride-2, pad-1 windows over rows of 2 ow columns: one pass per input row (s2k3_row*)
+    ((16, 32, 32), 32, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),    # ResNet-8 stride 2, ow 16
+    ((8, 16, 16), 12, 1, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), KC.PATH_GEMM),     # ow 8 (8-lane steps)
+    ((3, 7, 32), 5, 1, (3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), KC.PATH_GEMM),       # odd h, no bottom/right pad
+    ((2, 9, 48), 3, 1, (3, 3), (1, 2), (1, 1), ((0, 2), (1, 1)), KC.PATH_GEMM),       # row stride 1, 3 steps of 8
 ]
 
 

@@ -308,6 +308,18 @@ MUTANTS = [
            ("tests/test_kernels_conv.py", "-k", "qconv"),
            "int8 depthwise layers on uint8 quads with planes over 32 outputs (the 64-position tile) never "
            "store a channel's last output"),
+    Mutant("s2k3-column-windows-swapped", "rtinfer/kernels_tile.py",
+           "for dk, val in ((d0v, c0), (d1v, e), (d2v, o)):",
+           "for dk, val in ((d0v, c0), (d1v, o), (d2v, e)):",
+           ("tests/test_kernels_conv_fast.py", "-k", "fast_paths"),
+           "stride-2 3-wide convolutions (ResNet-8's) copy the even input columns into kernel column 2's "
+           "window and the odd ones into column 1's"),
+    Mutant("s2k3-carry-lost", "rtinfer/kernels_tile.py",
+           "                builder.store(o, prev)\n",
+           "",
+           ("tests/test_kernels_conv_fast.py", "-k", "fast_paths"),
+           "stride-2 3-wide convolutions over rows of more than one step put padding, not the previous "
+           "step's last odd column, in front of kernel column 0's window"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
