@@ -18,8 +18,9 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   no padding), zero-margined shifted copies or column (and row-phase) windows of them read in
   place (BM_SHIFT, BM_WINDOW: taps become row offsets, stride 2 columns copied eight at a time
   by kernels_tile.stride2_8; for 3-wide, stride-2, pad-1 filters over rows of 2 ow columns, each
-  input row's three windows in one pass by kernels_tile.s2k3_row8/16), or im2col rows in scratch (padding 0, or x_zp for int8, which adds
-  0), made by precomputed gather indices for small planes (vgatherdps) and by runs otherwise. float32:
+  input row's three windows in one pass by kernels_tile.s2k3_row8/16), or im2col rows in scratch
+  (padding 0, or x_zp for int8, which adds 0), made by precomputed gather indices for small planes
+  (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
   channels run as 6 + 6 + 6 + 6 + 4 + 4, ``row_tile``; on AVX-512 targets kernels_tile.cf32_wide
   takes 32 positions a step, one zmm pair per row, ``_col_at``), W packed by
