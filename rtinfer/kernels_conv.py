@@ -18,7 +18,8 @@ weights at ``W[wo:]`` (or in the table's data) are packed for that path:
   no padding), zero-margined shifted copies or column (and row-phase) windows of them read in
   place (BM_SHIFT, BM_WINDOW: taps become row offsets, stride 2 columns copied eight at a time
   by kernels_tile.stride2_8; for 3-wide, stride-2, pad-1 filters over rows of 2 ow columns, each
-  input row's three windows in one pass by kernels_tile.s2k3_row8/16), or im2col rows in scratch
+  input row's three windows in one pass by kernels_tile.s2k3_row8/16, the classes the planner
+  recorded in G_S2K3, ``_s2k3_plan``), or im2col rows in scratch
   (padding 0, or x_zp for int8, which adds 0), made by precomputed gather indices for small planes
   (vgatherdps) and by runs otherwise. float32:
   kernels_tile.cf32_tile (6 output channels x 16 positions, an FMA chain per output; 32
@@ -185,7 +186,9 @@ G_QM = 42      # DWQ: front margin of each quad buffer (words of padding quads)
 G_QIN0 = 43    # DWQ: the channels [G_QIN0, G_QIN1) are read in place (the build's reach stays in the
 G_QIN1 = 44    #      sample); the others go through the stage
 G_WORK = 45    # WINO: offset from its float32 scratch of its work (V, then M; float32 elements)
-G_LEN = 46
+G_S2K3 = 46    # BM_WINDOW: offset from the table of the six window classes kernels_tile.s2k3_row* fills in
+               # one pass per input row (kernel columns 0, 1, 2 of row phase 0, then of phase 1); 0: none
+G_LEN = 47
 
 BM_PLANES = 0  # the group's input planes (pointwise)
 BM_GATHER = 1  # im2col rows in scratch, by gather indices
@@ -639,15 +642,6 @@ def _s2k3_typed(X, xo, nb, Z, d0, d1, d2, zp, lanes):
     return lambda X, xo, nb, Z, d0, d1, d2, zp, lanes: None  # _s2k3_lanes is 0: never called
 
 
-@kernel_jit(inline="always")
-def _s2k3_class(g, ca, ncls, q, ph):
-    """The index of window class (kernel column q, row phase ph), or -1 where there is none."""
-    for k in range(ncls):
-        if g[ca + 2 * k] == q and g[ca + 2 * k + 1] == ph:
-            return k
-    return -1
-
-
 @kernel_jit
 def _windows(X, xb, g, go, Z, zo, zp):
     """BM_WINDOW: for each of the group's input channels c and window class m < G_NCLS (kernel
@@ -671,34 +665,34 @@ def _windows(X, xb, g, go, Z, zo, zp):
     zm = g[go + G_ZM]
     ca = go + g[go + G_AUX2]
     lanes = _s2k3_lanes(Z, ow)
-    if (sw == 2 and dw == 1 and pl == 1 and g[go + G_KW] == 3 and w == 2 * ow and lanes > 0
-            and sh <= 2 and ncls == 3 * sh):
+    s2k3 = g[go + G_S2K3]
+    if s2k3 != 0 and lanes > 0:
         # a 3-wide, stride-2, pad-1 filter over rows of twice ow columns (ResNet's stride-2 3 x 3
-        # layers): each input row's three windows in one pass (kernels_tile.s2k3_row*: one load
-        # per step instead of one per window, no lane masks); rows of phase ph are rows ph, ph + sh, ...
-        m00, m01, m02 = _s2k3_class(g, ca, ncls, 0, 0), _s2k3_class(g, ca, ncls, 1, 0), _s2k3_class(g, ca, ncls, 2, 0)
-        m10, m11, m12 = _s2k3_class(g, ca, ncls, 0, 1), _s2k3_class(g, ca, ncls, 1, 1), _s2k3_class(g, ca, ncls, 2, 1)
-        if m00 >= 0 and m01 >= 0 and m02 >= 0 and (sh == 1 or (m10 >= 0 and m11 >= 0 and m12 >= 0)):
-            nb = ow // lanes
-            for c in range(cg):
-                xc = xb + c * h * w
-                dc = zo + c * ncls * zs + zm
-                for ph in range(sh):
-                    d0 = dc + (m10 if ph else m00) * zs
-                    d1 = dc + (m11 if ph else m01) * zs
-                    d2 = dc + (m12 if ph else m02) * zs
-                    xr = xc + ph * w
-                    for rr in range(_div(h - ph + sh - 1, sh)):
-                        if BOUNDS:
-                            _need(X, xr, xr + w)
-                            for d in (d0, d1, d2):
-                                _need(Z, d, d + ow)
-                        _s2k3(X, xr, nb, Z, d0, d1, d2, zp, lanes)
-                        xr += sh * w
-                        d0 += ow
-                        d1 += ow
-                        d2 += ow
-            return
+        # layers; the planner's _s2k3_plan): each input row's three windows in one pass
+        # (kernels_tile.s2k3_row*: one load per step instead of one per window, no lane masks);
+        # rows of phase ph are rows ph, ph + sh, ...
+        k = go + s2k3
+        m00, m01, m02, m10, m11, m12 = g[k], g[k + 1], g[k + 2], g[k + 3], g[k + 4], g[k + 5]
+        nb = ow // lanes
+        for c in range(cg):
+            xc = xb + c * h * w
+            dc = zo + c * ncls * zs + zm
+            for ph in range(sh):
+                d0 = dc + (m10 if ph else m00) * zs
+                d1 = dc + (m11 if ph else m01) * zs
+                d2 = dc + (m12 if ph else m02) * zs
+                xr = xc + ph * w
+                for rr in range(_div(h - ph + sh - 1, sh)):
+                    if BOUNDS:
+                        _need(X, xr, xr + w)
+                        for d in (d0, d1, d2):
+                            _need(Z, d, d + ow)
+                    _s2k3(X, xr, nb, Z, d0, d1, d2, zp, lanes)
+                    xr += sh * w
+                    d0 += ow
+                    d1 += ow
+                    d2 += ow
+        return
     for c in range(cg):
         xc = xb + c * h * w
         for m in range(ncls):
@@ -2070,6 +2064,23 @@ def _window_plan(geo):
     return taps, classes, zm, zs
 
 
+def _s2k3_plan(geo, classes):
+    """The window classes (kernel columns 0, 1, 2 of row phase 0, then of phase 1; phase 0's again
+    for row stride 1) whose windows _windows fills in one pass per input row by
+    kernels_tile.s2k3_row*, else None: a 3-wide, stride-2, undilated filter with one padding column
+    on the left over rows of 2 ow columns, ow a multiple of 8 (the 8-lane step; 16-byte steps where
+    ow is a multiple of 16), row stride 1 or 2, every class its windows need present and no other.
+    The float32 and uint8 byte copies only: the int16 copies keep the window-by-window runs."""
+    if not (geo.sw == 2 and geo.dw == 1 and geo.pl == 1 and geo.kw == 3 and geo.w == 2 * geo.ow
+            and geo.ow % 8 == 0 and geo.sh <= 2 and len(classes) == 3 * geo.sh):
+        return None
+    phases = [(q, ph) for ph in range(geo.sh) for q in range(3)]
+    if any(c not in classes for c in phases):
+        return None
+    idx = [classes.index(c) for c in phases]
+    return idx if geo.sh == 2 else idx + idx
+
+
 @dataclass
 class ConvLayout:
     """How one CONV / QCONV layer's operands are laid out for its kernel path (conv_layout)."""
@@ -2323,6 +2334,9 @@ def conv_layout(geo, o: int, group: int, W: np.ndarray, bias=None, int8: bool = 
         # CPUs where the quads outrun the int16 pairs (kernels_tile.QUADS_FOR_COPIES)
         u8 = ("avx2" in T.target_features() and (T.quads_exact_any() or u8_exact(W2))
               and (not copies or (T.QUADS_FOR_COPIES and og > ROWS and k_n >= (4 if T.WIDE_I8 else 16))))
+    s2k3 = _s2k3_plan(geo, window[1]) if window is not None and (u8 or not int8) else None
+    if s2k3 is not None:
+        table[G_S2K3] = put(np.array(s2k3, np.int32))
     if shift is not None:  # float32 int32 masks; int8: int16 for the int16 copies, bytes for the u8 tile's
         table[G_AUX2] = put(_mask_bytes(masks) if u8 else _mask_words(masks) if int8 else masks)
     in_place = copies and not u8  # s16_rows_tile*: rows read in place; else packed from the copies

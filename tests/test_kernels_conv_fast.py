@@ -445,6 +445,32 @@ def test_b_row_sources_for_the_benchmark_shapes():
     assert mode((1, 260, 260), 2, (3, 3), (2, 2), ((1, 1), (1, 1))) == KC.BM_RUNS
 
 
+def test_stride2_one_pass_windows_are_planned_for_their_geometries_only():
+    """The planner records (G_S2K3) the window classes the one-pass stride-2 copies fill (kernel
+    columns 0, 1, 2 of row phase 0, then of phase 1): for the float32 and uint8 byte copies of a
+    3-wide, stride-2, pad-1 filter over rows of 2 ow columns, ow a multiple of 8; never for the
+    int16 copies or other geometries (0: window by window)."""
+    def s2k3(shape, o, k, stride, pads, int8=None):
+        geo = make_geometry(shape, geometry_attrs(k, stride, (1, 1), pads))
+        W = np.ones(o * shape[0] * k[0] * k[1], np.int8 if int8 is not None else np.float32)
+        kw = dict(bias=np.zeros(o, np.int32), int8=True, u8=int8 == "u8") if int8 is not None else {}
+        t = KC.conv_layout(geo, o, 1, W, **kw).table
+        if t[KC.G_S2K3] == 0:
+            return None
+        classes = t[t[KC.G_AUX2]:t[KC.G_AUX2] + 2 * t[KC.G_NCLS]].reshape(-1, 2)
+        return [tuple(int(v) for v in classes[m]) for m in t[t[KC.G_S2K3]:t[KC.G_S2K3] + 6]]
+    two = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    res = ((16, 32, 32), 32, (3, 3), (2, 2), ((1, 1), (1, 1)))  # ResNet-8's stride-2 layer
+    assert s2k3(*res) == two
+    assert s2k3(*res, int8="u8") == two
+    assert s2k3(*res, int8="s16") is None                      # int16 copies: window by window
+    assert s2k3((8, 16, 16), 12, (3, 3), (2, 2), ((1, 1), (1, 1))) == two   # ow 8
+    assert s2k3((2, 9, 48), 3, (3, 3), (1, 2), ((0, 2), (1, 1))) == two[:3] * 2  # row stride 1
+    assert s2k3((8, 12, 12), 4, (3, 3), (2, 2), ((1, 1), (1, 1))) is None  # ow 6: no 8-lane step
+    assert s2k3((8, 16, 16), 4, (3, 3), (2, 2), ((0, 1), (0, 1))) is None  # no left padding
+    assert s2k3((8, 16, 16), 4, (1, 1), (2, 2), ((0, 0), (0, 0))) is None  # 1 x 1 projection
+
+
 # -- DW8: eight channels in the lanes of a zero-margined grid -------------------------------------
 # (in_shape (C, H, W), out channels, kernel, dilation, pads ((t, b), (l, r)))
 DW8_CASES = [
