@@ -320,6 +320,18 @@ MUTANTS = [
            ("tests/test_kernels_conv_fast.py", "-k", "fast_paths"),
            "stride-2 3-wide convolutions over rows of more than one step put padding, not the previous "
            "step's last odd column, in front of kernel column 0's window"),
+    Mutant("s2k3-plan-phases-swapped", "rtinfer/kernels_conv.py",
+           "phases = [(q, ph) for ph in range(geo.sh) for q in range(3)]",
+           "phases = [(q, ph) for ph in reversed(range(geo.sh)) for q in range(3)]",
+           ("tests/test_kernels_conv_fast.py", "-k", "fast_paths"),
+           "the planner records row phase 1's window classes where the one-pass stride-2 copies expect "
+           "phase 0's: ResNet-8's stride-2 layers fill each row phase's windows from the other's rows"),
+    Mutant("s2k3-plan-never", "rtinfer/kernels_conv.py",
+           "    return idx if geo.sh == 2 else idx + idx\n",
+           "    return None\n",
+           ("tests/test_kernels_conv_fast.py", "-k", "stride2_one_pass"),
+           "the planner never records the one-pass stride-2 windows: every layer silently falls back to "
+           "the window-by-window copies (right answers, the speed lost)"),
     Mutant("wide-batch-tile-skips-remainder", "rtinfer/kernels_gemm.py",
            "            if s < m:\n                R = m - s", "            if s < 0:\n                R = m - s",
            ("tests/test_runtime_batch.py", "-k", "dense_f32_tiled"),
