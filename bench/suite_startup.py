@@ -126,7 +126,7 @@ KINDS = ("mlp fp32", "mlp int8", "cnn fp32", "cnn int8")
 
 def make_kind_models(folder, kinds=KINDS) -> dict:
     """.rtm files for the start-up kinds: a 784-128-64-10 MLP in fp32 and int8 (the "dense"
-    interpreter) and MLPerf Tiny's DS-CNN in fp32 ("conv") and int8 ("qconv"); {kind: path}."""
+    interpreter) and MLPerf Tiny's DS-CNN in fp32 ("conv_chain") and int8 ("qconv_chain"); {kind: path}."""
     import numpy as np
     from rtinfer._testmodels import fp32_mlp, int8_mlp
     from rtinfer.rtm import save_frozen

@@ -2,8 +2,9 @@
 
 One loop, built by one factory (_make_execute) into a few entry points that differ only in the
 op families they can run (VARIANTS): "dense" (MLP chains, fp32 and int8), "core" (+ graph ops),
-"conv"/"qconv" (+ float32 / int8 conv/pool), "full" (every op), and "dense_batch"/"core_batch"
-with the batch path's steps (rtinfer.batch).
+"conv_chain"/"qconv_chain" ("dense" + float32 / int8 conv/pool: CNN chains), "conv"/"qconv"
+(+ graph ops: residual CNNs), "full" (every op), and "dense_batch"/"core_batch" with the batch
+path's steps (rtinfer.batch).
 A model uses the smallest one its ops need (variant_for), so its first-ever compile builds only
 its family's kernels (an MLP compiles no convolution). Every path of a model (predict_one,
 stream, measure) runs through one entry point, and a warm process loads it from the on-disk
@@ -619,8 +620,12 @@ def _make_execute(graph, fwin, qwin, batch, name):
 #   "dense"  DENSE, ACT, AFFINE, SOFTMAX, LOG_SOFTMAX, ARGMAX, QUANTIZE, DEQUANTIZE, QDENSE, QLUT
 #            (MLP chains, fp32 and int8)
 #   "core"   + GRAPH_OPS (residual and ONNX graphs without windows)
-#   "conv"   "core" + F_WINDOW_OPS (float32 conv/pool: fp32 CNNs)
-#   "qconv"  "core" + Q_WINDOW_OPS (int8 conv/pool: int8 CNNs)
+#   "conv_chain", "qconv_chain"
+#            "dense" + F_WINDOW_OPS / Q_WINDOW_OPS (float32 / int8 conv/pool: CNN chains, LeNet-5,
+#            the DS-CNN; leaving the graph rows out takes 30 % (fp32) and 15 % (int8) off their
+#            first compile, bench/bench_startup.py --only-kinds)
+#   "conv"   "core" + F_WINDOW_OPS (float32 CNNs with graph ops: residual nets)
+#   "qconv"  "core" + Q_WINDOW_OPS (int8 CNNs with graph ops)
 #   "full"   + WINDOW_OPS (both), every op
 #   "dense_batch", "core_batch": "dense" / "core" with the batch path's steps (rtinfer.batch,
 #            whose AUTO_OPS has no conv/pool), compiled on a model's first batch predict
@@ -637,13 +642,16 @@ Q_WINDOW_OPS = WINDOW_OPS - F_WINDOW_OPS
 
 execute_dense = _make_execute(False, False, False, False, "execute_dense")
 execute_core = _make_execute(True, False, False, False, "execute_core")
+execute_conv_chain = _make_execute(False, True, False, False, "execute_conv_chain")
+execute_qconv_chain = _make_execute(False, False, True, False, "execute_qconv_chain")
 execute_conv = _make_execute(True, True, False, False, "execute_conv")
 execute_qconv = _make_execute(True, False, True, False, "execute_qconv")
 execute_full = _make_execute(True, True, True, False, "execute_full")
 execute_dense_batch = _make_execute(False, False, False, True, "execute_dense_batch")
 execute_core_batch = _make_execute(True, False, False, True, "execute_core_batch")
 execute = execute_full
-VARIANTS = {"dense": execute_dense, "core": execute_core, "conv": execute_conv, "qconv": execute_qconv,
+VARIANTS = {"dense": execute_dense, "core": execute_core, "conv_chain": execute_conv_chain,
+            "qconv_chain": execute_qconv_chain, "conv": execute_conv, "qconv": execute_qconv,
             "full": execute_full, "dense_batch": execute_dense_batch, "core_batch": execute_core_batch}
 
 
@@ -658,9 +666,9 @@ def variant_for(ops) -> str:
     if codes & F_WINDOW_OPS and codes & Q_WINDOW_OPS:
         return "full"
     if codes & F_WINDOW_OPS:
-        return "conv"
+        return "conv" if codes & GRAPH_OPS else "conv_chain"
     if codes & Q_WINDOW_OPS:
-        return "qconv"
+        return "qconv" if codes & GRAPH_OPS else "qconv_chain"
     if codes & GRAPH_OPS:
         return "core"
     return "dense"
@@ -681,7 +689,7 @@ _WARM = set()  # the variants warmed up in this process
 
 
 def warm_up(variant: str = "full"):
-    """Compile (or load from the cache) a variant's entry point ("core" or "full", see
+    """Compile (or load from the cache) a variant's entry point (a key of VARIANTS, see
     variant_for) with its one signature and return its dispatcher; afterwards a call with other
     argument types raises TypeError (the runtime's boundary explains why) instead of compiling
     a new specialization."""

@@ -1,7 +1,8 @@
 """Interpreter variants (rtinfer.interp.VARIANTS): a model compiles only what its ops need.
 
-A plan's op set picks the smallest variant ("dense" for MLP chains, "core" with graph ops, "conv"
-/ "qconv" with float32 / int8 conv/pool, "full" with both; the batch path "<variant>_batch"); each variant computes the same bits as the full
+A plan's op set picks the smallest variant ("dense" for MLP chains, "core" with graph ops,
+"conv_chain" / "qconv_chain" with float32 / int8 conv/pool, "conv" / "qconv" with both those and
+graph ops, "full" with both dtypes' windows; the batch path "<variant>_batch"); each variant computes the same bits as the full
 interpreter on the same plan, and the compiled code of a variant holds no kernel of a family it
 leaves out (checked on the LLVM module it links). No timings (bench/bench_startup.py measures the
 compile times).
@@ -27,12 +28,23 @@ def _small_cnn(dtype="float32"):
     return export.freeze(model, dtype=dtype, **kw)
 
 
+def _residual_cnn(dtype="float32"):
+    import export
+    from rtinfer.train import CNN, Activation, Conv2D, Dense, Flatten, Residual
+    model = CNN((2, 6, 6), [Conv2D(2, 4, 3, padding=1), Activation("relu"),
+                            Residual([Conv2D(4, 4, 3, padding=1), Activation("relu"), Conv2D(4, 4, 3, padding=1)]),
+                            Activation("relu"), Flatten(), Dense(144, 3)], seed=1)
+    kw = {"calibration": np.random.default_rng(4).normal(size=(64, 2, 6, 6))} if dtype == "int8" else {}
+    return export.freeze(model, dtype=dtype, **kw)
+
+
 def test_variant_for_op_sets():
     assert interp.variant_for([Op.DENSE, Op.ACT, Op.SOFTMAX]) == "dense"
     assert interp.variant_for([Op.AFFINE, Op.QUANTIZE, Op.QDENSE, Op.QLUT, Op.DEQUANTIZE, Op.ARGMAX]) == "dense"
     assert interp.variant_for([Op.DENSE, Op.BINARY]) == "core"
     assert interp.variant_for([Op.LAYERNORM]) == "core"
-    assert interp.variant_for([Op.DENSE, Op.CONV]) == "conv"
+    assert interp.variant_for([Op.DENSE, Op.CONV]) == "conv_chain"
+    assert interp.variant_for([Op.QUANTIZE, Op.QCONV, Op.QMAXPOOL, Op.DEQUANTIZE]) == "qconv_chain"
     assert interp.variant_for([Op.MAXPOOL, Op.GLOBAL_AVGPOOL, Op.BINARY]) == "conv"
     assert interp.variant_for([Op.QUANTIZE, Op.QMAXPOOL, Op.QBINARY]) == "qconv"
     assert interp.variant_for([Op.CONV, Op.QCONV]) == "full"
@@ -54,8 +66,10 @@ def test_every_op_belongs_to_one_family():
     (lambda: int8_mlp([12, 9, 4], lut=np.tanh, head=None), "dense"),
     (lambda: residual_mlp(), "core"),
     (lambda: two_branch(), "core"),
-    (lambda: _small_cnn(), "conv"),
-    (lambda: _small_cnn("int8"), "qconv"),
+    (lambda: _small_cnn(), "conv_chain"),
+    (lambda: _small_cnn("int8"), "qconv_chain"),
+    (lambda: _residual_cnn(), "conv"),
+    (lambda: _residual_cnn("int8"), "qconv"),
 ])
 def test_variant_matches_full_interpreter_bit_for_bit(make, variant):
     fm = make()
@@ -91,7 +105,7 @@ def test_batch_path_uses_its_variant():
 def test_batch_steps_refused_outside_batch_variants():
     blob = np.zeros(256, np.uint8)
     x = np.zeros(4, np.float32)
-    for name in ("dense", "core", "conv", "qconv", "full"):
+    for name in ("dense", "core", "conv_chain", "qconv_chain", "conv", "qconv", "full"):
         ex = interp.warm_up(name)
         for mode in (interp.MODE_SEGMENT, interp.MODE_DENSE_POST, interp.MODE_I8_TO_F32, interp.MODE_QDENSE_POST):
             assert ex(blob, x, x, 0, mode) == -6, (name, mode)
@@ -127,6 +141,12 @@ def test_variants_leave_out_their_families_kernels():
     qconv = _linked_names("qconv")
     assert not [n for n in conv if "qconv_i8" in n or "qavgpool" in n or _batch_gemm(n)]
     assert not [n for n in qconv if "conv_f32" in n or "avgpool_f32" in n or _batch_gemm(n)]
+    assert [n for n in conv if "kernels_graph" in n], "the conv variant runs graph rows: the check is void"
+    conv_chain = _linked_names("conv_chain")
+    qconv_chain = _linked_names("qconv_chain")
+    assert [n for n in conv_chain if "conv_f32" in n] and [n for n in qconv_chain if "qconv_i8" in n]
+    assert not [n for n in conv_chain if "kernels_graph" in n or "qconv_i8" in n or _batch_gemm(n)]
+    assert not [n for n in qconv_chain if "kernels_graph" in n or "conv_f32" in n or _batch_gemm(n)]
     batch = _linked_names("dense_batch")
     assert [n for n in batch if "dense_f32_tiled" in n], "the batch variant's GEMM: the check is void"
     assert [n for n in batch if _batch_gemm(n)]
