@@ -197,7 +197,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     _setup_path(args.src)
     print(header(), flush=True)
-    results = run(args.n, args.rounds, tuple(args.models))
+    from bench.suite_models import BenchConfigError
+    try:
+        results = run(args.n, args.rounds, tuple(args.models))
+    except BenchConfigError as e:  # e.g. resnet8 on a checkout without residual layers (--src)
+        print(f"bench_cnn: {e}", file=sys.stderr)
+        return 2
     print(table(results))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ()
     print(f"load average at the end {tuple(round(v, 2) for v in load)}")

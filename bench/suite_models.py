@@ -129,8 +129,11 @@ def build_cnn(key: str):
       residual stacks of [Conv2D 3x3 (stride 2 from the second), BN, ReLU, Conv2D 3x3, BN] + skip
       (identity, then 1x1 stride-2 projections), each followed by ReLU, at 16, 32, 64 channels ->
       GlobalAvgPool -> Dense 10 (12.5 M MACs)"""
+    from rtinfer import train
     from rtinfer.train import (CNN, Activation, BatchNorm, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,
-                               MaxPool1D, MaxPool2D, Residual)
+                               MaxPool1D, MaxPool2D)
+    # absent from checkouts older than the graph models (bench_cnn.py --src on the code of 2026-11-22)
+    Residual = getattr(train, "Residual", None)
     if key == "cnn1d":
         layers = [Conv1D(1, 16, 7, padding="same"), BatchNorm(16), Activation("relu"), MaxPool1D(2),
                   Conv1D(16, 32, 5, padding="same"), BatchNorm(32), Activation("relu"), MaxPool1D(2),
@@ -150,6 +153,8 @@ def build_cnn(key: str):
                   Dense(400, 120), Activation("relu"), Dense(120, 84), Activation("relu"), Dense(84, 10)]
         model = CNN((1, 28, 28), layers, seed=0)
     elif key == "resnet8":
+        if Residual is None:
+            raise BenchConfigError("resnet8 needs residual layers, which this rtinfer does not have")
         layers = [Conv2D(3, 16, 3, padding=1), BatchNorm(16), Activation("relu")]
         c_in = 16
         for c, s in ((16, 1), (32, 2), (64, 2)):
@@ -165,7 +170,7 @@ def build_cnn(key: str):
     rng = np.random.default_rng(1)
     flat = []
     for layer in model.layers:
-        flat += ([*layer.body, layer.shortcut] if isinstance(layer, Residual) else [layer])
+        flat += ([*layer.body, layer.shortcut] if Residual is not None and isinstance(layer, Residual) else [layer])
     for layer in flat:
         if isinstance(layer, BatchNorm):
             c = layer.num_features
