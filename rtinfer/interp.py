@@ -622,8 +622,9 @@ def _make_execute(graph, fwin, qwin, batch, name):
 #   "core"   + GRAPH_OPS (residual and ONNX graphs without windows)
 #   "conv_chain", "qconv_chain"
 #            "dense" + F_WINDOW_OPS / Q_WINDOW_OPS (float32 / int8 conv/pool: CNN chains, LeNet-5,
-#            the DS-CNN; leaving the graph rows out takes 30 % (fp32) and 15 % (int8) off their
-#            first compile, bench/bench_startup.py --only-kinds)
+#            the DS-CNN; leaving the graph rows out took about a fifth off their first compile:
+#            fp32 37.7 / 38.4 -> 32.1 / 29.1 s, int8 58.1 / 54.0 -> 46.1 / 45.3 s on a Zen 3,
+#            bench/bench_startup.py --only-kinds)
 #   "conv"   "core" + F_WINDOW_OPS (float32 CNNs with graph ops: residual nets)
 #   "qconv"  "core" + Q_WINDOW_OPS (int8 CNNs with graph ops)
 #   "full"   + WINDOW_OPS (both), every op
